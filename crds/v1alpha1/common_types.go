@@ -1,0 +1,102 @@
+package v1alpha1
+
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+// TTLOffset says from which time a TTL is counted.
+// +kubebuilder:validation:Enum=createdAt;updatedAt;noMatchedSandboxes
+type TTLOffset string
+
+const (
+	// TTLFromCreatedAt counts the TTL from the object's creation.
+	TTLFromCreatedAt TTLOffset = "createdAt"
+	// TTLFromUpdatedAt counts the TTL from the last change of the spec.
+	TTLFromUpdatedAt TTLOffset = "updatedAt"
+	// TTLFromNoMatchedSandboxes counts a RouteGroup's TTL from the moment it matched no sandbox.
+	TTLFromNoMatchedSandboxes TTLOffset = "noMatchedSandboxes"
+)
+
+// TTL bounds the lifetime of an object.
+type TTL struct {
+	// Duration is a whole number followed by a unit: m (minutes), h (hours), d (days) or w (weeks), e.g. "90m", "2d".
+	// +kubebuilder:validation:Pattern=`^[0-9]{1,6}[mhdw]$`
+	// +required
+	Duration string `json:"duration"`
+	// OffsetFrom says from when the duration counts: createdAt (default) or updatedAt
+	// (RouteGroups also accept noMatchedSandboxes, their default).
+	// +optional
+	OffsetFrom TTLOffset `json:"offsetFrom,omitempty"`
+}
+
+// Endpoint names an in-cluster target that gets a preview URL and is reachable
+// under the owner's routing key.
+type Endpoint struct {
+	// Name of the endpoint, a DNS label; part of its preview host name.
+	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=30
+	// +required
+	Name string `json:"name"`
+	// Target is scheme://host:port with scheme http, grpc or tcp; host is either
+	// <service>.<namespace>.svc or <workload>.<namespace>.deploy (the fork of that workload).
+	// +kubebuilder:validation:Pattern=`^(http|grpc|tcp)://[a-z0-9]([-a-z0-9]*[a-z0-9])?\.[a-z0-9]([-a-z0-9]*[a-z0-9])?\.(svc|deploy):[0-9]{1,5}$`
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Target string `json:"target"`
+}
+
+// EndpointStatus is an Endpoint resolved by the operator.
+type EndpointStatus struct {
+	// Name of the endpoint.
+	Name string `json:"name"`
+	// Target as written in the spec.
+	Target string `json:"target"`
+	// Host:port the target resolves to in the cluster (the fork Service for .deploy targets).
+	// +optional
+	Host string `json:"host,omitempty"`
+	// Port of the resolved target.
+	// +optional
+	Port int32 `json:"port,omitempty"`
+	// Protocol of the target: http, grpc or tcp.
+	// +optional
+	Protocol string `json:"protocol,omitempty"`
+	// URL is the in-cluster URL of the resolved target; the control plane turns it into a preview URL.
+	// +optional
+	URL string `json:"url,omitempty"`
+}
+
+// Condition types shared by Sandbox and RouteGroup.
+const (
+	// ConditionReady is True when every fork is available and every route is in place.
+	ConditionReady = "Ready"
+	// ConditionProgressing is True while the operator is still creating or updating objects.
+	ConditionProgressing = "Progressing"
+	// ConditionDegraded is True when something needs the user's attention; its reason says what.
+	ConditionDegraded = "Degraded"
+	// ConditionRoutesConfigured is True when every enabled mesh backend accepted the routes.
+	ConditionRoutesConfigured = "RoutesConfigured"
+)
+
+// Condition reasons.
+const (
+	ReasonAvailable              = "Available"
+	ReasonCreating               = "Creating"
+	ReasonForksNotReady          = "ForksNotReady"
+	ReasonBaselineNotFound       = "BaselineNotFound"
+	ReasonBaselineServiceMissing = "BaselineServiceNotFound"
+	ReasonImagePullFailed        = "ImagePullFailed"
+	ReasonForkCrashLooping       = "ForkCrashLooping"
+	ReasonInvalidPatch           = "InvalidPatch"
+	ReasonInvalidCustomization   = "InvalidCustomization"
+	ReasonUnsupportedKind        = "UnsupportedKind"
+	ReasonBackendRejected        = "BackendRejected"
+	ReasonRoutesPending          = "RoutesPending"
+	ReasonRoutesApplied          = "RoutesApplied"
+	ReasonEndpointUnresolved     = "EndpointUnresolved"
+	ReasonLocalNotConnected      = "LocalNotConnected"
+	ReasonAsExpected             = "AsExpected"
+	ReasonDeleting               = "Deleting"
+	ReasonNoMatchedSandboxes     = "NoMatchedSandboxes"
+	ReasonMatched                = "Matched"
+)
+
+// Conditions is a helper alias so generated docs read well.
+type Conditions = []metav1.Condition

@@ -1,0 +1,9 @@
+// Package v1alpha1 holds the sandboxmesh.dev/v1alpha1 API: Sandbox and RouteGroup.
+//
+// JSON field names follow the public Signadot v2 sandbox API, so a sandbox spec
+// written for that API is also a valid SandboxMesh spec. Validation lives in the
+// schema (OpenAPI + CEL) so that kubectl users get the same errors as API users.
+//
+// +kubebuilder:object:generate=true
+// +groupName=sandboxmesh.dev
+package v1alpha1

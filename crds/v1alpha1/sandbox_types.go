@@ -1,0 +1,378 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// WorkloadKind is the kind of a baseline workload.
+// +kubebuilder:validation:Enum=Deployment;Rollout
+type WorkloadKind string
+
+const (
+	// KindDeployment is an apps/v1 Deployment.
+	KindDeployment WorkloadKind = "Deployment"
+	// KindRollout is an Argo Rollout; accepted by the schema, reported as unsupported by the operator.
+	KindRollout WorkloadKind = "Rollout"
+)
+
+// WorkloadRef names a baseline workload.
+type WorkloadRef struct {
+	// Kind of the workload: Deployment (Rollout is accepted but not supported yet).
+	// +kubebuilder:default=Deployment
+	// +optional
+	Kind WorkloadKind `json:"kind,omitempty"`
+	// Namespace of the workload.
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=63
+	// +required
+	Namespace string `json:"namespace"`
+	// Name of the workload.
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Name string `json:"name"`
+}
+
+// ImageCustomization replaces the image of one container (or of the main container).
+type ImageCustomization struct {
+	// Image to run.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	// +required
+	Image string `json:"image"`
+	// Container whose image is replaced; empty means the main container (the
+	// kubectl.kubernetes.io/default-container annotation, else the first container).
+	// +optional
+	Container string `json:"container,omitempty"`
+}
+
+// EnvOperation says what an env customization does.
+// +kubebuilder:validation:Enum=upsert;delete
+type EnvOperation string
+
+const (
+	// EnvUpsert sets the variable, replacing an existing one of the same name.
+	EnvUpsert EnvOperation = "upsert"
+	// EnvDelete removes the variable.
+	EnvDelete EnvOperation = "delete"
+)
+
+// KeySelector selects a key of a Secret or ConfigMap in the fork's namespace.
+type KeySelector struct {
+	// Name of the Secret or ConfigMap.
+	// +required
+	Name string `json:"name"`
+	// Key within it.
+	// +required
+	Key string `json:"key"`
+	// Optional lets the pod start when the key is missing.
+	// +optional
+	Optional *bool `json:"optional,omitempty"`
+}
+
+// FieldSelector selects a field of the pod (as in the Kubernetes downward API).
+type FieldSelector struct {
+	// FieldPath, e.g. metadata.name or status.podIP.
+	// +required
+	FieldPath string `json:"fieldPath"`
+}
+
+// EnvValueFrom is the source of an env value.
+// +kubebuilder:validation:XValidation:rule="[has(self.secret), has(self.configMap), has(self.fieldRef)].filter(x, x).size() == 1",message="exactly one of secret, configMap, fieldRef must be set"
+type EnvValueFrom struct {
+	// Secret key.
+	// +optional
+	Secret *KeySelector `json:"secret,omitempty"`
+	// ConfigMap key.
+	// +optional
+	ConfigMap *KeySelector `json:"configMap,omitempty"`
+	// FieldRef of the pod.
+	// +optional
+	FieldRef *FieldSelector `json:"fieldRef,omitempty"`
+}
+
+// EnvCustomization changes one environment variable.
+// +kubebuilder:validation:XValidation:rule="!(has(self.value) && has(self.valueFrom))",message="value and valueFrom are mutually exclusive"
+// +kubebuilder:validation:XValidation:rule="!has(self.operation) || self.operation != 'delete' || (!has(self.value) && !has(self.valueFrom))",message="a delete takes neither value nor valueFrom"
+type EnvCustomization struct {
+	// Name of the variable.
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z][-._a-zA-Z0-9]*$`
+	// +kubebuilder:validation:MaxLength=256
+	// +required
+	Name string `json:"name"`
+	// Value of the variable.
+	// +optional
+	Value *string `json:"value,omitempty"`
+	// ValueFrom takes the value from a Secret, ConfigMap or pod field.
+	// +optional
+	ValueFrom *EnvValueFrom `json:"valueFrom,omitempty"`
+	// Container to change; empty means the main container.
+	// +optional
+	Container string `json:"container,omitempty"`
+	// Operation is upsert (default) or delete.
+	// +optional
+	Operation EnvOperation `json:"operation,omitempty"`
+}
+
+// PatchType is the kind of a patch.
+// +kubebuilder:validation:Enum=strategic;merge;json
+type PatchType string
+
+const (
+	// PatchStrategic is a Kubernetes strategic merge patch.
+	PatchStrategic PatchType = "strategic"
+	// PatchMerge is an RFC 7386 JSON merge patch.
+	PatchMerge PatchType = "merge"
+	// PatchJSON is an RFC 6902 JSON patch.
+	PatchJSON PatchType = "json"
+)
+
+// Patch is applied to the fork Deployment after the other customizations.
+type Patch struct {
+	// Type of the patch: strategic (default), merge or json.
+	// +optional
+	Type PatchType `json:"type,omitempty"`
+	// Value is the patch document as YAML or JSON text.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=65536
+	// +required
+	Value string `json:"value"`
+}
+
+// Customizations say how a fork differs from its baseline.
+type Customizations struct {
+	// Images replace container images.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	// +optional
+	Images []ImageCustomization `json:"images,omitempty"`
+	// Env changes environment variables.
+	// +kubebuilder:validation:MaxItems=128
+	// +listType=atomic
+	// +optional
+	Env []EnvCustomization `json:"env,omitempty"`
+	// Command replaces the main container's command (entrypoint).
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=atomic
+	// +optional
+	Command []string `json:"command,omitempty"`
+	// Args replace the main container's arguments.
+	// +kubebuilder:validation:MaxItems=256
+	// +listType=atomic
+	// +optional
+	Args []string `json:"args,omitempty"`
+	// Patch is applied last to the fork Deployment.
+	// +optional
+	Patch *Patch `json:"patch,omitempty"`
+}
+
+// Fork is a copy of a baseline workload with customizations.
+type Fork struct {
+	// ForkOf names the baseline workload.
+	// +required
+	ForkOf WorkloadRef `json:"forkOf"`
+	// Customizations of the fork.
+	// +optional
+	Customizations *Customizations `json:"customizations,omitempty"`
+}
+
+// Virtual routes a workload's traffic to its baseline under the sandbox's key
+// (useful to include a workload in a sandbox's endpoints without forking it).
+type Virtual struct {
+	// Name of the virtual workload within the sandbox.
+	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=63
+	// +required
+	Name string `json:"name"`
+	// Workload is the baseline workload.
+	// +required
+	Workload WorkloadRef `json:"workload"`
+}
+
+// PortMapping maps a port of the baseline workload to a developer's machine.
+type PortMapping struct {
+	// Port of the baseline workload.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +required
+	Port int32 `json:"port"`
+	// ToLocal is host:port on the developer's machine.
+	// +kubebuilder:validation:MaxLength=261
+	// +required
+	ToLocal string `json:"toLocal"`
+}
+
+// Local routes a workload's sandboxed traffic to a developer's machine through a tunnel.
+type Local struct {
+	// Name of the local workload within the sandbox.
+	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=63
+	// +required
+	Name string `json:"name"`
+	// From is the baseline workload whose traffic goes to the developer's machine.
+	// +required
+	From WorkloadRef `json:"from"`
+	// Mappings of ports.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	// +required
+	Mappings []PortMapping `json:"mappings"`
+}
+
+// Resource asks a resource plugin for a per-sandbox resource (a database, a queue...).
+type Resource struct {
+	// Name of the resource within the sandbox.
+	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=63
+	// +required
+	Name string `json:"name"`
+	// Plugin that provides it.
+	// +kubebuilder:validation:MinLength=1
+	// +required
+	Plugin string `json:"plugin"`
+	// Params for the plugin.
+	// +optional
+	Params map[string]string `json:"params,omitempty"`
+}
+
+// DefaultRouteGroup holds the endpoints of a sandbox's implicit route group.
+type DefaultRouteGroup struct {
+	// Endpoints of the sandbox.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Endpoints []Endpoint `json:"endpoints,omitempty"`
+}
+
+// SandboxSpec is the desired state of a Sandbox.
+// +kubebuilder:validation:XValidation:rule="(has(self.forks) && size(self.forks) > 0) || (has(self.virtual) && size(self.virtual) > 0) || (has(self.local) && size(self.local) > 0)",message="at least one of forks, virtual or local must be given"
+// +kubebuilder:validation:XValidation:rule="!has(self.forks) || self.forks.all(f, self.forks.exists_one(g, g.forkOf.namespace == f.forkOf.namespace && g.forkOf.name == f.forkOf.name && g.forkOf.kind == f.forkOf.kind))",message="a baseline workload may be forked at most once",fieldPath=".forks"
+// +kubebuilder:validation:XValidation:rule="!has(self.local) || self.local.all(l, self.local.exists_one(m, m.from.namespace == l.from.namespace && m.from.name == l.from.name && m.from.kind == l.from.kind))",message="a baseline workload may be local at most once",fieldPath=".local"
+// +kubebuilder:validation:XValidation:rule="!has(self.forks) || !has(self.local) || !self.forks.exists(f, self.local.exists(l, l.from.namespace == f.forkOf.namespace && l.from.name == f.forkOf.name && l.from.kind == f.forkOf.kind))",message="a baseline workload cannot be both forked and local",fieldPath=".local"
+// +kubebuilder:validation:XValidation:rule="has(self.cluster) == has(oldSelf.cluster)",message="cluster is immutable"
+// +kubebuilder:validation:XValidation:rule="has(self.resources) == has(oldSelf.resources)",message="resources are immutable"
+type SandboxSpec struct {
+	// Cluster the sandbox runs in (as registered with the control plane). Immutable.
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="cluster is immutable"
+	// +optional
+	Cluster string `json:"cluster,omitempty"`
+	// Description for humans.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Description string `json:"description,omitempty"`
+	// Labels of the sandbox; RouteGroups match on them.
+	// +kubebuilder:validation:MaxProperties=64
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+	// TTL deletes the sandbox after a while.
+	// +optional
+	TTL *TTL `json:"ttl,omitempty"`
+	// Forks of baseline workloads.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	// +optional
+	Forks []Fork `json:"forks,omitempty"`
+	// Virtual workloads.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	// +optional
+	Virtual []Virtual `json:"virtual,omitempty"`
+	// Local workloads, routed to a developer's machine.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	// +optional
+	Local []Local `json:"local,omitempty"`
+	// Resources provided by plugins. Immutable.
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="resources are immutable"
+	// +listType=atomic
+	// +optional
+	Resources []Resource `json:"resources,omitempty"`
+	// DefaultRouteGroup holds the sandbox's endpoints.
+	// +optional
+	DefaultRouteGroup *DefaultRouteGroup `json:"defaultRouteGroup,omitempty"`
+}
+
+// ForkStatus reports one fork.
+type ForkStatus struct {
+	// Name of the fork: the baseline workload's name.
+	Name string `json:"name"`
+	// Baseline is Kind/namespace/name of the forked workload.
+	Baseline string `json:"baseline"`
+	// Deployment is the name of the fork Deployment (in the baseline's namespace).
+	// +optional
+	Deployment string `json:"deployment,omitempty"`
+	// Service is the name of the fork Service (in the baseline's namespace).
+	// +optional
+	Service string `json:"service,omitempty"`
+	// Ready is true when the fork Deployment is available with its current spec.
+	Ready bool `json:"ready"`
+	// Message says what the fork waits for, when it is not ready.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// SandboxStatus is the observed state of a Sandbox.
+type SandboxStatus struct {
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Ready, Progressing, Degraded, RoutesConfigured.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// RoutingKey of the sandbox: requests carrying it are routed to its forks.
+	// +optional
+	RoutingKey string `json:"routingKey,omitempty"`
+	// Forks report each fork.
+	// +listType=atomic
+	// +optional
+	Forks []ForkStatus `json:"forks,omitempty"`
+	// Endpoints resolved from defaultRouteGroup.endpoints.
+	// +listType=atomic
+	// +optional
+	Endpoints []EndpointStatus `json:"endpoints,omitempty"`
+	// ScheduledDeleteTime is when the TTL deletes the sandbox.
+	// +optional
+	ScheduledDeleteTime *metav1.Time `json:"scheduledDeleteTime,omitempty"`
+}
+
+// Sandbox forks baseline workloads and routes requests carrying its routing key to the forks.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=sbx,categories=sandboxmesh
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Routing Key",type=string,JSONPath=`.status.routingKey`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 30",message="metadata.name must be at most 30 characters"
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="metadata.name must be a DNS label starting with a letter"
+type Sandbox struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is the desired state.
+	// +required
+	Spec SandboxSpec `json:"spec"`
+	// Status is the observed state.
+	// +optional
+	Status SandboxStatus `json:"status,omitempty"`
+}
+
+// SandboxList is a list of Sandboxes.
+//
+// +kubebuilder:object:root=true
+type SandboxList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Sandbox `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Sandbox{}, &SandboxList{})
+}
