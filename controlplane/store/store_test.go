@@ -1,0 +1,366 @@
+package store_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/store/storetest"
+)
+
+var keySeq atomic.Int64
+
+func newKey() (string, error) { return fmt.Sprintf("key%08d", keySeq.Add(1)), nil }
+
+func forEachDriver(t *testing.T, f func(t *testing.T, s *store.Store)) {
+	for _, d := range storetest.Drivers {
+		t.Run(d, func(t *testing.T) {
+			f(t, storetest.Open(t, d))
+		})
+	}
+}
+
+func seed(t *testing.T, s *store.Store, org string, max int64, clusters ...string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := s.CreateOrg(ctx, org, max); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range clusters {
+		if _, err := s.CreateCluster(ctx, org, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func apply(s *store.Store, org, name, cluster, spec string) (store.Object, bool, error) {
+	return s.Apply(context.Background(), store.ApplyRequest{Kind: store.KindSandbox, Org: org, Name: name, Cluster: cluster,
+		Spec: json.RawMessage(spec), NewRoutingKey: newKey})
+}
+
+func TestOrgsAndKeys(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		seed(t, s, "acme", 0)
+		if _, err := s.CreateOrg(ctx, "acme", 0); !errors.Is(err, store.ErrAlreadyExists) {
+			t.Fatalf("duplicate org: got %v", err)
+		}
+		if _, err := s.GetOrg(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("unknown org: got %v", err)
+		}
+		if err := s.SetQuota(ctx, "acme", 3); err != nil {
+			t.Fatal(err)
+		}
+		if o, _ := s.GetOrg(ctx, "acme"); o.MaxSandboxes != 3 {
+			t.Fatalf("quota = %d", o.MaxSandboxes)
+		}
+		k, err := s.CreateAPIKey(ctx, store.APIKey{ID: "k1", Org: "acme", Name: "ci", Hash: "h1", Masked: "m"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.LookupAPIKey(ctx, "h1")
+		if err != nil || got.ID != k.ID || got.Org != "acme" {
+			t.Fatalf("lookup: %+v %v", got, err)
+		}
+		if err := s.RevokeAPIKey(ctx, "other", "k1"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("revoke across orgs: %v", err)
+		}
+		if err := s.RevokeAPIKey(ctx, "acme", "k1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.LookupAPIKey(ctx, "h1"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("revoked key still valid: %v", err)
+		}
+		keys, _ := s.ListAPIKeys(ctx, "acme")
+		if len(keys) != 1 || keys[0].RevokedAt.IsZero() {
+			t.Fatalf("keys: %+v", keys)
+		}
+		sec1, err := s.Secret(ctx, "preview")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sec2, _ := s.Secret(ctx, "preview")
+		if len(sec1) != 32 || string(sec1) != string(sec2) {
+			t.Fatal("secret not stable")
+		}
+	})
+}
+
+func TestClustersAndTokens(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		seed(t, s, "acme", 0, "c1")
+		if _, err := s.CreateCluster(ctx, "acme", "c1"); err != nil {
+			t.Fatalf("re-register: %v", err)
+		}
+		if _, err := s.CreateClusterToken(ctx, store.ClusterToken{ID: "t0", Org: "acme", Cluster: "nope", Hash: "x"}); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("token for unknown cluster: %v", err)
+		}
+		if _, err := s.CreateClusterToken(ctx, store.ClusterToken{ID: "t1", Org: "acme", Cluster: "c1", Hash: "th", Masked: "m"}); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := s.LookupClusterToken(ctx, "th")
+		if err != nil || tok.Cluster != "c1" {
+			t.Fatalf("lookup token: %+v %v", tok, err)
+		}
+		if err := s.TouchClusterToken(ctx, "t1", "10.0.0.1", "v1"); err != nil {
+			t.Fatal(err)
+		}
+		c, _ := s.GetCluster(ctx, "acme", "c1")
+		if c.OperatorVersion != "v1" || c.LastSeenAt.IsZero() {
+			t.Fatalf("cluster: %+v", c)
+		}
+		if _, _, err := apply(s, "acme", "sb", "c1", `{"cluster":"c1"}`); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DeleteCluster(ctx, "acme", "c1"); !errors.Is(err, store.ErrInUse) {
+			t.Fatalf("delete used cluster: %v", err)
+		}
+		if err := s.Delete(ctx, store.KindSandbox, "acme", "sb"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DeleteCluster(ctx, "acme", "c1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.LookupClusterToken(ctx, "th"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("token survived its cluster: %v", err)
+		}
+	})
+}
+
+func TestApply(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		seed(t, s, "acme", 0, "c1", "c2")
+		seed(t, s, "other", 0, "c1")
+		o, created, err := apply(s, "acme", "sb", "c1", `{"cluster":"c1","description":"a"}`)
+		if err != nil || !created || o.Version != 1 || o.RoutingKey == "" {
+			t.Fatalf("create: %+v %v %v", o, created, err)
+		}
+		same, created, err := apply(s, "acme", "sb", "c1", `{"description":"a", "cluster":"c1"}`)
+		if err != nil || created || same.Version != 1 || same.Revision != o.Revision {
+			t.Fatalf("no-op apply changed things: %+v %v", same, err)
+		}
+		upd, _, err := apply(s, "acme", "sb", "c1", `{"cluster":"c1","description":"b"}`)
+		if err != nil || upd.Version != 2 || upd.RoutingKey != o.RoutingKey || upd.Revision <= o.Revision {
+			t.Fatalf("update: %+v %v", upd, err)
+		}
+		if _, _, err := apply(s, "acme", "sb", "c2", `{"cluster":"c2"}`); !errors.Is(err, store.ErrImmutable) {
+			t.Fatalf("cluster change: %v", err)
+		}
+		if _, _, err := apply(s, "acme", "x", "nope", `{}`); !errors.Is(err, store.ErrClusterNotFound) {
+			t.Fatalf("unknown cluster: %v", err)
+		}
+		if _, _, err := apply(s, "ghost", "x", "c1", `{}`); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("unknown org: %v", err)
+		}
+		// Same name in another org is another object.
+		if _, _, err := apply(s, "other", "sb", "c1", `{"cluster":"c1"}`); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err = s.Apply(ctx, store.ApplyRequest{Kind: store.KindSandbox, Org: "acme", Name: "sb", Cluster: "c1", Spec: json.RawMessage(`{"x":1}`), IfVersion: 1, NewRoutingKey: newKey})
+		if !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("stale version: %v", err)
+		}
+		if _, _, err := s.Apply(ctx, store.ApplyRequest{Kind: store.KindSandbox, Org: "acme", Name: "sb", Cluster: "c1", Spec: json.RawMessage(`{"x":1}`), IfVersion: 2, NewRoutingKey: newKey}); err != nil {
+			t.Fatalf("matching version: %v", err)
+		}
+		got, err := s.Get(ctx, store.KindSandbox, "acme", "sb")
+		if err != nil || got.Version != 3 {
+			t.Fatalf("get: %+v %v", got, err)
+		}
+		if _, err := s.Get(ctx, store.KindRouteGroup, "acme", "sb"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("kinds are separate: %v", err)
+		}
+		if err := s.Delete(ctx, store.KindSandbox, "acme", "sb"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Delete(ctx, store.KindSandbox, "acme", "sb"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("double delete: %v", err)
+		}
+		again, created, err := apply(s, "acme", "sb", "c2", `{"cluster":"c2"}`)
+		if err != nil || !created || again.RoutingKey == o.RoutingKey || again.Cluster != "c2" {
+			t.Fatalf("recreate: %+v %v", again, err)
+		}
+	})
+}
+
+func TestListLabels(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		seed(t, s, "acme", 0, "c1")
+		for i, l := range []map[string]string{{"team": "a", "env": "dev"}, {"team": "b"}, nil} {
+			_, _, err := s.Apply(ctx, store.ApplyRequest{Kind: store.KindSandbox, Org: "acme", Name: fmt.Sprintf("s%d", i), Cluster: "c1", Spec: json.RawMessage(`{}`), Labels: l, NewRoutingKey: newKey})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, tc := range []struct {
+			sel  map[string]string
+			want int
+		}{{nil, 3}, {map[string]string{"team": "a"}, 1}, {map[string]string{"team": "a", "env": "prod"}, 0}, {map[string]string{"x": ""}, 0}} {
+			got, err := s.List(ctx, store.KindSandbox, "acme", tc.sel)
+			if err != nil || len(got) != tc.want {
+				t.Errorf("list %v: %d items, %v; want %d", tc.sel, len(got), err, tc.want)
+			}
+		}
+		if got, _ := s.List(ctx, store.KindSandbox, "other", nil); len(got) != 0 {
+			t.Errorf("other org sees %d", len(got))
+		}
+	})
+}
+
+func TestQuota(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, s *store.Store) {
+		seed(t, s, "acme", 5, "c1")
+		var wg sync.WaitGroup
+		var ok, quota atomic.Int64
+		for i := range 20 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, _, err := apply(s, "acme", fmt.Sprintf("s%d", i), "c1", `{}`)
+				switch {
+				case err == nil:
+					ok.Add(1)
+				case errors.Is(err, store.ErrQuotaExceeded):
+					quota.Add(1)
+				default:
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if ok.Load() != 5 || quota.Load() != 15 {
+			t.Fatalf("ok=%d quota=%d, want 5/15", ok.Load(), quota.Load())
+		}
+		// Updates of existing sandboxes are not limited.
+		if _, _, err := apply(s, "acme", "s0", "c1", `{"d":1}`); err != nil && !errors.Is(err, store.ErrNotFound) {
+			if n, _ := s.CountSandboxes(context.Background(), "acme"); n != 5 {
+				t.Fatal(err)
+			}
+		}
+	})
+}
+
+func TestConcurrentApplySameObject(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, s *store.Store) {
+		seed(t, s, "acme", 0, "c1")
+		const n = 20
+		var wg sync.WaitGroup
+		keys := make(chan string, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				o, _, err := apply(s, "acme", "same", "c1", fmt.Sprintf(`{"description":"%d"}`, i))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				keys <- o.RoutingKey
+			}()
+		}
+		wg.Wait()
+		close(keys)
+		first := ""
+		for k := range keys {
+			if first == "" {
+				first = k
+			}
+			if k != first {
+				t.Fatalf("two routing keys for one sandbox: %s, %s", first, k)
+			}
+		}
+		o, err := s.Get(context.Background(), store.KindSandbox, "acme", "same")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Version < 2 || o.Version > n {
+			t.Fatalf("version %d after %d applies", o.Version, n)
+		}
+		// Optimistic concurrency: of n writers with the same expected version exactly one wins.
+		var wins atomic.Int64
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, _, err := s.Apply(context.Background(), store.ApplyRequest{Kind: store.KindSandbox, Org: "acme", Name: "same", Cluster: "c1",
+					Spec: json.RawMessage(fmt.Sprintf(`{"labels":{"w":"%d"}}`, i)), IfVersion: o.Version, NewRoutingKey: newKey})
+				if err == nil {
+					wins.Add(1)
+				} else if !errors.Is(err, store.ErrConflict) {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if wins.Load() != 1 {
+			t.Fatalf("%d writers won with the same expected version", wins.Load())
+		}
+	})
+}
+
+func TestClusterStateAndStatus(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		seed(t, s, "acme", 0, "c1", "c2")
+		seed(t, s, "other", 0, "c1")
+		a, _, _ := apply(s, "acme", "a", "c1", `{}`)
+		apply(s, "acme", "b", "c1", `{}`)
+		apply(s, "acme", "z", "c2", `{}`)
+		apply(s, "other", "a", "c1", `{}`)
+		full, err := s.ClusterState(ctx, "acme", "c1", 0)
+		if err != nil || !full.Full || len(full.Objects) != 2 {
+			t.Fatalf("full state: %+v %v", full, err)
+		}
+		apply(s, "acme", "a", "c1", `{"d":1}`)
+		if err := s.Delete(ctx, store.KindSandbox, "acme", "b"); err != nil {
+			t.Fatal(err)
+		}
+		apply(s, "acme", "z", "c2", `{"d":1}`)
+		ch, err := s.ClusterState(ctx, "acme", "c1", full.Revision)
+		if err != nil || ch.Full || len(ch.Objects) != 2 {
+			t.Fatalf("changes: %+v %v", ch, err)
+		}
+		if ch.Objects[0].Name != "a" || ch.Objects[1].Name != "b" || !ch.Objects[1].Deleted {
+			t.Fatalf("changes: %+v", ch.Objects)
+		}
+		none, _ := s.ClusterState(ctx, "acme", "c1", ch.Revision)
+		if len(none.Objects) != 0 {
+			t.Fatalf("no changes expected, got %+v", none.Objects)
+		}
+		future, _ := s.ClusterState(ctx, "acme", "c1", ch.Revision+1000)
+		if !future.Full || len(future.Objects) != 1 {
+			t.Fatalf("revision from the future must give full state: %+v", future)
+		}
+		// Status: only the owning cluster, only the current version.
+		st := json.RawMessage(`{"ready":true}`)
+		if err := s.SetStatus(ctx, store.KindSandbox, "acme", "c2", "a", 2, st); !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("status from another cluster: %v", err)
+		}
+		if err := s.SetStatus(ctx, store.KindSandbox, "acme", "c1", "a", a.Version, st); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("stale status: %v", err)
+		}
+		if err := s.SetStatus(ctx, store.KindSandbox, "acme", "c1", "a", 2, st); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := s.Get(ctx, store.KindSandbox, "acme", "a")
+		if string(got.Status) != string(st) {
+			t.Fatalf("status = %s", got.Status)
+		}
+		if n, err := s.PurgeTombstones(ctx, time.Now().Add(time.Hour)); err != nil || n != 1 {
+			t.Fatalf("purge: %d %v", n, err)
+		}
+		old, _ := s.ClusterState(ctx, "acme", "c1", full.Revision)
+		if !old.Full {
+			t.Fatal("agent behind purged tombstones must get the full state")
+		}
+	})
+}
