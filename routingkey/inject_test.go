@@ -21,8 +21,8 @@ func TestInject(t *testing.T) {
 			"ot-baggage-sm-routing-key": "abc", "uberctx-sm-routing-key": "abc", "baggage-sm-routing-key": "abc",
 		}},
 		{"preserve members", Config{}, map[string][]string{
-			"baggage":    {"userId=alice, sm-routing-key=old;p=1", "isProduction=false;x"},
-			"tracestate": {"rojo=00f067aa0ba902b7, sm-routing-key=old", "congo=t61rcWkgMzE"},
+			"baggage":                {"userId=alice, sm-routing-key=old;p=1", "isProduction=false;x"},
+			"tracestate":             {"rojo=00f067aa0ba902b7, sm-routing-key=old", "congo=t61rcWkgMzE"},
 			"uberctx-sm-routing-key": {"old"},
 		}, "new", map[string]string{
 			"baggage":                "sm-routing-key=new,userId=alice,isProduction=false;x",
