@@ -1,0 +1,94 @@
+package proxy
+
+import (
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	gatherer  prometheus.Gatherer
+	requests  *prometheus.CounterVec
+	duration  [nKinds]prometheus.Observer
+	counters  [nKinds][600]atomic.Pointer[prometheus.Counter]
+	tcpConns  *prometheus.CounterVec
+	tcpActive prometheus.Gauge
+}
+
+func newMetrics(reg *prometheus.Registry, p *Proxy) (*metrics, error) {
+	m := &metrics{
+		gatherer: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "devmesh_requests_total",
+			Help: "HTTP requests by destination kind (local, fork, baseline, loop) and status code (499: client went away).",
+		}, []string{"destination_kind", "code"}),
+		tcpConns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "devmesh_tcp_connections_total",
+			Help: "TCP pass-through connections by result.",
+		}, []string{"result"}),
+		tcpActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "devmesh_tcp_connections_active",
+			Help: "Open TCP pass-through connections.",
+		}),
+	}
+	hist := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "devmesh_request_duration_seconds",
+		Help:    "Time from request headers read to response finished, by destination kind.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"destination_kind"})
+	for k := range nKinds {
+		m.duration[k] = hist.WithLabelValues(kindNames[k])
+	}
+	gauges := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "devmesh_route_table_version", Help: "Version of the route table in use (0: none yet)."},
+			func() float64 { return float64(p.routes.Status().Version) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "devmesh_route_table_age_seconds", Help: "Seconds since the route table last changed (-1: never received)."},
+			func() float64 {
+				t := p.routes.Status().LastUpdate
+				if t.IsZero() {
+					return -1
+				}
+				return time.Since(t).Seconds()
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "devmesh_route_table_routes", Help: "Routes for this sidecar's workload."},
+			func() float64 { wt, _ := p.workloadTable(); return float64(wt.Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "devmesh_route_server_connected", Help: "1 while the route watch stream is open."},
+			func() float64 {
+				if p.routes.Status().Connected {
+					return 1
+				}
+				return 0
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "devmesh_draining", Help: "1 after SIGTERM."},
+			func() float64 {
+				if p.draining.Load() {
+					return 1
+				}
+				return 0
+			}),
+	}
+	for _, c := range append([]prometheus.Collector{m.requests, m.tcpConns, m.tcpActive, hist}, gauges...) {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// observe records one finished request without allocating on the hot path.
+func (m *metrics) observe(kind, code int, d time.Duration) {
+	m.duration[kind].Observe(d.Seconds())
+	if code < 0 || code >= 600 {
+		code = 0
+	}
+	slot := &m.counters[kind][code]
+	c := slot.Load()
+	if c == nil {
+		cc := m.requests.WithLabelValues(kindNames[kind], strconv.Itoa(code))
+		slot.Store(&cc)
+		c = &cc
+	}
+	(*c).Inc()
+}

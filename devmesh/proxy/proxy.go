@@ -1,0 +1,457 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
+)
+
+// RouteSource gives the current route table; *routeapi.Client implements it.
+type RouteSource interface {
+	// Table returns the current table (nil or empty when none).
+	Table() *routeapi.Table
+	// Status describes the source (connected, version, last update).
+	Status() routeapi.Status
+}
+
+// KeyExtractor finds the routing key in request headers; *routingkey.Extractor implements it.
+type KeyExtractor interface {
+	// Extract returns the routing key carried by h.
+	Extract(h http.Header) (string, bool)
+}
+
+// StaticRoutes is a RouteSource with a fixed table (tests, or running without a route server).
+type StaticRoutes struct {
+	// T is the table served.
+	T *routeapi.Table
+}
+
+// Table returns T.
+func (s StaticRoutes) Table() *routeapi.Table { return s.T }
+
+// Status reports a static, disconnected source.
+func (s StaticRoutes) Status() routeapi.Status {
+	return routeapi.Status{Version: s.T.Version(), Routes: s.T.Len()}
+}
+
+// destination kinds used in metrics and state.
+const (
+	kindLocal    = iota // no route: the local app
+	kindFork            // routed to a fork or local tunnel
+	kindBaseline        // routed, destination is the baseline: the local app
+	kindLoop            // already forwarded by a sidecar: the local app
+	nKinds
+)
+
+var kindNames = [nKinds]string{"local", "fork", "baseline", "loop"}
+
+// reqState travels with a request from ServeHTTP to Rewrite, ModifyResponse and ErrorHandler.
+type reqState struct {
+	kind     int
+	port     int32
+	target   string
+	h2       bool
+	key      string
+	dest     *routeapi.Destination
+	status   int
+	body     *trackBody
+	fellBack bool
+}
+
+type stateKey struct{}
+
+// Proxy is the sidecar. Create it with New, then Start it and Shutdown it.
+type Proxy struct {
+	cfg    Config
+	log    *slog.Logger
+	routes RouteSource
+	keys   KeyExtractor
+	m      *metrics
+
+	rp                               *httputil.ReverseProxy
+	localH1, localH2, forkH1, forkH2 *http.Transport
+	localAddrs                       sync.Map // int32 -> string
+	trusted                          []netip.Prefix
+	wtCache                          atomic.Pointer[wtCache]
+	draining, started                atomic.Bool
+	servers                          []*http.Server
+	listeners                        []net.Listener
+	addrs                            map[int32]string
+	redirectAddr, adminAddr          string
+	admin                            *http.Server
+	tcp                              tcpTracker
+	serveWG                          sync.WaitGroup
+	lastForkTable                    atomic.Pointer[routeapi.Table]
+}
+
+type wtCache struct {
+	t  *routeapi.Table
+	wt routeapi.WorkloadTable
+}
+
+// New builds a sidecar; reg receives its metrics and is served on /metrics (nil: a private registry).
+func New(cfg Config, routes RouteSource, keys KeyExtractor, log *slog.Logger, reg *prometheus.Registry) (*Proxy, error) {
+	if err := cfg.withDefaults(); err != nil {
+		return nil, fmt.Errorf("devmesh %s: %w", cfg.Workload, err)
+	}
+	if routes == nil {
+		routes = StaticRoutes{}
+	}
+	if keys == nil {
+		return nil, fmt.Errorf("devmesh %s: key extractor: required: %w", cfg.Workload, ErrInvalidConfig)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	p := &Proxy{cfg: cfg, log: log, routes: routes, keys: keys, trusted: cfg.TrustedProxies, addrs: map[int32]string{}}
+	m, err := newMetrics(reg, p)
+	if err != nil {
+		return nil, fmt.Errorf("devmesh %s: metrics: %w", cfg.Workload, err)
+	}
+	p.m = m
+	p.localH1 = p.newTransport(false, false)
+	p.localH2 = p.newTransport(true, false)
+	p.forkH1 = p.newTransport(false, true)
+	p.forkH2 = p.newTransport(true, true)
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:        p.rewrite,
+		Transport:      roundTripper{p},
+		BufferPool:     newBufferPool(),
+		ModifyResponse: p.modifyResponse,
+		ErrorHandler:   p.errorHandler,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	return p, nil
+}
+
+func (p *Proxy) newTransport(h2, fork bool) *http.Transport {
+	d := &net.Dialer{Timeout: p.cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	t := &http.Transport{
+		DialContext:            d.DialContext,
+		MaxIdleConnsPerHost:    p.cfg.MaxIdleConnsPerHost,
+		IdleConnTimeout:        90 * time.Second,
+		ResponseHeaderTimeout:  p.cfg.ResponseHeaderTimeout,
+		ExpectContinueTimeout:  time.Second,
+		DisableCompression:     true,
+		MaxResponseHeaderBytes: 1 << 20,
+		WriteBufferSize:        16 << 10,
+		ReadBufferSize:         16 << 10,
+	}
+	if fork {
+		t.IdleConnTimeout = p.cfg.ForkIdleConnTimeout
+	}
+	if h2 {
+		var pr http.Protocols
+		pr.SetUnencryptedHTTP2(true)
+		t.Protocols = &pr
+		t.HTTP2 = &http.HTTP2Config{MaxReceiveBufferPerStream: 1 << 20, SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second}
+	}
+	return t
+}
+
+type roundTripper struct{ p *Proxy }
+
+func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
+	st, _ := r.Context().Value(stateKey{}).(*reqState)
+	var t *http.Transport
+	switch {
+	case st == nil:
+		t = rt.p.localH1
+	case st.kind == kindFork && st.h2:
+		t = rt.p.forkH2
+	case st.kind == kindFork:
+		t = rt.p.forkH1
+	case st.h2:
+		t = rt.p.localH2
+	default:
+		t = rt.p.localH1
+	}
+	return t.RoundTrip(r)
+}
+
+func (p *Proxy) localAddr(port int32) string {
+	if a, ok := p.localAddrs.Load(port); ok {
+		return a.(string)
+	}
+	a := net.JoinHostPort(p.cfg.AppHost, strconv.Itoa(int(port)))
+	p.localAddrs.Store(port, a)
+	return a
+}
+
+// workloadTable returns this sidecar's routes in the current table, cached per table.
+func (p *Proxy) workloadTable() (routeapi.WorkloadTable, *routeapi.Table) {
+	t := p.routes.Table()
+	if c := p.wtCache.Load(); c != nil && c.t == t {
+		return c.wt, t
+	}
+	c := &wtCache{t: t, wt: t.Workload(p.cfg.Workload)}
+	p.wtCache.Store(c)
+	if old := p.lastForkTable.Swap(t); old != nil && old != t {
+		// Routes changed: drop idle connections to forks that may be gone (bounded reuse).
+		p.forkH1.CloseIdleConnections()
+		p.forkH2.CloseIdleConnections()
+	}
+	return c.wt, t
+}
+
+// portHandler serves one app port.
+type portHandler struct {
+	p     *Proxy
+	port  int32
+	proto Protocol
+}
+
+type portCtxKey struct{}
+
+func (h portHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	port, proto := h.port, h.proto
+	if port == 0 { // redirect mode: the original destination port travels in the context
+		pc, _ := r.Context().Value(portCtxKey{}).(portInfo)
+		port, proto = pc.port, pc.proto
+	}
+	h.p.serve(w, r, port, proto)
+}
+
+type portInfo struct {
+	port  int32
+	proto Protocol
+}
+
+func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, port int32, proto Protocol) {
+	start := time.Now()
+	st := &reqState{kind: kindLocal, port: port}
+	switch proto {
+	case ProtocolH2C:
+		st.h2 = true
+	case ProtocolHTTP1:
+	default:
+		st.h2 = r.ProtoMajor == 2
+	}
+	if len(r.Header[HopHeader]) > 0 {
+		st.kind = kindLoop
+	} else if key, ok := p.keys.Extract(r.Header); ok {
+		st.key = key
+		wt, _ := p.workloadTable()
+		if tg, ok := wt.Lookup(key, port); ok {
+			st.dest = tg.Destination
+			if tg.Destination.Kind == routeapi.DestinationBaseline {
+				st.kind = kindBaseline
+			} else {
+				st.kind, st.target = kindFork, tg.Addr
+			}
+		}
+	}
+	if st.kind != kindFork {
+		st.target = p.localAddr(port)
+	} else if p.cfg.FallbackToBaseline && r.Body != nil && r.Body != http.NoBody {
+		st.body = &trackBody{rc: r.Body}
+		r.Body = st.body
+	}
+	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+	kind := st.kind
+	if st.fellBack {
+		kind = kindBaseline
+	}
+	p.m.observe(kind, st.status, time.Since(start))
+}
+
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	st := pr.In.Context().Value(stateKey{}).(*reqState)
+	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.Host = st.target
+	pr.Out.Host = pr.In.Host
+	h := pr.Out.Header
+	delete(h, HopHeader)
+	if st.kind == kindFork {
+		h[HopHeader] = []string{"1"}
+	}
+	p.setForwarded(pr)
+}
+
+// setForwarded writes X-Forwarded-For/Host/Proto and Forwarded. ReverseProxy has already removed the
+// client's copies from pr.Out; they are kept (and appended to) only when the peer is a trusted proxy.
+func (p *Proxy) setForwarded(pr *httputil.ProxyRequest) {
+	in, h := pr.In, pr.Out.Header
+	ip, _, err := net.SplitHostPort(in.RemoteAddr)
+	if err != nil {
+		ip = in.RemoteAddr
+	}
+	trusted := p.isTrusted(ip)
+	xff := ip
+	if prior := in.Header["X-Forwarded-For"]; trusted && len(prior) > 0 {
+		xff = strings.Join(prior, ", ") + ", " + ip
+	}
+	h["X-Forwarded-For"] = []string{xff}
+	host, proto := in.Host, "http"
+	if trusted {
+		if v := in.Header.Get("X-Forwarded-Host"); v != "" {
+			host = v
+		}
+		if v := in.Header.Get("X-Forwarded-Proto"); v != "" {
+			proto = v
+		}
+	}
+	h["X-Forwarded-Host"] = []string{host}
+	h["X-Forwarded-Proto"] = []string{proto}
+	fwd := forwardedElement(ip, in.Host)
+	if prior := in.Header["Forwarded"]; trusted && len(prior) > 0 {
+		fwd = strings.Join(prior, ", ") + ", " + fwd
+	}
+	h["Forwarded"] = []string{fwd}
+}
+
+func (p *Proxy) isTrusted(ip string) bool {
+	if len(p.trusted) == 0 {
+		return false
+	}
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, pf := range p.trusted {
+		if pf.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// forwardedElement renders one RFC 7239 element; IPv6 addresses and hosts are quoted.
+func forwardedElement(ip, host string) string {
+	var b strings.Builder
+	b.WriteString("for=")
+	if strings.IndexByte(ip, ':') >= 0 {
+		b.WriteString(`"[` + ip + `]"`)
+	} else {
+		b.WriteString(ip)
+	}
+	if host != "" {
+		b.WriteString(";host=")
+		b.WriteString(strconv.Quote(host))
+	}
+	b.WriteString(";proto=http")
+	return b.String()
+}
+
+func (p *Proxy) modifyResponse(res *http.Response) error {
+	if st, ok := res.Request.Context().Value(stateKey{}).(*reqState); ok {
+		st.status = res.StatusCode
+	}
+	return nil
+}
+
+// errorBody is the JSON body of proxy errors.
+type errorBody struct {
+	Code       string `json:"code"`
+	Error      string `json:"error"`
+	RequestID  string `json:"requestId"`
+	Sandbox    string `json:"sandbox,omitempty"`
+	Fork       string `json:"fork,omitempty"`
+	RoutingKey string `json:"routingKey,omitempty"`
+}
+
+func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	st := r.Context().Value(stateKey{}).(*reqState)
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		st.status = 499 // client went away; nothing to write
+		return
+	}
+	if st.kind == kindFork && p.cfg.FallbackToBaseline && isDialError(err) && (st.body == nil || !st.body.read.Load()) && !st.fellBack {
+		p.log.Warn("fork unreachable, falling back to baseline", "sandbox", st.dest.Sandbox.String(), "fork", st.target, "err", err)
+		st.kind, st.fellBack, st.target = kindBaseline, true, p.localAddr(st.port)
+		p.rp.ServeHTTP(w, r)
+		return
+	}
+	code, c := http.StatusBadGateway, "upstream_unreachable"
+	var dnsErr *net.DNSError
+	switch {
+	case errors.As(err, &dnsErr):
+		code, c = http.StatusServiceUnavailable, "upstream_unavailable"
+	case isTimeout(err):
+		code, c = http.StatusGatewayTimeout, "upstream_timeout"
+	}
+	body := errorBody{Code: c, Error: err.Error(), RequestID: requestID(r)}
+	if st.kind == kindFork {
+		body.Code = strings.Replace(c, "upstream", "fork", 1)
+		body.Sandbox, body.Fork, body.RoutingKey = st.dest.Sandbox.String(), st.target, st.key
+		body.Error = fmt.Sprintf("sandbox %s: fork %s: %v", body.Sandbox, st.target, err)
+		p.log.Warn("fork unreachable", "sandbox", body.Sandbox, "fork", st.target, "routingKey", st.key, "err", err, "requestId", body.RequestID)
+	} else {
+		body.Error = fmt.Sprintf("app %s: %v", st.target, err)
+		p.log.Warn("app unreachable", "app", st.target, "err", err, "requestId", body.RequestID)
+	}
+	st.status = code
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func requestID(r *http.Request) string {
+	if id := r.Header.Get("X-Request-Id"); id != "" {
+		return id
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// trackBody remembers whether the request body was read, so that a failed dial can fall back, and
+// ignores Close (the server closes the real body).
+type trackBody struct {
+	rc   io.ReadCloser
+	read atomic.Bool
+}
+
+func (b *trackBody) Read(p []byte) (int, error) {
+	b.read.Store(true)
+	return b.rc.Read(p)
+}
+
+func (b *trackBody) Close() error { return nil }
+
+type bufferPool struct{ pool sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+}
+
+func (b *bufferPool) Get() []byte { return *(b.pool.Get().(*[]byte)) }
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) == 32<<10 {
+		buf = buf[:cap(buf)]
+		b.pool.Put(&buf)
+	}
+}

@@ -1,0 +1,352 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Start binds every listener (explicit ports, redirect port, admin port) and serves in the background.
+// It returns an error if a listener cannot be bound.
+func (p *Proxy) Start(ctx context.Context) error {
+	if p.started.Swap(true) {
+		return fmt.Errorf("devmesh %s: already started", p.cfg.Workload)
+	}
+	var lc net.ListenConfig
+	for _, pm := range p.cfg.Ports {
+		addr := net.JoinHostPort(p.cfg.ListenHost, strconv.Itoa(pm.Listen))
+		ln, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			p.closeListeners()
+			return fmt.Errorf("devmesh %s: listen %s for app port %d: %w", p.cfg.Workload, addr, pm.App, err)
+		}
+		p.listeners = append(p.listeners, ln)
+		p.addrs[pm.App] = ln.Addr().String()
+		if pm.Protocol == ProtocolTCP {
+			p.serveWG.Add(1)
+			go func() {
+				defer p.serveWG.Done()
+				p.acceptTCP(ln, p.localAddr(pm.App))
+			}()
+			continue
+		}
+		srv := p.newServer(portHandler{p: p, port: pm.App, proto: pm.Protocol})
+		p.servers = append(p.servers, srv)
+		p.serveWG.Add(1)
+		go func() {
+			defer p.serveWG.Done()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				p.log.Error("serve", "addr", ln.Addr().String(), "err", err)
+			}
+		}()
+	}
+	if p.cfg.RedirectListen != "" {
+		ln, err := lc.Listen(ctx, "tcp", p.cfg.RedirectListen)
+		if err != nil {
+			p.closeListeners()
+			return fmt.Errorf("devmesh %s: listen %s (redirect mode): %w", p.cfg.Workload, p.cfg.RedirectListen, err)
+		}
+		p.listeners = append(p.listeners, ln)
+		p.redirectAddr = ln.Addr().String()
+		hl := newChanListener(ln.Addr())
+		srv := p.newServer(portHandler{p: p})
+		srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+			if pc, ok := c.(*portConn); ok {
+				return context.WithValue(ctx, portCtxKey{}, pc.info)
+			}
+			return ctx
+		}
+		p.servers = append(p.servers, srv)
+		p.serveWG.Add(2)
+		go func() {
+			defer p.serveWG.Done()
+			_ = srv.Serve(hl)
+		}()
+		go func() {
+			defer p.serveWG.Done()
+			p.acceptRedirect(ln, hl)
+		}()
+	}
+	if p.cfg.AdminListen != "" {
+		ln, err := lc.Listen(ctx, "tcp", p.cfg.AdminListen)
+		if err != nil {
+			p.closeListeners()
+			return fmt.Errorf("devmesh %s: listen %s (admin): %w", p.cfg.Workload, p.cfg.AdminListen, err)
+		}
+		p.adminAddr = ln.Addr().String()
+		p.admin = &http.Server{Handler: p.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = p.admin.Serve(ln) }()
+	}
+	p.log.Info("devmesh started", "workload", p.cfg.Workload.String(), "ports", p.addrs, "redirect", p.redirectAddr, "admin", p.adminAddr)
+	return nil
+}
+
+func (p *Proxy) newServer(h http.Handler) *http.Server {
+	var pr http.Protocols
+	pr.SetHTTP1(true)
+	pr.SetUnencryptedHTTP2(true)
+	return &http.Server{
+		Handler:           h,
+		Protocols:         &pr,
+		ReadHeaderTimeout: p.cfg.ReadHeaderTimeout,
+		ReadTimeout:       p.cfg.ReadTimeout,
+		WriteTimeout:      p.cfg.WriteTimeout,
+		IdleTimeout:       p.cfg.IdleTimeout,
+		MaxHeaderBytes:    p.cfg.MaxHeaderBytes,
+		HTTP2:             &http.HTTP2Config{MaxReceiveBufferPerStream: 1 << 20},
+		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+	}
+}
+
+// Addr returns the bound explicit-mode listen address of an app port ("" if none).
+func (p *Proxy) Addr(appPort int32) string { return p.addrs[appPort] }
+
+// RedirectAddr returns the bound redirect-mode listen address ("" if disabled).
+func (p *Proxy) RedirectAddr() string { return p.redirectAddr }
+
+// AdminAddr returns the bound admin address ("" if disabled).
+func (p *Proxy) AdminAddr() string { return p.adminAddr }
+
+func (p *Proxy) closeListeners() {
+	for _, ln := range p.listeners {
+		_ = ln.Close()
+	}
+}
+
+// Shutdown drains: /readyz fails at once, traffic is still served for DrainDelay, then listeners close
+// and in-flight requests and TCP connections get until DrainTimeout (or ctx) to finish before they are
+// closed.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.draining.Store(true)
+	p.log.Info("draining", "delay", p.cfg.DrainDelay, "timeout", p.cfg.DrainTimeout)
+	if p.cfg.DrainDelay > 0 {
+		select {
+		case <-ctx.Done():
+		case <-time.After(p.cfg.DrainDelay):
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.DrainTimeout)
+	defer cancel()
+	p.closeListeners()
+	var wg sync.WaitGroup
+	errs := make([]error, len(p.servers)+1)
+	for i, s := range p.servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Shutdown(ctx); err != nil {
+				_ = s.Close()
+				errs[i] = fmt.Errorf("drain server: %w", err)
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if !p.tcp.wait(ctx) {
+			errs[len(errs)-1] = fmt.Errorf("drain tcp connections: %w", ctx.Err())
+		}
+	}()
+	wg.Wait()
+	p.serveWG.Wait()
+	for _, t := range []*http.Transport{p.localH1, p.localH2, p.forkH1, p.forkH2} {
+		t.CloseIdleConnections()
+	}
+	if p.admin != nil {
+		_ = p.admin.Close()
+	}
+	err := errors.Join(errs...)
+	p.log.Info("drained", "err", err)
+	if err != nil {
+		return fmt.Errorf("devmesh %s: %w", p.cfg.Workload, err)
+	}
+	return nil
+}
+
+// acceptRedirect accepts iptables-redirected connections, reads their original destination and hands
+// them to the HTTP server (through hl) or to the TCP pass-through.
+func (p *Proxy) acceptRedirect(ln net.Listener, hl *chanListener) {
+	defer hl.Close()
+	_, lport, _ := net.SplitHostPort(ln.Addr().String())
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if isTemporary(err) {
+				time.Sleep(5 * time.Millisecond)
+				continue
+			}
+			return
+		}
+		orig, err := originalDst(c)
+		if err != nil || strconv.Itoa(int(orig.Port())) == lport {
+			p.log.Warn("redirect mode: connection without original destination; closing", "remote", c.RemoteAddr().String(), "err", err)
+			p.m.tcpConns.WithLabelValues("no_original_dst").Inc()
+			_ = c.Close()
+			continue
+		}
+		port := int32(orig.Port())
+		proto := p.cfg.RedirectProtocols[port]
+		if proto == ProtocolTCP {
+			go p.pipeTCP(c, p.localAddr(port))
+			continue
+		}
+		if !hl.deliver(&portConn{Conn: c, info: portInfo{port: port, proto: proto}}) {
+			_ = c.Close()
+			return
+		}
+	}
+}
+
+func isTemporary(err error) bool {
+	var ne interface{ Temporary() bool }
+	return errors.As(err, &ne) && ne.Temporary()
+}
+
+// portConn carries a redirected connection's original port to the HTTP handler.
+type portConn struct {
+	net.Conn
+	info portInfo
+}
+
+// chanListener is a net.Listener fed by acceptRedirect.
+type chanListener struct {
+	addr net.Addr
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func newChanListener(a net.Addr) *chanListener {
+	return &chanListener{addr: a, ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *chanListener) deliver(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }
+
+// acceptTCP passes every connection of ln through to addr.
+func (p *Proxy) acceptTCP(ln net.Listener, addr string) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if isTemporary(err) {
+				time.Sleep(5 * time.Millisecond)
+				continue
+			}
+			return
+		}
+		go p.pipeTCP(c, addr)
+	}
+}
+
+// tcpTracker tracks pass-through connections for draining.
+type tcpTracker struct {
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+func (t *tcpTracker) add(c ...net.Conn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.conns == nil {
+		t.conns = map[net.Conn]struct{}{}
+	}
+	for _, x := range c {
+		t.conns[x] = struct{}{}
+	}
+}
+
+func (t *tcpTracker) remove(c ...net.Conn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, x := range c {
+		delete(t.conns, x)
+	}
+}
+
+// wait waits for every connection to end; at ctx's end it closes the rest and reports false.
+func (t *tcpTracker) wait(ctx context.Context) bool {
+	done := make(chan struct{})
+	go func() { t.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		t.mu.Lock()
+		for c := range t.conns {
+			_ = c.Close()
+		}
+		t.mu.Unlock()
+		<-done
+		return false
+	}
+}
+
+func (p *Proxy) pipeTCP(in net.Conn, addr string) {
+	p.tcp.wg.Add(1)
+	defer p.tcp.wg.Done()
+	d := net.Dialer{Timeout: p.cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	out, err := d.Dial("tcp", addr)
+	if err != nil {
+		p.log.Warn("tcp pass-through: app unreachable", "app", addr, "err", err)
+		p.m.tcpConns.WithLabelValues("dial_error").Inc()
+		_ = in.Close()
+		return
+	}
+	p.m.tcpConns.WithLabelValues("ok").Inc()
+	p.m.tcpActive.Inc()
+	defer p.m.tcpActive.Dec()
+	p.tcp.add(in, out)
+	defer p.tcp.remove(in, out)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	closeBoth := func() { _ = in.Close(); _ = out.Close() }
+	go func() { defer wg.Done(); copyHalf(out, in, closeBoth) }()
+	go func() { defer wg.Done(); copyHalf(in, out, closeBoth) }()
+	wg.Wait()
+	_ = in.Close()
+	_ = out.Close()
+}
+
+// copyHalf copies src to dst, then half-closes dst's write side; on an error it closes both.
+func copyHalf(dst, src net.Conn, closeBoth func()) {
+	if _, err := io.Copy(dst, src); err != nil {
+		closeBoth()
+		return
+	}
+	type closeWriter interface{ CloseWrite() error }
+	if cw, ok := dst.(closeWriter); ok {
+		_ = cw.CloseWrite()
+	} else {
+		_ = dst.Close()
+	}
+}
