@@ -6,6 +6,7 @@ package tools
 
 import (
 	_ "github.com/coder/websocket"
+	_ "github.com/gin-gonic/gin"
 	_ "github.com/google/go-containerregistry/pkg/v1"
 	_ "github.com/hashicorp/yamux"
 	_ "github.com/jackc/pgx/v5/stdlib"
@@ -20,5 +21,4 @@ import (
 	_ "sigs.k8s.io/controller-runtime/pkg/envtest"
 	_ "sigs.k8s.io/controller-tools/cmd/controller-gen"
 	_ "sigs.k8s.io/gateway-api/apis/v1"
-	_ "github.com/gin-gonic/gin"
 )
