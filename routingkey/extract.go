@@ -169,74 +169,76 @@ func trimRightOWS(v string) string {
 	return v
 }
 
-// atMemberStart reports whether only optional whitespace lies between the
-// start of the list member that contains position i and i.
-func atMemberStart(v string, i int) bool {
-	i--
-	for i >= 0 && isOWS(v[i]) {
-		i--
-	}
-	return i < 0 || v[i] == ','
-}
-
 // baggageValue returns the first valid key in a baggage list v from a member
 // `OWS name OWS "=" OWS value OWS [";" properties]`. The value may be
 // percent-encoded. Properties are skipped, not validated; other members are
-// not parsed beyond finding the commas that end them.
+// not parsed beyond finding the comma that ends them.
 func baggageValue(v, name string) (string, bool) {
-	for off := 0; off < len(v); {
-		i := strings.Index(v[off:], name)
-		if i < 0 {
-			return "", false
+	for i := 0; i < len(v); {
+		i = skipOWS(v, i)
+		if strings.HasPrefix(v[i:], name) {
+			if key, ok := baggageMember(v[i+len(name):]); ok {
+				return key, true
+			}
 		}
-		start := off + i
-		off = start + 1
-		if !atMemberStart(v, start) {
-			continue
+		c := strings.IndexByte(v[i:], ',')
+		if c < 0 {
+			break
 		}
-		j := skipOWS(v, start+len(name))
-		if j >= len(v) || v[j] != '=' {
-			continue
-		}
-		j = skipOWS(v, j+1)
-		k := j
-		for k < len(v) && v[k] != ';' && v[k] != ',' {
-			k++
-		}
-		off = k
-		if key, ok := decodeKey(trimRightOWS(v[j:k])); ok {
-			return key, true
-		}
+		i += c + 1
 	}
 	return "", false
+}
+
+// baggageMember parses the rest of a member after its name:
+// OWS "=" OWS value OWS [";" ...] up to the end of the member.
+func baggageMember(v string) (string, bool) {
+	j := skipOWS(v, 0)
+	if j >= len(v) || v[j] != '=' {
+		return "", false
+	}
+	j = skipOWS(v, j+1)
+	// Fast path: a run of key characters ended by the end of the list, ','
+	// or ';' (what Inject writes), validated in the same pass.
+	k := j
+	for k < len(v) && keyChar[v[k]] != 0 {
+		k++
+	}
+	if k == len(v) || v[k] == ',' || v[k] == ';' {
+		return v[j:k], validKeyRun(v[j:k])
+	}
+	for k < len(v) && v[k] != ';' && v[k] != ',' {
+		k++
+	}
+	return decodeKey(trimRightOWS(v[j:k]))
+}
+
+// validKeyRun reports whether s, known to hold only key characters, is a
+// valid key (length and first and last character).
+func validKeyRun(s string) bool {
+	n := len(s)
+	return n > 0 && n <= MaxKeyLen && keyChar[s[0]] == 1 && keyChar[s[n-1]] == 1
 }
 
 // tracestateValue returns the first valid key in a tracestate list v from a
 // member `OWS name "=" value OWS`.
 func tracestateValue(v, name string) (string, bool) {
-	for off := 0; off < len(v); {
-		i := strings.Index(v[off:], name)
-		if i < 0 {
-			return "", false
+	for i := 0; i < len(v); {
+		i = skipOWS(v, i)
+		c := strings.IndexByte(v[i:], ',')
+		end := len(v)
+		if c >= 0 {
+			end = i + c
 		}
-		start := off + i
-		off = start + 1
-		if !atMemberStart(v, start) {
-			continue
+		if m := v[i:end]; len(m) > len(name) && m[len(name)] == '=' && m[:len(name)] == name {
+			if val := trimRightOWS(m[len(name)+1:]); validKey(val) {
+				return val, true
+			}
 		}
-		j := start + len(name)
-		if j >= len(v) || v[j] != '=' {
-			continue
+		if c < 0 {
+			break
 		}
-		j++
-		k := j
-		for k < len(v) && v[k] != ',' {
-			k++
-		}
-		off = k
-		if val := trimRightOWS(v[j:k]); validKey(val) {
-			return val, true
-		}
+		i = end + 1
 	}
 	return "", false
 }
