@@ -1,0 +1,346 @@
+// Command sm-cluster runs the project's local single-node Kubernetes cluster
+// (package internal/localcluster) and builds and loads our container images
+// (package internal/images):
+//
+//	sm-cluster up [--images]      bring the cluster up (no-op when running), print the kubeconfig path
+//	sm-cluster down               stop everything and restore the host
+//	sm-cluster status             components, PIDs, memory, network guard, node
+//	sm-cluster images [--load]    build image tarballs of our binaries (and import them when the cluster runs)
+//	sm-cluster load-image TAR...  import image tarballs into the cluster
+//	sm-cluster kubeconfig         print the kubeconfig path
+//	sm-cluster check-guard        verify the network-safety set-up
+//	sm-cluster dns                (internal) the cluster DNS server started by up
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/sandboxmesh/sandboxmesh/internal/images"
+	"github.com/sandboxmesh/sandboxmesh/internal/localcluster"
+	"github.com/sandboxmesh/sandboxmesh/internal/localcluster/dns"
+)
+
+func main() {
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	if err := newRoot().ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "sm-cluster:", err)
+		os.Exit(1)
+	}
+}
+
+type flags struct {
+	stateDir, repoDir, k8sBin, imagesDir, bridge string
+	podCIDR, clusterCIDR, serviceCIDR           string
+	apiPort                                     int
+	skipPackages, verbose                       bool
+	binaries                                    string
+}
+
+func (f *flags) config() (localcluster.Config, *slog.Logger, error) {
+	level := slog.LevelInfo
+	if f.verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	repo := f.repoDir
+	if repo == "" {
+		repo = findRepo()
+	}
+	c := localcluster.Config{
+		StateDir: f.stateDir, RepoDir: repo, K8sBinDir: f.k8sBin, ImagesDir: f.imagesDir, Bridge: f.bridge,
+		APIServerPort: f.apiPort, SkipPackages: f.skipPackages, Progress: os.Stdout, Log: log,
+	}
+	for _, p := range []struct {
+		s   string
+		dst *netip.Prefix
+	}{{f.podCIDR, &c.PodCIDR}, {f.clusterCIDR, &c.ClusterCIDR}, {f.serviceCIDR, &c.ServiceCIDR}} {
+		if p.s == "" {
+			continue
+		}
+		v, err := netip.ParsePrefix(p.s)
+		if err != nil {
+			return c, log, fmt.Errorf("parse CIDR %q: %w", p.s, err)
+		}
+		*p.dst = v
+	}
+	return c, log, nil
+}
+
+// findRepo walks up from the working directory to the sandboxmesh module root.
+func findRepo() string {
+	dir, _ := os.Getwd()
+	for d := dir; ; d = filepath.Dir(d) {
+		b, err := os.ReadFile(filepath.Join(d, "go.mod"))
+		if err == nil && strings.Contains(string(b), "module github.com/sandboxmesh/sandboxmesh\n") {
+			return d
+		}
+		if d == filepath.Dir(d) {
+			return dir
+		}
+	}
+}
+
+func newRoot() *cobra.Command {
+	f := &flags{}
+	root := &cobra.Command{
+		Use:           "sm-cluster",
+		Short:         "Local single-node Kubernetes for SandboxMesh, built from upstream parts",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&f.stateDir, "state-dir", envOr("SM_CLUSTER_DIR", localcluster.DefaultStateDir), "folder holding all cluster state (env SM_CLUSTER_DIR)")
+	pf.StringVar(&f.repoDir, "repo", "", "sandboxmesh checkout (default: found from the working directory)")
+	pf.StringVar(&f.k8sBin, "k8s-bin", os.Getenv("SM_K8S_BIN"), "folder with prebuilt Kubernetes binaries (default: hack/k8s-build.sh cache; env SM_K8S_BIN)")
+	pf.StringVar(&f.imagesDir, "images-dir", envOr("SM_IMAGES_DIR", localcluster.DefaultImagesDir()), "folder of image tarballs (env SM_IMAGES_DIR)")
+	pf.StringVar(&f.bridge, "bridge", "", "bridge name (default smbr0)")
+	pf.StringVar(&f.podCIDR, "pod-cidr", "", "node pod range; its first address is the node address (default 10.244.0.0/24)")
+	pf.StringVar(&f.clusterCIDR, "cluster-cidr", "", "cluster pod range (default 10.244.0.0/16)")
+	pf.StringVar(&f.serviceCIDR, "service-cidr", "", "Service range (default 10.96.0.0/16)")
+	pf.IntVar(&f.apiPort, "apiserver-port", 0, "apiserver port on the node address (default 6443)")
+	pf.BoolVar(&f.skipPackages, "skip-packages", false, "do not check or install Debian packages")
+	pf.BoolVarP(&f.verbose, "verbose", "v", false, "debug logs")
+
+	var withImages bool
+	up := &cobra.Command{
+		Use:   "up",
+		Short: "Bring the cluster up (no-op when it runs) and print the kubeconfig path",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, log, err := f.config()
+			if err != nil {
+				return err
+			}
+			cl, err := localcluster.New(c)
+			if err != nil {
+				return err
+			}
+			if withImages {
+				if _, err := images.Build(cmd.Context(), images.Options{RepoDir: c.RepoDir, OutDir: c.ImagesDir, Binaries: binaries(f.binaries), Progress: os.Stdout, Log: log}); err != nil {
+					return err
+				}
+			}
+			kc, err := cl.Up(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Println(kc)
+			return nil
+		},
+	}
+	up.Flags().BoolVar(&withImages, "images", false, "build our image tarballs first (they are imported by up)")
+	up.Flags().StringVar(&f.binaries, "binaries", envOr("SM_IMAGES", ""), "comma-separated cmd/ packages to build with --images (env SM_IMAGES; default "+strings.Join(images.DefaultBinaries, ",")+")")
+
+	down := &cobra.Command{
+		Use:   "down",
+		Short: "Stop the cluster and restore the host",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, _, err := f.config()
+			if err != nil {
+				return err
+			}
+			cl, err := localcluster.New(c)
+			if err != nil {
+				return err
+			}
+			if err := cl.Down(cmd.Context()); err != nil {
+				return err
+			}
+			fmt.Println(">> cluster down; host restored")
+			return nil
+		},
+	}
+
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Show components, PIDs, memory, the network guard and the node",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, _, err := f.config()
+			if err != nil {
+				return err
+			}
+			cl, err := localcluster.New(c)
+			if err != nil {
+				return err
+			}
+			comps, st, err := cl.Status(cmd.Context())
+			if errors.Is(err, fs.ErrNotExist) {
+				fmt.Println("not running")
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			var total int64
+			for _, s := range comps {
+				state := "running"
+				if !s.Alive {
+					state = "DEAD"
+				}
+				total += s.RSS
+				fmt.Printf("%-24s pid %-7d %-8s rss %6.1f MiB  %s\n", s.Name, s.PID, state, float64(s.RSS)/(1<<20), s.Log)
+			}
+			fmt.Printf("%-24s %29.1f MiB\n", "total", float64(total)/(1<<20))
+			if err := cl.Config().CheckGuard(cmd.Context()); err != nil {
+				fmt.Println("network guard: MISSING:", err)
+			} else {
+				fmt.Println("network guard: in place")
+			}
+			fmt.Printf("ready: %v (up in %s)\nkubeconfig: %s\n", st.Ready, st.ReadyAfter, c.KubeconfigPath())
+			return nil
+		},
+	}
+
+	var load bool
+	imgs := &cobra.Command{
+		Use:   "images",
+		Short: "Build image tarballs of our binaries into the images folder; import them when the cluster runs",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, log, err := f.config()
+			if err != nil {
+				return err
+			}
+			o := images.Options{RepoDir: c.RepoDir, OutDir: c.ImagesDir, Binaries: binaries(f.binaries), Progress: os.Stdout, Log: log}
+			res, err := images.Build(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			pause, err := images.BuildPause(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			res = append(res, pause)
+			cl, err := localcluster.New(c)
+			if err != nil {
+				return err
+			}
+			if !load && !cl.Running() {
+				fmt.Printf(">> tarballs in %s (cluster not running: not imported)\n", c.ImagesDir)
+				return nil
+			}
+			if !cl.Running() {
+				return fmt.Errorf("images --load: cluster in %s is not running", c.StateDir)
+			}
+			var tars []string
+			for _, r := range res {
+				tars = append(tars, r.Tarball)
+			}
+			return cl.LoadImages(cmd.Context(), tars...)
+		},
+	}
+	imgs.Flags().BoolVar(&load, "load", false, "require a running cluster and import the images into it")
+	imgs.Flags().StringVar(&f.binaries, "binaries", envOr("SM_IMAGES", ""), "comma-separated cmd/ packages (env SM_IMAGES; default "+strings.Join(images.DefaultBinaries, ",")+")")
+
+	loadImage := &cobra.Command{
+		Use:   "load-image TARBALL...",
+		Short: "Import image tarballs into the running cluster",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, _, err := f.config()
+			if err != nil {
+				return err
+			}
+			cl, err := localcluster.New(c)
+			if err != nil {
+				return err
+			}
+			if !cl.Running() {
+				return fmt.Errorf("load-image: cluster in %s is not running", c.StateDir)
+			}
+			return cl.LoadImages(cmd.Context(), args...)
+		},
+	}
+
+	kubeconfig := &cobra.Command{
+		Use:   "kubeconfig",
+		Short: "Print the admin kubeconfig path",
+		RunE: func(*cobra.Command, []string) error {
+			c, _, err := f.config()
+			if err != nil {
+				return err
+			}
+			cl, err := localcluster.New(c)
+			if err != nil {
+				return err
+			}
+			fmt.Println(cl.Config().KubeconfigPath())
+			return nil
+		},
+	}
+
+	checkGuard := &cobra.Command{
+		Use:   "check-guard",
+		Short: "Verify the network-safety set-up (exit 1 when missing)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, _, err := f.config()
+			if err != nil {
+				return err
+			}
+			cl, err := localcluster.New(c)
+			if err != nil {
+				return err
+			}
+			if err := cl.Config().CheckGuard(cmd.Context()); err != nil {
+				return err
+			}
+			fmt.Println("network guard: in place")
+			return nil
+		},
+	}
+
+	var kc, listen, domain string
+	dnsCmd := &cobra.Command{
+		Use:    "dns",
+		Short:  "Serve the cluster's DNS names (started by up)",
+		Hidden: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, log, err := f.config()
+			if err != nil {
+				return err
+			}
+			rc, err := clientcmd.BuildConfigFromFlags("", kc)
+			if err != nil {
+				return fmt.Errorf("dns: kubeconfig %s: %w", kc, err)
+			}
+			cs, err := kubernetes.NewForConfig(rc)
+			if err != nil {
+				return fmt.Errorf("dns: client: %w", err)
+			}
+			return dns.New(domain, log).Run(cmd.Context(), cs, listen)
+		},
+	}
+	dnsCmd.Flags().StringVar(&kc, "kubeconfig", "", "kubeconfig")
+	dnsCmd.Flags().StringVar(&listen, "listen", "10.244.0.1:53", "UDP and TCP address")
+	dnsCmd.Flags().StringVar(&domain, "domain", "cluster.local", "cluster domain")
+
+	root.AddCommand(up, down, status, imgs, loadImage, kubeconfig, checkGuard, dnsCmd)
+	return root
+}
+
+func binaries(s string) []string {
+	if strings.TrimSpace(s) == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,238 @@
+// Package images builds container images of the project's binaries without a
+// Docker engine: each binary is compiled statically (CGO_ENABLED=0), packed into
+// a single-layer image with go-containerregistry and written as a docker-archive
+// tarball that `ctr images import`, `docker load` and `podman load` accept. It
+// also builds the local cluster's pause image and imports tarballs into a
+// containerd.
+package images
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// Registry and Tag name every image we build: <Registry>/<binary>:<Tag>.
+const (
+	Registry = "sandboxmesh.dev"
+	Tag      = "dev"
+)
+
+// DefaultBinaries are the cmd/ packages packed as images by default.
+var DefaultBinaries = []string{"operator", "devmesh", "controlplane", "agent", "sm-echo"}
+
+// PauseImage is the pod sandbox image of the local cluster.
+var PauseImage = Ref("pause")
+
+// pausePackage is the Go package of the pause program, relative to the repo root.
+const pausePackage = "./internal/images/pause"
+
+// Ref returns the image reference of a binary.
+func Ref(binary string) string { return Registry + "/" + binary + ":" + Tag }
+
+// Options control Build.
+type Options struct {
+	// RepoDir is the module root holding cmd/<binary>.
+	RepoDir string
+	// OutDir receives <binary>.tar files.
+	OutDir string
+	// Binaries are the cmd/ package names to build; nil means DefaultBinaries.
+	Binaries []string
+	// Progress receives one line per image; nil discards.
+	Progress io.Writer
+	// Log receives debug logs; nil discards.
+	Log *slog.Logger
+}
+
+// Result is one image written.
+type Result struct {
+	Binary  string
+	Ref     string
+	Tarball string
+	Size    int64
+}
+
+func (o *Options) defaults() {
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Binaries == nil {
+		o.Binaries = DefaultBinaries
+	}
+}
+
+// Build compiles each binary of o.Binaries found under cmd/ and writes its
+// image tarball. Binaries whose package does not exist yet are skipped with a
+// progress line; a binary that fails to compile is an error naming it.
+func Build(ctx context.Context, o Options) ([]Result, error) {
+	o.defaults()
+	var res []Result
+	for _, b := range o.Binaries {
+		b = strings.TrimSpace(b)
+		if b == "" {
+			continue
+		}
+		pkgDir := filepath.Join(o.RepoDir, "cmd", b)
+		if !hasGoFiles(pkgDir) {
+			fmt.Fprintf(o.Progress, ">> image %s: skipped, no Go package at cmd/%s yet\n", Ref(b), b)
+			continue
+		}
+		r, err := buildOne(ctx, o, b, "./cmd/"+b)
+		if err != nil {
+			return res, err
+		}
+		res = append(res, r)
+	}
+	return res, nil
+}
+
+// BuildPause writes the pause image tarball (pause.tar) into o.OutDir.
+func BuildPause(ctx context.Context, o Options) (Result, error) {
+	o.defaults()
+	return buildOne(ctx, o, "pause", pausePackage)
+}
+
+func hasGoFiles(dir string) bool {
+	m, _ := filepath.Glob(filepath.Join(dir, "*.go"))
+	return len(m) > 0
+}
+
+func buildOne(ctx context.Context, o Options, binary, pkg string) (Result, error) {
+	start := time.Now()
+	ref := Ref(binary)
+	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
+		return Result{}, fmt.Errorf("image %s: create %s: %w", ref, o.OutDir, err)
+	}
+	tmp, err := os.MkdirTemp("", "sm-image-")
+	if err != nil {
+		return Result{}, fmt.Errorf("image %s: %w", ref, err)
+	}
+	defer os.RemoveAll(tmp)
+	bin := filepath.Join(tmp, binary)
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, pkg)
+	cmd.Dir = o.RepoDir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return Result{}, fmt.Errorf("image %s: go build %s: %w\n%s", ref, pkg, err, out)
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return Result{}, fmt.Errorf("image %s: read binary: %w", ref, err)
+	}
+	img, err := Image(binary, data)
+	if err != nil {
+		return Result{}, fmt.Errorf("image %s: %w", ref, err)
+	}
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		return Result{}, fmt.Errorf("image %s: parse ref: %w", ref, err)
+	}
+	out := filepath.Join(o.OutDir, binary+".tar")
+	if err := tarball.WriteToFile(out+".tmp", tag, img); err != nil {
+		return Result{}, fmt.Errorf("image %s: write %s: %w", ref, out, err)
+	}
+	if err := os.Rename(out+".tmp", out); err != nil {
+		return Result{}, fmt.Errorf("image %s: %w", ref, err)
+	}
+	st, _ := os.Stat(out)
+	var size int64
+	if st != nil {
+		size = st.Size()
+	}
+	fmt.Fprintf(o.Progress, ">> image %s -> %s (%.1f MiB, %s)\n", ref, out, float64(size)/(1<<20), time.Since(start).Round(100*time.Millisecond))
+	return Result{Binary: binary, Ref: ref, Tarball: out, Size: size}, nil
+}
+
+// Image packs one static binary as a single-layer image: the binary at
+// /usr/local/bin/<binary> as entrypoint, plus /etc/passwd, /etc/group,
+// /etc/nsswitch.conf and /tmp. Timestamps are zero so equal binaries give
+// equal images.
+func Image(binary string, data []byte) (v1.Image, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	dirs := []string{"etc/", "tmp/", "usr/", "usr/local/", "usr/local/bin/"}
+	for _, d := range dirs {
+		mode := int64(0o755)
+		if d == "tmp/" {
+			mode = 0o1777
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d, Mode: mode, Format: tar.FormatPAX}); err != nil {
+			return nil, fmt.Errorf("layer: %w", err)
+		}
+	}
+	files := []struct {
+		name string
+		mode int64
+		data []byte
+	}{
+		{"etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n")},
+		{"etc/group", 0o644, []byte("root:x:0:\nnonroot:x:65532:\n")},
+		{"etc/nsswitch.conf", 0o644, []byte("hosts: files dns\n")},
+		{"usr/local/bin/" + binary, 0o755, data},
+	}
+	for _, f := range files {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: f.name, Mode: f.mode, Size: int64(len(f.data)), Format: tar.FormatPAX}); err != nil {
+			return nil, fmt.Errorf("layer %s: %w", f.name, err)
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return nil, fmt.Errorf("layer %s: %w", f.name, err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, fmt.Errorf("layer: %w", err)
+	}
+	raw := buf.Bytes()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(raw)), nil
+	}, tarball.WithCompressionLevel(gzip.BestSpeed))
+	if err != nil {
+		return nil, fmt.Errorf("layer: %w", err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		return nil, fmt.Errorf("append layer: %w", err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS = "linux"
+	cf.Architecture = runtime.GOARCH
+	cf.Config.Entrypoint = []string{"/usr/local/bin/" + binary}
+	cf.Config.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
+	cf.Config.WorkingDir = "/"
+	cf.Config.Labels = map[string]string{"org.opencontainers.image.title": binary, "org.opencontainers.image.source": "github.com/sandboxmesh/sandboxmesh"}
+	return mutate.ConfigFile(img, cf)
+}
+
+// Import loads image tarballs into the k8s.io namespace of the containerd
+// listening on socket, with ctr.
+func Import(ctx context.Context, socket string, tarballs ...string) error {
+	for _, t := range tarballs {
+		cmd := exec.CommandContext(ctx, "ctr", "--address", socket, "-n", "k8s.io", "images", "import", "--no-unpack=false", t)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("import %s into containerd %s: %w: %s", t, socket, err, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
+}
