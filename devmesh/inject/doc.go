@@ -1,0 +1,17 @@
+// Package inject is the devmesh sidecar injector: a mutating admission handler for Pod CREATE
+// (admission/v1) that adds the devmesh sidecar to pods annotated with
+// sidecar.sandboxmesh.dev/inject: "true", plus the way inbound traffic reaches it — an init container
+// that programs iptables REDIRECT rules for the app's ports (ModeIPTables), or sidecar listeners the
+// Service's targetPort must point at (ModeExplicit).
+//
+// The handler is a function (NewHandler) that the operator registers on the controller-runtime webhook
+// server at Path. It never injects twice, skips hostNetwork pods and pods in namespaces that opted out,
+// and records why a pod that asked for injection was skipped, both in the pod's AnnotationStatus and in
+// the admission response's warnings. Internal errors never block pod creation: the pod is admitted
+// unchanged with a warning, which matches the webhook's failurePolicy Ignore (see
+// MutatingWebhookConfiguration).
+//
+// See docs/devmesh-injection.md.
+package inject
+
+// +kubebuilder:webhook:path=/mutate-v1-pod-devmesh,mutating=true,failurePolicy=ignore,sideEffects=None,groups="",resources=pods,verbs=create,versions=v1,name=devmesh.sidecar.sandboxmesh.dev,admissionReviewVersions=v1,reinvocationPolicy=Never,timeoutSeconds=5
