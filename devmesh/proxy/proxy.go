@@ -73,6 +73,7 @@ type reqState struct {
 	dest     *routeapi.Destination
 	status   int
 	body     *trackBody
+	in       *http.Request // the inbound request (ErrorHandler gets the outbound one)
 	fellBack bool
 }
 
@@ -100,6 +101,7 @@ type Proxy struct {
 	tcp                              tcpTracker
 	serveWG                          sync.WaitGroup
 	lastForkTable                    atomic.Pointer[routeapi.Table]
+	origDst                          func(net.Conn) (netip.AddrPort, error)
 }
 
 type wtCache struct {
@@ -124,7 +126,7 @@ func New(cfg Config, routes RouteSource, keys KeyExtractor, log *slog.Logger, re
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	p := &Proxy{cfg: cfg, log: log, routes: routes, keys: keys, trusted: cfg.TrustedProxies, addrs: map[int32]string{}}
+	p := &Proxy{cfg: cfg, log: log, routes: routes, keys: keys, trusted: cfg.TrustedProxies, addrs: map[int32]string{}, origDst: originalDst}
 	m, err := newMetrics(reg, p)
 	if err != nil {
 		return nil, fmt.Errorf("devmesh %s: metrics: %w", cfg.Workload, err)
@@ -268,7 +270,8 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, port int32, proto 
 		st.body = &trackBody{rc: r.Body}
 		r.Body = st.body
 	}
-	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+	st.in = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
+	p.rp.ServeHTTP(w, st.in)
 	kind := st.kind
 	if st.fellBack {
 		kind = kindBaseline
@@ -381,7 +384,7 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	if st.kind == kindFork && p.cfg.FallbackToBaseline && isDialError(err) && (st.body == nil || !st.body.read.Load()) && !st.fellBack {
 		p.log.Warn("fork unreachable, falling back to baseline", "sandbox", st.dest.Sandbox.String(), "fork", st.target, "err", err)
 		st.kind, st.fellBack, st.target = kindBaseline, true, p.localAddr(st.port)
-		p.rp.ServeHTTP(w, r)
+		p.rp.ServeHTTP(w, st.in)
 		return
 	}
 	code, c := http.StatusBadGateway, "upstream_unreachable"

@@ -42,7 +42,7 @@ func (p *Proxy) Start(ctx context.Context) error {
 		p.serveWG.Add(1)
 		go func() {
 			defer p.serveWG.Done()
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 				p.log.Error("serve", "addr", ln.Addr().String(), "err", err)
 			}
 		}()
@@ -141,7 +141,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.Shutdown(ctx); err != nil {
+			if err := s.Shutdown(ctx); err != nil && !errors.Is(err, net.ErrClosed) {
 				_ = s.Close()
 				errs[i] = fmt.Errorf("drain server: %w", err)
 			}
@@ -184,7 +184,7 @@ func (p *Proxy) acceptRedirect(ln net.Listener, hl *chanListener) {
 			}
 			return
 		}
-		orig, err := originalDst(c)
+		orig, err := p.origDst(c)
 		if err != nil || strconv.Itoa(int(orig.Port())) == lport {
 			p.log.Warn("redirect mode: connection without original destination; closing", "remote", c.RemoteAddr().String(), "err", err)
 			p.m.tcpConns.WithLabelValues("no_original_dst").Inc()
