@@ -1,0 +1,288 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/gin-gonic/gin"
+
+	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/preview"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
+	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
+)
+
+// agentState answers an agent's long poll: GET /api/v2/agent/state?since=R&wait=30s.
+func (s *Server) agentState(c *gin.Context) {
+	a := agentIdentity(c)
+	q := c.Request.URL.Query()
+	var since int64
+	if v := q.Get("since"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "since must be a revision (integer >= 0)", apitypes.FieldError{Path: "since", Message: "want an integer >= 0"})
+			return
+		}
+		since = n
+	}
+	wait := s.cfg.LongPollTimeout
+	if v := q.Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "wait must be a duration, e.g. 30s", apitypes.FieldError{Path: "wait", Message: "want a duration such as 30s"})
+			return
+		}
+		wait = min(d, s.cfg.LongPollTimeout)
+	}
+	ctx := c.Request.Context()
+	_ = s.st.TouchClusterToken(ctx, a.TokenID, c.ClientIP(), c.GetHeader("sandboxmesh-operator-version"))
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(s.cfg.PollInterval)
+	defer tick.Stop()
+	for {
+		changed := s.notify.wait() // subscribe before reading, so no change slips through
+		st, err := s.st.ClusterState(ctx, a.Org, a.Cluster, since)
+		if err != nil {
+			s.failErr(c, "cluster state", err)
+			return
+		}
+		if st.Full || len(st.Objects) > 0 || wait == 0 {
+			c.JSON(http.StatusOK, agentStateView(st))
+			return
+		}
+		select {
+		case <-changed:
+		case <-tick.C:
+		case <-deadline.C:
+			wait = 0
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func agentStateView(st store.ClusterState) apitypes.AgentState {
+	out := apitypes.AgentState{Revision: st.Revision, Full: st.Full, Objects: make([]apitypes.AgentObject, 0, len(st.Objects))}
+	for _, o := range st.Objects {
+		ao := apitypes.AgentObject{Kind: string(o.Kind), Org: o.Org, Name: o.Name, Version: o.Version, RoutingKey: o.RoutingKey, Deleted: o.Deleted}
+		if !o.Deleted {
+			ao.Spec = o.Spec
+		}
+		out.Objects = append(out.Objects, ao)
+	}
+	return out
+}
+
+type statusAnswer struct {
+	Accepted int `json:"accepted"`
+	Stale    int `json:"stale"`
+}
+
+// agentStatus takes an agent's status report. Items of other orgs or clusters
+// are refused; items for outdated versions are counted as stale and dropped.
+func (s *Server) agentStatus(c *gin.Context) {
+	a := agentIdentity(c)
+	var rep apitypes.AgentStatusReport
+	if !s.decode(c, &rep) {
+		return
+	}
+	ctx := c.Request.Context()
+	if rep.OperatorVersion != "" {
+		_ = s.st.TouchClusterToken(ctx, a.TokenID, c.ClientIP(), rep.OperatorVersion)
+	}
+	var ans statusAnswer
+	for i, it := range rep.Items {
+		if it.Org != a.Org {
+			s.fail(c, http.StatusForbidden, apitypes.ReasonForbidden, fmt.Sprintf("items[%d]: a cluster token only reports for its own org and cluster", i))
+			return
+		}
+		k := store.Kind(it.Kind)
+		if k != store.KindSandbox && k != store.KindRouteGroup {
+			s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, fmt.Sprintf("items[%d].kind: want sandbox or routegroup", i))
+			return
+		}
+		raw, _ := json.Marshal(it.Status)
+		err := s.st.SetStatus(ctx, k, a.Org, a.Cluster, it.Name, it.Version, raw)
+		switch {
+		case err == nil:
+			ans.Accepted++
+		case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNotFound):
+			ans.Stale++
+		default:
+			s.failErr(c, "status", err)
+			return
+		}
+	}
+	c.JSON(http.StatusOK, ans)
+}
+
+// agentTunnel upgrades to a WebSocket that carries the yamux session of the preview tunnel.
+func (s *Server) agentTunnel(c *gin.Context) {
+	a := agentIdentity(c)
+	ws, err := websocket.Accept(c.Writer, c.Request, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	if err != nil {
+		return // Accept wrote the error
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(c.Request.Context()))
+	defer cancel()
+	conn := websocket.NetConn(ctx, ws, websocket.MessageBinary)
+	s.metrics.agents.Inc()
+	defer s.metrics.agents.Dec()
+	_ = s.st.TouchClusterToken(ctx, a.TokenID, c.ClientIP(), "")
+	_ = s.hub.Serve(ctx, a.Org, a.Cluster, a.TokenID, conn)
+	conn.Close()
+}
+
+// ---- preview resolver ----
+
+// AuthenticateKey implements preview.Resolver.
+func (s *Server) AuthenticateKey(ctx context.Context, key string) (string, bool, error) {
+	p, err := s.Authenticate(ctx, key)
+	if err != nil {
+		return "", false, err
+	}
+	return p.Org, p.Admin, nil
+}
+
+// ResolvePreview implements preview.Resolver: only endpoints declared by the
+// org's own sandboxes and route groups resolve.
+func (s *Server) ResolvePreview(ctx context.Context, org, name, endpoint string) (preview.Target, error) {
+	var (
+		obj  store.Object
+		err  error
+		eps  []v1alpha1.Endpoint
+		kind = store.KindSandbox
+	)
+	obj, err = s.st.Get(ctx, store.KindSandbox, org, name)
+	if errors.Is(err, store.ErrNotFound) {
+		kind = store.KindRouteGroup
+		obj, err = s.st.Get(ctx, store.KindRouteGroup, org, name)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return preview.Target{}, fmt.Errorf("%s/%s: %w", org, name, preview.ErrNotFound)
+	}
+	if err != nil {
+		return preview.Target{}, err
+	}
+	if kind == store.KindSandbox {
+		var spec v1alpha1.SandboxSpec
+		_ = json.Unmarshal(obj.Spec, &spec)
+		if spec.DefaultRouteGroup != nil {
+			eps = spec.DefaultRouteGroup.Endpoints
+		}
+	} else {
+		var spec v1alpha1.RouteGroupSpec
+		_ = json.Unmarshal(obj.Spec, &spec)
+		eps = spec.Endpoints
+	}
+	var ep *v1alpha1.Endpoint
+	for i := range eps {
+		if eps[i].Name == endpoint {
+			ep = &eps[i]
+		}
+	}
+	if ep == nil {
+		return preview.Target{}, fmt.Errorf("%s/%s endpoint %s: %w", org, name, endpoint, preview.ErrNotFound)
+	}
+	addr, err := endpointAddress(*ep, obj)
+	if err != nil {
+		return preview.Target{}, err
+	}
+	return preview.Target{Org: org, Cluster: obj.Cluster, Kind: string(kind), Name: name, RoutingKey: obj.RoutingKey, Address: addr}, nil
+}
+
+// endpointAddress is the in-cluster host:port of an endpoint: the operator's
+// resolution when the agent reported one, else the target itself for .svc targets.
+func endpointAddress(ep v1alpha1.Endpoint, o store.Object) (string, error) {
+	if st, ok := observed(o); ok {
+		for _, r := range st.Endpoints {
+			if r.Name != ep.Name {
+				continue
+			}
+			if r.URL != "" {
+				if u, err := url.Parse(r.URL); err == nil && u.Host != "" {
+					if u.Port() == "" && r.Port != 0 {
+						return net.JoinHostPort(u.Hostname(), strconv.Itoa(int(r.Port))), nil
+					}
+					return u.Host, nil
+				}
+			}
+			if r.Host != "" {
+				if _, _, err := net.SplitHostPort(r.Host); err == nil {
+					return r.Host, nil
+				}
+				if r.Port != 0 {
+					return net.JoinHostPort(r.Host, strconv.Itoa(int(r.Port))), nil
+				}
+			}
+		}
+	}
+	u, err := url.Parse(ep.Target)
+	if err != nil || !strings.HasSuffix(u.Hostname(), ".svc") {
+		return "", fmt.Errorf("endpoint %s (%s): %w", ep.Name, ep.Target, preview.ErrUnresolved)
+	}
+	return u.Host, nil
+}
+
+// previewLink makes a browser login link: POST .../sandboxes/{name}/preview-link?endpoint=E.
+func (s *Server) previewLink(c *gin.Context) {
+	name, ok := s.validName(c, "name", "name")
+	if !ok {
+		return
+	}
+	org := c.Param("org")
+	o, err := s.st.Get(c.Request.Context(), store.KindSandbox, org, name)
+	if err != nil {
+		s.failErr(c, fmt.Sprintf("sandbox %q", name), err)
+		return
+	}
+	var spec v1alpha1.SandboxSpec
+	_ = json.Unmarshal(o.Spec, &spec)
+	ep := c.Query("endpoint")
+	if spec.DefaultRouteGroup == nil || len(spec.DefaultRouteGroup.Endpoints) == 0 {
+		s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "the sandbox has no endpoints (spec.defaultRouteGroup.endpoints)")
+		return
+	}
+	found := false
+	for _, e := range spec.DefaultRouteGroup.Endpoints {
+		if ep == "" {
+			ep = e.Name
+		}
+		found = found || e.Name == ep
+	}
+	if !found {
+		s.fail(c, http.StatusNotFound, apitypes.ReasonNotFound, fmt.Sprintf("sandbox %q has no endpoint %q", name, ep))
+		return
+	}
+	link, exp := s.preview.LoginLink(org, name, ep, time.Now())
+	c.JSON(http.StatusOK, apitypes.PreviewLink{URL: link, ExpiresAt: ts(exp)})
+}
+
+// ---- preview URLs ----
+
+type previewBase struct{ scheme, host string }
+
+func parsePreviewURL(s string) (previewBase, error) {
+	if s == "" {
+		return previewBase{scheme: "http", host: "preview.localhost"}, nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+		return previewBase{}, fmt.Errorf("api: preview URL %q: want http(s)://<domain>[:port]", s)
+	}
+	return previewBase{scheme: u.Scheme, host: u.Host}, nil
+}
+
+func (p previewBase) endpointURL(endpoint, name string) string {
+	return p.scheme + "://" + endpoint + "--" + name + "." + p.host
+}

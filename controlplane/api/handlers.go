@@ -1,0 +1,614 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
+	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
+)
+
+func isExists(err error) bool { return errors.Is(err, store.ErrAlreadyExists) }
+
+func ts(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// decode reads a JSON body into v: bounded size, no unknown fields, one value.
+// It writes the error answer and returns false on failure.
+func (s *Server) decode(c *gin.Context, v any) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			s.fail(c, http.StatusRequestEntityTooLarge, apitypes.ReasonTooLarge, fmt.Sprintf("request body larger than %d bytes", s.cfg.MaxBodyBytes))
+			return false
+		}
+		s.fail(c, http.StatusBadRequest, apitypes.ReasonMalformed, "reading request body: "+err.Error())
+		return false
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		s.fail(c, http.StatusBadRequest, apitypes.ReasonMalformed, "request body is empty; send a JSON object")
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		s.fail(c, http.StatusBadRequest, apitypes.ReasonMalformed, "malformed JSON: "+jsonErrorText(err), jsonFieldError(err)...)
+		return false
+	}
+	if dec.More() {
+		s.fail(c, http.StatusBadRequest, apitypes.ReasonMalformed, "malformed JSON: trailing data after the object")
+		return false
+	}
+	return true
+}
+
+func jsonErrorText(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Sprintf("field %s: got JSON %s, want %s", te.Field, te.Value, te.Type.String())
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("%v (at byte %d)", se, se.Offset)
+	}
+	return err.Error()
+}
+
+func jsonFieldError(err error) []apitypes.FieldError {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		return []apitypes.FieldError{{Path: te.Field, Message: fmt.Sprintf("got JSON %s, want %s", te.Value, te.Type.String())}}
+	}
+	if msg := err.Error(); strings.HasPrefix(msg, "json: unknown field ") {
+		f := strings.Trim(strings.TrimPrefix(msg, "json: unknown field "), `"`)
+		return []apitypes.FieldError{{Path: f, Message: "unknown field"}}
+	}
+	return nil
+}
+
+func (s *Server) validName(c *gin.Context, param, path string) (string, bool) {
+	name := c.Param(param)
+	if fe := apitypes.ValidateObjectName(path, name); fe != nil {
+		s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "invalid name: "+fe.Error(), *fe)
+		return "", false
+	}
+	return name, true
+}
+
+func (s *Server) validDNS(c *gin.Context, param, path string) (string, bool) {
+	name := c.Param(param)
+	if fe := apitypes.ValidateDNSName(path, name); fe != nil {
+		s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "invalid name: "+fe.Error(), *fe)
+		return "", false
+	}
+	return name, true
+}
+
+// ---- orgs and quotas ----
+
+type putOrgRequest struct {
+	Quota *apitypes.Quota `json:"quota,omitempty"`
+}
+
+func (s *Server) putOrg(c *gin.Context) {
+	p := principal(c)
+	org, ok := s.validDNS(c, "org", "org")
+	if !ok {
+		return
+	}
+	if !p.Admin {
+		if p.Org == org {
+			s.getOrg(c)
+			return
+		}
+		s.fail(c, http.StatusForbidden, apitypes.ReasonForbidden, "only admin keys can create orgs")
+		return
+	}
+	var req putOrgRequest
+	if c.Request.ContentLength != 0 {
+		if !s.decode(c, &req) {
+			return
+		}
+	}
+	ctx := c.Request.Context()
+	var max int64
+	if req.Quota != nil {
+		max = req.Quota.MaxSandboxes
+	}
+	if _, err := s.st.CreateOrg(ctx, org, max); err != nil && !isExists(err) {
+		s.failErr(c, "org", err)
+		return
+	} else if err != nil && req.Quota != nil {
+		if err := s.st.SetQuota(ctx, org, max); err != nil {
+			s.failErr(c, "org", err)
+			return
+		}
+	}
+	s.getOrg(c)
+}
+
+func (s *Server) orgView(c *gin.Context) (apitypes.Org, bool) {
+	ctx := c.Request.Context()
+	o, err := s.st.GetOrg(ctx, c.Param("org"))
+	if err != nil {
+		s.failErr(c, "org", err)
+		return apitypes.Org{}, false
+	}
+	n, err := s.st.CountSandboxes(ctx, o.Name)
+	if err != nil {
+		s.failErr(c, "org", err)
+		return apitypes.Org{}, false
+	}
+	return apitypes.Org{Name: o.Name, CreatedAt: ts(o.CreatedAt), Quota: apitypes.Quota{MaxSandboxes: o.MaxSandboxes, Sandboxes: n}}, true
+}
+
+func (s *Server) getOrg(c *gin.Context) {
+	if o, ok := s.orgView(c); ok {
+		c.JSON(http.StatusOK, o)
+	}
+}
+
+func (s *Server) getQuota(c *gin.Context) {
+	if o, ok := s.orgView(c); ok {
+		c.JSON(http.StatusOK, o.Quota)
+	}
+}
+
+func (s *Server) putQuota(c *gin.Context) {
+	if !principal(c).Admin {
+		s.fail(c, http.StatusForbidden, apitypes.ReasonForbidden, "only admin keys can change quotas")
+		return
+	}
+	var q apitypes.Quota
+	if !s.decode(c, &q) {
+		return
+	}
+	if q.MaxSandboxes < 0 {
+		s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "maxSandboxes must be >= 0", apitypes.FieldError{Path: "maxSandboxes", Message: "must be >= 0 (0 = unlimited)"})
+		return
+	}
+	if err := s.st.SetQuota(c.Request.Context(), c.Param("org"), q.MaxSandboxes); err != nil {
+		s.failErr(c, "org", err)
+		return
+	}
+	s.getQuota(c)
+}
+
+// ---- sandboxes and route groups ----
+
+func kindName(k store.Kind) string {
+	if k == store.KindRouteGroup {
+		return "route group"
+	}
+	return "sandbox"
+}
+
+// parseSelector parses labelSelector=k=v,k2=v2 (and repeated label=k:v).
+func parseSelector(q url.Values) (map[string]string, *apitypes.FieldError) {
+	sel := map[string]string{}
+	for _, raw := range q["labelSelector"] {
+		for _, part := range strings.Split(raw, ",") {
+			if part = strings.TrimSpace(part); part == "" {
+				continue
+			}
+			k, v, ok := strings.Cut(part, "=")
+			if !ok || k == "" {
+				return nil, &apitypes.FieldError{Path: "labelSelector", Message: fmt.Sprintf("%q: want key=value[,key=value]", part)}
+			}
+			sel[k] = v
+		}
+	}
+	for _, raw := range q["label"] {
+		k, v, ok := strings.Cut(raw, ":")
+		if !ok || k == "" {
+			return nil, &apitypes.FieldError{Path: "label", Message: fmt.Sprintf("%q: want key:value", raw)}
+		}
+		sel[k] = v
+	}
+	return sel, nil
+}
+
+func (s *Server) listObjects(k store.Kind) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		sel, fe := parseSelector(c.Request.URL.Query())
+		if fe != nil {
+			s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "invalid label selector: "+fe.Error(), *fe)
+			return
+		}
+		objs, err := s.st.List(c.Request.Context(), k, c.Param("org"), sel)
+		if err != nil {
+			s.failErr(c, kindName(k)+"s", err)
+			return
+		}
+		if k == store.KindSandbox {
+			out := make([]apitypes.Sandbox, 0, len(objs))
+			for _, o := range objs {
+				out = append(out, s.sandboxView(o))
+			}
+			c.JSON(http.StatusOK, out)
+			return
+		}
+		out := make([]apitypes.RouteGroup, 0, len(objs))
+		for _, o := range objs {
+			out = append(out, s.routeGroupView(o))
+		}
+		c.JSON(http.StatusOK, out)
+	}
+}
+
+// ifVersion reads If-Match ("<version>" or W/"<version>") and If-None-Match: *.
+func ifVersion(c *gin.Context) (int64, bool) {
+	if v := c.GetHeader("If-None-Match"); v == "*" {
+		return -1, true
+	}
+	v := strings.TrimPrefix(strings.TrimSpace(c.GetHeader("If-Match")), "W/")
+	if v == "" {
+		return 0, true
+	}
+	n, err := strconv.ParseInt(strings.Trim(v, `"`), 10, 64)
+	if err != nil || n <= 0 {
+		return 0, false
+	}
+	return n, true
+}
+
+func (s *Server) applyObject(k store.Kind) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		name, ok := s.validName(c, "name", "name")
+		if !ok {
+			return
+		}
+		ifv, ok := ifVersion(c)
+		if !ok {
+			s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, `If-Match must be a version in quotes, e.g. "3"`)
+			return
+		}
+		var (
+			bodyName string
+			spec     any
+			cluster  string
+			labels   map[string]string
+			errs     apitypes.FieldErrors
+		)
+		if k == store.KindSandbox {
+			var req apitypes.Sandbox
+			if !s.decode(c, &req) {
+				return
+			}
+			bodyName, spec, cluster, labels = req.Name, req.Spec, req.Spec.Cluster, req.Spec.Labels
+			errs = apitypes.ValidateSandboxSpec(&req.Spec)
+		} else {
+			var req apitypes.RouteGroup
+			if !s.decode(c, &req) {
+				return
+			}
+			bodyName, spec, cluster = req.Name, req.Spec, req.Spec.Cluster
+			errs = apitypes.ValidateRouteGroupSpec(&req.Spec)
+		}
+		if bodyName != "" && bodyName != name {
+			errs = append(apitypes.FieldErrors{{Path: "name", Message: fmt.Sprintf("%q differs from the name in the path (%q)", bodyName, name)}}, errs...)
+		}
+		if len(errs) > 0 {
+			s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "invalid "+kindName(k)+": "+errs.Error(), errs...)
+			return
+		}
+		raw, err := json.Marshal(spec)
+		if err != nil {
+			s.failErr(c, kindName(k), err)
+			return
+		}
+		obj, created, err := s.st.Apply(c.Request.Context(), store.ApplyRequest{
+			Kind: k, Org: c.Param("org"), Name: name, Cluster: cluster, Spec: raw, Labels: labels, IfVersion: ifv,
+			NewRoutingKey: func() (string, error) { return s.cfg.NewRoutingKey(), nil },
+		})
+		if err != nil {
+			s.failErr(c, kindName(k)+" "+name, err)
+			return
+		}
+		s.notify.broadcast()
+		code := http.StatusOK
+		if created {
+			code = http.StatusCreated
+		}
+		s.writeObject(c, code, obj)
+	}
+}
+
+func (s *Server) writeObject(c *gin.Context, code int, o store.Object) {
+	c.Header("ETag", fmt.Sprintf(`"%d"`, o.Version))
+	if o.Kind == store.KindSandbox {
+		c.JSON(code, s.sandboxView(o))
+		return
+	}
+	c.JSON(code, s.routeGroupView(o))
+}
+
+func (s *Server) getObject(k store.Kind) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		name, ok := s.validName(c, "name", "name")
+		if !ok {
+			return
+		}
+		o, err := s.st.Get(c.Request.Context(), k, c.Param("org"), name)
+		if err != nil {
+			s.failErr(c, fmt.Sprintf("%s %q", kindName(k), name), err)
+			return
+		}
+		s.writeObject(c, http.StatusOK, o)
+	}
+}
+
+func (s *Server) deleteObject(k store.Kind) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		name, ok := s.validName(c, "name", "name")
+		if !ok {
+			return
+		}
+		if err := s.st.Delete(c.Request.Context(), k, c.Param("org"), name); err != nil {
+			s.failErr(c, fmt.Sprintf("%s %q", kindName(k), name), err)
+			return
+		}
+		s.notify.broadcast()
+		c.JSON(http.StatusOK, apitypes.EmptyResponse{})
+	}
+}
+
+func observed(o store.Object) (apitypes.ObservedStatus, bool) {
+	var st apitypes.ObservedStatus
+	if len(o.Status) == 0 || json.Unmarshal(o.Status, &st) != nil {
+		return st, false
+	}
+	return st, true
+}
+
+func pending(o store.Object) (string, string) {
+	return "Pending", fmt.Sprintf("waiting for the agent of cluster %q to apply version %d", o.Cluster, o.Version)
+}
+
+func (s *Server) sandboxView(o store.Object) apitypes.Sandbox {
+	out := apitypes.Sandbox{Name: o.Name, RoutingKey: o.RoutingKey, CreatedAt: ts(o.CreatedAt), UpdatedAt: ts(o.UpdatedAt), Version: o.Version, Endpoints: []apitypes.SandboxEndpoint{}}
+	_ = json.Unmarshal(o.Spec, &out.Spec)
+	st, ok := observed(o)
+	if ok {
+		out.Status = apitypes.Readiness{Ready: st.Ready, Reason: st.Reason, Message: st.Message, ScheduledDeleteTime: st.ScheduledDeleteTime, Forks: st.Forks}
+	} else {
+		out.Status.Reason, out.Status.Message = pending(o)
+	}
+	resolved := map[string]v1alpha1.EndpointStatus{}
+	for _, e := range st.Endpoints {
+		resolved[e.Name] = e
+	}
+	if drg := out.Spec.DefaultRouteGroup; drg != nil {
+		for _, e := range drg.Endpoints {
+			ep := apitypes.SandboxEndpoint{Name: e.Name, Target: e.Target, RouteType: "host", URL: s.prevURL.endpointURL(e.Name, o.Name)}
+			ep.Protocol, ep.Host, ep.Port = splitTarget(e.Target)
+			if r, ok := resolved[e.Name]; ok {
+				if r.Host != "" {
+					ep.Host = r.Host
+				}
+				if r.Port != 0 {
+					ep.Port = r.Port
+				}
+				if r.Protocol != "" {
+					ep.Protocol = r.Protocol
+				}
+			}
+			out.Endpoints = append(out.Endpoints, ep)
+		}
+	}
+	return out
+}
+
+func (s *Server) routeGroupView(o store.Object) apitypes.RouteGroup {
+	out := apitypes.RouteGroup{Name: o.Name, RoutingKey: o.RoutingKey, CreatedAt: ts(o.CreatedAt), UpdatedAt: ts(o.UpdatedAt), Version: o.Version}
+	_ = json.Unmarshal(o.Spec, &out.Spec)
+	if st, ok := observed(o); ok {
+		out.Status = apitypes.RouteGroupStatus{Ready: st.Ready, Reason: st.Reason, Message: st.Message, MatchedSandboxes: st.MatchedSandboxes, ScheduledDeleteTime: st.ScheduledDeleteTime}
+	} else {
+		out.Status.Reason, out.Status.Message = pending(o)
+	}
+	for _, e := range out.Spec.Endpoints {
+		out.Endpoints = append(out.Endpoints, apitypes.RouteGroupEndpoint{Name: e.Name, Target: e.Target, URL: s.prevURL.endpointURL(e.Name, o.Name)})
+	}
+	return out
+}
+
+// splitTarget splits scheme://host:port.
+func splitTarget(t string) (proto, host string, port int32) {
+	u, err := url.Parse(t)
+	if err != nil {
+		return "", "", 0
+	}
+	p, _ := strconv.Atoi(u.Port())
+	return u.Scheme, u.Hostname(), int32(p)
+}
+
+// ---- clusters and tokens ----
+
+func clusterView(cl store.Cluster) apitypes.Cluster {
+	out := apitypes.Cluster{Name: cl.Name, CreatedAt: ts(cl.CreatedAt), LastSeenAt: ts(cl.LastSeenAt)}
+	if cl.OperatorVersion != "" {
+		out.Operator = &apitypes.ClusterOperator{Version: cl.OperatorVersion}
+	}
+	return out
+}
+
+func (s *Server) listClusters(c *gin.Context) {
+	cls, err := s.st.ListClusters(c.Request.Context(), c.Param("org"))
+	if err != nil {
+		s.failErr(c, "clusters", err)
+		return
+	}
+	out := make([]apitypes.Cluster, 0, len(cls))
+	for _, cl := range cls {
+		out = append(out, clusterView(cl))
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) putCluster(c *gin.Context) {
+	name, ok := s.validDNS(c, "cluster", "clusterName")
+	if !ok {
+		return
+	}
+	cl, err := s.st.CreateCluster(c.Request.Context(), c.Param("org"), name)
+	if err != nil {
+		s.failErr(c, "cluster "+name, err)
+		return
+	}
+	c.JSON(http.StatusOK, clusterView(cl))
+}
+
+func (s *Server) getCluster(c *gin.Context) {
+	name, ok := s.validDNS(c, "cluster", "clusterName")
+	if !ok {
+		return
+	}
+	cl, err := s.st.GetCluster(c.Request.Context(), c.Param("org"), name)
+	if err != nil {
+		s.failErr(c, fmt.Sprintf("cluster %q", name), err)
+		return
+	}
+	c.JSON(http.StatusOK, clusterView(cl))
+}
+
+func (s *Server) deleteCluster(c *gin.Context) {
+	name, ok := s.validDNS(c, "cluster", "clusterName")
+	if !ok {
+		return
+	}
+	org := c.Param("org")
+	if err := s.st.DeleteCluster(c.Request.Context(), org, name); err != nil {
+		s.failErr(c, fmt.Sprintf("cluster %q", name), err)
+		return
+	}
+	s.hub.Disconnect(org, name)
+	c.JSON(http.StatusOK, apitypes.EmptyResponse{})
+}
+
+func tokenView(t store.ClusterToken) apitypes.ClusterToken {
+	return apitypes.ClusterToken{ID: t.ID, CreatedAt: ts(t.CreatedAt), MaskedValue: t.Masked,
+		Status: apitypes.ClusterTokenStatus{LastConnectedAt: ts(t.LastConnectedAt), LastConnectedIP: t.LastConnectedIP}}
+}
+
+func (s *Server) createToken(c *gin.Context) {
+	name, ok := s.validDNS(c, "cluster", "clusterName")
+	if !ok {
+		return
+	}
+	secret := NewSecret(ClusterTokenPrefix)
+	t, err := s.st.CreateClusterToken(c.Request.Context(), store.ClusterToken{ID: store.NewID(6), Org: c.Param("org"), Cluster: name, Hash: HashSecret(secret), Masked: Mask(secret)})
+	if err != nil {
+		s.failErr(c, fmt.Sprintf("cluster %q", name), err)
+		return
+	}
+	out := tokenView(t)
+	out.Token = secret
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) listTokens(c *gin.Context) {
+	name, ok := s.validDNS(c, "cluster", "clusterName")
+	if !ok {
+		return
+	}
+	ctx := c.Request.Context()
+	if _, err := s.st.GetCluster(ctx, c.Param("org"), name); err != nil {
+		s.failErr(c, fmt.Sprintf("cluster %q", name), err)
+		return
+	}
+	ts, err := s.st.ListClusterTokens(ctx, c.Param("org"), name)
+	if err != nil {
+		s.failErr(c, "tokens", err)
+		return
+	}
+	out := make([]apitypes.ClusterToken, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, tokenView(t))
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) getToken(c *gin.Context) {
+	t, err := s.st.GetClusterToken(c.Request.Context(), c.Param("org"), c.Param("cluster"), c.Param("id"))
+	if err != nil {
+		s.failErr(c, fmt.Sprintf("token %q", c.Param("id")), err)
+		return
+	}
+	c.JSON(http.StatusOK, tokenView(t))
+}
+
+func (s *Server) deleteToken(c *gin.Context) {
+	org, cluster := c.Param("org"), c.Param("cluster")
+	if err := s.st.DeleteClusterToken(c.Request.Context(), org, cluster, c.Param("id")); err != nil {
+		s.failErr(c, fmt.Sprintf("token %q", c.Param("id")), err)
+		return
+	}
+	s.hub.DisconnectToken(org, cluster, c.Param("id"))
+	c.JSON(http.StatusOK, apitypes.EmptyResponse{})
+}
+
+// ---- API keys ----
+
+func keyView(k store.APIKey) apitypes.APIKey {
+	return apitypes.APIKey{ID: k.ID, Name: k.Name, CreatedAt: ts(k.CreatedAt), MaskedValue: k.Masked, RevokedAt: ts(k.RevokedAt)}
+}
+
+func (s *Server) createAPIKey(c *gin.Context) {
+	var req apitypes.CreateAPIKeyRequest
+	if !s.decode(c, &req) {
+		return
+	}
+	if req.Name == "" || len(req.Name) > 128 {
+		s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "name is required (at most 128 characters)", apitypes.FieldError{Path: "name", Message: "required, at most 128 characters"})
+		return
+	}
+	secret := NewSecret(APIKeyPrefix)
+	k, err := s.st.CreateAPIKey(c.Request.Context(), store.APIKey{ID: store.NewID(6), Org: c.Param("org"), Name: req.Name, Hash: HashSecret(secret), Masked: Mask(secret)})
+	if err != nil {
+		s.failErr(c, "api key", err)
+		return
+	}
+	out := keyView(k)
+	out.Key = secret
+	c.JSON(http.StatusCreated, out)
+}
+
+func (s *Server) listAPIKeys(c *gin.Context) {
+	ks, err := s.st.ListAPIKeys(c.Request.Context(), c.Param("org"))
+	if err != nil {
+		s.failErr(c, "api keys", err)
+		return
+	}
+	out := make([]apitypes.APIKey, 0, len(ks))
+	for _, k := range ks {
+		out = append(out, keyView(k))
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].CreatedAt < out[j].CreatedAt })
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) revokeAPIKey(c *gin.Context) {
+	if err := s.st.RevokeAPIKey(c.Request.Context(), c.Param("org"), c.Param("id")); err != nil {
+		s.failErr(c, fmt.Sprintf("api key %q", c.Param("id")), err)
+		return
+	}
+	c.JSON(http.StatusOK, apitypes.EmptyResponse{})
+}

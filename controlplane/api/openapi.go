@@ -1,0 +1,263 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
+)
+
+// Operation documents one route in the OpenAPI document.
+type Operation struct {
+	Method, Path string
+	ID           string
+	Summary      string
+	Tag          string
+	// Request is the body type (nil: none).
+	Request any
+	// Response is the 200/201 body type.
+	Response any
+	Status   int
+	// Query parameters (name: description).
+	Query map[string]string
+	// Agent marks routes authenticated with a cluster token.
+	Agent bool
+	// Public marks routes without authentication.
+	Public bool
+}
+
+const o = "/api/v2/orgs/:org"
+
+// Operations lists every documented route; a test keeps it in sync with the router.
+var Operations = []Operation{
+	{Method: "GET", Path: "/api/v2/openapi.json", ID: "get-openapi", Summary: "This OpenAPI document", Tag: "Meta", Response: map[string]any{}, Public: true},
+	{Method: "PUT", Path: o, ID: "apply-org", Summary: "Create an org (admin keys only)", Tag: "Orgs", Request: putOrgRequest{}, Response: apitypes.Org{}},
+	{Method: "GET", Path: o, ID: "get-org", Summary: "Get an org with its quota and usage", Tag: "Orgs", Response: apitypes.Org{}},
+	{Method: "GET", Path: o + "/quota", ID: "get-quota", Summary: "Get the org's quota and usage", Tag: "Orgs", Response: apitypes.Quota{}},
+	{Method: "PUT", Path: o + "/quota", ID: "set-quota", Summary: "Set the org's quota (admin keys only)", Tag: "Orgs", Request: apitypes.Quota{}, Response: apitypes.Quota{}},
+
+	{Method: "GET", Path: o + "/sandboxes", ID: "list-sandboxes", Summary: "List sandboxes", Tag: "Sandboxes", Response: []apitypes.Sandbox{},
+		Query: map[string]string{"labelSelector": "key=value[,key=value]: only sandboxes with all these labels"}},
+	{Method: "PUT", Path: o + "/sandboxes/:name", ID: "apply-sandbox", Summary: "Create or update a sandbox (If-Match: \"<version>\" for a conditional update)", Tag: "Sandboxes", Request: apitypes.Sandbox{}, Response: apitypes.Sandbox{}},
+	{Method: "GET", Path: o + "/sandboxes/:name", ID: "get-sandbox", Summary: "Get a sandbox", Tag: "Sandboxes", Response: apitypes.Sandbox{}},
+	{Method: "DELETE", Path: o + "/sandboxes/:name", ID: "delete-sandbox", Summary: "Delete a sandbox", Tag: "Sandboxes", Response: apitypes.EmptyResponse{}},
+	{Method: "POST", Path: o + "/sandboxes/:name/preview-link", ID: "create-preview-link", Summary: "Create a browser login link for a sandbox's preview endpoint", Tag: "Sandboxes", Response: apitypes.PreviewLink{},
+		Query: map[string]string{"endpoint": "endpoint name (default: the first)"}},
+
+	{Method: "GET", Path: o + "/routegroups", ID: "list-routegroups", Summary: "List route groups", Tag: "RouteGroups", Response: []apitypes.RouteGroup{},
+		Query: map[string]string{"labelSelector": "unused for route groups; accepted"}},
+	{Method: "PUT", Path: o + "/routegroups/:name", ID: "apply-routegroup", Summary: "Create or update a route group", Tag: "RouteGroups", Request: apitypes.RouteGroup{}, Response: apitypes.RouteGroup{}},
+	{Method: "GET", Path: o + "/routegroups/:name", ID: "get-routegroup", Summary: "Get a route group", Tag: "RouteGroups", Response: apitypes.RouteGroup{}},
+	{Method: "DELETE", Path: o + "/routegroups/:name", ID: "delete-routegroup", Summary: "Delete a route group", Tag: "RouteGroups", Response: apitypes.EmptyResponse{}},
+
+	{Method: "GET", Path: o + "/clusters", ID: "list-clusters", Summary: "List clusters", Tag: "Cluster", Response: []apitypes.Cluster{}},
+	{Method: "PUT", Path: o + "/clusters/:cluster", ID: "add-cluster", Summary: "Register a cluster", Tag: "Cluster", Response: apitypes.Cluster{}},
+	{Method: "GET", Path: o + "/clusters/:cluster", ID: "get-cluster", Summary: "Get a cluster", Tag: "Cluster", Response: apitypes.Cluster{}},
+	{Method: "DELETE", Path: o + "/clusters/:cluster", ID: "remove-cluster", Summary: "Remove a cluster (refused while sandboxes use it)", Tag: "Cluster", Response: apitypes.EmptyResponse{}},
+	{Method: "POST", Path: o + "/clusters/:cluster/tokens", ID: "create-cluster-token", Summary: "Create a cluster token (its value is shown only here)", Tag: "Cluster", Response: apitypes.ClusterToken{}},
+	{Method: "GET", Path: o + "/clusters/:cluster/tokens", ID: "list-cluster-tokens", Summary: "List a cluster's tokens", Tag: "Cluster", Response: []apitypes.ClusterToken{}},
+	{Method: "GET", Path: o + "/clusters/:cluster/tokens/:id", ID: "get-cluster-token", Summary: "Get a cluster token", Tag: "Cluster", Response: apitypes.ClusterToken{}},
+	{Method: "DELETE", Path: o + "/clusters/:cluster/tokens/:id", ID: "delete-cluster-token", Summary: "Delete a cluster token", Tag: "Cluster", Response: apitypes.EmptyResponse{}},
+
+	{Method: "POST", Path: o + "/apikeys", ID: "create-api-key", Summary: "Create an API key of the org (its value is shown only here)", Tag: "APIKeys", Request: apitypes.CreateAPIKeyRequest{}, Response: apitypes.APIKey{}, Status: 201},
+	{Method: "GET", Path: o + "/apikeys", ID: "list-api-keys", Summary: "List the org's API keys", Tag: "APIKeys", Response: []apitypes.APIKey{}},
+	{Method: "DELETE", Path: o + "/apikeys/:id", ID: "revoke-api-key", Summary: "Revoke an API key", Tag: "APIKeys", Response: apitypes.EmptyResponse{}},
+
+	{Method: "GET", Path: "/api/v2/agent/state", ID: "agent-state", Summary: "Agent long poll: desired state of the token's cluster (full, then changes after since)", Tag: "Agent", Response: apitypes.AgentState{}, Agent: true,
+		Query: map[string]string{"since": "revision of the last answer (0: full state)", "wait": "how long to wait for a change, e.g. 30s"}},
+	{Method: "POST", Path: "/api/v2/agent/status", ID: "agent-status", Summary: "Agent status report", Tag: "Agent", Request: apitypes.AgentStatusReport{}, Response: statusAnswer{}, Agent: true},
+	{Method: "GET", Path: "/api/v2/agent/tunnel", ID: "agent-tunnel", Summary: "Agent preview tunnel: WebSocket carrying a yamux session", Tag: "Agent", Response: apitypes.EmptyResponse{}, Agent: true, Status: 101},
+}
+
+var (
+	docOnce sync.Once
+	docJSON []byte
+)
+
+func (s *Server) openAPI(c *gin.Context) {
+	docOnce.Do(func() { docJSON, _ = json.MarshalIndent(OpenAPI(), "", "  ") })
+	c.Data(http.StatusOK, "application/json", docJSON)
+}
+
+// OpenAPIPath converts a gin path to an OpenAPI path.
+func OpenAPIPath(p string) string {
+	parts := strings.Split(p, "/")
+	for i, s := range parts {
+		if strings.HasPrefix(s, ":") {
+			parts[i] = "{" + s[1:] + "}"
+		}
+	}
+	return strings.Join(parts, "/")
+}
+
+// OpenAPI builds the OpenAPI 3.1 document of the API.
+func OpenAPI() map[string]any {
+	g := &schemaGen{defs: map[string]any{}}
+	errRef := g.schema(reflect.TypeOf(apitypes.ErrorResponse{}))
+	paths := map[string]map[string]any{}
+	for _, op := range Operations {
+		p := OpenAPIPath(op.Path)
+		if paths[p] == nil {
+			paths[p] = map[string]any{}
+		}
+		var params []any
+		for _, seg := range strings.Split(op.Path, "/") {
+			if strings.HasPrefix(seg, ":") {
+				params = append(params, map[string]any{"name": seg[1:], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
+			}
+		}
+		qs := make([]string, 0, len(op.Query))
+		for q := range op.Query {
+			qs = append(qs, q)
+		}
+		sort.Strings(qs)
+		for _, q := range qs {
+			params = append(params, map[string]any{"name": q, "in": "query", "description": op.Query[q], "schema": map[string]any{"type": "string"}})
+		}
+		status := op.Status
+		if status == 0 {
+			status = 200
+		}
+		errResp := func(d string) map[string]any {
+			return map[string]any{"description": d, "content": map[string]any{"application/json": map[string]any{"schema": errRef}}}
+		}
+		resps := map[string]any{
+			itoa(status): map[string]any{"description": "OK", "content": map[string]any{"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(op.Response))}}},
+			"400":        errResp("Bad Request: malformed JSON or invalid fields (see fields[])"),
+			"401":        errResp("Unauthorized"),
+			"404":        errResp("Not Found"),
+			"500":        errResp("Internal Server Error"),
+		}
+		if op.Method == "PUT" {
+			resps["201"] = resps[itoa(status)]
+			resps["409"] = errResp("Conflict: version mismatch (If-Match) or object in use")
+			resps["413"] = errResp("Request body too large")
+			resps["429"] = errResp("Quota exceeded")
+		}
+		entry := map[string]any{"operationId": op.ID, "summary": op.Summary, "tags": []string{op.Tag}, "responses": resps}
+		if len(params) > 0 {
+			entry["parameters"] = params
+		}
+		if op.Request != nil {
+			entry["requestBody"] = map[string]any{"required": true, "content": map[string]any{"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(op.Request))}}}
+		}
+		switch {
+		case op.Public:
+			entry["security"] = []any{}
+		case op.Agent:
+			entry["security"] = []any{map[string]any{"ClusterToken": []string{}}}
+		}
+		paths[p][strings.ToLower(op.Method)] = entry
+	}
+	return map[string]any{
+		"openapi": "3.1.0",
+		"info":    map[string]any{"title": "SandboxMesh control plane API", "version": "2.0"},
+		"paths":   paths,
+		"security": []any{
+			map[string]any{"ApiKeyAuth": []string{}},
+			map[string]any{"SignadotApiKeyAuth": []string{}},
+		},
+		"components": map[string]any{
+			"schemas": g.defs,
+			"securitySchemes": map[string]any{
+				"ApiKeyAuth":         map[string]any{"type": "apiKey", "in": "header", "name": apitypes.HeaderAPIKey},
+				"SignadotApiKeyAuth": map[string]any{"type": "apiKey", "in": "header", "name": apitypes.HeaderSignadotAPIKey},
+				"ClusterToken":       map[string]any{"type": "apiKey", "in": "header", "name": apitypes.HeaderClusterToken},
+			},
+		},
+	}
+}
+
+func itoa(n int) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+type schemaGen struct{ defs map[string]any }
+
+var rawMessage = reflect.TypeOf(json.RawMessage{})
+
+func (g *schemaGen) schema(t reflect.Type) map[string]any {
+	if t == rawMessage {
+		return map[string]any{}
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		return g.schema(t.Elem())
+	case reflect.String:
+		return map[string]any{"type": "string"}
+	case reflect.Bool:
+		return map[string]any{"type": "boolean"}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return map[string]any{"type": "integer"}
+	case reflect.Float32, reflect.Float64:
+		return map[string]any{"type": "number"}
+	case reflect.Slice, reflect.Array:
+		return map[string]any{"type": "array", "items": g.schema(t.Elem())}
+	case reflect.Map:
+		return map[string]any{"type": "object", "additionalProperties": g.schema(t.Elem())}
+	case reflect.Interface:
+		return map[string]any{}
+	case reflect.Struct:
+		name := defName(t)
+		ref := map[string]any{"$ref": "#/components/schemas/" + name}
+		if _, ok := g.defs[name]; ok {
+			return ref
+		}
+		g.defs[name] = map[string]any{} // break cycles
+		props := map[string]any{}
+		var required []string
+		g.fields(t, props, &required)
+		def := map[string]any{"type": "object", "properties": props}
+		if len(required) > 0 {
+			sort.Strings(required)
+			def["required"] = required
+		}
+		g.defs[name] = def
+		return ref
+	}
+	return map[string]any{}
+}
+
+func (g *schemaGen) fields(t reflect.Type, props map[string]any, required *[]string) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, opts, _ := strings.Cut(tag, ",")
+		if f.Anonymous && name == "" {
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			g.fields(ft, props, required)
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		props[name] = g.schema(f.Type)
+		if !strings.Contains(opts, "omitempty") && !strings.Contains(opts, "omitzero") && f.Type.Kind() != reflect.Pointer {
+			*required = append(*required, name)
+		}
+	}
+}
+
+func defName(t reflect.Type) string {
+	pkg := t.PkgPath()
+	if i := strings.LastIndex(pkg, "/"); i >= 0 {
+		pkg = pkg[i+1:]
+	}
+	return pkg + "." + t.Name()
+}

@@ -1,0 +1,420 @@
+// Package api is the control plane's REST API (/api/v2, gin): orgs and quotas,
+// API keys, clusters and cluster tokens, sandboxes and route groups — wire
+// compatible with the Signadot v2 API for those resources — plus the agent
+// protocol (long-poll of desired state, status reports, the preview tunnel)
+// and the preview endpoints. It serves its OpenAPI 3 document at
+// /api/v2/openapi.json, logs every request with slog, exports Prometheus
+// metrics and starts an OpenTelemetry span per request.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/preview"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/tunnel"
+	"github.com/sandboxmesh/sandboxmesh/routingkey"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Store is required.
+	Store *store.Store
+	// Logger receives access logs and errors; nil discards.
+	Logger *slog.Logger
+	// Registerer receives the metrics; nil makes a private registry.
+	Registerer prometheus.Registerer
+	// Gatherer serves /metrics; nil uses the private registry.
+	Gatherer prometheus.Gatherer
+	// TracerProvider makes the request spans; nil disables tracing.
+	TracerProvider trace.TracerProvider
+	// PreviewURL is the base of preview URLs, e.g. "https://preview.example.com"
+	// (endpoints get https://<endpoint>--<sandbox>.preview.example.com). Empty:
+	// http://preview.localhost plus the listen port is a good local choice.
+	PreviewURL string
+	// MaxBodyBytes caps request bodies (default 1 MiB).
+	MaxBodyBytes int64
+	// NewRoutingKey makes routing keys (default routingkey.New).
+	NewRoutingKey func() string
+	// Extractor injects routing keys into preview requests (default routingkey.Default).
+	Extractor *routingkey.Extractor
+	// LongPollTimeout bounds an agent's poll (default 30s; agents may ask for less).
+	LongPollTimeout time.Duration
+	// PollInterval is how often a waiting poll re-reads the database, for changes
+	// made by other replicas (default 1s).
+	PollInterval time.Duration
+}
+
+// Server serves the API.
+type Server struct {
+	cfg     Config
+	st      *store.Store
+	log     *slog.Logger
+	tracer  trace.Tracer
+	engine  *gin.Engine
+	metrics *metrics
+	hub     *tunnel.Hub
+	preview *preview.Proxy
+	notify  *notifier
+	routes  []route
+	prevURL previewBase
+}
+
+type route struct{ Method, Path string }
+
+var reRequestID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+
+// New builds a Server.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("api: Config.Store is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.NewRoutingKey == nil {
+		cfg.NewRoutingKey = routingkey.New
+	}
+	if cfg.Extractor == nil {
+		cfg.Extractor = routingkey.Default
+	}
+	if cfg.LongPollTimeout <= 0 {
+		cfg.LongPollTimeout = 30 * time.Second
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = time.Second
+	}
+	if cfg.Registerer == nil {
+		reg := prometheus.NewRegistry()
+		cfg.Registerer, cfg.Gatherer = reg, reg
+	}
+	if cfg.Gatherer == nil {
+		cfg.Gatherer = prometheus.DefaultGatherer
+	}
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
+	pb, err := parsePreviewURL(cfg.PreviewURL)
+	if err != nil {
+		return nil, err
+	}
+	secret, err := cfg.Store.Secret(ctx, "preview-cookie")
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:     cfg,
+		st:      cfg.Store,
+		log:     cfg.Logger,
+		tracer:  tp.Tracer("github.com/sandboxmesh/sandboxmesh/controlplane/api"),
+		metrics: m,
+		notify:  newNotifier(),
+		prevURL: pb,
+	}
+	s.hub = tunnel.NewHub(cfg.Logger)
+	s.preview = &preview.Proxy{
+		Domain:    pb.host,
+		Scheme:    pb.scheme,
+		Secret:    secret,
+		Resolver:  s,
+		Dialer:    s.hub,
+		Extractor: cfg.Extractor,
+		Logger:    cfg.Logger,
+		OnRequest: func(code int, d time.Duration) {
+			m.previewRequests.WithLabelValues(strconv.Itoa(code)).Inc()
+			m.previewDuration.Observe(d.Seconds())
+		},
+	}
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.RedirectTrailingSlash = false
+	e.RedirectFixedPath = false
+	e.HandleMethodNotAllowed = true
+	e.ContextWithFallback = true
+	e.Use(s.requestID, s.recoverer, s.observe)
+	e.NoRoute(func(c *gin.Context) {
+		s.fail(c, http.StatusNotFound, apitypes.ReasonNotFound, fmt.Sprintf("no route %s %s", c.Request.Method, c.Request.URL.Path))
+	})
+	e.NoMethod(func(c *gin.Context) {
+		s.fail(c, http.StatusMethodNotAllowed, apitypes.ReasonNotFound, fmt.Sprintf("method %s not allowed on %s", c.Request.Method, c.Request.URL.Path))
+	})
+	s.engine = e
+	s.register()
+	return s, nil
+}
+
+// Handler returns the HTTP handler: preview hosts go to the preview proxy,
+// everything else to the API. Trailing slashes are ignored (Signadot's paths have some).
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.preview.Matches(r) {
+			s.preview.ServeHTTP(w, r)
+			return
+		}
+		if p := r.URL.Path; len(p) > 1 && strings.HasSuffix(p, "/") && !strings.HasPrefix(p, "/preview/") {
+			r.URL.Path = strings.TrimRight(p, "/")
+			r.URL.RawPath = ""
+		}
+		s.engine.ServeHTTP(w, r)
+	})
+}
+
+// Routes lists the registered API routes (method and gin path).
+func (s *Server) Routes() []struct{ Method, Path string } {
+	out := make([]struct{ Method, Path string }, len(s.routes))
+	for i, r := range s.routes {
+		out[i] = struct{ Method, Path string }(r)
+	}
+	return out
+}
+
+// Hub returns the registry of agent tunnels.
+func (s *Server) Hub() *tunnel.Hub { return s.hub }
+
+func (s *Server) handle(method, path string, h ...gin.HandlerFunc) {
+	s.routes = append(s.routes, route{method, path})
+	s.engine.Handle(method, path, h...)
+}
+
+func (s *Server) register() {
+	s.engine.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"ok": true}) })
+	s.engine.GET("/readyz", func(c *gin.Context) {
+		if err := s.st.Ping(c.Request.Context()); err != nil {
+			s.fail(c, http.StatusServiceUnavailable, apitypes.ReasonUnavailable, "database unavailable")
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"ok": true})
+	})
+	s.engine.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{})))
+	s.handle(http.MethodGet, "/api/v2/openapi.json", s.openAPI)
+
+	o := "/api/v2/orgs/:org"
+	user := s.authUser
+	s.handle(http.MethodPut, o, user, s.putOrg)
+	s.handle(http.MethodGet, o, user, s.orgAccess, s.getOrg)
+	s.handle(http.MethodGet, o+"/quota", user, s.orgAccess, s.getQuota)
+	s.handle(http.MethodPut, o+"/quota", user, s.orgAccess, s.putQuota)
+
+	for _, k := range []store.Kind{store.KindSandbox, store.KindRouteGroup} {
+		col := o + "/sandboxes"
+		if k == store.KindRouteGroup {
+			col = o + "/routegroups"
+		}
+		s.handle(http.MethodGet, col, user, s.orgAccess, s.listObjects(k))
+		s.handle(http.MethodPut, col+"/:name", user, s.orgAccess, s.applyObject(k))
+		s.handle(http.MethodGet, col+"/:name", user, s.orgAccess, s.getObject(k))
+		s.handle(http.MethodDelete, col+"/:name", user, s.orgAccess, s.deleteObject(k))
+	}
+	s.handle(http.MethodPost, o+"/sandboxes/:name/preview-link", user, s.orgAccess, s.previewLink)
+
+	s.handle(http.MethodGet, o+"/clusters", user, s.orgAccess, s.listClusters)
+	s.handle(http.MethodPut, o+"/clusters/:cluster", user, s.orgAccess, s.putCluster)
+	s.handle(http.MethodGet, o+"/clusters/:cluster", user, s.orgAccess, s.getCluster)
+	s.handle(http.MethodDelete, o+"/clusters/:cluster", user, s.orgAccess, s.deleteCluster)
+	s.handle(http.MethodPost, o+"/clusters/:cluster/tokens", user, s.orgAccess, s.createToken)
+	s.handle(http.MethodGet, o+"/clusters/:cluster/tokens", user, s.orgAccess, s.listTokens)
+	s.handle(http.MethodGet, o+"/clusters/:cluster/tokens/:id", user, s.orgAccess, s.getToken)
+	s.handle(http.MethodDelete, o+"/clusters/:cluster/tokens/:id", user, s.orgAccess, s.deleteToken)
+
+	s.handle(http.MethodPost, o+"/apikeys", user, s.orgAccess, s.createAPIKey)
+	s.handle(http.MethodGet, o+"/apikeys", user, s.orgAccess, s.listAPIKeys)
+	s.handle(http.MethodDelete, o+"/apikeys/:id", user, s.orgAccess, s.revokeAPIKey)
+
+	a := "/api/v2/agent"
+	s.handle(http.MethodGet, a+"/state", s.authAgent, s.agentState)
+	s.handle(http.MethodPost, a+"/status", s.authAgent, s.agentStatus)
+	s.handle(http.MethodGet, a+"/tunnel", s.authAgent, s.agentTunnel)
+}
+
+// ---- middleware ----
+
+const (
+	ctxRequestID = "sm.requestID"
+	ctxPrincipal = "sm.principal"
+	ctxAgent     = "sm.agent"
+)
+
+func newRequestID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (s *Server) requestID(c *gin.Context) {
+	id := c.GetHeader(apitypes.HeaderRequestID)
+	if !reRequestID.MatchString(id) {
+		id = newRequestID()
+	}
+	c.Set(ctxRequestID, id)
+	c.Header(apitypes.HeaderRequestID, id)
+	c.Next()
+}
+
+func (s *Server) recoverer(c *gin.Context) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.ErrorContext(c.Request.Context(), "panic in handler", "panic", fmt.Sprint(v), "requestId", c.GetString(ctxRequestID))
+			s.fail(c, http.StatusInternalServerError, apitypes.ReasonInternal, "internal error")
+		}
+	}()
+	c.Next()
+}
+
+var propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+
+func (s *Server) observe(c *gin.Context) {
+	start := time.Now()
+	ctx := propagator.Extract(c.Request.Context(), propagation.HeaderCarrier(c.Request.Header))
+	routePath := c.FullPath()
+	if routePath == "" {
+		routePath = "unmatched"
+	}
+	ctx, span := s.tracer.Start(ctx, c.Request.Method+" "+routePath, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("http.request.method", c.Request.Method), attribute.String("http.route", routePath),
+			attribute.String("sandboxmesh.request_id", c.GetString(ctxRequestID))))
+	c.Request = c.Request.WithContext(ctx)
+	c.Next()
+	code := c.Writer.Status()
+	span.SetAttributes(attribute.Int("http.response.status_code", code))
+	if org := c.Param("org"); org != "" {
+		span.SetAttributes(attribute.String("sandboxmesh.org", org))
+	}
+	span.End()
+	d := time.Since(start)
+	s.metrics.requests.WithLabelValues(c.Request.Method, routePath, strconv.Itoa(code)).Inc()
+	s.metrics.duration.WithLabelValues(c.Request.Method, routePath).Observe(d.Seconds())
+	lvl := slog.LevelInfo
+	if code >= 500 {
+		lvl = slog.LevelError
+	}
+	s.log.Log(ctx, lvl, "request",
+		"method", c.Request.Method, "path", c.Request.URL.Path, "route", routePath, "status", code,
+		"duration_ms", float64(d.Microseconds())/1000, "bytes", c.Writer.Size(), "requestId", c.GetString(ctxRequestID),
+		"org", c.Param("org"), "remote", c.ClientIP())
+}
+
+// ---- errors ----
+
+func (s *Server) fail(c *gin.Context, code int, reason, msg string, fields ...apitypes.FieldError) {
+	c.AbortWithStatusJSON(code, apitypes.ErrorResponse{Code: code, Error: msg, RequestID: c.GetString(ctxRequestID), Reason: reason, Fields: fields})
+}
+
+// failErr maps store errors to HTTP answers.
+func (s *Server) failErr(c *gin.Context, what string, err error) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		s.fail(c, http.StatusNotFound, apitypes.ReasonNotFound, what+" not found")
+	case errors.Is(err, store.ErrQuotaExceeded):
+		s.fail(c, http.StatusTooManyRequests, apitypes.ReasonQuotaExceeded, "quota exceeded: "+trimWrap(err)+"; delete a sandbox or ask an admin to raise the org's maxSandboxes")
+	case errors.Is(err, store.ErrConflict):
+		s.fail(c, http.StatusConflict, apitypes.ReasonConflict, "conflict: "+trimWrap(err)+"; re-read the object and retry with its current version")
+	case errors.Is(err, store.ErrImmutable):
+		s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "spec.cluster is immutable", apitypes.FieldError{Path: "spec.cluster", Message: "immutable: " + trimWrap(err)})
+	case errors.Is(err, store.ErrClusterNotFound):
+		s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "spec.cluster names no registered cluster of this org",
+			apitypes.FieldError{Path: "spec.cluster", Message: "not registered; register it with PUT /api/v2/orgs/{org}/clusters/{name}"})
+	case errors.Is(err, store.ErrInUse):
+		s.fail(c, http.StatusConflict, apitypes.ReasonConflict, trimWrap(err))
+	case errors.Is(err, store.ErrAlreadyExists):
+		s.fail(c, http.StatusConflict, apitypes.ReasonConflict, what+" already exists")
+	case errors.Is(err, context.Canceled):
+		s.fail(c, 499, apitypes.ReasonUnavailable, "request canceled")
+	default:
+		s.log.ErrorContext(c.Request.Context(), "internal error", "what", what, "err", err, "requestId", c.GetString(ctxRequestID))
+		s.fail(c, http.StatusInternalServerError, apitypes.ReasonInternal, "internal error (request ID "+c.GetString(ctxRequestID)+")")
+	}
+}
+
+// trimWrap drops the sentinel's own text from the end of a wrapped error message.
+func trimWrap(err error) string {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, ": "); i > 0 {
+		return msg[:i]
+	}
+	return msg
+}
+
+// ---- notifier ----
+
+// notifier wakes long polls when this replica changes desired state.
+type notifier struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func newNotifier() *notifier { return &notifier{ch: make(chan struct{})} }
+
+func (n *notifier) wait() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.ch
+}
+
+func (n *notifier) broadcast() {
+	n.mu.Lock()
+	close(n.ch)
+	n.ch = make(chan struct{})
+	n.mu.Unlock()
+}
+
+// ---- metrics ----
+
+type metrics struct {
+	requests        *prometheus.CounterVec
+	duration        *prometheus.HistogramVec
+	agents          prometheus.Gauge
+	previewRequests *prometheus.CounterVec
+	previewDuration prometheus.Histogram
+}
+
+func newMetrics(r prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "sandboxmesh", Subsystem: "controlplane", Name: "http_requests_total",
+			Help: "API requests by method, route and status code."}, []string{"method", "route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "sandboxmesh", Subsystem: "controlplane", Name: "http_request_duration_seconds",
+			Help: "API request latency.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"method", "route"}),
+		agents: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "sandboxmesh", Subsystem: "controlplane", Name: "agent_tunnels",
+			Help: "Agent tunnels currently connected."}),
+		previewRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "sandboxmesh", Subsystem: "controlplane", Name: "preview_requests_total",
+			Help: "Preview proxy requests by status code."}, []string{"code"}),
+		previewDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "sandboxmesh", Subsystem: "controlplane", Name: "preview_request_duration_seconds",
+			Help: "Preview proxy latency up to the response header.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.agents, m.previewRequests, m.previewDuration} {
+		if err := r.Register(c); err != nil {
+			return nil, fmt.Errorf("api: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}

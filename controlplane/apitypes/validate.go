@@ -1,0 +1,342 @@
+package apitypes
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
+)
+
+// FieldError is one invalid field of a request.
+type FieldError struct {
+	// Path of the field, e.g. spec.forks[0].forkOf.namespace.
+	Path string `json:"path"`
+	// Message says what is wrong.
+	Message string `json:"message"`
+}
+
+// Error formats the field error.
+func (f FieldError) Error() string { return f.Path + ": " + f.Message }
+
+// FieldErrors is a list of field errors.
+type FieldErrors []FieldError
+
+// Error joins the field errors.
+func (fs FieldErrors) Error() string {
+	parts := make([]string, len(fs))
+	for i, f := range fs {
+		parts[i] = f.Error()
+	}
+	return strings.Join(parts, "; ")
+}
+
+// The patterns mirror the kubebuilder markers of crds/v1alpha1.
+var (
+	reObjectName   = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
+	reNamespace    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	reWorkloadName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
+	reTTL          = regexp.MustCompile(`^[0-9]{1,6}[mhdw]$`)
+	reTarget       = regexp.MustCompile(`^(http|grpc|tcp)://[a-z0-9]([-a-z0-9]*[a-z0-9])?\.[a-z0-9]([-a-z0-9]*[a-z0-9])?\.(svc|deploy):[0-9]{1,5}$`)
+	reEnvName      = regexp.MustCompile(`^[-._a-zA-Z][-._a-zA-Z0-9]*$`)
+	reLabelKey     = regexp.MustCompile(`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
+	reClusterName  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+)
+
+// MaxObjectNameLen is the longest sandbox or route group name.
+const MaxObjectNameLen = 30
+
+// ValidateObjectName checks a sandbox or route group name.
+func ValidateObjectName(path, name string) *FieldError {
+	switch {
+	case name == "":
+		return &FieldError{path, "required"}
+	case len(name) > MaxObjectNameLen:
+		return &FieldError{path, fmt.Sprintf("must be at most %d characters (got %d)", MaxObjectNameLen, len(name))}
+	case !reObjectName.MatchString(name):
+		return &FieldError{path, fmt.Sprintf("%q must be a DNS label starting with a letter: lowercase letters, digits and '-'", name)}
+	}
+	return nil
+}
+
+// ValidateDNSName checks an org or cluster name (DNS label, at most 63 characters).
+func ValidateDNSName(path, name string) *FieldError {
+	switch {
+	case name == "":
+		return &FieldError{path, "required"}
+	case len(name) > 63:
+		return &FieldError{path, fmt.Sprintf("must be at most 63 characters (got %d)", len(name))}
+	case !reClusterName.MatchString(name):
+		return &FieldError{path, fmt.Sprintf("%q must be a DNS label: lowercase letters, digits and '-'", name)}
+	}
+	return nil
+}
+
+type checker struct{ errs FieldErrors }
+
+func (c *checker) add(path, format string, args ...any) {
+	c.errs = append(c.errs, FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+func (c *checker) pattern(path, v string, re *regexp.Regexp, max int, what string) {
+	switch {
+	case v == "":
+		c.add(path, "required")
+	case len(v) > max:
+		c.add(path, "must be at most %d characters", max)
+	case !re.MatchString(v):
+		c.add(path, "%q is not a valid %s", v, what)
+	}
+}
+
+func (c *checker) maxLen(path, v string, max int) {
+	if len(v) > max {
+		c.add(path, "must be at most %d characters", max)
+	}
+}
+
+func (c *checker) maxItems(path string, n, max int) {
+	if n > max {
+		c.add(path, "must have at most %d items (got %d)", max, n)
+	}
+}
+
+func (c *checker) workload(path string, w v1alpha1.WorkloadRef) {
+	switch w.Kind {
+	case "", v1alpha1.KindDeployment, v1alpha1.KindRollout:
+	default:
+		c.add(path+".kind", "must be Deployment or Rollout (got %q)", w.Kind)
+	}
+	c.pattern(path+".namespace", w.Namespace, reNamespace, 63, "namespace")
+	c.pattern(path+".name", w.Name, reWorkloadName, 253, "workload name")
+}
+
+func (c *checker) ttl(path string, t *v1alpha1.TTL, allowed ...v1alpha1.TTLOffset) {
+	if t == nil {
+		return
+	}
+	if !reTTL.MatchString(t.Duration) {
+		c.add(path+".duration", "%q must be a whole number followed by m, h, d or w, e.g. \"2h\"", t.Duration)
+	}
+	if t.OffsetFrom == "" {
+		return
+	}
+	for _, a := range allowed {
+		if t.OffsetFrom == a {
+			return
+		}
+	}
+	c.add(path+".offsetFrom", "must be one of %v (got %q)", allowed, t.OffsetFrom)
+}
+
+func (c *checker) labels(path string, m map[string]string) {
+	if len(m) > 64 {
+		c.add(path, "must have at most 64 labels")
+	}
+	for k, v := range m {
+		if len(k) > 317 || !reLabelKey.MatchString(k) {
+			c.add(fmt.Sprintf("%s[%q]", path, k), "invalid label key")
+		}
+		if len(v) > 256 {
+			c.add(fmt.Sprintf("%s[%q]", path, k), "value must be at most 256 characters")
+		}
+	}
+}
+
+func (c *checker) endpoints(path string, eps []v1alpha1.Endpoint) {
+	c.maxItems(path, len(eps), 32)
+	seen := map[string]bool{}
+	for i, e := range eps {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		c.pattern(p+".name", e.Name, reObjectName, 30, "endpoint name (DNS label starting with a letter)")
+		if seen[e.Name] {
+			c.add(p+".name", "duplicate endpoint name %q", e.Name)
+		}
+		seen[e.Name] = true
+		c.pattern(p+".target", e.Target, reTarget, 253, "target (want scheme://<service>.<namespace>.svc:<port> or scheme://<workload>.<namespace>.deploy:<port>, scheme http, grpc or tcp)")
+	}
+}
+
+func wkey(w v1alpha1.WorkloadRef) string {
+	k := w.Kind
+	if k == "" {
+		k = v1alpha1.KindDeployment
+	}
+	return string(k) + "/" + w.Namespace + "/" + w.Name
+}
+
+// ValidateSandboxSpec checks a sandbox spec as the CRD schema does (field paths
+// start with spec.). Cluster must be set.
+func ValidateSandboxSpec(s *v1alpha1.SandboxSpec) FieldErrors {
+	c := &checker{}
+	if s.Cluster == "" {
+		c.add("spec.cluster", "required: the name of a registered cluster")
+	} else if fe := ValidateDNSName("spec.cluster", s.Cluster); fe != nil {
+		c.errs = append(c.errs, *fe)
+	}
+	c.maxLen("spec.description", s.Description, 1024)
+	c.labels("spec.labels", s.Labels)
+	c.ttl("spec.ttl", s.TTL, v1alpha1.TTLFromCreatedAt, v1alpha1.TTLFromUpdatedAt)
+	if len(s.Forks) == 0 && len(s.Virtual) == 0 && len(s.Local) == 0 {
+		c.add("spec", "at least one of forks, virtual or local must be given")
+	}
+	c.maxItems("spec.forks", len(s.Forks), 32)
+	forked := map[string]bool{}
+	for i, f := range s.Forks {
+		p := fmt.Sprintf("spec.forks[%d]", i)
+		c.workload(p+".forkOf", f.ForkOf)
+		k := wkey(f.ForkOf)
+		if forked[k] {
+			c.add(p+".forkOf", "a baseline workload may be forked at most once (%s)", k)
+		}
+		forked[k] = true
+		if cu := f.Customizations; cu != nil {
+			c.customizations(p+".customizations", cu)
+		}
+	}
+	c.maxItems("spec.virtual", len(s.Virtual), 32)
+	for i, v := range s.Virtual {
+		p := fmt.Sprintf("spec.virtual[%d]", i)
+		c.pattern(p+".name", v.Name, reObjectName, 63, "name (DNS label starting with a letter)")
+		c.workload(p+".workload", v.Workload)
+	}
+	c.maxItems("spec.local", len(s.Local), 32)
+	local := map[string]bool{}
+	for i, l := range s.Local {
+		p := fmt.Sprintf("spec.local[%d]", i)
+		c.pattern(p+".name", l.Name, reObjectName, 63, "name (DNS label starting with a letter)")
+		c.workload(p+".from", l.From)
+		k := wkey(l.From)
+		if local[k] {
+			c.add(p+".from", "a baseline workload may be local at most once (%s)", k)
+		}
+		if forked[k] {
+			c.add(p+".from", "a baseline workload cannot be both forked and local (%s)", k)
+		}
+		local[k] = true
+		if len(l.Mappings) == 0 {
+			c.add(p+".mappings", "at least one mapping is required")
+		}
+		c.maxItems(p+".mappings", len(l.Mappings), 16)
+		for j, m := range l.Mappings {
+			mp := fmt.Sprintf("%s.mappings[%d]", p, j)
+			if m.Port < 1 || m.Port > 65535 {
+				c.add(mp+".port", "must be between 1 and 65535 (got %d)", m.Port)
+			}
+			if m.ToLocal == "" {
+				c.add(mp+".toLocal", "required")
+			}
+			c.maxLen(mp+".toLocal", m.ToLocal, 261)
+		}
+	}
+	c.maxItems("spec.resources", len(s.Resources), 16)
+	for i, r := range s.Resources {
+		p := fmt.Sprintf("spec.resources[%d]", i)
+		c.pattern(p+".name", r.Name, reObjectName, 63, "name (DNS label starting with a letter)")
+		if r.Plugin == "" {
+			c.add(p+".plugin", "required")
+		}
+	}
+	if s.DefaultRouteGroup != nil {
+		c.endpoints("spec.defaultRouteGroup.endpoints", s.DefaultRouteGroup.Endpoints)
+	}
+	return c.errs
+}
+
+func (c *checker) customizations(p string, cu *v1alpha1.Customizations) {
+	c.maxItems(p+".images", len(cu.Images), 32)
+	for j, im := range cu.Images {
+		if im.Image == "" {
+			c.add(fmt.Sprintf("%s.images[%d].image", p, j), "required")
+		}
+		c.maxLen(fmt.Sprintf("%s.images[%d].image", p, j), im.Image, 512)
+	}
+	c.maxItems(p+".env", len(cu.Env), 128)
+	for j, e := range cu.Env {
+		ep := fmt.Sprintf("%s.env[%d]", p, j)
+		c.pattern(ep+".name", e.Name, reEnvName, 256, "environment variable name")
+		switch e.Operation {
+		case "", v1alpha1.EnvUpsert:
+		case v1alpha1.EnvDelete:
+			if e.Value != nil || e.ValueFrom != nil {
+				c.add(ep, "a delete takes neither value nor valueFrom")
+			}
+		default:
+			c.add(ep+".operation", "must be upsert or delete (got %q)", e.Operation)
+		}
+		if e.Value != nil && e.ValueFrom != nil {
+			c.add(ep, "value and valueFrom are mutually exclusive")
+		}
+		if vf := e.ValueFrom; vf != nil {
+			n := 0
+			for _, set := range []bool{vf.Secret != nil, vf.ConfigMap != nil, vf.FieldRef != nil} {
+				if set {
+					n++
+				}
+			}
+			if n != 1 {
+				c.add(ep+".valueFrom", "exactly one of secret, configMap, fieldRef must be set")
+			}
+		}
+	}
+	c.maxItems(p+".command", len(cu.Command), 64)
+	c.maxItems(p+".args", len(cu.Args), 256)
+	if pt := cu.Patch; pt != nil {
+		switch pt.Type {
+		case "", v1alpha1.PatchStrategic, v1alpha1.PatchMerge, v1alpha1.PatchJSON:
+		default:
+			c.add(p+".patch.type", "must be strategic, merge or json (got %q)", pt.Type)
+		}
+		if pt.Value == "" {
+			c.add(p+".patch.value", "required")
+		}
+		c.maxLen(p+".patch.value", pt.Value, 65536)
+	}
+}
+
+// ValidateRouteGroupSpec checks a route group spec as the CRD schema does.
+func ValidateRouteGroupSpec(s *v1alpha1.RouteGroupSpec) FieldErrors {
+	c := &checker{}
+	if s.Cluster == "" {
+		c.add("spec.cluster", "required: the name of a registered cluster")
+	} else if fe := ValidateDNSName("spec.cluster", s.Cluster); fe != nil {
+		c.errs = append(c.errs, *fe)
+	}
+	c.maxLen("spec.description", s.Description, 1024)
+	m := s.Match
+	n := 0
+	for _, set := range []bool{m.Label != nil, m.Any != nil, m.All != nil} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		c.add("spec.match", "exactly one of label, any, all must be set")
+	}
+	label := func(p string, l v1alpha1.LabelMatch) {
+		if l.Key == "" {
+			c.add(p+".key", "required")
+		}
+		c.maxLen(p+".key", l.Key, 317)
+		c.maxLen(p+".value", l.Value, 256)
+	}
+	if m.Label != nil {
+		label("spec.match.label", *m.Label)
+	}
+	for name, list := range map[string][]v1alpha1.MatchCriterion{"any": m.Any, "all": m.All} {
+		if list == nil {
+			continue
+		}
+		p := "spec.match." + name
+		if len(list) == 0 {
+			c.add(p, "must have at least one criterion")
+		}
+		c.maxItems(p, len(list), 32)
+		for i, cr := range list {
+			label(fmt.Sprintf("%s[%d].label", p, i), cr.Label)
+		}
+	}
+	c.endpoints("spec.endpoints", s.Endpoints)
+	c.ttl("spec.ttl", s.TTL, v1alpha1.TTLFromCreatedAt, v1alpha1.TTLFromUpdatedAt, v1alpha1.TTLFromNoMatchedSandboxes)
+	return c.errs
+}

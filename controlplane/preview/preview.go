@@ -1,0 +1,377 @@
+// Package preview is the control plane's preview proxy: it serves
+// <endpoint>--<sandbox>.<preview-domain> (and the path form
+// /preview/<org>/<sandbox>/<endpoint>/...) by authenticating the caller (API key
+// header, or a cookie set through a signed login link), stripping those
+// credentials, injecting the sandbox's routing key in every header form, adding
+// Forwarded, and sending the request through the cluster agent's tunnel to the
+// endpoint's in-cluster target. Only endpoints declared by the caller's org's
+// sandboxes and route groups are reachable. HTTP/1.1, WebSocket upgrades and
+// streamed responses pass through.
+package preview
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
+	"github.com/sandboxmesh/sandboxmesh/routingkey"
+)
+
+// CookieName is the preview session cookie.
+const CookieName = "sandboxmesh-preview"
+
+// LoginPath is the path of the login link on a preview host.
+const LoginPath = "/__sandboxmesh/login"
+
+// Sentinel errors.
+var (
+	// ErrNotFound means no such endpoint in the caller's org.
+	ErrNotFound = errors.New("preview endpoint not found")
+	// ErrUnresolved means the endpoint's in-cluster address is not known yet.
+	ErrUnresolved = errors.New("preview endpoint not resolved yet")
+	// ErrBadToken means a login token or session cookie is invalid or expired.
+	ErrBadToken = errors.New("invalid or expired preview token")
+)
+
+// Target is a resolved preview endpoint.
+type Target struct {
+	Org        string
+	Cluster    string
+	Kind       string
+	Name       string
+	RoutingKey string
+	// Address is host:port in the cluster.
+	Address string
+}
+
+// Resolver authenticates callers and resolves endpoints; the API server implements it.
+type Resolver interface {
+	// AuthenticateKey returns the org an API key acts for (admin=true: any org).
+	AuthenticateKey(ctx context.Context, key string) (org string, admin bool, err error)
+	// ResolvePreview finds the endpoint of a sandbox (or route group) of org.
+	ResolvePreview(ctx context.Context, org, name, endpoint string) (Target, error)
+}
+
+// Dialer opens a connection through a cluster's tunnel.
+type Dialer interface {
+	DialTunnel(ctx context.Context, org, cluster string, d apitypes.TunnelDial) (net.Conn, error)
+}
+
+// Proxy serves preview requests.
+type Proxy struct {
+	// Domain is the preview domain (host[:port]), e.g. "preview.localhost:8080".
+	Domain string
+	// Scheme of preview URLs, http or https.
+	Scheme    string
+	Secret    []byte
+	Resolver  Resolver
+	Dialer    Dialer
+	Extractor *routingkey.Extractor
+	Logger    *slog.Logger
+	// OnRequest observes each proxied request (status and time to response header).
+	OnRequest func(code int, d time.Duration)
+
+	mu         sync.Mutex
+	transports map[string]*http.Transport
+}
+
+// Matches reports whether r is a preview request.
+func (p *Proxy) Matches(r *http.Request) bool {
+	if strings.HasPrefix(r.URL.Path, "/preview/") {
+		return true
+	}
+	_, _, ok := p.splitHost(r.Host)
+	return ok
+}
+
+// splitHost parses <endpoint>--<name>.<domain> (ports are ignored).
+func (p *Proxy) splitHost(host string) (endpoint, name string, ok bool) {
+	if p.Domain == "" {
+		return "", "", false
+	}
+	h := stripPort(strings.ToLower(host))
+	d := stripPort(strings.ToLower(p.Domain))
+	if !strings.HasSuffix(h, "."+d) {
+		return "", "", false
+	}
+	label := strings.TrimSuffix(h, "."+d)
+	if strings.Contains(label, ".") {
+		return "", "", false
+	}
+	endpoint, name, ok = strings.Cut(label, "--")
+	return endpoint, name, ok && endpoint != "" && name != ""
+}
+
+func stripPort(s string) string {
+	if h, _, err := net.SplitHostPort(s); err == nil {
+		return h
+	}
+	return s
+}
+
+// URL returns the host-form preview URL of an endpoint.
+func (p *Proxy) URL(endpoint, name string) string {
+	return p.Scheme + "://" + endpoint + "--" + name + "." + p.Domain
+}
+
+type token struct {
+	Typ  string `json:"t"`
+	Org  string `json:"o"`
+	Name string `json:"n"`
+	Exp  int64  `json:"e"`
+}
+
+func (p *Proxy) sign(t token) string {
+	b, _ := json.Marshal(t)
+	payload := base64.RawURLEncoding.EncodeToString(b)
+	m := hmac.New(sha256.New, p.Secret)
+	m.Write([]byte(payload))
+	return payload + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+func (p *Proxy) verify(s, typ string, now time.Time) (token, error) {
+	payload, sig, ok := strings.Cut(s, ".")
+	if !ok {
+		return token{}, ErrBadToken
+	}
+	m := hmac.New(sha256.New, p.Secret)
+	m.Write([]byte(payload))
+	want := m.Sum(nil)
+	got, err := base64.RawURLEncoding.DecodeString(sig)
+	if err != nil || !hmac.Equal(got, want) {
+		return token{}, ErrBadToken
+	}
+	b, err := base64.RawURLEncoding.DecodeString(payload)
+	if err != nil {
+		return token{}, ErrBadToken
+	}
+	var t token
+	if json.Unmarshal(b, &t) != nil || t.Typ != typ || now.Unix() > t.Exp {
+		return token{}, ErrBadToken
+	}
+	return t, nil
+}
+
+// LoginLink returns a short-lived link that sets the preview cookie for one
+// sandbox (or route group) of org in a browser, and when it expires.
+func (p *Proxy) LoginLink(org, name, endpoint string, now time.Time) (string, time.Time) {
+	exp := now.Add(5 * time.Minute)
+	t := p.sign(token{Typ: "login", Org: org, Name: name, Exp: exp.Unix()})
+	return p.URL(endpoint, name) + LoginPath + "?token=" + url.QueryEscape(t), exp
+}
+
+type request struct {
+	org, name, endpoint string
+	path                string
+	hostForm            bool
+}
+
+func (p *Proxy) parse(r *http.Request) (request, bool) {
+	if ep, name, ok := p.splitHost(r.Host); ok {
+		return request{name: name, endpoint: ep, path: r.URL.Path, hostForm: true}, true
+	}
+	rest := strings.TrimPrefix(r.URL.Path, "/preview/")
+	parts := strings.SplitN(rest, "/", 4)
+	if len(parts) < 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+		return request{}, false
+	}
+	path := "/"
+	if len(parts) == 4 {
+		path += parts[3]
+	}
+	return request{org: parts[0], name: parts[1], endpoint: parts[2], path: path}, true
+}
+
+func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, code int, reason, msg string) {
+	id := r.Header.Get(apitypes.HeaderRequestID)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(apitypes.ErrorResponse{Code: code, Error: msg, RequestID: id, Reason: reason})
+	if p.OnRequest != nil {
+		p.OnRequest(code, 0)
+	}
+}
+
+// ServeHTTP proxies one preview request.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	ctx := r.Context()
+	req, ok := p.parse(r)
+	if !ok {
+		p.fail(w, r, http.StatusNotFound, apitypes.ReasonNotFound, "want /preview/<org>/<sandbox>/<endpoint>/... or <endpoint>--<sandbox>.<preview domain>")
+		return
+	}
+	if req.hostForm && r.URL.Path == LoginPath {
+		p.login(w, r, req)
+		return
+	}
+	org, err := p.authenticate(r, req)
+	if err != nil {
+		p.fail(w, r, http.StatusUnauthorized, apitypes.ReasonUnauthorized, err.Error())
+		return
+	}
+	tgt, err := p.Resolver.ResolvePreview(ctx, org, req.name, req.endpoint)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		p.fail(w, r, http.StatusNotFound, apitypes.ReasonNotFound, fmt.Sprintf("no endpoint %q of sandbox %q", req.endpoint, req.name))
+		return
+	case errors.Is(err, ErrUnresolved):
+		p.fail(w, r, http.StatusServiceUnavailable, apitypes.ReasonUnavailable, fmt.Sprintf("endpoint %q of sandbox %q is not resolved yet; wait until the sandbox is ready", req.endpoint, req.name))
+		return
+	case err != nil:
+		p.fail(w, r, http.StatusBadGateway, apitypes.ReasonInternal, "resolving endpoint failed")
+		return
+	}
+	code := 0
+	rp := &httputil.ReverseProxy{
+		Transport:     p.transport(tgt.Org, tgt.Cluster),
+		FlushInterval: -1,
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = tgt.Address
+			pr.Out.URL.Path = req.path
+			pr.Out.URL.RawPath = ""
+			pr.Out.Host = tgt.Address
+			pr.SetXForwarded()
+			h := pr.Out.Header
+			h.Del(apitypes.HeaderAPIKey)
+			h.Del(apitypes.HeaderSignadotAPIKey)
+			h.Del(apitypes.HeaderClusterToken)
+			stripCookie(h, CookieName)
+			p.Extractor.Inject(h, tgt.RoutingKey)
+			proto := "http"
+			if r.TLS != nil {
+				proto = "https"
+			}
+			h.Set("Forwarded", forwarded(r, proto))
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			code = resp.StatusCode
+			if p.OnRequest != nil {
+				p.OnRequest(code, time.Since(start))
+			}
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if p.Logger != nil {
+				p.Logger.WarnContext(r.Context(), "preview upstream failed", "org", tgt.Org, "cluster", tgt.Cluster, "sandbox", tgt.Name, "address", tgt.Address, "err", err)
+			}
+			p.fail(w, r, http.StatusBadGateway, apitypes.ReasonUnavailable, "upstream unreachable through the cluster tunnel: "+err.Error())
+		},
+	}
+	rp.ServeHTTP(w, r)
+}
+
+func forwarded(r *http.Request, proto string) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	if strings.Contains(host, ":") {
+		host = `"[` + host + `]"`
+	}
+	return fmt.Sprintf("for=%s;host=%q;proto=%s", host, r.Host, proto)
+}
+
+// stripCookie removes one cookie from the Cookie header(s).
+func stripCookie(h http.Header, name string) {
+	vals := h.Values("Cookie")
+	if len(vals) == 0 {
+		return
+	}
+	var keep []string
+	for _, v := range vals {
+		for _, part := range strings.Split(v, ";") {
+			part = strings.TrimSpace(part)
+			if part == "" || strings.HasPrefix(part, name+"=") {
+				continue
+			}
+			keep = append(keep, part)
+		}
+	}
+	h.Del("Cookie")
+	if len(keep) > 0 {
+		h.Set("Cookie", strings.Join(keep, "; "))
+	}
+}
+
+func (p *Proxy) authenticate(r *http.Request, req request) (string, error) {
+	key := r.Header.Get(apitypes.HeaderAPIKey)
+	if key == "" {
+		key = r.Header.Get(apitypes.HeaderSignadotAPIKey)
+	}
+	if key != "" {
+		org, admin, err := p.Resolver.AuthenticateKey(r.Context(), key)
+		if err != nil {
+			return "", errors.New("invalid or revoked API key")
+		}
+		switch {
+		case req.org != "" && (admin || org == req.org):
+			return req.org, nil
+		case req.org != "":
+			return "", errors.New("the API key has no access to this org")
+		case admin:
+			return "", errors.New("admin keys act on every org: use the path form /preview/<org>/<sandbox>/<endpoint>/ or an org's API key")
+		}
+		return org, nil
+	}
+	c, err := r.Cookie(CookieName)
+	if err != nil {
+		return "", errors.New("missing credentials: send the sandboxmesh-api-key header or open a login link (POST /api/v2/orgs/<org>/sandboxes/<name>/preview-link)")
+	}
+	t, err := p.verify(c.Value, "session", time.Now())
+	if err != nil || t.Name != req.name || (req.org != "" && t.Org != req.org) {
+		return "", errors.New("preview cookie invalid, expired or for another sandbox: open a new login link")
+	}
+	return t.Org, nil
+}
+
+func (p *Proxy) login(w http.ResponseWriter, r *http.Request, req request) {
+	t, err := p.verify(r.URL.Query().Get("token"), "login", time.Now())
+	if err != nil || t.Name != req.name {
+		p.fail(w, r, http.StatusUnauthorized, apitypes.ReasonUnauthorized, "login link invalid or expired: create a new one")
+		return
+	}
+	exp := time.Now().Add(12 * time.Hour)
+	http.SetCookie(w, &http.Cookie{
+		Name: CookieName, Value: p.sign(token{Typ: "session", Org: t.Org, Name: t.Name, Exp: exp.Unix()}),
+		Path: "/", Expires: exp, HttpOnly: true, Secure: p.Scheme == "https", SameSite: http.SameSiteLaxMode,
+	})
+	http.Redirect(w, r, "/", http.StatusFound)
+}
+
+func (p *Proxy) transport(org, cluster string) *http.Transport {
+	k := org + "/" + cluster
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.transports == nil {
+		p.transports = map[string]*http.Transport{}
+	}
+	if t, ok := p.transports[k]; ok {
+		return t
+	}
+	t := &http.Transport{
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return p.Dialer.DialTunnel(ctx, org, cluster, apitypes.TunnelDial{Org: org, Address: addr})
+		},
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       60 * time.Second,
+		ResponseHeaderTimeout: 0,
+		ForceAttemptHTTP2:     false,
+	}
+	p.transports[k] = t
+	return t
+}
