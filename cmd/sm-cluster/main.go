@@ -8,6 +8,7 @@
 //	sm-cluster images [--load]    build image tarballs of our binaries (and import them when the cluster runs)
 //	sm-cluster load-image TAR...  import image tarballs into the cluster
 //	sm-cluster kubeconfig         print the kubeconfig path
+//	sm-cluster deps               install missing Debian packages (up does this too)
 //	sm-cluster check-guard        verify the network-safety set-up
 //	sm-cluster dns                (internal) the cluster DNS server started by up
 package main
@@ -45,10 +46,10 @@ func main() {
 
 type flags struct {
 	stateDir, repoDir, k8sBin, imagesDir, bridge string
-	podCIDR, clusterCIDR, serviceCIDR           string
-	apiPort                                     int
-	skipPackages, verbose                       bool
-	binaries                                    string
+	podCIDR, clusterCIDR, serviceCIDR            string
+	apiPort                                      int
+	skipPackages, verbose                        bool
+	binaries                                     string
 }
 
 func (f *flags) config() (localcluster.Config, *slog.Logger, error) {
@@ -327,7 +328,26 @@ func newRoot() *cobra.Command {
 	dnsCmd.Flags().StringVar(&listen, "listen", "10.244.0.1:53", "UDP and TCP address")
 	dnsCmd.Flags().StringVar(&domain, "domain", "cluster.local", "cluster domain")
 
-	root.AddCommand(up, down, status, imgs, loadImage, kubeconfig, checkGuard, dnsCmd)
+	deps := &cobra.Command{
+		Use:   "deps",
+		Short: "Install the Debian packages the node needs when missing (up does this too)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, _, err := f.config()
+			if err != nil {
+				return err
+			}
+			cl, err := localcluster.New(c)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(filepath.Join(cl.Config().StateDir, "logs"), 0o755); err != nil {
+				return err
+			}
+			return cl.Config().EnsurePackages(cmd.Context())
+		},
+	}
+
+	root.AddCommand(deps, up, down, status, imgs, loadImage, kubeconfig, checkGuard, dnsCmd)
 	return root
 }
 

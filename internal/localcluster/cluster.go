@@ -482,10 +482,15 @@ func (cl *Cluster) Down(ctx context.Context) error {
 	if err := removeIptablesRules(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("down: %w", err))
 	}
+	// Without a recorded baseline, tables left empty are still removed.
+	var nftBefore []string
 	if st != nil {
-		if err := removeNewNftTables(ctx, st.Baseline.Nft); err != nil {
-			errs = append(errs, fmt.Errorf("down: %w", err))
-		}
+		nftBefore = st.Baseline.Nft
+	}
+	if err := removeNewNftTables(ctx, nftBefore); err != nil {
+		errs = append(errs, fmt.Errorf("down: %w", err))
+	}
+	if st != nil {
 		if err := restoreSysctls(st.Baseline.Sysctls); err != nil {
 			errs = append(errs, fmt.Errorf("down: %w", err))
 		}

@@ -149,5 +149,5 @@ func (c Config) APIServerURL() string {
 	return fmt.Sprintf("https://%s", netip.AddrPortFrom(c.NodeIP(), uint16(c.APIServerPort)))
 }
 
-func (c Config) path(p ...string) string { return filepath.Join(append([]string{c.StateDir}, p...)...) }
+func (c Config) path(p ...string) string         { return filepath.Join(append([]string{c.StateDir}, p...)...) }
 func (c Config) logPath(component string) string { return c.path("logs", component+".log") }
