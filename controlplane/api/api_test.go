@@ -23,15 +23,16 @@ import (
 )
 
 type env struct {
-	t      *testing.T
-	srv    *api.Server
-	http   *httptest.Server
-	st     *store.Store
-	admin  *client.Client
-	acme   *client.Client // key of org acme
-	other  *client.Client // key of org other
-	keyA   string
-	tokenA string // cluster token of acme/c1
+	t           *testing.T
+	srv         *api.Server
+	http        *httptest.Server
+	st          *store.Store
+	admin       *client.Client
+	acme        *client.Client // key of org acme
+	other       *client.Client // key of org other
+	keyA        string
+	tokenA      string // cluster token of acme/c1
+	adminSecret string
 }
 
 func newEnv(t *testing.T, driver string) *env {
@@ -48,7 +49,7 @@ func newEnv(t *testing.T, driver string) *env {
 	if err != nil || !created {
 		t.Fatalf("bootstrap: %v %v", created, err)
 	}
-	e := &env{t: t, srv: srv, http: hs, st: st}
+	e := &env{t: t, srv: srv, http: hs, st: st, adminSecret: adminKey}
 	e.admin = e.client(adminKey)
 	for _, org := range []string{"acme", "other"} {
 		if _, err := e.admin.CreateOrg(ctx, org, 0); err != nil {
