@@ -55,5 +55,14 @@
 // literal key only (Extract also accepts a percent-encoded baggage value);
 // the mesh matches a header in which any member with one of our names
 // carries the key (Extract returns the first valid one, so a header with two
-// different keys matches both); the mesh does not apply the size limits.
+// different keys matches both); the mesh does not apply the size limits; and
+// RE2 in Envoy may not match "." on invalid UTF-8 where Go's regexp does. See
+// docs/routing-key.md, which also covers Envoy's RE2 program-size limit.
+//
+// # Applications
+//
+// [Extractor.Middleware] and [Extractor.Transport] propagate the key through
+// net/http, the gRPC interceptors through gRPC metadata, and
+// [Extractor.Propagator] through OpenTelemetry; [WithKey] and [FromContext]
+// carry it in a context.Context.
 package routingkey
