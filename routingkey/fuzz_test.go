@@ -189,3 +189,20 @@ func FuzzConfig(f *testing.F) {
 		}
 	})
 }
+
+// FuzzValidate checks the key validator against the documented regex and
+// that New's alphabet stays inside it.
+func FuzzValidate(f *testing.F) {
+	for _, s := range []string{"abc", "a", "-a", "a-", "A", strings.Repeat("a", 63), strings.Repeat("a", 64), "a--b", "\xff", New()} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, key string) {
+		err := Validate(key)
+		if (err == nil) != validKeyRE.MatchString(key) {
+			t.Fatalf("Validate(%q) = %v, regex says %v", key, err, validKeyRE.MatchString(key))
+		}
+		if _, ok := FromContext(WithKey(t.Context(), key)); ok != (err == nil) {
+			t.Fatalf("WithKey(%q) stored=%v", key, ok)
+		}
+	})
+}
