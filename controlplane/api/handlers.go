@@ -323,11 +323,11 @@ func (s *Server) applyObject(k store.Kind) gin.HandlerFunc {
 			return
 		}
 		s.notify.broadcast()
-		code := http.StatusOK
+		// 200 for creates too: clients generated from Signadot's swagger accept only 200.
 		if created {
-			code = http.StatusCreated
+			c.Header("Sandboxmesh-Created", "true")
 		}
-		s.writeObject(c, code, obj)
+		s.writeObject(c, http.StatusOK, obj)
 	}
 }
 

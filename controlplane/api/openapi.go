@@ -135,7 +135,6 @@ func OpenAPI() map[string]any {
 			"500":        errResp("Internal Server Error"),
 		}
 		if op.Method == "PUT" {
-			resps["201"] = resps[itoa(status)]
 			resps["409"] = errResp("Conflict: version mismatch (If-Match) or object in use")
 			resps["413"] = errResp("Request body too large")
 			resps["429"] = errResp("Quota exceeded")

@@ -1,0 +1,152 @@
+// Command controlplane runs the SandboxMesh control plane: the /api/v2 REST API,
+// the agent endpoints and the preview proxy. With no configuration it stores its
+// state in SQLite under ./sandboxmesh-data, creates the org "default" and prints
+// a bootstrap admin API key once (or uses SANDBOXMESH_BOOTSTRAP_KEY).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.opentelemetry.io/otel"
+
+	"github.com/sandboxmesh/sandboxmesh/controlplane/api"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "controlplane:", err)
+		os.Exit(1)
+	}
+}
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// run parses flags (defaults from SANDBOXMESH_* variables) and serves until a signal.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("controlplane", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", env("SANDBOXMESH_LISTEN", ":8080"), "address to serve on (env SANDBOXMESH_LISTEN)")
+	dataDir := fs.String("data-dir", env("SANDBOXMESH_DATA_DIR", "sandboxmesh-data"), "folder of the SQLite database (env SANDBOXMESH_DATA_DIR)")
+	dbURL := fs.String("database-url", env("SANDBOXMESH_DATABASE_URL", ""), "postgres://... to use PostgreSQL instead of SQLite (env SANDBOXMESH_DATABASE_URL)")
+	previewURL := fs.String("preview-url", env("SANDBOXMESH_PREVIEW_URL", ""), "base of preview URLs, e.g. https://preview.example.com (env SANDBOXMESH_PREVIEW_URL; default http://preview.localhost:<port>)")
+	org := fs.String("bootstrap-org", env("SANDBOXMESH_BOOTSTRAP_ORG", "default"), "org created at first start (env SANDBOXMESH_BOOTSTRAP_ORG; empty: none)")
+	logFormat := fs.String("log-format", env("SANDBOXMESH_LOG_FORMAT", "json"), "json or text (env SANDBOXMESH_LOG_FORMAT)")
+	logLevel := fs.String("log-level", env("SANDBOXMESH_LOG_LEVEL", "info"), "debug, info, warn or error (env SANDBOXMESH_LOG_LEVEL)")
+	maxBody := fs.Int64("max-body-bytes", 1<<20, "largest accepted request body")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	var h slog.Handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl})
+	if *logFormat == "text" {
+		h = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl})
+	}
+	log := slog.New(h)
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	driver, dsn := store.DriverSQLite, ""
+	switch {
+	case strings.HasPrefix(*dbURL, "postgres://"), strings.HasPrefix(*dbURL, "postgresql://"):
+		driver, dsn = store.DriverPostgres, *dbURL
+	case strings.HasPrefix(*dbURL, "sqlite:"):
+		dsn = strings.TrimPrefix(*dbURL, "sqlite:")
+	case *dbURL != "":
+		return fmt.Errorf("--database-url %q: want postgres://... or sqlite:<path>", *dbURL)
+	default:
+		if err := os.MkdirAll(*dataDir, 0o700); err != nil {
+			return fmt.Errorf("data dir: %w", err)
+		}
+		dsn = filepath.Join(*dataDir, "controlplane.db")
+	}
+	st, err := store.Open(ctx, driver, dsn)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	key, created, err := api.Bootstrap(ctx, st, *org, os.Getenv("SANDBOXMESH_BOOTSTRAP_KEY"))
+	if err != nil {
+		return err
+	}
+	if created && os.Getenv("SANDBOXMESH_BOOTSTRAP_KEY") == "" {
+		fmt.Fprintf(stdout, "Bootstrap admin API key (shown once, store it now):\n\n  %s\n\nUse it in the sandboxmesh-api-key header, e.g.\n  curl -H 'sandboxmesh-api-key: %s' http://localhost%s/api/v2/orgs/%s/sandboxes\n\n", key, key, portOf(*listen), *org)
+	}
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	pu := *previewURL
+	if pu == "" {
+		pu = "http://preview.localhost" + portOf(ln.Addr().String())
+	}
+	srv, err := api.New(ctx, api.Config{Store: st, Logger: log, TracerProvider: otel.GetTracerProvider(), PreviewURL: pu, MaxBodyBytes: *maxBody})
+	if err != nil {
+		return err
+	}
+	go purge(ctx, st, log)
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	log.Info("control plane listening", "address", ln.Addr().String(), "driver", driver, "previewURL", pu)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+	}
+	return nil
+}
+
+func portOf(addr string) string {
+	if _, p, err := net.SplitHostPort(addr); err == nil && p != "" && p != "80" {
+		return ":" + p
+	}
+	return ""
+}
+
+// purge removes week-old tombstones every hour.
+func purge(ctx context.Context, st *store.Store, log *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := st.PurgeTombstones(ctx, time.Now().Add(-7*24*time.Hour)); err != nil {
+				log.Warn("purging tombstones", "err", err)
+			} else if n > 0 {
+				log.Info("purged tombstones", "count", n)
+			}
+		}
+	}
+}
