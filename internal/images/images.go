@@ -229,7 +229,7 @@ func Image(binary string, data []byte) (v1.Image, error) {
 // listening on socket, with ctr.
 func Import(ctx context.Context, socket string, tarballs ...string) error {
 	for _, t := range tarballs {
-		cmd := exec.CommandContext(ctx, "ctr", "--address", socket, "-n", "k8s.io", "images", "import", "--no-unpack=false", t)
+		cmd := exec.CommandContext(ctx, "ctr", "--address", socket, "-n", "k8s.io", "images", "import", t)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("import %s into containerd %s: %w: %s", t, socket, err, strings.TrimSpace(string(out)))
 		}
