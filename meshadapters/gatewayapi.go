@@ -63,10 +63,13 @@ type gammaFlavour struct {
 //     per key ("sandboxmesh.<svc>.<port>.<key>") matching the key in every
 //     header form;
 //   - when user routes are attached, for every user route and key it owns a
-//     route ("sandboxmesh.<svc>.<port>.<key>.<hash>") with, for every user rule
-//     that sends to the baseline, the same matches plus one header match,
-//     pointing at the destination (Gateway API precedence ranks a longer path
-//     above more headers, so header rules must repeat the user's paths).
+//     route ("sandboxmesh.<svc>.<port>.<key>.<user route>") mirroring every
+//     user rule: the same matches plus one header match per header form, the
+//     same filters and timeouts, and backendRefs to the baseline replaced by
+//     the destination (Gateway API precedence ranks a longer path above more
+//     header matches, so header rules must repeat the user's paths; mirroring
+//     the rules that do not send to the baseline keeps the user's precedence
+//     among them, shifted by one header match).
 //
 // Objects are split when the CRD limits (16 rules, 64 matches per rule, 128
 // per route) are reached. A destination in another namespace gets a
@@ -221,9 +224,15 @@ func gammaDefaultName(svc string, port int32) string {
 func gammaKeyedName(svc string, port int32, key, source string, part int) string {
 	n := gammaDefaultName(svc, port) + "." + key
 	if source != "" {
-		h := fnv.New32a()
-		h.Write([]byte(source))
-		n += fmt.Sprintf(".%08x", h.Sum32())
+		// The user route's name keeps our routes in the user's tie-break order
+		// (namespace/name) when creation timestamps are equal.
+		name := source[strings.LastIndexByte(source, '/')+1:]
+		if len(n)+1+len(name)+4 > 253 {
+			h := fnv.New32a()
+			h.Write([]byte(source))
+			name = fmt.Sprintf("%08x", h.Sum32())
+		}
+		n += "." + name
 	}
 	if part > 0 {
 		n += "." + strconv.Itoa(part+1)
@@ -339,10 +348,7 @@ func RenderGAMMA(backend string, svc Service, routes []Route, users UserRoutes, 
 			for _, rt := range routes {
 				var rules []gatewayv1.HTTPRouteRule
 				for _, ur := range u.Spec.Rules {
-					rule, ok := retargetHTTPRule(ur, u.Namespace, svc, rt.Destination, p.Port)
-					if !ok {
-						continue
-					}
+					rule, _ := retargetHTTPRule(ur, u.Namespace, svc, rt.Destination, p.Port)
 					matches := ur.Matches
 					if len(matches) == 0 {
 						matches = []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{Type: ptr(gatewayv1.PathMatchPathPrefix), Value: ptr("/")}}}
@@ -370,10 +376,7 @@ func RenderGAMMA(backend string, svc Service, routes []Route, users UserRoutes, 
 			for _, rt := range routes {
 				var rules []gatewayv1.GRPCRouteRule
 				for _, ur := range u.Spec.Rules {
-					rule, ok := retargetGRPCRule(ur, u.Namespace, svc, rt.Destination, p.Port)
-					if !ok {
-						continue
-					}
+					rule, _ := retargetGRPCRule(ur, u.Namespace, svc, rt.Destination, p.Port)
 					matches := ur.Matches
 					if len(matches) == 0 {
 						matches = []gatewayv1.GRPCRouteMatch{{}}
@@ -426,45 +429,51 @@ func destRef(svc Service, d Destination, p int32) gatewayv1.BackendObjectReferen
 
 // retargetHTTPRule copies a user rule (filters, timeouts, retry...) with its
 // baseline backendRefs pointing at the destination and other backendRefs
-// dropped; ok is false when the rule does not send to the baseline.
+// kept; the bool reports whether the rule sends to the baseline.
 func retargetHTTPRule(ur gatewayv1.HTTPRouteRule, routeNS string, svc Service, d Destination, p int32) (gatewayv1.HTTPRouteRule, bool) {
 	rule := *ur.DeepCopy()
-	rule.Name, rule.Matches, rule.BackendRefs = nil, nil, nil
-	for _, br := range ur.BackendRefs {
-		if !isBaselineRef(br.BackendObjectReference, routeNS, svc) || (br.Weight != nil && *br.Weight == 0) {
+	rule.Name, rule.Matches = nil, nil
+	baseline := false
+	for i, br := range rule.BackendRefs {
+		if !isBaselineRef(br.BackendObjectReference, routeNS, svc) {
+			if br.Namespace == nil && routeNS != svc.Namespace {
+				rule.BackendRefs[i].Namespace = ptr(gatewayv1.Namespace(routeNS))
+			}
 			continue
 		}
+		baseline = true
 		port := p
 		if br.Port != nil {
 			port = *br.Port
 		}
-		nb := *br.DeepCopy()
-		nb.BackendObjectReference = destRef(svc, d, port)
-		rule.BackendRefs = append(rule.BackendRefs, nb)
+		rule.BackendRefs[i].BackendObjectReference = destRef(svc, d, port)
 	}
-	return rule, len(rule.BackendRefs) > 0
+	return rule, baseline
 }
 
 func retargetGRPCRule(ur gatewayv1.GRPCRouteRule, routeNS string, svc Service, d Destination, p int32) (gatewayv1.GRPCRouteRule, bool) {
 	rule := *ur.DeepCopy()
-	rule.Name, rule.Matches, rule.BackendRefs = nil, nil, nil
-	for _, br := range ur.BackendRefs {
-		if !isBaselineRef(br.BackendObjectReference, routeNS, svc) || (br.Weight != nil && *br.Weight == 0) {
+	rule.Name, rule.Matches = nil, nil
+	baseline := false
+	for i, br := range rule.BackendRefs {
+		if !isBaselineRef(br.BackendObjectReference, routeNS, svc) {
+			if br.Namespace == nil && routeNS != svc.Namespace {
+				rule.BackendRefs[i].Namespace = ptr(gatewayv1.Namespace(routeNS))
+			}
 			continue
 		}
+		baseline = true
 		port := p
 		if br.Port != nil {
 			port = *br.Port
 		}
-		nb := *br.DeepCopy()
-		nb.BackendObjectReference = destRef(svc, d, port)
-		rule.BackendRefs = append(rule.BackendRefs, nb)
+		rule.BackendRefs[i].BackendObjectReference = destRef(svc, d, port)
 	}
-	return rule, len(rule.BackendRefs) > 0
+	return rule, baseline
 }
 
 // deriveHTTPRules adds one header matcher to each match (a match per header
-// form) and splits the result into rules of at most MaxMatchesPerRule matches.
+// form); pack splits the result to fit the CRD limits.
 func deriveHTTPRules(hms []routingkey.HeaderMatcher, rule gatewayv1.HTTPRouteRule, matches []gatewayv1.HTTPRouteMatch) ([]gatewayv1.HTTPRouteRule, []string) {
 	var out []gatewayv1.HTTPRouteMatch
 	var notes []string
@@ -487,13 +496,12 @@ func deriveHTTPRules(hms []routingkey.HeaderMatcher, rule gatewayv1.HTTPRouteRul
 			out = append(out, nm)
 		}
 	}
-	var rules []gatewayv1.HTTPRouteRule
-	for chunk := range slices.Chunk(out, MaxMatchesPerRule) {
-		r := *rule.DeepCopy()
-		r.Matches = chunk
-		rules = append(rules, r)
+	if len(out) == 0 {
+		return nil, notes
 	}
-	return rules, notes
+	r := *rule.DeepCopy()
+	r.Matches = out
+	return []gatewayv1.HTTPRouteRule{r}, notes
 }
 
 func deriveGRPCRules(hms []routingkey.HeaderMatcher, rule gatewayv1.GRPCRouteRule, matches []gatewayv1.GRPCRouteMatch) ([]gatewayv1.GRPCRouteRule, []string) {
@@ -518,40 +526,66 @@ func deriveGRPCRules(hms []routingkey.HeaderMatcher, rule gatewayv1.GRPCRouteRul
 			out = append(out, nm)
 		}
 	}
-	var rules []gatewayv1.GRPCRouteRule
-	for chunk := range slices.Chunk(out, MaxMatchesPerRule) {
-		r := *rule.DeepCopy()
-		r.Matches = chunk
-		rules = append(rules, r)
+	if len(out) == 0 {
+		return nil, notes
 	}
-	return rules, notes
+	r := *rule.DeepCopy()
+	r.Matches = out
+	return []gatewayv1.GRPCRouteRule{r}, notes
 }
 
 // packHTTP splits rules, in order, into routes of at most MaxRulesPerRoute
-// rules and MaxMatchesPerRoute matches.
+// rules, MaxMatchesPerRule matches per rule and MaxMatchesPerRoute matches,
+// filling each route: a rule may be split across rules and routes, since its
+// matches are alternatives with the same precedence and action.
 func packHTTP(rules []gatewayv1.HTTPRouteRule) [][]gatewayv1.HTTPRouteRule {
-	return pack(rules, func(r gatewayv1.HTTPRouteRule) int { return len(r.Matches) })
+	return pack(rules, func(r gatewayv1.HTTPRouteRule) int { return len(r.Matches) },
+		func(r gatewayv1.HTTPRouteRule, i, j int) gatewayv1.HTTPRouteRule {
+			c := *r.DeepCopy()
+			c.Matches = c.Matches[i:j]
+			return c
+		})
 }
 
 func packGRPC(rules []gatewayv1.GRPCRouteRule) [][]gatewayv1.GRPCRouteRule {
-	return pack(rules, func(r gatewayv1.GRPCRouteRule) int { return len(r.Matches) })
+	return pack(rules, func(r gatewayv1.GRPCRouteRule) int { return len(r.Matches) },
+		func(r gatewayv1.GRPCRouteRule, i, j int) gatewayv1.GRPCRouteRule {
+			c := *r.DeepCopy()
+			c.Matches = c.Matches[i:j]
+			return c
+		})
 }
 
-func pack[R any](rules []R, size func(R) int) [][]R {
+func pack[R any](rules []R, size func(R) int, slice func(r R, i, j int) R) [][]R {
 	var out [][]R
 	var cur []R
 	n := 0
-	for _, r := range rules {
-		if len(cur) == MaxRulesPerRoute || n+size(r) > MaxMatchesPerRoute {
+	flush := func() {
+		if len(cur) > 0 {
 			out = append(out, cur)
-			cur, n = nil, 0
 		}
-		cur = append(cur, r)
-		n += size(r)
+		cur, n = nil, 0
 	}
-	if len(cur) > 0 {
-		out = append(out, cur)
+	for _, r := range rules {
+		total := size(r)
+		if total == 0 {
+			if len(cur) == MaxRulesPerRoute {
+				flush()
+			}
+			cur = append(cur, r)
+			continue
+		}
+		for i := 0; i < total; {
+			if len(cur) == MaxRulesPerRoute || n == MaxMatchesPerRoute {
+				flush()
+			}
+			j := min(total, i+MaxMatchesPerRule, i+MaxMatchesPerRoute-n)
+			cur = append(cur, slice(r, i, j))
+			n += j - i
+			i = j
+		}
 	}
+	flush()
 	return out
 }
 

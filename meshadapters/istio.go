@@ -196,7 +196,9 @@ func istioRouteName(route any) string {
 	return n
 }
 
-func isOurIstioRoute(route any) bool { return strings.HasPrefix(istioRouteName(route), RouteNamePrefix) }
+func isOurIstioRoute(route any) bool {
+	return strings.HasPrefix(istioRouteName(route), RouteNamePrefix)
+}
 
 func hasIstioRoutes(vs *unstructured.Unstructured) bool {
 	return slices.ContainsFunc(istioHTTP(vs), isOurIstioRoute)
