@@ -23,7 +23,7 @@ import (
 )
 
 type env struct {
-	t           *testing.T
+	t           testing.TB
 	srv         *api.Server
 	http        *httptest.Server
 	st          *store.Store
@@ -35,7 +35,9 @@ type env struct {
 	adminSecret string
 }
 
-func newEnv(t *testing.T, driver string) *env {
+func newEnv(t *testing.T, driver string) *env { return newEnvTB(t, driver) }
+
+func newEnvTB(t testing.TB, driver string) *env {
 	t.Helper()
 	ctx := context.Background()
 	st := storetest.Open(t, driver)

@@ -25,13 +25,14 @@ import (
 
 // recorder is a real HTTP server that records what it got.
 type recorder struct {
+	keep bool
 	mu   sync.Mutex
 	reqs []*http.Request
 	srv  *httptest.Server
 }
 
-func newRecorder(t *testing.T) *recorder {
-	r := &recorder{}
+func newRecorder(t testing.TB) *recorder {
+	r := &recorder{keep: true}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/stream", func(w http.ResponseWriter, req *http.Request) {
 		r.record(req)
@@ -68,6 +69,9 @@ func newRecorder(t *testing.T) *recorder {
 }
 
 func (r *recorder) record(req *http.Request) {
+	if !r.keep {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.reqs = append(r.reqs, req.Clone(context.Background()))
@@ -84,7 +88,7 @@ func (r *recorder) last() *http.Request {
 
 // connectAgent holds a real tunnel (WebSocket + yamux) for acme/c1 whose agent
 // side admits only allowed and dials the recorder instead of the cluster address.
-func connectAgent(t *testing.T, e *env, rec *recorder, allowed ...string) {
+func connectAgent(t testing.TB, e *env, rec *recorder, allowed ...string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -326,4 +330,4 @@ func TestPreviewThroughTunnel(t *testing.T) {
 	})
 }
 
-func (e *env) adminKey(t *testing.T) string { return e.adminSecret }
+func (e *env) adminKey(testing.TB) string { return e.adminSecret }
