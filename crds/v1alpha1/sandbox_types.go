@@ -6,6 +6,7 @@ import (
 
 // WorkloadKind is the kind of a baseline workload.
 // +kubebuilder:validation:Enum=Deployment;Rollout
+// +kubebuilder:validation:MaxLength=16
 type WorkloadKind string
 
 const (
@@ -248,9 +249,9 @@ type DefaultRouteGroup struct {
 
 // SandboxSpec is the desired state of a Sandbox.
 // +kubebuilder:validation:XValidation:rule="(has(self.forks) && size(self.forks) > 0) || (has(self.virtual) && size(self.virtual) > 0) || (has(self.local) && size(self.local) > 0)",message="at least one of forks, virtual or local must be given"
-// +kubebuilder:validation:XValidation:rule="!has(self.forks) || self.forks.all(f, self.forks.exists_one(g, g.forkOf.namespace == f.forkOf.namespace && g.forkOf.name == f.forkOf.name && g.forkOf.kind == f.forkOf.kind))",message="a baseline workload may be forked at most once",fieldPath=".forks"
-// +kubebuilder:validation:XValidation:rule="!has(self.local) || self.local.all(l, self.local.exists_one(m, m.from.namespace == l.from.namespace && m.from.name == l.from.name && m.from.kind == l.from.kind))",message="a baseline workload may be local at most once",fieldPath=".local"
-// +kubebuilder:validation:XValidation:rule="!has(self.forks) || !has(self.local) || !self.forks.exists(f, self.local.exists(l, l.from.namespace == f.forkOf.namespace && l.from.name == f.forkOf.name && l.from.kind == f.forkOf.kind))",message="a baseline workload cannot be both forked and local",fieldPath=".local"
+// +kubebuilder:validation:XValidation:rule="!has(self.forks) || self.forks.all(f, self.forks.exists_one(g, g.forkOf.__namespace__ == f.forkOf.__namespace__ && g.forkOf.name == f.forkOf.name && g.forkOf.kind == f.forkOf.kind))",message="a baseline workload may be forked at most once",fieldPath=".forks"
+// +kubebuilder:validation:XValidation:rule="!has(self.local) || self.local.all(l, self.local.exists_one(m, m.from.__namespace__ == l.from.__namespace__ && m.from.name == l.from.name && m.from.kind == l.from.kind))",message="a baseline workload may be local at most once",fieldPath=".local"
+// +kubebuilder:validation:XValidation:rule="!has(self.forks) || !has(self.local) || !self.forks.exists(f, self.local.exists(l, l.from.__namespace__ == f.forkOf.__namespace__ && l.from.name == f.forkOf.name && l.from.kind == f.forkOf.kind))",message="a baseline workload cannot be both forked and local",fieldPath=".local"
 // +kubebuilder:validation:XValidation:rule="has(self.cluster) == has(oldSelf.cluster)",message="cluster is immutable"
 // +kubebuilder:validation:XValidation:rule="has(self.resources) == has(oldSelf.resources)",message="resources are immutable"
 type SandboxSpec struct {

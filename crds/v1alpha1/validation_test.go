@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
+	"k8s.io/client-go/kubernetes"
 
 	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 	"github.com/sandboxmesh/sandboxmesh/internal/testenv"
@@ -257,23 +257,18 @@ func TestPrinterColumns(t *testing.T) {
 	if err := env.Client.Status().Update(ctx, sb); err != nil {
 		t.Fatal(err)
 	}
-	cfg := rest.CopyConfig(env.Config)
-	cfg.APIPath = "/apis"
-	cfg.GroupVersion = &smv1.GroupVersion
-	cfg.NegotiatedSerializer = nil
-	hc, err := rest.HTTPClientFor(cfg)
+	cs, err := kubernetes.NewForConfig(env.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := newTableRequest(ctx, cfg.Host+"/apis/sandboxmesh.dev/v1alpha1/namespaces/default/sandboxes")
-	resp, err := hc.Do(req)
+	raw, err := cs.CoreV1().RESTClient().Get().AbsPath("/apis/sandboxmesh.dev/v1alpha1/namespaces/default/sandboxes").
+		SetHeader("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io").DoRaw(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
 	var table metav1.Table
-	if err := json.NewDecoder(resp.Body).Decode(&table); err != nil {
-		t.Fatal(err)
+	if err := json.Unmarshal(raw, &table); err != nil {
+		t.Fatalf("decode table %s: %v", raw, err)
 	}
 	var names []string
 	for _, c := range table.ColumnDefinitions {

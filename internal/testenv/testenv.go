@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -30,6 +32,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/yaml"
 
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
@@ -92,6 +95,10 @@ func NewScheme() (*k8sruntime.Scheme, error) {
 
 // Start starts etcd and kube-apiserver and installs the CRDs.
 func Start(opts Options) (*Env, error) {
+	logOnce.Do(func() {
+		// Tests see controller-runtime's warnings and errors; info logs would drown the output.
+		logf.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	})
 	assets, err := AssetsDir()
 	if err != nil {
 		return nil, err
@@ -192,6 +199,8 @@ func cacheBinDir() (string, error) {
 	}
 	return filepath.Join(base, "k8s", "v1"+strings.TrimPrefix(v, "v0"), "bin"), nil
 }
+
+var logOnce sync.Once
 
 var (
 	modMu    sync.Mutex
