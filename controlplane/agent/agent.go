@@ -43,6 +43,7 @@ const FieldManager = "sandboxmesh-agent"
 const (
 	LabelManagedBy    = "sandboxmesh.dev/managed-by"
 	LabelOrg          = "sandboxmesh.dev/org"
+	LabelCluster      = "sandboxmesh.dev/cluster"
 	AnnotationVersion = "sandboxmesh.dev/version"
 )
 
@@ -85,6 +86,7 @@ type Agent struct {
 	mu      sync.Mutex
 	desired map[string]apitypes.AgentObject // kind/name
 	org     string
+	cluster string
 	sent    map[string]string // kind/name -> last reported status JSON (with version)
 	synced  bool
 }
@@ -259,6 +261,11 @@ func gvkFor(kind string) (schema.GroupVersionKind, error) {
 // apply makes the cluster match a poll answer. A full answer also deletes
 // managed CRs that are not in it.
 func (a *Agent) apply(ctx context.Context, st apitypes.AgentState) error {
+	a.mu.Lock()
+	if st.Org != "" {
+		a.org, a.cluster = st.Org, st.Cluster
+	}
+	a.mu.Unlock()
 	var errs []error
 	for _, o := range st.Objects {
 		if o.Deleted {
@@ -276,9 +283,6 @@ func (a *Agent) apply(ctx context.Context, st apitypes.AgentState) error {
 		a.sent = map[string]string{}
 	}
 	for _, o := range st.Objects {
-		if a.org == "" {
-			a.org = o.Org
-		}
 		if o.Deleted {
 			delete(a.desired, objKey(o.Kind, o.Name))
 			delete(a.sent, objKey(o.Kind, o.Name))
@@ -307,7 +311,10 @@ func (a *Agent) applyCR(ctx context.Context, o apitypes.AgentObject) error {
 	u.SetGroupVersionKind(gvk)
 	u.SetNamespace(a.cfg.Namespace)
 	u.SetName(o.Name)
-	u.SetLabels(map[string]string{LabelManagedBy: FieldManager, LabelOrg: o.Org})
+	a.mu.Lock()
+	cluster := a.cluster
+	a.mu.Unlock()
+	u.SetLabels(map[string]string{LabelManagedBy: FieldManager, LabelOrg: o.Org, LabelCluster: cluster})
 	u.SetAnnotations(map[string]string{apitypes.AnnotationRoutingKey: o.RoutingKey, AnnotationVersion: strconv.FormatInt(o.Version, 10)})
 	//nolint:staticcheck // client.Apply with unstructured objects is the simplest server-side apply here.
 	if err := a.cfg.Client.Patch(ctx, u, client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
@@ -331,7 +338,8 @@ func (a *Agent) deleteCR(ctx context.Context, kind, name string) error {
 	return nil
 }
 
-// prune deletes managed CRs that a full state does not contain.
+// prune deletes managed CRs of this org and cluster that a full state does not
+// contain (CRs of other registrations in the same namespace are left alone).
 func (a *Agent) prune(ctx context.Context, st apitypes.AgentState) error {
 	want := map[string]bool{}
 	for _, o := range st.Objects {
@@ -342,7 +350,7 @@ func (a *Agent) prune(ctx context.Context, st apitypes.AgentState) error {
 		gvk, _ := gvkFor(kind)
 		list := &unstructured.UnstructuredList{}
 		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-		if err := a.cfg.Client.List(ctx, list, client.InNamespace(a.cfg.Namespace), client.MatchingLabels{LabelManagedBy: FieldManager}); err != nil {
+		if err := a.cfg.Client.List(ctx, list, client.InNamespace(a.cfg.Namespace), client.MatchingLabels{LabelManagedBy: FieldManager, LabelOrg: st.Org, LabelCluster: st.Cluster}); err != nil {
 			errs = append(errs, fmt.Errorf("list %s in %s: %w", kind, a.cfg.Namespace, err))
 			continue
 		}

@@ -283,17 +283,25 @@ func TestAgentEndToEnd(t *testing.T) {
 	stopAgent()
 	sdk.DeleteSandbox(ctx, "acme", "gone")
 	sdk.ApplySandbox(ctx, "acme", sbSpec("new"))
-	stray := &v1alpha1.Sandbox{ObjectMeta: metav1.ObjectMeta{Name: "stray", Namespace: ns, Labels: map[string]string{agent.LabelManagedBy: agent.FieldManager}}, Spec: sbSpec("stray").Spec}
+	stray := &v1alpha1.Sandbox{ObjectMeta: metav1.ObjectMeta{Name: "stray", Namespace: ns, Labels: map[string]string{agent.LabelManagedBy: agent.FieldManager, agent.LabelOrg: "acme", agent.LabelCluster: "c1"}}, Spec: sbSpec("stray").Spec}
 	if err := kube.Create(ctx, stray); err != nil {
+		t.Fatal(err)
+	}
+	// A CR of another registration in the same namespace is not ours to prune.
+	foreign := &v1alpha1.Sandbox{ObjectMeta: metav1.ObjectMeta{Name: "foreign", Namespace: ns, Labels: map[string]string{agent.LabelManagedBy: agent.FieldManager, agent.LabelOrg: "zzz", agent.LabelCluster: "c1"}}, Spec: sbSpec("foreign").Spec}
+	if err := kube.Create(ctx, foreign); err != nil {
 		t.Fatal(err)
 	}
 	stopAgent = startAgent(t, cp, tok.Token, dial)
 	eventually(t, "converged after agent restart", func() error {
-		if n := crNames(t); fmt.Sprint(n) != "[keep new]" {
+		if n := crNames(t); fmt.Sprint(n) != "[foreign keep new]" {
 			return fmt.Errorf("CRs %v", n)
 		}
 		return nil
 	})
+	if err := kube.Delete(ctx, foreign); err != nil {
+		t.Fatal(err)
+	}
 
 	// Control-plane restart (network cut): changes made meanwhile converge.
 	cp.stop()

@@ -57,7 +57,9 @@ func (s *Server) agentState(c *gin.Context) {
 			return
 		}
 		if st.Full || len(st.Objects) > 0 || wait == 0 {
-			c.JSON(http.StatusOK, agentStateView(st))
+			v := agentStateView(st)
+			v.Org, v.Cluster = a.Org, a.Cluster
+			c.JSON(http.StatusOK, v)
 			return
 		}
 		select {

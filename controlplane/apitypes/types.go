@@ -213,6 +213,9 @@ type AgentObject struct {
 
 // AgentState is the answer to an agent's poll.
 type AgentState struct {
+	// Org and Cluster the token belongs to.
+	Org     string `json:"org"`
+	Cluster string `json:"cluster"`
 	// Revision to send as since in the next poll.
 	Revision int64 `json:"revision"`
 	// Full is true when Objects is the complete desired state of the cluster:
