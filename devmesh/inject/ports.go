@@ -127,6 +127,11 @@ func interceptedPorts(cfg *Config, pod *corev1.Pod, mode Mode) ([]appPort, error
 		reserved[cfg.InboundPort] = "the sidecar's inbound port"
 	}
 
+	for port, who := range sortedPorts(used) {
+		if what, ok := reserved[port]; ok {
+			return nil, fmt.Errorf("port conflict: %s uses port %d, which is %s", who, port, what)
+		}
+	}
 	var candidates []appPort
 	if s, ok := pod.Annotations[AnnotationPorts]; ok {
 		list, err := parsePortsAnnotation(s, mode)
@@ -169,11 +174,6 @@ func interceptedPorts(cfg *Config, pod *corev1.Pod, mode Mode) ([]appPort, error
 			return nil, fmt.Errorf("port conflict: app port %d is %s (%d)", p.App, what, p.App)
 		}
 		out = append(out, p)
-	}
-	for port, who := range sortedPorts(used) {
-		if what, ok := reserved[port]; ok {
-			return nil, fmt.Errorf("port conflict: %s uses port %d, which is %s", who, port, what)
-		}
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("no TCP container ports to intercept (declare containerPorts or set annotation %s)", AnnotationPorts)
