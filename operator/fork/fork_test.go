@@ -1,0 +1,229 @@
+package fork
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
+	"github.com/sandboxmesh/sandboxmesh/operator/naming"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+func baseline() *appsv1.Deployment {
+	three := int32(3)
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "route", Namespace: "hotrod", Generation: 7},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &three,
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "route"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{
+					Labels:      map[string]string{"app": "route", "tier": "backend", "version": "v1"},
+					Annotations: map[string]string{naming.AnnotationInject: "true"},
+				},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{
+					{Name: "route", Image: "hotrod:v1", Env: []corev1.EnvVar{{Name: "A", Value: "1"}, {Name: "B", Value: "2"}}, Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8083}}},
+					{Name: "cache", Image: "redis:7"},
+				}},
+			},
+		},
+	}
+}
+
+func sandbox() *smv1.Sandbox {
+	return &smv1.Sandbox{ObjectMeta: metav1.ObjectMeta{Name: "feature-x", Namespace: "sandboxes"}}
+}
+
+func build(t *testing.T, c *smv1.Customizations, exclude ...string) (*appsv1.Deployment, error) {
+	t.Helper()
+	return Deployment(Input{Sandbox: sandbox(), RoutingKey: "k1", Fork: smv1.Fork{ForkOf: smv1.WorkloadRef{Namespace: "hotrod", Name: "route"}, Customizations: c}, Baseline: baseline(), ExcludeLabelKeys: exclude})
+}
+
+func env(c corev1.Container, name string) (corev1.EnvVar, bool) {
+	for _, e := range c.Env {
+		if e.Name == name {
+			return e, true
+		}
+	}
+	return corev1.EnvVar{}, false
+}
+
+func TestDeploymentInvariants(t *testing.T) {
+	d, err := build(t, nil, "tier")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *d.Spec.Replicas != 1 || d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
+		t.Errorf("replicas/strategy = %d/%s", *d.Spec.Replicas, d.Spec.Strategy.Type)
+	}
+	if d.Namespace != "hotrod" || d.Name != naming.ForkName("sandboxes", "feature-x", "hotrod", "route") {
+		t.Errorf("name = %s/%s", d.Namespace, d.Name)
+	}
+	// The baseline Service selects app=route; its selector must never match a fork pod.
+	baseSel := labels.SelectorFromSet(labels.Set{"app": "route"})
+	if baseSel.Matches(labels.Set(d.Spec.Template.Labels)) {
+		t.Errorf("fork pods selectable by the baseline selector: %v", d.Spec.Template.Labels)
+	}
+	if _, ok := d.Spec.Template.Labels["tier"]; ok {
+		t.Error("excluded label key kept")
+	}
+	if d.Spec.Template.Labels["version"] != "v1" {
+		t.Error("unrelated label dropped")
+	}
+	sel, _ := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+		t.Error("fork selector does not select its own template")
+	}
+	for _, c := range d.Spec.Template.Spec.Containers {
+		if e, _ := env(c, naming.EnvRoutingKey); e.Value != "k1" {
+			t.Errorf("container %s lacks routing key env", c.Name)
+		}
+		if e, _ := env(c, naming.EnvSandboxName); e.Value != "feature-x" {
+			t.Errorf("container %s lacks sandbox env", c.Name)
+		}
+	}
+	if d.Spec.Template.Annotations[naming.AnnotationInject] != "false" {
+		t.Error("fork would get a sidecar")
+	}
+	if d.Annotations[naming.AnnotationBaselineGeneration] != "7" || d.Annotations[naming.AnnotationSpecHash] == "" {
+		t.Errorf("annotations = %v", d.Annotations)
+	}
+}
+
+func TestCustomizations(t *testing.T) {
+	cases := []struct {
+		name    string
+		c       *smv1.Customizations
+		check   func(t *testing.T, d *appsv1.Deployment)
+		wantErr error
+		errPath string
+	}{
+		{name: "image main container", c: &smv1.Customizations{Images: []smv1.ImageCustomization{{Image: "hotrod:v2"}}},
+			check: func(t *testing.T, d *appsv1.Deployment) {
+				if d.Spec.Template.Spec.Containers[0].Image != "hotrod:v2" || d.Spec.Template.Spec.Containers[1].Image != "redis:7" {
+					t.Error(d.Spec.Template.Spec.Containers)
+				}
+			}},
+		{name: "image named container", c: &smv1.Customizations{Images: []smv1.ImageCustomization{{Image: "redis:8", Container: "cache"}}},
+			check: func(t *testing.T, d *appsv1.Deployment) {
+				if d.Spec.Template.Spec.Containers[1].Image != "redis:8" {
+					t.Error(d.Spec.Template.Spec.Containers[1].Image)
+				}
+			}},
+		{name: "image unknown container", c: &smv1.Customizations{Images: []smv1.ImageCustomization{{Image: "x", Container: "nope"}}},
+			wantErr: ErrInvalidCustomization, errPath: "spec.forks[0].customizations.images[0].container"},
+		{name: "env upsert new and existing", c: &smv1.Customizations{Env: []smv1.EnvCustomization{{Name: "A", Value: ptr("9")}, {Name: "C", Value: ptr("3")}}},
+			check: func(t *testing.T, d *appsv1.Deployment) {
+				c := d.Spec.Template.Spec.Containers[0]
+				if a, _ := env(c, "A"); a.Value != "9" {
+					t.Error("A not replaced")
+				}
+				if cc, _ := env(c, "C"); cc.Value != "3" {
+					t.Error("C not added")
+				}
+			}},
+		{name: "env delete", c: &smv1.Customizations{Env: []smv1.EnvCustomization{{Name: "B", Operation: smv1.EnvDelete}}},
+			check: func(t *testing.T, d *appsv1.Deployment) {
+				if _, ok := env(d.Spec.Template.Spec.Containers[0], "B"); ok {
+					t.Error("B not deleted")
+				}
+			}},
+		{name: "env valueFrom", c: &smv1.Customizations{Env: []smv1.EnvCustomization{
+			{Name: "S", ValueFrom: &smv1.EnvValueFrom{Secret: &smv1.KeySelector{Name: "db", Key: "pw"}}},
+			{Name: "M", ValueFrom: &smv1.EnvValueFrom{ConfigMap: &smv1.KeySelector{Name: "cfg", Key: "k"}}, Container: "cache"},
+			{Name: "P", ValueFrom: &smv1.EnvValueFrom{FieldRef: &smv1.FieldSelector{FieldPath: "status.podIP"}}},
+		}},
+			check: func(t *testing.T, d *appsv1.Deployment) {
+				c0, c1 := d.Spec.Template.Spec.Containers[0], d.Spec.Template.Spec.Containers[1]
+				if s, _ := env(c0, "S"); s.ValueFrom == nil || s.ValueFrom.SecretKeyRef.Name != "db" {
+					t.Error("secret")
+				}
+				if m, _ := env(c1, "M"); m.ValueFrom == nil || m.ValueFrom.ConfigMapKeyRef.Key != "k" {
+					t.Error("configmap")
+				}
+				if p, _ := env(c0, "P"); p.ValueFrom == nil || p.ValueFrom.FieldRef.FieldPath != "status.podIP" {
+					t.Error("fieldRef")
+				}
+			}},
+		{name: "command and args", c: &smv1.Customizations{Command: []string{"/bin/route"}, Args: []string{"-v"}},
+			check: func(t *testing.T, d *appsv1.Deployment) {
+				c := d.Spec.Template.Spec.Containers[0]
+				if len(c.Command) != 1 || c.Args[0] != "-v" {
+					t.Error(c.Command, c.Args)
+				}
+			}},
+		{name: "strategic patch", c: &smv1.Customizations{Patch: &smv1.Patch{Type: smv1.PatchStrategic, Value: "spec:\n  template:\n    spec:\n      containers:\n      - name: cache\n        image: redis:9\n"}},
+			check: func(t *testing.T, d *appsv1.Deployment) {
+				cs := d.Spec.Template.Spec.Containers
+				if len(cs) != 2 || cs[1].Image != "redis:9" || cs[0].Image != "hotrod:v1" {
+					t.Error(cs)
+				}
+			}},
+		{name: "merge patch cannot break invariants", c: &smv1.Customizations{Patch: &smv1.Patch{Type: smv1.PatchMerge, Value: `{"spec":{"replicas":5,"selector":{"matchLabels":{"app":"route"}}}}`}},
+			check: func(t *testing.T, d *appsv1.Deployment) {
+				if *d.Spec.Replicas != 1 || d.Spec.Selector.MatchLabels["app"] != "" {
+					t.Error("invariants overridden by patch")
+				}
+			}},
+		{name: "json patch", c: &smv1.Customizations{Patch: &smv1.Patch{Type: smv1.PatchJSON, Value: `[{"op":"add","path":"/spec/template/spec/containers/0/args","value":["--json"]}]`}},
+			check: func(t *testing.T, d *appsv1.Deployment) {
+				if d.Spec.Template.Spec.Containers[0].Args[0] != "--json" {
+					t.Error(d.Spec.Template.Spec.Containers[0].Args)
+				}
+			}},
+		{name: "json patch bad path", c: &smv1.Customizations{Patch: &smv1.Patch{Type: smv1.PatchJSON, Value: `[{"op":"replace","path":"/spec/nothing/here","value":1}]`}},
+			wantErr: ErrInvalidPatch, errPath: "spec.forks[0].customizations.patch.value"},
+		{name: "patch not yaml", c: &smv1.Customizations{Patch: &smv1.Patch{Value: "spec: [unclosed"}},
+			wantErr: ErrInvalidPatch, errPath: "spec.forks[0].customizations.patch.value"},
+		{name: "patch wrong type", c: &smv1.Customizations{Patch: &smv1.Patch{Type: smv1.PatchMerge, Value: `{"spec":{"replicas":"many"}}`}},
+			wantErr: ErrInvalidPatch, errPath: "spec.forks[0].customizations.patch.value"},
+		{name: "patch removes containers", c: &smv1.Customizations{Patch: &smv1.Patch{Type: smv1.PatchMerge, Value: `{"spec":{"template":{"spec":{"containers":null}}}}`}},
+			wantErr: ErrInvalidPatch, errPath: "removes every container"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := build(t, tc.c)
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) || !strings.Contains(err.Error(), tc.errPath) {
+					t.Fatalf("err = %v, want %v at %s", err, tc.wantErr, tc.errPath)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, d)
+		})
+	}
+}
+
+func TestService(t *testing.T) {
+	sb := sandbox()
+	svcs := []corev1.Service{
+		{ObjectMeta: metav1.ObjectMeta{Name: "route"}, Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}, {Name: "grpc", Port: 9000}}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "route-admin"}, Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}, {Name: "http", Port: 9090}}}},
+	}
+	s := Service(sb, "fork", "route", "hotrod", svcs)
+	if len(s.Spec.Ports) != 3 || s.Spec.Ports[2].Name != "port-9090" || s.Spec.Selector[naming.LabelFork] != "fork" {
+		t.Fatalf("%+v", s.Spec)
+	}
+}
+
+func FuzzPatch(f *testing.F) {
+	f.Add("strategic", "spec:\n  replicas: 2\n")
+	f.Add("merge", `{"spec":null}`)
+	f.Add("json", `[{"op":"remove","path":"/spec"}]`)
+	f.Fuzz(func(t *testing.T, typ, value string) {
+		d, err := build(t, &smv1.Customizations{Patch: &smv1.Patch{Type: smv1.PatchType(typ), Value: value}})
+		if err == nil && (d == nil || *d.Spec.Replicas != 1 || len(d.Spec.Template.Spec.Containers) == 0) {
+			t.Fatalf("invariant broken for %q %q", typ, value)
+		}
+	})
+}

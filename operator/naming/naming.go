@@ -1,0 +1,88 @@
+// Package naming owns the names, labels and annotations of everything the
+// operator creates. Names are deterministic, at most 63 characters, DNS-1035
+// labels (valid Service names), and never collide between sandboxes or baselines.
+package naming
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+)
+
+// Labels and annotations set or read by the operator.
+const (
+	// LabelManagedBy marks objects created by the operator.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// ManagedByValue is the value of LabelManagedBy.
+	ManagedByValue = "sandboxmesh-operator"
+	// LabelSandbox is the name of the owning Sandbox.
+	LabelSandbox = "sandboxmesh.dev/sandbox"
+	// LabelSandboxNamespace is the namespace of the owning Sandbox.
+	LabelSandboxNamespace = "sandboxmesh.dev/sandbox-namespace"
+	// LabelFork is the name of the fork (the fork Deployment's name); fork Services select it.
+	LabelFork = "sandboxmesh.dev/fork"
+	// LabelBaseline is the name of the forked baseline workload.
+	LabelBaseline = "sandboxmesh.dev/baseline"
+	// AnnotationRoutingKey holds an object's routing key; the control plane sets it, else the operator does once.
+	AnnotationRoutingKey = "sandboxmesh.dev/routing-key"
+	// AnnotationBaselineGeneration records the baseline Deployment generation a fork was built from.
+	AnnotationBaselineGeneration = "sandboxmesh.dev/baseline-generation"
+	// AnnotationSpecHash records a hash of the desired fork spec, to update forks only when it changes.
+	AnnotationSpecHash = "sandboxmesh.dev/spec-hash"
+	// AnnotationInject is the devmesh injection annotation on pod templates.
+	AnnotationInject = "sidecar.sandboxmesh.dev/inject"
+	// Finalizer guards the clean-up of forks and routes.
+	Finalizer = "sandboxmesh.dev/cleanup"
+	// EnvSandboxName is set on every fork container.
+	EnvSandboxName = "SANDBOXMESH_SANDBOX_NAME"
+	// EnvRoutingKey is set on every fork container.
+	EnvRoutingKey = "SANDBOXMESH_ROUTING_KEY"
+)
+
+// MaxNameLength is the longest name the operator gives an object.
+const MaxNameLength = 63
+
+// ForkName is the name of the fork Deployment and fork Service of baseline
+// namespace/name in sandbox sandboxNamespace/sandboxName:
+// "<sandbox>-<baseline, shortened>-<hash>", where hash covers all four inputs.
+// Sandbox names are DNS labels of at most 30 characters starting with a letter,
+// so the result is a DNS-1035 label of at most 63 characters.
+func ForkName(sandboxNamespace, sandboxName, baselineNamespace, baselineName string) string {
+	h := sha256.Sum256([]byte(sandboxNamespace + "/" + sandboxName + "/" + baselineNamespace + "/" + baselineName))
+	hash := hex.EncodeToString(h[:])[:8]
+	base := sanitize(baselineName)
+	sbx := sanitize(sandboxName)
+	if len(sbx) > 30 {
+		sbx = strings.TrimRight(sbx[:30], "-")
+	}
+	room := MaxNameLength - len(sbx) - len(hash) - 2
+	if len(base) > room {
+		base = strings.TrimRight(base[:room], "-")
+	}
+	if sbx == "" || sbx[0] < 'a' || sbx[0] > 'z' {
+		sbx = "s" + sbx
+	}
+	parts := []string{sbx}
+	if base != "" {
+		parts = append(parts, base)
+	}
+	parts = append(parts, hash)
+	name := strings.Join(parts, "-")
+	if len(name) > MaxNameLength {
+		name = name[len(name)-MaxNameLength:]
+		name = "s" + strings.TrimLeft(name[1:], "-")
+	}
+	return name
+}
+
+// sanitize lowercases and replaces every character outside [a-z0-9-] (dots in
+// Deployment names) with '-'.
+func sanitize(s string) string {
+	b := []byte(strings.ToLower(s))
+	for i, c := range b {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			b[i] = '-'
+		}
+	}
+	return strings.Trim(string(b), "-")
+}
