@@ -366,6 +366,15 @@ func (c *Client) ListClusterTokens(ctx context.Context, org, cluster string) ([]
 	return out, nil
 }
 
+// GetClusterToken returns one cluster token (masked).
+func (c *Client) GetClusterToken(ctx context.Context, org, cluster, id string) (*ClusterToken, error) {
+	var out ClusterToken
+	if err := c.do(ctx, http.MethodGet, orgPath(org, "clusters", cluster, "tokens", id), nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // DeleteClusterToken deletes a cluster token.
 func (c *Client) DeleteClusterToken(ctx context.Context, org, cluster, id string) error {
 	return c.do(ctx, http.MethodDelete, orgPath(org, "clusters", cluster, "tokens", id), nil, nil, nil)
@@ -410,6 +419,15 @@ func (c *Client) CreateOrg(ctx context.Context, org string, maxSandboxes int64) 
 func (c *Client) GetOrg(ctx context.Context, org string) (*Org, error) {
 	var out Org
 	if err := c.do(ctx, http.MethodGet, orgPath(org), nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// GetQuota returns an org's quota and current usage.
+func (c *Client) GetQuota(ctx context.Context, org string) (*Quota, error) {
+	var out Quota
+	if err := c.do(ctx, http.MethodGet, orgPath(org, "quota"), nil, nil, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

@@ -1,0 +1,190 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sandboxmesh/sandboxmesh/controlplane/api"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/client"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/store/storetest"
+	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
+)
+
+// TestSDKCoversOpenAPI drives every SDK method against a real server and checks
+// that together they use every documented user operation, each as documented.
+func TestSDKCoversOpenAPI(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.Open(t, store.DriverSQLite)
+	srv, err := api.New(ctx, api.Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	h := srv.Handler()
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.Method+" "+r.URL.Path] = true
+		mu.Unlock()
+		h.ServeHTTP(w, r)
+	}))
+	defer hs.Close()
+	key, _, _ := api.Bootstrap(ctx, st, "", "")
+	c, err := client.New(hs.URL, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = c.CreateOrg(ctx, "acme", 5)
+	must(err)
+	_, err = c.GetOrg(ctx, "acme")
+	must(err)
+	_, err = c.SetQuota(ctx, "acme", 6)
+	must(err)
+	q, err := c.GetQuota(ctx, "acme")
+	must(err)
+	if q.MaxSandboxes != 6 {
+		t.Fatalf("quota %+v", q)
+	}
+	_, err = c.RegisterCluster(ctx, "acme", "c1")
+	must(err)
+	_, err = c.GetCluster(ctx, "acme", "c1")
+	must(err)
+	_, err = c.ListClusters(ctx, "acme")
+	must(err)
+	tok, err := c.CreateClusterToken(ctx, "acme", "c1")
+	must(err)
+	_, err = c.ListClusterTokens(ctx, "acme", "c1")
+	must(err)
+	_, err = c.GetClusterToken(ctx, "acme", "c1", tok.ID)
+	must(err)
+	must(c.DeleteClusterToken(ctx, "acme", "c1", tok.ID))
+	k, err := c.CreateAPIKey(ctx, "acme", "ci")
+	must(err)
+	_, err = c.ListAPIKeys(ctx, "acme")
+	must(err)
+	must(c.RevokeAPIKey(ctx, "acme", k.ID))
+	sb := &client.Sandbox{Name: "s", Spec: v1alpha1.SandboxSpec{Cluster: "c1",
+		Forks:             []v1alpha1.Fork{{ForkOf: v1alpha1.WorkloadRef{Namespace: "a", Name: "b"}}},
+		DefaultRouteGroup: &v1alpha1.DefaultRouteGroup{Endpoints: []v1alpha1.Endpoint{{Name: "web", Target: "http://a.b.svc:80"}}}}}
+	_, err = c.ApplySandbox(ctx, "acme", sb)
+	must(err)
+	_, err = c.GetSandbox(ctx, "acme", "s")
+	must(err)
+	_, err = c.ListSandboxes(ctx, "acme", map[string]string{"x": "y"})
+	must(err)
+	_, err = c.PreviewLink(ctx, "acme", "s", "")
+	must(err)
+	rg := &client.RouteGroup{Name: "r", Spec: v1alpha1.RouteGroupSpec{Cluster: "c1", Match: v1alpha1.RouteGroupMatch{Label: &v1alpha1.LabelMatch{Key: "a", Value: "*"}}}}
+	_, err = c.ApplyRouteGroup(ctx, "acme", rg)
+	must(err)
+	_, err = c.GetRouteGroup(ctx, "acme", "r")
+	must(err)
+	_, err = c.ListRouteGroups(ctx, "acme")
+	must(err)
+	must(c.DeleteRouteGroup(ctx, "acme", "r"))
+	must(c.DeleteSandbox(ctx, "acme", "s"))
+	must(c.DeleteCluster(ctx, "acme", "c1"))
+
+	// Each documented user operation was called through the SDK.
+	for _, op := range api.Operations {
+		if op.Agent || op.Public {
+			continue // agent protocol and the document itself
+		}
+		found := false
+		for s := range seen {
+			m, p, _ := strings.Cut(s, " ")
+			if m == op.Method && matchPath(op.Path, p) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("the SDK has no call for %s %s", op.Method, op.Path)
+		}
+	}
+}
+
+func matchPath(pattern, path string) bool {
+	ps, xs := strings.Split(pattern, "/"), strings.Split(path, "/")
+	if len(ps) != len(xs) {
+		return false
+	}
+	for i := range ps {
+		if !strings.HasPrefix(ps[i], ":") && ps[i] != xs[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestErrorsAndWait(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.Open(t, store.DriverSQLite)
+	srv, _ := api.New(ctx, api.Config{Store: st})
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	key, _, _ := api.Bootstrap(ctx, st, "acme", "")
+	c, _ := client.New(hs.URL, key)
+	tests := []struct {
+		name   string
+		call   func() error
+		target error
+		status int
+	}{
+		{"not found", func() error { _, err := c.GetSandbox(ctx, "acme", "nope"); return err }, client.ErrNotFound, 404},
+		{"invalid", func() error { _, err := c.ApplySandbox(ctx, "acme", &client.Sandbox{Name: "x"}); return err }, client.ErrInvalid, 400},
+		{"unauthorized", func() error {
+			bad, _ := client.New(hs.URL, "smk_wrong")
+			_, err := bad.ListClusters(ctx, "acme")
+			return err
+		}, client.ErrUnauthorized, 401},
+		{"forbidden", func() error {
+			k, _ := c.CreateAPIKey(ctx, "acme", "k")
+			org, _ := client.New(hs.URL, k.Key)
+			_, err := org.SetQuota(ctx, "acme", 1)
+			return err
+		}, client.ErrForbidden, 403},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.call()
+			var ae *client.APIError
+			if !errors.As(err, &ae) || ae.Status != tc.status || ae.Code != tc.status || ae.RequestID == "" || !errors.Is(err, tc.target) {
+				t.Fatalf("got %#v", err)
+			}
+		})
+	}
+	// Context cancellation is honoured.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := c.ListClusters(cctx, "acme"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("canceled: %v", err)
+	}
+	// Server down: a transport error, not an APIError.
+	down, _ := client.New("http://127.0.0.1:1", key)
+	var ae *client.APIError
+	if _, err := down.ListClusters(ctx, "acme"); err == nil || errors.As(err, &ae) {
+		t.Fatalf("server down: %v", err)
+	}
+	if _, err := client.New("ftp://x", key); err == nil {
+		t.Fatal("bad base URL accepted")
+	}
+	// WaitForReady on a missing sandbox fails fast with ErrNotFound.
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer wcancel()
+	if _, err := c.WaitForReady(wctx, "acme", "ghost", nil); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("wait for missing: %v", err)
+	}
+}
