@@ -300,10 +300,10 @@ func RenderGAMMA(backend string, svc Service, routes []Route, users UserRoutes, 
 				plan.GRPCRoutes = append(plan.GRPCRoutes, &gatewayv1.GRPCRoute{
 					ObjectMeta: meta(gammaDefaultName(svc.Name, p.Port), "", nil),
 					Spec: gatewayv1.GRPCRouteSpec{CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{parent}},
-						Rules: []gatewayv1.GRPCRouteRule{{BackendRefs: []gatewayv1.GRPCBackendRef{{BackendRef: gatewayv1.BackendRef{BackendObjectReference: baseRef}}}}}},
+						Rules: []gatewayv1.GRPCRouteRule{{BackendRefs: []gatewayv1.GRPCBackendRef{{BackendRef: gatewayv1.BackendRef{BackendObjectReference: baseRef, Weight: ptr(int32(1))}}}}}},
 				})
 				for _, rt := range routes {
-					rule := gatewayv1.GRPCRouteRule{BackendRefs: []gatewayv1.GRPCBackendRef{{BackendRef: gatewayv1.BackendRef{BackendObjectReference: destRef(svc, rt.Destination, p.Port)}}}}
+					rule := gatewayv1.GRPCRouteRule{BackendRefs: []gatewayv1.GRPCBackendRef{{BackendRef: gatewayv1.BackendRef{BackendObjectReference: destRef(svc, rt.Destination, p.Port), Weight: ptr(int32(1))}}}}
 					rules, notes := deriveGRPCRules(ex.HeaderMatchers(rt.RoutingKey), rule, []gatewayv1.GRPCRouteMatch{{}})
 					plan.Notes = append(plan.Notes, notes...)
 					for i, chunk := range packGRPC(rules) {
@@ -320,11 +320,11 @@ func RenderGAMMA(backend string, svc Service, routes []Route, users UserRoutes, 
 				Spec: gatewayv1.HTTPRouteSpec{CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{parent}},
 					Rules: []gatewayv1.HTTPRouteRule{{
 						Matches:     []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{Type: ptr(gatewayv1.PathMatchPathPrefix), Value: ptr("/")}}},
-						BackendRefs: []gatewayv1.HTTPBackendRef{{BackendRef: gatewayv1.BackendRef{BackendObjectReference: baseRef}}},
+						BackendRefs: []gatewayv1.HTTPBackendRef{{BackendRef: gatewayv1.BackendRef{BackendObjectReference: baseRef, Weight: ptr(int32(1))}}},
 					}}},
 			})
 			for _, rt := range routes {
-				rule := gatewayv1.HTTPRouteRule{BackendRefs: []gatewayv1.HTTPBackendRef{{BackendRef: gatewayv1.BackendRef{BackendObjectReference: destRef(svc, rt.Destination, p.Port)}}}}
+				rule := gatewayv1.HTTPRouteRule{BackendRefs: []gatewayv1.HTTPBackendRef{{BackendRef: gatewayv1.BackendRef{BackendObjectReference: destRef(svc, rt.Destination, p.Port), Weight: ptr(int32(1))}}}}
 				all := []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{Type: ptr(gatewayv1.PathMatchPathPrefix), Value: ptr("/")}}}
 				rules, notes := deriveHTTPRules(ex.HeaderMatchers(rt.RoutingKey), rule, all)
 				plan.Notes = append(plan.Notes, notes...)

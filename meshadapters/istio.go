@@ -376,6 +376,9 @@ func (r *IstioRouter) Status(ctx context.Context, svc Service) (Status, error) {
 		}
 		return Status{Accepted: true, Reason: ReasonNoRoutes, Message: "no routes for the service"}, nil
 	}
+	if len(ourRouteNames(target)) == 0 && len(want) == 0 {
+		return Status{Accepted: true, Reason: ReasonNoRoutes, Message: "no routes for the service", ObservedGeneration: target.GetGeneration()}, nil
+	}
 	st := Status{ObservedGeneration: target.GetGeneration()}
 	id := target.GetNamespace() + "/" + target.GetName()
 	if problems := validateIstioRoutes(istioHTTP(target)); len(problems) > 0 {
