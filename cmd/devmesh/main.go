@@ -218,6 +218,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			Workloads: []routeapi.WorkloadRef{o.cfg.Workload},
 			Name:      o.cfg.Workload.Namespace + "/" + o.podName,
 			Logger:    log.With("component", "routes"),
+			// Snapshots of thousands of routes leave megabytes of decoding garbage: give it back.
+			ReleaseMemoryAfter: 1000,
 		})
 		if err != nil {
 			return err

@@ -433,7 +433,7 @@ func TestRedirectMode(t *testing.T) {
 			t.Fatalf("got %q", b)
 		}
 	})
-	t.Run("real SO_ORIGINAL_DST on a connection that was not redirected fails cleanly", func(t *testing.T) {
+	t.Run("real SO_ORIGINAL_DST on a connection that was not redirected", func(t *testing.T) {
 		ln, _ := net.Listen("tcp", "127.0.0.1:0")
 		defer ln.Close()
 		go func() { c, _ := net.Dial("tcp", ln.Addr().String()); time.Sleep(100 * time.Millisecond); c.Close() }()
@@ -442,8 +442,11 @@ func TestRedirectMode(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if _, err := originalDst(c); err == nil {
-			t.Fatal("expected an error without NAT")
+		// Without conntrack the kernel answers ENOENT; with conntrack loaded (no NAT rule) it answers the
+		// address that was dialled. Either way there is no panic and no made-up port.
+		got, err := originalDst(c)
+		if err == nil && got.String() != c.LocalAddr().String() {
+			t.Fatalf("original destination %s, want %s (no NAT) or an error", got, c.LocalAddr())
 		}
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +33,9 @@ type ClientConfig struct {
 	IdleTimeout time.Duration
 	// OnUpdate, if set, is called after each new table is installed (on the client's goroutine).
 	OnUpdate func(*Table)
+	// ReleaseMemoryAfter returns memory to the OS (debug.FreeOSMemory) after installing a snapshot of at
+	// least this many routes, so that a sidecar's RSS does not keep the decoding garbage; 0 disables.
+	ReleaseMemoryAfter int
 }
 
 // Status is a point-in-time view of a Client.
@@ -248,6 +252,10 @@ func (c *Client) apply(msg *WatchResponse, now int64) error {
 	c.lastUpdate.Store(now)
 	if c.cfg.OnUpdate != nil {
 		c.cfg.OnUpdate(nt)
+	}
+	if msg.Type == MessageSnapshot && c.cfg.ReleaseMemoryAfter > 0 && len(msg.Routes) >= c.cfg.ReleaseMemoryAfter {
+		msg.Routes = nil
+		debug.FreeOSMemory()
 	}
 	return nil
 }

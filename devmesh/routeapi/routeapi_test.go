@@ -471,3 +471,54 @@ func BenchmarkPublishToAllClients(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 }
+
+// BenchmarkPublishWorkload10k measures one operator publish of a 10,000-route workload with one change.
+func BenchmarkPublishWorkload10k(b *testing.B) {
+	ctx := context.Background()
+	s := NewServer(ServerConfig{})
+	base := make([]Route, 0, 10001)
+	for i := range 10000 {
+		base = append(base, fork(wA, fmt.Sprintf("key-%d", i), "cart-fork.shop.svc", PortMapping{Port: 8080, DestinationPort: 8080}))
+	}
+	_, _ = s.PublishWorkload(ctx, wA, base)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := s.PublishWorkload(ctx, wA, append(base[:10000:10000], fork(wA, "new", fmt.Sprint("h", i)))); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkClientApplyDelta measures a sidecar applying a one-route delta to a 10,000-route table.
+func BenchmarkClientApplyDelta(b *testing.B) {
+	routes := make([]Route, 0, 10000)
+	for i := range 10000 {
+		routes = append(routes, fork(wA, fmt.Sprintf("key-%d", i), "cart-fork.shop.svc", PortMapping{Port: 8080, DestinationPort: 8080}))
+	}
+	t, _ := NewTable(1, routes)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := t.Apply(2, []Change{{Op: OpReplace, Route: fork(wA, "key-1", fmt.Sprint("h", i))}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLookup measures the hot-path lookup in a 10,000-route table.
+func BenchmarkLookup(b *testing.B) {
+	routes := make([]Route, 0, 10000)
+	for i := range 10000 {
+		routes = append(routes, fork(wA, fmt.Sprintf("key-%d", i), "cart-fork.shop.svc", PortMapping{Port: 8080, DestinationPort: 18080}))
+	}
+	t, _ := NewTable(1, routes)
+	wt := t.Workload(wA)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, ok := wt.Lookup("key-4242", 8080); !ok {
+			b.Fatal("missing")
+		}
+	}
+}

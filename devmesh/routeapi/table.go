@@ -164,18 +164,37 @@ type Target struct {
 // entry is a destination with host:port strings precomputed per mapped port.
 type entry struct {
 	dest  Destination
-	addrs map[int32]string
+	addrs []string // addrs[i] is Host:Ports[i].DestinationPort
 }
 
 func newEntry(d Destination) *entry {
 	e := &entry{dest: d}
 	if d.Host != "" && len(d.Ports) > 0 {
-		e.addrs = make(map[int32]string, len(d.Ports))
-		for _, p := range d.Ports {
-			e.addrs[p.Port] = joinHostPort(d.Host, p.DestinationPort)
+		e.addrs = make([]string, len(d.Ports))
+		for i, p := range d.Ports {
+			e.addrs[i] = joinHostPort(d.Host, p.DestinationPort)
 		}
 	}
 	return e
+}
+
+// interner shares the strings that repeat across routes (hosts, namespaces, kinds) so that a big
+// decoded snapshot does not keep one copy per route.
+type interner map[string]string
+
+func (in interner) str(s string) string {
+	if v, ok := in[s]; ok {
+		return v
+	}
+	in[s] = s
+	return s
+}
+
+func (in interner) dest(d Destination) Destination {
+	d.Sandbox.Namespace = in.str(d.Sandbox.Namespace)
+	d.Kind = DestinationKind(in.str(string(d.Kind)))
+	d.Host = in.str(d.Host)
+	return d
 }
 
 func joinHostPort(host string, port int32) string {
@@ -196,6 +215,7 @@ type Table struct {
 // NewTable builds a table at version from routes. A duplicate (workload, key) is an error.
 func NewTable(version uint64, routes []Route) (*Table, error) {
 	t := &Table{version: version, byW: make(map[WorkloadRef]map[string]*entry)}
+	in := interner{}
 	for i, r := range routes {
 		if err := r.Validate(); err != nil {
 			return nil, fmt.Errorf("routes[%d]: %w", i, err)
@@ -209,7 +229,7 @@ func NewTable(version uint64, routes []Route) (*Table, error) {
 		if _, dup := m[r.RoutingKey]; dup {
 			return nil, fmt.Errorf("routes[%d]: route %s key %q: duplicate: %w", i, w, r.RoutingKey, ErrInvalidRoute)
 		}
-		m[r.RoutingKey] = newEntry(r.Destination)
+		m[r.RoutingKey] = newEntry(in.dest(r.Destination))
 		t.n++
 	}
 	return t, nil
@@ -248,11 +268,13 @@ func (t *Table) Lookup(w WorkloadRef, key string, port int32) (Target, bool) {
 }
 
 func (e *entry) target(port int32) Target {
-	if a, ok := e.addrs[port]; ok {
-		for _, p := range e.dest.Ports {
-			if p.Port == port {
-				return Target{Destination: &e.dest, Port: p.DestinationPort, Addr: a}
+	for i, p := range e.dest.Ports {
+		if p.Port == port {
+			tg := Target{Destination: &e.dest, Port: p.DestinationPort}
+			if e.addrs != nil {
+				tg.Addr = e.addrs[i]
 			}
+			return tg
 		}
 	}
 	tg := Target{Destination: &e.dest, Port: port}
@@ -460,6 +482,10 @@ func (t *Table) Apply(version uint64, changes []Change) (*Table, error) {
 // withWorkload returns a copy of t at version where w's routes are exactly routes (all for w).
 func (t *Table) withWorkload(version uint64, w WorkloadRef, routes []Route) (*Table, error) {
 	w = w.normalized()
+	var old map[string]*entry
+	if t != nil {
+		old = t.byW[w]
+	}
 	m := make(map[string]*entry, len(routes))
 	for i, r := range routes {
 		if r.Workload.normalized() != w {
@@ -470,6 +496,10 @@ func (t *Table) withWorkload(version uint64, w WorkloadRef, routes []Route) (*Ta
 		}
 		if _, dup := m[r.RoutingKey]; dup {
 			return nil, fmt.Errorf("routes[%d]: route %s key %q: duplicate: %w", i, w, r.RoutingKey, ErrInvalidRoute)
+		}
+		if oe, ok := old[r.RoutingKey]; ok && oe.dest.equal(&r.Destination) {
+			m[r.RoutingKey] = oe // unchanged: share the immutable entry
+			continue
 		}
 		m[r.RoutingKey] = newEntry(r.Destination)
 	}
