@@ -118,6 +118,7 @@ func (s *Server) agentStatus(c *gin.Context) {
 		switch {
 		case err == nil:
 			ans.Accepted++
+			s.targetCache.clear() // resolved endpoint addresses may have changed
 		case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNotFound):
 			ans.Stale++
 		default:
@@ -149,16 +150,35 @@ func (s *Server) agentTunnel(c *gin.Context) {
 
 // AuthenticateKey implements preview.Resolver.
 func (s *Server) AuthenticateKey(ctx context.Context, key string) (string, bool, error) {
+	now := time.Now()
+	h := HashSecret(key)
+	if p, ok := s.keyCache.get(h, now); ok {
+		return p.Org, p.Admin, nil
+	}
 	p, err := s.Authenticate(ctx, key)
 	if err != nil {
 		return "", false, err
 	}
+	s.keyCache.put(h, p, now)
 	return p.Org, p.Admin, nil
 }
 
 // ResolvePreview implements preview.Resolver: only endpoints declared by the
 // org's own sandboxes and route groups resolve.
 func (s *Server) ResolvePreview(ctx context.Context, org, name, endpoint string) (preview.Target, error) {
+	now := time.Now()
+	ck := org + "/" + name + "/" + endpoint
+	if t, ok := s.targetCache.get(ck, now); ok {
+		return t, nil
+	}
+	t, err := s.resolvePreview(ctx, org, name, endpoint)
+	if err == nil {
+		s.targetCache.put(ck, t, now)
+	}
+	return t, err
+}
+
+func (s *Server) resolvePreview(ctx context.Context, org, name, endpoint string) (preview.Target, error) {
 	var (
 		obj  store.Object
 		err  error

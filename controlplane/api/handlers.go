@@ -323,6 +323,7 @@ func (s *Server) applyObject(k store.Kind) gin.HandlerFunc {
 			return
 		}
 		s.notify.broadcast()
+		s.targetCache.clear()
 		// 200 for creates too: clients generated from Signadot's swagger accept only 200.
 		if created {
 			c.Header("Sandboxmesh-Created", "true")
@@ -366,6 +367,7 @@ func (s *Server) deleteObject(k store.Kind) gin.HandlerFunc {
 			return
 		}
 		s.notify.broadcast()
+		s.targetCache.clear()
 		c.JSON(http.StatusOK, apitypes.EmptyResponse{})
 	}
 }
@@ -610,5 +612,6 @@ func (s *Server) revokeAPIKey(c *gin.Context) {
 		s.failErr(c, fmt.Sprintf("api key %q", c.Param("id")), err)
 		return
 	}
+	s.keyCache.clear()
 	c.JSON(http.StatusOK, apitypes.EmptyResponse{})
 }

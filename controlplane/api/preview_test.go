@@ -241,6 +241,33 @@ func TestPreviewThroughTunnel(t *testing.T) {
 		}
 	})
 
+	t.Run("revoked key", func(t *testing.T) {
+		k, err := e.acme.CreateAPIKey(ctx, "acme", "short-lived")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp, _ := do("GET", "web--feat.preview.localhost", "/", k.Key, nil); resp.StatusCode != 200 {
+			t.Fatalf("before revocation: %d", resp.StatusCode)
+		}
+		if err := e.acme.RevokeAPIKey(ctx, "acme", k.ID); err != nil {
+			t.Fatal(err)
+		}
+		if resp, _ := do("GET", "web--feat.preview.localhost", "/", k.Key, nil); resp.StatusCode != 401 {
+			t.Fatalf("after revocation: %d", resp.StatusCode)
+		}
+	})
+
+	t.Run("deleted sandbox", func(t *testing.T) {
+		e.acme.ApplySandbox(ctx, "acme", sandbox("short", nil))
+		if resp, _ := do("GET", "web--short.preview.localhost", "/", e.keyA, nil); resp.StatusCode != 200 {
+			t.Fatalf("before delete: %d", resp.StatusCode)
+		}
+		e.acme.DeleteSandbox(ctx, "acme", "short")
+		if resp, _ := do("GET", "web--short.preview.localhost", "/", e.keyA, nil); resp.StatusCode != 404 {
+			t.Fatalf("after delete: %d", resp.StatusCode)
+		}
+	})
+
 	t.Run("login link and cookie", func(t *testing.T) {
 		link, err := e.acme.PreviewLink(ctx, "acme", "feat", "web")
 		if err != nil {

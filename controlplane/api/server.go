@@ -63,6 +63,10 @@ type Config struct {
 	// PollInterval is how often a waiting poll re-reads the database, for changes
 	// made by other replicas (default 1s).
 	PollInterval time.Duration
+	// PreviewCacheTTL is how long the preview proxy reuses an API-key check and an
+	// endpoint resolution (default 2s; negative disables). Changes made through
+	// this replica clear the caches at once; other replicas' after at most the TTL.
+	PreviewCacheTTL time.Duration
 }
 
 // Server serves the API.
@@ -78,6 +82,10 @@ type Server struct {
 	notify  *notifier
 	routes  []route
 	prevURL previewBase
+
+	// Preview-path caches (see PreviewCacheTTL).
+	keyCache    *ttlCache[Principal]
+	targetCache *ttlCache[preview.Target]
 }
 
 type route struct{ Method, Path string }
@@ -139,6 +147,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		notify:  newNotifier(),
 		prevURL: pb,
 	}
+	ttl := cfg.PreviewCacheTTL
+	if ttl == 0 {
+		ttl = 2 * time.Second
+	}
+	if ttl < 0 {
+		ttl = 0
+	}
+	s.keyCache, s.targetCache = newTTLCache[Principal](ttl), newTTLCache[preview.Target](ttl)
 	s.hub = tunnel.NewHub(cfg.Logger)
 	s.preview = &preview.Proxy{
 		Domain:    pb.host,
