@@ -211,7 +211,8 @@ func (r *IstioRouter) Apply(ctx context.Context, rs RouteSet) error {
 		return err
 	}
 	routes = slices.DeleteFunc(routes, func(rt Route) bool { return rt.Destination.Kind == DestinationBaseline })
-	if len(routes) == 0 {
+	if len(routes) == 0 || len(rs.Service.headerPorts()) == 0 {
+		// Nothing to route by header (no key, or TCP ports only).
 		return r.Remove(ctx, rs.Service)
 	}
 	var names []string

@@ -30,7 +30,8 @@ const (
 // ProtocolFor derives the protocol of a Service port from its appProtocol
 // (preferred) or its name, as Istio does: "grpc", "grpc-*", "grpc-web",
 // "http2", "h2c" and "kubernetes.io/h2c" are gRPC (HTTP/2 with headers);
-// "tcp", "tcp-*", "tls", "mongo", "mysql", "redis" and similar are TCP; every
+// "tcp", "tcp-*", "tls", "https", "mongo", "mysql", "redis", "udp", "sctp" are
+// TCP (no readable headers); every
 // other value is HTTP.
 func ProtocolFor(appProtocol, portName string) Protocol {
 	v := strings.ToLower(appProtocol)
@@ -45,7 +46,7 @@ func ProtocolFor(appProtocol, portName string) Protocol {
 	case strings.HasPrefix(v, "grpc"), v == "http2", v == "h2c":
 		return ProtocolGRPC
 	case v == "tcp", strings.HasPrefix(v, "tcp-"), v == "tls", v == "https", v == "mongo", v == "mysql",
-		v == "redis", v == "udp", v == "sctp", v == "ws", v == "wss":
+		v == "redis", v == "udp", v == "sctp":
 		return ProtocolTCP
 	}
 	return ProtocolHTTP
