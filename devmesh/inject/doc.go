@@ -11,7 +11,9 @@
 // unchanged with a warning, which matches the webhook's failurePolicy Ignore (see
 // MutatingWebhookConfiguration).
 //
+// The webhook configuration comes from MutatingWebhookConfiguration rather than kubebuilder markers,
+// because it needs a namespaceSelector (the opt-out label) that markers cannot express.
+//
 // See docs/devmesh-injection.md.
 package inject
 
-// +kubebuilder:webhook:path=/mutate-v1-pod-devmesh,mutating=true,failurePolicy=ignore,sideEffects=None,groups="",resources=pods,verbs=create,versions=v1,name=devmesh.sidecar.sandboxmesh.dev,admissionReviewVersions=v1,reinvocationPolicy=Never,timeoutSeconds=5
