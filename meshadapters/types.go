@@ -30,9 +30,8 @@ const (
 // ProtocolFor derives the protocol of a Service port from its appProtocol
 // (preferred) or its name, as Istio does: "grpc", "grpc-*", "grpc-web",
 // "http2", "h2c" and "kubernetes.io/h2c" are gRPC (HTTP/2 with headers);
-// "tcp", "tcp-*", "tls", "https", "mongo", "mysql", "redis", "udp", "sctp" are
-// TCP (no readable headers); every
-// other value is HTTP.
+// "tcp", "tcp-*", "tls", "https", "mongo", "mysql", "redis", "udp" and "sctp"
+// are TCP (no readable headers); every other value is HTTP.
 func ProtocolFor(appProtocol, portName string) Protocol {
 	v := strings.ToLower(appProtocol)
 	if v == "" {
