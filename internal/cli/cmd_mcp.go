@@ -1,0 +1,29 @@
+package cli
+
+import (
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/spf13/cobra"
+
+	"github.com/sandboxmesh/sandboxmesh/internal/mcpserver"
+)
+
+func (a *App) mcpCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "mcp",
+		Short: "Run the MCP server on stdio (for AI agents)",
+		Long: `mcp serves the Model Context Protocol on stdin/stdout, so AI coding agents
+can create sandboxes, wait for them, get preview URLs and send requests through
+them. It uses the same configuration as the CLI. Example client configuration:
+
+  {"mcpServers": {"sandboxmesh": {"command": "sandboxmesh", "args": ["mcp"]}}}`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.setup(true)
+			if err != nil {
+				return err
+			}
+			srv := mcpserver.New(mcpserver.Options{Client: c, Org: a.cfg.Org, APIKey: a.cfg.APIKey, PreviewBase: a.cfg.previewBase(), HTTPClient: a.httpClient(), Version: Version})
+			return srv.Run(cmd.Context(), &mcp.StdioTransport{})
+		},
+	}
+}

@@ -1,0 +1,121 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sandboxmesh/sandboxmesh/controlplane/client"
+)
+
+func (a *App) routeGroupCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "routegroup", Aliases: []string{"routegroups", "rg"}, Short: "Create, inspect and delete route groups"}
+	var (
+		file    string
+		sets    []string
+		cluster string
+	)
+	apply := &cobra.Command{
+		Use:   "apply -f FILE [--set var=value ...]",
+		Short: "Create or update a route group from a spec file ({name, spec}, templated like sandbox apply)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.setup(true)
+			if err != nil {
+				return err
+			}
+			rg, err := a.loadRouteGroup(file, sets)
+			if err != nil {
+				return err
+			}
+			if cluster != "" {
+				rg.Spec.Cluster = cluster
+			}
+			out, err := c.ApplyRouteGroup(cmd.Context(), a.cfg.Org, rg)
+			if err != nil {
+				return a.explain(err, "apply route group "+rg.Name)
+			}
+			if ok, err := a.structured(a.Stdout, out); ok {
+				return err
+			}
+			fmt.Fprintf(a.Stdout, "route group %s applied (version %d, routing key %s)\n\n", out.Name, out.Version, out.RoutingKey)
+			return a.printRouteGroup(a.Stdout, out)
+		},
+	}
+	apply.Flags().StringVarP(&file, "filename", "f", "", "spec file (YAML or JSON; - reads stdin)")
+	apply.Flags().StringArrayVar(&sets, "set", nil, "template variable, var=value (repeatable)")
+	apply.Flags().StringVar(&cluster, "cluster", "", "set spec.cluster")
+
+	get := &cobra.Command{
+		Use:   "get NAME",
+		Short: "Show a route group",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.setup(true)
+			if err != nil {
+				return err
+			}
+			rg, err := c.GetRouteGroup(cmd.Context(), a.cfg.Org, args[0])
+			if err != nil {
+				return a.explain(err, "route group "+args[0])
+			}
+			if ok, err := a.structured(a.Stdout, rg); ok {
+				return err
+			}
+			return a.printRouteGroup(a.Stdout, rg)
+		},
+	}
+	list := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List route groups",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.setup(true)
+			if err != nil {
+				return err
+			}
+			rgs, err := c.ListRouteGroups(cmd.Context(), a.cfg.Org)
+			if err != nil {
+				return a.explain(err, "list route groups")
+			}
+			if rgs == nil {
+				rgs = []client.RouteGroup{}
+			}
+			if ok, err := a.structured(a.Stdout, rgs); ok {
+				return err
+			}
+			if len(rgs) == 0 {
+				_, err := fmt.Fprintf(a.Stdout, "No route groups in org %s.\n", a.cfg.Org)
+				return err
+			}
+			return a.printRouteGroups(a.Stdout, rgs)
+		},
+	}
+	del := &cobra.Command{
+		Use:     "delete NAME...",
+		Aliases: []string{"rm"},
+		Short:   "Delete route groups",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.setup(true)
+			if err != nil {
+				return err
+			}
+			for _, name := range args {
+				if err := c.DeleteRouteGroup(cmd.Context(), a.cfg.Org, name); err != nil {
+					return a.explain(err, "delete route group "+name)
+				}
+				if a.flags.output == "" || a.flags.output == outTable {
+					fmt.Fprintf(a.Stdout, "route group %s deleted\n", name)
+				}
+			}
+			if ok, err := a.structured(a.Stdout, map[string]any{"deleted": args}); ok {
+				return err
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(apply, get, list, del)
+	return cmd
+}
