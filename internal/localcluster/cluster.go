@@ -134,7 +134,7 @@ func (cl *Cluster) Up(ctx context.Context) (string, error) {
 	if err := c.writeConfigs(); err != nil {
 		return "", fmt.Errorf("up: %w", err)
 	}
-	self, err := cl.installSelf()
+	self, err := cl.installSelf(ctx)
 	if err != nil {
 		return "", fmt.Errorf("up: %w", err)
 	}
@@ -278,14 +278,26 @@ func (cl *Cluster) k8sBinaries(ctx context.Context) (string, error) {
 	return strings.TrimSpace(out.String()), nil
 }
 
-// installSelf copies the running executable into the state folder so the DNS
-// server keeps a stable binary even when started from `go run`.
-func (cl *Cluster) installSelf() (string, error) {
+// installSelf puts an sm-cluster binary into the state folder for the DNS
+// server (`sm-cluster dns`): a copy of the running executable when that is
+// sm-cluster (stable even when started from `go run`), else (a test binary,
+// another tool) one built from the repo's cmd/sm-cluster.
+func (cl *Cluster) installSelf(ctx context.Context) (string, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return "", fmt.Errorf("find own executable: %w", err)
 	}
 	dst := cl.cfg.path("bin", "sm-cluster")
+	if cl.cfg.SelfBinary != "" {
+		exe = cl.cfg.SelfBinary
+	} else if filepath.Base(exe) != "sm-cluster" {
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", dst, "./cmd/sm-cluster")
+		cmd.Dir = cl.cfg.RepoDir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("build cmd/sm-cluster in %s for the DNS server: %w: %s", cl.cfg.RepoDir, err, out)
+		}
+		return dst, nil
+	}
 	src, err := os.Open(exe)
 	if err != nil {
 		return "", fmt.Errorf("copy %s: %w", exe, err)

@@ -49,6 +49,10 @@ type Config struct {
 	EtcdPort int
 	// ClusterDomain is the DNS domain of Services.
 	ClusterDomain string
+	// SelfBinary is an sm-cluster binary used to run the DNS server
+	// (`sm-cluster dns`). Empty: the running executable when it is sm-cluster,
+	// else one built from RepoDir/cmd/sm-cluster.
+	SelfBinary string
 	// SkipPackages skips the Debian package check and install.
 	SkipPackages bool
 	// Progress receives short human progress lines; nil discards them.
