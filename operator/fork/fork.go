@@ -335,3 +335,21 @@ func Service(sb *smv1.Sandbox, forkName, baselineName, namespace string, baselin
 	}
 	return svc
 }
+
+// Ready reports whether a fork Deployment runs its current spec and is
+// available, and if not, what it waits for.
+func Ready(d *appsv1.Deployment) (bool, string) {
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	switch {
+	case d.Status.ObservedGeneration < d.Generation:
+		return false, "waiting for the Deployment controller to observe the new spec"
+	case d.Status.UpdatedReplicas < want:
+		return false, fmt.Sprintf("%d of %d pods updated", d.Status.UpdatedReplicas, want)
+	case d.Status.AvailableReplicas < want:
+		return false, fmt.Sprintf("%d of %d pods available", d.Status.AvailableReplicas, want)
+	}
+	return true, ""
+}

@@ -1,0 +1,392 @@
+// Package manager assembles the operator: controller-runtime manager, field
+// indexes, the Sandbox, RouteGroup and route-drift controllers, the mesh
+// backends chosen by name, the devmesh route server and injection webhook,
+// metrics and probes. cmd/operator and the tests use it alike.
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/labels"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	istionetworkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gatewayv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
+
+	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
+	"github.com/sandboxmesh/sandboxmesh/devmesh/inject"
+	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
+	"github.com/sandboxmesh/sandboxmesh/meshadapters"
+	"github.com/sandboxmesh/sandboxmesh/operator/controllers"
+	"github.com/sandboxmesh/sandboxmesh/operator/naming"
+	"github.com/sandboxmesh/sandboxmesh/operator/routing"
+	"github.com/sandboxmesh/sandboxmesh/routingkey"
+)
+
+// Options configure the operator.
+type Options struct {
+	// Backends are the meshadapters backends to enable, by name (default devmesh).
+	Backends []string
+	// KeyNames and CustomHeaders configure the routing key (routingkey.Config).
+	KeyNames      []string
+	CustomHeaders []string
+	// Namespaces limits the namespaces the operator watches and touches (empty: all).
+	Namespaces []string
+	// ClusterDomain of the cluster (default cluster.local).
+	ClusterDomain string
+	// MetricsAddr serves Prometheus metrics ("0" disables).
+	MetricsAddr string
+	// ProbeAddr serves /healthz and /readyz ("0" disables).
+	ProbeAddr string
+	// LeaderElection enables leader election in LeaderElectionNamespace.
+	LeaderElection          bool
+	LeaderElectionNamespace string
+	// RouteServerAddr is the devmesh route server's gRPC listen address ("" disables it).
+	RouteServerAddr string
+	// RouteLookupAddr serves the HTTP/JSON route lookup for queue consumers ("" disables it).
+	RouteLookupAddr string
+	// Webhook enables the devmesh injection webhook with Inject (its certificates in WebhookCertDir).
+	Webhook        bool
+	WebhookPort    int
+	WebhookCertDir string
+	Inject         inject.Config
+	// RequireAcceptance makes Ready wait for every backend to report the routes accepted.
+	RequireAcceptance bool
+	// Logger for the operator (default: slog JSON on stderr).
+	Logger *slog.Logger
+	// Now is the controllers' clock (tests move it; default time.Now).
+	Now func() time.Time
+}
+
+// Operator is an assembled operator.
+type Operator struct {
+	Manager     ctrl.Manager
+	Engine      *routing.Engine
+	RouteServer *routeapi.Server
+}
+
+// Scheme returns the scheme of every type the operator reads or writes.
+func Scheme() (*k8sruntime.Scheme, error) {
+	s := k8sruntime.NewScheme()
+	for _, add := range []func(*k8sruntime.Scheme) error{clientgoscheme.AddToScheme, smv1.AddToScheme, istionetworkingv1.AddToScheme, gatewayv1.Install, gatewayv1beta1.Install} {
+		if err := add(s); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// New builds the operator without starting it.
+func New(cfg *rest.Config, o Options) (*Operator, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	lg := logr.FromSlogHandler(o.Logger.Handler())
+	ctrl.SetLogger(lg)
+	if len(o.Backends) == 0 {
+		o.Backends = []string{meshadapters.BackendDevmesh}
+	}
+	ex, err := routingkey.NewExtractor(routingkey.Config{KeyNames: o.KeyNames, CustomHeaders: o.CustomHeaders})
+	if err != nil {
+		return nil, fmt.Errorf("routing key configuration: %w", err)
+	}
+	scheme, err := Scheme()
+	if err != nil {
+		return nil, err
+	}
+	cacheOpts := cache.Options{
+		ByObject: map[client.Object]cache.ByObject{
+			// Only fork pods are cached: the operator looks at them for image-pull and crash failures.
+			&corev1.Pod{}: {Label: forkPodSelector()},
+		},
+	}
+	if len(o.Namespaces) > 0 {
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range o.Namespaces {
+			cacheOpts.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	mopts := ctrl.Options{
+		Scheme:                  scheme,
+		Cache:                   cacheOpts,
+		Metrics:                 metricsserver.Options{BindAddress: orDefault(o.MetricsAddr, ":8080")},
+		HealthProbeBindAddress:  orDefault(o.ProbeAddr, ":8081"),
+		LeaderElection:          o.LeaderElection,
+		LeaderElectionID:        "sandboxmesh-operator.sandboxmesh.dev",
+		LeaderElectionNamespace: o.LeaderElectionNamespace,
+		Logger:                  lg,
+	}
+	if o.Webhook {
+		mopts.WebhookServer = webhook.NewServer(webhook.Options{Port: o.WebhookPort, CertDir: o.WebhookCertDir})
+	}
+	mgr, err := ctrl.NewManager(cfg, mopts)
+	if err != nil {
+		return nil, fmt.Errorf("create manager: %w", err)
+	}
+	op := &Operator{Manager: mgr, RouteServer: routeapi.NewServer(routeapi.ServerConfig{Logger: o.Logger.With("component", "route-server")})}
+	routers, err := meshadapters.New(o.Backends, meshadapters.Deps{
+		Client: mgr.GetClient(), Extractor: ex, RouteServer: op.RouteServer, Logger: lg.WithName("meshadapters"), ClusterDomain: o.ClusterDomain,
+	})
+	if err != nil {
+		return nil, err
+	}
+	op.Engine = &routing.Engine{Client: mgr.GetClient(), Routers: routers, ClusterDomain: o.ClusterDomain}
+	ctx := context.Background()
+	if err := controllers.SetupIndexes(ctx, mgr); err != nil {
+		return nil, err
+	}
+	if err := (&controllers.SandboxReconciler{Client: mgr.GetClient(), Engine: op.Engine, Recorder: mgr.GetEventRecorder("sandboxmesh-operator"), RequireAcceptance: o.RequireAcceptance, Now: o.Now}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("set up Sandbox controller: %w", err)
+	}
+	if err := (&controllers.RouteGroupReconciler{Client: mgr.GetClient(), Engine: op.Engine, Recorder: mgr.GetEventRecorder("sandboxmesh-operator"), Now: o.Now}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("set up RouteGroup controller: %w", err)
+	}
+	if err := setupDrift(mgr, op.Engine, routers); err != nil {
+		return nil, err
+	}
+	if o.Webhook {
+		h, err := inject.NewHandler(o.Inject, inject.NamespaceLabelsFromReader(mgr.GetAPIReader()), lg.WithName("devmesh-inject"))
+		if err != nil {
+			return nil, fmt.Errorf("devmesh injection webhook: %w", err)
+		}
+		mgr.GetWebhookServer().Register(inject.Path, &admission.Webhook{Handler: h})
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if o.Webhook {
+		if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+			return nil, err
+		}
+	}
+	if err := crmetrics.Registry.Register(&conditionCollector{c: mgr.GetClient()}); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+		return nil, err
+	}
+	if o.RouteServerAddr != "" || o.RouteLookupAddr != "" {
+		if err := mgr.Add(&routeServerRunnable{op: op, grpcAddr: o.RouteServerAddr, httpAddr: o.RouteLookupAddr, log: o.Logger}); err != nil {
+			return nil, err
+		}
+	}
+	return op, nil
+}
+
+func forkPodSelector() labels.Selector {
+	req, _ := labels.NewRequirement(naming.LabelFork, selection.Exists, nil)
+	return labels.NewSelector().Add(*req)
+}
+
+func orDefault(v, d string) string {
+	if v == "" {
+		return d
+	}
+	return v
+}
+
+// setupDrift re-applies a Service's routes when a backend's watched object
+// changes (e.g. a GitOps tool re-applies a user's VirtualService without our routes).
+func setupDrift(mgr ctrl.Manager, e *routing.Engine, routers []meshadapters.Router) error {
+	var watchers []meshadapters.Watcher
+	for _, r := range routers {
+		if w, ok := r.(meshadapters.Watcher); ok {
+			watchers = append(watchers, w)
+		}
+	}
+	if len(watchers) == 0 {
+		return nil
+	}
+	b := ctrl.NewControllerManagedBy(mgr).Named("route-drift")
+	for _, w := range watchers {
+		w := w
+		for _, obj := range w.WatchedObjects() {
+			b = b.Watches(obj, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+				var out []reconcile.Request
+				for _, s := range w.ServicesFor(o) {
+					out = append(out, reconcile.Request{NamespacedName: s})
+				}
+				return out
+			}))
+		}
+	}
+	return b.Complete(reconcile.Func(func(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+		if !servesSandboxes(ctx, mgr.GetClient(), req.NamespacedName) {
+			return reconcile.Result{}, nil
+		}
+		return reconcile.Result{}, e.Sync(ctx, req.NamespacedName)
+	}))
+}
+
+// servesSandboxes reports whether any Sandbox refers to a workload in the Service's namespace.
+func servesSandboxes(ctx context.Context, c client.Client, svc types.NamespacedName) bool {
+	var list smv1.SandboxList
+	if err := c.List(ctx, &list); err != nil {
+		return true
+	}
+	for _, sb := range list.Items {
+		for _, w := range routing.WorkloadsOf(&sb) {
+			if strings.HasPrefix(w, svc.Namespace+"/") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// routeServerRunnable syncs every Service's routes once the caches are up,
+// then serves the devmesh route server, so a sidecar never receives a
+// half-built table after an operator restart.
+type routeServerRunnable struct {
+	op       *Operator
+	grpcAddr string
+	httpAddr string
+	log      *slog.Logger
+}
+
+// NeedLeaderElection is false: every replica serves routes (followers compute them too).
+func (r *routeServerRunnable) NeedLeaderElection() bool { return false }
+
+func (r *routeServerRunnable) Start(ctx context.Context) error {
+	if !r.op.Manager.GetCache().WaitForCacheSync(ctx) {
+		return errors.New("route server: caches did not sync")
+	}
+	start := time.Now()
+	n, err := SyncAll(ctx, r.op.Manager.GetClient(), r.op.Engine)
+	if err != nil {
+		r.log.Warn("initial route sync incomplete", "error", err)
+	}
+	r.log.Info("initial route sync done", "services", n, "duration", time.Since(start))
+	errc := make(chan error, 2)
+	var gs *grpc.Server
+	if r.grpcAddr != "" {
+		lis, err := net.Listen("tcp", r.grpcAddr)
+		if err != nil {
+			return fmt.Errorf("route server listen %s: %w", r.grpcAddr, err)
+		}
+		gs = grpc.NewServer()
+		r.op.RouteServer.Register(gs)
+		go func() { errc <- gs.Serve(lis) }()
+		r.log.Info("route server listening", "address", lis.Addr().String())
+	}
+	var hs *http.Server
+	if r.httpAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/v1/lookup", r.op.RouteServer.LookupHandler())
+		hs = &http.Server{Addr: r.httpAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() { errc <- hs.ListenAndServe() }()
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+	}
+	if gs != nil {
+		gs.GracefulStop()
+	}
+	if hs != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+	}
+	return nil
+}
+
+// SyncAll syncs the routes of every Service behind a workload any Sandbox refers to.
+func SyncAll(ctx context.Context, c client.Client, e *routing.Engine) (int, error) {
+	var list smv1.SandboxList
+	if err := c.List(ctx, &list); err != nil {
+		return 0, err
+	}
+	services := map[types.NamespacedName]bool{}
+	for _, sb := range list.Items {
+		for _, w := range routing.WorkloadsOf(&sb) {
+			ns, name, _ := strings.Cut(w, "/")
+			var d appsv1.Deployment
+			if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &d); err != nil {
+				continue
+			}
+			svcs, err := e.BaselineServices(ctx, &d)
+			if err != nil {
+				return 0, err
+			}
+			for _, s := range svcs {
+				services[types.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = true
+			}
+		}
+	}
+	var errs []error
+	for k := range services {
+		if err := e.Sync(ctx, k); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return len(services), errors.Join(errs...)
+}
+
+// conditionCollector exports sandboxmesh_sandboxes{condition,status}.
+type conditionCollector struct{ c client.Client }
+
+var sandboxesDesc = prometheus.NewDesc("sandboxmesh_sandboxes", "Sandboxes by condition type and status.", []string{"condition", "status"}, nil)
+
+func (cc *conditionCollector) Describe(ch chan<- *prometheus.Desc) { ch <- sandboxesDesc }
+
+func (cc *conditionCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var list smv1.SandboxList
+	if err := cc.c.List(ctx, &list); err != nil {
+		return
+	}
+	counts := map[[2]string]int{}
+	for _, t := range []string{smv1.ConditionReady, smv1.ConditionProgressing, smv1.ConditionDegraded, smv1.ConditionRoutesConfigured} {
+		for _, s := range []string{"True", "False", "Unknown"} {
+			counts[[2]string{t, s}] = 0
+		}
+	}
+	for _, sb := range list.Items {
+		for _, t := range []string{smv1.ConditionReady, smv1.ConditionProgressing, smv1.ConditionDegraded, smv1.ConditionRoutesConfigured} {
+			s := "Unknown"
+			if c := meta.FindStatusCondition(sb.Status.Conditions, t); c != nil {
+				s = string(c.Status)
+			}
+			counts[[2]string{t, s}]++
+		}
+	}
+	for k, v := range counts {
+		ch <- prometheus.MustNewConstMetric(sandboxesDesc, prometheus.GaugeValue, float64(v), k[0], k[1])
+	}
+}
+
+var _ manager.LeaderElectionRunnable = (*routeServerRunnable)(nil)

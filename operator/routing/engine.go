@@ -1,0 +1,423 @@
+// Package routing computes the desired route set of each baseline Service from
+// every Sandbox and RouteGroup, and hands it to the enabled meshadapters
+// backends. The Sandbox and RouteGroup controllers share one Engine; it
+// serialises work per Service so concurrent reconciles never interleave writes
+// of one Service's routes.
+package routing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
+	"github.com/sandboxmesh/sandboxmesh/meshadapters"
+	"github.com/sandboxmesh/sandboxmesh/operator/fork"
+	"github.com/sandboxmesh/sandboxmesh/operator/naming"
+)
+
+// IndexForkedWorkload indexes Sandboxes by "<namespace>/<name>" of every
+// workload they fork, virtualise or route locally.
+const IndexForkedWorkload = "sandboxmesh.dev/workload"
+
+// WorkloadsOf returns the index values of a Sandbox.
+func WorkloadsOf(sb *smv1.Sandbox) []string {
+	var out []string
+	for _, f := range sb.Spec.Forks {
+		out = append(out, f.ForkOf.Namespace+"/"+f.ForkOf.Name)
+	}
+	for _, v := range sb.Spec.Virtual {
+		out = append(out, v.Workload.Namespace+"/"+v.Workload.Name)
+	}
+	for _, l := range sb.Spec.Local {
+		out = append(out, l.From.Namespace+"/"+l.From.Name)
+	}
+	return out
+}
+
+// SandboxesOf lists the Sandboxes referring to workload "<namespace>/<name>",
+// through the cache's field index, or by filtering a full list when the
+// client has no such index (a direct API client).
+func SandboxesOf(ctx context.Context, c client.Reader, workload string) (smv1.SandboxList, error) {
+	var sbs smv1.SandboxList
+	err := c.List(ctx, &sbs, client.MatchingFields{IndexForkedWorkload: workload})
+	if err == nil {
+		return sbs, nil
+	}
+	var all smv1.SandboxList
+	if err2 := c.List(ctx, &all); err2 != nil {
+		return sbs, fmt.Errorf("list Sandboxes of %s: %w", workload, errors.Join(err, err2))
+	}
+	for _, sb := range all.Items {
+		for _, w := range WorkloadsOf(&sb) {
+			if w == workload {
+				sbs.Items = append(sbs.Items, sb)
+				break
+			}
+		}
+	}
+	return sbs, nil
+}
+
+// RoutingKey returns the routing key of an object: its annotation (set by the
+// control plane or by the operator on first sight), else its status.
+func RoutingKey(annotations map[string]string, status string) string {
+	if k := annotations[naming.AnnotationRoutingKey]; k != "" {
+		return k
+	}
+	return status
+}
+
+// Engine computes and applies route sets.
+type Engine struct {
+	// Client reads Sandboxes, RouteGroups, Deployments and Services (a cached client).
+	Client client.Client
+	// Routers are the enabled backends.
+	Routers []meshadapters.Router
+	// ClusterDomain for FQDNs; default cluster.local.
+	ClusterDomain string
+
+	mu    sync.Mutex
+	locks map[types.NamespacedName]*sync.Mutex
+}
+
+func (e *Engine) lock(k types.NamespacedName) func() {
+	e.mu.Lock()
+	if e.locks == nil {
+		e.locks = map[types.NamespacedName]*sync.Mutex{}
+	}
+	l, ok := e.locks[k]
+	if !ok {
+		l = &sync.Mutex{}
+		e.locks[k] = l
+	}
+	e.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+func (e *Engine) domain() string {
+	if e.ClusterDomain == "" {
+		return meshadapters.DefaultClusterDomain
+	}
+	return e.ClusterDomain
+}
+
+// BaselineServices returns the Services in the baseline's namespace whose
+// selector selects the baseline's pod template.
+func (e *Engine) BaselineServices(ctx context.Context, d *appsv1.Deployment) ([]corev1.Service, error) {
+	var list corev1.ServiceList
+	if err := e.Client.List(ctx, &list, client.InNamespace(d.Namespace)); err != nil {
+		return nil, fmt.Errorf("list Services in %s: %w", d.Namespace, err)
+	}
+	var out []corev1.Service
+	podLabels := labels.Set(d.Spec.Template.Labels)
+	for _, s := range list.Items {
+		if len(s.Spec.Selector) == 0 || s.Labels[naming.LabelManagedBy] == naming.ManagedByValue {
+			continue
+		}
+		if labels.SelectorFromSet(s.Spec.Selector).Matches(podLabels) {
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// SelectorKeys returns every label key the given Services select on.
+func SelectorKeys(svcs []corev1.Service) []string {
+	var out []string
+	for _, s := range svcs {
+		for k := range s.Spec.Selector {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// workloadsBehind returns the (non-fork) Deployments a Service selects.
+func (e *Engine) workloadsBehind(ctx context.Context, svc *corev1.Service) ([]appsv1.Deployment, error) {
+	if len(svc.Spec.Selector) == 0 {
+		return nil, nil
+	}
+	var list appsv1.DeploymentList
+	if err := e.Client.List(ctx, &list, client.InNamespace(svc.Namespace)); err != nil {
+		return nil, fmt.Errorf("list Deployments in %s: %w", svc.Namespace, err)
+	}
+	sel := labels.SelectorFromSet(svc.Spec.Selector)
+	var out []appsv1.Deployment
+	for _, d := range list.Items {
+		if d.Labels[naming.LabelManagedBy] == naming.ManagedByValue {
+			continue
+		}
+		if sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// ServiceModel converts a Service into the meshadapters model.
+func ServiceModel(svc *corev1.Service, workloads []appsv1.Deployment) meshadapters.Service {
+	m := meshadapters.Service{Namespace: svc.Namespace, Name: svc.Name}
+	for _, p := range svc.Spec.Ports {
+		if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
+			continue
+		}
+		app := ""
+		if p.AppProtocol != nil {
+			app = *p.AppProtocol
+		}
+		m.Ports = append(m.Ports, meshadapters.ServicePort{
+			Name: p.Name, Port: p.Port, TargetPort: targetPort(p, workloads), Protocol: meshadapters.ProtocolFor(app, p.Name),
+		})
+	}
+	for _, w := range workloads {
+		m.Workloads = append(m.Workloads, meshadapters.WorkloadRef{Kind: "Deployment", Namespace: w.Namespace, Name: w.Name})
+	}
+	return m
+}
+
+// targetPort resolves a numeric or named target port against the workloads' containers.
+func targetPort(p corev1.ServicePort, workloads []appsv1.Deployment) int32 {
+	if p.TargetPort.IntVal != 0 {
+		return p.TargetPort.IntVal
+	}
+	if p.TargetPort.StrVal == "" {
+		return p.Port
+	}
+	for _, w := range workloads {
+		for _, c := range w.Spec.Template.Spec.Containers {
+			for _, cp := range c.Ports {
+				if cp.Name == p.TargetPort.StrVal {
+					return cp.ContainerPort
+				}
+			}
+		}
+	}
+	return p.Port
+}
+
+// ForkState is what the engine knows of one fork of a sandbox.
+type ForkState struct {
+	Name  string
+	Ready bool
+}
+
+// forkOf returns the fork Deployment of workload w in sandbox sb (from the cache).
+func (e *Engine) forkOf(ctx context.Context, sb *smv1.Sandbox, w appsv1.Deployment) (ForkState, bool, error) {
+	name := naming.ForkName(sb.Namespace, sb.Name, w.Namespace, w.Name)
+	var d appsv1.Deployment
+	err := e.Client.Get(ctx, types.NamespacedName{Namespace: w.Namespace, Name: name}, &d)
+	if apierrors.IsNotFound(err) {
+		return ForkState{Name: name}, false, nil
+	}
+	if err != nil {
+		return ForkState{}, false, fmt.Errorf("get fork Deployment %s/%s: %w", w.Namespace, name, err)
+	}
+	ready, _ := fork.Ready(&d)
+	return ForkState{Name: name, Ready: ready}, true, nil
+}
+
+// Desired computes the whole route set of one Service: for each workload
+// behind it, every Sandbox that forks it (only when its fork is ready) or
+// virtualises it, and every RouteGroup matching such a Sandbox. Deleting
+// Sandboxes and RouteGroups contribute nothing.
+func (e *Engine) Desired(ctx context.Context, svc *corev1.Service) (meshadapters.RouteSet, error) {
+	workloads, err := e.workloadsBehind(ctx, svc)
+	if err != nil {
+		return meshadapters.RouteSet{}, err
+	}
+	rs := meshadapters.RouteSet{Service: ServiceModel(svc, workloads)}
+	identity := map[int32]int32{}
+	for _, p := range rs.Service.Ports {
+		identity[p.Port] = p.Port
+	}
+	var rgs smv1.RouteGroupList
+	if err := e.Client.List(ctx, &rgs); err != nil {
+		return rs, fmt.Errorf("list RouteGroups: %w", err)
+	}
+	seen := map[string]bool{}
+	add := func(r meshadapters.Route) {
+		if r.RoutingKey == "" || seen[r.RoutingKey] {
+			return
+		}
+		seen[r.RoutingKey] = true
+		rs.Routes = append(rs.Routes, r)
+	}
+	for _, w := range workloads {
+		sbs, err := SandboxesOf(ctx, e.Client, w.Namespace+"/"+w.Name)
+		if err != nil {
+			return rs, err
+		}
+		sort.Slice(sbs.Items, func(i, j int) bool {
+			return sbs.Items[i].Namespace+"/"+sbs.Items[i].Name < sbs.Items[j].Namespace+"/"+sbs.Items[j].Name
+		})
+		for i := range sbs.Items {
+			sb := &sbs.Items[i]
+			if !sb.DeletionTimestamp.IsZero() {
+				continue
+			}
+			key := RoutingKey(sb.Annotations, sb.Status.RoutingKey)
+			owner := meshadapters.Owner{Kind: "Sandbox", Namespace: sb.Namespace, Name: sb.Name}
+			var dest *meshadapters.Destination
+			if forks(sb, w) {
+				st, ok, err := e.forkOf(ctx, sb, w)
+				if err != nil {
+					return rs, err
+				}
+				if ok && st.Ready {
+					dest = &meshadapters.Destination{Kind: meshadapters.DestinationFork, Namespace: w.Namespace, Service: st.Name,
+						Host: st.Name + "." + w.Namespace + ".svc." + e.domain(), Ports: identity}
+				}
+			} else if virtualises(sb, w) {
+				dest = &meshadapters.Destination{Kind: meshadapters.DestinationBaseline, Namespace: svc.Namespace, Service: svc.Name,
+					Host: svc.Name + "." + svc.Namespace + ".svc." + e.domain(), Ports: identity}
+			}
+			// Local workloads route only once a tunnel is connected; that feature
+			// is modelled (status LocalNotConnected) but has no tunnel yet.
+			if dest == nil {
+				continue
+			}
+			add(meshadapters.Route{RoutingKey: key, Owner: owner, Destination: *dest})
+			for j := range rgs.Items {
+				rg := &rgs.Items[j]
+				if rg.DeletionTimestamp.IsZero() && rg.Namespace == sb.Namespace && Matches(rg.Spec.Match, sb.Spec.Labels) {
+					add(meshadapters.Route{RoutingKey: RoutingKey(rg.Annotations, rg.Status.RoutingKey),
+						Owner: meshadapters.Owner{Kind: "RouteGroup", Namespace: rg.Namespace, Name: rg.Name}, Destination: *dest})
+				}
+			}
+		}
+	}
+	sort.Slice(rs.Routes, func(i, j int) bool { return rs.Routes[i].RoutingKey < rs.Routes[j].RoutingKey })
+	return rs, nil
+}
+
+func forks(sb *smv1.Sandbox, w appsv1.Deployment) bool {
+	for _, f := range sb.Spec.Forks {
+		if f.ForkOf.Namespace == w.Namespace && f.ForkOf.Name == w.Name && (f.ForkOf.Kind == "" || f.ForkOf.Kind == smv1.KindDeployment) {
+			return true
+		}
+	}
+	return false
+}
+
+func virtualises(sb *smv1.Sandbox, w appsv1.Deployment) bool {
+	for _, v := range sb.Spec.Virtual {
+		if v.Workload.Namespace == w.Namespace && v.Workload.Name == w.Name {
+			return true
+		}
+	}
+	return false
+}
+
+// Matches reports whether a RouteGroup match selects a sandbox with the given labels.
+func Matches(m smv1.RouteGroupMatch, lbls map[string]string) bool {
+	one := func(l smv1.LabelMatch) bool {
+		v, ok := lbls[l.Key]
+		if !ok {
+			return false
+		}
+		matched, err := path.Match(l.Value, v)
+		return err == nil && matched
+	}
+	switch {
+	case m.Label != nil:
+		return one(*m.Label)
+	case len(m.Any) > 0:
+		for _, c := range m.Any {
+			if one(c.Label) {
+				return true
+			}
+		}
+		return false
+	case len(m.All) > 0:
+		for _, c := range m.All {
+			if !one(c.Label) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// SyncError is returned by Sync when a backend failed; it names the backend and Service.
+type SyncError struct {
+	Backend string
+	Service types.NamespacedName
+	Err     error
+}
+
+func (e *SyncError) Error() string {
+	return fmt.Sprintf("backend %s: apply routes of Service %s: %v", e.Backend, e.Service, e.Err)
+}
+
+func (e *SyncError) Unwrap() error { return e.Err }
+
+// Sync computes the route set of a Service and applies it to every backend. A
+// Service that no longer exists has its routes removed.
+func (e *Engine) Sync(ctx context.Context, key types.NamespacedName) error {
+	defer e.lock(key)()
+	var svc corev1.Service
+	err := e.Client.Get(ctx, key, &svc)
+	if apierrors.IsNotFound(err) {
+		var errs []error
+		for _, r := range e.Routers {
+			if err := r.Remove(ctx, meshadapters.Service{Namespace: key.Namespace, Name: key.Name}); err != nil {
+				errs = append(errs, &SyncError{Backend: r.Name(), Service: key, Err: err})
+			}
+		}
+		return errors.Join(errs...)
+	}
+	if err != nil {
+		return fmt.Errorf("get Service %s: %w", key, err)
+	}
+	rs, err := e.Desired(ctx, &svc)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, r := range e.Routers {
+		if err := r.Apply(ctx, rs); err != nil {
+			errs = append(errs, &SyncError{Backend: r.Name(), Service: key, Err: err})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Status asks every backend whether it accepted the routes of a Service; it
+// returns the first non-accepted status, or an accepted one.
+func (e *Engine) Status(ctx context.Context, key types.NamespacedName) (meshadapters.Status, string, error) {
+	for _, r := range e.Routers {
+		st, err := r.Status(ctx, meshadapters.Service{Namespace: key.Namespace, Name: key.Name})
+		if err != nil {
+			return st, r.Name(), err
+		}
+		if !st.Accepted {
+			return st, r.Name(), nil
+		}
+	}
+	return meshadapters.Status{Accepted: true}, "", nil
+}
+
+// BackendNames lists the enabled backends.
+func (e *Engine) BackendNames() string {
+	var n []string
+	for _, r := range e.Routers {
+		n = append(n, r.Name())
+	}
+	return strings.Join(n, ",")
+}
