@@ -35,8 +35,13 @@ func TestGuardRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cl.Running() {
-		t.Skip("a cluster runs")
+	// Down removes every KUBE-*/CNI-* rule and the kubepods cgroups: never run
+	// this next to a live cluster.
+	if def, _ := localcluster.New(localcluster.Config{StateDir: os.Getenv("SM_CLUSTER_DIR")}); def.Running() {
+		t.Skip("a local cluster runs on this machine")
+	}
+	if _, err := os.Stat("/sys/class/net/" + localcluster.Defaults().Bridge); err == nil {
+		t.Skip("the local cluster's bridge exists")
 	}
 	cfg := cl.Config()
 	before, err := localcluster.SnapshotHost(ctx)
