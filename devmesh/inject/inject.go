@@ -144,6 +144,8 @@ func Evaluate(cfg *Config, pod *corev1.Pod, namespace string, nsLabels map[strin
 		return Decision{Message: "devmesh: already injected"}
 	case pod.Spec.HostNetwork:
 		return skip(pod, "hostNetwork")
+	case pod.Spec.OS != nil && pod.Spec.OS.Name == corev1.Windows:
+		return skip(pod, "windows pod")
 	case nsLabels[cfg.NamespaceOptOutLabel] == NamespaceOptOutValue:
 		return skip(pod, fmt.Sprintf("namespace %s opted out (%s=%s)", namespace, cfg.NamespaceOptOutLabel, NamespaceOptOutValue))
 	}

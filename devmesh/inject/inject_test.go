@@ -69,6 +69,7 @@ func TestGolden(t *testing.T) {
 		{name: "named-ports", wantStatus: StatusInjected, wantMode: ModeIPTables},
 		{name: "already-injected"},
 		{name: "host-network", wantStatus: "skipped: hostNetwork"},
+		{name: "windows", wantStatus: "skipped: windows pod"},
 		{name: "no-annotation"},
 		{name: "annotation-false"},
 		{name: "namespace-opted-out", nsLabels: optedOut, wantStatus: "skipped: namespace shop opted out (sandboxmesh.dev/injection=disabled)"},
@@ -509,6 +510,13 @@ func TestWebhookConfigurationGolden(t *testing.T) {
 	}
 	if !bytes.Equal(b, want) {
 		t.Errorf("webhook configuration differs from %s (run go test -update):\n%s", path, b)
+	}
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "devmesh-injection.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(doc, b) {
+		t.Errorf("docs/devmesh-injection.md does not show the current webhook configuration:\n%s", b)
 	}
 	if _, err := MutatingWebhookConfiguration(WebhookOptions{}); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("no service and no URL: err = %v", err)

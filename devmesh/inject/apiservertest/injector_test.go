@@ -213,3 +213,77 @@ func TestInjectionThroughAPIServer(t *testing.T) {
 		})
 	}
 }
+
+// TestUnreachableWebhookPolicy shows what failurePolicy does when the injector cannot be reached: a
+// second, broken copy of the configuration (pointing at a closed port) first fails closed (pods are
+// rejected), then, switched to the default Ignore, pods are admitted — and still injected by the
+// working webhook.
+func TestUnreachableWebhookPolicy(t *testing.T) {
+	ctx := context.Background()
+	key := "sandboxmesh.dev/test-broken-webhook"
+	ns := namespace(t, map[string]string{key: "yes"})
+	mwc, err := inject.MutatingWebhookConfiguration(inject.WebhookOptions{
+		Name: "broken-devmesh-injector", URL: "https://127.0.0.1:1" + inject.Path, FailClosed: true,
+		CABundle: env.WebhookServing().LocalServingCAData,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mwc.Webhooks[0].Name = "broken.devmesh.sidecar.sandboxmesh.dev"
+	mwc.Webhooks[0].NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{key: "yes"}}
+	if err := env.Client.Create(ctx, mwc); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = env.Client.Delete(ctx, mwc) }()
+
+	n := 0
+	create := func() (*corev1.Pod, error) {
+		n++
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p%d", n), Namespace: ns, Annotations: map[string]string{
+				inject.AnnotationInject: "true", inject.AnnotationWorkload: "checkout",
+			}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "example.com/app:1.0", Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}},
+		}
+		return pod, env.Client.Create(ctx, pod)
+	}
+	// The API server loads webhook configurations asynchronously: wait until the broken one bites.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err := create()
+		if err != nil && strings.Contains(err.Error(), "broken.devmesh.sidecar.sandboxmesh.dev") {
+			t.Logf("fail closed: %v", err)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the broken fail-closed webhook never rejected a pod (last err %v)", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	ignore := admissionregistrationv1.Ignore
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(mwc), mwc); err != nil {
+		t.Fatal(err)
+	}
+	mwc.Webhooks[0].FailurePolicy = &ignore
+	if err := env.Client.Update(ctx, mwc); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		pod, err := create()
+		if err == nil {
+			got := &corev1.Pod{}
+			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(pod), got); err != nil {
+				t.Fatal(err)
+			}
+			if got.Annotations[inject.AnnotationStatus] != inject.StatusInjected {
+				t.Errorf("status = %q, want injected by the working webhook", got.Annotations[inject.AnnotationStatus])
+			}
+			return
+		}
+		if time.Now().After(deadline.Add(20 * time.Second)) {
+			t.Fatalf("failurePolicy Ignore still rejects: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
