@@ -16,4 +16,3 @@
 //
 // See docs/devmesh-injection.md.
 package inject
-
