@@ -640,8 +640,18 @@ func (s *Store) nextRevision(ctx context.Context, tx *sql.Tx) (int64, error) {
 	return rev, nil
 }
 
+// errRetry means the object changed between the optimistic read and the
+// locked write; Apply starts over.
+var errRetry = errors.New("object changed concurrently")
+
 // Apply creates or updates a desired object. It returns the stored object and
-// whether it was created. Applying an identical spec changes nothing.
+// whether it was created. Applying an identical spec changes nothing (and
+// writes nothing).
+//
+// The object is read without locks; the write then takes the revision-counter
+// lock and succeeds only if the object is still as read (a conditional UPDATE or
+// an INSERT that must not conflict), else Apply starts over. This keeps the time
+// spent under the global lock to three statements.
 func (s *Store) Apply(ctx context.Context, r ApplyRequest) (Object, bool, error) {
 	id := fmt.Sprintf("%s %s/%s", r.Kind, r.Org, r.Name)
 	labels := "{}"
@@ -652,20 +662,17 @@ func (s *Store) Apply(ctx context.Context, r ApplyRequest) (Object, bool, error)
 		}
 		labels = string(b)
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return Object{}, false, fmt.Errorf("apply %s: %w", id, err)
+	for attempt := 0; ; attempt++ {
+		o, created, err := s.applyOnce(ctx, r, id, labels)
+		if errors.Is(err, errRetry) && attempt < 50 {
+			continue
+		}
+		return o, created, err
 	}
-	defer tx.Rollback()
-	rev, err := s.nextRevision(ctx, tx)
-	if err != nil {
-		return Object{}, false, fmt.Errorf("apply %s: %w", id, err)
-	}
-	org, err := s.orgInTx(ctx, tx, r.Org)
-	if err != nil {
-		return Object{}, false, fmt.Errorf("apply %s: %w", id, err)
-	}
-	cur, err := scanObject(tx.QueryRowContext(ctx, s.q(`SELECT `+objectCols+` FROM objects WHERE kind = ? AND org = ? AND name = ?`), string(r.Kind), r.Org, r.Name))
+}
+
+func (s *Store) applyOnce(ctx context.Context, r ApplyRequest, id, labels string) (Object, bool, error) {
+	cur, err := scanObject(s.db.QueryRowContext(ctx, s.q(`SELECT `+objectCols+` FROM objects WHERE kind = ? AND org = ? AND name = ?`), string(r.Kind), r.Org, r.Name))
 	exists := err == nil
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return Object{}, false, fmt.Errorf("apply %s: %w", id, err)
@@ -677,20 +684,44 @@ func (s *Store) Apply(ctx context.Context, r ApplyRequest) (Object, bool, error)
 	case r.IfVersion > 0 && (!live || cur.Version != r.IfVersion):
 		return Object{}, false, fmt.Errorf("apply %s: expected version %d, have %d: %w", id, r.IfVersion, cur.Version, ErrConflict)
 	}
-	now := s.nowNano()
 	if live {
 		if cur.Cluster != r.Cluster {
 			return Object{}, false, fmt.Errorf("apply %s: cluster %q cannot change to %q: %w", id, cur.Cluster, r.Cluster, ErrImmutable)
 		}
 		if jsonEqual(cur.Spec, r.Spec) && maps.Equal(cur.Labels, r.Labels) {
-			return cur, false, nil // rolled back: no new revision for a no-op
+			return cur, false, nil
 		}
-		_, err := tx.ExecContext(ctx, s.q(`UPDATE objects SET spec = ?, labels = ?, version = version + 1, revision = ?, updated_at = ?, status = '' WHERE kind = ? AND org = ? AND name = ?`),
-			string(r.Spec), labels, rev, now, string(r.Kind), r.Org, r.Name)
-		if err != nil {
-			return Object{}, false, fmt.Errorf("apply %s: update: %w", id, err)
+	}
+	var key string
+	if !live {
+		if key, err = r.NewRoutingKey(); err != nil {
+			return Object{}, false, fmt.Errorf("apply %s: routing key: %w", id, err)
 		}
+	}
+
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return Object{}, false, fmt.Errorf("apply %s: %w", id, err)
+	}
+	defer tx.Rollback()
+	rev, err := s.nextRevision(ctx, tx)
+	if err != nil {
+		return Object{}, false, fmt.Errorf("apply %s: %w", id, err)
+	}
+	now := s.nowNano()
+	out := Object{Kind: r.Kind, Org: r.Org, Name: r.Name, Cluster: r.Cluster, Spec: r.Spec, Labels: r.Labels, Revision: rev, UpdatedAt: fromNano(now)}
+	var res sql.Result
+	if live {
+		res, err = tx.ExecContext(ctx, s.q(`UPDATE objects SET spec = ?, labels = ?, version = version + 1, revision = ?, updated_at = ?, status = '' WHERE kind = ? AND org = ? AND name = ? AND version = ? AND deleted_at = 0`),
+			string(r.Spec), labels, rev, now, string(r.Kind), r.Org, r.Name, cur.Version)
+		out.RoutingKey, out.Version, out.CreatedAt = cur.RoutingKey, cur.Version+1, cur.CreatedAt
 	} else {
+		// Creates check the org, the cluster and the quota under the lock, so
+		// concurrent creates cannot overshoot the quota.
+		org, err := s.orgInTx(ctx, tx, r.Org)
+		if err != nil {
+			return Object{}, false, fmt.Errorf("apply %s: %w", id, err)
+		}
 		if err := s.clusterExistsInTx(ctx, tx, r.Org, r.Cluster); err != nil {
 			return Object{}, false, fmt.Errorf("apply %s: %w", id, err)
 		}
@@ -703,24 +734,22 @@ func (s *Store) Apply(ctx context.Context, r ApplyRequest) (Object, bool, error)
 				return Object{}, false, fmt.Errorf("apply %s: org %s has %d of %d sandboxes: %w", id, r.Org, n, org.MaxSandboxes, ErrQuotaExceeded)
 			}
 		}
-		key, err := r.NewRoutingKey()
-		if err != nil {
-			return Object{}, false, fmt.Errorf("apply %s: routing key: %w", id, err)
-		}
-		if exists { // revive a tombstone
-			_, err = tx.ExecContext(ctx, s.q(`UPDATE objects SET cluster = ?, spec = ?, labels = ?, routing_key = ?, version = ?, revision = ?, status = '', created_at = ?, updated_at = ?, deleted_at = 0 WHERE kind = ? AND org = ? AND name = ?`),
-				r.Cluster, string(r.Spec), labels, key, cur.Version+1, rev, now, now, string(r.Kind), r.Org, r.Name)
+		out.RoutingKey, out.CreatedAt = key, fromNano(now)
+		if exists { // revive a tombstone, if it is still the one we read
+			out.Version = cur.Version + 1
+			res, err = tx.ExecContext(ctx, s.q(`UPDATE objects SET cluster = ?, spec = ?, labels = ?, routing_key = ?, version = ?, revision = ?, status = '', created_at = ?, updated_at = ?, deleted_at = 0 WHERE kind = ? AND org = ? AND name = ? AND version = ? AND deleted_at > 0`),
+				r.Cluster, string(r.Spec), labels, key, out.Version, rev, now, now, string(r.Kind), r.Org, r.Name, cur.Version)
 		} else {
-			_, err = tx.ExecContext(ctx, s.q(`INSERT INTO objects (`+objectCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, 0)`),
+			out.Version = 1
+			res, err = tx.ExecContext(ctx, s.q(`INSERT INTO objects (`+objectCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, 0) ON CONFLICT (kind, org, name) DO NOTHING`),
 				string(r.Kind), r.Org, r.Name, r.Cluster, string(r.Spec), labels, key, 1, rev, now, now)
 		}
-		if err != nil {
-			return Object{}, false, fmt.Errorf("apply %s: insert: %w", id, err)
-		}
 	}
-	out, err := scanObject(tx.QueryRowContext(ctx, s.q(`SELECT `+objectCols+` FROM objects WHERE kind = ? AND org = ? AND name = ?`), string(r.Kind), r.Org, r.Name))
 	if err != nil {
-		return Object{}, false, fmt.Errorf("apply %s: reread: %w", id, err)
+		return Object{}, false, fmt.Errorf("apply %s: write: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return Object{}, false, errRetry
 	}
 	if err := tx.Commit(); err != nil {
 		return Object{}, false, fmt.Errorf("apply %s: commit: %w", id, err)
