@@ -563,3 +563,37 @@ func FuzzEvaluateAnnotations(f *testing.F) {
 		}
 	})
 }
+
+// TestHandlerConcurrent runs one handler from many goroutines (run with -race): same input, same patch.
+func TestHandlerConcurrent(t *testing.T) {
+	h, err := NewHandler(testConfig(), labels(nil), logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := os.ReadFile(filepath.Join("testdata", "multi-container.in.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := yaml.YAMLToJSON(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := h(context.Background(), podRequest(raw)).Patch
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			for range 50 {
+				if got := h(context.Background(), podRequest(raw)).Patch; !bytes.Equal(got, want) {
+					errs <- fmt.Errorf("patch differs under concurrency")
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
