@@ -2,7 +2,9 @@
 # Benchmark devmesh against nginx and HAProxy (Debian packages) on loopback, in one run, with the same
 # backend, the same request mix and the same fixed connection count, each proxy pinned to the same CPU.
 # Usage: bench/devmesh/run.sh            (env: DURATION=10s CONNS=64 LAT_CONNS=4 ROUNDS=1 ROUTES=10000
-#                                          PROXY_CPU=0 LOAD_CPU=1 PORT_BASE=18080 OUT=bench/devmesh/out)
+#                                          PROXY_CPU=0 LOAD_CPU=1 PORT_BASE=18080 OUT=bench/devmesh/out
+#                                          NICE=0: e.g. -10 to run every benchmark process, proxies and
+#                                          load generator alike, ahead of other work on a shared machine)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -11,6 +13,7 @@ CONNS=${CONNS:-64}
 LAT_CONNS=${LAT_CONNS:-4}
 ROUNDS=${ROUNDS:-1}
 ROUTES=${ROUTES:-10000}
+NICE=${NICE:-0}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 PB=${PORT_BASE:-18080}
@@ -41,7 +44,7 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 start() { # start NAME CPU CMD...: background process pinned to CPU
   local name=$1 cpu=$2; shift 2
-  taskset -c "$cpu" "$@" >"$OUT/$name.log" 2>&1 &
+  nice -n "$NICE" taskset -c "$cpu" "$@" >"$OUT/$name.log" 2>&1 &
   PIDS+=($!)
   echo $! >"$OUT/$name.pid"
 }
@@ -140,7 +143,7 @@ HZ=$(getconf CLK_TCK)
 run_wrk() { # NAME PORT CONNS
   local name=$1 port=$2 c=$3
   local t0; t0=$(cpu_ticks "$name")
-  local out; out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$c" -d"$DURATION" -s "$ROOT/bench/devmesh/mix.lua" "http://127.0.0.1:$port/" 2>&1)
+  local out; out=$(nice -n "$NICE" taskset -c "$LOAD_CPU" wrk -t1 -c"$c" -d"$DURATION" -s "$ROOT/bench/devmesh/mix.lua" "http://127.0.0.1:$port/" 2>&1)
   local t1; t1=$(cpu_ticks "$name")
   echo "$out" >"$OUT/wrk-$name-c$c.txt"
   local j; j=$(echo "$out" | sed -n 's/^JSON //p')
@@ -152,7 +155,7 @@ for round in $(seq "$ROUNDS"); do
   for c in "$CONNS" "$LAT_CONNS"; do
     for name_port in direct:$BASE_PORT nginx:$NGINX_PORT haproxy:$HAPROXY_PORT devmesh:$DEVMESH_PORT; do
       name=${name_port%%:*} port=${name_port##*:}
-      taskset -c "$LOAD_CPU" wrk -t1 -c"$c" -d2s -s "$ROOT/bench/devmesh/mix.lua" "http://127.0.0.1:$port/" >/dev/null 2>&1 # warm-up
+      nice -n "$NICE" taskset -c "$LOAD_CPU" wrk -t1 -c"$c" -d2s -s "$ROOT/bench/devmesh/mix.lua" "http://127.0.0.1:$port/" >/dev/null 2>&1 # warm-up
       echo "$round $c $name $(run_wrk "$name" "$port" "$c")" | tee -a "$RESULTS"
     done
   done
@@ -194,14 +197,22 @@ PY
 DPID=$(cat "$OUT/devmesh.pid")
 echo; echo "devmesh with $((ROUTES + 1)) routes: RSS now $(awk '/VmRSS/{print $2/1024 " MiB"}' /proc/$DPID/status), peak $(awk '/VmHWM/{print $2/1024 " MiB"}' /proc/$DPID/status)"
 curl -s "http://127.0.0.1:$ADMIN_PORT/routes" | python3 -c 'import json,sys; d=json.load(sys.stdin); print("devmesh table:", len(d["routes"]), "routes, version", d["source"]["version"], "connected", d["source"]["connected"])'
-echo "route update-to-effect (publish of the full 10k set with one new key -> first request routed by it):"
-curl -s -X POST "http://127.0.0.1:$RS_HTTP/measure?n=${UPDATES:-200}&proxy=http://127.0.0.1:$DEVMESH_PORT/"; echo
+echo "route update-to-effect (publish with one new key -> first request routed by it), idle and under load:"
+curl -s -X POST "http://127.0.0.1:$RS_HTTP/measure?n=${UPDATES:-200}&proxy=http://127.0.0.1:$DEVMESH_PORT/"
+curl -s -X POST "http://127.0.0.1:$RS_HTTP/measure?mode=apply&n=${UPDATES:-200}&proxy=http://127.0.0.1:$DEVMESH_PORT/"
+nice -n "$NICE" taskset -c "$LOAD_CPU" wrk -t1 -c"$LAT_CONNS" -d30s -s "$ROOT/bench/devmesh/mix.lua" "http://127.0.0.1:$DEVMESH_PORT/" >/dev/null 2>&1 &
+WRKPID=$!
+sleep 1
+echo -n "under load ($LAT_CONNS connections): "
+curl -s -X POST "http://127.0.0.1:$RS_HTTP/measure?n=${UPDATES:-200}&proxy=http://127.0.0.1:$DEVMESH_PORT/"
+kill "$WRKPID" 2>/dev/null; wait "$WRKPID" 2>/dev/null || true
 
 echo "profiling devmesh under load (8 s, $CONNS connections)..."
-(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d10s -s "$ROOT/bench/devmesh/mix.lua" "http://127.0.0.1:$DEVMESH_PORT/" >/dev/null 2>&1 &)
+nice -n "$NICE" taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d10s -s "$ROOT/bench/devmesh/mix.lua" "http://127.0.0.1:$DEVMESH_PORT/" >"$OUT/wrk-profile.txt" 2>&1 &
+WRKPID=$!
 sleep 1
 curl -s -o "$OUT/devmesh.cpu.pprof" "http://127.0.0.1:$ADMIN_PORT/debug/pprof/profile?seconds=8"
-sleep 2
+wait "$WRKPID" || true
 go tool pprof -top -nodecount=30 "$OUT/bin/devmesh" "$OUT/devmesh.cpu.pprof" 2>/dev/null | tee "$OUT/pprof-top.txt" | head -40
 echo "--- cumulative, by our code and the big blocks ---"
 go tool pprof -top -cum -nodecount=40 "$OUT/bin/devmesh" "$OUT/devmesh.cpu.pprof" 2>/dev/null | tee "$OUT/pprof-cum.txt" | sed -n '1,50p'

@@ -243,6 +243,23 @@ func TestWatchSnapshotDeltasAndFilter(t *testing.T) {
 			t.Fatalf("all len %d", all.Table().Len())
 		}
 	})
+	t.Run("incremental apply", func(t *testing.T) {
+		v, err := s.Apply(ctx, []Change{{Op: OpAdd, Route: fork(wA, "k7", "h7")}, {Op: OpReplace, Route: fork(wA, "k7", "h8")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "applied", func() bool { return onlyA.Version() == v && all.Version() == v })
+		if tg, ok := onlyA.Table().Lookup(wA, "k7", 80); !ok || tg.Destination.Host != "h8" {
+			t.Fatalf("k7 = %+v %v", tg, ok)
+		}
+		cur := s.Table()
+		if _, err := s.Apply(ctx, []Change{{Op: OpRemove, Route: fork(wA, "k7", "")}, {Op: OpRemove, Route: fork(wA, "nope", "")}}); !errors.Is(err, ErrInvalidRoute) {
+			t.Fatalf("err = %v", err)
+		}
+		if s.Table() != cur {
+			t.Fatal("failed apply changed the table")
+		}
+	})
 	t.Run("publish of same set does not bump the version", func(t *testing.T) {
 		cur := s.Table()
 		v, err := s.Publish(ctx, cur.Routes())

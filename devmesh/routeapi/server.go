@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -137,6 +138,27 @@ func (s *Server) PublishWorkload(ctx context.Context, w WorkloadRef, routes []Ro
 	changes := diffWorkload(nil, wn, cur.byW[wn], nt.byW[wn])
 	sortChanges(changes)
 	return s.commitLocked(cur, nt, changes), nil
+}
+
+// Apply applies incremental changes (add/remove/replace, in order) to the current table: O(changes)
+// instead of a diff of the whole set, for callers that track their own deltas. A change that does not
+// fit the current table (add of an existing route, remove of a missing one) fails the whole call with
+// ErrInvalidRoute and changes nothing.
+func (s *Server) Apply(ctx context.Context, changes []Change) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("apply route changes: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.cur.Load()
+	if len(changes) == 0 {
+		return cur.version, nil
+	}
+	nt, err := cur.Apply(cur.version+1, changes)
+	if err != nil {
+		return cur.version, fmt.Errorf("apply route changes: %w", err)
+	}
+	return s.commitLocked(cur, nt, slices.Clone(changes)), nil
 }
 
 func (s *Server) commitLocked(cur, nt *Table, changes []Change) uint64 {

@@ -70,7 +70,7 @@ func run(grpcAddr, httpAddr string, n int, host string, app, fork int32) error {
 		if count <= 0 {
 			count = 200
 		}
-		res, err := measure(r.Context(), s, base, r.URL.Query().Get("proxy"), count, host, app, fork)
+		res, err := measure(r.Context(), s, base, r.URL.Query().Get("proxy"), count, host, app, fork, r.URL.Query().Get("mode") == "apply")
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
@@ -82,22 +82,30 @@ func run(grpcAddr, httpAddr string, n int, host string, app, fork int32) error {
 }
 
 type result struct {
+	Mode  string  `json:"mode"`
 	N     int     `json:"n"`
 	P50ms float64 `json:"p50_ms"`
 	P99ms float64 `json:"p99_ms"`
 	Maxms float64 `json:"max_ms"`
 }
 
-// measure publishes count new keys one at a time (each publish is the workload's full route set, as
-// the operator does) and polls the sidecar with the new key until the fork answers.
-func measure(ctx context.Context, s *routeapi.Server, base []routeapi.Route, proxyURL string, count int, host string, app, fork int32) (result, error) {
+// measure publishes count new keys one at a time and polls the sidecar with the new key until the fork
+// answers. Each publish is the workload's full route set (PublishWorkload, diffed by the server), or
+// with incremental an add of the one route (Server.Apply).
+func measure(ctx context.Context, s *routeapi.Server, base []routeapi.Route, proxyURL string, count int, host string, app, fork int32, incremental bool) (result, error) {
 	c := &http.Client{Timeout: 2 * time.Second}
 	var lat []time.Duration
 	for i := range count {
 		key := "upd-" + strconv.Itoa(i) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 		routes := append(base[:len(base):len(base)], route(key, host, app, fork))
 		start := time.Now()
-		if _, err := s.PublishWorkload(ctx, workload, routes); err != nil {
+		var err error
+		if incremental {
+			_, err = s.Apply(ctx, []routeapi.Change{{Op: routeapi.OpAdd, Route: routes[len(routes)-1]}})
+		} else {
+			_, err = s.PublishWorkload(ctx, workload, routes)
+		}
+		if err != nil {
 			return result{}, err
 		}
 		for {
@@ -121,5 +129,9 @@ func measure(ctx context.Context, s *routeapi.Server, base []routeapi.Route, pro
 	_, _ = s.PublishWorkload(ctx, workload, base)
 	slices.Sort(lat)
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	return result{N: count, P50ms: ms(lat[len(lat)/2]), P99ms: ms(lat[len(lat)*99/100]), Maxms: ms(lat[len(lat)-1])}, nil
+	mode := "full-set PublishWorkload"
+	if incremental {
+		mode = "incremental Apply"
+	}
+	return result{Mode: mode, N: count, P50ms: ms(lat[len(lat)/2]), P99ms: ms(lat[len(lat)*99/100]), Maxms: ms(lat[len(lat)-1])}, nil
 }
