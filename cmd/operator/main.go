@@ -1,0 +1,95 @@
+// Command operator runs the SandboxMesh operator: Sandbox and RouteGroup
+// controllers, mesh backends, the devmesh route server and injection webhook.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/sandboxmesh/sandboxmesh/devmesh/inject"
+	"github.com/sandboxmesh/sandboxmesh/meshadapters"
+	"github.com/sandboxmesh/sandboxmesh/operator/manager"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "operator:", err)
+		os.Exit(1)
+	}
+}
+
+func list(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func run() error {
+	var (
+		o                               manager.Options
+		backends, keyNames, customHdrs  string
+		namespaces, logLevel, logFormat string
+		sidecarImage, routeServerTarget string
+		injectMode                      string
+	)
+	flag.StringVar(&backends, "backends", env("SANDBOXMESH_BACKENDS", meshadapters.BackendDevmesh), "comma-separated mesh backends: "+strings.Join(meshadapters.Names(), ", "))
+	flag.StringVar(&keyNames, "routing-key-names", env("SANDBOXMESH_KEY_NAMES", ""), "comma-separated routing-key names (default sm-routing-key)")
+	flag.StringVar(&customHdrs, "custom-headers", env("SANDBOXMESH_CUSTOM_HEADERS", ""), "comma-separated headers whose whole value is the routing key")
+	flag.StringVar(&namespaces, "namespaces", env("SANDBOXMESH_NAMESPACES", ""), "comma-separated namespaces the operator may watch and touch (default all)")
+	flag.StringVar(&o.ClusterDomain, "cluster-domain", env("SANDBOXMESH_CLUSTER_DOMAIN", "cluster.local"), "cluster DNS domain")
+	flag.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "Prometheus metrics address (0 disables)")
+	flag.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "health and readiness probe address")
+	flag.BoolVar(&o.LeaderElection, "leader-elect", false, "enable leader election")
+	flag.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election lease (default: the pod's)")
+	flag.StringVar(&o.RouteServerAddr, "route-server-address", ":15010", "devmesh route server gRPC address (empty disables)")
+	flag.StringVar(&o.RouteLookupAddr, "route-lookup-address", ":15011", "route lookup HTTP address for queue consumers (empty disables)")
+	flag.BoolVar(&o.Webhook, "webhook", false, "serve the devmesh injection webhook (needs certificates in --webhook-cert-dir)")
+	flag.IntVar(&o.WebhookPort, "webhook-port", 9443, "webhook HTTPS port")
+	flag.StringVar(&o.WebhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "folder with tls.crt and tls.key")
+	flag.StringVar(&sidecarImage, "sidecar-image", env("SANDBOXMESH_SIDECAR_IMAGE", "sandboxmesh.dev/devmesh:dev"), "devmesh sidecar image")
+	flag.StringVar(&routeServerTarget, "sidecar-route-server", env("SANDBOXMESH_SIDECAR_ROUTE_SERVER", "sandboxmesh-operator.sandboxmesh-system.svc:15010"), "route server address the injected sidecars dial")
+	flag.StringVar(&injectMode, "inject-mode", "iptables", "default injection mode: iptables or explicit")
+	flag.BoolVar(&o.RequireAcceptance, "require-acceptance", true, "Ready waits until every backend reports the routes accepted")
+	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	flag.StringVar(&logFormat, "log-format", "json", "json or text")
+	flag.Parse()
+
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	var h slog.Handler = slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})
+	if logFormat == "text" {
+		h = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})
+	}
+	o.Logger = slog.New(h)
+	o.Backends, o.KeyNames, o.CustomHeaders, o.Namespaces = list(backends), list(keyNames), list(customHdrs), list(namespaces)
+	o.Inject = inject.Config{Image: sidecarImage, RouteServer: routeServerTarget, KeyNames: o.KeyNames, CustomHeaders: o.CustomHeaders, Mode: inject.Mode(injectMode)}
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	op, err := manager.New(cfg, o)
+	if err != nil {
+		return err
+	}
+	o.Logger.Info("starting operator", "backends", o.Backends, "namespaces", o.Namespaces, "webhook", o.Webhook)
+	return op.Manager.Start(ctrl.SetupSignalHandler())
+}
