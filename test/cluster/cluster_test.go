@@ -159,6 +159,16 @@ func TestLocalCluster(t *testing.T) {
 		}
 	}
 
+	// Nothing leaves the machine: a pod's request to an outside address
+	// (TEST-NET-3, never routed anywhere) must fail, stopped by the guard's
+	// FORWARD DROP, and outside names must not resolve.
+	dropsBefore := guardDrops(t)
+	runFailingPod(ctx, t, cs, "egress", []string{"get", "--wait=3s", "http://203.0.113.1/"})
+	if d := guardDrops(t); d <= dropsBefore {
+		t.Errorf("guard FORWARD DROP counter did not move (%d -> %d)", dropsBefore, d)
+	}
+	runFailingPod(ctx, t, cs, "outside-dns", []string{"get", "--wait=1s", "http://example.com/"})
+
 	comps, _, err := cl.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -331,4 +341,57 @@ func waitUntil(ctx context.Context, t *testing.T, timeout time.Duration, what st
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
+}
+
+// guardDrops sums the packet counters of the guard's FORWARD DROP rules in the mangle table.
+func guardDrops(t *testing.T) int64 {
+	t.Helper()
+	out, err := runCmd(context.Background(), "/", "iptables", "-w", "-t", "mangle", "-L", "SM-GUARD-FWD", "-v", "-x", "-n")
+	if err != nil {
+		t.Fatalf("iptables -L SM-GUARD-FWD: %v", err)
+	}
+	var total int64
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) > 2 && f[2] == "DROP" {
+			var n int64
+			fmt.Sscan(f[0], &n)
+			total += n
+		}
+	}
+	return total
+}
+
+// runFailingPod runs sm-echo with args in a pod that must end Failed.
+func runFailingPod(ctx context.Context, t *testing.T, cs kubernetes.Interface, name string, args []string) {
+	t.Helper()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: corev1.PodSpec{
+			RestartPolicy: corev1.RestartPolicyNever,
+			Containers: []corev1.Container{{
+				Name: name, Image: images.Ref("sm-echo"), ImagePullPolicy: corev1.PullNever, Args: args,
+			}},
+		},
+	}
+	if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create pod %s: %v", name, err)
+	}
+	var phase corev1.PodPhase
+	waitUntil(ctx, t, 60*time.Second, "pod "+name+" finished", func() error {
+		p, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if phase = p.Status.Phase; phase == corev1.PodSucceeded || phase == corev1.PodFailed {
+			return nil
+		}
+		return fmt.Errorf("phase %s", phase)
+	})
+	logs, _ := cs.CoreV1().Pods(ns).GetLogs(name, &corev1.PodLogOptions{}).DoRaw(ctx)
+	if phase != corev1.PodFailed {
+		t.Errorf("pod %s: phase %s, want Failed:\n%s", name, phase, logs)
+		return
+	}
+	t.Logf("pod %s failed as it must: %s", name, strings.TrimSpace(string(logs)))
 }
