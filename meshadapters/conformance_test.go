@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	istionetworkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -699,3 +700,90 @@ var (
 	_ = apierrors.IsNotFound
 	_ = types.NamespacedName{}
 )
+
+// TestConformanceUserObjectAppears: a user object created after our routes
+// takes them over (Istio: our routes move into the user's VirtualService and
+// ours is deleted; Gateway API: our default route gives way to routes
+// mirroring the user's), and its deletion brings ours back.
+func TestConformanceUserObjectAppears(t *testing.T) {
+	for _, b := range backends() {
+		if b.userObjects == nil {
+			continue
+		}
+		t.Run(b.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			ns := newNamespace(t, ctx, "appears-"+b.name)
+			svc := shopService(ns)
+			rs := RouteSet{Service: svc, Routes: shopRoutes(ns, ns)[:2]}
+			r := b.newRouter(env.client)
+			before := snapshot(t, ctx, ns)
+			mustApply(t, ctx, r, rs)
+			users := b.userObjects(ns)
+			for _, o := range users {
+				if err := env.client.Create(ctx, o); err != nil {
+					t.Fatal(err)
+				}
+			}
+			withUsers := snapshot(t, ctx, ns)
+			for k, v := range withUsers {
+				if strings.Contains(v, `"`+LabelManagedBy+`":"`+ManagedBy+`"`) {
+					delete(withUsers, k) // ours, from before the user objects existed
+				}
+			}
+			mustApply(t, ctx, r, rs)
+			checkRouting(t, ctx, b, r, rs, userTargets(t, b, svc, users))
+			if b.name == BackendIstio {
+				v, err := r.(*IstioRouter).view(ctx, svc)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if v.owned != nil || len(ourRouteNames(v.users[0], svc.Name)) != 4 {
+					t.Errorf("owned VirtualService left (%v) or routes not moved (%v)", v.owned != nil, ourRouteNames(v.users[0], svc.Name))
+				}
+			}
+			if err := r.Remove(ctx, svc); err != nil {
+				t.Fatal(err)
+			}
+			if d := diffSnapshots(withUsers, snapshot(t, ctx, ns)); d != "" {
+				t.Errorf("Remove with user objects:\n%s", d)
+			}
+			mustApply(t, ctx, r, rs)
+			for _, o := range users {
+				if err := env.client.Delete(ctx, o); err != nil {
+					t.Fatal(err)
+				}
+			}
+			mustApply(t, ctx, r, rs)
+			checkRouting(t, ctx, b, r, rs, userTargets(t, b, svc, nil))
+			if err := r.Remove(ctx, svc); err != nil {
+				t.Fatal(err)
+			}
+			if d := diffSnapshots(before, snapshot(t, ctx, ns)); d != "" {
+				t.Errorf("Remove:\n%s", d)
+			}
+		})
+	}
+}
+
+func TestIstioServicesFor(t *testing.T) {
+	r, _ := NewIstioRouter(Deps{Client: env.client})
+	w := r.(Watcher)
+	typed := &istionetworkingv1.VirtualService{}
+	typed.Namespace, typed.Name = "a", "vs"
+	typed.Spec.Hosts = []string{"shop", "cart.b.svc.cluster.local", "*.c.svc.cluster.local", "example.com", "x.y"}
+	got := w.ServicesFor(typed)
+	want := []types.NamespacedName{{Namespace: "a", Name: "shop"}, {Namespace: "b", Name: "cart"}}
+	if !slices.Equal(got, want) {
+		t.Errorf("ServicesFor = %v, want %v", got, want)
+	}
+	owned := &istionetworkingv1.VirtualService{}
+	owned.Namespace, owned.Name = "a", "sandboxmesh-shop"
+	owned.Labels = ownedLabels(BackendIstio, Service{Namespace: "a", Name: "shop"})
+	if got := w.ServicesFor(owned); !slices.Equal(got, want[:1]) {
+		t.Errorf("ServicesFor(owned) = %v", got)
+	}
+	if len(w.WatchedObjects()) != 1 {
+		t.Errorf("WatchedObjects = %v", w.WatchedObjects())
+	}
+}

@@ -74,13 +74,40 @@ func (r *IstioRouter) Name() string { return BackendIstio }
 // IstioOwnedName is the name of the VirtualService IstioRouter owns for a Service.
 func IstioOwnedName(svc string) string { return RouteNamePrefix + svc }
 
-// IstioRouteName is the name of the HTTP route for key on port (multiPort
-// Services get the port number appended).
-func IstioRouteName(key string, port int32, multiPort bool) string {
-	if multiPort {
-		return RouteNamePrefix + key + "-" + strconv.Itoa(int(port))
+// IstioRouteName is the name of the HTTP route for key on port of Service
+// svc: "sandboxmesh-<key>", with "-<port>" appended for Services with several
+// HTTP/gRPC ports, and with the Service name inserted ("sandboxmesh-<svc>.<key>")
+// in a VirtualService that lists several hosts (several Services may then
+// keep routes in it).
+func IstioRouteName(svc, key string, port int32, multiPort, multiHost bool) string {
+	n := RouteNamePrefix
+	if multiHost {
+		n += svc + "."
 	}
-	return RouteNamePrefix + key
+	n += key
+	if multiPort {
+		n += "-" + strconv.Itoa(int(port))
+	}
+	return n
+}
+
+// istioRouteOf returns whether a route of a VirtualService belongs to svc: in
+// a single-host VirtualService every route of ours does; in a multi-host one,
+// routes qualified with svc's name and unqualified ones (left from when it
+// had one host).
+func istioRouteOf(vs *unstructured.Unstructured, svc string) func(any) bool {
+	hosts, _, _ := unstructured.NestedStringSlice(vs.Object, "spec", "hosts")
+	multiHost := len(hosts) > 1
+	return func(rt any) bool {
+		if !isOurIstioRoute(rt) {
+			return false
+		}
+		if !multiHost {
+			return true
+		}
+		rest := strings.TrimPrefix(istioRouteName(rt), RouteNamePrefix)
+		return strings.HasPrefix(rest, svc+".") || !strings.Contains(rest, ".")
+	}
 }
 
 // WatchedObjects returns a VirtualService.
@@ -151,7 +178,7 @@ func (r *IstioRouter) view(ctx context.Context, svc Service) (*istioView, error)
 			continue
 		}
 		v.users = append(v.users, vs)
-		if hasIstioRoutes(vs) {
+		if slices.ContainsFunc(istioHTTP(vs), istioRouteOf(vs, svc.Name)) {
 			v.withOur = append(v.withOur, vs)
 		}
 	}
@@ -198,10 +225,6 @@ func istioRouteName(route any) string {
 
 func isOurIstioRoute(route any) bool {
 	return strings.HasPrefix(istioRouteName(route), RouteNamePrefix)
-}
-
-func hasIstioRoutes(vs *unstructured.Unstructured) bool {
-	return slices.ContainsFunc(istioHTTP(vs), isOurIstioRoute)
 }
 
 // Apply converges the VirtualService configuration for rs.
@@ -251,7 +274,7 @@ func (r *IstioRouter) apply(ctx context.Context, svc Service, routes []Route) ([
 		if _, err := r.cleanup(ctx, svc, v, v.owned); err != nil {
 			return nil, err
 		}
-		return ourRouteNames(desired), nil
+		return ourRouteNames(desired, svc.Name), nil
 	}
 	target := v.users[0]
 	updated := target.DeepCopy()
@@ -266,7 +289,7 @@ func (r *IstioRouter) apply(ctx context.Context, svc Service, routes []Route) ([
 	if _, err := r.cleanup(ctx, svc, v, target); err != nil {
 		return nil, err
 	}
-	return ourRouteNames(updated), nil
+	return ourRouteNames(updated, svc.Name), nil
 }
 
 // cleanup removes our routes from every user VirtualService but keep and
@@ -277,7 +300,7 @@ func (r *IstioRouter) cleanup(ctx context.Context, svc Service, v *istioView, ke
 		if keep != nil && vs.GetUID() == keep.GetUID() {
 			continue
 		}
-		if err := r.stripUser(ctx, vs); err != nil {
+		if err := r.stripUser(ctx, vs, svc); err != nil {
 			return nil, err
 		}
 	}
@@ -289,23 +312,24 @@ func (r *IstioRouter) cleanup(ctx context.Context, svc Service, v *istioView, ke
 	if keep == nil {
 		return nil, nil
 	}
-	return ourRouteNames(keep), nil
+	return ourRouteNames(keep, svc.Name), nil
 }
 
-// ourRouteNames returns the names of our keyed routes in vs.
-func ourRouteNames(vs *unstructured.Unstructured) []string {
+// ourRouteNames returns the names of the keyed routes of svc in vs.
+func ourRouteNames(vs *unstructured.Unstructured, svc string) []string {
 	var names []string
+	of := istioRouteOf(vs, svc)
 	for _, rt := range istioHTTP(vs) {
-		if isOurIstioRoute(rt) && istioRouteName(rt) != IstioDefaultRouteName {
+		if of(rt) && istioRouteName(rt) != IstioDefaultRouteName {
 			names = append(names, istioRouteName(rt))
 		}
 	}
 	return names
 }
 
-func (r *IstioRouter) stripUser(ctx context.Context, vs *unstructured.Unstructured) error {
+func (r *IstioRouter) stripUser(ctx context.Context, vs *unstructured.Unstructured, svc Service) error {
 	updated := vs.DeepCopy()
-	RemoveIstioRoutes(updated)
+	RemoveIstioRoutes(updated, svc)
 	if err := r.c.Update(ctx, updated); err != nil {
 		return fmt.Errorf("istio: remove our routes from VirtualService %s/%s: %w", vs.GetNamespace(), vs.GetName(), err)
 	}
@@ -377,7 +401,7 @@ func (r *IstioRouter) Status(ctx context.Context, svc Service) (Status, error) {
 		}
 		return Status{Accepted: true, Reason: ReasonNoRoutes, Message: "no routes for the service"}, nil
 	}
-	if len(ourRouteNames(target)) == 0 && len(want) == 0 {
+	if len(ourRouteNames(target, svc.Name)) == 0 && len(want) == 0 {
 		return Status{Accepted: true, Reason: ReasonNoRoutes, Message: "no routes for the service", ObservedGeneration: target.GetGeneration()}, nil
 	}
 	st := Status{ObservedGeneration: target.GetGeneration()}
@@ -519,12 +543,12 @@ func IstioOwnedVirtualService(svc Service, routes []Route, ex *routingkey.Extrac
 	return vs, nil
 }
 
-// InsertIstioRoutes replaces our routes in the user VirtualService vs (an
-// unstructured object) with the routes for svc: first any previous routes of
-// ours are removed, then the new ones are inserted at the top, with timeout
-// and retries copied from the user's default route of each port.
+// InsertIstioRoutes replaces our routes for svc in the user VirtualService vs
+// (an unstructured object) with routes: first svc's previous routes are
+// removed, then the new ones are inserted at the top, with timeout and
+// retries copied from the user's default route of each port.
 func InsertIstioRoutes(vs *unstructured.Unstructured, svc Service, routes []Route, ex *routingkey.Extractor, domain string) error {
-	RemoveIstioRoutes(vs)
+	RemoveIstioRoutes(vs, svc)
 	user := istioHTTP(vs)
 	hosts, _, _ := unstructured.NestedStringSlice(vs.Object, "spec", "hosts")
 	keyed, err := istioKeyedRoutes(svc, routes, ex, domain, user, len(hosts) > 1)
@@ -537,14 +561,14 @@ func InsertIstioRoutes(vs *unstructured.Unstructured, svc Service, routes []Rout
 	return nil
 }
 
-// RemoveIstioRoutes removes our routes from vs; when only ours were there,
-// spec.http is removed altogether, as it was before.
-func RemoveIstioRoutes(vs *unstructured.Unstructured) {
+// RemoveIstioRoutes removes the routes of svc from vs; when only ours were
+// there, spec.http is removed altogether, as it was before.
+func RemoveIstioRoutes(vs *unstructured.Unstructured, svc Service) {
 	http := istioHTTP(vs)
 	if http == nil {
 		return
 	}
-	kept := slices.DeleteFunc(http, isOurIstioRoute)
+	kept := slices.DeleteFunc(http, istioRouteOf(vs, svc.Name))
 	if len(kept) == 0 {
 		unstructured.RemoveNestedField(vs.Object, "spec", "http")
 		return
@@ -571,7 +595,7 @@ func istioKeyedRoutes(svc Service, routes []Route, ex *routingkey.Extractor, dom
 	for _, rt := range routes {
 		matchers := ex.HeaderMatchers(rt.RoutingKey)
 		for _, p := range ports {
-			hr := &istioapi.HTTPRoute{Name: IstioRouteName(rt.RoutingKey, p.Port, multiPort)}
+			hr := &istioapi.HTTPRoute{Name: IstioRouteName(svc.Name, rt.RoutingKey, p.Port, multiPort, multiHost)}
 			for _, m := range matchers {
 				sm := &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Regex{Regex: m.Regex}}
 				if m.Exact != "" {

@@ -3,6 +3,8 @@ package meshadapters
 import (
 	"fmt"
 	"net/http"
+	"regexp"
+	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -231,10 +233,62 @@ func TestOracleIstioUserVirtualService(t *testing.T) {
 				}
 			}
 		}
-		RemoveIstioRoutes(vs)
+		RemoveIstioRoutes(vs, svc)
 		if !sameJSON(vs.Object, before.Object) {
 			t.Errorf("RemoveIstioRoutes did not restore the user's VirtualService:\n got %v\nwant %v", vs.Object, before.Object)
 		}
+	}
+}
+
+// TestIstioSharedMultiHostVirtualService: two Services keep their routes in
+// one user VirtualService that lists both hosts, without touching each other's.
+func TestIstioSharedMultiHostVirtualService(t *testing.T) {
+	shop := shopService("oracle")
+	cart := shopService("oracle")
+	cart.Name = "cart"
+	vs := userVirtualService("oracle")
+	_ = unstructured.SetNestedStringSlice(vs.Object, []string{"shop", "cart"}, "spec", "hosts")
+	before := vs.DeepCopy()
+	routes := withoutBaseline(shopRoutes("oracle", "tunnels"))
+	shopRs, _ := RouteSet{Service: shop, Routes: routes}.validate("")
+	cartRs, _ := RouteSet{Service: cart, Routes: routes[:1]}.validate("")
+	for _, step := range []func() error{
+		func() error { return InsertIstioRoutes(vs, shop, shopRs, routingkey.Default, "") },
+		func() error { return InsertIstioRoutes(vs, cart, cartRs, routingkey.Default, "") },
+		func() error { return InsertIstioRoutes(vs, shop, shopRs[:1], routingkey.Default, "") },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := ourRouteNames(vs, "shop"); len(got) != 2 {
+		t.Errorf("shop routes %v, want 2 (1 key x 2 ports)", got)
+	}
+	if got := ourRouteNames(vs, "cart"); len(got) != 2 {
+		t.Errorf("cart routes %v, want 2", got)
+	}
+	if p := validateIstioRoutes(istioHTTP(vs)); len(p) > 0 {
+		t.Errorf("invalid: %v", p)
+	}
+	for _, tc := range []struct{ host, want string }{
+		{"shop", "shop-abc.oracle.svc.cluster.local"},
+		{"cart.oracle:8080", "shop-abc.oracle.svc.cluster.local"},
+	} {
+		got, name, _ := evalIstio(vs, request{path: "/", method: "GET", port: 8080, host: tc.host, headers: h("baggage", "sm-routing-key=abc")}, 8080)
+		if got.host != tc.want {
+			t.Errorf("%s: landed on %s via %s", tc.host, got, name)
+		}
+		if (tc.host == "shop") != strings.Contains(name, "shop.") {
+			t.Errorf("%s: matched route %s of the other Service", tc.host, name)
+		}
+	}
+	RemoveIstioRoutes(vs, shop)
+	if got := ourRouteNames(vs, "cart"); len(got) != 2 {
+		t.Errorf("removing shop's routes removed cart's: %v", got)
+	}
+	RemoveIstioRoutes(vs, cart)
+	if !sameJSON(vs.Object, before.Object) {
+		t.Errorf("not restored:\n got %v\nwant %v", vs.Object, before.Object)
 	}
 }
 
@@ -397,6 +451,9 @@ func TestOracleGAMMAUserRoutes(t *testing.T) {
 	}
 }
 
+// experimentalHeaderValue is the experimental channel's pattern for header match values.
+var experimentalHeaderValue = regexp.MustCompile(`^[!-~]+([\t ]?[!-~]+)*$`)
+
 // checkLimits checks the CRD limits on every rendered route.
 func checkLimits(t *testing.T, plan *GAMMAPlan) {
 	t.Helper()
@@ -413,6 +470,11 @@ func checkLimits(t *testing.T, plan *GAMMAPlan) {
 			for _, m := range rule.Matches {
 				if len(m.Headers) > MaxHeadersPerMatch {
 					t.Errorf("%s: %d headers in a match", r.Name, len(m.Headers))
+				}
+				for _, hm := range m.Headers {
+					if !experimentalHeaderValue.MatchString(hm.Value) {
+						t.Errorf("%s: header value %q fails the experimental-channel pattern", r.Name, hm.Value)
+					}
 				}
 			}
 		}
