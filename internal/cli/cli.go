@@ -191,3 +191,16 @@ func (a *App) httpClient() *http.Client {
 	}
 	return &http.Client{Timeout: 60 * time.Second}
 }
+
+// group makes a command that only holds subcommands: it prints its help, and
+// fails with a usage error on an unknown subcommand.
+func group(cmd *cobra.Command) *cobra.Command {
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usageErrorf("unknown command %q for %q", args[0], c.CommandPath())
+		}
+		return c.Help()
+	}
+	return cmd
+}

@@ -13,7 +13,7 @@ import (
 )
 
 func (a *App) authCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "auth", Short: "Log in to a control plane and show the login"}
+	cmd := group(&cobra.Command{Use: "auth", Short: "Log in to a control plane and show the login"})
 	cmd.AddCommand(a.authLoginCommand(), a.authStatusCommand())
 	return cmd
 }

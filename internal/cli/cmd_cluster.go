@@ -9,7 +9,7 @@ import (
 )
 
 func (a *App) clusterCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "cluster", Aliases: []string{"clusters"}, Short: "Register clusters and create their agents' tokens"}
+	cmd := group(&cobra.Command{Use: "cluster", Aliases: []string{"clusters"}, Short: "Register clusters and create their agents' tokens"})
 	add := &cobra.Command{
 		Use:   "add NAME",
 		Short: "Register a cluster with the control plane (idempotent)",
@@ -57,7 +57,7 @@ func (a *App) clusterCommand() *cobra.Command {
 			return a.printClusters(a.Stdout, cls)
 		},
 	}
-	token := &cobra.Command{Use: "token", Short: "Manage cluster tokens"}
+	token := group(&cobra.Command{Use: "token", Short: "Manage cluster tokens"})
 	var cluster string
 	create := &cobra.Command{
 		Use:   "create --cluster NAME",

@@ -16,7 +16,7 @@ import (
 )
 
 func (a *App) localCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "local", Short: "Reach sandboxes from your machine"}
+	cmd := group(&cobra.Command{Use: "local", Short: "Reach sandboxes from your machine"})
 	var (
 		sandbox string
 		maps    []string

@@ -9,7 +9,7 @@ import (
 )
 
 func (a *App) routeGroupCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "routegroup", Aliases: []string{"routegroups", "rg"}, Short: "Create, inspect and delete route groups"}
+	cmd := group(&cobra.Command{Use: "routegroup", Aliases: []string{"routegroups", "rg"}, Short: "Create, inspect and delete route groups"})
 	var (
 		file    string
 		sets    []string

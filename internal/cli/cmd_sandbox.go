@@ -14,7 +14,7 @@ import (
 )
 
 func (a *App) sandboxCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "sandbox", Aliases: []string{"sandboxes", "sb"}, Short: "Create, inspect and delete sandboxes"}
+	cmd := group(&cobra.Command{Use: "sandbox", Aliases: []string{"sandboxes", "sb"}, Short: "Create, inspect and delete sandboxes"})
 	cmd.AddCommand(a.sandboxApplyCommand(), a.sandboxGetCommand(), a.sandboxListCommand(), a.sandboxDeleteCommand())
 	return cmd
 }
@@ -236,6 +236,10 @@ func (a *App) sandboxListCommand() *cobra.Command {
 				sbs = []client.Sandbox{}
 			}
 			if ok, err := a.structured(a.Stdout, sbs); ok {
+				return err
+			}
+			if len(sbs) == 0 && len(labels) > 0 {
+				_, err := fmt.Fprintf(a.Stdout, "No sandboxes in org %s have the labels %s.\n", a.cfg.Org, strings.Join(selector, ","))
 				return err
 			}
 			if len(sbs) == 0 {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
+	"sort"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -70,9 +72,96 @@ func decodeStrict(data []byte, name string, v any) error {
 		return usageErrorf("%s: the file is empty; want `name: ...` and `spec: {...}`", name)
 	}
 	if err := yaml.UnmarshalStrict(data, v); err != nil {
+		if bad := unknownFields(data, reflect.TypeOf(v)); len(bad) > 0 {
+			return usageErrorf("%s: unknown field %s: check the spelling (the format is the body of the API's PUT: {name, spec}; see docs/cli.md)", name, strings.Join(bad, ", "))
+		}
 		return usageErrorf("%s: %v", name, strings.TrimPrefix(err.Error(), "error unmarshaling JSON: while decoding JSON: "))
 	}
 	return nil
+}
+
+// unknownFields returns the paths of the fields of data that t lacks.
+func unknownFields(data []byte, t reflect.Type) []string {
+	j, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return nil
+	}
+	var v any
+	if json.Unmarshal(j, &v) != nil {
+		return nil
+	}
+	var out []string
+	walkFields(v, t, "", &out)
+	sort.Strings(out)
+	return out
+}
+
+func jsonFields(t reflect.Type, into map[string]reflect.Type) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" {
+			continue
+		}
+		if f.Anonymous && name == "" {
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				jsonFields(ft, into)
+				continue
+			}
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		into[name] = f.Type
+	}
+}
+
+func walkFields(v any, t reflect.Type, path string, out *[]string) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	join := func(k string) string {
+		if path == "" {
+			return k
+		}
+		return path + "." + k
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return
+		}
+		fields := map[string]reflect.Type{}
+		jsonFields(t, fields)
+		for k, sub := range m {
+			ft, ok := fields[k]
+			if !ok {
+				*out = append(*out, join(k))
+				continue
+			}
+			walkFields(sub, ft, join(k), out)
+		}
+	case reflect.Map:
+		if m, ok := v.(map[string]any); ok {
+			for k, sub := range m {
+				walkFields(sub, t.Elem(), join(k), out)
+			}
+		}
+	case reflect.Slice:
+		if l, ok := v.([]any); ok {
+			for i, sub := range l {
+				walkFields(sub, t.Elem(), fmt.Sprintf("%s[%d]", path, i), out)
+			}
+		}
+	}
 }
 
 func fieldErrors(name string, errs apitypes.FieldErrors) error {

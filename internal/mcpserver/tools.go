@@ -32,10 +32,10 @@ type NameInput struct {
 type SandboxApplyInput struct {
 	Name string `json:"name,omitempty" jsonschema:"sandbox name: a DNS label starting with a letter, at most 30 characters (may come from yaml instead)"`
 	// Spec is the sandbox spec.
-	Spec *v1alpha1.SandboxSpec `json:"spec,omitempty" jsonschema:"the sandbox spec: cluster (required), forks [{forkOf: {kind: Deployment, namespace, name}, customizations: {images: [{image, container}], env: [{name, value}]}}], defaultRouteGroup: {endpoints: [{name, target: http://<svc>.<ns>.svc:<port> or http://<workload>.<ns>.deploy:<port>}]}, labels, ttl: {duration: 2h}. Give spec or yaml, not both"`
-	YAML               string `json:"yaml,omitempty" jsonschema:"alternatively the whole sandbox file as YAML or JSON: {name: ..., spec: {...}}"`
-	Wait               bool   `json:"wait,omitempty" jsonschema:"wait until the sandbox is ready before answering"`
-	WaitTimeoutSeconds int    `json:"wait_timeout_seconds,omitempty" jsonschema:"how long to wait when wait is true (default 180)"`
+	Spec               *v1alpha1.SandboxSpec `json:"spec,omitempty" jsonschema:"the sandbox spec: cluster (required), forks [{forkOf: {kind: Deployment, namespace, name}, customizations: {images: [{image, container}], env: [{name, value}]}}], defaultRouteGroup: {endpoints: [{name, target: http://<svc>.<ns>.svc:<port> or http://<workload>.<ns>.deploy:<port>}]}, labels, ttl: {duration: 2h}. Give spec or yaml, not both"`
+	YAML               string                `json:"yaml,omitempty" jsonschema:"alternatively the whole sandbox file as YAML or JSON: {name: ..., spec: {...}}"`
+	Wait               bool                  `json:"wait,omitempty" jsonschema:"wait until the sandbox is ready before answering"`
+	WaitTimeoutSeconds int                   `json:"wait_timeout_seconds,omitempty" jsonschema:"how long to wait when wait is true (default 180)"`
 }
 
 // SandboxForkInput creates or updates a sandbox that forks one workload with a new image.
