@@ -1,0 +1,157 @@
+// Package operator_test is the operator's scale benchmark: N sandboxes of one
+// fork each must converge (fork Deployments and Services created, Ready
+// status, routes published to the devmesh route server) against a real API
+// server. Run it with bench/operator/run.sh (SANDBOXMESH_SCALE=1000).
+package operator_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
+	"github.com/sandboxmesh/sandboxmesh/internal/testenv"
+	"github.com/sandboxmesh/sandboxmesh/operator/manager"
+	"github.com/sandboxmesh/sandboxmesh/operator/naming"
+)
+
+func rssMiB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			f := strings.Fields(l)
+			kb, _ := strconv.Atoi(f[1])
+			return float64(kb) / 1024
+		}
+	}
+	return 0
+}
+
+func TestScale(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("SANDBOXMESH_SCALE"))
+	if n == 0 {
+		t.Skip("scale benchmark: set SANDBOXMESH_SCALE (bench/operator/run.sh)")
+	}
+	env, err := testenv.Start(testenv.Options{WithoutMeshCRDs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const baselines = 100
+	ns := "scale"
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < baselines; i++ {
+		app := fmt.Sprintf("svc-%03d", i)
+		one := int32(1)
+		if err := c.Create(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: app, Namespace: ns}, Spec: appsv1.DeploymentSpec{
+			Replicas: &one, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": app}},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": app}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app:v1", Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}}}}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: app, Namespace: ns}, Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": app}, Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Play the Deployment controller: make every fork available as soon as it appears.
+	w, err := c.Watch(ctx, &appsv1.DeploymentList{}, client.InNamespace(ns), client.HasLabels{naming.LabelFork})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for ev := range w.ResultChan() {
+			d, ok := ev.Object.(*appsv1.Deployment)
+			if !ok || ev.Type == watch.Deleted || (d.Status.ObservedGeneration == d.Generation && d.Status.AvailableReplicas == 1) {
+				continue
+			}
+			d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 1, UpdatedReplicas: 1, AvailableReplicas: 1, ReadyReplicas: 1}
+			_ = c.Status().Update(ctx, d)
+		}
+	}()
+	runtime.GC()
+	rssBefore := rssMiB()
+	op, err := manager.New(env.Config, manager.Options{MetricsAddr: "0", ProbeAddr: "0",
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = op.Manager.Start(ctx) }()
+	start := time.Now()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			sb := &smv1.Sandbox{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("sb-%04d", i), Namespace: ns}, Spec: smv1.SandboxSpec{Forks: []smv1.Fork{{
+				ForkOf:         smv1.WorkloadRef{Kind: smv1.KindDeployment, Namespace: ns, Name: fmt.Sprintf("svc-%03d", i%baselines)},
+				Customizations: &smv1.Customizations{Images: []smv1.ImageCustomization{{Image: "app:v2"}}}}}}}
+			if err := c.Create(ctx, sb); err != nil {
+				t.Error(err)
+			}
+		}(i)
+	}
+	wg.Wait()
+	created := time.Since(start)
+	peak := 0.0
+	deadline := time.Now().Add(10 * time.Minute)
+	var ready, routes int
+	for time.Now().Before(deadline) {
+		var list smv1.SandboxList
+		if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			t.Fatal(err)
+		}
+		ready = 0
+		for _, sb := range list.Items {
+			if meta.IsStatusConditionTrue(sb.Status.Conditions, smv1.ConditionReady) {
+				ready++
+			}
+		}
+		routes = op.RouteServer.Table().Len()
+		if r := rssMiB(); r > peak {
+			peak = r
+		}
+		if ready == n && routes >= n {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	took := time.Since(start)
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	t.Logf("scale: %d sandboxes (%d baselines): created in %s, converged (Ready=%d, routes=%d) in %s", n, baselines, created.Round(time.Millisecond), ready, routes, took.Round(time.Millisecond))
+	t.Logf("memory: process RSS before operator %.0f MiB, peak %.0f MiB (operator + test client + watch in one process), Go heap in use %.0f MiB",
+		rssBefore, peak, float64(ms.HeapInuse)/(1<<20))
+	if ready != n || routes < n {
+		t.Fatalf("did not converge: Ready=%d routes=%d of %d", ready, routes, n)
+	}
+}
