@@ -167,15 +167,21 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 		c.Logger = log
 		s, err := Start(ctx, c)
 		if err != nil {
-			return errors.Join(err, stopAll(context.WithoutCancel(ctx)))
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.ShutdownTimeout)
+			defer cancel()
+			return errors.Join(err, stopAll(sctx))
 		}
 		servers = append(servers, s)
 	}
 	errc := make(chan error, len(servers))
+	done := make(chan struct{})
+	defer close(done)
 	for _, s := range servers {
 		go func() {
-			if err, ok := <-s.Err(); ok {
+			select {
+			case err := <-s.Err():
 				errc <- err
+			case <-done:
 			}
 		}()
 	}

@@ -161,21 +161,36 @@ func (s *Server) getNode(ctx context.Context, service Service, u string) Node {
 	if err != nil {
 		return failed(fmt.Errorf("call %s: read answer: %w", service, err))
 	}
+	return decodeAnswer(service, resp.StatusCode, resp.Status, body)
+}
+
+// decodeAnswer turns the answer of another service into its Node: the Node
+// it sent (with an Error added when its status is not 200 and nothing below
+// it says why), or a Node with the status and body as Error.
+func decodeAnswer(service Service, code int, status string, body []byte) Node {
 	var n Node
-	if resp.StatusCode == http.StatusOK {
+	if code == http.StatusOK {
 		if err := json.Unmarshal(body, &n); err != nil {
-			return failed(fmt.Errorf("call %s: decode answer: %w", service, err))
+			return Node{Service: string(service), Error: fmt.Sprintf("call %s: decode answer: %v", service, err)}
+		}
+		if n.Service == "" {
+			n.Service = string(service)
 		}
 		return n
 	}
-	// An error body of ours, a Node with errors below it, or something else (e.g. a proxy's page).
+	// A Node with errors below it, an error body of ours, or something else (e.g. a proxy's page).
 	if json.Unmarshal(body, &n) == nil && n.Service != "" {
 		if !n.HasError() {
-			n.Error = fmt.Sprintf("call %s: %s", service, resp.Status)
+			n.Error = fmt.Sprintf("call %s: %s", service, status)
 		}
 		return n
 	}
-	return failed(fmt.Errorf("call %s: %s: %s", service, resp.Status, strings.TrimSpace(string(body))))
+	const maxShown = 512
+	text := strings.TrimSpace(string(body))
+	if len(text) > maxShown {
+		text = text[:maxShown] + "..."
+	}
+	return Node{Service: string(service), Error: fmt.Sprintf("call %s: %s: %s", service, status, text)}
 }
 
 func (s *Server) callRoute(ctx context.Context, customer string) Node {
