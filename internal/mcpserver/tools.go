@@ -196,9 +196,9 @@ func (s *server) register(srv *mcp.Server) {
 	mcp.AddTool(srv, &mcp.Tool{Name: "routegroup_apply", Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(false), IdempotentHint: true},
 		Description: "Create or update a route group: one routing key that routes to the forks of every sandbox matching its label selector."}, s.routeGroupApply)
 	mcp.AddTool(srv, &mcp.Tool{Name: "routegroup_get", Annotations: ro, Description: "Get a route group: spec, status, matched sandboxes, endpoints."}, s.routeGroupGet)
-	mcp.AddTool(srv, &mcp.Tool{Name: "routegroup_list", Annotations: ro, Description: "List the org's route groups."}, s.routeGroupList)
+	mcp.AddTool(srv, &mcp.Tool{Name: "routegroup_list", Annotations: ro, Description: "List the org's route groups with their routing keys and the sandboxes they match."}, s.routeGroupList)
 	mcp.AddTool(srv, &mcp.Tool{Name: "routegroup_delete", Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(true), IdempotentHint: true},
-		Description: "Delete a route group."}, s.routeGroupDelete)
+		Description: "Delete a route group (its routes are removed; the matched sandboxes stay)."}, s.routeGroupDelete)
 	mcp.AddTool(srv, &mcp.Tool{Name: "cluster_list", Annotations: ro,
 		Description: "List the org's registered clusters (the values spec.cluster accepts) and when their agents were last seen."}, s.clusterList)
 	mcp.AddTool(srv, &mcp.Tool{Name: "workload_list", Annotations: ro,
