@@ -62,6 +62,9 @@ type Options struct {
 	GatewayAPIChannel GatewayAPIChannel
 	// WithoutMeshCRDs installs only the SandboxMesh CRDs.
 	WithoutMeshCRDs bool
+	// ServiceCIDR overrides the API server's Service IP range (envtest's default
+	// /24 holds about 250 Services; scale tests need more).
+	ServiceCIDR string
 }
 
 // Env is a running test API server.
@@ -118,6 +121,9 @@ func Start(opts Options) (*Env, error) {
 		ControlPlaneStartTimeout: 90 * time.Second,
 		ControlPlaneStopTimeout:  30 * time.Second,
 		Scheme:                   scheme,
+	}
+	if opts.ServiceCIDR != "" {
+		te.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", opts.ServiceCIDR)
 	}
 	cfg, err := te.Start()
 	if err != nil {
