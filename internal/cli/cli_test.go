@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"sigs.k8s.io/yaml"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
@@ -489,5 +490,44 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal(fmt.Errorf("condition not met in time"))
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestMCPCommand drives `sandboxmesh mcp` over its stdio with the MCP SDK's client.
+func TestMCPCommand(t *testing.T) {
+	h := newHarness(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	var errb syncBuffer
+	app := h.app("", outW, &errb)
+	app.Stdin = inR
+	done := make(chan int)
+	go func() {
+		code := app.Execute(ctx, []string{"mcp"})
+		outW.Close()
+		done <- code
+	}()
+	cl := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "v0"}, nil)
+	cs, err := cl.Connect(ctx, &mcp.IOTransport{Reader: outR, Writer: inW}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "sandbox_fork", Arguments: map[string]any{"name": "feat", "workload": "shop/cart", "image": "cart:v2"}})
+	if err != nil || res.IsError {
+		t.Fatalf("sandbox_fork: %v %+v", err, res)
+	}
+	if init := cs.InitializeResult(); init == nil || init.ServerInfo.Name != "sandboxmesh" || !strings.Contains(init.Instructions, "sandbox_fork") {
+		t.Fatalf("initialize: %+v", init)
+	}
+	sb, err := h.env.Client.GetSandbox(ctx, cptest.Org, "feat")
+	if err != nil || sb.Spec.Forks[0].Customizations.Images[0].Image != "cart:v2" {
+		t.Fatalf("sandbox: %v %+v", err, sb)
+	}
+	cs.Close()
+	inW.Close()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 }

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"io"
+
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/spf13/cobra"
 
@@ -23,7 +25,12 @@ them. It uses the same configuration as the CLI. Example client configuration:
 				return err
 			}
 			srv := mcpserver.New(mcpserver.Options{Client: c, Org: a.cfg.Org, APIKey: a.cfg.APIKey, PreviewBase: a.cfg.previewBase(), HTTPClient: a.httpClient(), Version: Version})
-			return srv.Run(cmd.Context(), &mcp.StdioTransport{})
+			// Stdin and Stdout are the process's in cmd/sandboxmesh: this is the stdio transport.
+			return srv.Run(cmd.Context(), &mcp.IOTransport{Reader: io.NopCloser(a.Stdin), Writer: nopWriteCloser{a.Stdout}})
 		},
 	}
 }
+
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }
