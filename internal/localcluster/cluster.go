@@ -138,75 +138,101 @@ func (cl *Cluster) Up(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("up: %w", err)
 	}
+	cl.progress("packages, binaries, guard, certificates and configuration ready after %s", time.Since(t0).Round(10*time.Millisecond))
 
 	add := func(p Process) error {
 		st.Processes = append(st.Processes, p)
 		return c.saveState(st)
 	}
-	startWait := func(name, bin string, args, env []string, timeout time.Duration, check func(context.Context) error) error {
+	type pending struct {
+		p       Process
+		t       time.Time
+		timeout time.Duration
+		check   func(context.Context) error
+	}
+	launch := func(name, bin string, args, env []string, timeout time.Duration, check func(context.Context) error) (*pending, error) {
 		if err := c.CheckGuard(ctx); err != nil {
-			return fmt.Errorf("up: refusing to start %s: %w", name, err)
+			return nil, fmt.Errorf("up: refusing to start %s: %w", name, err)
 		}
-		t := time.Now()
 		p, err := c.start(name, bin, args, env)
 		if err != nil {
-			return fmt.Errorf("up: %w", err)
+			return nil, fmt.Errorf("up: %w", err)
 		}
-		if err := add(p); err != nil {
-			return err
+		return &pending{p: p, t: time.Now(), timeout: timeout, check: check}, add(p)
+	}
+	await := func(ps ...*pending) error {
+		for _, pd := range ps {
+			if err := waitFor(ctx, pd.p, pd.timeout, pd.check); err != nil {
+				return fmt.Errorf("up: %w", err)
+			}
+			cl.progress("%s ready in %s (pid %d)", pd.p.Name, time.Since(pd.t).Round(10*time.Millisecond), pd.p.PID)
 		}
-		if err := waitFor(ctx, p, timeout, check); err != nil {
-			return fmt.Errorf("up: %w", err)
-		}
-		cl.progress("%s ready in %s (pid %d)", name, time.Since(t).Round(10*time.Millisecond), p.PID)
 		return nil
 	}
 	tlsClient := c.httpClient()
 	k8s := func(n string) string { return filepath.Join(binDir, n) }
-
-	if err := startWait("etcd", "/usr/bin/etcd", c.etcdArgs(), []string{"ETCD_UNSUPPORTED_ARCH="}, 30*time.Second,
-		httpOK(http.DefaultClient, fmt.Sprintf("http://127.0.0.1:%d/health", c.EtcdPort))); err != nil {
-		return "", err
-	}
-	if err := startWait("kube-apiserver", k8s("kube-apiserver"), c.apiserverArgs(), nil, 90*time.Second,
-		httpOK(tlsClient, c.APIServerURL()+"/readyz")); err != nil {
-		return "", err
-	}
-	if err := startWait("kube-controller-manager", k8s("kube-controller-manager"), c.controllerManagerArgs(), nil, 60*time.Second,
-		httpOK(insecureClient, "https://127.0.0.1:10257/healthz")); err != nil {
-		return "", err
-	}
-	if err := startWait("kube-scheduler", k8s("kube-scheduler"), c.schedulerArgs(), nil, 60*time.Second,
-		httpOK(insecureClient, "https://127.0.0.1:10259/healthz")); err != nil {
-		return "", err
-	}
 	// Registry requests go to a dead loopback proxy: an image that is not
 	// already imported fails fast instead of being fetched from outside.
 	noEgress := []string{"HTTP_PROXY=http://127.0.0.1:9", "HTTPS_PROXY=http://127.0.0.1:9", "http_proxy=http://127.0.0.1:9", "https_proxy=http://127.0.0.1:9", "NO_PROXY=", "no_proxy="}
-	if err := startWait("containerd", "/usr/bin/containerd", []string{"--config", c.path("etc", "containerd.toml")}, noEgress, 30*time.Second,
+	dnsAddr := net.JoinHostPort(c.DNSIP().String(), "53")
+
+	// Independent components start together; each waits only for what it needs.
+	etcd, err := launch("etcd", "/usr/bin/etcd", c.etcdArgs(), []string{"ETCD_UNSUPPORTED_ARCH="}, 30*time.Second,
+		httpOK(http.DefaultClient, fmt.Sprintf("http://127.0.0.1:%d/health", c.EtcdPort)))
+	if err != nil {
+		return "", err
+	}
+	containerd, err := launch("containerd", "/usr/bin/containerd", []string{"--config", c.path("etc", "containerd.toml")}, noEgress, 30*time.Second,
 		func(ctx context.Context) error {
 			_, err := run(ctx, "ctr", "--address", c.ContainerdSocket(), "version")
 			return err
-		}); err != nil {
+		})
+	if err != nil {
+		return "", err
+	}
+	if err := await(etcd); err != nil {
+		return "", err
+	}
+	apiserver, err := launch("kube-apiserver", k8s("kube-apiserver"), c.apiserverArgs(), nil, 120*time.Second,
+		httpOK(tlsClient, c.APIServerURL()+"/readyz"))
+	if err != nil {
+		return "", err
+	}
+	if err := await(containerd); err != nil {
 		return "", err
 	}
 	if err := cl.LoadImages(ctx, listTarballs(c.ImagesDir)...); err != nil {
 		return "", fmt.Errorf("up: %w", err)
 	}
-	if err := startWait("kubelet", k8s("kubelet"), c.kubeletArgs(), nil, 60*time.Second,
-		httpOK(http.DefaultClient, "http://127.0.0.1:10248/healthz")); err != nil {
+	if err := await(apiserver); err != nil {
 		return "", err
 	}
-	if err := startWait("kube-proxy", k8s("kube-proxy"), []string{"--config=" + c.path("etc", "kube-proxy.yaml"), "--v=1"}, nil, 60*time.Second,
-		httpOK(http.DefaultClient, "http://127.0.0.1:10256/healthz")); err != nil {
-		return "", err
+	var group []*pending
+	for _, s := range []struct {
+		name  string
+		args  []string
+		check func(context.Context) error
+	}{
+		{"kube-controller-manager", c.controllerManagerArgs(), httpOK(insecureClient, "https://127.0.0.1:10257/healthz")},
+		{"kube-scheduler", c.schedulerArgs(), httpOK(insecureClient, "https://127.0.0.1:10259/healthz")},
+		{"kubelet", c.kubeletArgs(), httpOK(http.DefaultClient, "http://127.0.0.1:10248/healthz")},
+		{"kube-proxy", []string{"--config=" + c.path("etc", "kube-proxy.yaml"), "--v=1"}, httpOK(http.DefaultClient, "http://127.0.0.1:10256/healthz")},
+	} {
+		pd, err := launch(s.name, k8s(s.name), s.args, nil, 90*time.Second, s.check)
+		if err != nil {
+			return "", err
+		}
+		group = append(group, pd)
 	}
-	dnsAddr := net.JoinHostPort(c.DNSIP().String(), "53")
-	if err := startWait("dns", self, []string{"dns", "--kubeconfig", c.path("etc", "dns.kubeconfig"), "--listen", dnsAddr, "--domain", c.ClusterDomain}, nil, 30*time.Second,
+	dnsSrv, err := launch("dns", self, []string{"dns", "--kubeconfig", c.path("etc", "dns.kubeconfig"), "--listen", dnsAddr, "--domain", c.ClusterDomain}, nil, 30*time.Second,
 		func(ctx context.Context) error {
 			_, err := Resolver(dnsAddr).LookupHost(ctx, "kubernetes.default.svc."+c.ClusterDomain)
 			return err
-		}); err != nil {
+		})
+	if err != nil {
+		return "", err
+	}
+	if err := await(append(group, dnsSrv)...); err != nil {
 		return "", err
 	}
 	t := time.Now()

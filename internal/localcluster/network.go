@@ -125,8 +125,18 @@ func (c Config) CheckGuard(ctx context.Context) error {
 			return fmt.Errorf("%w: %s does not route onto %s (%s)", ErrGuardMissing, ip, br, strings.TrimSpace(out))
 		}
 	}
+	// One iptables-save per family and table instead of one -C per rule: the
+	// check runs before every component starts.
 	for _, ipt := range []string{"iptables", "ip6tables"} {
 		for _, table := range guardTables {
+			dump, err := run(ctx, ipt+"-save", "-t", table)
+			if err != nil {
+				return fmt.Errorf("%w: %s-save -t %s: %v", ErrGuardMissing, ipt, table, err)
+			}
+			lines := map[string]bool{}
+			for _, l := range strings.Split(dump, "\n") {
+				lines[strings.TrimSpace(l)] = true
+			}
 			for chain, rules := range c.guardRules() {
 				if ipt == "ip6tables" && chain == guardOutChain {
 					continue
@@ -135,11 +145,11 @@ func (c Config) CheckGuard(ctx context.Context) error {
 				if chain == guardOutChain {
 					hook = "OUTPUT"
 				}
-				if _, err := run(ctx, ipt, "-w", "-t", table, "-C", hook, "-j", chain); err != nil {
+				if !lines["-A "+hook+" -j "+chain] {
 					return fmt.Errorf("%w: %s -t %s has no jump %s -> %s", ErrGuardMissing, ipt, table, hook, chain)
 				}
 				for _, r := range rules {
-					if _, err := run(ctx, ipt, append([]string{"-w", "-t", table, "-C", chain}, r...)...); err != nil {
+					if !lines["-A "+chain+" "+strings.Join(r, " ")] {
 						return fmt.Errorf("%w: %s -t %s chain %s lacks %v", ErrGuardMissing, ipt, table, chain, r)
 					}
 				}
