@@ -19,10 +19,9 @@ generate: ## Generate deepcopy code for the API types (controller-gen).
 	$(CONTROLLER_GEN) object paths=./crds/...
 
 .PHONY: manifests
-manifests: ## Generate CRD, RBAC and webhook manifests (controller-gen).
+manifests: ## Generate CRD and RBAC manifests (controller-gen).
 	$(CONTROLLER_GEN) crd:crdVersions=v1 paths=./crds/... output:crd:dir=./crds/manifests
 	$(CONTROLLER_GEN) rbac:roleName=sandboxmesh-operator paths=./operator/... output:rbac:dir=./deploy/manifests/rbac
-	$(CONTROLLER_GEN) webhook paths=./operator/... output:webhook:dir=./deploy/manifests/webhook
 
 .PHONY: verify
 verify: ## Fail when generated files are stale or code is not gofmt'ed.
