@@ -187,11 +187,13 @@ for c in (int(sys.argv[2]), int(sys.argv[3])):
         pc = percore(c, n) if n != "direct" else float("nan")
         a50 = p50 - med("p50", c, "direct"); a99 = p99 - med("p99", c, "direct")
         print(f"{n:9} {rps:9.0f} {cpu:9.2f} {pc:21.0f} {p50:8.0f} {p99:8.0f} {a50:8.0f} {a99:8.0f} {int(med('err', c, n)):6d}")
+    def ratio(a, b): return f"{a/b:.2f}x" if b > 0 and a == a and b == b else "n/a"
     for peer in ("nginx", "haproxy"):
-        print(f"devmesh/{peer}: req/s per core {percore(c,'devmesh')/percore(c,peer):.2f}x, "
-              f"raw req/s {med('rps',c,'devmesh')/med('rps',c,peer):.2f}x, "
-              f"added p50 {(med('p50',c,'devmesh')-med('p50',c,'direct'))/max(1,med('p50',c,peer)-med('p50',c,'direct')):.2f}x, "
-              f"added p99 {(med('p99',c,'devmesh')-med('p99',c,'direct'))/max(1,med('p99',c,peer)-med('p99',c,'direct')):.2f}x")
+        add = lambda k, n: med(k, c, n) - med(k, c, "direct")
+        print(f"devmesh/{peer}: req/s per core {ratio(percore(c,'devmesh'), percore(c,peer))}, "
+              f"raw req/s {ratio(med('rps',c,'devmesh'), med('rps',c,peer))}, "
+              f"added p50 {ratio(add('p50','devmesh'), add('p50',peer))}, "
+              f"added p99 {ratio(add('p99','devmesh'), add('p99',peer))}")
 PY
 
 DPID=$(cat "$OUT/devmesh.pid")

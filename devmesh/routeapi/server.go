@@ -113,7 +113,7 @@ func (s *Server) Publish(ctx context.Context, routes []Route) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur := s.cur.Load()
-	nt, err := NewTable(cur.version+1, routes)
+	nt, err := cur.rebuild(cur.version+1, routes)
 	if err != nil {
 		return cur.version, fmt.Errorf("publish routes: %w", err)
 	}

@@ -235,6 +235,34 @@ func NewTable(version uint64, routes []Route) (*Table, error) {
 	return t, nil
 }
 
+// rebuild is NewTable for the next version of t: entries whose destination did not change are shared
+// with t instead of being rebuilt (cheaper publishes, less garbage).
+func (t *Table) rebuild(version uint64, routes []Route) (*Table, error) {
+	nt := &Table{version: version, byW: make(map[WorkloadRef]map[string]*entry)}
+	in := interner{}
+	for i, r := range routes {
+		if err := r.Validate(); err != nil {
+			return nil, fmt.Errorf("routes[%d]: %w", i, err)
+		}
+		w := r.Workload.normalized()
+		m := nt.byW[w]
+		if m == nil {
+			m = make(map[string]*entry, len(t.byW[w]))
+			nt.byW[w] = m
+		}
+		if _, dup := m[r.RoutingKey]; dup {
+			return nil, fmt.Errorf("routes[%d]: route %s key %q: duplicate: %w", i, w, r.RoutingKey, ErrInvalidRoute)
+		}
+		if oe, ok := t.byW[w][r.RoutingKey]; ok && oe.dest.equal(&r.Destination) {
+			m[r.RoutingKey] = oe
+		} else {
+			m[r.RoutingKey] = newEntry(in.dest(r.Destination))
+		}
+		nt.n++
+	}
+	return nt, nil
+}
+
 // Version returns the table's version (0 for an empty, never-synced table).
 func (t *Table) Version() uint64 {
 	if t == nil {
@@ -487,6 +515,7 @@ func (t *Table) withWorkload(version uint64, w WorkloadRef, routes []Route) (*Ta
 		old = t.byW[w]
 	}
 	m := make(map[string]*entry, len(routes))
+	in := interner{}
 	for i, r := range routes {
 		if r.Workload.normalized() != w {
 			return nil, fmt.Errorf("routes[%d]: workload %s: not %s: %w", i, r.Workload, w, ErrInvalidRoute)
@@ -501,7 +530,7 @@ func (t *Table) withWorkload(version uint64, w WorkloadRef, routes []Route) (*Ta
 			m[r.RoutingKey] = oe // unchanged: share the immutable entry
 			continue
 		}
-		m[r.RoutingKey] = newEntry(r.Destination)
+		m[r.RoutingKey] = newEntry(in.dest(r.Destination))
 	}
 	nt := &Table{version: version, n: t.Len()}
 	if t != nil {
