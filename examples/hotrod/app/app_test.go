@@ -274,3 +274,56 @@ func TestParseArgs(t *testing.T) {
 		}
 	}
 }
+
+func TestUnreachableDownstream(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// Ports that were just free: nothing listens there.
+	dead := func() string {
+		s, err := Start(t.Context(), Config{Service: Customer, HTTPAddr: "127.0.0.1:0", Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := s.HTTPAddr()
+		if err := s.Shutdown(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		return addr
+	}
+	s, err := Start(t.Context(), Config{Service: Frontend, HTTPAddr: "127.0.0.1:0", Logger: log,
+		RouteURL: "http://" + dead(), DriverAddr: dead(), CallTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	code, body := get(t, "http://"+s.HTTPAddr()+"/dispatch", nil)
+	var root Node
+	if err := json.Unmarshal(body, &root); err != nil || code != http.StatusBadGateway {
+		t.Fatalf("%d %s (decode error %v), want 502 with the tree", code, body, err)
+	}
+	for _, svc := range []string{"route", "driver"} {
+		if n := root.Find(svc); n == nil || !strings.Contains(n.Error, "call "+svc) {
+			t.Errorf("%s node %+v, want a call error", svc, n)
+		}
+	}
+}
+
+func TestRunStopsOnCancel(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	o, err := ParseArgs([]string{"customer", "--http-addr=127.0.0.1:0", "--drain-delay=10ms"}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, o, log) }()
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+}
