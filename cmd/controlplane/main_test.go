@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// start runs the binary's main logic until the test stops it, and waits for /readyz.
+func start(t *testing.T, args ...string) (string, *syncBuf, func()) {
+	t.Helper()
+	addr := freeAddr(t)
+	var out, logs syncBuf
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, append([]string{"--listen", addr, "--log-level", "warn"}, args...), &out, &logs) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready: %v; logs %s", err, logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return addr, &out, func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}
+}
+
+func TestZeroConfigBootstrap(t *testing.T) {
+	dir := t.TempDir()
+	addr, out, stop := start(t, "--data-dir", dir)
+	text := out.String()
+	i := strings.Index(text, "smk_")
+	if i < 0 {
+		t.Fatalf("no bootstrap key printed: %q", text)
+	}
+	key := strings.Fields(text[i:])[0]
+	req, _ := http.NewRequest("GET", "http://"+addr+"/api/v2/orgs/default/sandboxes", nil)
+	req.Header.Set("sandboxmesh-api-key", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("bootstrap key does not work: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	stop()
+
+	// A restart on the same data keeps the key and prints nothing.
+	_, out2, stop2 := start(t, "--data-dir", dir)
+	if strings.Contains(out2.String(), "smk_") {
+		t.Fatalf("key printed again: %q", out2.String())
+	}
+	stop2()
+}
+
+func TestBootstrapKeyFromEnv(t *testing.T) {
+	t.Setenv("SANDBOXMESH_BOOTSTRAP_KEY", "smk_fromtheenvironment0000000000")
+	addr, out, stop := start(t, "--data-dir", t.TempDir(), "--bootstrap-org", "acme")
+	defer stop()
+	if strings.Contains(out.String(), "smk_") {
+		t.Fatalf("env key printed: %q", out.String())
+	}
+	req, _ := http.NewRequest("GET", "http://"+addr+"/api/v2/orgs/acme", nil)
+	req.Header.Set("signadot-api-key", "smk_fromtheenvironment0000000000")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("env key: %v %v", resp, err)
+	}
+	resp.Body.Close()
+}
+
+func TestBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--database-url", "mysql://x"},
+		{"--log-level", "loud"},
+		{"--preview-url", "ftp://x", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0"},
+	} {
+		var out, logs bytes.Buffer
+		if err := run(context.Background(), args, &out, &logs); err == nil {
+			t.Errorf("%v: no error", args)
+		}
+	}
+}
