@@ -531,3 +531,88 @@ func TestMCPCommand(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 }
+
+// TestNewcomerFlow is docs/cli.md's three commands: log in, fork a workload
+// with a new image and wait (the agent reports readiness meanwhile), reach the
+// sandbox from the local machine.
+func TestNewcomerFlow(t *testing.T) {
+	h := newHarness(t)
+	h.vars = map[string]string{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	h.mustRun("auth", "login", "--api-url", h.env.URL, "--org", cptest.Org, "--api-key", h.env.Key)
+
+	go func() {
+		waitFor(t, func() bool { _, err := h.env.Client.GetSandbox(ctx, cptest.Org, "feat"); return err == nil })
+		if err := h.env.ReportStatus(ctx, "feat", readyStatus()); err != nil {
+			t.Error(err)
+		}
+	}()
+	r := h.mustRun("sandbox", "fork", "feat", "--workload", "shop/cart", "--image", "cart:v2", "--env", "FEATURE=on",
+		"--endpoint", "http://frontend.shop.svc:8080", "--wait", "--wait-timeout", "20s")
+	h.golden("sandbox-fork-wait.txt", r.stdout)
+
+	backend := cptest.NewBackend(t)
+	h.env.ConnectAgent(t, backend, "frontend.shop.svc:8080")
+	addrs := make(chan string, 1)
+	var out, errb syncBuffer
+	app := h.app("", &out, &errb)
+	app.OnListen = func(a string) { addrs <- a }
+	done := make(chan int, 1)
+	go func() {
+		done <- app.Execute(ctx, []string{"local", "proxy", "--sandbox", "feat", "--map", "http://frontend.shop.svc:8080@127.0.0.1:0"})
+	}()
+	var addr string
+	select {
+	case addr = <-addrs:
+	case code := <-done:
+		t.Fatalf("local proxy exit %d: %s", code, errb.String())
+	}
+	resp, err := http.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "backend GET /" {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	if k, _ := routingkey.Default.Extract(backend.Last().Header); k != "rk0001" {
+		t.Fatalf("routing key %q", k)
+	}
+}
+
+func TestForkErrors(t *testing.T) {
+	h := newHarness(t)
+	h.mustRun("sandbox", "fork", "feat", "--workload", "shop/cart", "--image", "cart:v2")
+	// An update keeps the fork and changes its image.
+	h.mustRun("sandbox", "fork", "feat", "--workload", "shop/cart", "--image", "cart:v3", "--endpoint-port", "8080")
+	sb, err := h.env.Client.GetSandbox(context.Background(), cptest.Org, "feat")
+	if err != nil || len(sb.Spec.Forks) != 1 || sb.Spec.Forks[0].Customizations.Images[0].Image != "cart:v3" || sb.Spec.DefaultRouteGroup.Endpoints[0].Target != "http://cart.shop.deploy:8080" {
+		t.Fatalf("update: %v %+v", err, sb)
+	}
+	h.mustRun("cluster", "add", "c2")
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no workload", []string{"sandbox", "fork", "x", "--image", "i"}, cli.ExitUsage, "--workload is required"},
+		{"bad workload", []string{"sandbox", "fork", "x", "--workload", "cart", "--image", "i"}, cli.ExitUsage, "namespace/name"},
+		{"nothing to change", []string{"sandbox", "fork", "x", "--workload", "shop/cart"}, cli.ExitUsage, "give an image"},
+		{"bad name", []string{"sandbox", "fork", "X_1", "--workload", "shop/cart", "--image", "i"}, cli.ExitUsage, "DNS label"},
+		{"bad env", []string{"sandbox", "fork", "x", "--workload", "shop/cart", "--env", "noequals"}, cli.ExitUsage, "name=value"},
+		{"several clusters", []string{"sandbox", "fork", "x", "--workload", "shop/cart", "--image", "i"}, cli.ExitUsage, "several clusters (c1, c2): choose one with --cluster"},
+		{"bad endpoint", []string{"sandbox", "fork", "x", "--workload", "shop/cart", "--image", "i", "--cluster", "c1", "--endpoint", "frontend:80"}, cli.ExitUsage, "spec.defaultRouteGroup.endpoints[0].target"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h.t = t
+			r := h.run(tc.args...)
+			if r.code != tc.code || !strings.Contains(r.stderr, tc.want) {
+				t.Fatalf("exit %d (want %d), stderr lacks %q:\n%s", r.code, tc.code, tc.want, r.stderr)
+			}
+		})
+	}
+}

@@ -15,7 +15,7 @@ import (
 
 func (a *App) sandboxCommand() *cobra.Command {
 	cmd := group(&cobra.Command{Use: "sandbox", Aliases: []string{"sandboxes", "sb"}, Short: "Create, inspect and delete sandboxes"})
-	cmd.AddCommand(a.sandboxApplyCommand(), a.sandboxGetCommand(), a.sandboxListCommand(), a.sandboxDeleteCommand())
+	cmd.AddCommand(a.sandboxApplyCommand(), a.sandboxForkCommand(), a.sandboxGetCommand(), a.sandboxListCommand(), a.sandboxDeleteCommand())
 	return cmd
 }
 
@@ -68,34 +68,14 @@ then prints the endpoints with their preview URLs.`,
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			out, err := c.ApplySandbox(ctx, a.cfg.Org, sb)
-			if err != nil {
-				return a.explain(err, "apply sandbox "+sb.Name)
-			}
-			if !wait {
-				if ok, err := a.structured(a.Stdout, out); ok {
-					return err
-				}
-				fmt.Fprintf(a.Stdout, "sandbox %s applied (version %d, routing key %s)\n\n", out.Name, out.Version, out.RoutingKey)
-				return printEndpoints(a.Stdout, out)
-			}
-			fmt.Fprintf(a.Stderr, "sandbox %s applied (version %d, routing key %s); waiting up to %s for it to be ready\n", out.Name, out.Version, out.RoutingKey, timeout)
-			ready, err := a.waitReady(ctx, c, out.Name, timeout, a.Stderr)
-			if err != nil {
-				return err
-			}
-			if ok, err := a.structured(a.Stdout, ready); ok {
-				return err
-			}
-			fmt.Fprintf(a.Stdout, "sandbox %s is ready (routing key %s)\n\n", ready.Name, ready.RoutingKey)
-			return printEndpoints(a.Stdout, ready)
+			return a.applyAndReport(cmd, c, sb, wait, timeout)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVarP(&file, "filename", "f", "", "spec file (YAML or JSON; - reads stdin)")
 	f.StringArrayVar(&sets, "set", nil, "template variable, var=value (repeatable)")
 	f.StringVar(&cluster, "cluster", "", "set spec.cluster")
+	_ = cmd.RegisterFlagCompletionFunc("cluster", a.completeClusters)
 	f.BoolVar(&wait, "wait", false, "wait until the sandbox is ready, showing progress")
 	f.DurationVar(&timeout, "wait-timeout", 3*time.Minute, "how long --wait waits (exit code 4 after it)")
 	_ = cmd.MarkFlagFilename("filename", "yaml", "yml", "json")

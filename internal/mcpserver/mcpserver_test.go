@@ -307,7 +307,7 @@ func TestToolErrors(t *testing.T) {
 		{"rejected by the control plane", s, "sandbox_fork", map[string]any{"name": "x", "workload": "shop/cart", "image": "i", "cluster": "nosuch"},
 			[]string{"spec.cluster names no registered cluster", "Fix the listed fields"}},
 		{"bad workload", s, "sandbox_fork", map[string]any{"name": "x", "workload": "cart", "image": "i"}, []string{"namespace/name"}},
-		{"fork without change", s, "sandbox_fork", map[string]any{"name": "x", "workload": "shop/cart"}, []string{"give image"}},
+		{"fork without change", s, "sandbox_fork", map[string]any{"name": "x", "workload": "shop/cart"}, []string{"give an image"}},
 		{"wait timeout", s, "sandbox_wait", map[string]any{"name": "feat", "timeout_seconds": 1}, []string{"not ready after 1s", "blocking: Pending", "sandbox_wait again"}},
 		{"no endpoints", s, "http_request", map[string]any{"sandbox": "feat"}, []string{"no endpoints", "endpoint_target"}},
 		{"no endpoints for preview", s, "preview_url", map[string]any{"sandbox": "feat"}, []string{"no endpoints"}},

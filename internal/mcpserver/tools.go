@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/client"
 	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
+	"github.com/sandboxmesh/sandboxmesh/internal/cli/forkspec"
 	"github.com/sandboxmesh/sandboxmesh/internal/cli/previewpath"
 )
 
@@ -267,147 +267,30 @@ func (s *server) sandboxApply(ctx context.Context, req *mcp.CallToolRequest, in 
 	return s.apply(ctx, req, sb, in.Wait, in.WaitTimeoutSeconds)
 }
 
-func parseWorkload(w string) (v1alpha1.WorkloadRef, error) {
-	parts := strings.Split(w, "/")
-	switch len(parts) {
-	case 2:
-		return v1alpha1.WorkloadRef{Kind: v1alpha1.KindDeployment, Namespace: parts[0], Name: parts[1]}, nil
-	case 3:
-		return v1alpha1.WorkloadRef{Kind: v1alpha1.WorkloadKind(parts[0]), Namespace: parts[1], Name: parts[2]}, nil
-	}
-	return v1alpha1.WorkloadRef{}, fmt.Errorf("workload %q: want namespace/name (e.g. shop/cart) or Deployment/namespace/name", w)
-}
-
-var reNotLabel = regexp.MustCompile(`[^a-z0-9-]+`)
-
-// endpointName derives a valid endpoint name (DNS label starting with a letter, <= 30).
-func endpointName(s string) string {
-	n := reNotLabel.ReplaceAllString(strings.ToLower(s), "-")
-	if n == "" || n[0] < 'a' || n[0] > 'z' {
-		n = "ep-" + n
-	}
-	if len(n) > 30 {
-		n = n[:30]
-	}
-	return strings.Trim(n, "-")
-}
-
 func (s *server) sandboxFork(ctx context.Context, req *mcp.CallToolRequest, in SandboxForkInput) (*mcp.CallToolResult, any, error) {
-	wl, err := parseWorkload(in.Workload)
-	if err != nil {
+	if _, err := forkspec.ParseWorkload(in.Workload); err != nil {
 		return nil, nil, err
 	}
 	if in.Image == "" && len(in.Env) == 0 {
-		return nil, nil, errors.New("give image (and/or env): what should the fork run differently from the baseline?")
+		return nil, nil, errors.New("give an image (and/or env): what should the fork run differently from the baseline?")
 	}
-	sb := &client.Sandbox{Name: in.Name}
-	existing, err := s.o.Client.GetSandbox(ctx, s.o.Org, in.Name)
+	spec, exists, err := forkspec.Base(ctx, s.o.Client, s.o.Org, in.Name, in.Cluster)
 	switch {
-	case err == nil:
-		sb.Spec = existing.Spec
-	case errors.Is(err, client.ErrNotFound):
-		sb.Spec.Description = "forked " + in.Workload + " by an AI agent"
-	default:
-		return nil, nil, s.agentError(err, "get sandbox "+in.Name)
+	case errors.Is(err, forkspec.ErrNoCluster):
+		return nil, nil, errors.New("the org has no registered cluster; ask the user to register one (sandboxmesh cluster add <name>) and install its agent")
+	case errors.Is(err, forkspec.ErrAmbiguousCluster):
+		return nil, nil, fmt.Errorf("%v: pass cluster", err)
+	case err != nil:
+		return nil, nil, s.agentError(err, "sandbox "+in.Name)
 	}
-	if in.Cluster != "" {
-		sb.Spec.Cluster = in.Cluster
+	if !exists {
+		spec.Description = "forked " + in.Workload + " by an AI agent"
 	}
-	if sb.Spec.Cluster == "" {
-		cls, err := s.o.Client.ListClusters(ctx, s.o.Org)
-		if err != nil {
-			return nil, nil, s.agentError(err, "list clusters")
-		}
-		switch len(cls) {
-		case 0:
-			return nil, nil, errors.New("the org has no registered cluster; ask the user to register one (sandboxmesh cluster add <name>) and install its agent")
-		case 1:
-			sb.Spec.Cluster = cls[0].Name
-		default:
-			names := make([]string, len(cls))
-			for i, c := range cls {
-				names[i] = c.Name
-			}
-			return nil, nil, fmt.Errorf("the org has several clusters (%s): pass cluster", strings.Join(names, ", "))
-		}
+	if err := forkspec.Apply(&spec, forkspec.Request{Workload: in.Workload, Image: in.Image, Container: in.Container, Env: in.Env,
+		EndpointTarget: in.EndpointTarget, EndpointPort: in.EndpointPort, EndpointName: in.EndpointName}); err != nil {
+		return nil, nil, err
 	}
-	// Find or add the fork.
-	idx := -1
-	for i, f := range sb.Spec.Forks {
-		k := f.ForkOf.Kind
-		if k == "" {
-			k = v1alpha1.KindDeployment
-		}
-		if k == wl.Kind && f.ForkOf.Namespace == wl.Namespace && f.ForkOf.Name == wl.Name {
-			idx = i
-		}
-	}
-	if idx < 0 {
-		sb.Spec.Forks = append(sb.Spec.Forks, v1alpha1.Fork{ForkOf: wl})
-		idx = len(sb.Spec.Forks) - 1
-	}
-	fork := &sb.Spec.Forks[idx]
-	if fork.Customizations == nil {
-		fork.Customizations = &v1alpha1.Customizations{}
-	}
-	cu := fork.Customizations
-	if in.Image != "" {
-		replaced := false
-		for i := range cu.Images {
-			if cu.Images[i].Container == in.Container {
-				cu.Images[i].Image, replaced = in.Image, true
-			}
-		}
-		if !replaced {
-			cu.Images = append(cu.Images, v1alpha1.ImageCustomization{Image: in.Image, Container: in.Container})
-		}
-	}
-	keys := make([]string, 0, len(in.Env))
-	for k := range in.Env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		v := in.Env[k]
-		found := false
-		for i := range cu.Env {
-			if cu.Env[i].Name == k && cu.Env[i].Container == in.Container {
-				cu.Env[i].Value, cu.Env[i].ValueFrom, cu.Env[i].Operation, found = &v, nil, "", true
-			}
-		}
-		if !found {
-			cu.Env = append(cu.Env, v1alpha1.EnvCustomization{Name: k, Value: &v, Container: in.Container})
-		}
-	}
-	addEndpoint := func(name, target string) {
-		if sb.Spec.DefaultRouteGroup == nil {
-			sb.Spec.DefaultRouteGroup = &v1alpha1.DefaultRouteGroup{}
-		}
-		eps := sb.Spec.DefaultRouteGroup.Endpoints
-		for i := range eps {
-			if eps[i].Name == name || eps[i].Target == target {
-				eps[i] = v1alpha1.Endpoint{Name: name, Target: target}
-				return
-			}
-		}
-		sb.Spec.DefaultRouteGroup.Endpoints = append(eps, v1alpha1.Endpoint{Name: name, Target: target})
-	}
-	if in.EndpointTarget != "" {
-		name := in.EndpointName
-		if name == "" {
-			host := strings.TrimPrefix(strings.TrimPrefix(in.EndpointTarget, "http://"), "grpc://")
-			name = endpointName(strings.Split(host, ".")[0])
-		}
-		addEndpoint(name, in.EndpointTarget)
-	}
-	if in.EndpointPort > 0 {
-		name := in.EndpointName
-		if name == "" || in.EndpointTarget != "" {
-			name = endpointName(wl.Name)
-		}
-		addEndpoint(name, fmt.Sprintf("http://%s.%s.deploy:%d", wl.Name, wl.Namespace, in.EndpointPort))
-	}
-	return s.apply(ctx, req, sb, in.Wait, in.WaitSeconds)
+	return s.apply(ctx, req, &client.Sandbox{Name: in.Name, Spec: spec}, in.Wait, in.WaitSeconds)
 }
 
 func (s *server) wait(ctx context.Context, req *mcp.CallToolRequest, name string, timeoutSec int) (*mcp.CallToolResult, any, error) {
