@@ -601,7 +601,7 @@ func TestForkErrors(t *testing.T) {
 	}{
 		{"no workload", []string{"sandbox", "fork", "x", "--image", "i"}, cli.ExitUsage, "--workload is required"},
 		{"bad workload", []string{"sandbox", "fork", "x", "--workload", "cart", "--image", "i"}, cli.ExitUsage, "namespace/name"},
-		{"nothing to change", []string{"sandbox", "fork", "x", "--workload", "shop/cart"}, cli.ExitUsage, "give an image"},
+		{"nothing to change", []string{"sandbox", "fork", "x", "--workload", "shop/cart"}, cli.ExitUsage, "give an --image"},
 		{"bad name", []string{"sandbox", "fork", "X_1", "--workload", "shop/cart", "--image", "i"}, cli.ExitUsage, "DNS label"},
 		{"bad env", []string{"sandbox", "fork", "x", "--workload", "shop/cart", "--env", "noequals"}, cli.ExitUsage, "name=value"},
 		{"several clusters", []string{"sandbox", "fork", "x", "--workload", "shop/cart", "--image", "i"}, cli.ExitUsage, "several clusters (c1, c2): choose one with --cluster"},
