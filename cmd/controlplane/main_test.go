@@ -44,7 +44,9 @@ func start(t *testing.T, args ...string) (string, *syncBuf, func()) {
 	var out, logs syncBuf
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, append([]string{"--listen", addr, "--log-level", "warn"}, args...), &out, &logs) }()
+	go func() {
+		done <- run(ctx, append([]string{"--listen", addr, "--log-level", "warn"}, args...), &out, &logs)
+	}()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := http.Get("http://" + addr + "/readyz")
