@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -231,6 +232,11 @@ func TestErrors(t *testing.T) {
 	h.mustRun(applyArgs("feat", "cart:v2")...)
 	down := cptest.Start(t)
 	down.HTTP.Close()
+	// A reverse proxy in front of a control plane that is gone answers 502.
+	gateway := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "upstream connect error", http.StatusBadGateway)
+	}))
+	defer gateway.Close()
 	for _, tc := range []struct {
 		name string
 		vars map[string]string
@@ -257,6 +263,7 @@ func TestErrors(t *testing.T) {
 		{"no key", map[string]string{cli.EnvAPIKey: ""}, []string{"sandbox", "list"}, cli.ExitAuth, []string{"no API key", "auth login"}},
 		{"wrong org", map[string]string{cli.EnvOrg: "globex"}, []string{"sandbox", "list"}, cli.ExitNotFound, []string{`org "globex" not found`, "auth status"}},
 		{"server down", map[string]string{cli.EnvAPIURL: down.URL}, []string{"sandbox", "list"}, cli.ExitUnavailable, []string{"cannot reach the control plane", "--api-url"}},
+		{"bad gateway", map[string]string{cli.EnvAPIURL: gateway.URL}, []string{"sandbox", "get", "feat"}, cli.ExitUnavailable, []string{"answered 502", "upstream connect error"}},
 		{"bad api url", map[string]string{cli.EnvAPIURL: "localhost:8080"}, []string{"sandbox", "list"}, cli.ExitUsage, []string{"api_url"}},
 		{"bad output", nil, []string{"sandbox", "list", "-o", "xml"}, cli.ExitUsage, []string{`-o "xml"`}},
 		{"unknown command", nil, []string{"sandboxes", "frobnicate", "x"}, cli.ExitUsage, []string{"unknown command"}},

@@ -123,6 +123,8 @@ func (a *App) explain(err error, what string) error {
 			return withCode(ExitUsage, fmt.Errorf("%s: %s", what, msg))
 		case errors.Is(err, client.ErrForbidden):
 			return withCode(ExitAuth, fmt.Errorf("%s: %s\nhint: this needs an admin key", what, msg))
+		case ae.Status >= 502 && ae.Status <= 504:
+			return withCode(ExitUnavailable, fmt.Errorf("%s: the control plane at %s answered %d: %s\nhint: a proxy in front of it may be unable to reach it; retry, or check that it runs", what, a.cfg.APIURL, ae.Status, msg))
 		}
 		return fmt.Errorf("%s: %s", what, msg)
 	}
