@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +35,23 @@ type echo struct {
 	BodyLen int         `json:"bodyLen"`
 }
 
+var (
+	holdMu    sync.Mutex
+	holdChans = map[string]chan struct{}{}
+)
+
+// holdRelease returns the channel that releases the /hold response with this id.
+func holdRelease(id string) chan struct{} {
+	holdMu.Lock()
+	defer holdMu.Unlock()
+	c, ok := holdChans[id]
+	if !ok {
+		c = make(chan struct{})
+		holdChans[id] = c
+	}
+	return c
+}
+
 // backend is an HTTP/1.1 + h2c test app that echoes requests and serves special paths.
 func backend(t testing.TB, name string) *httptest.Server {
 	t.Helper()
@@ -53,6 +71,20 @@ func backend(t testing.TB, name string) *httptest.Server {
 			http.NewResponseController(w).Flush()
 			time.Sleep(20 * time.Millisecond)
 		}
+	})
+	mux.HandleFunc("/hold", func(w http.ResponseWriter, r *http.Request) {
+		// Sends one line, then holds the response open until the client says (via the release
+		// registry) that it has read that line: proves the proxy streams instead of buffering.
+		w.Header().Set("X-Backend", name)
+		_, _ = io.WriteString(w, "first\n")
+		http.NewResponseController(w).Flush()
+		select {
+		case <-holdRelease(r.URL.Query().Get("id")):
+		case <-r.Context().Done():
+			return
+		case <-time.After(30 * time.Second):
+		}
+		_, _ = io.WriteString(w, "last\n")
 	})
 	mux.HandleFunc("/upload", func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("X-Reject") != "" {

@@ -165,20 +165,25 @@ func TestHTTP1Features(t *testing.T) {
 				}
 			})
 			t.Run("streamed response arrives before it ends", func(t *testing.T) {
-				req, _ := http.NewRequest("GET", e.url+"/stream?n=10", nil)
+				id := fmt.Sprintf("stream-%s-%d", tc.name, time.Now().UnixNano())
+				req, _ := http.NewRequest("GET", e.url+"/hold?id="+id, nil)
 				req.Header = hdr.Clone()
-				start := time.Now()
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer resp.Body.Close()
-				line, err := bufio.NewReader(resp.Body).ReadString('\n')
-				if err != nil || line != "chunk-0\n" {
+				br := bufio.NewReader(resp.Body)
+				// The backend holds the rest until we read the first line: a buffering proxy deadlocks here
+				// (and the backend gives up after 30 s, which fails the test).
+				line, err := br.ReadString('\n')
+				if err != nil || line != "first\n" {
 					t.Fatalf("first line %q err %v", line, err)
 				}
-				if d := time.Since(start); d > 150*time.Millisecond {
-					t.Fatalf("first chunk after %v: response was buffered", d)
+				close(holdRelease(id))
+				rest, err := io.ReadAll(br)
+				if err != nil || string(rest) != "last\n" {
+					t.Fatalf("rest %q err %v", rest, err)
 				}
 				if resp.Header.Get("X-Backend") != tc.want {
 					t.Fatalf("backend %q", resp.Header.Get("X-Backend"))
@@ -229,9 +234,12 @@ func TestHTTP1Features(t *testing.T) {
 					}
 					_, _ = br.ReadString('\n') // blank line after 100
 					_, _ = io.WriteString(conn, "hello")
-					resp, err := http.ReadResponse(br, nil)
-					if err != nil {
-						t.Fatal(err)
+					// Several 1xx responses are allowed (the sidecar's own 100 and the upstream's relayed one).
+					var resp *http.Response
+					for resp == nil || resp.StatusCode/100 == 1 {
+						if resp, err = http.ReadResponse(br, nil); err != nil {
+							t.Fatal(err)
+						}
 					}
 					b, _ := io.ReadAll(resp.Body)
 					if !strings.Contains(string(b), tc.want+" got 5 bytes") {
@@ -558,8 +566,8 @@ func TestBadRequests(t *testing.T) {
 		_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n")
 		start := time.Now()
 		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, err = io.ReadAll(c) // the server closes the connection
-		if err != nil || time.Since(start) > 3*time.Second {
+		_, err = io.ReadAll(c)                               // the server closes the connection
+		if err != nil || time.Since(start) > 4*time.Second { // read-header-timeout is 300ms; 4s leaves room for a loaded machine
 			t.Fatalf("slow client kept for %v (err %v)", time.Since(start), err)
 		}
 		// Other clients are served meanwhile.
@@ -635,7 +643,7 @@ func TestRouteChangesUnderLoad(t *testing.T) {
 	if bad.Load() != 0 {
 		t.Fatalf("%d of %d requests failed or misrouted: %v", bad.Load(), total.Load(), errs[:min(5, len(errs))])
 	}
-	if total.Load() < 100 {
+	if total.Load() < 50 {
 		t.Fatalf("only %d requests", total.Load())
 	}
 	t.Logf("%d requests over 60 route swaps, none lost or misrouted", total.Load())

@@ -269,36 +269,57 @@ func (p *Proxy) acceptTCP(ln net.Listener, addr string) {
 
 // tcpTracker tracks pass-through connections for draining.
 type tcpTracker struct {
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{}
+	active   int
+	draining bool
+	idle     chan struct{}
 }
 
-func (t *tcpTracker) add(c ...net.Conn) {
+// begin registers a connection pair; it reports false once draining started.
+func (t *tcpTracker) begin(c ...net.Conn) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.draining {
+		return false
+	}
 	if t.conns == nil {
 		t.conns = map[net.Conn]struct{}{}
 	}
 	for _, x := range c {
 		t.conns[x] = struct{}{}
 	}
+	t.active++
+	return true
 }
 
-func (t *tcpTracker) remove(c ...net.Conn) {
+func (t *tcpTracker) end(c ...net.Conn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, x := range c {
 		delete(t.conns, x)
 	}
+	t.active--
+	if t.active == 0 && t.idle != nil {
+		close(t.idle)
+		t.idle = nil
+	}
 }
 
-// wait waits for every connection to end; at ctx's end it closes the rest and reports false.
+// wait stops new connections and waits for the open ones to end; at ctx's end it closes the rest and
+// reports false.
 func (t *tcpTracker) wait(ctx context.Context) bool {
-	done := make(chan struct{})
-	go func() { t.wg.Wait(); close(done) }()
+	t.mu.Lock()
+	t.draining = true
+	if t.active == 0 {
+		t.mu.Unlock()
+		return true
+	}
+	idle := make(chan struct{})
+	t.idle = idle
+	t.mu.Unlock()
 	select {
-	case <-done:
+	case <-idle:
 		return true
 	case <-ctx.Done():
 		t.mu.Lock()
@@ -306,14 +327,12 @@ func (t *tcpTracker) wait(ctx context.Context) bool {
 			_ = c.Close()
 		}
 		t.mu.Unlock()
-		<-done
+		<-idle
 		return false
 	}
 }
 
 func (p *Proxy) pipeTCP(in net.Conn, addr string) {
-	p.tcp.wg.Add(1)
-	defer p.tcp.wg.Done()
 	d := net.Dialer{Timeout: p.cfg.DialTimeout, KeepAlive: 30 * time.Second}
 	out, err := d.Dial("tcp", addr)
 	if err != nil {
@@ -322,11 +341,16 @@ func (p *Proxy) pipeTCP(in net.Conn, addr string) {
 		_ = in.Close()
 		return
 	}
+	if !p.tcp.begin(in, out) {
+		p.m.tcpConns.WithLabelValues("draining").Inc()
+		_ = in.Close()
+		_ = out.Close()
+		return
+	}
+	defer p.tcp.end(in, out)
 	p.m.tcpConns.WithLabelValues("ok").Inc()
 	p.m.tcpActive.Inc()
 	defer p.m.tcpActive.Dec()
-	p.tcp.add(in, out)
-	defer p.tcp.remove(in, out)
 	var wg sync.WaitGroup
 	wg.Add(2)
 	closeBoth := func() { _ = in.Close(); _ = out.Close() }
