@@ -138,7 +138,12 @@ func unixNano(n int64) time.Time {
 // Run connects and watches until ctx is done, reconnecting with jittered exponential backoff. It
 // returns nil when ctx is cancelled.
 func (c *Client) Run(ctx context.Context) error {
-	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, c.cfg.DialOptions...)
+	opts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// A snapshot is one message: ~220 bytes of JSON per route, so gRPC's 4 MiB default would cap a
+		// table at ~19,000 routes.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes)),
+	}, c.cfg.DialOptions...)
 	cc, err := grpc.NewClient(c.cfg.Target, opts...)
 	if err != nil {
 		return fmt.Errorf("route client %s: %w", c.cfg.Target, err)

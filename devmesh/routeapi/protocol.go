@@ -16,6 +16,9 @@ const WatchMethod = "/" + ServiceName + "/Watch"
 // CodecName is the gRPC content-subtype of the JSON codec (content-type application/grpc+json).
 const CodecName = "json"
 
+// MaxMessageBytes is the largest watch message the Client accepts (a snapshot is one message).
+const MaxMessageBytes = 256 << 20
+
 // MessageType says what a WatchResponse carries.
 type MessageType string
 

@@ -539,3 +539,27 @@ func BenchmarkLookup(b *testing.B) {
 		}
 	}
 }
+
+// TestBigSnapshot checks that a snapshot bigger than gRPC's 4 MiB default message size arrives.
+func TestBigSnapshot(t *testing.T) {
+	ctx := context.Background()
+	s, addr, stop := startServer(t, ServerConfig{})
+	defer stop()
+	routes := make([]Route, 0, 30000)
+	for i := range 30000 {
+		routes = append(routes, fork(WorkloadRef{Namespace: "ns", Name: fmt.Sprintf("w%d", i%100)}, fmt.Sprintf("key-%d", i), "fork.ns.svc.cluster.local", PortMapping{Port: 8080, DestinationPort: 8080}))
+	}
+	v, err := s.Publish(ctx, routes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := json.Marshal(s.snapshot(s.Table(), nil)); len(b) < 4<<20 {
+		t.Fatalf("snapshot only %d bytes; test needs > 4 MiB", len(b))
+	}
+	c, stopC := startClient(t, ClientConfig{Target: addr})
+	defer stopC()
+	waitFor(t, "big snapshot", func() bool { return c.Version() == v })
+	if c.Table().Len() != 30000 {
+		t.Fatalf("len %d", c.Table().Len())
+	}
+}
