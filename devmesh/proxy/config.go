@@ -15,8 +15,9 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
 )
 
-// HopHeader marks a request already forwarded by a devmesh sidecar; such a request is never forwarded
-// again, and the header is stripped before the app sees it.
+// HopHeader marks a request forwarded to a fork by a devmesh sidecar; its value is the baseline workload
+// (namespace/kind/name). A sidecar of that workload never forwards such a request again (loop safety),
+// and every sidecar strips the header before its app sees it.
 const HopHeader = "X-Sandboxmesh-Hop"
 
 // ErrInvalidConfig is wrapped by every configuration error (with the flag or field name).

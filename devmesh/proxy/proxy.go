@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -102,6 +103,10 @@ type Proxy struct {
 	serveWG                          sync.WaitGroup
 	lastForkTable                    atomic.Pointer[routeapi.Table]
 	origDst                          func(net.Conn) (netip.AddrPort, error)
+	// hopValue names this sidecar's workload in the hop header: only a request this workload's sidecars
+	// already forwarded is a loop; a hop header leaked downstream by an app that copies headers is not.
+	hopValue string
+	hopSlice []string
 }
 
 type wtCache struct {
@@ -132,6 +137,8 @@ func New(cfg Config, routes RouteSource, keys KeyExtractor, log *slog.Logger, re
 		return nil, fmt.Errorf("devmesh %s: metrics: %w", cfg.Workload, err)
 	}
 	p.m = m
+	p.hopValue = cfg.Workload.String()
+	p.hopSlice = []string{p.hopValue}
 	p.localH1 = p.newTransport(false, false)
 	p.localH2 = p.newTransport(true, false)
 	p.forkH1 = p.newTransport(false, true)
@@ -250,7 +257,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, port int32, proto 
 	default:
 		st.h2 = r.ProtoMajor == 2
 	}
-	if len(r.Header[HopHeader]) > 0 {
+	if hops := r.Header[HopHeader]; len(hops) > 0 && slices.Contains(hops, p.hopValue) {
 		st.kind = kindLoop
 	} else if key, ok := p.keys.Extract(r.Header); ok {
 		st.key = key
@@ -287,7 +294,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	h := pr.Out.Header
 	delete(h, HopHeader)
 	if st.kind == kindFork {
-		h[HopHeader] = []string{"1"}
+		h[HopHeader] = p.hopSlice
 	}
 	p.setForwarded(pr)
 }

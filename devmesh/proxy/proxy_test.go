@@ -56,7 +56,8 @@ func TestHeaderFormsRouteToFork(t *testing.T) {
 		{"other member name", h("Baggage", "xsm-routing-key=abc"), "baseline"},
 		{"malformed baggage", h("Baggage", ";;==,,sm-routing-key"), "baseline"},
 		{"invalid key chars", h("Baggage", "sm-routing-key=ABC"), "baseline"},
-		{"hop header forces local", h("Baggage", "sm-routing-key=abc", HopHeader, "1"), "baseline"},
+		{"own hop header forces local", h("Baggage", "sm-routing-key=abc", HopHeader, "shop/Deployment/cart"), "baseline"},
+		{"foreign hop header (leaked by an app) does not", h("Baggage", "sm-routing-key=abc", HopHeader, "shop/Deployment/other"), "fork1"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -71,7 +72,7 @@ func TestHeaderFormsRouteToFork(t *testing.T) {
 			if tc.want == "baseline" && hop != "" {
 				t.Fatalf("app saw hop header %q", hop)
 			}
-			if tc.want != "baseline" && hop != "1" {
+			if tc.want != "baseline" && hop != "shop/Deployment/cart" {
 				t.Fatalf("fork did not get hop header")
 			}
 		})
@@ -313,7 +314,7 @@ func TestH2CAndGRPC(t *testing.T) {
 		}
 		defer cc.Close()
 		desc := &grpc.StreamDesc{StreamName: "Chat", ServerStreams: true, ClientStreams: true}
-		for _, tc := range []struct{ key, want, hop string }{{"", "g-baseline", ""}, {"abc", "g-fork", "1"}} {
+		for _, tc := range []struct{ key, want, hop string }{{"", "g-baseline", ""}, {"abc", "g-fork", "shop/Deployment/cart"}} {
 			ctx := context.Background()
 			if tc.key != "" {
 				ctx = metadata.AppendToOutgoingContext(ctx, "baggage", "x=y,sm-routing-key="+tc.key)
