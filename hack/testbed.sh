@@ -16,5 +16,5 @@ fi
 bin=$("$root/hack/k8s-build.sh" kube-apiserver | tail -n 1)
 ln -sf "$(command -v etcd)" "$bin/etcd"
 "$bin/kube-apiserver" --version >&2
-"$bin/etcd" --version | head -n 1 >&2
+"$bin/etcd" --version | sed -n 1p >&2
 echo "$bin"
