@@ -132,7 +132,11 @@ func newRoot() *cobra.Command {
 			}
 			if withImages {
 				if _, err := images.Build(cmd.Context(), images.Options{RepoDir: c.RepoDir, OutDir: c.ImagesDir, Binaries: binaries(f.binaries), Progress: os.Stdout, Log: log}); err != nil {
-					return err
+					if cmd.Context().Err() != nil {
+						return err
+					}
+					// A binary that does not compile yet must not keep the cluster down.
+					log.Warn("some images were not built; bringing the cluster up anyway", "err", err)
 				}
 			}
 			kc, err := cl.Up(cmd.Context())
@@ -216,9 +220,9 @@ func newRoot() *cobra.Command {
 				return err
 			}
 			o := images.Options{RepoDir: c.RepoDir, OutDir: c.ImagesDir, Binaries: binaries(f.binaries), Progress: os.Stdout, Log: log}
-			res, err := images.Build(cmd.Context(), o)
-			if err != nil {
-				return err
+			res, buildErr := images.Build(cmd.Context(), o)
+			if buildErr != nil && cmd.Context().Err() != nil {
+				return buildErr
 			}
 			pause, err := images.BuildPause(cmd.Context(), o)
 			if err != nil {
@@ -231,16 +235,16 @@ func newRoot() *cobra.Command {
 			}
 			if !load && !cl.Running() {
 				fmt.Printf(">> tarballs in %s (cluster not running: not imported)\n", c.ImagesDir)
-				return nil
+				return buildErr
 			}
 			if !cl.Running() {
-				return fmt.Errorf("images --load: cluster in %s is not running", c.StateDir)
+				return errors.Join(buildErr, fmt.Errorf("images --load: cluster in %s is not running", c.StateDir))
 			}
 			var tars []string
 			for _, r := range res {
 				tars = append(tars, r.Tarball)
 			}
-			return cl.LoadImages(cmd.Context(), tars...)
+			return errors.Join(buildErr, cl.LoadImages(cmd.Context(), tars...))
 		},
 	}
 	imgs.Flags().BoolVar(&load, "load", false, "require a running cluster and import the images into it")

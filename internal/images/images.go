@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -82,10 +83,12 @@ func (o *Options) defaults() {
 
 // Build compiles each binary of o.Binaries found under cmd/ and writes its
 // image tarball. Binaries whose package does not exist yet are skipped with a
-// progress line; a binary that fails to compile is an error naming it.
+// progress line. A binary that fails to compile does not stop the others; the
+// returned error names every failure, and the results list what was written.
 func Build(ctx context.Context, o Options) ([]Result, error) {
 	o.defaults()
 	var res []Result
+	var errs []error
 	for _, b := range o.Binaries {
 		b = strings.TrimSpace(b)
 		if b == "" {
@@ -98,11 +101,21 @@ func Build(ctx context.Context, o Options) ([]Result, error) {
 		}
 		r, err := buildOne(ctx, o, b, "./cmd/"+b)
 		if err != nil {
-			return res, err
+			if ctx.Err() != nil {
+				return res, err
+			}
+			fmt.Fprintf(o.Progress, ">> image %s: FAILED (the others are still built): %v\n", Ref(b), firstLine(err))
+			errs = append(errs, err)
+			continue
 		}
 		res = append(res, r)
 	}
-	return res, nil
+	return res, errors.Join(errs...)
+}
+
+func firstLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
 }
 
 // BuildPause writes the pause image tarball (pause.tar) into o.OutDir.
