@@ -3,6 +3,7 @@
 // (package internal/images):
 //
 //	sm-cluster up [--images]      bring the cluster up (no-op when running), print the kubeconfig path
+//	                              (progress lines go to stderr, so KUBECONFIG=$(sm-cluster up) works)
 //	sm-cluster down               stop everything and restore the host
 //	sm-cluster status             components, PIDs, memory, network guard, node
 //	sm-cluster images [--load]    build image tarballs of our binaries (and import them when the cluster runs)
@@ -64,7 +65,7 @@ func (f *flags) config() (localcluster.Config, *slog.Logger, error) {
 	}
 	c := localcluster.Config{
 		StateDir: f.stateDir, RepoDir: repo, K8sBinDir: f.k8sBin, ImagesDir: f.imagesDir, Bridge: f.bridge,
-		APIServerPort: f.apiPort, SkipPackages: f.skipPackages, Progress: os.Stdout, Log: log,
+		APIServerPort: f.apiPort, SkipPackages: f.skipPackages, Progress: os.Stderr, Log: log,
 	}
 	for _, p := range []struct {
 		s   string
@@ -131,7 +132,7 @@ func newRoot() *cobra.Command {
 				return err
 			}
 			if withImages {
-				if _, err := images.Build(cmd.Context(), images.Options{RepoDir: c.RepoDir, OutDir: c.ImagesDir, Binaries: binaries(f.binaries), Progress: os.Stdout, Log: log}); err != nil {
+				if _, err := images.Build(cmd.Context(), images.Options{RepoDir: c.RepoDir, OutDir: c.ImagesDir, Binaries: binaries(f.binaries), Progress: os.Stderr, Log: log}); err != nil {
 					if cmd.Context().Err() != nil {
 						return err
 					}
@@ -165,7 +166,7 @@ func newRoot() *cobra.Command {
 			if err := cl.Down(cmd.Context()); err != nil {
 				return err
 			}
-			fmt.Println(">> cluster down; host restored")
+			fmt.Fprintln(os.Stderr, ">> cluster down; host restored")
 			return nil
 		},
 	}
@@ -219,7 +220,7 @@ func newRoot() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			o := images.Options{RepoDir: c.RepoDir, OutDir: c.ImagesDir, Binaries: binaries(f.binaries), Progress: os.Stdout, Log: log}
+			o := images.Options{RepoDir: c.RepoDir, OutDir: c.ImagesDir, Binaries: binaries(f.binaries), Progress: os.Stderr, Log: log}
 			res, buildErr := images.Build(cmd.Context(), o)
 			if buildErr != nil && cmd.Context().Err() != nil {
 				return buildErr
@@ -234,7 +235,7 @@ func newRoot() *cobra.Command {
 				return err
 			}
 			if !load && !cl.Running() {
-				fmt.Printf(">> tarballs in %s (cluster not running: not imported)\n", c.ImagesDir)
+				fmt.Fprintf(os.Stderr, ">> tarballs in %s (cluster not running: not imported)\n", c.ImagesDir)
 				return buildErr
 			}
 			if !cl.Running() {
