@@ -31,7 +31,7 @@ const (
 	ExitUnavailable = 6
 )
 
-// ExitError carries an exit code.
+// exitError carries an exit code.
 type exitError struct {
 	code int
 	err  error

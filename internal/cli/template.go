@@ -102,7 +102,7 @@ func wholeValue(line, m []byte) bool {
 	if after != "" && !strings.HasPrefix(after, "#") {
 		return false
 	}
-	return strings.HasSuffix(before, ":") || before == "-" || strings.HasSuffix(before, "- ") || before == ""
+	return strings.HasSuffix(before, ":") || before == "-" || before == ""
 }
 
 func dedupe(s []string) []string {

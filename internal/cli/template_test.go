@@ -50,3 +50,17 @@ func FuzzRenderTemplate(f *testing.F) {
 		_, _ = renderTemplate([]byte(s), map[string]string{"image": "x"}, t.TempDir(), "f")
 	})
 }
+
+// FuzzSpecFile decodes arbitrary files as sandbox and route group spec files:
+// errors, never panics (the unknown-field walker included).
+func FuzzSpecFile(f *testing.F) {
+	for _, s := range []string{"name: a\nspec:\n  cluster: c\n  forkz: 1\n", "name: [1\n", "spec: {forks: [{forkOf: {x: 1}}]}", "routingKey: 1\nstatus: {a: b}", "{}"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var sb sandboxFile
+		_ = decodeStrict([]byte(s), "f", &sb)
+		var rg routeGroupFile
+		_ = decodeStrict([]byte(s), "f", &rg)
+	})
+}
