@@ -21,7 +21,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
@@ -50,7 +49,7 @@ func TestScale(t *testing.T) {
 	if n == 0 {
 		t.Skip("scale benchmark: set SANDBOXMESH_SCALE (bench/operator/run.sh)")
 	}
-	env, err := testenv.Start(testenv.Options{WithoutMeshCRDs: true})
+	env, err := testenv.Start(testenv.Options{ServiceCIDR: "10.96.0.0/16"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,29 +79,35 @@ func TestScale(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Play the Deployment controller: make every fork available as soon as it appears.
-	w, err := c.Watch(ctx, &appsv1.DeploymentList{}, client.InNamespace(ns), client.HasLabels{naming.LabelFork})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Play the Deployment controller (none runs in envtest): make every fork available once it appears.
 	go func() {
-		for ev := range w.ResultChan() {
-			d, ok := ev.Object.(*appsv1.Deployment)
-			if !ok || ev.Type == watch.Deleted || (d.Status.ObservedGeneration == d.Generation && d.Status.AvailableReplicas == 1) {
-				continue
+		for ctx.Err() == nil {
+			var forks appsv1.DeploymentList
+			if err := c.List(ctx, &forks, client.InNamespace(ns), client.HasLabels{naming.LabelFork}); err == nil {
+				for i := range forks.Items {
+					d := &forks.Items[i]
+					if d.Status.ObservedGeneration == d.Generation && d.Status.AvailableReplicas == 1 {
+						continue
+					}
+					d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 1, UpdatedReplicas: 1, AvailableReplicas: 1, ReadyReplicas: 1}
+					_ = c.Status().Update(ctx, d)
+				}
 			}
-			d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 1, UpdatedReplicas: 1, AvailableReplicas: 1, ReadyReplicas: 1}
-			_ = c.Status().Update(ctx, d)
+			time.Sleep(100 * time.Millisecond)
 		}
 	}()
 	runtime.GC()
 	rssBefore := rssMiB()
 	op, err := manager.New(env.Config, manager.Options{MetricsAddr: "0", ProbeAddr: "0",
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))})
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = op.Manager.Start(ctx) }()
+	go func() {
+		if err := op.Manager.Start(ctx); err != nil {
+			t.Errorf("operator: %v", err)
+		}
+	}()
 	start := time.Now()
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
@@ -142,6 +147,9 @@ func TestScale(t *testing.T) {
 		}
 		if ready == n && routes >= n {
 			break
+		}
+		if os.Getenv("SCALE_DEBUG") != "" && len(list.Items) > 0 {
+			t.Logf("debug: ready=%d routes=%d first=%+v %v %v", ready, routes, list.Items[0].Status, list.Items[0].Annotations, list.Items[0].Finalizers)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
