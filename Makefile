@@ -46,8 +46,16 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 10s).
 	FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
 .PHONY: bench
-bench: ## Run Go benchmarks (benchmark scripts comparing with peers live under bench/).
+bench: ## Run Go micro-benchmarks (routing key, route table, store...).
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+.PHONY: bench-devmesh
+bench-devmesh: ## devmesh vs nginx vs HAProxy on loopback with wrk (installs them from Debian).
+	bench/devmesh/run.sh
+
+.PHONY: bench-operator
+bench-operator: ## Operator scale benchmark: 1,000 sandboxes converge against a real API server.
+	bench/operator/run.sh
 
 ##@ Run
 .PHONY: run
