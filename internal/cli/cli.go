@@ -110,6 +110,7 @@ func isCobraUsage(err error) bool {
 
 // NewRootCommand returns the sandboxmesh command tree.
 func (a *App) NewRootCommand() *cobra.Command {
+	a.flags, a.cfg = globalFlags{}, Config{}
 	root := &cobra.Command{
 		Use:   "sandboxmesh",
 		Short: "Request-isolated sandboxes on Kubernetes",

@@ -146,7 +146,7 @@ func (a *App) authStatusCommand() *cobra.Command {
 			if st.MaxSandboxes > 0 {
 				quota = fmt.Sprint(st.MaxSandboxes)
 			}
-			_, err = fmt.Fprintf(a.Stdout, "\nAuthenticated: org %s has %d sandboxes (quota %s).\n", cfg.Org, st.Sandboxes, quota)
+			_, err = fmt.Fprintf(a.Stdout, "\nAuthenticated. Sandboxes in org %s: %d (quota %s).\n", cfg.Org, st.Sandboxes, quota)
 			return err
 		},
 	}
