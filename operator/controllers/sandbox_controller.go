@@ -125,7 +125,7 @@ func (r *SandboxReconciler) sandboxesForService(ctx context.Context, o client.Ob
 		return ownerSandbox(ctx, o)
 	}
 	var list smv1.SandboxList
-	if err := r.Client.List(ctx, &list); err != nil {
+	if err := r.Client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		return nil
 	}
 	var out []reconcile.Request

@@ -51,7 +51,7 @@ func WorkloadsOf(sb *smv1.Sandbox) []string {
 // client has no such index (a direct API client).
 func SandboxesOf(ctx context.Context, c client.Reader, workload string) (smv1.SandboxList, error) {
 	var sbs smv1.SandboxList
-	err := c.List(ctx, &sbs, client.MatchingFields{IndexForkedWorkload: workload})
+	err := c.List(ctx, &sbs, client.MatchingFields{IndexForkedWorkload: workload}, client.UnsafeDisableDeepCopy)
 	if err == nil {
 		return sbs, nil
 	}
@@ -118,7 +118,8 @@ func (e *Engine) domain() string {
 // selector selects the baseline's pod template.
 func (e *Engine) BaselineServices(ctx context.Context, d *appsv1.Deployment) ([]corev1.Service, error) {
 	var list corev1.ServiceList
-	if err := e.Client.List(ctx, &list, client.InNamespace(d.Namespace)); err != nil {
+	// Read-only use of cached objects: no deep copies (this runs on every reconcile).
+	if err := e.Client.List(ctx, &list, client.InNamespace(d.Namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("list Services in %s: %w", d.Namespace, err)
 	}
 	var out []corev1.Service
@@ -153,7 +154,7 @@ func (e *Engine) workloadsBehind(ctx context.Context, svc *corev1.Service) ([]ap
 		return nil, nil
 	}
 	var list appsv1.DeploymentList
-	if err := e.Client.List(ctx, &list, client.InNamespace(svc.Namespace)); err != nil {
+	if err := e.Client.List(ctx, &list, client.InNamespace(svc.Namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("list Deployments in %s: %w", svc.Namespace, err)
 	}
 	sel := labels.SelectorFromSet(svc.Spec.Selector)
@@ -246,7 +247,7 @@ func (e *Engine) Desired(ctx context.Context, svc *corev1.Service) (meshadapters
 		identity[p.Port] = p.Port
 	}
 	var rgs smv1.RouteGroupList
-	if err := e.Client.List(ctx, &rgs); err != nil {
+	if err := e.Client.List(ctx, &rgs, client.UnsafeDisableDeepCopy); err != nil {
 		return rs, fmt.Errorf("list RouteGroups: %w", err)
 	}
 	seen := map[string]bool{}
