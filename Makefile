@@ -19,9 +19,10 @@ generate: ## Generate deepcopy code for the API types (controller-gen).
 	$(CONTROLLER_GEN) object paths=./crds/...
 
 .PHONY: manifests
-manifests: ## Generate CRD and RBAC manifests (controller-gen).
+manifests: ## Generate CRD, RBAC (controller-gen) and devmesh webhook manifests.
 	$(CONTROLLER_GEN) crd:crdVersions=v1 paths=./crds/... output:crd:dir=./crds/manifests
 	$(CONTROLLER_GEN) rbac:roleName=sandboxmesh-operator paths=./operator/... output:rbac:dir=./deploy/manifests/rbac
+	$(GO) run ./hack/gen-webhook deploy/manifests/webhook/devmesh-injector.yaml
 
 .PHONY: verify
 verify: ## Fail when generated files are stale or code is not gofmt'ed.
