@@ -21,6 +21,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -57,6 +58,9 @@ type SandboxReconciler struct {
 	Now func() time.Time
 	// RequireAcceptance makes Ready wait until every backend reports its routes accepted.
 	RequireAcceptance bool
+	// MaxConcurrentReconciles bounds parallel reconciles (default 4); the
+	// routing Engine serialises work per Service.
+	MaxConcurrentReconciles int
 }
 
 func (r *SandboxReconciler) now() time.Time {
@@ -69,9 +73,14 @@ func (r *SandboxReconciler) now() time.Time {
 // SetupWithManager registers the reconciler and its watches. The field index
 // routing.IndexForkedWorkload must be registered first (see SetupIndexes).
 func (r *SandboxReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	workers := r.MaxConcurrentReconciles
+	if workers <= 0 {
+		workers = 4
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&smv1.Sandbox{}).
 		Named("sandbox").
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.sandboxesForDeployment)).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(ownerSandbox), builder.WithPredicates(predicate.NewPredicateFuncs(isForkObject))).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.sandboxesForService)).

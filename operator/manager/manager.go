@@ -29,6 +29,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -85,6 +86,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the controllers' clock (tests move it; default time.Now).
 	Now func() time.Time
+	// SkipControllerNameValidation lets a process build more than one operator
+	// (tests that kill and restart it); controller-runtime otherwise refuses a
+	// second controller with the same name.
+	SkipControllerNameValidation bool
 }
 
 // Operator is an assembled operator.
@@ -144,6 +149,10 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 		LeaderElectionID:        "sandboxmesh-operator.sandboxmesh.dev",
 		LeaderElectionNamespace: o.LeaderElectionNamespace,
 		Logger:                  lg,
+	}
+	if o.SkipControllerNameValidation {
+		skip := true
+		mopts.Controller = config.Controller{SkipNameValidation: &skip}
 	}
 	if o.Webhook {
 		mopts.WebhookServer = webhook.NewServer(webhook.Options{Port: o.WebhookPort, CertDir: o.WebhookCertDir})
