@@ -58,6 +58,23 @@ bench-devmesh: ## devmesh vs nginx vs HAProxy on loopback with wrk (installs the
 bench-operator: ## Operator scale benchmark: 1,000 sandboxes converge against a real API server.
 	bench/operator/run.sh
 
+.PHONY: test-e2e
+test-e2e: ## End-to-end tests on a real local cluster (root; builds Kubernetes components on first use).
+	$(GO) test -tags e2e -count=1 -v -timeout 40m ./test/cluster/
+
+##@ Local cluster
+.PHONY: cluster-up
+cluster-up: ## Start a single-node Kubernetes from upstream parts with our images loaded; prints the kubeconfig path.
+	hack/cluster/sm-cluster.sh up --images
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local cluster and restore the host exactly.
+	hack/cluster/sm-cluster.sh down
+
+.PHONY: images
+images: ## Build our binaries as image tarballs (no Docker needed) and load them into the local cluster if it runs.
+	hack/cluster/sm-cluster.sh images
+
 ##@ Run
 .PHONY: run
 run: ## Start the main job on embedded defaults (see README).
