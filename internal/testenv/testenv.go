@@ -65,6 +65,8 @@ type Options struct {
 	// ServiceCIDR overrides the API server's Service IP range (envtest's default
 	// /24 holds about 250 Services; scale tests need more).
 	ServiceCIDR string
+	// Webhooks installs admission webhooks (see StartWithWebhooks).
+	Webhooks *envtest.WebhookInstallOptions
 }
 
 // Env is a running test API server.
@@ -121,6 +123,9 @@ func Start(opts Options) (*Env, error) {
 		ControlPlaneStartTimeout: 90 * time.Second,
 		ControlPlaneStopTimeout:  30 * time.Second,
 		Scheme:                   scheme,
+	}
+	if opts.Webhooks != nil {
+		te.WebhookInstallOptions = *opts.Webhooks
 	}
 	if opts.ServiceCIDR != "" {
 		te.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", opts.ServiceCIDR)
