@@ -18,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/agent"
@@ -31,11 +32,14 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/routingkey"
 )
 
-var kube client.Client
+var (
+	kube          client.Client
+	testenvConfig *rest.Config // for the real operator (operator_e2e_test.go)
+)
 
 func TestMain(m *testing.M) {
 	testenv.Main(m, testenv.Options{WithoutMeshCRDs: true}, func(e *testenv.Env) int {
-		kube = e.Client
+		kube, testenvConfig = e.Client, e.Config
 		return m.Run()
 	})
 }
