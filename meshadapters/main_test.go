@@ -1,6 +1,7 @@
 package meshadapters
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"testing"
@@ -31,6 +32,11 @@ var env *testEnv
 // elsewhere cannot block it. A start failure fails the package (never a skip).
 func TestMain(m *testing.M) {
 	ctrllog.SetLogger(logr.Discard())
+	flag.Parse()
+	if testenv.FuzzOnly() {
+		// Fuzz targets render objects in memory; no API server per fuzz worker.
+		os.Exit(m.Run())
+	}
 	assets, err := testenv.AssetsDir()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "meshadapters: %v\n", err)

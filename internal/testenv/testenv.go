@@ -12,6 +12,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -154,6 +155,10 @@ func (e *Env) Stop() error {
 // Main is a TestMain helper: it starts an Env, runs the tests with it and stops it.
 // A start failure fails the whole package with the reason (never a skip).
 func Main(m *testing.M, opts Options, run func(*Env) int) {
+	flag.Parse()
+	if FuzzOnly() {
+		os.Exit(m.Run())
+	}
 	env, err := Start(opts)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
@@ -335,4 +340,17 @@ func readCRDs(path string) ([]*apiextensionsv1.CustomResourceDefinition, error) 
 		}
 		out = append(out, crd)
 	}
+}
+
+// FuzzOnly reports whether the test binary runs only a fuzz target (the
+// coordinator with -test.fuzz or one of its workers), which needs no API
+// server: TestMain can then skip starting one in every worker process.
+// Call it after flag.Parse.
+func FuzzOnly() bool {
+	for _, name := range []string{"test.fuzzworker", "test.fuzz"} {
+		if f := flag.Lookup(name); f != nil && f.Value.String() != "" && f.Value.String() != "false" {
+			return true
+		}
+	}
+	return false
 }
