@@ -112,7 +112,22 @@ func (p *Proxy) splitHost(host string) (endpoint, name string, ok bool) {
 		return "", "", false
 	}
 	endpoint, name, ok = strings.Cut(label, "--")
-	return endpoint, name, ok && endpoint != "" && name != ""
+	return endpoint, name, ok && dnsLabel(endpoint) && dnsLabel(name)
+}
+
+// dnsLabel reports whether s is a non-empty run of [a-z0-9-]: endpoint and
+// sandbox names are DNS labels, so anything else in a host is not ours.
+func dnsLabel(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return false
+		}
+	}
+	return true
 }
 
 func stripPort(s string) string {
