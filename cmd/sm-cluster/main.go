@@ -84,6 +84,19 @@ func (f *flags) config() (localcluster.Config, *slog.Logger, error) {
 }
 
 // findRepo walks up from the working directory to the sandboxmesh module root.
+// cluster builds the Cluster from the flags (the start of most commands).
+func (f *flags) cluster() (*localcluster.Cluster, *slog.Logger, error) {
+	c, log, err := f.config()
+	if err != nil {
+		return nil, nil, err
+	}
+	cl, err := localcluster.New(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cl, log, nil
+}
+
 func findRepo() string {
 	dir, _ := os.Getwd()
 	for d := dir; ; d = filepath.Dir(d) {
@@ -123,16 +136,12 @@ func newRoot() *cobra.Command {
 		Use:   "up",
 		Short: "Bring the cluster up (no-op when it runs) and print the kubeconfig path",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, log, err := f.config()
-			if err != nil {
-				return err
-			}
-			cl, err := localcluster.New(c)
+			cl, log, err := f.cluster()
 			if err != nil {
 				return err
 			}
 			if withImages {
-				if _, err := images.Build(cmd.Context(), images.Options{RepoDir: c.RepoDir, OutDir: c.ImagesDir, Binaries: binaries(f.binaries), Progress: os.Stderr, Log: log}); err != nil {
+				if _, err := images.Build(cmd.Context(), images.Options{RepoDir: cl.Config().RepoDir, OutDir: cl.Config().ImagesDir, Binaries: binaries(f.binaries), Progress: os.Stderr, Log: log}); err != nil {
 					if cmd.Context().Err() != nil {
 						return err
 					}
@@ -155,11 +164,7 @@ func newRoot() *cobra.Command {
 		Use:   "down",
 		Short: "Stop the cluster and restore the host",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, _, err := f.config()
-			if err != nil {
-				return err
-			}
-			cl, err := localcluster.New(c)
+			cl, _, err := f.cluster()
 			if err != nil {
 				return err
 			}
@@ -175,11 +180,7 @@ func newRoot() *cobra.Command {
 		Use:   "status",
 		Short: "Show components, PIDs, memory, the network guard and the node",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, _, err := f.config()
-			if err != nil {
-				return err
-			}
-			cl, err := localcluster.New(c)
+			cl, _, err := f.cluster()
 			if err != nil {
 				return err
 			}
@@ -206,7 +207,7 @@ func newRoot() *cobra.Command {
 			} else {
 				fmt.Println("network guard: in place")
 			}
-			fmt.Printf("ready: %v (up in %s)\nkubeconfig: %s\n", st.Ready, st.ReadyAfter, c.KubeconfigPath())
+			fmt.Printf("ready: %v (up in %s)\nkubeconfig: %s\n", st.Ready, st.ReadyAfter, cl.Config().KubeconfigPath())
 			return nil
 		},
 	}
@@ -256,16 +257,12 @@ func newRoot() *cobra.Command {
 		Short: "Import image tarballs into the running cluster",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, _, err := f.config()
-			if err != nil {
-				return err
-			}
-			cl, err := localcluster.New(c)
+			cl, _, err := f.cluster()
 			if err != nil {
 				return err
 			}
 			if !cl.Running() {
-				return fmt.Errorf("load-image: cluster in %s is not running", c.StateDir)
+				return fmt.Errorf("load-image: cluster in %s is not running", cl.Config().StateDir)
 			}
 			return cl.LoadImages(cmd.Context(), args...)
 		},
@@ -275,11 +272,7 @@ func newRoot() *cobra.Command {
 		Use:   "kubeconfig",
 		Short: "Print the admin kubeconfig path",
 		RunE: func(*cobra.Command, []string) error {
-			c, _, err := f.config()
-			if err != nil {
-				return err
-			}
-			cl, err := localcluster.New(c)
+			cl, _, err := f.cluster()
 			if err != nil {
 				return err
 			}
@@ -292,11 +285,7 @@ func newRoot() *cobra.Command {
 		Use:   "check-guard",
 		Short: "Verify the network-safety set-up (exit 1 when missing)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, _, err := f.config()
-			if err != nil {
-				return err
-			}
-			cl, err := localcluster.New(c)
+			cl, _, err := f.cluster()
 			if err != nil {
 				return err
 			}
@@ -337,11 +326,7 @@ func newRoot() *cobra.Command {
 		Use:   "deps",
 		Short: "Install the Debian packages the node needs when missing (up does this too)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, _, err := f.config()
-			if err != nil {
-				return err
-			}
-			cl, err := localcluster.New(c)
+			cl, _, err := f.cluster()
 			if err != nil {
 				return err
 			}
