@@ -509,6 +509,13 @@ func (cl *Cluster) Down(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	if _, err := os.Stat("/sys/class/net/" + c.Bridge); err == nil {
+		// Pod veths on the bridge go first: their pod network namespaces may
+		// still be closing, and a veth outliving the bridge would stay behind.
+		if ports, err := os.ReadDir("/sys/class/net/" + c.Bridge + "/brif"); err == nil {
+			for _, p := range ports {
+				_, _ = run(ctx, "ip", "link", "del", p.Name())
+			}
+		}
 		if _, err := run(ctx, "ip", "link", "del", c.Bridge); err != nil {
 			errs = append(errs, fmt.Errorf("down: delete bridge %s: %w", c.Bridge, err))
 		}
