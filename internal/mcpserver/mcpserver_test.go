@@ -189,9 +189,17 @@ func TestAgentFlow(t *testing.T) {
 		sb.Endpoints[0].PreviewURL != "http://frontend--feat.preview.localhost" || sb.Endpoints[0].PathURL != e.URL+"/preview/acme/feat/frontend/" {
 		t.Fatalf("fork: %+v", sb)
 	}
-	s.mu.Lock()
-	progress := strings.Join(s.progress, "\n")
-	s.mu.Unlock()
+	// Progress notifications are delivered on their own goroutine: the last one
+	// may reach the client just after the tool's result.
+	var progress string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		s.mu.Lock()
+		progress = strings.Join(s.progress, "\n")
+		s.mu.Unlock()
+		if strings.Contains(progress, "feat: ready") || time.Now().After(deadline) {
+			break
+		}
+	}
 	for _, w := range []string{"feat: not ready: Pending", "fork cart: pulling image cart:v2", "feat: ready"} {
 		if !strings.Contains(progress, w) {
 			t.Errorf("progress lacks %q:\n%s", w, progress)

@@ -458,9 +458,9 @@ func TestTTL(t *testing.T) {
 	clockOff.Store(int64(11 * time.Minute))
 	defer clockOff.Store(0)
 	// Any event re-runs the reconcile; touch a label to trigger it now rather than at the requeue.
-	s, _ := get(t, client.ObjectKeyFromObject(sb), &smv1.Sandbox{})
-	s.Labels = map[string]string{"touch": "1"}
-	if err := c.Update(ctx, s); err != nil {
+	// A merge patch, not an Update: the controller writes status concurrently.
+	touch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"touch":"1"}}}`))
+	if err := c.Patch(ctx, sb.DeepCopy(), touch); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "expired sandbox deleted", func() (bool, string) {
