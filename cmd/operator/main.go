@@ -45,7 +45,7 @@ func run() error {
 		o                               manager.Options
 		backends, keyNames, customHdrs  string
 		namespaces, logLevel, logFormat string
-		sidecarImage, routeServerTarget string
+		sidecarImage, initImage, routeServerTarget string
 		injectMode                      string
 	)
 	flag.StringVar(&backends, "backends", env("SANDBOXMESH_BACKENDS", meshadapters.BackendDevmesh), "comma-separated mesh backends: "+strings.Join(meshadapters.Names(), ", "))
@@ -63,6 +63,7 @@ func run() error {
 	flag.IntVar(&o.WebhookPort, "webhook-port", 9443, "webhook HTTPS port")
 	flag.StringVar(&o.WebhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "folder with tls.crt and tls.key")
 	flag.StringVar(&sidecarImage, "sidecar-image", env("SANDBOXMESH_SIDECAR_IMAGE", "sandboxmesh.dev/devmesh:dev"), "devmesh sidecar image")
+	flag.StringVar(&initImage, "sidecar-init-image", env("SANDBOXMESH_SIDECAR_INIT_IMAGE", ""), "image of the devmesh-init container of iptables mode: devmesh-init plus iptables-save/iptables-restore (default: the sidecar image)")
 	flag.StringVar(&routeServerTarget, "sidecar-route-server", env("SANDBOXMESH_SIDECAR_ROUTE_SERVER", "sandboxmesh-operator.sandboxmesh-system.svc:15010"), "route server address the injected sidecars dial")
 	flag.StringVar(&injectMode, "inject-mode", "iptables", "default injection mode: iptables or explicit")
 	flag.BoolVar(&o.RequireAcceptance, "require-acceptance", true, "Ready waits until every backend reports the routes accepted")
@@ -80,7 +81,7 @@ func run() error {
 	}
 	o.Logger = slog.New(h)
 	o.Backends, o.KeyNames, o.CustomHeaders, o.Namespaces = list(backends), list(keyNames), list(customHdrs), list(namespaces)
-	o.Inject = inject.Config{Image: sidecarImage, RouteServer: routeServerTarget, KeyNames: o.KeyNames, CustomHeaders: o.CustomHeaders, Mode: inject.Mode(injectMode)}
+	o.Inject = inject.Config{Image: sidecarImage, InitImage: initImage, RouteServer: routeServerTarget, KeyNames: o.KeyNames, CustomHeaders: o.CustomHeaders, Mode: inject.Mode(injectMode)}
 
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
