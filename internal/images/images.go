@@ -35,8 +35,48 @@ const (
 	Tag      = "dev"
 )
 
-// DefaultBinaries are the cmd/ packages packed as images by default.
-var DefaultBinaries = []string{"operator", "devmesh", "controlplane", "agent", "sm-echo"}
+// DefaultBinaries are the programs packed as images by default: the cmd/
+// packages plus the example app (see Packages).
+var DefaultBinaries = []string{"operator", "devmesh", "devmesh-init", "controlplane", "agent", "sm-echo", "hotrod"}
+
+// Packages maps the binaries that do not live at cmd/<binary> to their Go
+// package, relative to the repository root.
+var Packages = map[string]string{"hotrod": "./examples/hotrod"}
+
+// HostTools lists, per binary, host programs copied into its image together
+// with the shared libraries they load (ldd) and the extra folders they dlopen
+// from. devmesh-init runs iptables-save/iptables-restore: its image carries the
+// host's Debian iptables (nft and, when installed, legacy variants), which the
+// local cluster's set-up installs. Each entry is image name -> host path; the
+// image name may differ (e.g. iptables-save -> xtables-nft-multi by argv[0]).
+var HostTools = map[string]HostToolSet{
+	"devmesh-init": {
+		Programs: map[string][]string{
+			"/usr/sbin/xtables-nft-multi": {"iptables-save", "iptables-restore", "ip6tables-save", "ip6tables-restore",
+				"iptables-nft-save", "iptables-nft-restore", "ip6tables-nft-save", "ip6tables-nft-restore", "iptables", "ip6tables"},
+			"/usr/sbin/xtables-legacy-multi": {"iptables-legacy-save", "iptables-legacy-restore", "ip6tables-legacy-save", "ip6tables-legacy-restore"},
+		},
+		Required: []string{"/usr/sbin/xtables-nft-multi"},
+		Dirs:     []string{"xtables"},
+		Files:    []string{"/etc/protocols", "/etc/services", "/etc/ethertypes"},
+		Package:  "iptables",
+	},
+}
+
+// HostToolSet describes host programs added to an image (see HostTools).
+type HostToolSet struct {
+	// Programs maps a host binary to the names it gets in /usr/sbin of the image.
+	Programs map[string][]string
+	// Required are the Programs keys that must exist on the host.
+	Required []string
+	// Dirs are folders beside the programs' libraries (e.g. xtables, the
+	// iptables extensions) copied whole.
+	Dirs []string
+	// Files are copied when they exist.
+	Files []string
+	// Package is the Debian package that provides Required.
+	Package string
+}
 
 // PauseImage is the pod sandbox image of the local cluster.
 var PauseImage = Ref("pause")
@@ -94,12 +134,15 @@ func Build(ctx context.Context, o Options) ([]Result, error) {
 		if b == "" {
 			continue
 		}
-		pkgDir := filepath.Join(o.RepoDir, "cmd", b)
-		if !hasGoFiles(pkgDir) {
-			fmt.Fprintf(o.Progress, ">> image %s: skipped, no Go package at cmd/%s yet\n", Ref(b), b)
+		pkg := "./cmd/" + b
+		if p, ok := Packages[b]; ok {
+			pkg = p
+		}
+		if !hasGoFiles(filepath.Join(o.RepoDir, pkg)) {
+			fmt.Fprintf(o.Progress, ">> image %s: skipped, no Go package at %s\n", Ref(b), pkg)
 			continue
 		}
-		r, err := buildOne(ctx, o, b, "./cmd/"+b)
+		r, err := buildOne(ctx, o, b, pkg)
 		if err != nil {
 			if ctx.Err() != nil {
 				return res, err
@@ -151,7 +194,13 @@ func buildOne(ctx context.Context, o Options, binary, pkg string) (Result, error
 	if err != nil {
 		return Result{}, fmt.Errorf("image %s: read binary: %w", ref, err)
 	}
-	img, err := Image(binary, data)
+	var extra []File
+	if set, ok := HostTools[binary]; ok {
+		if extra, err = set.collect(); err != nil {
+			return Result{}, fmt.Errorf("image %s: %w", ref, err)
+		}
+	}
+	img, err := Image(binary, data, extra...)
 	if err != nil {
 		return Result{}, fmt.Errorf("image %s: %w", ref, err)
 	}
@@ -175,11 +224,20 @@ func buildOne(ctx context.Context, o Options, binary, pkg string) (Result, error
 	return Result{Binary: binary, Ref: ref, Tarball: out, Size: size}, nil
 }
 
+// File is one extra entry of an image layer: a regular file (Data) or a
+// symbolic link (Link). Name is relative to the image root.
+type File struct {
+	Name string
+	Mode int64
+	Data []byte
+	Link string
+}
+
 // Image packs one static binary as a single-layer image: the binary at
 // /usr/local/bin/<binary> as entrypoint, plus /etc/passwd, /etc/group,
-// /etc/nsswitch.conf and /tmp. Timestamps are zero so equal binaries give
-// equal images.
-func Image(binary string, data []byte) (v1.Image, error) {
+// /etc/nsswitch.conf, /tmp and the extra files (their folders are created).
+// Timestamps are zero so equal inputs give equal images.
+func Image(binary string, data []byte, extra ...File) (v1.Image, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	dirs := []string{"etc/", "tmp/", "usr/", "usr/local/", "usr/local/bin/"}
@@ -210,6 +268,9 @@ func Image(binary string, data []byte) (v1.Image, error) {
 			return nil, fmt.Errorf("layer %s: %w", f.name, err)
 		}
 	}
+	if err := writeExtra(tw, dirs, extra); err != nil {
+		return nil, err
+	}
 	if err := tw.Close(); err != nil {
 		return nil, fmt.Errorf("layer: %w", err)
 	}
@@ -232,7 +293,7 @@ func Image(binary string, data []byte) (v1.Image, error) {
 	cf.OS = "linux"
 	cf.Architecture = runtime.GOARCH
 	cf.Config.Entrypoint = []string{"/usr/local/bin/" + binary}
-	cf.Config.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
+	cf.Config.Env = []string{"PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin"}
 	cf.Config.WorkingDir = "/"
 	cf.Config.Labels = map[string]string{"org.opencontainers.image.title": binary, "org.opencontainers.image.source": "github.com/sandboxmesh/sandboxmesh"}
 	return mutate.ConfigFile(img, cf)
