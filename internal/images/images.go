@@ -37,7 +37,12 @@ const (
 
 // DefaultBinaries are the programs packed as images by default: the cmd/
 // packages plus the example app (see Packages).
-var DefaultBinaries = []string{"operator", "devmesh", "devmesh-init", "controlplane", "agent", "sm-echo", "hotrod"}
+var DefaultBinaries = []string{"operator", "devmesh", "devmesh-init", "controlplane", "agent", "sm-echo", "hotrod", "hotrod:v2"}
+
+// BuildVars maps a binary to the string variable set to the image tag at link
+// time when the tag is not Tag: "hotrod:v2" is hotrod built with
+// app.Build=v2, so an image change shows in its answers.
+var BuildVars = map[string]string{"hotrod": "github.com/sandboxmesh/sandboxmesh/examples/hotrod/app.Build"}
 
 // Packages maps the binaries that do not live at cmd/<binary> to their Go
 // package, relative to the repository root.
@@ -85,7 +90,13 @@ var PauseImage = Ref("pause")
 const pausePackage = "./internal/images/pause"
 
 // Ref returns the image reference of a binary.
-func Ref(binary string) string { return Registry + "/" + binary + ":" + Tag }
+// A binary written "name:tag" names that tag of the image (see BuildVars).
+func Ref(binary string) string {
+	if _, _, ok := strings.Cut(binary, ":"); ok {
+		return Registry + "/" + binary
+	}
+	return Registry + "/" + binary + ":" + Tag
+}
 
 // Options control Build.
 type Options struct {
@@ -134,8 +145,9 @@ func Build(ctx context.Context, o Options) ([]Result, error) {
 		if b == "" {
 			continue
 		}
-		pkg := "./cmd/" + b
-		if p, ok := Packages[b]; ok {
+		prog, _, _ := strings.Cut(b, ":")
+		pkg := "./cmd/" + prog
+		if p, ok := Packages[prog]; ok {
 			pkg = p
 		}
 		if !hasGoFiles(filepath.Join(o.RepoDir, pkg)) {
@@ -183,8 +195,13 @@ func buildOne(ctx context.Context, o Options, binary, pkg string) (Result, error
 		return Result{}, fmt.Errorf("image %s: %w", ref, err)
 	}
 	defer os.RemoveAll(tmp)
-	bin := filepath.Join(tmp, binary)
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, pkg)
+	prog, tag, _ := strings.Cut(binary, ":")
+	ldflags := "-s -w"
+	if v, ok := BuildVars[prog]; ok && tag != "" {
+		ldflags += " -X " + v + "=" + tag
+	}
+	bin := filepath.Join(tmp, prog)
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", ldflags, "-o", bin, pkg)
 	cmd.Dir = o.RepoDir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -195,21 +212,21 @@ func buildOne(ctx context.Context, o Options, binary, pkg string) (Result, error
 		return Result{}, fmt.Errorf("image %s: read binary: %w", ref, err)
 	}
 	var extra []File
-	if set, ok := HostTools[binary]; ok {
+	if set, ok := HostTools[prog]; ok {
 		if extra, err = set.collect(); err != nil {
 			return Result{}, fmt.Errorf("image %s: %w", ref, err)
 		}
 	}
-	img, err := Image(binary, data, extra...)
+	img, err := Image(prog, data, extra...)
 	if err != nil {
 		return Result{}, fmt.Errorf("image %s: %w", ref, err)
 	}
-	tag, err := name.NewTag(ref)
+	imgTag, err := name.NewTag(ref)
 	if err != nil {
 		return Result{}, fmt.Errorf("image %s: parse ref: %w", ref, err)
 	}
-	out := filepath.Join(o.OutDir, binary+".tar")
-	if err := tarball.WriteToFile(out+".tmp", tag, img); err != nil {
+	out := filepath.Join(o.OutDir, strings.ReplaceAll(binary, ":", "_")+".tar")
+	if err := tarball.WriteToFile(out+".tmp", imgTag, img); err != nil {
 		return Result{}, fmt.Errorf("image %s: write %s: %w", ref, out, err)
 	}
 	if err := os.Rename(out+".tmp", out); err != nil {
