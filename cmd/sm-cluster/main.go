@@ -11,6 +11,7 @@
 //	sm-cluster kubeconfig         print the kubeconfig path
 //	sm-cluster deps               install missing Debian packages (up does this too)
 //	sm-cluster check-guard        verify the network-safety set-up
+//	sm-cluster demo [--keep]      the cluster, SandboxMesh (Helm chart), the example app and a sandbox; Ctrl-C tears down
 //	sm-cluster dns                (internal) the cluster DNS server started by up
 package main
 
@@ -337,7 +338,7 @@ func newRoot() *cobra.Command {
 		},
 	}
 
-	root.AddCommand(deps, up, down, status, imgs, loadImage, kubeconfig, checkGuard, dnsCmd)
+	root.AddCommand(deps, up, down, status, imgs, loadImage, kubeconfig, checkGuard, dnsCmd, demoCmd(f))
 	return root
 }
 

@@ -39,6 +39,9 @@ const (
 // packages plus the example app (see Packages).
 var DefaultBinaries = []string{"operator", "devmesh", "devmesh-init", "controlplane", "agent", "sm-echo", "hotrod", "hotrod:v2"}
 
+// TarballName is the file name of a binary's image tarball in Options.OutDir.
+func TarballName(binary string) string { return strings.ReplaceAll(binary, ":", "_") + ".tar" }
+
 // BuildVars maps a binary to the string variable set to the image tag at link
 // time when the tag is not Tag: "hotrod:v2" is hotrod built with
 // app.Build=v2, so an image change shows in its answers.
@@ -225,7 +228,7 @@ func buildOne(ctx context.Context, o Options, binary, pkg string) (Result, error
 	if err != nil {
 		return Result{}, fmt.Errorf("image %s: parse ref: %w", ref, err)
 	}
-	out := filepath.Join(o.OutDir, strings.ReplaceAll(binary, ":", "_")+".tar")
+	out := filepath.Join(o.OutDir, TarballName(binary))
 	if err := tarball.WriteToFile(out+".tmp", imgTag, img); err != nil {
 		return Result{}, fmt.Errorf("image %s: write %s: %w", ref, out, err)
 	}

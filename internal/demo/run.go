@@ -1,0 +1,81 @@
+package demo
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	cpclient "github.com/sandboxmesh/sandboxmesh/controlplane/client"
+)
+
+// SandboxSpec is the first sandbox of the demo: the route service forked with
+// the hotrod:v2 image.
+const SandboxSpec = "examples/specs/cli/sandbox-route-image.yaml"
+
+// ApplySandbox PUTs the control-plane form spec file (relative to RepoDir)
+// into cluster e.Cluster and waits until it is ready, printing what blocks it.
+func (e *Env) ApplySandbox(ctx context.Context, file string, timeout time.Duration) (*cpclient.Sandbox, time.Duration, error) {
+	sb, err := ReadSandbox(filepath.Join(e.RepoDir, file))
+	if err != nil {
+		return nil, 0, err
+	}
+	sb.Spec.Cluster = e.Cluster
+	start := time.Now()
+	if _, err := e.API.ApplySandbox(ctx, e.Org, sb); err != nil {
+		return nil, 0, fmt.Errorf("PUT sandbox %s: %w", sb.Name, err)
+	}
+	e.Step("sandbox %s created over REST; waiting until ready", sb.Name)
+	got, err := e.WaitReady(ctx, sb.Name, timeout)
+	return got, time.Since(start), err
+}
+
+// WaitReady waits until the sandbox is ready, printing changes of what blocks it.
+func (e *Env) WaitReady(ctx context.Context, name string, timeout time.Duration) (*cpclient.Sandbox, error) {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	last := ""
+	got, err := e.API.WaitForReady(wctx, e.Org, name, &cpclient.WaitOptions{Interval: 100 * time.Millisecond, Progress: func(sb *cpclient.Sandbox) {
+		msg := sb.Status.Reason + ": " + sb.Status.Message
+		if sb.Status.Ready {
+			msg = "ready"
+		}
+		if msg != last {
+			e.Step("sandbox %s: %s", name, msg)
+			last = msg
+		}
+	}})
+	if err != nil {
+		return got, fmt.Errorf("sandbox %s not ready: %w", name, err)
+	}
+	return got, nil
+}
+
+// PrintTryIt writes what a user can try against the demo.
+func (e *Env) PrintTryIt(w io.Writer, sb *cpclient.Sandbox, frontendIP string) {
+	fmt.Fprintf(w, `
+SandboxMesh is running. Sandbox %[1]q forks hotrod's route service with a new image (hotrod:v2);
+its routing key is %[2]s.
+
+  # baseline everywhere (no routing key):
+  curl -s 'http://%[3]s:8080/dispatch?customer=392' | jq -c '.. | objects | select(has("service")) | {service, version, build, sandbox}'
+
+  # the same request with the sandbox's routing key: route answers from the fork (build v2, sandbox %[1]s)
+  curl -s -H 'baggage: sm-routing-key=%[2]s' 'http://%[3]s:8080/dispatch?customer=392' | jq -c '.. | objects | select(has("service")) | {service, version, build, sandbox}'
+
+  # through the control plane's preview endpoint (the key is added for you):
+  curl -s -H 'sandboxmesh-api-key: %[4]s' '%[5]s/preview/%[6]s/%[1]s/frontend/dispatch?customer=392'
+
+  # the CLI (or 'sandboxmesh mcp' for AI agents):
+  export SANDBOXMESH_API_URL=%[5]s SANDBOXMESH_API_KEY=%[4]s SANDBOXMESH_ORG=%[6]s
+  go run ./cmd/sandboxmesh sandbox list
+  go run ./cmd/sandboxmesh sandbox apply -f examples/specs/cli/sandbox-customer-env.yaml --wait
+  go run ./cmd/sandboxmesh routegroup apply -f examples/specs/cli/routegroup-dispatch-v2.yaml
+
+  export KUBECONFIG=%[7]s
+  kubectl get sandboxes -A    # if you have kubectl
+
+Press Ctrl-C to stop and tear everything down.
+`, sb.Name, sb.RoutingKey, frontendIP, e.APIKey, e.ControlPlaneURL, e.Org, e.Kubeconfig)
+}
