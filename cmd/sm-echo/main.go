@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"strings"
 	"time"
 )
 
@@ -81,6 +82,8 @@ func serve(ctx context.Context, log *slog.Logger, args []string) error {
 func get(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("get", flag.ContinueOnError)
 	wait := fs.Duration("wait", 30*time.Second, "keep retrying each URL this long")
+	var headers headerFlags
+	fs.Var(&headers, "H", "request header 'Name: value' (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -88,7 +91,7 @@ func get(ctx context.Context, args []string) error {
 	for _, u := range fs.Args() {
 		deadline := time.Now().Add(*wait)
 		for {
-			body, err := fetch(ctx, client, u)
+			body, err := fetch(ctx, client, u, headers)
 			if err == nil {
 				fmt.Printf("GET %s -> %s\n", u, body)
 				break
@@ -102,10 +105,28 @@ func get(ctx context.Context, args []string) error {
 	return nil
 }
 
-func fetch(ctx context.Context, c *http.Client, u string) ([]byte, error) {
+// headerFlags collects -H 'Name: value' flags.
+type headerFlags []string
+
+func (h *headerFlags) String() string { return strings.Join(*h, ", ") }
+
+func (h *headerFlags) Set(v string) error {
+	name, _, ok := strings.Cut(v, ":")
+	if !ok || strings.TrimSpace(name) == "" {
+		return fmt.Errorf("header %q: want 'Name: value'", v)
+	}
+	*h = append(*h, v)
+	return nil
+}
+
+func fetch(ctx context.Context, c *http.Client, u string, headers []string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
+	}
+	for _, h := range headers {
+		name, value, _ := strings.Cut(h, ":")
+		req.Header.Add(strings.TrimSpace(name), strings.TrimSpace(value))
 	}
 	resp, err := c.Do(req)
 	if err != nil {
