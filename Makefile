@@ -59,8 +59,8 @@ bench-operator: ## Operator scale benchmark: 1,000 sandboxes converge against a 
 	bench/operator/run.sh
 
 .PHONY: test-e2e
-test-e2e: ## End-to-end tests on a real local cluster (root; builds Kubernetes components on first use).
-	$(GO) test -tags e2e -count=1 -v -timeout 40m ./test/cluster/
+test-e2e: ## End-to-end tests on a real local cluster: the cluster itself, then the product (root; builds Kubernetes components and images on first use).
+	$(GO) test -tags e2e -count=1 -p 1 -v -timeout 80m ./test/cluster/ ./test/e2e/
 
 ##@ Local cluster
 .PHONY: cluster-up
@@ -79,3 +79,7 @@ images: ## Build our binaries as image tarballs (no Docker needed) and load them
 .PHONY: run
 run: ## Start the main job on embedded defaults (see README).
 	hack/run.sh
+
+.PHONY: demo
+demo: ## Local cluster + SandboxMesh (Helm chart) + example app + a sandbox; prints what to try; Ctrl-C tears down (root).
+	hack/cluster/sm-cluster.sh demo
