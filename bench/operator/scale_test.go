@@ -9,7 +9,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"net/http"
 	"runtime"
+	"sort"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
@@ -79,26 +83,44 @@ func TestScale(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Play the Deployment controller (none runs in envtest): make every fork available once it appears.
+	// Play the Deployment controller (none runs in envtest): make every fork
+	// available once it appears. A watch, not a polling List, so that the
+	// harness costs the API server one status write per fork.
 	go func() {
 		for ctx.Err() == nil {
 			var forks appsv1.DeploymentList
-			if err := c.List(ctx, &forks, client.InNamespace(ns), client.HasLabels{naming.LabelFork}); err == nil {
-				for i := range forks.Items {
-					d := &forks.Items[i]
-					if d.Status.ObservedGeneration == d.Generation && d.Status.AvailableReplicas == 1 {
-						continue
-					}
-					d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 1, UpdatedReplicas: 1, AvailableReplicas: 1, ReadyReplicas: 1}
-					_ = c.Status().Update(ctx, d)
-				}
+			w, err := c.Watch(ctx, &forks, client.InNamespace(ns), client.HasLabels{naming.LabelFork})
+			if err != nil {
+				time.Sleep(100 * time.Millisecond)
+				continue
 			}
-			time.Sleep(100 * time.Millisecond)
+			for ev := range w.ResultChan() {
+				d, ok := ev.Object.(*appsv1.Deployment)
+				if !ok || d.DeletionTimestamp != nil || (d.Status.ObservedGeneration == d.Generation && d.Status.AvailableReplicas == 1) {
+					continue
+				}
+				d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 1, UpdatedReplicas: 1, AvailableReplicas: 1, ReadyReplicas: 1}
+				_ = c.Status().Update(ctx, d)
+			}
 		}
 	}()
+	if p := os.Getenv("SCALE_CPUPROFILE"); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	runtime.GC()
 	rssBefore := rssMiB()
-	op, err := manager.New(env.Config, manager.Options{MetricsAddr: "0", ProbeAddr: "0",
+	// Count the operator's requests by verb and resource.
+	opCfg := rest.CopyConfig(env.Config)
+	counts := &requestCounts{m: map[string]int{}}
+	opCfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return counts.wrap(rt) })
+	op, err := manager.New(opCfg, manager.Options{MetricsAddr: "0", ProbeAddr: "0",
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
@@ -151,7 +173,7 @@ func TestScale(t *testing.T) {
 		if os.Getenv("SCALE_DEBUG") != "" && len(list.Items) > 0 {
 			t.Logf("debug: ready=%d routes=%d first=%+v %v %v", ready, routes, list.Items[0].Status, list.Items[0].Annotations, list.Items[0].Finalizers)
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(500 * time.Millisecond)
 	}
 	took := time.Since(start)
 	var ms runtime.MemStats
@@ -159,7 +181,56 @@ func TestScale(t *testing.T) {
 	t.Logf("scale: %d sandboxes (%d baselines): created in %s, converged (Ready=%d, routes=%d) in %s", n, baselines, created.Round(time.Millisecond), ready, routes, took.Round(time.Millisecond))
 	t.Logf("memory: process RSS before operator %.0f MiB, peak %.0f MiB (operator + test client + watch in one process), Go heap in use %.0f MiB",
 		rssBefore, peak, float64(ms.HeapInuse)/(1<<20))
+	t.Logf("operator requests: %s", counts)
 	if ready != n || routes < n {
 		t.Fatalf("did not converge: Ready=%d routes=%d of %d", ready, routes, n)
 	}
 }
+
+// requestCounts counts API requests by method and resource.
+type requestCounts struct {
+	mu sync.Mutex
+	m  map[string]int
+}
+
+func (c *requestCounts) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+		res := ""
+		for i, p := range parts {
+			if p == "namespaces" && i+2 < len(parts) {
+				res = parts[i+2]
+				if i+4 < len(parts) {
+					res += "/" + parts[i+4]
+				}
+			}
+		}
+		if res == "" && len(parts) > 0 {
+			res = parts[len(parts)-1]
+		}
+		if r.URL.Query().Get("watch") == "true" {
+			res += "(watch)"
+		}
+		c.mu.Lock()
+		c.m[r.Method+" "+res]++
+		c.mu.Unlock()
+		return rt.RoundTrip(r)
+	})
+}
+
+func (c *requestCounts) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	keys := make([]string, 0, len(c.m))
+	total := 0
+	for k, v := range c.m {
+		keys = append(keys, fmt.Sprintf("%s=%d", k, v))
+		total += v
+	}
+	sort.Strings(keys)
+	return fmt.Sprintf("%d total: %s", total, strings.Join(keys, ", "))
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

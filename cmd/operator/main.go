@@ -67,9 +67,14 @@ func run() error {
 	flag.StringVar(&routeServerTarget, "sidecar-route-server", env("SANDBOXMESH_SIDECAR_ROUTE_SERVER", "sandboxmesh-operator.sandboxmesh-system.svc:15010"), "route server address the injected sidecars dial")
 	flag.StringVar(&injectMode, "inject-mode", "iptables", "default injection mode: iptables or explicit")
 	flag.BoolVar(&o.RequireAcceptance, "require-acceptance", true, "Ready waits until every backend reports the routes accepted")
+	flag.IntVar(&o.Workers, "workers", 8, "parallel Sandbox reconciles")
+	var qps float64
+	flag.Float64Var(&qps, "kube-api-qps", 100, "requests per second to the API server (client-side limit)")
+	flag.IntVar(&o.KubeAPIBurst, "kube-api-burst", 200, "burst of requests to the API server")
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	flag.StringVar(&logFormat, "log-format", "json", "json or text")
 	flag.Parse()
+	o.KubeAPIQPS = float32(qps)
 
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {

@@ -58,7 +58,7 @@ type SandboxReconciler struct {
 	Now func() time.Time
 	// RequireAcceptance makes Ready wait until every backend reports its routes accepted.
 	RequireAcceptance bool
-	// MaxConcurrentReconciles bounds parallel reconciles (default 4); the
+	// MaxConcurrentReconciles bounds parallel reconciles (default 8); the
 	// routing Engine serialises work per Service.
 	MaxConcurrentReconciles int
 }
@@ -75,7 +75,7 @@ func (r *SandboxReconciler) now() time.Time {
 func (r *SandboxReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	workers := r.MaxConcurrentReconciles
 	if workers <= 0 {
-		workers = 4
+		workers = 8
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&smv1.Sandbox{}).
@@ -89,9 +89,21 @@ func (r *SandboxReconciler) SetupWithManager(mgr ctrl.Manager) error {
 
 // SetupIndexes registers the field indexes the controllers use.
 func SetupIndexes(ctx context.Context, mgr ctrl.Manager) error {
-	return mgr.GetFieldIndexer().IndexField(ctx, &smv1.Sandbox{}, routing.IndexForkedWorkload, func(o client.Object) []string {
+	idx := mgr.GetFieldIndexer()
+	if err := idx.IndexField(ctx, &smv1.Sandbox{}, routing.IndexForkedWorkload, func(o client.Object) []string {
 		return routing.WorkloadsOf(o.(*smv1.Sandbox))
-	})
+	}); err != nil {
+		return err
+	}
+	for _, obj := range []client.Object{&appsv1.Deployment{}, &corev1.Service{}} {
+		if err := idx.IndexField(ctx, obj, routing.IndexBaseline, routing.BaselineIndex); err != nil {
+			return err
+		}
+		if err := idx.IndexField(ctx, obj, routing.IndexSandboxObjects, routing.SandboxObjectsIndex); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func isForkObject(o client.Object) bool {
@@ -443,7 +455,7 @@ func (r *SandboxReconciler) podProblem(ctx context.Context, ns, forkName string)
 // adding their baselines' Services to the set whose routes are recomputed.
 func (r *SandboxReconciler) orphans(ctx context.Context, sb *smv1.Sandbox, desired map[string]bool, obs *observed) ([]client.ObjectKey, error) {
 	var list appsv1.DeploymentList
-	if err := r.Client.List(ctx, &list, client.MatchingLabels{naming.LabelSandbox: sb.Name, naming.LabelSandboxNamespace: sb.Namespace}); err != nil {
+	if err := routing.ListSandboxObjects(ctx, r.Client, &list, sb.Namespace, sb.Name); err != nil {
 		return nil, fmt.Errorf("list forks of Sandbox %s/%s: %w", sb.Namespace, sb.Name, err)
 	}
 	var out []client.ObjectKey
@@ -529,7 +541,7 @@ func (r *SandboxReconciler) finalize(ctx context.Context, sb *smv1.Sandbox) erro
 	}
 	obs := &observed{services: map[types.NamespacedName]bool{}}
 	var list appsv1.DeploymentList
-	if err := r.Client.List(ctx, &list, client.MatchingLabels{naming.LabelSandbox: sb.Name, naming.LabelSandboxNamespace: sb.Namespace}); err != nil {
+	if err := routing.ListSandboxObjects(ctx, r.Client, &list, sb.Namespace, sb.Name); err != nil {
 		return err
 	}
 	for _, d := range list.Items {
@@ -562,7 +574,7 @@ func (r *SandboxReconciler) finalize(ctx context.Context, sb *smv1.Sandbox) erro
 	}
 	// Fork Services whose Deployment was already gone.
 	var svcs corev1.ServiceList
-	if err := r.Client.List(ctx, &svcs, client.MatchingLabels{naming.LabelSandbox: sb.Name, naming.LabelSandboxNamespace: sb.Namespace}); err != nil {
+	if err := routing.ListSandboxObjects(ctx, r.Client, &svcs, sb.Namespace, sb.Name); err != nil {
 		return err
 	}
 	for _, s := range svcs.Items {
@@ -716,6 +728,14 @@ func (r *SandboxReconciler) transitionEvents(sb, before *smv1.Sandbox) {
 		now := meta.FindStatusCondition(sb.Status.Conditions, t)
 		old := meta.FindStatusCondition(before.Status.Conditions, t)
 		if now == nil || (old != nil && old.Status == now.Status && old.Reason == now.Reason) {
+			continue
+		}
+		// Nothing to tell: a sandbox that is not (and was never) degraded, or
+		// the first "not ready yet" right after ForkCreated said work started.
+		if now.Status == metav1.ConditionFalse && (old == nil || old.Status == metav1.ConditionFalse) && t == smv1.ConditionDegraded {
+			continue
+		}
+		if now.Status == metav1.ConditionFalse && old == nil && t == smv1.ConditionReady {
 			continue
 		}
 		typ := corev1.EventTypeNormal

@@ -82,6 +82,14 @@ type Options struct {
 	Inject         inject.Config
 	// RequireAcceptance makes Ready wait for every backend to report the routes accepted.
 	RequireAcceptance bool
+	// Workers bounds parallel Sandbox reconciles (default 8).
+	Workers int
+	// KubeAPIQPS and KubeAPIBurst rate-limit the operator's requests to the API
+	// server (defaults 100 and 200, like Flagger's; controller-runtime's
+	// 20/30 is too low: a sandbox costs five writes and two events, and a
+	// thousand sandboxes must converge in a minute).
+	KubeAPIQPS   float32
+	KubeAPIBurst int
 	// Logger for the operator (default: slog JSON on stderr).
 	Logger *slog.Logger
 	// Now is the controllers' clock (tests move it; default time.Now).
@@ -157,6 +165,14 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	if o.Webhook {
 		mopts.WebhookServer = webhook.NewServer(webhook.Options{Port: o.WebhookPort, CertDir: o.WebhookCertDir})
 	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = 100, 200
+	if o.KubeAPIQPS > 0 {
+		cfg.QPS = o.KubeAPIQPS
+	}
+	if o.KubeAPIBurst > 0 {
+		cfg.Burst = o.KubeAPIBurst
+	}
 	mgr, err := ctrl.NewManager(cfg, mopts)
 	if err != nil {
 		return nil, fmt.Errorf("create manager: %w", err)
@@ -173,7 +189,7 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	if err := controllers.SetupIndexes(ctx, mgr); err != nil {
 		return nil, err
 	}
-	if err := (&controllers.SandboxReconciler{Client: mgr.GetClient(), Engine: op.Engine, Recorder: mgr.GetEventRecorder("sandboxmesh-operator"), RequireAcceptance: o.RequireAcceptance, Now: o.Now}).SetupWithManager(mgr); err != nil {
+	if err := (&controllers.SandboxReconciler{Client: mgr.GetClient(), Engine: op.Engine, Recorder: mgr.GetEventRecorder("sandboxmesh-operator"), RequireAcceptance: o.RequireAcceptance, Now: o.Now, MaxConcurrentReconciles: o.Workers}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up Sandbox controller: %w", err)
 	}
 	if err := (&controllers.RouteGroupReconciler{Client: mgr.GetClient(), Engine: op.Engine, Recorder: mgr.GetEventRecorder("sandboxmesh-operator"), Now: o.Now}).SetupWithManager(mgr); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	istionetworkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -252,6 +254,22 @@ func TestSandboxLifecycle(t *testing.T) {
 	if len(s.Status.Forks) != 1 || !s.Status.Forks[0].Ready || s.Status.Forks[0].Service != forkName {
 		t.Errorf("fork status = %+v", s.Status.Forks)
 	}
+	// Events on transitions only: the fork created, then Ready; no noise for
+	// "not degraded" or the first "not ready yet".
+	eventually(t, "events ForkCreated and Available", func() (bool, string) {
+		var evs eventsv1.EventList
+		if err := c.List(ctx, &evs, client.InNamespace(ns)); err != nil {
+			return false, err.Error()
+		}
+		var reasons []string
+		for _, e := range evs.Items {
+			if e.Regarding.Name == "feature-x" {
+				reasons = append(reasons, e.Reason)
+			}
+		}
+		sort.Strings(reasons)
+		return strings.Join(reasons, ",") == "Available,ForkCreated", strings.Join(reasons, ",")
+	})
 
 	// Update: a new env value rolls the fork in place.
 	s.Spec.Forks[0].Customizations.Env[0].Value = ptr("fork-v2")

@@ -119,7 +119,7 @@ func (e *Engine) domain() string {
 func (e *Engine) BaselineServices(ctx context.Context, d *appsv1.Deployment) ([]corev1.Service, error) {
 	var list corev1.ServiceList
 	// Read-only use of cached objects: no deep copies (this runs on every reconcile).
-	if err := e.Client.List(ctx, &list, client.InNamespace(d.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+	if err := listBaselines(ctx, e.Client, &list, d.Namespace); err != nil {
 		return nil, fmt.Errorf("list Services in %s: %w", d.Namespace, err)
 	}
 	var out []corev1.Service
@@ -154,7 +154,7 @@ func (e *Engine) workloadsBehind(ctx context.Context, svc *corev1.Service) ([]ap
 		return nil, nil
 	}
 	var list appsv1.DeploymentList
-	if err := e.Client.List(ctx, &list, client.InNamespace(svc.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+	if err := listBaselines(ctx, e.Client, &list, svc.Namespace); err != nil {
 		return nil, fmt.Errorf("list Deployments in %s: %w", svc.Namespace, err)
 	}
 	sel := labels.SelectorFromSet(svc.Spec.Selector)
