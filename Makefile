@@ -19,10 +19,12 @@ generate: ## Generate deepcopy code for the API types (controller-gen).
 	$(CONTROLLER_GEN) object paths=./crds/...
 
 .PHONY: manifests
-manifests: ## Generate CRD, RBAC (controller-gen) and devmesh webhook manifests.
+manifests: ## Generate CRD, RBAC (controller-gen) and devmesh webhook manifests; copy CRDs and RBAC into the Helm chart.
 	$(CONTROLLER_GEN) crd:crdVersions=v1 paths=./crds/... output:crd:dir=./crds/manifests
 	$(CONTROLLER_GEN) rbac:roleName=sandboxmesh-operator paths=./operator/... output:rbac:dir=./deploy/manifests/rbac
 	$(GO) run ./hack/gen-webhook deploy/manifests/webhook/devmesh-injector.yaml
+	cp crds/manifests/*.yaml deploy/helm/sandboxmesh/crds/
+	cp deploy/manifests/rbac/role.yaml deploy/helm/sandboxmesh/files/operator-role.yaml
 
 .PHONY: verify
 verify: ## Fail when generated files are stale or code is not gofmt'ed.
@@ -32,6 +34,11 @@ verify: ## Fail when generated files are stale or code is not gofmt'ed.
 .PHONY: testbed
 testbed: ## Install etcd and build kube-apiserver for envtest (cached); prints KUBEBUILDER_ASSETS.
 	hack/testbed.sh
+
+.PHONY: helm-lint
+helm-lint: ## helm lint and template the chart (deploy/helm/sandboxmesh) with the real helm (hack/helm.sh).
+	hack/helm.sh lint deploy/helm/sandboxmesh --set agent.token=x --set agent.controlPlaneURL=http://cp
+	hack/helm.sh template sandboxmesh deploy/helm/sandboxmesh --namespace sandboxmesh-system --set agent.enabled=false >/dev/null
 
 .PHONY: lint
 lint: ## gofmt and go vet.

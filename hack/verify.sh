@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-paths=(crds deploy/manifests)
+paths=(crds deploy/manifests deploy/helm/sandboxmesh/crds deploy/helm/sandboxmesh/files)
 for p in "${paths[@]}"; do [ -e "$p" ] && mkdir -p "$tmp/$(dirname "$p")" && cp -a "$p" "$tmp/$p"; done
 make -s generate manifests >/dev/null
 status=0

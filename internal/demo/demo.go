@@ -181,12 +181,7 @@ func Install(ctx context.Context, o Options) (*Env, error) {
 		return nil, err
 	}
 	e.Step("registered cluster %q in org %q; enabling its agent", e.Cluster, e.Org)
-	vals := append(base, "agent.enabled=true", "agent.clusterName="+e.Cluster)
-	if token != "" {
-		vals = append(vals, "agent.token="+token)
-	} else {
-		vals = append(vals, "agent.existingSecret="+e.Release+"-agent")
-	}
+	vals := append(base, "agent.enabled=true", "agent.clusterName="+e.Cluster, "agent.token="+token)
 	if err := e.helmInstall(ctx, vals); err != nil {
 		return nil, err
 	}
@@ -226,13 +221,13 @@ func (e *Env) bootstrapKey(ctx context.Context) (string, error) {
 	return key, nil
 }
 
-// clusterToken registers the cluster and returns a new token; "" when the
-// cluster was registered before and its agent Secret already holds one.
+// clusterToken registers the cluster and returns a new token, or the token
+// of the release's agent Secret when the cluster was registered before.
 func (e *Env) clusterToken(ctx context.Context) (string, error) {
 	_, err := e.API.GetCluster(ctx, e.Org, e.Cluster)
 	if err == nil {
-		if _, err := e.Kube.CoreV1().Secrets(e.Namespace).Get(ctx, e.Release+"-agent", metav1.GetOptions{}); err == nil {
-			return "", nil
+		if s, err := e.Kube.CoreV1().Secrets(e.Namespace).Get(ctx, e.Release+"-agent", metav1.GetOptions{}); err == nil && len(s.Data["token"]) > 0 {
+			return string(s.Data["token"]), nil
 		}
 	} else {
 		if !errors.Is(err, cpclient.ErrNotFound) {

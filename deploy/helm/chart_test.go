@@ -1,0 +1,391 @@
+// Package helm_test tests the Helm chart deploy/helm/sandboxmesh with the real
+// helm (hack/helm.sh builds it from the helm.sh/helm/v3 module on first use):
+// lint, renders with several value sets decoded strictly into the real API
+// types, bad values rejected by the schema, the copies of generated files kept
+// identical, a golden render, and the default render accepted by a real API
+// server.
+package helm_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer/json"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/sandboxmesh/sandboxmesh/internal/testenv"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/default.golden.yaml")
+
+const ns = "sandboxmesh-system"
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testenv.FuzzOnly() {
+		os.Exit(m.Run())
+	}
+	// Build helm once before the tests (and before the API server starts).
+	if out, err := exec.Command("bash", filepath.Join(root(), "hack", "helm.sh"), "--print-path").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "hack/helm.sh: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	testenv.Main(m, testenv.Options{WithoutMeshCRDs: true}, func(e *testenv.Env) int {
+		env = e
+		return m.Run()
+	})
+}
+
+func root() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+func chartDir() string { return filepath.Join(root(), "deploy", "helm", "sandboxmesh") }
+
+func helm(args ...string) (string, error) {
+	cmd := exec.Command("bash", append([]string{filepath.Join(root(), "hack", "helm.sh")}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if err != nil {
+		return out.String(), fmt.Errorf("helm %s: %w\n%s", strings.Join(args, " "), err, errb.String())
+	}
+	return out.String(), nil
+}
+
+func render(t *testing.T, values ...string) string {
+	t.Helper()
+	args := []string{"template", "sandboxmesh", chartDir(), "--namespace", ns, "--include-crds"}
+	for _, v := range values {
+		args = append(args, "--set", v)
+	}
+	out, err := helm(args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+var scheme = func() *k8sruntime.Scheme {
+	s := k8sruntime.NewScheme()
+	_ = clientgoscheme.AddToScheme(s)
+	_ = apiextensionsv1.AddToScheme(s)
+	return s
+}()
+
+// decode splits a render into objects and decodes each strictly into its
+// Go type (unknown or duplicate fields are errors). cert-manager objects have
+// no Go type here and come back unstructured.
+func decode(t *testing.T, manifest string) []k8sruntime.Object {
+	t.Helper()
+	strict := json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme, scheme, json.SerializerOptions{Yaml: true, Strict: true})
+	var objs []k8sruntime.Object
+	r := utilyaml.NewYAMLReader(bufio.NewReader(strings.NewReader(manifest)))
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal(doc, &u.Object); err != nil {
+			t.Fatalf("yaml: %v\n%s", err, doc)
+		}
+		if len(u.Object) == 0 {
+			continue // comments only
+		}
+		if u.GroupVersionKind().Group == "cert-manager.io" {
+			objs = append(objs, u)
+			continue
+		}
+		obj, _, err := strict.Decode(doc, nil, nil)
+		if err != nil {
+			t.Fatalf("strict decode %s %s: %v", u.GetKind(), u.GetName(), err)
+		}
+		objs = append(objs, obj)
+	}
+	return objs
+}
+
+func kinds(objs []k8sruntime.Object) map[string]int {
+	m := map[string]int{}
+	for _, o := range objs {
+		m[o.GetObjectKind().GroupVersionKind().Kind]++
+	}
+	return m
+}
+
+func find[T client.Object](objs []k8sruntime.Object, name string) T {
+	var zero T
+	for _, o := range objs {
+		if x, ok := o.(T); ok && (name == "" || x.GetName() == name) {
+			return x
+		}
+	}
+	return zero
+}
+
+func TestLint(t *testing.T) {
+	out, err := helm("lint", chartDir(), "--strict", "--set", "agent.token=t", "--set", "agent.controlPlaneURL=https://cp.example.com")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+}
+
+func TestRenders(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		values []string
+		check  func(t *testing.T, objs []k8sruntime.Object)
+	}{
+		{"default with agent token", []string{"agent.token=tok", "agent.controlPlaneURL=https://cp.example.com"}, func(t *testing.T, objs []k8sruntime.Object) {
+			k := kinds(objs)
+			if k["Deployment"] != 2 || k["CustomResourceDefinition"] != 2 || k["MutatingWebhookConfiguration"] != 1 {
+				t.Errorf("kinds: %v", k)
+			}
+			args := strings.Join(container(t, objs, "sandboxmesh-operator").Args, " ")
+			for _, w := range []string{"--backends=devmesh", "--webhook ", "--sidecar-route-server=sandboxmesh-operator.sandboxmesh-system.svc:15010",
+				"--sidecar-image=sandboxmesh.dev/devmesh:dev", "--sidecar-init-image=sandboxmesh.dev/devmesh-init:dev", "--inject-mode=iptables"} {
+				if !strings.Contains(args+" ", w) {
+					t.Errorf("operator args lack %q: %s", w, args)
+				}
+			}
+			if a := strings.Join(container(t, objs, "sandboxmesh-agent").Args, " "); !strings.Contains(a, "--control-plane-url=https://cp.example.com") {
+				t.Errorf("agent args: %s", a)
+			}
+		}},
+		{"control plane in cluster, no agent", []string{"controlplane.enabled=true", "controlplane.bootstrapKey=k", "agent.enabled=false"}, func(t *testing.T, objs []k8sruntime.Object) {
+			c := container(t, objs, "sandboxmesh-controlplane")
+			if len(c.Env) < 2 || c.Env[1].ValueFrom == nil || c.Env[1].ValueFrom.SecretKeyRef.Key != "apiKey" {
+				t.Errorf("bootstrap key env: %+v", c.Env)
+			}
+			if find[*corev1.Secret](objs, "sandboxmesh-agent") != nil {
+				t.Error("agent secret rendered with agent disabled")
+			}
+		}},
+		{"control plane and agent default URL", []string{"controlplane.enabled=true", "agent.token=t"}, func(t *testing.T, objs []k8sruntime.Object) {
+			if a := strings.Join(container(t, objs, "sandboxmesh-agent").Args, " "); !strings.Contains(a, "--control-plane-url=http://sandboxmesh-controlplane.sandboxmesh-system.svc:80") {
+				t.Errorf("agent args: %s", a)
+			}
+		}},
+		{"every backend, two replicas, explicit mode", []string{"agent.enabled=false", "operator.backends={devmesh,istio,linkerd,gatewayapi}", "operator.replicas=2",
+			"devmesh.injectMode=explicit", "routingKey.names={sm-routing-key,tenant}", "routingKey.customHeaders={x-sandbox}"}, func(t *testing.T, objs []k8sruntime.Object) {
+			args := strings.Join(container(t, objs, "sandboxmesh-operator").Args, " ")
+			for _, w := range []string{"--backends=devmesh,istio,linkerd,gatewayapi", "--leader-elect", "--inject-mode=explicit", "--routing-key-names=sm-routing-key,tenant", "--custom-headers=x-sandbox"} {
+				if !strings.Contains(args, w) {
+					t.Errorf("operator args lack %q: %s", w, args)
+				}
+			}
+		}},
+		{"cert-manager", []string{"agent.enabled=false", "webhook.certManager.enabled=true"}, func(t *testing.T, objs []k8sruntime.Object) {
+			mwc := find[*admissionv1.MutatingWebhookConfiguration](objs, "")
+			if mwc.Annotations["cert-manager.io/inject-ca-from"] != "sandboxmesh-system/sandboxmesh-webhook" || len(mwc.Webhooks[0].ClientConfig.CABundle) != 0 {
+				t.Errorf("webhook: %v %d", mwc.Annotations, len(mwc.Webhooks[0].ClientConfig.CABundle))
+			}
+			if kinds(objs)["Certificate"] != 1 || kinds(objs)["Issuer"] != 1 {
+				t.Errorf("kinds: %v", kinds(objs))
+			}
+		}},
+		{"webhook disabled", []string{"agent.enabled=false", "webhook.enabled=false"}, func(t *testing.T, objs []k8sruntime.Object) {
+			if kinds(objs)["MutatingWebhookConfiguration"] != 0 || strings.Contains(strings.Join(container(t, objs, "sandboxmesh-operator").Args, " "), "--webhook") {
+				t.Error("webhook rendered while disabled")
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.check(t, decode(t, render(t, tc.values...)))
+		})
+	}
+}
+
+func container(t *testing.T, objs []k8sruntime.Object, deployment string) corev1.Container {
+	t.Helper()
+	for _, o := range objs {
+		if d, ok := o.(interface{ GetName() string }); ok && d.GetName() == deployment && o.GetObjectKind().GroupVersionKind().Kind == "Deployment" {
+			u, _ := k8sruntime.DefaultUnstructuredConverter.ToUnstructured(o)
+			cs, _, _ := unstructured.NestedSlice(u, "spec", "template", "spec", "containers")
+			var c corev1.Container
+			_ = k8sruntime.DefaultUnstructuredConverter.FromUnstructured(cs[0].(map[string]any), &c)
+			return c
+		}
+	}
+	t.Fatalf("no Deployment %s", deployment)
+	return corev1.Container{}
+}
+
+func TestBadValues(t *testing.T) {
+	for _, tc := range []struct {
+		values []string
+		want   string
+	}{
+		{[]string{"agent.enabled=false", "operator.backends={devmesh,consul}"}, "backends"},
+		{[]string{"agent.enabled=false", "devmesh.injectMode=ebpf"}, "injectMode"},
+		{[]string{"agent.enabled=false", "image.pullPolicy=Sometimes"}, "pullPolicy"},
+		{[]string{"agent.enabled=false", "operator.replicas=0"}, "replicas"},
+		{[]string{"agent.enabled=false", "operator.typo=1"}, "typo"},
+		{[]string{"agent.controlPlaneURL=https://cp"}, "agent.token"},
+		{[]string{"agent.token=t"}, "agent.controlPlaneURL is required"},
+	} {
+		t.Run(strings.Join(tc.values, ","), func(t *testing.T) {
+			args := []string{"template", "sandboxmesh", chartDir(), "--namespace", ns}
+			for _, v := range tc.values {
+				args = append(args, "--set", v)
+			}
+			_, err := helm(args...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want an error mentioning %q, got %v", tc.want, err)
+			}
+		})
+	}
+}
+
+// TestGeneratedCopies keeps the chart's copies of generated files identical
+// to their sources (make manifests writes both).
+func TestGeneratedCopies(t *testing.T) {
+	for src, dst := range map[string]string{
+		"crds/manifests/sandboxmesh.dev_sandboxes.yaml":   "deploy/helm/sandboxmesh/crds/sandboxmesh.dev_sandboxes.yaml",
+		"crds/manifests/sandboxmesh.dev_routegroups.yaml": "deploy/helm/sandboxmesh/crds/sandboxmesh.dev_routegroups.yaml",
+		"deploy/manifests/rbac/role.yaml":                 "deploy/helm/sandboxmesh/files/operator-role.yaml",
+	} {
+		a, err := os.ReadFile(filepath.Join(root(), src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(root(), dst))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s differs from %s: run make manifests", dst, src)
+		}
+	}
+}
+
+// TestRBACAndWebhookMatchGenerated: the rendered ClusterRole has exactly the
+// generated rules, and the webhook equals the generated one except where it
+// points (Service, CA bundle) and that it also skips the release namespace.
+func TestRBACAndWebhookMatchGenerated(t *testing.T) {
+	objs := decode(t, render(t, "agent.enabled=false"))
+	genRole := &rbacv1.ClusterRole{}
+	readYAML(t, "deploy/manifests/rbac/role.yaml", genRole)
+	role := find[*rbacv1.ClusterRole](objs, "sandboxmesh-operator")
+	if role == nil || !equality.Semantic.DeepEqual(role.Rules, genRole.Rules) {
+		t.Errorf("operator ClusterRole rules differ from the generated ones")
+	}
+	gen := &admissionv1.MutatingWebhookConfiguration{}
+	readYAML(t, "deploy/manifests/webhook/devmesh-injector.yaml", gen)
+	mwc := find[*admissionv1.MutatingWebhookConfiguration](objs, "")
+	if mwc == nil || len(mwc.Webhooks) != 1 {
+		t.Fatal("no webhook")
+	}
+	got, want := mwc.Webhooks[0].DeepCopy(), gen.Webhooks[0].DeepCopy()
+	if len(got.ClientConfig.CABundle) == 0 || got.ClientConfig.Service.Name != "sandboxmesh-operator" || got.ClientConfig.Service.Namespace != ns {
+		t.Errorf("clientConfig: %+v", got.ClientConfig.Service)
+	}
+	got.ClientConfig, want.ClientConfig = admissionv1.WebhookClientConfig{}, admissionv1.WebhookClientConfig{}
+	ex := &got.NamespaceSelector.MatchExpressions[1]
+	if ex.Values[len(ex.Values)-1] != ns {
+		t.Errorf("release namespace not excluded: %v", ex.Values)
+	} else {
+		ex.Values = ex.Values[:len(ex.Values)-1]
+	}
+	if !equality.Semantic.DeepEqual(got, want) {
+		a, _ := yaml.Marshal(got)
+		b, _ := yaml.Marshal(want)
+		t.Errorf("webhook differs from the generated one:\nchart:\n%s\ngenerated:\n%s", a, b)
+	}
+}
+
+func readYAML(t *testing.T, rel string, into any) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root(), rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict(b, into); err != nil {
+		t.Fatalf("%s: %v", rel, err)
+	}
+}
+
+var masked = regexp.MustCompile(`(?m)^(\s*(?:tls\.crt|tls\.key|ca\.crt|caBundle|checksum/webhook-tls|checksum/token):) .*$`)
+
+func TestGolden(t *testing.T) {
+	got := masked.ReplaceAllString(render(t, "agent.token=tok", "agent.controlPlaneURL=https://cp.example.com"), "$1 <masked>")
+	path := filepath.Join("testdata", "default.golden.yaml")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./deploy/helm -update)", err)
+	}
+	if got != string(want) {
+		t.Errorf("render differs from %s (go test ./deploy/helm -update, then review the diff)", path)
+	}
+}
+
+// TestAPIServerAccepts creates every object of two renders (default, and
+// with the control plane) against a real API server: the CRDs for real, the
+// rest with server-side dry run, so that every schema and validation of the
+// API server sees them.
+func TestAPIServerAccepts(t *testing.T) {
+	ctx := context.Background()
+	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); client.IgnoreAlreadyExists(err) != nil {
+		t.Fatal(err)
+	}
+	for _, values := range [][]string{{"agent.token=tok", "agent.controlPlaneURL=https://cp.example.com"}, {"controlplane.enabled=true", "controlplane.bootstrapKey=k", "agent.token=t", "controlplane.persistence.enabled=true"}} {
+		for _, o := range decode(t, render(t, values...)) {
+			u := &unstructured.Unstructured{}
+			m, err := k8sruntime.DefaultUnstructuredConverter.ToUnstructured(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u.Object = m
+			if u.GetKind() == "" {
+				gvks, _, _ := scheme.ObjectKinds(o)
+				u.SetGroupVersionKind(gvks[0])
+			}
+			opts := []client.CreateOption{client.DryRunAll}
+			err = env.Client.Create(ctx, u, opts...)
+			if u.GetKind() == "CustomResourceDefinition" && client.IgnoreAlreadyExists(err) == nil {
+				continue // testenv installed the same CRDs
+			}
+			if err != nil {
+				t.Errorf("%s %s/%s: %v", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+			}
+		}
+	}
+}
