@@ -67,11 +67,16 @@ func (s HostToolSet) collect() ([]File, error) {
 	libDirs = slices.Compact(libDirs)
 	for _, d := range s.Dirs {
 		for _, ld := range libDirs {
-			dir := filepath.Join(ld, d)
+			// The real path: programs look for their extensions at the folder
+			// they were built with (/usr/lib/...), not through /lib -> usr/lib.
+			dir, err := filepath.EvalSymlinks(filepath.Join(ld, d))
+			if err != nil {
+				continue
+			}
 			if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 				continue
 			}
-			err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+			err = filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
 				if err != nil || e.IsDir() {
 					return err
 				}

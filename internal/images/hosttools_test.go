@@ -85,4 +85,24 @@ func TestHostToolsRunInImage(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "nf_tables") {
 		t.Fatalf("iptables-restore in the image: %v\n%s", err, out)
 	}
+	// The rules devmesh-init writes (tcp and owner matches, REDIRECT), in a
+	// network namespace of their own: the extensions load from the image.
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("unshare not installed")
+	}
+	rules := `*nat
+:SANDBOXMESH_INBOUND - [0:0]
+:SANDBOXMESH_OUTPUT - [0:0]
+-A SANDBOXMESH_INBOUND -p tcp -m tcp --dport 8080 -j REDIRECT --to-ports 15006
+-A SANDBOXMESH_OUTPUT -m owner --uid-owner 2103 -j RETURN
+-A SANDBOXMESH_OUTPUT -d 127.0.0.0/8 -j RETURN
+-A PREROUTING -p tcp -j SANDBOXMESH_INBOUND
+-A OUTPUT -p tcp -j SANDBOXMESH_OUTPUT
+COMMIT
+`
+	restore := exec.Command("unshare", "-n", "chroot", root, "/usr/sbin/iptables-restore", "--noflush", "--wait")
+	restore.Stdin = strings.NewReader(rules)
+	if out, err := restore.CombinedOutput(); err != nil {
+		t.Fatalf("iptables-restore of devmesh-init's rules from the image: %v\n%s", err, out)
+	}
 }
