@@ -336,11 +336,23 @@ func (e *Env) podProblem(ctx context.Context, ns string, d *appsv1.Deployment) s
 				return fmt.Sprintf("pod %s: container %s: %s %s", p.Name, cs.Name, w.Reason, w.Message)
 			}
 			if t := cs.LastTerminationState.Terminated; t != nil && !cs.Ready {
-				return fmt.Sprintf("pod %s: container %s exited %d: %s", p.Name, cs.Name, t.ExitCode, strings.TrimSpace(t.Message))
+				return fmt.Sprintf("pod %s: container %s exited %d: %s", p.Name, cs.Name, t.ExitCode, lastLines(t.Message, 2))
 			}
 		}
 	}
 	return ""
+}
+
+// lastLines returns the last n non-empty lines of s, joined with " | ".
+func lastLines(s string, n int) string {
+	var out []string
+	lines := strings.Split(s, "\n")
+	for i := len(lines) - 1; i >= 0 && len(out) < n; i-- {
+		if l := strings.TrimSpace(lines[i]); l != "" {
+			out = append([]string{l}, out...)
+		}
+	}
+	return strings.Join(out, " | ")
 }
 
 func (e *Env) waitControlPlane(ctx context.Context) error {
