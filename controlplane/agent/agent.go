@@ -75,6 +75,9 @@ type Config struct {
 	DisableTunnel bool
 	// OperatorVersion is reported to the control plane.
 	OperatorVersion string
+	// WorkloadsInterval is how often the forkable workloads are listed and,
+	// when changed, reported (default 30s; negative disables the report).
+	WorkloadsInterval time.Duration
 }
 
 // Agent syncs one cluster.
@@ -122,6 +125,9 @@ func New(cfg Config) (*Agent, error) {
 		d := &net.Dialer{Timeout: 10 * time.Second}
 		cfg.Dial = d.DialContext
 	}
+	if cfg.WorkloadsInterval == 0 {
+		cfg.WorkloadsInterval = 30 * time.Second
+	}
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = 250 * time.Millisecond
 	}
@@ -140,6 +146,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	if !a.cfg.DisableTunnel {
 		wg.Add(1)
 		go func() { defer wg.Done(); a.tunnelLoop(ctx) }()
+	}
+	if a.cfg.WorkloadsInterval > 0 {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.workloadsLoop(ctx) }()
 	}
 	wg.Wait()
 	return ctx.Err()

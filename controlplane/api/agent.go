@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -127,6 +129,71 @@ func (s *Server) agentStatus(c *gin.Context) {
 		}
 	}
 	c.JSON(http.StatusOK, ans)
+}
+
+// agentWorkloads stores the agent's report of forkable workloads: PUT /api/v2/agent/workloads.
+func (s *Server) agentWorkloads(c *gin.Context) {
+	a := agentIdentity(c)
+	var rep apitypes.WorkloadReport
+	if !s.decode(c, &rep) {
+		return
+	}
+	if errs := apitypes.ValidateWorkloadReport(&rep); len(errs) > 0 {
+		s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "invalid workload report: "+errs.Error(), errs...)
+		return
+	}
+	if rep.Workloads == nil {
+		rep.Workloads = []apitypes.Workload{}
+	}
+	data, _ := json.Marshal(rep)
+	sum := sha256.Sum256(data)
+	if err := s.st.SetWorkloads(c.Request.Context(), a.Org, a.Cluster, hex.EncodeToString(sum[:]), data); err != nil {
+		s.failErr(c, fmt.Sprintf("cluster %q", a.Cluster), err)
+		return
+	}
+	c.JSON(http.StatusOK, apitypes.EmptyResponse{})
+}
+
+// listWorkloads answers GET .../clusters/{cluster}/workloads[?namespace=ns].
+func (s *Server) listWorkloads(c *gin.Context) {
+	name, ok := s.validDNS(c, "cluster", "clusterName")
+	if !ok {
+		return
+	}
+	ns := c.Query("namespace")
+	if ns != "" {
+		if fe := apitypes.ValidateDNSName("namespace", ns); fe != nil {
+			s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "invalid namespace: "+fe.Error(), *fe)
+			return
+		}
+	}
+	ctx := c.Request.Context()
+	org := c.Param("org")
+	if _, err := s.st.GetCluster(ctx, org, name); err != nil {
+		s.failErr(c, fmt.Sprintf("cluster %q", name), err)
+		return
+	}
+	w, err := s.st.GetWorkloads(ctx, org, name)
+	if errors.Is(err, store.ErrNotFound) {
+		s.fail(c, http.StatusNotFound, apitypes.ReasonNotFound, fmt.Sprintf("the agent of cluster %q has not reported its workloads yet; is it running and connected (GET .../clusters/%s shows lastSeenAt)?", name, name))
+		return
+	}
+	if err != nil {
+		s.failErr(c, "workloads", err)
+		return
+	}
+	var rep apitypes.WorkloadReport
+	if err := json.Unmarshal(w.Data, &rep); err != nil {
+		s.failErr(c, "workloads", err)
+		return
+	}
+	out := apitypes.WorkloadList{Cluster: name, ReportedAt: w.ReportedAt.UTC().Format(time.RFC3339), Truncated: rep.Truncated, Workloads: []apitypes.Workload{}}
+	for _, wl := range rep.Workloads {
+		if ns == "" || wl.Namespace == ns {
+			out.Workloads = append(out.Workloads, wl)
+		}
+	}
+	c.JSON(http.StatusOK, out)
 }
 
 // agentTunnel upgrades to a WebSocket that carries the yamux session of the preview tunnel.

@@ -728,3 +728,61 @@ func TestAgentProtocolAndWaitForReady(t *testing.T) {
 		}
 	})
 }
+
+// TestWorkloads: the agent reports with its cluster token only; users of the
+// org list them (with a namespace filter); other orgs and bad input get 4xx.
+func TestWorkloads(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		put := func(token, body string) (*http.Response, apitypes.ErrorResponse) {
+			resp, er, _ := e.raw("PUT", "/api/v2/agent/workloads", "", body, apitypes.HeaderClusterToken, token)
+			return resp, er
+		}
+		if _, err := e.acme.ListWorkloads(ctx, "acme", "c1", ""); !errors.Is(err, client.ErrNotFound) || !strings.Contains(err.Error(), "has not reported") {
+			t.Fatalf("before report: %v", err)
+		}
+		good := `{"workloads":[{"kind":"Deployment","namespace":"shop","name":"cart","containers":[{"name":"cart","image":"cart:v1"}],"replicas":1,"readyReplicas":1,"devmeshInjected":true,"services":[{"name":"cart","ports":[80]}]},
+			{"kind":"Deployment","namespace":"web","name":"frontend","containers":[{"name":"web","image":"web:v1"}],"replicas":1}]}`
+		for _, tc := range []struct {
+			name, token, body string
+			code              int
+			path              string
+		}{
+			{"no token", "", good, 401, ""},
+			{"an API key is not a cluster token", e.keyA, good, 401, ""},
+			{"malformed JSON", e.tokenA, `{"workloads":[`, 400, ""},
+			{"wrong kind", e.tokenA, `{"workloads":[{"kind":"StatefulSet","namespace":"shop","name":"db"}]}`, 400, "workloads[0].kind"},
+			{"bad namespace", e.tokenA, `{"workloads":[{"kind":"Deployment","namespace":"Shop!","name":"db"}]}`, 400, "workloads[0].namespace"},
+			{"good", e.tokenA, good, 200, ""},
+		} {
+			resp, er := put(tc.token, tc.body)
+			if resp.StatusCode != tc.code || (tc.path != "" && (len(er.Fields) == 0 || er.Fields[0].Path != tc.path)) {
+				t.Errorf("%s: %d %+v", tc.name, resp.StatusCode, er)
+			}
+		}
+		wl, err := e.acme.ListWorkloads(ctx, "acme", "c1", "")
+		if err != nil || wl.Cluster != "c1" || wl.ReportedAt == "" || len(wl.Workloads) != 2 || wl.Workloads[0].Services[0].Ports[0] != 80 || !wl.Workloads[0].DevmeshInjected {
+			t.Fatalf("list: %+v %v", wl, err)
+		}
+		if wl, _ := e.acme.ListWorkloads(ctx, "acme", "c1", "web"); len(wl.Workloads) != 1 || wl.Workloads[0].Name != "frontend" {
+			t.Fatalf("namespace filter: %+v", wl)
+		}
+		if _, err := e.acme.ListWorkloads(ctx, "acme", "c1", "Bad_NS"); !errors.Is(err, client.ErrInvalid) {
+			t.Fatalf("bad namespace filter: %v", err)
+		}
+		// Org isolation: the other org's cluster c1 has no report, and acme's is not reachable with its key.
+		if _, err := e.other.ListWorkloads(ctx, "other", "c1", ""); !errors.Is(err, client.ErrNotFound) {
+			t.Fatalf("other org's cluster: %v", err)
+		}
+		if _, err := e.other.ListWorkloads(ctx, "acme", "c1", ""); err == nil {
+			t.Fatal("other org read acme's workloads")
+		}
+		if _, err := e.acme.ListWorkloads(ctx, "acme", "nope", ""); !errors.Is(err, client.ErrNotFound) {
+			t.Fatalf("unknown cluster: %v", err)
+		}
+		// A cluster token cannot read the list (it only does agent work).
+		if resp, _, _ := e.raw("GET", "/api/v2/orgs/acme/clusters/c1/workloads", "", "", apitypes.HeaderClusterToken, e.tokenA); resp.StatusCode != 401 {
+			t.Fatalf("cluster token reading: %d", resp.StatusCode)
+		}
+	})
+}

@@ -64,6 +64,8 @@ var Operations = []Operation{
 	{Method: "GET", Path: o + "/clusters/:cluster/tokens", ID: "list-cluster-tokens", Summary: "List a cluster's tokens", Tag: "Cluster", Response: []apitypes.ClusterToken{}},
 	{Method: "GET", Path: o + "/clusters/:cluster/tokens/:id", ID: "get-cluster-token", Summary: "Get a cluster token", Tag: "Cluster", Response: apitypes.ClusterToken{}},
 	{Method: "DELETE", Path: o + "/clusters/:cluster/tokens/:id", ID: "delete-cluster-token", Summary: "Delete a cluster token", Tag: "Cluster", Response: apitypes.EmptyResponse{}},
+	{Method: "GET", Path: o + "/clusters/:cluster/workloads", ID: "list-cluster-workloads", Summary: "List the workloads of a cluster that sandboxes can fork, as its agent last reported them (extension)", Tag: "Cluster", Response: apitypes.WorkloadList{},
+		Query: map[string]string{"namespace": "only workloads of this namespace"}},
 
 	{Method: "POST", Path: o + "/apikeys", ID: "create-api-key", Summary: "Create an API key of the org (its value is shown only here)", Tag: "APIKeys", Request: apitypes.CreateAPIKeyRequest{}, Response: apitypes.APIKey{}, Status: 201},
 	{Method: "GET", Path: o + "/apikeys", ID: "list-api-keys", Summary: "List the org's API keys", Tag: "APIKeys", Response: []apitypes.APIKey{}},
@@ -72,6 +74,7 @@ var Operations = []Operation{
 	{Method: "GET", Path: "/api/v2/agent/state", ID: "agent-state", Summary: "Agent long poll: desired state of the token's cluster (full, then changes after since)", Tag: "Agent", Response: apitypes.AgentState{}, Agent: true,
 		Query: map[string]string{"since": "revision of the last answer (0: full state)", "wait": "how long to wait for a change, e.g. 30s"}},
 	{Method: "POST", Path: "/api/v2/agent/status", ID: "agent-status", Summary: "Agent status report", Tag: "Agent", Request: apitypes.AgentStatusReport{}, Response: statusAnswer{}, Agent: true},
+	{Method: "PUT", Path: "/api/v2/agent/workloads", ID: "agent-workloads", Summary: "Agent report of the cluster's forkable workloads (replaces the previous one)", Tag: "Agent", Request: apitypes.WorkloadReport{}, Response: apitypes.EmptyResponse{}, Agent: true},
 	{Method: "GET", Path: "/api/v2/agent/tunnel", ID: "agent-tunnel", Summary: "Agent preview tunnel: WebSocket carrying a yamux session", Tag: "Agent", Response: apitypes.EmptyResponse{}, Agent: true, Status: 101},
 }
 

@@ -259,6 +259,7 @@ func (s *Server) register() {
 	s.handle(http.MethodGet, o+"/clusters/:cluster/tokens", user, s.orgAccess, s.listTokens)
 	s.handle(http.MethodGet, o+"/clusters/:cluster/tokens/:id", user, s.orgAccess, s.getToken)
 	s.handle(http.MethodDelete, o+"/clusters/:cluster/tokens/:id", user, s.orgAccess, s.deleteToken)
+	s.handle(http.MethodGet, o+"/clusters/:cluster/workloads", user, s.orgAccess, s.listWorkloads)
 
 	s.handle(http.MethodPost, o+"/apikeys", user, s.orgAccess, s.createAPIKey)
 	s.handle(http.MethodGet, o+"/apikeys", user, s.orgAccess, s.listAPIKeys)
@@ -267,6 +268,7 @@ func (s *Server) register() {
 	a := "/api/v2/agent"
 	s.handle(http.MethodGet, a+"/state", s.authAgent, s.agentState)
 	s.handle(http.MethodPost, a+"/status", s.authAgent, s.agentStatus)
+	s.handle(http.MethodPut, a+"/workloads", s.authAgent, s.agentWorkloads)
 	s.handle(http.MethodGet, a+"/tunnel", s.authAgent, s.agentTunnel)
 }
 

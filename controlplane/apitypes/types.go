@@ -267,3 +267,55 @@ type TunnelDialResult struct {
 	OK    bool   `json:"ok"`
 	Error string `json:"error,omitempty"`
 }
+
+// Workload is a workload of a cluster that a sandbox can fork, as its agent
+// reported it (extension; Signadot has no such list).
+type Workload struct {
+	// Kind is Deployment.
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// Containers with their images (the fork's image customizations name them).
+	Containers []WorkloadContainer `json:"containers"`
+	// Replicas wanted and ready.
+	Replicas      int32 `json:"replicas"`
+	ReadyReplicas int32 `json:"readyReplicas"`
+	// DevmeshInjected says whether its pod template asks for the devmesh
+	// sidecar (sidecar.sandboxmesh.dev/inject: "true"); forks of it are routed
+	// by the devmesh backend only then.
+	DevmeshInjected bool `json:"devmeshInjected"`
+	// Services selecting its pods, with their ports: candidates for a
+	// sandbox endpoint target (http://<service>.<namespace>.svc:<port>).
+	Services []WorkloadService `json:"services,omitempty"`
+}
+
+// WorkloadContainer is a container of a workload.
+type WorkloadContainer struct {
+	Name  string `json:"name"`
+	Image string `json:"image"`
+}
+
+// WorkloadService is a Service in front of a workload.
+type WorkloadService struct {
+	Name  string  `json:"name"`
+	Ports []int32 `json:"ports,omitempty"`
+}
+
+// WorkloadList answers GET .../clusters/{cluster}/workloads.
+type WorkloadList struct {
+	Cluster string `json:"cluster"`
+	// ReportedAt is when the agent last reported (RFC 3339): how fresh the list is.
+	ReportedAt string `json:"reportedAt"`
+	// Truncated says the agent reported only the first MaxWorkloads.
+	Truncated bool       `json:"truncated,omitempty"`
+	Workloads []Workload `json:"workloads"`
+}
+
+// WorkloadReport is an agent's PUT /api/v2/agent/workloads body.
+type WorkloadReport struct {
+	Truncated bool       `json:"truncated,omitempty"`
+	Workloads []Workload `json:"workloads"`
+}
+
+// MaxWorkloads bounds a workload report.
+const MaxWorkloads = 5000

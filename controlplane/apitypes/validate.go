@@ -340,3 +340,35 @@ func ValidateRouteGroupSpec(s *v1alpha1.RouteGroupSpec) FieldErrors {
 	c.ttl("spec.ttl", s.TTL, v1alpha1.TTLFromCreatedAt, v1alpha1.TTLFromUpdatedAt, v1alpha1.TTLFromNoMatchedSandboxes)
 	return c.errs
 }
+
+// ValidateWorkloadReport checks an agent's workload report.
+func ValidateWorkloadReport(r *WorkloadReport) FieldErrors {
+	var c checker
+	c.maxItems("workloads", len(r.Workloads), MaxWorkloads)
+	for i, w := range r.Workloads {
+		p := fmt.Sprintf("workloads[%d]", i)
+		if w.Kind != string(v1alpha1.KindDeployment) {
+			c.add(p+".kind", "want Deployment (got %q)", w.Kind)
+		}
+		if fe := ValidateDNSName(p+".namespace", w.Namespace); fe != nil {
+			c.errs = append(c.errs, *fe)
+		}
+		if fe := ValidateObjectName(p+".name", w.Name); fe != nil {
+			c.errs = append(c.errs, *fe)
+		}
+		c.maxItems(p+".containers", len(w.Containers), 64)
+		c.maxItems(p+".services", len(w.Services), 64)
+		for j, ct := range w.Containers {
+			c.maxLen(fmt.Sprintf("%s.containers[%d].image", p, j), ct.Image, 1024)
+			c.maxLen(fmt.Sprintf("%s.containers[%d].name", p, j), ct.Name, 253)
+		}
+		for j, s := range w.Services {
+			c.maxLen(fmt.Sprintf("%s.services[%d].name", p, j), s.Name, 253)
+			c.maxItems(fmt.Sprintf("%s.services[%d].ports", p, j), len(s.Ports), 128)
+		}
+		if len(c.errs) > 20 {
+			break
+		}
+	}
+	return c.errs
+}

@@ -43,6 +43,10 @@ type (
 	FieldError = apitypes.FieldError
 	// PreviewLink is a browser login link.
 	PreviewLink = apitypes.PreviewLink
+	// Workload is a forkable workload of a cluster.
+	Workload = apitypes.Workload
+	// WorkloadList is a cluster's reported workloads.
+	WorkloadList = apitypes.WorkloadList
 )
 
 // Sentinel errors matched by *APIError's Is method.
@@ -329,6 +333,22 @@ func (c *Client) RegisterCluster(ctx context.Context, org, name string) (*Cluste
 func (c *Client) GetCluster(ctx context.Context, org, name string) (*Cluster, error) {
 	var out Cluster
 	if err := c.do(ctx, http.MethodGet, orgPath(org, "clusters", name), nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ListWorkloads lists the workloads of a cluster that sandboxes can fork, as
+// its agent last reported them (WorkloadList.ReportedAt says how fresh);
+// namespace "" means all. ErrNotFound when the cluster is unknown or its agent
+// has not reported yet (the error message says which).
+func (c *Client) ListWorkloads(ctx context.Context, org, cluster, namespace string) (*WorkloadList, error) {
+	var q url.Values
+	if namespace != "" {
+		q = url.Values{"namespace": {namespace}}
+	}
+	var out WorkloadList
+	if err := c.do(ctx, http.MethodGet, orgPath(org, "clusters", cluster, "workloads"), q, nil, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

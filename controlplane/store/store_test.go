@@ -364,3 +364,40 @@ func TestClusterStateAndStatus(t *testing.T) {
 		}
 	})
 }
+
+func TestWorkloads(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		seed(t, s, "acme", 0, "c1")
+		if _, err := s.GetWorkloads(ctx, "acme", "c1"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("before any report: %v", err)
+		}
+		if err := s.SetWorkloads(ctx, "acme", "nope", "h", json.RawMessage(`[]`)); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("unknown cluster: %v", err)
+		}
+		for i, data := range []string{`[{"name":"a"}]`, `[{"name":"a"},{"name":"b"}]`} {
+			if err := s.SetWorkloads(ctx, "acme", "c1", fmt.Sprint("h", i), json.RawMessage(data)); err != nil {
+				t.Fatal(err)
+			}
+			w, err := s.GetWorkloads(ctx, "acme", "c1")
+			if err != nil || w.Hash != fmt.Sprint("h", i) || string(w.Data) != data || w.ReportedAt.IsZero() {
+				t.Fatalf("report %d: %+v %v", i, w, err)
+			}
+		}
+		// Another org's cluster of the same name sees nothing.
+		seed(t, s, "other", 0, "c1")
+		if _, err := s.GetWorkloads(ctx, "other", "c1"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("other org: %v", err)
+		}
+		// Deleting the cluster deletes its report.
+		if err := s.DeleteCluster(ctx, "acme", "c1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.CreateCluster(ctx, "acme", "c1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.GetWorkloads(ctx, "acme", "c1"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("after delete: %v", err)
+		}
+	})
+}

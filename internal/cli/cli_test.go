@@ -623,3 +623,35 @@ func TestForkErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestClusterWorkloads(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	// Before the agent's first report: a clear error, exit code of "not found".
+	r := h.run("cluster", "workloads")
+	if r.code == 0 || !strings.Contains(r.stderr, `the agent of cluster "c1" has not reported its workloads yet`) {
+		t.Fatalf("before report: %+v", r)
+	}
+	if err := h.env.ReportWorkloads(ctx,
+		apitypes.Workload{Kind: "Deployment", Namespace: "shop", Name: "cart", Replicas: 2, ReadyReplicas: 2, DevmeshInjected: true,
+			Containers: []apitypes.WorkloadContainer{{Name: "cart", Image: "cart:v1"}}, Services: []apitypes.WorkloadService{{Name: "cart", Ports: []int32{80, 9090}}}},
+		apitypes.Workload{Kind: "Deployment", Namespace: "shop", Name: "worker", Replicas: 1,
+			Containers: []apitypes.WorkloadContainer{{Name: "worker", Image: "worker:v4"}, {Name: "log", Image: "fluent:1"}}},
+		apitypes.Workload{Kind: "Deployment", Namespace: "web", Name: "frontend", Replicas: 1, ReadyReplicas: 1, DevmeshInjected: true,
+			Containers: []apitypes.WorkloadContainer{{Name: "web", Image: "web:v9"}}, Services: []apitypes.WorkloadService{{Name: "frontend", Ports: []int32{8080}}}},
+	); err != nil {
+		t.Fatal(err)
+	}
+	h.golden("cluster-workloads.txt", h.mustRun("cluster", "workloads").stdout)
+	h.golden("cluster-workloads-ns.txt", h.mustRun("cluster", "workloads", "c1", "-n", "web").stdout)
+	var wl apitypes.WorkloadList
+	if err := json.Unmarshal([]byte(h.mustRun("cluster", "workloads", "-o", "json").stdout), &wl); err != nil || len(wl.Workloads) != 3 || wl.ReportedAt == "" {
+		t.Fatalf("json: %+v %v", wl, err)
+	}
+	if r := h.run("cluster", "workloads", "nope"); r.code == 0 || !strings.Contains(r.stderr, "not found") {
+		t.Fatalf("unknown cluster: %+v", r)
+	}
+	if r := h.run("cluster", "workloads", "c1", "-n", "Bad_NS"); r.code == 0 || !strings.Contains(r.stderr, "namespace") {
+		t.Fatalf("bad namespace: %+v", r)
+	}
+}

@@ -84,6 +84,58 @@ func (a *App) clusterCommand() *cobra.Command {
 	}
 	create.Flags().StringVar(&cluster, "cluster", "", "the registered cluster the token is for")
 	token.AddCommand(create)
-	cmd.AddCommand(add, list, token)
+	var namespace string
+	workloads := &cobra.Command{
+		Use:   "workloads [CLUSTER]",
+		Short: "List the workloads a sandbox can fork, as the cluster's agent last reported them",
+		Long: "List the Deployments of a cluster that a sandbox can fork (sandbox fork --workload NAMESPACE/NAME), with their\n" +
+			"images, readiness, whether they carry the devmesh sidecar and the Services in front of them. The agent reports\n" +
+			"them every 30 s when they change. CLUSTER may be omitted when the org has one cluster.",
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.setup(true)
+			if err != nil {
+				return err
+			}
+			name := ""
+			if len(args) == 1 {
+				name = args[0]
+			} else {
+				cls, err := c.ListClusters(cmd.Context(), a.cfg.Org)
+				if err != nil {
+					return a.explain(err, "list clusters")
+				}
+				switch len(cls) {
+				case 0:
+					return usageErrorf("org %s has no cluster; register one with `sandboxmesh cluster add <name>`", a.cfg.Org)
+				case 1:
+					name = cls[0].Name
+				default:
+					var names []string
+					for _, cl := range cls {
+						names = append(names, cl.Name)
+					}
+					return usageErrorf("org %s has %d clusters (%v): pass one, e.g. `sandboxmesh cluster workloads %s`", a.cfg.Org, len(cls), names, names[0])
+				}
+			}
+			wl, err := c.ListWorkloads(cmd.Context(), a.cfg.Org, name, namespace)
+			if err != nil {
+				return a.explain(err, "workloads of cluster "+name)
+			}
+			if ok, err := a.structured(a.Stdout, wl); ok {
+				return err
+			}
+			if wl.Truncated {
+				fmt.Fprintf(a.Stderr, "note: the agent reported only the first %d workloads\n", len(wl.Workloads))
+			}
+			if len(wl.Workloads) == 0 {
+				_, err := fmt.Fprintf(a.Stdout, "No workloads reported by cluster %s%s.\n", name, map[bool]string{true: " in namespace " + namespace}[namespace != ""])
+				return err
+			}
+			return a.printWorkloads(a.Stdout, wl.Workloads)
+		},
+	}
+	workloads.Flags().StringVarP(&namespace, "namespace", "n", "", "only this namespace")
+	cmd.AddCommand(add, list, token, workloads)
 	return cmd
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -172,6 +173,36 @@ func (a *App) printRouteGroup(w io.Writer, rg *client.RouteGroup) error {
 		return tw.Flush()
 	}
 	return nil
+}
+
+func (a *App) printWorkloads(w io.Writer, ws []client.Workload) error {
+	tw := newTable(w, "NAMESPACE", "NAME", "READY", "DEVMESH", "IMAGES", "SERVICES")
+	for _, wl := range ws {
+		var imgs, svcs []string
+		for _, c := range wl.Containers {
+			imgs = append(imgs, c.Name+"="+c.Image)
+		}
+		for _, s := range wl.Services {
+			ports := make([]string, 0, len(s.Ports))
+			for _, p := range s.Ports {
+				ports = append(ports, strconv.Itoa(int(p)))
+			}
+			svcs = append(svcs, s.Name+":"+strings.Join(ports, "/"))
+		}
+		devmesh := "no"
+		if wl.DevmeshInjected {
+			devmesh = "yes"
+		}
+		row(tw, wl.Namespace, wl.Name, fmt.Sprintf("%d/%d", wl.ReadyReplicas, wl.Replicas), devmesh, strings.Join(imgs, ","), orNone(strings.Join(svcs, ",")))
+	}
+	return tw.Flush()
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "<none>"
+	}
+	return s
 }
 
 func (a *App) printClusters(w io.Writer, cls []client.Cluster) error {

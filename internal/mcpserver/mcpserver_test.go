@@ -263,10 +263,20 @@ func TestAgentFlow(t *testing.T) {
 		t.Fatalf("get: %+v", sb)
 	}
 
+	// Workloads: an error saying what to do before the agent reports, then the list.
+	if res := s.call("workload_list", map[string]any{}, nil); !res.IsError || !strings.Contains(text(res), "has not reported its workloads yet") {
+		t.Fatalf("workload_list before report: %q", text(res))
+	}
+	if err := e.ReportWorkloads(ctx, apitypes.Workload{Kind: "Deployment", Namespace: "shop", Name: "cart", Replicas: 1, ReadyReplicas: 1, DevmeshInjected: true,
+		Containers: []apitypes.WorkloadContainer{{Name: "cart", Image: "cart:v1"}}, Services: []apitypes.WorkloadService{{Name: "cart", Ports: []int32{80}}}},
+		apitypes.Workload{Kind: "Deployment", Namespace: "pay", Name: "payments", Replicas: 1, Containers: []apitypes.WorkloadContainer{{Name: "p", Image: "p:v1"}}}); err != nil {
+		t.Fatal(err)
+	}
 	var wl mcpserver.WorkloadList
-	s.mustCall("workload_list", map[string]any{}, &wl)
-	if wl.Supported || !strings.Contains(wl.Message, "no endpoint that lists a cluster's workloads") || len(wl.Known) != 2 ||
-		wl.Known[0].Workload != "Deployment/shop/cart" || wl.Known[0].Sandboxes[0] != "feat" {
+	s.mustCall("workload_list", map[string]any{"namespace": "shop"}, &wl)
+	if wl.Cluster != cptest.Cluster || wl.ReportedAt == "" || len(wl.Workloads) != 1 || wl.Workloads[0].Workload != "shop/cart" ||
+		wl.Workloads[0].Containers[0] != "cart=cart:v1" || !wl.Workloads[0].DevmeshInjected || wl.Workloads[0].EndpointTargets[0] != "http://cart.shop.svc:80" ||
+		!strings.Contains(wl.Hint, "sandbox_fork") {
 		t.Fatalf("workload_list: %+v", wl)
 	}
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sort"
 	"strings"
 	"time"
 
@@ -202,7 +201,7 @@ func (s *server) register(srv *mcp.Server) {
 	mcp.AddTool(srv, &mcp.Tool{Name: "cluster_list", Annotations: ro,
 		Description: "List the org's registered clusters (the values spec.cluster accepts) and when their agents were last seen."}, s.clusterList)
 	mcp.AddTool(srv, &mcp.Tool{Name: "workload_list", Annotations: ro,
-		Description: "List cluster workloads that can be forked. NOTE: the control plane has no workload inventory yet; the answer says so and lists the workloads existing sandboxes already fork."}, s.workloadList)
+		Description: "List the workloads (Deployments) of a cluster that a sandbox can fork, as the cluster's agent last reported them: namespace/name for sandbox_fork's workload, container images, readiness, whether the devmesh sidecar is injected, and the Service URLs usable as endpoint_target."}, s.workloadList)
 	mcp.AddTool(srv, &mcp.Tool{Name: "preview_url", Annotations: ro,
 		Description: "Get the preview URLs of a sandbox's endpoints (host form and path form; both need the sandboxmesh-api-key header), and optionally a browser login link."}, s.previewURL)
 	mcp.AddTool(srv, &mcp.Tool{Name: "http_request", Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(true), OpenWorldHint: ptr(true)},
@@ -430,52 +429,71 @@ func (s *server) clusterList(ctx context.Context, _ *mcp.CallToolRequest, _ stru
 	return nil, ClusterList{Clusters: cls}, nil
 }
 
-// KnownWorkload is a workload some sandbox forks.
-type KnownWorkload struct {
-	Cluster   string   `json:"cluster"`
-	Workload  string   `json:"workload"`
-	Sandboxes []string `json:"forked_by"`
+// WorkloadListInput asks for a cluster's forkable workloads.
+type WorkloadListInput struct {
+	Cluster   string `json:"cluster,omitempty" jsonschema:"registered cluster (default: the org's only cluster)"`
+	Namespace string `json:"namespace,omitempty" jsonschema:"only workloads of this namespace"`
+}
+
+// WorkloadView is one forkable workload.
+type WorkloadView struct {
+	// Workload is namespace/name, the value sandbox_fork's workload takes.
+	Workload        string   `json:"workload"`
+	Kind            string   `json:"kind"`
+	Containers      []string `json:"containers" jsonschema:"container=image"`
+	Ready           string   `json:"ready"`
+	DevmeshInjected bool     `json:"devmesh_injected"`
+	// EndpointTargets are http://<service>.<namespace>.svc:<port> targets for sandbox_fork's endpoint_target.
+	EndpointTargets []string `json:"endpoint_targets,omitempty"`
 }
 
 // WorkloadList is the answer of workload_list.
 type WorkloadList struct {
-	Supported bool            `json:"supported"`
-	Message   string          `json:"message"`
-	Known     []KnownWorkload `json:"workloads_forked_by_existing_sandboxes"`
+	Cluster    string         `json:"cluster"`
+	ReportedAt string         `json:"reported_at"`
+	Truncated  bool           `json:"truncated,omitempty"`
+	Hint       string         `json:"hint"`
+	Workloads  []WorkloadView `json:"workloads"`
 }
 
-func (s *server) workloadList(ctx context.Context, _ *mcp.CallToolRequest, in ClusterInput) (*mcp.CallToolResult, any, error) {
-	sbs, err := s.o.Client.ListSandboxes(ctx, s.o.Org, nil)
+func (s *server) workloadList(ctx context.Context, _ *mcp.CallToolRequest, in WorkloadListInput) (*mcp.CallToolResult, any, error) {
+	cluster := in.Cluster
+	if cluster == "" {
+		cls, err := s.o.Client.ListClusters(ctx, s.o.Org)
+		if err != nil {
+			return nil, nil, s.agentError(err, "list clusters")
+		}
+		switch len(cls) {
+		case 0:
+			return nil, nil, errors.New("the org has no registered cluster; ask the user to register one (sandboxmesh cluster add <name>) and install its agent")
+		case 1:
+			cluster = cls[0].Name
+		default:
+			names := make([]string, 0, len(cls))
+			for _, c := range cls {
+				names = append(names, c.Name)
+			}
+			return nil, nil, fmt.Errorf("the org has %d clusters (%s): pass cluster", len(cls), strings.Join(names, ", "))
+		}
+	}
+	wl, err := s.o.Client.ListWorkloads(ctx, s.o.Org, cluster, in.Namespace)
 	if err != nil {
-		return nil, nil, s.agentError(err, "list sandboxes")
+		return nil, nil, s.agentError(err, "workloads of cluster "+cluster)
 	}
-	byKey := map[string]*KnownWorkload{}
-	var keys []string
-	for _, sb := range sbs {
-		if in.Cluster != "" && sb.Spec.Cluster != in.Cluster {
-			continue
+	out := WorkloadList{Cluster: wl.Cluster, ReportedAt: wl.ReportedAt, Truncated: wl.Truncated, Workloads: []WorkloadView{},
+		Hint: "Fork one with sandbox_fork (workload=<namespace>/<name>, image=..., endpoint_target=one of its endpoint_targets or of the service that calls it). " +
+			"Requests are routed to the fork only where the workload is devmesh_injected or a mesh backend (Istio, Linkerd, Gateway API) is enabled."}
+	for _, w := range wl.Workloads {
+		v := WorkloadView{Workload: w.Namespace + "/" + w.Name, Kind: w.Kind, Ready: fmt.Sprintf("%d/%d", w.ReadyReplicas, w.Replicas), DevmeshInjected: w.DevmeshInjected}
+		for _, c := range w.Containers {
+			v.Containers = append(v.Containers, c.Name+"="+c.Image)
 		}
-		for _, f := range sb.Spec.Forks {
-			k := f.ForkOf.Kind
-			if k == "" {
-				k = v1alpha1.KindDeployment
+		for _, svc := range w.Services {
+			for _, p := range svc.Ports {
+				v.EndpointTargets = append(v.EndpointTargets, fmt.Sprintf("http://%s.%s.svc:%d", svc.Name, w.Namespace, p))
 			}
-			w := fmt.Sprintf("%s/%s/%s", k, f.ForkOf.Namespace, f.ForkOf.Name)
-			key := sb.Spec.Cluster + " " + w
-			if byKey[key] == nil {
-				byKey[key] = &KnownWorkload{Cluster: sb.Spec.Cluster, Workload: w}
-				keys = append(keys, key)
-			}
-			byKey[key].Sandboxes = append(byKey[key].Sandboxes, sb.Name)
 		}
-	}
-	sort.Strings(keys)
-	out := WorkloadList{Known: []KnownWorkload{},
-		Message: "Not supported: the SandboxMesh control plane has no endpoint that lists a cluster's workloads (its agents report only the sandboxes and route groups they apply). " +
-			"Ask the user which Deployment to fork (namespace/name), or, if you have cluster access, run `kubectl get deployments -A`. " +
-			"Below are the workloads that existing sandboxes already fork, which are known to exist."}
-	for _, k := range keys {
-		out.Known = append(out.Known, *byKey[k])
+		out.Workloads = append(out.Workloads, v)
 	}
 	return nil, out, nil
 }

@@ -117,6 +117,31 @@ func (e *Env) ReportStatus(ctx context.Context, name string, st apitypes.Observe
 	return e.Report(ctx, apitypes.AgentStatusItem{Kind: "sandbox", Org: Org, Name: name, Version: sb.Version, Status: st})
 }
 
+// ReportWorkloads reports the cluster's workloads through PUT
+// /api/v2/agent/workloads with the cluster token, as the agent does.
+func (e *Env) ReportWorkloads(ctx context.Context, ws ...apitypes.Workload) error {
+	b, err := json.Marshal(apitypes.WorkloadReport{Workloads: ws})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, e.URL+"/api/v2/agent/workloads", bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set(apitypes.HeaderClusterToken, e.ClusterToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("report workloads: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("report workloads: %s: %s", resp.Status, body)
+	}
+	return nil
+}
+
 // Report posts status items through the agent API.
 func (e *Env) Report(ctx context.Context, items ...apitypes.AgentStatusItem) error {
 	b, err := json.Marshal(apitypes.AgentStatusReport{OperatorVersion: "v0.0.0-test", Items: items})
