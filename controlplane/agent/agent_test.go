@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -357,4 +358,90 @@ func TestAgentEndToEnd(t *testing.T) {
 		t.Fatalf("cluster: %+v", cl)
 	}
 	stopAgent()
+}
+
+// TestAgentReportsWorkloads: the agent lists the cluster's Deployments on the
+// real API server — not forks, not system namespaces, not its own — with
+// the Services in front of them, and reports again when they change.
+func TestAgentReportsWorkloads(t *testing.T) {
+	ctx := context.Background()
+	for _, n := range []string{ns, "inventory"} {
+		if err := kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n}}); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	dep := func(namespace, name string, labels, annotations map[string]string) *appsv1.Deployment {
+		sel := map[string]string{"app": name}
+		return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: labels},
+			Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: sel},
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: sel, Annotations: annotations},
+					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: name + ":v1"}}}}}}
+	}
+	for _, o := range []client.Object{
+		dep("inventory", "stock", nil, map[string]string{"sidecar.sandboxmesh.dev/inject": "true"}),
+		dep("inventory", "stock-feat-fork", map[string]string{"app.kubernetes.io/managed-by": "sandboxmesh-operator"}, nil),
+		dep(ns, "sandboxmesh-agent", nil, nil),
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "inventory", Name: "stock"},
+			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "stock"}, Ports: []corev1.ServicePort{{Name: "http", Port: 80}, {Name: "grpc", Port: 9090}}}},
+	} {
+		if err := kube.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cp := &controlPlane{t: t, st: storetest.Open(t, store.DriverSQLite)}
+	cp.start()
+	t.Cleanup(cp.stop)
+	adminKey, _, err := api.Bootstrap(ctx, cp.st, "acme", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sdk, _ := smclient.New(cp.url(), adminKey)
+	sdk.RegisterCluster(ctx, "acme", "c1")
+	tok, err := sdk.CreateClusterToken(ctx, "acme", "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := agent.New(agent.Config{ControlPlaneURL: cp.url(), Token: tok.Token, Namespace: ns, Client: kube, DisableTunnel: true,
+		PollWait: time.Second, StatusInterval: time.Second, WorkloadsInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { a.Run(actx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	var wl *smclient.WorkloadList
+	eventually(t, "workloads reported", func() error {
+		wl, err = sdk.ListWorkloads(ctx, "acme", "c1", "inventory")
+		return err
+	})
+	if len(wl.Workloads) != 1 {
+		t.Fatalf("want only the baseline stock, got %+v", wl.Workloads)
+	}
+	w := wl.Workloads[0]
+	if w.Name != "stock" || !w.DevmeshInjected || w.Containers[0].Image != "stock:v1" || len(w.Services) != 1 || len(w.Services[0].Ports) != 2 {
+		t.Fatalf("stock: %+v", w)
+	}
+	if all, _ := sdk.ListWorkloads(ctx, "acme", "c1", ""); func() bool {
+		for _, x := range all.Workloads {
+			if x.Namespace == ns {
+				return true
+			}
+		}
+		return false
+	}() {
+		t.Fatal("the agent's own namespace was reported")
+	}
+	// A new Deployment shows up at the next change report.
+	if err := kube.Create(ctx, dep("inventory", "pricing", nil, nil)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "new workload reported", func() error {
+		wl, err := sdk.ListWorkloads(ctx, "acme", "c1", "inventory")
+		if err != nil || len(wl.Workloads) != 2 || wl.Workloads[0].Name != "pricing" {
+			return fmt.Errorf("%+v %v", wl, err)
+		}
+		return nil
+	})
 }
