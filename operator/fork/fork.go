@@ -15,6 +15,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/yaml"
@@ -98,7 +99,9 @@ func Deployment(in Input) (*appsv1.Deployment, error) {
 			tmpl = &d.Spec.Template
 		}
 	}
-	// Invariants, enforced after the patch: one replica, Recreate, our selector
+	// Invariants, enforced after the patch: one replica, a rolling update that
+	// keeps the old pod serving until the new one is available (requests with
+	// the sandbox's key keep reaching the fork while it rolls), our selector
 	// and labels, never selectable by a baseline Service, our env vars.
 	one := int32(1)
 	d.Name, d.Namespace = name, base.Namespace
@@ -107,7 +110,9 @@ func Deployment(in Input) (*appsv1.Deployment, error) {
 		d.Annotations = map[string]string{}
 	}
 	d.Spec.Replicas = &one
-	d.Spec.Strategy = appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}
+	zero, surge := intstr.FromInt32(0), intstr.FromInt32(1)
+	d.Spec.Strategy = appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType,
+		RollingUpdate: &appsv1.RollingUpdateDeployment{MaxUnavailable: &zero, MaxSurge: &surge}}
 	d.Spec.Paused = false
 	d.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{naming.LabelFork: name}}
 	exclude := map[string]bool{}
@@ -338,6 +343,15 @@ func Service(sb *smv1.Sandbox, forkName, baselineName, namespace string, baselin
 
 // Ready reports whether a fork Deployment runs its current spec and is
 // available, and if not, what it waits for.
+// Routable reports whether the fork can take requests: at least one of its
+// pods is available. A fork that rolls out a new spec stays routable on its
+// old pod (the rolling update keeps it until the new one is available), so
+// routes are not withdrawn and requests with the sandbox's key never fall
+// back to the baseline during an update.
+func Routable(d *appsv1.Deployment) bool {
+	return d.DeletionTimestamp == nil && d.Status.AvailableReplicas > 0
+}
+
 func Ready(d *appsv1.Deployment) (bool, string) {
 	want := int32(1)
 	if d.Spec.Replicas != nil {

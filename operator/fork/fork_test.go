@@ -60,7 +60,7 @@ func TestDeploymentInvariants(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *d.Spec.Replicas != 1 || d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
+	if *d.Spec.Replicas != 1 || d.Spec.Strategy.Type != appsv1.RollingUpdateDeploymentStrategyType || d.Spec.Strategy.RollingUpdate.MaxUnavailable.IntValue() != 0 {
 		t.Errorf("replicas/strategy = %d/%s", *d.Spec.Replicas, d.Spec.Strategy.Type)
 	}
 	if d.Namespace != "hotrod" || d.Name != naming.ForkName("sandboxes", "feature-x", "hotrod", "route") {

@@ -206,7 +206,7 @@ func TestSandboxLifecycle(t *testing.T) {
 	// The fork: customizations applied, never selectable by the baseline Service.
 	d, _ := get(t, types.NamespacedName{Namespace: ns, Name: forkName}, &appsv1.Deployment{})
 	ctr := d.Spec.Template.Spec.Containers[0]
-	if ctr.Image != "example.com/route:v2" || *d.Spec.Replicas != 1 || d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
+	if ctr.Image != "example.com/route:v2" || *d.Spec.Replicas != 1 || d.Spec.Strategy.Type != appsv1.RollingUpdateDeploymentStrategyType || d.Spec.Strategy.RollingUpdate.MaxUnavailable.IntValue() != 0 {
 		t.Errorf("fork spec: image %s replicas %d strategy %s", ctr.Image, *d.Spec.Replicas, d.Spec.Strategy.Type)
 	}
 	if d.Spec.Template.Labels["app"] != "" {
@@ -285,6 +285,15 @@ func TestSandboxLifecycle(t *testing.T) {
 		}
 		return false, "no MODE"
 	})
+	// While the fork rolls (new generation not observed yet, the old pod still
+	// available) the sandbox is not Ready, but its route stays: requests with
+	// its key never fall back to the baseline during an update.
+	waitCondition(t, key, smv1.ConditionReady, metav1.ConditionFalse, smv1.ReasonForksNotReady)
+	if _, ok := routeTarget(ns, "route", rk); !ok {
+		t.Fatal("route withdrawn while the fork rolls out")
+	}
+	makeAvailable(t, ns, forkName)
+	waitCondition(t, key, smv1.ConditionReady, metav1.ConditionTrue, smv1.ReasonAvailable)
 
 	// Delete: routes go, then forks, then the finalizer.
 	if err := c.Delete(ctx, s); err != nil {

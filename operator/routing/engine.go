@@ -213,8 +213,9 @@ func targetPort(p corev1.ServicePort, workloads []appsv1.Deployment) int32 {
 
 // ForkState is what the engine knows of one fork of a sandbox.
 type ForkState struct {
-	Name  string
-	Ready bool
+	Name string
+	// Routable: the fork has an available pod (fork.Routable).
+	Routable bool
 }
 
 // forkOf returns the fork Deployment of workload w in sandbox sb (from the cache).
@@ -228,12 +229,12 @@ func (e *Engine) forkOf(ctx context.Context, sb *smv1.Sandbox, w appsv1.Deployme
 	if err != nil {
 		return ForkState{}, false, fmt.Errorf("get fork Deployment %s/%s: %w", w.Namespace, name, err)
 	}
-	ready, _ := fork.Ready(&d)
-	return ForkState{Name: name, Ready: ready}, true, nil
+	return ForkState{Name: name, Routable: fork.Routable(&d)}, true, nil
 }
 
 // Desired computes the whole route set of one Service: for each workload
-// behind it, every Sandbox that forks it (only when its fork is ready) or
+// behind it, every Sandbox that forks it (only while its fork has an
+// available pod, see fork.Routable) or
 // virtualises it, and every RouteGroup matching such a Sandbox. Deleting
 // Sandboxes and RouteGroups contribute nothing.
 func (e *Engine) Desired(ctx context.Context, svc *corev1.Service) (meshadapters.RouteSet, error) {
@@ -279,7 +280,7 @@ func (e *Engine) Desired(ctx context.Context, svc *corev1.Service) (meshadapters
 				if err != nil {
 					return rs, err
 				}
-				if ok && st.Ready {
+				if ok && st.Routable {
 					dest = &meshadapters.Destination{Kind: meshadapters.DestinationFork, Namespace: w.Namespace, Service: st.Name,
 						Host: st.Name + "." + w.Namespace + ".svc." + e.domain(), Ports: identity}
 				}

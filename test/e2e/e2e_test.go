@@ -417,8 +417,9 @@ func (h *hitter) background(ctx context.Context, key, sandbox string) (stop func
 				}
 			}
 			if bad {
-				h.misrouted.Add(1)
-				h.t.Errorf("misrouted (keyed=%v): %v", keyed, got)
+				if h.misrouted.Add(1) <= 5 {
+					h.t.Errorf("misrouted (keyed=%v): %v", keyed, got)
+				}
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
