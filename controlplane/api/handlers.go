@@ -326,7 +326,7 @@ func (s *Server) applyObject(k store.Kind) gin.HandlerFunc {
 		s.targetCache.clear()
 		// 200 for creates too: clients generated from Signadot's swagger accept only 200.
 		if created {
-			c.Header("Sandboxmesh-Created", "true")
+			c.Header(apitypes.HeaderCreated, "true")
 		}
 		s.writeObject(c, http.StatusOK, obj)
 	}

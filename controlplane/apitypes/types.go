@@ -22,6 +22,9 @@ const (
 	HeaderClusterToken = "sandboxmesh-cluster-token"
 	// HeaderRequestID carries the request ID.
 	HeaderRequestID = "X-Request-Id"
+	// HeaderCreated is "true" on the answer of a PUT that created the object
+	// (the status stays 200 for Signadot clients).
+	HeaderCreated = "Sandboxmesh-Created"
 	// AnnotationRoutingKey is set by the agent on every CR it applies.
 	AnnotationRoutingKey = "sandboxmesh.dev/routing-key"
 )

@@ -158,6 +158,14 @@ func IfNoneMatch() RequestOption {
 	return func(r *http.Request) { r.Header.Set("If-None-Match", "*") }
 }
 
+type createdKey struct{}
+
+// Created makes an apply (ApplySandbox, ApplyRouteGroup) report in *created
+// whether it created the object rather than updating it.
+func Created(created *bool) RequestOption {
+	return func(r *http.Request) { *r = *r.WithContext(context.WithValue(r.Context(), createdKey{}, created)) }
+}
+
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any, opts ...RequestOption) error {
 	u := *c.base
 	u.Path = c.base.Path + path
@@ -192,6 +200,9 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		return fmt.Errorf("%s %s: %w", method, u.Redacted(), err)
 	}
 	defer resp.Body.Close()
+	if p, ok := req.Context().Value(createdKey{}).(*bool); ok {
+		*p = resp.StatusCode < 300 && resp.Header.Get(apitypes.HeaderCreated) == "true"
+	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return fmt.Errorf("%s %s: read answer: %w", method, path, err)

@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"errors"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -79,8 +80,17 @@ func TestSDKCoversOpenAPI(t *testing.T) {
 	sb := &client.Sandbox{Name: "s", Spec: v1alpha1.SandboxSpec{Cluster: "c1",
 		Forks:             []v1alpha1.Fork{{ForkOf: v1alpha1.WorkloadRef{Namespace: "a", Name: "b"}}},
 		DefaultRouteGroup: &v1alpha1.DefaultRouteGroup{Endpoints: []v1alpha1.Endpoint{{Name: "web", Target: "http://a.b.svc:80"}}}}}
-	_, err = c.ApplySandbox(ctx, "acme", sb)
+	var created bool
+	_, err = c.ApplySandbox(ctx, "acme", sb, client.Created(&created))
 	must(err)
+	if !created {
+		t.Error("first apply: Created reported false")
+	}
+	_, err = c.ApplySandbox(ctx, "acme", sb, client.Created(&created))
+	must(err)
+	if created {
+		t.Error("second apply: Created reported true")
+	}
 	_, err = c.GetSandbox(ctx, "acme", "s")
 	must(err)
 	_, err = c.ListSandboxes(ctx, "acme", map[string]string{"x": "y"})
@@ -96,6 +106,10 @@ func TestSDKCoversOpenAPI(t *testing.T) {
 	must(err)
 	must(c.DeleteRouteGroup(ctx, "acme", "r"))
 	must(c.DeleteSandbox(ctx, "acme", "s"))
+	_, err = c.ListWorkloads(ctx, "acme", "c1", "")
+	if !errors.Is(err, client.ErrNotFound) {
+		t.Errorf("workloads before any report: %v", err)
+	}
 	must(c.DeleteCluster(ctx, "acme", "c1"))
 
 	// Each documented user operation was called through the SDK.
@@ -186,5 +200,29 @@ func TestErrorsAndWait(t *testing.T) {
 	defer wcancel()
 	if _, err := c.WaitForReady(wctx, "acme", "ghost", nil); !errors.Is(err, client.ErrNotFound) {
 		t.Fatalf("wait for missing: %v", err)
+	}
+}
+
+func TestPreviewHelpers(t *testing.T) {
+	u, err := client.PreviewURL("https://cp.example.com/", "acme", "feat", "web", "/api/cart?id=1")
+	if err != nil || u.String() != "https://cp.example.com/preview/acme/feat/web/api/cart?id=1" {
+		t.Fatalf("PreviewURL: %v %v", u, err)
+	}
+	if _, err := client.PreviewURL("cp.example.com", "acme", "feat", "web", "/"); err == nil {
+		t.Fatal("PreviewURL accepted a base without scheme")
+	}
+	sb := &client.Sandbox{Name: "feat", Spec: v1alpha1.SandboxSpec{DefaultRouteGroup: &v1alpha1.DefaultRouteGroup{
+		Endpoints: []v1alpha1.Endpoint{{Name: "web", Target: "http://frontend.shop.svc:8080"}}}}}
+	ep, err := client.FindEndpoint(sb, "http://frontend.shop.svc:8080")
+	if err != nil || ep.Name != "web" {
+		t.Fatalf("FindEndpoint: %+v %v", ep, err)
+	}
+	if _, err := client.FindEndpoint(sb, "http://other.shop.svc:80"); !errors.Is(err, client.ErrNoEndpoint) {
+		t.Fatalf("FindEndpoint of an undeclared target: %v", err)
+	}
+	h := http.Header{}
+	client.AuthorizePreview(h, "smk_x", "rk1")
+	if h.Get(apitypes.HeaderAPIKey) != "smk_x" || !strings.Contains(h.Get("baggage"), "sm-routing-key=rk1") {
+		t.Fatalf("AuthorizePreview: %v", h)
 	}
 }

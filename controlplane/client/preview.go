@@ -1,11 +1,12 @@
-// Package previewpath sends requests to a sandbox's endpoints through the
-// control plane's preview proxy in its path form
+package client
+
+// Preview helpers: requests to a sandbox's endpoints through the control
+// plane's preview proxy in its path form
 // (<base>/preview/<org>/<sandbox>/<endpoint>/<path>, authenticated with the API
 // key), with the sandbox's routing key injected. The preview proxy only
 // reaches endpoints the sandbox declares in spec.defaultRouteGroup.endpoints;
 // FindEndpoint maps an in-cluster target URL to such an endpoint. The CLI's
-// `local proxy` and the MCP server's http_request tool use it.
-package previewpath
+// `local proxy` and the MCP server's http_request tool use them.
 
 import (
 	"errors"
@@ -16,16 +17,15 @@ import (
 	"strings"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
-	"github.com/sandboxmesh/sandboxmesh/controlplane/client"
 	"github.com/sandboxmesh/sandboxmesh/routingkey"
 )
 
 // ErrNoEndpoint means the sandbox declares no matching endpoint.
 var ErrNoEndpoint = errors.New("no such endpoint")
 
-// URL returns the path-form preview URL of an endpoint with path (which may
+// PreviewURL returns the path-form preview URL of an endpoint with path (which may
 // carry a query) appended.
-func URL(base, org, sandbox, endpoint, path string) (*url.URL, error) {
+func PreviewURL(base, org, sandbox, endpoint, path string) (*url.URL, error) {
 	u, err := url.Parse(strings.TrimRight(base, "/"))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("preview base URL %q: want http(s)://host[:port]", base)
@@ -40,8 +40,8 @@ func URL(base, org, sandbox, endpoint, path string) (*url.URL, error) {
 	return u, nil
 }
 
-// Endpoints lists the names and targets of a sandbox's declared endpoints.
-func Endpoints(sb *client.Sandbox) []apitypes.SandboxEndpoint {
+// PreviewEndpoints lists the names and targets of a sandbox's declared endpoints.
+func PreviewEndpoints(sb *Sandbox) []apitypes.SandboxEndpoint {
 	if len(sb.Endpoints) > 0 {
 		return sb.Endpoints
 	}
@@ -56,8 +56,8 @@ func Endpoints(sb *client.Sandbox) []apitypes.SandboxEndpoint {
 
 // FindEndpoint returns the endpoint of sb whose target is target (scheme, host
 // and port compared; e.g. http://frontend.shop.svc:8080), or named target.
-func FindEndpoint(sb *client.Sandbox, target string) (apitypes.SandboxEndpoint, error) {
-	eps := Endpoints(sb)
+func FindEndpoint(sb *Sandbox, target string) (apitypes.SandboxEndpoint, error) {
+	eps := PreviewEndpoints(sb)
 	for _, e := range eps {
 		if e.Name == target {
 			return e, nil
@@ -83,12 +83,12 @@ func FindEndpoint(sb *client.Sandbox, target string) (apitypes.SandboxEndpoint, 
 		sb.Name, target, strings.Join(have, ", "), target, ErrNoEndpoint)
 }
 
-// Proxy returns a reverse proxy that sends every request to endpoint of
+// PreviewProxy returns a reverse proxy that sends every request to endpoint of
 // sandbox through the preview path at base, with the API key and the routing
 // key set. The preview proxy strips the API key before the request reaches the
 // cluster.
-func Proxy(base, org, sandbox, endpoint, apiKey, routingKey string, tr http.RoundTripper) (*httputil.ReverseProxy, error) {
-	root, err := URL(base, org, sandbox, endpoint, "/")
+func PreviewProxy(base, org, sandbox, endpoint, apiKey, routingKey string, tr http.RoundTripper) (*httputil.ReverseProxy, error) {
+	root, err := PreviewURL(base, org, sandbox, endpoint, "/")
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +101,7 @@ func Proxy(base, org, sandbox, endpoint, apiKey, routingKey string, tr http.Roun
 			pr.Out.URL.Path = strings.TrimRight(root.Path, "/") + "/" + strings.TrimLeft(pr.In.URL.Path, "/")
 			pr.Out.URL.RawPath = ""
 			pr.Out.Host = root.Host
-			Authorize(pr.Out.Header, apiKey, routingKey)
+			AuthorizePreview(pr.Out.Header, apiKey, routingKey)
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -111,8 +111,8 @@ func Proxy(base, org, sandbox, endpoint, apiKey, routingKey string, tr http.Roun
 	}, nil
 }
 
-// Authorize sets the API key and injects the routing key into h.
-func Authorize(h http.Header, apiKey, routingKey string) {
+// AuthorizePreview sets the API key and injects the routing key into h.
+func AuthorizePreview(h http.Header, apiKey, routingKey string) {
 	h.Set(apitypes.HeaderAPIKey, apiKey)
 	if routingKey != "" {
 		routingkey.Default.Inject(h, routingKey)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/client"
 	"net"
 	"net/http"
 	"net/url"
@@ -11,8 +12,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/sandboxmesh/sandboxmesh/internal/cli/previewpath"
 )
 
 func (a *App) localCommand() *cobra.Command {
@@ -94,11 +93,11 @@ func (a *App) runLocalProxy(ctx context.Context, name string, maps []string) err
 		}
 	}()
 	for _, m := range ms {
-		ep, err := previewpath.FindEndpoint(sb, m.target)
+		ep, err := client.FindEndpoint(sb, m.target)
 		if err != nil {
 			return withCode(ExitUsage, err)
 		}
-		rp, err := previewpath.Proxy(a.cfg.previewBase(), a.cfg.Org, name, ep.Name, a.cfg.APIKey, sb.RoutingKey, a.httpClient().Transport)
+		rp, err := client.PreviewProxy(a.cfg.previewBase(), a.cfg.Org, name, ep.Name, a.cfg.APIKey, sb.RoutingKey, a.httpClient().Transport)
 		if err != nil {
 			return usageErrorf("preview_url: %v", err)
 		}

@@ -508,4 +508,3 @@ func ReadRouteGroup(file string) (*cpclient.RouteGroup, error) {
 
 // ImageBinaries are the images the demo needs in the cluster.
 var ImageBinaries = []string{"operator", "devmesh", "devmesh-init", "controlplane", "agent", "hotrod", "hotrod:v2", "sm-echo"}
-

@@ -17,7 +17,6 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/controlplane/client"
 	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 	"github.com/sandboxmesh/sandboxmesh/internal/cli/forkspec"
-	"github.com/sandboxmesh/sandboxmesh/internal/cli/previewpath"
 )
 
 // ---- inputs ----
@@ -135,9 +134,9 @@ func (s *server) view(sb *client.Sandbox, withSpec bool) *SandboxView {
 	for _, f := range sb.Status.Forks {
 		v.Forks = append(v.Forks, ForkView{Name: f.Name, Baseline: f.Baseline, Ready: f.Ready, Message: f.Message})
 	}
-	for _, e := range previewpath.Endpoints(sb) {
+	for _, e := range client.PreviewEndpoints(sb) {
 		ev := EndpointView{Name: e.Name, Target: e.Target, PreviewURL: e.URL}
-		if u, err := previewpath.URL(s.o.PreviewBase, s.o.Org, sb.Name, e.Name, "/"); err == nil {
+		if u, err := client.PreviewURL(s.o.PreviewBase, s.o.Org, sb.Name, e.Name, "/"); err == nil {
 			ev.PathURL = u.String()
 		}
 		v.Endpoints = append(v.Endpoints, ev)
@@ -532,7 +531,7 @@ func (s *server) previewURL(ctx context.Context, _ *mcp.CallToolRequest, in Prev
 	}
 	if len(out.Endpoints) == 0 {
 		if in.Endpoint != "" {
-			_, err := previewpath.FindEndpoint(sb, in.Endpoint)
+			_, err := client.FindEndpoint(sb, in.Endpoint)
 			return nil, nil, err
 		}
 		return nil, nil, fmt.Errorf("sandbox %s has no endpoints: add spec.defaultRouteGroup.endpoints [{name, target}] (sandbox_apply), or endpoint_target with sandbox_fork", sb.Name)
@@ -560,13 +559,13 @@ func (s *server) httpRequest(ctx context.Context, _ *mcp.CallToolRequest, in HTT
 	if err != nil {
 		return nil, nil, s.agentError(err, "get sandbox "+in.Sandbox)
 	}
-	eps := previewpath.Endpoints(sb)
+	eps := client.PreviewEndpoints(sb)
 	if len(eps) == 0 {
 		return nil, nil, fmt.Errorf("sandbox %s has no endpoints, so no request can reach it through the preview proxy: add spec.defaultRouteGroup.endpoints [{name, target: http://<service>.<namespace>.svc:<port>}] with sandbox_apply, or endpoint_target with sandbox_fork", sb.Name)
 	}
 	ep := eps[0]
 	if in.Endpoint != "" {
-		if ep, err = previewpath.FindEndpoint(sb, in.Endpoint); err != nil {
+		if ep, err = client.FindEndpoint(sb, in.Endpoint); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -578,7 +577,7 @@ func (s *server) httpRequest(ctx context.Context, _ *mcp.CallToolRequest, in HTT
 	if path == "" {
 		path = "/"
 	}
-	u, err := previewpath.URL(s.o.PreviewBase, s.o.Org, sb.Name, ep.Name, path)
+	u, err := client.PreviewURL(s.o.PreviewBase, s.o.Org, sb.Name, ep.Name, path)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -599,7 +598,7 @@ func (s *server) httpRequest(ctx context.Context, _ *mcp.CallToolRequest, in HTT
 	for k, v := range in.Headers {
 		r.Header.Set(k, v)
 	}
-	previewpath.Authorize(r.Header, s.o.APIKey, sb.RoutingKey)
+	client.AuthorizePreview(r.Header, s.o.APIKey, sb.RoutingKey)
 	resp, err := s.o.HTTPClient.Do(r)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s %s: %v; the control plane at %s did not answer (check it runs, or raise timeout_seconds)", method, u.Redacted(), err, s.o.PreviewBase)
