@@ -305,7 +305,8 @@ func TestProduct(t *testing.T) {
 		if err := e.API.DeleteSandbox(ctx, e.Org, routeV2.Name); err != nil {
 			t.Fatal(err)
 		}
-		fork := naming.ForkName(demo.ExampleNamespace, routeV2.Name, demo.ExampleNamespace, "route")
+		// The agent applies Sandbox CRs in its own namespace; forks live next to their baselines.
+		fork := naming.ForkName(e.Namespace, routeV2.Name, demo.ExampleNamespace, "route")
 		waitFor(ctx, t, 3*time.Minute, "fork Deployment and Service gone", func() error {
 			if _, err := e.Kube.AppsV1().Deployments(demo.ExampleNamespace).Get(ctx, fork, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 				return fmt.Errorf("deployment %s: %v", fork, err)
