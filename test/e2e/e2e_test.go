@@ -27,8 +27,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	cpclient "github.com/sandboxmesh/sandboxmesh/controlplane/client"
 	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
@@ -36,6 +40,7 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/internal/demo"
 	"github.com/sandboxmesh/sandboxmesh/internal/images"
 	"github.com/sandboxmesh/sandboxmesh/internal/localcluster"
+	"github.com/sandboxmesh/sandboxmesh/internal/testenv"
 	"github.com/sandboxmesh/sandboxmesh/operator/naming"
 )
 
@@ -329,6 +334,97 @@ func TestProduct(t *testing.T) {
 			t.Errorf("baseline Deployments changed: %v -> %v", baselineGen, after)
 		}
 	})
+	t.Run("Istio and Gateway API objects are accepted by the cluster (no mesh data plane runs here)", func(t *testing.T) {
+		// The mesh CRDs from the istio.io/api and sigs.k8s.io/gateway-api modules.
+		crds, err := testenv.CRDs(testenv.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, crd := range crds {
+			if crd.Spec.Group == "sandboxmesh.dev" {
+				continue
+			}
+			crd.ResourceVersion = ""
+			if err := e.Client.Create(ctx, crd); client.IgnoreAlreadyExists(err) != nil {
+				t.Fatalf("CRD %s: %v", crd.Name, err)
+			}
+		}
+		waitFor(ctx, t, time.Minute, "mesh CRDs established", func() error {
+			for _, n := range []string{"virtualservices.networking.istio.io", "httproutes.gateway.networking.k8s.io"} {
+				var crd apiextensionsv1.CustomResourceDefinition
+				if err := e.Client.Get(ctx, client.ObjectKey{Name: n}, &crd); err != nil {
+					return err
+				}
+				est := false
+				for _, c := range crd.Status.Conditions {
+					est = est || (c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue)
+				}
+				if !est {
+					return fmt.Errorf("%s not established", n)
+				}
+			}
+			return nil
+		})
+		// No mesh controller runs to accept routes: Ready must not wait for acceptance.
+		o := e.Options
+		o.Values = append(o.Values, "operator.backends={devmesh,istio,gatewayapi}", "operator.requireAcceptance=false")
+		if _, err := demo.Install(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		sb, _, err := e.ApplySandbox(ctx, "examples/specs/cli/sandbox-customer-env.yaml", 4*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, gvk := range []schema.GroupVersionKind{
+			{Group: "networking.istio.io", Version: "v1", Kind: "VirtualServiceList"},
+			{Group: "gateway.networking.k8s.io", Version: "v1", Kind: "HTTPRouteList"},
+		} {
+			waitFor(ctx, t, time.Minute, gvk.Kind+" with the sandbox's key", func() error {
+				list := &unstructured.UnstructuredList{}
+				list.SetGroupVersionKind(gvk)
+				if err := e.Client.List(ctx, list, client.InNamespace(demo.ExampleNamespace)); err != nil {
+					return err
+				}
+				for _, it := range list.Items {
+					b, _ := json.Marshal(it.Object["spec"])
+					if strings.Contains(string(b), sb.RoutingKey) && strings.Contains(string(b), "customer") {
+						t.Logf("%s %s routes key %s (accepted by the API server; no %s controller runs here)", it.GetKind(), it.GetName(), sb.RoutingKey, gvk.Group)
+						return nil
+					}
+				}
+				return fmt.Errorf("none of %d carries key %s", len(list.Items), sb.RoutingKey)
+			})
+		}
+		// devmesh still routes at the same time.
+		waitFor(ctx, t, time.Minute, "devmesh routes the key", func() error {
+			if got := servedBy(h.must(ctx, "baggage", "sm-routing-key="+sb.RoutingKey)); got["customer"] != sb.Name {
+				return fmt.Errorf("served by %v", got)
+			}
+			return nil
+		})
+		if err := e.API.DeleteSandbox(ctx, e.Org, sb.Name); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(ctx, t, 2*time.Minute, "mesh routes removed", func() error {
+			for _, gvk := range []schema.GroupVersionKind{
+				{Group: "networking.istio.io", Version: "v1", Kind: "VirtualServiceList"},
+				{Group: "gateway.networking.k8s.io", Version: "v1", Kind: "HTTPRouteList"},
+			} {
+				list := &unstructured.UnstructuredList{}
+				list.SetGroupVersionKind(gvk)
+				if err := e.Client.List(ctx, list, client.InNamespace(demo.ExampleNamespace)); err != nil {
+					return err
+				}
+				for _, it := range list.Items {
+					if b, _ := json.Marshal(it.Object["spec"]); strings.Contains(string(b), sb.RoutingKey) {
+						return fmt.Errorf("%s %s still routes %s", it.GetKind(), it.GetName(), sb.RoutingKey)
+					}
+				}
+			}
+			return nil
+		})
+	})
+
 	t.Logf("RESULT requests=%d misrouted=%d failed=%d", h.total.Load(), h.misrouted.Load(), h.failed.Load())
 	if h.misrouted.Load() > 0 {
 		t.Errorf("%d requests misrouted", h.misrouted.Load())
