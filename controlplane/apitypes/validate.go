@@ -194,6 +194,19 @@ func ValidateSandboxSpec(s *v1alpha1.SandboxSpec) FieldErrors {
 			c.customizations(p+".customizations", cu)
 		}
 	}
+	// valueFrom.fork must name a fork of this sandbox.
+	for i, f := range s.Forks {
+		if f.Customizations == nil {
+			continue
+		}
+		for j, e := range f.Customizations.Env {
+			if e.ValueFrom != nil && e.ValueFrom.Fork != nil {
+				if ref := e.ValueFrom.Fork.ForkOf; !forked[wkey(ref)] {
+					c.add(fmt.Sprintf("spec.forks[%d].customizations.env[%d].valueFrom.fork.forkOf", i, j), "%s/%s is not one of spec.forks", ref.Namespace, ref.Name)
+				}
+			}
+		}
+	}
 	c.maxItems("spec.virtual", len(s.Virtual), 32)
 	for i, v := range s.Virtual {
 		p := fmt.Sprintf("spec.virtual[%d]", i)
@@ -269,13 +282,25 @@ func (c *checker) customizations(p string, cu *v1alpha1.Customizations) {
 		}
 		if vf := e.ValueFrom; vf != nil {
 			n := 0
-			for _, set := range []bool{vf.Secret != nil, vf.ConfigMap != nil, vf.FieldRef != nil} {
+			for _, set := range []bool{vf.Secret != nil, vf.ConfigMap != nil, vf.FieldRef != nil, vf.Fork != nil, vf.Resource != nil} {
 				if set {
 					n++
 				}
 			}
 			if n != 1 {
-				c.add(ep+".valueFrom", "exactly one of secret, configMap, fieldRef must be set")
+				c.add(ep+".valueFrom", "exactly one of secret, configMap, fieldRef, fork, resource must be set")
+			}
+			if vf.Resource != nil {
+				c.add(ep+".valueFrom.resource", "sandbox resources (Signadot resource plugins) are not supported by SandboxMesh")
+			}
+			if vf.Fork != nil {
+				c.workload(ep+".valueFrom.fork.forkOf", vf.Fork.ForkOf)
+				c.maxLen(ep+".valueFrom.fork.expression", vf.Fork.Expression, 1024)
+				if vf.Fork.Expression == "" {
+					c.add(ep+".valueFrom.fork.expression", "required, e.g. \"{{ .Service.Host }}:{{ .Service.Port }}\"")
+				} else if _, err := vf.Fork.Resolve(v1alpha1.ForkService{Host: "fork.ns.svc", Port: 80}); err != nil {
+					c.add(ep+".valueFrom.fork.expression", "%v", err)
+				}
 			}
 		}
 	}

@@ -87,15 +87,17 @@ const (
 	ReasonInvalidPatch           = "InvalidPatch"
 	ReasonInvalidCustomization   = "InvalidCustomization"
 	ReasonUnsupportedKind        = "UnsupportedKind"
-	ReasonBackendRejected        = "BackendRejected"
-	ReasonRoutesPending          = "RoutesPending"
-	ReasonRoutesApplied          = "RoutesApplied"
-	ReasonEndpointUnresolved     = "EndpointUnresolved"
-	ReasonLocalNotConnected      = "LocalNotConnected"
-	ReasonAsExpected             = "AsExpected"
-	ReasonDeleting               = "Deleting"
-	ReasonNoMatchedSandboxes     = "NoMatchedSandboxes"
-	ReasonMatched                = "Matched"
+	// ReasonUnsupportedCustomization: the spec uses a Signadot feature SandboxMesh lacks (sandbox resources).
+	ReasonUnsupportedCustomization = "UnsupportedCustomization"
+	ReasonBackendRejected          = "BackendRejected"
+	ReasonRoutesPending            = "RoutesPending"
+	ReasonRoutesApplied            = "RoutesApplied"
+	ReasonEndpointUnresolved       = "EndpointUnresolved"
+	ReasonLocalNotConnected        = "LocalNotConnected"
+	ReasonAsExpected               = "AsExpected"
+	ReasonDeleting                 = "Deleting"
+	ReasonNoMatchedSandboxes       = "NoMatchedSandboxes"
+	ReasonMatched                  = "Matched"
 )
 
 // Conditions is a helper alias so generated docs read well.

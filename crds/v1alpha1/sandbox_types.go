@@ -79,7 +79,7 @@ type FieldSelector struct {
 }
 
 // EnvValueFrom is the source of an env value.
-// +kubebuilder:validation:XValidation:rule="[has(self.secret), has(self.configMap), has(self.fieldRef)].filter(x, x).size() == 1",message="exactly one of secret, configMap, fieldRef must be set"
+// +kubebuilder:validation:XValidation:rule="[has(self.secret), has(self.configMap), has(self.fieldRef), has(self.fork), has(self.resource)].filter(x, x).size() == 1",message="exactly one of secret, configMap, fieldRef, fork, resource must be set"
 type EnvValueFrom struct {
 	// Secret key.
 	// +optional
@@ -90,6 +90,43 @@ type EnvValueFrom struct {
 	// FieldRef of the pod.
 	// +optional
 	FieldRef *FieldSelector `json:"fieldRef,omitempty"`
+	// Fork is an address of another fork of the same sandbox (Signadot's
+	// "sandbox service references").
+	// +optional
+	Fork *EnvValueFromFork `json:"fork,omitempty"`
+	// Resource is an output of a Signadot sandbox resource. SandboxMesh has
+	// no resource plugins: the field is in the schema so that Signadot specs
+	// parse, and a sandbox using it is rejected (API) or Degraded (operator).
+	// +optional
+	Resource *EnvValueFromResource `json:"resource,omitempty"`
+}
+
+// EnvValueFromFork resolves Expression against another fork of the sandbox.
+type EnvValueFromFork struct {
+	// ForkOf is the baseline of that fork; it must be one of spec.forks.
+	// +required
+	ForkOf WorkloadRef `json:"forkOf"`
+	// Expression is a Go template over {{ .Service.Host }} (the DNS name of
+	// the fork's Service, <fork>.<namespace>.svc) and {{ .Service.Port }}
+	// (the first container port of the forked workload), e.g.
+	// "{{ .Service.Host }}:{{ .Service.Port }}" or "http://{{ .Service.Host }}".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	// +required
+	Expression string `json:"expression"`
+}
+
+// EnvValueFromResource names an output of a Signadot sandbox resource
+// (accepted by the schema, not supported).
+type EnvValueFromResource struct {
+	// Name of the resource.
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Name string `json:"name"`
+	// OutputKey of the resource.
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	OutputKey string `json:"outputKey"`
 }
 
 // EnvCustomization changes one environment variable.

@@ -328,11 +328,15 @@ func (r *SandboxReconciler) reconcileFork(ctx context.Context, sb *smv1.Sandbox,
 	// The baseline is snapshotted when the fork is created and re-read when the Sandbox changes.
 	gen := strconv.FormatInt(sb.Generation, 10)
 	if !exists || existing.Annotations[annotationSandboxGeneration] != gen {
-		desired, err := fork.Deployment(fork.Input{Sandbox: sb, RoutingKey: key, Index: i, Fork: f, Baseline: &base, ExcludeLabelKeys: routing.SelectorKeys(svcs)})
+		desired, err := fork.Deployment(fork.Input{Sandbox: sb, RoutingKey: key, Index: i, Fork: f, Baseline: &base,
+			ExcludeLabelKeys: routing.SelectorKeys(svcs), Siblings: r.siblings(ctx, sb, f)})
 		if err != nil {
 			reason := smv1.ReasonInvalidCustomization
-			if errors.Is(err, fork.ErrInvalidPatch) {
+			switch {
+			case errors.Is(err, fork.ErrInvalidPatch):
 				reason = smv1.ReasonInvalidPatch
+			case errors.Is(err, fork.ErrUnsupported):
+				reason = smv1.ReasonUnsupportedCustomization
 			}
 			fs.Message = err.Error()
 			obs.degraded = append(obs.degraded, problem{reason, err.Error()})
@@ -449,6 +453,32 @@ func (r *SandboxReconciler) podProblem(ctx context.Context, ns, forkName string)
 		}
 	}
 	return nil
+}
+
+// siblings returns what env valueFrom.fork expressions of fork f can refer
+// to: every fork of sb with its Service host and the first container port of
+// its baseline (read from the cache; 0 when the baseline is missing). Nil when
+// f uses no such expression.
+func (r *SandboxReconciler) siblings(ctx context.Context, sb *smv1.Sandbox, f smv1.Fork) map[string]smv1.ForkService {
+	uses := false
+	if f.Customizations != nil {
+		for _, e := range f.Customizations.Env {
+			uses = uses || (e.ValueFrom != nil && e.ValueFrom.Fork != nil)
+		}
+	}
+	if !uses {
+		return nil
+	}
+	out := map[string]smv1.ForkService{}
+	for _, o := range sb.Spec.Forks {
+		svc := smv1.ForkService{Host: naming.ForkName(sb.Namespace, sb.Name, o.ForkOf.Namespace, o.ForkOf.Name) + "." + o.ForkOf.Namespace + ".svc"}
+		var d appsv1.Deployment
+		if err := r.Client.Get(ctx, types.NamespacedName{Namespace: o.ForkOf.Namespace, Name: o.ForkOf.Name}, &d); err == nil {
+			svc.Port = fork.FirstContainerPort(&d)
+		}
+		out[fork.SiblingKey(o.ForkOf)] = svc
+	}
+	return out
 }
 
 // orphans lists fork Deployments of this sandbox that the spec no longer wants,

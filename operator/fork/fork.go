@@ -48,7 +48,28 @@ type Input struct {
 	// select the baseline; the fork's pods never carry them, so no baseline
 	// Service can select a fork.
 	ExcludeLabelKeys []string
+	// Siblings are the forks of the same sandbox that env valueFrom.fork can
+	// refer to, by "<namespace>/<name>" of their baseline (see SiblingKey).
+	Siblings map[string]smv1.ForkService
 }
+
+// ErrUnsupported means the spec asks for something SandboxMesh does not do
+// (a Signadot sandbox resource).
+var ErrUnsupported = errors.New("not supported")
+
+// FirstContainerPort is the first port of the first container that declares
+// one (Signadot's {{ .Service.Port }}), or 0.
+func FirstContainerPort(d *appsv1.Deployment) int32 {
+	for _, c := range d.Spec.Template.Spec.Containers {
+		if len(c.Ports) > 0 {
+			return c.Ports[0].ContainerPort
+		}
+	}
+	return 0
+}
+
+// SiblingKey is the key of Input.Siblings for a fork of w.
+func SiblingKey(w smv1.WorkloadRef) string { return w.Namespace + "/" + w.Name }
 
 // Labels returns the labels of a fork's objects.
 func Labels(sb *smv1.Sandbox, forkName, baselineName string) map[string]string {
@@ -87,7 +108,7 @@ func Deployment(in Input) (*appsv1.Deployment, error) {
 	}
 	tmpl := &d.Spec.Template
 	if c := in.Fork.Customizations; c != nil {
-		if err := customize(tmpl, c, path); err != nil {
+		if err := customize(tmpl, c, path, in.Siblings); err != nil {
 			return nil, err
 		}
 		if c.Patch != nil {
@@ -191,7 +212,7 @@ func containerIndex(tmpl *corev1.PodTemplateSpec, name string, p *field.Path) (i
 	return 0, fmt.Errorf("%w: %s: container %q not found (containers: %v)", ErrInvalidCustomization, p, name, names)
 }
 
-func customize(tmpl *corev1.PodTemplateSpec, c *smv1.Customizations, path *field.Path) error {
+func customize(tmpl *corev1.PodTemplateSpec, c *smv1.Customizations, path *field.Path, siblings map[string]smv1.ForkService) error {
 	for i, img := range c.Images {
 		idx, err := containerIndex(tmpl, img.Container, path.Child("images").Index(i).Child("container"))
 		if err != nil {
@@ -214,6 +235,19 @@ func customize(tmpl *corev1.PodTemplateSpec, c *smv1.Customizations, path *field
 		switch {
 		case e.Value != nil:
 			v.Value = *e.Value
+		case e.ValueFrom != nil && e.ValueFrom.Fork != nil:
+			fp := p.Child("valueFrom", "fork")
+			sib, ok := siblings[SiblingKey(e.ValueFrom.Fork.ForkOf)]
+			if !ok {
+				return fmt.Errorf("%w: %s: %s/%s is not a fork of this sandbox", ErrInvalidCustomization, fp.Child("forkOf"), e.ValueFrom.Fork.ForkOf.Namespace, e.ValueFrom.Fork.ForkOf.Name)
+			}
+			val, err := e.ValueFrom.Fork.Resolve(sib)
+			if err != nil {
+				return fmt.Errorf("%w: %s: %w", ErrInvalidCustomization, fp.Child("expression"), err)
+			}
+			v.Value = val
+		case e.ValueFrom != nil && e.ValueFrom.Resource != nil:
+			return fmt.Errorf("%w: %s: sandbox resources (Signadot resource plugins) are not supported by SandboxMesh", ErrUnsupported, p.Child("valueFrom", "resource"))
 		case e.ValueFrom != nil:
 			v.ValueFrom = envSource(e.ValueFrom)
 		}

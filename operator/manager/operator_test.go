@@ -498,3 +498,53 @@ func TestTTL(t *testing.T) {
 		t.Error("fork Service left after TTL")
 	}
 }
+
+// TestEnvValueFromFork: Signadot's sandbox service references. One fork's env
+// points at the Service of another fork of the same sandbox; a resource
+// reference is reported as unsupported.
+func TestEnvValueFromFork(t *testing.T) {
+	ctx := context.Background()
+	ns := "refs"
+	world(t, ns, "frontend", "route")
+	sb := sandbox(ns, "refs", "frontend", "route")
+	sb.Spec.Forks[0].Customizations.Env = append(sb.Spec.Forks[0].Customizations.Env, smv1.EnvCustomization{Name: "ROUTE_ADDR",
+		ValueFrom: &smv1.EnvValueFrom{Fork: &smv1.EnvValueFromFork{ForkOf: smv1.WorkloadRef{Kind: smv1.KindDeployment, Namespace: ns, Name: "route"},
+			Expression: "http://{{ .Service.Host }}:{{ .Service.Port }}"}}})
+	if err := c.Create(ctx, sb); err != nil {
+		t.Fatal(err)
+	}
+	frontendFork := naming.ForkName(ns, "refs", ns, "frontend")
+	routeFork := naming.ForkName(ns, "refs", ns, "route")
+	eventually(t, "ROUTE_ADDR on the frontend fork", func() (bool, string) {
+		d, ok := get(t, types.NamespacedName{Namespace: ns, Name: frontendFork}, &appsv1.Deployment{})
+		if !ok {
+			return false, "no fork"
+		}
+		for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+			if e.Name == "ROUTE_ADDR" {
+				want := "http://" + routeFork + "." + ns + ".svc:8080"
+				return e.Value == want, e.Value
+			}
+		}
+		return false, "no ROUTE_ADDR"
+	})
+	// The CRD schema rejects two sources at once, with the field path.
+	bad := sandbox(ns, "two-sources", "route")
+	bad.Spec.Forks[0].Customizations.Env[0] = smv1.EnvCustomization{Name: "X", ValueFrom: &smv1.EnvValueFrom{
+		Fork: &smv1.EnvValueFromFork{ForkOf: smv1.WorkloadRef{Namespace: ns, Name: "route"}, Expression: "x"}, FieldRef: &smv1.FieldSelector{FieldPath: "metadata.name"}}}
+	if err := c.Create(ctx, bad); err == nil || !strings.Contains(err.Error(), "exactly one of secret, configMap, fieldRef, fork, resource") {
+		t.Fatalf("two sources: %v", err)
+	}
+	// A resource reference is accepted by the schema and reported unsupported.
+	res := sandbox(ns, "resource", "route")
+	res.Spec.Forks[0].Customizations.Env[0] = smv1.EnvCustomization{Name: "DB", ValueFrom: &smv1.EnvValueFrom{Resource: &smv1.EnvValueFromResource{Name: "db", OutputKey: "host"}}}
+	if err := c.Create(ctx, res); err != nil {
+		t.Fatal(err)
+	}
+	s := waitCondition(t, client.ObjectKeyFromObject(res), smv1.ConditionDegraded, metav1.ConditionTrue, smv1.ReasonUnsupportedCustomization)
+	if cnd := condition(s, smv1.ConditionDegraded); !strings.Contains(cnd.Message, "spec.forks[0].customizations.env[0].valueFrom.resource") {
+		t.Errorf("message: %s", cnd.Message)
+	}
+	_ = c.Delete(ctx, sb)
+	_ = c.Delete(ctx, res)
+}
