@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/sandboxmesh/sandboxmesh/internal/telemetry"
 	"io"
 	"log/slog"
 	"os"
@@ -87,6 +88,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	_, shutdownTracing, err := telemetry.Setup(ctx, telemetry.Options{Service: "sandboxmesh-agent", Version: *version})
+	if err != nil {
+		return err
+	}
+	defer shutdownTracing(context.Background())
 	log.Info("agent starting", "controlPlane", *cpURL, "namespace", *namespace)
 	if err := a.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err

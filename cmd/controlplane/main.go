@@ -20,10 +20,9 @@ import (
 	"syscall"
 	"time"
 
-	"go.opentelemetry.io/otel"
-
 	"github.com/sandboxmesh/sandboxmesh/controlplane/api"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
+	"github.com/sandboxmesh/sandboxmesh/internal/telemetry"
 )
 
 func main() {
@@ -104,7 +103,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if pu == "" {
 		pu = "http://preview.localhost" + portOf(ln.Addr().String())
 	}
-	srv, err := api.New(ctx, api.Config{Store: st, Logger: log, TracerProvider: otel.GetTracerProvider(), PreviewURL: pu, MaxBodyBytes: *maxBody})
+	tp, shutdownTracing, err := telemetry.Setup(ctx, telemetry.Options{Service: "sandboxmesh-controlplane"})
+	if err != nil {
+		return err
+	}
+	defer shutdownTracing(context.Background())
+	srv, err := api.New(ctx, api.Config{Store: st, Logger: log, TracerProvider: tp, PreviewURL: pu, MaxBodyBytes: *maxBody})
 	if err != nil {
 		return err
 	}

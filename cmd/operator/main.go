@@ -3,8 +3,10 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
+	"github.com/sandboxmesh/sandboxmesh/internal/telemetry"
 	"log/slog"
 	"os"
 	"strings"
@@ -88,6 +90,11 @@ func run() error {
 	o.Backends, o.KeyNames, o.CustomHeaders, o.Namespaces = list(backends), list(keyNames), list(customHdrs), list(namespaces)
 	o.Inject = inject.Config{Image: sidecarImage, InitImage: initImage, RouteServer: routeServerTarget, KeyNames: o.KeyNames, CustomHeaders: o.CustomHeaders, Mode: inject.Mode(injectMode)}
 
+	_, shutdownTracing, err := telemetry.Setup(context.Background(), telemetry.Options{Service: "sandboxmesh-operator"})
+	if err != nil {
+		return err
+	}
+	defer shutdownTracing(context.Background())
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("kubeconfig: %w", err)

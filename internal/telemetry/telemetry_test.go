@@ -1,0 +1,109 @@
+package telemetry_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"go.opentelemetry.io/otel"
+	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/sandboxmesh/sandboxmesh/internal/telemetry"
+)
+
+// TestOTLPExport sends a span to a real OTLP/HTTP receiver on loopback and
+// decodes what arrived.
+func TestOTLPExport(t *testing.T) {
+	var mu sync.Mutex
+	var got []*collectortrace.ExportTraceServiceRequest
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		req := &collectortrace.ExportTraceServiceRequest{}
+		if r.URL.Path != "/v1/traces" || proto.Unmarshal(b, req) != nil {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		got = append(got, req)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		out, _ := proto.Marshal(&collectortrace.ExportTraceServiceResponse{})
+		w.Write(out)
+	}))
+	defer recv.Close()
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", recv.URL)
+	t.Setenv("OTEL_TRACES_EXPORTER", "")
+	t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test")
+	ctx := context.Background()
+	tp, shutdown, err := telemetry.Setup(ctx, telemetry.Options{Service: "sandboxmesh-controlplane", Version: "dev"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, span := tp.Tracer("test").Start(ctx, "PUT /api/v2/orgs/:org/sandboxes/:name")
+	span.End()
+	if err := shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) == 0 || len(got[0].ResourceSpans) == 0 {
+		t.Fatal("no spans received")
+	}
+	rs := got[0].ResourceSpans[0]
+	attrs := map[string]string{}
+	for _, kv := range rs.Resource.Attributes {
+		attrs[kv.Key] = kv.Value.GetStringValue()
+	}
+	if attrs["service.name"] != "sandboxmesh-controlplane" || attrs["service.version"] != "dev" || attrs["deployment.environment"] != "test" {
+		t.Errorf("resource: %v", attrs)
+	}
+	if name := rs.ScopeSpans[0].Spans[0].Name; name != "PUT /api/v2/orgs/:org/sandboxes/:name" {
+		t.Errorf("span %q", name)
+	}
+	// The W3C propagators are installed.
+	if f := otel.GetTextMapPropagator().Fields(); !strings.Contains(strings.Join(f, ","), "traceparent") || !strings.Contains(strings.Join(f, ","), "baggage") {
+		t.Errorf("propagator fields %v", f)
+	}
+}
+
+func TestExporters(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		env     map[string]string
+		wantErr bool
+		console bool
+	}{
+		{map[string]string{}, false, false}, // none by default
+		{map[string]string{"OTEL_TRACES_EXPORTER": "console"}, false, true},
+		{map[string]string{"OTEL_TRACES_EXPORTER": "zipkin"}, true, false},
+		{map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, true, false},
+	} {
+		for _, k := range []string{"OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"} {
+			t.Setenv(k, tc.env[k])
+		}
+		var buf bytes.Buffer
+		tp, shutdown, err := telemetry.Setup(ctx, telemetry.Options{Service: "s", Console: &buf})
+		if tc.wantErr {
+			if !errors.Is(err, telemetry.ErrConfig) {
+				t.Errorf("%v: want ErrConfig, got %v", tc.env, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%v: %v", tc.env, err)
+		}
+		_, span := tp.Tracer("t").Start(ctx, "op")
+		span.End()
+		_ = shutdown(ctx)
+		if tc.console != strings.Contains(buf.String(), `"Name":"op"`) {
+			t.Errorf("%v: console output %q", tc.env, buf.String())
+		}
+	}
+}
