@@ -51,6 +51,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logFormat := fs.String("log-format", env("SANDBOXMESH_LOG_FORMAT", "json"), "json or text (env SANDBOXMESH_LOG_FORMAT)")
 	logLevel := fs.String("log-level", env("SANDBOXMESH_LOG_LEVEL", "info"), "debug, info, warn or error (env SANDBOXMESH_LOG_LEVEL)")
 	maxBody := fs.Int64("max-body-bytes", 1<<20, "largest accepted request body")
+	advertise := fs.String("advertise-url", env("SANDBOXMESH_ADVERTISE_URL", ""), "how the other replicas reach this one, e.g. http://10.0.3.7:8080; set it when several replicas share a PostgreSQL database, so preview requests reach agent tunnels held by another replica (env SANDBOXMESH_ADVERTISE_URL)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -108,7 +109,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer shutdownTracing(context.Background())
-	srv, err := api.New(ctx, api.Config{Store: st, Logger: log, TracerProvider: tp, PreviewURL: pu, MaxBodyBytes: *maxBody})
+	srv, err := api.New(ctx, api.Config{Store: st, Logger: log, TracerProvider: tp, PreviewURL: pu, MaxBodyBytes: *maxBody, ReplicaURL: *advertise})
 	if err != nil {
 		return err
 	}

@@ -209,7 +209,12 @@ func (s *Server) agentTunnel(c *gin.Context) {
 	s.metrics.agents.Inc()
 	defer s.metrics.agents.Dec()
 	_ = s.st.TouchClusterToken(ctx, a.TokenID, c.ClientIP(), "")
+	hctx, stopHold := context.WithCancel(ctx)
+	held := make(chan struct{})
+	go func() { defer close(held); s.holdTunnel(hctx, a.Org, a.Cluster) }()
 	_ = s.hub.Serve(ctx, a.Org, a.Cluster, a.TokenID, conn)
+	stopHold()
+	<-held
 	conn.Close()
 }
 

@@ -92,9 +92,16 @@ func connectAgent(t testing.TB, e *env, rec *recorder, allowed ...string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	u := "ws" + strings.TrimPrefix(e.http.URL, "http") + "/api/v2/agent/tunnel"
+	agentTunnel(ctx, t, e.http.URL, e.tokenA, e.srv.Hub(), rec, allowed...)
+}
+
+// agentTunnel connects an agent's tunnel to the control plane at base with a
+// cluster token of acme/c1 until ctx ends, and waits until hub sees it.
+func agentTunnel(ctx context.Context, t testing.TB, base, token string, hub *tunnel.Hub, rec *recorder, allowed ...string) {
+	t.Helper()
+	u := "ws" + strings.TrimPrefix(base, "http") + "/api/v2/agent/tunnel"
 	h := http.Header{}
-	h.Set(apitypes.HeaderClusterToken, e.tokenA)
+	h.Set(apitypes.HeaderClusterToken, token)
 	ws, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPHeader: h})
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +122,7 @@ func connectAgent(t testing.TB, e *env, rec *recorder, allowed ...string) {
 	}
 	go tunnel.ServeAgent(ctx, conn, allow, dial, nil)
 	deadline := time.Now().Add(5 * time.Second)
-	for !e.srv.Hub().Connected("acme", "c1") {
+	for !hub.Connected("acme", "c1") {
 		if time.Now().After(deadline) {
 			t.Fatal("tunnel did not connect")
 		}

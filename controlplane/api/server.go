@@ -67,6 +67,12 @@ type Config struct {
 	// endpoint resolution (default 2s; negative disables). Changes made through
 	// this replica clear the caches at once; other replicas' after at most the TTL.
 	PreviewCacheTTL time.Duration
+	// ReplicaURL is how the other replicas reach this one (e.g.
+	// http://10.0.3.7:8080). Set it when several replicas share a PostgreSQL
+	// database: preview requests arriving at a replica that does not hold the
+	// cluster's agent tunnel are then dialed through the one that does. Empty:
+	// a single replica.
+	ReplicaURL string
 }
 
 // Server serves the API.
@@ -78,10 +84,15 @@ type Server struct {
 	engine  *gin.Engine
 	metrics *metrics
 	hub     *tunnel.Hub
-	preview *preview.Proxy
-	notify  *notifier
-	routes  []route
-	prevURL previewBase
+	// replicaID names this process among the replicas; replicaKey
+	// authenticates replica-to-replica dials (see replicas.go).
+	replicaID  string
+	replicaMu  sync.Mutex
+	replicaKey []byte
+	preview    *preview.Proxy
+	notify     *notifier
+	routes     []route
+	prevURL    previewBase
 
 	// Preview-path caches (see PreviewCacheTTL).
 	keyCache    *ttlCache[Principal]
@@ -156,12 +167,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.keyCache, s.targetCache = newTTLCache[Principal](ttl), newTTLCache[preview.Target](ttl)
 	s.hub = tunnel.NewHub(cfg.Logger)
+	s.replicaID = newReplicaID()
 	s.preview = &preview.Proxy{
 		Domain:    pb.host,
 		Scheme:    pb.scheme,
 		Secret:    secret,
 		Resolver:  s,
-		Dialer:    s.hub,
+		Dialer:    replicaDialer{s},
 		Extractor: cfg.Extractor,
 		Logger:    cfg.Logger,
 		OnRequest: func(code int, d time.Duration) {
@@ -230,6 +242,7 @@ func (s *Server) register() {
 		c.JSON(http.StatusOK, gin.H{"ok": true})
 	})
 	s.engine.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{})))
+	s.engine.GET(internalTunnelDialPath, s.internalTunnelDial) // replica to replica, HMAC-authenticated
 	s.handle(http.MethodGet, "/api/v2/openapi.json", s.openAPI)
 
 	o := "/api/v2/orgs/:org"

@@ -458,6 +458,52 @@ func (s *Store) DeleteCluster(ctx context.Context, org, name string) error {
 	return nil
 }
 
+// TunnelOwner is the replica holding a cluster's agent tunnel.
+type TunnelOwner struct {
+	ReplicaID string
+	// URL reaches that replica from the other replicas.
+	URL       string
+	ExpiresAt time.Time
+}
+
+// ClaimTunnel records (or renews) that replica holds the tunnel of
+// org/cluster until now+ttl; the newest claim wins (an agent reconnecting to
+// another replica moves the tunnel there).
+func (s *Store) ClaimTunnel(ctx context.Context, org, cluster, replicaID, url string, ttl time.Duration) error {
+	exp := s.now().Add(ttl).UTC().UnixNano()
+	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO tunnel_owners (org, cluster, replica_id, url, expires_at) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (org, cluster) DO UPDATE SET replica_id = excluded.replica_id, url = excluded.url, expires_at = excluded.expires_at`), org, cluster, replicaID, url, exp)
+	if err != nil {
+		return fmt.Errorf("claim tunnel of cluster %s/%s: %w", org, cluster, err)
+	}
+	return nil
+}
+
+// ReleaseTunnel drops replica's claim on the tunnel of org/cluster (a newer
+// claim of another replica stays).
+func (s *Store) ReleaseTunnel(ctx context.Context, org, cluster, replicaID string) error {
+	if _, err := s.db.ExecContext(ctx, s.q(`DELETE FROM tunnel_owners WHERE org = ? AND cluster = ? AND replica_id = ?`), org, cluster, replicaID); err != nil {
+		return fmt.Errorf("release tunnel of cluster %s/%s: %w", org, cluster, err)
+	}
+	return nil
+}
+
+// GetTunnelOwner returns the replica holding the tunnel of org/cluster, or
+// ErrNotFound when no unexpired claim exists.
+func (s *Store) GetTunnelOwner(ctx context.Context, org, cluster string) (TunnelOwner, error) {
+	var o TunnelOwner
+	var exp int64
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT replica_id, url, expires_at FROM tunnel_owners WHERE org = ? AND cluster = ? AND expires_at > ?`), org, cluster, s.nowNano()).Scan(&o.ReplicaID, &o.URL, &exp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return TunnelOwner{}, fmt.Errorf("tunnel of cluster %s/%s: %w", org, cluster, ErrNotFound)
+	}
+	if err != nil {
+		return TunnelOwner{}, fmt.Errorf("tunnel owner of cluster %s/%s: %w", org, cluster, err)
+	}
+	o.ExpiresAt = fromNano(exp)
+	return o, nil
+}
+
 // Workloads is the last workload report of a cluster's agent: Data is the
 // JSON list as the agent sent it, Hash its digest.
 type Workloads struct {

@@ -401,3 +401,35 @@ func TestWorkloads(t *testing.T) {
 		}
 	})
 }
+
+func TestTunnelOwners(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		if _, err := s.GetTunnelOwner(ctx, "acme", "c1"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("no claim: %v", err)
+		}
+		if err := s.ClaimTunnel(ctx, "acme", "c1", "a", "http://10.0.0.1:8080", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if o, err := s.GetTunnelOwner(ctx, "acme", "c1"); err != nil || o.ReplicaID != "a" || o.URL != "http://10.0.0.1:8080" {
+			t.Fatalf("owner: %+v %v", o, err)
+		}
+		// The agent reconnects to replica b: b's claim wins; a's release does not remove it.
+		if err := s.ClaimTunnel(ctx, "acme", "c1", "b", "http://10.0.0.2:8080", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ReleaseTunnel(ctx, "acme", "c1", "a"); err != nil {
+			t.Fatal(err)
+		}
+		if o, _ := s.GetTunnelOwner(ctx, "acme", "c1"); o.ReplicaID != "b" {
+			t.Fatalf("owner after a's release: %+v", o)
+		}
+		// Expired claims do not count.
+		if err := s.ClaimTunnel(ctx, "acme", "c1", "b", "http://10.0.0.2:8080", -time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.GetTunnelOwner(ctx, "acme", "c1"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("expired claim: %v", err)
+		}
+	})
+}

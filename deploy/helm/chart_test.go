@@ -23,6 +23,7 @@ import (
 	"testing"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -189,6 +190,21 @@ func TestRenders(t *testing.T) {
 			}
 			if find[*corev1.Secret](objs, "sandboxmesh-agent") != nil {
 				t.Error("agent secret rendered with agent disabled")
+			}
+		}},
+		{"control plane on PostgreSQL with replicas", []string{"controlplane.enabled=true", "controlplane.databaseURL=postgres://cp@db/cp", "controlplane.replicas=3", "agent.enabled=false"}, func(t *testing.T, objs []k8sruntime.Object) {
+			c := container(t, objs, "sandboxmesh-controlplane")
+			env := map[string]string{}
+			for _, e := range c.Env {
+				env[e.Name] = e.Value
+			}
+			if env["SANDBOXMESH_DATABASE_URL"] != "postgres://cp@db/cp" || env["SANDBOXMESH_ADVERTISE_URL"] != "http://$(POD_IP):8080" {
+				t.Errorf("env: %v", env)
+			}
+			for _, o := range objs {
+				if d, ok := o.(*appsv1.Deployment); ok && d.Name == "sandboxmesh-controlplane" && *d.Spec.Replicas != 3 {
+					t.Errorf("replicas %d", *d.Spec.Replicas)
+				}
 			}
 		}},
 		{"control plane and agent default URL", []string{"controlplane.enabled=true", "agent.token=t"}, func(t *testing.T, objs []k8sruntime.Object) {
