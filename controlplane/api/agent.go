@@ -209,6 +209,8 @@ func (s *Server) agentTunnel(c *gin.Context) {
 	s.metrics.agents.Inc()
 	defer s.metrics.agents.Dec()
 	_ = s.st.TouchClusterToken(ctx, a.TokenID, c.ClientIP(), "")
+	// Claimed before the session is served: once the hub has it, every replica can reach it.
+	s.claimTunnel(ctx, a.Org, a.Cluster)
 	hctx, stopHold := context.WithCancel(ctx)
 	held := make(chan struct{})
 	go func() { defer close(held); s.holdTunnel(hctx, a.Org, a.Cluster) }()

@@ -145,18 +145,23 @@ func (s *Server) internalTunnelDial(c *gin.Context) {
 	tunnel.Pipe(websocket.NetConn(wctx, ws, websocket.MessageBinary), st)
 }
 
-// holdTunnel claims the tunnel of org/cluster for this replica and renews
-// the claim until ctx ends, then releases it.
+// claimTunnel records that this replica holds the tunnel of org/cluster.
+func (s *Server) claimTunnel(ctx context.Context, org, cluster string) {
+	if s.cfg.ReplicaURL == "" {
+		return
+	}
+	if err := s.st.ClaimTunnel(ctx, org, cluster, s.replicaID, s.cfg.ReplicaURL, tunnelLease); err != nil && ctx.Err() == nil {
+		s.log.WarnContext(ctx, "claiming the agent tunnel failed; other replicas cannot forward to it", "org", org, "cluster", cluster, "err", err)
+	}
+}
+
+// holdTunnel renews this replica's claim on the tunnel of org/cluster (made
+// by claimTunnel) until ctx ends, then releases it.
 func (s *Server) holdTunnel(ctx context.Context, org, cluster string) {
 	if s.cfg.ReplicaURL == "" {
 		return
 	}
-	claim := func() {
-		if err := s.st.ClaimTunnel(ctx, org, cluster, s.replicaID, s.cfg.ReplicaURL, tunnelLease); err != nil && ctx.Err() == nil {
-			s.log.WarnContext(ctx, "claiming the agent tunnel failed; other replicas cannot forward to it", "org", org, "cluster", cluster, "err", err)
-		}
-	}
-	claim()
+	claim := func() { s.claimTunnel(ctx, org, cluster) }
 	t := time.NewTicker(tunnelLease / 3)
 	defer t.Stop()
 	for {
