@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/sandboxmesh/sandboxmesh/internal/telemetry"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -229,6 +230,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	} else {
 		close(clientDone)
 		log.Warn("no route server configured: every request goes to the local app")
+	}
+	tp, shutdownTracing, err := telemetry.Setup(ctx, telemetry.Options{Service: "devmesh"})
+	if err != nil {
+		return err
+	}
+	defer shutdownTracing(context.Background())
+	if telemetry.Enabled(tp) {
+		o.cfg.TracerProvider = tp
 	}
 	p, err := proxy.New(o.cfg, routes, keys, log, reg)
 	if err != nil {

@@ -7,6 +7,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel/trace"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -179,6 +180,10 @@ type Config struct {
 	DrainDelay time.Duration
 	// DrainTimeout bounds waiting for in-flight requests and TCP connections at shutdown (default 25s).
 	DrainTimeout time.Duration
+	// TracerProvider makes one span per proxied HTTP request (parent from the
+	// request's traceparent; the app sees the span as its parent). Nil: no
+	// spans and no cost.
+	TracerProvider trace.TracerProvider
 }
 
 func (c *Config) withDefaults() error {

@@ -7,6 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"io"
 	"log/slog"
 	"net"
@@ -76,6 +80,7 @@ type reqState struct {
 	body     *trackBody
 	in       *http.Request // the inbound request (ErrorHandler gets the outbound one)
 	fellBack bool
+	span     trace.Span // nil without a TracerProvider
 }
 
 type stateKey struct{}
@@ -107,6 +112,8 @@ type Proxy struct {
 	// already forwarded is a loop; a hop header leaked downstream by an app that copies headers is not.
 	hopValue string
 	hopSlice []string
+	// tracer is nil without Config.TracerProvider.
+	tracer trace.Tracer
 }
 
 type wtCache struct {
@@ -137,6 +144,9 @@ func New(cfg Config, routes RouteSource, keys KeyExtractor, log *slog.Logger, re
 		return nil, fmt.Errorf("devmesh %s: metrics: %w", cfg.Workload, err)
 	}
 	p.m = m
+	if cfg.TracerProvider != nil {
+		p.tracer = cfg.TracerProvider.Tracer("github.com/sandboxmesh/sandboxmesh/devmesh/proxy")
+	}
 	p.hopValue = cfg.Workload.String()
 	p.hopSlice = []string{p.hopValue}
 	p.localH1 = p.newTransport(false, false)
@@ -277,13 +287,49 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, port int32, proto 
 		st.body = &trackBody{rc: r.Body}
 		r.Body = st.body
 	}
-	st.in = r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
+	ctx := context.WithValue(r.Context(), stateKey{}, st)
+	if p.tracer != nil {
+		ctx = p.startSpan(ctx, r, st)
+	}
+	st.in = r.WithContext(ctx)
 	p.rp.ServeHTTP(w, st.in)
 	kind := st.kind
 	if st.fellBack {
 		kind = kindBaseline
 	}
+	if st.span != nil {
+		p.endSpan(st, kind)
+	}
 	p.m.observe(kind, st.status, time.Since(start))
+}
+
+var traceContext = propagation.TraceContext{}
+
+// startSpan starts the request's span, child of its traceparent.
+func (p *Proxy) startSpan(ctx context.Context, r *http.Request, st *reqState) context.Context {
+	ctx = traceContext.Extract(ctx, propagation.HeaderCarrier(r.Header))
+	ctx, st.span = p.tracer.Start(ctx, "devmesh "+r.Method, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path),
+			attribute.Int("server.port", int(st.port)), attribute.String("sandboxmesh.workload", p.hopValue)))
+	return ctx
+}
+
+func (p *Proxy) endSpan(st *reqState, kind int) {
+	attrs := []attribute.KeyValue{attribute.String("sandboxmesh.destination", kindNames[kind]), attribute.Int("http.response.status_code", st.status)}
+	if st.key != "" {
+		attrs = append(attrs, attribute.String("sandboxmesh.routing_key", st.key))
+	}
+	if st.dest != nil {
+		attrs = append(attrs, attribute.String("sandboxmesh.sandbox", st.dest.Sandbox.String()))
+	}
+	if kind == kindFork {
+		attrs = append(attrs, attribute.String("server.address", st.target))
+	}
+	st.span.SetAttributes(attrs...)
+	if st.status >= 500 {
+		st.span.SetStatus(codes.Error, http.StatusText(st.status))
+	}
+	st.span.End()
 }
 
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
@@ -295,6 +341,10 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	delete(h, HopHeader)
 	if st.kind == kindFork {
 		h[HopHeader] = p.hopSlice
+	}
+	if st.span != nil {
+		// The app (or the fork) continues the trace under the sidecar's span.
+		traceContext.Inject(pr.In.Context(), propagation.HeaderCarrier(h))
 	}
 	p.setForwarded(pr)
 }

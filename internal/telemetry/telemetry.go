@@ -97,3 +97,10 @@ func Setup(ctx context.Context, o Options) (trace.TracerProvider, func(context.C
 	otel.SetTracerProvider(tp)
 	return tp, tp.Shutdown, nil
 }
+
+// Enabled reports whether tp records spans (Setup found an exporter), so that
+// hot paths can skip tracing entirely when it is off.
+func Enabled(tp trace.TracerProvider) bool {
+	_, isNoop := tp.(noop.TracerProvider)
+	return tp != nil && !isNoop
+}

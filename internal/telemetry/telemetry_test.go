@@ -99,6 +99,9 @@ func TestExporters(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v: %v", tc.env, err)
 		}
+		if telemetry.Enabled(tp) != tc.console {
+			t.Errorf("%v: Enabled = %v", tc.env, telemetry.Enabled(tp))
+		}
 		_, span := tp.Tracer("t").Start(ctx, "op")
 		span.End()
 		_ = shutdown(ctx)
