@@ -84,7 +84,7 @@ images: ## Build our binaries as image tarballs (no Docker needed) and load them
 
 ##@ Run
 .PHONY: run
-run: ## Start the main job on embedded defaults (see README).
+run: ## Start the control plane alone on embedded defaults (SQLite, :8080; prints a bootstrap API key).
 	hack/run.sh
 
 .PHONY: demo
