@@ -77,6 +77,10 @@ With KUBECONFIG set it installs into that cluster instead and leaves the cluster
 					}()
 				}
 			}
+			if !local {
+				// Images come from a registry there, not from tarballs loaded into containerd.
+				values = append([]string{"image.pullPolicy=IfNotPresent"}, values...)
+			}
 			e, err := demo.Install(ctx, demo.Options{RepoDir: c.RepoDir, Kubeconfig: kubeconfig, Values: values, Progress: os.Stderr, Log: log})
 			if err != nil {
 				return err
