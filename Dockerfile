@@ -18,11 +18,15 @@ RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG BIN=operator
 ARG BUILD=dev
+# The binary lands at /usr/local/bin/<BIN> as in `make images`; /usr/local/bin/app links to it so that
+# the final stage's ENTRYPOINT (which cannot expand build arguments) is the same for every BIN.
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     pkg=./cmd/${BIN}; if [ "${BIN}" = hotrod ]; then pkg=./examples/hotrod; fi; \
+    mkdir -p /out/usr/local/bin && \
     CGO_ENABLED=0 go build -trimpath \
       -ldflags "-s -w -X github.com/sandboxmesh/sandboxmesh/examples/hotrod/app.Build=${BUILD}" \
-      -o /out/app "$pkg"
+      -o "/out/usr/local/bin/${BIN}" "$pkg" && \
+    ln -s "${BIN}" /out/usr/local/bin/app
 
 FROM golang:${GO_VERSION}-bookworm AS build-init
 WORKDIR /src
@@ -39,6 +43,6 @@ COPY --from=build-init /out/devmesh-init /usr/local/bin/devmesh-init
 ENTRYPOINT ["/usr/local/bin/devmesh-init"]
 
 FROM gcr.io/distroless/static-debian12:nonroot
-COPY --from=build /out/app /usr/local/bin/app
+COPY --from=build /out/ /
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/app"]

@@ -179,14 +179,29 @@ func TestRenders(t *testing.T) {
 					t.Errorf("operator args lack %q: %s", w, args)
 				}
 			}
-			if a := strings.Join(container(t, objs, "sandboxmesh-agent").Args, " "); !strings.Contains(a, "--control-plane-url=https://cp.example.com") {
+			if u := envOf(container(t, objs, "sandboxmesh-agent"))["SANDBOXMESH_CONTROL_PLANE_URL"]; u != "https://cp.example.com" {
+				t.Errorf("agent control plane URL %q", u)
+			}
+			if a := strings.Join(container(t, objs, "sandboxmesh-agent").Args, " "); !strings.Contains(a, "--token-file=/var/run/sandboxmesh/token") {
 				t.Errorf("agent args: %s", a)
 			}
 		}},
 		{"control plane in cluster, no agent", []string{"controlplane.enabled=true", "controlplane.bootstrapKey=k", "agent.enabled=false"}, func(t *testing.T, objs []k8sruntime.Object) {
 			c := container(t, objs, "sandboxmesh-controlplane")
-			if len(c.Env) < 2 || c.Env[1].ValueFrom == nil || c.Env[1].ValueFrom.SecretKeyRef.Key != "apiKey" {
+			var key *corev1.EnvVar
+			for i := range c.Env {
+				if c.Env[i].Name == "SANDBOXMESH_BOOTSTRAP_KEY" {
+					key = &c.Env[i]
+				}
+			}
+			if key == nil || key.ValueFrom == nil || key.ValueFrom.SecretKeyRef.Name != "sandboxmesh-controlplane" || key.ValueFrom.SecretKeyRef.Key != "apiKey" {
 				t.Errorf("bootstrap key env: %+v", c.Env)
+			}
+			if u := envOf(c)["SANDBOXMESH_PREVIEW_URL"]; u != "http://preview.localhost" {
+				t.Errorf("preview URL %q", u)
+			}
+			if find[*corev1.Secret](objs, "sandboxmesh-controlplane") == nil {
+				t.Error("no bootstrap key secret")
 			}
 			if find[*corev1.Secret](objs, "sandboxmesh-agent") != nil {
 				t.Error("agent secret rendered with agent disabled")
@@ -194,10 +209,7 @@ func TestRenders(t *testing.T) {
 		}},
 		{"control plane on PostgreSQL with replicas", []string{"controlplane.enabled=true", "controlplane.databaseURL=postgres://cp@db/cp", "controlplane.replicas=3", "agent.enabled=false"}, func(t *testing.T, objs []k8sruntime.Object) {
 			c := container(t, objs, "sandboxmesh-controlplane")
-			env := map[string]string{}
-			for _, e := range c.Env {
-				env[e.Name] = e.Value
-			}
+			env := envOf(c)
 			if env["SANDBOXMESH_DATABASE_URL"] != "postgres://cp@db/cp" || env["SANDBOXMESH_ADVERTISE_URL"] != "http://$(POD_IP):8080" {
 				t.Errorf("env: %v", env)
 			}
@@ -208,8 +220,8 @@ func TestRenders(t *testing.T) {
 			}
 		}},
 		{"control plane and agent default URL", []string{"controlplane.enabled=true", "agent.token=t"}, func(t *testing.T, objs []k8sruntime.Object) {
-			if a := strings.Join(container(t, objs, "sandboxmesh-agent").Args, " "); !strings.Contains(a, "--control-plane-url=http://sandboxmesh-controlplane.sandboxmesh-system.svc:80") {
-				t.Errorf("agent args: %s", a)
+			if u := envOf(container(t, objs, "sandboxmesh-agent"))["SANDBOXMESH_CONTROL_PLANE_URL"]; u != "http://sandboxmesh-controlplane.sandboxmesh-system.svc:80" {
+				t.Errorf("agent control plane URL %q", u)
 			}
 		}},
 		{"every backend, two replicas, explicit mode", []string{"agent.enabled=false", "operator.backends={devmesh,istio,linkerd,gatewayapi}", "operator.replicas=2",
@@ -255,6 +267,15 @@ func container(t *testing.T, objs []k8sruntime.Object, deployment string) corev1
 	}
 	t.Fatalf("no Deployment %s", deployment)
 	return corev1.Container{}
+}
+
+// envOf maps a container's plain environment variables to their values.
+func envOf(c corev1.Container) map[string]string {
+	m := map[string]string{}
+	for _, e := range c.Env {
+		m[e.Name] = e.Value
+	}
+	return m
 }
 
 func TestBadValues(t *testing.T) {
@@ -374,9 +395,10 @@ func TestGolden(t *testing.T) {
 }
 
 // TestAPIServerAccepts creates every object of two renders (default, and
-// with the control plane) against a real API server: the CRDs for real, the
-// rest with server-side dry run, so that every schema and validation of the
-// API server sees them.
+// with the control plane on a PVC) on a real API server with server-side dry
+// run (the namespace for real first; the chart's CRDs are the ones testenv
+// installed), so that every schema, defaulting and validation of the API
+// server sees them.
 func TestAPIServerAccepts(t *testing.T) {
 	ctx := context.Background()
 	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); client.IgnoreAlreadyExists(err) != nil {
