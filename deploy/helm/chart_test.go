@@ -10,6 +10,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -34,6 +36,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer/json"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -190,6 +194,12 @@ func TestRenders(t *testing.T) {
 			if a := strings.Join(container(t, objs, "sandboxmesh-agent").Args, " "); !strings.Contains(a, "--token-file=/var/run/sandboxmesh/token") {
 				t.Errorf("agent args: %s", a)
 			}
+			certs := find[*corev1.Secret](objs, "sandboxmesh-webhook-tls")
+			mwc := find[*admissionv1.MutatingWebhookConfiguration](objs, "")
+			if certs == nil || len(certs.Data["ca.crt"]) == 0 || !bytes.Equal(certs.Data["ca.crt"], mwc.Webhooks[0].ClientConfig.CABundle) {
+				t.Error("webhook caBundle is not the CA of the serving certificate Secret")
+			}
+			verifyServingCert(t, certs.Data, "sandboxmesh-operator.sandboxmesh-system.svc")
 		}},
 		{"control plane in cluster, no agent", []string{"controlplane.enabled=true", "controlplane.bootstrapKey=k", "agent.enabled=false"}, func(t *testing.T, objs []k8sruntime.Object) {
 			c := container(t, objs, "sandboxmesh-controlplane")
@@ -272,6 +282,23 @@ func container(t *testing.T, objs []k8sruntime.Object, deployment string) corev1
 	}
 	t.Fatalf("no Deployment %s", deployment)
 	return corev1.Container{}
+}
+
+// verifyServingCert checks the Secret's certificate chains to its ca.crt for
+// the webhook Service's name and that tls.key is its key.
+func verifyServingCert(t *testing.T, data map[string][]byte, dnsName string) {
+	t.Helper()
+	pair, err := tls.X509KeyPair(data["tls.crt"], data["tls.key"])
+	if err != nil {
+		t.Fatalf("serving certificate and key: %v", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(data["ca.crt"]) {
+		t.Fatal("ca.crt holds no certificate")
+	}
+	if _, err := pair.Leaf.Verify(x509.VerifyOptions{DNSName: dnsName, Roots: roots}); err != nil {
+		t.Errorf("serving certificate for %s: %v", dnsName, err)
+	}
 }
 
 // envOf maps a container's plain environment variables to their values.
@@ -431,4 +458,80 @@ func TestAPIServerAccepts(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestInstallUpgradeUninstall installs the chart for real with helm on the
+// API server, upgrades it and checks the Helm-generated webhook certificate
+// is kept (lookup) and matches the webhook's caBundle, then uninstalls it
+// and checks Helm keeps the CRDs.
+func TestInstallUpgradeUninstall(t *testing.T) {
+	ctx := context.Background()
+	const release, relNS = "smtest", "sm-install"
+	kubeconfig := writeKubeconfig(t)
+	base := []string{"--namespace", relNS, "--kubeconfig", kubeconfig, "--set", "agent.token=tok", "--set", "agent.controlPlaneURL=https://cp.example.com"}
+	if out, err := helm(append([]string{"install", release, chartDir(), "--create-namespace"}, base...)...); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	t.Cleanup(func() { _, _ = helm("uninstall", release, "--namespace", relNS, "--kubeconfig", kubeconfig) })
+	fullname := release + "-sandboxmesh"
+	state := func() (ca, crt []byte, bundle []byte, checksum string) {
+		t.Helper()
+		var s corev1.Secret
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: relNS, Name: fullname + "-webhook-tls"}, &s); err != nil {
+			t.Fatal(err)
+		}
+		var mwc admissionv1.MutatingWebhookConfiguration
+		if err := env.Client.Get(ctx, client.ObjectKey{Name: fullname + "-devmesh-injector"}, &mwc); err != nil {
+			t.Fatal(err)
+		}
+		var d appsv1.Deployment
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: relNS, Name: fullname + "-operator"}, &d); err != nil {
+			t.Fatal(err)
+		}
+		return s.Data["ca.crt"], s.Data["tls.crt"], mwc.Webhooks[0].ClientConfig.CABundle, d.Spec.Template.Annotations["checksum/webhook-tls"]
+	}
+	ca1, crt1, bundle1, sum1 := state()
+	if len(ca1) == 0 || !bytes.Equal(ca1, bundle1) {
+		t.Fatalf("caBundle of the webhook differs from the Secret's ca.crt")
+	}
+	var s corev1.Secret
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: relNS, Name: fullname + "-webhook-tls"}, &s); err != nil {
+		t.Fatal(err)
+	}
+	verifyServingCert(t, s.Data, fullname+"-operator."+relNS+".svc")
+	if out, err := helm(append([]string{"upgrade", release, chartDir(), "--set", "operator.workers=4"}, base...)...); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	ca2, crt2, bundle2, sum2 := state()
+	if !bytes.Equal(ca1, ca2) || !bytes.Equal(crt1, crt2) || !bytes.Equal(bundle1, bundle2) || sum1 != sum2 {
+		t.Errorf("upgrade changed the webhook certificate (ca %v, cert %v, caBundle %v, checksum %v)",
+			!bytes.Equal(ca1, ca2), !bytes.Equal(crt1, crt2), !bytes.Equal(bundle1, bundle2), sum1 != sum2)
+	}
+	if out, err := helm("uninstall", release, "--namespace", relNS, "--kubeconfig", kubeconfig); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var crd apiextensionsv1.CustomResourceDefinition
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: "sandboxes.sandboxmesh.dev"}, &crd); err != nil {
+		t.Errorf("CRD gone after uninstall: %v", err)
+	}
+	var mwc admissionv1.MutatingWebhookConfiguration
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: fullname + "-devmesh-injector"}, &mwc); err == nil {
+		t.Error("webhook configuration left after uninstall")
+	}
+}
+
+// writeKubeconfig writes a kubeconfig for the test API server.
+func writeKubeconfig(t *testing.T) string {
+	t.Helper()
+	c := env.Config
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["envtest"] = &clientcmdapi.Cluster{Server: c.Host, CertificateAuthorityData: c.CAData}
+	cfg.AuthInfos["envtest"] = &clientcmdapi.AuthInfo{ClientCertificateData: c.CertData, ClientKeyData: c.KeyData, Token: c.BearerToken}
+	cfg.Contexts["envtest"] = &clientcmdapi.Context{Cluster: "envtest", AuthInfo: "envtest"}
+	cfg.CurrentContext = "envtest"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -39,6 +39,29 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-webhook-tls" (include "sandboxmesh.fullname" .) -}}
 {{- end -}}
 
+{{/*
+webhookCert: the Helm-generated webhook CA and serving certificate as JSON {"crt","key","ca"} (base64 PEM):
+the existing Secret's when there is one (upgrades keep them), else generated. Generated once per render and
+remembered in .Values, so that the Secret, the caBundle and the operator's checksum annotation agree.
+*/}}
+{{- define "sandboxmesh.webhookCert" -}}
+{{- if not (hasKey .Values "_webhookCert") -}}
+{{- $svc := include "sandboxmesh.operatorService" . -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "sandboxmesh.webhookSecret" .) -}}
+{{- $c := dict -}}
+{{- if and $existing (index ($existing.data | default dict) "ca.crt") -}}
+{{- $c = dict "crt" (index $existing.data "tls.crt") "key" (index $existing.data "tls.key") "ca" (index $existing.data "ca.crt") -}}
+{{- else -}}
+{{- $dns := list $svc (printf "%s.%s" $svc .Release.Namespace) (printf "%s.%s.svc" $svc .Release.Namespace) (printf "%s.%s.svc.cluster.local" $svc .Release.Namespace) -}}
+{{- $ca := genCA (printf "%s-webhook-ca" (include "sandboxmesh.fullname" .)) 3650 -}}
+{{- $cert := genSignedCert (printf "%s.%s.svc" $svc .Release.Namespace) nil $dns 3650 $ca -}}
+{{- $c = dict "crt" ($cert.Cert | b64enc) "key" ($cert.Key | b64enc) "ca" ($ca.Cert | b64enc) -}}
+{{- end -}}
+{{- $_ := set .Values "_webhookCert" $c -}}
+{{- end -}}
+{{- index .Values "_webhookCert" | toJson -}}
+{{- end -}}
+
 {{- define "sandboxmesh.agentSecret" -}}
 {{- default (printf "%s-agent" (include "sandboxmesh.fullname" .)) .Values.agent.existingSecret -}}
 {{- end -}}
