@@ -15,8 +15,8 @@ if [ ! -x "$bin" ]; then
   echo ">> building helm ${version} from helm.sh/helm/v3 (first use: a few minutes)" >&2
   start=$(date +%s)
   (cd "$root/hack/tools" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath \
-    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=${version}" -o "$bin.tmp" helm.sh/helm/v3/cmd/helm >&2)
-  mv "$bin.tmp" "$bin"
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=${version}" -o "$bin.$$.tmp" helm.sh/helm/v3/cmd/helm >&2)
+  mv -f "$bin.$$.tmp" "$bin"  # atomic: concurrent first uses each build and the last rename wins
   echo ">> helm ${version} built in $(( $(date +%s) - start ))s: $bin" >&2
 fi
 if [ "${1:-}" = "--print-path" ]; then
