@@ -295,7 +295,7 @@ func (c *checker) customizations(p string, cu *v1alpha1.Customizations) {
 			}
 			if vf.Fork != nil {
 				c.workload(ep+".valueFrom.fork.forkOf", vf.Fork.ForkOf)
-				c.maxLen(ep+".valueFrom.fork.expression", vf.Fork.Expression, 1024)
+				c.maxLen(ep+".valueFrom.fork.expression", vf.Fork.Expression, 200)
 				if vf.Fork.Expression == "" {
 					c.add(ep+".valueFrom.fork.expression", "required, e.g. \"{{ .Service.Host }}:{{ .Service.Port }}\"")
 				} else if _, err := vf.Fork.Resolve(v1alpha1.ForkService{Host: "fork.ns.svc", Port: 80}); err != nil {

@@ -110,8 +110,11 @@ type EnvValueFromFork struct {
 	// the fork's Service, <fork>.<namespace>.svc) and {{ .Service.Port }}
 	// (the first container port of the forked workload), e.g.
 	// "{{ .Service.Host }}:{{ .Service.Port }}" or "http://{{ .Service.Host }}".
+	// Nothing else may be used: no functions, pipelines, conditions, loops or
+	// comments.
 	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:MaxLength=200
+	// +kubebuilder:validation:XValidation:rule=`self.matches(r'^(?:[^{]|[{][^{]|[{][{](?:-[ \t\r\n])?[ \t\r\n]*[.]Service[.](?:Host|Port)[ \t\r\n]*(?:[ \t\r\n]-)?[}][}])*[{]?$')`,message="only text and the actions {{ .Service.Host }} and {{ .Service.Port }} may be used (no functions, pipelines, conditions, loops or comments)"
 	// +required
 	Expression string `json:"expression"`
 }

@@ -3,6 +3,7 @@ package v1alpha1_test
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -57,6 +58,12 @@ func validSandbox(name string) *smv1.Sandbox {
 			}},
 		},
 	}
+}
+
+// addForkRef adds an env valueFrom.fork referring to the fork of hotrod/name.
+func addForkRef(s *smv1.Sandbox, name, expr string) {
+	s.Spec.Forks[0].Customizations.Env = append(s.Spec.Forks[0].Customizations.Env, smv1.EnvCustomization{Name: "REF",
+		ValueFrom: &smv1.EnvValueFrom{Fork: &smv1.EnvValueFromFork{ForkOf: smv1.WorkloadRef{Kind: smv1.KindDeployment, Namespace: "hotrod", Name: name}, Expression: expr}}})
 }
 
 func TestSandboxValidation(t *testing.T) {
@@ -119,10 +126,25 @@ func TestSandboxValidation(t *testing.T) {
 			wantErr: []string{"spec.local[0].mappings"}},
 		{name: "bad port", mutate: func(s *smv1.Sandbox) { s.Spec.Local[0].Mappings[0].Port = 70000 },
 			wantErr: []string{"spec.local[0].mappings[0].port"}},
+		{name: "valueFrom fork", mutate: func(s *smv1.Sandbox) { addForkRef(s, "route", "http://{{ .Service.Host }}:{{- .Service.Port }}/v1") }},
+		{name: "valueFrom fork unknown variable", mutate: func(s *smv1.Sandbox) { addForkRef(s, "route", "{{ .Deployment.Name }}") },
+			wantErr: []string{"spec.forks[0].customizations.env[3].valueFrom.fork.expression", "only text and the actions {{ .Service.Host }} and {{ .Service.Port }}"}},
+		{name: "valueFrom fork function", mutate: func(s *smv1.Sandbox) { addForkRef(s, "route", `{{ printf "%s" .Service.Host }}`) },
+			wantErr: []string{"spec.forks[0].customizations.env[3].valueFrom.fork.expression", "only text and the actions"}},
+		{name: "valueFrom fork comment", mutate: func(s *smv1.Sandbox) { addForkRef(s, "route", "{{/* x */}}") },
+			wantErr: []string{"spec.forks[0].customizations.env[3].valueFrom.fork.expression"}},
+		{name: "valueFrom fork expression too long", mutate: func(s *smv1.Sandbox) { addForkRef(s, "route", strings.Repeat("x", 201)) },
+			wantErr: []string{"spec.forks[0].customizations.env[3].valueFrom.fork.expression", "200"}},
+		// Which forks exist is checked by the REST API and the operator (a CEL rule over forks x env x forks is over the cost budget).
+		{name: "valueFrom fork of no fork parses", mutate: func(s *smv1.Sandbox) { addForkRef(s, "customer", "{{ .Service.Host }}") }},
+		{name: "valueFrom resource parses", mutate: func(s *smv1.Sandbox) {
+			s.Spec.Forks[0].Customizations.Env = append(s.Spec.Forks[0].Customizations.Env,
+				smv1.EnvCustomization{Name: "DB_HOST", ValueFrom: &smv1.EnvValueFrom{Resource: &smv1.EnvValueFromResource{Name: "db", OutputKey: "host"}}})
+		}},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			sb := validSandbox("case-" + strings.ReplaceAll(strings.ToLower(string(rune('a'+i))), " ", ""))
+			sb := validSandbox("case-" + strconv.Itoa(i))
 			tc.mutate(sb)
 			err := env.Client.Create(ctx, sb)
 			if len(tc.wantErr) == 0 {

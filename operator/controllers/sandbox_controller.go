@@ -328,8 +328,12 @@ func (r *SandboxReconciler) reconcileFork(ctx context.Context, sb *smv1.Sandbox,
 	// The baseline is snapshotted when the fork is created and re-read when the Sandbox changes.
 	gen := strconv.FormatInt(sb.Generation, 10)
 	if !exists || existing.Annotations[annotationSandboxGeneration] != gen {
+		siblings, err := r.siblings(ctx, sb, f)
+		if err != nil {
+			return "", fmt.Errorf("read the forks env valueFrom.fork refers to: %w", err)
+		}
 		desired, err := fork.Deployment(fork.Input{Sandbox: sb, RoutingKey: key, Index: i, Fork: f, Baseline: &base,
-			ExcludeLabelKeys: routing.SelectorKeys(svcs), Siblings: r.siblings(ctx, sb, f)})
+			ExcludeLabelKeys: routing.SelectorKeys(svcs), Siblings: siblings})
 		if err != nil {
 			reason := smv1.ReasonInvalidCustomization
 			switch {
@@ -457,9 +461,8 @@ func (r *SandboxReconciler) podProblem(ctx context.Context, ns, forkName string)
 
 // siblings returns what env valueFrom.fork expressions of fork f can refer
 // to: every fork of sb with its Service host and the first container port of
-// its baseline (read from the cache; 0 when the baseline is missing). Nil when
-// f uses no such expression.
-func (r *SandboxReconciler) siblings(ctx context.Context, sb *smv1.Sandbox, f smv1.Fork) map[string]smv1.ForkService {
+// its baseline (read from the cache). Nil when f uses no such expression.
+func (r *SandboxReconciler) siblings(ctx context.Context, sb *smv1.Sandbox, f smv1.Fork) (map[string]fork.Sibling, error) {
 	uses := false
 	if f.Customizations != nil {
 		for _, e := range f.Customizations.Env {
@@ -467,18 +470,23 @@ func (r *SandboxReconciler) siblings(ctx context.Context, sb *smv1.Sandbox, f sm
 		}
 	}
 	if !uses {
-		return nil
+		return nil, nil
 	}
-	out := map[string]smv1.ForkService{}
+	out := map[string]fork.Sibling{}
 	for _, o := range sb.Spec.Forks {
-		svc := smv1.ForkService{Host: naming.ForkName(sb.Namespace, sb.Name, o.ForkOf.Namespace, o.ForkOf.Name) + "." + o.ForkOf.Namespace + ".svc"}
+		sib := fork.Sibling{Service: smv1.ForkService{Host: naming.ForkName(sb.Namespace, sb.Name, o.ForkOf.Namespace, o.ForkOf.Name) + "." + o.ForkOf.Namespace + ".svc"}}
 		var d appsv1.Deployment
-		if err := r.Client.Get(ctx, types.NamespacedName{Namespace: o.ForkOf.Namespace, Name: o.ForkOf.Name}, &d); err == nil {
-			svc.Port = fork.FirstContainerPort(&d)
+		switch err := r.Client.Get(ctx, types.NamespacedName{Namespace: o.ForkOf.Namespace, Name: o.ForkOf.Name}, &d); {
+		case err == nil:
+			sib.Service.Port = fork.FirstContainerPort(&d)
+		case apierrors.IsNotFound(err):
+			sib.BaselineMissing = true
+		default:
+			return nil, err
 		}
-		out[fork.SiblingKey(o.ForkOf)] = svc
+		out[fork.SiblingKey(o.ForkOf)] = sib
 	}
-	return out
+	return out, nil
 }
 
 // orphans lists fork Deployments of this sandbox that the spec no longer wants,

@@ -50,7 +50,17 @@ type Input struct {
 	ExcludeLabelKeys []string
 	// Siblings are the forks of the same sandbox that env valueFrom.fork can
 	// refer to, by "<namespace>/<name>" of their baseline (see SiblingKey).
-	Siblings map[string]smv1.ForkService
+	Siblings map[string]Sibling
+}
+
+// Sibling is another fork of the same sandbox, as env valueFrom.fork
+// expressions see it.
+type Sibling struct {
+	// Service is what {{ .Service.Host }} and {{ .Service.Port }} resolve to.
+	Service smv1.ForkService
+	// BaselineMissing: the sibling's baseline Deployment was not found, so its
+	// port is unknown (Service.Port is 0).
+	BaselineMissing bool
 }
 
 // ErrUnsupported means the spec asks for something SandboxMesh does not do
@@ -212,7 +222,7 @@ func containerIndex(tmpl *corev1.PodTemplateSpec, name string, p *field.Path) (i
 	return 0, fmt.Errorf("%w: %s: container %q not found (containers: %v)", ErrInvalidCustomization, p, name, names)
 }
 
-func customize(tmpl *corev1.PodTemplateSpec, c *smv1.Customizations, path *field.Path, siblings map[string]smv1.ForkService) error {
+func customize(tmpl *corev1.PodTemplateSpec, c *smv1.Customizations, path *field.Path, siblings map[string]Sibling) error {
 	for i, img := range c.Images {
 		idx, err := containerIndex(tmpl, img.Container, path.Child("images").Index(i).Child("container"))
 		if err != nil {
@@ -237,12 +247,18 @@ func customize(tmpl *corev1.PodTemplateSpec, c *smv1.Customizations, path *field
 			v.Value = *e.Value
 		case e.ValueFrom != nil && e.ValueFrom.Fork != nil:
 			fp := p.Child("valueFrom", "fork")
-			sib, ok := siblings[SiblingKey(e.ValueFrom.Fork.ForkOf)]
+			ref := e.ValueFrom.Fork.ForkOf
+			sib, ok := siblings[SiblingKey(ref)]
 			if !ok {
-				return fmt.Errorf("%w: %s: %s/%s is not a fork of this sandbox", ErrInvalidCustomization, fp.Child("forkOf"), e.ValueFrom.Fork.ForkOf.Namespace, e.ValueFrom.Fork.ForkOf.Name)
+				return fmt.Errorf("%w: %s: %s/%s is not a fork of this sandbox", ErrInvalidCustomization, fp.Child("forkOf"), ref.Namespace, ref.Name)
 			}
-			val, err := e.ValueFrom.Fork.Resolve(sib)
-			if err != nil {
+			val, err := e.ValueFrom.Fork.Resolve(sib.Service)
+			switch {
+			case errors.Is(err, smv1.ErrNoPort) && sib.BaselineMissing:
+				return fmt.Errorf("%w: %s: {{ .Service.Port }}: the baseline Deployment %s/%s of that fork was not found", ErrInvalidCustomization, fp.Child("expression"), ref.Namespace, ref.Name)
+			case errors.Is(err, smv1.ErrNoPort):
+				return fmt.Errorf("%w: %s: {{ .Service.Port }}: Deployment %s/%s declares no container port", ErrInvalidCustomization, fp.Child("expression"), ref.Namespace, ref.Name)
+			case err != nil:
 				return fmt.Errorf("%w: %s: %w", ErrInvalidCustomization, fp.Child("expression"), err)
 			}
 			v.Value = val

@@ -227,3 +227,85 @@ func FuzzPatch(f *testing.F) {
 		}
 	})
 }
+
+// TestEnvValueFromFork: Signadot's sandbox service references resolved
+// against sibling forks, with field paths when they cannot be.
+func TestEnvValueFromFork(t *testing.T) {
+	customer := smv1.WorkloadRef{Kind: smv1.KindDeployment, Namespace: "hotrod", Name: "customer"}
+	ref := func(w smv1.WorkloadRef, expr string) *smv1.Customizations {
+		return &smv1.Customizations{Env: []smv1.EnvCustomization{
+			{Name: "A", Value: ptr("x")},
+			{Name: "CUSTOMER_ADDR", ValueFrom: &smv1.EnvValueFrom{Fork: &smv1.EnvValueFromFork{ForkOf: w, Expression: expr}}},
+		}}
+	}
+	siblings := map[string]Sibling{
+		SiblingKey(customer): {Service: smv1.ForkService{Host: "feature-x-customer-1a2b.hotrod.svc", Port: 8081}},
+		"hotrod/route":       {Service: smv1.ForkService{Host: "feature-x-route-3c4d.hotrod.svc", Port: 8083}},
+		"hotrod/noports":     {Service: smv1.ForkService{Host: "feature-x-noports-5e6f.hotrod.svc"}},
+		"hotrod/gone":        {Service: smv1.ForkService{Host: "feature-x-gone-7a8b.hotrod.svc"}, BaselineMissing: true},
+	}
+	in := func(c *smv1.Customizations) Input {
+		return Input{Sandbox: sandbox(), RoutingKey: "k1", Index: 1, Fork: smv1.Fork{ForkOf: smv1.WorkloadRef{Namespace: "hotrod", Name: "route"}, Customizations: c},
+			Baseline: baseline(), Siblings: siblings}
+	}
+	const path = "spec.forks[1].customizations.env[1].valueFrom"
+	for _, tc := range []struct {
+		name, expr string
+		w          smv1.WorkloadRef
+		want       string
+		errIs      error
+		errIn      string
+	}{
+		{name: "host and port", w: customer, expr: "{{ .Service.Host }}:{{ .Service.Port }}", want: "feature-x-customer-1a2b.hotrod.svc:8081"},
+		{name: "url", w: customer, expr: "http://{{.Service.Host}}:{{.Service.Port}}/api", want: "http://feature-x-customer-1a2b.hotrod.svc:8081/api"},
+		{name: "itself", w: smv1.WorkloadRef{Namespace: "hotrod", Name: "route"}, expr: "{{ .Service.Host }}", want: "feature-x-route-3c4d.hotrod.svc"},
+		{name: "host of a workload without ports", w: smv1.WorkloadRef{Namespace: "hotrod", Name: "noports"}, expr: "{{ .Service.Host }}", want: "feature-x-noports-5e6f.hotrod.svc"},
+		{name: "port of a workload without ports", w: smv1.WorkloadRef{Namespace: "hotrod", Name: "noports"}, expr: "{{ .Service.Port }}",
+			errIs: ErrInvalidCustomization, errIn: path + ".fork.expression: {{ .Service.Port }}: Deployment hotrod/noports declares no container port"},
+		{name: "port of a missing baseline", w: smv1.WorkloadRef{Namespace: "hotrod", Name: "gone"}, expr: "{{ .Service.Port }}",
+			errIs: ErrInvalidCustomization, errIn: path + ".fork.expression: {{ .Service.Port }}: the baseline Deployment hotrod/gone of that fork was not found"},
+		{name: "not a fork of the sandbox", w: smv1.WorkloadRef{Namespace: "hotrod", Name: "driver"}, expr: "{{ .Service.Host }}",
+			errIs: ErrInvalidCustomization, errIn: path + ".fork.forkOf: hotrod/driver is not a fork of this sandbox"},
+		{name: "unknown variable", w: customer, expr: "{{ .Deployment.Name }}",
+			errIs: smv1.ErrInvalidExpression, errIn: path + ".fork.expression: invalid expression"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := Deployment(in(ref(tc.w, tc.expr)))
+			if tc.errIs != nil {
+				if !errors.Is(err, tc.errIs) || !strings.Contains(err.Error(), tc.errIn) {
+					t.Fatalf("got %v, want %v containing %q", err, tc.errIs, tc.errIn)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, ok := env(d.Spec.Template.Spec.Containers[0], "CUSTOMER_ADDR")
+			if !ok || e.Value != tc.want || e.ValueFrom != nil {
+				t.Fatalf("CUSTOMER_ADDR = %+v, want %q", e, tc.want)
+			}
+		})
+	}
+	// A resource output is reported as unsupported, with its field path.
+	_, err := Deployment(in(&smv1.Customizations{Env: []smv1.EnvCustomization{
+		{Name: "DB", ValueFrom: &smv1.EnvValueFrom{Resource: &smv1.EnvValueFromResource{Name: "db", OutputKey: "host"}}}}}))
+	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "spec.forks[1].customizations.env[0].valueFrom.resource") {
+		t.Fatalf("resource: %v", err)
+	}
+}
+
+func TestFirstContainerPort(t *testing.T) {
+	d := baseline()
+	if p := FirstContainerPort(d); p != 8083 {
+		t.Fatalf("port %d", p)
+	}
+	d.Spec.Template.Spec.Containers[0].Ports = nil
+	d.Spec.Template.Spec.Containers[1].Ports = []corev1.ContainerPort{{ContainerPort: 6379}}
+	if p := FirstContainerPort(d); p != 6379 {
+		t.Fatalf("port of the first container with one: %d", p)
+	}
+	d.Spec.Template.Spec.Containers[1].Ports = nil
+	if p := FirstContainerPort(d); p != 0 {
+		t.Fatalf("no ports: %d", p)
+	}
+}

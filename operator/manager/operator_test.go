@@ -545,6 +545,26 @@ func TestEnvValueFromFork(t *testing.T) {
 	if cnd := condition(s, smv1.ConditionDegraded); !strings.Contains(cnd.Message, "spec.forks[0].customizations.env[0].valueFrom.resource") {
 		t.Errorf("message: %s", cnd.Message)
 	}
+	// Admission refuses an expression using anything but .Service.Host/.Port, with the field path.
+	unk := sandbox(ns, "unknown-var", "route")
+	unk.Spec.Forks[0].Customizations.Env[0] = smv1.EnvCustomization{Name: "X", ValueFrom: &smv1.EnvValueFrom{
+		Fork: &smv1.EnvValueFromFork{ForkOf: smv1.WorkloadRef{Kind: smv1.KindDeployment, Namespace: ns, Name: "route"}, Expression: "{{ .Deployment.Name }}"}}}
+	if err := c.Create(ctx, unk); err == nil || !strings.Contains(err.Error(), "spec.forks[0].customizations.env[0].valueFrom.fork.expression") {
+		t.Fatalf("unknown variable: %v", err)
+	}
+	// A reference to a workload the sandbox does not fork passes the schema
+	// (CEL cannot afford the cross-check) and is reported by the operator.
+	notFork := sandbox(ns, "not-a-fork", "route")
+	notFork.Spec.Forks[0].Customizations.Env[0] = smv1.EnvCustomization{Name: "X", ValueFrom: &smv1.EnvValueFrom{
+		Fork: &smv1.EnvValueFromFork{ForkOf: smv1.WorkloadRef{Kind: smv1.KindDeployment, Namespace: ns, Name: "frontend"}, Expression: "{{ .Service.Host }}"}}}
+	if err := c.Create(ctx, notFork); err != nil {
+		t.Fatal(err)
+	}
+	s = waitCondition(t, client.ObjectKeyFromObject(notFork), smv1.ConditionDegraded, metav1.ConditionTrue, smv1.ReasonInvalidCustomization)
+	if cnd := condition(s, smv1.ConditionDegraded); !strings.Contains(cnd.Message, "spec.forks[0].customizations.env[0].valueFrom.fork.forkOf") {
+		t.Errorf("message: %s", cnd.Message)
+	}
 	_ = c.Delete(ctx, sb)
 	_ = c.Delete(ctx, res)
+	_ = c.Delete(ctx, notFork)
 }
