@@ -11,6 +11,7 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/internal/telemetry"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -81,18 +82,21 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
-	a, err := agent.New(agent.Config{ControlPlaneURL: *cpURL, Token: token, Namespace: *namespace, Client: kc, Logger: log,
-		DisableTunnel: *noTunnel, OperatorVersion: *version})
-	if err != nil {
-		return err
-	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	_, shutdownTracing, err := telemetry.Setup(ctx, telemetry.Options{Service: "sandboxmesh-agent", Version: *version})
+	tp, shutdownTracing, err := telemetry.Setup(ctx, telemetry.Options{Service: "sandboxmesh-agent", Version: *version})
 	if err != nil {
 		return err
 	}
 	defer shutdownTracing(context.Background())
+	// Each call to the control plane is a client span whose traceparent the
+	// control plane continues (no-op unless an exporter is configured).
+	hc := &http.Client{Transport: telemetry.Transport(nil, tp)}
+	a, err := agent.New(agent.Config{ControlPlaneURL: *cpURL, Token: token, Namespace: *namespace, Client: kc, Logger: log,
+		DisableTunnel: *noTunnel, OperatorVersion: *version, HTTPClient: hc})
+	if err != nil {
+		return err
+	}
 	log.Info("agent starting", "controlPlane", *cpURL, "namespace", *namespace)
 	if err := a.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err

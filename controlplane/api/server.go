@@ -181,6 +181,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			m.previewDuration.Observe(d.Seconds())
 		},
 	}
+	if _, off := tp.(noop.TracerProvider); !off {
+		s.preview.Tracer = s.tracer // preview requests bypass gin: the proxy makes their spans
+	}
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.RedirectTrailingSlash = false

@@ -26,6 +26,11 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
 	"github.com/sandboxmesh/sandboxmesh/routingkey"
 )
@@ -83,6 +88,9 @@ type Proxy struct {
 	Logger    *slog.Logger
 	// OnRequest observes each proxied request (status and time to response header).
 	OnRequest func(code int, d time.Duration)
+	// Tracer, when set, makes each preview request a server span (child of
+	// the caller's traceparent) whose context the upstream request carries.
+	Tracer trace.Tracer
 
 	mu         sync.Mutex
 	transports map[string]*http.Transport
@@ -220,8 +228,55 @@ func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, code int, reason, m
 	}
 }
 
+var traceContext = propagation.TraceContext{}
+
+// statusWriter records the status code for the span. ReverseProxy reaches
+// the Flusher and Hijacker of the connection through Unwrap.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
 // ServeHTTP proxies one preview request.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.Tracer == nil {
+		p.serve(w, r, nil)
+		return
+	}
+	ctx := traceContext.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	ctx, span := p.Tracer.Start(ctx, "preview "+r.Method, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("server.address", r.Host),
+			attribute.String("url.path", r.URL.Path)))
+	sw := &statusWriter{ResponseWriter: w}
+	p.serve(sw, r.WithContext(ctx), span)
+	code := sw.status
+	if code == 0 {
+		code = http.StatusSwitchingProtocols // hijacked by an upgrade
+	}
+	span.SetAttributes(attribute.Int("http.response.status_code", code))
+	if code >= 500 {
+		span.SetStatus(codes.Error, http.StatusText(code))
+	}
+	span.End()
+}
+
+func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, span trace.Span) {
 	start := time.Now()
 	ctx := r.Context()
 	req, ok := p.parse(r)
@@ -250,6 +305,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, http.StatusBadGateway, apitypes.ReasonInternal, "resolving endpoint failed")
 		return
 	}
+	if span != nil {
+		span.SetAttributes(attribute.String("sandboxmesh.org", tgt.Org), attribute.String("sandboxmesh.cluster", tgt.Cluster),
+			attribute.String("sandboxmesh.sandbox", tgt.Name), attribute.String("sandboxmesh.endpoint", req.endpoint),
+			attribute.String("sandboxmesh.routing_key", tgt.RoutingKey), attribute.String("network.peer.address", tgt.Address))
+	}
 	code := 0
 	rp := &httputil.ReverseProxy{
 		Transport:     p.transport(tgt.Org, tgt.Cluster),
@@ -266,6 +326,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.Del(apitypes.HeaderSignadotAPIKey)
 			h.Del(apitypes.HeaderClusterToken)
 			stripCookie(h, CookieName)
+			if span != nil {
+				// The upstream continues the trace under the preview span
+				// (before the routing key, which adds its tracestate member).
+				traceContext.Inject(pr.In.Context(), propagation.HeaderCarrier(h))
+			}
 			p.Extractor.Inject(h, tgt.RoutingKey)
 			proto := "http"
 			if r.TLS != nil {

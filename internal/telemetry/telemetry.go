@@ -19,10 +19,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	"go.opentelemetry.io/otel/propagation"
@@ -103,4 +106,47 @@ func Setup(ctx context.Context, o Options) (trace.TracerProvider, func(context.C
 func Enabled(tp trace.TracerProvider) bool {
 	_, isNoop := tp.(noop.TracerProvider)
 	return tp != nil && !isNoop
+}
+
+var traceContext = propagation.TraceContext{}
+
+// Transport wraps base (nil: http.DefaultTransport) so that every request is
+// a client span of tp named "<METHOD> <path>" (for clients of fixed paths,
+// like the agent's calls to the control plane), covering the request until
+// the response headers, and carries that span's W3C traceparent, so the
+// server's span is its child. When tp records nothing (see Enabled), base is
+// returned unchanged.
+func Transport(base http.RoundTripper, tp trace.TracerProvider) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	if !Enabled(tp) {
+		return base
+	}
+	return &transport{base: base, tracer: tp.Tracer("github.com/sandboxmesh/sandboxmesh/internal/telemetry")}
+}
+
+type transport struct {
+	base   http.RoundTripper
+	tracer trace.Tracer
+}
+
+func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
+	ctx, span := t.tracer.Start(r.Context(), r.Method+" "+r.URL.Path, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("server.address", r.URL.Hostname()),
+			attribute.String("url.path", r.URL.Path)))
+	defer span.End()
+	out := r.Clone(ctx)
+	traceContext.Inject(ctx, propagation.HeaderCarrier(out.Header))
+	resp, err := t.base.RoundTrip(out)
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+		return nil, err
+	}
+	span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+	if resp.StatusCode >= 400 {
+		span.SetStatus(codes.Error, http.StatusText(resp.StatusCode))
+	}
+	return resp, nil
 }

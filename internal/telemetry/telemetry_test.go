@@ -12,6 +12,11 @@ import (
 	"testing"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
 
@@ -108,5 +113,51 @@ func TestExporters(t *testing.T) {
 		if tc.console != strings.Contains(buf.String(), `"Name":"op"`) {
 			t.Errorf("%v: console output %q", tc.env, buf.String())
 		}
+	}
+}
+
+// TestTransport: a client span per request whose traceparent reaches the
+// server; without tracing the transport is left alone.
+func TestTransport(t *testing.T) {
+	var gotParent string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotParent = r.Header.Get("traceparent")
+		if r.URL.Path == "/missing" {
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	c := &http.Client{Transport: telemetry.Transport(nil, tp)}
+	ctx, parent := tp.Tracer("t").Start(context.Background(), "agent sync")
+	for _, p := range []string{"/api/v2/agent/state", "/missing"} {
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+p+"?since=0", nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if req.Header.Get("traceparent") != "" {
+			t.Fatal("the caller's request was modified")
+		}
+	}
+	parent.End()
+	spans := rec.Ended()
+	if len(spans) != 3 {
+		t.Fatalf("%d spans", len(spans))
+	}
+	s := spans[1]
+	if s.Name() != "GET /missing" || s.SpanKind() != trace.SpanKindClient || s.Parent().SpanID() != parent.SpanContext().SpanID() || s.Status().Code != codes.Error {
+		t.Errorf("span %s kind %v parent %v status %v", s.Name(), s.SpanKind(), s.Parent().SpanID(), s.Status())
+	}
+	if want := "00-" + s.SpanContext().TraceID().String() + "-" + s.SpanContext().SpanID().String() + "-01"; gotParent != want {
+		t.Errorf("server got traceparent %q, want %q", gotParent, want)
+	}
+	if spans[0].Name() != "GET /api/v2/agent/state" || spans[0].Status().Code == codes.Error {
+		t.Errorf("first span %s %v", spans[0].Name(), spans[0].Status())
+	}
+	if telemetry.Transport(http.DefaultTransport, noop.NewTracerProvider()) != http.DefaultTransport {
+		t.Error("a no-op provider should leave the transport alone")
 	}
 }

@@ -61,8 +61,12 @@ func (r *RouteGroupReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-// Reconcile implements reconcile.Reconciler.
+// Reconcile implements reconcile.Reconciler (one span per call, see traced).
 func (r *RouteGroupReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	return traced(ctx, "RouteGroup", req, r.reconcile)
+}
+
+func (r *RouteGroupReconciler) reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	rg := &smv1.RouteGroup{}
 	if err := r.Client.Get(ctx, req.NamespacedName, rg); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)

@@ -175,8 +175,12 @@ type observed struct {
 
 type problem struct{ reason, message string }
 
-// Reconcile implements reconcile.Reconciler.
+// Reconcile implements reconcile.Reconciler (one span per call, see traced).
 func (r *SandboxReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	return traced(ctx, "Sandbox", req, r.reconcile)
+}
+
+func (r *SandboxReconciler) reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	logger := log.FromContext(ctx)
 	sb := &smv1.Sandbox{}
 	if err := r.Client.Get(ctx, req.NamespacedName, sb); err != nil {
