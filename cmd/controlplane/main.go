@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -51,7 +52,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logFormat := fs.String("log-format", env("SANDBOXMESH_LOG_FORMAT", "json"), "json or text (env SANDBOXMESH_LOG_FORMAT)")
 	logLevel := fs.String("log-level", env("SANDBOXMESH_LOG_LEVEL", "info"), "debug, info, warn or error (env SANDBOXMESH_LOG_LEVEL)")
 	maxBody := fs.Int64("max-body-bytes", 1<<20, "largest accepted request body")
-	advertise := fs.String("advertise-url", env("SANDBOXMESH_ADVERTISE_URL", ""), "how the other replicas reach this one, e.g. http://10.0.3.7:8080; set it when several replicas share a PostgreSQL database, so preview requests reach agent tunnels held by another replica (env SANDBOXMESH_ADVERTISE_URL)")
+	advertise := fs.String("advertise-url", env("SANDBOXMESH_ADVERTISE_URL", ""), "how the other replicas reach this one, e.g. http://10.0.3.7:8080, so preview requests reach agent tunnels held by another replica (env SANDBOXMESH_ADVERTISE_URL; default with PostgreSQL: http://<first non-loopback address of this host>:<listen port>; with SQLite: none, a single replica; \"none\": never)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -109,7 +110,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer shutdownTracing(context.Background())
-	srv, err := api.New(ctx, api.Config{Store: st, Logger: log, TracerProvider: tp, PreviewURL: pu, MaxBodyBytes: *maxBody, ReplicaURL: *advertise})
+	replicaURL := *advertise
+	switch {
+	case replicaURL == "none":
+		replicaURL = ""
+	case replicaURL == "" && driver == store.DriverPostgres:
+		// Several replicas usually share a PostgreSQL database; in a pod the
+		// first non-loopback address is the pod IP.
+		replicaURL = defaultAdvertiseURL(ln.Addr(), net.InterfaceAddrs)
+		if replicaURL == "" {
+			log.Warn("no address to advertise to other replicas found; set --advertise-url, else previews via other replicas cannot reach agent tunnels held here")
+		}
+	}
+	if replicaURL != "" {
+		log.Info("replica forwarding on: other replicas reach this one's agent tunnels here", "advertiseURL", replicaURL)
+	}
+	srv, err := api.New(ctx, api.Config{Store: st, Logger: log, TracerProvider: tp, PreviewURL: pu, MaxBodyBytes: *maxBody, ReplicaURL: replicaURL})
 	if err != nil {
 		return err
 	}
@@ -129,6 +145,41 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		_ = hs.Shutdown(sctx)
 	}
 	return nil
+}
+
+// defaultAdvertiseURL is http://<host>:<port> of the listener: its own IP
+// when it listens on a specific one, else the first global unicast address of
+// this host (IPv4 preferred), or "" when there is none.
+func defaultAdvertiseURL(addr net.Addr, interfaceAddrs func() ([]net.Addr, error)) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return ""
+	}
+	port := strconv.Itoa(tcp.Port)
+	if !tcp.IP.IsUnspecified() {
+		return "http://" + net.JoinHostPort(tcp.IP.String(), port)
+	}
+	addrs, err := interfaceAddrs()
+	if err != nil {
+		return ""
+	}
+	var v6 net.IP
+	for _, a := range addrs {
+		n, ok := a.(*net.IPNet)
+		if !ok || !n.IP.IsGlobalUnicast() {
+			continue
+		}
+		if n.IP.To4() != nil {
+			return "http://" + net.JoinHostPort(n.IP.String(), port)
+		}
+		if v6 == nil {
+			v6 = n.IP
+		}
+	}
+	if v6 != nil {
+		return "http://" + net.JoinHostPort(v6.String(), port)
+	}
+	return ""
 }
 
 func portOf(addr string) string {

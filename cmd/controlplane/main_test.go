@@ -123,3 +123,36 @@ func TestBadFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestDefaultAdvertiseURL(t *testing.T) {
+	ifaces := func(addrs ...string) func() ([]net.Addr, error) {
+		return func() ([]net.Addr, error) {
+			var out []net.Addr
+			for _, a := range addrs {
+				_, n, err := net.ParseCIDR(a)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ip, _, _ := net.ParseCIDR(a)
+				out = append(out, &net.IPNet{IP: ip, Mask: n.Mask})
+			}
+			return out, nil
+		}
+	}
+	wildcard := &net.TCPAddr{IP: net.IPv6unspecified, Port: 8080}
+	for _, tc := range []struct {
+		addr   net.Addr
+		ifaces func() ([]net.Addr, error)
+		want   string
+	}{
+		{wildcard, ifaces("127.0.0.1/8", "::1/128", "fe80::1/64", "fd00::7/64", "10.0.3.7/24"), "http://10.0.3.7:8080"},
+		{wildcard, ifaces("127.0.0.1/8", "fd00::7/64"), "http://[fd00::7]:8080"},
+		{wildcard, ifaces("127.0.0.1/8"), ""},
+		{&net.TCPAddr{IP: net.ParseIP("192.168.1.5"), Port: 9000}, ifaces("10.0.3.7/24"), "http://192.168.1.5:9000"},
+		{&net.TCPAddr{IP: net.ParseIP("127.0.0.1"), Port: 9000}, ifaces("10.0.3.7/24"), "http://127.0.0.1:9000"},
+	} {
+		if got := defaultAdvertiseURL(tc.addr, tc.ifaces); got != tc.want {
+			t.Errorf("%v: got %q, want %q", tc.addr, got, tc.want)
+		}
+	}
+}

@@ -17,6 +17,10 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/gin-gonic/gin"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/tunnel"
@@ -61,8 +65,13 @@ func (d replicaDialer) DialTunnel(ctx context.Context, org, cluster string, td a
 	if oerr != nil || owner.ReplicaID == d.s.replicaID {
 		return nil, err
 	}
+	ctx, span := d.s.tracer.Start(ctx, "tunnel dial via replica", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("sandboxmesh.org", org), attribute.String("sandboxmesh.cluster", cluster),
+			attribute.String("network.peer.address", td.Address), attribute.String("sandboxmesh.replica", owner.URL)))
+	defer span.End()
 	fc, ferr := d.s.dialReplica(ctx, owner.URL, org, cluster, td)
 	if ferr != nil {
+		span.SetStatus(codes.Error, ferr.Error())
 		return nil, fmt.Errorf("dial %s via cluster %s/%s: the tunnel is held by replica %s (%s): %w", td.Address, org, cluster, owner.ReplicaID, owner.URL, ferr)
 	}
 	return fc, nil
@@ -98,8 +107,10 @@ func (s *Server) dialReplica(ctx context.Context, base, org, cluster string, td 
 	q := url.Values{"org": {org}, "cluster": {cluster}, "address": {td.Address}, "ts": {strconv.FormatInt(time.Now().Unix(), 10)}}
 	u := strings.TrimRight(base, "/") + internalTunnelDialPath + "?" + q.Encode()
 	u = "ws" + strings.TrimPrefix(u, "http")
+	h := http.Header{headerReplicaAuth: {replicaMAC(key, q)}}
+	propagator.Inject(ctx, propagation.HeaderCarrier(h)) // the holder's span continues this trace
 	ws, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{
-		HTTPHeader:      http.Header{headerReplicaAuth: {replicaMAC(key, q)}},
+		HTTPHeader:      h,
 		CompressionMode: websocket.CompressionDisabled,
 	})
 	if err != nil {
@@ -156,23 +167,34 @@ func (s *Server) claimTunnel(ctx context.Context, org, cluster string) {
 }
 
 // holdTunnel renews this replica's claim on the tunnel of org/cluster (made
-// by claimTunnel) until ctx ends, then releases it.
+// by claimTunnel) until ctx ends, then releases it unless a newer session of
+// the same agent has meanwhile replaced it on this replica. A renewal never
+// takes a live claim of another replica (the agent's newer connection went
+// there while this tunnel may be half dead); it takes an expired one (that
+// replica died, this tunnel is alive).
 func (s *Server) holdTunnel(ctx context.Context, org, cluster string) {
 	if s.cfg.ReplicaURL == "" {
 		return
 	}
-	claim := func() { s.claimTunnel(ctx, org, cluster) }
 	t := time.NewTicker(tunnelLease / 3)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			if s.hub.Connected(org, cluster) {
+				return // a newer session on this replica holds the claim now
+			}
 			rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_ = s.st.ReleaseTunnel(rctx, org, cluster, s.replicaID)
 			cancel()
 			return
 		case <-t.C:
-			claim()
+			held, err := s.st.RenewTunnel(ctx, org, cluster, s.replicaID, s.cfg.ReplicaURL, tunnelLease)
+			if err != nil && ctx.Err() == nil {
+				s.log.WarnContext(ctx, "renewing the agent tunnel claim failed; other replicas may not forward to it", "org", org, "cluster", cluster, "err", err)
+			} else if err == nil && !held {
+				s.log.DebugContext(ctx, "another replica holds a newer tunnel of this agent", "org", org, "cluster", cluster)
+			}
 		}
 	}
 }

@@ -7,8 +7,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/api"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
@@ -22,9 +27,10 @@ import (
 type replica struct {
 	srv  *api.Server
 	http *httptest.Server
+	st   *store.Store
 }
 
-func startReplica(t *testing.T, driver, dsn string) *replica {
+func startReplica(t *testing.T, driver, dsn string, tp ...trace.TracerProvider) *replica {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, driver, dsn)
@@ -37,7 +43,11 @@ func startReplica(t *testing.T, driver, dsn string) *replica {
 		t.Fatal(err)
 	}
 	url := "http://" + ln.Addr().String()
-	srv, err := api.New(ctx, api.Config{Store: st, PreviewURL: "http://preview.localhost", ReplicaURL: url, PreviewCacheTTL: -1})
+	cfg := api.Config{Store: st, PreviewURL: "http://preview.localhost", ReplicaURL: url, PreviewCacheTTL: -1}
+	if len(tp) > 0 {
+		cfg.TracerProvider = tp[0]
+	}
+	srv, err := api.New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +56,172 @@ func startReplica(t *testing.T, driver, dsn string) *replica {
 	hs.Listener = ln
 	hs.Start()
 	t.Cleanup(hs.Close)
-	return &replica{srv: srv, http: hs}
+	return &replica{srv: srv, http: hs, st: st}
+}
+
+// replicaWorld is an org with a cluster, its token and a sandbox, made
+// through the first replica of a shared database.
+type replicaWorld struct {
+	admin, token, routingKey string
+	rec                      *recorder
+}
+
+func newReplicaWorld(t *testing.T, r *replica) replicaWorld {
+	t.Helper()
+	ctx := context.Background()
+	admin, _, err := api.Bootstrap(ctx, r.st, "acme", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := client.New(r.http.URL, admin)
+	if _, err := c.RegisterCluster(ctx, "acme", "c1"); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := c.CreateClusterToken(ctx, "acme", "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := c.ApplySandbox(ctx, "acme", sandbox("feat", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return replicaWorld{admin: admin, token: tok.Token, routingKey: sb.RoutingKey, rec: newRecorder(t)}
+}
+
+// preview sends GET /preview/acme/feat/web/x?y=1 to r with the admin key and
+// the given extra headers.
+func (w replicaWorld) preview(t *testing.T, r *replica, hdr ...string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", r.http.URL+"/preview/acme/feat/web/x?y=1", nil)
+	req.Header.Set(apitypes.HeaderAPIKey, w.admin)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// TestPreviewHolderDies: the replica holding the agent's tunnel dies without
+// releasing its claim (its database connection is gone). Previews via the
+// other replicas fail with a clear error until the agent reconnects to a live
+// replica, whose claim then wins at once; the dead one's renewals are gone and
+// the survivors forward there.
+func TestPreviewHolderDies(t *testing.T) {
+	for _, driver := range storetest.Drivers {
+		t.Run(driver, func(t *testing.T) {
+			ctx := context.Background()
+			driver, dsn := storetest.DSN(t, driver)
+			a, b, c := startReplica(t, driver, dsn), startReplica(t, driver, dsn), startReplica(t, driver, dsn)
+			w := newReplicaWorld(t, a)
+			agentCtx, stopAgent := context.WithCancel(ctx)
+			defer stopAgent()
+			agentTunnel(agentCtx, t, a.http.URL, w.token, a.srv.Hub(), w.rec, "frontend.shop.svc:8080")
+			if code, body := w.preview(t, c); code != 200 || body != "hello /x?y=1" {
+				t.Fatalf("C through A: %d %s", code, body)
+			}
+			// A crashes: no release reaches the database.
+			a.st.Close()
+			a.http.CloseClientConnections()
+			a.http.Close()
+			stopAgent()
+			code, body := w.preview(t, c)
+			if code != http.StatusBadGateway || !strings.Contains(body, "held by replica") {
+				t.Fatalf("C while the claim points at dead A: %d %s", code, body)
+			}
+			// The agent reconnects (through the load balancer) to B.
+			agentCtx2, stopAgent2 := context.WithCancel(ctx)
+			defer stopAgent2()
+			agentTunnel(agentCtx2, t, b.http.URL, w.token, b.srv.Hub(), w.rec, "frontend.shop.svc:8080")
+			for _, r := range []*replica{c, b} {
+				if code, body := w.preview(t, r); code != 200 || body != "hello /x?y=1" {
+					t.Fatalf("after the agent moved to B: %d %s", code, body)
+				}
+			}
+			if k, _ := routingkey.Default.Extract(w.rec.last().Header); k != w.routingKey {
+				t.Fatalf("routing key upstream %q, want %q", k, w.routingKey)
+			}
+		})
+	}
+}
+
+// TestPreviewTraceAcrossReplicas: a preview via B of a tunnel held by A is
+// one trace: the caller's span → B's preview span → B's dial via A → A's
+// internal dial span; the upstream continues under B's preview span and
+// still gets the routing key and the caller's tracestate.
+func TestPreviewTraceAcrossReplicas(t *testing.T) {
+	ctx := context.Background()
+	driver, dsn := storetest.DSN(t, store.DriverSQLite)
+	recA, recB := tracetest.NewSpanRecorder(), tracetest.NewSpanRecorder()
+	a := startReplica(t, driver, dsn, sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recA)))
+	b := startReplica(t, driver, dsn, sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recB)))
+	w := newReplicaWorld(t, a)
+	agentCtx, stopAgent := context.WithCancel(ctx)
+	defer stopAgent()
+	agentTunnel(agentCtx, t, a.http.URL, w.token, a.srv.Hub(), w.rec, "frontend.shop.svc:8080")
+	const traceID, callerSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	if code, body := w.preview(t, b, "traceparent", "00-"+traceID+"-"+callerSpan+"-01", "tracestate", "vendor=x"); code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
+	byName := func(rec *tracetest.SpanRecorder, name string) sdktrace.ReadOnlySpan {
+		t.Helper()
+		for _, s := range rec.Ended() {
+			if s.Name() == name {
+				return s
+			}
+		}
+		var names []string
+		for _, s := range rec.Ended() {
+			names = append(names, s.Name())
+		}
+		t.Fatalf("no span %q among %v", name, names)
+		return nil
+	}
+	pv := byName(recB, "preview GET")
+	dial := byName(recB, "tunnel dial via replica")
+	// A's span lasts as long as the piped connection, which B's preview proxy keeps in its pool.
+	var internal sdktrace.ReadOnlySpan
+	for _, s := range recA.Started() {
+		if s.Name() == "GET /api/v2/internal/tunnel-dial" {
+			internal = s
+		}
+	}
+	if internal == nil {
+		t.Fatal("no internal dial span on A")
+	}
+	if pv.SpanContext().TraceID().String() != traceID || pv.Parent().SpanID().String() != callerSpan || pv.SpanKind() != trace.SpanKindServer {
+		t.Errorf("preview span: trace %s parent %s", pv.SpanContext().TraceID(), pv.Parent().SpanID())
+	}
+	attrs := map[string]string{}
+	for _, kv := range pv.Attributes() {
+		attrs[string(kv.Key)] = kv.Value.Emit()
+	}
+	for k, want := range map[string]string{"sandboxmesh.org": "acme", "sandboxmesh.sandbox": "feat", "sandboxmesh.endpoint": "web",
+		"sandboxmesh.cluster": "c1", "http.response.status_code": "200", "network.peer.address": "frontend.shop.svc:8080"} {
+		if attrs[k] != want {
+			t.Errorf("preview span %s = %q, want %q", k, attrs[k], want)
+		}
+	}
+	if dial.Parent().SpanID() != pv.SpanContext().SpanID() {
+		t.Errorf("dial span parent %s, want the preview span %s", dial.Parent().SpanID(), pv.SpanContext().SpanID())
+	}
+	if internal.SpanContext().TraceID().String() != traceID || internal.Parent().SpanID() != dial.SpanContext().SpanID() {
+		t.Errorf("A's internal span: trace %s parent %s, want %s", internal.SpanContext().TraceID(), internal.Parent().SpanID(), dial.SpanContext().SpanID())
+	}
+	up := w.rec.last().Header
+	if want := "00-" + traceID + "-" + pv.SpanContext().SpanID().String() + "-01"; up.Get("traceparent") != want {
+		t.Errorf("upstream traceparent %q, want %q", up.Get("traceparent"), want)
+	}
+	if ts := up.Get("tracestate"); !strings.Contains(ts, "vendor=x") || !strings.Contains(ts, w.routingKey) {
+		t.Errorf("upstream tracestate %q lacks the caller's member or the routing key", ts)
+	}
+	if k, _ := routingkey.Default.Extract(up); k != w.routingKey {
+		t.Errorf("routing key upstream %q", k)
+	}
 }
 
 // TestPreviewAcrossReplicas: the agent's tunnel is on replica A; a preview

@@ -479,6 +479,26 @@ ON CONFLICT (org, cluster) DO UPDATE SET replica_id = excluded.replica_id, url =
 	return nil
 }
 
+// RenewTunnel extends replica's claim on the tunnel of org/cluster to
+// now+ttl, or takes it when nobody holds it (no claim, or an expired one); a
+// live claim of another replica is left alone (that replica got a newer
+// connection of the agent, e.g. while this one still holds a half-dead
+// tunnel). It reports whether replica holds the claim afterwards.
+func (s *Store) RenewTunnel(ctx context.Context, org, cluster, replicaID, url string, ttl time.Duration) (bool, error) {
+	now := s.now()
+	res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO tunnel_owners (org, cluster, replica_id, url, expires_at) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (org, cluster) DO UPDATE SET replica_id = excluded.replica_id, url = excluded.url, expires_at = excluded.expires_at
+WHERE tunnel_owners.replica_id = excluded.replica_id OR tunnel_owners.expires_at <= ?`), org, cluster, replicaID, url, now.Add(ttl).UTC().UnixNano(), now.UTC().UnixNano())
+	if err != nil {
+		return false, fmt.Errorf("renew tunnel of cluster %s/%s: %w", org, cluster, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("renew tunnel of cluster %s/%s: %w", org, cluster, err)
+	}
+	return n > 0, nil
+}
+
 // ReleaseTunnel drops replica's claim on the tunnel of org/cluster (a newer
 // claim of another replica stays).
 func (s *Store) ReleaseTunnel(ctx context.Context, org, cluster, replicaID string) error {

@@ -424,6 +424,34 @@ func TestTunnelOwners(t *testing.T) {
 		if o, _ := s.GetTunnelOwner(ctx, "acme", "c1"); o.ReplicaID != "b" {
 			t.Fatalf("owner after a's release: %+v", o)
 		}
+		// a still holds a half-dead tunnel and renews: b's newer claim stays.
+		if held, err := s.RenewTunnel(ctx, "acme", "c1", "a", "http://10.0.0.1:8080", time.Minute); err != nil || held {
+			t.Fatalf("a's renewal over b's live claim: held=%v %v", held, err)
+		}
+		if o, _ := s.GetTunnelOwner(ctx, "acme", "c1"); o.ReplicaID != "b" {
+			t.Fatalf("owner after a's renewal: %+v", o)
+		}
+		// b renews its own claim.
+		if held, err := s.RenewTunnel(ctx, "acme", "c1", "b", "http://10.0.0.2:8080", time.Minute); err != nil || !held {
+			t.Fatalf("b's renewal: held=%v %v", held, err)
+		}
+		// b's claim expires (b died without releasing): a, whose tunnel is alive, takes it over.
+		if err := s.ClaimTunnel(ctx, "acme", "c1", "b", "http://10.0.0.2:8080", -time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if held, err := s.RenewTunnel(ctx, "acme", "c1", "a", "http://10.0.0.1:8080", time.Minute); err != nil || !held {
+			t.Fatalf("a's renewal over b's expired claim: held=%v %v", held, err)
+		}
+		if o, _ := s.GetTunnelOwner(ctx, "acme", "c1"); o.ReplicaID != "a" {
+			t.Fatalf("owner after the take-over: %+v", o)
+		}
+		// With no claim at all, a renewal claims.
+		if err := s.ReleaseTunnel(ctx, "acme", "c1", "a"); err != nil {
+			t.Fatal(err)
+		}
+		if held, err := s.RenewTunnel(ctx, "acme", "c2", "a", "http://10.0.0.1:8080", time.Minute); err != nil || !held {
+			t.Fatalf("renewal without a claim: held=%v %v", held, err)
+		}
 		// Expired claims do not count.
 		if err := s.ClaimTunnel(ctx, "acme", "c1", "b", "http://10.0.0.2:8080", -time.Second); err != nil {
 			t.Fatal(err)
