@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandboxmesh/sandboxmesh/controlplane/api"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store/storetest"
 )
@@ -159,4 +160,51 @@ type benchEnv struct {
 func newBenchEnv(b *testing.B, driver string) benchEnv {
 	b.Helper()
 	return benchEnv{newEnvTB(b, driver)}
+}
+
+// BenchmarkPreviewReplicas compares a preview served by the replica holding
+// the agent's tunnel with one arriving at another replica, which dials
+// through the holder (one more WebSocket hop per upstream connection; the
+// preview proxy pools those connections).
+func BenchmarkPreviewReplicas(b *testing.B) {
+	driver, dsn := storetest.DSN(b, "sqlite")
+	cached := func(c *api.Config) { c.PreviewCacheTTL = 0 } // the default 2 s, as in production
+	a, other := startReplica(b, driver, dsn, cached), startReplica(b, driver, dsn, cached)
+	w := newReplicaWorld(b, a)
+	w.rec.keep = false
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	agentTunnel(ctx, b, a.http.URL, w.token, a.srv.Hub(), w.rec, "frontend.shop.svc:8080")
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 100}}
+	get := func(r *replica) error {
+		req, _ := http.NewRequest("GET", r.http.URL+"/preview/acme/feat/web/x", nil)
+		req.Header.Set(apitypes.HeaderAPIKey, w.admin)
+		resp, err := hc.Do(req)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}
+	for _, mode := range []struct {
+		name string
+		r    *replica
+	}{{"holder", a}, {"via-other-replica", other}} {
+		b.Run(mode.name, func(b *testing.B) {
+			b.Run("sequential", func(b *testing.B) {
+				for b.Loop() {
+					if err := get(mode.r); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("concurrent50", func(b *testing.B) {
+				runConcurrent(b, func(ctx context.Context, _, _ int) error { return get(mode.r) })
+			})
+		})
+	}
 }

@@ -30,7 +30,12 @@ type replica struct {
 	st   *store.Store
 }
 
-func startReplica(t *testing.T, driver, dsn string, tp ...trace.TracerProvider) *replica {
+// withTracing makes a replica's spans go to tp.
+func withTracing(tp trace.TracerProvider) func(*api.Config) {
+	return func(c *api.Config) { c.TracerProvider = tp }
+}
+
+func startReplica(t testing.TB, driver, dsn string, opts ...func(*api.Config)) *replica {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, driver, dsn)
@@ -44,8 +49,8 @@ func startReplica(t *testing.T, driver, dsn string, tp ...trace.TracerProvider) 
 	}
 	url := "http://" + ln.Addr().String()
 	cfg := api.Config{Store: st, PreviewURL: "http://preview.localhost", ReplicaURL: url, PreviewCacheTTL: -1}
-	if len(tp) > 0 {
-		cfg.TracerProvider = tp[0]
+	for _, o := range opts {
+		o(&cfg)
 	}
 	srv, err := api.New(ctx, cfg)
 	if err != nil {
@@ -66,7 +71,7 @@ type replicaWorld struct {
 	rec                      *recorder
 }
 
-func newReplicaWorld(t *testing.T, r *replica) replicaWorld {
+func newReplicaWorld(t testing.TB, r *replica) replicaWorld {
 	t.Helper()
 	ctx := context.Background()
 	admin, _, err := api.Bootstrap(ctx, r.st, "acme", "")
@@ -157,8 +162,8 @@ func TestPreviewTraceAcrossReplicas(t *testing.T) {
 	ctx := context.Background()
 	driver, dsn := storetest.DSN(t, store.DriverSQLite)
 	recA, recB := tracetest.NewSpanRecorder(), tracetest.NewSpanRecorder()
-	a := startReplica(t, driver, dsn, sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recA)))
-	b := startReplica(t, driver, dsn, sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recB)))
+	a := startReplica(t, driver, dsn, withTracing(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recA))))
+	b := startReplica(t, driver, dsn, withTracing(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recB))))
 	w := newReplicaWorld(t, a)
 	agentCtx, stopAgent := context.WithCancel(ctx)
 	defer stopAgent()
@@ -318,3 +323,30 @@ func TestPreviewAcrossReplicas(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestReconnectToSameReplica: the agent reconnects to the replica holding
+// its tunnel; the replaced session's end must not release the claim the new
+// session made, or previews via other replicas would fail until the next
+// renewal.
+func TestReconnectToSameReplica(t *testing.T) {
+	ctx := context.Background()
+	driver, dsn := storetest.DSN(t, store.DriverSQLite)
+	a, b := startReplica(t, driver, dsn), startReplica(t, driver, dsn)
+	w := newReplicaWorld(t, a)
+	ctx1, stop1 := context.WithCancel(ctx)
+	defer stop1()
+	agentTunnel(ctx1, t, a.http.URL, w.token, a.srv.Hub(), w.rec, "frontend.shop.svc:8080")
+	ctx2, stop2 := context.WithCancel(ctx)
+	defer stop2()
+	agentTunnel(ctx2, t, a.http.URL, w.token, a.srv.Hub(), w.rec, "frontend.shop.svc:8080")
+	// The first session is closed by the hub; give its handler time to finish.
+	for range 50 {
+		if _, err := a.st.GetTunnelOwner(ctx, "acme", "c1"); err != nil {
+			t.Fatalf("claim lost after the reconnect: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if code, body := w.preview(t, b); code != 200 {
+		t.Fatalf("B through A after the reconnect: %d %s", code, body)
+	}
+}
