@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sandboxmesh/sandboxmesh/controlplane/api"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store/storetest"
 )
@@ -168,8 +167,7 @@ func newBenchEnv(b *testing.B, driver string) benchEnv {
 // preview proxy pools those connections).
 func BenchmarkPreviewReplicas(b *testing.B) {
 	driver, dsn := storetest.DSN(b, "sqlite")
-	cached := func(c *api.Config) { c.PreviewCacheTTL = 0 } // the default 2 s, as in production
-	a, other := startReplica(b, driver, dsn, cached), startReplica(b, driver, dsn, cached)
+	a, other := startReplica(b, driver, dsn, withPreviewCache()), startReplica(b, driver, dsn, withPreviewCache())
 	w := newReplicaWorld(b, a)
 	w.rec.keep = false
 	ctx, cancel := context.WithCancel(context.Background())

@@ -39,8 +39,9 @@ const (
 	// internalTunnelDialPath is the replica-to-replica dial endpoint.
 	internalTunnelDialPath = "/api/v2/internal/tunnel-dial"
 	headerReplicaAuth      = "Sandboxmesh-Replica-Auth"
-	// tunnelLease is how long a tunnel claim lives without renewal.
-	tunnelLease = 30 * time.Second
+	// defaultTunnelLease is how long a tunnel claim lives without renewal
+	// (Server.tunnelLease; tests shorten it).
+	defaultTunnelLease = 30 * time.Second
 	// replicaAuthSkew bounds the age of a replica request.
 	replicaAuthSkew = time.Minute
 )
@@ -161,7 +162,7 @@ func (s *Server) claimTunnel(ctx context.Context, org, cluster string) {
 	if s.cfg.ReplicaURL == "" {
 		return
 	}
-	if err := s.st.ClaimTunnel(ctx, org, cluster, s.replicaID, s.cfg.ReplicaURL, tunnelLease); err != nil && ctx.Err() == nil {
+	if err := s.st.ClaimTunnel(ctx, org, cluster, s.replicaID, s.cfg.ReplicaURL, s.tunnelLease); err != nil && ctx.Err() == nil {
 		s.log.WarnContext(ctx, "claiming the agent tunnel failed; other replicas cannot forward to it", "org", org, "cluster", cluster, "err", err)
 	}
 }
@@ -170,13 +171,13 @@ func (s *Server) claimTunnel(ctx context.Context, org, cluster string) {
 // by claimTunnel) until ctx ends, then releases it unless a newer session of
 // the same agent has meanwhile replaced it on this replica. A renewal never
 // takes a live claim of another replica (the agent's newer connection went
-// there while this tunnel may be half dead); it takes an expired one (that
-// replica died, this tunnel is alive).
+// there while this tunnel may be half dead; this replica then closes its
+// tunnel); it takes an expired one (that replica died, this tunnel is alive).
 func (s *Server) holdTunnel(ctx context.Context, org, cluster string) {
 	if s.cfg.ReplicaURL == "" {
 		return
 	}
-	t := time.NewTicker(tunnelLease / 3)
+	t := time.NewTicker(s.tunnelLease / 3)
 	defer t.Stop()
 	for {
 		select {
@@ -189,11 +190,17 @@ func (s *Server) holdTunnel(ctx context.Context, org, cluster string) {
 			cancel()
 			return
 		case <-t.C:
-			held, err := s.st.RenewTunnel(ctx, org, cluster, s.replicaID, s.cfg.ReplicaURL, tunnelLease)
-			if err != nil && ctx.Err() == nil {
+			held, err := s.st.RenewTunnel(ctx, org, cluster, s.replicaID, s.cfg.ReplicaURL, s.tunnelLease)
+			switch {
+			case err != nil && ctx.Err() == nil:
 				s.log.WarnContext(ctx, "renewing the agent tunnel claim failed; other replicas may not forward to it", "org", org, "cluster", cluster, "err", err)
-			} else if err == nil && !held {
-				s.log.DebugContext(ctx, "another replica holds a newer tunnel of this agent", "org", org, "cluster", cluster)
+			case err == nil && !held:
+				// The agent connected to another replica after it connected
+				// here: this tunnel is stale (half dead, or an old agent pod).
+				// The newest connection wins, as within one replica's hub, so
+				// previews through this replica forward to the live one.
+				s.log.InfoContext(ctx, "the agent has a newer tunnel on another replica; closing this one", "org", org, "cluster", cluster)
+				s.hub.Disconnect(org, cluster)
 			}
 		}
 	}

@@ -30,12 +30,27 @@ type replica struct {
 	st   *store.Store
 }
 
-// withTracing makes a replica's spans go to tp.
-func withTracing(tp trace.TracerProvider) func(*api.Config) {
-	return func(c *api.Config) { c.TracerProvider = tp }
+// replicaOpts configure startReplica.
+type replicaOpts struct {
+	cfg   api.Config
+	lease time.Duration
 }
 
-func startReplica(t testing.TB, driver, dsn string, opts ...func(*api.Config)) *replica {
+type replicaOpt func(*replicaOpts)
+
+// withTracing makes a replica's spans go to tp.
+func withTracing(tp trace.TracerProvider) replicaOpt {
+	return func(o *replicaOpts) { o.cfg.TracerProvider = tp }
+}
+
+// withLease shortens the replica's tunnel claim lease (renewed every third).
+func withLease(d time.Duration) replicaOpt { return func(o *replicaOpts) { o.lease = d } }
+
+// withPreviewCache keeps the production default preview caches (tests
+// disable them so that each request reads the database).
+func withPreviewCache() replicaOpt { return func(o *replicaOpts) { o.cfg.PreviewCacheTTL = 0 } }
+
+func startReplica(t testing.TB, driver, dsn string, opts ...replicaOpt) *replica {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, driver, dsn)
@@ -48,13 +63,17 @@ func startReplica(t testing.TB, driver, dsn string, opts ...func(*api.Config)) *
 		t.Fatal(err)
 	}
 	url := "http://" + ln.Addr().String()
-	cfg := api.Config{Store: st, PreviewURL: "http://preview.localhost", ReplicaURL: url, PreviewCacheTTL: -1}
-	for _, o := range opts {
-		o(&cfg)
+	o := replicaOpts{cfg: api.Config{Store: st, PreviewURL: "http://preview.localhost", ReplicaURL: url, PreviewCacheTTL: -1}}
+	for _, f := range opts {
+		f(&o)
 	}
+	cfg := o.cfg
 	srv, err := api.New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.lease > 0 {
+		api.SetTunnelLease(srv, o.lease)
 	}
 	hs := httptest.NewUnstartedServer(srv.Handler())
 	hs.Listener.Close()
@@ -174,9 +193,12 @@ func TestPreviewTraceAcrossReplicas(t *testing.T) {
 	}
 	byName := func(rec *tracetest.SpanRecorder, name string) sdktrace.ReadOnlySpan {
 		t.Helper()
-		for _, s := range rec.Ended() {
-			if s.Name() == name {
-				return s
+		// A server span ends just after the response is written: wait for it.
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			for _, s := range rec.Ended() {
+				if s.Name() == name {
+					return s
+				}
 			}
 		}
 		var names []string
@@ -348,5 +370,46 @@ func TestReconnectToSameReplica(t *testing.T) {
 	}
 	if code, body := w.preview(t, b); code != 200 {
 		t.Fatalf("B through A after the reconnect: %d %s", code, body)
+	}
+}
+
+// TestStaleTunnelClosed: the agent connects to B while A still holds an older
+// tunnel of it (half dead, or an old agent pod during a rollout). A's next
+// renewal finds B's newer claim, leaves it, and closes A's tunnel, so
+// previews via A go to B instead of into the stale tunnel.
+func TestStaleTunnelClosed(t *testing.T) {
+	for _, driver := range storetest.Drivers {
+		t.Run(driver, func(t *testing.T) {
+			ctx := context.Background()
+			driver, dsn := storetest.DSN(t, driver)
+			a, b := startReplica(t, driver, dsn, withLease(300*time.Millisecond)), startReplica(t, driver, dsn, withLease(300*time.Millisecond))
+			w := newReplicaWorld(t, a)
+			oldCtx, stopOld := context.WithCancel(ctx)
+			defer stopOld()
+			agentTunnel(oldCtx, t, a.http.URL, w.token, a.srv.Hub(), w.rec, "frontend.shop.svc:8080")
+			newCtx, stopNew := context.WithCancel(ctx)
+			defer stopNew()
+			agentTunnel(newCtx, t, b.http.URL, w.token, b.srv.Hub(), w.rec, "frontend.shop.svc:8080")
+			deadline := time.Now().Add(5 * time.Second)
+			for a.srv.Hub().Connected("acme", "c1") {
+				if time.Now().After(deadline) {
+					t.Fatal("A kept its stale tunnel")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			// Several renewal periods later B still holds the claim and serves both.
+			time.Sleep(400 * time.Millisecond)
+			if !b.srv.Hub().Connected("acme", "c1") {
+				t.Fatal("B's tunnel was closed")
+			}
+			if o, err := b.st.GetTunnelOwner(ctx, "acme", "c1"); err != nil || o.URL != b.http.URL {
+				t.Fatalf("owner %+v %v, want B (%s)", o, err, b.http.URL)
+			}
+			for _, r := range []*replica{a, b} {
+				if code, body := w.preview(t, r); code != 200 || body != "hello /x?y=1" {
+					t.Fatalf("%s: %d %s", r.http.URL, code, body)
+				}
+			}
+		})
 	}
 }

@@ -97,6 +97,8 @@ type Server struct {
 	// Preview-path caches (see PreviewCacheTTL).
 	keyCache    *ttlCache[Principal]
 	targetCache *ttlCache[preview.Target]
+	// tunnelLease: how long a tunnel claim lives unrenewed (tests shorten it).
+	tunnelLease time.Duration
 }
 
 type route struct{ Method, Path string }
@@ -167,7 +169,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.keyCache, s.targetCache = newTTLCache[Principal](ttl), newTTLCache[preview.Target](ttl)
 	s.hub = tunnel.NewHub(cfg.Logger)
-	s.replicaID = newReplicaID()
+	s.replicaID, s.tunnelLease = newReplicaID(), defaultTunnelLease
 	s.preview = &preview.Proxy{
 		Domain:    pb.host,
 		Scheme:    pb.scheme,
