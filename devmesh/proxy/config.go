@@ -180,6 +180,9 @@ type Config struct {
 	DrainDelay time.Duration
 	// DrainTimeout bounds waiting for in-flight requests and TCP connections at shutdown (default 25s).
 	DrainTimeout time.Duration
+	// DisableFastPath sends every HTTP/1.1 connection through net/http's server and transport instead
+	// of the fast path (h1fast.go), for comparison or as an escape hatch.
+	DisableFastPath bool
 	// TracerProvider makes one span per proxied HTTP request (parent from the
 	// request's traceparent; the app sees the span as its parent). Nil: no
 	// spans and no cost.

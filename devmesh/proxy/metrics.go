@@ -15,6 +15,10 @@ type metrics struct {
 	counters  [nKinds][600]atomic.Pointer[prometheus.Counter]
 	tcpConns  *prometheus.CounterVec
 	tcpActive prometheus.Gauge
+	// h1Conns counts HTTP client connections by how they were served: "fast" (the HTTP/1.1 fast path
+	// throughout), "handed_over" (the fast path passed them to net/http part-way).
+	h1Conns              *prometheus.CounterVec
+	h1Fast, h1HandedOver prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry, p *Proxy) (*metrics, error) {
@@ -28,6 +32,10 @@ func newMetrics(reg *prometheus.Registry, p *Proxy) (*metrics, error) {
 			Name: "devmesh_tcp_connections_total",
 			Help: "TCP pass-through connections by result.",
 		}, []string{"result"}),
+		h1Conns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "devmesh_http1_fast_path_connections_total",
+			Help: "HTTP connections accepted by the HTTP/1.1 fast path, by outcome: fast (served to the end) or handed_over (passed to net/http for h2c, upgrades, Expect, HTTP/1.0 or a malformed request).",
+		}, []string{"outcome"}),
 		tcpActive: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "devmesh_tcp_connections_active",
 			Help: "Open TCP pass-through connections.",
@@ -38,6 +46,7 @@ func newMetrics(reg *prometheus.Registry, p *Proxy) (*metrics, error) {
 		Help:    "Time from request headers read to response finished, by destination kind.",
 		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 	}, []string{"destination_kind"})
+	m.h1Fast, m.h1HandedOver = m.h1Conns.WithLabelValues("fast"), m.h1Conns.WithLabelValues("handed_over")
 	for k := range nKinds {
 		m.duration[k] = hist.WithLabelValues(kindNames[k])
 	}
@@ -69,7 +78,7 @@ func newMetrics(reg *prometheus.Registry, p *Proxy) (*metrics, error) {
 				return 0
 			}),
 	}
-	for _, c := range append([]prometheus.Collector{m.requests, m.tcpConns, m.tcpActive, hist}, gauges...) {
+	for _, c := range append([]prometheus.Collector{m.requests, m.tcpConns, m.tcpActive, m.h1Conns, hist}, gauges...) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -114,6 +114,15 @@ type Proxy struct {
 	hopSlice []string
 	// tracer is nil without Config.TracerProvider.
 	tracer trace.Tracer
+
+	// The HTTP/1.1 fast path (h1fast.go): on unless tracing or Config.DisableFastPath.
+	fastOn              bool
+	fastLocal, fastFork *upPool
+	fast                fastTracker
+	keyHeaders          []keyHeaderName
+	bufs                *bufferPool
+	stopSweep           chan struct{}
+	stopOnce            sync.Once
 }
 
 type wtCache struct {
@@ -153,10 +162,19 @@ func New(cfg Config, routes RouteSource, keys KeyExtractor, log *slog.Logger, re
 	p.localH2 = p.newTransport(true, false)
 	p.forkH1 = p.newTransport(false, true)
 	p.forkH2 = p.newTransport(true, true)
+	p.bufs = newBufferPool()
+	p.fastLocal = newUpPool(localIdleConnTimeout, cfg.DialTimeout, cfg.MaxIdleConnsPerHost)
+	p.fastFork = newUpPool(cfg.ForkIdleConnTimeout, cfg.DialTimeout, cfg.MaxIdleConnsPerHost)
+	if hn, ok := keys.(interface{ HeaderNames() []string }); ok && !cfg.DisableFastPath && p.tracer == nil {
+		p.fastOn = true
+		for _, n := range hn.HeaderNames() {
+			p.keyHeaders = append(p.keyHeaders, keyHeaderName{lower: strings.ToLower(n), canonical: http.CanonicalHeaderKey(n)})
+		}
+	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      roundTripper{p},
-		BufferPool:     newBufferPool(),
+		BufferPool:     p.bufs,
 		ModifyResponse: p.modifyResponse,
 		ErrorHandler:   p.errorHandler,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
@@ -169,7 +187,7 @@ func (p *Proxy) newTransport(h2, fork bool) *http.Transport {
 	t := &http.Transport{
 		DialContext:            d.DialContext,
 		MaxIdleConnsPerHost:    p.cfg.MaxIdleConnsPerHost,
-		IdleConnTimeout:        90 * time.Second,
+		IdleConnTimeout:        localIdleConnTimeout,
 		ResponseHeaderTimeout:  p.cfg.ResponseHeaderTimeout,
 		ExpectContinueTimeout:  time.Second,
 		DisableCompression:     true,
@@ -188,6 +206,9 @@ func (p *Proxy) newTransport(h2, fork bool) *http.Transport {
 	}
 	return t
 }
+
+// localIdleConnTimeout bounds idle connections to the local app.
+const localIdleConnTimeout = 90 * time.Second
 
 type roundTripper struct{ p *Proxy }
 
@@ -230,6 +251,7 @@ func (p *Proxy) workloadTable() (routeapi.WorkloadTable, *routeapi.Table) {
 		// Routes changed: drop idle connections to forks that may be gone (bounded reuse).
 		p.forkH1.CloseIdleConnections()
 		p.forkH2.CloseIdleConnections()
+		p.fastFork.closeIdle()
 	}
 	return c.wt, t
 }
@@ -267,23 +289,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, port int32, proto 
 	default:
 		st.h2 = r.ProtoMajor == 2
 	}
-	if hops := r.Header[HopHeader]; len(hops) > 0 && slices.Contains(hops, p.hopValue) {
-		st.kind = kindLoop
-	} else if key, ok := p.keys.Extract(r.Header); ok {
-		st.key = key
-		wt, _ := p.workloadTable()
-		if tg, ok := wt.Lookup(key, port); ok {
-			st.dest = tg.Destination
-			if tg.Destination.Kind == routeapi.DestinationBaseline {
-				st.kind = kindBaseline
-			} else {
-				st.kind, st.target = kindFork, tg.Addr
-			}
-		}
-	}
-	if st.kind != kindFork {
-		st.target = p.localAddr(port)
-	} else if p.cfg.FallbackToBaseline && r.Body != nil && r.Body != http.NoBody {
+	hops := r.Header[HopHeader]
+	p.decide(st, len(hops) > 0 && slices.Contains(hops, p.hopValue), r.Header)
+	if st.kind == kindFork && p.cfg.FallbackToBaseline && r.Body != nil && r.Body != http.NoBody {
 		st.body = &trackBody{rc: r.Body}
 		r.Body = st.body
 	}
@@ -301,6 +309,30 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, port int32, proto 
 		p.endSpan(st, kind)
 	}
 	p.m.observe(kind, st.status, time.Since(start))
+}
+
+// decide routes a request (both paths): a loop goes to the local app, a routed key to its destination,
+// anything else to the local app. It sets st.kind, st.key, st.dest and st.target; h may be nil (no key).
+func (p *Proxy) decide(st *reqState, loop bool, h http.Header) {
+	if loop {
+		st.kind = kindLoop
+	} else if h != nil {
+		if key, ok := p.keys.Extract(h); ok {
+			st.key = key
+			wt, _ := p.workloadTable()
+			if tg, ok := wt.Lookup(key, st.port); ok {
+				st.dest = tg.Destination
+				if tg.Destination.Kind == routeapi.DestinationBaseline {
+					st.kind = kindBaseline
+				} else {
+					st.kind, st.target = kindFork, tg.Addr
+				}
+			}
+		}
+	}
+	if st.kind != kindFork {
+		st.target = p.localAddr(st.port)
+	}
 }
 
 var traceContext = propagation.TraceContext{}
@@ -400,19 +432,38 @@ func (p *Proxy) isTrusted(ip string) bool {
 
 // forwardedElement renders one RFC 7239 element; IPv6 addresses and hosts are quoted.
 func forwardedElement(ip, host string) string {
-	var b strings.Builder
-	b.WriteString("for=")
+	return string(appendForwardedElement(nil, ip, []byte(host)))
+}
+
+// appendForwardedElement appends one RFC 7239 element (both paths); the host is quoted as
+// strconv.Quote does.
+func appendForwardedElement(dst []byte, ip string, host []byte) []byte {
+	dst = append(dst, "for="...)
 	if strings.IndexByte(ip, ':') >= 0 {
-		b.WriteString(`"[` + ip + `]"`)
+		dst = append(dst, `"[`...)
+		dst = append(dst, ip...)
+		dst = append(dst, `]"`...)
 	} else {
-		b.WriteString(ip)
+		dst = append(dst, ip...)
 	}
-	if host != "" {
-		b.WriteString(";host=")
-		b.WriteString(strconv.Quote(host))
+	if len(host) > 0 {
+		dst = append(dst, ";host="...)
+		plain := true
+		for _, c := range host {
+			if c < ' ' || c >= 0x7f || c == '"' || c == '\\' {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			dst = append(dst, '"')
+			dst = append(dst, host...)
+			dst = append(dst, '"')
+		} else {
+			dst = strconv.AppendQuote(dst, string(host))
+		}
 	}
-	b.WriteString(";proto=http")
-	return b.String()
+	return append(dst, ";proto=http"...)
 }
 
 func (p *Proxy) modifyResponse(res *http.Response) error {
@@ -444,6 +495,15 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		p.rp.ServeHTTP(w, st.in)
 		return
 	}
+	code, body := p.failure(st, requestID(r), err)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+// failure classifies an upstream error into the status and JSON body the client gets (both paths), logs
+// it and records the status in st.
+func (p *Proxy) failure(st *reqState, reqID string, err error) (int, errorBody) {
 	code, c := http.StatusBadGateway, "upstream_unreachable"
 	var dnsErr *net.DNSError
 	switch {
@@ -452,7 +512,7 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	case isTimeout(err):
 		code, c = http.StatusGatewayTimeout, "upstream_timeout"
 	}
-	body := errorBody{Code: c, Error: err.Error(), RequestID: requestID(r)}
+	body := errorBody{Code: c, Error: err.Error(), RequestID: reqID}
 	if st.kind == kindFork {
 		body.Code = strings.Replace(c, "upstream", "fork", 1)
 		body.Sandbox, body.Fork, body.RoutingKey = st.dest.Sandbox.String(), st.target, st.key
@@ -463,9 +523,7 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		p.log.Warn("app unreachable", "app", st.target, "err", err, "requestId", body.RequestID)
 	}
 	st.status = code
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(body)
+	return code, body
 }
 
 func isDialError(err error) bool {
@@ -479,7 +537,12 @@ func isTimeout(err error) bool {
 }
 
 func requestID(r *http.Request) string {
-	if id := r.Header.Get("X-Request-Id"); id != "" {
+	return requestIDOr(r.Header.Get("X-Request-Id"))
+}
+
+// requestIDOr returns id, or a random one when id is empty.
+func requestIDOr(id string) string {
+	if id != "" {
 		return id
 	}
 	var b [8]byte

@@ -39,13 +39,28 @@ func (p *Proxy) Start(ctx context.Context) error {
 		}
 		srv := p.newServer(portHandler{p: p, port: pm.App, proto: pm.Protocol})
 		p.servers = append(p.servers, srv)
+		var sl net.Listener = ln
+		if p.fastOn && pm.Protocol != ProtocolH2C {
+			// The fast path accepts; net/http serves what it hands over.
+			hl := newChanListener(ln.Addr())
+			sl = hl
+			p.serveWG.Add(1)
+			go func() {
+				defer p.serveWG.Done()
+				p.acceptFast(ln, hl, portInfo{port: pm.App, proto: pm.Protocol})
+			}()
+		}
 		p.serveWG.Add(1)
 		go func() {
 			defer p.serveWG.Done()
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			if err := srv.Serve(sl); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 				p.log.Error("serve", "addr", ln.Addr().String(), "err", err)
 			}
 		}()
+	}
+	if p.fastOn {
+		p.stopSweep = make(chan struct{})
+		go p.sweepPools(p.stopSweep)
 	}
 	if p.cfg.RedirectListen != "" {
 		ln, err := lc.Listen(ctx, "tcp", p.cfg.RedirectListen)
@@ -136,7 +151,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	defer cancel()
 	p.closeListeners()
 	var wg sync.WaitGroup
-	errs := make([]error, len(p.servers)+1)
+	errs := make([]error, len(p.servers)+2)
 	for i, s := range p.servers {
 		wg.Add(1)
 		go func() {
@@ -150,6 +165,13 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		if !p.fast.shutdown(ctx) {
+			errs[len(errs)-2] = fmt.Errorf("drain http/1.1 connections: %w", ctx.Err())
+		}
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
 		if !p.tcp.wait(ctx) {
 			errs[len(errs)-1] = fmt.Errorf("drain tcp connections: %w", ctx.Err())
 		}
@@ -159,6 +181,11 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	for _, t := range []*http.Transport{p.localH1, p.localH2, p.forkH1, p.forkH2} {
 		t.CloseIdleConnections()
 	}
+	if p.stopSweep != nil {
+		p.stopOnce.Do(func() { close(p.stopSweep) })
+	}
+	p.fastLocal.closeIdle()
+	p.fastFork.closeIdle()
 	if p.admin != nil {
 		_ = p.admin.Close()
 	}
@@ -197,7 +224,12 @@ func (p *Proxy) acceptRedirect(ln net.Listener, hl *chanListener) {
 			go p.pipeTCP(c, p.localAddr(port))
 			continue
 		}
-		if !hl.deliver(&portConn{Conn: c, info: portInfo{port: port, proto: proto}}) {
+		info := portInfo{port: port, proto: proto}
+		if p.fastOn && proto != ProtocolH2C {
+			go p.serveFast(c, info, hl)
+			continue
+		}
+		if !hl.deliver(&portConn{Conn: c, info: info}) {
 			_ = c.Close()
 			return
 		}
@@ -209,10 +241,19 @@ func isTemporary(err error) bool {
 	return errors.As(err, &ne) && ne.Temporary()
 }
 
-// portConn carries a redirected connection's original port to the HTTP handler.
+// portConn carries a connection's app port to the HTTP handler; r, when set, replays what the fast path
+// already read before it handed the connection over.
 type portConn struct {
 	net.Conn
 	info portInfo
+	r    io.Reader
+}
+
+func (c *portConn) Read(b []byte) (int, error) {
+	if c.r != nil {
+		return c.r.Read(b)
+	}
+	return c.Conn.Read(b)
 }
 
 // chanListener is a net.Listener fed by acceptRedirect.

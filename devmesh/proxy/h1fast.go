@@ -1,0 +1,715 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// The HTTP/1.1 fast path. net/http's server and transport cost two to three goroutine hand-offs and a
+// few dozen allocations per proxied request; most sidecar traffic is plain keep-alive HTTP/1.1, which
+// this path proxies in the connection's own goroutine: it reads the request head, routes it exactly as
+// the net/http path does (Proxy.decide), writes the rewritten head to a pooled upstream connection, then
+// relays the response, streaming bodies in both directions.
+//
+// Whatever it does not fully understand, it does not touch: a request with another HTTP version (h2c's
+// preface included), CONNECT, an absolute-form target, Upgrade (WebSocket), Expect, unusual framing, a
+// head larger than MaxHeaderBytes or any malformed line hands the whole connection, with the bytes read
+// so far, to the net/http server of the port, which then answers it (400, 431, 100-continue, upgrades,
+// h2c) exactly as before. With tracing on, or Config.DisableFastPath, every connection goes to net/http.
+
+// upConn is a pooled upstream HTTP/1.1 connection.
+type upConn struct {
+	c      net.Conn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	idleAt time.Time
+}
+
+// upPool keeps idle upstream connections per address, each for at most timeout.
+type upPool struct {
+	mu      sync.Mutex
+	idle    map[string][]*upConn
+	timeout time.Duration
+	max     int
+	dialer  net.Dialer
+}
+
+func newUpPool(timeout, dial time.Duration, max int) *upPool {
+	return &upPool{idle: map[string][]*upConn{}, timeout: timeout, max: max, dialer: net.Dialer{Timeout: dial, KeepAlive: 30 * time.Second}}
+}
+
+// get returns an idle connection to addr (reused) or dials one.
+func (u *upPool) get(addr string) (*upConn, bool, error) {
+	now := time.Now()
+	u.mu.Lock()
+	l := u.idle[addr]
+	for len(l) > 0 {
+		c := l[len(l)-1]
+		l[len(l)-1] = nil
+		l = l[:len(l)-1]
+		if now.Sub(c.idleAt) < u.timeout && c.br.Buffered() == 0 {
+			u.idle[addr] = l
+			u.mu.Unlock()
+			return c, true, nil
+		}
+		_ = c.c.Close()
+	}
+	u.idle[addr] = l
+	u.mu.Unlock()
+	c, err := u.dial(addr)
+	return c, false, err
+}
+
+func (u *upPool) dial(addr string) (*upConn, error) {
+	c, err := u.dialer.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &upConn{c: c, br: bufio.NewReaderSize(c, 4<<10), bw: bufio.NewWriterSize(c, 4<<10)}, nil
+}
+
+// put returns a connection whose last exchange ended cleanly.
+func (u *upPool) put(addr string, c *upConn) {
+	c.idleAt = time.Now()
+	u.mu.Lock()
+	if l := u.idle[addr]; len(l) < u.max {
+		u.idle[addr] = append(l, c)
+		u.mu.Unlock()
+		return
+	}
+	u.mu.Unlock()
+	_ = c.c.Close()
+}
+
+// closeIdle closes every idle connection (routes changed, or shutdown).
+func (u *upPool) closeIdle() {
+	u.mu.Lock()
+	old := u.idle
+	u.idle = map[string][]*upConn{}
+	u.mu.Unlock()
+	for _, l := range old {
+		for _, c := range l {
+			_ = c.c.Close()
+		}
+	}
+}
+
+// sweep closes connections idle for longer than the pool's timeout.
+func (u *upPool) sweep(now time.Time) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for addr, l := range u.idle {
+		kept := l[:0]
+		for _, c := range l {
+			if now.Sub(c.idleAt) < u.timeout {
+				kept = append(kept, c)
+			} else {
+				_ = c.c.Close()
+			}
+		}
+		clear(l[len(kept):])
+		if len(kept) == 0 {
+			delete(u.idle, addr)
+		} else {
+			u.idle[addr] = kept
+		}
+	}
+}
+
+// idleConns counts pooled connections (tests).
+func (u *upPool) idleConns() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n := 0
+	for _, l := range u.idle {
+		n += len(l)
+	}
+	return n
+}
+
+// fastTracker tracks fast-path client connections for draining.
+type fastTracker struct {
+	mu      sync.Mutex
+	conns   map[*fastConn]struct{}
+	closing bool
+	empty   chan struct{}
+}
+
+func (t *fastTracker) add(c *fastConn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closing {
+		return false
+	}
+	if t.conns == nil {
+		t.conns = map[*fastConn]struct{}{}
+	}
+	t.conns[c] = struct{}{}
+	return true
+}
+
+func (t *fastTracker) remove(c *fastConn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.conns, c)
+	if len(t.conns) == 0 && t.empty != nil {
+		close(t.empty)
+		t.empty = nil
+	}
+}
+
+func (t *fastTracker) isClosing() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.closing
+}
+
+// shutdown stops keep-alive, closes idle connections and waits for the others to finish their request;
+// at ctx's end it closes them and reports false.
+func (t *fastTracker) shutdown(ctx context.Context) bool {
+	t.mu.Lock()
+	t.closing = true
+	for c := range t.conns {
+		if c.idle {
+			_ = c.c.Close()
+		}
+	}
+	if len(t.conns) == 0 {
+		t.mu.Unlock()
+		return true
+	}
+	empty := make(chan struct{})
+	t.empty = empty
+	t.mu.Unlock()
+	select {
+	case <-empty:
+		return true
+	case <-ctx.Done():
+		t.mu.Lock()
+		for c := range t.conns {
+			_ = c.c.Close()
+		}
+		t.mu.Unlock()
+		<-empty
+		return false
+	}
+}
+
+// setIdle marks a connection waiting for its next request (closed at once by a shutdown).
+func (t *fastTracker) setIdle(c *fastConn, idle bool) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c.idle = idle
+	return !t.closing
+}
+
+// fastConn is one client connection on the fast path.
+type fastConn struct {
+	p       *Proxy
+	c       net.Conn
+	info    portInfo
+	br      *bufio.Reader
+	bw      *bufio.Writer
+	flush   func() error
+	hdr     []byte // request head
+	rhdr    []byte // response head
+	req     fastReq
+	resp    fastResp
+	keyHdr  http.Header
+	scratch []byte
+	ip      string
+	trusted bool
+	idle    bool // guarded by fastTracker.mu
+	st      reqState
+}
+
+// serveFast serves one client connection on the fast path, handing it to hand's net/http server when a
+// request needs it.
+func (p *Proxy) serveFast(c net.Conn, info portInfo, hand *chanListener) {
+	fc := &fastConn{p: p, c: c, info: info, keyHdr: http.Header{}}
+	if !p.fast.add(fc) {
+		_ = c.Close()
+		return
+	}
+	handed := false
+	defer func() {
+		p.fast.remove(fc)
+		if handed {
+			p.m.h1HandedOver.Inc()
+		} else {
+			p.m.h1Fast.Inc()
+			_ = c.Close()
+		}
+	}()
+	fc.br = bufio.NewReaderSize(c, 4<<10)
+	fc.bw = bufio.NewWriterSize(c, 4<<10)
+	fc.flush = fc.bw.Flush
+	fc.req.hopValue = p.hopValue
+	ip, _, err := net.SplitHostPort(c.RemoteAddr().String())
+	if err != nil {
+		ip = c.RemoteAddr().String()
+	}
+	fc.ip, fc.trusted = ip, p.isTrusted(ip)
+	for {
+		if fc.br.Buffered() == 0 {
+			if !p.fast.setIdle(fc, true) {
+				return
+			}
+			_ = c.SetReadDeadline(time.Now().Add(p.cfg.IdleTimeout))
+			_, err := fc.br.Peek(1)
+			if !p.fast.setIdle(fc, false) || err != nil {
+				return
+			}
+		}
+		_ = c.SetReadDeadline(time.Now().Add(p.cfg.ReadHeaderTimeout))
+		block, err := readHeaderBlock(fc.br, fc.hdr[:0], p.cfg.MaxHeaderBytes)
+		fc.hdr = block
+		if err != nil && err != errHeaderTooLarge {
+			return
+		}
+		fc.req.reset()
+		if err == errHeaderTooLarge || !parseRequest(block, &fc.req, p.isKeyHeader) {
+			_ = c.SetReadDeadline(time.Time{})
+			pc := &portConn{Conn: c, info: info, r: io.MultiReader(bytes.NewReader(bytes.Clone(block)), fc.br)}
+			handed = hand.deliver(pc)
+			return
+		}
+		if !fc.exchange() {
+			return
+		}
+	}
+}
+
+// isKeyHeader reports a header name that may carry a routing key.
+func (p *Proxy) isKeyHeader(name []byte) bool {
+	for _, k := range p.keyHeaders {
+		if eqFold(name, k.lower) {
+			return true
+		}
+	}
+	return false
+}
+
+type keyHeaderName struct{ lower, canonical string }
+
+// keyHeader returns the request's routing-key headers as an http.Header for the KeyExtractor.
+func (fc *fastConn) keyHeader() http.Header {
+	h := fc.keyHdr
+	clear(h)
+	for i := range fc.req.fields {
+		f := &fc.req.fields[i]
+		if f.skip {
+			continue
+		}
+		for _, k := range fc.p.keyHeaders {
+			if eqFold(f.name, k.lower) {
+				h[k.canonical] = append(h[k.canonical], string(f.value))
+				break
+			}
+		}
+	}
+	return h
+}
+
+// exchange proxies one parsed request; it reports whether the client connection stays open.
+func (fc *fastConn) exchange() bool {
+	p, r, st := fc.p, &fc.req, &fc.st
+	start := time.Now()
+	*st = reqState{kind: kindLocal, port: fc.info.port}
+	hasBody := r.chunked || r.contentLength > 0
+	if hasBody {
+		var d time.Time
+		if p.cfg.ReadTimeout > 0 {
+			d = start.Add(p.cfg.ReadTimeout)
+		}
+		_ = fc.c.SetReadDeadline(d)
+	}
+	var h http.Header
+	if r.keyFields > 0 {
+		h = fc.keyHeader()
+	}
+	p.decide(st, r.ownHop, h)
+	keep := fc.forward(hasBody)
+	kind := st.kind
+	if st.fellBack {
+		kind = kindBaseline
+	}
+	p.m.observe(kind, st.status, time.Since(start))
+	return keep && !r.closeAfter && !p.fast.isClosing()
+}
+
+// errRetry marks a reused upstream connection that failed before answering: the request is sent again
+// on a new one.
+var errRetry = errors.New("stale pooled connection")
+
+// forward sends the request upstream and relays the response; it reports whether the client
+// connection may serve another request.
+func (fc *fastConn) forward(hasBody bool) bool {
+	p, r, st := fc.p, &fc.req, &fc.st
+	pool := p.fastLocal
+	if st.kind == kindFork {
+		pool = p.fastFork
+	}
+	// A body already buffered whole is sent from the buffer and consumed only once the upstream answered,
+	// so the request can be retried on a new connection like a bodyless one.
+	replay := !r.chunked && r.contentLength > 0 && r.contentLength <= int64(fc.br.Buffered())
+	retryable := !hasBody || replay
+	var uc *upConn
+	var async chan error
+	for attempt := 0; ; attempt++ {
+		var reused bool
+		var err error
+		if attempt == 0 {
+			uc, reused, err = pool.get(st.target)
+		} else {
+			uc, err = pool.dial(st.target)
+		}
+		if err != nil {
+			if st.kind == kindFork && p.cfg.FallbackToBaseline && !st.fellBack && isDialError(err) {
+				p.log.Warn("fork unreachable, falling back to baseline", "sandbox", st.dest.Sandbox.String(), "fork", st.target, "err", err)
+				st.kind, st.fellBack, st.target, pool = kindBaseline, true, p.localAddr(st.port), p.fastLocal
+				attempt = -1
+				continue
+			}
+			return fc.fail(err, !hasBody)
+		}
+		if reused && !retryable && !connAlive(uc.c) {
+			_ = uc.c.Close()
+			if uc, err = pool.dial(st.target); err != nil {
+				return fc.fail(err, false)
+			}
+			reused = false
+		}
+		async, err = fc.send(uc, hasBody, replay)
+		if err == nil {
+			err = fc.readResponseHead(uc)
+		}
+		if err == nil {
+			break
+		}
+		_ = uc.c.Close()
+		if async != nil {
+			// The body is still streaming from the client: answer, then end both connections.
+			fc.fail(err, false)
+			_ = fc.c.Close()
+			<-async
+			return false
+		}
+		if err == errRetry && reused && retryable && attempt == 0 {
+			continue
+		}
+		if err == errRetry {
+			err = io.ErrUnexpectedEOF
+		}
+		return fc.fail(err, !hasBody)
+	}
+	if replay {
+		_, _ = fc.br.Discard(int(r.contentLength))
+	}
+	keepClient, keepUp := fc.relayResponse(uc)
+	if async != nil {
+		select {
+		case err := <-async:
+			if err != nil {
+				keepClient, keepUp = false, false
+			}
+		default:
+			// The upstream answered before the whole request body arrived: the rest of it cannot be
+			// skipped cheaply, so both connections end here (as net/http does past a small limit).
+			_ = fc.c.Close()
+			_ = uc.c.Close()
+			<-async
+			return false
+		}
+	}
+	if keepUp {
+		pool.put(st.target, uc)
+	} else {
+		_ = uc.c.Close()
+	}
+	return keepClient
+}
+
+// send writes the request head and, unless it streams in the background (returned channel), its body.
+func (fc *fastConn) send(uc *upConn, hasBody, replay bool) (chan error, error) {
+	r := &fc.req
+	fc.writeHead(uc.bw)
+	switch {
+	case !hasBody:
+	case replay:
+		b, _ := fc.br.Peek(int(r.contentLength))
+		_, _ = uc.bw.Write(b)
+	case !r.chunked && r.contentLength <= 64<<10:
+		// A small body is written in line: it fits the upstream's socket buffers, so an upstream that
+		// answers before reading it cannot deadlock us.
+		buf := fc.p.bufs.Get()
+		err := copyN(uc.bw, fc.br, r.contentLength, buf, uc.bw.Flush)
+		fc.p.bufs.Put(buf)
+		if err != nil {
+			return nil, err
+		}
+	default:
+		if err := uc.bw.Flush(); err != nil {
+			return nil, retryErr(err)
+		}
+		async := make(chan error, 1)
+		go func() {
+			buf := fc.p.bufs.Get()
+			defer fc.p.bufs.Put(buf)
+			var err error
+			if r.chunked {
+				_, err = relayChunked(uc.bw, fc.br, buf, uc.bw.Flush)
+			} else {
+				err = copyN(uc.bw, fc.br, r.contentLength, buf, uc.bw.Flush)
+			}
+			if err == nil {
+				err = uc.bw.Flush()
+			}
+			if err != nil {
+				_ = uc.c.Close() // the upstream must not take a truncated body for a whole one
+			}
+			async <- err
+		}()
+		return async, nil
+	}
+	return nil, retryErr(uc.bw.Flush())
+}
+
+// retryErr marks write errors on a connection that may have been closed by the upstream while idle.
+func retryErr(err error) error {
+	if err != nil && !isTimeout(err) {
+		return errRetry
+	}
+	return err
+}
+
+// writeHead writes the rewritten request head: the client's fields minus hop-by-hop and proxy headers,
+// then the framing, the hop header (to forks) and X-Forwarded-*/Forwarded (as setForwarded does).
+func (fc *fastConn) writeHead(w *bufio.Writer) {
+	r, st := &fc.req, &fc.st
+	_, _ = w.Write(r.method)
+	_ = w.WriteByte(' ')
+	_, _ = w.Write(r.target)
+	_, _ = w.WriteString(" HTTP/1.1\r\n")
+	for i := range r.fields {
+		if f := &r.fields[i]; !f.skip {
+			_, _ = w.Write(f.name)
+			_, _ = w.WriteString(": ")
+			_, _ = w.Write(f.value)
+			_, _ = w.WriteString("\r\n")
+		}
+	}
+	if r.chunked {
+		_, _ = w.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	if r.teTrailers {
+		_, _ = w.WriteString("Te: trailers\r\n")
+	}
+	if st.kind == kindFork {
+		_, _ = w.WriteString(HopHeader + ": ")
+		_, _ = w.WriteString(fc.p.hopValue)
+		_, _ = w.WriteString("\r\n")
+	}
+	_, _ = w.WriteString("X-Forwarded-For: ")
+	if fc.trusted && len(r.xff) > 0 {
+		fc.writeJoined(w, r.xff)
+		_, _ = w.WriteString(", ")
+	}
+	_, _ = w.WriteString(fc.ip)
+	_, _ = w.WriteString("\r\nX-Forwarded-Host: ")
+	if fc.trusted && len(r.xfh) > 0 {
+		_, _ = w.Write(r.fields[r.xfh[0]].value)
+	} else {
+		_, _ = w.Write(r.host)
+	}
+	_, _ = w.WriteString("\r\nX-Forwarded-Proto: ")
+	if fc.trusted && len(r.xfp) > 0 {
+		_, _ = w.Write(r.fields[r.xfp[0]].value)
+	} else {
+		_, _ = w.WriteString("http")
+	}
+	_, _ = w.WriteString("\r\nForwarded: ")
+	if fc.trusted && len(r.fwd) > 0 {
+		fc.writeJoined(w, r.fwd)
+		_, _ = w.WriteString(", ")
+	}
+	fc.scratch = appendForwardedElement(fc.scratch[:0], fc.ip, r.host)
+	_, _ = w.Write(fc.scratch)
+	_, _ = w.WriteString("\r\n\r\n")
+}
+
+func (fc *fastConn) writeJoined(w *bufio.Writer, idx []int) {
+	for i, j := range idx {
+		if i > 0 {
+			_, _ = w.WriteString(", ")
+		}
+		_, _ = w.Write(fc.req.fields[j].value)
+	}
+}
+
+// readResponseHead reads the final response head into fc.resp, relaying interim (1xx) responses to the
+// client. A reused connection that ends before the first byte gives errRetry.
+func (fc *fastConn) readResponseHead(uc *upConn) error {
+	if t := fc.p.cfg.ResponseHeaderTimeout; t > 0 {
+		_ = uc.c.SetReadDeadline(time.Now().Add(t))
+		defer func() { _ = uc.c.SetReadDeadline(time.Time{}) }()
+	}
+	for interim := 0; ; interim++ {
+		block, err := readHeaderBlock(uc.br, fc.rhdr[:0], 1<<20)
+		fc.rhdr = block
+		if err != nil {
+			if len(block) == 0 && interim == 0 && (err == io.EOF || errors.Is(err, net.ErrClosed) || isReset(err)) {
+				return errRetry
+			}
+			if err == errHeaderTooLarge {
+				return errBadResponse
+			}
+			return err
+		}
+		if err := parseResponse(block, &fc.resp); err != nil {
+			return err
+		}
+		if fc.resp.status == http.StatusSwitchingProtocols || interim >= 8 {
+			return errBadResponse // never asked for an upgrade
+		}
+		if fc.resp.status >= 200 {
+			return nil
+		}
+		fc.writeResponseHead(false, false)
+		if err := fc.bw.Flush(); err != nil {
+			return err
+		}
+	}
+}
+
+// writeResponseHead writes fc.resp's head to the client.
+func (fc *fastConn) writeResponseHead(addChunked, close bool) {
+	w, rs := fc.bw, &fc.resp
+	var code [3]byte
+	code[0], code[1], code[2] = byte('0'+rs.status/100), byte('0'+rs.status/10%10), byte('0'+rs.status%10)
+	_, _ = w.WriteString("HTTP/1.1 ")
+	_, _ = w.Write(code[:])
+	_ = w.WriteByte(' ')
+	_, _ = w.Write(rs.reason)
+	_, _ = w.WriteString("\r\n")
+	for i := range rs.fields {
+		if f := &rs.fields[i]; !f.skip {
+			_, _ = w.Write(f.name)
+			_, _ = w.WriteString(": ")
+			_, _ = w.Write(f.value)
+			_, _ = w.WriteString("\r\n")
+		}
+	}
+	if addChunked {
+		_, _ = w.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	if close {
+		_, _ = w.WriteString("Connection: close\r\n")
+	}
+	_, _ = w.WriteString("\r\n")
+}
+
+// relayResponse relays the response head and body; it reports whether the client and the upstream
+// connections can be reused.
+func (fc *fastConn) relayResponse(uc *upConn) (keepClient, keepUp bool) {
+	p, r, rs := fc.p, &fc.req, &fc.resp
+	fc.st.status = rs.status
+	if p.cfg.WriteTimeout > 0 {
+		_ = fc.c.SetWriteDeadline(time.Now().Add(p.cfg.WriteTimeout))
+	}
+	closeClient := r.closeAfter || p.fast.isClosing()
+	noBody := bodyless(r.method, rs.status)
+	untilClose := !noBody && !rs.chunked && rs.contentLength < 0
+	fc.writeResponseHead(untilClose, closeClient)
+	var err error
+	switch {
+	case noBody:
+	case rs.chunked:
+		buf := p.bufs.Get()
+		_, err = relayChunked(fc.bw, uc.br, buf, fc.flush)
+		p.bufs.Put(buf)
+	case rs.contentLength >= 0:
+		buf := p.bufs.Get()
+		err = copyN(fc.bw, uc.br, rs.contentLength, buf, fc.flush)
+		p.bufs.Put(buf)
+	default:
+		buf := p.bufs.Get()
+		err = copyChunkedUntilEOF(fc.bw, uc.br, buf, fc.flush)
+		p.bufs.Put(buf)
+	}
+	if ferr := fc.bw.Flush(); err == nil {
+		err = ferr
+	}
+	if p.cfg.WriteTimeout > 0 {
+		_ = fc.c.SetWriteDeadline(time.Time{})
+	}
+	if err != nil {
+		p.log.Debug("fast path: response relay ended", "target", fc.st.target, "err", err)
+		return false, false
+	}
+	return !closeClient, !rs.closeAfter && !untilClose
+}
+
+// fail answers the client with the JSON error of Proxy.failure; the connection stays open when keep
+// (no request body is left unread).
+func (fc *fastConn) fail(err error, keep bool) bool {
+	st := &fc.st
+	code, body := fc.p.failure(st, requestIDOr(string(fc.req.requestID)), err)
+	b, _ := json.Marshal(body)
+	b = append(b, '\n')
+	w := fc.bw
+	_, _ = w.WriteString("HTTP/1.1 ")
+	_, _ = w.WriteString(strconv.Itoa(code))
+	_ = w.WriteByte(' ')
+	_, _ = w.WriteString(http.StatusText(code))
+	_, _ = w.WriteString("\r\nContent-Type: application/json\r\nContent-Length: ")
+	_, _ = w.WriteString(strconv.Itoa(len(b)))
+	_, _ = w.WriteString("\r\n")
+	if !keep {
+		_, _ = w.WriteString("Connection: close\r\n")
+	}
+	_, _ = w.WriteString("\r\n")
+	_, _ = w.Write(b)
+	return w.Flush() == nil && keep
+}
+
+// acceptFast accepts connections of an explicit HTTP port for the fast path.
+func (p *Proxy) acceptFast(ln net.Listener, hand *chanListener, info portInfo) {
+	defer hand.Close()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if isTemporary(err) {
+				time.Sleep(5 * time.Millisecond)
+				continue
+			}
+			return
+		}
+		go p.serveFast(c, info, hand)
+	}
+}
+
+// sweepPools closes expired idle upstream connections until stop is closed.
+func (p *Proxy) sweepPools(stop <-chan struct{}) {
+	every := min(p.cfg.ForkIdleConnTimeout, localIdleConnTimeout) / 2
+	t := time.NewTicker(max(every, 100*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			p.fastLocal.sweep(now)
+			p.fastFork.sweep(now)
+		}
+	}
+}
