@@ -20,6 +20,7 @@ PB=${PORT_BASE:-18080}
 OUT=${OUT:-$ROOT/bench/devmesh/out}
 BASE_PORT=$((PB + 1)) FORK_PORT=$((PB + 2)) NGINX_PORT=$((PB + 10)) HAPROXY_PORT=$((PB + 11))
 DEVMESH_PORT=$((PB + 12)) ADMIN_PORT=$((PB + 13)) RS_GRPC=$((PB + 14)) RS_HTTP=$((PB + 15))
+NETHTTP_PORT=$((PB + 16)) NETHTTP_ADMIN=$((PB + 17))
 mkdir -p "$OUT/bin"
 
 need=()
@@ -119,11 +120,18 @@ GOMAXPROCS=1 start devmesh "$PROXY_CPU" env SANDBOXMESH_NAMESPACE=bench SANDBOXM
   SANDBOXMESH_ROUTE_SERVER=127.0.0.1:$RS_GRPC SANDBOXMESH_PORTS=$DEVMESH_PORT:$BASE_PORT \
   SANDBOXMESH_LISTEN_HOST=127.0.0.1 SANDBOXMESH_ADMIN_LISTEN=127.0.0.1:$ADMIN_PORT SANDBOXMESH_PPROF=true \
   SANDBOXMESH_LOG_LEVEL=warn "$OUT/bin/devmesh"
-wait_port $NGINX_PORT; wait_port $HAPROXY_PORT; wait_port $DEVMESH_PORT
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$ADMIN_PORT/routes" | grep -q '"connected":true' && break; sleep 0.1; done
+# The same devmesh with its HTTP/1.1 fast path off (everything through net/http's server and transport).
+GOMAXPROCS=1 start devmesh-nethttp "$PROXY_CPU" env SANDBOXMESH_NAMESPACE=bench SANDBOXMESH_WORKLOAD=bench \
+  SANDBOXMESH_ROUTE_SERVER=127.0.0.1:$RS_GRPC SANDBOXMESH_PORTS=$NETHTTP_PORT:$BASE_PORT SANDBOXMESH_HTTP1_FAST_PATH=false \
+  SANDBOXMESH_LISTEN_HOST=127.0.0.1 SANDBOXMESH_ADMIN_LISTEN=127.0.0.1:$NETHTTP_ADMIN \
+  SANDBOXMESH_LOG_LEVEL=warn "$OUT/bin/devmesh"
+wait_port $NGINX_PORT; wait_port $HAPROXY_PORT; wait_port $DEVMESH_PORT; wait_port $NETHTTP_PORT
+for a in $ADMIN_PORT $NETHTTP_ADMIN; do
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$a/routes" | grep -q '"connected":true' && break; sleep 0.1; done
+done
 
 # Sanity: every proxy routes the keyed request to the fork and the others to the baseline.
-for name_port in direct:$BASE_PORT nginx:$NGINX_PORT haproxy:$HAPROXY_PORT devmesh:$DEVMESH_PORT; do
+for name_port in direct:$BASE_PORT nginx:$NGINX_PORT haproxy:$HAPROXY_PORT devmesh:$DEVMESH_PORT devmesh-nethttp:$NETHTTP_PORT; do
   name=${name_port%%:*} port=${name_port##*:}
   k=$(curl -s -o /dev/null -D - -H 'Baggage: userId=alice, sm-routing-key=benchkey;ttl=60, isProduction=false' "http://127.0.0.1:$port/" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-backend"{print $2}')
   n=$(curl -s -o /dev/null -D - -H 'Baggage: userId=bob, sm-routing-key=benchkeyx' "http://127.0.0.1:$port/" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-backend"{print $2}')
@@ -156,7 +164,7 @@ run_wrk() { # NAME PORT CONNS
 RESULTS="$OUT/results.txt"; : >"$RESULTS"
 for round in $(seq "$ROUNDS"); do
   for c in "$CONNS" "$LAT_CONNS"; do
-    for name_port in direct:$BASE_PORT nginx:$NGINX_PORT haproxy:$HAPROXY_PORT devmesh:$DEVMESH_PORT; do
+    for name_port in direct:$BASE_PORT nginx:$NGINX_PORT haproxy:$HAPROXY_PORT devmesh:$DEVMESH_PORT devmesh-nethttp:$NETHTTP_PORT; do
       name=${name_port%%:*} port=${name_port##*:}
       nice -n "$NICE" taskset -c "$LOAD_CPU" wrk -t1 -c"$c" -d2s -s "$ROOT/bench/devmesh/mix.lua" "http://127.0.0.1:$port/" >/dev/null 2>&1 # warm-up
       echo "$round $c $name $(run_wrk "$name" "$port" "$c")" | tee -a "$RESULTS"
@@ -182,16 +190,16 @@ import os
 d = os.environ.get("DURATION", "10s"); DUR = float(d.rstrip("s"))
 for c in (int(sys.argv[2]), int(sys.argv[3])):
     print(f"\n== {c} connections, {d} per run, proxy pinned to one CPU ==")
-    print(f"{'proxy':9} {'req/s':>9} {'proxy CPU':>9} {'req/s per proxy core':>21} {'p50 us':>8} {'p99 us':>8} {'+p50 us':>8} {'+p99 us':>8} {'errors':>6}")
-    for n in ("direct", "nginx", "haproxy", "devmesh"):
+    print(f"{'proxy':15} {'req/s':>9} {'proxy CPU':>9} {'req/s per proxy core':>21} {'p50 us':>8} {'p99 us':>8} {'+p50 us':>8} {'+p99 us':>8} {'errors':>6}")
+    for n in ("direct", "nginx", "haproxy", "devmesh", "devmesh-nethttp"):
         if (c, n) not in data: continue
         rps, p50, p99 = med("rps", c, n), med("p50", c, n), med("p99", c, n)
         cpu = med("cpu", c, n) / DUR
         pc = percore(c, n) if n != "direct" else float("nan")
         a50 = p50 - med("p50", c, "direct"); a99 = p99 - med("p99", c, "direct")
-        print(f"{n:9} {rps:9.0f} {cpu:9.2f} {pc:21.0f} {p50:8.0f} {p99:8.0f} {a50:8.0f} {a99:8.0f} {int(med('err', c, n)):6d}")
+        print(f"{n:15} {rps:9.0f} {cpu:9.2f} {pc:21.0f} {p50:8.0f} {p99:8.0f} {a50:8.0f} {a99:8.0f} {int(med('err', c, n)):6d}")
     def ratio(a, b): return f"{a/b:.2f}x" if b > 0 and a == a and b == b else "n/a"
-    for peer in ("nginx", "haproxy"):
+    for peer in ("nginx", "haproxy", "devmesh-nethttp"):
         add = lambda k, n: med(k, c, n) - med(k, c, "direct")
         print(f"devmesh/{peer}: req/s per core {ratio(percore(c,'devmesh'), percore(c,peer))}, "
               f"raw req/s {ratio(med('rps',c,'devmesh'), med('rps',c,peer))}, "

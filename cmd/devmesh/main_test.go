@@ -42,8 +42,13 @@ func TestParse(t *testing.T) {
 			}
 		}, ""},
 		{"flag wins over env", []string{"--workload", "other", "--fallback-to-baseline"}, with(), func(t *testing.T, o *options) {
-			if o.cfg.Workload.Name != "other" || !o.cfg.FallbackToBaseline {
+			if o.cfg.Workload.Name != "other" || !o.cfg.FallbackToBaseline || o.cfg.DisableFastPath {
 				t.Fatalf("%+v", o.cfg)
+			}
+		}, ""},
+		{"fast path on by default, off by env", nil, with("SANDBOXMESH_HTTP1_FAST_PATH", "false"), func(t *testing.T, o *options) {
+			if !o.cfg.DisableFastPath {
+				t.Fatalf("fast path not disabled: %+v", o.cfg)
 			}
 		}, ""},
 		{"redirect mode", nil, with("SANDBOXMESH_PORTS", "", "SANDBOXMESH_REDIRECT_LISTEN", ":15006", "SANDBOXMESH_PORT_PROTOCOLS", "5432,9090/h2c", "SANDBOXMESH_TRUSTED_PROXIES", "10.0.0.0/8,192.168.1.1"), func(t *testing.T, o *options) {

@@ -201,6 +201,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 		AdminListen:  "127.0.0.1:0",
 		DrainTimeout: 5 * time.Second,
 	}
+	cfg.DisableFastPath = os.Getenv("DEVMESH_TEST_NETHTTP") != "" // TestSuiteOnNetHTTPPath
 	if o.cfg != nil {
 		o.cfg(&cfg)
 	}

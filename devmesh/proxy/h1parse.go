@@ -417,7 +417,8 @@ func parseResponse(block []byte, r *fastResp) error {
 	if len(line) < 12 || string(line[:7]) != "HTTP/1." || (line[7] != '1' && line[7] != '0') || line[8] != ' ' {
 		return errBadResponse
 	}
-	r.closeAfter = line[7] == '0'
+	http10 := line[7] == '0'
+	r.closeAfter = http10
 	code := line[9:12]
 	for _, c := range code {
 		if c < '0' || c > '9' {
@@ -501,7 +502,7 @@ func parseResponse(block []byte, r *fastResp) error {
 		fields = append(fields, f)
 	}
 	r.fields = fields
-	if tes > 1 || (tes == 1 && cls > 0) {
+	if tes > 1 || (tes == 1 && (cls > 0 || http10)) { // net/http ignores chunked in HTTP/1.0
 		return errBadResponse
 	}
 	for _, v := range conn[:nconn] {
@@ -525,10 +526,11 @@ func parseResponse(block []byte, r *fastResp) error {
 // maxChunkLine bounds a chunk-size line (with extensions) and each trailer line.
 const maxChunkLine = 4 << 10
 
-// readLine reads one line (with its LF) of at most maxChunkLine bytes; it is valid until the next read.
+// readLine reads one CRLF-terminated line (net/http refuses a bare LF in chunked bodies) of at most
+// maxChunkLine bytes; it is valid until the next read.
 func readLine(br *bufio.Reader) ([]byte, error) {
 	line, err := br.ReadSlice('\n')
-	if err == bufio.ErrBufferFull || (err == nil && len(line) > maxChunkLine) {
+	if err == bufio.ErrBufferFull || (err == nil && (len(line) > maxChunkLine || len(line) < 2 || line[len(line)-2] != '\r')) {
 		return nil, errBadChunk
 	}
 	if err == io.EOF {
