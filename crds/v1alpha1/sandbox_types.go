@@ -308,7 +308,8 @@ type SandboxSpec struct {
 	// +kubebuilder:validation:MaxProperties=64
 	// +optional
 	Labels map[string]string `json:"labels,omitempty"`
-	// TTL deletes the sandbox after a while.
+	// TTL deletes the sandbox after a while; offsetFrom is createdAt (default) or updatedAt.
+	// +kubebuilder:validation:XValidation:rule="!has(self.offsetFrom) || self.offsetFrom != 'noMatchedSandboxes'",message="a Sandbox TTL counts from createdAt or updatedAt (noMatchedSandboxes is for RouteGroups)",fieldPath=".offsetFrom"
 	// +optional
 	TTL *TTL `json:"ttl,omitempty"`
 	// Forks of baseline workloads.

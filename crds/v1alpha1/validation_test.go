@@ -98,6 +98,8 @@ func TestSandboxValidation(t *testing.T) {
 			wantErr: []string{"spec.ttl.duration"}},
 		{name: "bad ttl offset", mutate: func(s *smv1.Sandbox) { s.Spec.TTL.OffsetFrom = "deletedAt" },
 			wantErr: []string{"spec.ttl.offsetFrom", "Unsupported value"}},
+		{name: "route-group ttl offset on a sandbox", mutate: func(s *smv1.Sandbox) { s.Spec.TTL.OffsetFrom = smv1.TTLFromNoMatchedSandboxes },
+			wantErr: []string{"spec.ttl.offsetFrom", "noMatchedSandboxes is for RouteGroups"}},
 		{name: "bad env operation", mutate: func(s *smv1.Sandbox) { s.Spec.Forks[0].Customizations.Env[0].Operation = "append" },
 			wantErr: []string{"spec.forks[0].customizations.env[0].operation", "Unsupported value"}},
 		{name: "env value and valueFrom", mutate: func(s *smv1.Sandbox) {
