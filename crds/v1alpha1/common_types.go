@@ -87,6 +87,9 @@ const (
 	ReasonInvalidPatch           = "InvalidPatch"
 	ReasonInvalidCustomization   = "InvalidCustomization"
 	ReasonUnsupportedKind        = "UnsupportedKind"
+	// ReasonNameConflict: an object that is not this sandbox's fork already has the fork's name; it is
+	// left untouched and the fork is not created.
+	ReasonNameConflict = "NameConflict"
 	// ReasonUnsupportedCustomization: the spec uses a Signadot feature SandboxMesh lacks (sandbox resources).
 	ReasonUnsupportedCustomization = "UnsupportedCustomization"
 	ReasonBackendRejected          = "BackendRejected"

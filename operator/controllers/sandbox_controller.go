@@ -263,7 +263,7 @@ func (r *SandboxReconciler) reconcile(ctx context.Context, req reconcile.Request
 	obs.routesErr = r.syncRoutes(ctx, obs.services)
 	if obs.routesErr == nil {
 		for _, o := range orphans {
-			if err := r.deleteFork(ctx, o); err != nil {
+			if err := r.deleteFork(ctx, sb, o); err != nil {
 				return reconcile.Result{}, err
 			}
 			r.event(sb, corev1.EventTypeNormal, "ForkDeleted", "Delete", "deleted fork %s/%s", o.Namespace, o.Name)
@@ -329,6 +329,13 @@ func (r *SandboxReconciler) reconcileFork(ctx context.Context, sb *smv1.Sandbox,
 	if err != nil && !apierrors.IsNotFound(err) {
 		return "", fmt.Errorf("get fork Deployment %s/%s: %w", base.Namespace, name, err)
 	}
+	if exists && !forkOf(&existing, sb) {
+		// Never take over an object we did not create (a user's Deployment, or another sandbox's fork
+		// should the 32-bit name hash ever collide).
+		fs.Deployment, fs.Message = "", fmt.Sprintf("Deployment %s/%s exists and is not this sandbox's fork", base.Namespace, name)
+		obs.degraded = append(obs.degraded, problem{smv1.ReasonNameConflict, fmt.Sprintf("spec.forks[%d]: %s; it is left untouched", i, fs.Message)})
+		return "", nil
+	}
 	// The baseline is snapshotted when the fork is created and re-read when the Sandbox changes.
 	gen := strconv.FormatInt(sb.Generation, 10)
 	if !exists || existing.Annotations[annotationSandboxGeneration] != gen {
@@ -376,7 +383,11 @@ func (r *SandboxReconciler) reconcileFork(ctx context.Context, sb *smv1.Sandbox,
 	}
 	if len(svcs) > 0 {
 		fs.Service = name
-		if err := r.ensureForkService(ctx, sb, name, base.Name, base.Namespace, svcs); err != nil {
+		if err := r.ensureForkService(ctx, sb, name, base.Name, base.Namespace, svcs); errors.Is(err, errNameConflict) {
+			fs.Service, fs.Message = "", err.Error()
+			obs.degraded = append(obs.degraded, problem{smv1.ReasonNameConflict, fmt.Sprintf("spec.forks[%d]: %v; it is left untouched", i, err)})
+			return name, nil
+		} else if err != nil {
 			return "", err
 		}
 	}
@@ -426,6 +437,9 @@ func (r *SandboxReconciler) ensureForkService(ctx context.Context, sb *smv1.Sand
 	}
 	if err != nil {
 		return fmt.Errorf("get fork Service %s/%s: %w", ns, name, err)
+	}
+	if !forkOf(&cur, sb) {
+		return fmt.Errorf("Service %s/%s exists and is not this sandbox's fork: %w", ns, name, errNameConflict)
 	}
 	if equality.Semantic.DeepEqual(cur.Spec.Ports, desired.Spec.Ports) && equality.Semantic.DeepEqual(cur.Spec.Selector, desired.Spec.Selector) &&
 		equality.Semantic.DeepEqual(cur.Labels, desired.Labels) {
@@ -533,17 +547,33 @@ func (r *SandboxReconciler) addBaselineServices(ctx context.Context, forkDep *ap
 	return nil
 }
 
-func (r *SandboxReconciler) deleteFork(ctx context.Context, key client.ObjectKey) error {
+// deleteFork deletes a fork Deployment of sb and its Service, each only if it is sb's (labels).
+func (r *SandboxReconciler) deleteFork(ctx context.Context, sb *smv1.Sandbox, key client.ObjectKey) error {
 	bg := metav1.DeletePropagationBackground
-	for _, o := range []client.Object{
-		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}},
-		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}},
-	} {
+	for _, o := range []client.Object{&corev1.Service{}, &appsv1.Deployment{}} {
+		if err := r.Client.Get(ctx, key, o); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return fmt.Errorf("get fork %T %s: %w", o, key, err)
+		}
+		if !forkOf(o, sb) {
+			continue
+		}
 		if err := r.Client.Delete(ctx, o, &client.DeleteOptions{PropagationPolicy: &bg}); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("delete fork %T %s: %w", o, key, err)
 		}
 	}
 	return nil
+}
+
+// errNameConflict: an object with a fork's name is not that fork.
+var errNameConflict = errors.New("name taken by an object that is not this fork")
+
+// forkOf reports whether o carries sb's fork labels: the operator only ever changes or deletes those.
+func forkOf(o metav1.Object, sb *smv1.Sandbox) bool {
+	l := o.GetLabels()
+	return l[naming.LabelManagedBy] == naming.ManagedByValue && l[naming.LabelSandbox] == sb.Name && l[naming.LabelSandboxNamespace] == sb.Namespace
 }
 
 func (r *SandboxReconciler) syncRoutes(ctx context.Context, services map[types.NamespacedName]bool) error {
@@ -610,7 +640,7 @@ func (r *SandboxReconciler) finalize(ctx context.Context, sb *smv1.Sandbox) erro
 		return err
 	}
 	for _, d := range list.Items {
-		if err := r.deleteFork(ctx, client.ObjectKeyFromObject(&d)); err != nil {
+		if err := r.deleteFork(ctx, sb, client.ObjectKeyFromObject(&d)); err != nil {
 			return err
 		}
 	}
