@@ -347,9 +347,12 @@ func (fc *fastConn) exchange() bool {
 	return keep && !r.closeAfter && !p.fast.isClosing()
 }
 
-// errRetry marks a reused upstream connection that failed before answering: the request is sent again
-// on a new one.
-var errRetry = errors.New("stale pooled connection")
+// retryable marks an upstream connection that failed before any byte of the answer: on a reused
+// connection (the upstream may have closed it while idle) the request is sent again on a new one.
+type retryable struct{ err error }
+
+func (r retryable) Error() string { return r.err.Error() }
+func (r retryable) Unwrap() error { return r.err }
 
 // forward sends the request upstream and relays the response; it reports whether the client
 // connection may serve another request.
@@ -362,7 +365,7 @@ func (fc *fastConn) forward(hasBody bool) bool {
 	// A body already buffered whole is sent from the buffer and consumed only once the upstream answered,
 	// so the request can be retried on a new connection like a bodyless one.
 	replay := !r.chunked && r.contentLength > 0 && r.contentLength <= int64(fc.br.Buffered())
-	retryable := !hasBody || replay
+	replayable := !hasBody || replay
 	var uc *upConn
 	var async chan error
 	for attempt := 0; ; attempt++ {
@@ -382,7 +385,7 @@ func (fc *fastConn) forward(hasBody bool) bool {
 			}
 			return fc.fail(err, !hasBody)
 		}
-		if reused && !retryable && !connAlive(uc.c) {
+		if reused && !replayable && !connAlive(uc.c) {
 			_ = uc.c.Close()
 			if uc, err = pool.dial(st.target); err != nil {
 				return fc.fail(err, false)
@@ -404,11 +407,14 @@ func (fc *fastConn) forward(hasBody bool) bool {
 			<-async
 			return false
 		}
-		if err == errRetry && reused && retryable && attempt == 0 {
-			continue
-		}
-		if err == errRetry {
-			err = io.ErrUnexpectedEOF
+		var rt retryable
+		if errors.As(err, &rt) {
+			if reused && replayable && attempt == 0 {
+				continue
+			}
+			if err = rt.err; err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
 		}
 		return fc.fail(err, !hasBody)
 	}
@@ -487,7 +493,7 @@ func (fc *fastConn) send(uc *upConn, hasBody, replay bool) (chan error, error) {
 // retryErr marks write errors on a connection that may have been closed by the upstream while idle.
 func retryErr(err error) error {
 	if err != nil && !isTimeout(err) {
-		return errRetry
+		return retryable{err}
 	}
 	return err
 }
@@ -557,7 +563,7 @@ func (fc *fastConn) writeJoined(w *bufio.Writer, idx []int) {
 }
 
 // readResponseHead reads the final response head into fc.resp, relaying interim (1xx) responses to the
-// client. A reused connection that ends before the first byte gives errRetry.
+// client. A connection that ends before the first byte gives a retryable error.
 func (fc *fastConn) readResponseHead(uc *upConn) error {
 	if t := fc.p.cfg.ResponseHeaderTimeout; t > 0 {
 		_ = uc.c.SetReadDeadline(time.Now().Add(t))
@@ -568,7 +574,7 @@ func (fc *fastConn) readResponseHead(uc *upConn) error {
 		fc.rhdr = block
 		if err != nil {
 			if len(block) == 0 && interim == 0 && (err == io.EOF || errors.Is(err, net.ErrClosed) || isReset(err)) {
-				return errRetry
+				return retryable{err}
 			}
 			if err == errHeaderTooLarge {
 				return errBadResponse
