@@ -3,7 +3,9 @@
 // (package internal/images):
 //
 //	sm-cluster up [--images]      bring the cluster up (no-op when running), print the kubeconfig path
-//	                              (progress lines go to stderr, so KUBECONFIG=$(sm-cluster up) works)
+//	                              (progress lines go to stderr, so KUBECONFIG=$(sm-cluster up) works);
+//	                              with --images an image that is not built fails up, unless
+//	                              --allow-image-failures
 //	sm-cluster down               stop everything and restore the host
 //	sm-cluster status             components, PIDs, memory, network guard, node
 //	sm-cluster images [--load]    build image tarballs of our binaries (and import them when the cluster runs)
@@ -25,6 +27,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -132,7 +135,7 @@ func newRoot() *cobra.Command {
 	pf.BoolVar(&f.skipPackages, "skip-packages", false, "do not check or install Debian packages")
 	pf.BoolVarP(&f.verbose, "verbose", "v", false, "debug logs")
 
-	var withImages bool
+	var withImages, allowImageFailures bool
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Bring the cluster up (no-op when it runs) and print the kubeconfig path",
@@ -142,12 +145,9 @@ func newRoot() *cobra.Command {
 				return err
 			}
 			if withImages {
-				if _, err := images.Build(cmd.Context(), images.Options{RepoDir: cl.Config().RepoDir, OutDir: cl.Config().ImagesDir, Binaries: binaries(f.binaries), Progress: os.Stderr, Log: log}); err != nil {
-					if cmd.Context().Err() != nil {
-						return err
-					}
-					// A binary that does not compile yet must not keep the cluster down.
-					log.Warn("some images were not built; bringing the cluster up anyway", "err", err)
+				o := images.Options{RepoDir: cl.Config().RepoDir, OutDir: cl.Config().ImagesDir, Binaries: binaries(f.binaries), Progress: os.Stderr, Log: log}
+				if err := buildUpImages(cmd.Context(), o, allowImageFailures); err != nil {
+					return err
 				}
 			}
 			kc, err := cl.Up(cmd.Context())
@@ -158,7 +158,8 @@ func newRoot() *cobra.Command {
 			return nil
 		},
 	}
-	up.Flags().BoolVar(&withImages, "images", false, "build our image tarballs first (they are imported by up)")
+	up.Flags().BoolVar(&withImages, "images", false, "build our image tarballs first (they are imported by up); an image that is not built fails up")
+	up.Flags().BoolVar(&allowImageFailures, "allow-image-failures", envBool("SM_ALLOW_IMAGE_FAILURES"), "with --images: bring the cluster up even when images fail to build or their package is missing (logged as warnings; env SM_ALLOW_IMAGE_FAILURES)")
 	up.Flags().StringVar(&f.binaries, "binaries", envOr("SM_IMAGES", ""), "comma-separated cmd/ packages to build with --images (env SM_IMAGES; default "+strings.Join(images.DefaultBinaries, ",")+")")
 
 	down := &cobra.Command{
@@ -340,6 +341,41 @@ func newRoot() *cobra.Command {
 
 	root.AddCommand(deps, up, down, status, imgs, loadImage, kubeconfig, checkGuard, dnsCmd, demoCmd(f))
 	return root
+}
+
+// buildUpImages builds the image tarballs `up --images` imports. An image that
+// is not built (it does not compile, or its Go package is missing) is an error
+// naming it and why, so up stops before starting anything, unless
+// allowFailures: then missing packages are skipped and failures are logged as
+// warnings (o.Log, o.Progress), and up goes on without those images.
+func buildUpImages(ctx context.Context, o images.Options, allowFailures bool) error {
+	o.SkipMissing = allowFailures
+	_, err := images.Build(ctx, o)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("up --images: %w", err)
+	case !allowFailures:
+		return fmt.Errorf("up --images: cluster not started: %w\n(--allow-image-failures or SM_ALLOW_IMAGE_FAILURES=true brings it up without these images)", err)
+	}
+	if o.Log != nil {
+		o.Log.Warn("up --images: bringing the cluster up without the images that were not built (--allow-image-failures)", "err", err)
+	}
+	if o.Progress != nil {
+		fmt.Fprintf(o.Progress, ">> WARNING: %s; bringing the cluster up without them (--allow-image-failures)\n", firstLine(err))
+	}
+	return nil
+}
+
+func firstLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
+}
+
+func envBool(k string) bool {
+	v, _ := strconv.ParseBool(os.Getenv(k))
+	return v
 }
 
 func binaries(s string) []string {

@@ -101,6 +101,21 @@ func Ref(binary string) string {
 	return Registry + "/" + binary + ":" + Tag
 }
 
+// ErrNoPackage is returned (wrapped, with the image and the package path) by
+// Build for a binary whose Go package does not exist in Options.RepoDir,
+// unless Options.SkipMissing is set.
+var ErrNoPackage = errors.New("no Go package")
+
+// Package returns the Go package a binary (or "binary:tag") is built from,
+// relative to the repository root: cmd/<binary> unless Packages says otherwise.
+func Package(binary string) string {
+	prog, _, _ := strings.Cut(strings.TrimSpace(binary), ":")
+	if p, ok := Packages[prog]; ok {
+		return p
+	}
+	return "./cmd/" + prog
+}
+
 // Options control Build.
 type Options struct {
 	// RepoDir is the module root holding cmd/<binary>.
@@ -109,6 +124,10 @@ type Options struct {
 	OutDir string
 	// Binaries are the cmd/ package names to build; nil means DefaultBinaries.
 	Binaries []string
+	// SkipMissing skips a binary whose Go package does not exist in RepoDir,
+	// with a progress line and a warning log, instead of failing with
+	// ErrNoPackage. Off by default: every image asked for must be built.
+	SkipMissing bool
 	// Progress receives one line per image; nil discards.
 	Progress io.Writer
 	// Log receives debug logs; nil discards.
@@ -135,26 +154,32 @@ func (o *Options) defaults() {
 	}
 }
 
-// Build compiles each binary of o.Binaries found under cmd/ and writes its
-// image tarball. Binaries whose package does not exist yet are skipped with a
-// progress line. A binary that fails to compile does not stop the others; the
-// returned error names every failure, and the results list what was written.
+// Build compiles each binary of o.Binaries (its Package) and writes its image
+// tarball. A binary whose package does not exist is an error wrapping
+// ErrNoPackage, unless o.SkipMissing: then it is skipped with a progress line
+// and a warning log. A binary that fails to compile does not stop the others;
+// the returned error names every image that was not built and why, and the
+// results list what was written.
 func Build(ctx context.Context, o Options) ([]Result, error) {
 	o.defaults()
 	var res []Result
 	var errs []error
+	var failed []string
 	for _, b := range o.Binaries {
 		b = strings.TrimSpace(b)
 		if b == "" {
 			continue
 		}
-		prog, _, _ := strings.Cut(b, ":")
-		pkg := "./cmd/" + prog
-		if p, ok := Packages[prog]; ok {
-			pkg = p
-		}
+		pkg := Package(b)
 		if !hasGoFiles(filepath.Join(o.RepoDir, pkg)) {
-			fmt.Fprintf(o.Progress, ">> image %s: skipped, no Go package at %s\n", Ref(b), pkg)
+			if o.SkipMissing {
+				fmt.Fprintf(o.Progress, ">> image %s: SKIPPED (asked to skip missing packages): no Go package at %s\n", Ref(b), pkg)
+				o.Log.Warn("image skipped: no Go package", "image", Ref(b), "package", pkg, "repo", o.RepoDir)
+				continue
+			}
+			err := fmt.Errorf("image %s: %w at %s in %s", Ref(b), ErrNoPackage, pkg, o.RepoDir)
+			fmt.Fprintf(o.Progress, ">> image %s: FAILED (the others are still built): %v\n", Ref(b), err)
+			errs, failed = append(errs, err), append(failed, Ref(b))
 			continue
 		}
 		r, err := buildOne(ctx, o, b, pkg)
@@ -163,12 +188,15 @@ func Build(ctx context.Context, o Options) ([]Result, error) {
 				return res, err
 			}
 			fmt.Fprintf(o.Progress, ">> image %s: FAILED (the others are still built): %v\n", Ref(b), firstLine(err))
-			errs = append(errs, err)
+			errs, failed = append(errs, err), append(failed, Ref(b))
 			continue
 		}
 		res = append(res, r)
 	}
-	return res, errors.Join(errs...)
+	if len(errs) > 0 {
+		return res, fmt.Errorf("%d image(s) not built (%s): %w", len(failed), strings.Join(failed, ", "), errors.Join(errs...))
+	}
+	return res, nil
 }
 
 func firstLine(err error) string {

@@ -145,7 +145,7 @@ func (c Config) start(name, bin string, args []string, env []string) (Process, e
 	cmd.Env = append(append(os.Environ(), "PATH="+systemPath), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return Process{}, fmt.Errorf("start %s (%s): %w (log %s)", name, bin, err, logPath)
+		return Process{}, &ComponentError{Component: name, Log: logPath, Err: fmt.Errorf("start %s: %w", bin, err)}
 	}
 	p := Process{Name: name, PID: cmd.Process.Pid, Log: logPath, Args: append([]string{bin}, args...)}
 	for i := 0; i < 50 && p.StartTime == 0; i++ {
@@ -178,13 +178,20 @@ func stop(p Process, grace time.Duration) {
 	}
 }
 
-// ComponentError names the component that failed and where its log is.
+// ComponentError names the component that failed and where its log is. Up
+// returns it (wrapped) when a component cannot be started, exits during
+// start-up or does not become healthy; find it with errors.As.
 type ComponentError struct {
+	// Component is the failing part, e.g. "kube-apiserver".
 	Component string
-	Log       string
-	Err       error
+	// Log is the path of the component's log file.
+	Log string
+	// Err is what went wrong.
+	Err error
 }
 
+// Error names the component, the failure and the log path, followed by the
+// log's last lines when the log can be read.
 func (e *ComponentError) Error() string {
 	tail := logTail(e.Log, 12)
 	msg := fmt.Sprintf("%s failed: %v (log: %s)", e.Component, e.Err, e.Log)
@@ -194,6 +201,7 @@ func (e *ComponentError) Error() string {
 	return msg
 }
 
+// Unwrap returns the underlying error.
 func (e *ComponentError) Unwrap() error { return e.Err }
 
 func logTail(path string, n int) string {

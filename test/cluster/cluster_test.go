@@ -1,21 +1,28 @@
 //go:build e2e
 
 // Package cluster_test is the end-to-end test of the local cluster: it brings
-// the cluster up from upstream parts, runs a Deployment of our sm-echo image
-// behind a Service, reaches it through its ClusterIP and DNS name from a pod and
-// from the host, tears the cluster down and checks the host is as before.
+// the cluster up from upstream parts the way a user does (`make cluster-up`,
+// with only the sm-echo image), checks the kubeconfig path it prints, runs a
+// Deployment of our sm-echo image behind a Service, reaches it through its
+// ClusterIP and DNS name from a pod and from the host, tears the cluster down
+// with `make cluster-down` and checks the host is as before. (test/e2e drives
+// the same cluster through the library, localcluster.Cluster.Up and Down.)
 //
 // Run as root: go test -tags e2e -v -timeout 40m ./test/cluster/
+// Not root: skipped, except under CI=true, where it fails.
 package cluster_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -26,6 +33,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/sandboxmesh/sandboxmesh/internal/images"
 	"github.com/sandboxmesh/sandboxmesh/internal/localcluster"
@@ -46,9 +54,7 @@ func repoRoot(t *testing.T) string {
 }
 
 func TestLocalCluster(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the local cluster needs root")
-	}
+	requireRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 35*time.Minute)
 	defer cancel()
 	cfg := localcluster.Config{
@@ -72,12 +78,6 @@ func TestLocalCluster(t *testing.T) {
 	if err := cfg.EnsurePackages(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := images.Build(ctx, images.Options{RepoDir: cfg.RepoDir, OutDir: cfg.ImagesDir, Binaries: []string{"sm-echo"}, Progress: tw{t}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := images.BuildPause(ctx, images.Options{RepoDir: cfg.RepoDir, OutDir: cfg.ImagesDir, Progress: tw{t}}); err != nil {
-		t.Fatal(err)
-	}
 	// Build the Kubernetes binaries (cached) before timing the start-up.
 	if cfg.K8sBinDir == "" {
 		if out, err := runCmd(ctx, cfg.RepoDir, "bash", append([]string{"hack/k8s-build.sh"}, localcluster.K8sComponents...)...); err != nil {
@@ -87,13 +87,15 @@ func TestLocalCluster(t *testing.T) {
 		}
 		cl, _ = localcluster.New(cfg)
 	}
-
-	// The DNS server runs as `sm-cluster dns`: build it before timing the start-up.
-	cfg.SelfBinary = filepath.Join(t.TempDir(), "sm-cluster")
-	if out, err := runCmd(ctx, cfg.RepoDir, "go", "build", "-o", cfg.SelfBinary, "./cmd/sm-cluster"); err != nil {
-		t.Fatalf("build sm-cluster: %v\n%s", err, out)
+	// The script behind `make cluster-up` builds cmd/sm-cluster (cached):
+	// build it before timing the start-up.
+	if out, err := runCmd(ctx, cfg.RepoDir, filepath.Join(cfg.RepoDir, "hack", "cluster", "sm-cluster.sh"), "--help"); err != nil {
+		t.Fatalf("hack/cluster/sm-cluster.sh --help: %v\n%s", err, out)
 	}
-	cl, _ = localcluster.New(cfg)
+	// The user's path: make cluster-up / make cluster-down, with only the
+	// image this test runs (SM_IMAGES; test/e2e builds all of them).
+	env := append(os.Environ(), "SM_IMAGES=sm-echo", "SM_CLUSTER_DIR="+cfg.StateDir, "SM_K8S_BIN="+cfg.K8sBinDir,
+		"SM_ALLOW_IMAGE_FAILURES=", "MAKEFLAGS=", "MAKELEVEL=")
 
 	before, err := localcluster.SnapshotHost(ctx)
 	if err != nil {
@@ -109,20 +111,39 @@ func TestLocalCluster(t *testing.T) {
 	}()
 
 	start := time.Now()
-	kubeconfig, err := cl.Up(ctx)
+	kubeconfig, upLog := makeTarget(ctx, t, cfg.RepoDir, env, "cluster-up")
+	makeUpTime := time.Since(start)
+	upTime := makeUpTime
+	if m := regexp.MustCompile(`cluster up in (\S+);`).FindStringSubmatch(upLog); m != nil {
+		if d, err := time.ParseDuration(m[1]); err == nil {
+			upTime = d
+		}
+	}
+	t.Logf("make cluster-up in %s (cluster up in %s), kubeconfig %s", makeUpTime.Round(10*time.Millisecond), upTime, kubeconfig)
+	if kubeconfig != cfg.KubeconfigPath() {
+		t.Errorf("make cluster-up printed %q as its last line, want the kubeconfig path %s", kubeconfig, cfg.KubeconfigPath())
+	}
+	// The printed path is a working admin kubeconfig.
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
-		t.Fatalf("up: %v", err)
+		t.Fatalf("kubeconfig %q printed by make cluster-up: %v", kubeconfig, err)
 	}
-	upTime := time.Since(start)
-	t.Logf("cluster up in %s, kubeconfig %s", upTime.Round(10*time.Millisecond), kubeconfig)
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := cs.Discovery().ServerVersion(); err != nil {
+		t.Fatalf("kubeconfig %s: server version: %v", kubeconfig, err)
+	} else {
+		t.Logf("kubeconfig %s reaches Kubernetes %s", kubeconfig, v.GitVersion)
+	}
 
-	// A second up is a no-op.
+	// A second up is a no-op: same path, nothing restarted.
 	start2 := time.Now()
-	if _, err := cl.Up(ctx); err != nil {
-		t.Fatalf("second up: %v", err)
-	}
-	if d := time.Since(start2); d > 5*time.Second {
-		t.Errorf("second up took %s; want a no-op", d)
+	kubeconfig2, upLog2 := makeTarget(ctx, t, cfg.RepoDir, env, "cluster-up")
+	t.Logf("second make cluster-up in %s", time.Since(start2).Round(10*time.Millisecond))
+	if kubeconfig2 != kubeconfig || !strings.Contains(upLog2, "cluster already running") {
+		t.Errorf("second make cluster-up printed %q and did not say the cluster already runs:\n%s", kubeconfig2, upLog2)
 	}
 
 	// No traffic before the network guard is confirmed.
@@ -130,10 +151,6 @@ func TestLocalCluster(t *testing.T) {
 		t.Fatalf("network guard: %v", err)
 	}
 
-	cs, err := cl.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
 	deployStart := time.Now()
 	clusterIP := deployEcho(ctx, t, cs)
 	t.Logf("echo Deployment available in %s; ClusterIP %s", time.Since(deployStart).Round(10*time.Millisecond), clusterIP)
@@ -185,11 +202,12 @@ func TestLocalCluster(t *testing.T) {
 	t.Logf("RESULT startup=%s rss_total=%.0fMiB %s", upTime.Round(10*time.Millisecond), float64(total)/(1<<20), strings.Join(parts, " "))
 
 	downStart := time.Now()
-	if err := cl.Down(ctx); err != nil {
-		t.Fatalf("down: %v", err)
-	}
+	_, downLog := makeTarget(ctx, t, cfg.RepoDir, env, "cluster-down")
 	downDone = true
-	t.Logf("down in %s", time.Since(downStart).Round(10*time.Millisecond))
+	if !strings.Contains(downLog, "cluster down; host restored") {
+		t.Errorf("make cluster-down did not report the host restored:\n%s", downLog)
+	}
+	t.Logf("make cluster-down in %s", time.Since(downStart).Round(10*time.Millisecond))
 	after, err := localcluster.SnapshotHost(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -200,6 +218,22 @@ func TestLocalCluster(t *testing.T) {
 	if _, err := os.Stat(cfg.StateDir); err == nil {
 		t.Errorf("state dir %s still exists", cfg.StateDir)
 	}
+}
+
+// makeTarget runs `make <target>` in the repository as a user does, its
+// progress (stderr) passed to the test log. It returns the last line of
+// stdout (cluster-up prints the kubeconfig path there) and stderr.
+func makeTarget(ctx context.Context, t *testing.T, repo string, env []string, target string) (string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "-C", repo, target)
+	cmd.Env = env
+	cmd.Stdout = &stdout
+	cmd.Stderr = io.MultiWriter(&stderr, tw{t})
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("make %s: %v\nstdout:\n%s", target, err, stdout.String())
+	}
+	return strings.TrimSpace(lastLine(stdout.String())), stderr.String()
 }
 
 func deployEcho(ctx context.Context, t *testing.T, cs kubernetes.Interface) string {

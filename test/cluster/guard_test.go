@@ -18,9 +18,7 @@ import (
 // ranges), checks that CheckGuard notices a missing rule, and that Down leaves
 // the host as it was.
 func TestGuardRoundTrip(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
+	requireRoot(t)
 	if _, err := exec.LookPath("iptables"); err != nil {
 		t.Skip("iptables not installed (sm-cluster deps)")
 	}
