@@ -376,7 +376,9 @@ func (r *IstioRouter) Remove(ctx context.Context, svc Service) error {
 
 // Status reads the VirtualService back: our routes must be present (those of
 // the last Apply), first in the http list, valid (RE2 regexes, lowercase
-// header names, destinations), and Istio's status must not report errors.
+// header names, destinations), and Istio's status (when istiod writes one)
+// must not report errors; Reconciled=False there is Pending. The status's
+// observedGeneration is not compared with the VirtualService's generation.
 func (r *IstioRouter) Status(ctx context.Context, svc Service) (Status, error) {
 	v, err := r.view(ctx, svc)
 	if err != nil {
@@ -410,8 +412,9 @@ func (r *IstioRouter) Status(ctx context.Context, svc Service) (Status, error) {
 		st.Reason, st.Message = ReasonRejected, "VirtualService "+id+": "+strings.Join(problems, "; ")
 		return st, nil
 	}
-	if msgs := istioStatusErrors(target); len(msgs) > 0 {
-		st.Reason, st.Message = ReasonRejected, "VirtualService "+id+": Istio reports: "+strings.Join(msgs, "; ")
+	errs, propagating := istioStatusProblems(target)
+	if len(errs) > 0 {
+		st.Reason, st.Message = ReasonRejected, "VirtualService "+id+": Istio reports: "+strings.Join(errs, "; ")
 		return st, nil
 	}
 	have := map[string]bool{}
@@ -426,6 +429,10 @@ func (r *IstioRouter) Status(ctx context.Context, svc Service) (Status, error) {
 	}
 	if len(missing) > 0 {
 		st.Reason, st.Message = ReasonNotApplied, "VirtualService "+id+" lacks routes "+strings.Join(missing, ", ")
+		return st, nil
+	}
+	if len(propagating) > 0 {
+		st.Reason, st.Message = ReasonPending, "VirtualService "+id+": Istio is still distributing it: "+strings.Join(propagating, "; ")
 		return st, nil
 	}
 	st.Accepted, st.Reason = true, ReasonAccepted
@@ -487,18 +494,19 @@ func validateIstioRoutes(http []any) []string {
 	return problems
 }
 
-// istioStatusErrors returns Istio's error-level validation messages and
-// false conditions from the VirtualService status (written by istiod when
-// status reporting is on).
-func istioStatusErrors(vs *unstructured.Unstructured) []string {
-	var out []string
+// istioStatusProblems reads the VirtualService status written by istiod when
+// its status reporting is on. errs are the error-level validation messages
+// and the conditions with status False, except Reconciled; propagating holds
+// the message of a Reconciled=False condition, which istiod sets while the
+// configuration is still being distributed to the proxies (not a rejection).
+func istioStatusProblems(vs *unstructured.Unstructured) (errs, propagating []string) {
 	msgs, _, _ := unstructured.NestedSlice(vs.Object, "status", "validationMessages")
 	for _, m := range msgs {
 		mm, _ := m.(map[string]any)
 		if lvl, _ := mm["level"].(string); lvl == "ERROR" {
 			name, _, _ := unstructured.NestedString(mm, "type", "name")
 			code, _, _ := unstructured.NestedString(mm, "type", "code")
-			out = append(out, fmt.Sprintf("%s %s", code, name))
+			errs = append(errs, fmt.Sprintf("%s %s", code, name))
 		}
 	}
 	conds, _, _ := unstructured.NestedSlice(vs.Object, "status", "conditions")
@@ -507,10 +515,14 @@ func istioStatusErrors(vs *unstructured.Unstructured) []string {
 		if s, _ := cm["status"].(string); s == "False" {
 			t, _ := cm["type"].(string)
 			msg, _ := cm["message"].(string)
-			out = append(out, fmt.Sprintf("condition %s=False: %s", t, msg))
+			if t == "Reconciled" {
+				propagating = append(propagating, fmt.Sprintf("condition Reconciled=False: %s", msg))
+				continue
+			}
+			errs = append(errs, fmt.Sprintf("condition %s=False: %s", t, msg))
 		}
 	}
-	return out
+	return errs, propagating
 }
 
 // IstioDefaultRouteName is the name of the catch-all route of an owned VirtualService.

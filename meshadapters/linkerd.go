@@ -21,9 +21,13 @@ const LinkerdControllerName = "linkerd.io/policy-controller"
 //     fails requests that match no route once any route is attached to a Service port;
 //   - Status reports a ServiceProfile for the Service: Linkerd then ignores HTTPRoutes.
 //
-// Linkerd 2.18 or newer reads the v1 HTTPRoute and GRPCRoute; 2.15 to 2.17 read HTTPRoute
-// v1beta1 and GRPCRoute v1alpha2, which the Gateway API CRDs must then serve (see
-// docs/meshadapters.md). Routes of the policy.linkerd.io group are not derived from.
+// Linkerd versions (docs/meshadapters.md has the table): 2.18 or newer reads HTTPRoute and
+// GRPCRoute v1, so HTTP and gRPC ports are routed. 2.14 to 2.17 read HTTPRoute v1beta1, which
+// the Gateway API CRDs serve next to v1, so HTTP ports are routed. Linkerd reads GRPCRoutes only
+// from 2.16; 2.16 and 2.17 read GRPCRoute v1alpha2, served next to v1 only by the Gateway API
+// v1.1 experimental channel, so elsewhere (and on 2.14 and 2.15) gRPC ports are not routed by
+// key and keyed gRPC requests stay on the baseline. Retry and timeout annotations are read by
+// Linkerd 2.16 or newer. Routes of the policy.linkerd.io group are not derived from.
 func NewLinkerdRouter(deps Deps) (Router, error) {
 	g, err := newGAMMARouter(deps, gammaFlavour{
 		backend:             BackendLinkerd,
