@@ -104,8 +104,9 @@ func (r *Registry) Names() []string {
 }
 
 // New builds the named backends in order. An unknown name fails with an error
-// wrapping ErrUnknownBackend (never a fallback); an empty list or a repeated
-// name is an error too.
+// wrapping ErrUnknownBackend (never a fallback); an empty list, a repeated
+// name or two backends that write the same objects (gatewayapi and linkerd,
+// ErrConflictingBackends) are errors too.
 func (r *Registry) New(names []string, deps Deps) ([]Router, error) {
 	if len(names) == 0 {
 		return nil, errors.New("mesh backends: none configured")
@@ -118,6 +119,9 @@ func (r *Registry) New(names []string, deps Deps) ([]Router, error) {
 			return nil, fmt.Errorf("mesh backends[%d]: %q listed twice", i, n)
 		}
 		seen[n] = true
+		if (n == "gatewayapi" && seen["linkerd"]) || (n == "linkerd" && seen["gatewayapi"]) {
+			return nil, fmt.Errorf("mesh backends[%d]: %q: gatewayapi and linkerd both write the GAMMA routes of a Service under the same names; enable one of them: %w", i, n, ErrConflictingBackends)
+		}
 		r.mu.RLock()
 		f, ok := r.factories[n]
 		r.mu.RUnlock()
@@ -132,6 +136,9 @@ func (r *Registry) New(names []string, deps Deps) ([]Router, error) {
 	}
 	return out, nil
 }
+
+// ErrConflictingBackends: two enabled backends would write the same objects.
+var ErrConflictingBackends = errors.New("conflicting mesh backends")
 
 // defaultRegistry holds the built-in backends and those added with Register.
 var defaultRegistry = NewRegistry()

@@ -15,9 +15,11 @@ func TestRegistryNew(t *testing.T) {
 		names     []string
 		want      []string
 		unknown   bool
+		conflict  bool
 		wantError bool
 	}{
-		{name: "all four", names: []string{"devmesh", "istio", "gatewayapi", "linkerd"}, want: []string{"devmesh", "istio", "gatewayapi", "linkerd"}},
+		{name: "three", names: []string{"devmesh", "istio", "gatewayapi"}, want: []string{"devmesh", "istio", "gatewayapi"}},
+		{name: "gatewayapi and linkerd write the same routes", names: []string{"gatewayapi", "devmesh", "linkerd"}, conflict: true, wantError: true},
 		{name: "devmesh next to linkerd", names: []string{"linkerd", "devmesh"}, want: []string{"linkerd", "devmesh"}},
 		{name: "unknown name", names: []string{"istio", "consul"}, unknown: true, wantError: true},
 		{name: "case matters", names: []string{"Istio"}, unknown: true, wantError: true},
@@ -32,6 +34,9 @@ func TestRegistryNew(t *testing.T) {
 				}
 				if got := errors.Is(err, ErrUnknownBackend); got != tc.unknown {
 					t.Errorf("errors.Is(err, ErrUnknownBackend) = %v for %v", got, err)
+				}
+				if got := errors.Is(err, ErrConflictingBackends); got != tc.conflict {
+					t.Errorf("errors.Is(err, ErrConflictingBackends) = %v for %v", got, err)
 				}
 				return
 			}
