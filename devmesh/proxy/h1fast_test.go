@@ -338,8 +338,13 @@ func TestFastPath(t *testing.T) {
 		e.publish(e.forkRoute("abc", e.fork1))
 		c := &http.Client{}
 		e.do(c, "GET", "/", h("Baggage", "sm-routing-key=abc"), nil)
-		if e.p.fastFork.idleConns() == 0 {
-			t.Fatal("no pooled fork connection")
+		// The connection is pooled right after the response reached the client: wait for it.
+		deadline := time.Now().Add(5 * time.Second)
+		for e.p.fastFork.idleConns() == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("no pooled fork connection")
+			}
+			time.Sleep(time.Millisecond)
 		}
 		e.publish(e.forkRoute("abc", e.fork2))
 		e.do(c, "GET", "/", h("Baggage", "sm-routing-key=zzz"), nil) // the next lookup sees the new table
@@ -347,7 +352,7 @@ func TestFastPath(t *testing.T) {
 			t.Fatalf("%d idle fork connections after a route change", n)
 		}
 		e.do(c, "GET", "/", h("Baggage", "sm-routing-key=abc"), nil)
-		deadline := time.Now().Add(5 * time.Second)
+		deadline = time.Now().Add(5 * time.Second)
 		for e.p.fastFork.idleConns() != 0 {
 			if time.Now().After(deadline) {
 				t.Fatal("idle fork connection kept past its idle timeout")
