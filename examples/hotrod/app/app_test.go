@@ -277,18 +277,9 @@ func TestParseArgs(t *testing.T) {
 
 func TestUnreachableDownstream(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	// Ports that were just free: nothing listens there.
-	dead := func() string {
-		s, err := Start(t.Context(), Config{Service: Customer, HTTPAddr: "127.0.0.1:0", Logger: log})
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := s.HTTPAddr()
-		if err := s.Shutdown(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-		return addr
-	}
+	// Port 1 is never an ephemeral port (a just-closed one may be taken by the next listener) and nothing
+	// listens there: dialling it is refused.
+	dead := func() string { return "127.0.0.1:1" }
 	s, err := Start(t.Context(), Config{Service: Frontend, HTTPAddr: "127.0.0.1:0", Logger: log,
 		RouteURL: "http://" + dead(), DriverAddr: dead(), CallTimeout: 5 * time.Second})
 	if err != nil {
