@@ -214,22 +214,24 @@ func (t *fastTracker) setIdle(c *fastConn, idle bool) bool {
 
 // fastConn is one client connection on the fast path.
 type fastConn struct {
-	p       *Proxy
-	c       net.Conn
-	info    portInfo
-	br      *bufio.Reader
-	bw      *bufio.Writer
-	flush   func() error
-	hdr     []byte // request head
-	rhdr    []byte // response head
-	req     fastReq
-	resp    fastResp
-	keyHdr  http.Header
-	scratch []byte
-	ip      string
-	trusted bool
-	idle    bool // guarded by fastTracker.mu
-	st      reqState
+	p        *Proxy
+	c        net.Conn
+	info     portInfo
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	flush    func() error
+	hdr      []byte // request head
+	rhdr     []byte // response head
+	req      fastReq
+	resp     fastResp
+	keyHdr   http.Header
+	scratch  []byte
+	start    time.Time // of the current request
+	recorded bool      // the current request is in the metrics
+	ip       string
+	trusted  bool
+	idle     bool // guarded by fastTracker.mu
+	st       reqState
 }
 
 // serveFast serves one client connection on the fast path, handing it to hand's net/http server when a
@@ -324,6 +326,7 @@ func (fc *fastConn) keyHeader() http.Header {
 func (fc *fastConn) exchange() bool {
 	p, r, st := fc.p, &fc.req, &fc.st
 	start := time.Now()
+	fc.start, fc.recorded = start, false
 	*st = reqState{kind: kindLocal, port: fc.info.port}
 	hasBody := r.chunked || r.contentLength > 0
 	if hasBody {
@@ -339,12 +342,22 @@ func (fc *fastConn) exchange() bool {
 	}
 	p.decide(st, r.ownHop, h)
 	keep := fc.forward(hasBody)
-	kind := st.kind
-	if st.fellBack {
+	fc.record()
+	return keep && !r.closeAfter && !p.fast.isClosing()
+}
+
+// record observes the request in the metrics, once; it runs before the last bytes of the answer are
+// flushed (as net/http's server does), so a client that got its answer finds it counted.
+func (fc *fastConn) record() {
+	if fc.recorded {
+		return
+	}
+	fc.recorded = true
+	kind := fc.st.kind
+	if fc.st.fellBack {
 		kind = kindBaseline
 	}
-	p.m.observe(kind, st.status, time.Since(start))
-	return keep && !r.closeAfter && !p.fast.isClosing()
+	fc.p.m.observe(kind, fc.st.status, time.Since(fc.start))
 }
 
 // retryable marks an upstream connection that failed before any byte of the answer: on a reused
@@ -652,6 +665,7 @@ func (fc *fastConn) relayResponse(uc *upConn) (keepClient, keepUp bool) {
 		err = copyChunkedUntilEOF(fc.bw, uc.br, buf, fc.flush)
 		p.bufs.Put(buf)
 	}
+	fc.record()
 	if ferr := fc.bw.Flush(); err == nil {
 		err = ferr
 	}
@@ -685,6 +699,7 @@ func (fc *fastConn) fail(err error, keep bool) bool {
 	}
 	_, _ = w.WriteString("\r\n")
 	_, _ = w.Write(b)
+	fc.record()
 	return w.Flush() == nil && keep
 }
 
