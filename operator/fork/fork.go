@@ -318,6 +318,18 @@ func deleteEnv(env []corev1.EnvVar, name string) []corev1.EnvVar {
 	return out
 }
 
+// strategicMerge applies a strategic merge patch to a Deployment. apimachinery panics on some malformed
+// patches (a merge key whose value is a map, found by FuzzPatch); that becomes an error here, so a bad
+// patch is an InvalidPatch condition, never a crashed reconcile.
+func strategicMerge(orig, patch []byte) (out []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = nil, fmt.Errorf("malformed strategic merge patch: %v", r)
+		}
+	}()
+	return strategicpatch.StrategicMergePatch(orig, patch, appsv1.Deployment{})
+}
+
 func applyPatch(d *appsv1.Deployment, p *smv1.Patch, path *field.Path) (*appsv1.Deployment, error) {
 	orig, err := json.Marshal(d)
 	if err != nil {
@@ -330,7 +342,7 @@ func applyPatch(d *appsv1.Deployment, p *smv1.Patch, path *field.Path) (*appsv1.
 	var out []byte
 	switch p.Type {
 	case smv1.PatchStrategic, "":
-		out, err = strategicpatch.StrategicMergePatch(orig, patchJSON, appsv1.Deployment{})
+		out, err = strategicMerge(orig, patchJSON)
 	case smv1.PatchMerge:
 		out, err = jsonpatch.MergePatch(orig, patchJSON)
 	case smv1.PatchJSON:

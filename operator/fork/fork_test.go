@@ -184,6 +184,8 @@ func TestCustomizations(t *testing.T) {
 			wantErr: ErrInvalidPatch, errPath: "spec.forks[0].customizations.patch.value"},
 		{name: "patch wrong type", c: &smv1.Customizations{Patch: &smv1.Patch{Type: smv1.PatchMerge, Value: `{"spec":{"replicas":"many"}}`}},
 			wantErr: ErrInvalidPatch, errPath: "spec.forks[0].customizations.patch.value"},
+		{name: "strategic patch whose merge key is a map (apimachinery panics)", c: &smv1.Customizations{Patch: &smv1.Patch{Type: smv1.PatchStrategic, Value: "spec:\n template:\n  spec:\n   containers:\n   - name: {0: null}\n"}},
+			wantErr: ErrInvalidPatch, errPath: "malformed strategic merge patch"},
 		{name: "patch removes containers", c: &smv1.Customizations{Patch: &smv1.Patch{Type: smv1.PatchMerge, Value: `{"spec":{"template":{"spec":{"containers":null}}}}`}},
 			wantErr: ErrInvalidPatch, errPath: "removes every container"},
 	}
