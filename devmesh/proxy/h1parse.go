@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net/http"
@@ -246,18 +247,8 @@ func parseRequest(block []byte, r *fastReq, keyHeader func([]byte) bool) bool {
 		if len(line) == 0 {
 			break
 		}
-		colon := -1
-		for i, c := range line {
-			if c == ':' {
-				colon = i
-				break
-			}
-		}
-		if colon <= 0 {
-			return false
-		}
-		name, value := line[:colon], trimOWS(line[colon+1:])
-		if !isToken(name) || !validValue(value) {
+		name, value, ok := splitField(line)
+		if !ok {
 			return false
 		}
 		f := hfield{name: name, value: value}
@@ -368,11 +359,7 @@ func parseRequest(block []byte, r *fastReq, keyHeader func([]byte) bool) bool {
 			case eqFold(t, "upgrade"):
 				ok = false
 			default:
-				for i := range r.fields {
-					if len(r.fields[i].name) == len(t) && eqFold(r.fields[i].name, lowerASCII(t)) {
-						r.fields[i].skip = true
-					}
-				}
+				skipNamed(r.fields, t)
 			}
 		})
 		if !ok {
@@ -382,21 +369,25 @@ func parseRequest(block []byte, r *fastReq, keyHeader func([]byte) bool) bool {
 	return true
 }
 
-// lowerASCII returns t lowercased (a copy only when t has uppercase letters).
-func lowerASCII(t []byte) string {
-	for _, c := range t {
-		if 'A' <= c && c <= 'Z' {
-			b := make([]byte, len(t))
-			for i, c := range t {
-				if 'A' <= c && c <= 'Z' {
-					c += 'a' - 'A'
-				}
-				b[i] = c
-			}
-			return string(b)
+// splitField splits a header field line (without its line end) into a token name and a value without
+// surrounding whitespace; ok is false for a malformed line (no colon, a name that is not a token, control
+// characters in the value).
+func splitField(line []byte) (name, value []byte, ok bool) {
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 {
+		return nil, nil, false
+	}
+	name, value = line[:colon], trimOWS(line[colon+1:])
+	return name, value, isToken(name) && validValue(value)
+}
+
+// skipNamed marks the fields a Connection header names (hop-by-hop by declaration).
+func skipNamed(fields []hfield, name []byte) {
+	for i := range fields {
+		if bytes.EqualFold(fields[i].name, name) {
+			fields[i].skip = true
 		}
 	}
-	return string(t)
 }
 
 // fastResp is a parsed upstream response head.
@@ -446,18 +437,8 @@ func parseResponse(block []byte, r *fastResp) error {
 		if len(line) == 0 {
 			break
 		}
-		colon := -1
-		for i, c := range line {
-			if c == ':' {
-				colon = i
-				break
-			}
-		}
-		if colon <= 0 {
-			return errBadResponse
-		}
-		name, value := line[:colon], trimOWS(line[colon+1:])
-		if !isToken(name) || !validValue(value) {
+		name, value, ok := splitField(line)
+		if !ok {
 			return errBadResponse
 		}
 		f := hfield{name: name, value: value}
@@ -512,11 +493,7 @@ func parseResponse(block []byte, r *fastResp) error {
 				r.closeAfter = true
 			case eqFold(t, "keep-alive"):
 			default:
-				for i := range r.fields {
-					if len(r.fields[i].name) == len(t) && eqFold(r.fields[i].name, lowerASCII(t)) {
-						r.fields[i].skip = true
-					}
-				}
+				skipNamed(r.fields, t)
 			}
 		})
 	}
@@ -612,14 +589,7 @@ func relayChunked(dst *bufio.Writer, src *bufio.Reader, buf []byte, flush func()
 					_, err = dst.WriteString("\r\n")
 					return total, err
 				}
-				colon := -1
-				for i, c := range l {
-					if c == ':' {
-						colon = i
-						break
-					}
-				}
-				if trailer >= 64 || colon <= 0 || !isToken(l[:colon]) || !validValue(l[colon+1:]) {
+				if _, _, ok := splitField(l); !ok || trailer >= 64 {
 					return total, errBadChunk
 				}
 				_, _ = dst.Write(l)
