@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -11,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -136,82 +136,6 @@ func (u *upPool) idleConns() int {
 	return n
 }
 
-// fastTracker tracks fast-path client connections for draining.
-type fastTracker struct {
-	mu      sync.Mutex
-	conns   map[*fastConn]struct{}
-	closing bool
-	empty   chan struct{}
-}
-
-func (t *fastTracker) add(c *fastConn) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.closing {
-		return false
-	}
-	if t.conns == nil {
-		t.conns = map[*fastConn]struct{}{}
-	}
-	t.conns[c] = struct{}{}
-	return true
-}
-
-func (t *fastTracker) remove(c *fastConn) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	delete(t.conns, c)
-	if len(t.conns) == 0 && t.empty != nil {
-		close(t.empty)
-		t.empty = nil
-	}
-}
-
-func (t *fastTracker) isClosing() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.closing
-}
-
-// shutdown stops keep-alive, closes idle connections and waits for the others to finish their request;
-// at ctx's end it closes them and reports false.
-func (t *fastTracker) shutdown(ctx context.Context) bool {
-	t.mu.Lock()
-	t.closing = true
-	for c := range t.conns {
-		if c.idle {
-			_ = c.c.Close()
-		}
-	}
-	if len(t.conns) == 0 {
-		t.mu.Unlock()
-		return true
-	}
-	empty := make(chan struct{})
-	t.empty = empty
-	t.mu.Unlock()
-	select {
-	case <-empty:
-		return true
-	case <-ctx.Done():
-		t.mu.Lock()
-		for c := range t.conns {
-			_ = c.c.Close()
-		}
-		t.mu.Unlock()
-		<-empty
-		return false
-	}
-}
-
-// setIdle marks a connection waiting for its next request (closed at once by a shutdown).
-func (t *fastTracker) setIdle(c *fastConn, idle bool) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	c.idle = idle
-	return !t.closing
-}
-
 // fastConn is one client connection on the fast path.
 type fastConn struct {
 	p        *Proxy
@@ -230,7 +154,7 @@ type fastConn struct {
 	recorded bool      // the current request is in the metrics
 	ip       string
 	trusted  bool
-	idle     bool // guarded by fastTracker.mu
+	idle     atomic.Bool // waiting for its next request: a drain closes it at once
 	st       reqState
 }
 
@@ -238,13 +162,13 @@ type fastConn struct {
 // request needs it.
 func (p *Proxy) serveFast(c net.Conn, info portInfo, hand *chanListener) {
 	fc := &fastConn{p: p, c: c, info: info, keyHdr: http.Header{}}
-	if !p.fast.add(fc) {
+	if !p.fast.begin(&fc.idle, c) {
 		_ = c.Close()
 		return
 	}
 	handed := false
 	defer func() {
-		p.fast.remove(fc)
+		p.fast.end(c)
 		if handed {
 			p.m.h1HandedOver.Inc()
 		} else {
@@ -263,12 +187,15 @@ func (p *Proxy) serveFast(c net.Conn, info portInfo, hand *chanListener) {
 	fc.ip, fc.trusted = ip, p.isTrusted(ip)
 	for {
 		if fc.br.Buffered() == 0 {
-			if !p.fast.setIdle(fc, true) {
+			// Idle first, then the check: a drain that starts in between sees the flag and closes us.
+			fc.idle.Store(true)
+			if p.fast.closing() {
 				return
 			}
 			_ = c.SetReadDeadline(time.Now().Add(p.cfg.IdleTimeout))
 			_, err := fc.br.Peek(1)
-			if !p.fast.setIdle(fc, false) || err != nil {
+			fc.idle.Store(false)
+			if err != nil {
 				return
 			}
 		}
@@ -343,7 +270,7 @@ func (fc *fastConn) exchange() bool {
 	p.decide(st, r.ownHop, h)
 	keep := fc.forward(hasBody)
 	fc.record()
-	return keep && !r.closeAfter && !p.fast.isClosing()
+	return keep && !r.closeAfter && !p.fast.closing()
 }
 
 // record observes the request in the metrics, once; it runs before the last bytes of the answer are
@@ -519,14 +446,7 @@ func (fc *fastConn) writeHead(w *bufio.Writer) {
 	_ = w.WriteByte(' ')
 	_, _ = w.Write(r.target)
 	_, _ = w.WriteString(" HTTP/1.1\r\n")
-	for i := range r.fields {
-		if f := &r.fields[i]; !f.skip {
-			_, _ = w.Write(f.name)
-			_, _ = w.WriteString(": ")
-			_, _ = w.Write(f.value)
-			_, _ = w.WriteString("\r\n")
-		}
-	}
+	writeFields(w, r.fields)
 	if r.chunked {
 		_, _ = w.WriteString("Transfer-Encoding: chunked\r\n")
 	}
@@ -564,6 +484,18 @@ func (fc *fastConn) writeHead(w *bufio.Writer) {
 	fc.scratch = appendForwardedElement(fc.scratch[:0], fc.ip, r.host)
 	_, _ = w.Write(fc.scratch)
 	_, _ = w.WriteString("\r\n\r\n")
+}
+
+// writeFields writes the fields that are forwarded, as received.
+func writeFields(w *bufio.Writer, fields []hfield) {
+	for i := range fields {
+		if f := &fields[i]; !f.skip {
+			_, _ = w.Write(f.name)
+			_, _ = w.WriteString(": ")
+			_, _ = w.Write(f.value)
+			_, _ = w.WriteString("\r\n")
+		}
+	}
 }
 
 func (fc *fastConn) writeJoined(w *bufio.Writer, idx []int) {
@@ -620,14 +552,7 @@ func (fc *fastConn) writeResponseHead(addChunked, close bool) {
 	_ = w.WriteByte(' ')
 	_, _ = w.Write(rs.reason)
 	_, _ = w.WriteString("\r\n")
-	for i := range rs.fields {
-		if f := &rs.fields[i]; !f.skip {
-			_, _ = w.Write(f.name)
-			_, _ = w.WriteString(": ")
-			_, _ = w.Write(f.value)
-			_, _ = w.WriteString("\r\n")
-		}
-	}
+	writeFields(w, rs.fields)
 	if addChunked {
 		_, _ = w.WriteString("Transfer-Encoding: chunked\r\n")
 	}
@@ -645,7 +570,7 @@ func (fc *fastConn) relayResponse(uc *upConn) (keepClient, keepUp bool) {
 	if p.cfg.WriteTimeout > 0 {
 		_ = fc.c.SetWriteDeadline(time.Now().Add(p.cfg.WriteTimeout))
 	}
-	closeClient := r.closeAfter || p.fast.isClosing()
+	closeClient := r.closeAfter || p.fast.closing()
 	noBody := bodyless(r.method, rs.status)
 	untilClose := !noBody && !rs.chunked && rs.contentLength < 0
 	fc.writeResponseHead(untilClose, closeClient)
@@ -701,22 +626,6 @@ func (fc *fastConn) fail(err error, keep bool) bool {
 	_, _ = w.Write(b)
 	fc.record()
 	return w.Flush() == nil && keep
-}
-
-// acceptFast accepts connections of an explicit HTTP port for the fast path.
-func (p *Proxy) acceptFast(ln net.Listener, hand *chanListener, info portInfo) {
-	defer hand.Close()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if isTemporary(err) {
-				time.Sleep(5 * time.Millisecond)
-				continue
-			}
-			return
-		}
-		go p.serveFast(c, info, hand)
-	}
 }
 
 // sweepPools closes expired idle upstream connections until stop is closed.

@@ -104,7 +104,7 @@ type Proxy struct {
 	addrs                            map[int32]string
 	redirectAddr, adminAddr          string
 	admin                            *http.Server
-	tcp                              tcpTracker
+	tcp                              connTracker
 	serveWG                          sync.WaitGroup
 	lastForkTable                    atomic.Pointer[routeapi.Table]
 	origDst                          func(net.Conn) (netip.AddrPort, error)
@@ -118,7 +118,7 @@ type Proxy struct {
 	// The HTTP/1.1 fast path (h1fast.go): on unless tracing or Config.DisableFastPath.
 	fastOn              bool
 	fastLocal, fastFork *upPool
-	fast                fastTracker
+	fast                connTracker
 	keyHeaders          []keyHeaderName
 	bufs                *bufferPool
 	stopSweep           chan struct{}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -33,7 +34,8 @@ func (p *Proxy) Start(ctx context.Context) error {
 			p.serveWG.Add(1)
 			go func() {
 				defer p.serveWG.Done()
-				p.acceptTCP(ln, p.localAddr(pm.App))
+				addr := p.localAddr(pm.App)
+				acceptEach(ln, func(c net.Conn) { p.pipeTCP(c, addr) })
 			}()
 			continue
 		}
@@ -47,7 +49,9 @@ func (p *Proxy) Start(ctx context.Context) error {
 			p.serveWG.Add(1)
 			go func() {
 				defer p.serveWG.Done()
-				p.acceptFast(ln, hl, portInfo{port: pm.App, proto: pm.Protocol})
+				defer hl.Close()
+				info := portInfo{port: pm.App, proto: pm.Protocol}
+				acceptEach(ln, func(c net.Conn) { p.serveFast(c, info, hl) })
 			}()
 		}
 		p.serveWG.Add(1)
@@ -165,7 +169,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if !p.fast.shutdown(ctx) {
+		if !p.fast.wait(ctx) {
 			errs[len(errs)-2] = fmt.Errorf("drain http/1.1 connections: %w", ctx.Err())
 		}
 	}()
@@ -293,8 +297,9 @@ func (l *chanListener) Close() error {
 
 func (l *chanListener) Addr() net.Addr { return l.addr }
 
-// acceptTCP passes every connection of ln through to addr.
-func (p *Proxy) acceptTCP(ln net.Listener, addr string) {
+// acceptEach accepts the connections of ln and hands each to serve in its own goroutine, until ln is
+// closed.
+func acceptEach(ln net.Listener, serve func(net.Conn)) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -304,37 +309,40 @@ func (p *Proxy) acceptTCP(ln net.Listener, addr string) {
 			}
 			return
 		}
-		go p.pipeTCP(c, addr)
+		go serve(c)
 	}
 }
 
-// tcpTracker tracks pass-through connections for draining.
-type tcpTracker struct {
-	mu       sync.Mutex
-	conns    map[net.Conn]struct{}
+// connTracker tracks connections for draining: HTTP client connections on the fast path, and TCP
+// pass-through pairs.
+type connTracker struct {
+	mu    sync.Mutex
+	conns map[net.Conn]*atomic.Bool // each connection's idle flag (nil: never idle, e.g. a pass-through pair)
+	// active counts registered groups (a pass-through pair is one).
 	active   int
-	draining bool
+	draining atomic.Bool // read lock-free on the request path
 	idle     chan struct{}
 }
 
-// begin registers a connection pair; it reports false once draining started.
-func (t *tcpTracker) begin(c ...net.Conn) bool {
+// begin registers a group of connections with their idle flag (may be nil); it reports false once
+// draining started.
+func (t *connTracker) begin(idle *atomic.Bool, c ...net.Conn) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.draining {
+	if t.draining.Load() {
 		return false
 	}
 	if t.conns == nil {
-		t.conns = map[net.Conn]struct{}{}
+		t.conns = map[net.Conn]*atomic.Bool{}
 	}
 	for _, x := range c {
-		t.conns[x] = struct{}{}
+		t.conns[x] = idle
 	}
 	t.active++
 	return true
 }
 
-func (t *tcpTracker) end(c ...net.Conn) {
+func (t *connTracker) end(c ...net.Conn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, x := range c {
@@ -347,11 +355,19 @@ func (t *tcpTracker) end(c ...net.Conn) {
 	}
 }
 
-// wait stops new connections and waits for the open ones to end; at ctx's end it closes the rest and
-// reports false.
-func (t *tcpTracker) wait(ctx context.Context) bool {
+// closing reports that draining started (keep-alive ends).
+func (t *connTracker) closing() bool { return t.draining.Load() }
+
+// wait stops new connections, closes idle ones and waits for the others to end; at ctx's end it closes
+// the rest and reports false.
+func (t *connTracker) wait(ctx context.Context) bool {
 	t.mu.Lock()
-	t.draining = true
+	t.draining.Store(true)
+	for c, idle := range t.conns {
+		if idle != nil && idle.Load() {
+			_ = c.Close()
+		}
+	}
 	if t.active == 0 {
 		t.mu.Unlock()
 		return true
@@ -382,7 +398,7 @@ func (p *Proxy) pipeTCP(in net.Conn, addr string) {
 		_ = in.Close()
 		return
 	}
-	if !p.tcp.begin(in, out) {
+	if !p.tcp.begin(nil, in, out) {
 		p.m.tcpConns.WithLabelValues("draining").Inc()
 		_ = in.Close()
 		_ = out.Close()
