@@ -121,16 +121,7 @@ func BenchmarkPreview(b *testing.B) {
 			req.Host = host
 			req.Header.Set(apitypes.HeaderAPIKey, e.keyA)
 		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			return err
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
+		return getOK(hc, req)
 	}
 	for _, mode := range []string{"direct", "preview"} {
 		b.Run(mode, func(b *testing.B) {
@@ -177,16 +168,7 @@ func BenchmarkPreviewReplicas(b *testing.B) {
 	get := func(r *replica) error {
 		req, _ := http.NewRequest("GET", r.http.URL+"/preview/acme/feat/web/x", nil)
 		req.Header.Set(apitypes.HeaderAPIKey, w.admin)
-		resp, err := hc.Do(req)
-		if err != nil {
-			return err
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		return nil
+		return getOK(hc, req)
 	}
 	for _, mode := range []struct {
 		name string
@@ -205,4 +187,18 @@ func BenchmarkPreviewReplicas(b *testing.B) {
 			})
 		})
 	}
+}
+
+// getOK sends req and reads the whole answer; anything but 200 is an error.
+func getOK(hc *http.Client, req *http.Request) error {
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
 }

@@ -262,28 +262,8 @@ func TestPreviewAcrossReplicas(t *testing.T) {
 			a := startReplica(t, driver, dsn)
 			b := startReplica(t, driver, dsn)
 			// Bootstrap through A; B sees the same database.
-			st, err := store.Open(ctx, driver, dsn)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
-			admin, _, err := api.Bootstrap(ctx, st, "acme", "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			ca, _ := client.New(a.http.URL, admin)
-			if _, err := ca.RegisterCluster(ctx, "acme", "c1"); err != nil {
-				t.Fatal(err)
-			}
-			tok, err := ca.CreateClusterToken(ctx, "acme", "c1")
-			if err != nil {
-				t.Fatal(err)
-			}
-			sb, err := ca.ApplySandbox(ctx, "acme", sandbox("feat", nil))
-			if err != nil {
-				t.Fatal(err)
-			}
-			rec := newRecorder(t)
+			w := newReplicaWorld(t, a)
+			admin, rec := w.admin, w.rec
 			get := func(r *replica) (int, string) {
 				t.Helper()
 				req, _ := http.NewRequest("GET", r.http.URL+"/preview/acme/feat/web/x?y=1", nil)
@@ -301,15 +281,15 @@ func TestPreviewAcrossReplicas(t *testing.T) {
 			}
 
 			agentCtx, stopAgent := context.WithCancel(ctx)
-			agentTunnel(agentCtx, t, a.http.URL, tok.Token, a.srv.Hub(), rec, "frontend.shop.svc:8080")
+			agentTunnel(agentCtx, t, a.http.URL, w.token, a.srv.Hub(), rec, "frontend.shop.svc:8080")
 			if b.srv.Hub().Connected("acme", "c1") {
 				t.Fatal("the tunnel is on A, not B")
 			}
 			if code, body := get(b); code != 200 || body != "hello /x?y=1" {
 				t.Fatalf("B through A: %d %s", code, body)
 			}
-			if k, _ := routingkey.Default.Extract(rec.last().Header); k != sb.RoutingKey {
-				t.Fatalf("routing key upstream %q, want %q", k, sb.RoutingKey)
+			if k, _ := routingkey.Default.Extract(rec.last().Header); k != w.routingKey {
+				t.Fatalf("routing key upstream %q, want %q", k, w.routingKey)
 			}
 			if code, body := get(a); code != 200 || body != "hello /x?y=1" {
 				t.Fatalf("A locally: %d %s", code, body)
@@ -333,7 +313,7 @@ func TestPreviewAcrossReplicas(t *testing.T) {
 			}
 			agentCtx2, stopAgent2 := context.WithCancel(ctx)
 			defer stopAgent2()
-			agentTunnel(agentCtx2, t, b.http.URL, tok.Token, b.srv.Hub(), rec, "frontend.shop.svc:8080")
+			agentTunnel(agentCtx2, t, b.http.URL, w.token, b.srv.Hub(), rec, "frontend.shop.svc:8080")
 			if code, body := get(b); code != 200 || body != "hello /x?y=1" {
 				t.Fatalf("B locally: %d %s", code, body)
 			}
