@@ -206,7 +206,7 @@ func (p *Proxy) serveFast(c net.Conn, info portInfo, hand *chanListener) {
 			return
 		}
 		fc.req.reset()
-		if err == errHeaderTooLarge || !parseRequest(block, &fc.req, p.isKeyHeader) {
+		if err == errHeaderTooLarge || !parseRequest(block, &fc.req, p.keyHeaderIndex) {
 			_ = c.SetReadDeadline(time.Time{})
 			pc := &portConn{Conn: c, info: info, r: io.MultiReader(bytes.NewReader(bytes.Clone(block)), fc.br)}
 			handed = hand.deliver(pc)
@@ -218,14 +218,14 @@ func (p *Proxy) serveFast(c net.Conn, info portInfo, hand *chanListener) {
 	}
 }
 
-// isKeyHeader reports a header name that may carry a routing key.
-func (p *Proxy) isKeyHeader(name []byte) bool {
-	for _, k := range p.keyHeaders {
+// keyHeaderIndex gives the index in p.keyHeaders of a header name that may carry a routing key (-1: none).
+func (p *Proxy) keyHeaderIndex(name []byte) int {
+	for i, k := range p.keyHeaders {
 		if eqFold(name, k.lower) {
-			return true
+			return i
 		}
 	}
-	return false
+	return -1
 }
 
 type keyHeaderName struct{ lower, canonical string }
@@ -235,15 +235,9 @@ func (fc *fastConn) keyHeader() http.Header {
 	h := fc.keyHdr
 	clear(h)
 	for i := range fc.req.fields {
-		f := &fc.req.fields[i]
-		if f.skip {
-			continue
-		}
-		for _, k := range fc.p.keyHeaders {
-			if eqFold(f.name, k.lower) {
-				h[k.canonical] = append(h[k.canonical], string(f.value))
-				break
-			}
+		if f := &fc.req.fields[i]; f.key > 0 && !f.skip {
+			k := fc.p.keyHeaders[f.key-1].canonical
+			h[k] = append(h[k], string(f.value))
 		}
 	}
 	return h

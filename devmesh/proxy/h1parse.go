@@ -52,7 +52,8 @@ func readHeaderBlock(br *bufio.Reader, dst []byte, limit int) ([]byte, error) {
 // hfield is one header field; name and value point into the header block.
 type hfield struct {
 	name, value []byte
-	skip        bool // not forwarded (hop-by-hop, proxy headers, Connection-named)
+	skip        bool  // not forwarded (hop-by-hop, proxy headers, Connection-named)
+	key         int32 // 1 + index of the routing-key header this is (0: none)
 }
 
 // fastReq is a parsed request head.
@@ -207,11 +208,11 @@ func parseContentLength(b []byte) (int64, bool) {
 	return n, true
 }
 
-// parseRequest parses a request head for the fast path. keyHeader reports the lowercase names that may
-// carry a routing key. It returns false for anything the fast path leaves to net/http: other versions,
+// parseRequest parses a request head for the fast path. keyHeader gives the index of a header name that
+// may carry a routing key (-1: none), remembered in the field. It returns false for anything the fast path leaves to net/http: other versions,
 // CONNECT, absolute-form targets, upgrades, Expect, unusual framing, a missing or repeated Host, and
 // every malformed line.
-func parseRequest(block []byte, r *fastReq, keyHeader func([]byte) bool) bool {
+func parseRequest(block []byte, r *fastReq, keyHeader func([]byte) int) bool {
 	line, rest := nextLine(block)
 	sp1 := -1
 	for i, c := range line {
@@ -341,8 +342,11 @@ func parseRequest(block []byte, r *fastReq, keyHeader func([]byte) bool) bool {
 		case 19:
 			f.skip = f.skip || eqFold(name, "proxy-authorization")
 		}
-		if !f.skip && keyHeader(name) {
-			r.keyFields++
+		if !f.skip {
+			if k := keyHeader(name); k >= 0 {
+				f.key = int32(k) + 1
+				r.keyFields++
+			}
 		}
 		r.fields = append(r.fields, f)
 	}
