@@ -54,11 +54,17 @@ if [ ! -f "$mod/go.sum" ]; then
   (cd "$mod" && go mod tidy >&2)
 fi
 ldflags="-s -w -X k8s.io/component-base/version.gitVersion=${k8s_version} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(echo "$k8s_version" | cut -d. -f2) -X k8s.io/component-base/version.gitTreeState=clean"
-for c in "${missing[@]}"; do
-  echo ">> building $c ${k8s_version} (cold builds take ~13 min for kube-apiserver on 2 cores)" >&2
-  start=$(date +%s)
-  (cd "$mod" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$cache/bin/$c.tmp" "k8s.io/kubernetes/cmd/$c" >&2)
-  mv "$cache/bin/$c.tmp" "$cache/bin/$c"
-  echo ">> built $c in $(( $(date +%s) - start ))s" >&2
-done
+# One `go build` for every missing component: the go command schedules all their
+# packages in one action graph (shared packages compiled once, links overlap
+# compiles), which is faster on a cold machine than one invocation per component.
+pkgs=()
+for c in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+echo ">> building ${missing[*]} ${k8s_version} (cold: ~13 min for kube-apiserver alone on 2 cores, ~4 min more for the others)" >&2
+start=$(date +%s)
+tmp="$cache/bin/.build.$$"
+rm -rf "$tmp" && mkdir -p "$tmp"
+(cd "$mod" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$tmp/" "${pkgs[@]}" >&2)
+for c in "${missing[@]}"; do mv "$tmp/$c" "$cache/bin/$c"; done
+rm -rf "$tmp"
+echo ">> built ${missing[*]} in $(( $(date +%s) - start ))s" >&2
 echo "$cache/bin"
