@@ -1,21 +1,42 @@
 #!/usr/bin/env bash
 # fuzz.sh runs every `func FuzzXxx` target of the module for FUZZTIME (default 10s).
 #
+#   hack/fuzz.sh [package-dir ...]      (default: every package with fuzz targets)
+#
+# Each package's test binary is built once with the fuzzing instrumentation
+# (`go test -c -fuzz`) and then runs each of its targets in turn, so a package
+# with several targets is compiled and linked once (the instrumented dependency
+# packages are shared through the build cache). Targets run in the package's
+# folder, as `go test` runs them: a failing input is written under
+# <pkg>/testdata/fuzz/<FuzzName>/ and fails the run at once.
+#
 # Go's fuzzing engine sometimes ends a run with "context deadline exceeded" and
 # no failing input when -fuzztime expires while it minimizes a new interesting
-# input (the run found nothing). Such a run is retried once; a real failure
-# writes its input under testdata/fuzz and fails at once.
+# input (the run found nothing). Such a run is retried once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fuzztime=${FUZZTIME:-10s}
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-grep -rl --include='*_test.go' -E '^func Fuzz[A-Za-z0-9_]+\(' . | sort | while read -r f; do
-  dir=$(dirname "$f")
-  for name in $(grep -oE '^func Fuzz[A-Za-z0-9_]+' "$f" | sed 's/^func //'); do
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+log="$work/log"
+gocache=$(go env GOCACHE)
+if [ $# -gt 0 ]; then
+  dirs=("$@")
+else
+  mapfile -t dirs < <(grep -rl --include='*_test.go' -E '^func Fuzz[A-Za-z0-9_]+\(' . | xargs -n1 dirname | sort -u)
+fi
+for dir in "${dirs[@]}"; do
+  names=$(grep -hoE '^func Fuzz[A-Za-z0-9_]+' "$dir"/*_test.go | sed 's/^func //' | sort)
+  [ -n "$names" ] || continue
+  pkg=$(go list "$dir")
+  bin="$work/$(echo "$pkg" | tr '/' '_').test"
+  echo ">> build $pkg (fuzzing instrumentation)"
+  go test -c -fuzz=. -o "$bin" "$dir"
+  for name in $names; do
     for attempt in 1 2; do
       echo ">> fuzz $dir $name ($fuzztime)"
-      if go test -run='^$' -fuzz="^${name}\$" -fuzztime="$fuzztime" "$dir" 2>&1 | tee "$log"; then
+      if (cd "$dir" && "$bin" -test.run='^$' -test.fuzz="^${name}\$" -test.fuzztime="$fuzztime" \
+            -test.fuzzcachedir="$gocache/fuzz/$pkg") 2>&1 | tee "$log"; then
         break
       fi
       if [ "$attempt" = 1 ] && grep -q 'context deadline exceeded' "$log" && ! grep -q 'Failing input written to' "$log"; then
