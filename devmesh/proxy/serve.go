@@ -274,6 +274,15 @@ func (c *portConn) Read(b []byte) (int, error) {
 	return c.Conn.Read(b)
 }
 
+// CloseWrite half-closes the connection, so that net/http can send a FIN after an error answer (400,
+// 431) and wait before closing, instead of a reset that may destroy the answer unread.
+func (c *portConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 // chanListener is a net.Listener fed by acceptRedirect.
 type chanListener struct {
 	addr net.Addr
