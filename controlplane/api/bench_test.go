@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -123,11 +124,15 @@ func BenchmarkPreview(b *testing.B) {
 		}
 		return getOK(hc, req)
 	}
-	for _, mode := range []string{"direct", "preview"} {
+	fwd := tcpForward(b, rec.srv.Listener.Addr().String())
+	for _, mode := range []string{"direct", "preview", "tcp-forward"} {
 		b.Run(mode, func(b *testing.B) {
 			url, host := rec.srv.URL+"/x", ""
-			if mode == "preview" {
+			switch mode {
+			case "preview":
 				url, host = e.http.URL+"/x", "web--feat.preview.localhost"
+			case "tcp-forward":
+				url = "http://" + fwd + "/x"
 			}
 			b.Run("sequential", func(b *testing.B) {
 				for b.Loop() {
@@ -141,6 +146,36 @@ func BenchmarkPreview(b *testing.B) {
 			})
 		})
 	}
+}
+
+// tcpForward is the peer of the preview path: plain TCP forwarding to target, one upstream connection per
+// client connection, as kubectl port-forward gives (without its API-server hop). It returns its address.
+func tcpForward(b *testing.B, target string) string {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				u, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer u.Close()
+				go func() { _, _ = io.Copy(u, c); _ = u.(*net.TCPConn).CloseWrite() }()
+				_, _ = io.Copy(c, u)
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }
 
 type benchEnv struct {

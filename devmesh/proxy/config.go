@@ -167,7 +167,8 @@ type Config struct {
 	WriteTimeout time.Duration
 	// IdleTimeout closes idle client keep-alive connections (default 120s).
 	IdleTimeout time.Duration
-	// MaxHeaderBytes bounds request headers (default 64 KiB); bigger requests get 431.
+	// MaxHeaderBytes bounds the request head (request line, fields and the empty line that ends them;
+	// default 64 KiB); a longer head gets 431, on both paths.
 	MaxHeaderBytes int
 	// DialTimeout bounds connecting upstream (default 5s).
 	DialTimeout time.Duration

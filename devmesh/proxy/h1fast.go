@@ -208,7 +208,7 @@ func (p *Proxy) serveFast(c net.Conn, info portInfo, hand *chanListener) {
 		fc.req.reset()
 		if err == errHeaderTooLarge || !parseRequest(block, &fc.req, p.keyHeaderIndex) {
 			_ = c.SetReadDeadline(time.Time{})
-			pc := &portConn{Conn: c, info: info, r: io.MultiReader(bytes.NewReader(bytes.Clone(block)), fc.br)}
+			pc := &portConn{Conn: c, info: info, r: newHeadGate(io.MultiReader(bytes.NewReader(bytes.Clone(block)), fc.br), p.cfg.MaxHeaderBytes)}
 			handed = hand.deliver(pc)
 			return
 		}

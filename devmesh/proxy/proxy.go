@@ -13,10 +13,12 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"net/textproto"
 	"slices"
 	"strconv"
 	"strings"
@@ -290,7 +292,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, port int32, proto 
 		st.h2 = r.ProtoMajor == 2
 	}
 	hops := r.Header[HopHeader]
-	p.decide(st, len(hops) > 0 && slices.Contains(hops, p.hopValue), r.Header)
+	p.decide(st, len(hops) > 0 && slices.Contains(hops, p.hopValue), forwardedView(r.Header))
 	if st.kind == kindFork && p.cfg.FallbackToBaseline && r.Body != nil && r.Body != http.NoBody {
 		st.body = &trackBody{rc: r.Body}
 		r.Body = st.body
@@ -333,6 +335,34 @@ func (p *Proxy) decide(st *reqState, loop bool, h http.Header) {
 	if st.kind != kindFork {
 		st.target = p.localAddr(st.port)
 	}
+}
+
+// forwardedView returns h without the fields its Connection header names: those are hop-by-hop (RFC
+// 9110 §7.6.1) and stripped before forwarding (httputil.ReverseProxy here, parseRequest on the fast
+// path), so the routing key is read from what the destination receives. h itself is returned when
+// Connection names none of its fields (no allocation); otherwise a shallow copy.
+func forwardedView(h http.Header) http.Header {
+	conn := h["Connection"]
+	if len(conn) == 0 {
+		return h
+	}
+	var out http.Header
+	for _, v := range conn {
+		for t := range strings.SplitSeq(v, ",") {
+			k := http.CanonicalHeaderKey(textproto.TrimString(t))
+			if _, ok := h[k]; !ok || k == "" {
+				continue
+			}
+			if out == nil {
+				out = maps.Clone(h)
+			}
+			delete(out, k)
+		}
+	}
+	if out == nil {
+		return h
+	}
+	return out
 }
 
 var traceContext = propagation.TraceContext{}

@@ -77,6 +77,36 @@ func TestHeaderFormsRouteToFork(t *testing.T) {
 			}
 		})
 	}
+	// A header the client names in Connection is hop-by-hop (RFC 9110 §7.6.1): it is stripped, and the
+	// key is read after stripping, so the request goes where a request without it goes and the
+	// destination never gets a request routed by a key it cannot see (docs/routing-key.md).
+	hopCases := []struct {
+		name      string
+		hdr       http.Header
+		want      string
+		forwarded map[string]string // header -> value the destination must see ("" = absent)
+	}{
+		{"baggage named in Connection", h("Connection", "baggage", "Baggage", "sm-routing-key=abc"), "baseline", map[string]string{"Baggage": ""}},
+		{"named in upper case, among other tokens", h("Connection", "keep-alive, BAGGAGE", "Baggage", "sm-routing-key=abc"), "baseline", map[string]string{"Baggage": ""}},
+		{"several baggage fields all go", h("Connection", "Baggage", "Baggage", "a=b", "Baggage", "sm-routing-key=abc"), "baseline", map[string]string{"Baggage": ""}},
+		{"tracestate named in Connection", h("Connection", "tracestate", "Tracestate", "sm-routing-key=abcd"), "baseline", map[string]string{"Tracestate": ""}},
+		{"custom header named in Connection", h("Connection", "x-sandbox", "X-Sandbox", "abc"), "baseline", map[string]string{"X-Sandbox": ""}},
+		{"stripped baggage does not hide a forwarded tracestate", h("Connection", "baggage", "Baggage", "sm-routing-key=abc", "Tracestate", "sm-routing-key=abcd"), "fork2", map[string]string{"Baggage": "", "Tracestate": "sm-routing-key=abcd"}},
+		{"Connection naming another header keeps the key", h("Connection", "x-other", "X-Other", "1", "Baggage", "sm-routing-key=abc"), "fork1", map[string]string{"Baggage": "sm-routing-key=abc", "X-Other": ""}},
+	}
+	for _, tc := range hopCases {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, ec, body := e.do(c, "GET", "/", tc.hdr, nil)
+			if resp.StatusCode != 200 || ec.Name != tc.want {
+				t.Fatalf("status %d backend %q, want %q (%s)", resp.StatusCode, ec.Name, tc.want, body)
+			}
+			for k, want := range tc.forwarded {
+				if got := strings.Join(ec.Header.Values(k), ","); got != want {
+					t.Errorf("%s at %s = %q, want %q", k, ec.Name, got, want)
+				}
+			}
+		})
+	}
 }
 
 func TestForwardedHeaders(t *testing.T) {
@@ -558,6 +588,44 @@ func TestBadRequests(t *testing.T) {
 			}
 		})
 	}
+	// The header limit is exactly MaxHeaderBytes (64 KiB by default) of request head: request line,
+	// fields and the empty line that ends them, on the first request of a connection and on a later one.
+	limit := e.p.cfg.MaxHeaderBytes
+	for _, tc := range []struct {
+		size int
+		want string
+	}{{limit - 1, "200"}, {limit, "200"}, {limit + 1, "431"}, {limit + 4096, "431"}} {
+		t.Run(fmt.Sprintf("head of %d bytes", tc.size), func(t *testing.T) {
+			if got := raw(t, headOf(t, tc.size)); !strings.Contains(got, tc.want) {
+				t.Fatalf("status line %q, want %s", got, tc.want)
+			}
+		})
+		t.Run(fmt.Sprintf("head of %d bytes after a keep-alive request", tc.size), func(t *testing.T) {
+			rc := e.dialRaw(t)
+			rc.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			if resp, _ := rc.read("GET"); resp.StatusCode != 200 {
+				t.Fatalf("first request: %d", resp.StatusCode)
+			}
+			go func() { _, _ = io.WriteString(rc.c, headOf(t, tc.size)) }()
+			line, _ := rc.br.ReadString('\n')
+			if !strings.Contains(line, tc.want) {
+				t.Fatalf("status line %q, want %s", line, tc.want)
+			}
+		})
+		t.Run(fmt.Sprintf("head of %d bytes pipelined after a chunked upload", tc.size), func(t *testing.T) {
+			rc := e.dialRaw(t)
+			go func() {
+				_, _ = io.WriteString(rc.c, "POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"+headOf(t, tc.size))
+			}()
+			if resp, body := rc.read("POST"); resp.StatusCode != 200 || !strings.Contains(string(body), "got 5 bytes") {
+				t.Fatalf("upload: %d %q", resp.StatusCode, body)
+			}
+			line, _ := rc.br.ReadString('\n')
+			if !strings.Contains(line, tc.want) {
+				t.Fatalf("status line %q, want %s", line, tc.want)
+			}
+		})
+	}
 	t.Run("slow client is cut off by the header timeout", func(t *testing.T) {
 		c, err := net.Dial("tcp", e.p.Addr(e.appPort))
 		if err != nil {
@@ -577,6 +645,17 @@ func TestBadRequests(t *testing.T) {
 			t.Fatal("not served")
 		}
 	})
+}
+
+// headOf returns a GET request whose head (request line, fields, empty line) is exactly n bytes.
+func headOf(t testing.TB, n int) string {
+	t.Helper()
+	const pre, post = "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: ", "\r\n\r\n"
+	pad := n - len(pre) - len(post)
+	if pad < 1 {
+		t.Fatalf("head of %d bytes is too small", n)
+	}
+	return pre + strings.Repeat("p", pad) + post
 }
 
 // TestRouteChangesUnderLoad swaps the route of one key between two forks and removal while clients

@@ -41,7 +41,7 @@ func (p *Proxy) Start(ctx context.Context) error {
 		}
 		srv := p.newServer(portHandler{p: p, port: pm.App, proto: pm.Protocol})
 		p.servers = append(p.servers, srv)
-		var sl net.Listener = ln
+		var sl net.Listener = &gateListener{Listener: ln, limit: p.cfg.MaxHeaderBytes}
 		if p.fastOn && pm.Protocol != ProtocolH2C {
 			// The fast path accepts; net/http serves what it hands over.
 			hl := newChanListener(ln.Addr())
@@ -118,7 +118,7 @@ func (p *Proxy) newServer(h http.Handler) *http.Server {
 		ReadTimeout:       p.cfg.ReadTimeout,
 		WriteTimeout:      p.cfg.WriteTimeout,
 		IdleTimeout:       p.cfg.IdleTimeout,
-		MaxHeaderBytes:    p.cfg.MaxHeaderBytes,
+		MaxHeaderBytes:    p.cfg.MaxHeaderBytes, // headGate makes it exact
 		HTTP2:             &http.HTTP2Config{MaxReceiveBufferPerStream: 1 << 20},
 		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 	}
@@ -233,7 +233,7 @@ func (p *Proxy) acceptRedirect(ln net.Listener, hl *chanListener) {
 			go p.serveFast(c, info, hl)
 			continue
 		}
-		if !hl.deliver(&portConn{Conn: c, info: info}) {
+		if !hl.deliver(&portConn{Conn: c, info: info, r: newHeadGate(c, p.cfg.MaxHeaderBytes)}) {
 			_ = c.Close()
 			return
 		}
@@ -245,8 +245,22 @@ func isTemporary(err error) bool {
 	return errors.As(err, &ne) && ne.Temporary()
 }
 
-// portConn carries a connection's app port to the HTTP handler; r, when set, replays what the fast path
-// already read before it handed the connection over.
+// gateListener gives net/http its connections behind a headGate.
+type gateListener struct {
+	net.Listener
+	limit int
+}
+
+func (l *gateListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &portConn{Conn: c, r: newHeadGate(c, l.limit)}, nil
+}
+
+// portConn carries a connection's app port to the HTTP handler; r, when set, is what net/http reads: the
+// connection behind a headGate, after what the fast path already read if it handed the connection over.
 type portConn struct {
 	net.Conn
 	info portInfo
@@ -258,6 +272,15 @@ func (c *portConn) Read(b []byte) (int, error) {
 		return c.r.Read(b)
 	}
 	return c.Conn.Read(b)
+}
+
+// CloseWrite half-closes the connection, so that net/http can send a FIN after an error answer (400,
+// 431) and wait before closing, instead of a reset that may destroy the answer unread.
+func (c *portConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
 
 // chanListener is a net.Listener fed by acceptRedirect.

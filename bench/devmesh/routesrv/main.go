@@ -13,6 +13,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -27,12 +28,29 @@ func main() {
 	forkHost := flag.String("fork-host", "127.0.0.1", "fork host")
 	appPort := flag.Int("app-port", 18081, "baseline app port")
 	forkPort := flag.Int("fork-port", 18082, "fork port")
+	extra := flag.String("port-map", "", "more app:fork port pairs for the benchmark key (h2c and gRPC ports), comma-separated")
 	flag.Parse()
+	for pair := range strings.SplitSeq(*extra, ",") {
+		if pair == "" {
+			continue
+		}
+		a, f, ok := strings.Cut(pair, ":")
+		an, err1 := strconv.Atoi(a)
+		fn, err2 := strconv.Atoi(f)
+		if !ok || err1 != nil || err2 != nil {
+			fmt.Fprintf(os.Stderr, "routesrv: -port-map %q: want app:fork\n", pair)
+			os.Exit(2)
+		}
+		extraPorts = append(extraPorts, routeapi.PortMapping{Port: int32(an), DestinationPort: int32(fn)})
+	}
 	if err := run(*grpcAddr, *httpAddr, *routes, *forkHost, int32(*appPort), int32(*forkPort)); err != nil {
 		fmt.Fprintln(os.Stderr, "routesrv:", err)
 		os.Exit(1)
 	}
 }
+
+// extraPorts are the benchmark key's port mappings beyond app-port -> fork-port.
+var extraPorts []routeapi.PortMapping
 
 var workload = routeapi.WorkloadRef{Namespace: "bench", Kind: routeapi.KindDeployment, Name: "bench"}
 
@@ -47,7 +65,9 @@ func route(key, host string, app, fork int32) routeapi.Route {
 func run(grpcAddr, httpAddr string, n int, host string, app, fork int32) error {
 	ctx := context.Background()
 	s := routeapi.NewServer(routeapi.ServerConfig{})
-	base := []routeapi.Route{route("benchkey", host, app, fork)}
+	bk := route("benchkey", host, app, fork)
+	bk.Destination.Ports = append(bk.Destination.Ports, extraPorts...)
+	base := []routeapi.Route{bk}
 	for i := range n {
 		// Filler routes point at an unused port: a misrouted request would fail loudly.
 		base = append(base, route("key-"+strconv.Itoa(i), host, app, 1))
