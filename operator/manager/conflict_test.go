@@ -59,7 +59,7 @@ func TestNameConflict(t *testing.T) {
 			if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, cur); err != nil {
 				t.Fatalf("the user's %s is gone: %v", kind, err)
 			}
-			if cur.GetResourceVersion() != before || cur.GetLabels()[naming.LabelManagedBy] != "" {
+			if cur.GetResourceVersion() != before || cur.GetLabels()[smv1.LabelManagedBy] != "" {
 				t.Fatalf("the user's %s was changed: labels %v", kind, cur.GetLabels())
 			}
 		})
