@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
@@ -94,6 +95,7 @@ func expire(ctx context.Context, c client.Client, rec recorder.EventRecorder, ob
 	if at == nil || now.Before(*at) {
 		return false, nil
 	}
+	log.FromContext(ctx).Info("TTL expired, deleting", "kind", kindName(obj), "scheduledDeleteTime", *at)
 	event(rec, obj, corev1.EventTypeNormal, "Expired", "Delete", "TTL %s expired at %s", ttl.Duration, at.Format(time.RFC3339))
 	if err := c.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
 		return true, fmt.Errorf("delete expired %s %s/%s: %w", kindName(obj), obj.GetNamespace(), obj.GetName(), err)
