@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 	"github.com/sandboxmesh/sandboxmesh/routingkey"
 )
 
@@ -266,15 +267,15 @@ var ErrInvalidRouteSet = errors.New("invalid route set")
 // Labels and annotations SandboxMesh puts on, or reads from, mesh objects.
 const (
 	// LabelManagedBy marks objects SandboxMesh owns.
-	LabelManagedBy = "app.kubernetes.io/managed-by"
-	// ManagedBy is the value of LabelManagedBy.
-	ManagedBy = "sandboxmesh"
+	LabelManagedBy = smv1.LabelManagedBy
+	// ManagedBy is the value of LabelManagedBy (one value for everything SandboxMesh creates).
+	ManagedBy = smv1.ManagedBy
 	// LabelService names the baseline Service an owned object routes.
 	LabelService = "sandboxmesh.dev/service"
 	// LabelBackend names the backend that owns an object.
 	LabelBackend = "sandboxmesh.dev/mesh-backend"
 	// LabelRoutingKey names the routing key of an owned route object.
-	LabelRoutingKey = "sandboxmesh.dev/routing-key"
+	LabelRoutingKey = smv1.LabelRoutingKey
 	// AnnotationDerivedFrom records the user route an owned route was derived from (kind/namespace/name).
 	AnnotationDerivedFrom = "sandboxmesh.dev/derived-from"
 	// AnnotationRouting on a user's VirtualService or HTTPRoute/GRPCRoute set

@@ -228,7 +228,7 @@ func TestOperatorEndToEnd(t *testing.T) {
 	if err := kube.Get(ctx, crKey, &cr); err != nil {
 		t.Fatal(err)
 	}
-	if cr.Annotations[naming.AnnotationRoutingKey] != key || cr.Labels[agent.LabelManagedBy] != agent.FieldManager {
+	if cr.Annotations[v1alpha1.AnnotationRoutingKey] != key || cr.Labels[agent.LabelManagedBy] != agent.FieldManager {
 		t.Fatalf("CR metadata: %+v", cr.ObjectMeta)
 	}
 	if _, ok := op.RouteServer.Table().Lookup(workload, key, 8080); ok {

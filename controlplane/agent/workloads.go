@@ -16,8 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
-	"github.com/sandboxmesh/sandboxmesh/devmesh/inject"
-	"github.com/sandboxmesh/sandboxmesh/operator/naming"
+	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 )
 
 // systemNamespaces never hold forkable workloads.
@@ -38,17 +37,17 @@ func (a *Agent) CollectWorkloads(ctx context.Context) (apitypes.WorkloadReport, 
 	}
 	byNS := map[string][]corev1.Service{}
 	for _, s := range svcs.Items {
-		if len(s.Spec.Selector) > 0 && s.Labels[naming.LabelManagedBy] != naming.ManagedByValue {
+		if len(s.Spec.Selector) > 0 && !v1alpha1.IsManaged(s.Labels) {
 			byNS[s.Namespace] = append(byNS[s.Namespace], s)
 		}
 	}
 	rep := apitypes.WorkloadReport{Workloads: []apitypes.Workload{}}
 	for _, d := range deps.Items {
-		if slices.Contains(systemNamespaces, d.Namespace) || d.Namespace == a.cfg.Namespace || d.Labels[naming.LabelManagedBy] == naming.ManagedByValue {
+		if slices.Contains(systemNamespaces, d.Namespace) || d.Namespace == a.cfg.Namespace || v1alpha1.IsManaged(d.Labels) {
 			continue
 		}
 		w := apitypes.Workload{Kind: "Deployment", Namespace: d.Namespace, Name: d.Name, Replicas: 1, ReadyReplicas: d.Status.ReadyReplicas,
-			DevmeshInjected: d.Spec.Template.Annotations[inject.AnnotationInject] == "true"}
+			DevmeshInjected: d.Spec.Template.Annotations[v1alpha1.AnnotationInject] == "true"}
 		if d.Spec.Replicas != nil {
 			w.Replicas = *d.Spec.Replicas
 		}

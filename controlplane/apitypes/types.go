@@ -25,8 +25,8 @@ const (
 	// HeaderCreated is "true" on the answer of a PUT that created the object
 	// (the status stays 200 for Signadot clients).
 	HeaderCreated = "Sandboxmesh-Created"
-	// AnnotationRoutingKey is set by the agent on every CR it applies.
-	AnnotationRoutingKey = "sandboxmesh.dev/routing-key"
+	// AnnotationRoutingKey is set by the agent on every CR it applies (v1alpha1.AnnotationRoutingKey).
+	AnnotationRoutingKey = v1alpha1.AnnotationRoutingKey
 )
 
 // Sandbox is a sandbox as the API shows it.

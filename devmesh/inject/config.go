@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 	"github.com/sandboxmesh/sandboxmesh/routingkey"
 )
 
@@ -20,8 +21,8 @@ const Path = "/mutate-v1-pod-devmesh"
 
 // Annotations and labels the injector reads and writes.
 const (
-	// AnnotationInject opts a pod (template) into injection when "true".
-	AnnotationInject = "sidecar.sandboxmesh.dev/inject"
+	// AnnotationInject opts a pod (template) into injection when "true" (shared: v1alpha1.AnnotationInject).
+	AnnotationInject = smv1.AnnotationInject
 	// AnnotationStatus is written by the injector: "injected" or "skipped: <reason>".
 	AnnotationStatus = "sidecar.sandboxmesh.dev/status"
 	// AnnotationWorkload names the baseline workload ("name" or "Kind/name") when it cannot be derived

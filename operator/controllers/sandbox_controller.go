@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -24,7 +23,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
@@ -34,7 +32,7 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/operator/fork"
 	"github.com/sandboxmesh/sandboxmesh/operator/naming"
 	"github.com/sandboxmesh/sandboxmesh/operator/routing"
-	"github.com/sandboxmesh/sandboxmesh/routingkey"
+	"github.com/sandboxmesh/sandboxmesh/operator/status"
 )
 
 // +kubebuilder:rbac:groups=sandboxmesh.dev,resources=sandboxes;routegroups,verbs=get;list;watch;update;patch;delete
@@ -87,12 +85,11 @@ func (r *SandboxReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-// SetupIndexes registers the field indexes the controllers use.
+// SetupIndexes registers the field indexes the controllers use; an Engine
+// reading through the manager's cache sets Indexed after it.
 func SetupIndexes(ctx context.Context, mgr ctrl.Manager) error {
 	idx := mgr.GetFieldIndexer()
-	if err := idx.IndexField(ctx, &smv1.Sandbox{}, routing.IndexForkedWorkload, func(o client.Object) []string {
-		return routing.WorkloadsOf(o.(*smv1.Sandbox))
-	}); err != nil {
+	if err := idx.IndexField(ctx, &smv1.Sandbox{}, routing.IndexForkedWorkload, routing.WorkloadIndex); err != nil {
 		return err
 	}
 	for _, obj := range []client.Object{&appsv1.Deployment{}, &corev1.Service{}} {
@@ -107,7 +104,7 @@ func SetupIndexes(ctx context.Context, mgr ctrl.Manager) error {
 }
 
 func isForkObject(o client.Object) bool {
-	return o.GetLabels()[naming.LabelManagedBy] == naming.ManagedByValue && o.GetLabels()[naming.LabelSandbox] != ""
+	return smv1.IsManaged(o.GetLabels()) && o.GetLabels()[naming.LabelSandbox] != ""
 }
 
 func ownerSandbox(_ context.Context, o client.Object) []reconcile.Request {
@@ -128,7 +125,7 @@ func (r *SandboxReconciler) sandboxesForDeployment(ctx context.Context, o client
 }
 
 func (r *SandboxReconciler) sandboxesForWorkload(ctx context.Context, key string) []reconcile.Request {
-	list, err := routing.SandboxesOf(ctx, r.Client, key)
+	list, err := r.Engine.SandboxesOf(ctx, key)
 	if err != nil {
 		return nil
 	}
@@ -163,70 +160,55 @@ func (r *SandboxReconciler) sandboxesForService(ctx context.Context, o client.Ob
 
 // observed is what one reconcile learned, turned into status at the end.
 type observed struct {
-	forks       []smv1.ForkStatus
-	degraded    []problem
-	waiting     []string
-	services    map[types.NamespacedName]bool
-	routesErr   error
-	routesState *meshadapters.Status
-	routesFrom  string
-	endpoints   []smv1.EndpointStatus
+	forks     []smv1.ForkStatus
+	problems  []status.Problem
+	routes    status.Routes
+	endpoints []smv1.EndpointStatus
 }
 
-type problem struct{ reason, message string }
+func (o *observed) problem(k status.Kind, format string, args ...any) {
+	o.problems = append(o.problems, status.Problem{Kind: k, Message: fmt.Sprintf(format, args...)})
+}
 
 // Reconcile implements reconcile.Reconciler (one span per call, see traced).
 func (r *SandboxReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	return traced(ctx, "Sandbox", req, r.reconcile)
 }
 
+// reconcile runs the steps shared with RouteGroups (deletion, finalizer and
+// routing key, TTL), then reconcileNormal.
 func (r *SandboxReconciler) reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	logger := log.FromContext(ctx)
 	sb := &smv1.Sandbox{}
 	if err := r.Client.Get(ctx, req.NamespacedName, sb); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	if !sb.DeletionTimestamp.IsZero() {
-		return reconcile.Result{}, r.finalize(ctx, sb)
+		return reconcile.Result{}, r.reconcileDelete(ctx, sb)
 	}
-	// Finalizer first, then the routing key: both are metadata, written once.
-	if !controllerutil.ContainsFinalizer(sb, naming.Finalizer) || sb.Annotations[naming.AnnotationRoutingKey] == "" {
-		patch := client.MergeFrom(sb.DeepCopy())
-		controllerutil.AddFinalizer(sb, naming.Finalizer)
-		if sb.Annotations == nil {
-			sb.Annotations = map[string]string{}
-		}
-		if sb.Annotations[naming.AnnotationRoutingKey] == "" {
-			key := sb.Status.RoutingKey
-			if key == "" {
-				key = routingkey.New()
-			}
-			sb.Annotations[naming.AnnotationRoutingKey] = key
-		}
-		if err := r.Client.Patch(ctx, sb, patch); err != nil {
-			return reconcile.Result{}, fmt.Errorf("add finalizer and routing key to Sandbox %s: %w", req, err)
-		}
+	key, err := ensureFinalizerAndKey(ctx, r.Client, sb, sb.Status.RoutingKey)
+	if err != nil {
+		return reconcile.Result{}, err
 	}
-	key := sb.Annotations[naming.AnnotationRoutingKey]
+	created := sb.CreationTimestamp.Time
+	deleteAt := ttlDeadline(sb.Spec.TTL, &sb.ObjectMeta, &created)
+	if expired, err := expire(ctx, r.Client, r.Recorder, sb, sb.Spec.TTL, deleteAt, r.now()); expired || err != nil {
+		return reconcile.Result{}, err
+	}
+	return r.reconcileNormal(ctx, sb, key, deleteAt)
+}
 
-	// TTL.
-	var deleteAt *metav1.Time
-	if sb.Spec.TTL != nil {
-		t, err := ttlDeadline(sb.Spec.TTL, sb.CreationTimestamp.Time, lastSpecUpdate(sb))
-		if err == nil {
-			deleteAt = &metav1.Time{Time: t}
-			if !r.now().Before(t) {
-				logger.Info("TTL expired, deleting sandbox", "scheduledDeleteTime", t)
-				r.event(sb, corev1.EventTypeNormal, "Expired", "Delete", "TTL %s expired at %s", sb.Spec.TTL.Duration, t.Format(time.RFC3339))
-				return reconcile.Result{}, client.IgnoreNotFound(r.Client.Delete(ctx, sb))
-			}
-		}
+// reconcileNormal builds the forks, syncs the routes of every Service the
+// sandbox touches (routing.Footprint), deletes forks the spec no longer lists
+// once their routes are gone, and writes the status.
+func (r *SandboxReconciler) reconcileNormal(ctx context.Context, sb *smv1.Sandbox, key string, deleteAt *time.Time) (reconcile.Result, error) {
+	fp, err := r.Engine.Footprint(ctx, sb)
+	if err != nil {
+		return reconcile.Result{}, err
 	}
-
-	obs := &observed{services: map[types.NamespacedName]bool{}}
+	obs := &observed{}
 	desiredForks := map[string]bool{}
 	for i, f := range sb.Spec.Forks {
-		name, err := r.reconcileFork(ctx, sb, key, i, f, obs)
+		name, err := r.reconcileFork(ctx, sb, key, i, f, fp, obs)
 		if err != nil {
 			return reconcile.Result{}, err
 		}
@@ -235,96 +217,69 @@ func (r *SandboxReconciler) reconcile(ctx context.Context, req reconcile.Request
 		}
 	}
 	for _, v := range sb.Spec.Virtual {
-		var d appsv1.Deployment
-		if err := r.Client.Get(ctx, types.NamespacedName{Namespace: v.Workload.Namespace, Name: v.Workload.Name}, &d); err != nil {
-			if apierrors.IsNotFound(err) {
-				obs.degraded = append(obs.degraded, problem{smv1.ReasonBaselineNotFound, fmt.Sprintf("virtual %s: Deployment %s/%s not found", v.Name, v.Workload.Namespace, v.Workload.Name)})
-				continue
-			}
-			return reconcile.Result{}, err
-		}
-		svcs, err := r.Engine.BaselineServices(ctx, &d)
-		if err != nil {
-			return reconcile.Result{}, err
-		}
-		for _, s := range svcs {
-			obs.services[client.ObjectKeyFromObject(&s)] = true
+		if fp.Baselines[v.Workload.Namespace+"/"+v.Workload.Name] == nil {
+			obs.problem(status.BaselineNotFound, "virtual %s: Deployment %s/%s not found", v.Name, v.Workload.Namespace, v.Workload.Name)
 		}
 	}
 	for _, l := range sb.Spec.Local {
-		obs.waiting = append(obs.waiting, fmt.Sprintf("local %s: no local connection for %s/%s", l.Name, l.From.Namespace, l.From.Name))
+		obs.problem(status.LocalNotConnected, "local %s: no local connection for %s/%s", l.Name, l.From.Namespace, l.From.Name)
 	}
-
-	// Orphaned forks (removed from the spec): their routes go first, then their objects.
-	orphans, err := r.orphans(ctx, sb, desiredForks, obs)
-	if err != nil {
-		return reconcile.Result{}, err
+	// Forks removed from the spec: their routes go first, then their objects.
+	var orphans []client.ObjectKey
+	for _, d := range fp.Forks {
+		if !desiredForks[d.Namespace+"/"+d.Name] {
+			orphans = append(orphans, client.ObjectKeyFromObject(&d))
+		}
 	}
-	obs.routesErr = r.syncRoutes(ctx, obs.services)
-	if obs.routesErr == nil {
+	obs.routes = status.Routes{Backends: r.Engine.BackendNames(), RequireAcceptance: r.RequireAcceptance}
+	obs.routes.Err = r.Engine.SyncServices(ctx, fp.Services)
+	if obs.routes.Err == nil {
 		for _, o := range orphans {
 			if err := r.deleteFork(ctx, sb, o); err != nil {
 				return reconcile.Result{}, err
 			}
-			r.event(sb, corev1.EventTypeNormal, "ForkDeleted", "Delete", "deleted fork %s/%s", o.Namespace, o.Name)
+			event(r.Recorder, sb, corev1.EventTypeNormal, "ForkDeleted", "Delete", "deleted fork %s/%s", o.Namespace, o.Name)
 		}
-		r.routeStatus(ctx, obs)
+		routeStatus(ctx, r.Engine, fp.Services, &obs.routes)
 	}
-	obs.endpoints = r.resolveEndpoints(sb, obs)
+	obs.endpoints = resolveEndpoints(sb, obs)
 
-	changed, err := r.writeStatus(ctx, sb, key, deleteAt, obs)
-	if err != nil {
+	if err := r.writeStatus(ctx, sb, key, deleteAt, obs); err != nil {
 		return reconcile.Result{}, err
 	}
-	_ = changed
-	if obs.routesErr != nil {
-		return reconcile.Result{}, obs.routesErr
+	if obs.routes.Err != nil {
+		return reconcile.Result{}, obs.routes.Err
 	}
-	res := reconcile.Result{}
-	if deleteAt != nil {
-		res.RequeueAfter = time.Until(deleteAt.Time) + time.Second
-		if r.Now != nil {
-			res.RequeueAfter = deleteAt.Time.Sub(r.now()) + time.Second
-		}
-	}
-	if obs.routesState != nil && !obs.routesState.Accepted && (res.RequeueAfter == 0 || res.RequeueAfter > 5*time.Second) {
+	res := reconcile.Result{RequeueAfter: requeueFor(deleteAt, r.now())}
+	if (obs.routes.Pending || obs.routes.Rejected) && (res.RequeueAfter == 0 || res.RequeueAfter > 5*time.Second) {
 		res.RequeueAfter = 5 * time.Second
 	}
 	return res, nil
 }
 
 // reconcileFork creates or updates one fork and records what it saw.
-func (r *SandboxReconciler) reconcileFork(ctx context.Context, sb *smv1.Sandbox, key string, i int, f smv1.Fork, obs *observed) (string, error) {
+func (r *SandboxReconciler) reconcileFork(ctx context.Context, sb *smv1.Sandbox, key string, i int, f smv1.Fork, fp *routing.Footprint, obs *observed) (string, error) {
 	baselineID := fmt.Sprintf("%s/%s/%s", kindOf(f.ForkOf), f.ForkOf.Namespace, f.ForkOf.Name)
 	fs := smv1.ForkStatus{Name: f.ForkOf.Name, Baseline: baselineID}
 	defer func() { obs.forks = append(obs.forks, fs) }()
 	if kindOf(f.ForkOf) != smv1.KindDeployment {
 		fs.Message = "kind " + string(f.ForkOf.Kind) + " is not supported yet"
-		obs.degraded = append(obs.degraded, problem{smv1.ReasonUnsupportedKind, fmt.Sprintf("spec.forks[%d].forkOf.kind: %s is not supported yet (only Deployment)", i, f.ForkOf.Kind)})
+		obs.problem(status.UnsupportedKind, "spec.forks[%d].forkOf.kind: %s is not supported yet (only Deployment)", i, f.ForkOf.Kind)
 		return "", nil
 	}
 	name := naming.ForkName(sb.Namespace, sb.Name, f.ForkOf.Namespace, f.ForkOf.Name)
 	fs.Deployment = name
-	var base appsv1.Deployment
-	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: f.ForkOf.Namespace, Name: f.ForkOf.Name}, &base); err != nil {
-		if apierrors.IsNotFound(err) {
-			fs.Message = "baseline Deployment not found"
-			obs.degraded = append(obs.degraded, problem{smv1.ReasonBaselineNotFound, fmt.Sprintf("spec.forks[%d]: Deployment %s/%s not found", i, f.ForkOf.Namespace, f.ForkOf.Name)})
-			// An existing fork keeps running (the user may restore the baseline);
-			// with no workload behind the baseline Services it gets no routes.
-			return name, nil
-		}
-		return "", fmt.Errorf("get baseline Deployment %s/%s: %w", f.ForkOf.Namespace, f.ForkOf.Name, err)
-	}
-	svcs, err := r.Engine.BaselineServices(ctx, &base)
-	if err != nil {
-		return "", err
-	}
-	for _, s := range svcs {
-		obs.services[client.ObjectKeyFromObject(&s)] = true
+	w := f.ForkOf.Namespace + "/" + f.ForkOf.Name
+	base, svcs := fp.Baselines[w], fp.ServicesOf[w]
+	if base == nil {
+		fs.Message = "baseline Deployment not found"
+		obs.problem(status.BaselineNotFound, "spec.forks[%d]: Deployment %s/%s not found", i, f.ForkOf.Namespace, f.ForkOf.Name)
+		// An existing fork keeps running (the user may restore the baseline);
+		// with no workload behind the baseline Services it gets no routes.
+		return name, nil
 	}
 	var existing appsv1.Deployment
-	err = r.Client.Get(ctx, types.NamespacedName{Namespace: base.Namespace, Name: name}, &existing)
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: base.Namespace, Name: name}, &existing)
 	exists := err == nil
 	if err != nil && !apierrors.IsNotFound(err) {
 		return "", fmt.Errorf("get fork Deployment %s/%s: %w", base.Namespace, name, err)
@@ -333,7 +288,7 @@ func (r *SandboxReconciler) reconcileFork(ctx context.Context, sb *smv1.Sandbox,
 		// Never take over an object we did not create (a user's Deployment, or another sandbox's fork
 		// should the 32-bit name hash ever collide).
 		fs.Deployment, fs.Message = "", fmt.Sprintf("Deployment %s/%s exists and is not this sandbox's fork", base.Namespace, name)
-		obs.degraded = append(obs.degraded, problem{smv1.ReasonNameConflict, fmt.Sprintf("spec.forks[%d]: %s; it is left untouched", i, fs.Message)})
+		obs.problem(status.NameConflict, "spec.forks[%d]: %s; it is left untouched", i, fs.Message)
 		return "", nil
 	}
 	// The baseline is snapshotted when the fork is created and re-read when the Sandbox changes.
@@ -343,18 +298,18 @@ func (r *SandboxReconciler) reconcileFork(ctx context.Context, sb *smv1.Sandbox,
 		if err != nil {
 			return "", fmt.Errorf("read the forks env valueFrom.fork refers to: %w", err)
 		}
-		desired, err := fork.Deployment(fork.Input{Sandbox: sb, RoutingKey: key, Index: i, Fork: f, Baseline: &base,
+		desired, err := fork.Deployment(fork.Input{Sandbox: sb, RoutingKey: key, Index: i, Fork: f, Baseline: base,
 			ExcludeLabelKeys: routing.SelectorKeys(svcs), Siblings: siblings})
 		if err != nil {
-			reason := smv1.ReasonInvalidCustomization
+			kind := status.InvalidCustomization
 			switch {
 			case errors.Is(err, fork.ErrInvalidPatch):
-				reason = smv1.ReasonInvalidPatch
+				kind = status.InvalidPatch
 			case errors.Is(err, fork.ErrUnsupported):
-				reason = smv1.ReasonUnsupportedCustomization
+				kind = status.UnsupportedCustomization
 			}
 			fs.Message = err.Error()
-			obs.degraded = append(obs.degraded, problem{reason, err.Error()})
+			obs.problem(kind, "%s", err.Error())
 			return name, nil
 		}
 		desired.Annotations[annotationSandboxGeneration] = gen
@@ -367,7 +322,7 @@ func (r *SandboxReconciler) reconcileFork(ctx context.Context, sb *smv1.Sandbox,
 			if err := r.Client.Create(ctx, desired); err != nil && !apierrors.IsAlreadyExists(err) {
 				return "", fmt.Errorf("create fork Deployment %s/%s: %w", desired.Namespace, desired.Name, err)
 			}
-			r.event(sb, corev1.EventTypeNormal, "ForkCreated", "Create", "created fork Deployment %s/%s of %s", desired.Namespace, desired.Name, baselineID)
+			event(r.Recorder, sb, corev1.EventTypeNormal, "ForkCreated", "Create", "created fork Deployment %s/%s of %s", desired.Namespace, desired.Name, baselineID)
 			existing = *desired
 		} else if existing.Annotations[naming.AnnotationSpecHash] != desired.Annotations[naming.AnnotationSpecHash] ||
 			existing.Annotations[annotationSandboxGeneration] != gen {
@@ -378,14 +333,14 @@ func (r *SandboxReconciler) reconcileFork(ctx context.Context, sb *smv1.Sandbox,
 			if err := r.Client.Update(ctx, &existing); err != nil {
 				return "", fmt.Errorf("update fork Deployment %s/%s: %w", existing.Namespace, existing.Name, err)
 			}
-			r.event(sb, corev1.EventTypeNormal, "ForkUpdated", "Update", "updated fork Deployment %s/%s", existing.Namespace, existing.Name)
+			event(r.Recorder, sb, corev1.EventTypeNormal, "ForkUpdated", "Update", "updated fork Deployment %s/%s", existing.Namespace, existing.Name)
 		}
 	}
 	if len(svcs) > 0 {
 		fs.Service = name
 		if err := r.ensureForkService(ctx, sb, name, base.Name, base.Namespace, svcs); errors.Is(err, errNameConflict) {
 			fs.Service, fs.Message = "", err.Error()
-			obs.degraded = append(obs.degraded, problem{smv1.ReasonNameConflict, fmt.Sprintf("spec.forks[%d]: %v; it is left untouched", i, err)})
+			obs.problem(status.NameConflict, "spec.forks[%d]: %v; it is left untouched", i, err)
 			return name, nil
 		} else if err != nil {
 			return "", err
@@ -402,10 +357,10 @@ func (r *SandboxReconciler) reconcileFork(ctx context.Context, sb *smv1.Sandbox,
 	fs.Ready = ready
 	if !ready {
 		fs.Message = why
-		obs.waiting = append(obs.waiting, fmt.Sprintf("fork %s: %s", name, why))
+		obs.problem(status.ForkNotReady, "fork %s: %s", name, why)
 		if p := r.podProblem(ctx, base.Namespace, name); p != nil {
-			fs.Message = p.message
-			obs.degraded = append(obs.degraded, *p)
+			fs.Message = p.Message
+			obs.problems = append(obs.problems, *p)
 		}
 	}
 	return name, nil
@@ -453,7 +408,7 @@ func (r *SandboxReconciler) ensureForkService(ctx context.Context, sb *smv1.Sand
 }
 
 // podProblem looks at the fork's pods for failures a user can act on.
-func (r *SandboxReconciler) podProblem(ctx context.Context, ns, forkName string) *problem {
+func (r *SandboxReconciler) podProblem(ctx context.Context, ns, forkName string) *status.Problem {
 	var pods corev1.PodList
 	if err := r.Client.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{naming.LabelFork: forkName}); err != nil {
 		return nil
@@ -463,13 +418,13 @@ func (r *SandboxReconciler) podProblem(ctx context.Context, ns, forkName string)
 			if w := cs.State.Waiting; w != nil {
 				switch w.Reason {
 				case "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull":
-					return &problem{smv1.ReasonImagePullFailed, fmt.Sprintf("fork %s: container %s cannot pull image %s: %s", forkName, cs.Name, cs.Image, w.Message)}
+					return &status.Problem{Kind: status.ImagePullFailed, Message: fmt.Sprintf("fork %s: container %s cannot pull image %s: %s", forkName, cs.Name, cs.Image, w.Message)}
 				case "CrashLoopBackOff", "CreateContainerConfigError", "CreateContainerError":
-					reason := smv1.ReasonForkCrashLooping
+					kind := status.ForkCrashLooping
 					if w.Reason != "CrashLoopBackOff" {
-						reason = smv1.ReasonInvalidCustomization
+						kind = status.InvalidCustomization
 					}
-					return &problem{reason, fmt.Sprintf("fork %s: container %s: %s: %s", forkName, cs.Name, w.Reason, w.Message)}
+					return &status.Problem{Kind: kind, Message: fmt.Sprintf("fork %s: container %s: %s: %s", forkName, cs.Name, w.Reason, w.Message)}
 				}
 			}
 		}
@@ -507,46 +462,6 @@ func (r *SandboxReconciler) siblings(ctx context.Context, sb *smv1.Sandbox, f sm
 	return out, nil
 }
 
-// orphans lists fork Deployments of this sandbox that the spec no longer wants,
-// adding their baselines' Services to the set whose routes are recomputed.
-func (r *SandboxReconciler) orphans(ctx context.Context, sb *smv1.Sandbox, desired map[string]bool, obs *observed) ([]client.ObjectKey, error) {
-	var list appsv1.DeploymentList
-	if err := routing.ListSandboxObjects(ctx, r.Client, &list, sb.Namespace, sb.Name); err != nil {
-		return nil, fmt.Errorf("list forks of Sandbox %s/%s: %w", sb.Namespace, sb.Name, err)
-	}
-	var out []client.ObjectKey
-	for _, d := range list.Items {
-		if desired[d.Namespace+"/"+d.Name] {
-			continue
-		}
-		out = append(out, client.ObjectKeyFromObject(&d))
-		if err := r.addBaselineServices(ctx, &d, obs); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
-// addBaselineServices adds the Services a fork's baseline sits behind.
-func (r *SandboxReconciler) addBaselineServices(ctx context.Context, forkDep *appsv1.Deployment, obs *observed) error {
-	var base appsv1.Deployment
-	err := r.Client.Get(ctx, types.NamespacedName{Namespace: forkDep.Namespace, Name: forkDep.Labels[naming.LabelBaseline]}, &base)
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	svcs, err := r.Engine.BaselineServices(ctx, &base)
-	if err != nil {
-		return err
-	}
-	for _, s := range svcs {
-		obs.services[client.ObjectKeyFromObject(&s)] = true
-	}
-	return nil
-}
-
 // deleteFork deletes a fork Deployment of sb and its Service, each only if it is sb's (labels).
 func (r *SandboxReconciler) deleteFork(ctx context.Context, sb *smv1.Sandbox, key client.ObjectKey) error {
 	bg := metav1.DeletePropagationBackground
@@ -572,97 +487,59 @@ var errNameConflict = errors.New("name taken by an object that is not this fork"
 
 // forkOf reports whether o carries sb's fork labels: the operator only ever changes or deletes those.
 func forkOf(o metav1.Object, sb *smv1.Sandbox) bool {
-	l := o.GetLabels()
-	return l[naming.LabelManagedBy] == naming.ManagedByValue && l[naming.LabelSandbox] == sb.Name && l[naming.LabelSandboxNamespace] == sb.Namespace
+	return naming.OwnedBy(o.GetLabels(), sb.Namespace, sb.Name)
 }
 
-func (r *SandboxReconciler) syncRoutes(ctx context.Context, services map[types.NamespacedName]bool) error {
-	keys := make([]types.NamespacedName, 0, len(services))
-	for k := range services {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
-	var errs []error
-	for _, k := range keys {
-		if err := r.Engine.Sync(ctx, k); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func (r *SandboxReconciler) routeStatus(ctx context.Context, obs *observed) {
-	for k := range obs.services {
-		st, backend, err := r.Engine.Status(ctx, k)
+// routeStatus asks the backends whether they accepted the routes of each
+// Service; the first one that did not gives the answer.
+func routeStatus(ctx context.Context, e *routing.Engine, services []types.NamespacedName, out *status.Routes) {
+	for _, k := range services {
+		st, backend, err := e.Status(ctx, k)
 		if err != nil {
-			obs.routesErr = err
+			out.Err = err
 			return
 		}
 		if !st.Accepted {
-			obs.routesState, obs.routesFrom = &st, backend+" on Service "+k.String()
+			out.From, out.Message = backend+" on Service "+k.String(), st.Message
+			out.Rejected = st.Reason == meshadapters.ReasonRejected
+			out.Pending = !out.Rejected
 			return
 		}
 	}
-	obs.routesState = &meshadapters.Status{Accepted: true}
 }
 
-// finalize removes the sandbox's routes, then its forks, then the finalizer.
-func (r *SandboxReconciler) finalize(ctx context.Context, sb *smv1.Sandbox) error {
+// reconcileDelete removes the sandbox's routes, then its forks, then the finalizer.
+func (r *SandboxReconciler) reconcileDelete(ctx context.Context, sb *smv1.Sandbox) error {
 	if !controllerutil.ContainsFinalizer(sb, naming.Finalizer) {
 		return nil
 	}
-	obs := &observed{services: map[types.NamespacedName]bool{}}
-	var list appsv1.DeploymentList
-	if err := routing.ListSandboxObjects(ctx, r.Client, &list, sb.Namespace, sb.Name); err != nil {
+	fp, err := r.Engine.Footprint(ctx, sb)
+	if err != nil {
 		return err
 	}
-	for _, d := range list.Items {
-		if err := r.addBaselineServices(ctx, &d, obs); err != nil {
-			return err
-		}
-	}
-	// Virtual workloads and forks whose Deployment is gone still have routes to remove.
-	for _, w := range routing.WorkloadsOf(sb) {
-		ns, name, _ := strings.Cut(w, "/")
-		var d appsv1.Deployment
-		if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &d); err == nil {
-			svcs, err := r.Engine.BaselineServices(ctx, &d)
-			if err != nil {
-				return err
-			}
-			for _, s := range svcs {
-				obs.services[client.ObjectKeyFromObject(&s)] = true
-			}
-		}
-	}
-	if err := r.syncRoutes(ctx, obs.services); err != nil {
-		r.event(sb, corev1.EventTypeWarning, "RouteRemovalFailed", "Delete", "cannot remove routes yet: %v", err)
+	if err := r.Engine.SyncServices(ctx, fp.Services); err != nil {
+		event(r.Recorder, sb, corev1.EventTypeWarning, "RouteRemovalFailed", "Delete", "cannot remove routes yet: %v", err)
 		return err
 	}
-	for _, d := range list.Items {
+	for _, d := range fp.Forks {
 		if err := r.deleteFork(ctx, sb, client.ObjectKeyFromObject(&d)); err != nil {
 			return err
 		}
 	}
 	// Fork Services whose Deployment was already gone.
 	var svcs corev1.ServiceList
-	if err := routing.ListSandboxObjects(ctx, r.Client, &svcs, sb.Namespace, sb.Name); err != nil {
-		return err
+	if err := r.Engine.ListSandboxObjects(ctx, &svcs, sb.Namespace, sb.Name); err != nil {
+		return fmt.Errorf("list fork Services of Sandbox %s/%s: %w", sb.Namespace, sb.Name, err)
 	}
 	for _, s := range svcs.Items {
 		if err := r.Client.Delete(ctx, &s); client.IgnoreNotFound(err) != nil {
-			return err
+			return fmt.Errorf("delete fork Service %s/%s: %w", s.Namespace, s.Name, err)
 		}
 	}
-	patch := client.MergeFrom(sb.DeepCopy())
-	controllerutil.RemoveFinalizer(sb, naming.Finalizer)
-	if err := r.Client.Patch(ctx, sb, patch); client.IgnoreNotFound(err) != nil {
-		return fmt.Errorf("remove finalizer of Sandbox %s/%s: %w", sb.Namespace, sb.Name, err)
-	}
-	return nil
+	return removeFinalizer(ctx, r.Client, sb)
 }
 
-func (r *SandboxReconciler) resolveEndpoints(sb *smv1.Sandbox, obs *observed) []smv1.EndpointStatus {
+func resolveEndpoints(sb *smv1.Sandbox, obs *observed) []smv1.EndpointStatus {
 	if sb.Spec.DefaultRouteGroup == nil {
 		return nil
 	}
@@ -679,7 +556,7 @@ func (r *SandboxReconciler) resolveEndpoints(sb *smv1.Sandbox, obs *observed) []
 	for _, ep := range sb.Spec.DefaultRouteGroup.Endpoints {
 		st, err := ResolveEndpoint(ep, forkOf)
 		if err != nil {
-			obs.degraded = append(obs.degraded, problem{smv1.ReasonEndpointUnresolved, err.Error()})
+			obs.problem(status.EndpointUnresolved, "%s", err.Error())
 		}
 		out = append(out, st)
 	}
@@ -727,72 +604,25 @@ func ResolveEndpoint(ep smv1.Endpoint, forkServices map[string]string) (smv1.End
 	return st, nil
 }
 
-func (r *SandboxReconciler) writeStatus(ctx context.Context, sb *smv1.Sandbox, key string, deleteAt *metav1.Time, obs *observed) (bool, error) {
+// writeStatus sets the status from obs (status.Set) and patches it only when it changed.
+func (r *SandboxReconciler) writeStatus(ctx context.Context, sb *smv1.Sandbox, key string, deleteAt *time.Time, obs *observed) error {
 	before := sb.DeepCopy()
 	st := &sb.Status
 	st.ObservedGeneration = sb.Generation
 	st.RoutingKey = key
 	st.Forks = obs.forks
 	st.Endpoints = obs.endpoints
-	st.ScheduledDeleteTime = deleteAt
-	gen := sb.Generation
-
-	set := func(t string, s metav1.ConditionStatus, reason, msg string) {
-		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: t, Status: s, Reason: reason, Message: truncate(msg), ObservedGeneration: gen})
-	}
-	// RoutesConfigured.
-	switch {
-	case obs.routesErr != nil:
-		set(smv1.ConditionRoutesConfigured, metav1.ConditionFalse, smv1.ReasonBackendRejected, obs.routesErr.Error())
-	case obs.routesState != nil && !obs.routesState.Accepted && obs.routesState.Reason == meshadapters.ReasonRejected:
-		set(smv1.ConditionRoutesConfigured, metav1.ConditionFalse, smv1.ReasonBackendRejected, obs.routesFrom+": "+obs.routesState.Message)
-	case obs.routesState != nil && !obs.routesState.Accepted:
-		set(smv1.ConditionRoutesConfigured, metav1.ConditionFalse, smv1.ReasonRoutesPending, obs.routesFrom+": "+obs.routesState.Message)
-	default:
-		set(smv1.ConditionRoutesConfigured, metav1.ConditionTrue, smv1.ReasonRoutesApplied, "routes applied by "+r.Engine.BackendNames())
-	}
-	routesOK := meta.IsStatusConditionTrue(st.Conditions, smv1.ConditionRoutesConfigured) ||
-		(!r.RequireAcceptance && obs.routesErr == nil && (obs.routesState == nil || obs.routesState.Reason != meshadapters.ReasonRejected))
-	// Degraded.
-	if obs.routesErr != nil || (obs.routesState != nil && obs.routesState.Reason == meshadapters.ReasonRejected) {
-		msg := obs.routesFrom
-		if obs.routesErr != nil {
-			msg = obs.routesErr.Error()
-		}
-		obs.degraded = append(obs.degraded, problem{smv1.ReasonBackendRejected, msg})
-	}
-	if len(obs.degraded) > 0 {
-		set(smv1.ConditionDegraded, metav1.ConditionTrue, obs.degraded[0].reason, joinProblems(obs.degraded))
-	} else {
-		set(smv1.ConditionDegraded, metav1.ConditionFalse, smv1.ReasonAsExpected, "")
-	}
-	ready := len(obs.degraded) == 0 && len(obs.waiting) == 0 && routesOK
-	switch {
-	case ready:
-		set(smv1.ConditionReady, metav1.ConditionTrue, smv1.ReasonAvailable, "all forks available and routes in place")
-		set(smv1.ConditionProgressing, metav1.ConditionFalse, smv1.ReasonAvailable, "")
-	case len(obs.degraded) > 0:
-		set(smv1.ConditionReady, metav1.ConditionFalse, obs.degraded[0].reason, joinProblems(obs.degraded))
-		set(smv1.ConditionProgressing, metav1.ConditionFalse, obs.degraded[0].reason, "blocked until the problem is fixed")
-	default:
-		reason := smv1.ReasonForksNotReady
-		msg := strings.Join(obs.waiting, "; ")
-		if len(obs.waiting) == 0 {
-			reason, msg = smv1.ReasonRoutesPending, "waiting for the mesh to accept the routes"
-		} else if strings.HasPrefix(obs.waiting[0], "local ") {
-			reason = smv1.ReasonLocalNotConnected
-		}
-		set(smv1.ConditionReady, metav1.ConditionFalse, reason, msg)
-		set(smv1.ConditionProgressing, metav1.ConditionTrue, reason, msg)
-	}
+	st.ScheduledDeleteTime = metaTime(deleteAt)
+	status.Set(&st.Conditions, status.Observed{Generation: sb.Generation, Problems: obs.problems, Routes: obs.routes,
+		ReadyReason: smv1.ReasonAvailable, ReadyMessage: "all forks available and routes in place", Progressing: true})
 	if equality.Semantic.DeepEqual(before.Status, sb.Status) {
-		return false, nil
+		return nil
 	}
 	if err := r.Client.Status().Patch(ctx, sb, client.MergeFrom(before)); err != nil {
-		return false, fmt.Errorf("patch status of Sandbox %s/%s: %w", sb.Namespace, sb.Name, err)
+		return fmt.Errorf("patch status of Sandbox %s/%s: %w", sb.Namespace, sb.Name, err)
 	}
 	r.transitionEvents(sb, before)
-	return true, nil
+	return nil
 }
 
 func (r *SandboxReconciler) transitionEvents(sb, before *smv1.Sandbox) {
@@ -814,54 +644,8 @@ func (r *SandboxReconciler) transitionEvents(sb, before *smv1.Sandbox) {
 		if (t == smv1.ConditionDegraded && now.Status == metav1.ConditionTrue) || (t == smv1.ConditionReady && now.Status == metav1.ConditionFalse && old != nil && old.Status == metav1.ConditionTrue) {
 			typ = corev1.EventTypeWarning
 		}
-		r.event(sb, typ, now.Reason, "Reconcile", "%s=%s: %s", t, now.Status, now.Message)
+		event(r.Recorder, sb, typ, now.Reason, "Reconcile", "%s=%s: %s", t, now.Status, now.Message)
 	}
-}
-
-func (r *SandboxReconciler) event(obj *smv1.Sandbox, typ, reason, action, note string, args ...any) {
-	if r.Recorder == nil {
-		return
-	}
-	r.Recorder.Eventf(obj, nil, typ, reason, action, note, args...)
-}
-
-func joinProblems(ps []problem) string {
-	msgs := make([]string, 0, len(ps))
-	for _, p := range ps {
-		msgs = append(msgs, p.message)
-	}
-	return strings.Join(msgs, "; ")
-}
-
-func truncate(s string) string {
-	if len(s) > 1024 {
-		return s[:1021] + "..."
-	}
-	return s
-}
-
-// lastSpecUpdate approximates "updatedAt": the last time a manager wrote the spec.
-func lastSpecUpdate(sb *smv1.Sandbox) time.Time {
-	t := sb.CreationTimestamp.Time
-	for _, m := range sb.ManagedFields {
-		if m.Subresource == "" && m.Time != nil && m.Time.After(t) && m.FieldsV1 != nil && strings.Contains(string(m.FieldsV1.Raw), `"f:spec"`) {
-			t = m.Time.Time
-		}
-	}
-	return t
-}
-
-// ttlDeadline computes when a TTL expires.
-func ttlDeadline(ttl *smv1.TTL, created, updated time.Time) (time.Time, error) {
-	d, err := ParseTTL(ttl.Duration)
-	if err != nil {
-		return time.Time{}, err
-	}
-	from := created
-	if ttl.OffsetFrom == smv1.TTLFromUpdatedAt {
-		from = updated
-	}
-	return from.Add(d), nil
 }
 
 // ParseTTL parses "<n>m|h|d|w".

@@ -84,7 +84,7 @@ func SiblingKey(w smv1.WorkloadRef) string { return w.Namespace + "/" + w.Name }
 // Labels returns the labels of a fork's objects.
 func Labels(sb *smv1.Sandbox, forkName, baselineName string) map[string]string {
 	return map[string]string{
-		naming.LabelManagedBy:        naming.ManagedByValue,
+		smv1.LabelManagedBy:          smv1.ManagedBy,
 		naming.LabelSandbox:          sb.Name,
 		naming.LabelSandboxNamespace: sb.Namespace,
 		naming.LabelFork:             forkName,
@@ -172,7 +172,7 @@ func Deployment(in Input) (*appsv1.Deployment, error) {
 		tmpl.Annotations = map[string]string{}
 	}
 	// Forks receive only routed traffic; they need no devmesh sidecar.
-	tmpl.Annotations[naming.AnnotationInject] = "false"
+	tmpl.Annotations[smv1.AnnotationInject] = "false"
 	for i := range tmpl.Spec.Containers {
 		c := &tmpl.Spec.Containers[i]
 		c.Env = upsertEnv(c.Env, corev1.EnvVar{Name: naming.EnvSandboxName, Value: in.Sandbox.Name})
@@ -403,8 +403,6 @@ func Service(sb *smv1.Sandbox, forkName, baselineName, namespace string, baselin
 	return svc
 }
 
-// Ready reports whether a fork Deployment runs its current spec and is
-// available, and if not, what it waits for.
 // Routable reports whether the fork can take requests: at least one of its
 // pods is available. A fork that rolls out a new spec stays routable on its
 // old pod (the rolling update keeps it until the new one is available), so
@@ -414,6 +412,8 @@ func Routable(d *appsv1.Deployment) bool {
 	return d.DeletionTimestamp == nil && d.Status.AvailableReplicas > 0
 }
 
+// Ready reports whether a fork Deployment runs its current spec and is
+// available, and if not, what it waits for.
 func Ready(d *appsv1.Deployment) (bool, string) {
 	want := int32(1)
 	if d.Spec.Replicas != nil {

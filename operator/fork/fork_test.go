@@ -26,7 +26,7 @@ func baseline() *appsv1.Deployment {
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{
 					Labels:      map[string]string{"app": "route", "tier": "backend", "version": "v1"},
-					Annotations: map[string]string{naming.AnnotationInject: "true"},
+					Annotations: map[string]string{smv1.AnnotationInject: "true"},
 				},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{
 					{Name: "route", Image: "hotrod:v1", Env: []corev1.EnvVar{{Name: "A", Value: "1"}, {Name: "B", Value: "2"}}, Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8083}}},
@@ -89,7 +89,7 @@ func TestDeploymentInvariants(t *testing.T) {
 			t.Errorf("container %s lacks sandbox env", c.Name)
 		}
 	}
-	if d.Spec.Template.Annotations[naming.AnnotationInject] != "false" {
+	if d.Spec.Template.Annotations[smv1.AnnotationInject] != "false" {
 		t.Error("fork would get a sidecar")
 	}
 	if d.Annotations[naming.AnnotationBaselineGeneration] != "7" || d.Annotations[naming.AnnotationSpecHash] == "" {

@@ -2,6 +2,7 @@ package manager_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -48,6 +49,22 @@ func TestNameConflict(t *testing.T) {
 			if r := condition(s, smv1.ConditionReady); r.Status != metav1.ConditionFalse {
 				t.Errorf("Ready = %+v", r)
 			}
+			if kind == "service" {
+				// The fork Deployment is ours and gets an available pod: the
+				// sandbox's key must still never reach the user's Service.
+				makeAvailable(t, ns, name)
+				eventually(t, "the operator's cache sees the fork available", func() (bool, string) {
+					var d appsv1.Deployment
+					err := op.Manager.GetClient().Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &d)
+					return err == nil && d.Status.AvailableReplicas == 1, fmt.Sprint(err)
+				})
+				if err := op.Engine.Sync(ctx, types.NamespacedName{Namespace: ns, Name: "route"}); err != nil {
+					t.Fatal(err)
+				}
+				if tgt, ok := routeTarget(ns, "route", s.Status.RoutingKey); ok {
+					t.Fatalf("the sandbox's key routes to %s, a Service the operator does not own", tgt.Addr)
+				}
+			}
 			if err := c.Delete(ctx, sb); err != nil {
 				t.Fatal(err)
 			}
@@ -59,7 +76,7 @@ func TestNameConflict(t *testing.T) {
 			if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, cur); err != nil {
 				t.Fatalf("the user's %s is gone: %v", kind, err)
 			}
-			if cur.GetResourceVersion() != before || cur.GetLabels()[naming.LabelManagedBy] != "" {
+			if cur.GetResourceVersion() != before || cur.GetLabels()[smv1.LabelManagedBy] != "" {
 				t.Fatalf("the user's %s was changed: labels %v", kind, cur.GetLabels())
 			}
 		})

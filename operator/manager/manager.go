@@ -17,7 +17,6 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
@@ -184,11 +183,11 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	if err != nil {
 		return nil, err
 	}
-	op.Engine = &routing.Engine{Client: mgr.GetClient(), Routers: routers, ClusterDomain: o.ClusterDomain}
 	ctx := context.Background()
 	if err := controllers.SetupIndexes(ctx, mgr); err != nil {
 		return nil, err
 	}
+	op.Engine = &routing.Engine{Client: mgr.GetClient(), Indexed: true, Routers: routers, ClusterDomain: o.ClusterDomain}
 	if err := (&controllers.SandboxReconciler{Client: mgr.GetClient(), Engine: op.Engine, Recorder: mgr.GetEventRecorder("sandboxmesh-operator"), RequireAcceptance: o.RequireAcceptance, Now: o.Now, MaxConcurrentReconciles: o.Workers}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up Sandbox controller: %w", err)
 	}
@@ -348,36 +347,22 @@ func (r *routeServerRunnable) Start(ctx context.Context) error {
 	return nil
 }
 
-// SyncAll syncs the routes of every Service behind a workload any Sandbox refers to.
+// SyncAll syncs the routes of every Service any Sandbox touches
+// (routing.Engine.ServicesOf, the same gatherer the controllers use).
 func SyncAll(ctx context.Context, c client.Client, e *routing.Engine) (int, error) {
 	var list smv1.SandboxList
 	if err := c.List(ctx, &list); err != nil {
+		return 0, fmt.Errorf("list Sandboxes: %w", err)
+	}
+	sbs := make([]*smv1.Sandbox, len(list.Items))
+	for i := range list.Items {
+		sbs[i] = &list.Items[i]
+	}
+	services, err := e.ServicesOf(ctx, sbs)
+	if err != nil {
 		return 0, err
 	}
-	services := map[types.NamespacedName]bool{}
-	for _, sb := range list.Items {
-		for _, w := range routing.WorkloadsOf(&sb) {
-			ns, name, _ := strings.Cut(w, "/")
-			var d appsv1.Deployment
-			if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &d); err != nil {
-				continue
-			}
-			svcs, err := e.BaselineServices(ctx, &d)
-			if err != nil {
-				return 0, err
-			}
-			for _, s := range svcs {
-				services[types.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = true
-			}
-		}
-	}
-	var errs []error
-	for k := range services {
-		if err := e.Sync(ctx, k); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return len(services), errors.Join(errs...)
+	return len(services), e.SyncServices(ctx, services)
 }
 
 // conditionCollector exports sandboxmesh_sandboxes{condition,status}.

@@ -197,8 +197,8 @@ func TestSandboxLifecycle(t *testing.T) {
 
 	s := waitCondition(t, key, smv1.ConditionReady, metav1.ConditionFalse, smv1.ReasonForksNotReady)
 	rk := s.Status.RoutingKey
-	if rk == "" || s.Annotations[naming.AnnotationRoutingKey] != rk {
-		t.Fatalf("routing key: status %q annotation %q", rk, s.Annotations[naming.AnnotationRoutingKey])
+	if rk == "" || s.Annotations[smv1.AnnotationRoutingKey] != rk {
+		t.Fatalf("routing key: status %q annotation %q", rk, s.Annotations[smv1.AnnotationRoutingKey])
 	}
 	if len(s.Finalizers) != 1 {
 		t.Fatalf("finalizers = %v", s.Finalizers)
@@ -367,7 +367,7 @@ func TestFailureReasons(t *testing.T) {
 		forkName := naming.ForkName(ns, sb.Name, ns, "route")
 		// The kubelet would report this on the fork's pod.
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: forkName + "-abc", Namespace: ns,
-			Labels: map[string]string{naming.LabelFork: forkName, naming.LabelSandbox: sb.Name, naming.LabelSandboxNamespace: ns, naming.LabelManagedBy: naming.ManagedByValue}},
+			Labels: map[string]string{naming.LabelFork: forkName, naming.LabelSandbox: sb.Name, naming.LabelSandboxNamespace: ns, smv1.LabelManagedBy: smv1.ManagedBy}},
 			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "route", Image: "example.com/route:v2"}}}}
 		eventually(t, "fork created", func() (bool, string) {
 			_, ok := get(t, types.NamespacedName{Namespace: ns, Name: forkName}, &appsv1.Deployment{})

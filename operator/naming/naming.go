@@ -7,14 +7,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"strings"
+
+	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 )
 
-// Labels and annotations set or read by the operator.
+// Labels and annotations of the objects the operator creates. Names other
+// packages share (managed-by, the routing key, the devmesh inject annotation)
+// are in crds/v1alpha1.
 const (
-	// LabelManagedBy marks objects created by the operator.
-	LabelManagedBy = "app.kubernetes.io/managed-by"
-	// ManagedByValue is the value of LabelManagedBy.
-	ManagedByValue = "sandboxmesh-operator"
 	// LabelSandbox is the name of the owning Sandbox.
 	LabelSandbox = "sandboxmesh.dev/sandbox"
 	// LabelSandboxNamespace is the namespace of the owning Sandbox.
@@ -23,14 +23,10 @@ const (
 	LabelFork = "sandboxmesh.dev/fork"
 	// LabelBaseline is the name of the forked baseline workload.
 	LabelBaseline = "sandboxmesh.dev/baseline"
-	// AnnotationRoutingKey holds an object's routing key; the control plane sets it, else the operator does once.
-	AnnotationRoutingKey = "sandboxmesh.dev/routing-key"
 	// AnnotationBaselineGeneration records the baseline Deployment generation a fork was built from.
 	AnnotationBaselineGeneration = "sandboxmesh.dev/baseline-generation"
 	// AnnotationSpecHash records a hash of the desired fork spec, to update forks only when it changes.
 	AnnotationSpecHash = "sandboxmesh.dev/spec-hash"
-	// AnnotationInject is the devmesh injection annotation on pod templates.
-	AnnotationInject = "sidecar.sandboxmesh.dev/inject"
 	// Finalizer guards the clean-up of forks and routes.
 	Finalizer = "sandboxmesh.dev/cleanup"
 	// EnvSandboxName is set on every fork container.
@@ -38,6 +34,15 @@ const (
 	// EnvRoutingKey is set on every fork container.
 	EnvRoutingKey = "SANDBOXMESH_ROUTING_KEY"
 )
+
+// OwnedBy reports whether labels mark an object the operator created for the
+// Sandbox sandboxNamespace/sandboxName (smv1.IsManaged plus the sandbox
+// labels). The operator only ever changes, deletes or routes to such objects:
+// a user's object, or another sandbox's fork, that happens to have a fork's
+// name is never touched.
+func OwnedBy(labels map[string]string, sandboxNamespace, sandboxName string) bool {
+	return smv1.IsManaged(labels) && labels[LabelSandbox] == sandboxName && labels[LabelSandboxNamespace] == sandboxNamespace
+}
 
 // MaxNameLength is the longest name the operator gives an object.
 const MaxNameLength = 63

@@ -49,3 +49,27 @@ func FuzzForkName(f *testing.F) {
 		}
 	})
 }
+
+func TestOwnedBy(t *testing.T) {
+	own := func(managedBy string) map[string]string {
+		return map[string]string{"app.kubernetes.io/managed-by": managedBy, LabelSandbox: "sb", LabelSandboxNamespace: "team"}
+	}
+	for _, tc := range []struct {
+		name   string
+		labels map[string]string
+		want   bool
+	}{
+		{"this sandbox's fork", own("sandboxmesh"), true},
+		{"this sandbox's fork, written by an older version", own("sandboxmesh-operator"), true},
+		{"another tool's object with our labels", own("Helm"), false},
+		{"a user's object", map[string]string{"app": "cart"}, false},
+		{"another sandbox's fork", map[string]string{"app.kubernetes.io/managed-by": "sandboxmesh", LabelSandbox: "other", LabelSandboxNamespace: "team"}, false},
+		{"a same-named sandbox of another namespace", map[string]string{"app.kubernetes.io/managed-by": "sandboxmesh", LabelSandbox: "sb", LabelSandboxNamespace: "x"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := OwnedBy(tc.labels, "team", "sb"); got != tc.want {
+				t.Errorf("OwnedBy(%v) = %v, want %v", tc.labels, got, tc.want)
+			}
+		})
+	}
+}

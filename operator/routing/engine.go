@@ -27,53 +27,10 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/operator/naming"
 )
 
-// IndexForkedWorkload indexes Sandboxes by "<namespace>/<name>" of every
-// workload they fork, virtualise or route locally.
-const IndexForkedWorkload = "sandboxmesh.dev/workload"
-
-// WorkloadsOf returns the index values of a Sandbox.
-func WorkloadsOf(sb *smv1.Sandbox) []string {
-	var out []string
-	for _, f := range sb.Spec.Forks {
-		out = append(out, f.ForkOf.Namespace+"/"+f.ForkOf.Name)
-	}
-	for _, v := range sb.Spec.Virtual {
-		out = append(out, v.Workload.Namespace+"/"+v.Workload.Name)
-	}
-	for _, l := range sb.Spec.Local {
-		out = append(out, l.From.Namespace+"/"+l.From.Name)
-	}
-	return out
-}
-
-// SandboxesOf lists the Sandboxes referring to workload "<namespace>/<name>",
-// through the cache's field index, or by filtering a full list when the
-// client has no such index (a direct API client).
-func SandboxesOf(ctx context.Context, c client.Reader, workload string) (smv1.SandboxList, error) {
-	var sbs smv1.SandboxList
-	err := c.List(ctx, &sbs, client.MatchingFields{IndexForkedWorkload: workload}, client.UnsafeDisableDeepCopy)
-	if err == nil {
-		return sbs, nil
-	}
-	var all smv1.SandboxList
-	if err2 := c.List(ctx, &all); err2 != nil {
-		return sbs, fmt.Errorf("list Sandboxes of %s: %w", workload, errors.Join(err, err2))
-	}
-	for _, sb := range all.Items {
-		for _, w := range WorkloadsOf(&sb) {
-			if w == workload {
-				sbs.Items = append(sbs.Items, sb)
-				break
-			}
-		}
-	}
-	return sbs, nil
-}
-
 // RoutingKey returns the routing key of an object: its annotation (set by the
 // control plane or by the operator on first sight), else its status.
 func RoutingKey(annotations map[string]string, status string) string {
-	if k := annotations[naming.AnnotationRoutingKey]; k != "" {
+	if k := annotations[smv1.AnnotationRoutingKey]; k != "" {
 		return k
 	}
 	return status
@@ -83,6 +40,10 @@ func RoutingKey(annotations map[string]string, status string) string {
 type Engine struct {
 	// Client reads Sandboxes, RouteGroups, Deployments and Services (a cached client).
 	Client client.Client
+	// Indexed: Client is the manager's cache with the field indexes of
+	// controllers.SetupIndexes, and lookups use them. False filters full lists
+	// (a direct API client).
+	Indexed bool
 	// Routers are the enabled backends.
 	Routers []meshadapters.Router
 	// ClusterDomain for FQDNs; default cluster.local.
@@ -115,25 +76,31 @@ func (e *Engine) domain() string {
 }
 
 // BaselineServices returns the Services in the baseline's namespace whose
-// selector selects the baseline's pod template.
+// selector selects the baseline's pod template (see selects).
 func (e *Engine) BaselineServices(ctx context.Context, d *appsv1.Deployment) ([]corev1.Service, error) {
 	var list corev1.ServiceList
 	// Read-only use of cached objects: no deep copies (this runs on every reconcile).
-	if err := listBaselines(ctx, e.Client, &list, d.Namespace); err != nil {
+	if err := e.listBaselines(ctx, &list, d.Namespace); err != nil {
 		return nil, fmt.Errorf("list Services in %s: %w", d.Namespace, err)
 	}
 	var out []corev1.Service
-	podLabels := labels.Set(d.Spec.Template.Labels)
 	for _, s := range list.Items {
-		if len(s.Spec.Selector) == 0 || s.Labels[naming.LabelManagedBy] == naming.ManagedByValue {
-			continue
-		}
-		if labels.SelectorFromSet(s.Spec.Selector).Matches(podLabels) {
+		if selects(&s, d) {
 			out = append(out, s)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// selects is the one definition of "Service s routes to workload d": both are
+// the user's (not created by SandboxMesh), in one namespace, and s's selector
+// is non-empty and matches d's pod template. BaselineServices (workload to
+// Services: what a sandbox touches) and workloadsBehind (Service to workloads:
+// whose sandboxes a route set holds) are its two directions.
+func selects(s *corev1.Service, d *appsv1.Deployment) bool {
+	return s.Namespace == d.Namespace && len(s.Spec.Selector) > 0 && !smv1.IsManaged(s.Labels) && !smv1.IsManaged(d.Labels) &&
+		labels.SelectorFromSet(s.Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels))
 }
 
 // SelectorKeys returns every label key the given Services select on.
@@ -154,16 +121,12 @@ func (e *Engine) workloadsBehind(ctx context.Context, svc *corev1.Service) ([]ap
 		return nil, nil
 	}
 	var list appsv1.DeploymentList
-	if err := listBaselines(ctx, e.Client, &list, svc.Namespace); err != nil {
+	if err := e.listBaselines(ctx, &list, svc.Namespace); err != nil {
 		return nil, fmt.Errorf("list Deployments in %s: %w", svc.Namespace, err)
 	}
-	sel := labels.SelectorFromSet(svc.Spec.Selector)
 	var out []appsv1.Deployment
 	for _, d := range list.Items {
-		if d.Labels[naming.LabelManagedBy] == naming.ManagedByValue {
-			continue
-		}
-		if sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+		if selects(svc, &d) {
 			out = append(out, d)
 		}
 	}
@@ -211,31 +174,34 @@ func targetPort(p corev1.ServicePort, workloads []appsv1.Deployment) int32 {
 	return p.Port
 }
 
-// ForkState is what the engine knows of one fork of a sandbox.
-type ForkState struct {
-	Name string
-	// Routable: the fork has an available pod (fork.Routable).
-	Routable bool
-}
-
-// forkOf returns the fork Deployment of workload w in sandbox sb (from the cache).
-func (e *Engine) forkOf(ctx context.Context, sb *smv1.Sandbox, w appsv1.Deployment) (ForkState, bool, error) {
+// forkDestination returns the fork Service of sandbox sb's fork of workload w
+// when it may take routes: the fork Deployment and the fork Service both exist
+// and are this sandbox's (naming.OwnedBy: a user's object, or another
+// sandbox's fork, that has the fork's name is never routed to, see
+// NameConflict), and the Deployment has an available pod (fork.Routable).
+func (e *Engine) forkDestination(ctx context.Context, sb *smv1.Sandbox, w *appsv1.Deployment) (string, bool, error) {
 	name := naming.ForkName(sb.Namespace, sb.Name, w.Namespace, w.Name)
+	key := types.NamespacedName{Namespace: w.Namespace, Name: name}
 	var d appsv1.Deployment
-	err := e.Client.Get(ctx, types.NamespacedName{Namespace: w.Namespace, Name: name}, &d)
-	if apierrors.IsNotFound(err) {
-		return ForkState{Name: name}, false, nil
+	if err := e.Client.Get(ctx, key, &d); err != nil {
+		return "", false, client.IgnoreNotFound(err)
 	}
-	if err != nil {
-		return ForkState{}, false, fmt.Errorf("get fork Deployment %s/%s: %w", w.Namespace, name, err)
+	if !naming.OwnedBy(d.Labels, sb.Namespace, sb.Name) || !fork.Routable(&d) {
+		return "", false, nil
 	}
-	return ForkState{Name: name, Routable: fork.Routable(&d)}, true, nil
+	var s corev1.Service
+	if err := e.Client.Get(ctx, key, &s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", false, nil
+		}
+		return "", false, fmt.Errorf("get fork Service %s: %w", key, err)
+	}
+	return name, naming.OwnedBy(s.Labels, sb.Namespace, sb.Name), nil
 }
 
 // Desired computes the whole route set of one Service: for each workload
-// behind it, every Sandbox that forks it (only while its fork has an
-// available pod, see fork.Routable) or
-// virtualises it, and every RouteGroup matching such a Sandbox. Deleting
+// behind it, every Sandbox that forks it (only while its fork is routable,
+// see forkDestination) or virtualises it, and every RouteGroup matching such a Sandbox. Deleting
 // Sandboxes and RouteGroups contribute nothing.
 func (e *Engine) Desired(ctx context.Context, svc *corev1.Service) (meshadapters.RouteSet, error) {
 	workloads, err := e.workloadsBehind(ctx, svc)
@@ -260,7 +226,7 @@ func (e *Engine) Desired(ctx context.Context, svc *corev1.Service) (meshadapters
 		rs.Routes = append(rs.Routes, r)
 	}
 	for _, w := range workloads {
-		sbs, err := SandboxesOf(ctx, e.Client, w.Namespace+"/"+w.Name)
+		sbs, err := e.SandboxesOf(ctx, w.Namespace+"/"+w.Name)
 		if err != nil {
 			return rs, err
 		}
@@ -276,13 +242,13 @@ func (e *Engine) Desired(ctx context.Context, svc *corev1.Service) (meshadapters
 			owner := meshadapters.Owner{Kind: "Sandbox", Namespace: sb.Namespace, Name: sb.Name}
 			var dest *meshadapters.Destination
 			if forks(sb, w) {
-				st, ok, err := e.forkOf(ctx, sb, w)
+				name, ok, err := e.forkDestination(ctx, sb, &w)
 				if err != nil {
-					return rs, err
+					return rs, fmt.Errorf("routes of Service %s/%s: fork of Sandbox %s/%s: %w", svc.Namespace, svc.Name, sb.Namespace, sb.Name, err)
 				}
-				if ok && st.Routable {
-					dest = &meshadapters.Destination{Kind: meshadapters.DestinationFork, Namespace: w.Namespace, Service: st.Name,
-						Host: st.Name + "." + w.Namespace + ".svc." + e.domain(), Ports: identity}
+				if ok {
+					dest = &meshadapters.Destination{Kind: meshadapters.DestinationFork, Namespace: w.Namespace, Service: name,
+						Host: name + "." + w.Namespace + ".svc." + e.domain(), Ports: identity}
 				}
 			} else if virtualises(sb, w) {
 				dest = &meshadapters.Destination{Kind: meshadapters.DestinationBaseline, Namespace: svc.Namespace, Service: svc.Name,
