@@ -322,8 +322,6 @@ func (s *Server) applyObject(k store.Kind) gin.HandlerFunc {
 			s.failErr(c, kindName(k)+" "+name, err)
 			return
 		}
-		s.notify.broadcast()
-		s.targetCache.clear()
 		// 200 for creates too: clients generated from Signadot's swagger accept only 200.
 		if created {
 			c.Header(apitypes.HeaderCreated, "true")
@@ -366,8 +364,6 @@ func (s *Server) deleteObject(k store.Kind) gin.HandlerFunc {
 			s.failErr(c, fmt.Sprintf("%s %q", kindName(k), name), err)
 			return
 		}
-		s.notify.broadcast()
-		s.targetCache.clear()
 		c.JSON(http.StatusOK, apitypes.EmptyResponse{})
 	}
 }
@@ -501,7 +497,6 @@ func (s *Server) deleteCluster(c *gin.Context) {
 		s.failErr(c, fmt.Sprintf("cluster %q", name), err)
 		return
 	}
-	s.hub.Disconnect(org, name)
 	c.JSON(http.StatusOK, apitypes.EmptyResponse{})
 }
 
@@ -563,7 +558,6 @@ func (s *Server) deleteToken(c *gin.Context) {
 		s.failErr(c, fmt.Sprintf("token %q", c.Param("id")), err)
 		return
 	}
-	s.hub.DisconnectToken(org, cluster, c.Param("id"))
 	c.JSON(http.StatusOK, apitypes.EmptyResponse{})
 }
 
@@ -612,6 +606,5 @@ func (s *Server) revokeAPIKey(c *gin.Context) {
 		s.failErr(c, fmt.Sprintf("api key %q", c.Param("id")), err)
 		return
 	}
-	s.keyCache.clear()
 	c.JSON(http.StatusOK, apitypes.EmptyResponse{})
 }

@@ -72,6 +72,7 @@ func (s *Store) RevokeAPIKey(ctx context.Context, org, id string) error {
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("api key %s of org %s: %w", id, org, ErrNotFound)
 	}
+	s.emit(Change{What: ChangeAPIKeyRevoked, Org: org, Name: id})
 	return nil
 }
 

@@ -86,6 +86,7 @@ func (s *Store) DeleteCluster(ctx context.Context, org, name string) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("delete cluster %s/%s: %w", org, name, err)
 	}
+	s.emit(Change{What: ChangeClusterDeleted, Org: org, Cluster: name})
 	return nil
 }
 

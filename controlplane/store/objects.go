@@ -196,6 +196,7 @@ func (s *Store) applyOnce(ctx context.Context, r ApplyRequest, id, labels string
 	if err := tx.Commit(); err != nil {
 		return Object{}, false, fmt.Errorf("apply %s: commit: %w", id, err)
 	}
+	s.emit(Change{What: ChangeObject, Org: r.Org, Cluster: r.Cluster, Name: r.Name, Kind: r.Kind})
 	return out, !live, nil
 }
 
@@ -256,17 +257,19 @@ func (s *Store) Delete(ctx context.Context, kind Kind, org, name string) error {
 		return fmt.Errorf("delete %s: %w", id, err)
 	}
 	now := s.nowNano()
-	res, err := tx.ExecContext(ctx, s.q(`UPDATE objects SET deleted_at = ?, revision = ?, updated_at = ?, status = '' WHERE kind = ? AND org = ? AND name = ? AND deleted_at = 0`),
-		now, rev, now, string(kind), org, name)
+	var cluster string
+	err = tx.QueryRowContext(ctx, s.q(`UPDATE objects SET deleted_at = ?, revision = ?, updated_at = ?, status = '' WHERE kind = ? AND org = ? AND name = ? AND deleted_at = 0 RETURNING cluster`),
+		now, rev, now, string(kind), org, name).Scan(&cluster)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%s: %w", id, ErrNotFound)
+	}
 	if err != nil {
 		return fmt.Errorf("delete %s: %w", id, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("%s: %w", id, ErrNotFound)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("delete %s: commit: %w", id, err)
 	}
+	s.emit(Change{What: ChangeObject, Org: org, Cluster: cluster, Name: name, Kind: kind})
 	return nil
 }
 
@@ -286,6 +289,7 @@ func (s *Store) SetStatus(ctx context.Context, kind Kind, org, cluster, name str
 		}
 		return fmt.Errorf("set status of %s version %d: %w", id, version, ErrConflict)
 	}
+	s.emit(Change{What: ChangeStatus, Org: org, Cluster: cluster, Name: name, Kind: kind})
 	return nil
 }
 

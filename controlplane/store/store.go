@@ -73,6 +73,7 @@ type Store struct {
 	driver  string
 	now     func() time.Time
 	pgStyle bool
+	watch   watchers
 }
 
 // Open opens (and migrates) a store. driver is DriverSQLite with a file path (or

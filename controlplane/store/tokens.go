@@ -82,6 +82,7 @@ func (s *Store) DeleteClusterToken(ctx context.Context, org, cluster, id string)
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("token %s of cluster %s/%s: %w", id, org, cluster, ErrNotFound)
 	}
+	s.emit(Change{What: ChangeClusterTokenDeleted, Org: org, Cluster: cluster, Name: id})
 	return nil
 }
 
