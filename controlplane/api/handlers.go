@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -132,10 +131,17 @@ func (s *Server) putOrg(c *gin.Context) {
 	if req.Quota != nil {
 		max = req.Quota.MaxSandboxes
 	}
+	if req.Quota != nil && max < 0 {
+		s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "quota.maxSandboxes must be >= 0", apitypes.FieldError{Path: "quota.maxSandboxes", Message: "must be >= 0 (0 = unlimited)"})
+		return
+	}
+	// Without a quota the org gets store.DefaultMaxSandboxes; an explicit
+	// quota (0 = unlimited) is set on new and existing orgs alike.
 	if _, err := s.st.CreateOrg(ctx, org, max); err != nil && !isExists(err) {
 		s.failErr(c, "org", err)
 		return
-	} else if err != nil && req.Quota != nil {
+	}
+	if req.Quota != nil {
 		if err := s.st.SetQuota(ctx, org, max); err != nil {
 			s.failErr(c, "org", err)
 			return
@@ -232,24 +238,15 @@ func (s *Server) listObjects(k store.Kind) gin.HandlerFunc {
 			s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "invalid label selector: "+fe.Error(), *fe)
 			return
 		}
-		objs, err := s.st.List(c.Request.Context(), k, c.Param("org"), sel)
-		if err != nil {
-			s.failErr(c, kindName(k)+"s", err)
-			return
+		ctx, org := c.Request.Context(), c.Param("org")
+		fetch := func(p store.PageRequest) (store.Page[store.Object], error) {
+			return s.st.ListObjects(ctx, k, org, sel, p)
 		}
 		if k == store.KindSandbox {
-			out := make([]apitypes.Sandbox, 0, len(objs))
-			for _, o := range objs {
-				out = append(out, s.sandboxView(o))
-			}
-			c.JSON(http.StatusOK, out)
+			writeList(s, c, "sandboxes", fetch, s.sandboxView)
 			return
 		}
-		out := make([]apitypes.RouteGroup, 0, len(objs))
-		for _, o := range objs {
-			out = append(out, s.routeGroupView(o))
-		}
-		c.JSON(http.StatusOK, out)
+		writeList(s, c, "route groups", fetch, s.routeGroupView)
 	}
 }
 
@@ -449,16 +446,8 @@ func clusterView(cl store.Cluster) apitypes.Cluster {
 }
 
 func (s *Server) listClusters(c *gin.Context) {
-	cls, err := s.st.ListClusters(c.Request.Context(), c.Param("org"))
-	if err != nil {
-		s.failErr(c, "clusters", err)
-		return
-	}
-	out := make([]apitypes.Cluster, 0, len(cls))
-	for _, cl := range cls {
-		out = append(out, clusterView(cl))
-	}
-	c.JSON(http.StatusOK, out)
+	ctx, org := c.Request.Context(), c.Param("org")
+	writeList(s, c, "clusters", func(p store.PageRequest) (store.Page[store.Cluster], error) { return s.st.ListClusters(ctx, org, p) }, clusterView)
 }
 
 func (s *Server) putCluster(c *gin.Context) {
@@ -531,16 +520,9 @@ func (s *Server) listTokens(c *gin.Context) {
 		s.failErr(c, fmt.Sprintf("cluster %q", name), err)
 		return
 	}
-	ts, err := s.st.ListClusterTokens(ctx, c.Param("org"), name)
-	if err != nil {
-		s.failErr(c, "tokens", err)
-		return
-	}
-	out := make([]apitypes.ClusterToken, 0, len(ts))
-	for _, t := range ts {
-		out = append(out, tokenView(t))
-	}
-	c.JSON(http.StatusOK, out)
+	writeList(s, c, "tokens", func(p store.PageRequest) (store.Page[store.ClusterToken], error) {
+		return s.st.ListClusterTokens(ctx, c.Param("org"), name, p)
+	}, tokenView)
 }
 
 func (s *Server) getToken(c *gin.Context) {
@@ -588,17 +570,8 @@ func (s *Server) createAPIKey(c *gin.Context) {
 }
 
 func (s *Server) listAPIKeys(c *gin.Context) {
-	ks, err := s.st.ListAPIKeys(c.Request.Context(), c.Param("org"))
-	if err != nil {
-		s.failErr(c, "api keys", err)
-		return
-	}
-	out := make([]apitypes.APIKey, 0, len(ks))
-	for _, k := range ks {
-		out = append(out, keyView(k))
-	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].CreatedAt < out[j].CreatedAt })
-	c.JSON(http.StatusOK, out)
+	ctx, org := c.Request.Context(), c.Param("org")
+	writeList(s, c, "api keys", func(p store.PageRequest) (store.Page[store.APIKey], error) { return s.st.ListAPIKeys(ctx, org, p) }, keyView)
 }
 
 func (s *Server) revokeAPIKey(c *gin.Context) {

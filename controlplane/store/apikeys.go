@@ -54,13 +54,15 @@ func (s *Store) LookupAPIKey(ctx context.Context, hash string) (APIKey, error) {
 	return k, nil
 }
 
-// ListAPIKeys lists an org's keys (revoked ones included).
-func (s *Store) ListAPIKeys(ctx context.Context, org string) ([]APIKey, error) {
-	ks, err := scanRows(ctx, s, s.db, scanAPIKey, `SELECT `+apiKeyCols+` FROM api_keys WHERE org = ? ORDER BY created_at, id`, org)
+// ListAPIKeys returns a page of an org's keys (revoked ones included), oldest first.
+func (s *Store) ListAPIKeys(ctx context.Context, org string, p PageRequest) (Page[APIKey], error) {
+	pg, err := scanPage(ctx, s, p, scopeOf("apikeys", org), true, "id", scanAPIKey,
+		func(k APIKey) (int64, string) { return k.CreatedAt.UnixNano(), k.ID }, nil,
+		`SELECT `+apiKeyCols+` FROM api_keys WHERE org = ?`, org)
 	if err != nil {
-		return nil, fmt.Errorf("list api keys of org %s: %w", org, err)
+		return Page[APIKey]{}, fmt.Errorf("list api keys of org %s: %w", org, err)
 	}
-	return ks, nil
+	return pg, nil
 }
 
 // RevokeAPIKey revokes a key of an org.

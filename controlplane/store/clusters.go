@@ -46,13 +46,15 @@ func (s *Store) GetCluster(ctx context.Context, org, name string) (Cluster, erro
 	return c, nil
 }
 
-// ListClusters lists an org's clusters by name.
-func (s *Store) ListClusters(ctx context.Context, org string) ([]Cluster, error) {
-	cs, err := scanRows(ctx, s, s.db, scanCluster, `SELECT `+clusterCols+` FROM clusters WHERE org = ? ORDER BY name`, org)
+// ListClusters returns a page of an org's clusters, by name.
+func (s *Store) ListClusters(ctx context.Context, org string, p PageRequest) (Page[Cluster], error) {
+	pg, err := scanPage(ctx, s, p, scopeOf("clusters", org), false, "name", scanCluster,
+		func(c Cluster) (int64, string) { return 0, c.Name }, nil,
+		`SELECT `+clusterCols+` FROM clusters WHERE org = ?`, org)
 	if err != nil {
-		return nil, fmt.Errorf("list clusters of org %s: %w", org, err)
+		return Page[Cluster]{}, fmt.Errorf("list clusters of org %s: %w", org, err)
 	}
-	return cs, nil
+	return pg, nil
 }
 
 // DeleteCluster removes a cluster and its tokens. It fails with ErrInUse while

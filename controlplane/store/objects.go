@@ -219,20 +219,38 @@ func (s *Store) Get(ctx context.Context, kind Kind, org, name string) (Object, e
 	return o, nil
 }
 
-// List returns an org's live objects of a kind, by name, whose labels contain
-// every pair of the selector.
-func (s *Store) List(ctx context.Context, kind Kind, org string, selector map[string]string) ([]Object, error) {
-	objs, err := scanRows(ctx, s, s.db, scanObject, `SELECT `+objectCols+` FROM objects WHERE kind = ? AND org = ? AND deleted_at = 0 ORDER BY name`, string(kind), org)
+// ListObjects returns a page of an org's live objects of a kind, by name,
+// whose labels contain every pair of selector.
+func (s *Store) ListObjects(ctx context.Context, kind Kind, org string, selector map[string]string, p PageRequest) (Page[Object], error) {
+	var keep func(Object) bool
+	if len(selector) > 0 {
+		keep = func(o Object) bool { return matches(o.Labels, selector) }
+	}
+	pg, err := scanPage(ctx, s, p, scopeOf("objects", string(kind), org, selectorParam(selector)), false, "name", scanObject,
+		func(o Object) (int64, string) { return 0, o.Name }, keep,
+		`SELECT `+objectCols+` FROM objects WHERE kind = ? AND org = ? AND deleted_at = 0`, string(kind), org)
 	if err != nil {
-		return nil, fmt.Errorf("list %s of org %s: %w", kind, org, err)
+		return Page[Object]{}, fmt.Errorf("list %s of org %s: %w", kind, org, err)
 	}
-	out := objs[:0]
-	for _, o := range objs {
-		if matches(o.Labels, selector) {
-			out = append(out, o)
+	return pg, nil
+}
+
+// List returns all of an org's live objects of a kind, by name, whose labels
+// contain every pair of selector (ListObjects page after page).
+func (s *Store) List(ctx context.Context, kind Kind, org string, selector map[string]string) ([]Object, error) {
+	out := []Object{}
+	p := PageRequest{Limit: MaxPageSize}
+	for {
+		pg, err := s.ListObjects(ctx, kind, org, selector, p)
+		if err != nil {
+			return nil, err
 		}
+		out = append(out, pg.Items...)
+		if pg.Continue == "" {
+			return out, nil
+		}
+		p.Continue = pg.Continue
 	}
-	return out, nil
 }
 
 func matches(labels, selector map[string]string) bool {

@@ -9,13 +9,22 @@ import (
 // Org is a tenant.
 type Org struct {
 	Name string
-	// MaxSandboxes is the maximum number of concurrent sandboxes; 0 means unlimited.
+	// MaxSandboxes is the maximum number of concurrent sandboxes; 0 means
+	// unlimited (only an admin's SetQuota makes that).
 	MaxSandboxes int64
 	CreatedAt    time.Time
 }
 
-// CreateOrg creates an org; it returns ErrAlreadyExists if it exists.
+// DefaultMaxSandboxes is the quota of an org created without one.
+const DefaultMaxSandboxes = 100
+
+// CreateOrg creates an org with a quota of maxSandboxes; 0 gives
+// DefaultMaxSandboxes (an admin makes an org unlimited with SetQuota(org, 0)).
+// It returns ErrAlreadyExists if the org exists.
 func (s *Store) CreateOrg(ctx context.Context, name string, maxSandboxes int64) (Org, error) {
+	if maxSandboxes == 0 {
+		maxSandboxes = DefaultMaxSandboxes
+	}
 	res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO orgs (name, max_sandboxes, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING`),
 		name, maxSandboxes, s.nowNano())
 	if err != nil {

@@ -55,13 +55,15 @@ func (s *Store) LookupClusterToken(ctx context.Context, hash string) (ClusterTok
 	return t, nil
 }
 
-// ListClusterTokens lists a cluster's tokens.
-func (s *Store) ListClusterTokens(ctx context.Context, org, cluster string) ([]ClusterToken, error) {
-	ts, err := scanRows(ctx, s, s.db, scanToken, `SELECT `+tokenCols+` FROM cluster_tokens WHERE org = ? AND cluster = ? ORDER BY created_at, id`, org, cluster)
+// ListClusterTokens returns a page of a cluster's tokens, oldest first.
+func (s *Store) ListClusterTokens(ctx context.Context, org, cluster string, p PageRequest) (Page[ClusterToken], error) {
+	pg, err := scanPage(ctx, s, p, scopeOf("clustertokens", org, cluster), true, "id", scanToken,
+		func(t ClusterToken) (int64, string) { return t.CreatedAt.UnixNano(), t.ID }, nil,
+		`SELECT `+tokenCols+` FROM cluster_tokens WHERE org = ? AND cluster = ?`, org, cluster)
 	if err != nil {
-		return nil, fmt.Errorf("list tokens of cluster %s/%s: %w", org, cluster, err)
+		return Page[ClusterToken]{}, fmt.Errorf("list tokens of cluster %s/%s: %w", org, cluster, err)
 	}
-	return ts, nil
+	return pg, nil
 }
 
 // GetClusterToken returns one token of a cluster.
