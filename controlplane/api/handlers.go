@@ -377,9 +377,30 @@ func pending(o store.Object) (string, string) {
 	return "Pending", fmt.Sprintf("waiting for the agent of cluster %q to apply version %d", o.Cluster, o.Version)
 }
 
-func (s *Server) sandboxView(o store.Object) apitypes.Sandbox {
-	out := apitypes.Sandbox{Name: o.Name, RoutingKey: o.RoutingKey, CreatedAt: ts(o.CreatedAt), UpdatedAt: ts(o.UpdatedAt), Version: o.Version, Endpoints: []apitypes.SandboxEndpoint{}}
-	_ = json.Unmarshal(o.Spec, &out.Spec)
+// sandboxWire is apitypes.Sandbox as the server writes it: the stored spec
+// JSON (which the server made by encoding a validated v1alpha1.SandboxSpec)
+// is spliced in as it is, so answers and list pages do not decode and
+// re-encode every spec. TestSandboxWireMatchesAPIType keeps the fields in step.
+type sandboxWire struct {
+	Name       string                     `json:"name"`
+	Spec       json.RawMessage            `json:"spec"`
+	RoutingKey string                     `json:"routingKey,omitempty"`
+	Endpoints  []apitypes.SandboxEndpoint `json:"endpoints"`
+	Status     apitypes.Readiness         `json:"status"`
+	CreatedAt  string                     `json:"createdAt,omitempty"`
+	UpdatedAt  string                     `json:"updatedAt,omitempty"`
+	Version    int64                      `json:"version,omitempty"`
+}
+
+func (s *Server) sandboxView(o store.Object) sandboxWire {
+	out := sandboxWire{Name: o.Name, Spec: o.Spec, RoutingKey: o.RoutingKey, CreatedAt: ts(o.CreatedAt), UpdatedAt: ts(o.UpdatedAt), Version: o.Version, Endpoints: []apitypes.SandboxEndpoint{}}
+	if len(out.Spec) == 0 {
+		out.Spec = json.RawMessage(`{}`)
+	}
+	var spec struct { // the one part of the spec the view needs
+		DefaultRouteGroup *v1alpha1.DefaultRouteGroup `json:"defaultRouteGroup"`
+	}
+	_ = json.Unmarshal(o.Spec, &spec)
 	st, ok := observed(o)
 	if ok {
 		out.Status = apitypes.Readiness{Ready: st.Ready, Reason: st.Reason, Message: st.Message, ScheduledDeleteTime: st.ScheduledDeleteTime, Forks: st.Forks}
@@ -390,7 +411,7 @@ func (s *Server) sandboxView(o store.Object) apitypes.Sandbox {
 	for _, e := range st.Endpoints {
 		resolved[e.Name] = e
 	}
-	if drg := out.Spec.DefaultRouteGroup; drg != nil {
+	if drg := spec.DefaultRouteGroup; drg != nil {
 		for _, e := range drg.Endpoints {
 			ep := apitypes.SandboxEndpoint{Name: e.Name, Target: e.Target, RouteType: "host", URL: s.prevURL.endpointURL(e.Name, o.Name)}
 			ep.Protocol, ep.Host, ep.Port = splitTarget(e.Target)
