@@ -61,6 +61,10 @@ bench: ## Run Go micro-benchmarks (routing key, route table, store...).
 bench-devmesh: ## devmesh vs nginx vs HAProxy on loopback with wrk (installs them from Debian).
 	bench/devmesh/run.sh
 
+.PHONY: bench-controlplane
+bench-controlplane: ## Control plane load: PUT/GET/page of 100 with 50 clients in an org of 10,000 sandboxes, SQLite and PostgreSQL side by side.
+	bench/controlplane/run.sh
+
 .PHONY: bench-operator
 bench-operator: ## Operator scale benchmark: 1,000 sandboxes converge against a real API server.
 	bench/operator/run.sh

@@ -120,7 +120,6 @@ func (s *Server) agentStatus(c *gin.Context) {
 		switch {
 		case err == nil:
 			ans.Accepted++
-			s.targetCache.clear() // resolved endpoint addresses may have changed
 		case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNotFound):
 			ans.Stale++
 		default:

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -132,10 +131,17 @@ func (s *Server) putOrg(c *gin.Context) {
 	if req.Quota != nil {
 		max = req.Quota.MaxSandboxes
 	}
+	if req.Quota != nil && max < 0 {
+		s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "quota.maxSandboxes must be >= 0", apitypes.FieldError{Path: "quota.maxSandboxes", Message: "must be >= 0 (0 = unlimited)"})
+		return
+	}
+	// Without a quota the org gets store.DefaultMaxSandboxes; an explicit
+	// quota (0 = unlimited) is set on new and existing orgs alike.
 	if _, err := s.st.CreateOrg(ctx, org, max); err != nil && !isExists(err) {
 		s.failErr(c, "org", err)
 		return
-	} else if err != nil && req.Quota != nil {
+	}
+	if req.Quota != nil {
 		if err := s.st.SetQuota(ctx, org, max); err != nil {
 			s.failErr(c, "org", err)
 			return
@@ -232,24 +238,15 @@ func (s *Server) listObjects(k store.Kind) gin.HandlerFunc {
 			s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "invalid label selector: "+fe.Error(), *fe)
 			return
 		}
-		objs, err := s.st.List(c.Request.Context(), k, c.Param("org"), sel)
-		if err != nil {
-			s.failErr(c, kindName(k)+"s", err)
-			return
+		ctx, org := c.Request.Context(), c.Param("org")
+		fetch := func(p store.PageRequest) (store.Page[store.Object], error) {
+			return s.st.ListObjects(ctx, k, org, sel, p)
 		}
 		if k == store.KindSandbox {
-			out := make([]apitypes.Sandbox, 0, len(objs))
-			for _, o := range objs {
-				out = append(out, s.sandboxView(o))
-			}
-			c.JSON(http.StatusOK, out)
+			writeList(s, c, "sandboxes", fetch, s.sandboxView)
 			return
 		}
-		out := make([]apitypes.RouteGroup, 0, len(objs))
-		for _, o := range objs {
-			out = append(out, s.routeGroupView(o))
-		}
-		c.JSON(http.StatusOK, out)
+		writeList(s, c, "route groups", fetch, s.routeGroupView)
 	}
 }
 
@@ -322,8 +319,6 @@ func (s *Server) applyObject(k store.Kind) gin.HandlerFunc {
 			s.failErr(c, kindName(k)+" "+name, err)
 			return
 		}
-		s.notify.broadcast()
-		s.targetCache.clear()
 		// 200 for creates too: clients generated from Signadot's swagger accept only 200.
 		if created {
 			c.Header(apitypes.HeaderCreated, "true")
@@ -366,8 +361,6 @@ func (s *Server) deleteObject(k store.Kind) gin.HandlerFunc {
 			s.failErr(c, fmt.Sprintf("%s %q", kindName(k), name), err)
 			return
 		}
-		s.notify.broadcast()
-		s.targetCache.clear()
 		c.JSON(http.StatusOK, apitypes.EmptyResponse{})
 	}
 }
@@ -384,9 +377,30 @@ func pending(o store.Object) (string, string) {
 	return "Pending", fmt.Sprintf("waiting for the agent of cluster %q to apply version %d", o.Cluster, o.Version)
 }
 
-func (s *Server) sandboxView(o store.Object) apitypes.Sandbox {
-	out := apitypes.Sandbox{Name: o.Name, RoutingKey: o.RoutingKey, CreatedAt: ts(o.CreatedAt), UpdatedAt: ts(o.UpdatedAt), Version: o.Version, Endpoints: []apitypes.SandboxEndpoint{}}
-	_ = json.Unmarshal(o.Spec, &out.Spec)
+// sandboxWire is apitypes.Sandbox as the server writes it: the stored spec
+// JSON (which the server made by encoding a validated v1alpha1.SandboxSpec)
+// is spliced in as it is, so answers and list pages do not decode and
+// re-encode every spec. TestSandboxWireMatchesAPIType keeps the fields in step.
+type sandboxWire struct {
+	Name       string                     `json:"name"`
+	Spec       json.RawMessage            `json:"spec"`
+	RoutingKey string                     `json:"routingKey,omitempty"`
+	Endpoints  []apitypes.SandboxEndpoint `json:"endpoints"`
+	Status     apitypes.Readiness         `json:"status"`
+	CreatedAt  string                     `json:"createdAt,omitempty"`
+	UpdatedAt  string                     `json:"updatedAt,omitempty"`
+	Version    int64                      `json:"version,omitempty"`
+}
+
+func (s *Server) sandboxView(o store.Object) sandboxWire {
+	out := sandboxWire{Name: o.Name, Spec: o.Spec, RoutingKey: o.RoutingKey, CreatedAt: ts(o.CreatedAt), UpdatedAt: ts(o.UpdatedAt), Version: o.Version, Endpoints: []apitypes.SandboxEndpoint{}}
+	if len(out.Spec) == 0 {
+		out.Spec = json.RawMessage(`{}`)
+	}
+	var spec struct { // the one part of the spec the view needs
+		DefaultRouteGroup *v1alpha1.DefaultRouteGroup `json:"defaultRouteGroup"`
+	}
+	_ = json.Unmarshal(o.Spec, &spec)
 	st, ok := observed(o)
 	if ok {
 		out.Status = apitypes.Readiness{Ready: st.Ready, Reason: st.Reason, Message: st.Message, ScheduledDeleteTime: st.ScheduledDeleteTime, Forks: st.Forks}
@@ -397,7 +411,7 @@ func (s *Server) sandboxView(o store.Object) apitypes.Sandbox {
 	for _, e := range st.Endpoints {
 		resolved[e.Name] = e
 	}
-	if drg := out.Spec.DefaultRouteGroup; drg != nil {
+	if drg := spec.DefaultRouteGroup; drg != nil {
 		for _, e := range drg.Endpoints {
 			ep := apitypes.SandboxEndpoint{Name: e.Name, Target: e.Target, RouteType: "host", URL: s.prevURL.endpointURL(e.Name, o.Name)}
 			ep.Protocol, ep.Host, ep.Port = splitTarget(e.Target)
@@ -453,16 +467,8 @@ func clusterView(cl store.Cluster) apitypes.Cluster {
 }
 
 func (s *Server) listClusters(c *gin.Context) {
-	cls, err := s.st.ListClusters(c.Request.Context(), c.Param("org"))
-	if err != nil {
-		s.failErr(c, "clusters", err)
-		return
-	}
-	out := make([]apitypes.Cluster, 0, len(cls))
-	for _, cl := range cls {
-		out = append(out, clusterView(cl))
-	}
-	c.JSON(http.StatusOK, out)
+	ctx, org := c.Request.Context(), c.Param("org")
+	writeList(s, c, "clusters", func(p store.PageRequest) (store.Page[store.Cluster], error) { return s.st.ListClusters(ctx, org, p) }, clusterView)
 }
 
 func (s *Server) putCluster(c *gin.Context) {
@@ -501,7 +507,6 @@ func (s *Server) deleteCluster(c *gin.Context) {
 		s.failErr(c, fmt.Sprintf("cluster %q", name), err)
 		return
 	}
-	s.hub.Disconnect(org, name)
 	c.JSON(http.StatusOK, apitypes.EmptyResponse{})
 }
 
@@ -536,16 +541,9 @@ func (s *Server) listTokens(c *gin.Context) {
 		s.failErr(c, fmt.Sprintf("cluster %q", name), err)
 		return
 	}
-	ts, err := s.st.ListClusterTokens(ctx, c.Param("org"), name)
-	if err != nil {
-		s.failErr(c, "tokens", err)
-		return
-	}
-	out := make([]apitypes.ClusterToken, 0, len(ts))
-	for _, t := range ts {
-		out = append(out, tokenView(t))
-	}
-	c.JSON(http.StatusOK, out)
+	writeList(s, c, "tokens", func(p store.PageRequest) (store.Page[store.ClusterToken], error) {
+		return s.st.ListClusterTokens(ctx, c.Param("org"), name, p)
+	}, tokenView)
 }
 
 func (s *Server) getToken(c *gin.Context) {
@@ -563,7 +561,6 @@ func (s *Server) deleteToken(c *gin.Context) {
 		s.failErr(c, fmt.Sprintf("token %q", c.Param("id")), err)
 		return
 	}
-	s.hub.DisconnectToken(org, cluster, c.Param("id"))
 	c.JSON(http.StatusOK, apitypes.EmptyResponse{})
 }
 
@@ -594,17 +591,8 @@ func (s *Server) createAPIKey(c *gin.Context) {
 }
 
 func (s *Server) listAPIKeys(c *gin.Context) {
-	ks, err := s.st.ListAPIKeys(c.Request.Context(), c.Param("org"))
-	if err != nil {
-		s.failErr(c, "api keys", err)
-		return
-	}
-	out := make([]apitypes.APIKey, 0, len(ks))
-	for _, k := range ks {
-		out = append(out, keyView(k))
-	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].CreatedAt < out[j].CreatedAt })
-	c.JSON(http.StatusOK, out)
+	ctx, org := c.Request.Context(), c.Param("org")
+	writeList(s, c, "api keys", func(p store.PageRequest) (store.Page[store.APIKey], error) { return s.st.ListAPIKeys(ctx, org, p) }, keyView)
 }
 
 func (s *Server) revokeAPIKey(c *gin.Context) {
@@ -612,6 +600,5 @@ func (s *Server) revokeAPIKey(c *gin.Context) {
 		s.failErr(c, fmt.Sprintf("api key %q", c.Param("id")), err)
 		return
 	}
-	s.keyCache.clear()
 	c.JSON(http.StatusOK, apitypes.EmptyResponse{})
 }

@@ -43,7 +43,7 @@ var Operations = []Operation{
 	{Method: "PUT", Path: o + "/quota", ID: "set-quota", Summary: "Set the org's quota (admin keys only)", Tag: "Orgs", Request: apitypes.Quota{}, Response: apitypes.Quota{}},
 
 	{Method: "GET", Path: o + "/sandboxes", ID: "list-sandboxes", Summary: "List sandboxes", Tag: "Sandboxes", Response: []apitypes.Sandbox{},
-		Query: map[string]string{"labelSelector": "key=value[,key=value]: only sandboxes with all these labels"}},
+		Query: map[string]string{"labelSelector": "key=value[,key=value]: only sandboxes with all these labels", "limit": "page size (1-500; larger is clamped); the next page's token is in the Sandboxmesh-Continue and Link headers. Without limit and continue: the whole list", "continue": "token of the next page (from Sandboxmesh-Continue)"}},
 	{Method: "PUT", Path: o + "/sandboxes/:name", ID: "apply-sandbox", Summary: "Create or update a sandbox (If-Match: \"<version>\" for a conditional update)", Tag: "Sandboxes", Request: apitypes.Sandbox{}, Response: apitypes.Sandbox{}},
 	{Method: "GET", Path: o + "/sandboxes/:name", ID: "get-sandbox", Summary: "Get a sandbox", Tag: "Sandboxes", Response: apitypes.Sandbox{}},
 	{Method: "DELETE", Path: o + "/sandboxes/:name", ID: "delete-sandbox", Summary: "Delete a sandbox", Tag: "Sandboxes", Response: apitypes.EmptyResponse{}},
@@ -51,24 +51,24 @@ var Operations = []Operation{
 		Query: map[string]string{"endpoint": "endpoint name (default: the first)"}},
 
 	{Method: "GET", Path: o + "/routegroups", ID: "list-routegroups", Summary: "List route groups", Tag: "RouteGroups", Response: []apitypes.RouteGroup{},
-		Query: map[string]string{"labelSelector": "unused for route groups; accepted"}},
+		Query: map[string]string{"labelSelector": "unused for route groups; accepted", "limit": "page size (1-500; larger is clamped); the next page's token is in the Sandboxmesh-Continue and Link headers. Without limit and continue: the whole list", "continue": "token of the next page (from Sandboxmesh-Continue)"}},
 	{Method: "PUT", Path: o + "/routegroups/:name", ID: "apply-routegroup", Summary: "Create or update a route group", Tag: "RouteGroups", Request: apitypes.RouteGroup{}, Response: apitypes.RouteGroup{}},
 	{Method: "GET", Path: o + "/routegroups/:name", ID: "get-routegroup", Summary: "Get a route group", Tag: "RouteGroups", Response: apitypes.RouteGroup{}},
 	{Method: "DELETE", Path: o + "/routegroups/:name", ID: "delete-routegroup", Summary: "Delete a route group", Tag: "RouteGroups", Response: apitypes.EmptyResponse{}},
 
-	{Method: "GET", Path: o + "/clusters", ID: "list-clusters", Summary: "List clusters", Tag: "Cluster", Response: []apitypes.Cluster{}},
+	{Method: "GET", Path: o + "/clusters", ID: "list-clusters", Summary: "List clusters", Tag: "Cluster", Response: []apitypes.Cluster{}, Query: map[string]string{"limit": "page size (1-500; larger is clamped); the next page's token is in the Sandboxmesh-Continue and Link headers. Without limit and continue: the whole list", "continue": "token of the next page (from Sandboxmesh-Continue)"}},
 	{Method: "PUT", Path: o + "/clusters/:cluster", ID: "add-cluster", Summary: "Register a cluster", Tag: "Cluster", Response: apitypes.Cluster{}},
 	{Method: "GET", Path: o + "/clusters/:cluster", ID: "get-cluster", Summary: "Get a cluster", Tag: "Cluster", Response: apitypes.Cluster{}},
 	{Method: "DELETE", Path: o + "/clusters/:cluster", ID: "remove-cluster", Summary: "Remove a cluster (refused while sandboxes use it)", Tag: "Cluster", Response: apitypes.EmptyResponse{}},
 	{Method: "POST", Path: o + "/clusters/:cluster/tokens", ID: "create-cluster-token", Summary: "Create a cluster token (its value is shown only here)", Tag: "Cluster", Response: apitypes.ClusterToken{}},
-	{Method: "GET", Path: o + "/clusters/:cluster/tokens", ID: "list-cluster-tokens", Summary: "List a cluster's tokens", Tag: "Cluster", Response: []apitypes.ClusterToken{}},
+	{Method: "GET", Path: o + "/clusters/:cluster/tokens", ID: "list-cluster-tokens", Summary: "List a cluster's tokens", Tag: "Cluster", Response: []apitypes.ClusterToken{}, Query: map[string]string{"limit": "page size (1-500; larger is clamped); the next page's token is in the Sandboxmesh-Continue and Link headers. Without limit and continue: the whole list", "continue": "token of the next page (from Sandboxmesh-Continue)"}},
 	{Method: "GET", Path: o + "/clusters/:cluster/tokens/:id", ID: "get-cluster-token", Summary: "Get a cluster token", Tag: "Cluster", Response: apitypes.ClusterToken{}},
 	{Method: "DELETE", Path: o + "/clusters/:cluster/tokens/:id", ID: "delete-cluster-token", Summary: "Delete a cluster token", Tag: "Cluster", Response: apitypes.EmptyResponse{}},
 	{Method: "GET", Path: o + "/clusters/:cluster/workloads", ID: "list-cluster-workloads", Summary: "List the workloads of a cluster that sandboxes can fork, as its agent last reported them (extension)", Tag: "Cluster", Response: apitypes.WorkloadList{},
 		Query: map[string]string{"namespace": "only workloads of this namespace"}},
 
 	{Method: "POST", Path: o + "/apikeys", ID: "create-api-key", Summary: "Create an API key of the org (its value is shown only here)", Tag: "APIKeys", Request: apitypes.CreateAPIKeyRequest{}, Response: apitypes.APIKey{}, Status: 201},
-	{Method: "GET", Path: o + "/apikeys", ID: "list-api-keys", Summary: "List the org's API keys", Tag: "APIKeys", Response: []apitypes.APIKey{}},
+	{Method: "GET", Path: o + "/apikeys", ID: "list-api-keys", Summary: "List the org's API keys", Tag: "APIKeys", Response: []apitypes.APIKey{}, Query: map[string]string{"limit": "page size (1-500; larger is clamped); the next page's token is in the Sandboxmesh-Continue and Link headers. Without limit and continue: the whole list", "continue": "token of the next page (from Sandboxmesh-Continue)"}},
 	{Method: "DELETE", Path: o + "/apikeys/:id", ID: "revoke-api-key", Summary: "Revoke an API key", Tag: "APIKeys", Response: apitypes.EmptyResponse{}},
 
 	{Method: "GET", Path: "/api/v2/agent/state", ID: "agent-state", Summary: "Agent long poll: desired state of the token's cluster (full, then changes after since)", Tag: "Agent", Response: apitypes.AgentState{}, Agent: true,

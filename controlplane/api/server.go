@@ -169,6 +169,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.keyCache, s.targetCache = newTTLCache[Principal](ttl), newTTLCache[preview.Target](ttl)
 	s.hub = tunnel.NewHub(cfg.Logger)
+	cfg.Store.Watch(s.afterWrite)
 	s.replicaID, s.tunnelLease = newReplicaID(), defaultTunnelLease
 	s.preview = &preview.Proxy{
 		Domain:    pb.host,

@@ -25,6 +25,14 @@ const (
 	// HeaderCreated is "true" on the answer of a PUT that created the object
 	// (the status stays 200 for Signadot clients).
 	HeaderCreated = "Sandboxmesh-Created"
+	// HeaderContinue carries the continue token of the next page of a list
+	// asked for with limit or continue (absent on the last page).
+	HeaderContinue = "Sandboxmesh-Continue"
+	// QueryLimit is the list parameter for the page size (Kubernetes' name).
+	QueryLimit = "limit"
+	// QueryContinue is the list parameter for the token of the next page
+	// (Kubernetes' name).
+	QueryContinue = "continue"
 	// AnnotationRoutingKey is set by the agent on every CR it applies (v1alpha1.AnnotationRoutingKey).
 	AnnotationRoutingKey = v1alpha1.AnnotationRoutingKey
 )

@@ -203,6 +203,9 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	if p, ok := req.Context().Value(createdKey{}).(*bool); ok {
 		*p = resp.StatusCode < 300 && resp.Header.Get(apitypes.HeaderCreated) == "true"
 	}
+	if p, ok := req.Context().Value(continueKey{}).(*string); ok {
+		*p = resp.Header.Get(apitypes.HeaderContinue)
+	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
@@ -256,15 +259,6 @@ func (c *Client) GetSandbox(ctx context.Context, org, name string) (*Sandbox, er
 	return &out, nil
 }
 
-// ListSandboxes lists sandboxes, optionally only those with all the given labels.
-func (c *Client) ListSandboxes(ctx context.Context, org string, labels map[string]string) ([]Sandbox, error) {
-	var out []Sandbox
-	if err := c.do(ctx, http.MethodGet, orgPath(org, "sandboxes"), selector(labels), nil, &out); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 func selector(labels map[string]string) url.Values {
 	if len(labels) == 0 {
 		return nil
@@ -315,15 +309,6 @@ func (c *Client) GetRouteGroup(ctx context.Context, org, name string) (*RouteGro
 	return &out, nil
 }
 
-// ListRouteGroups lists route groups.
-func (c *Client) ListRouteGroups(ctx context.Context, org string) ([]RouteGroup, error) {
-	var out []RouteGroup
-	if err := c.do(ctx, http.MethodGet, orgPath(org, "routegroups"), nil, nil, &out); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 // DeleteRouteGroup deletes a route group.
 func (c *Client) DeleteRouteGroup(ctx context.Context, org, name string) error {
 	return c.do(ctx, http.MethodDelete, orgPath(org, "routegroups", name), nil, nil, nil)
@@ -365,15 +350,6 @@ func (c *Client) ListWorkloads(ctx context.Context, org, cluster, namespace stri
 	return &out, nil
 }
 
-// ListClusters lists clusters.
-func (c *Client) ListClusters(ctx context.Context, org string) ([]Cluster, error) {
-	var out []Cluster
-	if err := c.do(ctx, http.MethodGet, orgPath(org, "clusters"), nil, nil, &out); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 // DeleteCluster removes a cluster.
 func (c *Client) DeleteCluster(ctx context.Context, org, name string) error {
 	return c.do(ctx, http.MethodDelete, orgPath(org, "clusters", name), nil, nil, nil)
@@ -386,15 +362,6 @@ func (c *Client) CreateClusterToken(ctx context.Context, org, cluster string) (*
 		return nil, err
 	}
 	return &out, nil
-}
-
-// ListClusterTokens lists a cluster's tokens (masked).
-func (c *Client) ListClusterTokens(ctx context.Context, org, cluster string) ([]ClusterToken, error) {
-	var out []ClusterToken
-	if err := c.do(ctx, http.MethodGet, orgPath(org, "clusters", cluster, "tokens"), nil, nil, &out); err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 // GetClusterToken returns one cluster token (masked).
@@ -422,24 +389,19 @@ func (c *Client) CreateAPIKey(ctx context.Context, org, name string) (*APIKey, e
 	return &out, nil
 }
 
-// ListAPIKeys lists org's API keys (masked).
-func (c *Client) ListAPIKeys(ctx context.Context, org string) ([]APIKey, error) {
-	var out []APIKey
-	if err := c.do(ctx, http.MethodGet, orgPath(org, "apikeys"), nil, nil, &out); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 // RevokeAPIKey revokes an API key.
 func (c *Client) RevokeAPIKey(ctx context.Context, org, id string) error {
 	return c.do(ctx, http.MethodDelete, orgPath(org, "apikeys", id), nil, nil, nil)
 }
 
-// CreateOrg creates an org (admin keys only); maxSandboxes 0 means unlimited.
+// CreateOrg creates an org (admin keys only) with a quota of maxSandboxes;
+// 0 leaves the server's default quota (100). SetQuota with 0 lifts the limit.
 func (c *Client) CreateOrg(ctx context.Context, org string, maxSandboxes int64) (*Org, error) {
 	var out Org
-	body := map[string]any{"quota": Quota{MaxSandboxes: maxSandboxes}}
+	body := map[string]any{}
+	if maxSandboxes > 0 {
+		body["quota"] = Quota{MaxSandboxes: maxSandboxes}
+	}
 	if err := c.do(ctx, http.MethodPut, orgPath(org), nil, body, &out); err != nil {
 		return nil, err
 	}

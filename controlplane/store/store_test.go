@@ -77,8 +77,8 @@ func TestOrgsAndKeys(t *testing.T) {
 		if _, err := s.LookupAPIKey(ctx, "h1"); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("revoked key still valid: %v", err)
 		}
-		keys, _ := s.ListAPIKeys(ctx, "acme")
-		if len(keys) != 1 || keys[0].RevokedAt.IsZero() {
+		keys, _ := s.ListAPIKeys(ctx, "acme", store.PageRequest{})
+		if len(keys.Items) != 1 || keys.Items[0].RevokedAt.IsZero() {
 			t.Fatalf("keys: %+v", keys)
 		}
 		sec1, err := s.Secret(ctx, "preview")

@@ -30,6 +30,7 @@ func (a *App) clusterCommand() *cobra.Command {
 			return err
 		},
 	}
+	var clusterPages pageFlags
 	list := &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
@@ -40,12 +41,12 @@ func (a *App) clusterCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cls, err := c.ListClusters(cmd.Context(), a.cfg.Org)
+			cls, err := listItems(a, cmd, clusterPages, func() ([]client.Cluster, error) { return c.ListClusters(cmd.Context(), a.cfg.Org) },
+				func(p client.PageOptions) (*client.Page[client.Cluster], error) {
+					return c.ListClustersPage(cmd.Context(), a.cfg.Org, p)
+				})
 			if err != nil {
 				return a.explain(err, "list clusters")
-			}
-			if cls == nil {
-				cls = []client.Cluster{}
 			}
 			if ok, err := a.structured(a.Stdout, cls); ok {
 				return err
@@ -136,6 +137,7 @@ func (a *App) clusterCommand() *cobra.Command {
 		},
 	}
 	workloads.Flags().StringVarP(&namespace, "namespace", "n", "", "only this namespace")
+	clusterPages.add(list)
 	cmd.AddCommand(add, list, token, workloads)
 	return cmd
 }

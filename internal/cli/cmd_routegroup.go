@@ -65,6 +65,7 @@ func (a *App) routeGroupCommand() *cobra.Command {
 			return a.printRouteGroup(a.Stdout, rg)
 		},
 	}
+	var rgPages pageFlags
 	list := &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
@@ -75,12 +76,12 @@ func (a *App) routeGroupCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rgs, err := c.ListRouteGroups(cmd.Context(), a.cfg.Org)
+			rgs, err := listItems(a, cmd, rgPages, func() ([]client.RouteGroup, error) { return c.ListRouteGroups(cmd.Context(), a.cfg.Org) },
+				func(p client.PageOptions) (*client.Page[client.RouteGroup], error) {
+					return c.ListRouteGroupsPage(cmd.Context(), a.cfg.Org, p)
+				})
 			if err != nil {
 				return a.explain(err, "list route groups")
-			}
-			if rgs == nil {
-				rgs = []client.RouteGroup{}
 			}
 			if ok, err := a.structured(a.Stdout, rgs); ok {
 				return err
@@ -116,6 +117,7 @@ func (a *App) routeGroupCommand() *cobra.Command {
 			return nil
 		},
 	}
+	rgPages.add(list)
 	cmd.AddCommand(apply, get, list, del)
 	return cmd
 }

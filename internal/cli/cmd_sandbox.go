@@ -188,6 +188,7 @@ func (a *App) sandboxGetCommand() *cobra.Command {
 
 func (a *App) sandboxListCommand() *cobra.Command {
 	var selector []string
+	var pf pageFlags
 	cmd := &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
@@ -208,12 +209,12 @@ func (a *App) sandboxListCommand() *cobra.Command {
 					labels[k] = v
 				}
 			}
-			sbs, err := c.ListSandboxes(cmd.Context(), a.cfg.Org, labels)
+			sbs, err := listItems(a, cmd, pf, func() ([]client.Sandbox, error) { return c.ListSandboxes(cmd.Context(), a.cfg.Org, labels) },
+				func(p client.PageOptions) (*client.Page[client.Sandbox], error) {
+					return c.ListSandboxesPage(cmd.Context(), a.cfg.Org, labels, p)
+				})
 			if err != nil {
 				return a.explain(err, "list sandboxes")
-			}
-			if sbs == nil {
-				sbs = []client.Sandbox{}
 			}
 			if ok, err := a.structured(a.Stdout, sbs); ok {
 				return err
@@ -230,6 +231,7 @@ func (a *App) sandboxListCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringArrayVarP(&selector, "selector", "l", nil, "only sandboxes with these labels (key=value[,key=value])")
+	pf.add(cmd)
 	return cmd
 }
 

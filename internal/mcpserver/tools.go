@@ -57,9 +57,27 @@ type WaitInput struct {
 	TimeoutSeconds int    `json:"timeout_seconds,omitempty" jsonschema:"how long to wait (default 180)"`
 }
 
-// ListInput filters sandboxes.
+// ListInput filters sandboxes and asks for one page of them.
 type ListInput struct {
 	Labels map[string]string `json:"labels,omitempty" jsonschema:"only sandboxes with all these labels"`
+	PageInput
+}
+
+// PageInput asks a list tool for one page.
+type PageInput struct {
+	Limit  int    `json:"limit,omitempty" jsonschema:"at most this many items (default 100, at most 500)"`
+	Cursor string `json:"cursor,omitempty" jsonschema:"next_cursor of the previous answer, to continue the listing"`
+}
+
+// DefaultPageSize is the page size of list tools called without limit.
+const DefaultPageSize = 100
+
+func (p PageInput) options() client.PageOptions {
+	limit := p.Limit
+	if limit <= 0 {
+		limit = DefaultPageSize
+	}
+	return client.PageOptions{Limit: limit, Continue: p.Cursor}
 }
 
 // RouteGroupApplyInput creates or updates a route group.
@@ -332,14 +350,17 @@ func (s *server) sandboxGet(ctx context.Context, _ *mcp.CallToolRequest, in Name
 // SandboxList is the answer of sandbox_list.
 type SandboxList struct {
 	Sandboxes []SandboxView `json:"sandboxes"`
+	// NextCursor continues the listing (pass it as cursor); empty on the last page.
+	NextCursor string `json:"next_cursor,omitempty"`
 }
 
 func (s *server) sandboxList(ctx context.Context, _ *mcp.CallToolRequest, in ListInput) (*mcp.CallToolResult, any, error) {
-	sbs, err := s.o.Client.ListSandboxes(ctx, s.o.Org, in.Labels)
+	pg, err := s.o.Client.ListSandboxesPage(ctx, s.o.Org, in.Labels, in.PageInput.options())
 	if err != nil {
 		return nil, nil, s.agentError(err, "list sandboxes")
 	}
-	out := SandboxList{Sandboxes: []SandboxView{}}
+	sbs := pg.Items
+	out := SandboxList{Sandboxes: []SandboxView{}, NextCursor: pg.Continue}
 	for i := range sbs {
 		v := s.view(&sbs[i], false)
 		v.NextStep = ""
@@ -392,17 +413,16 @@ func (s *server) routeGroupGet(ctx context.Context, _ *mcp.CallToolRequest, in N
 // RouteGroupList is the answer of routegroup_list.
 type RouteGroupList struct {
 	RouteGroups []client.RouteGroup `json:"route_groups"`
+	// NextCursor continues the listing (pass it as cursor); empty on the last page.
+	NextCursor string `json:"next_cursor,omitempty"`
 }
 
-func (s *server) routeGroupList(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
-	rgs, err := s.o.Client.ListRouteGroups(ctx, s.o.Org)
+func (s *server) routeGroupList(ctx context.Context, _ *mcp.CallToolRequest, in PageInput) (*mcp.CallToolResult, any, error) {
+	pg, err := s.o.Client.ListRouteGroupsPage(ctx, s.o.Org, in.options())
 	if err != nil {
 		return nil, nil, s.agentError(err, "list route groups")
 	}
-	if rgs == nil {
-		rgs = []client.RouteGroup{}
-	}
-	return nil, RouteGroupList{RouteGroups: rgs}, nil
+	return nil, RouteGroupList{RouteGroups: pg.Items, NextCursor: pg.Continue}, nil
 }
 
 func (s *server) routeGroupDelete(ctx context.Context, _ *mcp.CallToolRequest, in NameInput) (*mcp.CallToolResult, any, error) {
@@ -415,17 +435,16 @@ func (s *server) routeGroupDelete(ctx context.Context, _ *mcp.CallToolRequest, i
 // ClusterList is the answer of cluster_list.
 type ClusterList struct {
 	Clusters []client.Cluster `json:"clusters"`
+	// NextCursor continues the listing (pass it as cursor); empty on the last page.
+	NextCursor string `json:"next_cursor,omitempty"`
 }
 
-func (s *server) clusterList(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
-	cls, err := s.o.Client.ListClusters(ctx, s.o.Org)
+func (s *server) clusterList(ctx context.Context, _ *mcp.CallToolRequest, in PageInput) (*mcp.CallToolResult, any, error) {
+	pg, err := s.o.Client.ListClustersPage(ctx, s.o.Org, in.options())
 	if err != nil {
 		return nil, nil, s.agentError(err, "list clusters")
 	}
-	if cls == nil {
-		cls = []client.Cluster{}
-	}
-	return nil, ClusterList{Clusters: cls}, nil
+	return nil, ClusterList{Clusters: pg.Items, NextCursor: pg.Continue}, nil
 }
 
 // WorkloadListInput asks for a cluster's forkable workloads.

@@ -1,0 +1,88 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// APIKey is a stored API key; the key itself is only kept as a hash.
+type APIKey struct {
+	ID   string
+	Org  string // empty for admin keys, which may act on every org
+	Name string
+	// Hash is the hex SHA-256 of the key.
+	Hash      string
+	Masked    string
+	Admin     bool
+	CreatedAt time.Time
+	RevokedAt time.Time
+}
+
+// CreateAPIKey stores a key.
+func (s *Store) CreateAPIKey(ctx context.Context, k APIKey) (APIKey, error) {
+	if k.CreatedAt.IsZero() {
+		k.CreatedAt = s.now().UTC()
+	}
+	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO api_keys (id, org, name, hash, masked, admin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+		k.ID, k.Org, k.Name, k.Hash, k.Masked, boolInt(k.Admin), k.CreatedAt.UnixNano())
+	if err != nil {
+		return APIKey{}, fmt.Errorf("create api key %s in org %s: %w", k.ID, k.Org, err)
+	}
+	return k, nil
+}
+
+const apiKeyCols = `id, org, name, hash, masked, admin, created_at, revoked_at`
+
+func scanAPIKey(sc scanner) (APIKey, error) {
+	var k APIKey
+	var admin, created, revoked int64
+	if err := sc.Scan(&k.ID, &k.Org, &k.Name, &k.Hash, &k.Masked, &admin, &created, &revoked); err != nil {
+		return APIKey{}, err
+	}
+	k.Admin = admin != 0
+	k.CreatedAt, k.RevokedAt = fromNano(created), fromNano(revoked)
+	return k, nil
+}
+
+// LookupAPIKey finds an unrevoked key by its hash; ErrNotFound otherwise.
+func (s *Store) LookupAPIKey(ctx context.Context, hash string) (APIKey, error) {
+	k, err := scanRow(ctx, s, s.db, scanAPIKey, `SELECT `+apiKeyCols+` FROM api_keys WHERE hash = ? AND revoked_at = 0`, hash)
+	if err != nil {
+		return APIKey{}, fmt.Errorf("lookup api key: %w", err)
+	}
+	return k, nil
+}
+
+// ListAPIKeys returns a page of an org's keys (revoked ones included), oldest first.
+func (s *Store) ListAPIKeys(ctx context.Context, org string, p PageRequest) (Page[APIKey], error) {
+	pg, err := scanPage(ctx, s, p, scopeOf("apikeys", org), true, "id", scanAPIKey,
+		func(k APIKey) (int64, string) { return k.CreatedAt.UnixNano(), k.ID }, nil,
+		`SELECT `+apiKeyCols+` FROM api_keys WHERE org = ?`, org)
+	if err != nil {
+		return Page[APIKey]{}, fmt.Errorf("list api keys of org %s: %w", org, err)
+	}
+	return pg, nil
+}
+
+// RevokeAPIKey revokes a key of an org.
+func (s *Store) RevokeAPIKey(ctx context.Context, org, id string) error {
+	res, err := s.db.ExecContext(ctx, s.q(`UPDATE api_keys SET revoked_at = ? WHERE org = ? AND id = ? AND revoked_at = 0`), s.nowNano(), org, id)
+	if err != nil {
+		return fmt.Errorf("revoke api key %s of org %s: %w", id, org, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("api key %s of org %s: %w", id, org, ErrNotFound)
+	}
+	s.emit(Change{What: ChangeAPIKeyRevoked, Org: org, Name: id})
+	return nil
+}
+
+// HasAdminKey reports whether any unrevoked admin key exists.
+func (s *Store) HasAdminKey(ctx context.Context) (bool, error) {
+	var n int64
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM api_keys WHERE admin = 1 AND revoked_at = 0`).Scan(&n); err != nil {
+		return false, fmt.Errorf("count admin keys: %w", err)
+	}
+	return n > 0, nil
+}
