@@ -112,6 +112,10 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		cfg.Logger.Warn("the control plane URL is plain http to a host that is not loopback: the cluster token travels unencrypted; use https (or a loopback address, e.g. through a sidecar)",
+			"controlPlaneURL", u.Redacted())
+	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{}
 	}
@@ -135,6 +139,15 @@ func New(cfg Config) (*Agent, error) {
 		cfg.MaxBackoff = 30 * time.Second
 	}
 	return &Agent{cfg: cfg, base: u, log: cfg.Logger, desired: map[string]apitypes.AgentObject{}, sent: map[string]string{}}, nil
+}
+
+// isLoopback reports whether host is localhost or a loopback address.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Run syncs, reports status and holds the tunnel until ctx ends.

@@ -45,6 +45,7 @@ func (s *Server) agentState(c *gin.Context) {
 		}
 		wait = min(d, s.cfg.LongPollTimeout)
 	}
+	setWriteDeadline(c.Writer, time.Now().Add(wait+longPollSlack)) // the poll outlives Config.WriteTimeout
 	ctx := c.Request.Context()
 	_ = s.st.TouchClusterToken(ctx, a.TokenID, c.ClientIP(), c.GetHeader("sandboxmesh-operator-version"))
 	deadline := time.NewTimer(wait)
@@ -360,8 +361,14 @@ func (s *Server) previewLink(c *gin.Context) {
 		s.fail(c, http.StatusNotFound, apitypes.ReasonNotFound, fmt.Sprintf("sandbox %q has no endpoint %q", name, ep))
 		return
 	}
-	link, exp := s.preview.LoginLink(org, name, ep, time.Now())
-	c.JSON(http.StatusOK, apitypes.PreviewLink{URL: link, ExpiresAt: ts(exp)})
+	tok := NewSecret(preview.TokenPrefix)
+	exp := time.Now().Add(loginLinkTTL)
+	if err := s.st.CreatePreviewSession(c.Request.Context(), store.PreviewSessionRecord{Hash: HashSecret(tok), Kind: store.PreviewLogin, Org: org,
+		ObjectKind: store.KindSandbox, Name: name, Endpoint: ep, RoutingKey: o.RoutingKey, KeyID: principal(c).KeyID, ExpiresAt: exp}); err != nil {
+		s.failErr(c, fmt.Sprintf("sandbox %q", name), err)
+		return
+	}
+	c.JSON(http.StatusOK, apitypes.PreviewLink{URL: s.preview.LoginURL(ep, name, tok), ExpiresAt: ts(exp)})
 }
 
 // ---- preview URLs ----

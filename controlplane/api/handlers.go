@@ -324,6 +324,7 @@ func (s *Server) applyObject(k store.Kind) gin.HandlerFunc {
 		}
 		s.notify.broadcast()
 		s.targetCache.clear()
+		s.sessionCache.clear()
 		// 200 for creates too: clients generated from Signadot's swagger accept only 200.
 		if created {
 			c.Header(apitypes.HeaderCreated, "true")
@@ -368,6 +369,7 @@ func (s *Server) deleteObject(k store.Kind) gin.HandlerFunc {
 		}
 		s.notify.broadcast()
 		s.targetCache.clear()
+		s.sessionCache.clear()
 		c.JSON(http.StatusOK, apitypes.EmptyResponse{})
 	}
 }
@@ -578,8 +580,8 @@ func (s *Server) createAPIKey(c *gin.Context) {
 	if !s.decode(c, &req) {
 		return
 	}
-	if req.Name == "" || len(req.Name) > 128 {
-		s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "name is required (at most 128 characters)", apitypes.FieldError{Path: "name", Message: "required, at most 128 characters"})
+	if fe := apitypes.ValidateText("name", req.Name, 128, true); fe != nil {
+		s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "invalid API key name: "+fe.Error(), *fe)
 		return
 	}
 	secret := NewSecret(APIKeyPrefix)
@@ -612,6 +614,6 @@ func (s *Server) revokeAPIKey(c *gin.Context) {
 		s.failErr(c, fmt.Sprintf("api key %q", c.Param("id")), err)
 		return
 	}
-	s.keyCache.clear()
+	s.credentialsChanged()
 	c.JSON(http.StatusOK, apitypes.EmptyResponse{})
 }

@@ -71,6 +71,11 @@ var Operations = []Operation{
 	{Method: "GET", Path: o + "/apikeys", ID: "list-api-keys", Summary: "List the org's API keys", Tag: "APIKeys", Response: []apitypes.APIKey{}},
 	{Method: "DELETE", Path: o + "/apikeys/:id", ID: "revoke-api-key", Summary: "Revoke an API key", Tag: "APIKeys", Response: apitypes.EmptyResponse{}},
 
+	{Method: "GET", Path: adminKeysPath, ID: "list-admin-keys", Summary: "List the admin keys (valid for every org; admin keys only)", Tag: "AdminKeys", Response: []apitypes.APIKey{}},
+	{Method: "POST", Path: adminKeysPath, ID: "create-admin-key", Summary: "Create an admin key (its value is shown only here; admin keys only)", Tag: "AdminKeys", Request: apitypes.CreateAPIKeyRequest{}, Response: apitypes.APIKey{}, Status: 201},
+	{Method: "DELETE", Path: adminKeysPath + "/:id", ID: "revoke-admin-key", Summary: "Revoke an admin key (409 for the last one; admin keys only)", Tag: "AdminKeys", Response: apitypes.EmptyResponse{}},
+	{Method: "POST", Path: adminKeysPath + "/:id/rotate", ID: "rotate-admin-key", Summary: "Replace an admin key by a new one with its name and revoke it, in one step (the new value is shown only here; admin keys only)", Tag: "AdminKeys", Response: apitypes.APIKey{}, Status: 201},
+
 	{Method: "GET", Path: "/api/v2/agent/state", ID: "agent-state", Summary: "Agent long poll: desired state of the token's cluster (full, then changes after since)", Tag: "Agent", Response: apitypes.AgentState{}, Agent: true,
 		Query: map[string]string{"since": "revision of the last answer (0: full state)", "wait": "how long to wait for a change, e.g. 30s"}},
 	{Method: "POST", Path: "/api/v2/agent/status", ID: "agent-status", Summary: "Agent status report", Tag: "Agent", Request: apitypes.AgentStatusReport{}, Response: statusAnswer{}, Agent: true},

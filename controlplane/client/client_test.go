@@ -111,6 +111,13 @@ func TestSDKCoversOpenAPI(t *testing.T) {
 		t.Errorf("workloads before any report: %v", err)
 	}
 	must(c.DeleteCluster(ctx, "acme", "c1"))
+	ak, err := c.CreateAdminKey(ctx, "second")
+	must(err)
+	_, err = c.ListAdminKeys(ctx)
+	must(err)
+	ak, err = c.RotateAdminKey(ctx, ak.ID)
+	must(err)
+	must(c.RevokeAdminKey(ctx, ak.ID))
 
 	// Each documented user operation was called through the SDK.
 	for _, op := range api.Operations {
