@@ -19,6 +19,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -67,8 +68,14 @@ type Config struct {
 	PollWait time.Duration
 	// StatusInterval is how often CR status is compared and reported (default 2s).
 	StatusInterval time.Duration
-	// Dial connects tunnel streams to in-cluster targets (default net.Dialer).
+	// Dial connects tunnel streams to in-cluster targets. Default: a
+	// net.Dialer behind tunnel.GuardedDial, which resolves the target itself
+	// and refuses loopback, link-local, unspecified and metadata addresses
+	// (and, with AllowedCIDRs, anything outside them).
 	Dial tunnel.DialFunc
+	// AllowedCIDRs, when set, are the only addresses tunnel targets may
+	// resolve to (the cluster's pod and Service CIDRs).
+	AllowedCIDRs []netip.Prefix
 	// MinBackoff and MaxBackoff bound the reconnect backoff (default 250ms, 30s).
 	MinBackoff, MaxBackoff time.Duration
 	// DisableTunnel turns the preview tunnel off.
@@ -127,7 +134,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.Dial == nil {
 		d := &net.Dialer{Timeout: 10 * time.Second}
-		cfg.Dial = d.DialContext
+		cfg.Dial = tunnel.GuardedDial(d.DialContext, nil, cfg.AllowedCIDRs)
 	}
 	if cfg.WorkloadsInterval == 0 {
 		cfg.WorkloadsInterval = 30 * time.Second
