@@ -116,6 +116,10 @@ func (s *Server) agentStatus(c *gin.Context) {
 			s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, fmt.Sprintf("items[%d].kind: want sandbox or routegroup", i))
 			return
 		}
+		if errs := apitypes.ValidateObservedEndpoints(fmt.Sprintf("items[%d].status.endpoints", i), it.Status.Endpoints); len(errs) > 0 {
+			s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "invalid status report: "+errs.Error(), errs...)
+			return
+		}
 		raw, _ := json.Marshal(it.Status)
 		err := s.st.SetStatus(ctx, k, a.Org, a.Cluster, it.Name, it.Version, raw)
 		switch {
@@ -295,7 +299,11 @@ func (s *Server) resolvePreview(ctx context.Context, org, name, endpoint string)
 	if err != nil {
 		return preview.Target{}, err
 	}
-	return preview.Target{Org: org, Cluster: obj.Cluster, Kind: string(kind), Name: name, RoutingKey: obj.RoutingKey, Address: addr}, nil
+	t := preview.Target{Org: org, Cluster: obj.Cluster, Kind: string(kind), Name: name, RoutingKey: obj.RoutingKey, Address: addr}
+	if err := s.checkAddressPolicy(ctx, t); err != nil {
+		return preview.Target{}, err
+	}
+	return t, nil
 }
 
 // endpointAddress is the in-cluster host:port of an endpoint: the operator's

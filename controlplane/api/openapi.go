@@ -66,6 +66,8 @@ var Operations = []Operation{
 	{Method: "DELETE", Path: o + "/clusters/:cluster/tokens/:id", ID: "delete-cluster-token", Summary: "Delete a cluster token", Tag: "Cluster", Response: apitypes.EmptyResponse{}},
 	{Method: "GET", Path: o + "/clusters/:cluster/workloads", ID: "list-cluster-workloads", Summary: "List the workloads of a cluster that sandboxes can fork, as its agent last reported them (extension)", Tag: "Cluster", Response: apitypes.WorkloadList{},
 		Query: map[string]string{"namespace": "only workloads of this namespace"}},
+	{Method: "GET", Path: o + "/clusters/:cluster/preview-policy", ID: "get-cluster-preview-policy", Summary: "Get the cluster's preview policy: the namespaces preview endpoints may target (extension)", Tag: "Cluster", Response: apitypes.PreviewPolicy{}},
+	{Method: "PUT", Path: o + "/clusters/:cluster/preview-policy", ID: "set-cluster-preview-policy", Summary: "Set the cluster's preview policy; the API server and (unless listed) kube-system, kube-public and kube-node-lease are always refused (extension)", Tag: "Cluster", Request: apitypes.PreviewPolicy{}, Response: apitypes.PreviewPolicy{}},
 
 	{Method: "POST", Path: o + "/apikeys", ID: "create-api-key", Summary: "Create an API key of the org (its value is shown only here)", Tag: "APIKeys", Request: apitypes.CreateAPIKeyRequest{}, Response: apitypes.APIKey{}, Status: 201},
 	{Method: "GET", Path: o + "/apikeys", ID: "list-api-keys", Summary: "List the org's API keys", Tag: "APIKeys", Response: []apitypes.APIKey{}},

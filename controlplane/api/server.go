@@ -303,6 +303,8 @@ func (s *Server) register() {
 	s.handle(http.MethodGet, o+"/clusters/:cluster/tokens/:id", user, s.orgAccess, s.getToken)
 	s.handle(http.MethodDelete, o+"/clusters/:cluster/tokens/:id", user, s.orgAccess, s.deleteToken)
 	s.handle(http.MethodGet, o+"/clusters/:cluster/workloads", user, s.orgAccess, s.listWorkloads)
+	s.handle(http.MethodGet, o+"/clusters/:cluster/preview-policy", user, s.orgAccess, s.getPreviewPolicy)
+	s.handle(http.MethodPut, o+"/clusters/:cluster/preview-policy", user, s.orgAccess, s.putPreviewPolicy)
 
 	s.handle(http.MethodPost, o+"/apikeys", user, s.orgAccess, s.createAPIKey)
 	s.handle(http.MethodGet, o+"/apikeys", user, s.orgAccess, s.listAPIKeys)

@@ -106,6 +106,10 @@ func TestSDKCoversOpenAPI(t *testing.T) {
 	must(err)
 	must(c.DeleteRouteGroup(ctx, "acme", "r"))
 	must(c.DeleteSandbox(ctx, "acme", "s"))
+	_, err = c.SetPreviewPolicy(ctx, "acme", "c1", client.PreviewPolicy{AllowedNamespaces: []string{"shop"}})
+	must(err)
+	_, err = c.GetPreviewPolicy(ctx, "acme", "c1")
+	must(err)
 	_, err = c.ListWorkloads(ctx, "acme", "c1", "")
 	if !errors.Is(err, client.ErrNotFound) {
 		t.Errorf("workloads before any report: %v", err)

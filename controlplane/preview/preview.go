@@ -42,6 +42,8 @@ const LoginPath = "/__sandboxmesh/login"
 var (
 	// ErrNotFound means no such endpoint in the caller's org.
 	ErrNotFound = errors.New("preview endpoint not found")
+	// ErrForbidden means the cluster's preview policy refuses the endpoint's address.
+	ErrForbidden = errors.New("preview target refused by the cluster's preview policy")
 	// ErrUnresolved means the endpoint's in-cluster address is not known yet.
 	ErrUnresolved = errors.New("preview endpoint not resolved yet")
 	// ErrBadToken means a login token or session cookie is invalid, expired,
@@ -284,6 +286,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, span trace.Span) {
 	switch {
 	case errors.Is(err, ErrNotFound):
 		p.fail(w, r, http.StatusNotFound, apitypes.ReasonNotFound, fmt.Sprintf("no endpoint %q of sandbox %q", req.endpoint, req.name))
+		return
+	case errors.Is(err, ErrForbidden):
+		p.fail(w, r, http.StatusForbidden, apitypes.ReasonForbidden, err.Error())
 		return
 	case errors.Is(err, ErrUnresolved):
 		p.fail(w, r, http.StatusServiceUnavailable, apitypes.ReasonUnavailable, fmt.Sprintf("endpoint %q of sandbox %q is not resolved yet; wait until the sandbox is ready", req.endpoint, req.name))
