@@ -12,8 +12,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -48,7 +50,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	noTunnel := fs.Bool("disable-tunnel", false, "do not hold the preview tunnel")
 	version := fs.String("operator-version", env("SANDBOXMESH_OPERATOR_VERSION", ""), "version reported for the cluster")
 	logLevel := fs.String("log-level", env("SANDBOXMESH_LOG_LEVEL", "info"), "debug, info, warn or error")
+	cidrs := fs.String("allowed-cidrs", env("SANDBOXMESH_ALLOWED_CIDRS", ""), "comma-separated CIDRs (the cluster's pod and Service CIDRs) preview targets must resolve to (env SANDBOXMESH_ALLOWED_CIDRS; default: any address but loopback, link-local, unspecified and metadata ones)")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	allowed, err := parseCIDRs(*cidrs)
+	if err != nil {
 		return err
 	}
 	var lvl slog.Level
@@ -93,7 +100,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	// control plane continues (no-op unless an exporter is configured).
 	hc := &http.Client{Transport: telemetry.Transport(nil, tp)}
 	a, err := agent.New(agent.Config{ControlPlaneURL: *cpURL, Token: token, Namespace: *namespace, Client: kc, Logger: log,
-		DisableTunnel: *noTunnel, OperatorVersion: *version, HTTPClient: hc})
+		DisableTunnel: *noTunnel, OperatorVersion: *version, HTTPClient: hc, AllowedCIDRs: allowed})
 	if err != nil {
 		return err
 	}
@@ -102,6 +109,22 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// parseCIDRs parses the --allowed-cidrs list.
+func parseCIDRs(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for i, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(part)
+		if err != nil {
+			return nil, fmt.Errorf("--allowed-cidrs[%d] %q: want a CIDR such as 10.96.0.0/12: %w", i, part, err)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 func trimSpace(b []byte) []byte {

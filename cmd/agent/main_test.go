@@ -25,6 +25,7 @@ func TestConfigErrors(t *testing.T) {
 		{"unreadable token file", []string{"--token-file", "/nonexistent/token"}, "token file"},
 		{"bad log level", []string{"--log-level", "loud"}, "log-level"},
 		{"unknown flag", []string{"--nope"}, "flag provided but not defined"},
+		{"bad allowed CIDR", []string{"--allowed-cidrs", "10.96.0.0/12, 10.244.0.0"}, "--allowed-cidrs[1]"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

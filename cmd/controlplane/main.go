@@ -53,8 +53,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logLevel := fs.String("log-level", env("SANDBOXMESH_LOG_LEVEL", "info"), "debug, info, warn or error (env SANDBOXMESH_LOG_LEVEL)")
 	maxBody := fs.Int64("max-body-bytes", 1<<20, "largest accepted request body")
 	advertise := fs.String("advertise-url", env("SANDBOXMESH_ADVERTISE_URL", ""), "how the other replicas reach this one, e.g. http://10.0.3.7:8080, so preview requests reach agent tunnels held by another replica (env SANDBOXMESH_ADVERTISE_URL; default with PostgreSQL: http://<first non-loopback address of this host>:<listen port>; with SQLite: none, a single replica; \"none\": never)")
+	readTimeout := fs.Duration("read-timeout", 60*time.Second, "longest time to read a whole request, body included (a slow body is cut off); long polls, agent tunnels and preview responses are not bound by it")
+	idleTimeout := fs.Duration("idle-timeout", 120*time.Second, "how long an idle keep-alive connection stays open")
+	writeTimeout := fs.Duration("write-timeout", 60*time.Second, "longest time to write an API answer (long polls, tunnels and preview responses set their own)")
+	trusted := fs.String("trusted-proxies", env("SANDBOXMESH_TRUSTED_PROXIES", ""), "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For names the client (env SANDBOXMESH_TRUSTED_PROXIES; default: none, the client is the connection's peer)")
+	metricsListen := fs.String("metrics-listen", env("SANDBOXMESH_METRICS_LISTEN", ":9090"), "address serving /metrics, apart from the API (env SANDBOXMESH_METRICS_LISTEN; \"none\": no metrics)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	for name, d := range map[string]time.Duration{"--read-timeout": *readTimeout, "--idle-timeout": *idleTimeout, "--write-timeout": *writeTimeout} {
+		if d <= 0 {
+			return fmt.Errorf("%s %v: want a positive duration, e.g. 60s", name, d)
+		}
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -90,8 +100,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer st.Close()
 
 	key, created, err := api.Bootstrap(ctx, st, *org, os.Getenv("SANDBOXMESH_BOOTSTRAP_KEY"))
-	if err != nil {
+	switch {
+	case errors.Is(err, api.ErrBootstrapIgnored):
+		log.Warn("SANDBOXMESH_BOOTSTRAP_KEY is not applied: it takes effect at the first start only; manage admin keys with `sandboxmesh admin apikey` (/api/v2/admin/apikeys) and unset the variable", "err", err)
+	case err != nil:
 		return err
+	case created && os.Getenv("SANDBOXMESH_BOOTSTRAP_KEY") != "":
+		log.Info("SANDBOXMESH_BOOTSTRAP_KEY applied as the first admin key; later changes of the variable are ignored")
 	}
 	if created && os.Getenv("SANDBOXMESH_BOOTSTRAP_KEY") == "" {
 		fmt.Fprintf(stdout, "Bootstrap admin API key (shown once, store it now):\n\n  %s\n\nUse it in the sandboxmesh-api-key header, e.g.\n  curl -H 'sandboxmesh-api-key: %s' http://localhost%s/api/v2/orgs/%s/sandboxes\n\n", key, key, portOf(*listen), *org)
@@ -125,12 +140,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if replicaURL != "" {
 		log.Info("replica forwarding on: other replicas reach this one's agent tunnels here", "advertiseURL", replicaURL)
 	}
-	srv, err := api.New(ctx, api.Config{Store: st, Logger: log, TracerProvider: tp, PreviewURL: pu, MaxBodyBytes: *maxBody, ReplicaURL: replicaURL})
+	srv, err := api.New(ctx, api.Config{Store: st, Logger: log, TracerProvider: tp, PreviewURL: pu, MaxBodyBytes: *maxBody, ReplicaURL: replicaURL, WriteTimeout: *writeTimeout,
+		TrustedProxies: splitList(*trusted)})
 	if err != nil {
 		return err
 	}
+	if *metricsListen != "none" && *metricsListen != "" {
+		mln, err := net.Listen("tcp", *metricsListen)
+		if err != nil {
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", srv.MetricsHandler())
+		ms := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: *idleTimeout}
+		go func() { _ = ms.Serve(mln) }()
+		defer ms.Close()
+		log.Info("metrics listening", "address", mln.Addr().String())
+	}
 	go purge(ctx, st, log)
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: min(10*time.Second, *readTimeout), ReadTimeout: *readTimeout, IdleTimeout: *idleTimeout}
 	log.Info("control plane listening", "address", ln.Addr().String(), "driver", driver, "previewURL", pu)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -182,6 +210,17 @@ func defaultAdvertiseURL(addr net.Addr, interfaceAddrs func() ([]net.Addr, error
 	return ""
 }
 
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 func portOf(addr string) string {
 	if _, p, err := net.SplitHostPort(addr); err == nil && p != "" && p != "80" {
 		return ":" + p
@@ -189,7 +228,7 @@ func portOf(addr string) string {
 	return ""
 }
 
-// purge removes week-old tombstones every hour.
+// purge removes week-old tombstones and expired preview links and sessions every hour.
 func purge(ctx context.Context, st *store.Store, log *slog.Logger) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
@@ -202,6 +241,11 @@ func purge(ctx context.Context, st *store.Store, log *slog.Logger) {
 				log.Warn("purging tombstones", "err", err)
 			} else if n > 0 {
 				log.Info("purged tombstones", "count", n)
+			}
+			if n, err := st.PurgePreviewSessions(ctx, time.Now()); err != nil {
+				log.Warn("purging expired preview links and sessions", "err", err)
+			} else if n > 0 {
+				log.Info("purged expired preview links and sessions", "count", n)
 			}
 		}
 	}

@@ -45,7 +45,7 @@ func start(t *testing.T, args ...string) (string, *syncBuf, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, append([]string{"--listen", addr, "--log-level", "warn"}, args...), &out, &logs)
+		done <- run(ctx, append([]string{"--listen", addr, "--log-level", "warn", "--metrics-listen", "127.0.0.1:0"}, args...), &out, &logs)
 	}()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -96,19 +96,52 @@ func TestZeroConfigBootstrap(t *testing.T) {
 }
 
 func TestBootstrapKeyFromEnv(t *testing.T) {
-	t.Setenv("SANDBOXMESH_BOOTSTRAP_KEY", "smk_fromtheenvironment0000000000")
-	addr, out, stop := start(t, "--data-dir", t.TempDir(), "--bootstrap-org", "acme")
-	defer stop()
+	key := strongKey(t)
+	dir := t.TempDir()
+	t.Setenv("SANDBOXMESH_BOOTSTRAP_KEY", key)
+	get := func(addr, k string) int {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/api/v2/orgs/acme", nil)
+		req.Header.Set("signadot-api-key", k)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	addr, out, stop := start(t, "--data-dir", dir, "--bootstrap-org", "acme")
 	if strings.Contains(out.String(), "smk_") {
 		t.Fatalf("env key printed: %q", out.String())
 	}
-	req, _ := http.NewRequest("GET", "http://"+addr+"/api/v2/orgs/acme", nil)
-	req.Header.Set("signadot-api-key", "smk_fromtheenvironment0000000000")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("env key: %v %v", resp, err)
+	if code := get(addr, key); code != 200 {
+		t.Fatalf("env key: %d", code)
 	}
-	resp.Body.Close()
+	stop()
+
+	// A restart with another value does not add a second admin key.
+	other := strongKey(t)
+	t.Setenv("SANDBOXMESH_BOOTSTRAP_KEY", other)
+	addr, _, stop = start(t, "--data-dir", dir, "--bootstrap-org", "acme", "--log-level", "warn")
+	if code := get(addr, other); code != 401 {
+		t.Fatalf("changed env key after the first start: %d, want 401", code)
+	}
+	if code := get(addr, key); code != 200 {
+		t.Fatalf("first env key after a restart: %d", code)
+	}
+	stop()
+}
+
+func TestWeakBootstrapKey(t *testing.T) {
+	for _, k := range []string{"changeme", "smk_fromtheenvironment0000000000"} {
+		t.Run(k, func(t *testing.T) {
+			t.Setenv("SANDBOXMESH_BOOTSTRAP_KEY", k)
+			var out, logs bytes.Buffer
+			err := run(context.Background(), []string{"--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--metrics-listen", "none"}, &out, &logs)
+			if err == nil || !strings.Contains(err.Error(), "SANDBOXMESH_BOOTSTRAP_KEY") || !strings.Contains(err.Error(), "weak") {
+				t.Fatalf("weak key at start-up: %v", err)
+			}
+		})
+	}
 }
 
 func TestBadFlags(t *testing.T) {
@@ -155,4 +188,21 @@ func TestDefaultAdvertiseURL(t *testing.T) {
 			t.Errorf("%v: got %q, want %q", tc.addr, got, tc.want)
 		}
 	}
+}
+
+// TestMetricsListener: /metrics is served on its own listener, not on the API's.
+func TestMetricsListener(t *testing.T) {
+	maddr := freeAddr(t)
+	addr, _, stop := start(t, "--data-dir", t.TempDir(), "--metrics-listen", maddr)
+	defer stop()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil || resp.StatusCode != 404 {
+		t.Fatalf("/metrics on the API listener: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	resp, err = http.Get("http://" + maddr + "/metrics")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/metrics on the metrics listener: %v %v", resp, err)
+	}
+	resp.Body.Close()
 }

@@ -19,6 +19,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -67,8 +68,14 @@ type Config struct {
 	PollWait time.Duration
 	// StatusInterval is how often CR status is compared and reported (default 2s).
 	StatusInterval time.Duration
-	// Dial connects tunnel streams to in-cluster targets (default net.Dialer).
+	// Dial connects tunnel streams to in-cluster targets. Default: a
+	// net.Dialer behind tunnel.GuardedDial, which resolves the target itself
+	// and refuses loopback, link-local, unspecified and metadata addresses
+	// (and, with AllowedCIDRs, anything outside them).
 	Dial tunnel.DialFunc
+	// AllowedCIDRs, when set, are the only addresses tunnel targets may
+	// resolve to (the cluster's pod and Service CIDRs).
+	AllowedCIDRs []netip.Prefix
 	// MinBackoff and MaxBackoff bound the reconnect backoff (default 250ms, 30s).
 	MinBackoff, MaxBackoff time.Duration
 	// DisableTunnel turns the preview tunnel off.
@@ -112,6 +119,10 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		cfg.Logger.Warn("the control plane URL is plain http to a host that is not loopback: the cluster token travels unencrypted; use https (or a loopback address, e.g. through a sidecar)",
+			"controlPlaneURL", u.Redacted())
+	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{}
 	}
@@ -123,7 +134,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.Dial == nil {
 		d := &net.Dialer{Timeout: 10 * time.Second}
-		cfg.Dial = d.DialContext
+		cfg.Dial = tunnel.GuardedDial(d.DialContext, nil, cfg.AllowedCIDRs)
 	}
 	if cfg.WorkloadsInterval == 0 {
 		cfg.WorkloadsInterval = 30 * time.Second
@@ -135,6 +146,15 @@ func New(cfg Config) (*Agent, error) {
 		cfg.MaxBackoff = 30 * time.Second
 	}
 	return &Agent{cfg: cfg, base: u, log: cfg.Logger, desired: map[string]apitypes.AgentObject{}, sent: map[string]string{}}, nil
+}
+
+// isLoopback reports whether host is localhost or a loopback address.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Run syncs, reports status and holds the tunnel until ctx ends.

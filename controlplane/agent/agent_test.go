@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -444,4 +445,30 @@ func TestAgentReportsWorkloads(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestInsecureURLWarning: a cluster token sent over plain http to a host that
+// is not loopback is logged as a warning.
+func TestInsecureURLWarning(t *testing.T) {
+	for _, tc := range []struct {
+		url  string
+		warn bool
+	}{
+		{"http://cp.example.com", true},
+		{"http://10.0.0.7:8080", true},
+		{"https://cp.example.com", false},
+		{"http://127.0.0.1:8080", false},
+		{"http://[::1]:8080", false},
+		{"http://localhost:8080", false},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			var logs bytes.Buffer
+			if _, err := agent.New(agent.Config{ControlPlaneURL: tc.url, Token: "smc_x", Client: kube, Logger: slog.New(slog.NewTextHandler(&logs, nil))}); err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Contains(logs.String(), "unencrypted"); got != tc.warn {
+				t.Fatalf("warning %v, want %v: %s", got, tc.warn, logs.String())
+			}
+		})
+	}
 }

@@ -45,6 +45,7 @@ func (s *Server) agentState(c *gin.Context) {
 		}
 		wait = min(d, s.cfg.LongPollTimeout)
 	}
+	setWriteDeadline(c.Writer, time.Now().Add(wait+longPollSlack)) // the poll outlives Config.WriteTimeout
 	ctx := c.Request.Context()
 	_ = s.st.TouchClusterToken(ctx, a.TokenID, c.ClientIP(), c.GetHeader("sandboxmesh-operator-version"))
 	deadline := time.NewTimer(wait)
@@ -113,6 +114,10 @@ func (s *Server) agentStatus(c *gin.Context) {
 		k := store.Kind(it.Kind)
 		if k != store.KindSandbox && k != store.KindRouteGroup {
 			s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, fmt.Sprintf("items[%d].kind: want sandbox or routegroup", i))
+			return
+		}
+		if errs := apitypes.ValidateObservedEndpoints(fmt.Sprintf("items[%d].status.endpoints", i), it.Status.Endpoints); len(errs) > 0 {
+			s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "invalid status report: "+errs.Error(), errs...)
 			return
 		}
 		raw, _ := json.Marshal(it.Status)
@@ -293,7 +298,11 @@ func (s *Server) resolvePreview(ctx context.Context, org, name, endpoint string)
 	if err != nil {
 		return preview.Target{}, err
 	}
-	return preview.Target{Org: org, Cluster: obj.Cluster, Kind: string(kind), Name: name, RoutingKey: obj.RoutingKey, Address: addr}, nil
+	t := preview.Target{Org: org, Cluster: obj.Cluster, Kind: string(kind), Name: name, RoutingKey: obj.RoutingKey, Address: addr}
+	if err := s.checkAddressPolicy(ctx, t); err != nil {
+		return preview.Target{}, err
+	}
+	return t, nil
 }
 
 // endpointAddress is the in-cluster host:port of an endpoint: the operator's
@@ -359,8 +368,14 @@ func (s *Server) previewLink(c *gin.Context) {
 		s.fail(c, http.StatusNotFound, apitypes.ReasonNotFound, fmt.Sprintf("sandbox %q has no endpoint %q", name, ep))
 		return
 	}
-	link, exp := s.preview.LoginLink(org, name, ep, time.Now())
-	c.JSON(http.StatusOK, apitypes.PreviewLink{URL: link, ExpiresAt: ts(exp)})
+	tok := NewSecret(preview.TokenPrefix)
+	exp := time.Now().Add(loginLinkTTL)
+	if err := s.st.CreatePreviewSession(c.Request.Context(), store.PreviewSessionRecord{Hash: HashSecret(tok), Kind: store.PreviewLogin, Org: org,
+		ObjectKind: store.KindSandbox, Name: name, Endpoint: ep, RoutingKey: o.RoutingKey, KeyID: principal(c).KeyID, ExpiresAt: exp}); err != nil {
+		s.failErr(c, fmt.Sprintf("sandbox %q", name), err)
+		return
+	}
+	c.JSON(http.StatusOK, apitypes.PreviewLink{URL: s.preview.LoginURL(ep, name, tok), ExpiresAt: ts(exp)})
 }
 
 // ---- preview URLs ----

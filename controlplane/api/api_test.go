@@ -37,11 +37,15 @@ type env struct {
 
 func newEnv(t *testing.T, driver string) *env { return newEnvTB(t, driver) }
 
-func newEnvTB(t testing.TB, driver string) *env {
+func newEnvTB(t testing.TB, driver string, opts ...func(*api.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	st := storetest.Open(t, driver)
-	srv, err := api.New(ctx, api.Config{Store: st, PreviewURL: "http://preview.localhost", LongPollTimeout: 5 * time.Second, PollInterval: 50 * time.Millisecond})
+	cfg := api.Config{Store: st, PreviewURL: "http://preview.localhost", LongPollTimeout: 5 * time.Second, PollInterval: 50 * time.Millisecond}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, err := api.New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,8 +334,7 @@ func TestAuthAndIsolation(t *testing.T) {
 					k, _ := e.admin.CreateAPIKey(ctx, "other", "x")
 					req.Header.Set(apitypes.HeaderAPIKey, k.Key)
 				case "admin":
-					k, _, _ := api.Bootstrap(ctx, e.st, "", "smk_fixedadminkeyfortests")
-					req.Header.Set(apitypes.HeaderAPIKey, k)
+					req.Header.Set(apitypes.HeaderAPIKey, e.adminSecret)
 				case "":
 				default:
 					req.Header.Set(apitypes.HeaderAPIKey, keys[tc.key])

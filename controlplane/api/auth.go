@@ -6,7 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/base32"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
 
@@ -150,10 +152,67 @@ func agentIdentity(c *gin.Context) AgentIdentity {
 	return aa
 }
 
-// Bootstrap makes sure an admin key exists. If the store has none it stores key
-// (or a new one when key is empty) and returns it with created=true; the caller
-// prints it once. It also creates org (if not empty) when missing.
+// ErrBootstrapIgnored means SANDBOXMESH_BOOTSTRAP_KEY was not applied: the
+// control plane was bootstrapped before (the key takes effect at the first
+// start only). Callers log it as a warning.
+var ErrBootstrapIgnored = store.ErrBootstrapIgnored
+
+// ErrWeakKey means a bootstrap key is too short or too predictable.
+var ErrWeakKey = errors.New("bootstrap key too weak")
+
+// MinBootstrapKeyLen is the shortest accepted bootstrap key.
+const MinBootstrapKeyLen = 32
+
+// CheckKeyStrength refuses keys shorter than MinBootstrapKeyLen, with
+// characters other than printable ASCII, or of low entropy: fewer than 96
+// bits by the key's own character frequencies, or one character making up
+// more than a quarter of it (changeme, repeated words, padding with zeros).
+// A key made with `openssl rand -hex 24` or NewSecret passes.
+func CheckKeyStrength(key string) error {
+	if len(key) < MinBootstrapKeyLen {
+		return fmt.Errorf("%d characters, want at least %d (e.g. smk_$(openssl rand -hex 24)): %w", len(key), MinBootstrapKeyLen, ErrWeakKey)
+	}
+	counts := map[rune]int{}
+	for _, r := range key {
+		if r <= ' ' || r > '~' {
+			return fmt.Errorf("only printable ASCII without spaces is allowed: %w", ErrWeakKey)
+		}
+		counts[r]++
+	}
+	var bits float64
+	n := float64(len(key))
+	for _, c := range counts {
+		if 4*c > len(key) {
+			return fmt.Errorf("one character makes up more than a quarter of it; use a random key (e.g. smk_$(openssl rand -hex 24)): %w", ErrWeakKey)
+		}
+		p := float64(c) / n
+		bits -= float64(c) * math.Log2(p)
+	}
+	if bits < 96 {
+		return fmt.Errorf("about %.0f bits of entropy, want at least 96; use a random key (e.g. smk_$(openssl rand -hex 24)): %w", bits, ErrWeakKey)
+	}
+	return nil
+}
+
+// Bootstrap makes sure an admin key exists and creates org (if not empty)
+// when missing.
+//
+// Without key: if the store has no unrevoked admin key it stores a new one
+// and returns it with created=true; the caller prints it once.
+//
+// With key (SANDBOXMESH_BOOTSTRAP_KEY): a weak key fails with ErrWeakKey.
+// The key takes effect once: at the first start it becomes the admin key
+// (created=true) and its hash is recorded; later starts with the same value
+// change nothing (a revoked bootstrap key stays revoked); a different value,
+// or a key given after a first start without one, is not applied and
+// Bootstrap returns ErrBootstrapIgnored (manage admin keys through
+// /api/v2/admin/apikeys instead).
 func Bootstrap(ctx context.Context, st *store.Store, org, key string) (string, bool, error) {
+	if key != "" {
+		if err := CheckKeyStrength(key); err != nil {
+			return "", false, fmt.Errorf("SANDBOXMESH_BOOTSTRAP_KEY: %w", err)
+		}
+	}
 	if org != "" {
 		if _, err := st.GetOrg(ctx, org); err != nil {
 			if _, err := st.CreateOrg(ctx, org, 0); err != nil && !isExists(err) {
@@ -162,20 +221,21 @@ func Bootstrap(ctx context.Context, st *store.Store, org, key string) (string, b
 		}
 	}
 	if key != "" {
-		if _, err := st.LookupAPIKey(ctx, HashSecret(key)); err == nil {
-			return key, false, nil
-		}
-	} else {
-		has, err := st.HasAdminKey(ctx)
+		created, err := st.BootstrapAdminKey(ctx, store.APIKey{ID: store.NewID(6), Name: "bootstrap-admin", Hash: HashSecret(key), Masked: Mask(key)})
 		if err != nil {
-			return "", false, fmt.Errorf("bootstrap: %w", err)
+			return "", false, fmt.Errorf("SANDBOXMESH_BOOTSTRAP_KEY: %w", err)
 		}
-		if has {
-			return "", false, nil
-		}
-		key = NewSecret(APIKeyPrefix)
+		return key, created, nil
 	}
-	_, err := st.CreateAPIKey(ctx, store.APIKey{ID: store.NewID(6), Name: "bootstrap-admin", Hash: HashSecret(key), Masked: Mask(key), Admin: true})
+	has, err := st.HasAdminKey(ctx)
+	if err != nil {
+		return "", false, fmt.Errorf("bootstrap: %w", err)
+	}
+	if has {
+		return "", false, nil
+	}
+	key = NewSecret(APIKeyPrefix)
+	_, err = st.CreateAPIKey(ctx, store.APIKey{ID: store.NewID(6), Name: "bootstrap-admin", Hash: HashSecret(key), Masked: Mask(key), Admin: true})
 	if err != nil {
 		return "", false, fmt.Errorf("bootstrap admin key: %w", err)
 	}

@@ -12,10 +12,11 @@ func (s *Server) afterWrite(c store.Change) {
 	case store.ChangeObject:
 		s.notify.broadcast()  // agents' long polls re-read their state
 		s.targetCache.clear() // preview endpoints may now resolve differently
+		s.sessionCache.clear() // a preview session is bound to the object's identity
 	case store.ChangeStatus:
 		s.targetCache.clear() // resolved endpoint addresses may have changed
 	case store.ChangeAPIKeyRevoked:
-		s.keyCache.clear()
+		s.credentialsChanged() // cached key checks and the key's preview sessions
 	case store.ChangeClusterDeleted:
 		s.hub.Disconnect(c.Org, c.Cluster)
 	case store.ChangeClusterTokenDeleted:

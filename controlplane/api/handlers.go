@@ -283,6 +283,8 @@ func (s *Server) applyObject(k store.Kind) gin.HandlerFunc {
 			cluster  string
 			labels   map[string]string
 			errs     apitypes.FieldErrors
+			eps      []v1alpha1.Endpoint
+			epsPath  string
 		)
 		if k == store.KindSandbox {
 			var req apitypes.Sandbox
@@ -291,6 +293,9 @@ func (s *Server) applyObject(k store.Kind) gin.HandlerFunc {
 			}
 			bodyName, spec, cluster, labels = req.Name, req.Spec, req.Spec.Cluster, req.Spec.Labels
 			errs = apitypes.ValidateSandboxSpec(&req.Spec)
+			if drg := req.Spec.DefaultRouteGroup; drg != nil && len(errs) == 0 {
+				eps, epsPath = drg.Endpoints, "spec.defaultRouteGroup.endpoints"
+			}
 		} else {
 			var req apitypes.RouteGroup
 			if !s.decode(c, &req) {
@@ -298,9 +303,21 @@ func (s *Server) applyObject(k store.Kind) gin.HandlerFunc {
 			}
 			bodyName, spec, cluster = req.Name, req.Spec, req.Spec.Cluster
 			errs = apitypes.ValidateRouteGroupSpec(&req.Spec)
+			if len(errs) == 0 {
+				eps, epsPath = req.Spec.Endpoints, "spec.endpoints"
+			}
 		}
 		if bodyName != "" && bodyName != name {
 			errs = append(apitypes.FieldErrors{{Path: "name", Message: fmt.Sprintf("%q differs from the name in the path (%q)", bodyName, name)}}, errs...)
+		}
+		if len(errs) == 0 && len(eps) > 0 {
+			// The cluster's preview policy (an unknown cluster is reported by Apply).
+			p, err := s.previewPolicy(c.Request.Context(), c.Param("org"), cluster)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				s.failErr(c, "cluster "+cluster, err)
+				return
+			}
+			errs = p.CheckEndpoints(epsPath, eps)
 		}
 		if len(errs) > 0 {
 			s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "invalid "+kindName(k)+": "+errs.Error(), errs...)
@@ -575,8 +592,8 @@ func (s *Server) createAPIKey(c *gin.Context) {
 	if !s.decode(c, &req) {
 		return
 	}
-	if req.Name == "" || len(req.Name) > 128 {
-		s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "name is required (at most 128 characters)", apitypes.FieldError{Path: "name", Message: "required, at most 128 characters"})
+	if fe := apitypes.ValidateText("name", req.Name, 128, true); fe != nil {
+		s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "invalid API key name: "+fe.Error(), *fe)
 		return
 	}
 	secret := NewSecret(APIKeyPrefix)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/api"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/client"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store/storetest"
 )
@@ -55,6 +56,7 @@ func TestObservability(t *testing.T) {
 	req, _ := http.NewRequest("GET", hs.URL+"/api/v2/orgs/acme/sandboxes/nope", nil)
 	req.Header.Set(apitypes.HeaderAPIKey, key)
 	req.Header.Set("X-Request-Id", "req-1")
+	req.Header.Set("X-Forwarded-For", "6.6.6.6") // no proxy is trusted: a forged client address
 	req.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -72,7 +74,7 @@ func TestObservability(t *testing.T) {
 			entry = m
 		}
 	}
-	for k, want := range map[string]any{"method": "GET", "route": "/api/v2/orgs/:org/sandboxes/:name", "status": float64(404), "requestId": "req-1", "org": "acme"} {
+	for k, want := range map[string]any{"method": "GET", "route": "/api/v2/orgs/:org/sandboxes/:name", "status": float64(404), "requestId": "req-1", "org": "acme", "remote": "127.0.0.1"} {
 		if entry[k] != want {
 			t.Errorf("log %s = %v, want %v (entry %v)", k, entry[k], want, entry)
 		}
@@ -86,7 +88,17 @@ func TestObservability(t *testing.T) {
 		t.Fatalf("spans: %v", spans)
 	}
 
-	mresp, err := http.Get(hs.URL + "/metrics")
+	// The metrics are not on the API's listener, only on MetricsHandler's.
+	if r, err := http.Get(hs.URL + "/metrics"); err != nil || r.StatusCode != 404 {
+		t.Fatalf("/metrics on the API listener: %v %v", r.StatusCode, err)
+	}
+	// Without replicas there is no replica-to-replica dial route either.
+	if r, err := http.Get(hs.URL + "/api/v2/internal/tunnel-dial?org=acme&cluster=c1&address=a.b.svc:80&ts=1"); err != nil || r.StatusCode != 404 {
+		t.Fatalf("tunnel-dial without replicas: %v %v", r.StatusCode, err)
+	}
+	ms := httptest.NewServer(srv.MetricsHandler())
+	defer ms.Close()
+	mresp, err := http.Get(ms.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,5 +169,54 @@ func TestSignadotWireCompatibility(t *testing.T) {
 	code, er := do("GET", "/api/v2/orgs/acme/sandboxes/sig-sb", "")
 	if code != 404 || er["code"] != float64(404) || er["error"] == "" || er["requestId"] == "" {
 		t.Fatalf("error shape: %d %v", code, er)
+	}
+}
+
+// TestTrustedProxies: X-Forwarded-For names the client only when it comes from a
+// configured proxy (the access log's remote and the agent's lastConnectedIp).
+func TestTrustedProxies(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		proxies []string
+		want    string
+	}{
+		{"none trusted", nil, "127.0.0.1"},
+		{"another proxy", []string{"10.0.0.0/8"}, "127.0.0.1"},
+		{"loopback proxy trusted", []string{"127.0.0.1/32"}, "203.0.113.9"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			st := storetest.Open(t, store.DriverSQLite)
+			srv, err := api.New(ctx, api.Config{Store: st, TrustedProxies: tc.proxies})
+			if err != nil {
+				t.Fatal(err)
+			}
+			hs := httptest.NewServer(srv.Handler())
+			defer hs.Close()
+			key, _, _ := api.Bootstrap(ctx, st, "acme", "")
+			c, _ := client.New(hs.URL, key)
+			if _, err := c.RegisterCluster(ctx, "acme", "c1"); err != nil {
+				t.Fatal(err)
+			}
+			tok, err := c.CreateClusterToken(ctx, "acme", "c1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			req, _ := http.NewRequest("GET", hs.URL+"/api/v2/agent/state?wait=0s", nil)
+			req.Header.Set(apitypes.HeaderClusterToken, tok.Token)
+			req.Header.Set("X-Forwarded-For", "203.0.113.9")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("poll: %v %v", resp, err)
+			}
+			resp.Body.Close()
+			got, err := c.GetClusterToken(ctx, "acme", "c1", tok.ID)
+			if err != nil || got.Status.LastConnectedIP != tc.want {
+				t.Fatalf("lastConnectedIp = %q, want %q (%v)", got.Status.LastConnectedIP, tc.want, err)
+			}
+		})
+	}
+	if _, err := api.New(context.Background(), api.Config{Store: storetest.Open(t, store.DriverSQLite), TrustedProxies: []string{"not-an-ip"}}); err == nil {
+		t.Fatal("a bad trusted proxy was accepted")
 	}
 }

@@ -66,10 +66,17 @@ var Operations = []Operation{
 	{Method: "DELETE", Path: o + "/clusters/:cluster/tokens/:id", ID: "delete-cluster-token", Summary: "Delete a cluster token", Tag: "Cluster", Response: apitypes.EmptyResponse{}},
 	{Method: "GET", Path: o + "/clusters/:cluster/workloads", ID: "list-cluster-workloads", Summary: "List the workloads of a cluster that sandboxes can fork, as its agent last reported them (extension)", Tag: "Cluster", Response: apitypes.WorkloadList{},
 		Query: map[string]string{"namespace": "only workloads of this namespace"}},
+	{Method: "GET", Path: o + "/clusters/:cluster/preview-policy", ID: "get-cluster-preview-policy", Summary: "Get the cluster's preview policy: the namespaces preview endpoints may target (extension)", Tag: "Cluster", Response: apitypes.PreviewPolicy{}},
+	{Method: "PUT", Path: o + "/clusters/:cluster/preview-policy", ID: "set-cluster-preview-policy", Summary: "Set the cluster's preview policy; the API server and (unless listed) kube-system, kube-public and kube-node-lease are always refused (extension)", Tag: "Cluster", Request: apitypes.PreviewPolicy{}, Response: apitypes.PreviewPolicy{}},
 
 	{Method: "POST", Path: o + "/apikeys", ID: "create-api-key", Summary: "Create an API key of the org (its value is shown only here)", Tag: "APIKeys", Request: apitypes.CreateAPIKeyRequest{}, Response: apitypes.APIKey{}, Status: 201},
 	{Method: "GET", Path: o + "/apikeys", ID: "list-api-keys", Summary: "List the org's API keys", Tag: "APIKeys", Response: []apitypes.APIKey{}, Query: map[string]string{"limit": "page size (1-500; larger is clamped); the next page's token is in the Sandboxmesh-Continue and Link headers. Without limit and continue: the whole list", "continue": "token of the next page (from Sandboxmesh-Continue)"}},
 	{Method: "DELETE", Path: o + "/apikeys/:id", ID: "revoke-api-key", Summary: "Revoke an API key", Tag: "APIKeys", Response: apitypes.EmptyResponse{}},
+
+	{Method: "GET", Path: adminKeysPath, ID: "list-admin-keys", Summary: "List the admin keys (valid for every org; admin keys only)", Tag: "AdminKeys", Response: []apitypes.APIKey{}},
+	{Method: "POST", Path: adminKeysPath, ID: "create-admin-key", Summary: "Create an admin key (its value is shown only here; admin keys only)", Tag: "AdminKeys", Request: apitypes.CreateAPIKeyRequest{}, Response: apitypes.APIKey{}, Status: 201},
+	{Method: "DELETE", Path: adminKeysPath + "/:id", ID: "revoke-admin-key", Summary: "Revoke an admin key (409 for the last one; admin keys only)", Tag: "AdminKeys", Response: apitypes.EmptyResponse{}},
+	{Method: "POST", Path: adminKeysPath + "/:id/rotate", ID: "rotate-admin-key", Summary: "Replace an admin key by a new one with its name and revoke it, in one step (the new value is shown only here; admin keys only)", Tag: "AdminKeys", Response: apitypes.APIKey{}, Status: 201},
 
 	{Method: "GET", Path: "/api/v2/agent/state", ID: "agent-state", Summary: "Agent long poll: desired state of the token's cluster (full, then changes after since)", Tag: "Agent", Response: apitypes.AgentState{}, Agent: true,
 		Query: map[string]string{"since": "revision of the last answer (0: full state)", "wait": "how long to wait for a change, e.g. 30s"}},

@@ -17,6 +17,8 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/sandboxmesh/sandboxmesh/controlplane/api"
+
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/tunnel"
@@ -365,3 +367,75 @@ func TestPreviewThroughTunnel(t *testing.T) {
 }
 
 func (e *env) adminKey(testing.TB) string { return e.adminSecret }
+
+// TestPreviewTimeouts: a hung agent (it never answers the dial) and an upstream
+// that never sends its response header end preview requests with 504 instead
+// of holding them.
+func TestPreviewTimeouts(t *testing.T) {
+	e := newEnvTB(t, store.DriverSQLite, func(c *api.Config) {
+		c.PreviewDialTimeout, c.PreviewResponseHeaderTimeout = 300*time.Millisecond, 300*time.Millisecond
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := e.acme.ApplySandbox(ctx, "acme", sandbox("feat", nil)); err != nil {
+		t.Fatal(err)
+	}
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select { // no response header until the client gives up
+		case <-r.Context().Done():
+		case <-time.After(10 * time.Second):
+		}
+	}))
+	defer hang.Close()
+	var hung bool
+	var mu sync.Mutex
+	u := "ws" + strings.TrimPrefix(e.http.URL, "http") + "/api/v2/agent/tunnel"
+	h := http.Header{}
+	h.Set(apitypes.HeaderClusterToken, e.tokenA)
+	ws, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPHeader: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	allow := func(d apitypes.TunnelDial) (string, error) {
+		mu.Lock()
+		hg := hung
+		mu.Unlock()
+		if hg {
+			<-ctx.Done() // a hung agent: never answers
+		}
+		return d.Address, nil
+	}
+	dial := func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, hang.Listener.Addr().String())
+	}
+	go tunnel.ServeAgent(ctx, websocket.NetConn(ctx, ws, websocket.MessageBinary), allow, dial, nil)
+	for !e.srv.Hub().Connected("acme", "c1") {
+		time.Sleep(10 * time.Millisecond)
+	}
+	get := func() (int, string) {
+		req, _ := http.NewRequestWithContext(ctx, "GET", e.http.URL+"/preview/acme/feat/web/", nil)
+		req.Header.Set(apitypes.HeaderAPIKey, e.keyA)
+		c := &http.Client{Timeout: 8 * time.Second} // the test's own bound
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("preview request: %v", err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	t.Run("no response header", func(t *testing.T) {
+		if code, body := get(); code != http.StatusGatewayTimeout || !strings.Contains(body, "in time") {
+			t.Fatalf("%d %s", code, body)
+		}
+	})
+	t.Run("hung agent", func(t *testing.T) {
+		mu.Lock()
+		hung = true
+		mu.Unlock()
+		if code, body := get(); code != http.StatusGatewayTimeout || !strings.Contains(body, "no answer within") {
+			t.Fatalf("%d %s", code, body)
+		}
+	})
+}

@@ -44,7 +44,7 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil makes a private registry.
 	Registerer prometheus.Registerer
-	// Gatherer serves /metrics; nil uses the private registry.
+	// Gatherer serves the metrics (MetricsHandler); nil uses the private registry.
 	Gatherer prometheus.Gatherer
 	// TracerProvider makes the request spans; nil disables tracing.
 	TracerProvider trace.TracerProvider
@@ -73,6 +73,19 @@ type Config struct {
 	// cluster's agent tunnel are then dialed through the one that does. Empty:
 	// a single replica.
 	ReplicaURL string
+	// WriteTimeout bounds writing the answer of an API request (default 60s;
+	// negative: none). Long polls move it; tunnels and preview requests have
+	// none (see deadlines.go).
+	WriteTimeout time.Duration
+	// TrustedProxies lists the addresses or CIDRs of reverse proxies whose
+	// X-Forwarded-For / X-Real-IP name the client (access logs, the agent's
+	// lastConnectedIp). Empty: no proxy is trusted and the client is the
+	// connection's peer.
+	TrustedProxies []string
+	// PreviewDialTimeout bounds opening a preview connection through an
+	// agent's tunnel (default 10s); PreviewResponseHeaderTimeout the wait for
+	// the upstream's response header (default 60s).
+	PreviewDialTimeout, PreviewResponseHeaderTimeout time.Duration
 }
 
 // Server serves the API.
@@ -95,8 +108,9 @@ type Server struct {
 	prevURL    previewBase
 
 	// Preview-path caches (see PreviewCacheTTL).
-	keyCache    *ttlCache[Principal]
-	targetCache *ttlCache[preview.Target]
+	keyCache     *ttlCache[Principal]
+	targetCache  *ttlCache[preview.Target]
+	sessionCache *ttlCache[store.PreviewSessionRecord]
 	// tunnelLease: how long a tunnel claim lives unrenewed (tests shorten it).
 	tunnelLease time.Duration
 }
@@ -125,6 +139,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.LongPollTimeout <= 0 {
 		cfg.LongPollTimeout = 30 * time.Second
 	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = 60 * time.Second
+	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
 	}
@@ -142,10 +159,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	pb, err := parsePreviewURL(cfg.PreviewURL)
 	if err != nil {
 		return nil, err
-	}
-	secret, err := cfg.Store.Secret(ctx, "preview-cookie")
-	if err != nil {
-		return nil, fmt.Errorf("api: %w", err)
 	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
@@ -168,17 +181,19 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		ttl = 0
 	}
 	s.keyCache, s.targetCache = newTTLCache[Principal](ttl), newTTLCache[preview.Target](ttl)
+	s.sessionCache = newTTLCache[store.PreviewSessionRecord](ttl)
 	s.hub = tunnel.NewHub(cfg.Logger)
 	cfg.Store.Watch(s.afterWrite)
 	s.replicaID, s.tunnelLease = newReplicaID(), defaultTunnelLease
 	s.preview = &preview.Proxy{
-		Domain:    pb.host,
-		Scheme:    pb.scheme,
-		Secret:    secret,
-		Resolver:  s,
-		Dialer:    replicaDialer{s},
-		Extractor: cfg.Extractor,
-		Logger:    cfg.Logger,
+		Domain:                pb.host,
+		Scheme:                pb.scheme,
+		Resolver:              s,
+		Dialer:                replicaDialer{s},
+		Extractor:             cfg.Extractor,
+		Logger:                cfg.Logger,
+		DialTimeout:           cfg.PreviewDialTimeout,
+		ResponseHeaderTimeout: cfg.PreviewResponseHeaderTimeout,
 		OnRequest: func(code int, d time.Duration) {
 			m.previewRequests.WithLabelValues(strconv.Itoa(code)).Inc()
 			m.previewDuration.Observe(d.Seconds())
@@ -193,7 +208,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	e.RedirectFixedPath = false
 	e.HandleMethodNotAllowed = true
 	e.ContextWithFallback = true
-	e.Use(s.requestID, s.recoverer, s.observe)
+	if err := e.SetTrustedProxies(cfg.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("api: trusted proxies %v: %w", cfg.TrustedProxies, err)
+	}
+	e.Use(s.writeDeadline, s.requestID, s.recoverer, s.observe)
 	e.NoRoute(func(c *gin.Context) {
 		s.fail(c, http.StatusNotFound, apitypes.ReasonNotFound, fmt.Sprintf("no route %s %s", c.Request.Method, c.Request.URL.Path))
 	})
@@ -219,6 +237,12 @@ func (s *Server) Handler() http.Handler {
 		}
 		s.engine.ServeHTTP(w, r)
 	})
+}
+
+// MetricsHandler serves the Prometheus metrics. It is not part of Handler:
+// serve it on a listener of its own that only the monitoring system reaches.
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{})
 }
 
 // Routes lists the registered API routes (method and gin path).
@@ -247,8 +271,9 @@ func (s *Server) register() {
 		}
 		c.JSON(http.StatusOK, gin.H{"ok": true})
 	})
-	s.engine.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{})))
-	s.engine.GET(internalTunnelDialPath, s.internalTunnelDial) // replica to replica, HMAC-authenticated
+	if s.cfg.ReplicaURL != "" {
+		s.engine.GET(internalTunnelDialPath, s.internalTunnelDial) // replica to replica, HMAC-authenticated
+	}
 	s.handle(http.MethodGet, "/api/v2/openapi.json", s.openAPI)
 
 	o := "/api/v2/orgs/:org"
@@ -279,10 +304,18 @@ func (s *Server) register() {
 	s.handle(http.MethodGet, o+"/clusters/:cluster/tokens/:id", user, s.orgAccess, s.getToken)
 	s.handle(http.MethodDelete, o+"/clusters/:cluster/tokens/:id", user, s.orgAccess, s.deleteToken)
 	s.handle(http.MethodGet, o+"/clusters/:cluster/workloads", user, s.orgAccess, s.listWorkloads)
+	s.handle(http.MethodGet, o+"/clusters/:cluster/preview-policy", user, s.orgAccess, s.getPreviewPolicy)
+	s.handle(http.MethodPut, o+"/clusters/:cluster/preview-policy", user, s.orgAccess, s.putPreviewPolicy)
 
 	s.handle(http.MethodPost, o+"/apikeys", user, s.orgAccess, s.createAPIKey)
 	s.handle(http.MethodGet, o+"/apikeys", user, s.orgAccess, s.listAPIKeys)
 	s.handle(http.MethodDelete, o+"/apikeys/:id", user, s.orgAccess, s.revokeAPIKey)
+
+	admin := []gin.HandlerFunc{user, s.adminOnly}
+	s.handle(http.MethodGet, adminKeysPath, append(admin, s.listAdminKeys)...)
+	s.handle(http.MethodPost, adminKeysPath, append(admin, s.createAdminKey)...)
+	s.handle(http.MethodDelete, adminKeysPath+"/:id", append(admin, s.revokeAdminKey)...)
+	s.handle(http.MethodPost, adminKeysPath+"/:id/rotate", append(admin, s.rotateAdminKey)...)
 
 	a := "/api/v2/agent"
 	s.handle(http.MethodGet, a+"/state", s.authAgent, s.agentState)
@@ -303,6 +336,14 @@ func newRequestID() string {
 	b := make([]byte, 12)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// writeDeadline bounds writing the answer (routes with long answers move it).
+func (s *Server) writeDeadline(c *gin.Context) {
+	if s.cfg.WriteTimeout > 0 {
+		_ = http.NewResponseController(c.Writer).SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+	}
+	c.Next()
 }
 
 func (s *Server) requestID(c *gin.Context) {

@@ -3,7 +3,10 @@ package apitypes
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 )
@@ -72,10 +75,44 @@ func ValidateDNSName(path, name string) *FieldError {
 	return nil
 }
 
+// MaxFieldErrors bounds the field errors of one validation: after that many
+// the validation stops and one last error says so, so a body with thousands of
+// bad items gets a short answer.
+const MaxFieldErrors = 20
+
 type checker struct{ errs FieldErrors }
 
 func (c *checker) add(path, format string, args ...any) {
-	c.errs = append(c.errs, FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+	switch {
+	case len(c.errs) < MaxFieldErrors:
+		c.errs = append(c.errs, FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+	case len(c.errs) == MaxFieldErrors:
+		c.errs = append(c.errs, FieldError{Path: path, Message: fmt.Sprintf("more errors not shown (validation stops after %d)", MaxFieldErrors)})
+	}
+}
+
+// full reports whether the validation has stopped collecting errors.
+func (c *checker) full() bool { return len(c.errs) > MaxFieldErrors }
+
+// ValidateText checks a free-text value shown to people (API key names,
+// label values): valid UTF-8 of at most max bytes without control or format
+// characters (NUL, newlines, ANSI escapes, bidi overrides), which would
+// corrupt logs and terminals. required rejects the empty string.
+func ValidateText(path, v string, max int, required bool) *FieldError {
+	switch {
+	case v == "" && required:
+		return &FieldError{path, "required"}
+	case len(v) > max:
+		return &FieldError{path, fmt.Sprintf("must be at most %d characters (got %d)", max, len(v))}
+	case !utf8.ValidString(v):
+		return &FieldError{path, "must be valid UTF-8"}
+	}
+	for i, r := range v {
+		if r != ' ' && !unicode.IsPrint(r) {
+			return &FieldError{path, fmt.Sprintf("must not contain control characters (%U at byte %d)", r, i)}
+		}
+	}
+	return nil
 }
 
 func (c *checker) pattern(path, v string, re *regexp.Regexp, max int, what string) {
@@ -137,8 +174,8 @@ func (c *checker) labels(path string, m map[string]string) {
 		if len(k) > 317 || !reLabelKey.MatchString(k) {
 			c.add(fmt.Sprintf("%s[%q]", path, k), "invalid label key")
 		}
-		if len(v) > 256 {
-			c.add(fmt.Sprintf("%s[%q]", path, k), "value must be at most 256 characters")
+		if fe := ValidateText(fmt.Sprintf("%s[%q]", path, k), v, 256, false); fe != nil {
+			c.add(fe.Path, "value %s", fe.Message)
 		}
 	}
 }
@@ -154,6 +191,15 @@ func (c *checker) endpoints(path string, eps []v1alpha1.Endpoint) {
 		}
 		seen[e.Name] = true
 		c.pattern(p+".target", e.Target, reTarget, 253, "target (want scheme://<service>.<namespace>.svc:<port> or scheme://<workload>.<namespace>.deploy:<port>, scheme http, grpc or tcp)")
+		if reTarget.MatchString(e.Target) {
+			port, _ := strconv.Atoi(e.Target[strings.LastIndexByte(e.Target, ':')+1:])
+			if port < 1 || port > 65535 {
+				c.add(p+".target", "port %d is out of range (1-65535)", port)
+			}
+		}
+		if c.full() {
+			return
+		}
 	}
 }
 
@@ -183,6 +229,9 @@ func ValidateSandboxSpec(s *v1alpha1.SandboxSpec) FieldErrors {
 	c.maxItems("spec.forks", len(s.Forks), 32)
 	forked := map[string]bool{}
 	for i, f := range s.Forks {
+		if c.full() {
+			break
+		}
 		p := fmt.Sprintf("spec.forks[%d]", i)
 		c.workload(p+".forkOf", f.ForkOf)
 		k := wkey(f.ForkOf)
@@ -196,6 +245,9 @@ func ValidateSandboxSpec(s *v1alpha1.SandboxSpec) FieldErrors {
 	}
 	// valueFrom.fork must name a fork of this sandbox.
 	for i, f := range s.Forks {
+		if c.full() {
+			break
+		}
 		if f.Customizations == nil {
 			continue
 		}
@@ -209,6 +261,9 @@ func ValidateSandboxSpec(s *v1alpha1.SandboxSpec) FieldErrors {
 	}
 	c.maxItems("spec.virtual", len(s.Virtual), 32)
 	for i, v := range s.Virtual {
+		if c.full() {
+			break
+		}
 		p := fmt.Sprintf("spec.virtual[%d]", i)
 		c.pattern(p+".name", v.Name, reObjectName, 63, "name (DNS label starting with a letter)")
 		c.workload(p+".workload", v.Workload)
@@ -216,6 +271,9 @@ func ValidateSandboxSpec(s *v1alpha1.SandboxSpec) FieldErrors {
 	c.maxItems("spec.local", len(s.Local), 32)
 	local := map[string]bool{}
 	for i, l := range s.Local {
+		if c.full() {
+			break
+		}
 		p := fmt.Sprintf("spec.local[%d]", i)
 		c.pattern(p+".name", l.Name, reObjectName, 63, "name (DNS label starting with a letter)")
 		c.workload(p+".from", l.From)
@@ -244,6 +302,9 @@ func ValidateSandboxSpec(s *v1alpha1.SandboxSpec) FieldErrors {
 	}
 	c.maxItems("spec.resources", len(s.Resources), 16)
 	for i, r := range s.Resources {
+		if c.full() {
+			break
+		}
 		p := fmt.Sprintf("spec.resources[%d]", i)
 		c.pattern(p+".name", r.Name, reObjectName, 63, "name (DNS label starting with a letter)")
 		if r.Plugin == "" {
@@ -266,6 +327,9 @@ func (c *checker) customizations(p string, cu *v1alpha1.Customizations) {
 	}
 	c.maxItems(p+".env", len(cu.Env), 128)
 	for j, e := range cu.Env {
+		if c.full() {
+			break
+		}
 		ep := fmt.Sprintf("%s.env[%d]", p, j)
 		c.pattern(ep+".name", e.Name, reEnvName, 256, "environment variable name")
 		switch e.Operation {
@@ -358,6 +422,9 @@ func ValidateRouteGroupSpec(s *v1alpha1.RouteGroupSpec) FieldErrors {
 		}
 		c.maxItems(p, len(list), 32)
 		for i, cr := range list {
+			if c.full() {
+				break
+			}
 			label(fmt.Sprintf("%s[%d].label", p, i), cr.Label)
 		}
 	}
@@ -371,6 +438,9 @@ func ValidateWorkloadReport(r *WorkloadReport) FieldErrors {
 	var c checker
 	c.maxItems("workloads", len(r.Workloads), MaxWorkloads)
 	for i, w := range r.Workloads {
+		if c.full() {
+			break
+		}
 		p := fmt.Sprintf("workloads[%d]", i)
 		if w.Kind != string(v1alpha1.KindDeployment) {
 			c.add(p+".kind", "want Deployment (got %q)", w.Kind)
@@ -390,9 +460,6 @@ func ValidateWorkloadReport(r *WorkloadReport) FieldErrors {
 		for j, s := range w.Services {
 			c.maxLen(fmt.Sprintf("%s.services[%d].name", p, j), s.Name, 253)
 			c.maxItems(fmt.Sprintf("%s.services[%d].ports", p, j), len(s.Ports), 128)
-		}
-		if len(c.errs) > 20 {
-			break
 		}
 	}
 	return c.errs

@@ -53,3 +53,82 @@ func TestValidateEnvValueFrom(t *testing.T) {
 		})
 	}
 }
+
+func TestValidateHardening(t *testing.T) {
+	base := func() *v1alpha1.SandboxSpec {
+		return &v1alpha1.SandboxSpec{Cluster: "c1", Forks: []v1alpha1.Fork{{ForkOf: v1alpha1.WorkloadRef{Namespace: "shop", Name: "cart"}}}}
+	}
+	withTarget := func(tg string) *v1alpha1.SandboxSpec {
+		s := base()
+		s.DefaultRouteGroup = &v1alpha1.DefaultRouteGroup{Endpoints: []v1alpha1.Endpoint{{Name: "web", Target: tg}}}
+		return s
+	}
+	withLabel := func(v string) *v1alpha1.SandboxSpec {
+		s := base()
+		s.Labels = map[string]string{"team": v}
+		return s
+	}
+	const tp = "spec.defaultRouteGroup.endpoints[0].target"
+	for _, tc := range []struct {
+		name     string
+		spec     *v1alpha1.SandboxSpec
+		path, in string
+	}{
+		{"port 8080", withTarget("http://web.shop.svc:8080"), "", ""},
+		{"port 1", withTarget("http://web.shop.svc:1"), "", ""},
+		{"port 65535", withTarget("http://web.shop.svc:65535"), "", ""},
+		{"port 0", withTarget("http://web.shop.svc:0"), tp, "out of range"},
+		{"port 00000", withTarget("http://web.shop.svc:00000"), tp, "out of range"},
+		{"port 65536", withTarget("http://web.shop.svc:65536"), tp, "out of range"},
+		{"port 99999", withTarget("tcp://web.shop.deploy:99999"), tp, "out of range"},
+		{"label value plain", withLabel("cart team, EU/west ü"), "", ""},
+		{"label value NUL", withLabel("a\x00b"), `spec.labels["team"]`, "control characters"},
+		{"label value newline", withLabel("a\nb"), `spec.labels["team"]`, "control characters"},
+		{"label value ANSI escape", withLabel("\x1b[31mred"), `spec.labels["team"]`, "control characters"},
+		{"label value bidi override", withLabel("abc\u202edef"), `spec.labels["team"]`, "control characters"},
+		{"label value invalid UTF-8", withLabel("a\xffb"), `spec.labels["team"]`, "UTF-8"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			errs := ValidateSandboxSpec(tc.spec)
+			if tc.path == "" {
+				if len(errs) > 0 {
+					t.Fatalf("unexpected: %v", errs)
+				}
+				return
+			}
+			for _, e := range errs {
+				if e.Path == tc.path && strings.Contains(e.Message, tc.in) {
+					return
+				}
+			}
+			t.Fatalf("want %s: …%s…, got %v", tc.path, tc.in, errs)
+		})
+	}
+
+	t.Run("validation stops after MaxFieldErrors", func(t *testing.T) {
+		s := base()
+		s.Forks = make([]v1alpha1.Fork, 10000)
+		for i := range s.Forks {
+			s.Forks[i].ForkOf = v1alpha1.WorkloadRef{Namespace: "BAD_NS", Name: "x"}
+		}
+		errs := ValidateSandboxSpec(s)
+		if len(errs) != MaxFieldErrors+1 || !strings.Contains(errs[len(errs)-1].Message, "more errors not shown") {
+			t.Fatalf("%d errors, last %v", len(errs), errs[len(errs)-1])
+		}
+		if n := len(errs.Error()); n > 4096 {
+			t.Fatalf("error text is %d bytes", n)
+		}
+		w := &WorkloadReport{Workloads: make([]Workload, MaxWorkloads)}
+		if errs := ValidateWorkloadReport(w); len(errs) != MaxFieldErrors+1 {
+			t.Fatalf("workload report: %d errors", len(errs))
+		}
+	})
+
+	t.Run("text", func(t *testing.T) {
+		for v, ok := range map[string]bool{"ci key": true, "": false, "a\tb": false, "a\rb": false, "\x7f": false, strings.Repeat("x", 129): false, "clé 🔑": true} {
+			if fe := ValidateText("name", v, 128, true); (fe == nil) != ok {
+				t.Errorf("%q: %v", v, fe)
+			}
+		}
+	})
+}

@@ -106,11 +106,22 @@ func TestSDKCoversOpenAPI(t *testing.T) {
 	must(err)
 	must(c.DeleteRouteGroup(ctx, "acme", "r"))
 	must(c.DeleteSandbox(ctx, "acme", "s"))
+	_, err = c.SetPreviewPolicy(ctx, "acme", "c1", client.PreviewPolicy{AllowedNamespaces: []string{"shop"}})
+	must(err)
+	_, err = c.GetPreviewPolicy(ctx, "acme", "c1")
+	must(err)
 	_, err = c.ListWorkloads(ctx, "acme", "c1", "")
 	if !errors.Is(err, client.ErrNotFound) {
 		t.Errorf("workloads before any report: %v", err)
 	}
 	must(c.DeleteCluster(ctx, "acme", "c1"))
+	ak, err := c.CreateAdminKey(ctx, "second")
+	must(err)
+	_, err = c.ListAdminKeys(ctx)
+	must(err)
+	ak, err = c.RotateAdminKey(ctx, ak.ID)
+	must(err)
+	must(c.RevokeAdminKey(ctx, ak.ID))
 
 	// Each documented user operation was called through the SDK.
 	for _, op := range api.Operations {

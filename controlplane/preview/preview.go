@@ -11,9 +11,6 @@ package preview
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,11 +42,32 @@ const LoginPath = "/__sandboxmesh/login"
 var (
 	// ErrNotFound means no such endpoint in the caller's org.
 	ErrNotFound = errors.New("preview endpoint not found")
+	// ErrForbidden means the cluster's preview policy refuses the endpoint's address.
+	ErrForbidden = errors.New("preview target refused by the cluster's preview policy")
 	// ErrUnresolved means the endpoint's in-cluster address is not known yet.
 	ErrUnresolved = errors.New("preview endpoint not resolved yet")
-	// ErrBadToken means a login token or session cookie is invalid or expired.
+	// ErrBadToken means a login token or session cookie is invalid, expired,
+	// used up or revoked.
 	ErrBadToken = errors.New("invalid or expired preview token")
 )
+
+// TokenPrefix starts login-link tokens and session cookies; the rest is 32
+// characters of base32 (160 random bits).
+const TokenPrefix = "smp_"
+
+// ValidToken reports whether s has the shape of a login token or session
+// cookie, so malformed values are refused without a database look-up.
+func ValidToken(s string) bool {
+	if len(s) != len(TokenPrefix)+32 || !strings.HasPrefix(s, TokenPrefix) {
+		return false
+	}
+	for i := len(TokenPrefix); i < len(s); i++ {
+		if c := s[i]; (c < 'a' || c > 'z') && (c < '2' || c > '7') {
+			return false
+		}
+	}
+	return true
+}
 
 // Target is a resolved preview endpoint.
 type Target struct {
@@ -68,6 +86,12 @@ type Resolver interface {
 	AuthenticateKey(ctx context.Context, key string) (org string, admin bool, err error)
 	// ResolvePreview finds the endpoint of a sandbox (or route group) of org.
 	ResolvePreview(ctx context.Context, org, name, endpoint string) (Target, error)
+	// RedeemLogin uses up the login token of a link to endpoint of name
+	// (once) and returns a new session token for the cookie and its expiry.
+	RedeemLogin(ctx context.Context, token, name, endpoint string) (session string, exp time.Time, err error)
+	// Session returns the org of a session token valid for endpoint of name:
+	// unexpired, its API key not revoked, the object the same incarnation.
+	Session(ctx context.Context, token, name, endpoint string) (org string, err error)
 }
 
 // Dialer opens a connection through a cluster's tunnel.
@@ -81,7 +105,6 @@ type Proxy struct {
 	Domain string
 	// Scheme of preview URLs, http or https.
 	Scheme    string
-	Secret    []byte
 	Resolver  Resolver
 	Dialer    Dialer
 	Extractor *routingkey.Extractor
@@ -91,6 +114,13 @@ type Proxy struct {
 	// Tracer, when set, makes each preview request a server span (child of
 	// the caller's traceparent) whose context the upstream request carries.
 	Tracer trace.Tracer
+	// DialTimeout bounds opening a connection through the tunnel, the agent's
+	// answer included (default 10s): a hung agent does not hang requests.
+	DialTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for the upstream's response
+	// header once the request is sent (default 60s; the body may then
+	// stream for as long as it takes).
+	ResponseHeaderTimeout time.Duration
 
 	mu         sync.Mutex
 	transports map[string]*http.Transport
@@ -150,50 +180,9 @@ func (p *Proxy) URL(endpoint, name string) string {
 	return p.Scheme + "://" + endpoint + "--" + name + "." + p.Domain
 }
 
-type token struct {
-	Typ  string `json:"t"`
-	Org  string `json:"o"`
-	Name string `json:"n"`
-	Exp  int64  `json:"e"`
-}
-
-func (p *Proxy) sign(t token) string {
-	b, _ := json.Marshal(t)
-	payload := base64.RawURLEncoding.EncodeToString(b)
-	m := hmac.New(sha256.New, p.Secret)
-	m.Write([]byte(payload))
-	return payload + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
-}
-
-func (p *Proxy) verify(s, typ string, now time.Time) (token, error) {
-	payload, sig, ok := strings.Cut(s, ".")
-	if !ok {
-		return token{}, ErrBadToken
-	}
-	m := hmac.New(sha256.New, p.Secret)
-	m.Write([]byte(payload))
-	want := m.Sum(nil)
-	got, err := base64.RawURLEncoding.DecodeString(sig)
-	if err != nil || !hmac.Equal(got, want) {
-		return token{}, ErrBadToken
-	}
-	b, err := base64.RawURLEncoding.DecodeString(payload)
-	if err != nil {
-		return token{}, ErrBadToken
-	}
-	var t token
-	if json.Unmarshal(b, &t) != nil || t.Typ != typ || now.Unix() > t.Exp {
-		return token{}, ErrBadToken
-	}
-	return t, nil
-}
-
-// LoginLink returns a short-lived link that sets the preview cookie for one
-// sandbox (or route group) of org in a browser, and when it expires.
-func (p *Proxy) LoginLink(org, name, endpoint string, now time.Time) (string, time.Time) {
-	exp := now.Add(5 * time.Minute)
-	t := p.sign(token{Typ: "login", Org: org, Name: name, Exp: exp.Unix()})
-	return p.URL(endpoint, name) + LoginPath + "?token=" + url.QueryEscape(t), exp
+// LoginURL returns the login link of endpoint of name carrying token.
+func (p *Proxy) LoginURL(endpoint, name, token string) string {
+	return p.URL(endpoint, name) + LoginPath + "?token=" + url.QueryEscape(token)
 }
 
 type request struct {
@@ -298,6 +287,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, span trace.Span) {
 	case errors.Is(err, ErrNotFound):
 		p.fail(w, r, http.StatusNotFound, apitypes.ReasonNotFound, fmt.Sprintf("no endpoint %q of sandbox %q", req.endpoint, req.name))
 		return
+	case errors.Is(err, ErrForbidden):
+		p.fail(w, r, http.StatusForbidden, apitypes.ReasonForbidden, err.Error())
+		return
 	case errors.Is(err, ErrUnresolved):
 		p.fail(w, r, http.StatusServiceUnavailable, apitypes.ReasonUnavailable, fmt.Sprintf("endpoint %q of sandbox %q is not resolved yet; wait until the sandbox is ready", req.endpoint, req.name))
 		return
@@ -349,10 +341,23 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, span trace.Span) {
 			if p.Logger != nil {
 				p.Logger.WarnContext(r.Context(), "preview upstream failed", "org", tgt.Org, "cluster", tgt.Cluster, "sandbox", tgt.Name, "address", tgt.Address, "err", err)
 			}
+			if isTimeout(err) {
+				p.fail(w, r, http.StatusGatewayTimeout, apitypes.ReasonUnavailable, "upstream did not answer in time through the cluster tunnel: "+err.Error())
+				return
+			}
 			p.fail(w, r, http.StatusBadGateway, apitypes.ReasonUnavailable, "upstream unreachable through the cluster tunnel: "+err.Error())
 		},
 	}
 	rp.ServeHTTP(w, r)
+}
+
+// isTimeout reports whether err is a dial or response-header timeout.
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func forwarded(r *http.Request, proto string) string {
@@ -412,22 +417,36 @@ func (p *Proxy) authenticate(r *http.Request, req request) (string, error) {
 	if err != nil {
 		return "", errors.New("missing credentials: send the sandboxmesh-api-key header or open a login link (POST /api/v2/orgs/<org>/sandboxes/<name>/preview-link)")
 	}
-	t, err := p.verify(c.Value, "session", time.Now())
-	if err != nil || t.Name != req.name || (req.org != "" && t.Org != req.org) {
-		return "", errors.New("preview cookie invalid, expired or for another sandbox: open a new login link")
+	var org string
+	if ValidToken(c.Value) {
+		org, err = p.Resolver.Session(r.Context(), c.Value, req.name, req.endpoint)
+	} else {
+		err = ErrBadToken
 	}
-	return t.Org, nil
+	if err != nil || (req.org != "" && org != req.org) {
+		return "", errors.New("preview cookie invalid, expired, revoked or for another sandbox: open a new login link")
+	}
+	return org, nil
 }
 
 func (p *Proxy) login(w http.ResponseWriter, r *http.Request, req request) {
-	t, err := p.verify(r.URL.Query().Get("token"), "login", time.Now())
-	if err != nil || t.Name != req.name {
-		p.fail(w, r, http.StatusUnauthorized, apitypes.ReasonUnauthorized, "login link invalid or expired: create a new one")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer") // the token is in the URL
+	tok := r.URL.Query().Get("token")
+	var (
+		sess string
+		exp  time.Time
+		err  = ErrBadToken
+	)
+	if ValidToken(tok) {
+		sess, exp, err = p.Resolver.RedeemLogin(r.Context(), tok, req.name, req.endpoint)
+	}
+	if err != nil {
+		p.fail(w, r, http.StatusUnauthorized, apitypes.ReasonUnauthorized, "login link invalid, expired, already used or revoked: create a new one")
 		return
 	}
-	exp := time.Now().Add(12 * time.Hour)
 	http.SetCookie(w, &http.Cookie{
-		Name: CookieName, Value: p.sign(token{Typ: "session", Org: t.Org, Name: t.Name, Exp: exp.Unix()}),
+		Name: CookieName, Value: sess,
 		Path: "/", Expires: exp, HttpOnly: true, Secure: p.Scheme == "https", SameSite: http.SameSiteLaxMode,
 	})
 	http.Redirect(w, r, "/", http.StatusFound)
@@ -443,13 +462,26 @@ func (p *Proxy) transport(org, cluster string) *http.Transport {
 	if t, ok := p.transports[k]; ok {
 		return t
 	}
+	dialTimeout, headerTimeout := p.DialTimeout, p.ResponseHeaderTimeout
+	if dialTimeout <= 0 {
+		dialTimeout = 10 * time.Second
+	}
+	if headerTimeout <= 0 {
+		headerTimeout = 60 * time.Second
+	}
 	t := &http.Transport{
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			return p.Dialer.DialTunnel(ctx, org, cluster, apitypes.TunnelDial{Org: org, Address: addr})
+			ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+			defer cancel()
+			c, err := p.Dialer.DialTunnel(ctx, org, cluster, apitypes.TunnelDial{Org: org, Address: addr})
+			if err != nil && (ctx.Err() != nil || isTimeout(err)) {
+				return nil, fmt.Errorf("dial %s through cluster %s/%s: no answer within %v: %w", addr, org, cluster, dialTimeout, context.DeadlineExceeded)
+			}
+			return c, err
 		},
 		MaxIdleConnsPerHost:   64,
 		IdleConnTimeout:       60 * time.Second,
-		ResponseHeaderTimeout: 0,
+		ResponseHeaderTimeout: headerTimeout,
 		ForceAttemptHTTP2:     false,
 	}
 	p.transports[k] = t

@@ -86,6 +86,9 @@ func Open(ctx context.Context, driver, dsn string) (*Store, error) {
 	)
 	switch driver {
 	case DriverSQLite:
+		if err := restrictSQLiteFile(dsn); err != nil {
+			return nil, fmt.Errorf("open store %s: %w", driver, err)
+		}
 		dsn = sqliteDSN(dsn)
 		db, err = sql.Open("sqlite", dsn)
 		dialect = goose.DialectSQLite3

@@ -95,7 +95,7 @@ type ClusterInput struct {
 type PreviewInput struct {
 	Sandbox   string `json:"sandbox" jsonschema:"sandbox name"`
 	Endpoint  string `json:"endpoint,omitempty" jsonschema:"endpoint name (default: all endpoints)"`
-	LoginLink bool   `json:"login_link,omitempty" jsonschema:"also create a short-lived browser login link (sets the preview cookie) for the endpoint"`
+	LoginLink bool   `json:"login_link,omitempty" jsonschema:"also create a single-use browser login link (valid 5 minutes; sets the preview cookie) for the endpoint"`
 }
 
 // HTTPRequestInput sends a request through a sandbox.

@@ -1,0 +1,172 @@
+package api_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/url"
+	"sync"
+	"testing"
+
+	"github.com/sandboxmesh/sandboxmesh/controlplane/client"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/preview"
+)
+
+// TestPreviewSessionRevocation: login links are single-use and bound to one
+// endpoint; the cookie they set ends with the API key that made the link and
+// with the sandbox (a sandbox deleted and created again under the same name
+// does not accept it). On SQLite and PostgreSQL.
+func TestPreviewSessionRevocation(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		rec := newRecorder(t)
+		for _, n := range []string{"feat", "feat2"} {
+			if _, err := e.acme.ApplySandbox(ctx, "acme", sandbox(n, nil)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		connectAgent(t, e, rec, "frontend.shop.svc:8080")
+		noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		do := func(host, path, cookie string) (int, *http.Cookie) {
+			t.Helper()
+			req, _ := http.NewRequest("GET", e.http.URL+path, nil)
+			req.Host = host
+			if cookie != "" {
+				req.Header.Set("Cookie", preview.CookieName+"="+cookie)
+			}
+			resp, err := noRedirect.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			for _, c := range resp.Cookies() {
+				if c.Name == preview.CookieName {
+					return resp.StatusCode, c
+				}
+			}
+			return resp.StatusCode, nil
+		}
+		// login makes a link with c and opens it at its own host.
+		login := func(c *client.Client, name string) string {
+			t.Helper()
+			link, err := c.PreviewLink(ctx, "acme", name, "web")
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, _ := url.Parse(link.URL)
+			code, ck := do(u.Host, u.RequestURI(), "")
+			if code != http.StatusFound || ck == nil {
+				t.Fatalf("login: %d", code)
+			}
+			return ck.Value
+		}
+
+		t.Run("links are single-use", func(t *testing.T) {
+			link, err := e.acme.PreviewLink(ctx, "acme", "feat", "web")
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, _ := url.Parse(link.URL)
+			// 8 browsers open the same link at once: exactly one gets a cookie.
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			ok := 0
+			for range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if code, ck := do(u.Host, u.RequestURI(), ""); code == http.StatusFound && ck != nil {
+						mu.Lock()
+						ok++
+						mu.Unlock()
+					}
+				}()
+			}
+			wg.Wait()
+			if ok != 1 {
+				t.Fatalf("%d of 8 uses of one link succeeded, want 1", ok)
+			}
+			if code, _ := do(u.Host, u.RequestURI(), ""); code != http.StatusUnauthorized {
+				t.Fatalf("reuse: %d", code)
+			}
+		})
+
+		t.Run("links are bound to their endpoint", func(t *testing.T) {
+			link, err := e.acme.PreviewLink(ctx, "acme", "feat", "web")
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, _ := url.Parse(link.URL)
+			if code, _ := do("web--feat2.preview.localhost", u.RequestURI(), ""); code != http.StatusUnauthorized {
+				t.Fatalf("link of feat opened at feat2: %d", code)
+			}
+			if code, _ := do(u.Host, u.RequestURI(), ""); code != http.StatusFound {
+				t.Fatalf("the link, at its own host after a wrong one: %d", code)
+			}
+		})
+
+		t.Run("cookie bound to its sandbox", func(t *testing.T) {
+			ck := login(e.acme, "feat")
+			if code, _ := do("web--feat.preview.localhost", "/", ck); code != 200 {
+				t.Fatalf("cookie: %d", code)
+			}
+			if code, _ := do("web--feat2.preview.localhost", "/", ck); code != http.StatusUnauthorized {
+				t.Fatalf("cookie on another sandbox: %d", code)
+			}
+			if code, _ := do("web--feat.preview.localhost", "/", "smp_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"); code != http.StatusUnauthorized {
+				t.Fatalf("made-up cookie: %d", code)
+			}
+		})
+
+		t.Run("cookie ends with the key", func(t *testing.T) {
+			k, err := e.admin.CreateAPIKey(ctx, "acme", "browser")
+			if err != nil {
+				t.Fatal(err)
+			}
+			kc := e.client(k.Key)
+			ck := login(kc, "feat")
+			pending, err := kc.PreviewLink(ctx, "acme", "feat", "web")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if code, _ := do("web--feat.preview.localhost", "/", ck); code != 200 {
+				t.Fatalf("before revocation: %d", code)
+			}
+			if err := e.acme.RevokeAPIKey(ctx, "acme", k.ID); err != nil {
+				t.Fatal(err)
+			}
+			if code, _ := do("web--feat.preview.localhost", "/", ck); code != http.StatusUnauthorized {
+				t.Fatalf("cookie after its key was revoked: %d", code)
+			}
+			u, _ := url.Parse(pending.URL)
+			if code, _ := do(u.Host, u.RequestURI(), ""); code != http.StatusUnauthorized {
+				t.Fatalf("link after its key was revoked: %d", code)
+			}
+		})
+
+		t.Run("cookie ends with the sandbox", func(t *testing.T) {
+			ck := login(e.acme, "feat2")
+			pending, err := e.acme.PreviewLink(ctx, "acme", "feat2", "web")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.acme.DeleteSandbox(ctx, "acme", "feat2"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.acme.ApplySandbox(ctx, "acme", sandbox("feat2", nil)); err != nil {
+				t.Fatal(err)
+			}
+			if code, _ := do("web--feat2.preview.localhost", "/", ck); code != http.StatusUnauthorized {
+				t.Fatalf("cookie after the sandbox was deleted and created again: %d", code)
+			}
+			u, _ := url.Parse(pending.URL)
+			if code, _ := do(u.Host, u.RequestURI(), ""); code != http.StatusUnauthorized {
+				t.Fatalf("link after the sandbox was deleted and created again: %d", code)
+			}
+			if code, _ := do("web--feat2.preview.localhost", "/", login(e.acme, "feat2")); code != 200 {
+				t.Fatalf("a new link: %d", code)
+			}
+		})
+	})
+}
