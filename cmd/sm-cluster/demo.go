@@ -10,8 +10,8 @@ import (
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/sandboxmesh/sandboxmesh/internal/demo"
-	"github.com/sandboxmesh/sandboxmesh/internal/images"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/demo"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/images"
 )
 
 // demoCmd is `sm-cluster demo`: the local cluster (or the cluster of

@@ -1,6 +1,6 @@
 // Command sm-cluster runs the project's local single-node Kubernetes cluster
-// (package internal/localcluster) and builds and loads our container images
-// (package internal/images):
+// (package internal/devenv/localcluster) and builds and loads our container images
+// (package internal/devenv/images):
 //
 //	sm-cluster up [--images]      bring the cluster up (no-op when running), print the kubeconfig path
 //	                              (progress lines go to stderr, so KUBECONFIG=$(sm-cluster up) works);
@@ -35,9 +35,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/sandboxmesh/sandboxmesh/internal/images"
-	"github.com/sandboxmesh/sandboxmesh/internal/localcluster"
-	"github.com/sandboxmesh/sandboxmesh/internal/localcluster/dns"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/images"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/localcluster"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/localcluster/dns"
 )
 
 func main() {

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sandboxmesh/sandboxmesh/internal/images"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/images"
 )
 
 // emptyRepo is a module without any cmd/ package: every image asked for is missing.
