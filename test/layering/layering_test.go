@@ -1,18 +1,25 @@
 // Package layering checks the module's import rules with `go list`: product
 // code never depends on the development-environment tooling under
-// internal/devenv and (once enabled) the agent never imports the operator or the
-// devmesh injector. See docs/development.md ("Import rules").
+// internal/devenv, (once enabled) the agent never imports the operator or the
+// devmesh injector, and every binary that links controller-runtime's logger
+// sets it. See docs/development.md ("Import rules").
 package layering
 
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 const module = "github.com/sandboxmesh/sandboxmesh"
@@ -167,4 +174,99 @@ func (g *graph) violations(roots, forbidden []string) []string {
 		}
 	}
 	return out
+}
+
+// TestBinariesSetControllerRuntimeLogger: every binary that links
+// controller-runtime's log package calls SetLogger in its main package (with
+// its own slog/logr logger). Unset, controller-runtime prints
+// "log.SetLogger(...) was never called" and a goroutine stack trace to the
+// user's terminal 30 s into the run. The cmd packages' own tests check that the
+// call routes controller-runtime's logs to the binary's logger.
+func TestBinariesSetControllerRuntimeLogger(t *testing.T) {
+	const ctrlLog = "sigs.k8s.io/controller-runtime/pkg/log"
+	out := goList(t, moduleRoot(t), "-f", "{{.ImportPath}}\t{{.Dir}}\t{{range .GoFiles}}{{.}} {{end}}\t{{join .Deps \" \"}}", "./cmd/...")
+	checked := 0
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) != 4 {
+			t.Fatalf("go list line %q", line)
+		}
+		pkg, dir, files, deps := f[0], f[1], strings.Fields(f[2]), strings.Fields(f[3])
+		if !slices.Contains(deps, ctrlLog) {
+			continue
+		}
+		checked++
+		t.Run(strings.TrimPrefix(pkg, module+"/"), func(t *testing.T) {
+			if !callsSetLogger(t, dir, files) {
+				t.Errorf("%s links %s but never calls SetLogger: set controller-runtime's logger to the binary's logger (ctrllog.SetLogger(logr.FromSlogHandler(log.Handler())))", pkg, ctrlLog)
+			}
+		})
+	}
+	if checked == 0 {
+		t.Fatal("no binary links controller-runtime's log package: the check is broken (cmd/operator does)")
+	}
+}
+
+// callsSetLogger reports whether one of the files calls <something>.SetLogger.
+func callsSetLogger(t *testing.T, dir string, files []string) bool {
+	t.Helper()
+	fset := token.NewFileSet()
+	found := false
+	for _, name := range files {
+		f, err := parser.ParseFile(fset, filepath.Join(dir, name), nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			if c, ok := n.(*ast.CallExpr); ok {
+				if s, ok := c.Fun.(*ast.SelectorExpr); ok && s.Sel.Name == "SetLogger" {
+					found = true
+				}
+			}
+			return !found
+		})
+	}
+	return found
+}
+
+// TestBinariesHelpQuiet builds every binary of cmd/ and starts it with --help:
+// none may print controller-runtime's "log.SetLogger(...) was never called"
+// or a goroutine stack trace. (controller-runtime complains only 30 s into a
+// run, so TestBinariesSetControllerRuntimeLogger and the cmd packages' tests
+// are what catch a missing SetLogger; this catches anything printed at start.)
+func TestBinariesHelpQuiet(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds every binary")
+	}
+	root, bin := moduleRoot(t), t.TempDir()
+	build := exec.Command("go", "build", "-o", bin+string(filepath.Separator), "./cmd/...")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/...: %v\n%s", err, out)
+	}
+	names := strings.Fields(goList(t, root, "-f", "{{if eq .Name \"main\"}}{{.ImportPath}}{{end}}", "./cmd/..."))
+	if len(names) == 0 {
+		t.Fatal("no binaries in cmd/")
+	}
+	for _, pkg := range names {
+		name := filepath.Base(pkg)
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, filepath.Join(bin, name), "--help")
+			cmd.Env = append(os.Environ(), "KUBECONFIG="+filepath.Join(t.TempDir(), "missing"))
+			out, _ := cmd.CombinedOutput() // --help exits 0 or 2 depending on the flag package
+			if ctx.Err() != nil {
+				t.Fatalf("%s --help did not exit:\n%s", name, out)
+			}
+			for _, bad := range []string{"log.SetLogger", "goroutine "} {
+				if bytes.Contains(out, []byte(bad)) {
+					t.Errorf("%s --help printed %q:\n%s", name, bad, out)
+				}
+			}
+			if len(bytes.TrimSpace(out)) == 0 {
+				t.Errorf("%s --help printed nothing", name)
+			}
+		})
+	}
 }
