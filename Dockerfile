@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # Dockerfile for users with Docker: builds the same images as `make images`
-# (internal/images, no Docker needed), one binary per image.
+# (internal/devenv/images, no Docker needed), one binary per image.
 #
 #   docker build --build-arg BIN=operator -t sandboxmesh.dev/operator:dev .
 #   docker build --build-arg BIN=controlplane -t sandboxmesh.dev/controlplane:dev .

@@ -15,7 +15,7 @@ import (
 
 	"github.com/go-logr/logr"
 
-	"github.com/sandboxmesh/sandboxmesh/internal/testenv"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/testenv"
 )
 
 // testEnv is the envtest API server shared by the conformance suite.
@@ -27,7 +27,7 @@ type testEnv struct {
 var env *testEnv
 
 // TestMain starts a real kube-apiserver and etcd with the real Istio and
-// Gateway API CRDs (from internal/testenv). Only the mesh CRDs are installed:
+// Gateway API CRDs (from internal/devenv/testenv). Only the mesh CRDs are installed:
 // this package does not use the SandboxMesh CRDs, so a CRD being edited
 // elsewhere cannot block it. A start failure fails the package (never a skip).
 func TestMain(m *testing.M) {

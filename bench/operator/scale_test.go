@@ -28,7 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
-	"github.com/sandboxmesh/sandboxmesh/internal/testenv"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/testenv"
 	"github.com/sandboxmesh/sandboxmesh/operator/manager"
 	"github.com/sandboxmesh/sandboxmesh/operator/naming"
 )

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/sandboxmesh/sandboxmesh/internal/telemetry"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,13 +17,16 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrl "sigs.k8s.io/controller-runtime/pkg/client/config"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/agent"
 	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
+	"github.com/sandboxmesh/sandboxmesh/internal/telemetry"
 )
 
 func main() {
@@ -63,6 +65,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	// controller-runtime's client logs through its own global logger; without
+	// this it prints a "log.SetLogger(...) was never called" stack trace.
+	ctrllog.SetLogger(logr.FromSlogHandler(log.Handler()))
 	token := os.Getenv("SANDBOXMESH_CLUSTER_TOKEN")
 	if *tokenFile != "" {
 		b, err := os.ReadFile(*tokenFile)

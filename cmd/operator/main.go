@@ -6,14 +6,15 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"github.com/sandboxmesh/sandboxmesh/internal/telemetry"
 	"log/slog"
 	"os"
 	"strings"
 
+	"github.com/go-logr/logr"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/sandboxmesh/sandboxmesh/devmesh/inject"
+	"github.com/sandboxmesh/sandboxmesh/internal/telemetry"
 	"github.com/sandboxmesh/sandboxmesh/meshadapters"
 	"github.com/sandboxmesh/sandboxmesh/operator/manager"
 )
@@ -87,6 +88,8 @@ func run() error {
 		h = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})
 	}
 	o.Logger = slog.New(h)
+	// Before anything of controller-runtime runs (manager.New sets it again).
+	ctrl.SetLogger(logr.FromSlogHandler(h))
 	o.Backends, o.KeyNames, o.CustomHeaders, o.Namespaces = list(backends), list(keyNames), list(customHdrs), list(namespaces)
 	o.Inject = inject.Config{Image: sidecarImage, InitImage: initImage, RouteServer: routeServerTarget, KeyNames: o.KeyNames, CustomHeaders: o.CustomHeaders, Mode: inject.Mode(injectMode)}
 

@@ -1,6 +1,6 @@
 // Command sm-cluster runs the project's local single-node Kubernetes cluster
-// (package internal/localcluster) and builds and loads our container images
-// (package internal/images):
+// (package internal/devenv/localcluster) and builds and loads our container images
+// (package internal/devenv/images):
 //
 //	sm-cluster up [--images]      bring the cluster up (no-op when running), print the kubeconfig path
 //	                              (progress lines go to stderr, so KUBECONFIG=$(sm-cluster up) works);
@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/netip"
@@ -31,22 +32,39 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/sandboxmesh/sandboxmesh/internal/images"
-	"github.com/sandboxmesh/sandboxmesh/internal/localcluster"
-	"github.com/sandboxmesh/sandboxmesh/internal/localcluster/dns"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/images"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/localcluster"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/localcluster/dns"
 )
 
 func main() {
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	os.Exit(execute(newRoot(newDemoRun), os.Args[1:], os.Stderr))
+}
+
+// execute runs the command line and returns the exit code. SIGINT, SIGTERM
+// and SIGHUP cancel the command's context (once: later ones are swallowed, so
+// a second Ctrl-C cannot cut a tear-down short). SIGPIPE is caught for the
+// whole run: a write to a closed stdout or stderr (the reader of
+// `make demo | tee log` died with the same Ctrl-C) then fails with EPIPE,
+// which progress writes ignore, instead of killing sm-cluster in the middle of
+// a tear-down. (Caught rather than ignored: the commands sm-cluster starts get
+// the default disposition back.)
+func execute(root *cobra.Command, args []string, stderr io.Writer) int {
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer cancel()
-	if err := newRoot().ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "sm-cluster:", err)
-		os.Exit(1)
+	root.SetArgs(args)
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(stderr, "sm-cluster:", err)
+		return 1
 	}
+	return 0
 }
 
 type flags struct {
@@ -63,6 +81,10 @@ func (f *flags) config() (localcluster.Config, *slog.Logger, error) {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// controller-runtime's client (used by the demo) logs through its own
+	// global logger; unset, it prints a "log.SetLogger(...) was never called"
+	// stack trace 30 s into the run.
+	ctrllog.SetLogger(logr.FromSlogHandler(log.Handler()))
 	repo := f.repoDir
 	if repo == "" {
 		repo = findRepo()
@@ -114,7 +136,8 @@ func findRepo() string {
 	}
 }
 
-func newRoot() *cobra.Command {
+// newRoot builds the command tree; newDemo builds `demo`'s run (newDemoRun).
+func newRoot(newDemo func(f *flags, values []string, keep bool) (demoRun, error)) *cobra.Command {
 	f := &flags{}
 	root := &cobra.Command{
 		Use:           "sm-cluster",
@@ -339,7 +362,7 @@ func newRoot() *cobra.Command {
 		},
 	}
 
-	root.AddCommand(deps, up, down, status, imgs, loadImage, kubeconfig, checkGuard, dnsCmd, demoCmd(f))
+	root.AddCommand(deps, up, down, status, imgs, loadImage, kubeconfig, checkGuard, dnsCmd, demoCmd(f, newDemo))
 	return root
 }
 

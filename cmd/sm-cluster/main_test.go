@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sandboxmesh/sandboxmesh/internal/images"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/images"
 )
 
 // emptyRepo is a module without any cmd/ package: every image asked for is missing.
@@ -57,7 +57,7 @@ func runCLI(t *testing.T, args ...string) error {
 	t.Setenv("SM_ALLOW_IMAGE_FAILURES", "")
 	t.Setenv("SM_IMAGES", "")
 	tmp := t.TempDir()
-	root := newRoot()
+	root := newRoot(newDemoRun)
 	root.SetArgs(append(args, "--repo", emptyRepo(t), "--state-dir", filepath.Join(tmp, "state"), "--images-dir", filepath.Join(tmp, "images"),
 		"--skip-packages", "--k8s-bin", t.TempDir()))
 	root.SetOut(&bytes.Buffer{})

@@ -30,7 +30,7 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store/storetest"
 	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
-	"github.com/sandboxmesh/sandboxmesh/internal/testenv"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/testenv"
 	"github.com/sandboxmesh/sandboxmesh/routingkey"
 )
 

@@ -11,7 +11,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
-	"github.com/sandboxmesh/sandboxmesh/internal/testenv"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/testenv"
 )
 
 var env *testenv.Env

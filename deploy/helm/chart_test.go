@@ -41,7 +41,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
-	"github.com/sandboxmesh/sandboxmesh/internal/testenv"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/default.golden.yaml")

@@ -20,7 +20,7 @@ import (
 
 	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
-	"github.com/sandboxmesh/sandboxmesh/internal/testenv"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/testenv"
 	"github.com/sandboxmesh/sandboxmesh/meshadapters"
 	"github.com/sandboxmesh/sandboxmesh/operator/controllers"
 	"github.com/sandboxmesh/sandboxmesh/operator/naming"

@@ -35,8 +35,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/sandboxmesh/sandboxmesh/internal/images"
-	"github.com/sandboxmesh/sandboxmesh/internal/localcluster"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/images"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/localcluster"
 )
 
 const ns = "sm-e2e"

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sandboxmesh/sandboxmesh/internal/localcluster"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/localcluster"
 )
 
 // TestGuardRoundTrip sets up the network guard alone (on its own bridge and

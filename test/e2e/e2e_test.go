@@ -1,11 +1,11 @@
 //go:build e2e
 
 // Package e2e_test is the end-to-end test of the product on real pods: the
-// local cluster (internal/localcluster) with our images, SandboxMesh installed
+// local cluster (internal/devenv/localcluster) with our images, SandboxMesh installed
 // from its Helm chart by the real helm (control plane on SQLite, agent,
 // operator with webhook and route server), the hotrod example with injected
 // devmesh sidecars, and sandboxes created over the REST API. The set-up is
-// internal/demo, the same code `make demo` runs.
+// internal/devenv/demo, the same code `make demo` runs.
 //
 // Run as root: go test -tags e2e -v -timeout 60m ./test/e2e/
 package e2e_test
@@ -38,10 +38,10 @@ import (
 	cpclient "github.com/sandboxmesh/sandboxmesh/controlplane/client"
 	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 	"github.com/sandboxmesh/sandboxmesh/examples/hotrod/app"
-	"github.com/sandboxmesh/sandboxmesh/internal/demo"
-	"github.com/sandboxmesh/sandboxmesh/internal/images"
-	"github.com/sandboxmesh/sandboxmesh/internal/localcluster"
-	"github.com/sandboxmesh/sandboxmesh/internal/testenv"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/demo"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/images"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/localcluster"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/testenv"
 	"github.com/sandboxmesh/sandboxmesh/operator/naming"
 )
 

@@ -258,7 +258,7 @@ func moduleVersion(mod string) (string, error) {
 // RepoRoot is the repository's root folder.
 func RepoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", ".."))
 }
 
 // CRDs reads the CRDs Start installs: ours, Istio's and Gateway API's.

@@ -25,7 +25,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/sandboxmesh/sandboxmesh/internal/images"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/images"
 )
 
 func pauseRef() string { return images.PauseImage }

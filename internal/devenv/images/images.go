@@ -90,7 +90,7 @@ type HostToolSet struct {
 var PauseImage = Ref("pause")
 
 // pausePackage is the Go package of the pause program, relative to the repo root.
-const pausePackage = "./internal/images/pause"
+const pausePackage = "./internal/devenv/images/pause"
 
 // Ref returns the image reference of a binary.
 // A binary written "name:tag" names that tag of the image (see BuildVars).

@@ -20,7 +20,7 @@ func repoRoot(t *testing.T) string {
 	if !ok {
 		t.Fatal("no caller information")
 	}
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", ".."))
 }
 
 // TestDefaultBinariesHavePackages: every default image is built from a main
