@@ -88,3 +88,24 @@ func TestValidateObservedEndpoints(t *testing.T) {
 		})
 	}
 }
+
+// FuzzPreviewTargets: checking a host against the default policy and
+// validating a reported endpoint never panic; whatever passes is a
+// cluster-internal Service name outside the system namespaces and is not the
+// API server.
+func FuzzPreviewTargets(f *testing.F) {
+	for _, s := range []string{"frontend.shop.svc", "kubernetes.default.svc.cluster.local", "169.254.169.254", "a.kube-system.svc", "http://u@a.b.svc:80/x", "a.b.svc:99999", "", "..svc", "A.B.SVC"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, host string) {
+		if (PreviewPolicy{}).Check(host) == nil {
+			name, ns, _, ok := splitServiceHost(strings.ToLower(host))
+			if !ok || (name == "kubernetes" && ns == "default") || ns == "kube-system" || ns == "kube-public" || ns == "kube-node-lease" {
+				t.Fatalf("allowed %q", host)
+			}
+		}
+		if len(ValidateObservedEndpoints("e", []v1alpha1.EndpointStatus{{Name: "w", Host: host, URL: "http://" + host}})) == 0 && strings.ContainsAny(host, "@/?#") {
+			t.Fatalf("reported %q accepted", host)
+		}
+	})
+}
