@@ -10,8 +10,8 @@ import "github.com/sandboxmesh/sandboxmesh/controlplane/store"
 func (s *Server) afterWrite(c store.Change) {
 	switch c.What {
 	case store.ChangeObject:
-		s.notify.broadcast()  // agents' long polls re-read their state
-		s.targetCache.clear() // preview endpoints may now resolve differently
+		s.notify.broadcast()   // agents' long polls re-read their state
+		s.targetCache.clear()  // preview endpoints may now resolve differently
 		s.sessionCache.clear() // a preview session is bound to the object's identity
 	case store.ChangeStatus:
 		s.targetCache.clear() // resolved endpoint addresses may have changed
