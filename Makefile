@@ -46,11 +46,11 @@ lint: ## gofmt and go vet.
 	$(GO) vet ./...
 
 .PHONY: test
-test: ## Run every test: test bed, vet, generated-files check, go test -race, short fuzz pass.
+test: ## Run every test: test bed, vet, generated-files check, go test -race (with fuzz seed corpora), a 2 s fuzz pass of the light parsers.
 	hack/test.sh
 
 .PHONY: fuzz
-fuzz: ## Run every fuzz target for FUZZTIME (default 10s).
+fuzz: ## Run every fuzz target for FUZZTIME (default 10s), one instrumented binary per package.
 	FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
 .PHONY: bench
