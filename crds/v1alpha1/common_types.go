@@ -36,8 +36,9 @@ type Endpoint struct {
 	// +required
 	Name string `json:"name"`
 	// Target is scheme://host:port with scheme http, grpc or tcp; host is either
-	// <service>.<namespace>.svc or <workload>.<namespace>.deploy (the fork of that workload).
-	// +kubebuilder:validation:Pattern=`^(http|grpc|tcp)://[a-z0-9]([-a-z0-9]*[a-z0-9])?\.[a-z0-9]([-a-z0-9]*[a-z0-9])?\.(svc|deploy):[0-9]{1,5}$`
+	// <service>.<namespace>.svc or <workload>.<namespace>.deploy (the fork of that workload);
+	// port is 1-65535.
+	// +kubebuilder:validation:Pattern=`^(http|grpc|tcp)://[a-z0-9]([-a-z0-9]*[a-z0-9])?\.[a-z0-9]([-a-z0-9]*[a-z0-9])?\.(svc|deploy):([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$`
 	// +kubebuilder:validation:MaxLength=253
 	// +required
 	Target string `json:"target"`

@@ -77,6 +77,9 @@ func TestSandboxValidation(t *testing.T) {
 		{name: "valid fork only", mutate: func(s *smv1.Sandbox) {
 			s.Spec.Virtual, s.Spec.Local, s.Spec.Resources, s.Spec.DefaultRouteGroup, s.Spec.TTL = nil, nil, nil, nil, nil
 		}},
+		{name: "valid endpoint target port 65535", mutate: func(s *smv1.Sandbox) {
+			s.Spec.DefaultRouteGroup.Endpoints[0].Target = "tcp://frontend.hotrod.svc:65535"
+		}},
 		{name: "valid virtual only", mutate: func(s *smv1.Sandbox) { s.Spec.Forks, s.Spec.Local = nil, nil }},
 		{name: "name too long", mutate: func(s *smv1.Sandbox) { s.Name = "a234567890123456789012345678901" },
 			wantErr: []string{"metadata.name must be at most 30 characters"}},
@@ -117,6 +120,15 @@ func TestSandboxValidation(t *testing.T) {
 			wantErr: []string{"spec.forks[0].customizations.images[0].image"}},
 		{name: "bad endpoint target scheme", mutate: func(s *smv1.Sandbox) {
 			s.Spec.DefaultRouteGroup.Endpoints[0].Target = "ftp://frontend.hotrod.svc:21"
+		}, wantErr: []string{"spec.defaultRouteGroup.endpoints[0].target"}},
+		{name: "endpoint target port 0", mutate: func(s *smv1.Sandbox) {
+			s.Spec.DefaultRouteGroup.Endpoints[0].Target = "http://frontend.hotrod.svc:0"
+		}, wantErr: []string{"spec.defaultRouteGroup.endpoints[0].target"}},
+		{name: "endpoint target port 99999", mutate: func(s *smv1.Sandbox) {
+			s.Spec.DefaultRouteGroup.Endpoints[0].Target = "http://frontend.hotrod.svc:99999"
+		}, wantErr: []string{"spec.defaultRouteGroup.endpoints[0].target"}},
+		{name: "endpoint target port 65536", mutate: func(s *smv1.Sandbox) {
+			s.Spec.DefaultRouteGroup.Endpoints[0].Target = "http://frontend.hotrod.svc:65536"
 		}, wantErr: []string{"spec.defaultRouteGroup.endpoints[0].target"}},
 		{name: "bad endpoint target host", mutate: func(s *smv1.Sandbox) {
 			s.Spec.DefaultRouteGroup.Endpoints[0].Target = "http://frontend.example.com:80"
