@@ -26,10 +26,14 @@ import (
 // ensureFinalizerAndKey adds the finalizer and the routing-key annotation in
 // one metadata patch, once per object. The key comes from the annotation (the
 // control plane's agent sets it), else from statusKey (an operator that crashed
-// after writing the status), else routingkey.New. It returns the key.
-func ensureFinalizerAndKey(ctx context.Context, c client.Client, obj client.Object, statusKey string) (string, error) {
+// after writing the status), else routingkey.New. It returns the key and
+// whether it patched the object. After a patch the caller ends the reconcile:
+// the routing engine reads keys from the informer cache, so routes synced
+// before the cache has seen the patch would leave the new key out while the
+// status said Ready; the patch's own watch event reconciles again.
+func ensureFinalizerAndKey(ctx context.Context, c client.Client, obj client.Object, statusKey string) (string, bool, error) {
 	if k := obj.GetAnnotations()[smv1.AnnotationRoutingKey]; k != "" && controllerutil.ContainsFinalizer(obj, naming.Finalizer) {
-		return k, nil
+		return k, false, nil
 	}
 	before := obj.DeepCopyObject().(client.Object)
 	controllerutil.AddFinalizer(obj, naming.Finalizer)
@@ -46,9 +50,9 @@ func ensureFinalizerAndKey(ctx context.Context, c client.Client, obj client.Obje
 	}
 	obj.SetAnnotations(ann)
 	if err := c.Patch(ctx, obj, client.MergeFrom(before)); err != nil {
-		return "", fmt.Errorf("add finalizer and routing key to %s %s/%s: %w", kindName(obj), obj.GetNamespace(), obj.GetName(), err)
+		return "", false, fmt.Errorf("add finalizer and routing key to %s %s/%s: %w", kindName(obj), obj.GetNamespace(), obj.GetName(), err)
 	}
-	return ann[smv1.AnnotationRoutingKey], nil
+	return ann[smv1.AnnotationRoutingKey], true, nil
 }
 
 // removeFinalizer is the last step of reconcileDelete.

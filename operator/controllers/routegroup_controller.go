@@ -83,9 +83,9 @@ func (r *RouteGroupReconciler) reconcile(ctx context.Context, req reconcile.Requ
 	if !rg.DeletionTimestamp.IsZero() {
 		return reconcile.Result{}, r.reconcileDelete(ctx, rg, services)
 	}
-	key, err := ensureFinalizerAndKey(ctx, r.Client, rg, rg.Status.RoutingKey)
-	if err != nil {
-		return reconcile.Result{}, err
+	key, patched, err := ensureFinalizerAndKey(ctx, r.Client, rg, rg.Status.RoutingKey)
+	if err != nil || patched {
+		return reconcile.Result{}, err // patched: its watch event reconciles again, with the key in the cache
 	}
 	return r.reconcileNormal(ctx, rg, key, matched, services)
 }

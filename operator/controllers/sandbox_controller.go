@@ -185,9 +185,9 @@ func (r *SandboxReconciler) reconcile(ctx context.Context, req reconcile.Request
 	if !sb.DeletionTimestamp.IsZero() {
 		return reconcile.Result{}, r.reconcileDelete(ctx, sb)
 	}
-	key, err := ensureFinalizerAndKey(ctx, r.Client, sb, sb.Status.RoutingKey)
-	if err != nil {
-		return reconcile.Result{}, err
+	key, patched, err := ensureFinalizerAndKey(ctx, r.Client, sb, sb.Status.RoutingKey)
+	if err != nil || patched {
+		return reconcile.Result{}, err // patched: its watch event reconciles again, with the key in the cache
 	}
 	created := sb.CreationTimestamp.Time
 	deleteAt := ttlDeadline(sb.Spec.TTL, &sb.ObjectMeta, &created)
