@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 export GOFLAGS=${GOFLAGS:--mod=mod}
 # shellcheck source=hack/lib/stage.sh
 . hack/lib/stage.sh
+trap 'stage_end' EXIT # a failing stage is timed too
 stage "test bed"
 KUBEBUILDER_ASSETS=$(hack/testbed.sh | tail -n 1)
 export KUBEBUILDER_ASSETS
@@ -23,5 +24,4 @@ stage "go test -race"
 go test -race -count=1 -timeout 30m ./...
 stage "fuzz (${FUZZTIME:-2s} per target, packages with <= ${FUZZ_MAX_DEPS:-250} dependencies; make fuzz runs all)"
 FUZZTIME=${FUZZTIME:-2s} FUZZ_MAX_DEPS=${FUZZ_MAX_DEPS:-250} hack/fuzz.sh
-stage_end
 echo; echo "all tests passed"
