@@ -40,23 +40,7 @@ func (s *Server) listAdminKeys(c *gin.Context) {
 }
 
 func (s *Server) createAdminKey(c *gin.Context) {
-	var req apitypes.CreateAPIKeyRequest
-	if !s.decode(c, &req) {
-		return
-	}
-	if fe := apitypes.ValidateText("name", req.Name, 128, true); fe != nil {
-		s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "invalid API key name: "+fe.Error(), *fe)
-		return
-	}
-	secret := NewSecret(APIKeyPrefix)
-	k, err := s.st.CreateAPIKey(c.Request.Context(), store.APIKey{ID: store.NewID(6), Name: req.Name, Hash: HashSecret(secret), Masked: Mask(secret), Admin: true})
-	if err != nil {
-		s.failErr(c, "admin key", err)
-		return
-	}
-	out := keyView(k)
-	out.Key = secret
-	c.JSON(http.StatusCreated, out)
+	s.createKey(c, store.APIKey{Admin: true}, "admin key")
 }
 
 func (s *Server) revokeAdminKey(c *gin.Context) {

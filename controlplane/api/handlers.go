@@ -588,6 +588,13 @@ func keyView(k store.APIKey) apitypes.APIKey {
 }
 
 func (s *Server) createAPIKey(c *gin.Context) {
+	s.createKey(c, store.APIKey{Org: c.Param("org")}, "api key")
+}
+
+// createKey is POST of an org's API key (tmpl.Org set) or of an admin key
+// (tmpl.Admin): it validates the name, stores the hashed secret and answers
+// 201 with the secret, shown only this once.
+func (s *Server) createKey(c *gin.Context, tmpl store.APIKey, what string) {
 	var req apitypes.CreateAPIKeyRequest
 	if !s.decode(c, &req) {
 		return
@@ -597,9 +604,10 @@ func (s *Server) createAPIKey(c *gin.Context) {
 		return
 	}
 	secret := NewSecret(APIKeyPrefix)
-	k, err := s.st.CreateAPIKey(c.Request.Context(), store.APIKey{ID: store.NewID(6), Org: c.Param("org"), Name: req.Name, Hash: HashSecret(secret), Masked: Mask(secret)})
+	tmpl.ID, tmpl.Name, tmpl.Hash, tmpl.Masked = store.NewID(6), req.Name, HashSecret(secret), Mask(secret)
+	k, err := s.st.CreateAPIKey(c.Request.Context(), tmpl)
 	if err != nil {
-		s.failErr(c, "api key", err)
+		s.failErr(c, what, err)
 		return
 	}
 	out := keyView(k)
