@@ -47,7 +47,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	listen := fs.String("listen", env("SANDBOXMESH_LISTEN", ":8080"), "address to serve on (env SANDBOXMESH_LISTEN)")
 	dataDir := fs.String("data-dir", env("SANDBOXMESH_DATA_DIR", "sandboxmesh-data"), "folder of the SQLite database (env SANDBOXMESH_DATA_DIR)")
 	dbURL := fs.String("database-url", env("SANDBOXMESH_DATABASE_URL", ""), "postgres://... to use PostgreSQL instead of SQLite (env SANDBOXMESH_DATABASE_URL)")
-	previewURL := fs.String("preview-url", env("SANDBOXMESH_PREVIEW_URL", ""), "base of preview URLs, e.g. https://preview.example.com (env SANDBOXMESH_PREVIEW_URL; default http://preview.localhost:<port>)")
+	previewURL := fs.String("preview-url", env("SANDBOXMESH_PREVIEW_URL", ""), "base of the preview URLs answers carry: https://preview.example.com (host form), https://sm.example.com/preview or /preview (path form, on the address each client used) (env SANDBOXMESH_PREVIEW_URL; default http://preview.localhost:<port>)")
 	org := fs.String("bootstrap-org", env("SANDBOXMESH_BOOTSTRAP_ORG", "default"), "org created at first start (env SANDBOXMESH_BOOTSTRAP_ORG; empty: none)")
 	logFormat := fs.String("log-format", env("SANDBOXMESH_LOG_FORMAT", "json"), "json or text (env SANDBOXMESH_LOG_FORMAT)")
 	logLevel := fs.String("log-level", env("SANDBOXMESH_LOG_LEVEL", "info"), "debug, info, warn or error (env SANDBOXMESH_LOG_LEVEL)")

@@ -375,24 +375,18 @@ func (s *Server) previewLink(c *gin.Context) {
 		s.failErr(c, fmt.Sprintf("sandbox %q", name), err)
 		return
 	}
-	c.JSON(http.StatusOK, apitypes.PreviewLink{URL: s.preview.LoginURL(ep, name, tok), ExpiresAt: ts(exp)})
+	c.JSON(http.StatusOK, apitypes.PreviewLink{URL: s.previewBase(c).LoginURL(org, ep, name, tok), ExpiresAt: ts(exp)})
 }
 
 // ---- preview URLs ----
 
-type previewBase struct{ scheme, host string }
-
-func parsePreviewURL(s string) (previewBase, error) {
-	if s == "" {
-		return previewBase{scheme: "http", host: "preview.localhost"}, nil
+// previewBase returns where the preview URLs of answers to c point: the
+// configured base, or for the request-relative path form, the address c's
+// client used to reach the API.
+func (s *Server) previewBase(c *gin.Context) preview.Base {
+	scheme := "http"
+	if c.Request.TLS != nil {
+		scheme = "https"
 	}
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
-		return previewBase{}, fmt.Errorf("api: preview URL %q: want http(s)://<domain>[:port]", s)
-	}
-	return previewBase{scheme: u.Scheme, host: u.Host}, nil
-}
-
-func (p previewBase) endpointURL(endpoint, name string) string {
-	return p.scheme + "://" + endpoint + "--" + name + "." + p.host
+	return s.preview.Base.For(scheme, c.Request.Host)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/preview"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
 	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 )
@@ -243,10 +244,12 @@ func (s *Server) listObjects(k store.Kind) gin.HandlerFunc {
 			return s.st.ListObjects(ctx, k, org, sel, p)
 		}
 		if k == store.KindSandbox {
-			writeList(s, c, "sandboxes", fetch, s.sandboxView)
+			pb := s.previewBase(c)
+			writeList(s, c, "sandboxes", fetch, func(o store.Object) sandboxWire { return s.sandboxView(pb, o) })
 			return
 		}
-		writeList(s, c, "route groups", fetch, s.routeGroupView)
+		pb := s.previewBase(c)
+		writeList(s, c, "route groups", fetch, func(o store.Object) apitypes.RouteGroup { return s.routeGroupView(pb, o) })
 	}
 }
 
@@ -347,10 +350,10 @@ func (s *Server) applyObject(k store.Kind) gin.HandlerFunc {
 func (s *Server) writeObject(c *gin.Context, code int, o store.Object) {
 	c.Header("ETag", fmt.Sprintf(`"%d"`, o.Version))
 	if o.Kind == store.KindSandbox {
-		c.JSON(code, s.sandboxView(o))
+		c.JSON(code, s.sandboxView(s.previewBase(c), o))
 		return
 	}
-	c.JSON(code, s.routeGroupView(o))
+	c.JSON(code, s.routeGroupView(s.previewBase(c), o))
 }
 
 func (s *Server) getObject(k store.Kind) gin.HandlerFunc {
@@ -409,7 +412,7 @@ type sandboxWire struct {
 	Version    int64                      `json:"version,omitempty"`
 }
 
-func (s *Server) sandboxView(o store.Object) sandboxWire {
+func (s *Server) sandboxView(pb preview.Base, o store.Object) sandboxWire {
 	out := sandboxWire{Name: o.Name, Spec: o.Spec, RoutingKey: o.RoutingKey, CreatedAt: ts(o.CreatedAt), UpdatedAt: ts(o.UpdatedAt), Version: o.Version, Endpoints: []apitypes.SandboxEndpoint{}}
 	if len(out.Spec) == 0 {
 		out.Spec = json.RawMessage(`{}`)
@@ -430,7 +433,7 @@ func (s *Server) sandboxView(o store.Object) sandboxWire {
 	}
 	if drg := spec.DefaultRouteGroup; drg != nil {
 		for _, e := range drg.Endpoints {
-			ep := apitypes.SandboxEndpoint{Name: e.Name, Target: e.Target, RouteType: "host", URL: s.prevURL.endpointURL(e.Name, o.Name)}
+			ep := apitypes.SandboxEndpoint{Name: e.Name, Target: e.Target, RouteType: "host", URL: pb.EndpointURL(o.Org, e.Name, o.Name)}
 			ep.Protocol, ep.Host, ep.Port = splitTarget(e.Target)
 			if r, ok := resolved[e.Name]; ok {
 				if r.Host != "" {
@@ -449,7 +452,7 @@ func (s *Server) sandboxView(o store.Object) sandboxWire {
 	return out
 }
 
-func (s *Server) routeGroupView(o store.Object) apitypes.RouteGroup {
+func (s *Server) routeGroupView(pb preview.Base, o store.Object) apitypes.RouteGroup {
 	out := apitypes.RouteGroup{Name: o.Name, RoutingKey: o.RoutingKey, CreatedAt: ts(o.CreatedAt), UpdatedAt: ts(o.UpdatedAt), Version: o.Version}
 	_ = json.Unmarshal(o.Spec, &out.Spec)
 	if st, ok := observed(o); ok {
@@ -458,7 +461,7 @@ func (s *Server) routeGroupView(o store.Object) apitypes.RouteGroup {
 		out.Status.Reason, out.Status.Message = pending(o)
 	}
 	for _, e := range out.Spec.Endpoints {
-		out.Endpoints = append(out.Endpoints, apitypes.RouteGroupEndpoint{Name: e.Name, Target: e.Target, URL: s.prevURL.endpointURL(e.Name, o.Name)})
+		out.Endpoints = append(out.Endpoints, apitypes.RouteGroupEndpoint{Name: e.Name, Target: e.Target, URL: pb.EndpointURL(o.Org, e.Name, o.Name)})
 	}
 	return out
 }

@@ -5,11 +5,15 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 
+	"github.com/sandboxmesh/sandboxmesh/controlplane/api"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/client"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/preview"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/store/storetest"
 )
 
 // TestPreviewSessionRevocation: login links are single-use and bound to one
@@ -169,4 +173,84 @@ func TestPreviewSessionRevocation(t *testing.T) {
 			}
 		})
 	})
+}
+
+// TestPreviewPathFormURLs: with --preview-url /preview the endpoint URLs the
+// API returns are path-form URLs on the address the client used, and they
+// work as returned: with the API key header, and in a browser through a login
+// link whose cookie is scoped to that endpoint's path. On SQLite and PostgreSQL.
+func TestPreviewPathFormURLs(t *testing.T) {
+	for _, d := range storetest.Drivers {
+		t.Run(d, func(t *testing.T) {
+			e := newEnvTB(t, d, func(c *api.Config) { c.PreviewURL = "/preview" })
+			ctx := context.Background()
+			rec := newRecorder(t)
+			for _, n := range []string{"feat", "feat2"} {
+				if _, err := e.acme.ApplySandbox(ctx, "acme", sandbox(n, nil)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			connectAgent(t, e, rec, "frontend.shop.svc:8080")
+			sb, err := e.acme.GetSandbox(ctx, "acme", "feat")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := e.http.URL + "/preview/acme/feat/web"
+			if len(sb.Endpoints) != 1 || sb.Endpoints[0].URL != want {
+				t.Fatalf("endpoints %+v, want URL %s", sb.Endpoints, want)
+			}
+			get := func(u, key, cookie string) (int, *http.Cookie, string) {
+				t.Helper()
+				req, _ := http.NewRequest("GET", u, nil)
+				if key != "" {
+					req.Header.Set(apitypes.HeaderAPIKey, key)
+				}
+				if cookie != "" {
+					req.Header.Set("Cookie", preview.CookieName+"="+cookie)
+				}
+				c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				for _, ck := range resp.Cookies() {
+					if ck.Name == preview.CookieName {
+						return resp.StatusCode, ck, resp.Header.Get("Location")
+					}
+				}
+				return resp.StatusCode, nil, resp.Header.Get("Location")
+			}
+			if code, _, _ := get(want+"/api/x?q=1", e.keyA, ""); code != http.StatusOK {
+				t.Fatalf("returned URL with the key: %d", code)
+			}
+			if got := rec.last(); got == nil || got.URL.Path != "/api/x" || got.URL.RawQuery != "q=1" {
+				t.Fatalf("upstream saw %+v", got)
+			}
+			if code, _, _ := get(want+"/", "", ""); code != http.StatusUnauthorized {
+				t.Fatalf("returned URL without credentials: %d", code)
+			}
+			link, err := e.acme.PreviewLink(ctx, "acme", "feat", "web")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(link.URL, want+preview.LoginPath+"?token=") {
+				t.Fatalf("login link %s", link.URL)
+			}
+			code, ck, loc := get(link.URL, "", "")
+			if code != http.StatusFound || ck == nil || ck.Path != "/preview/acme/feat/web/" || loc != "/preview/acme/feat/web/" {
+				t.Fatalf("login: %d cookie %+v location %q", code, ck, loc)
+			}
+			if code, _, _ := get(want+"/", "", ck.Value); code != http.StatusOK {
+				t.Fatalf("cookie on its endpoint: %d", code)
+			}
+			if code, _, _ := get(e.http.URL+"/preview/acme/feat2/web/", "", ck.Value); code != http.StatusUnauthorized {
+				t.Fatalf("cookie on another sandbox: %d", code)
+			}
+			if code, _, _ := get(e.http.URL+"/preview/other/feat/web/", "", ck.Value); code != http.StatusUnauthorized {
+				t.Fatalf("cookie on another org's path: %d", code)
+			}
+		})
+	}
 }

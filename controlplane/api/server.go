@@ -48,9 +48,11 @@ type Config struct {
 	Gatherer prometheus.Gatherer
 	// TracerProvider makes the request spans; nil disables tracing.
 	TracerProvider trace.TracerProvider
-	// PreviewURL is the base of preview URLs, e.g. "https://preview.example.com"
-	// (endpoints get https://<endpoint>--<sandbox>.preview.example.com). Empty:
-	// http://preview.localhost plus the listen port is a good local choice.
+	// PreviewURL is the base of preview URLs (see preview.Base): host form
+	// "https://preview.example.com" (endpoints get
+	// https://<endpoint>--<sandbox>.preview.example.com), path form
+	// "https://sm.example.com/preview", or "/preview" for the path form on the
+	// address each client used. Empty: host form on preview.localhost.
 	PreviewURL string
 	// MaxBodyBytes caps request bodies (default 1 MiB).
 	MaxBodyBytes int64
@@ -105,7 +107,6 @@ type Server struct {
 	preview    *preview.Proxy
 	notify     *notifier
 	routes     []route
-	prevURL    previewBase
 
 	// Preview-path caches (see PreviewCacheTTL).
 	keyCache     *ttlCache[Principal]
@@ -156,7 +157,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if tp == nil {
 		tp = noop.NewTracerProvider()
 	}
-	pb, err := parsePreviewURL(cfg.PreviewURL)
+	pb, err := preview.ParseBase(cfg.PreviewURL)
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +172,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		tracer:  tp.Tracer("github.com/sandboxmesh/sandboxmesh/controlplane/api"),
 		metrics: m,
 		notify:  newNotifier(),
-		prevURL: pb,
 	}
 	ttl := cfg.PreviewCacheTTL
 	if ttl == 0 {
@@ -186,8 +186,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	cfg.Store.Watch(s.afterWrite)
 	s.replicaID, s.tunnelLease = newReplicaID(), defaultTunnelLease
 	s.preview = &preview.Proxy{
-		Domain:                pb.host,
-		Scheme:                pb.scheme,
+		Base:                  pb,
 		Resolver:              s,
 		Dialer:                replicaDialer{s},
 		Extractor:             cfg.Extractor,

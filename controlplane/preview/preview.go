@@ -101,10 +101,9 @@ type Dialer interface {
 
 // Proxy serves preview requests.
 type Proxy struct {
-	// Domain is the preview domain (host[:port]), e.g. "preview.localhost:8080".
-	Domain string
-	// Scheme of preview URLs, http or https.
-	Scheme    string
+	// Base is where preview URLs point; its domain (host form) is what
+	// host-form requests are recognised by.
+	Base      Base
 	Resolver  Resolver
 	Dialer    Dialer
 	Extractor *routingkey.Extractor
@@ -137,11 +136,11 @@ func (p *Proxy) Matches(r *http.Request) bool {
 
 // splitHost parses <endpoint>--<name>.<domain> (ports are ignored).
 func (p *Proxy) splitHost(host string) (endpoint, name string, ok bool) {
-	if p.Domain == "" {
+	if p.Base.Domain() == "" {
 		return "", "", false
 	}
 	h := stripPort(strings.ToLower(host))
-	d := stripPort(strings.ToLower(p.Domain))
+	d := stripPort(strings.ToLower(p.Base.Domain()))
 	if !strings.HasSuffix(h, "."+d) {
 		return "", "", false
 	}
@@ -173,16 +172,6 @@ func stripPort(s string) string {
 		return h
 	}
 	return s
-}
-
-// URL returns the host-form preview URL of an endpoint.
-func (p *Proxy) URL(endpoint, name string) string {
-	return p.Scheme + "://" + endpoint + "--" + name + "." + p.Domain
-}
-
-// LoginURL returns the login link of endpoint of name carrying token.
-func (p *Proxy) LoginURL(endpoint, name, token string) string {
-	return p.URL(endpoint, name) + LoginPath + "?token=" + url.QueryEscape(token)
 }
 
 type request struct {
@@ -273,7 +262,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, span trace.Span) {
 		p.fail(w, r, http.StatusNotFound, apitypes.ReasonNotFound, "want /preview/<org>/<sandbox>/<endpoint>/... or <endpoint>--<sandbox>.<preview domain>")
 		return
 	}
-	if req.hostForm && r.URL.Path == LoginPath {
+	if req.path == LoginPath {
 		p.login(w, r, req)
 		return
 	}
@@ -445,11 +434,17 @@ func (p *Proxy) login(w http.ResponseWriter, r *http.Request, req request) {
 		p.fail(w, r, http.StatusUnauthorized, apitypes.ReasonUnauthorized, "login link invalid, expired, already used or revoked: create a new one")
 		return
 	}
+	// The cookie is scoped to the endpoint: its host in the host form, its
+	// path in the path form (where every endpoint shares the API's host).
+	home := "/"
+	if !req.hostForm {
+		home = PathPrefix + url.PathEscape(req.org) + "/" + url.PathEscape(req.name) + "/" + url.PathEscape(req.endpoint) + "/"
+	}
 	http.SetCookie(w, &http.Cookie{
 		Name: CookieName, Value: sess,
-		Path: "/", Expires: exp, HttpOnly: true, Secure: p.Scheme == "https", SameSite: http.SameSiteLaxMode,
+		Path: home, Expires: exp, HttpOnly: true, Secure: r.TLS != nil || p.Base.Scheme == "https", SameSite: http.SameSiteLaxMode,
 	})
-	http.Redirect(w, r, "/", http.StatusFound)
+	http.Redirect(w, r, home, http.StatusFound)
 }
 
 func (p *Proxy) transport(org, cluster string) *http.Transport {

@@ -212,7 +212,7 @@ func TestRenders(t *testing.T) {
 			if key == nil || key.ValueFrom == nil || key.ValueFrom.SecretKeyRef.Name != "sandboxmesh-controlplane" || key.ValueFrom.SecretKeyRef.Key != "apiKey" {
 				t.Errorf("bootstrap key env: %+v", c.Env)
 			}
-			if u := envOf(c)["SANDBOXMESH_PREVIEW_URL"]; u != "http://preview.localhost" {
+			if u := envOf(c)["SANDBOXMESH_PREVIEW_URL"]; u != "/preview" {
 				t.Errorf("preview URL %q", u)
 			}
 			if find[*corev1.Secret](objs, "sandboxmesh-controlplane") == nil {

@@ -209,8 +209,22 @@ func TestProduct(t *testing.T) {
 	})
 
 	t.Run("preview endpoint injects the key", func(t *testing.T) {
-		u := fmt.Sprintf("%s/preview/%s/%s/frontend/dispatch?customer=392", e.ControlPlaneURL, e.Org, routeV2.Name)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		// The URL the API returns works as returned (the chart's path form on
+		// the address this client used).
+		sb, err := e.API.GetSandbox(ctx, e.Org, routeV2.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := ""
+		for _, ep := range sb.Endpoints {
+			if ep.Name == "frontend" {
+				base = ep.URL
+			}
+		}
+		if want := fmt.Sprintf("%s/preview/%s/%s/frontend", e.ControlPlaneURL, e.Org, routeV2.Name); base != want {
+			t.Fatalf("endpoint URL %q, want %q", base, want)
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/dispatch?customer=392", nil)
 		req.Header.Set("sandboxmesh-api-key", e.APIKey)
 		var tree app.Node
 		waitFor(ctx, t, time.Minute, "preview request", func() error {

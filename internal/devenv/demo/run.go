@@ -54,6 +54,12 @@ func (e *Env) WaitReady(ctx context.Context, name string, timeout time.Duration)
 
 // PrintTryIt writes what a user can try against the demo.
 func (e *Env) PrintTryIt(w io.Writer, sb *cpclient.Sandbox, frontendIP string) {
+	previewURL := e.ControlPlaneURL + "/preview/" + e.Org + "/" + sb.Name + "/frontend"
+	for _, ep := range sb.Endpoints {
+		if ep.Name == "frontend" {
+			previewURL = ep.URL
+		}
+	}
 	fmt.Fprintf(w, `
 SandboxMesh is running. Sandbox %[1]q forks hotrod's route service with a new image (hotrod:v2);
 its routing key is %[2]s.
@@ -64,8 +70,8 @@ its routing key is %[2]s.
   # the same request with the sandbox's routing key: route answers from the fork (build v2, sandbox %[1]s)
   curl -s -H 'baggage: sm-routing-key=%[2]s' 'http://%[3]s:8080/dispatch?customer=392' | jq -c '.. | objects | select(has("service")) | {service, version, build, sandbox}'
 
-  # through the control plane's preview endpoint (the key is added for you):
-  curl -s -H 'sandboxmesh-api-key: %[4]s' '%[5]s/preview/%[6]s/%[1]s/frontend/dispatch?customer=392'
+  # through the sandbox's preview URL, as the API returns it in endpoints[].url (the key is added for you):
+  curl -s -H 'sandboxmesh-api-key: %[4]s' '%[8]s/dispatch?customer=392'
 
   # the CLI (or 'sandboxmesh mcp' for AI agents):
   export SANDBOXMESH_API_URL=%[5]s SANDBOXMESH_API_KEY=%[4]s SANDBOXMESH_ORG=%[6]s
@@ -77,5 +83,5 @@ its routing key is %[2]s.
   kubectl get sandboxes -A    # if you have kubectl
 
 Press Ctrl-C to stop and tear everything down.
-`, sb.Name, sb.RoutingKey, frontendIP, e.APIKey, e.ControlPlaneURL, e.Org, e.Kubeconfig)
+`, sb.Name, sb.RoutingKey, frontendIP, e.APIKey, e.ControlPlaneURL, e.Org, e.Kubeconfig, previewURL)
 }
