@@ -3,6 +3,7 @@ package api_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -169,6 +170,11 @@ func TestPreviewThroughTunnel(t *testing.T) {
 		resp, body := do("GET", "web--feat.preview.localhost", "/", e.keyA, nil)
 		if resp.StatusCode != 502 {
 			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+		// Preview errors carry a request ID like API errors (the proxy is not behind gin's middleware).
+		var eb apitypes.ErrorResponse
+		if err := json.Unmarshal([]byte(body), &eb); err != nil || eb.RequestID == "" || eb.RequestID != resp.Header.Get(apitypes.HeaderRequestID) {
+			t.Fatalf("error body %s (header %q): %v", body, resp.Header.Get(apitypes.HeaderRequestID), err)
 		}
 	})
 

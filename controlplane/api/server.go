@@ -227,6 +227,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.preview.Matches(r) {
+			// Preview requests bypass gin: give them the request ID its
+			// middleware gives API requests (errors carry it, the upstream sees it).
+			if !reRequestID.MatchString(r.Header.Get(apitypes.HeaderRequestID)) {
+				r.Header.Set(apitypes.HeaderRequestID, newRequestID())
+			}
+			w.Header().Set(apitypes.HeaderRequestID, r.Header.Get(apitypes.HeaderRequestID))
 			s.preview.ServeHTTP(w, r)
 			return
 		}
