@@ -201,7 +201,7 @@ func TestRenders(t *testing.T) {
 			}
 			verifyServingCert(t, certs.Data, "sandboxmesh-operator.sandboxmesh-system.svc")
 		}},
-		{"control plane in cluster, no agent", []string{"controlplane.enabled=true", "controlplane.bootstrapKey=k", "agent.enabled=false"}, func(t *testing.T, objs []k8sruntime.Object) {
+		{"control plane in cluster, no agent", []string{"controlplane.enabled=true", "controlplane.bootstrapKey=Zq8vX2mN4pR7tW1yB5cE9gJ3kL6oS0uA", "agent.enabled=false"}, func(t *testing.T, objs []k8sruntime.Object) {
 			c := container(t, objs, "sandboxmesh-controlplane")
 			var key *corev1.EnvVar
 			for i := range c.Env {
@@ -214,6 +214,9 @@ func TestRenders(t *testing.T) {
 			}
 			if u := envOf(c)["SANDBOXMESH_PREVIEW_URL"]; u != "/preview" {
 				t.Errorf("preview URL %q", u)
+			}
+			if !hasPort(c, "metrics", 9090) || !hasPort(c, "http", 8080) {
+				t.Errorf("control plane ports %+v: want http 8080 and metrics 9090 (--metrics-listen)", c.Ports)
 			}
 			if find[*corev1.Secret](objs, "sandboxmesh-controlplane") == nil {
 				t.Error("no bootstrap key secret")
@@ -322,6 +325,8 @@ func TestBadValues(t *testing.T) {
 		{[]string{"agent.enabled=false", "operator.typo=1"}, "typo"},
 		{[]string{"agent.controlPlaneURL=https://cp"}, "agent.token"},
 		{[]string{"agent.token=t"}, "agent.controlPlaneURL is required"},
+		// The control plane refuses a weak bootstrap key at start-up; the chart says so before install.
+		{[]string{"agent.enabled=false", "controlplane.enabled=true", "controlplane.bootstrapKey=changeme"}, "bootstrapKey"},
 	} {
 		t.Run(strings.Join(tc.values, ","), func(t *testing.T) {
 			args := []string{"template", "sandboxmesh", chartDir(), "--namespace", ns}
@@ -436,7 +441,7 @@ func TestAPIServerAccepts(t *testing.T) {
 	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); client.IgnoreAlreadyExists(err) != nil {
 		t.Fatal(err)
 	}
-	for _, values := range [][]string{{"agent.token=tok", "agent.controlPlaneURL=https://cp.example.com"}, {"controlplane.enabled=true", "controlplane.bootstrapKey=k", "agent.token=t", "controlplane.persistence.enabled=true"}} {
+	for _, values := range [][]string{{"agent.token=tok", "agent.controlPlaneURL=https://cp.example.com"}, {"controlplane.enabled=true", "controlplane.bootstrapKey=Zq8vX2mN4pR7tW1yB5cE9gJ3kL6oS0uA", "agent.token=t", "controlplane.persistence.enabled=true"}} {
 		for _, o := range decode(t, render(t, values...)) {
 			u := &unstructured.Unstructured{}
 			m, err := k8sruntime.DefaultUnstructuredConverter.ToUnstructured(o)
@@ -534,4 +539,13 @@ func writeKubeconfig(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+func hasPort(c corev1.Container, name string, port int32) bool {
+	for _, p := range c.Ports {
+		if p.Name == name && p.ContainerPort == port {
+			return true
+		}
+	}
+	return false
 }

@@ -655,3 +655,32 @@ func TestClusterWorkloads(t *testing.T) {
 		t.Fatalf("bad namespace: %+v", r)
 	}
 }
+
+func TestClusterPreviewPolicy(t *testing.T) {
+	h := newHarness(t)
+	if out := h.mustRun("cluster", "preview-policy", "get", "c1").stdout; !strings.Contains(out, "every namespace except kube-system") {
+		t.Fatalf("default policy: %q", out)
+	}
+	if out := h.mustRun("cluster", "preview-policy", "set", "c1", "--namespaces", "shop,hotrod").stdout; out != "cluster c1: preview endpoints may target namespaces shop, hotrod\n" {
+		t.Fatalf("set: %q", out)
+	}
+	var p apitypes.PreviewPolicy
+	if err := json.Unmarshal([]byte(h.mustRun("cluster", "preview-policy", "get", "c1", "-o", "json").stdout), &p); err != nil || strings.Join(p.AllowedNamespaces, ",") != "shop,hotrod" {
+		t.Fatalf("json: %+v %v", p, err)
+	}
+	if out := h.mustRun("cluster", "preview-policy", "set", "c1", "--namespaces=").stdout; !strings.Contains(out, "every namespace except") {
+		t.Fatalf("cleared: %q", out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"cluster", "preview-policy", "set", "c1"}, "--namespaces is required"},
+		{[]string{"cluster", "preview-policy", "set", "c1", "--namespaces", "Bad_NS"}, "allowedNamespaces[0]"},
+		{[]string{"cluster", "preview-policy", "get", "nope"}, "not found"},
+	} {
+		if r := h.run(tc.args...); r.code == 0 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q lacks %q", tc.args, r.code, r.stderr, tc.want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -138,6 +139,64 @@ func (a *App) clusterCommand() *cobra.Command {
 	}
 	workloads.Flags().StringVarP(&namespace, "namespace", "n", "", "only this namespace")
 	clusterPages.add(list)
-	cmd.AddCommand(add, list, token, workloads)
+	cmd.AddCommand(add, list, token, workloads, a.previewPolicyCommand())
+	return cmd
+}
+
+// previewPolicyCommand reads and sets which namespaces a cluster's preview
+// endpoints may target (GET/PUT …/clusters/{cluster}/preview-policy).
+func (a *App) previewPolicyCommand() *cobra.Command {
+	cmd := group(&cobra.Command{Use: "preview-policy", Short: "Show or set the namespaces a cluster's preview endpoints may target"})
+	show := func(cluster string, p *client.PreviewPolicy) error {
+		if ok, err := a.structured(a.Stdout, p); ok {
+			return err
+		}
+		if len(p.AllowedNamespaces) == 0 {
+			_, err := fmt.Fprintf(a.Stdout, "cluster %s: preview endpoints may target every namespace except kube-system, kube-public and kube-node-lease\n", cluster)
+			return err
+		}
+		_, err := fmt.Fprintf(a.Stdout, "cluster %s: preview endpoints may target namespaces %s\n", cluster, strings.Join(p.AllowedNamespaces, ", "))
+		return err
+	}
+	get := &cobra.Command{
+		Use:   "get CLUSTER",
+		Short: "Show a cluster's preview policy",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.setup(true)
+			if err != nil {
+				return err
+			}
+			p, err := c.GetPreviewPolicy(cmd.Context(), a.cfg.Org, args[0])
+			if err != nil {
+				return a.explain(err, "preview policy of cluster "+args[0])
+			}
+			return show(args[0], p)
+		},
+	}
+	var namespaces []string
+	set := &cobra.Command{
+		Use:   "set CLUSTER --namespaces NS[,NS...]",
+		Short: "Replace a cluster's preview policy (--namespaces= with nothing: every namespace but the system ones)",
+		Long: "Replace the namespaces a cluster's preview endpoints may target. Sandboxes and route groups whose endpoint\n" +
+			"targets the new policy refuses stay, but their previews answer 403 until the policy allows them again.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("namespaces") {
+				return usageErrorf("--namespaces is required (--namespaces= clears the list)")
+			}
+			c, err := a.setup(true)
+			if err != nil {
+				return err
+			}
+			p, err := c.SetPreviewPolicy(cmd.Context(), a.cfg.Org, args[0], client.PreviewPolicy{AllowedNamespaces: namespaces})
+			if err != nil {
+				return a.explain(err, "preview policy of cluster "+args[0])
+			}
+			return show(args[0], p)
+		},
+	}
+	set.Flags().StringSliceVar(&namespaces, "namespaces", nil, "namespaces preview endpoints may target (comma-separated)")
+	cmd.AddCommand(get, set)
 	return cmd
 }

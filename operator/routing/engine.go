@@ -50,22 +50,57 @@ type Engine struct {
 	ClusterDomain string
 
 	mu    sync.Mutex
-	locks map[types.NamespacedName]*sync.Mutex
+	syncs map[types.NamespacedName]*serviceSync
 }
 
-func (e *Engine) lock(k types.NamespacedName) func() {
+// serviceSync serialises the syncs of one Service and lets them share work:
+// a sync that starts after a caller asked covers that caller, so callers that
+// queue behind a running sync (every sandbox of a busy baseline reconciling
+// at once) are answered by one computation of the route set instead of one each.
+type serviceSync struct {
+	run       sync.Mutex // held while a route set is computed and applied
+	mu        sync.Mutex // guards the counters
+	requested uint64     // asks so far
+	covered   uint64     // asks made before the last finished run started
+	err       error      // that run's result
+}
+
+func (e *Engine) serviceSync(k types.NamespacedName) *serviceSync {
 	e.mu.Lock()
-	if e.locks == nil {
-		e.locks = map[types.NamespacedName]*sync.Mutex{}
+	defer e.mu.Unlock()
+	if e.syncs == nil {
+		e.syncs = map[types.NamespacedName]*serviceSync{}
 	}
-	l, ok := e.locks[k]
+	s, ok := e.syncs[k]
 	if !ok {
-		l = &sync.Mutex{}
-		e.locks[k] = l
+		s = &serviceSync{}
+		e.syncs[k] = s
 	}
-	e.mu.Unlock()
-	l.Lock()
-	return l.Unlock
+	return s
+}
+
+// do runs f for the caller unless a run that started after the caller's ask
+// has finished meanwhile, whose result it returns.
+func (s *serviceSync) do(f func() error) error {
+	s.mu.Lock()
+	s.requested++
+	ask := s.requested
+	s.mu.Unlock()
+	s.run.Lock()
+	defer s.run.Unlock()
+	s.mu.Lock()
+	if s.covered >= ask {
+		err := s.err
+		s.mu.Unlock()
+		return err
+	}
+	start := s.requested // every ask up to here is covered by the reads below
+	s.mu.Unlock()
+	err := f()
+	s.mu.Lock()
+	s.covered, s.err = start, err
+	s.mu.Unlock()
+	return err
 }
 
 func (e *Engine) domain() string {
@@ -182,15 +217,17 @@ func targetPort(p corev1.ServicePort, workloads []appsv1.Deployment) int32 {
 func (e *Engine) forkDestination(ctx context.Context, sb *smv1.Sandbox, w *appsv1.Deployment) (string, bool, error) {
 	name := naming.ForkName(sb.Namespace, sb.Name, w.Namespace, w.Name)
 	key := types.NamespacedName{Namespace: w.Namespace, Name: name}
+	// Read-only use of cached objects: no deep copies (this runs for every
+	// sandbox of a Service on each of its syncs).
 	var d appsv1.Deployment
-	if err := e.Client.Get(ctx, key, &d); err != nil {
+	if err := e.Client.Get(ctx, key, &d, client.UnsafeDisableDeepCopy); err != nil {
 		return "", false, client.IgnoreNotFound(err)
 	}
 	if !naming.OwnedBy(d.Labels, sb.Namespace, sb.Name) || !fork.Routable(&d) {
 		return "", false, nil
 	}
 	var s corev1.Service
-	if err := e.Client.Get(ctx, key, &s); err != nil {
+	if err := e.Client.Get(ctx, key, &s, client.UnsafeDisableDeepCopy); err != nil {
 		if apierrors.IsNotFound(err) {
 			return "", false, nil
 		}
@@ -336,9 +373,15 @@ func (e *SyncError) Error() string {
 func (e *SyncError) Unwrap() error { return e.Err }
 
 // Sync computes the route set of a Service and applies it to every backend. A
-// Service that no longer exists has its routes removed.
+// Service that no longer exists has its routes removed. Syncs of one Service
+// never interleave, and callers that ask while one runs share the next run
+// (see serviceSync): Sync returns once a route set computed after the call
+// began is applied.
 func (e *Engine) Sync(ctx context.Context, key types.NamespacedName) error {
-	defer e.lock(key)()
+	return e.serviceSync(key).do(func() error { return e.sync(ctx, key) })
+}
+
+func (e *Engine) sync(ctx context.Context, key types.NamespacedName) error {
 	var svc corev1.Service
 	err := e.Client.Get(ctx, key, &svc)
 	if apierrors.IsNotFound(err) {
