@@ -17,9 +17,13 @@ Configuration (environment):
   SANDBOXMESH_SANDBOX     sandbox name (default: py-quickstart-<random>)
   SANDBOXMESH_IMAGE       image of the fork (default: sandboxmesh.dev/hotrod:v2)
   SANDBOXMESH_WAIT_TIMEOUT seconds to wait for ready (default: 300)
+  SANDBOXMESH_ROUTE_TIMEOUT seconds to retry the request until the answer shows the routing key
+                          (default: 30; routes can lag readiness by a moment)
 
-The answer's body goes to stdout; progress goes to stderr. Exit status 0 on
-success, 1 on any failure (the sandbox is deleted in both cases).
+The answer comes from the fork when it carries the sandbox's routing key (hotrod's
+forks report it as sandboxRoutingKey). The answer's body goes to stdout;
+progress goes to stderr. Exit status 0 on success, 1 on any failure (the
+sandbox is deleted in both cases).
 
 Run from the repository root: PYTHONPATH=sdk/python python3 sdk/python/examples/quickstart.py
 """
@@ -29,6 +33,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -66,6 +71,24 @@ def call(url: str, headers: dict) -> str:
             return resp.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as e:
         raise RuntimeError(f"GET {url}: {e.code}: {e.read().decode('utf-8', 'replace')[:500]}") from None
+
+
+def call_until_routed(url: str, headers: dict, key: str, timeout: float) -> str:
+    """call_until_routed sends the request until its answer carries the routing key (or timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            body = call(url, headers)
+            if key and key in body:
+                return body
+            why = "the answer does not carry the sandbox's routing key (served by the baseline?)"
+        except (RuntimeError, OSError) as e:
+            body, why = "", str(e)
+        if time.monotonic() >= deadline:
+            if body:
+                print(body, flush=True)
+            raise RuntimeError(f"after {timeout:g}s: {why}")
+        time.sleep(0.5)
 
 
 def main() -> int:
@@ -130,7 +153,8 @@ def main() -> int:
             url = eps[0].url.rstrip("/") + path  # type: ignore[union-attr]
             headers = {"sandboxmesh-api-key": api_key, "baggage": f"sm-routing-key={key}"}
         log(f"GET {url} with baggage: sm-routing-key={key}")
-        print(call(url, headers), flush=True)
+        route_timeout = float(os.environ.get("SANDBOXMESH_ROUTE_TIMEOUT") or 30)
+        print(call_until_routed(url, headers, key, route_timeout), flush=True)
         return 0
     finally:
         try:

@@ -353,7 +353,9 @@ class _Echo(http.server.BaseHTTPRequestHandler):
     """_Echo answers with the baggage header it got, as a routed service would show the key it saw."""
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        body = json.dumps({"path": self.path, "baggage": self.headers.get("baggage", "")}).encode()
+        # /baseline/... plays a service the key does not reach: it shows no key.
+        seen = "" if self.path.startswith("/baseline") else self.headers.get("baggage", "")
+        body = json.dumps({"path": self.path, "baggage": seen}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -385,15 +387,18 @@ class QuickstartTest(unittest.TestCase):
         out, err = proc.communicate(timeout=60)
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
+    def setUp(self) -> None:
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+        self.echo = f"http://127.0.0.1:{self.srv.server_address[1]}"
+
+    def tearDown(self) -> None:
+        self.srv.shutdown()
+        self.srv.server_close()
+
     def test_quickstart_flow(self) -> None:
-        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        try:
-            target = f"http://127.0.0.1:{srv.server_address[1]}/dispatch?customer=392"
-            res = self.run_quickstart({"SANDBOXMESH_SANDBOX": "py-quickstart", "SANDBOXMESH_TARGET_URL": target}, Agent())
-        finally:
-            srv.shutdown()
-            srv.server_close()
+        target = self.echo + "/dispatch?customer=392"
+        res = self.run_quickstart({"SANDBOXMESH_SANDBOX": "py-quickstart", "SANDBOXMESH_TARGET_URL": target}, Agent())
         self.assertEqual(res.returncode, 0, res.stderr)
         ans = json.loads(res.stdout)
         self.assertEqual(ans["path"], "/dispatch?customer=392")
@@ -401,6 +406,13 @@ class QuickstartTest(unittest.TestCase):
         self.assertIn("sandbox py-quickstart deleted", res.stderr)
         with self.assertRaises(NotFoundException):
             SandboxesApi(client()).get_sandbox(ORG, "py-quickstart")
+
+    def test_quickstart_fails_when_the_answer_is_not_routed(self) -> None:
+        target = self.echo + "/baseline/dispatch"
+        res = self.run_quickstart({"SANDBOXMESH_SANDBOX": "py-quickstart-bl", "SANDBOXMESH_TARGET_URL": target, "SANDBOXMESH_ROUTE_TIMEOUT": "1"}, Agent())
+        self.assertEqual(res.returncode, 1, res.stderr)
+        self.assertIn("does not carry the sandbox's routing key", res.stderr)
+        self.assertIn("sandbox py-quickstart-bl deleted", res.stderr)
 
     def test_quickstart_timeout_deletes_the_sandbox(self) -> None:
         res = self.run_quickstart({"SANDBOXMESH_SANDBOX": "py-quickstart-to", "SANDBOXMESH_WAIT_TIMEOUT": "0.5"}, None)
