@@ -10,10 +10,12 @@ Configuration (environment):
   SANDBOXMESH_ORG         org (default: default)
   SANDBOXMESH_CLUSTER     registered cluster the sandbox runs in (default: local)
   SANDBOXMESH_TARGET_URL  URL to call with the header "baggage: sm-routing-key=<key>", e.g.
-                          http://<frontend service>:8080/dispatch?customer=392; when unset, the
-                          sandbox's first endpoint URL (the preview URL, which needs the API key
-                          and adds the routing key itself) plus SANDBOXMESH_TARGET_PATH
-  SANDBOXMESH_TARGET_PATH path appended to the endpoint URL (default: /dispatch?customer=392)
+                          http://<frontend service>:8080/dispatch?customer=392 (from where the cluster's
+                          Services are reachable). When unset, the sandbox's endpoint "frontend" is
+                          called through the control plane's preview proxy with the API key (the proxy
+                          adds the routing key): <api url>/preview/<org>/<sandbox>/frontend<path>, or,
+                          with SANDBOXMESH_PREVIEW_FORM=host, the endpoint's url as the API returns it
+  SANDBOXMESH_TARGET_PATH path appended to the preview URL (default: /dispatch?customer=392)
   SANDBOXMESH_SANDBOX     sandbox name (default: py-quickstart-<random>)
   SANDBOXMESH_IMAGE       image of the fork (default: sandboxmesh.dev/hotrod:v2)
   SANDBOXMESH_WAIT_TIMEOUT seconds to wait for ready (default: 300)
@@ -146,12 +148,15 @@ def main() -> int:
         if target:
             url, headers = target, {"baggage": f"sm-routing-key={key}"}
         else:
-            eps = [e for e in (sandbox.endpoints or []) if e.url]
-            if not eps:
-                raise RuntimeError(f"sandbox {name} has no endpoint URL; set SANDBOXMESH_TARGET_URL")
             path = os.environ.get("SANDBOXMESH_TARGET_PATH") or "/dispatch?customer=392"
-            url = eps[0].url.rstrip("/") + path  # type: ignore[union-attr]
-            headers = {"sandboxmesh-api-key": api_key, "baggage": f"sm-routing-key={key}"}
+            if os.environ.get("SANDBOXMESH_PREVIEW_FORM") == "host":
+                eps = [e.url for e in (sandbox.endpoints or []) if e.name == "frontend" and e.url]
+                if not eps:
+                    raise RuntimeError(f"sandbox {name} has no URL for endpoint frontend")
+                url = eps[0].rstrip("/") + path
+            else:
+                url = sandboxes.preview_url(org, name, "frontend", path)
+            headers = {"sandboxmesh-api-key": api_key}
         log(f"GET {url} with baggage: sm-routing-key={key}")
         route_timeout = float(os.environ.get("SANDBOXMESH_ROUTE_TIMEOUT") or 30)
         print(call_until_routed(url, headers, key, route_timeout), flush=True)

@@ -8,9 +8,11 @@ written for it runs against SandboxMesh with another import and base URL.
 from __future__ import annotations
 
 import time
+import urllib.parse
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Type, TypeVar, Union
 
 from .api_client import ApiClient
+from .configuration import API_PREFIX
 from .exceptions import ApiTimeoutError
 from .models import Cluster, ClusterToken, Model, RouteGroup, Sandbox
 
@@ -144,6 +146,17 @@ class SandboxesApi(_Api):
         """delete_sandbox deletes a sandbox (NotFoundException when there is none)."""
         p = ApiClient.path("orgs", org_name, "sandboxes", sandbox_name)
         self.api_client.call_api("DELETE", p, _request_timeout=_request_timeout)
+
+    def preview_url(self, org_name: str, sandbox_name: str, endpoint: str, path: str = "/") -> str:
+        """preview_url is the path-form preview URL of a sandbox endpoint with path (and query) appended:
+        <host>/preview/<org>/<sandbox>/<endpoint>/<path>. Send the API key with the request; the control
+        plane adds the sandbox's routing key and forwards it to the endpoint through the cluster's agent.
+        """
+        base = self.api_client.configuration.base_url
+        base = base[: -len(API_PREFIX)]
+        rest = urllib.parse.urlsplit(path)
+        p = ApiClient.path("preview", org_name, sandbox_name, endpoint) + "/" + rest.path.lstrip("/")
+        return base + p + (("?" + rest.query) if rest.query else "")
 
     def wait_until_ready(
         self,

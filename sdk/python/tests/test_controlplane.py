@@ -286,6 +286,14 @@ class SandboxesTest(unittest.TestCase):
         with self.assertRaises(NotFoundException):
             self.api.wait_until_ready(ORG, "py-gone", 20, interval=0.1)
 
+    def test_preview_url(self) -> None:
+        assert CP is not None
+        for host in (CP.url, CP.url + "/", CP.url + "/api/v2"):
+            with self.subTest(host):
+                api = SandboxesApi(client(host=host))
+                self.assertEqual(api.preview_url(ORG, "sb", "frontend", "/dispatch?customer=392"), CP.url + "/preview/default/sb/frontend/dispatch?customer=392")
+                self.assertEqual(api.preview_url(ORG, "sb", "frontend"), CP.url + "/preview/default/sb/frontend/")
+
     def test_connection_error(self) -> None:
         cfg = Configuration(host="http://127.0.0.1:1")
         with self.assertRaises(ApiConnectionError):
@@ -413,6 +421,17 @@ class QuickstartTest(unittest.TestCase):
         self.assertEqual(res.returncode, 1, res.stderr)
         self.assertIn("does not carry the sandbox's routing key", res.stderr)
         self.assertIn("sandbox py-quickstart-bl deleted", res.stderr)
+
+    def test_quickstart_through_the_preview_proxy(self) -> None:
+        # No agent tunnel runs here: the preview proxy authenticates the key and
+        # resolves the endpoint, then cannot reach the cluster. The path and the
+        # proxy's answer show the request took the preview route.
+        res = self.run_quickstart({"SANDBOXMESH_SANDBOX": "py-quickstart-pv", "SANDBOXMESH_ROUTE_TIMEOUT": "1"}, Agent())
+        self.assertEqual(res.returncode, 1, res.stderr)
+        self.assertIn("/preview/default/py-quickstart-pv/frontend/dispatch?customer=392", res.stderr)
+        self.assertIn("dispatch?customer=392: 502: ", res.stderr)
+        self.assertIn("no agent connected for the cluster", res.stderr)
+        self.assertIn("sandbox py-quickstart-pv deleted", res.stderr)
 
     def test_quickstart_timeout_deletes_the_sandbox(self) -> None:
         res = self.run_quickstart({"SANDBOXMESH_SANDBOX": "py-quickstart-to", "SANDBOXMESH_WAIT_TIMEOUT": "0.5"}, None)
