@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import random
 import unittest
+from typing import Any
 
 from sandboxmesh_sdk import (
     ApiException,
@@ -90,6 +92,43 @@ class ModelTest(unittest.TestCase):
     def test_from_dict_refuses_a_non_object(self) -> None:
         with self.assertRaises(TypeError):
             Sandbox.from_dict([1, 2])  # type: ignore[arg-type]
+
+
+class RandomInputTest(unittest.TestCase):
+    """RandomInputTest feeds random JSON objects (fixed seeds) to every model's from_dict.
+
+    Whatever the server sends, reading never raises and writing back is stable.
+    """
+
+    KEYS = ["name", "spec", "forks", "forkOf", "customizations", "images", "env", "endpoints", "status",
+            "ready", "routingKey", "defaultRouteGroup", "match", "label", "any", "all", "labels", "ttl", "x"]
+
+    def value(self, rnd: random.Random, depth: int) -> Any:
+        kind = rnd.randrange(8 if depth < 4 else 5)
+        if kind == 0:
+            return None
+        if kind == 1:
+            return rnd.choice([True, False])
+        if kind == 2:
+            return rnd.randrange(-5, 100000)
+        if kind == 3:
+            return rnd.choice(["", "a", "Deployment", "ü€", "0" * 40])
+        if kind == 4:
+            return 1.5
+        if kind in (5, 6):
+            return {rnd.choice(self.KEYS): self.value(rnd, depth + 1) for _ in range(rnd.randrange(5))}
+        return [self.value(rnd, depth + 1) for _ in range(rnd.randrange(4))]
+
+    def test_from_dict_never_raises_and_round_trips(self) -> None:
+        models = [Sandbox, RouteGroup, SandboxSpec, SandboxFork, SandboxCustomizations]
+        for seed in range(300):
+            rnd = random.Random(seed)
+            data = {rnd.choice(self.KEYS): self.value(rnd, 1) for _ in range(rnd.randrange(6))}
+            for m in models:
+                with self.subTest(seed=seed, model=m.__name__):
+                    once = m.from_dict(data).to_dict()
+                    json.dumps(once)
+                    self.assertEqual(m.from_dict(once).to_dict(), once)
 
 
 class ConfigurationTest(unittest.TestCase):
