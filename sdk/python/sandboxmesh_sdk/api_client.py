@@ -124,15 +124,15 @@ class ApiClient:
         shown = _redact(url)
         try:
             with self._opener.open(req, timeout=timeout) as resp:
-                raw = resp.read(MAX_ANSWER_BYTES + 1)
-                if len(raw) > MAX_ANSWER_BYTES:
+                raw = _read_bounded(resp, MAX_ANSWER_BYTES)
+                if raw is None:
                     raise ApiConnectionError(f"answer larger than {MAX_ANSWER_BYTES} bytes", method, shown)
                 return ApiResponse(resp.status, {k.lower(): v for k, v in resp.headers.items()}, raw)
         except ApiConnectionError:
             raise
         except urllib.error.HTTPError as e:
             try:
-                text = e.read(MAX_ANSWER_BYTES).decode("utf-8", "replace")
+                text = (_read_bounded(e, 1 << 20) or b"").decode("utf-8", "replace")
             except Exception:  # noqa: BLE001 - a broken error body must not hide the status
                 text = ""
             hdr = {k: v for k, v in (e.headers.items() if e.headers else [])}
@@ -143,6 +143,21 @@ class ApiClient:
             raise ApiConnectionError(f"timed out after {timeout}s", method, shown) from e
         except (ConnectionError, OSError) as e:
             raise ApiConnectionError(str(e), method, shown) from e
+
+
+def _read_bounded(f: Any, limit: int) -> Optional[bytes]:
+    """_read_bounded reads f to its end in chunks; None when it holds more than limit bytes.
+
+    (One read(limit) would allocate limit bytes at once on Python 3.9.)
+    """
+    buf = bytearray()
+    while True:
+        chunk = f.read(64 << 10)
+        if not chunk:
+            return bytes(buf)
+        buf += chunk
+        if len(buf) > limit:
+            return None
 
 
 def _redact(url: str) -> str:

@@ -294,6 +294,20 @@ class SandboxesTest(unittest.TestCase):
                 self.assertEqual(api.preview_url(ORG, "sb", "frontend", "/dispatch?customer=392"), CP.url + "/preview/default/sb/frontend/dispatch?customer=392")
                 self.assertEqual(api.preview_url(ORG, "sb", "frontend"), CP.url + "/preview/default/sb/frontend/")
 
+    def test_answer_size_is_bounded(self) -> None:
+        from sandboxmesh_sdk import api_client as ac
+
+        self.api.apply_sandbox(ORG, "py-big", sandbox())
+        saved = ac.MAX_ANSWER_BYTES
+        ac.MAX_ANSWER_BYTES = 100
+        try:
+            with self.assertRaises(ApiConnectionError) as cm:
+                self.api.get_sandbox(ORG, "py-big")
+            self.assertIn("answer larger than 100 bytes", str(cm.exception))
+        finally:
+            ac.MAX_ANSWER_BYTES = saved
+        self.assertEqual(self.api.get_sandbox(ORG, "py-big").name, "py-big")
+
     def test_connection_error(self) -> None:
         cfg = Configuration(host="http://127.0.0.1:1")
         with self.assertRaises(ApiConnectionError):
