@@ -17,6 +17,7 @@ from .api_client import ApiClient, ApiResponse
 from .configuration import API_KEY_HEADER, SIGNADOT_API_KEY_HEADER, Configuration
 from .exceptions import (
     ApiConnectionError,
+    ApiDecodeError,
     ApiException,
     ApiTimeoutError,
     BadRequestException,
@@ -67,6 +68,7 @@ __all__ = [
     "SIGNADOT_API_KEY_HEADER",
     "ApiClient",
     "ApiConnectionError",
+    "ApiDecodeError",
     "ApiException",
     "ApiResponse",
     "ApiTimeoutError",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import ssl
@@ -11,7 +12,7 @@ import urllib.request
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from .configuration import Configuration
-from .exceptions import ApiConnectionError, exception_for
+from .exceptions import ApiConnectionError, ApiDecodeError, exception_for
 
 __all__ = ["ApiClient", "ApiResponse"]
 
@@ -24,16 +25,21 @@ Query = Union[Mapping[str, Any], Sequence[tuple]]
 class ApiResponse:
     """ApiResponse is a successful answer: status, headers (lower-case names) and the raw body."""
 
-    def __init__(self, status: int, headers: Dict[str, str], data: bytes) -> None:
+    def __init__(self, status: int, headers: Dict[str, str], data: bytes, method: str = "", url: str = "") -> None:
         self.status = status
         self.headers = headers
         self.data = data
+        self.method = method
+        self.url = url
 
     def json(self) -> Any:
-        """json decodes the body (None for an empty body)."""
+        """json decodes the body (None for an empty body); ApiDecodeError when it is not JSON."""
         if not self.data.strip():
             return None
-        return json.loads(self.data.decode("utf-8"))
+        try:
+            return json.loads(self.data.decode("utf-8"))
+        except ValueError as e:
+            raise ApiDecodeError(f"answer is not valid JSON ({e}); was it cut short?", self.method, self.url) from None
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -127,7 +133,10 @@ class ApiClient:
                 raw = _read_bounded(resp, MAX_ANSWER_BYTES)
                 if raw is None:
                     raise ApiConnectionError(f"answer larger than {MAX_ANSWER_BYTES} bytes", method, shown)
-                return ApiResponse(resp.status, {k.lower(): v for k, v in resp.headers.items()}, raw)
+                want = resp.headers.get("Content-Length")
+                if want is not None and want.isdigit() and int(want) != len(raw):
+                    raise ApiConnectionError(f"answer cut short: {len(raw)} of {want} bytes", method, shown)
+                return ApiResponse(resp.status, {k.lower(): v for k, v in resp.headers.items()}, raw, method, shown)
         except ApiConnectionError:
             raise
         except urllib.error.HTTPError as e:
@@ -141,8 +150,8 @@ class ApiClient:
             raise ApiConnectionError(str(e.reason), method, shown) from e
         except (socket.timeout, TimeoutError) as e:
             raise ApiConnectionError(f"timed out after {timeout}s", method, shown) from e
-        except (ConnectionError, OSError) as e:
-            raise ApiConnectionError(str(e), method, shown) from e
+        except (OSError, http.client.HTTPException) as e:  # refused, reset, cut short
+            raise ApiConnectionError(f"{type(e).__name__}: {e}", method, shown) from e
 
 
 def _read_bounded(f: Any, limit: int) -> Optional[bytes]:

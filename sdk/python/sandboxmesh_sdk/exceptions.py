@@ -22,6 +22,7 @@ __all__ = [
     "ServiceException",
     "ApiTimeoutError",
     "ApiConnectionError",
+    "ApiDecodeError",
     "FieldError",
 ]
 
@@ -160,6 +161,15 @@ class ApiTimeoutError(OpenApiException, TimeoutError):
 
 class ApiConnectionError(OpenApiException, ConnectionError):
     """ApiConnectionError means no answer came: the control plane is unreachable or timed out."""
+
+    def __init__(self, message: str, method: str = "", url: str = "") -> None:
+        super().__init__(f"{method} {url}: {message}".strip())
+        self.method = method
+        self.url = url
+
+
+class ApiDecodeError(OpenApiException, ValueError):
+    """ApiDecodeError means a successful answer's body is not the JSON expected (e.g. a list cut short)."""
 
     def __init__(self, message: str, method: str = "", url: str = "") -> None:
         super().__init__(f"{method} {url}: {message}".strip())
