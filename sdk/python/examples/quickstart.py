@@ -38,6 +38,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from typing import Dict
 
 # Runs from a checkout without installing the SDK.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -66,7 +67,7 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def call(url: str, headers: dict) -> str:
+def call(url: str, headers: Dict[str, str]) -> str:
     req = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
@@ -75,7 +76,7 @@ def call(url: str, headers: dict) -> str:
         raise RuntimeError(f"GET {url}: {e.code}: {e.read().decode('utf-8', 'replace')[:500]}") from None
 
 
-def call_until_routed(url: str, headers: dict, key: str, timeout: float) -> str:
+def call_until_routed(url: str, headers: Dict[str, str], key: str, timeout: float) -> str:
     """call_until_routed sends the request until its answer carries the routing key (or timeout)."""
     deadline = time.monotonic() + timeout
     while True:

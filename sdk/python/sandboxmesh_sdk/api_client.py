@@ -9,7 +9,7 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .configuration import Configuration
 from .exceptions import ApiConnectionError, ApiDecodeError, exception_for
@@ -19,7 +19,7 @@ __all__ = ["ApiClient", "ApiResponse"]
 #: MAX_ANSWER_BYTES bounds the size of an answer read into memory.
 MAX_ANSWER_BYTES = 64 << 20
 
-Query = Union[Mapping[str, Any], Sequence[tuple]]
+Query = Union[Mapping[str, Any], Sequence[Tuple[str, Any]]]
 
 
 class ApiResponse:
