@@ -46,8 +46,12 @@ lint: ## gofmt and go vet.
 	$(GO) vet ./...
 
 .PHONY: test
-test: ## Run every test: test bed, vet, generated-files check, go test -race (with fuzz seed corpora), a 2 s fuzz pass of the light parsers.
+test: ## Run every test: test bed, vet, generated-files check, go test -race (with fuzz seed corpora), the Python SDK tests (test-python), a 2 s fuzz pass of the light parsers.
 	hack/test.sh
+
+.PHONY: test-python
+test-python: ## Python SDK tests (sdk/python, python3 -m unittest) against a real control plane on SQLite; part of make test.
+	hack/python-test.sh
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME (default 10s), one instrumented binary per package.

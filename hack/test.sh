@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test.sh is `make test`: test bed, vet, generated-files check, race tests, short fuzz pass.
+# test.sh is `make test`: test bed, vet, generated-files check, race tests, the Python SDK tests, short fuzz pass.
 # With SM_TIMINGS=<file>, each stage appends "<seconds>\t<stage>" to it (.ci/run prints the table).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +22,8 @@ stage "generated files"
 hack/verify.sh
 stage "go test -race"
 go test -race -count=1 -timeout 30m ./...
+stage "Python SDK tests (make test-python)"
+hack/python-test.sh
 stage "fuzz (${FUZZTIME:-2s} per target, packages with <= ${FUZZ_MAX_DEPS:-250} dependencies; make fuzz runs all)"
 FUZZTIME=${FUZZTIME:-2s} FUZZ_MAX_DEPS=${FUZZ_MAX_DEPS:-250} hack/fuzz.sh
 echo; echo "all tests passed"

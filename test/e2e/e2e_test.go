@@ -283,6 +283,8 @@ func TestProduct(t *testing.T) {
 		}
 	})
 
+	t.Run("python SDK quickstart", func(t *testing.T) { pythonQuickstart(ctx, t, e, frontend) })
+
 	t.Run("update rolls the fork and routing keeps working", func(t *testing.T) {
 		sb, err := e.API.GetSandbox(ctx, e.Org, routeV2.Name)
 		if err != nil {
