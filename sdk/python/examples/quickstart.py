@@ -12,9 +12,8 @@ Configuration (environment):
   SANDBOXMESH_TARGET_URL  URL to call with the header "baggage: sm-routing-key=<key>", e.g.
                           http://<frontend service>:8080/dispatch?customer=392 (from where the cluster's
                           Services are reachable). When unset, the sandbox's endpoint "frontend" is
-                          called through the control plane's preview proxy with the API key (the proxy
-                          adds the routing key): <api url>/preview/<org>/<sandbox>/frontend<path>, or,
-                          with SANDBOXMESH_PREVIEW_FORM=host, the endpoint's url as the API returns it
+                          called at its url as the API returns it (endpoints[].url: the control plane's
+                          preview proxy, which adds the routing key) with the API key
   SANDBOXMESH_TARGET_PATH path appended to the preview URL (default: /dispatch?customer=392)
   SANDBOXMESH_SANDBOX     sandbox name (default: py-quickstart-<random>)
   SANDBOXMESH_IMAGE       image of the fork (default: sandboxmesh.dev/hotrod:v2)
@@ -150,13 +149,10 @@ def main() -> int:
             url, headers = target, {"baggage": f"sm-routing-key={key}"}
         else:
             path = os.environ.get("SANDBOXMESH_TARGET_PATH") or "/dispatch?customer=392"
-            if os.environ.get("SANDBOXMESH_PREVIEW_FORM") == "host":
-                eps = [e.url for e in (sandbox.endpoints or []) if e.name == "frontend" and e.url]
-                if not eps:
-                    raise RuntimeError(f"sandbox {name} has no URL for endpoint frontend")
-                url = eps[0].rstrip("/") + path
-            else:
-                url = sandboxes.preview_url(org, name, "frontend", path)
+            eps = [e.url for e in (sandbox.endpoints or []) if e.name == "frontend" and e.url]
+            if not eps:
+                raise RuntimeError(f"sandbox {name} has no URL for endpoint frontend")
+            url = eps[0].rstrip("/") + path
             headers = {"sandboxmesh-api-key": api_key}
         log(f"GET {url} with baggage: sm-routing-key={key}")
         route_timeout = float(os.environ.get("SANDBOXMESH_ROUTE_TIMEOUT") or 30)

@@ -74,7 +74,8 @@ class ControlPlane:
             env.pop(k, None)
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [controlplane_binary(), "--listen", f"127.0.0.1:{self.port}", "--data-dir", os.path.join(self.dir, "data"), "--metrics-listen", "none"],
+            # --preview-url /preview: endpoints[].url is the path form on this address, as the Helm chart serves it.
+            [controlplane_binary(), "--listen", f"127.0.0.1:{self.port}", "--data-dir", os.path.join(self.dir, "data"), "--metrics-listen", "none", "--preview-url", "/preview"],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

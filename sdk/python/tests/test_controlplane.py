@@ -135,7 +135,7 @@ class SandboxesTest(unittest.TestCase):
         self.assertEqual(got.status.reason, "Pending")
         self.assertEqual(len(got.endpoints), 1)
         self.assertEqual(got.endpoints[0].name, "frontend")
-        self.assertTrue(got.endpoints[0].url.startswith("http://frontend--py-crud.preview.localhost"), got.endpoints[0].url)
+        self.assertTrue(got.endpoints[0].url == CP.url + "/preview/default/py-crud/frontend", got.endpoints[0].url)
         self.assertEqual(got.version, 1)
 
         same = self.api.get_sandbox(ORG, "py-crud")
@@ -329,7 +329,7 @@ class RouteGroupsTest(unittest.TestCase):
         got = api.apply_routegroup(ORG, "py-rg", rg)
         self.assertTrue(got.routing_key)
         self.assertEqual(got.spec.match.label.value, "py-*")
-        self.assertTrue(got.endpoints[0].url.startswith("http://frontend--py-rg.preview.localhost"))
+        self.assertTrue(got.endpoints[0].url == CP.url + "/preview/default/py-rg/frontend")
         self.assertIs(got.status.ready, False)
         self.assertIsNone(got.status.matched_sandboxes)  # absent while empty
         self.assertEqual(api.get_routegroup(ORG, "py-rg").routing_key, got.routing_key)
