@@ -49,7 +49,13 @@ func AddToScheme(s *runtime.Scheme) error {
 type Rollout struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
-	Spec              RolloutSpec `json:"spec,omitempty"`
+	Spec              RolloutSpec   `json:"spec,omitempty"`
+	Status            RolloutStatus `json:"status,omitempty"`
+}
+
+// RolloutStatus holds the fields of a Rollout's status the agent reports.
+type RolloutStatus struct {
+	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
 }
 
 // RolloutSpec holds the fields of a Rollout's spec that a fork copies.
@@ -165,6 +171,7 @@ func FromRollout(r *Rollout, ref *appsv1.Deployment) *Baseline {
 		Spec: appsv1.DeploymentSpec{Replicas: r.Spec.Replicas, Selector: r.Spec.Selector, Template: r.Spec.Template,
 			MinReadySeconds: r.Spec.MinReadySeconds, RevisionHistoryLimit: r.Spec.RevisionHistoryLimit,
 			ProgressDeadlineSeconds: r.Spec.ProgressDeadlineSeconds},
+		Status: appsv1.DeploymentStatus{ReadyReplicas: r.Status.ReadyReplicas},
 	}
 	if ref != nil {
 		d.Spec.Template = ref.Spec.Template

@@ -284,6 +284,22 @@ func RolloutCRDFile() (string, error) {
 	return filepath.Join(dir, "manifests", "crds", "rollout-crd.yaml"), nil
 }
 
+// RolloutCRD reads the Argo Rollout CRD of RolloutCRDFile.
+func RolloutCRD() (*apiextensionsv1.CustomResourceDefinition, error) {
+	f, err := RolloutCRDFile()
+	if err != nil {
+		return nil, err
+	}
+	crds, err := readCRDs(f)
+	if err != nil {
+		return nil, err
+	}
+	if len(crds) != 1 {
+		return nil, fmt.Errorf("%s: want one CRD, found %d", f, len(crds))
+	}
+	return crds[0], nil
+}
+
 // downloadModule runs `go mod download -json mod@version` (which leaves go.mod
 // alone) and returns the module's folder in the module cache.
 func downloadModule(mod, version string) (string, error) {
