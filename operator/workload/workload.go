@@ -195,8 +195,16 @@ func Kind(ref smv1.WorkloadRef) smv1.WorkloadKind {
 var ErrNotFound = errors.New("not found")
 
 // ErrRolloutsNotInstalled means the cluster serves no Rollout API (no
-// rollouts.argoproj.io CRD); it wraps ErrNotFound.
-var ErrRolloutsNotInstalled = fmt.Errorf("Argo Rollouts are not installed in the cluster (no rollouts.argoproj.io CRD): %w", ErrNotFound)
+// rollouts.argoproj.io CRD); it is an ErrNotFound (errors.Is).
+var ErrRolloutsNotInstalled error = notInstalled{}
+
+type notInstalled struct{}
+
+func (notInstalled) Error() string {
+	return "Argo Rollouts are not installed in the cluster (no rollouts.argoproj.io CRD when the operator started)"
+}
+
+func (notInstalled) Is(target error) bool { return target == ErrNotFound }
 
 // Get reads the workload ref (kind, namespace, name) as a Baseline. A missing
 // workload returns an error wrapping ErrNotFound that names it; rollouts
