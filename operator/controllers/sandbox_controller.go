@@ -224,7 +224,7 @@ func (r *SandboxReconciler) reconcileNormal(ctx context.Context, sb *smv1.Sandbo
 	}
 	for _, v := range sb.Spec.Virtual {
 		if w := v.Workload.Namespace + "/" + v.Workload.Name; fp.Baselines[w] == nil {
-			obs.problem(status.BaselineNotFound, "virtual %s: %v", v.Name, fp.NotFound[w])
+			obs.problem(unusableKind(fp.Unusable[w]), "virtual %s: %v", v.Name, fp.Unusable[w])
 		}
 	}
 	for _, l := range sb.Spec.Local {
@@ -279,8 +279,8 @@ func (r *SandboxReconciler) reconcileFork(ctx context.Context, sb *smv1.Sandbox,
 	w := f.ForkOf.Namespace + "/" + f.ForkOf.Name
 	base, svcs := fp.Baselines[w], fp.ServicesOf[w]
 	if base == nil {
-		fs.Message = fmt.Sprintf("baseline %v", fp.NotFound[w])
-		obs.problem(status.BaselineNotFound, "spec.forks[%d]: %v", i, fp.NotFound[w])
+		fs.Message = fmt.Sprintf("baseline %v", fp.Unusable[w])
+		obs.problem(unusableKind(fp.Unusable[w]), "spec.forks[%d]: %v", i, fp.Unusable[w])
 		// An existing fork keeps running (the user may restore the baseline);
 		// with no workload behind the baseline Services it gets no routes.
 		return name, nil
@@ -374,6 +374,15 @@ func (r *SandboxReconciler) reconcileFork(ctx context.Context, sb *smv1.Sandbox,
 }
 
 const annotationSandboxGeneration = "sandboxmesh.dev/sandbox-generation"
+
+// unusableKind is the problem of a baseline routing.Footprint could not use:
+// UnsupportedKind for what SandboxMesh cannot fork, else BaselineNotFound.
+func unusableKind(err error) status.Kind {
+	if errors.Is(err, workload.ErrUnsupported) {
+		return status.UnsupportedKind
+	}
+	return status.BaselineNotFound
+}
 
 func (r *SandboxReconciler) ensureForkService(ctx context.Context, sb *smv1.Sandbox, name, baseline, ns string, svcs []corev1.Service) error {
 	desired := fork.Service(sb, name, baseline, ns, svcs)

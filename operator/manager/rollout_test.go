@@ -164,13 +164,18 @@ func TestRolloutFork(t *testing.T) {
 	}
 
 	// A missing Rollout, or a missing workloadRef Deployment, is
-	// BaselineNotFound with a message naming what is missing.
+	// BaselineNotFound with a message naming what is missing; a workloadRef
+	// to something other than a Deployment is UnsupportedKind.
 	createRollout(t, &workload.Rollout{ObjectMeta: metav1.ObjectMeta{Name: "dangling", Namespace: ns},
 		Spec: workload.RolloutSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "dangling"}},
 			WorkloadRef: &workload.RolloutWorkloadRef{APIVersion: "apps/v1", Kind: "Deployment", Name: "gone"}}})
-	for _, tc := range []struct{ name, rollout, message string }{
-		{"missing", "nope", "Rollout " + ns + "/nope not found"},
-		{"ref-missing", "dangling", "spec.workloadRef: Deployment " + ns + "/gone not found"},
+	createRollout(t, &workload.Rollout{ObjectMeta: metav1.ObjectMeta{Name: "odd", Namespace: ns},
+		Spec: workload.RolloutSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "odd"}},
+			WorkloadRef: &workload.RolloutWorkloadRef{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "odd"}}})
+	for _, tc := range []struct{ name, rollout, reason, message string }{
+		{"missing", "nope", smv1.ReasonBaselineNotFound, "Rollout " + ns + "/nope not found"},
+		{"ref-missing", "dangling", smv1.ReasonBaselineNotFound, "spec.workloadRef: Deployment " + ns + "/gone not found"},
+		{"ref-kind", "odd", smv1.ReasonUnsupportedKind, `spec.workloadRef: kind "ReplicaSet" (apiVersion "apps/v1") not supported`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sb := rolloutSandbox(ns, "ro-"+tc.name, tc.rollout)
@@ -178,7 +183,7 @@ func TestRolloutFork(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = c.Delete(ctx, sb) })
-			s := waitCondition(t, client.ObjectKeyFromObject(sb), smv1.ConditionDegraded, metav1.ConditionTrue, smv1.ReasonBaselineNotFound)
+			s := waitCondition(t, client.ObjectKeyFromObject(sb), smv1.ConditionDegraded, metav1.ConditionTrue, tc.reason)
 			if msg := condition(s, smv1.ConditionDegraded).Message; !strings.Contains(msg, tc.message) {
 				t.Errorf("message %q does not say %q", msg, tc.message)
 			}

@@ -23,11 +23,12 @@ import (
 type Footprint struct {
 	// Baselines maps "<namespace>/<name>" of each workload in WorkloadsOf to
 	// it (workload.Baseline, of the kind the sandbox names), nil when there
-	// is none; NotFound then says what is missing.
+	// is none or it cannot be forked; Unusable then says why.
 	Baselines map[string]*workload.Baseline
-	// NotFound maps the keys of missing workloads to an error wrapping
-	// workload.ErrNotFound that names what is missing.
-	NotFound map[string]error
+	// Unusable maps the keys of nil Baselines to an error naming the
+	// workload: it wraps workload.ErrNotFound (missing) or
+	// workload.ErrUnsupported (e.g. a Rollout's workloadRef of another kind).
+	Unusable map[string]error
 	// ServicesOf maps the same keys to the Services selecting the workload,
 	// sorted by name (shared with the cache: read-only).
 	ServicesOf map[string][]corev1.Service
@@ -42,7 +43,7 @@ type Footprint struct {
 
 // Footprint gathers the Footprint of a Sandbox from the cache.
 func (e *Engine) Footprint(ctx context.Context, sb *smv1.Sandbox) (*Footprint, error) {
-	fp := &Footprint{Baselines: map[string]*workload.Baseline{}, NotFound: map[string]error{}, ServicesOf: map[string][]corev1.Service{}}
+	fp := &Footprint{Baselines: map[string]*workload.Baseline{}, Unusable: map[string]error{}, ServicesOf: map[string][]corev1.Service{}}
 	set := map[types.NamespacedName]bool{}
 	add := func(ref smv1.WorkloadRef) error {
 		w := ref.Namespace + "/" + ref.Name
@@ -50,8 +51,8 @@ func (e *Engine) Footprint(ctx context.Context, sb *smv1.Sandbox) (*Footprint, e
 			return nil
 		}
 		b, err := workload.Get(ctx, e.Client, ref, e.Rollouts)
-		if errors.Is(err, workload.ErrNotFound) {
-			fp.Baselines[w], fp.NotFound[w] = nil, err
+		if errors.Is(err, workload.ErrNotFound) || errors.Is(err, workload.ErrUnsupported) {
+			fp.Baselines[w], fp.Unusable[w] = nil, err
 			return nil
 		}
 		if err != nil {

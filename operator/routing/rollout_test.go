@@ -46,7 +46,7 @@ func TestFootprintOfRolloutFork(t *testing.T) {
 		}
 		b := fp.Baselines["shop/cart"]
 		if !rollouts {
-			if err := fp.NotFound["shop/cart"]; b != nil || !errors.Is(err, workload.ErrNotFound) || !strings.Contains(fmt.Sprint(err), "Argo Rollouts are not installed") {
+			if err := fp.Unusable["shop/cart"]; b != nil || !errors.Is(err, workload.ErrNotFound) || !strings.Contains(fmt.Sprint(err), "Argo Rollouts are not installed") {
 				t.Errorf("without Rollouts: baseline %v, error %v", b, err)
 			}
 			continue

@@ -194,6 +194,10 @@ func Kind(ref smv1.WorkloadRef) smv1.WorkloadKind {
 // names, or the Rollout API itself) does not exist; the wrapping error says which.
 var ErrNotFound = errors.New("not found")
 
+// ErrUnsupported means the workload is of a kind SandboxMesh cannot fork (or a
+// Rollout's workloadRef names something other than an apps/v1 Deployment).
+var ErrUnsupported = errors.New("not supported")
+
 // ErrRolloutsNotInstalled means the cluster serves no Rollout API (no
 // rollouts.argoproj.io CRD); it is an ErrNotFound (errors.Is).
 var ErrRolloutsNotInstalled error = notInstalled{}
@@ -234,7 +238,7 @@ func Get(ctx context.Context, c client.Reader, ref smv1.WorkloadRef, rollouts bo
 		}
 		return ResolveRollout(ctx, c, r)
 	default:
-		return nil, fmt.Errorf("kind %q of %s: %w", k, key, errors.ErrUnsupported)
+		return nil, fmt.Errorf("%s: kind %q %w (Deployment or Rollout)", key, k, ErrUnsupported)
 	}
 }
 
@@ -246,8 +250,8 @@ func ResolveRollout(ctx context.Context, c client.Reader, r *Rollout) (*Baseline
 		return FromRollout(r, nil), nil
 	}
 	if wr.Kind != "Deployment" || (wr.APIVersion != "" && wr.APIVersion != "apps/v1") {
-		return nil, fmt.Errorf("Rollout %s/%s: spec.workloadRef: kind %q (apiVersion %q) is not supported, only apps/v1 Deployment: %w",
-			r.Namespace, r.Name, wr.Kind, wr.APIVersion, errors.ErrUnsupported)
+		return nil, fmt.Errorf("Rollout %s/%s: spec.workloadRef: kind %q (apiVersion %q) %w (only apps/v1 Deployment)",
+			r.Namespace, r.Name, wr.Kind, wr.APIVersion, ErrUnsupported)
 	}
 	d := &appsv1.Deployment{}
 	key := types.NamespacedName{Namespace: r.Namespace, Name: wr.Name}
@@ -284,7 +288,7 @@ func resolveAll(ctx context.Context, c client.Reader, rs []*Rollout) ([]*Baselin
 			continue
 		}
 		b, err := ResolveRollout(ctx, c, r)
-		if errors.Is(err, ErrNotFound) || errors.Is(err, errors.ErrUnsupported) {
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnsupported) {
 			continue
 		}
 		if err != nil {
