@@ -460,7 +460,8 @@ func (r *SandboxReconciler) siblings(ctx context.Context, sb *smv1.Sandbox, f sm
 		switch b, err := workload.Get(ctx, r.Client, o.ForkOf, r.Engine.Rollouts); {
 		case err == nil:
 			sib.Service.Port = fork.FirstContainerPort(b.Deployment)
-		case errors.Is(err, workload.ErrNotFound):
+		case errors.Is(err, workload.ErrNotFound), errors.Is(err, workload.ErrUnsupported):
+			// That fork's own status says which; here its port is unknown.
 			sib.BaselineMissing = true
 		default:
 			return nil, err
