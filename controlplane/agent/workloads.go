@@ -13,24 +13,37 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
 	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
+	"github.com/sandboxmesh/sandboxmesh/operator/workload"
 )
 
 // systemNamespaces never hold forkable workloads.
 var systemNamespaces = []string{"kube-system", "kube-public", "kube-node-lease"}
 
-// CollectWorkloads lists the cluster's Deployments a sandbox can fork: every
+// CollectWorkloads lists the cluster's workloads a sandbox can fork —
+// Deployments, and Argo Rollouts when the cluster serves them (discovery:
+// without the rollouts.argoproj.io CRD they are skipped silently) — in every
 // namespace except the system ones and the agent's own, without the forks
-// SandboxMesh created; sorted by namespace and name, at most
+// SandboxMesh created; sorted by namespace, name and kind, at most
 // apitypes.MaxWorkloads (then Truncated).
 func (a *Agent) CollectWorkloads(ctx context.Context) (apitypes.WorkloadReport, error) {
 	var deps appsv1.DeploymentList
 	if err := a.cfg.Client.List(ctx, &deps); err != nil {
 		return apitypes.WorkloadReport{}, fmt.Errorf("list Deployments: %w", err)
 	}
+	baselines := make([]*workload.Baseline, 0, len(deps.Items))
+	for i := range deps.Items {
+		baselines = append(baselines, workload.FromDeployment(&deps.Items[i]))
+	}
+	rollouts, err := workload.ListRolloutsUnstructured(ctx, a.cfg.Client)
+	if err != nil && !meta.IsNoMatchError(err) {
+		return apitypes.WorkloadReport{}, err
+	}
+	baselines = append(baselines, rollouts...)
 	var svcs corev1.ServiceList
 	if err := a.cfg.Client.List(ctx, &svcs); err != nil {
 		return apitypes.WorkloadReport{}, fmt.Errorf("list Services: %w", err)
@@ -42,11 +55,11 @@ func (a *Agent) CollectWorkloads(ctx context.Context) (apitypes.WorkloadReport, 
 		}
 	}
 	rep := apitypes.WorkloadReport{Workloads: []apitypes.Workload{}}
-	for _, d := range deps.Items {
+	for _, d := range baselines {
 		if slices.Contains(systemNamespaces, d.Namespace) || d.Namespace == a.cfg.Namespace || v1alpha1.IsManaged(d.Labels) {
 			continue
 		}
-		w := apitypes.Workload{Kind: "Deployment", Namespace: d.Namespace, Name: d.Name, Replicas: 1, ReadyReplicas: d.Status.ReadyReplicas,
+		w := apitypes.Workload{Kind: string(d.Kind), Namespace: d.Namespace, Name: d.Name, Replicas: 1, ReadyReplicas: d.Status.ReadyReplicas,
 			DevmeshInjected: d.Spec.Template.Annotations[v1alpha1.AnnotationInject] == "true"}
 		if d.Spec.Replicas != nil {
 			w.Replicas = *d.Spec.Replicas
@@ -68,7 +81,7 @@ func (a *Agent) CollectWorkloads(ctx context.Context) (apitypes.WorkloadReport, 
 		rep.Workloads = append(rep.Workloads, w)
 	}
 	slices.SortFunc(rep.Workloads, func(x, y apitypes.Workload) int {
-		return strings.Compare(x.Namespace+"/"+x.Name, y.Namespace+"/"+y.Name)
+		return strings.Compare(x.Namespace+"/"+x.Name+"/"+x.Kind, y.Namespace+"/"+y.Name+"/"+y.Kind)
 	})
 	if len(rep.Workloads) > apitypes.MaxWorkloads {
 		rep.Workloads, rep.Truncated = rep.Workloads[:apitypes.MaxWorkloads], true
@@ -86,7 +99,7 @@ func (a *Agent) workloadsLoop(ctx context.Context) {
 		rep, err := a.CollectWorkloads(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
-				a.log.WarnContext(ctx, "listing workloads failed (RBAC: the agent needs list on deployments and services)", "err", err)
+				a.log.WarnContext(ctx, "listing workloads failed (RBAC: the agent needs list on deployments, services and, with Argo Rollouts, rollouts.argoproj.io)", "err", err)
 			}
 		} else {
 			b, _ := json.Marshal(rep)

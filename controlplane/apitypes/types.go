@@ -282,7 +282,7 @@ type TunnelDialResult struct {
 // Workload is a workload of a cluster that a sandbox can fork, as its agent
 // reported it (extension; Signadot has no such list).
 type Workload struct {
-	// Kind is Deployment.
+	// Kind is Deployment or Rollout (an Argo Rollout).
 	Kind      string `json:"kind"`
 	Namespace string `json:"namespace"`
 	Name      string `json:"name"`

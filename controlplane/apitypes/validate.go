@@ -442,8 +442,8 @@ func ValidateWorkloadReport(r *WorkloadReport) FieldErrors {
 			break
 		}
 		p := fmt.Sprintf("workloads[%d]", i)
-		if w.Kind != string(v1alpha1.KindDeployment) {
-			c.add(p+".kind", "want Deployment (got %q)", w.Kind)
+		if w.Kind != string(v1alpha1.KindDeployment) && w.Kind != string(v1alpha1.KindRollout) {
+			c.add(p+".kind", "want Deployment or Rollout (got %q)", w.Kind)
 		}
 		if fe := ValidateDNSName(p+".namespace", w.Namespace); fe != nil {
 			c.errs = append(c.errs, *fe)

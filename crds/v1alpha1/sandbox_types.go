@@ -12,13 +12,14 @@ type WorkloadKind string
 const (
 	// KindDeployment is an apps/v1 Deployment.
 	KindDeployment WorkloadKind = "Deployment"
-	// KindRollout is an Argo Rollout; accepted by the schema, reported as unsupported by the operator.
+	// KindRollout is an Argo Rollout (argoproj.io/v1alpha1); its fork is a Deployment built from its pod template.
 	KindRollout WorkloadKind = "Rollout"
 )
 
 // WorkloadRef names a baseline workload.
 type WorkloadRef struct {
-	// Kind of the workload: Deployment (Rollout is accepted but not supported yet).
+	// Kind of the workload: Deployment or Rollout (an Argo Rollout, forked into
+	// a Deployment built from spec.template or from spec.workloadRef's Deployment).
 	// +kubebuilder:default=Deployment
 	// +optional
 	Kind WorkloadKind `json:"kind,omitempty"`

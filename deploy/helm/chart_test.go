@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -200,6 +201,12 @@ func TestRenders(t *testing.T) {
 				t.Error("webhook caBundle is not the CA of the serving certificate Secret")
 			}
 			verifyServingCert(t, certs.Data, "sandboxmesh-operator.sandboxmesh-system.svc")
+			// Argo Rollouts: the operator and the agent read them, never write them.
+			for _, role := range []string{"sandboxmesh-operator", "sandboxmesh-agent"} {
+				if v := rolloutVerbs(find[*rbacv1.ClusterRole](objs, role)); v != "get,list,watch" {
+					t.Errorf("ClusterRole %s: verbs on rollouts.argoproj.io %q, want get,list,watch", role, v)
+				}
+			}
 		}},
 		{"control plane in cluster, no agent", []string{"controlplane.enabled=true", "controlplane.bootstrapKey=Zq8vX2mN4pR7tW1yB5cE9gJ3kL6oS0uA", "agent.enabled=false"}, func(t *testing.T, objs []k8sruntime.Object) {
 			c := container(t, objs, "sandboxmesh-controlplane")
@@ -270,6 +277,20 @@ func TestRenders(t *testing.T) {
 			tc.check(t, decode(t, render(t, tc.values...)))
 		})
 	}
+}
+
+// rolloutVerbs returns the verbs role grants on rollouts.argoproj.io, joined with commas.
+func rolloutVerbs(role *rbacv1.ClusterRole) string {
+	if role == nil {
+		return ""
+	}
+	var verbs []string
+	for _, r := range role.Rules {
+		if slices.Contains(r.APIGroups, "argoproj.io") && slices.Contains(r.Resources, "rollouts") {
+			verbs = append(verbs, r.Verbs...)
+		}
+	}
+	return strings.Join(verbs, ",")
 }
 
 func container(t *testing.T, objs []k8sruntime.Object, deployment string) corev1.Container {

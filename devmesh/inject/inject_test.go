@@ -352,6 +352,7 @@ func TestWorkloadOf(t *testing.T) {
 		{name: "deployment", labels: map[string]string{"pod-template-hash": "abc12"}, owners: rs("web-abc12"), want: workload{"Deployment", "web"}},
 		{name: "deployment with dashes", labels: map[string]string{"pod-template-hash": "7f9"}, owners: rs("my-web-app-7f9"), want: workload{"Deployment", "my-web-app"}},
 		{name: "bare replicaset", owners: rs("web-rs"), want: workload{"ReplicaSet", "web-rs"}},
+		{name: "argo rollout", labels: map[string]string{"rollouts-pod-template-hash": "6d4f"}, owners: rs("checkout-6d4f"), want: workload{"Rollout", "checkout"}},
 		{name: "hash not a suffix", labels: map[string]string{"pod-template-hash": "zzz"}, owners: rs("web-abc12"), want: workload{"ReplicaSet", "web-abc12"}},
 		{name: "statefulset", owners: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "db", Controller: &yes}}, want: workload{"StatefulSet", "db"}},
 		{name: "non-controller owner ignored", owners: []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "x"}}, wantErr: true},

@@ -277,7 +277,8 @@ type workload struct {
 }
 
 // workloadOf finds the pod's workload: AnnotationWorkload ("name" or "Kind/name"), else its controller
-// owner (a ReplicaSet named <deployment>-<pod-template-hash> is its Deployment).
+// owner (a ReplicaSet named <deployment>-<pod-template-hash> is its Deployment, one named
+// <rollout>-<rollouts-pod-template-hash> its Argo Rollout).
 func workloadOf(pod *corev1.Pod) (workload, error) {
 	if s, ok := pod.Annotations[AnnotationWorkload]; ok {
 		kind, name, hasKind := strings.Cut(strings.TrimSpace(s), "/")
@@ -296,6 +297,10 @@ func workloadOf(pod *corev1.Pod) (workload, error) {
 		if o.Kind == "ReplicaSet" && o.APIVersion == "apps/v1" {
 			if h := pod.Labels["pod-template-hash"]; h != "" && strings.HasSuffix(o.Name, "-"+h) {
 				return workload{Kind: routeapi.KindDeployment, Name: strings.TrimSuffix(o.Name, "-"+h)}, nil
+			}
+			// Argo Rollouts label their ReplicaSets' pods with their own hash.
+			if h := pod.Labels["rollouts-pod-template-hash"]; h != "" && strings.HasSuffix(o.Name, "-"+h) {
+				return workload{Kind: routeapi.KindRollout, Name: strings.TrimSuffix(o.Name, "-"+h)}, nil
 			}
 		}
 		return workload{Kind: o.Kind, Name: o.Name}, nil

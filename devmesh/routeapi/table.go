@@ -16,8 +16,11 @@ import (
 	"strings"
 )
 
-// KindDeployment is the only workload kind devmesh routes today.
+// KindDeployment is the default workload kind.
 const KindDeployment = "Deployment"
+
+// KindRollout is an Argo Rollout (its pods are routed like a Deployment's).
+const KindRollout = "Rollout"
 
 // DestinationKind says what a routing key leads to.
 type DestinationKind string

@@ -33,12 +33,14 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/operator/naming"
 	"github.com/sandboxmesh/sandboxmesh/operator/routing"
 	"github.com/sandboxmesh/sandboxmesh/operator/status"
+	"github.com/sandboxmesh/sandboxmesh/operator/workload"
 )
 
 // +kubebuilder:rbac:groups=sandboxmesh.dev,resources=sandboxes;routegroups,verbs=get;list;watch;update;patch;delete
 // +kubebuilder:rbac:groups=sandboxmesh.dev,resources=sandboxes/status;routegroups/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=sandboxmesh.dev,resources=sandboxes/finalizers;routegroups/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=argoproj.io,resources=rollouts,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=pods;namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -75,14 +77,18 @@ func (r *SandboxReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if workers <= 0 {
 		workers = 8
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&smv1.Sandbox{}).
 		Named("sandbox").
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.sandboxesForDeployment)).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(ownerSandbox), builder.WithPredicates(predicate.NewPredicateFuncs(isForkObject))).
-		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.sandboxesForService)).
-		Complete(r)
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.sandboxesForService))
+	if r.Engine.Rollouts {
+		// A Rollout created or changed after the sandboxes forking it.
+		b = b.Watches(&workload.Rollout{}, handler.EnqueueRequestsFromMapFunc(r.sandboxesForDeployment))
+	}
+	return b.Complete(r)
 }
 
 // SetupIndexes registers the field indexes the controllers use; an Engine
@@ -116,7 +122,7 @@ func ownerSandbox(_ context.Context, o client.Object) []reconcile.Request {
 }
 
 // sandboxesForDeployment maps a fork Deployment to its Sandbox and a baseline
-// Deployment to every Sandbox referring to it.
+// Deployment or Rollout to every Sandbox referring to it.
 func (r *SandboxReconciler) sandboxesForDeployment(ctx context.Context, o client.Object) []reconcile.Request {
 	if isForkObject(o) {
 		return ownerSandbox(ctx, o)
@@ -217,8 +223,8 @@ func (r *SandboxReconciler) reconcileNormal(ctx context.Context, sb *smv1.Sandbo
 		}
 	}
 	for _, v := range sb.Spec.Virtual {
-		if fp.Baselines[v.Workload.Namespace+"/"+v.Workload.Name] == nil {
-			obs.problem(status.BaselineNotFound, "virtual %s: Deployment %s/%s not found", v.Name, v.Workload.Namespace, v.Workload.Name)
+		if w := v.Workload.Namespace + "/" + v.Workload.Name; fp.Baselines[w] == nil {
+			obs.problem(unusableKind(fp.Unusable[w]), "virtual %s: %v", v.Name, fp.Unusable[w])
 		}
 	}
 	for _, l := range sb.Spec.Local {
@@ -259,12 +265,13 @@ func (r *SandboxReconciler) reconcileNormal(ctx context.Context, sb *smv1.Sandbo
 
 // reconcileFork creates or updates one fork and records what it saw.
 func (r *SandboxReconciler) reconcileFork(ctx context.Context, sb *smv1.Sandbox, key string, i int, f smv1.Fork, fp *routing.Footprint, obs *observed) (string, error) {
-	baselineID := fmt.Sprintf("%s/%s/%s", kindOf(f.ForkOf), f.ForkOf.Namespace, f.ForkOf.Name)
+	kind := workload.Kind(f.ForkOf)
+	baselineID := fmt.Sprintf("%s/%s/%s", kind, f.ForkOf.Namespace, f.ForkOf.Name)
 	fs := smv1.ForkStatus{Name: f.ForkOf.Name, Baseline: baselineID}
 	defer func() { obs.forks = append(obs.forks, fs) }()
-	if kindOf(f.ForkOf) != smv1.KindDeployment {
-		fs.Message = "kind " + string(f.ForkOf.Kind) + " is not supported yet"
-		obs.problem(status.UnsupportedKind, "spec.forks[%d].forkOf.kind: %s is not supported yet (only Deployment)", i, f.ForkOf.Kind)
+	if kind != smv1.KindDeployment && kind != smv1.KindRollout {
+		fs.Message = "kind " + string(kind) + " is not supported"
+		obs.problem(status.UnsupportedKind, "spec.forks[%d].forkOf.kind: %s is not supported (Deployment or Rollout)", i, kind)
 		return "", nil
 	}
 	name := naming.ForkName(sb.Namespace, sb.Name, f.ForkOf.Namespace, f.ForkOf.Name)
@@ -272,8 +279,8 @@ func (r *SandboxReconciler) reconcileFork(ctx context.Context, sb *smv1.Sandbox,
 	w := f.ForkOf.Namespace + "/" + f.ForkOf.Name
 	base, svcs := fp.Baselines[w], fp.ServicesOf[w]
 	if base == nil {
-		fs.Message = "baseline Deployment not found"
-		obs.problem(status.BaselineNotFound, "spec.forks[%d]: Deployment %s/%s not found", i, f.ForkOf.Namespace, f.ForkOf.Name)
+		fs.Message = fmt.Sprintf("baseline %v", fp.Unusable[w])
+		obs.problem(unusableKind(fp.Unusable[w]), "spec.forks[%d]: %v", i, fp.Unusable[w])
 		// An existing fork keeps running (the user may restore the baseline);
 		// with no workload behind the baseline Services it gets no routes.
 		return name, nil
@@ -368,11 +375,13 @@ func (r *SandboxReconciler) reconcileFork(ctx context.Context, sb *smv1.Sandbox,
 
 const annotationSandboxGeneration = "sandboxmesh.dev/sandbox-generation"
 
-func kindOf(w smv1.WorkloadRef) smv1.WorkloadKind {
-	if w.Kind == "" {
-		return smv1.KindDeployment
+// unusableKind is the problem of a baseline routing.Footprint could not use:
+// UnsupportedKind for what SandboxMesh cannot fork, else BaselineNotFound.
+func unusableKind(err error) status.Kind {
+	if errors.Is(err, workload.ErrUnsupported) {
+		return status.UnsupportedKind
 	}
-	return w.Kind
+	return status.BaselineNotFound
 }
 
 func (r *SandboxReconciler) ensureForkService(ctx context.Context, sb *smv1.Sandbox, name, baseline, ns string, svcs []corev1.Service) error {
@@ -434,7 +443,7 @@ func (r *SandboxReconciler) podProblem(ctx context.Context, ns, forkName string)
 
 // siblings returns what env valueFrom.fork expressions of fork f can refer
 // to: every fork of sb with its Service host and the first container port of
-// its baseline (read from the cache). Nil when f uses no such expression.
+// its baseline workload (read from the cache). Nil when f uses no such expression.
 func (r *SandboxReconciler) siblings(ctx context.Context, sb *smv1.Sandbox, f smv1.Fork) (map[string]fork.Sibling, error) {
 	uses := false
 	if f.Customizations != nil {
@@ -448,11 +457,11 @@ func (r *SandboxReconciler) siblings(ctx context.Context, sb *smv1.Sandbox, f sm
 	out := map[string]fork.Sibling{}
 	for _, o := range sb.Spec.Forks {
 		sib := fork.Sibling{Service: smv1.ForkService{Host: naming.ForkName(sb.Namespace, sb.Name, o.ForkOf.Namespace, o.ForkOf.Name) + "." + o.ForkOf.Namespace + ".svc"}}
-		var d appsv1.Deployment
-		switch err := r.Client.Get(ctx, types.NamespacedName{Namespace: o.ForkOf.Namespace, Name: o.ForkOf.Name}, &d); {
+		switch b, err := workload.Get(ctx, r.Client, o.ForkOf, r.Engine.Rollouts); {
 		case err == nil:
-			sib.Service.Port = fork.FirstContainerPort(&d)
-		case apierrors.IsNotFound(err):
+			sib.Service.Port = fork.FirstContainerPort(b.Deployment)
+		case errors.Is(err, workload.ErrNotFound), errors.Is(err, workload.ErrUnsupported):
+			// That fork's own status says which; here its port is unknown.
 			sib.BaselineMissing = true
 		default:
 			return nil, err

@@ -22,6 +22,7 @@ import (
 
 	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 	"github.com/sandboxmesh/sandboxmesh/operator/naming"
+	"github.com/sandboxmesh/sandboxmesh/operator/workload"
 )
 
 // Sentinel errors; the returned errors wrap them and name the field.
@@ -42,8 +43,8 @@ type Input struct {
 	Index int
 	// Fork is the spec.
 	Fork smv1.Fork
-	// Baseline is the Deployment being forked.
-	Baseline *appsv1.Deployment
+	// Baseline is the workload being forked, as a Deployment (workload.Baseline).
+	Baseline *workload.Baseline
 	// ExcludeLabelKeys are label keys used by the selectors of Services that
 	// select the baseline; the fork's pods never carry them, so no baseline
 	// Service can select a fork.
@@ -58,7 +59,7 @@ type Input struct {
 type Sibling struct {
 	// Service is what {{ .Service.Host }} and {{ .Service.Port }} resolve to.
 	Service smv1.ForkService
-	// BaselineMissing: the sibling's baseline Deployment was not found, so its
+	// BaselineMissing: the sibling's baseline workload was not found, so its
 	// port is unknown (Service.Port is 0).
 	BaselineMissing bool
 }
@@ -179,6 +180,9 @@ func Deployment(in Input) (*appsv1.Deployment, error) {
 		c.Env = upsertEnv(c.Env, corev1.EnvVar{Name: naming.EnvRoutingKey, Value: in.RoutingKey})
 	}
 	d.Annotations[naming.AnnotationBaselineGeneration] = fmt.Sprint(base.Generation)
+	if base.Kind != "" && base.Kind != smv1.KindDeployment {
+		d.Annotations[naming.AnnotationBaselineKind] = string(base.Kind)
+	}
 	d.Annotations[naming.AnnotationSpecHash] = SpecHash(&d.Spec)
 	return d, nil
 }
@@ -255,9 +259,9 @@ func customize(tmpl *corev1.PodTemplateSpec, c *smv1.Customizations, path *field
 			val, err := e.ValueFrom.Fork.Resolve(sib.Service)
 			switch {
 			case errors.Is(err, smv1.ErrNoPort) && sib.BaselineMissing:
-				return fmt.Errorf("%w: %s: {{ .Service.Port }}: the baseline Deployment %s/%s of that fork was not found", ErrInvalidCustomization, fp.Child("expression"), ref.Namespace, ref.Name)
+				return fmt.Errorf("%w: %s: {{ .Service.Port }}: the baseline %s %s/%s of that fork was not found", ErrInvalidCustomization, fp.Child("expression"), workload.Kind(ref), ref.Namespace, ref.Name)
 			case errors.Is(err, smv1.ErrNoPort):
-				return fmt.Errorf("%w: %s: {{ .Service.Port }}: Deployment %s/%s declares no container port", ErrInvalidCustomization, fp.Child("expression"), ref.Namespace, ref.Name)
+				return fmt.Errorf("%w: %s: {{ .Service.Port }}: %s %s/%s declares no container port", ErrInvalidCustomization, fp.Child("expression"), workload.Kind(ref), ref.Namespace, ref.Name)
 			case err != nil:
 				return fmt.Errorf("%w: %s: %w", ErrInvalidCustomization, fp.Child("expression"), err)
 			}

@@ -12,6 +12,7 @@ import (
 
 	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 	"github.com/sandboxmesh/sandboxmesh/operator/naming"
+	"github.com/sandboxmesh/sandboxmesh/operator/workload"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -43,7 +44,7 @@ func sandbox() *smv1.Sandbox {
 
 func build(t *testing.T, c *smv1.Customizations, exclude ...string) (*appsv1.Deployment, error) {
 	t.Helper()
-	return Deployment(Input{Sandbox: sandbox(), RoutingKey: "k1", Fork: smv1.Fork{ForkOf: smv1.WorkloadRef{Namespace: "hotrod", Name: "route"}, Customizations: c}, Baseline: baseline(), ExcludeLabelKeys: exclude})
+	return Deployment(Input{Sandbox: sandbox(), RoutingKey: "k1", Fork: smv1.Fork{ForkOf: smv1.WorkloadRef{Namespace: "hotrod", Name: "route"}, Customizations: c}, Baseline: workload.FromDeployment(baseline()), ExcludeLabelKeys: exclude})
 }
 
 func env(c corev1.Container, name string) (corev1.EnvVar, bool) {
@@ -248,7 +249,7 @@ func TestEnvValueFromFork(t *testing.T) {
 	}
 	in := func(c *smv1.Customizations) Input {
 		return Input{Sandbox: sandbox(), RoutingKey: "k1", Index: 1, Fork: smv1.Fork{ForkOf: smv1.WorkloadRef{Namespace: "hotrod", Name: "route"}, Customizations: c},
-			Baseline: baseline(), Siblings: siblings}
+			Baseline: workload.FromDeployment(baseline()), Siblings: siblings}
 	}
 	const path = "spec.forks[1].customizations.env[1].valueFrom"
 	for _, tc := range []struct {
@@ -309,5 +310,55 @@ func TestFirstContainerPort(t *testing.T) {
 	d.Spec.Template.Spec.Containers[1].Ports = nil
 	if p := FirstContainerPort(d); p != 0 {
 		t.Fatalf("no ports: %d", p)
+	}
+}
+
+// TestRolloutFork: a Rollout's fork is the Deployment built from its pod
+// template (spec.template, or spec.workloadRef's Deployment's), with the
+// customizations and invariants of a Deployment fork and the baseline kind
+// recorded.
+func TestRolloutFork(t *testing.T) {
+	dep := baseline()
+	inline := &workload.Rollout{ObjectMeta: metav1.ObjectMeta{Name: "route", Namespace: "hotrod", Generation: 4},
+		Spec: workload.RolloutSpec{Replicas: ptr(int32(5)), Selector: dep.Spec.Selector, Template: dep.Spec.Template}}
+	ref := &workload.Rollout{ObjectMeta: metav1.ObjectMeta{Name: "route", Namespace: "hotrod", Generation: 2},
+		Spec: workload.RolloutSpec{WorkloadRef: &workload.RolloutWorkloadRef{APIVersion: "apps/v1", Kind: "Deployment", Name: "route-template"}}}
+	for _, tc := range []struct {
+		name    string
+		base    *workload.Baseline
+		wantGen string
+	}{
+		{"spec.template", workload.FromRollout(inline, nil), "4"},
+		{"spec.workloadRef", workload.FromRollout(ref, dep), "2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &smv1.Customizations{Images: []smv1.ImageCustomization{{Image: "hotrod:v2"}}, Env: []smv1.EnvCustomization{{Name: "A", Value: ptr("9")}}}
+			d, err := Deployment(Input{Sandbox: sandbox(), RoutingKey: "k1", Fork: smv1.Fork{ForkOf: smv1.WorkloadRef{Kind: smv1.KindRollout, Namespace: "hotrod", Name: "route"}, Customizations: c},
+				Baseline: tc.base, ExcludeLabelKeys: []string{"app"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Name != naming.ForkName("sandboxes", "feature-x", "hotrod", "route") || *d.Spec.Replicas != 1 {
+				t.Errorf("name/replicas = %s/%d", d.Name, *d.Spec.Replicas)
+			}
+			if got := d.Spec.Template.Spec.Containers[0]; got.Image != "hotrod:v2" || got.Ports[0].ContainerPort != 8083 {
+				t.Errorf("main container = %+v", got)
+			}
+			if e, _ := env(d.Spec.Template.Spec.Containers[0], "A"); e.Value != "9" {
+				t.Errorf("env A = %q", e.Value)
+			}
+			if _, ok := d.Spec.Template.Labels["app"]; ok || d.Spec.Template.Labels["version"] != "v1" {
+				t.Errorf("template labels = %v", d.Spec.Template.Labels)
+			}
+			if d.Annotations[naming.AnnotationBaselineKind] != "Rollout" || d.Annotations[naming.AnnotationBaselineGeneration] != tc.wantGen {
+				t.Errorf("annotations = %v", d.Annotations)
+			}
+			if d.Labels[naming.LabelBaseline] != "route" {
+				t.Errorf("labels = %v", d.Labels)
+			}
+		})
+	}
+	if d, err := build(t, nil); err != nil || d.Annotations[naming.AnnotationBaselineKind] != "" {
+		t.Errorf("a Deployment fork records a baseline kind: %v %v", d.Annotations, err)
 	}
 }

@@ -49,6 +49,7 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/operator/controllers"
 	"github.com/sandboxmesh/sandboxmesh/operator/naming"
 	"github.com/sandboxmesh/sandboxmesh/operator/routing"
+	"github.com/sandboxmesh/sandboxmesh/operator/workload"
 	"github.com/sandboxmesh/sandboxmesh/routingkey"
 )
 
@@ -109,7 +110,7 @@ type Operator struct {
 // Scheme returns the scheme of every type the operator reads or writes.
 func Scheme() (*k8sruntime.Scheme, error) {
 	s := k8sruntime.NewScheme()
-	for _, add := range []func(*k8sruntime.Scheme) error{clientgoscheme.AddToScheme, smv1.AddToScheme, istionetworkingv1.AddToScheme, gatewayv1.Install, gatewayv1beta1.Install} {
+	for _, add := range []func(*k8sruntime.Scheme) error{clientgoscheme.AddToScheme, smv1.AddToScheme, istionetworkingv1.AddToScheme, gatewayv1.Install, gatewayv1beta1.Install, workload.AddToScheme} {
 		if err := add(s); err != nil {
 			return nil, err
 		}
@@ -187,7 +188,14 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	if err := controllers.SetupIndexes(ctx, mgr); err != nil {
 		return nil, err
 	}
-	op.Engine = &routing.Engine{Client: mgr.GetClient(), Indexed: true, Routers: routers, ClusterDomain: o.ClusterDomain}
+	rollouts, err := rolloutsServed(mgr.GetRESTMapper())
+	if err != nil {
+		return nil, err
+	}
+	if !rollouts {
+		o.Logger.Info("Argo Rollouts are not installed (no rollouts.argoproj.io CRD): Rollout forks stay BaselineNotFound until the operator restarts after it is installed")
+	}
+	op.Engine = &routing.Engine{Client: mgr.GetClient(), Indexed: true, Routers: routers, ClusterDomain: o.ClusterDomain, Rollouts: rollouts}
 	if err := (&controllers.SandboxReconciler{Client: mgr.GetClient(), Engine: op.Engine, Recorder: mgr.GetEventRecorder("sandboxmesh-operator"), RequireAcceptance: o.RequireAcceptance, Now: o.Now, MaxConcurrentReconciles: o.Workers}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up Sandbox controller: %w", err)
 	}
@@ -224,6 +232,19 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 		}
 	}
 	return op, nil
+}
+
+// rolloutsServed reports whether the cluster serves Argo Rollouts (discovery,
+// once at start: the Rollout watch needs the CRD).
+func rolloutsServed(m meta.RESTMapper) (bool, error) {
+	_, err := m.RESTMapping(workload.RolloutGVK.GroupKind(), workload.RolloutGVK.Version)
+	switch {
+	case err == nil:
+		return true, nil
+	case meta.IsNoMatchError(err):
+		return false, nil
+	}
+	return false, fmt.Errorf("discover %s: %w", workload.RolloutGVR.GroupResource(), err)
 }
 
 func forkPodSelector() labels.Selector {

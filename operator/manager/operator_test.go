@@ -339,7 +339,7 @@ func TestFailureReasons(t *testing.T) {
 			s.Spec.Forks[0].Customizations.Patch = &smv1.Patch{Type: smv1.PatchJSON, Value: `[{"op":"replace","path":"/spec/nothing","value":1}]`}
 		}, smv1.ReasonInvalidPatch},
 		{"bad-container", func(s *smv1.Sandbox) { s.Spec.Forks[0].Customizations.Images[0].Container = "nope" }, smv1.ReasonInvalidCustomization},
-		{"rollout", func(s *smv1.Sandbox) { s.Spec.Forks[0].ForkOf.Kind = smv1.KindRollout }, smv1.ReasonUnsupportedKind},
+		{"rollout-missing", func(s *smv1.Sandbox) { s.Spec.Forks[0].ForkOf.Kind = smv1.KindRollout }, smv1.ReasonBaselineNotFound},
 		{"bad-endpoint", func(s *smv1.Sandbox) {
 			s.Spec.DefaultRouteGroup = &smv1.DefaultRouteGroup{Endpoints: []smv1.Endpoint{{Name: "x", Target: "http://driver." + ns + ".deploy:80"}}}
 		}, smv1.ReasonEndpointUnresolved},

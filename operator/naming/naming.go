@@ -23,8 +23,12 @@ const (
 	LabelFork = "sandboxmesh.dev/fork"
 	// LabelBaseline is the name of the forked baseline workload.
 	LabelBaseline = "sandboxmesh.dev/baseline"
-	// AnnotationBaselineGeneration records the baseline Deployment generation a fork was built from.
+	// AnnotationBaselineGeneration records the baseline workload's generation a fork was built from.
 	AnnotationBaselineGeneration = "sandboxmesh.dev/baseline-generation"
+	// AnnotationBaselineKind records the kind of the forked baseline when it is
+	// not a Deployment (Rollout), so a fork removed from the spec still finds
+	// its baseline's Services.
+	AnnotationBaselineKind = "sandboxmesh.dev/baseline-kind"
 	// AnnotationSpecHash records a hash of the desired fork spec, to update forks only when it changes.
 	AnnotationSpecHash = "sandboxmesh.dev/spec-hash"
 	// Finalizer guards the clean-up of forks and routes.

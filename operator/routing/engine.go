@@ -25,6 +25,7 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/meshadapters"
 	"github.com/sandboxmesh/sandboxmesh/operator/fork"
 	"github.com/sandboxmesh/sandboxmesh/operator/naming"
+	"github.com/sandboxmesh/sandboxmesh/operator/workload"
 )
 
 // RoutingKey returns the routing key of an object: its annotation (set by the
@@ -44,6 +45,10 @@ type Engine struct {
 	// controllers.SetupIndexes, and lookups use them. False filters full lists
 	// (a direct API client).
 	Indexed bool
+	// Rollouts: the cluster serves Argo Rollouts (rollouts.argoproj.io), and
+	// Client reads them (workload.Rollout in its scheme). False makes every
+	// Rollout a missing baseline, and Rollouts are never listed.
+	Rollouts bool
 	// Routers are the enabled backends.
 	Routers []meshadapters.Router
 	// ClusterDomain for FQDNs; default cluster.local.
@@ -150,8 +155,9 @@ func SelectorKeys(svcs []corev1.Service) []string {
 	return out
 }
 
-// workloadsBehind returns the (non-fork) Deployments a Service selects.
-func (e *Engine) workloadsBehind(ctx context.Context, svc *corev1.Service) ([]appsv1.Deployment, error) {
+// workloadsBehind returns the (non-fork) workloads a Service selects:
+// Deployments, then Rollouts (with Engine.Rollouts).
+func (e *Engine) workloadsBehind(ctx context.Context, svc *corev1.Service) ([]*workload.Baseline, error) {
 	if len(svc.Spec.Selector) == 0 {
 		return nil, nil
 	}
@@ -159,17 +165,29 @@ func (e *Engine) workloadsBehind(ctx context.Context, svc *corev1.Service) ([]ap
 	if err := e.listBaselines(ctx, &list, svc.Namespace); err != nil {
 		return nil, fmt.Errorf("list Deployments in %s: %w", svc.Namespace, err)
 	}
-	var out []appsv1.Deployment
-	for _, d := range list.Items {
-		if selects(svc, &d) {
-			out = append(out, d)
+	var out []*workload.Baseline
+	for i := range list.Items {
+		if selects(svc, &list.Items[i]) {
+			out = append(out, workload.FromDeployment(&list.Items[i]))
+		}
+	}
+	if !e.Rollouts {
+		return out, nil
+	}
+	rollouts, err := workload.ListRollouts(ctx, e.Client, client.InNamespace(svc.Namespace), client.UnsafeDisableDeepCopy)
+	if err != nil {
+		return nil, fmt.Errorf("Service %s/%s: %w", svc.Namespace, svc.Name, err)
+	}
+	for _, r := range rollouts {
+		if selects(svc, r.Deployment) {
+			out = append(out, r)
 		}
 	}
 	return out, nil
 }
 
 // ServiceModel converts a Service into the meshadapters model.
-func ServiceModel(svc *corev1.Service, workloads []appsv1.Deployment) meshadapters.Service {
+func ServiceModel(svc *corev1.Service, workloads []*workload.Baseline) meshadapters.Service {
 	m := meshadapters.Service{Namespace: svc.Namespace, Name: svc.Name}
 	for _, p := range svc.Spec.Ports {
 		if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
@@ -184,13 +202,13 @@ func ServiceModel(svc *corev1.Service, workloads []appsv1.Deployment) meshadapte
 		})
 	}
 	for _, w := range workloads {
-		m.Workloads = append(m.Workloads, meshadapters.WorkloadRef{Kind: "Deployment", Namespace: w.Namespace, Name: w.Name})
+		m.Workloads = append(m.Workloads, meshadapters.WorkloadRef{Kind: string(w.Kind), Namespace: w.Namespace, Name: w.Name})
 	}
 	return m
 }
 
 // targetPort resolves a numeric or named target port against the workloads' containers.
-func targetPort(p corev1.ServicePort, workloads []appsv1.Deployment) int32 {
+func targetPort(p corev1.ServicePort, workloads []*workload.Baseline) int32 {
 	if p.TargetPort.IntVal != 0 {
 		return p.TargetPort.IntVal
 	}
@@ -214,7 +232,7 @@ func targetPort(p corev1.ServicePort, workloads []appsv1.Deployment) int32 {
 // and are this sandbox's (naming.OwnedBy: a user's object, or another
 // sandbox's fork, that has the fork's name is never routed to, see
 // NameConflict), and the Deployment has an available pod (fork.Routable).
-func (e *Engine) forkDestination(ctx context.Context, sb *smv1.Sandbox, w *appsv1.Deployment) (string, bool, error) {
+func (e *Engine) forkDestination(ctx context.Context, sb *smv1.Sandbox, w *workload.Baseline) (string, bool, error) {
 	name := naming.ForkName(sb.Namespace, sb.Name, w.Namespace, w.Name)
 	key := types.NamespacedName{Namespace: w.Namespace, Name: name}
 	// Read-only use of cached objects: no deep copies (this runs for every
@@ -279,7 +297,7 @@ func (e *Engine) Desired(ctx context.Context, svc *corev1.Service) (meshadapters
 			owner := meshadapters.Owner{Kind: "Sandbox", Namespace: sb.Namespace, Name: sb.Name}
 			var dest *meshadapters.Destination
 			if forks(sb, w) {
-				name, ok, err := e.forkDestination(ctx, sb, &w)
+				name, ok, err := e.forkDestination(ctx, sb, w)
 				if err != nil {
 					return rs, fmt.Errorf("routes of Service %s/%s: fork of Sandbox %s/%s: %w", svc.Namespace, svc.Name, sb.Namespace, sb.Name, err)
 				}
@@ -310,18 +328,18 @@ func (e *Engine) Desired(ctx context.Context, svc *corev1.Service) (meshadapters
 	return rs, nil
 }
 
-func forks(sb *smv1.Sandbox, w appsv1.Deployment) bool {
+func forks(sb *smv1.Sandbox, w *workload.Baseline) bool {
 	for _, f := range sb.Spec.Forks {
-		if f.ForkOf.Namespace == w.Namespace && f.ForkOf.Name == w.Name && (f.ForkOf.Kind == "" || f.ForkOf.Kind == smv1.KindDeployment) {
+		if f.ForkOf.Namespace == w.Namespace && f.ForkOf.Name == w.Name && workload.Kind(f.ForkOf) == w.Kind {
 			return true
 		}
 	}
 	return false
 }
 
-func virtualises(sb *smv1.Sandbox, w appsv1.Deployment) bool {
+func virtualises(sb *smv1.Sandbox, w *workload.Baseline) bool {
 	for _, v := range sb.Spec.Virtual {
-		if v.Workload.Namespace == w.Namespace && v.Workload.Name == w.Name {
+		if v.Workload.Namespace == w.Namespace && v.Workload.Name == w.Name && workload.Kind(v.Workload) == w.Kind {
 			return true
 		}
 	}

@@ -5,15 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 
 	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 	"github.com/sandboxmesh/sandboxmesh/operator/naming"
+	"github.com/sandboxmesh/sandboxmesh/operator/workload"
 )
 
 // Footprint is what one Sandbox touches: the workloads it refers to, the
@@ -23,8 +22,13 @@ import (
 // Service to sandboxes, through the same WorkloadsOf and selects) by Desired.
 type Footprint struct {
 	// Baselines maps "<namespace>/<name>" of each workload in WorkloadsOf to
-	// its Deployment, nil when there is none.
-	Baselines map[string]*appsv1.Deployment
+	// it (workload.Baseline, of the kind the sandbox names), nil when there
+	// is none or it cannot be forked; Unusable then says why.
+	Baselines map[string]*workload.Baseline
+	// Unusable maps the keys of nil Baselines to an error naming the
+	// workload: it wraps workload.ErrNotFound (missing) or
+	// workload.ErrUnsupported (e.g. a Rollout's workloadRef of another kind).
+	Unusable map[string]error
 	// ServicesOf maps the same keys to the Services selecting the workload,
 	// sorted by name (shared with the cache: read-only).
 	ServicesOf map[string][]corev1.Service
@@ -39,33 +43,33 @@ type Footprint struct {
 
 // Footprint gathers the Footprint of a Sandbox from the cache.
 func (e *Engine) Footprint(ctx context.Context, sb *smv1.Sandbox) (*Footprint, error) {
-	fp := &Footprint{Baselines: map[string]*appsv1.Deployment{}, ServicesOf: map[string][]corev1.Service{}}
+	fp := &Footprint{Baselines: map[string]*workload.Baseline{}, Unusable: map[string]error{}, ServicesOf: map[string][]corev1.Service{}}
 	set := map[types.NamespacedName]bool{}
-	add := func(w string) error {
+	add := func(ref smv1.WorkloadRef) error {
+		w := ref.Namespace + "/" + ref.Name
 		if _, done := fp.Baselines[w]; done {
 			return nil
 		}
-		ns, name, _ := strings.Cut(w, "/")
-		d := &appsv1.Deployment{}
-		if err := e.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, d); err != nil {
-			if apierrors.IsNotFound(err) {
-				fp.Baselines[w] = nil
-				return nil
-			}
-			return fmt.Errorf("get Deployment %s of Sandbox %s/%s: %w", w, sb.Namespace, sb.Name, err)
+		b, err := workload.Get(ctx, e.Client, ref, e.Rollouts)
+		if errors.Is(err, workload.ErrNotFound) || errors.Is(err, workload.ErrUnsupported) {
+			fp.Baselines[w], fp.Unusable[w] = nil, err
+			return nil
 		}
-		svcs, err := e.BaselineServices(ctx, d)
+		if err != nil {
+			return fmt.Errorf("baseline of Sandbox %s/%s: %w", sb.Namespace, sb.Name, err)
+		}
+		svcs, err := e.BaselineServices(ctx, b.Deployment)
 		if err != nil {
 			return fmt.Errorf("Services of Sandbox %s/%s: %w", sb.Namespace, sb.Name, err)
 		}
-		fp.Baselines[w], fp.ServicesOf[w] = d, svcs
+		fp.Baselines[w], fp.ServicesOf[w] = b, svcs
 		for _, s := range svcs {
 			set[types.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = true
 		}
 		return nil
 	}
-	for _, w := range WorkloadsOf(sb) {
-		if err := add(w); err != nil {
+	for _, ref := range RefsOf(sb) {
+		if err := add(ref); err != nil {
 			return nil, err
 		}
 	}
@@ -77,7 +81,8 @@ func (e *Engine) Footprint(ctx context.Context, sb *smv1.Sandbox) (*Footprint, e
 	for _, d := range forks.Items {
 		// A fork removed from the spec still has routes on its baseline's Services.
 		if b := d.Labels[naming.LabelBaseline]; b != "" {
-			if err := add(d.Namespace + "/" + b); err != nil {
+			kind := smv1.WorkloadKind(d.Annotations[naming.AnnotationBaselineKind])
+			if err := add(smv1.WorkloadRef{Kind: kind, Namespace: d.Namespace, Name: b}); err != nil {
 				return nil, err
 			}
 		}

@@ -30,15 +30,26 @@ const IndexSandboxObjects = "sandboxmesh.dev/sandbox"
 // what a sandbox touches: the IndexForkedWorkload values, and (through the
 // Services selecting those workloads) its Footprint.
 func WorkloadsOf(sb *smv1.Sandbox) []string {
-	var out []string
+	refs := RefsOf(sb)
+	out := make([]string, len(refs))
+	for i, r := range refs {
+		out[i] = r.Namespace + "/" + r.Name
+	}
+	return out
+}
+
+// RefsOf returns the references (with their kinds) of the workloads of
+// WorkloadsOf, in the same order.
+func RefsOf(sb *smv1.Sandbox) []smv1.WorkloadRef {
+	var out []smv1.WorkloadRef
 	for _, f := range sb.Spec.Forks {
-		out = append(out, f.ForkOf.Namespace+"/"+f.ForkOf.Name)
+		out = append(out, f.ForkOf)
 	}
 	for _, v := range sb.Spec.Virtual {
-		out = append(out, v.Workload.Namespace+"/"+v.Workload.Name)
+		out = append(out, v.Workload)
 	}
 	for _, l := range sb.Spec.Local {
-		out = append(out, l.From.Namespace+"/"+l.From.Name)
+		out = append(out, l.From)
 	}
 	return out
 }

@@ -284,6 +284,7 @@ func TestProduct(t *testing.T) {
 	})
 
 	t.Run("python SDK quickstart", func(t *testing.T) { pythonQuickstart(ctx, t, e, frontend) })
+	t.Run("Argo Rollout fork", func(t *testing.T) { rolloutFork(ctx, t, e, h) })
 
 	t.Run("update rolls the fork and routing keeps working", func(t *testing.T) {
 		sb, err := e.API.GetSandbox(ctx, e.Org, routeV2.Name)

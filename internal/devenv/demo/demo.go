@@ -30,6 +30,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -39,6 +40,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	cpclient "github.com/sandboxmesh/sandboxmesh/controlplane/client"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/testenv"
 )
 
 // Defaults of Options.
@@ -157,6 +159,10 @@ func Install(ctx context.Context, o Options) (*Env, error) {
 		return nil, err
 	}
 	e.APIKey = key
+	rolloutCRDNew, err := e.installRolloutCRD(ctx)
+	if err != nil {
+		return nil, err
+	}
 	base := []string{
 		"controlplane.enabled=true",
 		"controlplane.bootstrapKey=" + key,
@@ -165,6 +171,12 @@ func Install(ctx context.Context, o Options) (*Env, error) {
 	e.Step("helm upgrade --install %s deploy/helm/sandboxmesh (operator, webhook, route server, control plane)", e.Release)
 	if err := e.helmInstall(ctx, append(base, "agent.enabled=false")); err != nil {
 		return nil, err
+	}
+	if rolloutCRDNew {
+		// An operator of an earlier install looked for Rollouts before the CRD existed.
+		if err := e.restartDeployment(ctx, e.Namespace, e.Release+"-operator"); err != nil {
+			return nil, err
+		}
 	}
 	for _, d := range []string{e.Release + "-operator", e.Release + "-controlplane"} {
 		if err := e.WaitDeployment(ctx, e.Namespace, d, 3*time.Minute); err != nil {
@@ -202,6 +214,57 @@ func Install(ctx context.Context, o Options) (*Env, error) {
 		return nil, err
 	}
 	return e, nil
+}
+
+// installRolloutCRD installs the Argo Rollout CRD (from the argo-rollouts
+// module, testenv.RolloutCRD; no Argo controller runs) and waits until it is
+// established, so the operator, which discovers Rollouts when it starts, forks
+// them. It reports whether the CRD was new.
+func (e *Env) installRolloutCRD(ctx context.Context) (bool, error) {
+	crd, err := testenv.RolloutCRD()
+	if err != nil {
+		return false, fmt.Errorf("Argo Rollout CRD: %w", err)
+	}
+	created := true
+	if err := e.Client.Create(ctx, crd); apierrors.IsAlreadyExists(err) {
+		created = false
+	} else if err != nil {
+		return false, fmt.Errorf("create CRD %s: %w", crd.Name, err)
+	}
+	if created {
+		e.Step("installed the Argo Rollout CRD %s (%s %s)", crd.Name, testenv.ArgoRolloutsModule, testenv.ArgoRolloutsVersion)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var cur apiextensionsv1.CustomResourceDefinition
+		if err := e.Client.Get(ctx, client.ObjectKey{Name: crd.Name}, &cur); err != nil {
+			return false, fmt.Errorf("get CRD %s: %w", crd.Name, err)
+		}
+		for _, c := range cur.Status.Conditions {
+			if c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue {
+				return created, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return false, fmt.Errorf("CRD %s not established after a minute", crd.Name)
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// restartDeployment restarts the pods of Deployment ns/name if it exists
+// (the kubectl rollout restart annotation).
+func (e *Env) restartDeployment(ctx context.Context, ns, name string) error {
+	patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`, time.Now().UTC().Format(time.RFC3339))
+	_, err := e.Kube.AppsV1().Deployments(ns).Patch(ctx, name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("restart Deployment %s/%s: %w", ns, name, err)
+	}
+	return nil
 }
 
 // bootstrapKey returns the admin key kept in a Secret of the release's

@@ -1,6 +1,6 @@
 // Package testenv starts a real kube-apiserver and etcd (controller-runtime's
-// envtest) with the SandboxMesh CRDs and the real Istio and Gateway API CRDs
-// installed, for tests of everything that talks to Kubernetes.
+// envtest) with the SandboxMesh CRDs and the real Istio, Gateway API and Argo
+// Rollout CRDs installed, for tests of everything that talks to Kubernetes.
 //
 // The binaries come from `make testbed`, which builds kube-apiserver from the
 // k8s.io/kubernetes module and takes etcd from Debian. They are found through
@@ -11,6 +11,7 @@ package testenv
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -61,7 +62,8 @@ const (
 type Options struct {
 	// GatewayAPIChannel defaults to GatewayAPIStandard.
 	GatewayAPIChannel GatewayAPIChannel
-	// WithoutMeshCRDs installs only the SandboxMesh CRDs.
+	// WithoutMeshCRDs installs only the SandboxMesh CRDs (no Istio, Gateway API
+	// or Argo Rollout CRD).
 	WithoutMeshCRDs bool
 	// ServiceCIDR overrides the API server's Service IP range (envtest's default
 	// /24 holds about 250 Services; scale tests need more).
@@ -261,7 +263,72 @@ func RepoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", ".."))
 }
 
-// CRDs reads the CRDs Start installs: ours, Istio's and Gateway API's.
+// ArgoRolloutsModule and ArgoRolloutsVersion pin the module whose manifests
+// hold the Argo Rollout CRD. It is a development dependency only: no product
+// package imports it (its API packages would drag the Argo controller's
+// dependencies in), and it is not in go.mod; RolloutCRDFile downloads it
+// through the module proxy (v1.10.2 and later need Go 1.26.10).
+const (
+	ArgoRolloutsModule  = "github.com/argoproj/argo-rollouts"
+	ArgoRolloutsVersion = "v1.10.1"
+)
+
+// RolloutCRDFile returns the path of the Argo Rollout CRD
+// (manifests/crds/rollout-crd.yaml of ArgoRolloutsModule at
+// ArgoRolloutsVersion), downloading the module into the module cache first.
+func RolloutCRDFile() (string, error) {
+	dir, err := downloadModule(ArgoRolloutsModule, ArgoRolloutsVersion)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "manifests", "crds", "rollout-crd.yaml"), nil
+}
+
+// RolloutCRD reads the Argo Rollout CRD of RolloutCRDFile.
+func RolloutCRD() (*apiextensionsv1.CustomResourceDefinition, error) {
+	f, err := RolloutCRDFile()
+	if err != nil {
+		return nil, err
+	}
+	crds, err := readCRDs(f)
+	if err != nil {
+		return nil, err
+	}
+	if len(crds) != 1 {
+		return nil, fmt.Errorf("%s: want one CRD, found %d", f, len(crds))
+	}
+	return crds[0], nil
+}
+
+// downloadModule runs `go mod download -json mod@version` (which leaves go.mod
+// alone) and returns the module's folder in the module cache.
+func downloadModule(mod, version string) (string, error) {
+	key := mod + "@" + version
+	modMu.Lock()
+	defer modMu.Unlock()
+	if v, ok := modCache[key]; ok {
+		return v[0], nil
+	}
+	cmd := exec.Command("go", "mod", "download", "-json", key)
+	cmd.Dir = RepoRoot()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var info struct{ Dir, Error string }
+	if jerr := json.Unmarshal(out, &info); jerr != nil && err == nil {
+		err = jerr
+	}
+	if info.Error != "" {
+		err = errors.New(info.Error)
+	}
+	if err != nil || info.Dir == "" {
+		return "", fmt.Errorf("go mod download %s: %v: %s", key, err, stderr.String())
+	}
+	modCache[key] = [2]string{info.Dir, version}
+	return info.Dir, nil
+}
+
+// CRDs reads the CRDs Start installs: ours, Istio's, Gateway API's and Argo's Rollout.
 func CRDs(opts Options) ([]*apiextensionsv1.CustomResourceDefinition, error) {
 	files, err := filepath.Glob(filepath.Join(RepoRoot(), "crds", "manifests", "*.yaml"))
 	if err != nil {
@@ -286,6 +353,11 @@ func CRDs(opts Options) ([]*apiextensionsv1.CustomResourceDefinition, error) {
 			return nil, err
 		}
 		files = append(files, gwFiles...)
+		rollout, err := RolloutCRDFile()
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, rollout)
 	}
 	var out []*apiextensionsv1.CustomResourceDefinition
 	for _, f := range files {

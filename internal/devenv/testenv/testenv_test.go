@@ -19,11 +19,11 @@ func crdNames(t *testing.T, opts Options) map[string]bool {
 	return out
 }
 
-// TestCRDs checks the bundles: ours, Istio's, and the Gateway API channel asked for.
+// TestCRDs checks the bundles: ours, Istio's, Argo's Rollout, and the Gateway API channel asked for.
 func TestCRDs(t *testing.T) {
 	std, exp := crdNames(t, Options{}), crdNames(t, Options{GatewayAPIChannel: GatewayAPIExperimental})
 	for _, n := range []string{"sandboxes.sandboxmesh.dev", "routegroups.sandboxmesh.dev", "virtualservices.networking.istio.io",
-		"httproutes.gateway.networking.k8s.io", "grpcroutes.gateway.networking.k8s.io"} {
+		"httproutes.gateway.networking.k8s.io", "grpcroutes.gateway.networking.k8s.io", "rollouts.argoproj.io"} {
 		if !std[n] || !exp[n] {
 			t.Errorf("%s missing (standard %v, experimental %v)", n, std[n], exp[n])
 		}
