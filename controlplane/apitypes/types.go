@@ -62,14 +62,20 @@ type Sandbox struct {
 
 // SandboxEndpoint is an endpoint of a sandbox.
 type SandboxEndpoint struct {
-	Name        string `json:"name"`
-	Host        string `json:"host,omitempty"`
-	Port        int32  `json:"port,omitempty"`
-	Protocol    string `json:"protocol,omitempty"`
-	RouteType   string `json:"routeType,omitempty"`
-	Target      string `json:"target,omitempty"`
-	URL         string `json:"url,omitempty"`
-	BaselineURL string `json:"baselineUrl,omitempty"`
+	Name      string `json:"name"`
+	Host      string `json:"host,omitempty"`
+	Port      int32  `json:"port,omitempty"`
+	Protocol  string `json:"protocol,omitempty"`
+	RouteType string `json:"routeType,omitempty"`
+	Target    string `json:"target,omitempty"`
+	URL       string `json:"url,omitempty"`
+	// BaselineURL reaches the baseline: the target's in-cluster URL for
+	// <service>.<namespace>.svc targets (requests without the routing key go
+	// to the baseline); empty for fork (.deploy) targets, which have no
+	// baseline Service of their own.
+	BaselineURL string `json:"baselineUrl"`
+	// Cluster is the sandbox's cluster.
+	Cluster string `json:"cluster"`
 }
 
 // Readiness is the status of a sandbox.
@@ -107,7 +113,8 @@ type RouteGroupStatus struct {
 	Ready               bool     `json:"ready"`
 	Reason              string   `json:"reason,omitempty"`
 	Message             string   `json:"message,omitempty"`
-	MatchedSandboxes    []string `json:"matchedSandboxes,omitempty"`
+	// MatchedSandboxes is [] (not absent) when none match.
+	MatchedSandboxes    []string `json:"matchedSandboxes"`
 	ScheduledDeleteTime string   `json:"scheduledDeleteTime,omitempty"`
 }
 
@@ -116,8 +123,18 @@ type Cluster struct {
 	Name      string           `json:"name"`
 	CreatedAt string           `json:"createdAt,omitempty"`
 	Operator  *ClusterOperator `json:"operator,omitempty"`
+	// ClusterConfig is the part of Signadot's cluster configuration that
+	// SandboxMesh has (always present).
+	ClusterConfig *ClusterConfig `json:"clusterConfig,omitempty"`
 	// LastSeenAt is when its agent last talked to the control plane (extension).
 	LastSeenAt string `json:"lastSeenAt,omitempty"`
+}
+
+// ClusterConfig is a cluster's configuration in Signadot's shape.
+type ClusterConfig struct {
+	// AllowedNamespaces are the namespaces preview endpoints may target (the
+	// cluster's preview policy); [] means every namespace but the system ones.
+	AllowedNamespaces []string `json:"allowedNamespaces"`
 }
 
 // ClusterOperator describes the cluster's operator.
