@@ -254,3 +254,66 @@ func (l LegacyEndpoints) Splice(spec []byte) ([]byte, error) {
 	}
 	return json.Marshal(m)
 }
+
+// OrgList answers GET /api/v2/orgs: the orgs the API key may use (its own
+// org; every org for an admin key), in Signadot's orgs.GetOrgNameResponse shape.
+type OrgList struct {
+	Orgs []OrgRef `json:"orgs"`
+}
+
+// OrgRef names an org.
+type OrgRef struct {
+	Name string `json:"name"`
+	// DisplayName is the name (SandboxMesh orgs have no other).
+	DisplayName string `json:"displayName"`
+}
+
+// SandboxExplanation answers GET .../sandboxes/{name}/status/explain: why a
+// sandbox is (not) ready, in words, built from its status, the states of its
+// forks, the cluster's agent and the workloads it reports.
+type SandboxExplanation struct {
+	Status Readiness `json:"status"`
+	// Explanation is Context as one text, a finding per line.
+	Explanation string `json:"explanation"`
+	// Context lists the findings, most important first.
+	Context []string `json:"context"`
+}
+
+// DevMeshAnalysis answers GET .../clusters/{cluster}/devmesh/analyze: which
+// workloads run the devmesh sidecar and which Services a sandbox could fork,
+// from the agent's last workload report.
+type DevMeshAnalysis struct {
+	Cluster string `json:"cluster"`
+	// ReportedAt is when the agent last reported its workloads (RFC 3339).
+	ReportedAt string `json:"reportedAt"`
+	// Truncated says the agent reported only the first MaxWorkloads.
+	Truncated bool                 `json:"truncated,omitempty"`
+	Workloads []DevMeshWorkload    `json:"workloads"`
+	Summary   []DevMeshStatusCount `json:"summary"`
+}
+
+// DevMeshWorkload is one workload of a DevMeshAnalysis.
+type DevMeshWorkload struct {
+	Workload v1alpha1.WorkloadRef `json:"workload"`
+	// StatusCounts counts its pods by sidecar status (Signadot's shape; the
+	// agent reports the pod template, so all replicas share one status).
+	StatusCounts []DevMeshStatusCount `json:"statusCounts"`
+	// Status is ok (the pod template asks for the sidecar) or missing.
+	Status string `json:"status"`
+	// ForkableServices are the Services in front of the workload: a fork of
+	// it gets a copy of each, and endpoint targets may name them
+	// (http://<service>.<namespace>.svc:<port>).
+	ForkableServices []WorkloadService `json:"forkableServices"`
+}
+
+// DevMeshStatusCount is a number of pods (or, in a summary, of workloads) with a sidecar status.
+type DevMeshStatusCount struct {
+	Status string `json:"status"`
+	Count  int64  `json:"count"`
+}
+
+// Sidecar statuses of a DevMeshWorkload.
+const (
+	DevMeshOK      = "ok"
+	DevMeshMissing = "missing"
+)
