@@ -110,9 +110,9 @@ type RouteGroupEndpoint struct {
 
 // RouteGroupStatus is the status of a route group.
 type RouteGroupStatus struct {
-	Ready               bool     `json:"ready"`
-	Reason              string   `json:"reason,omitempty"`
-	Message             string   `json:"message,omitempty"`
+	Ready   bool   `json:"ready"`
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
 	// MatchedSandboxes is [] (not absent) when none match.
 	MatchedSandboxes    []string `json:"matchedSandboxes"`
 	ScheduledDeleteTime string   `json:"scheduledDeleteTime,omitempty"`
