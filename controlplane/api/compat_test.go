@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
 )
 
 // The Signadot compatibility suite (docs/signadot-compat.md): requests are the
@@ -543,4 +548,74 @@ func TestSignadotCompatRoutes(t *testing.T) {
 			}
 		})
 	})
+}
+
+// TestSignadotCompatTable keeps docs/signadot-compat.yaml true: every
+// supported or partial operation names a route the server has (and every
+// not-supported one none), and the refused fields are exactly the
+// WireUnsupported rules.
+func TestSignadotCompatTable(t *testing.T) {
+	raw, err := os.ReadFile("../../docs/signadot-compat.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Operations []struct {
+			Operation, Method, Path, Status, Route, Why string
+		} `json:"operations"`
+		Fields struct {
+			Sandbox    []struct{ Path, Why string } `json:"sandbox"`
+			Routegroup []struct{ Path, Why string } `json:"routegroup"`
+		} `json:"fields"`
+	}
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, store.DriverSQLite)
+	routes := map[string]bool{}
+	for _, r := range e.srv.Routes() {
+		routes[r.Method+" "+r.Path] = true
+	}
+	seen := map[string]bool{}
+	for _, op := range doc.Operations {
+		if seen[op.Operation] {
+			t.Errorf("%s listed twice", op.Operation)
+		}
+		seen[op.Operation] = true
+		switch op.Status {
+		case "supported", "partial":
+			if !routes[op.Route] {
+				t.Errorf("%s: route %q is not served", op.Operation, op.Route)
+			}
+			if op.Status == "partial" && op.Why == "" {
+				t.Errorf("%s: partial without why", op.Operation)
+			}
+		case "not":
+			if op.Route != "" || op.Why == "" {
+				t.Errorf("%s: not supported needs a why and no route", op.Operation)
+			}
+		default:
+			t.Errorf("%s: status %q", op.Operation, op.Status)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		listed []struct{ Path, Why string }
+		rules  apitypes.WireRules
+	}{{"sandbox", doc.Fields.Sandbox, apitypes.SandboxWireRules}, {"routegroup", doc.Fields.Routegroup, apitypes.RouteGroupWireRules}} {
+		var want, got []string
+		for p, r := range tc.rules {
+			if r.Kind == apitypes.WireUnsupported {
+				want = append(want, p)
+			}
+		}
+		for _, f := range tc.listed {
+			got = append(got, f.Path)
+		}
+		slices.Sort(want)
+		slices.Sort(got)
+		if !slices.Equal(want, got) {
+			t.Errorf("%s fields: docs list %v, rules refuse %v", tc.name, got, want)
+		}
+	}
 }
