@@ -3,6 +3,7 @@ package apitypes
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -74,6 +75,9 @@ type LegacyEndpoints struct {
 // Empty reports whether there are none.
 func (l LegacyEndpoints) Empty() bool { return len(l.Spec) == 0 && len(l.Forks) == 0 }
 
+// reIndex finds the fork index in spec.forks[<i>].endpoints.
+var reIndex = regexp.MustCompile(`\[([0-9]+)\]`)
+
 // SandboxLegacyEndpoints decodes the spec.endpoints and spec.forks[].endpoints
 // that DecodeWire extracted with SandboxWireRules (nulls accepted, unknown
 // fields refused with their full paths).
@@ -92,7 +96,10 @@ func SandboxLegacyEndpoints(ext []Extracted) (LegacyEndpoints, error) {
 				errs = append(errs, prefixed(e.Path, err)...)
 				continue
 			}
-			i, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(e.Path, "spec.forks["), "].endpoints"))
+			i := -1
+			if m := reIndex.FindStringSubmatch(e.Path); m != nil {
+				i, _ = strconv.Atoi(m[1])
+			}
 			if out.Forks == nil {
 				out.Forks = map[int][]ForkEndpoint{}
 			}

@@ -267,16 +267,19 @@ func (w *walker) object(path, schema string, t reflect.Type, obj map[string]any)
 			return
 		}
 		p, sp := join(path, k), join(schema, k)
-		if w.rules[sp].Kind == WireReadOnly {
-			delete(obj, k)
-			continue
-		}
 		f, ok := fields[k]
 		if !ok {
 			f, ok = fields[strings.ToLower(k)] // encoding/json matches names case-insensitively
 		}
 		if ok {
-			if out, keep := w.value(p, sp, f, obj[k]); keep {
+			sp = join(schema, f.name) // rules name fields as the type does
+		}
+		if w.rules[sp].Kind == WireReadOnly {
+			delete(obj, k)
+			continue
+		}
+		if ok {
+			if out, keep := w.value(p, sp, f.typ, obj[k]); keep {
 				obj[k] = out
 			} else {
 				delete(obj, k)
@@ -330,15 +333,21 @@ func firstValue(path string, v any) (string, bool) {
 	return path, false
 }
 
-var fieldCache sync.Map // reflect.Type -> map[string]reflect.Type
+var fieldCache sync.Map // reflect.Type -> map[string]jsonField
+
+// jsonField is a field of a struct as encoding/json sees it.
+type jsonField struct {
+	name string // its JSON name
+	typ  reflect.Type
+}
 
 // jsonFields maps the JSON names of t's fields (and, lower-cased, as a
-// fallback) to their types, following embedded structs as encoding/json does.
-func jsonFields(t reflect.Type) map[string]reflect.Type {
+// fallback) to them, following embedded structs as encoding/json does.
+func jsonFields(t reflect.Type) map[string]jsonField {
 	if m, ok := fieldCache.Load(t); ok {
-		return m.(map[string]reflect.Type)
+		return m.(map[string]jsonField)
 	}
-	m := map[string]reflect.Type{}
+	m := map[string]jsonField{}
 	var add func(t reflect.Type)
 	add = func(t reflect.Type) {
 		for i := range t.NumField() {
@@ -365,15 +374,15 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 				name = f.Name
 			}
 			if _, dup := m[name]; !dup {
-				m[name] = ft
+				m[name] = jsonField{name: name, typ: ft}
 			}
 		}
 	}
 	add(t)
-	for name, ft := range m {
+	for name, f := range m {
 		if l := strings.ToLower(name); l != name {
 			if _, dup := m[l]; !dup {
-				m[l] = ft
+				m[l] = f
 			}
 		}
 	}

@@ -49,6 +49,12 @@ func TestDecodeWire(t *testing.T) {
 				t.Fatalf("%+v", sb)
 			}
 		}},
+		{name: "rules follow case-insensitive names", body: `{"Spec":{"Forks":[{"forkOf":{"namespace":"a","name":"b"},"endpoints":[]}],"middleware":[1]}}`, path: "Spec.middleware[0]", msg: "not supported"},
+		{name: "extraction under case-insensitive names", body: `{"Spec":{"Forks":[{"endpoints":[{"name":"w"}]}]}}`, check: func(t *testing.T, _ Sandbox, ext []Extracted) {
+			if len(ext) != 1 || ext[0].Schema != "spec.forks[].endpoints" || ext[0].Path != "Spec.Forks[0].endpoints" {
+				t.Fatalf("%+v", ext)
+			}
+		}},
 		{name: "string for integer", body: `{"spec":{"local":[{"mappings":[{"port":"80"}]}]}}`, malformed: true, path: "spec.local[0].mappings[0].port", msg: "got JSON string, want integer"},
 		{name: "integer overflow", body: `{"spec":{"local":[{"mappings":[{"port":4294967296}]}]}}`, malformed: true, path: "spec.local[0].mappings[0].port", msg: "fits in int32"},
 		{name: "fraction for integer", body: `{"version":1.5,"spec":{}}`, malformed: true, path: "version", msg: "integer"},
