@@ -248,6 +248,8 @@ func TestErrors(t *testing.T) {
 		{"no -f", nil, []string{"sandbox", "apply"}, cli.ExitUsage, []string{"-f is required"}},
 		{"invalid YAML", nil, []string{"sandbox", "apply", "-f", "testdata/bad-yaml.yaml"}, cli.ExitUsage, []string{"bad-yaml.yaml"}},
 		{"unknown field", nil, []string{"sandbox", "apply", "-f", "testdata/bad-field.yaml"}, cli.ExitUsage, []string{"bad-field.yaml", "unknown field spec.forkz: check the spelling"}},
+		{"Signadot field with a value", nil, []string{"sandbox", "apply", "-f", "testdata/signadot-middleware.yaml"}, cli.ExitUsage,
+			[]string{"signadot-middleware.yaml: invalid spec", "spec.middleware[0]: not supported by SandboxMesh"}},
 		{"invalid spec", nil, []string{"sandbox", "apply", "-f", "testdata/bad-spec.yaml"}, cli.ExitUsage,
 			[]string{"invalid spec", "name: \"Feat_1\"", "spec.cluster: required", "cluster list", "spec.defaultRouteGroup.endpoints[0].target"}},
 		{"missing template variables", nil, []string{"sandbox", "apply", "-f", "testdata/sandbox.yaml", "--set", "name=x"}, cli.ExitUsage,
@@ -702,5 +704,20 @@ func TestSignadotEnv(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSignadotSpecFile: a spec file written for Signadot (nulls, Signadot
+// fields sent empty, forks[].endpoints) applies as the API takes it.
+func TestSignadotSpecFile(t *testing.T) {
+	h := newHarness(t)
+	r := h.mustRun("sandbox", "apply", "-f", "testdata/signadot-sandbox.yaml", "--set", "name=legacy", "-o", "json")
+	var sb apitypes.Sandbox
+	if err := json.Unmarshal([]byte(r.stdout), &sb); err != nil {
+		t.Fatalf("%v\n%s", err, r.stdout)
+	}
+	drg := sb.Spec.DefaultRouteGroup
+	if drg == nil || len(drg.Endpoints) != 1 || drg.Endpoints[0] != (v1alpha1.Endpoint{Name: "cart", Target: "http://cart.shop.deploy:8080"}) {
+		t.Fatalf("endpoints: %s", r.stdout)
 	}
 }
