@@ -14,6 +14,7 @@ import (
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
+	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 )
 
 // The Signadot compatibility suite (docs/signadot-compat.md): requests are the
@@ -331,6 +332,18 @@ func TestSignadotCompatEndpoints(t *testing.T) {
 			t.Fatalf("get: %d %s", resp.StatusCode, b3)
 		}
 		check(got, b3)
+		// The agent gets the spec the CRD has: the legacy fields are gone,
+		// their endpoints are in defaultRouteGroup.
+		resp, _, b5 := e.raw("GET", "/api/v2/agent/state?since=0&wait=0s", "", "", apitypes.HeaderClusterToken, e.tokenA)
+		var st apitypes.AgentState
+		if err := json.Unmarshal(b5, &st); err != nil || resp.StatusCode != 200 || len(st.Objects) != 1 {
+			t.Fatalf("agent state: %d %v %s", resp.StatusCode, err, b5)
+		}
+		var crd v1alpha1.SandboxSpec
+		strict(t, st.Objects[0].Spec, &crd)
+		if len(crd.DefaultRouteGroup.Endpoints) != 2 {
+			t.Fatalf("agent spec: %s", st.Objects[0].Spec)
+		}
 		resp, _, b4 := e.raw("GET", "/api/v2/orgs/acme/sandboxes", e.keyA, "")
 		var list []sdSandbox
 		strict(t, b4, &list)

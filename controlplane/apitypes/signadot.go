@@ -1,6 +1,7 @@
 package apitypes
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -324,3 +325,42 @@ const (
 	DevMeshOK      = "ok"
 	DevMeshMissing = "missing"
 )
+
+// AgentSpec returns a stored sandbox spec as agents get it: without the
+// legacy endpoint fields Splice added (the CRD does not have them, and their
+// endpoints are in spec.defaultRouteGroup.endpoints). Specs without them (no
+// "port" key at all, the usual case) are returned as they are, unparsed.
+func AgentSpec(spec json.RawMessage) json.RawMessage {
+	if !bytes.Contains(spec, []byte(`"port":`)) {
+		return spec
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(spec, &m) != nil {
+		return spec
+	}
+	_, changed := m["endpoints"]
+	delete(m, "endpoints")
+	var forks []map[string]json.RawMessage
+	if len(m["forks"]) > 0 && json.Unmarshal(m["forks"], &forks) == nil {
+		stripped := false
+		for _, f := range forks {
+			if _, ok := f["endpoints"]; ok {
+				delete(f, "endpoints")
+				stripped = true
+			}
+		}
+		if stripped {
+			if raw, err := json.Marshal(forks); err == nil {
+				m["forks"], changed = raw, true
+			}
+		}
+	}
+	if !changed {
+		return spec
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		return spec
+	}
+	return out
+}

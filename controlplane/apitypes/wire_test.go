@@ -1,6 +1,7 @@
 package apitypes
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"reflect"
@@ -159,6 +160,13 @@ func TestLegacyEndpoints(t *testing.T) {
 			spliced, err := tc.l.Splice(raw)
 			if err != nil {
 				t.Fatal(err)
+			}
+			agent := AgentSpec(spliced)
+			var crd v1alpha1.SandboxSpec
+			d := json.NewDecoder(bytes.NewReader(agent))
+			d.DisallowUnknownFields()
+			if err := d.Decode(&crd); err != nil || !bytes.Equal(AgentSpec(raw), raw) {
+				t.Fatalf("agent spec %s: %v", agent, err)
 			}
 			var back struct {
 				Endpoints []HostEndpoint `json:"endpoints"`
