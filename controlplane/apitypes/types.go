@@ -1,7 +1,9 @@
 // Package apitypes holds the wire types of the control plane's REST API
 // (/api/v2, wire-compatible with the Signadot v2 API for sandboxes, route groups,
-// clusters and cluster tokens), of its agent protocol, and the validation of
-// request bodies with field paths. The server and the Go SDK share them; the
+// clusters and cluster tokens), of its agent protocol, the decoding of request
+// bodies as Signadot's generated clients send them (DecodeWire, with the
+// Signadot fields SandboxMesh lacks and its deprecated endpoint shapes) and
+// their validation, both with full field paths. The server and the Go SDK share them; the
 // specs themselves are the CRD types of crds/v1alpha1, so there is one definition
 // of a spec.
 package apitypes

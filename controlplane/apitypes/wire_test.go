@@ -235,3 +235,30 @@ func normalize(t *testing.T, v any) any {
 	_ = json.Unmarshal(raw, &out)
 	return out
 }
+
+// BenchmarkDecode compares DecodeWire with the strict encoding/json decode it
+// replaced, on a go-swagger-shaped sandbox body (run side by side: the ratio
+// is the figure, not the times).
+func BenchmarkDecode(b *testing.B) {
+	body := []byte(`{"endpoints":null,"name":"sb","spec":{"cluster":"c1","defaultRouteGroup":{"endpoints":[{"name":"web","target":"http://frontend.shop.svc:8080"}]},
+	 "forks":[{"customizations":{"env":[{"name":"A","value":"1"}],"images":[{"container":"","image":"cart:v2"}]},
+	 "forkOf":{"kind":"Deployment","name":"cart","namespace":"shop"}}],"labels":{"team":"cart"},"ttl":{"duration":"2h"}}}`)
+	b.Run("strict", func(b *testing.B) {
+		for b.Loop() {
+			var sb Sandbox
+			d := json.NewDecoder(bytes.NewReader(body))
+			d.DisallowUnknownFields()
+			if err := d.Decode(&sb); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("wire", func(b *testing.B) {
+		for b.Loop() {
+			var sb Sandbox
+			if _, err := DecodeWire(body, &sb, SandboxWireRules); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
