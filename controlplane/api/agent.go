@@ -82,6 +82,9 @@ func agentStateView(st store.ClusterState) apitypes.AgentState {
 		ao := apitypes.AgentObject{Kind: string(o.Kind), Org: o.Org, Name: o.Name, Version: o.Version, RoutingKey: o.RoutingKey, Deleted: o.Deleted}
 		if !o.Deleted {
 			ao.Spec = o.Spec
+			if o.Kind == store.KindSandbox {
+				ao.Spec = apitypes.AgentSpec(o.Spec) // without Signadot's legacy endpoint fields
+			}
 		}
 		out.Objects = append(out.Objects, ao)
 	}

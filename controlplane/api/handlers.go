@@ -29,58 +29,51 @@ func ts(t time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
-// decode reads a JSON body into v: bounded size, no unknown fields, one value.
-// It writes the error answer and returns false on failure.
+// decode reads a JSON body into v: bounded size, one value, nulls accepted,
+// unknown fields refused with their full paths (apitypes.DecodeWire). It
+// writes the error answer and returns false on failure.
 func (s *Server) decode(c *gin.Context, v any) bool {
+	_, ok := s.decodeWire(c, v, nil)
+	return ok
+}
+
+// decodeWire is decode with the rules of a Signadot model; it returns the
+// fields the rules extract.
+func (s *Server) decodeWire(c *gin.Context, v any, rules apitypes.WireRules) ([]apitypes.Extracted, bool) {
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
 			s.fail(c, http.StatusRequestEntityTooLarge, apitypes.ReasonTooLarge, fmt.Sprintf("request body larger than %d bytes", s.cfg.MaxBodyBytes))
-			return false
+			return nil, false
 		}
 		s.fail(c, http.StatusBadRequest, apitypes.ReasonMalformed, "reading request body: "+err.Error())
-		return false
+		return nil, false
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		s.fail(c, http.StatusBadRequest, apitypes.ReasonMalformed, "request body is empty; send a JSON object")
-		return false
+		return nil, false
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		s.fail(c, http.StatusBadRequest, apitypes.ReasonMalformed, "malformed JSON: "+jsonErrorText(err), jsonFieldError(err)...)
-		return false
+	ext, err := apitypes.DecodeWire(body, v, rules)
+	if err != nil {
+		s.failWire(c, err)
+		return nil, false
 	}
-	if dec.More() {
-		s.fail(c, http.StatusBadRequest, apitypes.ReasonMalformed, "malformed JSON: trailing data after the object")
-		return false
-	}
-	return true
+	return ext, true
 }
 
-func jsonErrorText(err error) string {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		return fmt.Sprintf("field %s: got JSON %s, want %s", te.Field, te.Value, te.Type.String())
+// failWire answers a body apitypes.DecodeWire refused.
+func (s *Server) failWire(c *gin.Context, err error) {
+	var we *apitypes.WireError
+	if !errors.As(err, &we) {
+		s.failErr(c, "request body", err)
+		return
 	}
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return fmt.Sprintf("%v (at byte %d)", se, se.Offset)
+	if we.Malformed {
+		s.fail(c, http.StatusBadRequest, apitypes.ReasonMalformed, "malformed JSON: "+we.Error(), we.Fields...)
+		return
 	}
-	return err.Error()
-}
-
-func jsonFieldError(err error) []apitypes.FieldError {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) && te.Field != "" {
-		return []apitypes.FieldError{{Path: te.Field, Message: fmt.Sprintf("got JSON %s, want %s", te.Value, te.Type.String())}}
-	}
-	if msg := err.Error(); strings.HasPrefix(msg, "json: unknown field ") {
-		f := strings.Trim(strings.TrimPrefix(msg, "json: unknown field "), `"`)
-		return []apitypes.FieldError{{Path: f, Message: "unknown field"}}
-	}
-	return nil
+	s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "unsupported field: "+we.Error(), we.Fields...)
 }
 
 func (s *Server) validName(c *gin.Context, param, path string) (string, bool) {
@@ -288,20 +281,28 @@ func (s *Server) applyObject(k store.Kind) gin.HandlerFunc {
 			errs     apitypes.FieldErrors
 			eps      []v1alpha1.Endpoint
 			epsPath  string
+			legacy   apitypes.LegacyEndpoints
+			err      error
 		)
 		if k == store.KindSandbox {
 			var req apitypes.Sandbox
-			if !s.decode(c, &req) {
+			ext, ok := s.decodeWire(c, &req, apitypes.SandboxWireRules)
+			if !ok {
 				return
 			}
+			if legacy, err = apitypes.SandboxLegacyEndpoints(ext); err != nil {
+				s.failWire(c, err)
+				return
+			}
+			errs = legacy.Apply(&req.Spec)
 			bodyName, spec, cluster, labels = req.Name, req.Spec, req.Spec.Cluster, req.Spec.Labels
-			errs = apitypes.ValidateSandboxSpec(&req.Spec)
+			errs = append(errs, apitypes.ValidateSandboxSpec(&req.Spec)...)
 			if drg := req.Spec.DefaultRouteGroup; drg != nil && len(errs) == 0 {
 				eps, epsPath = drg.Endpoints, "spec.defaultRouteGroup.endpoints"
 			}
 		} else {
 			var req apitypes.RouteGroup
-			if !s.decode(c, &req) {
+			if _, ok := s.decodeWire(c, &req, apitypes.RouteGroupWireRules); !ok {
 				return
 			}
 			bodyName, spec, cluster = req.Name, req.Spec, req.Spec.Cluster
@@ -327,6 +328,9 @@ func (s *Server) applyObject(k store.Kind) gin.HandlerFunc {
 			return
 		}
 		raw, err := json.Marshal(spec)
+		if err == nil {
+			raw, err = legacy.Splice(raw) // the agent ignores them: defaultRouteGroup has them too
+		}
 		if err != nil {
 			s.failErr(c, kindName(k), err)
 			return
@@ -417,8 +421,9 @@ func (s *Server) sandboxView(pb preview.Base, o store.Object) sandboxWire {
 	if len(out.Spec) == 0 {
 		out.Spec = json.RawMessage(`{}`)
 	}
-	var spec struct { // the one part of the spec the view needs
+	var spec struct { // the parts of the spec the view needs
 		DefaultRouteGroup *v1alpha1.DefaultRouteGroup `json:"defaultRouteGroup"`
+		TTL               *v1alpha1.TTL               `json:"ttl"`
 	}
 	_ = json.Unmarshal(o.Spec, &spec)
 	st, ok := observed(o)
@@ -427,14 +432,22 @@ func (s *Server) sandboxView(pb preview.Base, o store.Object) sandboxWire {
 	} else {
 		out.Status.Reason, out.Status.Message = pending(o)
 	}
+	if out.Status.ScheduledDeleteTime == "" { // known from the TTL before the agent reports
+		if at := spec.TTL.Deadline(o.CreatedAt, o.UpdatedAt, v1alpha1.TTLFromCreatedAt); at != nil {
+			out.Status.ScheduledDeleteTime = ts(*at)
+		}
+	}
 	resolved := map[string]v1alpha1.EndpointStatus{}
 	for _, e := range st.Endpoints {
 		resolved[e.Name] = e
 	}
 	if drg := spec.DefaultRouteGroup; drg != nil {
 		for _, e := range drg.Endpoints {
-			ep := apitypes.SandboxEndpoint{Name: e.Name, Target: e.Target, RouteType: "host", URL: pb.EndpointURL(o.Org, e.Name, o.Name)}
+			ep := apitypes.SandboxEndpoint{Name: e.Name, Target: e.Target, RouteType: "host", URL: pb.EndpointURL(o.Org, e.Name, o.Name), Cluster: o.Cluster}
 			ep.Protocol, ep.Host, ep.Port = splitTarget(e.Target)
+			if strings.HasSuffix(ep.Host, ".svc") {
+				ep.BaselineURL = fmt.Sprintf("%s://%s:%d", ep.Protocol, ep.Host, ep.Port)
+			}
 			if r, ok := resolved[e.Name]; ok {
 				if r.Host != "" {
 					ep.Host = r.Host
@@ -460,6 +473,14 @@ func (s *Server) routeGroupView(pb preview.Base, o store.Object) apitypes.RouteG
 	} else {
 		out.Status.Reason, out.Status.Message = pending(o)
 	}
+	if out.Status.MatchedSandboxes == nil {
+		out.Status.MatchedSandboxes = []string{}
+	}
+	if out.Status.ScheduledDeleteTime == "" {
+		if at := out.Spec.TTL.Deadline(o.CreatedAt, o.UpdatedAt, v1alpha1.TTLFromNoMatchedSandboxes); at != nil {
+			out.Status.ScheduledDeleteTime = ts(*at)
+		}
+	}
 	for _, e := range out.Spec.Endpoints {
 		out.Endpoints = append(out.Endpoints, apitypes.RouteGroupEndpoint{Name: e.Name, Target: e.Target, URL: pb.EndpointURL(o.Org, e.Name, o.Name)})
 	}
@@ -479,7 +500,13 @@ func splitTarget(t string) (proto, host string, port int32) {
 // ---- clusters and tokens ----
 
 func clusterView(cl store.Cluster) apitypes.Cluster {
-	out := apitypes.Cluster{Name: cl.Name, CreatedAt: ts(cl.CreatedAt), LastSeenAt: ts(cl.LastSeenAt)}
+	var p apitypes.PreviewPolicy
+	_ = json.Unmarshal(cl.PreviewPolicy, &p) // stored validated; empty: the default policy
+	if p.AllowedNamespaces == nil {
+		p.AllowedNamespaces = []string{}
+	}
+	out := apitypes.Cluster{Name: cl.Name, CreatedAt: ts(cl.CreatedAt), LastSeenAt: ts(cl.LastSeenAt),
+		ClusterConfig: &apitypes.ClusterConfig{AllowedNamespaces: p.AllowedNamespaces}}
 	if cl.OperatorVersion != "" {
 		out.Operator = &apitypes.ClusterOperator{Version: cl.OperatorVersion}
 	}

@@ -37,6 +37,8 @@ const o = "/api/v2/orgs/:org"
 // Operations lists every documented route; a test keeps it in sync with the router.
 var Operations = []Operation{
 	{Method: "GET", Path: "/api/v2/openapi.json", ID: "get-openapi", Summary: "This OpenAPI document", Tag: "Meta", Response: map[string]any{}, Public: true},
+	{Method: "GET", Path: "/api/v2/meta/openapi.json", ID: "get-openapi-meta", Summary: "This OpenAPI document (Signadot's path for its document)", Tag: "Meta", Response: map[string]any{}, Public: true},
+	{Method: "GET", Path: "/api/v2/orgs", ID: "get-org-name", Summary: "The orgs the API key may use: its own org, or every org for an admin key", Tag: "Orgs", Response: apitypes.OrgList{}},
 	{Method: "PUT", Path: o, ID: "apply-org", Summary: "Create an org (admin keys only)", Tag: "Orgs", Request: putOrgRequest{}, Response: apitypes.Org{}},
 	{Method: "GET", Path: o, ID: "get-org", Summary: "Get an org with its quota and usage", Tag: "Orgs", Response: apitypes.Org{}},
 	{Method: "GET", Path: o + "/quota", ID: "get-quota", Summary: "Get the org's quota and usage", Tag: "Orgs", Response: apitypes.Quota{}},
@@ -47,6 +49,8 @@ var Operations = []Operation{
 	{Method: "PUT", Path: o + "/sandboxes/:name", ID: "apply-sandbox", Summary: "Create or update a sandbox (If-Match: \"<version>\" for a conditional update)", Tag: "Sandboxes", Request: apitypes.Sandbox{}, Response: apitypes.Sandbox{}},
 	{Method: "GET", Path: o + "/sandboxes/:name", ID: "get-sandbox", Summary: "Get a sandbox", Tag: "Sandboxes", Response: apitypes.Sandbox{}},
 	{Method: "DELETE", Path: o + "/sandboxes/:name", ID: "delete-sandbox", Summary: "Delete a sandbox", Tag: "Sandboxes", Response: apitypes.EmptyResponse{}},
+	{Method: "GET", Path: o + "/sandboxes/:name/status/explain", ID: "get-sandbox-status-explain", Summary: "Why a sandbox is or is not ready, in words: its status, the states of its forks, its cluster's agent and the workloads the agent reports", Tag: "Sandboxes", Response: apitypes.SandboxExplanation{},
+		Query: map[string]string{"mode": "accepted for Signadot clients (explain or context); both explanation and context are always returned"}},
 	{Method: "POST", Path: o + "/sandboxes/:name/preview-link", ID: "create-preview-link", Summary: "Create a browser login link for a sandbox's preview endpoint", Tag: "Sandboxes", Response: apitypes.PreviewLink{},
 		Query: map[string]string{"endpoint": "endpoint name (default: the first)"}},
 
@@ -66,6 +70,8 @@ var Operations = []Operation{
 	{Method: "DELETE", Path: o + "/clusters/:cluster/tokens/:id", ID: "delete-cluster-token", Summary: "Delete a cluster token", Tag: "Cluster", Response: apitypes.EmptyResponse{}},
 	{Method: "GET", Path: o + "/clusters/:cluster/workloads", ID: "list-cluster-workloads", Summary: "List the workloads of a cluster that sandboxes can fork, as its agent last reported them (extension)", Tag: "Cluster", Response: apitypes.WorkloadList{},
 		Query: map[string]string{"namespace": "only workloads of this namespace"}},
+	{Method: "GET", Path: o + "/clusters/:cluster/devmesh/analyze", ID: "analyze-devmesh", Summary: "Which workloads run the devmesh sidecar (ok) or not (missing), and which Services a fork of each would copy, from the agent's last workload report", Tag: "Cluster", Response: apitypes.DevMeshAnalysis{},
+		Query: map[string]string{"namespace": "only workloads of this namespace", "status": "only workloads with this sidecar status: ok or missing"}},
 	{Method: "GET", Path: o + "/clusters/:cluster/preview-policy", ID: "get-cluster-preview-policy", Summary: "Get the cluster's preview policy: the namespaces preview endpoints may target (extension)", Tag: "Cluster", Response: apitypes.PreviewPolicy{}},
 	{Method: "PUT", Path: o + "/clusters/:cluster/preview-policy", ID: "set-cluster-preview-policy", Summary: "Set the cluster's preview policy; the API server and (unless listed) kube-system, kube-public and kube-node-lease are always refused (extension)", Tag: "Cluster", Request: apitypes.PreviewPolicy{}, Response: apitypes.PreviewPolicy{}},
 
@@ -163,6 +169,14 @@ func OpenAPI() map[string]any {
 			entry["security"] = []any{map[string]any{"ClusterToken": []string{}}}
 		}
 		paths[p][strings.ToLower(op.Method)] = entry
+	}
+	// Signadot's deprecated endpoint shapes: accepted (apitypes.SandboxWireRules),
+	// added to spec.defaultRouteGroup.endpoints and served as sent.
+	for def, item := range map[string]reflect.Type{"v1alpha1.SandboxSpec": reflect.TypeOf(apitypes.HostEndpoint{}), "v1alpha1.Fork": reflect.TypeOf(apitypes.ForkEndpoint{})} {
+		if d, ok := g.defs[def].(map[string]any); ok {
+			d["properties"].(map[string]any)["endpoints"] = map[string]any{"type": "array", "items": g.schema(item), "deprecated": true,
+				"description": "Signadot's deprecated shape; added to spec.defaultRouteGroup.endpoints (see docs/signadot-compat.md)"}
+		}
 	}
 	return map[string]any{
 		"openapi": "3.1.0",

@@ -2,9 +2,11 @@
 // API keys, clusters and cluster tokens, sandboxes and route groups — wire
 // compatible with the Signadot v2 API for those resources — plus the agent
 // protocol (long-poll of desired state, status reports, the preview tunnel)
-// and the preview endpoints. It serves its OpenAPI 3 document at
-// /api/v2/openapi.json, logs every request with slog, exports Prometheus
-// metrics and starts an OpenTelemetry span per request.
+// and the preview endpoints, plus the routes Signadot clients call early
+// (orgs of a key, sandbox status explanation, devmesh analysis; compat.go).
+// It serves its OpenAPI 3 document at /api/v2/openapi.json (and Signadot's
+// /api/v2/meta/openapi.json), logs every request with slog, exports
+// Prometheus metrics and starts an OpenTelemetry span per request.
 package api
 
 import (
@@ -280,9 +282,11 @@ func (s *Server) register() {
 		s.engine.GET(internalTunnelDialPath, s.internalTunnelDial) // replica to replica, HMAC-authenticated
 	}
 	s.handle(http.MethodGet, "/api/v2/openapi.json", s.openAPI)
+	s.handle(http.MethodGet, "/api/v2/meta/openapi.json", s.openAPI) // Signadot's path of its document
 
 	o := "/api/v2/orgs/:org"
 	user := s.authUser
+	s.handle(http.MethodGet, "/api/v2/orgs", user, s.listOrgs)
 	s.handle(http.MethodPut, o, user, s.putOrg)
 	s.handle(http.MethodGet, o, user, s.orgAccess, s.getOrg)
 	s.handle(http.MethodGet, o+"/quota", user, s.orgAccess, s.getQuota)
@@ -299,6 +303,7 @@ func (s *Server) register() {
 		s.handle(http.MethodDelete, col+"/:name", user, s.orgAccess, s.deleteObject(k))
 	}
 	s.handle(http.MethodPost, o+"/sandboxes/:name/preview-link", user, s.orgAccess, s.previewLink)
+	s.handle(http.MethodGet, o+"/sandboxes/:name/status/explain", user, s.orgAccess, s.explainSandbox)
 
 	s.handle(http.MethodGet, o+"/clusters", user, s.orgAccess, s.listClusters)
 	s.handle(http.MethodPut, o+"/clusters/:cluster", user, s.orgAccess, s.putCluster)
@@ -309,6 +314,7 @@ func (s *Server) register() {
 	s.handle(http.MethodGet, o+"/clusters/:cluster/tokens/:id", user, s.orgAccess, s.getToken)
 	s.handle(http.MethodDelete, o+"/clusters/:cluster/tokens/:id", user, s.orgAccess, s.deleteToken)
 	s.handle(http.MethodGet, o+"/clusters/:cluster/workloads", user, s.orgAccess, s.listWorkloads)
+	s.handle(http.MethodGet, o+"/clusters/:cluster/devmesh/analyze", user, s.orgAccess, s.devmeshAnalyze)
 	s.handle(http.MethodGet, o+"/clusters/:cluster/preview-policy", user, s.orgAccess, s.getPreviewPolicy)
 	s.handle(http.MethodPut, o+"/clusters/:cluster/preview-policy", user, s.orgAccess, s.putPreviewPolicy)
 

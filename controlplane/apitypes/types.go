@@ -1,7 +1,9 @@
 // Package apitypes holds the wire types of the control plane's REST API
 // (/api/v2, wire-compatible with the Signadot v2 API for sandboxes, route groups,
-// clusters and cluster tokens), of its agent protocol, and the validation of
-// request bodies with field paths. The server and the Go SDK share them; the
+// clusters and cluster tokens), of its agent protocol, the decoding of request
+// bodies as Signadot's generated clients send them (DecodeWire, with the
+// Signadot fields SandboxMesh lacks and its deprecated endpoint shapes) and
+// their validation, both with full field paths. The server and the Go SDK share them; the
 // specs themselves are the CRD types of crds/v1alpha1, so there is one definition
 // of a spec.
 package apitypes
@@ -62,14 +64,20 @@ type Sandbox struct {
 
 // SandboxEndpoint is an endpoint of a sandbox.
 type SandboxEndpoint struct {
-	Name        string `json:"name"`
-	Host        string `json:"host,omitempty"`
-	Port        int32  `json:"port,omitempty"`
-	Protocol    string `json:"protocol,omitempty"`
-	RouteType   string `json:"routeType,omitempty"`
-	Target      string `json:"target,omitempty"`
-	URL         string `json:"url,omitempty"`
-	BaselineURL string `json:"baselineUrl,omitempty"`
+	Name      string `json:"name"`
+	Host      string `json:"host,omitempty"`
+	Port      int32  `json:"port,omitempty"`
+	Protocol  string `json:"protocol,omitempty"`
+	RouteType string `json:"routeType,omitempty"`
+	Target    string `json:"target,omitempty"`
+	URL       string `json:"url,omitempty"`
+	// BaselineURL reaches the baseline: the target's in-cluster URL for
+	// <service>.<namespace>.svc targets (requests without the routing key go
+	// to the baseline); empty for fork (.deploy) targets, which have no
+	// baseline Service of their own.
+	BaselineURL string `json:"baselineUrl"`
+	// Cluster is the sandbox's cluster.
+	Cluster string `json:"cluster"`
 }
 
 // Readiness is the status of a sandbox.
@@ -104,10 +112,11 @@ type RouteGroupEndpoint struct {
 
 // RouteGroupStatus is the status of a route group.
 type RouteGroupStatus struct {
-	Ready               bool     `json:"ready"`
-	Reason              string   `json:"reason,omitempty"`
-	Message             string   `json:"message,omitempty"`
-	MatchedSandboxes    []string `json:"matchedSandboxes,omitempty"`
+	Ready   bool   `json:"ready"`
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+	// MatchedSandboxes is [] (not absent) when none match.
+	MatchedSandboxes    []string `json:"matchedSandboxes"`
 	ScheduledDeleteTime string   `json:"scheduledDeleteTime,omitempty"`
 }
 
@@ -116,8 +125,18 @@ type Cluster struct {
 	Name      string           `json:"name"`
 	CreatedAt string           `json:"createdAt,omitempty"`
 	Operator  *ClusterOperator `json:"operator,omitempty"`
+	// ClusterConfig is the part of Signadot's cluster configuration that
+	// SandboxMesh has (always present).
+	ClusterConfig *ClusterConfig `json:"clusterConfig,omitempty"`
 	// LastSeenAt is when its agent last talked to the control plane (extension).
 	LastSeenAt string `json:"lastSeenAt,omitempty"`
+}
+
+// ClusterConfig is a cluster's configuration in Signadot's shape.
+type ClusterConfig struct {
+	// AllowedNamespaces are the namespaces preview endpoints may target (the
+	// cluster's preview policy); [] means every namespace but the system ones.
+	AllowedNamespaces []string `json:"allowedNamespaces"`
 }
 
 // ClusterOperator describes the cluster's operator.

@@ -93,6 +93,9 @@ func TestSDKCoversOpenAPI(t *testing.T) {
 	}
 	_, err = c.GetSandbox(ctx, "acme", "s")
 	must(err)
+	if x, err := c.ExplainSandbox(ctx, "acme", "s"); err != nil || x.Explanation == "" || len(x.Context) == 0 {
+		t.Errorf("explain: %+v %v", x, err)
+	}
 	_, err = c.ListSandboxes(ctx, "acme", map[string]string{"x": "y"})
 	must(err)
 	_, err = c.PreviewLink(ctx, "acme", "s", "")
@@ -113,6 +116,13 @@ func TestSDKCoversOpenAPI(t *testing.T) {
 	_, err = c.ListWorkloads(ctx, "acme", "c1", "")
 	if !errors.Is(err, client.ErrNotFound) {
 		t.Errorf("workloads before any report: %v", err)
+	}
+	_, err = c.AnalyzeDevmesh(ctx, "acme", "c1", "shop", "missing")
+	if !errors.Is(err, client.ErrNotFound) {
+		t.Errorf("devmesh analysis before any report: %v", err)
+	}
+	if orgs, err := c.ListOrgs(ctx); err != nil || len(orgs.Orgs) == 0 {
+		t.Errorf("orgs: %v %v", orgs, err)
 	}
 	must(c.DeleteCluster(ctx, "acme", "c1"))
 	ak, err := c.CreateAdminKey(ctx, "second")

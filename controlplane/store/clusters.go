@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -14,6 +15,8 @@ type Cluster struct {
 	CreatedAt       time.Time
 	OperatorVersion string
 	LastSeenAt      time.Time
+	// PreviewPolicy is the JSON of its preview policy (empty: the default).
+	PreviewPolicy json.RawMessage
 }
 
 // CreateCluster registers a cluster; registering an existing one returns it unchanged.
@@ -25,15 +28,19 @@ func (s *Store) CreateCluster(ctx context.Context, org, name string) (Cluster, e
 	return s.GetCluster(ctx, org, name)
 }
 
-const clusterCols = `org, name, created_at, operator_version, last_seen_at`
+const clusterCols = `org, name, created_at, operator_version, last_seen_at, preview_policy`
 
 func scanCluster(sc scanner) (Cluster, error) {
 	var c Cluster
 	var created, seen int64
-	if err := sc.Scan(&c.Org, &c.Name, &created, &c.OperatorVersion, &seen); err != nil {
+	var policy string
+	if err := sc.Scan(&c.Org, &c.Name, &created, &c.OperatorVersion, &seen, &policy); err != nil {
 		return Cluster{}, err
 	}
 	c.CreatedAt, c.LastSeenAt = fromNano(created), fromNano(seen)
+	if policy != "" {
+		c.PreviewPolicy = json.RawMessage(policy)
+	}
 	return c, nil
 }
 

@@ -87,3 +87,14 @@ func countLive(ctx context.Context, q querier, s *Store, org string) (int64, err
 	}
 	return n, nil
 }
+
+// ListOrgs returns a page of all orgs, by name (for admin keys).
+func (s *Store) ListOrgs(ctx context.Context, p PageRequest) (Page[Org], error) {
+	pg, err := scanPage(ctx, s, p, scopeOf("orgs"), false, "name", scanOrg,
+		func(o Org) (int64, string) { return 0, o.Name }, nil,
+		`SELECT `+orgCols+` FROM orgs WHERE 1 = 1`)
+	if err != nil {
+		return Page[Org]{}, fmt.Errorf("list orgs: %w", err)
+	}
+	return pg, nil
+}

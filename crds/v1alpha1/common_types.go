@@ -1,6 +1,12 @@
 package v1alpha1
 
-import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
 
 // TTLOffset says from which time a TTL is counted.
 // +kubebuilder:validation:Enum=createdAt;updatedAt;noMatchedSandboxes
@@ -25,6 +31,50 @@ type TTL struct {
 	// (RouteGroups also accept noMatchedSandboxes, their default).
 	// +optional
 	OffsetFrom TTLOffset `json:"offsetFrom,omitempty"`
+}
+
+// ParseTTL parses a TTL duration, "<n>m|h|d|w".
+func ParseTTL(s string) (time.Duration, error) {
+	if len(s) < 2 {
+		return 0, fmt.Errorf("ttl %q: want <n>m|h|d|w", s)
+	}
+	n, err := strconv.Atoi(s[:len(s)-1])
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("ttl %q: want <n>m|h|d|w", s)
+	}
+	unit := map[byte]time.Duration{'m': time.Minute, 'h': time.Hour, 'd': 24 * time.Hour, 'w': 7 * 24 * time.Hour}[s[len(s)-1]]
+	if unit == 0 {
+		return 0, fmt.Errorf("ttl %q: unit must be m, h, d or w", s)
+	}
+	return time.Duration(n) * unit, nil
+}
+
+// Deadline is when the TTL expires for an object created at created whose
+// spec last changed at updated: nil for offsetFrom noMatchedSandboxes (it
+// depends on the matches) and when dflt, the offset of an empty offsetFrom,
+// is noMatchedSandboxes too.
+func (t *TTL) Deadline(created, updated time.Time, dflt TTLOffset) *time.Time {
+	if t == nil {
+		return nil
+	}
+	d, err := ParseTTL(t.Duration)
+	if err != nil {
+		return nil
+	}
+	off := t.OffsetFrom
+	if off == "" {
+		off = dflt
+	}
+	var at time.Time
+	switch off {
+	case TTLFromCreatedAt:
+		at = created.Add(d)
+	case TTLFromUpdatedAt:
+		at = updated.Add(d)
+	default:
+		return nil
+	}
+	return &at
 }
 
 // Endpoint names an in-cluster target that gets a preview URL and is reachable

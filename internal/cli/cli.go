@@ -51,6 +51,8 @@ type App struct {
 
 	flags globalFlags
 	cfg   Config
+	// warnedSignadot: the SIGNADOT_* fallback warning was printed (once per App).
+	warnedSignadot bool
 }
 
 type globalFlags struct {

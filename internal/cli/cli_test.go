@@ -248,6 +248,8 @@ func TestErrors(t *testing.T) {
 		{"no -f", nil, []string{"sandbox", "apply"}, cli.ExitUsage, []string{"-f is required"}},
 		{"invalid YAML", nil, []string{"sandbox", "apply", "-f", "testdata/bad-yaml.yaml"}, cli.ExitUsage, []string{"bad-yaml.yaml"}},
 		{"unknown field", nil, []string{"sandbox", "apply", "-f", "testdata/bad-field.yaml"}, cli.ExitUsage, []string{"bad-field.yaml", "unknown field spec.forkz: check the spelling"}},
+		{"Signadot field with a value", nil, []string{"sandbox", "apply", "-f", "testdata/signadot-middleware.yaml"}, cli.ExitUsage,
+			[]string{"signadot-middleware.yaml: invalid spec", "spec.middleware[0]: not supported by SandboxMesh"}},
 		{"invalid spec", nil, []string{"sandbox", "apply", "-f", "testdata/bad-spec.yaml"}, cli.ExitUsage,
 			[]string{"invalid spec", "name: \"Feat_1\"", "spec.cluster: required", "cluster list", "spec.defaultRouteGroup.endpoints[0].target"}},
 		{"missing template variables", nil, []string{"sandbox", "apply", "-f", "testdata/sandbox.yaml", "--set", "name=x"}, cli.ExitUsage,
@@ -682,5 +684,69 @@ func TestClusterPreviewPolicy(t *testing.T) {
 		if r := h.run(tc.args...); r.code == 0 || !strings.Contains(r.stderr, tc.want) {
 			t.Errorf("%v: exit %d, stderr %q lacks %q", tc.args, r.code, r.stderr, tc.want)
 		}
+	}
+}
+
+// TestSignadotEnv: SIGNADOT_ORG and SIGNADOT_API_KEY stand in for unset
+// SandboxMesh settings, with one warning line; SandboxMesh's variables, the
+// config file and flags win over them, silently.
+func TestSignadotEnv(t *testing.T) {
+	h := newHarness(t)
+	cfg := filepath.Join(h.home, ".sandboxmesh", "config.yaml")
+	sd := map[string]string{cli.EnvAPIURL: h.env.URL, cli.EnvSignadotOrg: cptest.Org, cli.EnvSignadotAPIKey: h.env.Key}
+	for _, tc := range []struct {
+		name    string
+		vars    map[string]string
+		file    string
+		args    []string
+		code    int
+		warning string // "" wants no warning
+		keyFrom string
+	}{
+		{"both from Signadot's variables", sd, "", []string{"auth", "status", "-o", "json"}, 0, "warning: using $SIGNADOT_ORG and $SIGNADOT_API_KEY (Signadot's variables) because SANDBOXMESH_ORG and SANDBOXMESH_API_KEY are unset", "$SIGNADOT_API_KEY"},
+		{"only the key", map[string]string{cli.EnvAPIURL: h.env.URL, cli.EnvOrg: cptest.Org, cli.EnvSignadotOrg: "globex", cli.EnvSignadotAPIKey: h.env.Key}, "", []string{"auth", "status", "-o", "json"}, 0, "warning: using $SIGNADOT_API_KEY (Signadot's", "$SIGNADOT_API_KEY"},
+		{"ours win", map[string]string{cli.EnvAPIURL: h.env.URL, cli.EnvOrg: cptest.Org, cli.EnvAPIKey: h.env.Key, cli.EnvSignadotOrg: "globex", cli.EnvSignadotAPIKey: "smk_wrong"}, "", []string{"auth", "status", "-o", "json"}, 0, "", "$" + cli.EnvAPIKey},
+		{"config file wins", map[string]string{cli.EnvSignadotOrg: "globex", cli.EnvSignadotAPIKey: "smk_wrong"}, "org: " + cptest.Org + "\napi_key: " + h.env.Key + "\napi_url: " + h.env.URL + "\n", []string{"auth", "status", "-o", "json"}, 0, "", cfg},
+		{"a command works", sd, "", []string{"sandbox", "list"}, 0, "warning: using $SIGNADOT_ORG and $SIGNADOT_API_KEY", ""},
+		{"a bad Signadot key", map[string]string{cli.EnvAPIURL: h.env.URL, cli.EnvSignadotOrg: cptest.Org, cli.EnvSignadotAPIKey: "smk_wrong"}, "", []string{"sandbox", "list"}, cli.ExitAuth, "warning: using $SIGNADOT_ORG and $SIGNADOT_API_KEY", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h.vars = tc.vars
+			os.Remove(cfg)
+			if tc.file != "" {
+				os.MkdirAll(filepath.Dir(cfg), 0o700)
+				if err := os.WriteFile(cfg, []byte(tc.file), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := h.run(tc.args...)
+			if r.code != tc.code {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", r.code, tc.code, r.stdout, r.stderr)
+			}
+			if n := strings.Count(r.stderr, "warning: using $SIGNADOT"); (tc.warning == "" && n != 0) || (tc.warning != "" && (n != 1 || !strings.Contains(r.stderr, tc.warning))) {
+				t.Fatalf("want warning %q once, stderr:\n%s", tc.warning, r.stderr)
+			}
+			if tc.keyFrom != "" {
+				var status map[string]any
+				if err := json.Unmarshal([]byte(r.stdout), &status); err != nil || status["apiKeyFrom"] != tc.keyFrom || status["authenticated"] != true {
+					t.Fatalf("status: %v %s", err, r.stdout)
+				}
+			}
+		})
+	}
+}
+
+// TestSignadotSpecFile: a spec file written for Signadot (nulls, Signadot
+// fields sent empty, forks[].endpoints) applies as the API takes it.
+func TestSignadotSpecFile(t *testing.T) {
+	h := newHarness(t)
+	r := h.mustRun("sandbox", "apply", "-f", "testdata/signadot-sandbox.yaml", "--set", "name=legacy", "-o", "json")
+	var sb apitypes.Sandbox
+	if err := json.Unmarshal([]byte(r.stdout), &sb); err != nil {
+		t.Fatalf("%v\n%s", err, r.stdout)
+	}
+	drg := sb.Spec.DefaultRouteGroup
+	if drg == nil || len(drg.Endpoints) != 1 || drg.Endpoints[0] != (v1alpha1.Endpoint{Name: "cart", Target: "http://cart.shop.deploy:8080"}) {
+		t.Fatalf("endpoints: %s", r.stdout)
 	}
 }

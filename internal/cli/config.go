@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"sigs.k8s.io/yaml"
 )
@@ -34,6 +35,11 @@ const (
 	EnvAPIKey     = "SANDBOXMESH_API_KEY"
 	EnvAPIURL     = "SANDBOXMESH_API_URL"
 	EnvPreviewURL = "SANDBOXMESH_PREVIEW_URL"
+	// EnvSignadotOrg and EnvSignadotAPIKey are Signadot's variables, read
+	// (with a warning) when neither flag, SandboxMesh variable nor config file
+	// sets the org or API key: scripts written for Signadot run unchanged.
+	EnvSignadotOrg    = "SIGNADOT_ORG"
+	EnvSignadotAPIKey = "SIGNADOT_API_KEY"
 )
 
 // configPath returns the config file path: --config, $SANDBOXMESH_CONFIG or ~/.sandboxmesh/config.yaml.
@@ -136,6 +142,21 @@ func (a *App) loadConfig() (Config, source, string, error) {
 	set(&c.APIKey, &src.APIKey, c.APIKey, EnvAPIKey, a.flags.apiKey)
 	set(&c.APIURL, &src.APIURL, c.APIURL, EnvAPIURL, a.flags.apiURL)
 	set(&c.PreviewURL, &src.PreviewURL, c.PreviewURL, EnvPreviewURL, a.flags.previewURL)
+	var signadot []string
+	for _, f := range []struct {
+		dst, src *string
+		env      string
+	}{{&c.Org, &src.Org, EnvSignadotOrg}, {&c.APIKey, &src.APIKey, EnvSignadotAPIKey}} {
+		if v := a.getenv(f.env); *f.dst == "" && v != "" {
+			*f.dst, *f.src = v, "$"+f.env
+			signadot = append(signadot, "$"+f.env)
+		}
+	}
+	if len(signadot) > 0 && !a.warnedSignadot && a.Stderr != nil {
+		a.warnedSignadot = true
+		fmt.Fprintf(a.Stderr, "warning: using %s (Signadot's variables) because %s and %s are unset; set those instead\n",
+			strings.Join(signadot, " and "), EnvOrg, EnvAPIKey)
+	}
 	if c.APIURL == "" {
 		c.APIURL, src.APIURL = DefaultAPIURL, "default"
 	}

@@ -1,47 +1,18 @@
 package cli
 
 import (
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"reflect"
-	"sort"
 	"strings"
 
 	"sigs.k8s.io/yaml"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/client"
-	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 )
-
-// sandboxFile is the spec file format: the body of PUT .../sandboxes/{name}
-// ({name, spec}). The read-only fields of `get -o yaml` are accepted and
-// ignored, so its output can be applied again; other unknown fields are errors.
-type sandboxFile struct {
-	Name string               `json:"name"`
-	Spec v1alpha1.SandboxSpec `json:"spec"`
-	readOnly
-}
-
-type routeGroupFile struct {
-	Name string                  `json:"name"`
-	Spec v1alpha1.RouteGroupSpec `json:"spec"`
-	readOnly
-}
-
-// readOnly lists the fields the API shows but ignores on apply.
-type readOnly struct {
-	RoutingKey json.RawMessage `json:"routingKey,omitempty"`
-	Endpoints  json.RawMessage `json:"endpoints,omitempty"`
-	Status     json.RawMessage `json:"status,omitempty"`
-	CreatedAt  json.RawMessage `json:"createdAt,omitempty"`
-	UpdatedAt  json.RawMessage `json:"updatedAt,omitempty"`
-	Version    json.RawMessage `json:"version,omitempty"`
-	Defaults   json.RawMessage `json:"defaults,omitempty"`
-}
 
 // readSpec reads -f (a path or - for stdin) and renders its template.
 func (a *App) readSpec(path string, sets []string) ([]byte, string, error) {
@@ -67,101 +38,45 @@ func (a *App) readSpec(path string, sets []string) ([]byte, string, error) {
 	return out, name, err
 }
 
-func decodeStrict(data []byte, name string, v any) error {
+// decodeSpec decodes a spec file (YAML or JSON), the body of the API's PUT
+// ({name, spec}), into v as the API decodes request bodies
+// (apitypes.DecodeWire with rules): null is absent, the read-only fields of
+// `get -o yaml` are ignored (so its output can be applied again), Signadot's
+// files parse, and other unknown fields are errors with their full paths.
+func decodeSpec(data []byte, name string, v any, rules apitypes.WireRules) ([]apitypes.Extracted, error) {
 	if strings.TrimSpace(string(data)) == "" {
-		return usageErrorf("%s: the file is empty; want `name: ...` and `spec: {...}`", name)
+		return nil, usageErrorf("%s: the file is empty; want `name: ...` and `spec: {...}`", name)
 	}
-	if err := yaml.UnmarshalStrict(data, v); err != nil {
-		if bad := unknownFields(data, reflect.TypeOf(v)); len(bad) > 0 {
-			return usageErrorf("%s: unknown field %s: check the spelling (the format is the body of the API's PUT: {name, spec}; see docs/cli.md)", name, strings.Join(bad, ", "))
-		}
-		return usageErrorf("%s: %v", name, strings.TrimPrefix(err.Error(), "error unmarshaling JSON: while decoding JSON: "))
-	}
-	return nil
-}
-
-// unknownFields returns the paths of the fields of data that t lacks.
-func unknownFields(data []byte, t reflect.Type) []string {
-	j, err := yaml.YAMLToJSON(data)
+	j, err := yaml.YAMLToJSONStrict(data)
 	if err != nil {
-		return nil
+		return nil, usageErrorf("%s: %v", name, err)
 	}
-	var v any
-	if json.Unmarshal(j, &v) != nil {
-		return nil
+	ext, err := apitypes.DecodeWire(j, v, rules)
+	if err != nil {
+		return nil, specError(name, err)
 	}
-	var out []string
-	walkFields(v, t, "", &out)
-	sort.Strings(out)
-	return out
+	return ext, nil
 }
 
-func jsonFields(t reflect.Type, into map[string]reflect.Type) {
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name == "-" {
-			continue
-		}
-		if f.Anonymous && name == "" {
-			ft := f.Type
-			if ft.Kind() == reflect.Pointer {
-				ft = ft.Elem()
-			}
-			if ft.Kind() == reflect.Struct {
-				jsonFields(ft, into)
-				continue
-			}
-		}
-		if !f.IsExported() {
-			continue
-		}
-		if name == "" {
-			name = f.Name
-		}
-		into[name] = f.Type
+// specError words a DecodeWire error of a spec file.
+func specError(name string, err error) error {
+	var we *apitypes.WireError
+	if !errors.As(err, &we) {
+		return usageErrorf("%s: %v", name, err)
 	}
-}
-
-func walkFields(v any, t reflect.Type, path string, out *[]string) {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
+	if len(we.Fields) == 0 {
+		return usageErrorf("%s: %s", name, we.Msg)
 	}
-	join := func(k string) string {
-		if path == "" {
-			return k
-		}
-		return path + "." + k
-	}
-	switch t.Kind() {
-	case reflect.Struct:
-		m, ok := v.(map[string]any)
-		if !ok {
-			return
-		}
-		fields := map[string]reflect.Type{}
-		jsonFields(t, fields)
-		for k, sub := range m {
-			ft, ok := fields[k]
-			if !ok {
-				*out = append(*out, join(k))
-				continue
-			}
-			walkFields(sub, ft, join(k), out)
-		}
-	case reflect.Map:
-		if m, ok := v.(map[string]any); ok {
-			for k, sub := range m {
-				walkFields(sub, t.Elem(), join(k), out)
-			}
-		}
-	case reflect.Slice:
-		if l, ok := v.([]any); ok {
-			for i, sub := range l {
-				walkFields(sub, t.Elem(), fmt.Sprintf("%s[%d]", path, i), out)
-			}
+	var unknown []string
+	for _, f := range we.Fields {
+		if f.Message == "unknown field" {
+			unknown = append(unknown, f.Path)
 		}
 	}
+	if len(unknown) == len(we.Fields) {
+		return usageErrorf("%s: unknown field %s: check the spelling (the format is the body of the API's PUT: {name, spec}; see docs/cli.md)", name, strings.Join(unknown, ", "))
+	}
+	return fieldErrors(name, we.Fields)
 }
 
 func fieldErrors(name string, errs apitypes.FieldErrors) error {
@@ -183,9 +98,14 @@ func (a *App) loadSandbox(path string, sets []string, cluster string) (*client.S
 	if err != nil {
 		return nil, err
 	}
-	var f sandboxFile
-	if err := decodeStrict(data, name, &f); err != nil {
+	var f apitypes.Sandbox
+	ext, err := decodeSpec(data, name, &f, apitypes.SandboxWireRules)
+	if err != nil {
 		return nil, err
+	}
+	legacy, err := apitypes.SandboxLegacyEndpoints(ext)
+	if err != nil {
+		return nil, specError(name, err)
 	}
 	if cluster != "" {
 		f.Spec.Cluster = cluster
@@ -194,6 +114,7 @@ func (a *App) loadSandbox(path string, sets []string, cluster string) (*client.S
 	if fe := apitypes.ValidateObjectName("name", f.Name); fe != nil {
 		errs = append(errs, *fe)
 	}
+	errs = append(errs, legacy.Apply(&f.Spec)...) // Signadot's endpoint shapes, as the API does
 	errs = append(errs, apitypes.ValidateSandboxSpec(&f.Spec)...)
 	if len(errs) > 0 {
 		return nil, fieldErrors(name, errs)
@@ -207,8 +128,8 @@ func (a *App) loadRouteGroup(path string, sets []string) (*client.RouteGroup, er
 	if err != nil {
 		return nil, err
 	}
-	var f routeGroupFile
-	if err := decodeStrict(data, name, &f); err != nil {
+	var f apitypes.RouteGroup
+	if _, err := decodeSpec(data, name, &f, apitypes.RouteGroupWireRules); err != nil {
 		return nil, err
 	}
 	var errs apitypes.FieldErrors

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
 )
 
 func TestRenderTemplate(t *testing.T) {
@@ -58,9 +60,9 @@ func FuzzSpecFile(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		var sb sandboxFile
-		_ = decodeStrict([]byte(s), "f", &sb)
-		var rg routeGroupFile
-		_ = decodeStrict([]byte(s), "f", &rg)
+		var sb apitypes.Sandbox
+		_, _ = decodeSpec([]byte(s), "f", &sb, apitypes.SandboxWireRules)
+		var rg apitypes.RouteGroup
+		_, _ = decodeSpec([]byte(s), "f", &rg, apitypes.RouteGroupWireRules)
 	})
 }

@@ -657,18 +657,5 @@ func (r *SandboxReconciler) transitionEvents(sb, before *smv1.Sandbox) {
 	}
 }
 
-// ParseTTL parses "<n>m|h|d|w".
-func ParseTTL(s string) (time.Duration, error) {
-	if len(s) < 2 {
-		return 0, fmt.Errorf("ttl %q: want <n>m|h|d|w", s)
-	}
-	n, err := strconv.Atoi(s[:len(s)-1])
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("ttl %q: want <n>m|h|d|w", s)
-	}
-	unit := map[byte]time.Duration{'m': time.Minute, 'h': time.Hour, 'd': 24 * time.Hour, 'w': 7 * 24 * time.Hour}[s[len(s)-1]]
-	if unit == 0 {
-		return 0, fmt.Errorf("ttl %q: unit must be m, h, d or w", s)
-	}
-	return time.Duration(n) * unit, nil
-}
+// ParseTTL parses "<n>m|h|d|w" (smv1.ParseTTL).
+func ParseTTL(s string) (time.Duration, error) { return smv1.ParseTTL(s) }
