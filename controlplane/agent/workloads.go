@@ -18,7 +18,7 @@ import (
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
 	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
-	"github.com/sandboxmesh/sandboxmesh/operator/workload"
+	"github.com/sandboxmesh/sandboxmesh/workload"
 )
 
 // systemNamespaces never hold forkable workloads.

@@ -33,7 +33,7 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/operator/naming"
 	"github.com/sandboxmesh/sandboxmesh/operator/routing"
 	"github.com/sandboxmesh/sandboxmesh/operator/status"
-	"github.com/sandboxmesh/sandboxmesh/operator/workload"
+	"github.com/sandboxmesh/sandboxmesh/workload"
 )
 
 // +kubebuilder:rbac:groups=sandboxmesh.dev,resources=sandboxes;routegroups,verbs=get;list;watch;update;patch;delete

@@ -22,7 +22,7 @@ import (
 
 	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 	"github.com/sandboxmesh/sandboxmesh/operator/naming"
-	"github.com/sandboxmesh/sandboxmesh/operator/workload"
+	"github.com/sandboxmesh/sandboxmesh/workload"
 )
 
 // Sentinel errors; the returned errors wrap them and name the field.

@@ -12,7 +12,7 @@ import (
 
 	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 	"github.com/sandboxmesh/sandboxmesh/operator/naming"
-	"github.com/sandboxmesh/sandboxmesh/operator/workload"
+	"github.com/sandboxmesh/sandboxmesh/workload"
 )
 
 func ptr[T any](v T) *T { return &v }

@@ -49,8 +49,8 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/operator/controllers"
 	"github.com/sandboxmesh/sandboxmesh/operator/naming"
 	"github.com/sandboxmesh/sandboxmesh/operator/routing"
-	"github.com/sandboxmesh/sandboxmesh/operator/workload"
 	"github.com/sandboxmesh/sandboxmesh/routingkey"
+	"github.com/sandboxmesh/sandboxmesh/workload"
 )
 
 // Options configure the operator.

@@ -18,7 +18,7 @@ import (
 	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
 	"github.com/sandboxmesh/sandboxmesh/operator/naming"
-	"github.com/sandboxmesh/sandboxmesh/operator/workload"
+	"github.com/sandboxmesh/sandboxmesh/workload"
 )
 
 // podTemplate is the pod template of the test workloads named app.

@@ -25,7 +25,7 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/meshadapters"
 	"github.com/sandboxmesh/sandboxmesh/operator/fork"
 	"github.com/sandboxmesh/sandboxmesh/operator/naming"
-	"github.com/sandboxmesh/sandboxmesh/operator/workload"
+	"github.com/sandboxmesh/sandboxmesh/workload"
 )
 
 // RoutingKey returns the routing key of an object: its annotation (set by the

@@ -15,7 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
-	"github.com/sandboxmesh/sandboxmesh/operator/workload"
+	"github.com/sandboxmesh/sandboxmesh/workload"
 )
 
 // TestFootprintOfRolloutFork: a Rollout fork's baseline is the Rollout (its
