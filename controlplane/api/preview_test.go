@@ -173,7 +173,7 @@ func TestPreviewThroughTunnel(t *testing.T) {
 		}
 		// Preview errors carry a request ID like API errors (the proxy is not behind gin's middleware).
 		var eb apitypes.ErrorResponse
-		if err := json.Unmarshal([]byte(body), &eb); err != nil || eb.RequestID == "" || eb.RequestID != resp.Header.Get(apitypes.HeaderRequestID) {
+		if err := json.Unmarshal([]byte(body), &eb); err != nil || eb.RequestID == "" || eb.RequestID != resp.Header.Get(apitypes.HeaderRequestID) || resp.Header.Get(apitypes.HeaderPreviewError) != "true" {
 			t.Fatalf("error body %s (header %q): %v", body, resp.Header.Get(apitypes.HeaderRequestID), err)
 		}
 	})

@@ -24,6 +24,10 @@ const (
 	HeaderClusterToken = "sandboxmesh-cluster-token"
 	// HeaderRequestID carries the request ID.
 	HeaderRequestID = "X-Request-Id"
+	// HeaderPreviewError is "true" on an error the preview proxy answered
+	// itself (no agent, unresolved endpoint, bad credentials…), so clients can
+	// tell it from an error of the service behind the endpoint.
+	HeaderPreviewError = "Sandboxmesh-Preview-Error"
 	// HeaderCreated is "true" on the answer of a PUT that created the object
 	// (the status stays 200 for Signadot clients).
 	HeaderCreated = "Sandboxmesh-Created"

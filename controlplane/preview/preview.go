@@ -199,6 +199,7 @@ func (p *Proxy) parse(r *http.Request) (request, bool) {
 func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, code int, reason, msg string) {
 	id := r.Header.Get(apitypes.HeaderRequestID)
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set(apitypes.HeaderPreviewError, "true")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(apitypes.ErrorResponse{Code: code, Error: msg, RequestID: id, Reason: reason})
 	if p.OnRequest != nil {

@@ -635,7 +635,7 @@ func (s *server) httpRequest(ctx context.Context, _ *mcp.CallToolRequest, in HTT
 	for k, vs := range resp.Header {
 		out.Headers[k] = strings.Join(vs, ", ")
 	}
-	if resp.StatusCode >= 400 && resp.Header.Get(apitypes.HeaderRequestID) == "" {
+	if resp.StatusCode >= 400 && resp.Header.Get(apitypes.HeaderPreviewError) == "true" {
 		var er apitypes.ErrorResponse
 		if json.Unmarshal(data, &er) == nil && er.Error != "" && er.Reason != "" {
 			out.Note = "this error came from the control plane's preview proxy, not from the service: " + er.Error
