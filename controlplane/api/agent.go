@@ -174,24 +174,8 @@ func (s *Server) listWorkloads(c *gin.Context) {
 			return
 		}
 	}
-	ctx := c.Request.Context()
-	org := c.Param("org")
-	if _, err := s.st.GetCluster(ctx, org, name); err != nil {
-		s.failErr(c, fmt.Sprintf("cluster %q", name), err)
-		return
-	}
-	w, err := s.st.GetWorkloads(ctx, org, name)
-	if errors.Is(err, store.ErrNotFound) {
-		s.fail(c, http.StatusNotFound, apitypes.ReasonNotFound, fmt.Sprintf("the agent of cluster %q has not reported its workloads yet; is it running and connected (GET .../clusters/%s shows lastSeenAt)?", name, name))
-		return
-	}
-	if err != nil {
-		s.failErr(c, "workloads", err)
-		return
-	}
-	var rep apitypes.WorkloadReport
-	if err := json.Unmarshal(w.Data, &rep); err != nil {
-		s.failErr(c, "workloads", err)
+	w, rep, ok := s.reportedWorkloads(c, c.Param("org"), name)
+	if !ok {
 		return
 	}
 	out := apitypes.WorkloadList{Cluster: name, ReportedAt: w.ReportedAt.UTC().Format(time.RFC3339), Truncated: rep.Truncated, Workloads: []apitypes.Workload{}}
@@ -392,4 +376,29 @@ func (s *Server) previewBase(c *gin.Context) preview.Base {
 		scheme = "https"
 	}
 	return s.preview.Base.For(scheme, c.Request.Host)
+}
+
+// reportedWorkloads reads the workloads cluster name of org last reported,
+// answering the error (unknown cluster, no report yet) itself when ok is false.
+func (s *Server) reportedWorkloads(c *gin.Context, org, name string) (store.Workloads, apitypes.WorkloadReport, bool) {
+	ctx := c.Request.Context()
+	var rep apitypes.WorkloadReport
+	if _, err := s.st.GetCluster(ctx, org, name); err != nil {
+		s.failErr(c, fmt.Sprintf("cluster %q", name), err)
+		return store.Workloads{}, rep, false
+	}
+	w, err := s.st.GetWorkloads(ctx, org, name)
+	if errors.Is(err, store.ErrNotFound) {
+		s.fail(c, http.StatusNotFound, apitypes.ReasonNotFound, fmt.Sprintf("the agent of cluster %q has not reported its workloads yet; is it running and connected (GET .../clusters/%s shows lastSeenAt)?", name, name))
+		return w, rep, false
+	}
+	if err != nil {
+		s.failErr(c, "workloads", err)
+		return w, rep, false
+	}
+	if err := json.Unmarshal(w.Data, &rep); err != nil {
+		s.failErr(c, "workloads", err)
+		return w, rep, false
+	}
+	return w, rep, true
 }

@@ -159,23 +159,8 @@ func (s *Server) devmeshAnalyze(c *gin.Context) {
 			apitypes.FieldError{Path: "status", Message: fmt.Sprintf("want %s or %s (got %q)", apitypes.DevMeshOK, apitypes.DevMeshMissing, status)})
 		return
 	}
-	ctx, org := c.Request.Context(), c.Param("org")
-	if _, err := s.st.GetCluster(ctx, org, name); err != nil {
-		s.failErr(c, fmt.Sprintf("cluster %q", name), err)
-		return
-	}
-	w, err := s.st.GetWorkloads(ctx, org, name)
-	if errors.Is(err, store.ErrNotFound) {
-		s.fail(c, http.StatusNotFound, apitypes.ReasonNotFound, fmt.Sprintf("the agent of cluster %q has not reported its workloads yet; is it running and connected (GET .../clusters/%s shows lastSeenAt)?", name, name))
-		return
-	}
-	if err != nil {
-		s.failErr(c, "workloads", err)
-		return
-	}
-	var rep apitypes.WorkloadReport
-	if err := json.Unmarshal(w.Data, &rep); err != nil {
-		s.failErr(c, "workloads", err)
+	w, rep, ok := s.reportedWorkloads(c, c.Param("org"), name)
+	if !ok {
 		return
 	}
 	c.JSON(http.StatusOK, analyzeDevmesh(name, w.ReportedAt, rep, ns, status))
