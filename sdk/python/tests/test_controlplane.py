@@ -331,7 +331,7 @@ class RouteGroupsTest(unittest.TestCase):
         self.assertEqual(got.spec.match.label.value, "py-*")
         self.assertTrue(got.endpoints[0].url == CP.url + "/preview/default/py-rg/frontend")
         self.assertIs(got.status.ready, False)
-        self.assertIsNone(got.status.matched_sandboxes)  # absent while empty
+        self.assertEqual(got.status.matched_sandboxes, [])  # [] while none match, as Signadot answers
         self.assertEqual(api.get_routegroup(ORG, "py-rg").routing_key, got.routing_key)
 
         # A route group without endpoints: the answer has none (absent, read as None).
