@@ -44,6 +44,20 @@ func (a *App) readSpec(path string, sets []string) ([]byte, string, error) {
 // `get -o yaml` are ignored (so its output can be applied again), Signadot's
 // files parse, and other unknown fields are errors with their full paths.
 func decodeSpec(data []byte, name string, v any, rules apitypes.WireRules) ([]apitypes.Extracted, error) {
+	j, err := specJSON(data, name)
+	if err != nil {
+		return nil, err
+	}
+	ext, err := apitypes.DecodeWire(j, v, rules)
+	if err != nil {
+		return nil, specError(name, err)
+	}
+	return ext, nil
+}
+
+// specJSON turns a spec file (YAML or JSON) into JSON, refusing an empty file
+// and duplicate keys.
+func specJSON(data []byte, name string) ([]byte, error) {
 	if strings.TrimSpace(string(data)) == "" {
 		return nil, usageErrorf("%s: the file is empty; want `name: ...` and `spec: {...}`", name)
 	}
@@ -51,11 +65,7 @@ func decodeSpec(data []byte, name string, v any, rules apitypes.WireRules) ([]ap
 	if err != nil {
 		return nil, usageErrorf("%s: %v", name, err)
 	}
-	ext, err := apitypes.DecodeWire(j, v, rules)
-	if err != nil {
-		return nil, specError(name, err)
-	}
-	return ext, nil
+	return j, nil
 }
 
 // specError words a DecodeWire error of a spec file.
@@ -98,12 +108,11 @@ func (a *App) loadSandbox(path string, sets []string, cluster string) (*client.S
 	if err != nil {
 		return nil, err
 	}
-	var f apitypes.Sandbox
-	ext, err := decodeSpec(data, name, &f, apitypes.SandboxWireRules)
+	j, err := specJSON(data, name)
 	if err != nil {
 		return nil, err
 	}
-	legacy, err := apitypes.SandboxLegacyEndpoints(ext)
+	f, _, moved, err := apitypes.DecodeSandbox(j) // Signadot's endpoint shapes too, as the API does
 	if err != nil {
 		return nil, specError(name, err)
 	}
@@ -114,7 +123,7 @@ func (a *App) loadSandbox(path string, sets []string, cluster string) (*client.S
 	if fe := apitypes.ValidateObjectName("name", f.Name); fe != nil {
 		errs = append(errs, *fe)
 	}
-	errs = append(errs, legacy.Apply(&f.Spec)...) // Signadot's endpoint shapes, as the API does
+	errs = append(errs, moved...)
 	errs = append(errs, apitypes.ValidateSandboxSpec(&f.Spec)...)
 	if len(errs) > 0 {
 		return nil, fieldErrors(name, errs)

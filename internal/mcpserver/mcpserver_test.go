@@ -253,6 +253,16 @@ func TestAgentFlow(t *testing.T) {
 	if sb.Name != "other" || sb.Ready || !strings.Contains(sb.NextStep, "sandbox_wait") || !strings.Contains(sb.Blocking, "Pending") {
 		t.Fatalf("apply: %+v", sb)
 	}
+	// Signadot's fork endpoints in the YAML become route group endpoints, as over REST.
+	legacy := "name: legacy\nspec:\n  cluster: c1\n  forks:\n  - forkOf: {namespace: shop, name: payments}\n    customizations:\n      images: [{image: payments:v9}]\n    endpoints: [{name: pay, port: 8080, protocol: http}]\n"
+	s.mustCall("sandbox_apply", map[string]any{"yaml": legacy}, &sb)
+	lg, err := e.Client.GetSandbox(ctx, cptest.Org, "legacy")
+	if err != nil || lg.Spec.DefaultRouteGroup == nil || len(lg.Spec.DefaultRouteGroup.Endpoints) != 1 || lg.Spec.DefaultRouteGroup.Endpoints[0].Name != "pay" {
+		t.Fatalf("legacy endpoints: %+v %v", lg, err)
+	}
+	if err := e.Client.DeleteSandbox(ctx, cptest.Org, "legacy"); err != nil {
+		t.Fatal(err)
+	}
 	var list mcpserver.SandboxList
 	s.mustCall("sandbox_list", map[string]any{}, &list)
 	if len(list.Sandboxes) != 2 {
@@ -321,7 +331,11 @@ func TestToolErrors(t *testing.T) {
 			[]string{"fix these fields", "- name:", "- spec.cluster: required", "- spec: at least one of forks"}},
 		{"spec and yaml", s, "sandbox_apply", map[string]any{"name": "x", "spec": map[string]any{}, "yaml": "name: x"}, []string{"not both"}},
 		{"neither spec nor yaml", s, "sandbox_apply", map[string]any{"name": "x"}, []string{"sandbox_fork"}},
-		{"bad yaml", s, "sandbox_apply", map[string]any{"yaml": "name: x\nspec:\n  forkz: 1\n"}, []string{"forkz"}},
+		{"bad yaml", s, "sandbox_apply", map[string]any{"yaml": "name: x\nspec:\n  forkz: 1\n"}, []string{"spec.forkz: unknown field"}},
+		{"nested unknown field in yaml", s, "sandbox_apply", map[string]any{"yaml": "name: x\nspec:\n  cluster: c1\n  forks:\n  - forkOf: {namespace: shop, name: cart}\n    customizations: {foo: 1}\n"},
+			[]string{"spec.forks[0].customizations.foo: unknown field"}},
+		{"unsupported Signadot field in yaml", s, "sandbox_apply", map[string]any{"yaml": "name: x\nspec:\n  cluster: c1\n  middleware: [{name: m}]\n  forks:\n  - forkOf: {namespace: shop, name: cart}\n"},
+			[]string{"spec.middleware", "not supported"}},
 		{"rejected by the control plane", s, "sandbox_fork", map[string]any{"name": "x", "workload": "shop/cart", "image": "i", "cluster": "nosuch"},
 			[]string{"spec.cluster names no registered cluster", "Fix the listed fields"}},
 		{"bad workload", s, "sandbox_fork", map[string]any{"name": "x", "workload": "cart", "image": "i"}, []string{"namespace/name"}},

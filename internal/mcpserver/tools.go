@@ -263,12 +263,18 @@ func (s *server) sandboxApply(ctx context.Context, req *mcp.CallToolRequest, in 
 	case in.Spec != nil:
 		sb.Spec = *in.Spec
 	case in.YAML != "":
-		var f struct {
-			Name string               `json:"name"`
-			Spec v1alpha1.SandboxSpec `json:"spec"`
-		}
-		if err := yaml.UnmarshalStrict([]byte(in.YAML), &f); err != nil {
+		j, err := yaml.YAMLToJSONStrict([]byte(in.YAML))
+		if err != nil {
 			return nil, nil, fmt.Errorf("yaml: %v; want {name: ..., spec: {cluster: ..., forks: [...]}}", err)
+		}
+		// As the API and the CLI decode it: unknown fields named by path,
+		// Signadot's fields and endpoint shapes understood.
+		f, _, moved, err := apitypes.DecodeSandbox(j)
+		if err != nil {
+			return nil, nil, fmt.Errorf("yaml: %v; want {name: ..., spec: {cluster: ..., forks: [...]}}", err)
+		}
+		if len(moved) > 0 {
+			return nil, nil, fmt.Errorf("yaml: %v", moved)
 		}
 		if in.Name != "" && f.Name != "" && in.Name != f.Name {
 			return nil, nil, fmt.Errorf("name %q differs from the yaml's name %q", in.Name, f.Name)
