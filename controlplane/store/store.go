@@ -65,6 +65,8 @@ type Kind string
 const (
 	KindSandbox    Kind = "sandbox"
 	KindRouteGroup Kind = "routegroup"
+	// KindRunnerGroup is a job runner group (docs/jobs.md).
+	KindRunnerGroup Kind = "runnergroup"
 )
 
 // Store is the control plane's database.
