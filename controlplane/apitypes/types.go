@@ -235,7 +235,7 @@ const (
 
 // AgentObject is one desired object sent to an agent.
 type AgentObject struct {
-	// Kind is "sandbox" or "routegroup".
+	// Kind is "sandbox", "routegroup" or "runnergroup".
 	Kind       string          `json:"kind"`
 	Org        string          `json:"org"`
 	Name       string          `json:"name"`
@@ -243,6 +243,9 @@ type AgentObject struct {
 	RoutingKey string          `json:"routingKey,omitempty"`
 	Spec       json.RawMessage `json:"spec,omitempty"`
 	Deleted    bool            `json:"deleted,omitempty"`
+	// RunnerToken is the runner token of a live runnergroup object (the
+	// agent puts it in the runner pods' Secret); empty for other kinds.
+	RunnerToken string `json:"runnerToken,omitempty"`
 }
 
 // AgentState is the answer to an agent's poll.
@@ -268,6 +271,9 @@ type ObservedStatus struct {
 	Forks               []v1alpha1.ForkStatus     `json:"forks,omitempty"`
 	MatchedSandboxes    []string                  `json:"matchedSandboxes,omitempty"`
 	ScheduledDeleteTime string                    `json:"scheduledDeleteTime,omitempty"`
+	// Pods counts the runner pods of a runner group (ready, notReady; idle
+	// is computed by the control plane).
+	Pods *RunnerGroupPods `json:"pods,omitempty"`
 }
 
 // AgentStatusItem reports the status of one object at a version.
