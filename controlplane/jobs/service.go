@@ -76,8 +76,8 @@ type Service struct {
 	secretMu sync.Mutex
 	secret   []byte
 
-	queue *broadcaster            // wakes claims: a job was submitted
-	logs  *keyedBroadcaster       // wakes log streams of one job
+	queue *broadcaster      // wakes claims: a job was submitted
+	logs  *keyedBroadcaster // wakes log streams of one job
 }
 
 // New returns a Service; call Run for its sweeper.
