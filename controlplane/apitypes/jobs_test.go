@@ -2,6 +2,7 @@ package apitypes
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -164,4 +165,18 @@ func FuzzValidateJobSpec(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDecodeWireBytes: a []byte field is a base64 string on the wire (the
+// runner's log chunks); DecodeWire once refused it as "want array".
+func TestDecodeWireBytes(t *testing.T) {
+	var ev RunnerEvents
+	if _, err := DecodeWire([]byte(`{"logs":[{"stream":"stdout","data":"aGkK"}]}`), &ev, nil); err != nil || string(ev.Logs[0].Data) != "hi\n" {
+		t.Fatalf("base64 data: %+v %v", ev, err)
+	}
+	_, err := DecodeWire([]byte(`{"logs":[{"stream":"stdout","data":[1,2]}]}`), &ev, nil)
+	var we *WireError
+	if !errors.As(err, &we) || we.Fields[0].Path != "logs[0].data" {
+		t.Fatalf("array for bytes: %v", err)
+	}
 }

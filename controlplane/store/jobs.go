@@ -102,7 +102,11 @@ func (s *Store) CreateJob(ctx context.Context, j Job) (Job, error) {
 		return Job{}, fmt.Errorf("job %s/%s: %w", j.Org, j.Name, ErrAlreadyExists)
 	}
 	s.emit(Change{What: ChangeJob, Org: j.Org, Name: j.Name})
-	return s.GetJob(ctx, j.Org, j.Name)
+	// The job as inserted (a waiting claim may take it at once).
+	j.Phase, j.Attempt, j.CreatedAt = JobQueued, 0, fromNano(now)
+	j.ExecutionCount, j.Pod, j.PodNamespace, j.ExitCode, j.Message, j.CanceledBy, j.CancelReason = 0, "", "", 0, "", "", ""
+	j.CancelAt, j.Timeout, j.StartedAt, j.FinishedAt, j.LastEvent = time.Time{}, 0, time.Time{}, time.Time{}, time.Time{}
+	return j, nil
 }
 
 // GetJob returns a job or ErrNotFound.
