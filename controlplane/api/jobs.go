@@ -426,9 +426,15 @@ func runnerOf(c *gin.Context) jobs.Runner {
 	return r
 }
 
-// runnerPod reads the Sandboxmesh-Runner-Pod header (namespace/pod).
+// runnerPod reads the optional Sandboxmesh-Runner-Pod header (namespace/pod):
+// with it, the attempt must be running on that pod.
 func (s *Server) runnerPod(c *gin.Context) {
-	ns, pod, ok := strings.Cut(c.GetHeader(apitypes.HeaderRunnerPod), "/")
+	h := c.GetHeader(apitypes.HeaderRunnerPod)
+	if h == "" {
+		c.Next()
+		return
+	}
+	ns, pod, ok := strings.Cut(h, "/")
 	if !ok || apitypes.ValidateDNSName("namespace", ns) != nil || apitypes.ValidateText("pod", pod, 253, true) != nil || strings.Contains(pod, "/") {
 		s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "the "+apitypes.HeaderRunnerPod+" header must be namespace/pod",
 			apitypes.FieldError{Path: apitypes.HeaderRunnerPod, Message: "want namespace/pod"})

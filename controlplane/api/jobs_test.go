@@ -52,10 +52,14 @@ func (a *memArtifacts) Get(_ context.Context, key string) (io.ReadCloser, error)
 	return io.NopCloser(bytes.NewReader(b)), nil
 }
 
-func (a *memArtifacts) Delete(_ context.Context, key string) error {
+func (a *memArtifacts) Delete(_ context.Context, prefix string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	delete(a.m, key)
+	for k := range a.m {
+		if strings.HasPrefix(k, prefix) {
+			delete(a.m, k)
+		}
+	}
 	return nil
 }
 
@@ -195,6 +199,9 @@ func TestJobsEndToEnd(t *testing.T) {
 			}
 			if env["FOO"] != "bar" || env["SIGNADOT_ROUTING_KEY"] != sb.RoutingKey || env["SANDBOXMESH_SANDBOX_NAME"] != "sb" || env["SIGNADOT_CONTROL_JOB_NAME"] != job.Name {
 				t.Fatalf("env: %v", env)
+			}
+			if _, err := e.runner(t, "rg", e.runnerToken(t, "rg"), "p9").Events(ctx, job.Name, 0, nil); !errors.Is(err, client.ErrConflict) {
+				t.Fatalf("events from another pod: %v", err)
 			}
 			if j := waitPhase(t, e.acme, job.Name, "running"); j.Status.Attempts[0].State.Running.PodName != "p1" {
 				t.Fatalf("running: %+v", j.Status.Attempts[0])

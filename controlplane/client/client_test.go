@@ -349,9 +349,13 @@ func (a *memArtifacts) Get(_ context.Context, key string) (io.ReadCloser, error)
 	return io.NopCloser(bytes.NewReader(b)), nil
 }
 
-func (a *memArtifacts) Delete(_ context.Context, key string) error {
+func (a *memArtifacts) Delete(_ context.Context, prefix string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	delete(a.m, key)
+	for k := range a.m {
+		if strings.HasPrefix(k, prefix) {
+			delete(a.m, k)
+		}
+	}
 	return nil
 }

@@ -103,15 +103,12 @@ func (s *Service) Cancel(ctx context.Context, org, name string) (apitypes.Job, e
 // Delete deletes a job with its logs and artifacts. A running attempt's
 // runner learns it from its next event (409) and stops the process.
 func (s *Service) Delete(ctx context.Context, org, name string) error {
-	keys, err := s.st.DeleteJob(ctx, org, name)
-	if err != nil {
+	if _, err := s.st.DeleteJob(ctx, org, name); err != nil {
 		return err
 	}
 	if s.cfg.Artifacts != nil {
-		for _, k := range keys {
-			if err := s.cfg.Artifacts.Delete(ctx, k); err != nil {
-				s.log.WarnContext(ctx, "delete artifact of deleted job", "org", org, "job", name, "key", k, "err", err)
-			}
+		if err := s.cfg.Artifacts.Delete(ctx, jobPrefix(org, name)); err != nil {
+			s.log.WarnContext(ctx, "delete artifacts of deleted job", "org", org, "job", name, "err", err)
 		}
 	}
 	return nil
@@ -140,7 +137,9 @@ func View(j store.Job) apitypes.Job {
 
 // ---- runner side ----
 
-// Pod identifies the runner pod making a request.
+// Pod identifies the runner pod making a request; the zero Pod (a runner
+// that does not name itself) stands for whichever pod of the group runs
+// the attempt: a runner token is the group's, so its pods trust each other.
 type Pod struct{ Namespace, Name string }
 
 func (p Pod) String() string { return p.Namespace + "/" + p.Name }
@@ -298,11 +297,14 @@ func (s *Service) keepOutput(ctx context.Context, j store.Job) {
 	}
 }
 
+// jobPrefix is the key folder of a job's artifacts.
+func jobPrefix(org, name string) string { return "jobs/" + org + "/" + name + "/" }
+
 // storageKey names an artifact's bytes: the path is hashed, so no path
-// reaches the storage backend.
+// reaches the storage backend (org and job names are DNS labels).
 func storageKey(j store.Job, space, path string) string {
 	h := sha256.Sum256([]byte(path))
-	return fmt.Sprintf("jobs/%s/%s/%d/%s/%s", j.Org, j.Name, j.Attempt, space, hex.EncodeToString(h[:]))
+	return fmt.Sprintf("%s%d/%s/%s", jobPrefix(j.Org, j.Name), j.Attempt, space, hex.EncodeToString(h[:]))
 }
 
 // UploadArtifact stores a file of the attempt running on pod. path must be
@@ -322,7 +324,7 @@ func (s *Service) UploadArtifact(ctx context.Context, r Runner, pod Pod, name st
 	if err != nil {
 		return apitypes.Artifact{}, err
 	}
-	if j.Attempt != attempt || j.Phase != store.JobRunning || j.Pod != pod.Name || j.PodNamespace != pod.Namespace {
+	if j.Attempt != attempt || j.Phase != store.JobRunning || (pod.Name != "" && (j.Pod != pod.Name || j.PodNamespace != pod.Namespace)) {
 		return apitypes.Artifact{}, fmt.Errorf("artifact of job %s/%s attempt %d: not running on pod %s: %w", r.Org, name, attempt, pod, store.ErrConflict)
 	}
 	var spec apitypes.JobSpec
@@ -343,33 +345,46 @@ func (s *Service) UploadArtifact(ctx context.Context, r Runner, pod Pod, name st
 func (s *Service) putArtifact(ctx context.Context, j store.Job, space, path, contentType string, meta map[string]string, body io.Reader) (apitypes.Artifact, error) {
 	key := storageKey(j, space, path)
 	h := sha256.New()
-	cr := &countingReader{r: io.LimitReader(body, s.cfg.MaxArtifactBytes+1), h: h}
+	cr := &countingReader{r: body, h: h, max: s.cfg.MaxArtifactBytes}
 	if err := s.cfg.Artifacts.Put(ctx, key, cr, -1, contentType); err != nil {
+		if cr.n > s.cfg.MaxArtifactBytes || errors.Is(err, ErrTooLarge) {
+			return apitypes.Artifact{}, fmt.Errorf("artifact %s of job %s/%s: more than %d bytes: %w", path, j.Org, j.Name, s.cfg.MaxArtifactBytes, ErrTooLarge)
+		}
 		return apitypes.Artifact{}, fmt.Errorf("artifact %s of job %s/%s: store: %w", path, j.Org, j.Name, err)
-	}
-	if cr.n > s.cfg.MaxArtifactBytes {
-		_ = s.cfg.Artifacts.Delete(ctx, key)
-		return apitypes.Artifact{}, fmt.Errorf("artifact %s of job %s/%s: more than %d bytes: %w", path, j.Org, j.Name, s.cfg.MaxArtifactBytes, ErrTooLarge)
 	}
 	a := store.Artifact{Org: j.Org, Job: j.Name, Attempt: j.Attempt, Space: space, Path: path, StorageKey: key, Size: cr.n,
 		ContentType: contentType, SHA256: hex.EncodeToString(h.Sum(nil)), Meta: meta}
 	if err := s.st.PutArtifact(ctx, a); err != nil {
-		_ = s.cfg.Artifacts.Delete(ctx, key) // the job was deleted meanwhile
+		if errors.Is(err, store.ErrNotFound) { // the job was deleted meanwhile: drop what is left of it
+			_ = s.cfg.Artifacts.Delete(ctx, jobPrefix(j.Org, j.Name))
+		}
 		return apitypes.Artifact{}, err
 	}
 	return artifactView(a), nil
 }
 
+// countingReader counts and hashes what it reads and fails with
+// ErrTooLarge past max bytes.
 type countingReader struct {
-	r io.Reader
-	h io.Writer
-	n int64
+	r   io.Reader
+	h   io.Writer
+	n   int64
+	max int64
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
+	if c.n > c.max {
+		return 0, ErrTooLarge
+	}
+	if int64(len(p)) > c.max-c.n+1 {
+		p = p[:c.max-c.n+1]
+	}
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	c.h.Write(p[:n])
+	if c.n > c.max {
+		return n, ErrTooLarge
+	}
 	return n, err
 }
 

@@ -14,18 +14,21 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
 )
 
-// ArtifactStore keeps the bytes of artifacts by key (the keys are made by
-// the service: jobs/<org>/<job>/<attempt>/<space>/<sha256 of the path>).
-// controlplane/jobs/artifacts provides the filesystem and S3
-// implementations.
+// ArtifactStore keeps the bytes of artifacts by key. The service makes the
+// keys: jobs/<org>/<job>/<attempt>/<space>/<hex SHA-256 of the path>, so no
+// artifact path reaches the backend, and every key of a job is under the
+// folder jobs/<org>/<job>/. controlplane/jobs/artifacts provides the
+// filesystem and S3 stores (an adapter drops their Info results).
 type ArtifactStore interface {
-	// Put stores r under key (size is -1 when unknown), replacing it.
+	// Put stores r under key (size is -1 when unknown), replacing it; a
+	// failed Put leaves nothing under key. A read error of r is returned
+	// wrapped.
 	Put(ctx context.Context, key string, r io.Reader, size int64, contentType string) error
-	// Get opens the bytes under key; a missing key is an error wrapping
-	// fs.ErrNotExist or store.ErrNotFound.
+	// Get opens the bytes under key; the caller closes them.
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
-	// Delete removes key; a missing key is not an error.
-	Delete(ctx context.Context, key string) error
+	// Delete removes every key under prefix (a folder ending in "/");
+	// nothing to delete is not an error.
+	Delete(ctx context.Context, prefix string) error
 }
 
 // Defaults of Config.

@@ -250,7 +250,7 @@ type LogChunk struct {
 }
 
 // AddJobEvents records that the attempt running on pod is alive and appends
-// its output. It returns the cancel reason asked of the attempt (empty:
+// its output (pod "": whichever pod runs it). It returns the cancel reason asked of the attempt (empty:
 // none). An attempt that is not running on that pod any more is ErrConflict
 // (a deleted job ErrNotFound).
 func (s *Store) AddJobEvents(ctx context.Context, org, name string, attempt int64, namespace, pod string, logs []LogChunk) (string, error) {
@@ -263,8 +263,8 @@ func (s *Store) AddJobEvents(ctx context.Context, org, name string, attempt int6
 	now := s.nowNano()
 	var seq int64
 	var reason string
-	err = tx.QueryRowContext(ctx, s.q(`UPDATE jobs SET last_event_at = ?, log_seq = log_seq + ? WHERE org = ? AND name = ? AND attempt = ? AND phase = ? AND pod = ? AND pod_namespace = ?
-		RETURNING log_seq, cancel_reason`), now, len(logs), org, name, attempt, JobRunning, pod, namespace).Scan(&seq, &reason)
+	err = tx.QueryRowContext(ctx, s.q(`UPDATE jobs SET last_event_at = ?, log_seq = log_seq + ? WHERE org = ? AND name = ? AND attempt = ? AND phase = ? AND (? = '' OR (pod = ? AND pod_namespace = ?))
+		RETURNING log_seq, cancel_reason`), now, len(logs), org, name, attempt, JobRunning, pod, pod, namespace).Scan(&seq, &reason)
 	if errors.Is(err, sql.ErrNoRows) {
 		if _, gerr := s.GetJob(ctx, org, name); gerr != nil {
 			return "", fmt.Errorf("events of %s: %w", id, gerr)
@@ -290,7 +290,7 @@ func (s *Store) AddJobEvents(ctx context.Context, org, name string, attempt int6
 	return reason, nil
 }
 
-// FinishJob ends the attempt running on pod: succeeded for exit code 0,
+// FinishJob ends the attempt running on pod (pod "": whichever pod runs it): succeeded for exit code 0,
 // canceled when a cancel was asked and the runner stopped the process
 // (canceled), failed otherwise. ErrConflict: not running on that pod.
 func (s *Store) FinishJob(ctx context.Context, org, name string, attempt int64, namespace, pod string, exitCode int64, message string, canceled bool) (Job, error) {
@@ -299,9 +299,9 @@ func (s *Store) FinishJob(ctx context.Context, org, name string, attempt int64, 
 	res, err := s.db.ExecContext(ctx, s.q(`UPDATE jobs SET finished_at = ?, exit_code = ?, message = ?,
 		phase = CASE WHEN cancel_reason <> '' AND ? = 1 THEN ? WHEN ? = 0 THEN ? ELSE ? END,
 		canceled_by = CASE WHEN cancel_reason <> '' AND ? = 1 THEN cancel_reason ELSE '' END
-		WHERE org = ? AND name = ? AND attempt = ? AND phase = ? AND pod = ? AND pod_namespace = ?`),
+		WHERE org = ? AND name = ? AND attempt = ? AND phase = ? AND (? = '' OR (pod = ? AND pod_namespace = ?))`),
 		now, exitCode, message, boolInt(canceled), JobCanceled, exitCode, JobSucceeded, JobFailed, boolInt(canceled),
-		org, name, attempt, JobRunning, pod, namespace)
+		org, name, attempt, JobRunning, pod, pod, namespace)
 	if err != nil {
 		return Job{}, fmt.Errorf("finish %s: %w", id, err)
 	}

@@ -44,6 +44,9 @@ func TestJobLifecycle(t *testing.T) {
 		if _, err := s.AddJobEvents(ctx, "acme", "j1", 0, "ns", "p2", nil); !errors.Is(err, store.ErrConflict) {
 			t.Fatalf("events of another pod: %v", err)
 		}
+		if _, err := s.AddJobEvents(ctx, "acme", "j1", 0, "", "", nil); err != nil {
+			t.Fatalf("events of whichever pod: %v", err)
+		}
 		if _, err := s.AddJobEvents(ctx, "acme", "j1", 0, "ns", "p1", []store.LogChunk{{Stream: "stdout", Data: []byte("a\n")}, {Stream: "stderr", Data: []byte{0, 0xff}}}); err != nil {
 			t.Fatal(err)
 		}
