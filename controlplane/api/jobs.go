@@ -139,7 +139,7 @@ func (s *Server) deleteRunnerGroup(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if err := s.st.Delete(c.Request.Context(), store.KindRunnerGroup, c.Param("org"), name); err != nil {
+	if err := s.jobs.DeleteRunnerGroup(c.Request.Context(), c.Param("org"), name); err != nil {
 		s.failErr(c, fmt.Sprintf("runner group %q", name), err)
 		return
 	}

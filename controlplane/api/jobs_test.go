@@ -568,9 +568,13 @@ func TestRunnerTokens(t *testing.T) {
 			if _, err := rc2.Finish(ctx, j.Name, 0, apitypes.RunnerFinish{}); !errors.Is(err, client.ErrForbidden) {
 				t.Fatalf("foreign job finish: %v", err)
 			}
-			// a re-created group gets a new token; the old one stops working
+			// a re-created group gets a new token; the old one stops working;
+			// the queued job is canceled with the group
 			if err := e.acme.DeleteRunnerGroup(ctx, "acme", "rg"); err != nil {
 				t.Fatal(err)
+			}
+			if j, err := e.acme.GetJob(ctx, "acme", j.Name); err != nil || j.Status.Phase != "canceled" || j.Status.Attempts[0].State.Canceled.CanceledBy != "internal" {
+				t.Fatalf("queued job of a deleted group: %+v %v", j, err)
 			}
 			if _, err := e.runner(t, "rg", tok, "p").Claim(ctx, 0); !errors.Is(err, client.ErrUnauthorized) {
 				t.Fatalf("token of a deleted group: %v", err)

@@ -114,6 +114,19 @@ func (s *Service) Delete(ctx context.Context, org, name string) error {
 	return nil
 }
 
+// DeleteRunnerGroup deletes a runner group; its queued jobs are canceled
+// (canceledBy internal), as no pod will claim them. Running attempts end
+// when their pods go (the sweeper fails them).
+func (s *Service) DeleteRunnerGroup(ctx context.Context, org, name string) error {
+	if err := s.st.Delete(ctx, store.KindRunnerGroup, org, name); err != nil {
+		return err
+	}
+	if _, err := s.st.CancelQueuedJobs(ctx, org, name, apitypes.CancelReasonInternal, fmt.Sprintf("runner group %q was deleted", name)); err != nil {
+		return err
+	}
+	return nil
+}
+
 // View is a stored job as the API shows it.
 func View(j store.Job) apitypes.Job {
 	out := apitypes.Job{Name: j.Name, CreatedAt: ts(j.CreatedAt)}
@@ -244,7 +257,11 @@ func (s *Service) Events(ctx context.Context, r Runner, pod Pod, name string, at
 	if total > maxEventBytes {
 		return apitypes.RunnerEventsAnswer{}, invalid("invalid events", apitypes.FieldError{Path: "logs", Message: fmt.Sprintf("at most %d bytes of output per request", maxEventBytes)})
 	}
-	reason, err := s.st.AddJobEvents(ctx, r.Org, name, attempt, pod.Namespace, pod.Name, chunks)
+	reason, err := s.st.AddJobEvents(ctx, r.Org, name, attempt, pod.Namespace, pod.Name, chunks, s.cfg.MaxLogBytes)
+	if errors.Is(err, store.ErrLogCapReached) {
+		s.log.DebugContext(ctx, "job output over the cap dropped", "org", r.Org, "job", name, "err", err)
+		err = nil
+	}
 	if err != nil {
 		return apitypes.RunnerEventsAnswer{}, err
 	}

@@ -40,6 +40,7 @@ const (
 	DefaultClaimPoll        = time.Second
 	DefaultLogPoll          = 250 * time.Millisecond
 	DefaultMaxClaimWait     = 30 * time.Second
+	DefaultMaxLogBytes      = 64 << 20
 )
 
 // Config configures a Service.
@@ -68,6 +69,9 @@ type Config struct {
 	ClaimPoll, LogPoll time.Duration
 	// MaxClaimWait bounds a claim's wait (default 30s).
 	MaxClaimWait time.Duration
+	// MaxLogBytes caps the output kept per attempt (default 64 MiB); more
+	// is dropped with a marker line on stderr.
+	MaxLogBytes int64
 }
 
 // Service is the jobs service.
@@ -98,6 +102,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.MaxArtifactBytes <= 0 {
 		cfg.MaxArtifactBytes = DefaultMaxArtifactBytes
+	}
+	if cfg.MaxLogBytes <= 0 {
+		cfg.MaxLogBytes = DefaultMaxLogBytes
 	}
 	def(&cfg.LostAfter, DefaultLostAfter)
 	def(&cfg.CancelGrace, DefaultCancelGrace)
@@ -241,14 +248,20 @@ var (
 
 const nameChars = "abcdefghijklmnopqrstuvwxyz0123456789"
 
-// randomSuffix returns n random characters of [a-z0-9].
+// randomSuffix returns n random characters of [a-z0-9], uniformly (bytes
+// of 252 and above are redrawn).
 func randomSuffix(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	for i := range b {
-		b[i] = nameChars[int(b[i])%len(nameChars)]
+	out := make([]byte, 0, n)
+	b := make([]byte, 2*n)
+	for len(out) < n {
+		_, _ = rand.Read(b)
+		for _, c := range b {
+			if int(c) < 252 && len(out) < n {
+				out = append(out, nameChars[int(c)%len(nameChars)])
+			}
+		}
 	}
-	return string(b)
+	return string(out)
 }
 
 func ts(t time.Time) string {

@@ -249,11 +249,18 @@ type LogChunk struct {
 	Data   []byte
 }
 
+// ErrLogCapReached is returned (with the cancel reason) by AddJobEvents
+// when output was dropped because the attempt reached its log cap.
+var ErrLogCapReached = errors.New("log cap reached")
+
 // AddJobEvents records that the attempt running on pod is alive and appends
-// its output (pod "": whichever pod runs it). It returns the cancel reason asked of the attempt (empty:
-// none). An attempt that is not running on that pod any more is ErrConflict
-// (a deleted job ErrNotFound).
-func (s *Store) AddJobEvents(ctx context.Context, org, name string, attempt int64, namespace, pod string, logs []LogChunk) (string, error) {
+// its output (pod "": whichever pod runs it), up to maxLogBytes per attempt
+// (0: no cap): output beyond it is dropped, with one marker chunk on
+// stderr, and ErrLogCapReached is returned with the cancel reason. It
+// returns the cancel reason asked of the attempt (empty: none). An attempt
+// that is not running on that pod any more is ErrConflict (a deleted job
+// ErrNotFound).
+func (s *Store) AddJobEvents(ctx context.Context, org, name string, attempt int64, namespace, pod string, logs []LogChunk, maxLogBytes int64) (string, error) {
 	id := fmt.Sprintf("job %s/%s attempt %d", org, name, attempt)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -261,10 +268,20 @@ func (s *Store) AddJobEvents(ctx context.Context, org, name string, attempt int6
 	}
 	defer tx.Rollback()
 	now := s.nowNano()
-	var seq int64
+	var size int64
+	for _, l := range logs {
+		size += int64(len(l.Data))
+	}
+	capped := maxLogBytes > 0
+	var seq, logBytes int64
 	var reason string
-	err = tx.QueryRowContext(ctx, s.q(`UPDATE jobs SET last_event_at = ?, log_seq = log_seq + ? WHERE org = ? AND name = ? AND attempt = ? AND phase = ? AND (? = '' OR (pod = ? AND pod_namespace = ?))
-		RETURNING log_seq, cancel_reason`), now, len(logs), org, name, attempt, JobRunning, pod, pod, namespace).Scan(&seq, &reason)
+	err = tx.QueryRowContext(ctx, s.q(`UPDATE jobs SET last_event_at = ?,
+		log_seq = log_seq + CASE WHEN ? = 0 OR log_bytes + ? <= ? THEN ? WHEN log_bytes <= ? THEN 1 ELSE 0 END,
+		log_bytes = log_bytes + ?
+		WHERE org = ? AND name = ? AND attempt = ? AND phase = ? AND (? = '' OR (pod = ? AND pod_namespace = ?))
+		RETURNING log_seq, log_bytes, cancel_reason`), now,
+		boolInt(capped), size, maxLogBytes, len(logs), maxLogBytes,
+		size, org, name, attempt, JobRunning, pod, pod, namespace).Scan(&seq, &logBytes, &reason)
 	if errors.Is(err, sql.ErrNoRows) {
 		if _, gerr := s.GetJob(ctx, org, name); gerr != nil {
 			return "", fmt.Errorf("events of %s: %w", id, gerr)
@@ -273,6 +290,16 @@ func (s *Store) AddJobEvents(ctx context.Context, org, name string, attempt int6
 	}
 	if err != nil {
 		return "", fmt.Errorf("events of %s: %w", id, err)
+	}
+	old := logBytes - size
+	var dropped bool
+	switch {
+	case !capped || old+size <= maxLogBytes:
+	case old <= maxLogBytes: // the first events over the cap: one marker
+		logs = []LogChunk{{Stream: "stderr", Data: []byte(fmt.Sprintf("\n[sandboxmesh: output beyond %d bytes is not kept]\n", maxLogBytes))}}
+		dropped = true
+	default:
+		logs, dropped = nil, true
 	}
 	first := seq - int64(len(logs)) + 1
 	for i, l := range logs {
@@ -287,7 +314,25 @@ func (s *Store) AddJobEvents(ctx context.Context, org, name string, attempt int6
 	if len(logs) > 0 {
 		s.emit(Change{What: ChangeJobLogs, Org: org, Name: name})
 	}
+	if dropped && size > 0 {
+		return reason, fmt.Errorf("events of %s: %d bytes dropped: %w", id, size, ErrLogCapReached)
+	}
 	return reason, nil
+}
+
+// CancelQueuedJobs cancels the queued jobs of a runner group (canceled by
+// reason with message) and returns how many.
+func (s *Store) CancelQueuedJobs(ctx context.Context, org, group, reason, message string) (int64, error) {
+	res, err := s.db.ExecContext(ctx, s.q(`UPDATE jobs SET phase = ?, canceled_by = ?, message = ?, finished_at = ? WHERE org = ? AND runner_group = ? AND phase = ?`),
+		JobCanceled, reason, message, s.nowNano(), org, group, JobQueued)
+	if err != nil {
+		return 0, fmt.Errorf("cancel queued jobs of runner group %s/%s: %w", org, group, err)
+	}
+	n, _ := res.RowsAffected()
+	if n > 0 {
+		s.emit(Change{What: ChangeJob, Org: org})
+	}
+	return n, nil
 }
 
 // FinishJob ends the attempt running on pod (pod "": whichever pod runs it): succeeded for exit code 0,

@@ -41,16 +41,16 @@ func TestJobLifecycle(t *testing.T) {
 		if err != nil || q != 1 || r != 1 {
 			t.Fatalf("count: %d %d %v", q, r, err)
 		}
-		if _, err := s.AddJobEvents(ctx, "acme", "j1", 0, "ns", "p2", nil); !errors.Is(err, store.ErrConflict) {
+		if _, err := s.AddJobEvents(ctx, "acme", "j1", 0, "ns", "p2", nil, 0); !errors.Is(err, store.ErrConflict) {
 			t.Fatalf("events of another pod: %v", err)
 		}
-		if _, err := s.AddJobEvents(ctx, "acme", "j1", 0, "", "", nil); err != nil {
+		if _, err := s.AddJobEvents(ctx, "acme", "j1", 0, "", "", nil, 0); err != nil {
 			t.Fatalf("events of whichever pod: %v", err)
 		}
-		if _, err := s.AddJobEvents(ctx, "acme", "j1", 0, "ns", "p1", []store.LogChunk{{Stream: "stdout", Data: []byte("a\n")}, {Stream: "stderr", Data: []byte{0, 0xff}}}); err != nil {
+		if _, err := s.AddJobEvents(ctx, "acme", "j1", 0, "ns", "p1", []store.LogChunk{{Stream: "stdout", Data: []byte("a\n")}, {Stream: "stderr", Data: []byte{0, 0xff}}}, 0); err != nil {
 			t.Fatal(err)
 		}
-		reason, err := s.AddJobEvents(ctx, "acme", "j1", 0, "ns", "p1", []store.LogChunk{{Stream: "stdout", Data: []byte("b\n")}})
+		reason, err := s.AddJobEvents(ctx, "acme", "j1", 0, "ns", "p1", []store.LogChunk{{Stream: "stdout", Data: []byte("b\n")}}, 0)
 		if err != nil || reason != "" {
 			t.Fatalf("events: %q %v", reason, err)
 		}
@@ -68,7 +68,7 @@ func TestJobLifecycle(t *testing.T) {
 		if _, err := s.CancelJob(ctx, "acme", "j1", "apiRequest"); err != nil {
 			t.Fatal(err)
 		}
-		if reason, _ := s.AddJobEvents(ctx, "acme", "j1", 0, "ns", "p1", nil); reason != "apiRequest" {
+		if reason, _ := s.AddJobEvents(ctx, "acme", "j1", 0, "ns", "p1", nil, 0); reason != "apiRequest" {
 			t.Fatalf("cancel not answered: %q", reason)
 		}
 		if err := s.PutArtifact(ctx, store.Artifact{Org: "acme", Job: "j1", Space: store.SpaceUser, Path: "out/r.xml", StorageKey: "k1", Size: 3, SHA256: "x", Meta: map[string]string{"m": "v"}}); err != nil {
@@ -142,7 +142,7 @@ func TestJobSweeper(t *testing.T) {
 			t.Fatalf("restarted pod: %+v", j)
 		}
 		time.Sleep(20 * time.Millisecond)
-		if _, err := s.AddJobEvents(ctx, "acme", "slow", 0, "ns", "p-slow", nil); err != nil {
+		if _, err := s.AddJobEvents(ctx, "acme", "slow", 0, "ns", "p-slow", nil, 0); err != nil {
 			t.Fatal(err)
 		}
 		ended, err := s.SweepJobs(ctx, 10*time.Millisecond, time.Hour)
@@ -152,12 +152,46 @@ func TestJobSweeper(t *testing.T) {
 		if j, _ := s.GetJob(ctx, "acme", "slow"); j.CancelReason != "timeout" || j.Phase != store.JobRunning {
 			t.Fatalf("timeout not asked: %+v", j)
 		}
-		if _, err := s.AddJobEvents(ctx, "acme", "slow", 0, "ns", "p-slow", nil); err != nil {
+		if _, err := s.AddJobEvents(ctx, "acme", "slow", 0, "ns", "p-slow", nil, 0); err != nil {
 			t.Fatal(err)
 		}
 		ended, err = s.SweepJobs(ctx, time.Hour, 0)
 		if err != nil || len(ended) != 1 || ended[0].Phase != store.JobCanceled || ended[0].CanceledBy != "timeout" {
 			t.Fatalf("sweep timeout: %+v %v", ended, err)
+		}
+	})
+}
+
+func TestJobLogCap(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		seed(t, s, "acme", 0, "c1")
+		if _, err := s.CreateJob(ctx, store.Job{Org: "acme", Name: "chatty", RunnerGroup: "rg", Spec: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.ClaimJob(ctx, "acme", "rg", "ns", "p", 0); err != nil {
+			t.Fatal(err)
+		}
+		send := func(data string) error {
+			_, err := s.AddJobEvents(ctx, "acme", "chatty", 0, "ns", "p", []store.LogChunk{{Stream: "stdout", Data: []byte(data)}}, 10)
+			return err
+		}
+		if err := send("12345678"); err != nil {
+			t.Fatal(err)
+		}
+		if err := send("abcdef"); !errors.Is(err, store.ErrLogCapReached) {
+			t.Fatalf("over the cap: %v", err)
+		}
+		if err := send("more"); !errors.Is(err, store.ErrLogCapReached) {
+			t.Fatalf("further over the cap: %v", err)
+		}
+		if _, err := s.AddJobEvents(ctx, "acme", "chatty", 0, "ns", "p", nil, 10); err != nil {
+			t.Fatalf("heartbeat over the cap: %v", err)
+		}
+		out, _ := s.ReadJobLogs(ctx, "acme", "chatty", 0, "stdout", 0, 10)
+		marker, _ := s.ReadJobLogs(ctx, "acme", "chatty", 0, "stderr", 0, 10)
+		if len(out) != 1 || string(out[0].Data) != "12345678" || len(marker) != 1 || marker[0].Seq != 2 {
+			t.Fatalf("kept: %+v marker %+v", out, marker)
 		}
 	})
 }

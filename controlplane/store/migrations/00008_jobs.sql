@@ -6,7 +6,8 @@
 -- the time of its last event (the sweeper fails attempts whose runner
 -- stopped reporting), a requested cancel (cancel_reason, cancel_at) and
 -- the deadline of its runner group's jobTimeout (timeout_ns after
--- started_at). log_seq numbers the attempt's log chunks.
+-- started_at). log_seq numbers the attempt's log chunks, log_bytes sums
+-- their sizes (output beyond the cap is dropped).
 CREATE TABLE jobs (
     org             TEXT NOT NULL,
     name            TEXT NOT NULL,
@@ -29,6 +30,7 @@ CREATE TABLE jobs (
     cancel_at       BIGINT NOT NULL DEFAULT 0,
     timeout_ns      BIGINT NOT NULL DEFAULT 0,
     log_seq         BIGINT NOT NULL DEFAULT 0,
+    log_bytes       BIGINT NOT NULL DEFAULT 0,
     created_at      BIGINT NOT NULL,
     started_at      BIGINT NOT NULL DEFAULT 0,
     finished_at     BIGINT NOT NULL DEFAULT 0,
