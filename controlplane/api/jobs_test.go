@@ -74,7 +74,7 @@ type jobsEnv struct {
 	arts *memArtifacts
 }
 
-func newJobsEnv(t *testing.T, driver string) *jobsEnv {
+func newJobsEnv(t testing.TB, driver string) *jobsEnv {
 	arts := &memArtifacts{m: map[string][]byte{}}
 	e := newEnvTB(t, driver, func(c *api.Config) {
 		c.Jobs = jobs.Config{Artifacts: arts, LostAfter: 1500 * time.Millisecond, CancelGrace: 700 * time.Millisecond,
@@ -84,7 +84,7 @@ func newJobsEnv(t *testing.T, driver string) *jobsEnv {
 }
 
 // runnerToken reads a runner group's token from the agent's state, as the agent does.
-func (e *jobsEnv) runnerToken(t *testing.T, name string) string {
+func (e *jobsEnv) runnerToken(t testing.TB, name string) string {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, e.http.URL+"/api/v2/agent/state?wait=0s", nil)
 	req.Header.Set(apitypes.HeaderClusterToken, e.tokenA)
@@ -112,7 +112,7 @@ func (e *jobsEnv) runnerToken(t *testing.T, name string) string {
 	return ""
 }
 
-func (e *jobsEnv) runner(t *testing.T, group, token, pod string) *client.RunnerClient {
+func (e *jobsEnv) runner(t testing.TB, group, token, pod string) *client.RunnerClient {
 	t.Helper()
 	rc, err := client.NewRunnerClient(e.http.URL, "acme", group, token, "sandboxmesh-jobs", pod, nil)
 	if err != nil {
@@ -121,7 +121,7 @@ func (e *jobsEnv) runner(t *testing.T, group, token, pod string) *client.RunnerC
 	return rc
 }
 
-func (e *jobsEnv) applyGroup(t *testing.T, name, timeout string) {
+func (e *jobsEnv) applyGroup(t testing.TB, name, timeout string) {
 	t.Helper()
 	rg, err := e.acme.ApplyRunnerGroup(context.Background(), "acme", &client.RunnerGroup{Name: name, Spec: apitypes.RunnerGroupSpec{Cluster: "c1", JobTimeout: timeout,
 		PodTemplate: json.RawMessage(`{"spec":{"containers":[{"name":"main","image":"busybox"}]}}`)}})
