@@ -179,4 +179,7 @@ func TestDecodeWireBytes(t *testing.T) {
 	if !errors.As(err, &we) || we.Fields[0].Path != "logs[0].data" {
 		t.Fatalf("array for bytes: %v", err)
 	}
+	if _, err := DecodeWire([]byte(`{"logs":[{"stream":"stdout","data":"!!not base64"}]}`), &ev, nil); !errors.As(err, &we) || !we.Malformed {
+		t.Fatalf("bad base64: %v", err)
+	}
 }

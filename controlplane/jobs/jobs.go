@@ -175,6 +175,12 @@ func (s *Service) Claim(ctx context.Context, r Runner, pod Pod, wait time.Durati
 		woken := s.queue.wait() // before reading, so no submit slips through
 		j, err := s.st.ClaimJob(ctx, r.Org, r.Group, pod.Namespace, pod.Name, r.Spec.Timeout())
 		if err == nil {
+			if ctx.Err() != nil { // the runner is gone: the answer would be lost
+				if rerr := s.st.ReleaseJob(context.WithoutCancel(ctx), r.Org, j.Name, pod.Namespace, pod.Name); rerr != nil {
+					s.log.WarnContext(ctx, "release job of a vanished claim", "org", r.Org, "job", j.Name, "err", rerr)
+				}
+				return nil, ctx.Err()
+			}
 			rj := runnerJob(j)
 			return &rj, nil
 		}

@@ -242,6 +242,23 @@ func (s *Store) ClaimJob(ctx context.Context, org, group, namespace, pod string,
 	return Job{}, fmt.Errorf("claim for %s: %w", id, ErrConflict)
 }
 
+// ReleaseJob puts a job claimed by pod back in the queue, if nothing
+// happened to it since (no event after the claim): for a claim whose answer
+// could not be delivered.
+func (s *Store) ReleaseJob(ctx context.Context, org, name, namespace, pod string) error {
+	res, err := s.db.ExecContext(ctx, s.q(`UPDATE jobs SET phase = ?, pod = '', pod_namespace = '', started_at = 0, last_event_at = 0, timeout_ns = 0
+		WHERE org = ? AND name = ? AND phase = ? AND pod = ? AND pod_namespace = ? AND last_event_at = started_at AND log_seq = 0`),
+		JobQueued, org, name, JobRunning, pod, namespace)
+	if err != nil {
+		return fmt.Errorf("release job %s/%s: %w", org, name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("release job %s/%s: %w", org, name, ErrConflict)
+	}
+	s.emit(Change{What: ChangeJob, Org: org, Name: name})
+	return nil
+}
+
 // LogChunk is a piece of a job's output.
 type LogChunk struct {
 	Seq    int64

@@ -134,6 +134,25 @@ func TestJobSweeper(t *testing.T) {
 		if _, err := s.ClaimJob(ctx, "acme", "rg", "ns", "p-re", 0); err != nil {
 			t.Fatal(err)
 		}
+		// a claim whose answer was lost goes back to the queue
+		if _, err := s.CreateJob(ctx, store.Job{Org: "acme", Name: "lost-answer", RunnerGroup: "rg", Spec: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+		if j, err := s.ClaimJob(ctx, "acme", "rg", "ns", "p-x", 0); err != nil || j.Name != "lost-answer" {
+			t.Fatalf("claim: %+v %v", j, err)
+		}
+		if err := s.ReleaseJob(ctx, "acme", "lost-answer", "ns", "p-x"); err != nil {
+			t.Fatal(err)
+		}
+		if j, _ := s.GetJob(ctx, "acme", "lost-answer"); j.Phase != store.JobQueued || j.Pod != "" {
+			t.Fatalf("released: %+v", j)
+		}
+		if err := s.ReleaseJob(ctx, "acme", "lost-answer", "ns", "p-x"); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("release of a queued job: %v", err)
+		}
+		if _, err := s.DeleteJob(ctx, "acme", "lost-answer"); err != nil {
+			t.Fatal(err)
+		}
 		// the pod claims again: its running attempt fails
 		if _, err := s.ClaimJob(ctx, "acme", "rg", "ns", "p-re", 0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("claim with nothing queued: %v", err)
