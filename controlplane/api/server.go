@@ -1,8 +1,10 @@
 // Package api is the control plane's REST API (/api/v2, gin): orgs and quotas,
 // API keys, clusters and cluster tokens, sandboxes and route groups — wire
 // compatible with the Signadot v2 API for those resources — plus the agent
-// protocol (long-poll of desired state, status reports, the preview tunnel)
-// and the preview endpoints, plus the routes Signadot clients call early
+// protocol (long-poll of desired state, status reports, the preview tunnel),
+// job runner groups, jobs, their log streams and artifacts with the runner
+// protocol (thin handlers over controlplane/jobs, jobs.go), and the preview
+// endpoints, plus the routes Signadot clients call early
 // (orgs of a key, sandbox status explanation, devmesh analysis; compat.go).
 // It serves its OpenAPI 3 document at /api/v2/openapi.json (and Signadot's
 // /api/v2/meta/openapi.json), logs every request with slog, exports

@@ -1,6 +1,7 @@
 // Package apitypes holds the wire types of the control plane's REST API
 // (/api/v2, wire-compatible with the Signadot v2 API for sandboxes, route groups,
-// clusters and cluster tokens), of its agent protocol, the decoding of request
+// clusters and cluster tokens, job runner groups, jobs, their logs and
+// artifacts), of its agent and runner protocols, the decoding of request
 // bodies as Signadot's generated clients send them (DecodeWire, with the
 // Signadot fields SandboxMesh lacks and its deprecated endpoint shapes) and
 // their validation, both with full field paths. The server and the Go SDK share them; the
