@@ -602,3 +602,49 @@ func TestRunnerTokens(t *testing.T) {
 		})
 	}
 }
+
+// TestRunnerGroupStatusReport: the agent's status report of a runner group
+// (pods) shows in the group's status with idle pods computed from the jobs;
+// bad counts are refused.
+func TestRunnerGroupStatusReport(t *testing.T) {
+	for _, d := range storetest.Drivers {
+		t.Run(d, func(t *testing.T) {
+			e := newJobsEnv(t, d)
+			ctx := context.Background()
+			e.applyGroup(t, "rg", "")
+			report := func(body string) int {
+				req, _ := http.NewRequest(http.MethodPost, e.http.URL+"/api/v2/agent/status", strings.NewReader(body))
+				req.Header.Set(apitypes.HeaderClusterToken, e.tokenA)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			if code := report(`{"items":[{"kind":"runnergroup","org":"acme","name":"rg","version":1,"status":{"ready":true,"pods":{"ready":2,"notReady":1}}}]}`); code != 200 {
+				t.Fatalf("report: %d", code)
+			}
+			if code := report(`{"items":[{"kind":"runnergroup","org":"acme","name":"rg","version":1,"status":{"pods":{"ready":-1}}}]}`); code != 400 {
+				t.Fatalf("negative pods: %d", code)
+			}
+			if code := report(`{"items":[{"kind":"job","org":"acme","name":"rg","version":1,"status":{}}]}`); code != 400 {
+				t.Fatalf("unknown kind: %d", code)
+			}
+			rg, err := e.acme.GetRunnerGroup(ctx, "acme", "rg")
+			if err != nil || rg.Status.Pods != (apitypes.RunnerGroupPods{Ready: 2, NotReady: 1, Idle: 2}) {
+				t.Fatalf("status: %+v %v", rg.Status, err)
+			}
+			if _, err := e.acme.SubmitJob(ctx, "acme", apitypes.JobSpec{RunnerGroup: "rg", Command: []string{"x"}}); err != nil {
+				t.Fatal(err)
+			}
+			if j, err := e.runner(t, "rg", e.runnerToken(t, "rg"), "p").Claim(ctx, time.Second); err != nil || j == nil {
+				t.Fatalf("claim: %+v %v", j, err)
+			}
+			rg, err = e.acme.GetRunnerGroup(ctx, "acme", "rg")
+			if err != nil || rg.Status.Pods.Idle != 1 || rg.Status.Executions.Running != 1 {
+				t.Fatalf("status with a running job: %+v %v", rg.Status, err)
+			}
+		})
+	}
+}
