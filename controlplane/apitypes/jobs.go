@@ -70,8 +70,8 @@ type RunnerGroup struct {
 type RunnerGroupSpec struct {
 	// Cluster runs the runner pods (immutable).
 	Cluster string `json:"cluster"`
-	// Namespace of the runner pods (default sandboxmesh-jobs; the cluster's
-	// chart must allow it in jobs.namespaces).
+	// Namespace of the runner pods (default sandboxmesh-jobs, immutable; the
+	// cluster's chart must allow it in jobs.namespaces).
 	Namespace string `json:"namespace,omitempty"`
 	// Image runs the jobs (set on the first container of podTemplate).
 	Image string `json:"image,omitempty"`
@@ -162,7 +162,7 @@ func ValidateRunnerGroupSpec(s *RunnerGroupSpec) FieldErrors {
 			c.add("spec.image", "must be an image reference without spaces or control characters, at most 512 characters")
 		}
 	}
-	if d, err := time.ParseDuration(s.JobTimeout); err != nil || d <= 0 || d > MaxJobTimeout {
+	if d, err := time.ParseDuration(s.JobTimeout); err != nil || d <= 0 || d > MaxJobTimeout || len(s.JobTimeout) > 32 || !reJobTimeout.MatchString(s.JobTimeout) {
 		c.add("spec.jobTimeout", "%q must be a duration between 1s and %s, e.g. 30m", s.JobTimeout, MaxJobTimeout)
 	}
 	if len(s.PodTemplate) > 0 {
@@ -293,6 +293,7 @@ var ReservedEnvPrefixes = []string{"SANDBOXMESH_", "SIGNADOT_"}
 
 var (
 	reEnvVarName  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	reJobTimeout  = regexp.MustCompile(`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`) // the JobRunnerGroup CRD's pattern
 	reNamePrefix  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	errBadArtPath = errors.New("invalid artifact path")
 )

@@ -31,6 +31,18 @@ func (s *Service) ApplyRunnerGroup(ctx context.Context, org, name string, rg api
 	}
 	rg.Spec.Default()
 	errs = append(errs, apitypes.ValidateRunnerGroupSpec(&rg.Spec)...)
+	if len(errs) == 0 {
+		cur, err := s.st.Get(ctx, store.KindRunnerGroup, org, name)
+		switch {
+		case err == nil:
+			var spec apitypes.RunnerGroupSpec
+			if json.Unmarshal(cur.Spec, &spec) == nil && spec.Namespace != rg.Spec.Namespace {
+				errs = append(errs, apitypes.FieldError{Path: "spec.namespace", Message: fmt.Sprintf("immutable: %q cannot change to %q (delete the runner group and create it again)", spec.Namespace, rg.Spec.Namespace)})
+			}
+		case !errors.Is(err, store.ErrNotFound):
+			return store.Object{}, false, err
+		}
+	}
 	if len(errs) > 0 {
 		return store.Object{}, false, invalid("invalid runner group", errs...)
 	}
