@@ -479,6 +479,11 @@ func TestJobsBadInput(t *testing.T) {
 			if ae := apiErr(t, err); ae.Status != 400 || ae.Fields[0].Path != "spec.cluster" {
 				t.Fatalf("runner group of an unknown cluster: %+v", ae)
 			}
+			_, err = e.acme.ApplyRunnerGroup(ctx, "acme", &client.RunnerGroup{Name: "bad", Spec: apitypes.RunnerGroupSpec{Cluster: "c1",
+				PodTemplate: json.RawMessage(`{"spec":{"containers":"main"}}`)}})
+			if ae := apiErr(t, err); ae.Status != 400 || ae.Fields[0].Path != "spec.podTemplate" {
+				t.Fatalf("bad pod template: %+v", ae)
+			}
 			_, err = e.acme.ApplyRunnerGroup(ctx, "acme", &client.RunnerGroup{Name: "rg", Spec: apitypes.RunnerGroupSpec{Cluster: "c1", Namespace: "elsewhere"}})
 			if ae := apiErr(t, err); ae.Status != 400 || ae.Fields[0].Path != "spec.namespace" {
 				t.Fatalf("namespace change: %+v", ae)

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
 )
@@ -31,6 +33,12 @@ func (s *Service) ApplyRunnerGroup(ctx context.Context, org, name string, rg api
 	}
 	rg.Spec.Default()
 	errs = append(errs, apitypes.ValidateRunnerGroupSpec(&rg.Spec)...)
+	if t := rg.Spec.PodTemplate; len(errs) == 0 && len(t) > 0 && string(t) != "null" {
+		var tpl corev1.PodTemplateSpec // what the agent and the operator decode
+		if err := json.Unmarshal(t, &tpl); err != nil {
+			errs = append(errs, apitypes.FieldError{Path: "spec.podTemplate", Message: "not a Kubernetes PodTemplateSpec: " + err.Error()})
+		}
+	}
 	if len(errs) == 0 {
 		cur, err := s.st.Get(ctx, store.KindRunnerGroup, org, name)
 		switch {
