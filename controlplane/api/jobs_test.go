@@ -77,7 +77,7 @@ type jobsEnv struct {
 func newJobsEnv(t testing.TB, driver string) *jobsEnv {
 	arts := &memArtifacts{m: map[string][]byte{}}
 	e := newEnvTB(t, driver, func(c *api.Config) {
-		c.Jobs = jobs.Config{Artifacts: arts, LostAfter: 1500 * time.Millisecond, CancelGrace: 700 * time.Millisecond,
+		c.Jobs = jobs.Config{Artifacts: arts, LostAfter: 3 * time.Second, CancelGrace: 700 * time.Millisecond,
 			SweepInterval: 50 * time.Millisecond, ClaimPoll: 100 * time.Millisecond, LogPoll: 50 * time.Millisecond, MaxArtifactBytes: 1 << 20}
 	})
 	return &jobsEnv{env: e, arts: arts}

@@ -160,11 +160,11 @@ func TestJobSweeper(t *testing.T) {
 		if j, _ := s.GetJob(ctx, "acme", "restart"); j.Phase != store.JobFailed || j.Message == "" {
 			t.Fatalf("restarted pod: %+v", j)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(600 * time.Millisecond) // "lost" is silent longer than the window below; "slow" reports now
 		if _, err := s.AddJobEvents(ctx, "acme", "slow", 0, "ns", "p-slow", nil, 0); err != nil {
 			t.Fatal(err)
 		}
-		ended, err := s.SweepJobs(ctx, 10*time.Millisecond, time.Hour)
+		ended, err := s.SweepJobs(ctx, 500*time.Millisecond, time.Hour)
 		if err != nil || len(ended) != 1 || ended[0].Name != "lost" || ended[0].Message != "runner pod ns/p-lost stopped reporting (deleted or crashed)" {
 			t.Fatalf("sweep: %+v %v", ended, err)
 		}
