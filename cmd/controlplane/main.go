@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/api"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/jobs"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
 	"github.com/sandboxmesh/sandboxmesh/internal/telemetry"
 )
@@ -58,8 +59,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	writeTimeout := fs.Duration("write-timeout", 60*time.Second, "longest time to write an API answer (long polls, tunnels and preview responses set their own)")
 	trusted := fs.String("trusted-proxies", env("SANDBOXMESH_TRUSTED_PROXIES", ""), "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For names the client (env SANDBOXMESH_TRUSTED_PROXIES; default: none, the client is the connection's peer)")
 	metricsListen := fs.String("metrics-listen", env("SANDBOXMESH_METRICS_LISTEN", ":9090"), "address serving /metrics, apart from the API (env SANDBOXMESH_METRICS_LISTEN; \"none\": no metrics)")
+	artifactsDir := fs.String("artifacts-dir", env("SANDBOXMESH_ARTIFACTS_DIR", ""), "folder of the job artifacts (uploaded files, stdout and stderr) (env SANDBOXMESH_ARTIFACTS_DIR; default <data-dir>/artifacts)")
+	maxArtifact := fs.Int64("max-artifact-bytes", jobs.DefaultMaxArtifactBytes, "largest accepted job artifact")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *maxArtifact <= 0 {
+		return fmt.Errorf("--max-artifact-bytes %d: want a positive size", *maxArtifact)
 	}
 	for name, d := range map[string]time.Duration{"--read-timeout": *readTimeout, "--idle-timeout": *idleTimeout, "--write-timeout": *writeTimeout} {
 		if d <= 0 {
@@ -140,8 +146,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if replicaURL != "" {
 		log.Info("replica forwarding on: other replicas reach this one's agent tunnels here", "advertiseURL", replicaURL)
 	}
+	if *artifactsDir == "" {
+		*artifactsDir = filepath.Join(*dataDir, "artifacts")
+	}
+	arts, err := openArtifactStore(*artifactsDir)
+	if err != nil {
+		return fmt.Errorf("--artifacts-dir %s: %w", *artifactsDir, err)
+	}
+	if arts == nil {
+		log.Warn("no artifact store: job artifact uploads are refused (503); job logs are kept in the database")
+	}
 	srv, err := api.New(ctx, api.Config{Store: st, Logger: log, TracerProvider: tp, PreviewURL: pu, MaxBodyBytes: *maxBody, ReplicaURL: replicaURL, WriteTimeout: *writeTimeout,
-		TrustedProxies: splitList(*trusted)})
+		TrustedProxies: splitList(*trusted), Jobs: jobs.Config{Artifacts: arts, MaxArtifactBytes: *maxArtifact}})
 	if err != nil {
 		return err
 	}
@@ -250,3 +266,8 @@ func purge(ctx context.Context, st *store.Store, log *slog.Logger) {
 		}
 	}
 }
+
+// openArtifactStore opens the job artifact store in dir. The filesystem
+// (default) and S3 stores are in controlplane/jobs/artifacts; until that
+// package is wired here it returns nil (uploads are refused with 503).
+var openArtifactStore = func(dir string) (jobs.ArtifactStore, error) { return nil, nil }

@@ -60,7 +60,11 @@ func (s *Server) agentState(c *gin.Context) {
 			return
 		}
 		if st.Full || len(st.Objects) > 0 || wait == 0 {
-			v := agentStateView(st)
+			v, err := s.agentStateView(ctx, st)
+			if err != nil {
+				s.failErr(c, "cluster state", err)
+				return
+			}
 			v.Org, v.Cluster = a.Org, a.Cluster
 			c.JSON(http.StatusOK, v)
 			return
@@ -76,19 +80,28 @@ func (s *Server) agentState(c *gin.Context) {
 	}
 }
 
-func agentStateView(st store.ClusterState) apitypes.AgentState {
+// agentStateView is the agent's view of a cluster state: live runner
+// groups carry their runner token (only agents ever see it).
+func (s *Server) agentStateView(ctx context.Context, st store.ClusterState) (apitypes.AgentState, error) {
 	out := apitypes.AgentState{Revision: st.Revision, Full: st.Full, Objects: make([]apitypes.AgentObject, 0, len(st.Objects))}
 	for _, o := range st.Objects {
 		ao := apitypes.AgentObject{Kind: string(o.Kind), Org: o.Org, Name: o.Name, Version: o.Version, RoutingKey: o.RoutingKey, Deleted: o.Deleted}
 		if !o.Deleted {
 			ao.Spec = o.Spec
-			if o.Kind == store.KindSandbox {
+			switch o.Kind {
+			case store.KindSandbox:
 				ao.Spec = apitypes.AgentSpec(o.Spec) // without Signadot's legacy endpoint fields
+			case store.KindRunnerGroup:
+				tok, err := s.jobs.RunnerToken(ctx, o)
+				if err != nil {
+					return apitypes.AgentState{}, err
+				}
+				ao.RunnerToken = tok
 			}
 		}
 		out.Objects = append(out.Objects, ao)
 	}
-	return out
+	return out, nil
 }
 
 type statusAnswer struct {
@@ -115,8 +128,14 @@ func (s *Server) agentStatus(c *gin.Context) {
 			return
 		}
 		k := store.Kind(it.Kind)
-		if k != store.KindSandbox && k != store.KindRouteGroup {
-			s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, fmt.Sprintf("items[%d].kind: want sandbox or routegroup", i))
+		if k != store.KindSandbox && k != store.KindRouteGroup && k != store.KindRunnerGroup {
+			s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, fmt.Sprintf("items[%d].kind: want sandbox, routegroup or runnergroup", i),
+				apitypes.FieldError{Path: fmt.Sprintf("items[%d].kind", i), Message: "want sandbox, routegroup or runnergroup"})
+			return
+		}
+		if p := it.Status.Pods; p != nil && (p.Ready < 0 || p.NotReady < 0 || p.Idle < 0) {
+			s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, fmt.Sprintf("items[%d].status.pods: counts must be >= 0", i),
+				apitypes.FieldError{Path: fmt.Sprintf("items[%d].status.pods", i), Message: "counts must be >= 0"})
 			return
 		}
 		if errs := apitypes.ValidateObservedEndpoints(fmt.Sprintf("items[%d].status.endpoints", i), it.Status.Endpoints); len(errs) > 0 {

@@ -87,8 +87,8 @@ func (s *Server) authUser(c *gin.Context) {
 	}
 	p, err := s.Authenticate(c.Request.Context(), key)
 	if err != nil {
-		if strings.HasPrefix(key, ClusterTokenPrefix) {
-			s.fail(c, http.StatusUnauthorized, apitypes.ReasonUnauthorized, "a cluster token cannot be used as an API key")
+		if strings.HasPrefix(key, ClusterTokenPrefix) || strings.HasPrefix(key, apitypes.RunnerTokenPrefix) {
+			s.fail(c, http.StatusUnauthorized, apitypes.ReasonUnauthorized, "a cluster or runner token cannot be used as an API key")
 			return
 		}
 		s.fail(c, http.StatusUnauthorized, apitypes.ReasonUnauthorized, "invalid or revoked API key")

@@ -40,11 +40,17 @@ func (s *Server) decode(c *gin.Context, v any) bool {
 // decodeWire is decode with the rules of a Signadot model; it returns the
 // fields the rules extract.
 func (s *Server) decodeWire(c *gin.Context, v any, rules apitypes.WireRules) ([]apitypes.Extracted, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes))
+	return s.decodeWireLimit(c, v, rules, s.cfg.MaxBodyBytes)
+}
+
+// decodeWireLimit is decodeWire with a body limit of its own (job
+// submissions carry scripts of up to 1 MiB).
+func (s *Server) decodeWireLimit(c *gin.Context, v any, rules apitypes.WireRules, limit int64) ([]apitypes.Extracted, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
-			s.fail(c, http.StatusRequestEntityTooLarge, apitypes.ReasonTooLarge, fmt.Sprintf("request body larger than %d bytes", s.cfg.MaxBodyBytes))
+			s.fail(c, http.StatusRequestEntityTooLarge, apitypes.ReasonTooLarge, fmt.Sprintf("request body larger than %d bytes", limit))
 			return nil, false
 		}
 		s.fail(c, http.StatusBadRequest, apitypes.ReasonMalformed, "reading request body: "+err.Error())

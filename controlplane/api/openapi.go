@@ -30,6 +30,8 @@ type Operation struct {
 	Agent bool
 	// Public marks routes without authentication.
 	Public bool
+	// Runner marks routes authenticated with a runner token.
+	Runner bool
 }
 
 const o = "/api/v2/orgs/:org"
@@ -83,6 +85,34 @@ var Operations = []Operation{
 	{Method: "POST", Path: adminKeysPath, ID: "create-admin-key", Summary: "Create an admin key (its value is shown only here; admin keys only)", Tag: "AdminKeys", Request: apitypes.CreateAPIKeyRequest{}, Response: apitypes.APIKey{}, Status: 201},
 	{Method: "DELETE", Path: adminKeysPath + "/:id", ID: "revoke-admin-key", Summary: "Revoke an admin key (409 for the last one; admin keys only)", Tag: "AdminKeys", Response: apitypes.EmptyResponse{}},
 	{Method: "POST", Path: adminKeysPath + "/:id/rotate", ID: "rotate-admin-key", Summary: "Replace an admin key by a new one with its name and revoke it, in one step (the new value is shown only here; admin keys only)", Tag: "AdminKeys", Response: apitypes.APIKey{}, Status: 201},
+
+	{Method: "GET", Path: o + "/runnergroups", ID: "list-runnergroup", Summary: "List job runner groups", Tag: "JobRunnerGroups", Response: []apitypes.RunnerGroup{}, Query: map[string]string{"limit": "page size (1-500; larger is clamped); the next page's token is in the Sandboxmesh-Continue and Link headers. Without limit and continue: the whole list", "continue": "token of the next page (from Sandboxmesh-Continue)"}},
+	{Method: "PUT", Path: o + "/runnergroups/:name", ID: "apply-runnergroup", Summary: "Create or update a job runner group (If-Match: \"<version>\" for a conditional update); the cluster's agent makes its runner pods", Tag: "JobRunnerGroups", Request: apitypes.RunnerGroup{}, Response: apitypes.RunnerGroup{}},
+	{Method: "GET", Path: o + "/runnergroups/:name", ID: "get-runnergroup", Summary: "Get a job runner group with its status (pods, executions)", Tag: "JobRunnerGroups", Response: apitypes.RunnerGroup{}},
+	{Method: "DELETE", Path: o + "/runnergroups/:name", ID: "delete-runnergroup", Summary: "Delete a job runner group (its runner pods go; its runner token stops working)", Tag: "JobRunnerGroups", Response: apitypes.EmptyResponse{}},
+
+	{Method: "POST", Path: o + "/jobs", ID: "create-job", Summary: "Submit a job (the server names it <namePrefix>-<5 characters>); it waits queued for a runner pod", Tag: "Jobs", Request: apitypes.Job{}, Response: apitypes.Job{}},
+	{Method: "GET", Path: o + "/jobs", ID: "list-jobs", Summary: "List jobs, oldest first", Tag: "Jobs", Response: []apitypes.Job{},
+		Query: map[string]string{"runnerGroup": "only jobs of this runner group", "targetSandbox": "only jobs whose routing context is this sandbox", "phase": "only jobs in this phase (queued, running, succeeded, failed, canceled)", "limit": "page size (1-500; larger is clamped); the next page's token is in the Sandboxmesh-Continue and Link headers. Without limit and continue: the whole list", "continue": "token of the next page (from Sandboxmesh-Continue)"}},
+	{Method: "GET", Path: o + "/jobs/:name", ID: "get-job", Summary: "Get a job with its attempts", Tag: "Jobs", Response: apitypes.Job{}},
+	{Method: "DELETE", Path: o + "/jobs/:name", ID: "delete-job", Summary: "Delete a job with its logs and artifacts (a running attempt is stopped)", Tag: "Jobs", Response: apitypes.EmptyResponse{}},
+	{Method: "PUT", Path: o + "/jobs/:name/cancel", ID: "cancel-job", Summary: "Cancel a job: a queued one at once, a running one through its runner", Tag: "Jobs", Response: apitypes.Job{}},
+	{Method: "GET", Path: o + "/jobs/:name/attempts/:attempt/logs/stream", ID: "stream-job-attempt-logs", Summary: "Stream an attempt's output as Server-Sent Events (text/event-stream): event message with data {message, cursor}, signal with data EOF at the end, error with data {error}", Tag: "Jobs", Response: apitypes.JobLogMessage{},
+		Query: map[string]string{"type": "stdout (default) or stderr", "cursor": "resume after the message with this cursor", "tailLines": "start with the last n lines (without cursor)"}},
+
+	{Method: "GET", Path: o + "/artifacts/jobs/:name/attempts/:attempt", ID: "list-job-attempt-artifacts", Summary: "List an attempt's artifacts", Tag: "Artifacts", Response: []apitypes.Artifact{},
+		Query: map[string]string{"space": "user (default: the files of spec.uploadArtifact) or system (stdout, stderr)"}},
+	{Method: "GET", Path: o + "/artifacts/jobs/:name/attempts/:attempt/objects", ID: "info-job-attempt-artifact", Summary: "Describe an artifact: contentLength, contentType, checksumSHA256, metadata", Tag: "Artifacts", Response: apitypes.Artifact{},
+		Query: map[string]string{"path": "the artifact's path", "space": "user (default) or system"}},
+	{Method: "GET", Path: o + "/artifacts/jobs/:name/attempts/:attempt/objects/download", ID: "download-job-attempt-artifact", Summary: "Download an artifact's bytes (its Content-Type; Sandboxmesh-Checksum-Sha256 carries the checksum)", Tag: "Artifacts", Response: "",
+		Query: map[string]string{"path": "the artifact's path", "space": "user (default) or system"}},
+
+	{Method: "POST", Path: "/api/v2/runner/claim", ID: "runner-claim", Summary: "Runner long poll: claim the oldest queued job of the token's runner group (204: none before wait)", Tag: "Runner", Request: apitypes.RunnerClaim{}, Response: apitypes.RunnerClaimAnswer{}, Runner: true,
+		Query: map[string]string{"wait": "how long to wait for a job, e.g. 25s (at most 30s)"}},
+	{Method: "POST", Path: "/api/v2/runner/jobs/:name/attempts/:attempt/events", ID: "runner-events", Summary: "Runner heartbeat with output; answers whether to cancel (409: stop, the attempt is not running on this pod)", Tag: "Runner", Request: apitypes.RunnerEvents{}, Response: apitypes.RunnerEventsAnswer{}, Runner: true},
+	{Method: "PUT", Path: "/api/v2/runner/jobs/:name/attempts/:attempt/artifacts", ID: "runner-upload-artifact", Summary: "Runner upload of an artifact named in spec.uploadArtifact (raw body, Content-Type kept)", Tag: "Runner", Response: apitypes.Artifact{}, Runner: true,
+		Query: map[string]string{"path": "the artifact's path as in spec.uploadArtifact"}},
+	{Method: "POST", Path: "/api/v2/runner/jobs/:name/attempts/:attempt/finish", ID: "runner-finish", Summary: "Runner report of the attempt's end (exit code)", Tag: "Runner", Request: apitypes.RunnerFinish{}, Response: apitypes.Job{}, Runner: true},
 
 	{Method: "GET", Path: "/api/v2/agent/state", ID: "agent-state", Summary: "Agent long poll: desired state of the token's cluster (full, then changes after since)", Tag: "Agent", Response: apitypes.AgentState{}, Agent: true,
 		Query: map[string]string{"since": "revision of the last answer (0: full state)", "wait": "how long to wait for a change, e.g. 30s"}},
@@ -167,6 +197,8 @@ func OpenAPI() map[string]any {
 			entry["security"] = []any{}
 		case op.Agent:
 			entry["security"] = []any{map[string]any{"ClusterToken": []string{}}}
+		case op.Runner:
+			entry["security"] = []any{map[string]any{"RunnerToken": []string{}}}
 		}
 		paths[p][strings.ToLower(op.Method)] = entry
 	}
@@ -192,6 +224,8 @@ func OpenAPI() map[string]any {
 				"ApiKeyAuth":         map[string]any{"type": "apiKey", "in": "header", "name": apitypes.HeaderAPIKey},
 				"SignadotApiKeyAuth": map[string]any{"type": "apiKey", "in": "header", "name": apitypes.HeaderSignadotAPIKey},
 				"ClusterToken":       map[string]any{"type": "apiKey", "in": "header", "name": apitypes.HeaderClusterToken},
+				"RunnerToken": map[string]any{"type": "http", "scheme": "bearer",
+					"description": "smr_… runner token of the runner group named by the " + apitypes.HeaderRunnerOrg + " and " + apitypes.HeaderRunnerGroup + " headers; the pod names itself in " + apitypes.HeaderRunnerPod},
 			},
 		},
 	}

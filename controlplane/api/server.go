@@ -1,8 +1,10 @@
 // Package api is the control plane's REST API (/api/v2, gin): orgs and quotas,
 // API keys, clusters and cluster tokens, sandboxes and route groups — wire
 // compatible with the Signadot v2 API for those resources — plus the agent
-// protocol (long-poll of desired state, status reports, the preview tunnel)
-// and the preview endpoints, plus the routes Signadot clients call early
+// protocol (long-poll of desired state, status reports, the preview tunnel),
+// job runner groups, jobs, their log streams and artifacts with the runner
+// protocol (thin handlers over controlplane/jobs, jobs.go), and the preview
+// endpoints, plus the routes Signadot clients call early
 // (orgs of a key, sandbox status explanation, devmesh analysis; compat.go).
 // It serves its OpenAPI 3 document at /api/v2/openapi.json (and Signadot's
 // /api/v2/meta/openapi.json), logs every request with slog, exports
@@ -32,6 +34,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/jobs"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/preview"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/tunnel"
@@ -90,6 +93,10 @@ type Config struct {
 	// agent's tunnel (default 10s); PreviewResponseHeaderTimeout the wait for
 	// the upstream's response header (default 60s).
 	PreviewDialTimeout, PreviewResponseHeaderTimeout time.Duration
+	// Jobs configures the jobs service (docs/jobs.md): Artifacts (the
+	// artifact store; nil refuses uploads), MaxArtifactBytes and the
+	// sweeper's windows. Store and Logger are filled in from this Config.
+	Jobs jobs.Config
 }
 
 // Server serves the API.
@@ -109,6 +116,7 @@ type Server struct {
 	preview    *preview.Proxy
 	notify     *notifier
 	routes     []route
+	jobs       *jobs.Service
 
 	// Preview-path caches (see PreviewCacheTTL).
 	keyCache     *ttlCache[Principal]
@@ -186,6 +194,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.sessionCache = newTTLCache[store.PreviewSessionRecord](ttl)
 	s.hub = tunnel.NewHub(cfg.Logger)
 	cfg.Store.Watch(s.afterWrite)
+	jc := cfg.Jobs
+	jc.Store, jc.Logger = cfg.Store, cfg.Logger
+	if s.jobs, err = jobs.New(jc); err != nil {
+		return nil, err
+	}
+	go s.jobs.Run(ctx) // the sweeper, until ctx ends
 	s.replicaID, s.tunnelLease = newReplicaID(), defaultTunnelLease
 	s.preview = &preview.Proxy{
 		Base:                  pb,
@@ -327,6 +341,8 @@ func (s *Server) register() {
 	s.handle(http.MethodPost, adminKeysPath, append(admin, s.createAdminKey)...)
 	s.handle(http.MethodDelete, adminKeysPath+"/:id", append(admin, s.revokeAdminKey)...)
 	s.handle(http.MethodPost, adminKeysPath+"/:id/rotate", append(admin, s.rotateAdminKey)...)
+
+	s.registerJobs(o)
 
 	a := "/api/v2/agent"
 	s.handle(http.MethodGet, a+"/state", s.authAgent, s.agentState)

@@ -11,6 +11,10 @@ const (
 	HeaderRunnerGroup = "Sandboxmesh-Runner-Group"
 	// HeaderRunnerOrg names the org of the runner group.
 	HeaderRunnerOrg = "Sandboxmesh-Runner-Org"
+	// HeaderRunnerPod names the runner pod making a request, as
+	// "namespace/pod" (events, artifacts and finish; a claim names it in
+	// its body).
+	HeaderRunnerPod = "Sandboxmesh-Runner-Pod"
 	// RunnerTokenPrefix starts every runner token.
 	RunnerTokenPrefix = "smr_"
 

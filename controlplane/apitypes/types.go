@@ -1,6 +1,7 @@
 // Package apitypes holds the wire types of the control plane's REST API
 // (/api/v2, wire-compatible with the Signadot v2 API for sandboxes, route groups,
-// clusters and cluster tokens), of its agent protocol, the decoding of request
+// clusters and cluster tokens, job runner groups, jobs, their logs and
+// artifacts), of its agent and runner protocols, the decoding of request
 // bodies as Signadot's generated clients send them (DecodeWire, with the
 // Signadot fields SandboxMesh lacks and its deprecated endpoint shapes) and
 // their validation, both with full field paths. The server and the Go SDK share them; the
@@ -235,7 +236,7 @@ const (
 
 // AgentObject is one desired object sent to an agent.
 type AgentObject struct {
-	// Kind is "sandbox" or "routegroup".
+	// Kind is "sandbox", "routegroup" or "runnergroup".
 	Kind       string          `json:"kind"`
 	Org        string          `json:"org"`
 	Name       string          `json:"name"`
@@ -243,6 +244,9 @@ type AgentObject struct {
 	RoutingKey string          `json:"routingKey,omitempty"`
 	Spec       json.RawMessage `json:"spec,omitempty"`
 	Deleted    bool            `json:"deleted,omitempty"`
+	// RunnerToken is the runner token of a live runnergroup object (the
+	// agent puts it in the runner pods' Secret); empty for other kinds.
+	RunnerToken string `json:"runnerToken,omitempty"`
 }
 
 // AgentState is the answer to an agent's poll.
@@ -268,6 +272,9 @@ type ObservedStatus struct {
 	Forks               []v1alpha1.ForkStatus     `json:"forks,omitempty"`
 	MatchedSandboxes    []string                  `json:"matchedSandboxes,omitempty"`
 	ScheduledDeleteTime string                    `json:"scheduledDeleteTime,omitempty"`
+	// Pods counts the runner pods of a runner group (ready, notReady; idle
+	// is computed by the control plane).
+	Pods *RunnerGroupPods `json:"pods,omitempty"`
 }
 
 // AgentStatusItem reports the status of one object at a version.

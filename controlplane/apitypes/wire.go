@@ -180,6 +180,12 @@ func (w *walker) value(path, schema string, t reflect.Type, v any) (out any, kee
 		w.object(path, schema, t, obj)
 		return obj, true
 	case reflect.Slice, reflect.Array:
+		if t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8 { // []byte: base64 in a string
+			if _, ok := v.(string); !ok {
+				w.typeErr(path, v, "base64 string")
+			}
+			return v, true
+		}
 		list, ok := v.([]any)
 		if !ok {
 			w.typeErr(path, v, "array")

@@ -1,6 +1,7 @@
 // Package client is the Go SDK of the SandboxMesh control plane: a typed client
 // for the /api/v2 REST API (sandboxes, route groups, clusters and tokens, API
-// keys, orgs and quotas) with context support, typed errors (*APIError, matched
+// keys, orgs and quotas, job runner groups, jobs with their log streams and
+// artifacts; RunnerClient is the runner side of the job protocol) with context support, typed errors (*APIError, matched
 // with errors.As or with the Err* sentinels via errors.Is) and WaitForReady.
 // The CLI and the MCP server use it. Its wire types are those of
 // controlplane/apitypes, which the server uses as well.
@@ -211,17 +212,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
 	}
 	if resp.StatusCode >= 300 {
-		ae := &APIError{Status: resp.StatusCode, Method: method, URL: u.Redacted(), RequestID: resp.Header.Get(apitypes.HeaderRequestID)}
-		var er apitypes.ErrorResponse
-		if json.Unmarshal(data, &er) == nil && er.Error != "" {
-			ae.Code, ae.Reason, ae.Message, ae.Fields = er.Code, er.Reason, er.Error, er.Fields
-			if er.RequestID != "" {
-				ae.RequestID = er.RequestID
-			}
-		} else {
-			ae.Code, ae.Message = resp.StatusCode, strings.TrimSpace(string(data))
-		}
-		return ae
+		return apiError(resp, data, method, u.Redacted())
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
@@ -229,6 +220,21 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		}
 	}
 	return nil
+}
+
+// apiError makes the *APIError of an error answer with body data.
+func apiError(resp *http.Response, data []byte, method, url string) *APIError {
+	ae := &APIError{Status: resp.StatusCode, Method: method, URL: url, RequestID: resp.Header.Get(apitypes.HeaderRequestID)}
+	var er apitypes.ErrorResponse
+	if json.Unmarshal(data, &er) == nil && er.Error != "" {
+		ae.Code, ae.Reason, ae.Message, ae.Fields = er.Code, er.Reason, er.Error, er.Fields
+		if er.RequestID != "" {
+			ae.RequestID = er.RequestID
+		}
+	} else {
+		ae.Code, ae.Message = resp.StatusCode, strings.TrimSpace(string(data))
+	}
+	return ae
 }
 
 func orgPath(org string, parts ...string) string {

@@ -1,9 +1,13 @@
 package client_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
+	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,6 +17,7 @@ import (
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/api"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/client"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/jobs"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store/storetest"
 	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
@@ -23,7 +28,7 @@ import (
 func TestSDKCoversOpenAPI(t *testing.T) {
 	ctx := context.Background()
 	st := storetest.Open(t, store.DriverSQLite)
-	srv, err := api.New(ctx, api.Config{Store: st})
+	srv, err := api.New(ctx, api.Config{Store: st, Jobs: jobs.Config{Artifacts: &memArtifacts{m: map[string][]byte{}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,6 +129,7 @@ func TestSDKCoversOpenAPI(t *testing.T) {
 	if orgs, err := c.ListOrgs(ctx); err != nil || len(orgs.Orgs) == 0 {
 		t.Errorf("orgs: %v %v", orgs, err)
 	}
+	jobCalls(ctx, t, c, hs.URL)
 	must(c.DeleteCluster(ctx, "acme", "c1"))
 	ak, err := c.CreateAdminKey(ctx, "second")
 	must(err)
@@ -246,4 +252,110 @@ func TestPreviewHelpers(t *testing.T) {
 	if h.Get(apitypes.HeaderAPIKey) != "smk_x" || !strings.Contains(h.Get("baggage"), "sm-routing-key=rk1") {
 		t.Fatalf("AuthorizePreview: %v", h)
 	}
+}
+
+// jobCalls drives the SDK's job methods and the RunnerClient.
+func jobCalls(ctx context.Context, t *testing.T, c *client.Client, base string) {
+	t.Helper()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := c.ApplyRunnerGroup(ctx, "acme", &client.RunnerGroup{Name: "rg", Spec: apitypes.RunnerGroupSpec{Cluster: "c1"}})
+	must(err)
+	_, err = c.GetRunnerGroup(ctx, "acme", "rg")
+	must(err)
+	_, err = c.ListRunnerGroups(ctx, "acme")
+	must(err)
+	job, err := c.SubmitJob(ctx, "acme", apitypes.JobSpec{RunnerGroup: "rg", Command: []string{"true"}, UploadArtifact: []apitypes.ArtifactToUpload{{Path: "a.txt"}}})
+	must(err)
+	_, err = c.GetJob(ctx, "acme", job.Name)
+	must(err)
+	_, err = c.ListJobs(ctx, "acme", client.JobFilter{RunnerGroup: "rg"})
+	must(err)
+
+	ctok, err := c.CreateClusterToken(ctx, "acme", "c1")
+	must(err)
+	req, _ := http.NewRequest(http.MethodGet, base+"/api/v2/agent/state?wait=0s", nil)
+	req.Header.Set(apitypes.HeaderClusterToken, ctok.Token)
+	resp, err := http.DefaultClient.Do(req)
+	must(err)
+	var state apitypes.AgentState
+	must(json.NewDecoder(resp.Body).Decode(&state))
+	resp.Body.Close()
+	var token string
+	for _, o := range state.Objects {
+		if o.Kind == "runnergroup" {
+			token = o.RunnerToken
+		}
+	}
+	rc, err := client.NewRunnerClient(base, "acme", "rg", token, "ns", "pod-1", nil)
+	must(err)
+	rj, err := rc.Claim(ctx, time.Second)
+	if err != nil || rj == nil || rj.Name != job.Name {
+		t.Fatalf("claim: %+v %v", rj, err)
+	}
+	_, err = rc.Events(ctx, job.Name, 0, []apitypes.LogChunk{{Stream: "stdout", Data: []byte("hi\n")}})
+	must(err)
+	_, err = rc.UploadArtifact(ctx, job.Name, 0, "a.txt", "text/plain", strings.NewReader("abc"), 3)
+	must(err)
+	_, err = rc.Finish(ctx, job.Name, 0, apitypes.RunnerFinish{ExitCode: 0})
+	must(err)
+	var lines []string
+	must(c.StreamJobLogs(ctx, "acme", job.Name, client.LogStreamOptions{}, func(m client.JobLogMessage) error {
+		lines = append(lines, m.Message)
+		return nil
+	}))
+	if strings.Join(lines, "") != "hi\n" {
+		t.Fatalf("logs: %q", lines)
+	}
+	_, err = c.ListArtifacts(ctx, "acme", job.Name, 0, "")
+	must(err)
+	_, err = c.ArtifactInfo(ctx, "acme", job.Name, 0, "", "a.txt")
+	must(err)
+	var b strings.Builder
+	if _, err := c.DownloadArtifact(ctx, "acme", job.Name, 0, "", "a.txt", &b); err != nil || b.String() != "abc" {
+		t.Fatalf("download: %q %v", b.String(), err)
+	}
+	_, err = c.CancelJob(ctx, "acme", job.Name)
+	must(err)
+	must(c.DeleteJob(ctx, "acme", job.Name))
+	must(c.DeleteRunnerGroup(ctx, "acme", "rg"))
+}
+
+// memArtifacts is an artifact store in memory for the test.
+type memArtifacts struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func (a *memArtifacts) Put(_ context.Context, key string, r io.Reader, _ int64, _ string) error {
+	b, err := io.ReadAll(r)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.m[key] = b
+	return err
+}
+
+func (a *memArtifacts) Get(_ context.Context, key string) (io.ReadCloser, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	b, ok := a.m[key]
+	if !ok {
+		return nil, fs.ErrNotExist
+	}
+	return io.NopCloser(bytes.NewReader(b)), nil
+}
+
+func (a *memArtifacts) Delete(_ context.Context, prefix string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k := range a.m {
+		if strings.HasPrefix(k, prefix) {
+			delete(a.m, k)
+		}
+	}
+	return nil
 }

@@ -34,6 +34,11 @@ const (
 	ChangeClusterDeleted
 	// ChangeClusterTokenDeleted: a cluster token was deleted.
 	ChangeClusterTokenDeleted
+	// ChangeJob: a job was submitted, claimed, canceled, finished or deleted
+	// (Name is the job).
+	ChangeJob
+	// ChangeJobLogs: a job's runner sent output (Name is the job).
+	ChangeJobLogs
 )
 
 // watchers holds the functions Watch registered.

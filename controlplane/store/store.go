@@ -1,6 +1,7 @@
 // Package store owns the control plane's persistent state: orgs and their quotas,
-// hashed API keys, clusters and their hashed tokens, and the desired sandboxes and
-// route groups with the status the in-cluster agents report for them.
+// hashed API keys, clusters and their hashed tokens, the desired sandboxes, route
+// groups and job runner groups with the status the in-cluster agents report for
+// them, and jobs with their log chunks and artifact metadata (jobs.go).
 //
 // One implementation on database/sql serves two drivers: embedded SQLite
 // (modernc.org/sqlite, pure Go, the default) and PostgreSQL (pgx). The schema is
@@ -65,6 +66,8 @@ type Kind string
 const (
 	KindSandbox    Kind = "sandbox"
 	KindRouteGroup Kind = "routegroup"
+	// KindRunnerGroup is a job runner group (docs/jobs.md).
+	KindRunnerGroup Kind = "runnergroup"
 )
 
 // Store is the control plane's database.
