@@ -243,6 +243,9 @@ type AgentObject struct {
 	RoutingKey string          `json:"routingKey,omitempty"`
 	Spec       json.RawMessage `json:"spec,omitempty"`
 	Deleted    bool            `json:"deleted,omitempty"`
+	// RunnerToken is the runner token of a live runnergroup object (the
+	// agent puts it in the runner pods' Secret); empty for other kinds.
+	RunnerToken string `json:"runnerToken,omitempty"`
 }
 
 // AgentState is the answer to an agent's poll.
