@@ -203,12 +203,24 @@ func TestAgentRunnerGroups(t *testing.T) {
 	})
 
 	t.Run("a new version rotates the token", func(t *testing.T) {
+		hash := func() string {
+			var cr v1alpha1.JobRunnerGroup
+			if err := kube.Get(ctx, client.ObjectKey{Namespace: ns, Name: "suite"}, &cr); err != nil {
+				t.Fatal(err)
+			}
+			return cr.Annotations[v1alpha1.AnnotationRunnerTokenHash]
+		}
+		before := hash()
 		suite = runnerGroup("suite", 2, "smr_second", suiteSpec)
 		if err := a.ApplyState(ctx, apitypes.AgentState{Revision: 2, Objects: []apitypes.AgentObject{suite}}); err != nil {
 			t.Fatal(err)
 		}
 		if tok, _ := secretToken(t, allowed, "sandboxmesh-runner-suite"); tok != "smr_second" {
 			t.Fatalf("token = %q", tok)
+		}
+		// The operator copies the hash onto the pods: a new token rolls them.
+		if after := hash(); before == "" || after == "" || after == before || strings.Contains(after, "smr_") {
+			t.Fatalf("token hash annotation %q -> %q", before, after)
 		}
 	})
 
@@ -349,6 +361,13 @@ func TestAgentRunnerGroupWithOperator(t *testing.T) {
 	}
 	if string(sec.Data[tokenEnv.ValueFrom.SecretKeyRef.Key]) != "smr_e2e" {
 		t.Fatalf("the pods' token = %q", sec.Data[tokenEnv.ValueFrom.SecretKeyRef.Key])
+	}
+	var cr v1alpha1.JobRunnerGroup
+	if err := kube.Get(ctx, client.ObjectKey{Namespace: agentNS, Name: "e2e"}, &cr); err != nil {
+		t.Fatal(err)
+	}
+	if h := cr.Annotations[v1alpha1.AnnotationRunnerTokenHash]; h == "" || d.Spec.Template.Annotations[v1alpha1.AnnotationRunnerTokenHash] != h {
+		t.Fatalf("token hash: CR %q, pods %q", h, d.Spec.Template.Annotations[v1alpha1.AnnotationRunnerTokenHash])
 	}
 	if got := d.Spec.Template.Spec.InitContainers[0].Image; got != e2eRunnerImage {
 		t.Fatalf("init image %s", got)

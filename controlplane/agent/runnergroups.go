@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -115,7 +117,12 @@ func (a *Agent) runnerGroupCR(o apitypes.AgentObject, cluster string) (*unstruct
 	u.SetNamespace(a.cfg.Namespace)
 	u.SetName(o.Name)
 	u.SetLabels(map[string]string{LabelManagedBy: FieldManager, LabelOrg: o.Org, LabelCluster: cluster})
-	u.SetAnnotations(map[string]string{AnnotationVersion: strconv.FormatInt(o.Version, 10)})
+	ann := map[string]string{AnnotationVersion: strconv.FormatInt(o.Version, 10)}
+	if o.RunnerToken != "" {
+		h := sha256.Sum256([]byte(o.RunnerToken))
+		ann[v1alpha1.AnnotationRunnerTokenHash] = hex.EncodeToString(h[:8])
+	}
+	u.SetAnnotations(ann)
 	return u, spec.Namespace, nil
 }
 

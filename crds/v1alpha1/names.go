@@ -34,6 +34,10 @@ const (
 	// the namespace of their JobRunnerGroup (it lives in the agent's namespace,
 	// the pods in spec.namespace).
 	LabelRunnerGroupNamespace = "sandboxmesh.dev/runner-group-namespace"
+	// AnnotationRunnerTokenHash on a JobRunnerGroup (set by the agent) and on
+	// its runner pods (copied by the operator) is a hash of the runner token:
+	// a new token rolls the pods, which read it from their environment at start.
+	AnnotationRunnerTokenHash = "sandboxmesh.dev/runner-token-hash"
 	// DefaultJobNamespace is the namespace runner pods run in when a
 	// JobRunnerGroup's spec.namespace is empty (the CRD's default too).
 	DefaultJobNamespace = "sandboxmesh-jobs"

@@ -309,7 +309,8 @@ func rolloutFailure(d *appsv1.Deployment) string {
 // init container from runnerImage installing the runner binary into an
 // emptyDir, the first container's command replaced by the runner, which gets
 // the control plane's address, the group's name and token and the pod's
-// identity in its environment. Its pods opt out of devmesh injection: runner
+// identity in its environment (and the pods the token's hash, so that a new
+// token rolls them). Its pods opt out of devmesh injection: runner
 // pods are clients, not routed workloads. The error names the spec field that
 // cannot make a pod.
 func RunnerDeployment(jrg *smv1.JobRunnerGroup, runnerImage string) (*appsv1.Deployment, error) {
@@ -351,6 +352,9 @@ func RunnerDeployment(jrg *smv1.JobRunnerGroup, runnerImage string) (*appsv1.Dep
 	}
 	tpl.Labels = mergeMaps(tpl.Labels, groupLabels)
 	tpl.Annotations = mergeMaps(tpl.Annotations, map[string]string{smv1.AnnotationInject: "false"})
+	if h := jrg.Annotations[smv1.AnnotationRunnerTokenHash]; h != "" {
+		tpl.Annotations[smv1.AnnotationRunnerTokenHash] = h
+	}
 	if tpl.Spec.AutomountServiceAccountToken == nil {
 		// Jobs talk to the control plane and the sandboxes, not to the API server.
 		no := false

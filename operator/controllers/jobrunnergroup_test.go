@@ -52,6 +52,7 @@ func int32p(v int32) *int32 { return &v }
 func TestRunnerDeploymentGolden(t *testing.T) {
 	withTemplate := jrgFixture("sandboxmesh-system", "e2e")
 	withTemplate.Spec.Image = ""
+	withTemplate.Annotations = map[string]string{smv1.AnnotationRunnerTokenHash: "0123456789abcdef"}
 	withTemplate.Spec.Scaling = &smv1.JobRunnerGroupScaling{Manual: &smv1.ManualScaling{DesiredPods: int32p(3)}}
 	withTemplate.Spec.PodTemplate = &corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"team": "qa"}, Annotations: map[string]string{"example.com/note": "kept"}},
@@ -370,6 +371,21 @@ func TestJobRunnerGroupLifecycle(t *testing.T) {
 		playDeploymentController(t, d, 3, 3)
 		reconcileJRG(t, r, j)
 		wantReady(t, j, metav1.ConditionTrue, smv1.ReasonAvailable, smv1.RunnerPods{Ready: 3})
+	})
+
+	t.Run("a new runner token rolls the pods", func(t *testing.T) {
+		cur := getJRG(t, j)
+		cur.Annotations = map[string]string{smv1.AnnotationRunnerTokenHash: "fedcba9876543210"}
+		if err := env.Client.Update(ctx, cur); err != nil {
+			t.Fatal(err)
+		}
+		reconcileJRG(t, r, j)
+		d := runnerDeployment(t, j)
+		if got := d.Spec.Template.Annotations[smv1.AnnotationRunnerTokenHash]; got != "fedcba9876543210" {
+			t.Fatalf("pod template token hash = %q", got)
+		}
+		playDeploymentController(t, d, 3, 3)
+		reconcileJRG(t, r, j)
 	})
 
 	t.Run("converged reconcile writes nothing", func(t *testing.T) {
