@@ -2,6 +2,9 @@ package agent
 
 import (
 	"context"
+	"errors"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
 )
@@ -27,3 +30,11 @@ func (a *Agent) ReportStatus(ctx context.Context) error { return a.reportStatus(
 
 // RetryProblems applies again the runner groups that could not be applied.
 func (a *Agent) RetryProblems(ctx context.Context) { a.retryProblems(ctx) }
+
+// RunnerGroupCR builds the JobRunnerGroup CR of a runnergroup object; problem
+// reports whether err is one the agent reports rather than retries.
+func (a *Agent) RunnerGroupCR(o apitypes.AgentObject, cluster string) (cr *unstructured.Unstructured, namespace string, problem bool, err error) {
+	cr, namespace, err = a.runnerGroupCR(o, cluster)
+	var p *problemError
+	return cr, namespace, errors.As(err, &p), err
+}

@@ -18,8 +18,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/agent"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
@@ -396,5 +399,52 @@ func TestAgentRunnerGroupWithOperator(t *testing.T) {
 			return nil
 		}
 		return fmt.Errorf("Deployment %v, Secret %v, CR %v", errD, errS, errC)
+	})
+}
+
+// FuzzRunnerGroupSpec: whatever spec the control plane sends, the agent
+// either reports a problem or builds a CR that the operator's typed client
+// decodes (a CR it cannot decode would stop the operator from reading any
+// JobRunnerGroup), in the group's namespace, with the agent's control plane.
+func FuzzRunnerGroupSpec(f *testing.F) {
+	for _, s := range []string{
+		`{"namespace":"jobs","image":"x","podTemplate":{"spec":{"containers":[{"name":"a","resources":{"limits":{"cpu":"1"}}}]}}}`,
+		`{"podTemplate":{"spec":{"containers":"a"}}}`,
+		`{"podTemplate":{"spec":{"containers":[{"resources":{"limits":{"cpu":"abc"}}}]}}}`,
+		`{"podTemplate":null,"scaling":{"manual":{"desiredPods":3}},"labels":{"a":"b"}}`,
+		`{"Spec":{},"podtemplate":{"Spec":{"Containers":"x"}}}`,
+		`[]`, `null`, `{"podTemplate":[1]}`, `{"podTemplate":{"metadata":{"creationTimestamp":"yesterday"}}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	scheme := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		f.Fatal(err)
+	}
+	decoder := serializer.NewCodecFactory(scheme).UniversalDeserializer()
+	a, err := agent.New(agent.Config{ControlPlaneURL: "https://cp.example.com", Token: "smc_x", Namespace: ns, Client: fake.NewClientBuilder().Build()})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, spec []byte) {
+		cr, runnerNS, problem, err := a.RunnerGroupCR(apitypes.AgentObject{Kind: "runnergroup", Org: "acme", Name: "g", Version: 1, RunnerToken: "smr_x", Spec: spec}, "c1")
+		if err != nil {
+			if !problem {
+				t.Fatalf("%s: error that is not a problem: %v", spec, err)
+			}
+			return
+		}
+		b, err := cr.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj, _, err := decoder.Decode(b, nil, nil)
+		if err != nil {
+			t.Fatalf("%s: the operator could not decode the CR: %v\n%s", spec, err, b)
+		}
+		jrg := obj.(*v1alpha1.JobRunnerGroup)
+		if runnerNS == "" || jrg.Spec.Namespace != runnerNS || jrg.Spec.ControlPlane.URL != "https://cp.example.com" || jrg.Spec.ControlPlane.TokenSecretName != "sandboxmesh-runner-g" {
+			t.Fatalf("%s: CR %+v in %q", spec, jrg.Spec, runnerNS)
+		}
 	})
 }
