@@ -277,6 +277,12 @@ func TestRenders(t *testing.T) {
 				}
 			}
 		}},
+		{"operator limited to namespaces, no agent", []string{"agent.enabled=false", "operator.namespaces={apps}"}, func(t *testing.T, objs []k8sruntime.Object) {
+			if args := strings.Join(container(t, objs, "sandboxmesh-operator").Args, " ") + " "; !strings.Contains(args, "--namespaces=apps ") {
+				t.Errorf("operator args: %s", args)
+			}
+			checkJobs(t, objs, nil, false)
+		}},
 		{"job namespace is the release namespace", []string{"agent.token=t", "agent.controlPlaneURL=https://cp", "jobs.namespaces={" + ns + "}"}, func(t *testing.T, objs []k8sruntime.Object) {
 			checkJobs(t, objs, []string{ns}, false) // Helm owns the release namespace
 		}},
