@@ -50,6 +50,11 @@ func TestJobRunnerGroupValidation(t *testing.T) {
 			wantErr: []string{"spec.namespace"}},
 		{name: "bad job timeout", mutate: func(j *smv1.JobRunnerGroup) { j.Spec.JobTimeout = "30 minutes" },
 			wantErr: []string{"spec.jobTimeout"}},
+		// Everything time.ParseDuration reads (the control plane parses it so).
+		{name: "job timeout with a leading dot", mutate: func(j *smv1.JobRunnerGroup) { j.Spec.JobTimeout = ".5h" }},
+		{name: "job timeout in microseconds", mutate: func(j *smv1.JobRunnerGroup) { j.Spec.JobTimeout = "1h2m3s4ms5µs6ns" }},
+		{name: "job timeout without unit", mutate: func(j *smv1.JobRunnerGroup) { j.Spec.JobTimeout = "30" },
+			wantErr: []string{"spec.jobTimeout"}},
 		{name: "too many pods", mutate: func(j *smv1.JobRunnerGroup) { j.Spec.Scaling.Manual.DesiredPods = ptr(int32(101)) },
 			wantErr: []string{"spec.scaling.manual.desiredPods"}},
 		{name: "negative pods", mutate: func(j *smv1.JobRunnerGroup) { j.Spec.Scaling.Manual.DesiredPods = ptr(int32(-1)) },

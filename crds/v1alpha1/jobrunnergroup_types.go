@@ -30,7 +30,7 @@ type JobRunnerGroupSpec struct {
 	// JobTimeout bounds how long one job may run (a Go duration such as "30m";
 	// default 30m). The control plane enforces it; it is here for kubectl readers.
 	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:Pattern=`^(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h))+$`
 	// +optional
 	JobTimeout string `json:"jobTimeout,omitempty"`
 	// PodTemplate is the template of the runner pods. Its first container
