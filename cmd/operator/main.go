@@ -1,5 +1,5 @@
-// Command operator runs the SandboxMesh operator: Sandbox and RouteGroup
-// controllers, mesh backends, the devmesh route server and injection webhook.
+// Command operator runs the SandboxMesh operator: Sandbox, RouteGroup and
+// JobRunnerGroup controllers, mesh backends, the devmesh route server and injection webhook.
 package main
 
 import (
@@ -68,6 +68,7 @@ func run() error {
 	flag.StringVar(&sidecarImage, "sidecar-image", env("SANDBOXMESH_SIDECAR_IMAGE", "sandboxmesh.dev/devmesh:dev"), "devmesh sidecar image")
 	flag.StringVar(&initImage, "sidecar-init-image", env("SANDBOXMESH_SIDECAR_INIT_IMAGE", ""), "image of the devmesh-init container of iptables mode: devmesh-init plus iptables-save/iptables-restore (default: the sidecar image)")
 	flag.StringVar(&routeServerTarget, "sidecar-route-server", env("SANDBOXMESH_SIDECAR_ROUTE_SERVER", "sandboxmesh-operator.sandboxmesh-system.svc:15010"), "route server address the injected sidecars dial")
+	flag.StringVar(&o.RunnerImage, "runner-image", env("SANDBOXMESH_RUNNER_IMAGE", "sandboxmesh.dev/sandboxmesh-runner:dev"), "image of the init container installing the job runner into the pods of JobRunnerGroups")
 	flag.StringVar(&injectMode, "inject-mode", "iptables", "default injection mode: iptables or explicit")
 	flag.BoolVar(&o.RequireAcceptance, "require-acceptance", true, "Ready waits until every backend reports the routes accepted")
 	flag.IntVar(&o.Workers, "workers", 8, "parallel Sandbox reconciles")

@@ -1,9 +1,11 @@
 // Package agent is the in-cluster side of the control plane: it authenticates
 // with a cluster token, long-polls the control plane for the desired sandboxes
-// and route groups of its cluster (the full state with a revision, then the
-// changes after it), applies them as Sandbox / RouteGroup CRs with server-side
-// apply (field manager "sandboxmesh-agent") in one namespace, reports their
-// status back, and holds the preview tunnel open. It only makes outbound
+// route groups and job runner groups of its cluster (the full state with a
+// revision, then the changes after it), applies them as Sandbox, RouteGroup and
+// JobRunnerGroup CRs with server-side apply (field manager "sandboxmesh-agent")
+// in one namespace, plus each runner group's token Secret in the group's
+// namespace (runnergroups.go), reports their status back, and holds the
+// preview tunnel open. It only makes outbound
 // connections. After any restart it starts from the full state, so it converges
 // without duplicates and deletes CRs that are no longer desired.
 package agent
@@ -82,6 +84,9 @@ type Config struct {
 	DisableTunnel bool
 	// OperatorVersion is reported to the control plane.
 	OperatorVersion string
+	// ProblemRetry is how often a runner group the agent could not apply
+	// (e.g. its namespace was not allowed yet) is tried again (default 30s).
+	ProblemRetry time.Duration
 	// WorkloadsInterval is how often the forkable workloads are listed and,
 	// when changed, reported (default 30s; negative disables the report).
 	WorkloadsInterval time.Duration
@@ -93,12 +98,17 @@ type Agent struct {
 	base *url.URL
 	log  *slog.Logger
 
+	// applyMu serialises writes to the cluster: a poll answer's, and the
+	// retries of runner groups (so an old version never lands after a new one).
+	applyMu sync.Mutex
 	mu      sync.Mutex
 	desired map[string]apitypes.AgentObject // kind/name
 	org     string
 	cluster string
 	sent    map[string]string // kind/name -> last reported status JSON (with version)
-	synced  bool
+	// problems are the runner groups the agent could not apply (kind/name).
+	problems map[string]problem
+	synced   bool
 }
 
 // New validates cfg and returns an Agent.
@@ -136,6 +146,9 @@ func New(cfg Config) (*Agent, error) {
 		d := &net.Dialer{Timeout: 10 * time.Second}
 		cfg.Dial = tunnel.GuardedDial(d.DialContext, nil, cfg.AllowedCIDRs)
 	}
+	if cfg.ProblemRetry <= 0 {
+		cfg.ProblemRetry = 30 * time.Second
+	}
 	if cfg.WorkloadsInterval == 0 {
 		cfg.WorkloadsInterval = 30 * time.Second
 	}
@@ -145,7 +158,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = 30 * time.Second
 	}
-	return &Agent{cfg: cfg, base: u, log: cfg.Logger, desired: map[string]apitypes.AgentObject{}, sent: map[string]string{}}, nil
+	return &Agent{cfg: cfg, base: u, log: cfg.Logger, desired: map[string]apitypes.AgentObject{}, sent: map[string]string{}, problems: map[string]problem{}}, nil
 }
 
 // isLoopback reports whether host is localhost or a loopback address.
@@ -276,7 +289,12 @@ func objKey(kind, name string) string { return kind + "/" + name }
 var (
 	gvkSandbox    = v1alpha1.GroupVersion.WithKind("Sandbox")
 	gvkRouteGroup = v1alpha1.GroupVersion.WithKind("RouteGroup")
+	// gvkRunnerGroup is the CR of kind "runnergroup" (runnergroups.go).
+	gvkRunnerGroup = v1alpha1.GroupVersion.WithKind("JobRunnerGroup")
 )
+
+// kinds are the kinds of objects the agent applies.
+var kinds = []string{"sandbox", "routegroup", "runnergroup"}
 
 func gvkFor(kind string) (schema.GroupVersionKind, error) {
 	switch kind {
@@ -284,6 +302,8 @@ func gvkFor(kind string) (schema.GroupVersionKind, error) {
 		return gvkSandbox, nil
 	case "routegroup":
 		return gvkRouteGroup, nil
+	case "runnergroup":
+		return gvkRunnerGroup, nil
 	}
 	return schema.GroupVersionKind{}, fmt.Errorf("unknown kind %q", kind)
 }
@@ -291,6 +311,8 @@ func gvkFor(kind string) (schema.GroupVersionKind, error) {
 // apply makes the cluster match a poll answer. A full answer also deletes
 // managed CRs that are not in it.
 func (a *Agent) apply(ctx context.Context, st apitypes.AgentState) error {
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
 	a.mu.Lock()
 	if st.Org != "" {
 		a.org, a.cluster = st.Org, st.Cluster
@@ -298,11 +320,16 @@ func (a *Agent) apply(ctx context.Context, st apitypes.AgentState) error {
 	a.mu.Unlock()
 	var errs []error
 	for _, o := range st.Objects {
-		if o.Deleted {
+		switch {
+		case o.Kind == "runnergroup" && o.Deleted:
+			errs = append(errs, a.deleteRunnerGroup(ctx, o.Name))
+		case o.Kind == "runnergroup":
+			errs = append(errs, a.applyRunnerGroup(ctx, o))
+		case o.Deleted:
 			errs = append(errs, a.deleteCR(ctx, o.Kind, o.Name))
-			continue
+		default:
+			errs = append(errs, a.applyCR(ctx, o))
 		}
-		errs = append(errs, a.applyCR(ctx, o))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
@@ -311,6 +338,15 @@ func (a *Agent) apply(ctx context.Context, st apitypes.AgentState) error {
 	if st.Full {
 		a.desired = map[string]apitypes.AgentObject{}
 		a.sent = map[string]string{}
+		live := map[string]bool{}
+		for _, o := range st.Objects {
+			live[objKey(o.Kind, o.Name)] = !o.Deleted
+		}
+		for k := range a.problems {
+			if !live[k] {
+				delete(a.problems, k)
+			}
+		}
 	}
 	for _, o := range st.Objects {
 		if o.Deleted {
@@ -376,7 +412,7 @@ func (a *Agent) prune(ctx context.Context, st apitypes.AgentState) error {
 		want[objKey(o.Kind, o.Name)] = true
 	}
 	var errs []error
-	for _, kind := range []string{"sandbox", "routegroup"} {
+	for _, kind := range kinds {
 		gvk, _ := gvkFor(kind)
 		list := &unstructured.UnstructuredList{}
 		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
@@ -387,7 +423,11 @@ func (a *Agent) prune(ctx context.Context, st apitypes.AgentState) error {
 		for _, it := range list.Items {
 			if !want[objKey(kind, it.GetName())] {
 				a.log.InfoContext(ctx, "deleting CR no longer desired", "kind", kind, "name", it.GetName())
-				errs = append(errs, a.deleteCR(ctx, kind, it.GetName()))
+				if kind == "runnergroup" {
+					errs = append(errs, a.deleteRunnerGroup(ctx, it.GetName()))
+				} else {
+					errs = append(errs, a.deleteCR(ctx, kind, it.GetName()))
+				}
 			}
 		}
 	}
@@ -405,6 +445,7 @@ func (a *Agent) statusLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		a.retryProblems(ctx)
 		if err := a.reportStatus(ctx); err != nil && ctx.Err() == nil {
 			a.log.WarnContext(ctx, "status report failed", "err", err)
 		}
@@ -419,7 +460,7 @@ func (a *Agent) reportStatus(ctx context.Context) error {
 		objs = append(objs, o)
 	}
 	a.mu.Unlock()
-	var items []apitypes.AgentStatusItem
+	var items []statusItem
 	var sigs []string
 	for _, o := range objs {
 		st, ok, err := a.observe(ctx, o)
@@ -438,13 +479,13 @@ func (a *Agent) reportStatus(ctx context.Context) error {
 		if same {
 			continue
 		}
-		items = append(items, apitypes.AgentStatusItem{Kind: o.Kind, Org: o.Org, Name: o.Name, Version: o.Version, Status: st})
+		items = append(items, statusItem{AgentStatusItem: apitypes.AgentStatusItem{Kind: o.Kind, Org: o.Org, Name: o.Name, Version: o.Version}, Status: st})
 		sigs = append(sigs, sig)
 	}
 	if len(items) == 0 {
 		return nil
 	}
-	if err := a.request(ctx, http.MethodPost, "/api/v2/agent/status", apitypes.AgentStatusReport{OperatorVersion: a.cfg.OperatorVersion, Items: items}, nil); err != nil {
+	if err := a.request(ctx, http.MethodPost, "/api/v2/agent/status", statusReport{OperatorVersion: a.cfg.OperatorVersion, Items: items}, nil); err != nil {
 		return err
 	}
 	a.mu.Lock()
@@ -457,7 +498,10 @@ func (a *Agent) reportStatus(ctx context.Context) error {
 
 // observe reads a CR and turns its status into the API's terms. ok is false
 // while the CR does not carry the desired version yet.
-func (a *Agent) observe(ctx context.Context, o apitypes.AgentObject) (apitypes.ObservedStatus, bool, error) {
+func (a *Agent) observe(ctx context.Context, o apitypes.AgentObject) (observed, bool, error) {
+	if o.Kind == "runnergroup" {
+		return a.observeRunnerGroup(ctx, o)
+	}
 	var out apitypes.ObservedStatus
 	var (
 		meta      interface{ GetAnnotations() map[string]string }
@@ -472,7 +516,7 @@ func (a *Agent) observe(ctx context.Context, o apitypes.AgentObject) (apitypes.O
 	case "sandbox":
 		var sb v1alpha1.Sandbox
 		if err := a.cfg.Client.Get(ctx, nn, &sb); err != nil {
-			return out, false, err
+			return observed{}, false, err
 		}
 		meta, gen, obs, eps, key = &sb, sb.Generation, sb.Status.ObservedGeneration, sb.Status.Endpoints, sb.Status.RoutingKey
 		for _, c := range sb.Status.Conditions {
@@ -485,7 +529,7 @@ func (a *Agent) observe(ctx context.Context, o apitypes.AgentObject) (apitypes.O
 	case "routegroup":
 		var rg v1alpha1.RouteGroup
 		if err := a.cfg.Client.Get(ctx, nn, &rg); err != nil {
-			return out, false, err
+			return observed{}, false, err
 		}
 		meta, gen, obs, eps, key = &rg, rg.Generation, rg.Status.ObservedGeneration, rg.Status.Endpoints, rg.Status.RoutingKey
 		for _, c := range rg.Status.Conditions {
@@ -496,10 +540,10 @@ func (a *Agent) observe(ctx context.Context, o apitypes.AgentObject) (apitypes.O
 			scheduled = t.UTC().Format(time.RFC3339)
 		}
 	default:
-		return out, false, fmt.Errorf("unknown kind %q", o.Kind)
+		return observed{}, false, fmt.Errorf("unknown kind %q", o.Kind)
 	}
 	if meta.GetAnnotations()[AnnotationVersion] != strconv.FormatInt(o.Version, 10) {
-		return out, false, nil
+		return observed{}, false, nil
 	}
 	out.RoutingKey = key
 	if out.RoutingKey == "" {
@@ -507,6 +551,14 @@ func (a *Agent) observe(ctx context.Context, o apitypes.AgentObject) (apitypes.O
 	}
 	out.Endpoints = eps
 	out.ScheduledDeleteTime = scheduled
+	return observed{ObservedStatus: summarize(out, gen, obs, conds)}, true, nil
+}
+
+// summarize sets Ready, Reason and Message of out from a CR's generation,
+// its status's observed generation and its conditions: Pending before the
+// operator wrote any status, Creating while it has not seen the latest spec,
+// else the Ready condition (and Degraded's reason when not ready).
+func summarize(out apitypes.ObservedStatus, gen, obs int64, conds []cond) apitypes.ObservedStatus {
 	switch {
 	case obs == 0 && len(conds) == 0:
 		out.Reason, out.Message = "Pending", "applied to the cluster; waiting for the operator"
@@ -528,7 +580,7 @@ func (a *Agent) observe(ctx context.Context, o apitypes.AgentObject) (apitypes.O
 			}
 		}
 	}
-	return out, true, nil
+	return out
 }
 
 type cond struct{ typ, status, reason, message string }

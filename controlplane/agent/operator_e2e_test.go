@@ -45,7 +45,8 @@ func startOperator(t *testing.T, namespaces ...string) *e2eOperator {
 		Backends:    []string{meshadapters.BackendDevmesh},
 		Namespaces:  namespaces,
 		MetricsAddr: "0", ProbeAddr: "0",
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		RunnerImage: e2eRunnerImage,
+		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		// The test kills the operator and builds a new one in the same process.
 		SkipControllerNameValidation: true,
 	})

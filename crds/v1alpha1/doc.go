@@ -1,4 +1,5 @@
-// Package v1alpha1 holds the sandboxmesh.dev/v1alpha1 API: Sandbox and RouteGroup.
+// Package v1alpha1 holds the sandboxmesh.dev/v1alpha1 API: Sandbox, RouteGroup
+// and JobRunnerGroup.
 //
 // JSON field names follow the public Signadot v2 sandbox API, so a sandbox spec
 // written for that API is also a valid SandboxMesh spec. Validation lives in the

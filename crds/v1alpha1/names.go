@@ -23,6 +23,58 @@ const (
 	AnnotationInject = "sidecar.sandboxmesh.dev/inject"
 )
 
+// Names of the job runner objects (JobRunnerGroup): the operator makes the
+// runner Deployment, the control plane's agent the token Secret, and the
+// runner program (cmd/sandboxmesh-runner) reads the environment.
+const (
+	// LabelRunnerGroup names, on a runner Deployment, its pods and the runner
+	// token Secret, the JobRunnerGroup (= control-plane runner group) they belong to.
+	LabelRunnerGroup = "sandboxmesh.dev/runner-group"
+	// LabelRunnerGroupNamespace names, on a runner Deployment and its pods,
+	// the namespace of their JobRunnerGroup (it lives in the agent's namespace,
+	// the pods in spec.namespace).
+	LabelRunnerGroupNamespace = "sandboxmesh.dev/runner-group-namespace"
+	// AnnotationRunnerTokenHash on a JobRunnerGroup (set by the agent) and on
+	// its runner pods (copied by the operator) is a hash of the runner token:
+	// a new token rolls the pods, which read it from their environment at start.
+	AnnotationRunnerTokenHash = "sandboxmesh.dev/runner-token-hash"
+	// DefaultJobNamespace is the namespace runner pods run in when a
+	// JobRunnerGroup's spec.namespace is empty (the CRD's default too).
+	DefaultJobNamespace = "sandboxmesh-jobs"
+	// RunnerTokenSecretKey is the key of the runner token in its Secret.
+	RunnerTokenSecretKey = "token"
+	// RunnerContainerInstall is the init container that copies the runner
+	// binary into the RunnerVolume.
+	RunnerContainerInstall = "sandboxmesh-runner-install"
+	// RunnerContainer is the name of the container running the jobs when the
+	// pod template has none.
+	RunnerContainer = "runner"
+	// RunnerVolume is the emptyDir holding the runner binary, mounted at RunnerBinDir.
+	RunnerVolume = "sandboxmesh-runner-bin"
+	// RunnerBinDir is where the runner binary is installed in runner pods.
+	RunnerBinDir = "/sandboxmesh/bin"
+	// RunnerBinary is the runner program's name (its image's too).
+	RunnerBinary = "sandboxmesh-runner"
+
+	// EnvControlPlaneURL (and the Env names below) make up the environment of
+	// the job-running container of runner pods: the control plane's URL,
+	EnvControlPlaneURL = "SANDBOXMESH_CONTROL_PLANE_URL"
+	// EnvOrg the runner group's org,
+	EnvOrg = "SANDBOXMESH_ORG"
+	// EnvRunnerGroup its name,
+	EnvRunnerGroup = "SANDBOXMESH_RUNNER_GROUP"
+	// EnvRunnerToken its token (from the Secret),
+	EnvRunnerToken = "SANDBOXMESH_RUNNER_TOKEN"
+	// EnvPodName and EnvPodNamespace the pod's name and namespace (downward API).
+	EnvPodName      = "POD_NAME"
+	EnvPodNamespace = "POD_NAMESPACE"
+)
+
+// RunnerObjectName is the name of the runner Deployment and of the runner
+// token Secret of the runner group group: "sandboxmesh-runner-<group>" (at
+// most 49 characters: group names have at most 30).
+func RunnerObjectName(group string) string { return RunnerBinary + "-" + group }
+
 // legacyManagedBy are values of LabelManagedBy written by older versions:
 // before v1alpha1 held the names, the operator labelled fork Deployments, their
 // pods and Services "sandboxmesh-operator" (mesh objects were already

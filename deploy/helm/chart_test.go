@@ -179,12 +179,13 @@ func TestRenders(t *testing.T) {
 	}{
 		{"default with agent token", []string{"agent.token=tok", "agent.controlPlaneURL=https://cp.example.com"}, func(t *testing.T, objs []k8sruntime.Object) {
 			k := kinds(objs)
-			if k["Deployment"] != 2 || k["CustomResourceDefinition"] != 2 || k["MutatingWebhookConfiguration"] != 1 {
+			if k["Deployment"] != 2 || k["CustomResourceDefinition"] != 3 || k["MutatingWebhookConfiguration"] != 1 {
 				t.Errorf("kinds: %v", k)
 			}
 			args := strings.Join(container(t, objs, "sandboxmesh-operator").Args, " ")
 			for _, w := range []string{"--backends=devmesh", "--webhook ", "--sidecar-route-server=sandboxmesh-operator.sandboxmesh-system.svc:15010",
-				"--sidecar-image=sandboxmesh.dev/devmesh:dev", "--sidecar-init-image=sandboxmesh.dev/devmesh-init:dev", "--inject-mode=iptables"} {
+				"--sidecar-image=sandboxmesh.dev/devmesh:dev", "--sidecar-init-image=sandboxmesh.dev/devmesh-init:dev", "--inject-mode=iptables",
+				"--runner-image=sandboxmesh.dev/sandboxmesh-runner:dev"} {
 				if !strings.Contains(args+" ", w) {
 					t.Errorf("operator args lack %q: %s", w, args)
 				}
@@ -201,6 +202,14 @@ func TestRenders(t *testing.T) {
 				t.Error("webhook caBundle is not the CA of the serving certificate Secret")
 			}
 			verifyServingCert(t, certs.Data, "sandboxmesh-operator.sandboxmesh-system.svc")
+			checkJobs(t, objs, []string{"sandboxmesh-jobs"}, true)
+			agentRole := find[*rbacv1.Role](objs, "sandboxmesh-agent")
+			if v := verbsOn(agentRole.Rules, "sandboxmesh.dev", "jobrunnergroups"); v != "get,list,watch,create,update,patch,delete" {
+				t.Errorf("agent Role: verbs on jobrunnergroups %q", v)
+			}
+			if v := verbsOn(agentRole.Rules, "sandboxmesh.dev", "jobrunnergroups/status"); v != "get" {
+				t.Errorf("agent Role: verbs on jobrunnergroups/status %q", v)
+			}
 			// Argo Rollouts: the operator and the agent read them, never write them.
 			for _, role := range []string{"sandboxmesh-operator", "sandboxmesh-agent"} {
 				if v := rolloutVerbs(find[*rbacv1.ClusterRole](objs, role)); v != "get,list,watch" {
@@ -258,6 +267,25 @@ func TestRenders(t *testing.T) {
 				}
 			}
 		}},
+		{"job namespaces, runner image, operator limited to namespaces", []string{"agent.token=t", "agent.controlPlaneURL=https://cp", "jobs.namespaces={ci-jobs,e2e-jobs}",
+			"jobs.createNamespace=false", "images.runner=registry.example.com/runner:1.2", "operator.namespaces={apps,ci-jobs}"}, func(t *testing.T, objs []k8sruntime.Object) {
+			checkJobs(t, objs, []string{"ci-jobs", "e2e-jobs"}, false)
+			args := strings.Join(container(t, objs, "sandboxmesh-operator").Args, " ")
+			for _, w := range []string{"--runner-image=registry.example.com/runner:1.2", "--namespaces=apps,ci-jobs,e2e-jobs "} {
+				if !strings.Contains(args+" ", w) {
+					t.Errorf("operator args lack %q: %s", w, args)
+				}
+			}
+		}},
+		{"operator limited to namespaces, no agent", []string{"agent.enabled=false", "operator.namespaces={apps}"}, func(t *testing.T, objs []k8sruntime.Object) {
+			if args := strings.Join(container(t, objs, "sandboxmesh-operator").Args, " ") + " "; !strings.Contains(args, "--namespaces=apps ") {
+				t.Errorf("operator args: %s", args)
+			}
+			checkJobs(t, objs, nil, false)
+		}},
+		{"job namespace is the release namespace", []string{"agent.token=t", "agent.controlPlaneURL=https://cp", "jobs.namespaces={" + ns + "}"}, func(t *testing.T, objs []k8sruntime.Object) {
+			checkJobs(t, objs, []string{ns}, false) // Helm owns the release namespace
+		}},
 		{"cert-manager", []string{"agent.enabled=false", "webhook.certManager.enabled=true"}, func(t *testing.T, objs []k8sruntime.Object) {
 			mwc := find[*admissionv1.MutatingWebhookConfiguration](objs, "")
 			if mwc.Annotations["cert-manager.io/inject-ca-from"] != "sandboxmesh-system/sandboxmesh-webhook" || len(mwc.Webhooks[0].ClientConfig.CABundle) != 0 {
@@ -271,12 +299,69 @@ func TestRenders(t *testing.T) {
 			if kinds(objs)["MutatingWebhookConfiguration"] != 0 || strings.Contains(strings.Join(container(t, objs, "sandboxmesh-operator").Args, " "), "--webhook") {
 				t.Error("webhook rendered while disabled")
 			}
+			checkJobs(t, objs, nil, false) // no agent, no runner groups
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.check(t, decode(t, render(t, tc.values...)))
 		})
 	}
+}
+
+// checkJobs: the agent may write Secrets (create, patch, update, delete; never
+// get, list or watch) in exactly the job namespaces, and nowhere else; they
+// are created (and kept on uninstall) when wantNamespaces.
+func checkJobs(t *testing.T, objs []k8sruntime.Object, jobNamespaces []string, wantNamespaces bool) {
+	t.Helper()
+	var secretNS, created []string
+	for _, o := range objs {
+		switch x := o.(type) {
+		case *rbacv1.Role:
+			if v := verbsOn(x.Rules, "", "secrets"); v != "" {
+				secretNS = append(secretNS, x.Namespace)
+				if v != "create,patch,update,delete" || len(x.Rules) != 1 {
+					t.Errorf("Role %s/%s: secrets verbs %q (rules %d), want create,patch,update,delete only", x.Namespace, x.Name, v, len(x.Rules))
+				}
+				if !strings.HasSuffix(x.Name, "-agent-jobs") {
+					t.Errorf("Role %s/%s grants secrets", x.Namespace, x.Name)
+				}
+			}
+		case *rbacv1.RoleBinding:
+			if strings.HasSuffix(x.Name, "-agent-jobs") && (x.Subjects[0].Name != "sandboxmesh-agent" || x.Subjects[0].Namespace != ns || x.RoleRef.Name != x.Name) {
+				t.Errorf("RoleBinding %s/%s: %+v %+v", x.Namespace, x.Name, x.Subjects, x.RoleRef)
+			}
+		case *corev1.Namespace:
+			created = append(created, x.Name)
+			if x.Annotations["helm.sh/resource-policy"] != "keep" {
+				t.Errorf("Namespace %s is deleted on uninstall", x.Name)
+			}
+		case *rbacv1.ClusterRole:
+			if v := verbsOn(x.Rules, "", "secrets"); v != "" && strings.Contains(x.Name, "agent") {
+				t.Errorf("ClusterRole %s grants secrets %s", x.Name, v)
+			}
+		}
+	}
+	if fmt.Sprint(secretNS) != fmt.Sprint(jobNamespaces) {
+		t.Errorf("Secrets writable in %v, want %v", secretNS, jobNamespaces)
+	}
+	want := []string(nil)
+	if wantNamespaces {
+		want = jobNamespaces
+	}
+	if fmt.Sprint(created) != fmt.Sprint(want) {
+		t.Errorf("Namespaces created %v, want %v", created, want)
+	}
+}
+
+// verbsOn returns the verbs rules grant on resource of group, joined with commas.
+func verbsOn(rules []rbacv1.PolicyRule, group, resource string) string {
+	var verbs []string
+	for _, r := range rules {
+		if slices.Contains(r.APIGroups, group) && slices.Contains(r.Resources, resource) {
+			verbs = append(verbs, r.Verbs...)
+		}
+	}
+	return strings.Join(verbs, ",")
 }
 
 // rolloutVerbs returns the verbs role grants on rollouts.argoproj.io, joined with commas.
@@ -344,6 +429,9 @@ func TestBadValues(t *testing.T) {
 		{[]string{"agent.enabled=false", "image.pullPolicy=Sometimes"}, "pullPolicy"},
 		{[]string{"agent.enabled=false", "operator.replicas=0"}, "replicas"},
 		{[]string{"agent.enabled=false", "operator.typo=1"}, "typo"},
+		{[]string{"agent.enabled=false", "jobs.namespaces={Jobs_NS}"}, "namespaces"},
+		{[]string{"agent.enabled=false", "jobs.createNamespace=yes"}, "createNamespace"},
+		{[]string{"agent.enabled=false", "images.typo=x"}, "typo"},
 		{[]string{"agent.controlPlaneURL=https://cp"}, "agent.token"},
 		{[]string{"agent.token=t"}, "agent.controlPlaneURL is required"},
 		// The control plane refuses a weak bootstrap key at start-up; the chart says so before install.
@@ -366,9 +454,10 @@ func TestBadValues(t *testing.T) {
 // to their sources (make manifests writes both).
 func TestGeneratedCopies(t *testing.T) {
 	for src, dst := range map[string]string{
-		"crds/manifests/sandboxmesh.dev_sandboxes.yaml":   "deploy/helm/sandboxmesh/crds/sandboxmesh.dev_sandboxes.yaml",
-		"crds/manifests/sandboxmesh.dev_routegroups.yaml": "deploy/helm/sandboxmesh/crds/sandboxmesh.dev_routegroups.yaml",
-		"deploy/manifests/rbac/role.yaml":                 "deploy/helm/sandboxmesh/files/operator-role.yaml",
+		"crds/manifests/sandboxmesh.dev_sandboxes.yaml":       "deploy/helm/sandboxmesh/crds/sandboxmesh.dev_sandboxes.yaml",
+		"crds/manifests/sandboxmesh.dev_routegroups.yaml":     "deploy/helm/sandboxmesh/crds/sandboxmesh.dev_routegroups.yaml",
+		"crds/manifests/sandboxmesh.dev_jobrunnergroups.yaml": "deploy/helm/sandboxmesh/crds/sandboxmesh.dev_jobrunnergroups.yaml",
+		"deploy/manifests/rbac/role.yaml":                     "deploy/helm/sandboxmesh/files/operator-role.yaml",
 	} {
 		a, err := os.ReadFile(filepath.Join(root(), src))
 		if err != nil {
@@ -454,7 +543,7 @@ func TestGolden(t *testing.T) {
 
 // TestAPIServerAccepts creates every object of two renders (default, and
 // with the control plane on a PVC) on a real API server with server-side dry
-// run (the namespace for real first; the chart's CRDs are the ones testenv
+// run (the namespaces for real first; the chart's CRDs are the ones testenv
 // installed), so that every schema, defaulting and validation of the API
 // server sees them.
 func TestAPIServerAccepts(t *testing.T) {
@@ -475,7 +564,13 @@ func TestAPIServerAccepts(t *testing.T) {
 				u.SetGroupVersionKind(gvks[0])
 			}
 			opts := []client.CreateOption{client.DryRunAll}
+			if u.GetKind() == "Namespace" {
+				opts = nil // for real: the objects in it come after
+			}
 			err = env.Client.Create(ctx, u, opts...)
+			if u.GetKind() == "Namespace" && client.IgnoreAlreadyExists(err) == nil {
+				continue
+			}
 			if u.GetKind() == "CustomResourceDefinition" && client.IgnoreAlreadyExists(err) == nil {
 				continue // testenv installed the same CRDs
 			}
@@ -515,6 +610,10 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 			t.Fatal(err)
 		}
 		return s.Data["ca.crt"], s.Data["tls.crt"], mwc.Webhooks[0].ClientConfig.CABundle, d.Spec.Template.Annotations["checksum/webhook-tls"]
+	}
+	// Whether the job namespace existed (TestAPIServerAccepts makes it, not this release) or not, the agent gets its Role there.
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "sandboxmesh-jobs", Name: fullname + "-agent-jobs"}, &rbacv1.Role{}); err != nil {
+		t.Errorf("agent's Role in the job namespace: %v", err)
 	}
 	ca1, crt1, bundle1, sum1 := state()
 	if len(ca1) == 0 || !bytes.Equal(ca1, bundle1) {

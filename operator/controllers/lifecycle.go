@@ -146,6 +146,8 @@ func kindName(obj client.Object) string {
 		return "Sandbox"
 	case *smv1.RouteGroup:
 		return "RouteGroup"
+	case *smv1.JobRunnerGroup:
+		return "JobRunnerGroup"
 	}
 	return fmt.Sprintf("%T", obj)
 }

@@ -1,5 +1,5 @@
 // Package manager assembles the operator: controller-runtime manager, field
-// indexes, the Sandbox, RouteGroup and route-drift controllers, the mesh
+// indexes, the Sandbox, RouteGroup, JobRunnerGroup and route-drift controllers, the mesh
 // backends chosen by name, the devmesh route server and injection webhook,
 // metrics and probes. cmd/operator and the tests use it alike.
 package manager
@@ -82,6 +82,9 @@ type Options struct {
 	Inject         inject.Config
 	// RequireAcceptance makes Ready wait for every backend to report the routes accepted.
 	RequireAcceptance bool
+	// RunnerImage is the image of the init container that installs the job
+	// runner into the pods of JobRunnerGroups (the sandboxmesh-runner image).
+	RunnerImage string
 	// Workers bounds parallel Sandbox reconciles (default 8).
 	Workers int
 	// KubeAPIQPS and KubeAPIBurst rate-limit the operator's requests to the API
@@ -201,6 +204,9 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	}
 	if err := (&controllers.RouteGroupReconciler{Client: mgr.GetClient(), Engine: op.Engine, Recorder: mgr.GetEventRecorder("sandboxmesh-operator"), Now: o.Now}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up RouteGroup controller: %w", err)
+	}
+	if err := (&controllers.JobRunnerGroupReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("sandboxmesh-operator"), RunnerImage: o.RunnerImage, Namespaces: o.Namespaces, Now: o.Now}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("set up JobRunnerGroup controller: %w", err)
 	}
 	if err := setupDrift(mgr, op.Engine, routers); err != nil {
 		return nil, err

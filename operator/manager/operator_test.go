@@ -46,8 +46,9 @@ func TestMain(m *testing.M) {
 		op, err = manager.New(e.Config, manager.Options{
 			Backends:    []string{meshadapters.BackendDevmesh, meshadapters.BackendIstio},
 			MetricsAddr: "0", ProbeAddr: "0",
-			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-			Now:    now,
+			RunnerImage: testRunnerImage,
+			Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+			Now:         now,
 		})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
