@@ -25,12 +25,12 @@ type fakeCP struct {
 	mu         sync.Mutex
 	queue      []apitypes.RunnerJob
 	claims     int
-	failClaims int                                     // answer 500 to the first claims
-	events     map[string][]apitypes.RunnerEvents      // by job name
-	artifacts  map[string]map[string]fakeArtifact      // job -> path
-	cancel     map[string]string                       // job -> reason answered once output holds "started"
-	conflict   map[string]bool                         // job -> answer 409 once output holds "started"
-	finished   map[string]apitypes.RunnerFinish        // job -> finish
+	failClaims int                                // answer 500 to the first claims
+	events     map[string][]apitypes.RunnerEvents // by job name
+	artifacts  map[string]map[string]fakeArtifact // job -> path
+	cancel     map[string]string                  // job -> reason answered once output holds "started"
+	conflict   map[string]bool                    // job -> answer 409 once output holds "started"
+	finished   map[string]apitypes.RunnerFinish   // job -> finish
 	finishedCh chan string
 	badAuth    []string
 }

@@ -210,7 +210,7 @@ func TestArtifactsUploaded(t *testing.T) {
 	keep := t.TempDir()
 	abs := filepath.Join(t.TempDir(), "abs.json")
 	f.add(apitypes.RunnerJob{Name: "art", Env: []apitypes.EnvVar{{Name: "KEEP", Value: keep}, {Name: "ABS", Value: abs}},
-		Script: "#!/bin/sh\nset -e\nmkdir -p out sub\nhead -c 300001 /dev/urandom > out/data.bin\ncp out/data.bin $KEEP/\necho '{\"ok\":true}' > $ABS\n",
+		Script:         "#!/bin/sh\nset -e\nmkdir -p out sub\nhead -c 300001 /dev/urandom > out/data.bin\ncp out/data.bin $KEEP/\necho '{\"ok\":true}' > $ABS\n",
 		UploadArtifact: []apitypes.ArtifactToUpload{{Path: "out/data.bin"}, {Path: abs}, {Path: "missing.txt"}, {Path: "sub"}}})
 	fin := f.waitFinish(t, "art")
 	if fin.ExitCode != 0 || fin.Canceled {
