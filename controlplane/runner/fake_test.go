@@ -26,6 +26,7 @@ type fakeCP struct {
 	queue      []apitypes.RunnerJob
 	claims     int
 	failClaims int                                // answer 500 to the first claims
+	failEvents int                                // answer 503 to the first events requests
 	events     map[string][]apitypes.RunnerEvents // by job name
 	artifacts  map[string]map[string]fakeArtifact // job -> path
 	cancel     map[string]string                  // job -> reason answered once output holds "started"
@@ -127,6 +128,11 @@ func (f *fakeCP) event(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.failEvents > 0 {
+		f.failEvents--
+		http.Error(w, `{"error":"control plane restarting"}`, http.StatusServiceUnavailable)
+		return
+	}
 	if _, ok := f.finished[name]; ok {
 		http.Error(w, `{"error":"attempt finished"}`, http.StatusConflict)
 		return

@@ -139,6 +139,34 @@ func TestLargeOutputArrivesWhole(t *testing.T) {
 	}
 }
 
+// TestOutputKeptWhileControlPlaneFails: output the control plane refused
+// (503) is kept and sent again, nothing lost or reordered.
+func TestOutputKeptWhileControlPlaneFails(t *testing.T) {
+	f := newFakeCP(t)
+	f.failEvents = 8
+	startRunner(t, f, nil)
+	f.add(apitypes.RunnerJob{Name: "outage", Script: "#!/bin/sh\nfor i in 1 2 3 4 5 6 7 8 9 10; do echo line $i; echo err $i >&2; sleep 0.05; done\n"})
+	if fin := f.waitFinish(t, "outage"); fin.ExitCode != 0 {
+		t.Fatalf("finish %+v", fin)
+	}
+	var out, errs strings.Builder
+	for i := 1; i <= 10; i++ {
+		out.WriteString("line " + strconv.Itoa(i) + "\n")
+		errs.WriteString("err " + strconv.Itoa(i) + "\n")
+	}
+	if got := f.output("outage", "stdout"); got != out.String() {
+		t.Fatalf("stdout %q", got)
+	}
+	if got := f.output("outage", "stderr"); got != errs.String() {
+		t.Fatalf("stderr %q", got)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failEvents != 0 {
+		t.Fatalf("%d failures left: the runner did not retry", f.failEvents)
+	}
+}
+
 func TestCommandAndStartErrors(t *testing.T) {
 	f := newFakeCP(t)
 	startRunner(t, f, nil)
