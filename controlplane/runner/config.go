@@ -109,7 +109,11 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 func (c *Config) validate() error {
 	u, err := url.Parse(c.ControlPlaneURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-		return fmt.Errorf("runner: %s %q is not an http(s) URL without credentials", EnvControlPlaneURL, c.ControlPlaneURL)
+		shown := c.ControlPlaneURL
+		if strings.Contains(shown, "@") {
+			shown = "<redacted: holds @>" // may hold credentials
+		}
+		return fmt.Errorf("runner: %s %q is not an http(s) URL without credentials", EnvControlPlaneURL, shown)
 	}
 	if !strings.HasPrefix(c.Token, apitypes.RunnerTokenPrefix) {
 		return fmt.Errorf("runner: %s does not start with %q (is it a runner group token?)", EnvRunnerToken, apitypes.RunnerTokenPrefix)

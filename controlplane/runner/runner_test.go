@@ -479,3 +479,29 @@ func TestOutBufTakePutBack(t *testing.T) {
 		t.Fatalf("got %q, want %q", strings.Join(got, " "), want)
 	}
 }
+
+// FuzzConfigFromEnv: whatever the environment holds, ConfigFromEnv does not
+// panic, never puts the token in its error, and what it accepts is an
+// http(s) URL without credentials and a runner token.
+func FuzzConfigFromEnv(f *testing.F) {
+	f.Add("http://cp:8080", "smr_x", "acme", "grp")
+	f.Add("https://u:p@cp", "smr_abc", "o", "g")
+	f.Add("cp:8080", "smc_cluster", "", "g")
+	f.Add("http://[::1]:80/prefix/", "smr_a b", "o\n", "g")
+	f.Fuzz(func(t *testing.T, u, token, org, group string) {
+		env := map[string]string{EnvControlPlaneURL: u, EnvRunnerToken: token, EnvOrg: org, EnvRunnerGroup: group, EnvPodName: "p", EnvPodNamespace: "ns"}
+		c, err := ConfigFromEnv(func(k string) string { return env[k] })
+		if err != nil {
+			if strings.HasPrefix(token, "smr_") && len(token) > 8 && strings.Contains(err.Error(), token) {
+				t.Fatalf("error shows the token: %v", err)
+			}
+			return
+		}
+		if !strings.HasPrefix(c.Token, "smr_") || !(strings.HasPrefix(c.ControlPlaneURL, "http://") || strings.HasPrefix(c.ControlPlaneURL, "https://")) {
+			t.Fatalf("accepted %+v", c)
+		}
+		if _, err := New(Config{ControlPlaneURL: c.ControlPlaneURL, Org: c.Org, RunnerGroup: c.RunnerGroup, Token: c.Token, Pod: c.Pod, Namespace: c.Namespace, WorkRoot: t.TempDir()}); err != nil {
+			t.Fatalf("New refuses what ConfigFromEnv accepted: %v", err)
+		}
+	})
+}
