@@ -47,7 +47,7 @@ func TestS3Conformance(t *testing.T) {
 	if err := backend.CreateBucket("artifacts"); err != nil {
 		t.Fatal(err)
 	}
-	faker := gofakes3.New(backend, gofakes3.WithTimeSkewLimit(0))
+	faker := gofakes3.New(backend)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
