@@ -150,9 +150,24 @@ func (a *attempt) execute(ctx context.Context, base, work string) (code int, msg
 		return 1, fmt.Sprintf("runner: %v", err), false
 	}
 	cmd.Stdout, cmd.Stderr = outW, errW
+	// stdin: /dev/null, or an empty pipe where there is none (a bare chroot).
+	stdin, err := os.Open(os.DevNull)
+	if err != nil {
+		r, w, perr := os.Pipe()
+		if perr == nil {
+			w.Close()
+			stdin = r
+		}
+	}
+	if stdin != nil {
+		cmd.Stdin = stdin
+	}
 	err = cmd.Start()
 	outW.Close()
 	errW.Close()
+	if stdin != nil {
+		stdin.Close()
+	}
 	if err != nil {
 		outR.Close()
 		errR.Close()
@@ -251,6 +266,11 @@ func (a *attempt) startError(err error) (int, string) {
 	code := 126
 	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
 		code = 127
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) && pe.Op != "fork/exec" && pe.Op != "exec" {
+		// Not the program: the runner's own set-up of the process failed.
+		return 1, fmt.Sprintf("runner: cannot start the job: %v", err)
 	}
 	if a.job.Script != "" {
 		interp, _, _ := strings.Cut(strings.TrimPrefix(a.job.Script, "#!"), "\n")

@@ -3,11 +3,14 @@ package runner
 import (
 	"bytes"
 	"context"
+	"io/fs"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -504,4 +507,30 @@ func FuzzConfigFromEnv(f *testing.F) {
 			t.Fatalf("New refuses what ConfigFromEnv accepted: %v", err)
 		}
 	})
+}
+
+// TestStartErrorBlamesTheRightThing: only an exec failure is the script's
+// interpreter or the command; a failure of the runner's own set-up (here:
+// opening a file for the process) says so.
+func TestStartErrorBlamesTheRightThing(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		job  apitypes.RunnerJob
+		err  error
+		code int
+		msg  string
+	}{
+		{"interpreter", apitypes.RunnerJob{Script: "#!/bin/bash\n"}, &fs.PathError{Op: "fork/exec", Path: "/w/script", Err: syscall.ENOENT}, 127, `interpreter "/bin/bash" is not in the runner image`},
+		{"not executable", apitypes.RunnerJob{Script: "#!/bin/sh\n"}, &fs.PathError{Op: "fork/exec", Path: "/w/script", Err: syscall.EACCES}, 126, "cannot run the script (#!/bin/sh)"},
+		{"command", apitypes.RunnerJob{Command: []string{"pytest"}}, &exec.Error{Name: "pytest", Err: exec.ErrNotFound}, 127, `cannot run the command "pytest"`},
+		{"runner set-up", apitypes.RunnerJob{Script: "#!/bin/sh\n"}, &fs.PathError{Op: "open", Path: "/dev/null", Err: syscall.ENOENT}, 1, "runner: cannot start the job: open /dev/null"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := &attempt{job: &tc.job}
+			code, msg := a.startError(tc.err)
+			if code != tc.code || !strings.Contains(msg, tc.msg) {
+				t.Fatalf("startError = %d %q, want %d and %q", code, msg, tc.code, tc.msg)
+			}
+		})
+	}
 }
