@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -148,6 +149,28 @@ func conformance(t *testing.T, s Store, objects func(*testing.T) []string) {
 		rc.Close()
 		if string(b) != "second" || info.Size != 6 {
 			t.Fatalf("got %q %+v", b, info)
+		}
+	})
+	t.Run("concurrent overwrites stay consistent", func(t *testing.T) {
+		k := key("race", "f")
+		var wg sync.WaitGroup
+		for i := range 8 {
+			wg.Go(func() {
+				d := bytes.Repeat([]byte{byte('a' + i)}, 1000*(i+1))
+				if _, err := s.Put(ctx, k, bytes.NewReader(d), int64(len(d)), "text/plain"); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		rc, info, err := s.Get(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		if int64(len(b)) != info.Size || sum(b) != info.SHA256 || len(b) == 0 || !bytes.Equal(b, bytes.Repeat(b[:1], len(b))) {
+			t.Fatalf("blob of %d bytes with info %+v: data and metadata of different puts", len(b), info)
 		}
 	})
 	t.Run("missing is ErrNotFound", func(t *testing.T) {
