@@ -27,7 +27,7 @@ const module = "github.com/sandboxmesh/sandboxmesh"
 // productPatterns are the packages that ship to users: binaries, libraries and
 // the packages behind them. Their non-test imports must stay free of dev tooling.
 var productPatterns = []string{
-	"./cmd/operator", "./cmd/devmesh", "./cmd/devmesh-init", "./cmd/controlplane", "./cmd/agent", "./cmd/sandboxmesh",
+	"./cmd/operator", "./cmd/devmesh", "./cmd/devmesh-init", "./cmd/controlplane", "./cmd/agent", "./cmd/sandboxmesh", "./cmd/sandboxmesh-runner",
 	"./controlplane/...", "./operator/...", "./devmesh/...", "./meshadapters/...", "./routingkey/...", "./crds/...",
 	"./internal/cli/...", "./internal/mcpserver/...", "./internal/telemetry/...",
 }

@@ -580,4 +580,4 @@ func ReadRouteGroup(file string) (*cpclient.RouteGroup, error) {
 }
 
 // ImageBinaries are the images the demo needs in the cluster.
-var ImageBinaries = []string{"operator", "devmesh", "devmesh-init", "controlplane", "agent", "hotrod", "hotrod:v2", "sm-echo"}
+var ImageBinaries = []string{"operator", "devmesh", "devmesh-init", "controlplane", "agent", "sandboxmesh-runner", "hotrod", "hotrod:v2", "sm-echo"}

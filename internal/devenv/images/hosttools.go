@@ -42,8 +42,15 @@ func (s HostToolSet) collect() ([]File, error) {
 		if err := add(real); err != nil {
 			return nil, err
 		}
+		dir := s.Dir
+		if dir == "" {
+			dir = "usr/sbin"
+		}
 		for _, n := range s.Programs[h] {
-			name := "usr/sbin/" + n
+			name := path.Join(dir, n)
+			if strings.Contains(n, "/") {
+				name = path.Clean(n)
+			}
 			if "/"+name == real {
 				continue
 			}
@@ -153,12 +160,16 @@ func addHostPath(files map[string]File, hostPath string) error {
 // lddLibs returns the absolute paths of the shared libraries bin loads,
 // including the dynamic loader.
 func lddLibs(bin string) ([]string, error) {
-	out, err := exec.Command("ldd", bin).Output()
+	var stderr bytes.Buffer
+	cmd := exec.Command("ldd", bin)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		if bytes.Contains(out, []byte("not a dynamic executable")) {
+		// glibc's ldd says so on stderr (exit status 1) for a static program.
+		if bytes.Contains(out, []byte("not a dynamic executable")) || bytes.Contains(stderr.Bytes(), []byte("not a dynamic executable")) {
 			return nil, nil
 		}
-		return nil, fmt.Errorf("ldd %s: %w", bin, err)
+		return nil, fmt.Errorf("ldd %s: %w: %s", bin, err, bytes.TrimSpace(stderr.Bytes()))
 	}
 	var libs []string
 	sc := bufio.NewScanner(bytes.NewReader(out))

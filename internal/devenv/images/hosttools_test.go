@@ -24,7 +24,53 @@ func TestHostToolsRunInImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := Image("devmesh-init", []byte("#!/bin/false\n"), extra...)
+	root, names := unpack(t, "devmesh-init", extra)
+	for _, n := range []string{"usr/sbin/iptables-save", "usr/sbin/iptables-restore", "usr/sbin/ip6tables-restore", "usr/sbin/xtables-nft-multi"} {
+		if !names[n] {
+			t.Errorf("image lacks %s", n)
+		}
+	}
+	owner := false
+	for n := range names {
+		owner = owner || strings.HasSuffix(n, "/xtables/libxt_owner.so")
+	}
+	if !owner {
+		t.Error("image lacks the xtables owner extension (devmesh-init uses -m owner)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("chroot needs root")
+	}
+	out, err := exec.Command("chroot", root, "/usr/sbin/iptables-restore", "--version").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "nf_tables") {
+		t.Fatalf("iptables-restore in the image: %v\n%s", err, out)
+	}
+	// The rules devmesh-init writes (tcp and owner matches, REDIRECT), in a
+	// network namespace of their own: the extensions load from the image.
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("unshare not installed")
+	}
+	rules := `*nat
+:SANDBOXMESH_INBOUND - [0:0]
+:SANDBOXMESH_OUTPUT - [0:0]
+-A SANDBOXMESH_INBOUND -p tcp -m tcp --dport 8080 -j REDIRECT --to-ports 15006
+-A SANDBOXMESH_OUTPUT -m owner --uid-owner 2103 -j RETURN
+-A SANDBOXMESH_OUTPUT -d 127.0.0.0/8 -j RETURN
+-A PREROUTING -p tcp -j SANDBOXMESH_INBOUND
+-A OUTPUT -p tcp -j SANDBOXMESH_OUTPUT
+COMMIT
+`
+	restore := exec.Command("unshare", "-n", "chroot", root, "/usr/sbin/iptables-restore", "--noflush", "--wait")
+	restore.Stdin = strings.NewReader(rules)
+	if out, err := restore.CombinedOutput(); err != nil {
+		t.Fatalf("iptables-restore of devmesh-init's rules from the image: %v\n%s", err, out)
+	}
+}
+
+// unpack packs binary (a stand-in) and extra into an image and unpacks its
+// layer into a folder; it returns the folder and the layer's entry names.
+func unpack(t *testing.T, binary string, extra []File) (string, map[string]bool) {
+	t.Helper()
+	img, err := Image(binary, []byte("#!/bin/false\n"), extra...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,43 +112,58 @@ func TestHostToolsRunInImage(t *testing.T) {
 			}
 		}
 	}
-	for _, n := range []string{"usr/sbin/iptables-save", "usr/sbin/iptables-restore", "usr/sbin/ip6tables-restore", "usr/sbin/xtables-nft-multi"} {
-		if !names[n] {
-			t.Errorf("image lacks %s", n)
+	return root, names
+}
+
+// TestRunnerImageHasShell packs the sandboxmesh-runner host tools (Debian's
+// static busybox) into an image: /bin/sh and the applets job scripts use are
+// there (a HostToolSet with its own Dir), and, as root, a #!/bin/sh script
+// runs in the unpacked image with chroot using them.
+func TestRunnerImageHasShell(t *testing.T) {
+	set := HostTools["sandboxmesh-runner"]
+	if _, err := os.Stat(set.Required[0]); err != nil {
+		t.Skipf("%s not installed (apt-get install busybox-static)", set.Required[0])
+	}
+	extra, err := set.collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, names := unpack(t, "sandboxmesh-runner", extra)
+	for _, a := range append([]string{"busybox"}, RunnerApplets...) {
+		if !names["bin/"+a] {
+			t.Errorf("image lacks /bin/%s", a)
+		}
+		if names["usr/sbin/"+a] {
+			t.Errorf("image has usr/sbin/%s: the set's Dir is bin", a)
 		}
 	}
-	owner := false
-	for n := range names {
-		owner = owner || strings.HasSuffix(n, "/xtables/libxt_owner.so")
-	}
-	if !owner {
-		t.Error("image lacks the xtables owner extension (devmesh-init uses -m owner)")
+	if !names["usr/bin/env"] {
+		t.Error("image lacks /usr/bin/env (#!/usr/bin/env sh)")
 	}
 	if os.Geteuid() != 0 {
 		t.Skip("chroot needs root")
 	}
-	out, err := exec.Command("chroot", root, "/usr/sbin/iptables-restore", "--version").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "nf_tables") {
-		t.Fatalf("iptables-restore in the image: %v\n%s", err, out)
+	list, err := exec.Command("chroot", root, "/bin/busybox", "--list").Output()
+	if err != nil {
+		t.Fatalf("busybox in the image: %v", err)
 	}
-	// The rules devmesh-init writes (tcp and owner matches, REDIRECT), in a
-	// network namespace of their own: the extensions load from the image.
-	if _, err := exec.LookPath("unshare"); err != nil {
-		t.Skip("unshare not installed")
+	have := map[string]bool{}
+	for _, a := range strings.Fields(string(list)) {
+		have[a] = true
 	}
-	rules := `*nat
-:SANDBOXMESH_INBOUND - [0:0]
-:SANDBOXMESH_OUTPUT - [0:0]
--A SANDBOXMESH_INBOUND -p tcp -m tcp --dport 8080 -j REDIRECT --to-ports 15006
--A SANDBOXMESH_OUTPUT -m owner --uid-owner 2103 -j RETURN
--A SANDBOXMESH_OUTPUT -d 127.0.0.0/8 -j RETURN
--A PREROUTING -p tcp -j SANDBOXMESH_INBOUND
--A OUTPUT -p tcp -j SANDBOXMESH_OUTPUT
-COMMIT
-`
-	restore := exec.Command("unshare", "-n", "chroot", root, "/usr/sbin/iptables-restore", "--noflush", "--wait")
-	restore.Stdin = strings.NewReader(rules)
-	if out, err := restore.CombinedOutput(); err != nil {
-		t.Fatalf("iptables-restore of devmesh-init's rules from the image: %v\n%s", err, out)
+	for _, a := range RunnerApplets {
+		if !have[a] {
+			t.Errorf("the host's busybox has no applet %q", a)
+		}
+	}
+	script := "#!/bin/sh\nset -e\nprintf 'a b\\nc d\\n' > /tmp/f\n[ \"$(grep -c . /tmp/f)\" = 2 ]\nhead -n1 /tmp/f | cut -d' ' -f2 | tr b B\nwget --help 2>&1 | head -n1 | grep -q BusyBox\nenv | grep -q '^PATH='\n"
+	if err := os.WriteFile(filepath.Join(root, "job.sh"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("chroot", root, "/job.sh")
+	cmd.Env = []string{"PATH=/bin"}
+	out, err := cmd.CombinedOutput()
+	if err != nil || string(out) != "B\n" {
+		t.Fatalf("#!/bin/sh script in the runner image: %v\n%s", err, out)
 	}
 }

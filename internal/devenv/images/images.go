@@ -37,7 +37,7 @@ const (
 
 // DefaultBinaries are the programs packed as images by default: the cmd/
 // packages plus the example app (see Packages).
-var DefaultBinaries = []string{"operator", "devmesh", "devmesh-init", "controlplane", "agent", "sm-echo", "hotrod", "hotrod:v2"}
+var DefaultBinaries = []string{"operator", "devmesh", "devmesh-init", "controlplane", "agent", "sandboxmesh-runner", "sm-echo", "hotrod", "hotrod:v2"}
 
 // TarballName is the file name of a binary's image tarball in Options.OutDir.
 func TarballName(binary string) string { return strings.ReplaceAll(binary, ":", "_") + ".tar" }
@@ -69,12 +69,32 @@ var HostTools = map[string]HostToolSet{
 		Files:    []string{"/etc/protocols", "/etc/services", "/etc/ethertypes"},
 		Package:  "iptables",
 	},
+	// The job runner's image is also the default image of runner pods: job
+	// scripts (#!/bin/sh) need a shell and the usual tools. Debian's static
+	// busybox provides both as one binary linked under /bin.
+	"sandboxmesh-runner": {
+		Programs: map[string][]string{
+			"/bin/busybox": append([]string{"busybox", "usr/bin/env"}, RunnerApplets...),
+		},
+		Dir:      "bin",
+		Required: []string{"/bin/busybox"},
+		Package:  "busybox-static",
+	},
 }
+
+// RunnerApplets are the busybox applets linked under /bin of the
+// sandboxmesh-runner image.
+var RunnerApplets = []string{"sh", "wget", "grep", "cat", "echo", "sleep", "test", "[", "printf", "sed", "head", "tail", "wc",
+	"env", "ls", "mkdir", "rm", "cp", "mv", "touch", "tr", "cut", "date", "true", "false", "awk", "sort", "uniq", "tee",
+	"xargs", "find", "basename", "dirname", "chmod", "kill", "ps", "id", "nslookup"}
 
 // HostToolSet describes host programs added to an image (see HostTools).
 type HostToolSet struct {
-	// Programs maps a host binary to the names it gets in /usr/sbin of the image.
+	// Programs maps a host binary to the names it gets in Dir of the image; a
+	// name with a slash is a path from the image root (e.g. usr/bin/env).
 	Programs map[string][]string
+	// Dir is the image folder of the Programs names (default usr/sbin).
+	Dir string
 	// Required are the Programs keys that must exist on the host.
 	Required []string
 	// Dirs are folders beside the programs' libraries (e.g. xtables, the

@@ -19,6 +19,8 @@ var debianPackages = []struct{ pkg, file string }{
 	{"conntrack", "/usr/sbin/conntrack"},
 	{"openssl", "/usr/bin/openssl"},
 	{"iproute2", "/usr/sbin/ip"},
+	// The sandboxmesh-runner image's /bin/sh and tools (images.HostTools).
+	{"busybox-static", "/bin/busybox"},
 }
 
 // EnsurePackages installs the Debian packages the node needs when any is
