@@ -23,6 +23,7 @@ import (
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/api"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/jobs"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/jobs/artifacts"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
 	"github.com/sandboxmesh/sandboxmesh/internal/telemetry"
 )
@@ -59,7 +60,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	writeTimeout := fs.Duration("write-timeout", 60*time.Second, "longest time to write an API answer (long polls, tunnels and preview responses set their own)")
 	trusted := fs.String("trusted-proxies", env("SANDBOXMESH_TRUSTED_PROXIES", ""), "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For names the client (env SANDBOXMESH_TRUSTED_PROXIES; default: none, the client is the connection's peer)")
 	metricsListen := fs.String("metrics-listen", env("SANDBOXMESH_METRICS_LISTEN", ":9090"), "address serving /metrics, apart from the API (env SANDBOXMESH_METRICS_LISTEN; \"none\": no metrics)")
-	artifactsDir := fs.String("artifacts-dir", env("SANDBOXMESH_ARTIFACTS_DIR", ""), "folder of the job artifacts (uploaded files, stdout and stderr) (env SANDBOXMESH_ARTIFACTS_DIR; default <data-dir>/artifacts)")
+	artifactsAt := fs.String("artifacts", env("SANDBOXMESH_ARTIFACTS", ""), "where job artifacts (uploaded files, stdout and stderr) are kept: a folder, file:///path or s3://bucket/prefix?endpoint=host:port (credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY); replicas must share it (env SANDBOXMESH_ARTIFACTS; default <data-dir>/artifacts; \"none\": no artifacts)")
 	maxArtifact := fs.Int64("max-artifact-bytes", jobs.DefaultMaxArtifactBytes, "largest accepted job artifact")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -146,12 +147,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if replicaURL != "" {
 		log.Info("replica forwarding on: other replicas reach this one's agent tunnels here", "advertiseURL", replicaURL)
 	}
-	if *artifactsDir == "" {
-		*artifactsDir = filepath.Join(*dataDir, "artifacts")
-	}
-	arts, err := openArtifactStore(*artifactsDir)
+	arts, err := openArtifactStore(*artifactsAt, *dataDir, *maxArtifact)
 	if err != nil {
-		return fmt.Errorf("--artifacts-dir %s: %w", *artifactsDir, err)
+		return fmt.Errorf("--artifacts: %w", err)
 	}
 	if arts == nil {
 		log.Warn("no artifact store: job artifact uploads are refused (503); job logs are kept in the database")
@@ -267,7 +265,18 @@ func purge(ctx context.Context, st *store.Store, log *slog.Logger) {
 	}
 }
 
-// openArtifactStore opens the job artifact store in dir. The filesystem
-// (default) and S3 stores are in controlplane/jobs/artifacts; until that
-// package is wired here it returns nil (uploads are refused with 503).
-var openArtifactStore = func(dir string) (jobs.ArtifactStore, error) { return nil, nil }
+// openArtifactStore opens the job artifact store at: a folder, a file:// or
+// s3:// URL (artifacts.Open), "" for <dataDir>/artifacts, or "none" (nil:
+// uploads are refused with 503).
+func openArtifactStore(at, dataDir string, maxBytes int64) (artifacts.Store, error) {
+	switch {
+	case at == "none":
+		return nil, nil
+	case at == "":
+		at = filepath.Join(dataDir, "artifacts")
+	}
+	if !strings.Contains(at, "://") {
+		return artifacts.NewFS(at, artifacts.MaxBytes(maxBytes))
+	}
+	return artifacts.Open(at, artifacts.MaxBytes(maxBytes))
+}

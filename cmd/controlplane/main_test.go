@@ -3,12 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sandboxmesh/sandboxmesh/controlplane/jobs/artifacts"
 )
 
 type syncBuf struct {
@@ -149,6 +154,8 @@ func TestBadFlags(t *testing.T) {
 		{"--database-url", "mysql://x"},
 		{"--log-level", "loud"},
 		{"--preview-url", "ftp://x", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0"},
+		{"--artifacts", "ftp://x/y", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0"},
+		{"--artifacts", "s3://user:secret@bucket/p", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0"},
 	} {
 		var out, logs bytes.Buffer
 		if err := run(context.Background(), args, &out, &logs); err == nil {
@@ -205,4 +212,24 @@ func TestMetricsListener(t *testing.T) {
 		t.Fatalf("/metrics on the metrics listener: %v %v", resp, err)
 	}
 	resp.Body.Close()
+}
+
+func TestOpenArtifactStore(t *testing.T) {
+	data := t.TempDir()
+	if s, err := openArtifactStore("none", data, 1<<20); s != nil || err != nil {
+		t.Fatalf("none = %v, %v; want no store", s, err)
+	}
+	for _, at := range []string{"", filepath.Join(data, "elsewhere"), "file://" + filepath.Join(data, "url")} {
+		s, err := openArtifactStore(at, data, 10)
+		if err != nil {
+			t.Fatalf("%q: %v", at, err)
+		}
+		key, _ := artifacts.Key("o", "j", 0, artifacts.SpaceUser, "f")
+		if _, err := s.Put(context.Background(), key, strings.NewReader("0123456789x"), -1, ""); !errors.Is(err, artifacts.ErrTooLarge) {
+			t.Fatalf("%q: Put of 11 bytes with --max-artifact-bytes 10 = %v; want ErrTooLarge", at, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(data, "artifacts")); err != nil {
+		t.Fatalf("default folder <data-dir>/artifacts: %v", err)
+	}
 }

@@ -12,8 +12,8 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,63 +21,39 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/client"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/jobs"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/jobs/artifacts"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store/storetest"
 )
 
-// memArtifacts is a test artifact store in memory (the real ones live in
-// controlplane/jobs/artifacts).
-type memArtifacts struct {
-	mu sync.Mutex
-	m  map[string][]byte
-}
-
-func (a *memArtifacts) Put(_ context.Context, key string, r io.Reader, _ int64, _ string) error {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.m[key] = b
-	return nil
-}
-
-func (a *memArtifacts) Get(_ context.Context, key string) (io.ReadCloser, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	b, ok := a.m[key]
-	if !ok {
-		return nil, fs.ErrNotExist
-	}
-	return io.NopCloser(bytes.NewReader(b)), nil
-}
-
-func (a *memArtifacts) Delete(_ context.Context, prefix string) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for k := range a.m {
-		if strings.HasPrefix(k, prefix) {
-			delete(a.m, k)
+// blobCount counts the blobs the filesystem artifact store keeps under dir.
+func blobCount(t testing.TB, dir string) int {
+	t.Helper()
+	n := 0
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			n++
 		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return nil
-}
-
-func (a *memArtifacts) len() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return len(a.m)
+	return n
 }
 
 type jobsEnv struct {
 	*env
-	arts *memArtifacts
+	arts string // folder of the filesystem artifact store
 }
 
 func newJobsEnv(t testing.TB, driver string) *jobsEnv {
-	arts := &memArtifacts{m: map[string][]byte{}}
+	arts := t.TempDir()
+	as, err := artifacts.NewFS(arts)
+	if err != nil {
+		t.Fatal(err)
+	}
 	e := newEnvTB(t, driver, func(c *api.Config) {
-		c.Jobs = jobs.Config{Artifacts: arts, LostAfter: 3 * time.Second, CancelGrace: 700 * time.Millisecond,
+		c.Jobs = jobs.Config{Artifacts: as, LostAfter: 3 * time.Second, CancelGrace: 700 * time.Millisecond,
 			SweepInterval: 50 * time.Millisecond, ClaimPoll: 100 * time.Millisecond, LogPoll: 50 * time.Millisecond, MaxArtifactBytes: 1 << 20}
 	})
 	return &jobsEnv{env: e, arts: arts}
@@ -332,8 +308,8 @@ func TestJobsEndToEnd(t *testing.T) {
 			if err := e.acme.DeleteJob(ctx, "acme", job.Name); err != nil {
 				t.Fatal(err)
 			}
-			if e.arts.len() != 0 {
-				t.Fatalf("%d artifacts left after the delete", e.arts.len())
+			if n := blobCount(t, e.arts); n != 0 {
+				t.Fatalf("%d artifacts left after the delete", n)
 			}
 			if _, err := e.acme.ArtifactInfo(ctx, "acme", job.Name, 0, "", "out/report.xml"); !errors.Is(err, client.ErrNotFound) {
 				t.Fatalf("artifact after delete: %v", err)

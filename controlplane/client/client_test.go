@@ -1,13 +1,9 @@
 package client_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
-	"io"
-	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,9 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
+
 	"github.com/sandboxmesh/sandboxmesh/controlplane/api"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/client"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/jobs"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/jobs/artifacts"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store/storetest"
 	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
@@ -28,7 +27,11 @@ import (
 func TestSDKCoversOpenAPI(t *testing.T) {
 	ctx := context.Background()
 	st := storetest.Open(t, store.DriverSQLite)
-	srv, err := api.New(ctx, api.Config{Store: st, Jobs: jobs.Config{Artifacts: &memArtifacts{m: map[string][]byte{}}}})
+	arts, err := artifacts.NewFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := api.New(ctx, api.Config{Store: st, Jobs: jobs.Config{Artifacts: arts}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,39 +326,4 @@ func jobCalls(ctx context.Context, t *testing.T, c *client.Client, base string) 
 	must(err)
 	must(c.DeleteJob(ctx, "acme", job.Name))
 	must(c.DeleteRunnerGroup(ctx, "acme", "rg"))
-}
-
-// memArtifacts is an artifact store in memory for the test.
-type memArtifacts struct {
-	mu sync.Mutex
-	m  map[string][]byte
-}
-
-func (a *memArtifacts) Put(_ context.Context, key string, r io.Reader, _ int64, _ string) error {
-	b, err := io.ReadAll(r)
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.m[key] = b
-	return err
-}
-
-func (a *memArtifacts) Get(_ context.Context, key string) (io.ReadCloser, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	b, ok := a.m[key]
-	if !ok {
-		return nil, fs.ErrNotExist
-	}
-	return io.NopCloser(bytes.NewReader(b)), nil
-}
-
-func (a *memArtifacts) Delete(_ context.Context, prefix string) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for k := range a.m {
-		if strings.HasPrefix(k, prefix) {
-			delete(a.m, k)
-		}
-	}
-	return nil
 }

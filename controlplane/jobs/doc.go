@@ -7,6 +7,6 @@
 // verification (HMAC of the runner group's identity; nothing stored), the
 // jobs' logs (stored in chunks, read with resumable opaque cursors) and the
 // metadata of their artifacts. The bytes of artifacts go to an
-// ArtifactStore (controlplane/jobs/artifacts implements it). The REST
+// artifacts.Store (controlplane/jobs/artifacts). The REST
 // handlers in controlplane/api are thin wrappers around Service.
 package jobs

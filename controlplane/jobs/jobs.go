@@ -3,8 +3,6 @@ package jobs
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/jobs/artifacts"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
 )
 
@@ -320,14 +319,14 @@ func (s *Service) keepOutput(ctx context.Context, j store.Job) {
 	}
 }
 
-// jobPrefix is the key folder of a job's artifacts.
-func jobPrefix(org, name string) string { return "jobs/" + org + "/" + name + "/" }
-
-// storageKey names an artifact's bytes: the path is hashed, so no path
-// reaches the storage backend (org and job names are DNS labels).
-func storageKey(j store.Job, space, path string) string {
-	h := sha256.Sum256([]byte(path))
-	return fmt.Sprintf("%s%d/%s/%s", jobPrefix(j.Org, j.Name), j.Attempt, space, hex.EncodeToString(h[:]))
+// jobPrefix is the key folder of a job's artifacts (artifacts.Prefix; org
+// and job names are DNS labels, which it never refuses).
+func jobPrefix(org, name string) string {
+	p, err := artifacts.Prefix(org, name)
+	if err != nil {
+		panic(fmt.Sprintf("artifact prefix of job %s/%s: %v", org, name, err))
+	}
+	return p
 }
 
 // UploadArtifact stores a file of the attempt running on pod. path must be
@@ -366,17 +365,20 @@ func (s *Service) UploadArtifact(ctx context.Context, r Runner, pod Pod, name st
 }
 
 func (s *Service) putArtifact(ctx context.Context, j store.Job, space, path, contentType string, meta map[string]string, body io.Reader) (apitypes.Artifact, error) {
-	key := storageKey(j, space, path)
-	h := sha256.New()
-	cr := &countingReader{r: body, h: h, max: s.cfg.MaxArtifactBytes}
-	if err := s.cfg.Artifacts.Put(ctx, key, cr, -1, contentType); err != nil {
+	key, err := artifacts.Key(j.Org, j.Name, j.Attempt, space, path)
+	if err != nil {
+		return apitypes.Artifact{}, invalid("invalid artifact path", apitypes.FieldError{Path: "path", Message: err.Error()})
+	}
+	cr := &countingReader{r: body, max: s.cfg.MaxArtifactBytes}
+	info, err := s.cfg.Artifacts.Put(ctx, key, cr, -1, contentType)
+	if err != nil {
 		if cr.n > s.cfg.MaxArtifactBytes || errors.Is(err, ErrTooLarge) {
 			return apitypes.Artifact{}, fmt.Errorf("artifact %s of job %s/%s: more than %d bytes: %w", path, j.Org, j.Name, s.cfg.MaxArtifactBytes, ErrTooLarge)
 		}
 		return apitypes.Artifact{}, fmt.Errorf("artifact %s of job %s/%s: store: %w", path, j.Org, j.Name, err)
 	}
-	a := store.Artifact{Org: j.Org, Job: j.Name, Attempt: j.Attempt, Space: space, Path: path, StorageKey: key, Size: cr.n,
-		ContentType: contentType, SHA256: hex.EncodeToString(h.Sum(nil)), Meta: meta}
+	a := store.Artifact{Org: j.Org, Job: j.Name, Attempt: j.Attempt, Space: space, Path: path, StorageKey: key, Size: info.Size,
+		ContentType: contentType, SHA256: info.SHA256, Meta: meta}
 	if err := s.st.PutArtifact(ctx, a); err != nil {
 		if errors.Is(err, store.ErrNotFound) { // the job was deleted meanwhile: drop what is left of it
 			_ = s.cfg.Artifacts.Delete(ctx, jobPrefix(j.Org, j.Name))
@@ -386,11 +388,10 @@ func (s *Service) putArtifact(ctx context.Context, j store.Job, space, path, con
 	return artifactView(a), nil
 }
 
-// countingReader counts and hashes what it reads and fails with
-// ErrTooLarge past max bytes.
+// countingReader counts what it reads and fails with ErrTooLarge past max
+// bytes (the store's own limit may be larger).
 type countingReader struct {
 	r   io.Reader
-	h   io.Writer
 	n   int64
 	max int64
 }
@@ -404,7 +405,6 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	}
 	n, err := c.r.Read(p)
 	c.n += int64(n)
-	c.h.Write(p[:n])
 	if c.n > c.max {
 		return n, ErrTooLarge
 	}
@@ -476,7 +476,7 @@ func (s *Service) OpenArtifact(ctx context.Context, org, name string, attempt in
 	if err != nil {
 		return apitypes.Artifact{}, nil, err
 	}
-	rc, err := s.cfg.Artifacts.Get(ctx, a.StorageKey)
+	rc, _, err := s.cfg.Artifacts.Get(ctx, a.StorageKey)
 	if err != nil {
 		return apitypes.Artifact{}, nil, fmt.Errorf("artifact %s of job %s/%s: %w", path, org, name, err)
 	}

@@ -5,31 +5,14 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/jobs/artifacts"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
 )
-
-// ArtifactStore keeps the bytes of artifacts by key. The service makes the
-// keys: jobs/<org>/<job>/<attempt>/<space>/<hex SHA-256 of the path>, so no
-// artifact path reaches the backend, and every key of a job is under the
-// folder jobs/<org>/<job>/. controlplane/jobs/artifacts provides the
-// filesystem and S3 stores (an adapter drops their Info results).
-type ArtifactStore interface {
-	// Put stores r under key (size is -1 when unknown), replacing it; a
-	// failed Put leaves nothing under key. A read error of r is returned
-	// wrapped.
-	Put(ctx context.Context, key string, r io.Reader, size int64, contentType string) error
-	// Get opens the bytes under key; the caller closes them.
-	Get(ctx context.Context, key string) (io.ReadCloser, error)
-	// Delete removes every key under prefix (a folder ending in "/");
-	// nothing to delete is not an error.
-	Delete(ctx context.Context, prefix string) error
-}
 
 // Defaults of Config.
 const (
@@ -47,9 +30,10 @@ const (
 type Config struct {
 	// Store is required.
 	Store *store.Store
-	// Artifacts keeps artifact bytes; nil refuses artifact uploads (and
+	// Artifacts keeps artifact bytes under the keys of artifacts.Key (no
+	// artifact path reaches it); nil refuses artifact uploads (and
 	// stdout/stderr are then not kept as system artifacts; the logs are).
-	Artifacts ArtifactStore
+	Artifacts artifacts.Store
 	// Logger; nil discards.
 	Logger *slog.Logger
 	// MaxArtifactBytes bounds one artifact (default 100 MiB).
@@ -241,7 +225,7 @@ var (
 	// ErrForbidden: a runner asked about a job of another runner group.
 	ErrForbidden = errors.New("not a job of this runner group")
 	// ErrTooLarge: an artifact is larger than MaxArtifactBytes.
-	ErrTooLarge = errors.New("artifact too large")
+	ErrTooLarge = artifacts.ErrTooLarge
 	// ErrNoArtifactStore: the control plane has no artifact store.
 	ErrNoArtifactStore = errors.New("artifact storage is not configured")
 )

@@ -9,12 +9,16 @@ package artifacts
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
 )
 
 // Info describes a stored blob.
@@ -70,8 +74,8 @@ const DefaultContentType = "application/octet-stream"
 // otherwise (the control plane's --max-artifact-bytes default).
 const DefaultMaxBytes int64 = 100 << 20
 
-// maxPathBytes bounds an artifact path (S3 keys are at most 1024 bytes; one
-// escaped path is one file name, at most 255 bytes on common file systems).
+// maxEscapedBytes bounds one escaped key segment (an org or job name): one
+// file name, at most 255 bytes on common file systems.
 const maxEscapedBytes = 255
 
 // Option configures a store.
@@ -98,12 +102,11 @@ func buildOptions(opts []Option) options {
 	return o
 }
 
-// Key returns the storage key of one artifact: org/job/attempt/space/<path>,
-// each part escaped into one path segment, so the key never leaves its
-// folder whatever the names hold. path is the artifact's name as the job gave
-// it (an absolute path in the runner pod such as /tmp/report.xml is a name
-// like any other); it must not be empty, hold NUL or control characters, or
-// have ".." segments. space is SpaceUser or SpaceSystem.
+// Key returns the storage key of one artifact:
+// org/job/attempt/space/<hex SHA-256 of path>. org and job are escaped into
+// one segment each, and the path (checked by apitypes.ParseArtifactPath) is
+// hashed, so no artifact path reaches a backend and every key of a job stays
+// under its Prefix whatever the names hold. space is SpaceUser or SpaceSystem.
 func Key(org, job string, attempt int64, space, path string) (string, error) {
 	prefix, err := Prefix(org, job)
 	if err != nil {
@@ -115,14 +118,11 @@ func Key(org, job string, attempt int64, space, path string) (string, error) {
 	if space != SpaceUser && space != SpaceSystem {
 		return "", fmt.Errorf("%w: space %q is not %q or %q", ErrBadKey, space, SpaceUser, SpaceSystem)
 	}
-	if err := CheckPath(path); err != nil {
-		return "", err
+	if _, err := apitypes.ParseArtifactPath(path); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrBadKey, err)
 	}
-	p, err := segment("path", path)
-	if err != nil {
-		return "", err
-	}
-	return prefix + strconv.FormatInt(attempt, 10) + "/" + space + "/" + p, nil
+	h := sha256.Sum256([]byte(path))
+	return prefix + strconv.FormatInt(attempt, 10) + "/" + space + "/" + hex.EncodeToString(h[:]), nil
 }
 
 // Prefix returns the key folder of every artifact of one job ("org/job/"),
@@ -137,28 +137,6 @@ func Prefix(org, job string) (string, error) {
 		return "", err
 	}
 	return o + "/" + j + "/", nil
-}
-
-// CheckPath reports why an artifact path is refused: empty, a NUL or
-// another control character, a ".." segment, or longer than 1024 bytes.
-func CheckPath(path string) error {
-	switch {
-	case path == "":
-		return fmt.Errorf("%w: path is empty", ErrBadKey)
-	case len(path) > 1024:
-		return fmt.Errorf("%w: path is %d bytes long (at most 1024)", ErrBadKey, len(path))
-	}
-	for _, r := range path {
-		if r < 0x20 || r == 0x7f {
-			return fmt.Errorf("%w: path %q holds a control character (%U)", ErrBadKey, path, r)
-		}
-	}
-	for _, s := range strings.Split(path, "/") {
-		if s == ".." {
-			return fmt.Errorf("%w: path %q has a \"..\" segment", ErrBadKey, path)
-		}
-	}
-	return nil
 }
 
 // segment escapes s into one key segment: no "/", never "." or "..", never a
