@@ -7,16 +7,16 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"strings"
 	"time"
+
+	"github.com/sandboxmesh/sandboxmesh/controlplane/client"
 )
 
 // Runner claims and runs the jobs of one runner group, one at a time.
 type Runner struct {
-	cfg  Config
-	base string
-	hc   *http.Client
-	log  *slog.Logger
+	cfg Config
+	cp  *client.RunnerClient
+	log *slog.Logger
 }
 
 // New checks cfg and returns a Runner.
@@ -32,11 +32,15 @@ func New(cfg Config) (*Runner, error) {
 	if tr == nil {
 		tr = newTransport()
 	}
+	hc := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	cp, err := client.NewRunnerClient(cfg.ControlPlaneURL, cfg.Org, cfg.RunnerGroup, cfg.Token, cfg.Namespace, cfg.Pod, hc)
+	if err != nil {
+		return nil, fmt.Errorf("runner: %w", err)
+	}
 	return &Runner{
-		cfg:  cfg,
-		base: strings.TrimSuffix(cfg.ControlPlaneURL, "/"),
-		hc:   &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		log:  cfg.Log.With("org", cfg.Org, "runnerGroup", cfg.RunnerGroup, "pod", cfg.Namespace+"/"+cfg.Pod),
+		cfg: cfg,
+		cp:  cp,
+		log: cfg.Log.With("org", cfg.Org, "runnerGroup", cfg.RunnerGroup, "pod", cfg.Namespace+"/"+cfg.Pod),
 	}, nil
 }
 
@@ -46,7 +50,7 @@ func New(cfg Config) (*Runner, error) {
 // message and returns. Run returns nil when ctx ends; it never gives up on
 // an unreachable control plane (it backs off with jitter).
 func (r *Runner) Run(ctx context.Context) error {
-	r.log.Info("runner started", "controlPlane", r.base, "workRoot", r.cfg.WorkRoot)
+	r.log.Info("runner started", "controlPlane", r.cfg.ControlPlaneURL, "workRoot", r.cfg.WorkRoot)
 	backoff := r.cfg.BackoffMin
 	failing := false
 	for {
