@@ -151,3 +151,47 @@ func (a *App) loadRouteGroup(path string, sets []string) (*client.RouteGroup, er
 	}
 	return &client.RouteGroup{Name: f.Name, Spec: f.Spec}, nil
 }
+
+// loadRunnerGroup reads, renders, decodes and validates a job runner group
+// spec file ({name, spec}, as the API's PUT body).
+func (a *App) loadRunnerGroup(path string, sets []string) (*client.RunnerGroup, error) {
+	data, name, err := a.readSpec(path, sets)
+	if err != nil {
+		return nil, err
+	}
+	var f apitypes.RunnerGroup
+	if _, err := decodeSpec(data, name, &f, apitypes.RunnerGroupWireRules); err != nil {
+		return nil, err
+	}
+	var errs apitypes.FieldErrors
+	if fe := apitypes.ValidateObjectName("name", f.Name); fe != nil {
+		errs = append(errs, *fe)
+	}
+	errs = append(errs, apitypes.ValidateRunnerGroupSpec(&f.Spec)...)
+	if len(errs) > 0 {
+		return nil, fieldErrors(name, errs)
+	}
+	return &client.RunnerGroup{Name: f.Name, Spec: f.Spec}, nil
+}
+
+// loadJob reads, renders, decodes and validates a job spec file ({spec}, as
+// the API's POST body; the server names the job from spec.namePrefix).
+func (a *App) loadJob(path string, sets []string) (*apitypes.JobSpec, error) {
+	data, name, err := a.readSpec(path, sets)
+	if err != nil {
+		return nil, err
+	}
+	var f apitypes.Job
+	if _, err := decodeSpec(data, name, &f, apitypes.JobWireRules); err != nil {
+		return nil, err
+	}
+	var errs apitypes.FieldErrors
+	if f.Name != "" {
+		errs = append(errs, apitypes.FieldError{Path: "name", Message: "jobs are named by the control plane: set spec.namePrefix instead"})
+	}
+	errs = append(errs, apitypes.ValidateJobSpec(&f.Spec)...)
+	if len(errs) > 0 {
+		return nil, fieldErrors(name, errs)
+	}
+	return &f.Spec, nil
+}

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -26,6 +27,9 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/controlplane/api"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/client"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/jobs"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/jobs/artifacts"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/runner"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store/storetest"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/tunnel"
@@ -62,10 +66,15 @@ func Start(t testing.TB) *Env {
 	t.Helper()
 	ctx := context.Background()
 	st := storetest.Open(t, store.DriverSQLite)
+	arts, err := artifacts.NewFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	var mu sync.Mutex
 	n := 0
 	srv, err := api.New(ctx, api.Config{
 		Store: st, PreviewURL: "http://preview.localhost", LongPollTimeout: 2 * time.Second, PollInterval: 50 * time.Millisecond,
+		Jobs: jobs.Config{Artifacts: arts, SweepInterval: 100 * time.Millisecond, ClaimPoll: 100 * time.Millisecond, LogPoll: 50 * time.Millisecond},
 		NewRoutingKey: func() string {
 			mu.Lock()
 			defer mu.Unlock()
@@ -105,6 +114,47 @@ func Start(t testing.TB) *Env {
 		t.Fatal(err)
 	}
 	return &Env{t: t, Server: srv, HTTP: hs, URL: hs.URL, AdminKey: adminKey, Key: k.Key, ClusterToken: tok.Token, Client: c}
+}
+
+// StartRunner runs a real job runner (controlplane/runner) of the runner
+// group name, with the token the agent gets, until the test ends.
+func (e *Env) StartRunner(name string) {
+	t := e.t
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.URL+"/api/v2/agent/state?wait=0s", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set(apitypes.HeaderClusterToken, e.ClusterToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var state apitypes.AgentState
+	err = json.NewDecoder(resp.Body).Decode(&state)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := ""
+	for _, o := range state.Objects {
+		if o.Kind == "runnergroup" && o.Org == Org && o.Name == name {
+			token = o.RunnerToken
+		}
+	}
+	if token == "" {
+		t.Fatalf("runner group %s is not in the agent's state", name)
+	}
+	r, err := runner.New(runner.Config{ControlPlaneURL: e.URL, Org: Org, RunnerGroup: name, Token: token, Pod: name + "-0", Namespace: "sandboxmesh-jobs",
+		WorkRoot: t.TempDir(), Log: slog.New(slog.DiscardHandler), ClaimWait: 500 * time.Millisecond, FlushInterval: 50 * time.Millisecond,
+		HeartbeatInterval: 200 * time.Millisecond, KillGrace: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
 }
 
 // ReportStatus reports the status of a sandbox at its current version through
