@@ -23,11 +23,12 @@ func (a *App) runnerGroupCommand() *cobra.Command {
 	cmd := group(&cobra.Command{Use: "jobrunnergroup", Aliases: []string{"jobrunnergroups", "jrg", "runnergroup"},
 		Short: "Create, inspect and delete job runner groups (the pods that run jobs in a cluster)"})
 	var (
-		file string
-		sets []string
+		file    string
+		sets    []string
+		cluster string
 	)
 	apply := &cobra.Command{
-		Use:   "apply -f FILE [--set var=value ...]",
+		Use:   "apply -f FILE [--set var=value ...] [--cluster NAME]",
 		Short: "Create or update a job runner group from a spec file ({name, spec}, templated like sandbox apply)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -38,6 +39,9 @@ func (a *App) runnerGroupCommand() *cobra.Command {
 			rg, err := a.loadRunnerGroup(file, sets)
 			if err != nil {
 				return err
+			}
+			if cluster != "" {
+				rg.Spec.Cluster = cluster
 			}
 			out, err := c.ApplyRunnerGroup(cmd.Context(), a.cfg.Org, rg)
 			if err != nil {
@@ -52,6 +56,7 @@ func (a *App) runnerGroupCommand() *cobra.Command {
 	}
 	apply.Flags().StringVarP(&file, "filename", "f", "", "spec file (YAML or JSON; - reads stdin)")
 	apply.Flags().StringArrayVar(&sets, "set", nil, "template variable, var=value (repeatable)")
+	apply.Flags().StringVar(&cluster, "cluster", "", "set spec.cluster")
 	_ = apply.MarkFlagFilename("filename", "yaml", "yml", "json")
 
 	get := &cobra.Command{

@@ -73,6 +73,14 @@ func TestJobs(t *testing.T) {
 		}
 	}
 
+	// The example files decode and pass the CLI's checks (the control plane
+	// then looks the sandbox up).
+	h.mustRun("jrg", "apply", "-f", "../../examples/jobs/runnergroup.yaml", "--cluster", "c1")
+
+	r = h.run("job", "submit", "-f", "../../examples/jobs/job-hotrod-e2e.yaml", "--set", "sandbox=nosuch")
+	if r.code == 0 || !strings.Contains(r.stderr, "nosuch") || strings.Contains(r.stderr, "hotrod-e2e.yaml:") {
+		t.Fatalf("example job: exit %d\n%s", r.code, r.stderr)
+	}
 	// cancel and delete
 	r = h.mustRun("job", "submit", "-f", "testdata/jobs/job.yaml", "--set", "want=pass", "-o", "json")
 	if !strings.Contains(r.stdout, `"name": "check-`) {

@@ -285,6 +285,7 @@ func TestProduct(t *testing.T) {
 
 	t.Run("python SDK quickstart", func(t *testing.T) { pythonQuickstart(ctx, t, e, frontend) })
 	t.Run("Argo Rollout fork", func(t *testing.T) { rolloutFork(ctx, t, e, h) })
+	t.Run("jobs run in the cluster with the sandbox's routing key", func(t *testing.T) { jobsInCluster(ctx, t, e, routeV2.Name) })
 
 	t.Run("update rolls the fork and routing keeps working", func(t *testing.T) {
 		sb, err := e.API.GetSandbox(ctx, e.Org, routeV2.Name)

@@ -86,7 +86,7 @@ var HostTools = map[string]HostToolSet{
 // sandboxmesh-runner image.
 var RunnerApplets = []string{"sh", "wget", "grep", "cat", "echo", "sleep", "test", "[", "printf", "sed", "head", "tail", "wc",
 	"env", "ls", "mkdir", "rm", "cp", "mv", "touch", "tr", "cut", "date", "true", "false", "awk", "sort", "uniq", "tee",
-	"xargs", "find", "basename", "dirname", "chmod", "kill", "ps", "id", "nslookup"}
+	"xargs", "find", "basename", "dirname", "chmod", "kill", "ps", "id", "nslookup", "sha256sum", "md5sum", "gzip", "tar", "diff", "expr", "seq", "stat", "pwd", "hostname"}
 
 // HostToolSet describes host programs added to an image (see HostTools).
 type HostToolSet struct {
