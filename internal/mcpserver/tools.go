@@ -223,6 +223,7 @@ func (s *server) register(srv *mcp.Server) {
 		Description: "Get the preview URLs of a sandbox's endpoints (host form and path form; both need the sandboxmesh-api-key header), and optionally a browser login link."}, s.previewURL)
 	mcp.AddTool(srv, &mcp.Tool{Name: "http_request", Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(true), OpenWorldHint: ptr(true)},
 		Description: "Send an HTTP request to one of a sandbox's endpoints through the control plane's preview proxy with the sandbox's routing key injected, and return status, headers and body — to validate a change end to end."}, s.httpRequest)
+	s.registerJobs(srv)
 }
 
 // ---- sandboxes ----
