@@ -46,6 +46,21 @@ func (s *Server) decodeWire(c *gin.Context, v any, rules apitypes.WireRules) ([]
 // decodeWireLimit is decodeWire with a body limit of its own (job
 // submissions carry scripts of up to 1 MiB).
 func (s *Server) decodeWireLimit(c *gin.Context, v any, rules apitypes.WireRules, limit int64) ([]apitypes.Extracted, bool) {
+	body, ok := s.readBody(c, limit)
+	if !ok {
+		return nil, false
+	}
+	ext, err := apitypes.DecodeWire(body, v, rules)
+	if err != nil {
+		s.failWire(c, err)
+		return nil, false
+	}
+	return ext, true
+}
+
+// readBody reads a request body of at most limit bytes; it answers 413 or
+// 400 (also for an empty body) itself.
+func (s *Server) readBody(c *gin.Context, limit int64) ([]byte, bool) {
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
 	if err != nil {
 		var mb *http.MaxBytesError
@@ -60,12 +75,7 @@ func (s *Server) decodeWireLimit(c *gin.Context, v any, rules apitypes.WireRules
 		s.fail(c, http.StatusBadRequest, apitypes.ReasonMalformed, "request body is empty; send a JSON object")
 		return nil, false
 	}
-	ext, err := apitypes.DecodeWire(body, v, rules)
-	if err != nil {
-		s.failWire(c, err)
-		return nil, false
-	}
-	return ext, true
+	return body, true
 }
 
 // failWire answers a body apitypes.DecodeWire refused.
@@ -291,16 +301,15 @@ func (s *Server) applyObject(k store.Kind) gin.HandlerFunc {
 			err      error
 		)
 		if k == store.KindSandbox {
-			var req apitypes.Sandbox
-			ext, ok := s.decodeWire(c, &req, apitypes.SandboxWireRules)
+			body, ok := s.readBody(c, s.cfg.MaxBodyBytes)
 			if !ok {
 				return
 			}
-			if legacy, err = apitypes.SandboxLegacyEndpoints(ext); err != nil {
+			var req apitypes.Sandbox
+			if req, legacy, errs, err = apitypes.DecodeSandbox(body); err != nil {
 				s.failWire(c, err)
 				return
 			}
-			errs = legacy.Apply(&req.Spec)
 			bodyName, spec, cluster, labels = req.Name, req.Spec, req.Spec.Cluster, req.Spec.Labels
 			errs = append(errs, apitypes.ValidateSandboxSpec(&req.Spec)...)
 			if drg := req.Spec.DefaultRouteGroup; drg != nil && len(errs) == 0 {
