@@ -460,7 +460,7 @@ func (a *Agent) reportStatus(ctx context.Context) error {
 		objs = append(objs, o)
 	}
 	a.mu.Unlock()
-	var items []statusItem
+	var items []apitypes.AgentStatusItem
 	var sigs []string
 	for _, o := range objs {
 		st, ok, err := a.observe(ctx, o)
@@ -479,13 +479,13 @@ func (a *Agent) reportStatus(ctx context.Context) error {
 		if same {
 			continue
 		}
-		items = append(items, statusItem{AgentStatusItem: apitypes.AgentStatusItem{Kind: o.Kind, Org: o.Org, Name: o.Name, Version: o.Version}, Status: st})
+		items = append(items, apitypes.AgentStatusItem{Kind: o.Kind, Org: o.Org, Name: o.Name, Version: o.Version, Status: st})
 		sigs = append(sigs, sig)
 	}
 	if len(items) == 0 {
 		return nil
 	}
-	if err := a.request(ctx, http.MethodPost, "/api/v2/agent/status", statusReport{OperatorVersion: a.cfg.OperatorVersion, Items: items}, nil); err != nil {
+	if err := a.request(ctx, http.MethodPost, "/api/v2/agent/status", apitypes.AgentStatusReport{OperatorVersion: a.cfg.OperatorVersion, Items: items}, nil); err != nil {
 		return err
 	}
 	a.mu.Lock()
@@ -498,7 +498,7 @@ func (a *Agent) reportStatus(ctx context.Context) error {
 
 // observe reads a CR and turns its status into the API's terms. ok is false
 // while the CR does not carry the desired version yet.
-func (a *Agent) observe(ctx context.Context, o apitypes.AgentObject) (observed, bool, error) {
+func (a *Agent) observe(ctx context.Context, o apitypes.AgentObject) (apitypes.ObservedStatus, bool, error) {
 	if o.Kind == "runnergroup" {
 		return a.observeRunnerGroup(ctx, o)
 	}
@@ -516,7 +516,7 @@ func (a *Agent) observe(ctx context.Context, o apitypes.AgentObject) (observed, 
 	case "sandbox":
 		var sb v1alpha1.Sandbox
 		if err := a.cfg.Client.Get(ctx, nn, &sb); err != nil {
-			return observed{}, false, err
+			return apitypes.ObservedStatus{}, false, err
 		}
 		meta, gen, obs, eps, key = &sb, sb.Generation, sb.Status.ObservedGeneration, sb.Status.Endpoints, sb.Status.RoutingKey
 		for _, c := range sb.Status.Conditions {
@@ -529,7 +529,7 @@ func (a *Agent) observe(ctx context.Context, o apitypes.AgentObject) (observed, 
 	case "routegroup":
 		var rg v1alpha1.RouteGroup
 		if err := a.cfg.Client.Get(ctx, nn, &rg); err != nil {
-			return observed{}, false, err
+			return apitypes.ObservedStatus{}, false, err
 		}
 		meta, gen, obs, eps, key = &rg, rg.Generation, rg.Status.ObservedGeneration, rg.Status.Endpoints, rg.Status.RoutingKey
 		for _, c := range rg.Status.Conditions {
@@ -540,10 +540,10 @@ func (a *Agent) observe(ctx context.Context, o apitypes.AgentObject) (observed, 
 			scheduled = t.UTC().Format(time.RFC3339)
 		}
 	default:
-		return observed{}, false, fmt.Errorf("unknown kind %q", o.Kind)
+		return apitypes.ObservedStatus{}, false, fmt.Errorf("unknown kind %q", o.Kind)
 	}
 	if meta.GetAnnotations()[AnnotationVersion] != strconv.FormatInt(o.Version, 10) {
-		return observed{}, false, nil
+		return apitypes.ObservedStatus{}, false, nil
 	}
 	out.RoutingKey = key
 	if out.RoutingKey == "" {
@@ -551,7 +551,7 @@ func (a *Agent) observe(ctx context.Context, o apitypes.AgentObject) (observed, 
 	}
 	out.Endpoints = eps
 	out.ScheduledDeleteTime = scheduled
-	return observed{ObservedStatus: summarize(out, gen, obs, conds)}, true, nil
+	return summarize(out, gen, obs, conds), true, nil
 }
 
 // summarize sets Ready, Reason and Message of out from a CR's generation,

@@ -13,7 +13,7 @@ import (
 // status round and one retry round without running the loops.
 
 // Observed is what the agent reports about one object.
-type Observed = observed
+type Observed = apitypes.ObservedStatus
 
 // ApplyState applies a poll answer as the sync loop does.
 func (a *Agent) ApplyState(ctx context.Context, st apitypes.AgentState) error {

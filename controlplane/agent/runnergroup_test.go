@@ -180,7 +180,7 @@ func TestAgentRunnerGroups(t *testing.T) {
 
 	t.Run("status and pods reported", func(t *testing.T) {
 		st, ok, err := a.Observe(ctx, suite)
-		if err != nil || !ok || st.Ready || st.Reason != "Pending" || st.Pods == nil || *st.Pods != (v1alpha1.RunnerPods{}) {
+		if err != nil || !ok || st.Ready || st.Reason != "Pending" || st.Pods == nil || *st.Pods != (apitypes.RunnerGroupPods{}) {
 			t.Fatalf("before the operator: %+v %v %v", st, ok, err)
 		}
 		// Act as the operator.

@@ -39,27 +39,6 @@ const (
 	ReasonNoRunnerToken = "NoRunnerToken"
 )
 
-// observed is what the agent reports about one object: the API's
-// ObservedStatus and, for a runner group, its pods (the "pods" member of the
-// status the control plane reads for runner groups).
-type observed struct {
-	apitypes.ObservedStatus
-	Pods *v1alpha1.RunnerPods `json:"pods,omitempty"`
-}
-
-// statusItem is an apitypes.AgentStatusItem whose status may carry pods.
-type statusItem struct {
-	apitypes.AgentStatusItem
-	Status observed `json:"status"`
-}
-
-// statusReport is the body of the agent's status report
-// (apitypes.AgentStatusReport with statusItems).
-type statusReport struct {
-	OperatorVersion string       `json:"operatorVersion,omitempty"`
-	Items           []statusItem `json:"items"`
-}
-
 // runnerGroupSpec decodes the runner group spec the control plane sends (the
 // JobRunnerGroup spec fields without controlPlane); the pod template is kept
 // as written, after checking that it decodes as a PodTemplateSpec (the
@@ -268,14 +247,14 @@ func (a *Agent) retryProblems(ctx context.Context) {
 
 // observeRunnerGroup reads a JobRunnerGroup CR (or the problem that kept the
 // agent from applying it) as the API's status plus pods.
-func (a *Agent) observeRunnerGroup(ctx context.Context, o apitypes.AgentObject) (observed, bool, error) {
-	var out observed
+func (a *Agent) observeRunnerGroup(ctx context.Context, o apitypes.AgentObject) (apitypes.ObservedStatus, bool, error) {
+	var out apitypes.ObservedStatus
 	a.mu.Lock()
 	p, failed := a.problems[objKey(o.Kind, o.Name)]
 	a.mu.Unlock()
 	if failed && p.version == o.Version {
 		out.Reason, out.Message = p.reason, p.message
-		out.Pods = &v1alpha1.RunnerPods{}
+		out.Pods = &apitypes.RunnerGroupPods{}
 		return out, true, nil
 	}
 	var jrg v1alpha1.JobRunnerGroup
@@ -289,8 +268,7 @@ func (a *Agent) observeRunnerGroup(ctx context.Context, o apitypes.AgentObject) 
 	for _, c := range jrg.Status.Conditions {
 		conds = append(conds, cond{c.Type, string(c.Status), c.Reason, c.Message})
 	}
-	out.ObservedStatus = summarize(out.ObservedStatus, jrg.Generation, jrg.Status.ObservedGeneration, conds)
-	pods := jrg.Status.Pods
-	out.Pods = &pods
+	out = summarize(out, jrg.Generation, jrg.Status.ObservedGeneration, conds)
+	out.Pods = &apitypes.RunnerGroupPods{Ready: jrg.Status.Pods.Ready, NotReady: jrg.Status.Pods.NotReady}
 	return out, true, nil
 }
