@@ -241,8 +241,12 @@ func TestRenders(t *testing.T) {
 				t.Error("agent secret rendered with agent disabled")
 			}
 		}},
-		{"control plane on PostgreSQL with replicas", []string{"controlplane.enabled=true", "controlplane.databaseURL=postgres://cp@db/cp", "controlplane.replicas=3", "agent.enabled=false"}, func(t *testing.T, objs []k8sruntime.Object) {
+		{"control plane on PostgreSQL with replicas", []string{"controlplane.enabled=true", "controlplane.databaseURL=postgres://cp@db/cp", "controlplane.replicas=3", "agent.enabled=false",
+			"controlplane.artifacts=s3://jobs/artifacts?endpoint=minio.storage:9000", "controlplane.artifactsSecret=artifact-creds"}, func(t *testing.T, objs []k8sruntime.Object) {
 			c := container(t, objs, "sandboxmesh-controlplane")
+			if !slices.Contains(c.Args, "--artifacts=s3://jobs/artifacts?endpoint=minio.storage:9000") || len(c.EnvFrom) != 1 || c.EnvFrom[0].SecretRef == nil || c.EnvFrom[0].SecretRef.Name != "artifact-creds" {
+				t.Errorf("artifacts: args %v envFrom %+v", c.Args, c.EnvFrom)
+			}
 			env := envOf(c)
 			if env["SANDBOXMESH_DATABASE_URL"] != "postgres://cp@db/cp" || env["SANDBOXMESH_ADVERTISE_URL"] != "http://$(POD_IP):8080" {
 				t.Errorf("env: %v", env)
