@@ -391,10 +391,22 @@ func (a *App) artifactCommand() *cobra.Command {
 		},
 	}
 	download := &cobra.Command{
-		Use:   "download --job NAME PATH [--output-file FILE]",
-		Short: "Download one artifact (the path the job named in uploadArtifact; - writes to stdout)",
-		Args:  cobra.ExactArgs(1),
+		Use:   "download --job NAME [--attempt N] PATH [-o FILE]",
+		Short: "Download one artifact (the path the job named in uploadArtifact)",
+		Long: `Download one artifact: PATH is the path the job named in uploadArtifact
+(--space system: stdout or stderr). -o (or --output-file) names the file to
+write, - for stdout; by default the path's base name in the current folder.
+The file appears only once the whole artifact was received.`,
+		Args: cobra.ExactArgs(1),
+		// -o is the destination here (as curl -o), not an output format.
+		PersistentPreRunE: func(*cobra.Command, []string) error { return nil },
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if a.flags.output != "" {
+				if out != "" && out != a.flags.output {
+					return usageErrorf("-o %s and --output-file %s: give one", a.flags.output, out)
+				}
+				out = a.flags.output
+			}
 			if job == "" {
 				return usageErrorf("--job is required")
 			}
@@ -423,7 +435,7 @@ func (a *App) artifactCommand() *cobra.Command {
 		c.Flags().Int64Var(&attempt, "attempt", 0, "attempt of the job")
 		c.Flags().StringVar(&space, "space", "user", "user (the files of uploadArtifact) or system (stdout, stderr)")
 	}
-	download.Flags().StringVar(&out, "output-file", "", "where to write it (default: the path's base name in the current folder; - for stdout)")
+	download.Flags().StringVar(&out, "output-file", "", "where to write it, as -o (default: the path's base name in the current folder; - for stdout)")
 	cmd.AddCommand(list, download)
 	return cmd
 }

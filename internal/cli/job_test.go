@@ -47,7 +47,7 @@ func TestJobs(t *testing.T) {
 		t.Fatalf("logs --stream stderr: %q", r.stderr)
 	}
 	dest := filepath.Join(t.TempDir(), "report.txt")
-	h.mustRun("artifact", "download", "--job", name, "out/report.txt", "--output-file", dest)
+	h.mustRun("artifact", "download", "--job", name, "out/report.txt", "-o", dest)
 	if b, err := os.ReadFile(dest); err != nil || string(b) != "report of pass\n" {
 		t.Fatalf("download: %q %v", b, err)
 	}
