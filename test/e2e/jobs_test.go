@@ -77,6 +77,7 @@ func jobsInCluster(ctx context.Context, t *testing.T, e *demo.Env, sandbox strin
 			t.Fatalf("job: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
 		}
 		record(t, "jobs_submit_to_end", time.Since(start))
+		t.Logf("the job's output:\n%s", out)
 		m := regexp.MustCompile(`sha256 ([0-9a-f]{64})`).FindStringSubmatch(out)
 		name := regexp.MustCompile(`job (hotrod-e2e-[a-z0-9]+) submitted`).FindStringSubmatch(errOut)
 		if m == nil || name == nil {
