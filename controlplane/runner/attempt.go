@@ -51,6 +51,7 @@ type attempt struct {
 	canceled     bool   // stopped because the control plane asked
 	cancelReason string // its reason
 	shutdown     bool   // stopped because the runner is stopping
+	overdue      bool   // stopped by the runner's own timeout backstop
 	gone         bool   // 409: the attempt is not ours any more
 	sigkilled    bool
 	lastPost     time.Time
@@ -204,10 +205,20 @@ func (a *attempt) execute(ctx context.Context, base, work string) (code int, msg
 	}
 
 	waited := make(chan struct{})
+	// The control plane cancels a job at its timeout; the runner's own timer,
+	// TimeoutBackstop later, stops it when the control plane cannot be asked.
+	var overdue <-chan time.Time
+	if a.job.TimeoutSeconds > 0 {
+		t := time.NewTimer(time.Duration(a.job.TimeoutSeconds)*time.Second + a.r.cfg.TimeoutBackstop)
+		defer t.Stop()
+		overdue = t.C
+	}
 	go func() {
 		select {
 		case <-ctx.Done():
 			a.stop(func() { a.shutdown = true }, "runner stopping")
+		case <-overdue:
+			a.stop(func() { a.overdue = true }, "past the job timeout")
 		case <-waited:
 		}
 	}()
@@ -251,6 +262,11 @@ func (a *attempt) execute(ctx context.Context, base, work string) (code int, msg
 		msg = fmt.Sprintf("the runner pod %s/%s was stopped while the job ran; the runner stopped the job's processes with %s", a.r.cfg.Namespace, a.r.cfg.Pod, how)
 		if code == 0 {
 			code = 128 + int(syscall.SIGTERM) // the job did not finish: never a success
+		}
+	case a.overdue:
+		msg = fmt.Sprintf("the job ran past its timeout (%ds) and the control plane did not cancel it; the runner stopped its processes with %s", a.job.TimeoutSeconds, how)
+		if code == 0 {
+			code = 128 + int(syscall.SIGTERM)
 		}
 	case a.gone:
 	case sig != "":

@@ -44,8 +44,12 @@ const (
 	DefaultFlushBytes        = 64 << 10
 	DefaultHeartbeatInterval = 2 * time.Second
 	DefaultKillGrace         = 10 * time.Second
-	DefaultBackoffMin        = 500 * time.Millisecond
-	DefaultBackoffMax        = 30 * time.Second
+	// DefaultTimeoutBackstop: the runner stops a job this long after its
+	// timeout when the control plane did not cancel it (it could not be
+	// reached).
+	DefaultTimeoutBackstop = 30 * time.Second
+	DefaultBackoffMin      = 500 * time.Millisecond
+	DefaultBackoffMax      = 30 * time.Second
 )
 
 // Config configures a Runner. The timing fields are zero for their defaults
@@ -75,6 +79,7 @@ type Config struct {
 	FlushBytes        int
 	HeartbeatInterval time.Duration
 	KillGrace         time.Duration
+	TimeoutBackstop   time.Duration
 	BackoffMin        time.Duration
 	BackoffMax        time.Duration
 }
@@ -145,6 +150,7 @@ func (c *Config) defaults() {
 	set(&c.FlushInterval, DefaultFlushInterval)
 	set(&c.HeartbeatInterval, DefaultHeartbeatInterval)
 	set(&c.KillGrace, DefaultKillGrace)
+	set(&c.TimeoutBackstop, DefaultTimeoutBackstop)
 	set(&c.BackoffMin, DefaultBackoffMin)
 	set(&c.BackoffMax, DefaultBackoffMax)
 	if c.FlushBytes <= 0 {

@@ -59,7 +59,7 @@ func TestAgainstControlPlane(t *testing.T) {
 	must(err)
 	_, err = c.RegisterCluster(ctx, "acme", "c1")
 	must(err)
-	_, err = c.ApplyRunnerGroup(ctx, "acme", &client.RunnerGroup{Name: "e2e", Spec: apitypes.RunnerGroupSpec{Cluster: "c1", Image: "busybox"}})
+	_, err = c.ApplyRunnerGroup(ctx, "acme", &client.RunnerGroup{Name: "e2e", Spec: apitypes.RunnerGroupSpec{Cluster: "c1", Namespace: "jobs", Image: "busybox", JobTimeout: "2s"}})
 	must(err)
 	_, err = c.ApplySandbox(ctx, "acme", &client.Sandbox{Name: "feat", Spec: v1alpha1.SandboxSpec{Cluster: "c1",
 		Forks: []v1alpha1.Fork{{ForkOf: v1alpha1.WorkloadRef{Kind: "Deployment", Namespace: "hotrod", Name: "route"}}}}})
@@ -154,6 +154,17 @@ func TestAgainstControlPlane(t *testing.T) {
 		must(err)
 		if stderr.String() != "oops\n" {
 			t.Fatalf("system artifact stderr %q", stderr.String())
+		}
+	})
+
+	t.Run("jobTimeout: the control plane has the runner stop the job", func(t *testing.T) {
+		job, err := c.SubmitJob(ctx, "acme", apitypes.JobSpec{RunnerGroup: "e2e", Script: "#!/bin/sh\necho started\nsleep 60\n"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		j := wait(t, job.Name, apitypes.JobPhaseCanceled, apitypes.JobPhaseFailed, apitypes.JobPhaseSucceeded)
+		if st := j.Status.Attempts[0].State.Canceled; st == nil || st.CanceledBy != apitypes.CancelReasonTimeout {
+			t.Fatalf("job %+v; want canceled by timeout", j.Status)
 		}
 	})
 

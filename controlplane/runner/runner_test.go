@@ -534,3 +534,19 @@ func TestStartErrorBlamesTheRightThing(t *testing.T) {
 		})
 	}
 }
+
+// TestTimeoutBackstop: when the control plane does not cancel a job past its
+// timeout (it cannot be asked), the runner stops the job itself and says so.
+func TestTimeoutBackstop(t *testing.T) {
+	f := newFakeCP(t)
+	startRunner(t, f, func(c *Config) { c.TimeoutBackstop = 200 * time.Millisecond })
+	start := time.Now()
+	f.add(apitypes.RunnerJob{Name: "overdue", TimeoutSeconds: 1, Script: "#!/bin/sh\necho started\nsleep 300\n"})
+	fin := f.waitFinish(t, "overdue")
+	if fin.Canceled || fin.ExitCode != 143 || !strings.Contains(fin.Message, "ran past its timeout (1s)") {
+		t.Fatalf("finish %+v; want exit 143, not canceled, a timeout message", fin)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("stopped after %v", d)
+	}
+}
