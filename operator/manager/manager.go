@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -97,6 +98,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the controllers' clock (tests move it; default time.Now).
 	Now func() time.Time
+	// CRDPoll is how often an operator started without Argo Rollouts looks
+	// for their CRD (default 30s); when it appears, Start returns
+	// ErrRestartForCRDs so the pod restarts and watches Rollouts.
+	CRDPoll time.Duration
 	// SkipControllerNameValidation lets a process build more than one operator
 	// (tests that kill and restart it); controller-runtime otherwise refuses a
 	// second controller with the same name.
@@ -196,7 +201,14 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 		return nil, err
 	}
 	if !rollouts {
-		o.Logger.Info("Argo Rollouts are not installed (no rollouts.argoproj.io CRD): Rollout forks stay BaselineNotFound until the operator restarts after it is installed")
+		poll := o.CRDPoll
+		if poll <= 0 {
+			poll = 30 * time.Second
+		}
+		o.Logger.Info("Argo Rollouts are not installed (no rollouts.argoproj.io CRD): Rollout forks stay BaselineNotFound; the operator restarts itself once the CRD appears", "poll", poll)
+		if err := mgr.Add(&crdWatch{cfg: cfg, poll: poll, log: o.Logger}); err != nil {
+			return nil, err
+		}
 	}
 	op.Engine = &routing.Engine{Client: mgr.GetClient(), Indexed: true, Routers: routers, ClusterDomain: o.ClusterDomain, Rollouts: rollouts}
 	if err := (&controllers.SandboxReconciler{Client: mgr.GetClient(), Engine: op.Engine, Recorder: mgr.GetEventRecorder("sandboxmesh-operator"), RequireAcceptance: o.RequireAcceptance, Now: o.Now, MaxConcurrentReconciles: o.Workers}).SetupWithManager(mgr); err != nil {
@@ -240,8 +252,50 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	return op, nil
 }
 
+// ErrRestartForCRDs ends Start when a CRD the operator watches appeared
+// after it started (Argo Rollouts): informers are set up once, so the
+// process exits and its pod restarts (cmd/operator exits 0 for it).
+var ErrRestartForCRDs = errors.New("a watched CRD was installed after the operator started: restarting to watch it")
+
+// crdWatch looks for the Rollout CRD with fresh discovery every poll and
+// ends the manager with ErrRestartForCRDs when it is served.
+type crdWatch struct {
+	cfg  *rest.Config
+	poll time.Duration
+	log  *slog.Logger
+}
+
+// NeedLeaderElection is false: every replica must restart.
+func (w *crdWatch) NeedLeaderElection() bool { return false }
+
+func (w *crdWatch) Start(ctx context.Context) error {
+	dc, err := discovery.NewDiscoveryClientForConfig(w.cfg)
+	if err != nil {
+		return fmt.Errorf("discovery client: %w", err)
+	}
+	t := time.NewTicker(w.poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		list, err := dc.ServerResourcesForGroupVersion(workload.RolloutGVR.GroupVersion().String())
+		if err != nil {
+			continue // not served yet (404) or a passing error: look again
+		}
+		for _, r := range list.APIResources {
+			if r.Name == workload.RolloutGVR.Resource {
+				w.log.Info("the Argo Rollouts CRD is installed now; restarting to watch Rollouts")
+				return ErrRestartForCRDs
+			}
+		}
+	}
+}
+
 // rolloutsServed reports whether the cluster serves Argo Rollouts (discovery,
-// once at start: the Rollout watch needs the CRD).
+// once at start: the Rollout watch needs the CRD; crdWatch notices it later).
 func rolloutsServed(m meta.RESTMapper) (bool, error) {
 	_, err := m.RESTMapping(workload.RolloutGVK.GroupKind(), workload.RolloutGVK.Version)
 	switch {
