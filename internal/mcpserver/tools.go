@@ -39,7 +39,7 @@ type SandboxApplyInput struct {
 // SandboxForkInput creates or updates a sandbox that forks one workload with a new image.
 type SandboxForkInput struct {
 	Name           string            `json:"name" jsonschema:"sandbox name: a DNS label starting with a letter, at most 30 characters; an existing sandbox is updated (its fork of the workload replaced or a fork added)"`
-	Workload       string            `json:"workload" jsonschema:"the baseline workload to fork: namespace/name of a Deployment (or Deployment/namespace/name)"`
+	Workload       string            `json:"workload" jsonschema:"the baseline workload to fork: namespace/name of a Deployment, or Kind/namespace/name with Kind Deployment or Rollout (an Argo Rollout)"`
 	Image          string            `json:"image,omitempty" jsonschema:"container image the fork runs (e.g. ghcr.io/acme/cart:pr-42)"`
 	Container      string            `json:"container,omitempty" jsonschema:"container whose image is replaced (default: the main container)"`
 	Env            map[string]string `json:"env,omitempty" jsonschema:"environment variables to set in the fork"`

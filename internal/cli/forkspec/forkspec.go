@@ -40,9 +40,13 @@ func ParseWorkload(w string) (v1alpha1.WorkloadRef, error) {
 	case 2:
 		return v1alpha1.WorkloadRef{Kind: v1alpha1.KindDeployment, Namespace: parts[0], Name: parts[1]}, nil
 	case 3:
-		return v1alpha1.WorkloadRef{Kind: v1alpha1.WorkloadKind(parts[0]), Namespace: parts[1], Name: parts[2]}, nil
+		k := v1alpha1.WorkloadKind(parts[0])
+		if k != v1alpha1.KindDeployment && k != v1alpha1.KindRollout {
+			return v1alpha1.WorkloadRef{}, fmt.Errorf("workload %q: kind %q: want %s or %s (an Argo Rollout)", w, parts[0], v1alpha1.KindDeployment, v1alpha1.KindRollout)
+		}
+		return v1alpha1.WorkloadRef{Kind: k, Namespace: parts[1], Name: parts[2]}, nil
 	}
-	return v1alpha1.WorkloadRef{}, fmt.Errorf("workload %q: want namespace/name (e.g. shop/cart) or Deployment/namespace/name", w)
+	return v1alpha1.WorkloadRef{}, fmt.Errorf("workload %q: want namespace/name of a Deployment (e.g. shop/cart), or Kind/namespace/name with Kind Deployment or Rollout", w)
 }
 
 var reNotLabel = regexp.MustCompile(`[^a-z0-9-]+`)
