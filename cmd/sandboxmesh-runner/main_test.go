@@ -47,3 +47,28 @@ func TestRunArgs(t *testing.T) {
 		t.Fatalf("installed binary: %v %v", st, err)
 	}
 }
+
+func TestStepCommand(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "termination-log")
+	env := map[string]string{
+		"SANDBOXMESH_STEP":            `{"script":"#!/bin/sh\necho made > ` + dir + `/out\nexit ${CODE:-0}\n","outputs":[{"name":"what","path":"` + dir + `/out"}]}`,
+		"SANDBOXMESH_TERMINATION_LOG": log,
+	}
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"step"}, &stdout, &stderr, func(k string) string { return env[k] }); err != nil {
+		t.Fatalf("step: %v\n%s", err, stderr.String())
+	}
+	b, _ := os.ReadFile(log)
+	if !strings.Contains(string(b), `"outputs":{"what":"made"}`) || !strings.Contains(string(b), `"exitCode":0`) {
+		t.Fatalf("termination log %s", b)
+	}
+	t.Setenv("CODE", "5")
+	err := run(context.Background(), []string{"step"}, &stdout, &stderr, func(k string) string { return env[k] })
+	if code, ok := err.(exitError); !ok || code != 5 {
+		t.Fatalf("failing step: %v; want exit code 5", err)
+	}
+	if err := run(context.Background(), []string{"step"}, &stdout, &stderr, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "SANDBOXMESH_STEP is not set") {
+		t.Fatalf("no step: %v", err)
+	}
+}
