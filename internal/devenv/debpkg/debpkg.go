@@ -1,0 +1,105 @@
+// Package debpkg installs missing Debian packages for the development tooling
+// (the local cluster's node programs, the database servers of the plugin
+// tests): apt-get with a lock timeout, without recommends, and without
+// starting the services the packages ship.
+package debpkg
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Package is a Debian package and a file it installs (a filepath.Glob
+// pattern: "/usr/lib/postgresql/*/bin/initdb" accepts any version).
+type Package struct {
+	Name, File string
+}
+
+// Installed reports whether p's file is present.
+func (p Package) Installed() bool {
+	m, err := filepath.Glob(p.File)
+	return err == nil && len(m) > 0
+}
+
+// Missing returns the names of the packages whose file is absent.
+func Missing(pkgs []Package) []string {
+	var out []string
+	for _, p := range pkgs {
+		if !p.Installed() {
+			out = append(out, p.Name)
+		}
+	}
+	return out
+}
+
+// PolicyRCD is the path of the script that tells a package's postinst
+// whether it may start its service; exit code 101 means no.
+const PolicyRCD = "/usr/sbin/policy-rc.d"
+
+// systemPath is the PATH apt-get and the maintainer scripts run with.
+const systemPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// Options configures Ensure.
+type Options struct {
+	// Progress receives one line naming what is installed (nil: none).
+	Progress io.Writer
+	// Log receives apt-get's output (nil: discarded).
+	Log io.Writer
+	// Who is written into the temporary policy-rc.d, naming the tool.
+	Who string
+}
+
+// Ensure installs the packages of pkgs whose file is missing (apt-get update,
+// then install --no-install-recommends, DPkg::Lock::Timeout=300 so that
+// concurrent installs wait for each other) and checks the files are there
+// afterwards. Services are never started: while it installs, a policy-rc.d
+// that denies every start is put in place when the host has none. It returns
+// the names of the packages it installed (none when nothing was missing).
+func Ensure(ctx context.Context, pkgs []Package, opt Options) ([]string, error) {
+	missing := Missing(pkgs)
+	if len(missing) == 0 {
+		return nil, nil
+	}
+	if opt.Progress != nil {
+		fmt.Fprintf(opt.Progress, ">> installing Debian packages: %s\n", strings.Join(missing, " "))
+	}
+	if opt.Log == nil {
+		opt.Log = io.Discard
+	}
+	if _, err := os.Stat(PolicyRCD); os.IsNotExist(err) {
+		who := opt.Who
+		if who == "" {
+			who = "sandboxmesh"
+		}
+		if err := os.WriteFile(PolicyRCD, []byte("#!/bin/sh\n# written by "+who+" during apt-get install\nexit 101\n"), 0o755); err != nil {
+			return nil, fmt.Errorf("write %s: %w", PolicyRCD, err)
+		}
+		defer os.Remove(PolicyRCD)
+	}
+	aptRun := func(args ...string) error {
+		cmd := exec.CommandContext(ctx, "apt-get", append([]string{"-o", "DPkg::Lock::Timeout=300", "-y"}, args...)...)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive", "PATH="+systemPath)
+		cmd.Stdout, cmd.Stderr = opt.Log, opt.Log
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("apt-get %s: %w", args[0], err)
+		}
+		return nil
+	}
+	if err := aptRun("update"); err != nil {
+		return nil, err
+	}
+	if err := aptRun(append([]string{"install", "--no-install-recommends"}, missing...)...); err != nil {
+		return nil, fmt.Errorf("packages %v: %w", missing, err)
+	}
+	for _, p := range pkgs {
+		if !p.Installed() {
+			return missing, fmt.Errorf("package %s installed but %s is missing", p.Name, p.File)
+		}
+	}
+	return missing, nil
+}
