@@ -41,7 +41,10 @@ func requireServers(t *testing.T) {
 
 type tw struct{ t *testing.T }
 
-func (w tw) Write(p []byte) (int, error) { w.t.Log(strings.TrimRight(string(p), "\n")); return len(p), nil }
+func (w tw) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
 
 func TestServers(t *testing.T) {
 	requireServers(t)
