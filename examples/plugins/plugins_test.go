@@ -83,6 +83,8 @@ type step struct {
 	file    string   // script, relative to the plugin's folder
 	outputs []string // names; files $OUTPUT_DIR/<name>
 	seed    bool     // the optional param seed-sql, as the file $SEED_SQL_FILE
+	// wantFail: the step must fail and its log tail hold this.
+	wantFail string
 }
 
 // world is one run of a plugin's steps for one sandbox resource.
@@ -138,6 +140,12 @@ func (w *world) run(ctx context.Context, s step) map[string]string {
 	t0 := time.Now()
 	term := runner.RunStep(ctx, runner.StepConfig{Spec: spec, InputsDir: w.inputs, Env: w.env, Stdout: tw{w.t}, Stderr: tw{w.t}})
 	w.t.Logf("%s (%s): exit %d in %s", s.file, w.sh.name, term.ExitCode, time.Since(t0).Round(time.Millisecond))
+	if s.wantFail != "" {
+		if term.ExitCode == 0 || !strings.Contains(term.LogTail, s.wantFail) {
+			w.t.Fatalf("%s: exit %d, log tail %q; want a failure whose log says %q", s.file, term.ExitCode, term.LogTail, s.wantFail)
+		}
+		return nil
+	}
 	if term.ExitCode != 0 || term.Error != "" {
 		w.t.Fatalf("%s failed: exit %d: %s\n%s", s.file, term.ExitCode, term.Error, term.LogTail)
 	}
@@ -223,10 +231,17 @@ func TestPostgresSchema(t *testing.T) {
 				w = newWorld(t, "postgres-schema", sh, srv, sandboxName, resourceName, "ffff000"+strconv.Itoa(i))
 				name = "sm_customer_db_v2_main_db_ffff000" + strconv.Itoa(i)
 			}
-			seed := "CREATE TABLE customers (id int PRIMARY KEY, name text);\nINSERT INTO customers VALUES (1, 'Ada'), (2, 'Bob');\n"
-			if err := os.WriteFile(filepath.Join(w.inputs, "param.seed-sql"), []byte(seed), 0o600); err != nil {
-				t.Fatal(err)
+			setSeed := func(seed string) {
+				if err := os.WriteFile(filepath.Join(w.inputs, "param.seed-sql"), []byte(seed), 0o600); err != nil {
+					t.Fatal(err)
+				}
 			}
+			// A seed that fails half-way fails the step and leaves nothing of itself: the next attempt seeds.
+			setSeed("CREATE TABLE customers (id int PRIMARY KEY, name text);\nINSERT INTO customers VALUES (1, 'Ada');\nSELEC broken;\n")
+			badSeed := create
+			badSeed.wantFail = `syntax error at or near "SELEC"`
+			w.run(ctx, badSeed)
+			setSeed("CREATE TABLE customers (id int PRIMARY KEY, name text);\nINSERT INTO customers VALUES (1, 'Ada'), (2, 'Bob');\n")
 			psql := func(url string, sql string) (string, error) {
 				return output(t, w.env, "psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", url, "-c", sql)
 			}
