@@ -6,6 +6,9 @@
 #
 # Env: PGTEST_DIR (default /tmp/sandboxmesh-pgtest), PGTEST_PORT (default 55432).
 # All progress goes to stderr; stdout carries only the DSN.
+# internal/devenv/dbserver starts servers with the same initdb and server settings
+# from Go, one per test (the resource plugin tests, the e2e); this one stays a script
+# because it leaves a detached server that later `make test` runs reuse.
 set -euo pipefail
 
 DIR="${PGTEST_DIR:-/tmp/sandboxmesh-pgtest}"

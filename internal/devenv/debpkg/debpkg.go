@@ -12,6 +12,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // Package is a Debian package and a file it installs (a filepath.Glob
@@ -61,6 +63,17 @@ type Options struct {
 // that denies every start is put in place when the host has none. It returns
 // the names of the packages it installed (none when nothing was missing).
 func Ensure(ctx context.Context, pkgs []Package, opt Options) ([]string, error) {
+	if len(Missing(pkgs)) == 0 {
+		return nil, nil
+	}
+	// One install at a time across processes (go test runs packages in
+	// parallel; `apt-get update` does not wait for the lists lock): the
+	// second one finds the packages installed.
+	unlock, err := lockFile(ctx, LockPath)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	missing := Missing(pkgs)
 	if len(missing) == 0 {
 		return nil, nil
@@ -102,4 +115,35 @@ func Ensure(ctx context.Context, pkgs []Package, opt Options) ([]string, error) 
 		}
 	}
 	return missing, nil
+}
+
+// LockPath is the file Ensure holds a lock on while it installs.
+const LockPath = "/run/lock/sandboxmesh-debpkg.lock"
+
+// lockFile takes an exclusive flock on path (waiting while ctx lasts) and
+// returns its release.
+func lockFile(ctx context.Context, path string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if err != syscall.EWOULDBLOCK {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("wait for another install to finish (lock %s): %w", path, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
