@@ -71,14 +71,23 @@ func TestServers(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s, err := tc.start(ctx, dbserver.Config{})
+			// Two listen addresses (all of 127.0.0.0/8 is local on Linux).
+			listen := []string{"127.0.0.1", "127.0.0.2"}
+			s, err := tc.start(ctx, dbserver.Config{Listen: listen})
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Logf("%s on %s:%d: init %s, ready %s", s.Engine, s.Host, s.Port, s.InitTime.Round(time.Millisecond), s.ReadyTime.Round(time.Millisecond))
-			out, err := tc.login(s, s.AdminPassword).CombinedOutput()
-			if err != nil || !strings.HasPrefix(strings.TrimSpace(string(out)), dbserver.AdminUser) {
-				t.Errorf("administrator login over TCP: %v: %s", err, out)
+			if s.Host != listen[0] {
+				t.Errorf("Host = %q, want the first listen address %q", s.Host, listen[0])
+			}
+			for _, addr := range listen {
+				at := *s
+				at.Host = addr
+				out, err := tc.login(&at, s.AdminPassword).CombinedOutput()
+				if err != nil || !strings.HasPrefix(strings.TrimSpace(string(out)), dbserver.AdminUser) {
+					t.Errorf("administrator login over TCP on %s: %v: %s", addr, err, out)
+				}
 			}
 			if out, err := tc.login(s, "wrong").CombinedOutput(); err == nil {
 				t.Errorf("login with a wrong password succeeded: %s", out)
