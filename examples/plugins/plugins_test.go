@@ -35,7 +35,7 @@ func requireServers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	t0 := time.Now()
-	installed, err := dbserver.EnsurePackages(ctx, tw{t}, nil)
+	installed, err := dbserver.EnsurePackages(ctx)
 	if err != nil {
 		if ci {
 			t.Fatal(err)

@@ -20,7 +20,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -53,10 +52,11 @@ const (
 const AdminUser = "smadmin"
 
 // EnsurePackages installs the missing server and client packages (root;
-// about 20 s for MariaDB the first time). It returns the packages it
-// installed. apt-get's output goes to log (nil: discarded).
-func EnsurePackages(ctx context.Context, progress, log io.Writer) ([]string, error) {
-	installed, err := debpkg.Ensure(ctx, Packages, debpkg.Options{Progress: progress, Log: log, Who: "sandboxmesh dbserver"})
+// about 15–20 s for MariaDB the first time) without starting their
+// services. It returns the packages it installed; a failure carries the end
+// of apt-get's output.
+func EnsurePackages(ctx context.Context) ([]string, error) {
+	installed, err := debpkg.Ensure(ctx, Packages, debpkg.Options{Who: "sandboxmesh dbserver"})
 	if err != nil {
 		return installed, fmt.Errorf("dbserver: %w", err)
 	}

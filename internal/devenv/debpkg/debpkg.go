@@ -97,9 +97,11 @@ func Ensure(ctx context.Context, pkgs []Package, opt Options) ([]string, error) 
 	aptRun := func(args ...string) error {
 		cmd := exec.CommandContext(ctx, "apt-get", append([]string{"-o", "DPkg::Lock::Timeout=300", "-y"}, args...)...)
 		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive", "PATH="+systemPath)
-		cmd.Stdout, cmd.Stderr = opt.Log, opt.Log
+		tail := &tailBuffer{}
+		out := io.MultiWriter(opt.Log, tail)
+		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("apt-get %s: %w", args[0], err)
+			return fmt.Errorf("apt-get %s: %w; its last lines:\n%s", args[0], err, tail.lines(12))
 		}
 		return nil
 	}
@@ -146,4 +148,24 @@ func lockFile(ctx context.Context, path string) (func(), error) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// tailBuffer keeps the last 8 KiB written to it.
+type tailBuffer struct{ b []byte }
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.b = append(t.b, p...)
+	if len(t.b) > 16<<10 {
+		t.b = append([]byte(nil), t.b[len(t.b)-8<<10:]...)
+	}
+	return len(p), nil
+}
+
+// lines returns the last n lines.
+func (t *tailBuffer) lines(n int) string {
+	l := strings.Split(strings.TrimRight(string(t.b), "\n"), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
 }

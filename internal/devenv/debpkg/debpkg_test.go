@@ -2,6 +2,7 @@ package debpkg
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -60,5 +61,18 @@ func TestLockFileSerialises(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the waiting lock was not granted after the release")
+	}
+}
+
+func TestTailBuffer(t *testing.T) {
+	tb := &tailBuffer{}
+	for i := range 5000 {
+		fmt.Fprintf(tb, "line %d\n", i)
+	}
+	if got, want := tb.lines(3), "line 4997\nline 4998\nline 4999"; got != want {
+		t.Errorf("lines(3) = %q, want %q", got, want)
+	}
+	if len(tb.b) > 16<<10 {
+		t.Errorf("kept %d bytes", len(tb.b))
 	}
 }
