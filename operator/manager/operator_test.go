@@ -538,7 +538,7 @@ func TestEnvValueFromFork(t *testing.T) {
 	}
 	// A resource reference is accepted by the schema and reported unsupported.
 	res := sandbox(ns, "resource", "route")
-	res.Spec.Forks[0].Customizations.Env[0] = smv1.EnvCustomization{Name: "DB", ValueFrom: &smv1.EnvValueFrom{Resource: &smv1.EnvValueFromResource{Name: "db", OutputKey: "host"}}}
+	res.Spec.Forks[0].Customizations.Env[0] = smv1.EnvCustomization{Name: "DB", ValueFrom: &smv1.EnvValueFrom{Resource: &smv1.EnvValueFromResource{Name: "db", OutputKey: "provision.host"}}}
 	if err := c.Create(ctx, res); err != nil {
 		t.Fatal(err)
 	}
