@@ -158,11 +158,11 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 		}
 	}
 	mopts := ctrl.Options{
-		Scheme:                  scheme,
-		Cache:                   cacheOpts,
+		Scheme: scheme,
+		Cache:  cacheOpts,
 		// Secrets are never cached: every read goes to the API server, so the
 		// operator never holds every Secret of the cluster.
-		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
+		Client:                  client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 		Metrics:                 metricsserver.Options{BindAddress: orDefault(o.MetricsAddr, ":8080")},
 		HealthProbeBindAddress:  orDefault(o.ProbeAddr, ":8081"),
 		LeaderElection:          o.LeaderElection,
