@@ -100,3 +100,52 @@ func IsManaged(labels map[string]string) bool {
 	}
 	return false
 }
+
+// Names of the resource plugin objects (ResourcePlugin, Sandbox
+// spec.resources): the operator's Sandbox controller runs each step as a pod
+// in the plugin's runner namespace (docs/design/resource-plugins.md).
+const (
+	// ConditionResourcesReady is True on a Sandbox once every resource in
+	// spec.resources is created (set only when there are some).
+	ConditionResourcesReady = "ResourcesReady"
+	// ReasonCreated: every resource is created.
+	ReasonCreated = "Created"
+	// ReasonCreateFailed: a create step of a resource failed (it is retried).
+	ReasonCreateFailed = "CreateFailed"
+	// ReasonDeleteFailed: a delete step of a resource failed (it is retried;
+	// the Sandbox's finalizer stays).
+	ReasonDeleteFailed = "DeleteFailed"
+	// ReasonPluginNotFound: no ResourcePlugin of that name in the Sandbox's namespace.
+	ReasonPluginNotFound = "PluginNotFound"
+	// ReasonResourcesCreating: resources are being created; forks wait.
+	ReasonResourcesCreating = "ResourcesCreating"
+	// ReasonValid: a ResourcePlugin's spec is valid.
+	ReasonValid = "Valid"
+	// ReasonInUse: a ResourcePlugin's deletion waits for the Sandboxes using it.
+	ReasonInUse = "InUse"
+
+	// LabelResource names, on step pods and state Secrets, the resource.
+	LabelResource = "sandboxmesh.dev/resource"
+	// LabelResourcePlugin names the ResourcePlugin.
+	LabelResourcePlugin = "sandboxmesh.dev/resource-plugin"
+	// LabelStep names the step of a step pod.
+	LabelStep = "sandboxmesh.dev/step"
+	// LabelSandboxUID holds the UID of the Sandbox a step pod or resource
+	// Secret belongs to (a Sandbox deleted and made again has another).
+	LabelSandboxUID = "sandboxmesh.dev/sandbox-uid"
+	// DefaultPluginNamespace is where steps run when runner.namespace is
+	// empty (the CRD's default too).
+	DefaultPluginNamespace = "sandboxmesh-plugins"
+
+	// EnvResourceName holds, in a step pod, the resource's name.
+	EnvResourceName = "SANDBOXMESH_RESOURCE_NAME"
+	// EnvResourceID holds a stable id of the resource (hex of the Sandbox's
+	// UID and the resource's name): scripts name things after it.
+	EnvResourceID = "SANDBOXMESH_RESOURCE_ID"
+	// EnvStepName holds the step's name.
+	EnvStepName = "SANDBOXMESH_STEP_NAME"
+	// StepContainer is the container of a step pod that runs the step.
+	StepContainer = "main"
+	// StepInputsVolume is the state Secret volume mounted at StepInputsDir.
+	StepInputsVolume = "sandboxmesh-inputs"
+)

@@ -95,9 +95,8 @@ type EnvValueFrom struct {
 	// "sandbox service references").
 	// +optional
 	Fork *EnvValueFromFork `json:"fork,omitempty"`
-	// Resource is an output of a Signadot sandbox resource. SandboxMesh has
-	// no resource plugins: the field is in the schema so that Signadot specs
-	// parse, and a sandbox using it is rejected (API) or Degraded (operator).
+	// Resource is an output of one of the sandbox's resources (spec.resources),
+	// read from the sandbox's outputs Secret in the fork's namespace.
 	// +optional
 	Resource *EnvValueFromResource `json:"resource,omitempty"`
 }
@@ -120,15 +119,16 @@ type EnvValueFromFork struct {
 	Expression string `json:"expression"`
 }
 
-// EnvValueFromResource names an output of a Signadot sandbox resource
-// (accepted by the schema, not supported).
+// EnvValueFromResource names an output of a sandbox resource.
 type EnvValueFromResource struct {
-	// Name of the resource.
+	// Name of the resource (one of spec.resources).
 	// +kubebuilder:validation:MaxLength=253
 	// +required
 	Name string `json:"name"`
-	// OutputKey of the resource.
+	// OutputKey is <step>.<output>: an output of a create step of the
+	// resource's plugin.
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]*[a-z0-9])?\.[A-Za-z_][-_A-Za-z0-9]*$`
 	// +required
 	OutputKey string `json:"outputKey"`
 }
@@ -269,11 +269,17 @@ type Resource struct {
 	// +kubebuilder:validation:MaxLength=63
 	// +required
 	Name string `json:"name"`
-	// Plugin that provides it.
+	// Plugin that provides it: a ResourcePlugin in the sandbox's namespace.
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="!self.contains('@')",message="plugin versions are not supported"
+	// +kubebuilder:validation:XValidation:rule="self.contains('@') || self.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="a plugin name is a DNS label starting with a letter"
 	// +required
 	Plugin string `json:"plugin"`
-	// Params for the plugin.
+	// Params for the plugin (the inputs with valueFromSandbox: true).
+	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="self.all(k, k.size() <= 63 && k.matches('^[A-Za-z_][-._A-Za-z0-9]*$'))",message="param names match ^[A-Za-z_][-._A-Za-z0-9]*$ (at most 63 characters)"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, self[k].size() <= 4096)",message="param values are at most 4096 bytes"
 	// +optional
 	Params map[string]string `json:"params,omitempty"`
 }
@@ -331,6 +337,7 @@ type SandboxSpec struct {
 	// Resources provided by plugins. Immutable.
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="resources are immutable"
+	// +kubebuilder:validation:XValidation:rule="self.all(r, self.exists_one(s, s.name == r.name))",message="resource names must be unique"
 	// +listType=atomic
 	// +optional
 	Resources []Resource `json:"resources,omitempty"`
@@ -382,6 +389,52 @@ type SandboxStatus struct {
 	// ScheduledDeleteTime is when the TTL deletes the sandbox.
 	// +optional
 	ScheduledDeleteTime *metav1.Time `json:"scheduledDeleteTime,omitempty"`
+	// Resources report each of spec.resources.
+	// +listType=atomic
+	// +optional
+	Resources []ResourceStatus `json:"resources,omitempty"`
+}
+
+// ResourcePhase is where a sandbox resource is in its life.
+type ResourcePhase string
+
+// Phases of a sandbox resource.
+const (
+	ResourcePending      ResourcePhase = "Pending"
+	ResourceCreating     ResourcePhase = "Creating"
+	ResourceReady        ResourcePhase = "Ready"
+	ResourceCreateFailed ResourcePhase = "CreateFailed"
+	ResourceDeleting     ResourcePhase = "Deleting"
+	ResourceDeleteFailed ResourcePhase = "DeleteFailed"
+)
+
+// ResourceStatus reports one resource of a sandbox. It never holds output
+// values, only their keys.
+type ResourceStatus struct {
+	// Name of the resource.
+	Name string `json:"name"`
+	// Plugin that provides it.
+	Plugin string `json:"plugin"`
+	// Phase: Pending, Creating, Ready, CreateFailed, Deleting, DeleteFailed.
+	Phase ResourcePhase `json:"phase"`
+	// Step running or failed.
+	// +optional
+	Step string `json:"step,omitempty"`
+	// Attempt of that step (1 for the first).
+	// +optional
+	Attempt int32 `json:"attempt,omitempty"`
+	// Message says what happens; on failure it includes the step's last log lines.
+	// +kubebuilder:validation:MaxLength=2048
+	// +optional
+	Message string `json:"message,omitempty"`
+	// SecretName is the outputs Secret (the same name in the sandbox's
+	// namespace and in each fork namespace).
+	// +optional
+	SecretName string `json:"secretName,omitempty"`
+	// OutputKeys are the outputs the resource has, "<step>.<output>".
+	// +listType=atomic
+	// +optional
+	OutputKeys []string `json:"outputKeys,omitempty"`
 }
 
 // Sandbox forks baseline workloads and routes requests carrying its routing key to the forks.

@@ -153,8 +153,22 @@ func TestSandboxValidation(t *testing.T) {
 		{name: "valueFrom fork of no fork parses", mutate: func(s *smv1.Sandbox) { addForkRef(s, "customer", "{{ .Service.Host }}") }},
 		{name: "valueFrom resource parses", mutate: func(s *smv1.Sandbox) {
 			s.Spec.Forks[0].Customizations.Env = append(s.Spec.Forks[0].Customizations.Env,
-				smv1.EnvCustomization{Name: "DB_HOST", ValueFrom: &smv1.EnvValueFrom{Resource: &smv1.EnvValueFromResource{Name: "db", OutputKey: "host"}}})
+				smv1.EnvCustomization{Name: "DB_HOST", ValueFrom: &smv1.EnvValueFrom{Resource: &smv1.EnvValueFromResource{Name: "db", OutputKey: "provision.host"}}})
 		}},
+		{name: "valueFrom resource outputKey without step", mutate: func(s *smv1.Sandbox) {
+			s.Spec.Forks[0].Customizations.Env = append(s.Spec.Forks[0].Customizations.Env,
+				smv1.EnvCustomization{Name: "DB_HOST", ValueFrom: &smv1.EnvValueFrom{Resource: &smv1.EnvValueFromResource{Name: "db", OutputKey: "host"}}})
+		}, wantErr: []string{"spec.forks[0].customizations.env[3].valueFrom.resource.outputKey"}},
+		{name: "resource plugin version", mutate: func(s *smv1.Sandbox) { s.Spec.Resources[0].Plugin = "mariadb@1.2.0" },
+			wantErr: []string{"spec.resources[0].plugin", "plugin versions are not supported"}},
+		{name: "resource plugin not a DNS label", mutate: func(s *smv1.Sandbox) { s.Spec.Resources[0].Plugin = "MariaDB" },
+			wantErr: []string{"spec.resources[0].plugin", "DNS label"}},
+		{name: "resource param name", mutate: func(s *smv1.Sandbox) { s.Spec.Resources[0].Params["9lives"] = "x" },
+			wantErr: []string{"spec.resources[0].params", "param names"}},
+		{name: "resource param value too long", mutate: func(s *smv1.Sandbox) { s.Spec.Resources[0].Params["seed"] = strings.Repeat("x", 4097) },
+			wantErr: []string{"spec.resources[0].params", "at most 4096 bytes"}},
+		{name: "resource names unique", mutate: func(s *smv1.Sandbox) { s.Spec.Resources = append(s.Spec.Resources, s.Spec.Resources[0]) },
+			wantErr: []string{"spec.resources", "resource names must be unique"}},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

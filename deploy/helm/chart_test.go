@@ -179,7 +179,7 @@ func TestRenders(t *testing.T) {
 	}{
 		{"default with agent token", []string{"agent.token=tok", "agent.controlPlaneURL=https://cp.example.com"}, func(t *testing.T, objs []k8sruntime.Object) {
 			k := kinds(objs)
-			if k["Deployment"] != 2 || k["CustomResourceDefinition"] != 3 || k["MutatingWebhookConfiguration"] != 1 {
+			if k["Deployment"] != 2 || k["CustomResourceDefinition"] != 4 || k["MutatingWebhookConfiguration"] != 1 {
 				t.Errorf("kinds: %v", k)
 			}
 			args := strings.Join(container(t, objs, "sandboxmesh-operator").Args, " ")

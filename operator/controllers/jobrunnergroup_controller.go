@@ -379,23 +379,8 @@ func RunnerDeployment(jrg *smv1.JobRunnerGroup, runnerImage string) (*appsv1.Dep
 	main.Env = append(main.Env, ours...)
 	main.VolumeMounts = slices.DeleteFunc(main.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == smv1.RunnerBinDir })
 	main.VolumeMounts = append(main.VolumeMounts, corev1.VolumeMount{Name: smv1.RunnerVolume, MountPath: smv1.RunnerBinDir, ReadOnly: true})
-	tpl.Spec.Volumes = append(tpl.Spec.Volumes, corev1.Volume{Name: smv1.RunnerVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptrTo(resource.MustParse("64Mi"))}}})
-	no, yes, nonroot := false, true, int64(65532) // the user of the project's images
-	tpl.Spec.InitContainers = append([]corev1.Container{{
-		Name:         smv1.RunnerContainerInstall,
-		Image:        runnerImage,
-		Command:      []string{smv1.RunnerBinary, "install", smv1.RunnerBinDir},
-		VolumeMounts: []corev1.VolumeMount{{Name: smv1.RunnerVolume, MountPath: smv1.RunnerBinDir}},
-		Resources: corev1.ResourceRequirements{
-			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
-			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
-		},
-		SecurityContext: &corev1.SecurityContext{
-			AllowPrivilegeEscalation: &no, ReadOnlyRootFilesystem: &yes, RunAsNonRoot: &yes, RunAsUser: &nonroot, RunAsGroup: &nonroot,
-			Capabilities:   &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-		},
-	}}, tpl.Spec.InitContainers...)
+	tpl.Spec.Volumes = append(tpl.Spec.Volumes, runnerBinVolume())
+	tpl.Spec.InitContainers = append([]corev1.Container{runnerInstallInit(runnerImage)}, tpl.Spec.InitContainers...)
 
 	replicas := jrg.Spec.DesiredPods()
 	history := int32(2)
@@ -416,6 +401,33 @@ func RunnerDeployment(jrg *smv1.JobRunnerGroup, runnerImage string) (*appsv1.Dep
 	h := sha256.Sum256(b)
 	d.Annotations = map[string]string{naming.AnnotationSpecHash: hex.EncodeToString(h[:8])}
 	return d, nil
+}
+
+// runnerBinVolume is the emptyDir the runner binary is installed into
+// (runner pods and step pods).
+func runnerBinVolume() corev1.Volume {
+	return corev1.Volume{Name: smv1.RunnerVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptrTo(resource.MustParse("64Mi"))}}}
+}
+
+// runnerInstallInit is the init container that copies the runner binary
+// from runnerImage into runnerBinVolume (runner pods and step pods).
+func runnerInstallInit(runnerImage string) corev1.Container {
+	no, yes, nonroot := false, true, int64(65532) // the user of the project's images
+	return corev1.Container{
+		Name:         smv1.RunnerContainerInstall,
+		Image:        runnerImage,
+		Command:      []string{smv1.RunnerBinary, "install", smv1.RunnerBinDir},
+		VolumeMounts: []corev1.VolumeMount{{Name: smv1.RunnerVolume, MountPath: smv1.RunnerBinDir}},
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
+			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
+		},
+		SecurityContext: &corev1.SecurityContext{
+			AllowPrivilegeEscalation: &no, ReadOnlyRootFilesystem: &yes, RunAsNonRoot: &yes, RunAsUser: &nonroot, RunAsGroup: &nonroot,
+			Capabilities:   &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+	}
 }
 
 func ptrTo[T any](v T) *T { return &v }

@@ -61,6 +61,11 @@ type SandboxReconciler struct {
 	// MaxConcurrentReconciles bounds parallel reconciles (default 8); the
 	// routing Engine serialises work per Service.
 	MaxConcurrentReconciles int
+	// RunnerImage installs sandboxmesh-runner into resource step pods.
+	RunnerImage string
+	// Namespaces the operator is limited to (empty: all); a plugin whose
+	// runner namespace is not among them cannot run.
+	Namespaces []string
 }
 
 func (r *SandboxReconciler) now() time.Time {
@@ -83,7 +88,8 @@ func (r *SandboxReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(r.sandboxesForDeployment)).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(ownerSandbox), builder.WithPredicates(predicate.NewPredicateFuncs(isForkObject))).
-		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.sandboxesForService))
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.sandboxesForService)).
+		Watches(&smv1.ResourcePlugin{}, handler.EnqueueRequestsFromMapFunc(r.sandboxesForPlugin))
 	if r.Engine.Rollouts {
 		// A Rollout created or changed after the sandboxes forking it.
 		b = b.Watches(&workload.Rollout{}, handler.EnqueueRequestsFromMapFunc(r.sandboxesForDeployment))
@@ -96,6 +102,9 @@ func (r *SandboxReconciler) SetupWithManager(mgr ctrl.Manager) error {
 func SetupIndexes(ctx context.Context, mgr ctrl.Manager) error {
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &smv1.Sandbox{}, routing.IndexForkedWorkload, routing.WorkloadIndex); err != nil {
+		return err
+	}
+	if err := idx.IndexField(ctx, &smv1.Sandbox{}, IndexResourcePlugin, ResourcePluginIndex); err != nil {
 		return err
 	}
 	for _, obj := range []client.Object{&appsv1.Deployment{}, &corev1.Service{}} {
@@ -142,6 +151,19 @@ func (r *SandboxReconciler) sandboxesForWorkload(ctx context.Context, key string
 	return out
 }
 
+// sandboxesForPlugin maps a ResourcePlugin to the Sandboxes using it.
+func (r *SandboxReconciler) sandboxesForPlugin(ctx context.Context, o client.Object) []reconcile.Request {
+	var list smv1.SandboxList
+	if err := r.Client.List(ctx, &list, client.MatchingFields{IndexResourcePlugin: o.GetNamespace() + "/" + o.GetName()}); err != nil {
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for _, sb := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&sb)})
+	}
+	return out
+}
+
 // sandboxesForService maps a baseline Service to the Sandboxes forking
 // workloads in its namespace (a new or changed Service changes their routes).
 func (r *SandboxReconciler) sandboxesForService(ctx context.Context, o client.Object) []reconcile.Request {
@@ -170,6 +192,7 @@ type observed struct {
 	problems  []status.Problem
 	routes    status.Routes
 	endpoints []smv1.EndpointStatus
+	resources []smv1.ResourceStatus
 }
 
 func (o *observed) problem(k status.Kind, format string, args ...any) {
@@ -189,7 +212,7 @@ func (r *SandboxReconciler) reconcile(ctx context.Context, req reconcile.Request
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	if !sb.DeletionTimestamp.IsZero() {
-		return reconcile.Result{}, r.reconcileDelete(ctx, sb)
+		return r.reconcileDelete(ctx, sb)
 	}
 	key, patched, err := ensureFinalizerAndKey(ctx, r.Client, sb, sb.Status.RoutingKey)
 	if err != nil || patched {
@@ -212,9 +235,20 @@ func (r *SandboxReconciler) reconcileNormal(ctx context.Context, sb *smv1.Sandbo
 		return reconcile.Result{}, err
 	}
 	obs := &observed{}
+	// Resources come before forks: a fork reads their outputs.
+	resources, err := r.reconcileResources(ctx, sb, key, obs)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	obs.resources = resources.Statuses
 	desiredForks := map[string]bool{}
 	for i, f := range sb.Spec.Forks {
-		name, err := r.reconcileFork(ctx, sb, key, i, f, fp, obs)
+		if !resources.Ready {
+			// Forks wait; one already there (an operator restarted mid-way) stays.
+			desiredForks[f.ForkOf.Namespace+"/"+naming.ForkName(sb.Namespace, sb.Name, f.ForkOf.Namespace, f.ForkOf.Name)] = true
+			continue
+		}
+		name, err := r.reconcileFork(ctx, sb, key, i, f, fp, obs, &resources)
 		if err != nil {
 			return reconcile.Result{}, err
 		}
@@ -260,11 +294,12 @@ func (r *SandboxReconciler) reconcileNormal(ctx context.Context, sb *smv1.Sandbo
 	if (obs.routes.Pending || obs.routes.Rejected) && (res.RequeueAfter == 0 || res.RequeueAfter > 5*time.Second) {
 		res.RequeueAfter = 5 * time.Second
 	}
+	res.RequeueAfter = minRequeue(res.RequeueAfter, resources.Requeue)
 	return res, nil
 }
 
 // reconcileFork creates or updates one fork and records what it saw.
-func (r *SandboxReconciler) reconcileFork(ctx context.Context, sb *smv1.Sandbox, key string, i int, f smv1.Fork, fp *routing.Footprint, obs *observed) (string, error) {
+func (r *SandboxReconciler) reconcileFork(ctx context.Context, sb *smv1.Sandbox, key string, i int, f smv1.Fork, fp *routing.Footprint, obs *observed, resources *resourcesResult) (string, error) {
 	kind := workload.Kind(f.ForkOf)
 	baselineID := fmt.Sprintf("%s/%s/%s", kind, f.ForkOf.Namespace, f.ForkOf.Name)
 	fs := smv1.ForkStatus{Name: f.ForkOf.Name, Baseline: baselineID}
@@ -306,7 +341,7 @@ func (r *SandboxReconciler) reconcileFork(ctx context.Context, sb *smv1.Sandbox,
 			return "", fmt.Errorf("read the forks env valueFrom.fork refers to: %w", err)
 		}
 		desired, err := fork.Deployment(fork.Input{Sandbox: sb, RoutingKey: key, Index: i, Fork: f, Baseline: base,
-			ExcludeLabelKeys: routing.SelectorKeys(svcs), Siblings: siblings})
+			ExcludeLabelKeys: routing.SelectorKeys(svcs), Siblings: siblings, ResourceSecret: resources.Secret, ResourceKeys: resources.Keys})
 		if err != nil {
 			kind := status.InvalidCustomization
 			switch {
@@ -517,35 +552,48 @@ func routeStatus(ctx context.Context, e *routing.Engine, services []types.Namesp
 	}
 }
 
-// reconcileDelete removes the sandbox's routes, then its forks, then the finalizer.
-func (r *SandboxReconciler) reconcileDelete(ctx context.Context, sb *smv1.Sandbox) error {
+// reconcileDelete removes the sandbox's routes, then its forks, then its
+// resources (outputs Secrets, delete steps, state Secrets), then the finalizer.
+func (r *SandboxReconciler) reconcileDelete(ctx context.Context, sb *smv1.Sandbox) (reconcile.Result, error) {
 	if !controllerutil.ContainsFinalizer(sb, naming.Finalizer) {
-		return nil
+		return reconcile.Result{}, nil
 	}
 	fp, err := r.Engine.Footprint(ctx, sb)
 	if err != nil {
-		return err
+		return reconcile.Result{}, err
 	}
 	if err := r.Engine.SyncServices(ctx, fp.Services); err != nil {
 		event(r.Recorder, sb, corev1.EventTypeWarning, "RouteRemovalFailed", "Delete", "cannot remove routes yet: %v", err)
-		return err
+		return reconcile.Result{}, err
 	}
 	for _, d := range fp.Forks {
 		if err := r.deleteFork(ctx, sb, client.ObjectKeyFromObject(&d)); err != nil {
-			return err
+			return reconcile.Result{}, err
 		}
 	}
 	// Fork Services whose Deployment was already gone.
 	var svcs corev1.ServiceList
 	if err := r.Engine.ListSandboxObjects(ctx, &svcs, sb.Namespace, sb.Name); err != nil {
-		return fmt.Errorf("list fork Services of Sandbox %s/%s: %w", sb.Namespace, sb.Name, err)
+		return reconcile.Result{}, fmt.Errorf("list fork Services of Sandbox %s/%s: %w", sb.Namespace, sb.Name, err)
 	}
 	for _, s := range svcs.Items {
 		if err := r.Client.Delete(ctx, &s); client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("delete fork Service %s/%s: %w", s.Namespace, s.Name, err)
+			return reconcile.Result{}, fmt.Errorf("delete fork Service %s/%s: %w", s.Namespace, s.Name, err)
 		}
 	}
-	return removeFinalizer(ctx, r.Client, sb)
+	if len(sb.Spec.Resources) > 0 {
+		if err := r.deleteOutputs(ctx, sb); err != nil {
+			return reconcile.Result{}, err
+		}
+		gone, sts, requeue, err := r.deleteResources(ctx, sb)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		if !gone {
+			return reconcile.Result{RequeueAfter: requeue}, r.writeDeleteStatus(ctx, sb, sts)
+		}
+	}
+	return reconcile.Result{}, removeFinalizer(ctx, r.Client, sb)
 }
 
 func resolveEndpoints(sb *smv1.Sandbox, obs *observed) []smv1.EndpointStatus {
@@ -622,8 +670,12 @@ func (r *SandboxReconciler) writeStatus(ctx context.Context, sb *smv1.Sandbox, k
 	st.Forks = obs.forks
 	st.Endpoints = obs.endpoints
 	st.ScheduledDeleteTime = metaTime(deleteAt)
+	st.Resources = obs.resources
 	status.Set(&st.Conditions, status.Observed{Generation: sb.Generation, Problems: obs.problems, Routes: obs.routes,
 		ReadyReason: smv1.ReasonAvailable, ReadyMessage: "all forks available and routes in place", Progressing: true})
+	if len(sb.Spec.Resources) > 0 {
+		meta.SetStatusCondition(&st.Conditions, status.ResourcesCondition(sb.Generation, obs.resources))
+	}
 	if equality.Semantic.DeepEqual(before.Status, sb.Status) {
 		return nil
 	}

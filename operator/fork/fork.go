@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	appsv1 "k8s.io/api/apps/v1"
@@ -52,6 +53,12 @@ type Input struct {
 	// Siblings are the forks of the same sandbox that env valueFrom.fork can
 	// refer to, by "<namespace>/<name>" of their baseline (see SiblingKey).
 	Siblings map[string]Sibling
+	// ResourceSecret is the name of the sandbox's resource outputs Secret
+	// (naming.ResourceSecretName) in the fork's namespace, and ResourceKeys
+	// its keys ("<resource>.<step>.<output>"): env valueFrom.resource
+	// becomes a secretKeyRef to it, so no output value enters the Deployment.
+	ResourceSecret string
+	ResourceKeys   map[string]bool
 }
 
 // Sibling is another fork of the same sandbox, as env valueFrom.fork
@@ -64,8 +71,9 @@ type Sibling struct {
 	BaselineMissing bool
 }
 
-// ErrUnsupported means the spec asks for something SandboxMesh does not do
-// (a Signadot sandbox resource).
+// ErrUnsupported means the spec asks for something SandboxMesh does not do.
+// Nothing returns it today (sandbox resources, the last user, are supported);
+// it stays for callers that test for it.
 var ErrUnsupported = errors.New("not supported")
 
 // FirstContainerPort is the first port of the first container that declares
@@ -119,7 +127,7 @@ func Deployment(in Input) (*appsv1.Deployment, error) {
 	}
 	tmpl := &d.Spec.Template
 	if c := in.Fork.Customizations; c != nil {
-		if err := customize(tmpl, c, path, in.Siblings); err != nil {
+		if err := customize(tmpl, c, path, &in); err != nil {
 			return nil, err
 		}
 		if c.Patch != nil {
@@ -226,7 +234,8 @@ func containerIndex(tmpl *corev1.PodTemplateSpec, name string, p *field.Path) (i
 	return 0, fmt.Errorf("%w: %s: container %q not found (containers: %v)", ErrInvalidCustomization, p, name, names)
 }
 
-func customize(tmpl *corev1.PodTemplateSpec, c *smv1.Customizations, path *field.Path, siblings map[string]Sibling) error {
+func customize(tmpl *corev1.PodTemplateSpec, c *smv1.Customizations, path *field.Path, in *Input) error {
+	siblings := in.Siblings
 	for i, img := range c.Images {
 		idx, err := containerIndex(tmpl, img.Container, path.Child("images").Index(i).Child("container"))
 		if err != nil {
@@ -267,7 +276,11 @@ func customize(tmpl *corev1.PodTemplateSpec, c *smv1.Customizations, path *field
 			}
 			v.Value = val
 		case e.ValueFrom != nil && e.ValueFrom.Resource != nil:
-			return fmt.Errorf("%w: %s: sandbox resources (Signadot resource plugins) are not supported by SandboxMesh", ErrUnsupported, p.Child("valueFrom", "resource"))
+			src, err := resourceSource(in, e.ValueFrom.Resource, p.Child("valueFrom", "resource"))
+			if err != nil {
+				return err
+			}
+			v.ValueFrom = src
 		case e.ValueFrom != nil:
 			v.ValueFrom = envSource(e.ValueFrom)
 		}
@@ -286,6 +299,40 @@ func customize(tmpl *corev1.PodTemplateSpec, c *smv1.Customizations, path *field
 		}
 	}
 	return nil
+}
+
+// resourceSource is the secretKeyRef of env valueFrom.resource r: key
+// "<resource>.<outputKey>" of in.ResourceSecret, which must have it.
+func resourceSource(in *Input, r *smv1.EnvValueFromResource, p *field.Path) (*corev1.EnvVarSource, error) {
+	var names []string
+	known := false
+	for _, res := range in.Sandbox.Spec.Resources {
+		names = append(names, res.Name)
+		known = known || res.Name == r.Name
+	}
+	if !known {
+		return nil, fmt.Errorf("%w: %s: the sandbox has no resource %s (spec.resources: %v)", ErrInvalidCustomization, p, r.Name, names)
+	}
+	key := r.Name + "." + r.OutputKey
+	if !in.ResourceKeys[key] || in.ResourceSecret == "" {
+		var has []string
+		for k := range in.ResourceKeys {
+			if out, ok := strings.CutPrefix(k, r.Name+"."); ok {
+				has = append(has, out)
+			}
+		}
+		sort.Strings(has)
+		return nil, fmt.Errorf("%w: %s: resource %s has no output %s (it has %s)", ErrInvalidCustomization, p, r.Name, r.OutputKey, orNone(has))
+	}
+	return &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+		LocalObjectReference: corev1.LocalObjectReference{Name: in.ResourceSecret}, Key: key}}, nil
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
 }
 
 func envSource(f *smv1.EnvValueFrom) *corev1.EnvVarSource {
@@ -322,16 +369,18 @@ func deleteEnv(env []corev1.EnvVar, name string) []corev1.EnvVar {
 	return out
 }
 
-// strategicMerge applies a strategic merge patch to a Deployment. apimachinery panics on some malformed
-// patches (a merge key whose value is a map, found by FuzzPatch); that becomes an error here, so a bad
-// patch is an InvalidPatch condition, never a crashed reconcile.
-func strategicMerge(orig, patch []byte) (out []byte, err error) {
+// StrategicMerge applies a strategic merge patch to orig, a JSON object of
+// the type of schema (appsv1.Deployment{}, corev1.PodTemplateSpec{}...).
+// apimachinery panics on some malformed patches (a merge key whose value is
+// a map, found by FuzzPatch); that becomes an error here, so a bad patch is a
+// condition on the object, never a crashed reconcile.
+func StrategicMerge(orig, patch []byte, schema any) (out []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			out, err = nil, fmt.Errorf("malformed strategic merge patch: %v", r)
 		}
 	}()
-	return strategicpatch.StrategicMergePatch(orig, patch, appsv1.Deployment{})
+	return strategicpatch.StrategicMergePatch(orig, patch, schema)
 }
 
 func applyPatch(d *appsv1.Deployment, p *smv1.Patch, path *field.Path) (*appsv1.Deployment, error) {
@@ -346,7 +395,7 @@ func applyPatch(d *appsv1.Deployment, p *smv1.Patch, path *field.Path) (*appsv1.
 	var out []byte
 	switch p.Type {
 	case smv1.PatchStrategic, "":
-		out, err = strategicMerge(orig, patchJSON)
+		out, err = StrategicMerge(orig, patchJSON, appsv1.Deployment{})
 	case smv1.PatchMerge:
 		out, err = jsonpatch.MergePatch(orig, patchJSON)
 	case smv1.PatchJSON:

@@ -289,11 +289,48 @@ func TestEnvValueFromFork(t *testing.T) {
 			}
 		})
 	}
-	// A resource output is reported as unsupported, with its field path.
-	_, err := Deployment(in(&smv1.Customizations{Env: []smv1.EnvCustomization{
-		{Name: "DB", ValueFrom: &smv1.EnvValueFrom{Resource: &smv1.EnvValueFromResource{Name: "db", OutputKey: "host"}}}}}))
-	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "spec.forks[1].customizations.env[0].valueFrom.resource") {
-		t.Fatalf("resource: %v", err)
+}
+
+// TestEnvValueFromResource: a resource output becomes a secretKeyRef to the
+// sandbox's outputs Secret (never a value); an unknown resource or output is
+// an InvalidCustomization with the field path and what there is.
+func TestEnvValueFromResource(t *testing.T) {
+	in := func(name, key string) Input {
+		sb := sandbox()
+		sb.Spec.Resources = []smv1.Resource{{Name: "db", Plugin: "postgres-schema"}, {Name: "cache", Plugin: "redis"}}
+		return Input{Sandbox: sb, RoutingKey: "k1", Index: 1, Fork: smv1.Fork{ForkOf: smv1.WorkloadRef{Namespace: "hotrod", Name: "route"},
+			Customizations: &smv1.Customizations{Env: []smv1.EnvCustomization{
+				{Name: "A", Value: ptr("x")},
+				{Name: "DB", ValueFrom: &smv1.EnvValueFrom{Resource: &smv1.EnvValueFromResource{Name: name, OutputKey: key}}}}}},
+			Baseline:       workload.FromDeployment(baseline()),
+			ResourceSecret: "sm-res-feature-x-12345678",
+			ResourceKeys:   map[string]bool{"db.provision.url": true, "db.provision.host": true, "cache.make.addr": true},
+		}
+	}
+	d, err := Deployment(in("db", "provision.url"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, ok := env(d.Spec.Template.Spec.Containers[0], "DB")
+	if !ok || e.Value != "" || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil ||
+		e.ValueFrom.SecretKeyRef.Name != "sm-res-feature-x-12345678" || e.ValueFrom.SecretKeyRef.Key != "db.provision.url" {
+		t.Fatalf("DB = %+v", e)
+	}
+	const path = "spec.forks[1].customizations.env[1].valueFrom.resource: "
+	for _, tc := range []struct{ name, key, want string }{
+		{"db", "provision.password", path + "resource db has no output provision.password (it has provision.host, provision.url)"},
+		{"queue", "make.addr", path + "the sandbox has no resource queue (spec.resources: [db cache])"},
+		{"cache", "make.port", "(it has make.addr)"},
+	} {
+		_, err := Deployment(in(tc.name, tc.key))
+		if !errors.Is(err, ErrInvalidCustomization) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s %s: %v, want %q", tc.name, tc.key, err, tc.want)
+		}
+	}
+	noKeys := in("db", "provision.url")
+	noKeys.ResourceKeys = nil
+	if _, err := Deployment(noKeys); !errors.Is(err, ErrInvalidCustomization) || !strings.Contains(err.Error(), "(it has none)") {
+		t.Errorf("no outputs: %v", err)
 	}
 }
 

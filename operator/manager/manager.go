@@ -146,8 +146,9 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	}
 	cacheOpts := cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
-			// Only fork pods are cached: the operator looks at them for image-pull and crash failures.
-			&corev1.Pod{}: {Label: forkPodSelector()},
+			// Only the pods of sandboxes are cached: fork pods (image-pull and
+			// crash failures) and resource step pods.
+			&corev1.Pod{}: {Label: sandboxPodSelector()},
 		},
 	}
 	if len(o.Namespaces) > 0 {
@@ -157,8 +158,11 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 		}
 	}
 	mopts := ctrl.Options{
-		Scheme:                  scheme,
-		Cache:                   cacheOpts,
+		Scheme: scheme,
+		Cache:  cacheOpts,
+		// Secrets are never cached: every read goes to the API server, so the
+		// operator never holds every Secret of the cluster.
+		Client:                  client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 		Metrics:                 metricsserver.Options{BindAddress: orDefault(o.MetricsAddr, ":8080")},
 		HealthProbeBindAddress:  orDefault(o.ProbeAddr, ":8081"),
 		LeaderElection:          o.LeaderElection,
@@ -211,7 +215,8 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 		}
 	}
 	op.Engine = &routing.Engine{Client: mgr.GetClient(), Indexed: true, Routers: routers, ClusterDomain: o.ClusterDomain, Rollouts: rollouts}
-	if err := (&controllers.SandboxReconciler{Client: mgr.GetClient(), Engine: op.Engine, Recorder: mgr.GetEventRecorder("sandboxmesh-operator"), RequireAcceptance: o.RequireAcceptance, Now: o.Now, MaxConcurrentReconciles: o.Workers}).SetupWithManager(mgr); err != nil {
+	if err := (&controllers.SandboxReconciler{Client: mgr.GetClient(), Engine: op.Engine, Recorder: mgr.GetEventRecorder("sandboxmesh-operator"), RequireAcceptance: o.RequireAcceptance, Now: o.Now, MaxConcurrentReconciles: o.Workers,
+		RunnerImage: o.RunnerImage, Namespaces: o.Namespaces}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up Sandbox controller: %w", err)
 	}
 	if err := (&controllers.RouteGroupReconciler{Client: mgr.GetClient(), Engine: op.Engine, Recorder: mgr.GetEventRecorder("sandboxmesh-operator"), Now: o.Now}).SetupWithManager(mgr); err != nil {
@@ -307,8 +312,8 @@ func rolloutsServed(m meta.RESTMapper) (bool, error) {
 	return false, fmt.Errorf("discover %s: %w", workload.RolloutGVR.GroupResource(), err)
 }
 
-func forkPodSelector() labels.Selector {
-	req, _ := labels.NewRequirement(naming.LabelFork, selection.Exists, nil)
+func sandboxPodSelector() labels.Selector {
+	req, _ := labels.NewRequirement(naming.LabelSandbox, selection.Exists, nil)
 	return labels.NewSelector().Add(*req)
 }
 

@@ -536,14 +536,15 @@ func TestEnvValueFromFork(t *testing.T) {
 	if err := c.Create(ctx, bad); err == nil || !strings.Contains(err.Error(), "exactly one of secret, configMap, fieldRef, fork, resource") {
 		t.Fatalf("two sources: %v", err)
 	}
-	// A resource reference is accepted by the schema and reported unsupported.
+	// A reference to a resource the sandbox does not have passes the schema
+	// and is reported by the operator, with the field path.
 	res := sandbox(ns, "resource", "route")
-	res.Spec.Forks[0].Customizations.Env[0] = smv1.EnvCustomization{Name: "DB", ValueFrom: &smv1.EnvValueFrom{Resource: &smv1.EnvValueFromResource{Name: "db", OutputKey: "host"}}}
+	res.Spec.Forks[0].Customizations.Env[0] = smv1.EnvCustomization{Name: "DB", ValueFrom: &smv1.EnvValueFrom{Resource: &smv1.EnvValueFromResource{Name: "db", OutputKey: "provision.host"}}}
 	if err := c.Create(ctx, res); err != nil {
 		t.Fatal(err)
 	}
-	s := waitCondition(t, client.ObjectKeyFromObject(res), smv1.ConditionDegraded, metav1.ConditionTrue, smv1.ReasonUnsupportedCustomization)
-	if cnd := condition(s, smv1.ConditionDegraded); !strings.Contains(cnd.Message, "spec.forks[0].customizations.env[0].valueFrom.resource") {
+	s := waitCondition(t, client.ObjectKeyFromObject(res), smv1.ConditionDegraded, metav1.ConditionTrue, smv1.ReasonInvalidCustomization)
+	if cnd := condition(s, smv1.ConditionDegraded); !strings.Contains(cnd.Message, "spec.forks[0].customizations.env[0].valueFrom.resource: the sandbox has no resource db") {
 		t.Errorf("message: %s", cnd.Message)
 	}
 	// Admission refuses an expression using anything but .Service.Host/.Port, with the field path.

@@ -6,6 +6,7 @@ package naming
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"strconv"
 	"strings"
 
 	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
@@ -95,3 +96,54 @@ func sanitize(s string) string {
 	}
 	return strings.Trim(string(b), "-")
 }
+
+// hexOf is the first n hex digits of the SHA-256 of parts joined by "/".
+func hexOf(n int, parts ...string) string {
+	h := sha256.Sum256([]byte(strings.Join(parts, "/")))
+	return hex.EncodeToString(h[:])[:n]
+}
+
+// short is s sanitized and cut to at most n characters.
+func short(s string, n int) string {
+	s = sanitize(s)
+	if len(s) > n {
+		s = strings.TrimRight(s[:n], "-")
+	}
+	return s
+}
+
+// StepPodName is the name of the pod running attempt attempt of step step
+// of resource resource of the Sandbox sandboxNamespace/sandboxName with UID
+// sandboxUID: "sm-step-<hex12>-<attempt>". It is deterministic, so a
+// restarted operator finds the pod it made instead of making a second one.
+func StepPodName(sandboxNamespace, sandboxName, sandboxUID, resource, step string, attempt int) string {
+	return "sm-step-" + hexOf(12, sandboxNamespace, sandboxName, sandboxUID, resource, step) + "-" + strconv.Itoa(attempt)
+}
+
+// ResourceStateName is the name of the state Secret of resource resource of
+// a Sandbox (in the plugin's runner namespace): "sm-rs-<sandbox>-<resource>-<hex8>".
+func ResourceStateName(sandboxNamespace, sandboxName, sandboxUID, resource string) string {
+	parts := []string{"sm-rs"}
+	if s := short(sandboxName, 20); s != "" {
+		parts = append(parts, s)
+	}
+	if r := short(resource, 20); r != "" {
+		parts = append(parts, r)
+	}
+	return strings.Join(append(parts, hexOf(8, sandboxNamespace, sandboxName, sandboxUID, resource)), "-")
+}
+
+// ResourceSecretName is the name of the outputs Secret of a Sandbox (in its
+// namespace and in each fork namespace): "sm-res-<sandbox>-<hex8>".
+func ResourceSecretName(sandboxNamespace, sandboxName string) string {
+	parts := []string{"sm-res"}
+	if s := short(sandboxName, 30); s != "" {
+		parts = append(parts, s)
+	}
+	return strings.Join(append(parts, hexOf(8, sandboxNamespace, sandboxName)), "-")
+}
+
+// ResourceID is a stable id of a resource of a Sandbox (8 hex digits of
+// its UID and the resource's name), given to the steps so scripts name
+// what they make after it.
+func ResourceID(sandboxUID, resource string) string { return hexOf(8, sandboxUID, resource) }

@@ -73,3 +73,63 @@ func TestOwnedBy(t *testing.T) {
 		})
 	}
 }
+
+func TestResourceNames(t *testing.T) {
+	long := strings.Repeat("x", 63)
+	names := map[string]bool{}
+	for _, c := range []struct{ ns, sb, uid, res, step string }{
+		{"default", "feature-x", "uid-1", "db", "provision"},
+		{"default", "feature-x", "uid-2", "db", "provision"}, // the sandbox made again
+		{"other", "feature-x", "uid-1", "db", "provision"},
+		{"default", "feature-x", "uid-1", "db", "seed"},
+		{"default", "feature-x", "uid-1", "cache", "provision"},
+		{long, strings.Repeat("s", 30), long, long, long},
+	} {
+		for _, n := range []string{StepPodName(c.ns, c.sb, c.uid, c.res, c.step, 1), StepPodName(c.ns, c.sb, c.uid, c.res, c.step, 12)} {
+			if len(n) > MaxNameLength || !dns1035.MatchString(n) || names[n] {
+				t.Errorf("StepPodName(%v) = %q: not a unique DNS-1035 label of <= 63 chars", c, n)
+			}
+			names[n] = true
+		}
+		rs := ResourceStateName(c.ns, c.sb, c.uid, c.res)
+		if len(rs) > MaxNameLength || !dns1035.MatchString(rs) || (c.step == "provision" && names[rs]) {
+			t.Errorf("ResourceStateName(%v) = %q", c, rs)
+		}
+		if c.step == "provision" {
+			names[rs] = true
+		}
+		if ResourceStateName(c.ns, c.sb, c.uid, c.res) != rs || StepPodName(c.ns, c.sb, c.uid, c.res, c.step, 1) != StepPodName(c.ns, c.sb, c.uid, c.res, c.step, 1) {
+			t.Error("not deterministic")
+		}
+		if n := ResourceSecretName(c.ns, c.sb); len(n) > MaxNameLength || !dns1035.MatchString(n) {
+			t.Errorf("ResourceSecretName(%v) = %q", c, n)
+		}
+	}
+	if got := StepPodName("default", "feature-x", "uid-1", "db", "provision", 3); !regexp.MustCompile(`^sm-step-[0-9a-f]{12}-3$`).MatchString(got) {
+		t.Errorf("StepPodName = %q", got)
+	}
+	if got := ResourceStateName("default", "feature-x", "uid-1", "db"); !strings.HasPrefix(got, "sm-rs-feature-x-db-") {
+		t.Errorf("ResourceStateName = %q", got)
+	}
+	if got := ResourceSecretName("default", "feature-x"); !strings.HasPrefix(got, "sm-res-feature-x-") || got == ResourceSecretName("other", "feature-x") {
+		t.Errorf("ResourceSecretName = %q", got)
+	}
+	if ResourceID("uid-1", "db") == ResourceID("uid-2", "db") || len(ResourceID("uid-1", "db")) != 8 {
+		t.Error("ResourceID")
+	}
+}
+
+func FuzzResourceNames(f *testing.F) {
+	f.Add("default", "feature-x", "uid", "db", "provision", 1)
+	f.Add("", "", "", "", "", 0)
+	f.Fuzz(func(t *testing.T, ns, sb, uid, res, step string, attempt int) {
+		if attempt < 0 || attempt > 1000 {
+			return
+		}
+		for _, n := range []string{StepPodName(ns, sb, uid, res, step, attempt), ResourceStateName(ns, sb, uid, res), ResourceSecretName(ns, sb)} {
+			if len(n) > MaxNameLength || !dns1035.MatchString(n) {
+				t.Fatalf("name %q", n)
+			}
+		}
+	})
+}

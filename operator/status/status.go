@@ -31,6 +31,8 @@ const (
 	NoMatchedSandboxes
 	// SandboxesNotReady: sandboxes a RouteGroup matches are not Ready.
 	SandboxesNotReady
+	// ResourcesNotReady: a sandbox's resources are being created; its forks wait.
+	ResourcesNotReady
 
 	// BaselineNotFound: a forked or virtual workload does not exist.
 	BaselineNotFound
@@ -52,6 +54,10 @@ const (
 	EndpointUnresolved
 	// BackendRejected: a mesh backend failed to apply or refused the routes.
 	BackendRejected
+	// ResourceCreateFailed: a create step of a sandbox resource failed (it is retried).
+	ResourceCreateFailed
+	// PluginNotFound: a sandbox resource names a ResourcePlugin that does not exist.
+	PluginNotFound
 )
 
 var reasons = map[Kind]string{
@@ -70,6 +76,9 @@ var reasons = map[Kind]string{
 	NameConflict:             smv1.ReasonNameConflict,
 	EndpointUnresolved:       smv1.ReasonEndpointUnresolved,
 	BackendRejected:          smv1.ReasonBackendRejected,
+	ResourcesNotReady:        smv1.ReasonResourcesCreating,
+	ResourceCreateFailed:     smv1.ReasonCreateFailed,
+	PluginNotFound:           smv1.ReasonPluginNotFound,
 }
 
 // Reason is the condition reason of k.
@@ -239,4 +248,35 @@ func truncate(s string) string {
 		return s[:MaxMessage-3] + "..."
 	}
 	return s
+}
+
+// ResourcesCondition is the ResourcesReady condition of a Sandbox whose
+// resources are rs (set only when spec.resources is not empty): True once
+// every resource is Ready, else the reason of the first that is not.
+func ResourcesCondition(gen int64, rs []smv1.ResourceStatus) metav1.Condition {
+	c := metav1.Condition{Type: smv1.ConditionResourcesReady, Status: metav1.ConditionTrue, Reason: smv1.ReasonCreated,
+		Message: "all resources created", ObservedGeneration: gen}
+	for _, r := range rs {
+		var reason string
+		switch r.Phase {
+		case smv1.ResourceReady:
+			continue
+		case smv1.ResourceCreateFailed:
+			reason = smv1.ReasonCreateFailed
+		case smv1.ResourceDeleting:
+			reason = smv1.ReasonDeleting
+		case smv1.ResourceDeleteFailed:
+			reason = smv1.ReasonDeleteFailed
+		case smv1.ResourcePending:
+			reason = smv1.ReasonResourcesCreating
+			if strings.Contains(r.Message, "not found") {
+				reason = smv1.ReasonPluginNotFound
+			}
+		default:
+			reason = smv1.ReasonCreating
+		}
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, reason, truncate("resource "+r.Name+": "+r.Message)
+		return c
+	}
+	return c
 }

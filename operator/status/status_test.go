@@ -97,8 +97,8 @@ func TestConditions(t *testing.T) {
 
 // TestKinds: every kind has a reason, and exactly the kinds a user must act on are blocking.
 func TestKinds(t *testing.T) {
-	waitingKinds := map[Kind]bool{ForkNotReady: true, LocalNotConnected: true, RoutesPending: true, NoMatchedSandboxes: true, SandboxesNotReady: true}
-	for k := ForkNotReady; k <= BackendRejected; k++ {
+	waitingKinds := map[Kind]bool{ForkNotReady: true, LocalNotConnected: true, RoutesPending: true, NoMatchedSandboxes: true, SandboxesNotReady: true, ResourcesNotReady: true}
+	for k := ForkNotReady; k <= PluginNotFound; k++ {
 		if k.Reason() == "" {
 			t.Errorf("kind %d has no reason", k)
 		}
@@ -133,5 +133,24 @@ func TestTruncate(t *testing.T) {
 	c := Conditions(Observed{Problems: []Problem{{BaselineNotFound, strings.Repeat("x", 5000)}}})
 	if m := meta.FindStatusCondition(c, smv1.ConditionReady).Message; len(m) != MaxMessage || !strings.HasSuffix(m, "...") {
 		t.Errorf("message of %d bytes", len(m))
+	}
+}
+
+func TestResourcesCondition(t *testing.T) {
+	for _, tc := range []struct {
+		rs     []smv1.ResourceStatus
+		status metav1.ConditionStatus
+		reason string
+	}{
+		{[]smv1.ResourceStatus{{Name: "db", Phase: smv1.ResourceReady}}, metav1.ConditionTrue, smv1.ReasonCreated},
+		{[]smv1.ResourceStatus{{Name: "db", Phase: smv1.ResourceReady}, {Name: "q", Phase: smv1.ResourceCreating, Message: "step a"}}, metav1.ConditionFalse, smv1.ReasonCreating},
+		{[]smv1.ResourceStatus{{Name: "db", Phase: smv1.ResourceCreateFailed, Message: "step a failed"}}, metav1.ConditionFalse, smv1.ReasonCreateFailed},
+		{[]smv1.ResourceStatus{{Name: "db", Phase: smv1.ResourcePending, Message: "ResourcePlugin ns/x not found"}}, metav1.ConditionFalse, smv1.ReasonPluginNotFound},
+		{[]smv1.ResourceStatus{{Name: "db", Phase: smv1.ResourceDeleteFailed}}, metav1.ConditionFalse, smv1.ReasonDeleteFailed},
+	} {
+		c := ResourcesCondition(4, tc.rs)
+		if c.Status != tc.status || c.Reason != tc.reason || c.ObservedGeneration != 4 || c.Type != smv1.ConditionResourcesReady {
+			t.Errorf("%+v: %+v", tc.rs, c)
+		}
 	}
 }
