@@ -230,6 +230,8 @@ const (
 	ReasonQuotaExceeded = "QuotaExceeded"
 	ReasonInternal      = "Internal"
 	ReasonUnavailable   = "Unavailable"
+	// ReasonInUse: the object cannot be deleted while others use it.
+	ReasonInUse = "InUse"
 )
 
 // ---- agent protocol ----
