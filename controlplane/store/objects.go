@@ -333,7 +333,7 @@ func (s *Store) Revision(ctx context.Context) (int64, error) {
 }
 
 // ClusterState returns the desired objects of a cluster, with the org-wide
-// resource plugins (cluster ”) that every cluster of the org gets: everything when since
+// resource plugins (the empty cluster name) that every cluster of the org gets: everything when since
 // is 0 (or older than the purged tombstones, or from the future after a database
 // reset), else the changes after since.
 func (s *Store) ClusterState(ctx context.Context, org, cluster string, since int64) (ClusterState, error) {

@@ -463,7 +463,7 @@ func TestTunnelOwners(t *testing.T) {
 }
 
 // TestResourcePluginsReachEveryCluster: a resource plugin is stored with
-// cluster ” (no cluster need exist) and is in the full and incremental state of
+// the empty cluster name (no cluster need exist) and is in the full and incremental state of
 // every cluster of its org, tombstone included, and of no other org's cluster.
 func TestResourcePluginsReachEveryCluster(t *testing.T) {
 	forEachDriver(t, func(t *testing.T, s *store.Store) {
