@@ -274,6 +274,9 @@ type ObservedStatus struct {
 	Forks               []v1alpha1.ForkStatus     `json:"forks,omitempty"`
 	MatchedSandboxes    []string                  `json:"matchedSandboxes,omitempty"`
 	ScheduledDeleteTime string                    `json:"scheduledDeleteTime,omitempty"`
+	// Resources report a sandbox's spec.resources (phases, steps, output
+	// key names; never output values).
+	Resources []v1alpha1.ResourceStatus `json:"resources,omitempty"`
 	// Pods counts the runner pods of a runner group (ready, notReady; idle
 	// is computed by the control plane).
 	Pods *RunnerGroupPods `json:"pods,omitempty"`
