@@ -291,10 +291,13 @@ var (
 	gvkRouteGroup = v1alpha1.GroupVersion.WithKind("RouteGroup")
 	// gvkRunnerGroup is the CR of kind "runnergroup" (runnergroups.go).
 	gvkRunnerGroup = v1alpha1.GroupVersion.WithKind("JobRunnerGroup")
+	// gvkResourcePlugin is the CR of kind "resourceplugin": org-wide in the
+	// control plane, so every cluster's agent applies it in its namespace.
+	gvkResourcePlugin = v1alpha1.GroupVersion.WithKind("ResourcePlugin")
 )
 
 // kinds are the kinds of objects the agent applies.
-var kinds = []string{"sandbox", "routegroup", "runnergroup"}
+var kinds = []string{"sandbox", "routegroup", "runnergroup", "resourceplugin"}
 
 func gvkFor(kind string) (schema.GroupVersionKind, error) {
 	switch kind {
@@ -304,6 +307,8 @@ func gvkFor(kind string) (schema.GroupVersionKind, error) {
 		return gvkRouteGroup, nil
 	case "runnergroup":
 		return gvkRunnerGroup, nil
+	case "resourceplugin":
+		return gvkResourcePlugin, nil
 	}
 	return schema.GroupVersionKind{}, fmt.Errorf("unknown kind %q", kind)
 }
@@ -381,7 +386,11 @@ func (a *Agent) applyCR(ctx context.Context, o apitypes.AgentObject) error {
 	cluster := a.cluster
 	a.mu.Unlock()
 	u.SetLabels(map[string]string{LabelManagedBy: FieldManager, LabelOrg: o.Org, LabelCluster: cluster})
-	u.SetAnnotations(map[string]string{apitypes.AnnotationRoutingKey: o.RoutingKey, AnnotationVersion: strconv.FormatInt(o.Version, 10)})
+	ann := map[string]string{AnnotationVersion: strconv.FormatInt(o.Version, 10)}
+	if o.RoutingKey != "" { // resource plugins have none
+		ann[apitypes.AnnotationRoutingKey] = o.RoutingKey
+	}
+	u.SetAnnotations(ann)
 	//nolint:staticcheck // client.Apply with unstructured objects is the simplest server-side apply here.
 	if err := a.cfg.Client.Patch(ctx, u, client.Apply, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
 		return fmt.Errorf("apply %s %s/%s: %w", o.Kind, a.cfg.Namespace, o.Name, err)
@@ -497,10 +506,14 @@ func (a *Agent) reportStatus(ctx context.Context) error {
 }
 
 // observe reads a CR and turns its status into the API's terms. ok is false
-// while the CR does not carry the desired version yet.
+// while the CR does not carry the desired version yet, and always for a
+// resource plugin (the control plane computes its users itself).
 func (a *Agent) observe(ctx context.Context, o apitypes.AgentObject) (apitypes.ObservedStatus, bool, error) {
-	if o.Kind == "runnergroup" {
+	switch o.Kind {
+	case "runnergroup":
 		return a.observeRunnerGroup(ctx, o)
+	case "resourceplugin":
+		return apitypes.ObservedStatus{}, false, nil
 	}
 	var out apitypes.ObservedStatus
 	var (
@@ -523,6 +536,7 @@ func (a *Agent) observe(ctx context.Context, o apitypes.AgentObject) (apitypes.O
 			conds = append(conds, cond{c.Type, string(c.Status), c.Reason, c.Message})
 		}
 		out.Forks = sb.Status.Forks
+		out.Resources = sb.Status.Resources
 		if t := sb.Status.ScheduledDeleteTime; t != nil {
 			scheduled = t.UTC().Format(time.RFC3339)
 		}

@@ -51,7 +51,7 @@ func agentRBAC(t *testing.T, jobNamespaces ...string) {
 		}
 	}
 	role(ns, []rbacv1.PolicyRule{
-		{APIGroups: []string{"sandboxmesh.dev"}, Resources: []string{"sandboxes", "routegroups", "jobrunnergroups"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
+		{APIGroups: []string{"sandboxmesh.dev"}, Resources: []string{"sandboxes", "routegroups", "jobrunnergroups", "resourceplugins"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
 		{APIGroups: []string{"sandboxmesh.dev"}, Resources: []string{"sandboxes/status", "routegroups/status", "jobrunnergroups/status"}, Verbs: []string{"get"}},
 	})
 	for _, n := range jobNamespaces {

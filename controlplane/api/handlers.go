@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"k8s.io/apimachinery/pkg/api/equality"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/preview"
@@ -312,6 +314,13 @@ func (s *Server) applyObject(k store.Kind) gin.HandlerFunc {
 			}
 			bodyName, spec, cluster, labels = req.Name, req.Spec, req.Spec.Cluster, req.Spec.Labels
 			errs = append(errs, apitypes.ValidateSandboxSpec(&req.Spec)...)
+			if len(errs) == 0 {
+				// Resources name plugins of the org and their outputs; they are immutable.
+				if errs, err = s.checkSandboxResources(c.Request.Context(), c.Param("org"), name, &req.Spec); err != nil {
+					s.failErr(c, "sandbox "+name, err)
+					return
+				}
+			}
 			if drg := req.Spec.DefaultRouteGroup; drg != nil && len(errs) == 0 {
 				eps, epsPath = drg.Endpoints, "spec.defaultRouteGroup.endpoints"
 			}
@@ -671,4 +680,28 @@ func (s *Server) revokeAPIKey(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, apitypes.EmptyResponse{})
+}
+
+// checkSandboxResources checks a sandbox's spec.resources against the org's
+// resource plugins, and that they do not change on an existing sandbox.
+func (s *Server) checkSandboxResources(ctx context.Context, org, name string, spec *v1alpha1.SandboxSpec) (apitypes.FieldErrors, error) {
+	cur, err := s.st.Get(ctx, store.KindSandbox, org, name)
+	switch {
+	case err == nil:
+		var old struct {
+			Resources []v1alpha1.Resource `json:"resources"`
+		}
+		if err := json.Unmarshal(cur.Spec, &old); err != nil {
+			return nil, fmt.Errorf("sandbox %s/%s: spec: %w", org, name, err)
+		}
+		if !equality.Semantic.DeepEqual(old.Resources, spec.Resources) && (len(old.Resources) > 0 || len(spec.Resources) > 0) {
+			return apitypes.FieldErrors{{Path: "spec.resources", Message: "immutable: resources cannot change (delete the sandbox and create it again)"}}, nil
+		}
+	case !errors.Is(err, store.ErrNotFound):
+		return nil, err
+	}
+	if len(spec.Resources) == 0 {
+		return nil, nil
+	}
+	return s.plugins.CheckSandbox(ctx, org, spec)
 }

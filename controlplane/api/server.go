@@ -36,6 +36,7 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/jobs"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/preview"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/resourceplugins"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/tunnel"
 	"github.com/sandboxmesh/sandboxmesh/routingkey"
@@ -117,6 +118,7 @@ type Server struct {
 	notify     *notifier
 	routes     []route
 	jobs       *jobs.Service
+	plugins    *resourceplugins.Service
 
 	// Preview-path caches (see PreviewCacheTTL).
 	keyCache     *ttlCache[Principal]
@@ -200,6 +202,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	go s.jobs.Run(ctx) // the sweeper, until ctx ends
+	s.plugins = resourceplugins.New(cfg.Store)
 	s.replicaID, s.tunnelLease = newReplicaID(), defaultTunnelLease
 	s.preview = &preview.Proxy{
 		Base:                  pb,
@@ -343,6 +346,7 @@ func (s *Server) register() {
 	s.handle(http.MethodPost, adminKeysPath+"/:id/rotate", append(admin, s.rotateAdminKey)...)
 
 	s.registerJobs(o)
+	s.registerResourcePlugins(o)
 
 	a := "/api/v2/agent"
 	s.handle(http.MethodGet, a+"/state", s.authAgent, s.agentState)

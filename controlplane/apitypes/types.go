@@ -230,6 +230,8 @@ const (
 	ReasonQuotaExceeded = "QuotaExceeded"
 	ReasonInternal      = "Internal"
 	ReasonUnavailable   = "Unavailable"
+	// ReasonInUse: the object cannot be deleted while others use it.
+	ReasonInUse = "InUse"
 )
 
 // ---- agent protocol ----
@@ -272,6 +274,9 @@ type ObservedStatus struct {
 	Forks               []v1alpha1.ForkStatus     `json:"forks,omitempty"`
 	MatchedSandboxes    []string                  `json:"matchedSandboxes,omitempty"`
 	ScheduledDeleteTime string                    `json:"scheduledDeleteTime,omitempty"`
+	// Resources report a sandbox's spec.resources (phases, steps, output
+	// key names; never output values).
+	Resources []v1alpha1.ResourceStatus `json:"resources,omitempty"`
 	// Pods counts the runner pods of a runner group (ready, notReady; idle
 	// is computed by the control plane).
 	Pods *RunnerGroupPods `json:"pods,omitempty"`

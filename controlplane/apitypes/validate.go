@@ -2,7 +2,9 @@ package apitypes
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -44,6 +46,8 @@ var (
 	reEnvName      = regexp.MustCompile(`^[-._a-zA-Z][-._a-zA-Z0-9]*$`)
 	reLabelKey     = regexp.MustCompile(`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
 	reClusterName  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	reOutputKey    = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?\.[A-Za-z_][-_A-Za-z0-9]*$`)
+	reParamName    = regexp.MustCompile(`^[A-Za-z_][-._A-Za-z0-9]*$`)
 )
 
 // MaxObjectNameLen is the longest sandbox or route group name.
@@ -243,7 +247,12 @@ func ValidateSandboxSpec(s *v1alpha1.SandboxSpec) FieldErrors {
 			c.customizations(p+".customizations", cu)
 		}
 	}
-	// valueFrom.fork must name a fork of this sandbox.
+	resources := map[string]bool{}
+	for _, r := range s.Resources {
+		resources[r.Name] = true
+	}
+	// valueFrom.fork must name a fork of this sandbox, valueFrom.resource one
+	// of its resources.
 	for i, f := range s.Forks {
 		if c.full() {
 			break
@@ -252,6 +261,9 @@ func ValidateSandboxSpec(s *v1alpha1.SandboxSpec) FieldErrors {
 			continue
 		}
 		for j, e := range f.Customizations.Env {
+			if e.ValueFrom != nil && e.ValueFrom.Resource != nil && e.ValueFrom.Resource.Name != "" && !resources[e.ValueFrom.Resource.Name] {
+				c.add(fmt.Sprintf("spec.forks[%d].customizations.env[%d].valueFrom.resource.name", i, j), "%q is not one of spec.resources", e.ValueFrom.Resource.Name)
+			}
 			if e.ValueFrom != nil && e.ValueFrom.Fork != nil {
 				if ref := e.ValueFrom.Fork.ForkOf; !forked[wkey(ref)] {
 					c.add(fmt.Sprintf("spec.forks[%d].customizations.env[%d].valueFrom.fork.forkOf", i, j), "%s/%s is not one of spec.forks", ref.Namespace, ref.Name)
@@ -301,14 +313,35 @@ func ValidateSandboxSpec(s *v1alpha1.SandboxSpec) FieldErrors {
 		}
 	}
 	c.maxItems("spec.resources", len(s.Resources), 16)
+	seenRes := map[string]bool{}
 	for i, r := range s.Resources {
 		if c.full() {
 			break
 		}
 		p := fmt.Sprintf("spec.resources[%d]", i)
 		c.pattern(p+".name", r.Name, reObjectName, 63, "name (DNS label starting with a letter)")
-		if r.Plugin == "" {
-			c.add(p+".plugin", "required")
+		if seenRes[r.Name] {
+			c.add(p+".name", "resource names must be unique (%s twice)", r.Name)
+		}
+		seenRes[r.Name] = true
+		switch {
+		case r.Plugin == "":
+			c.add(p+".plugin", "required: the name of a resource plugin of the org")
+		case strings.Contains(r.Plugin, "@"):
+			c.add(p+".plugin", "plugin versions are not supported (%q)", r.Plugin)
+		default:
+			c.pattern(p+".plugin", r.Plugin, reObjectName, 63, "plugin name (DNS label starting with a letter)")
+		}
+		if len(r.Params) > 32 {
+			c.add(p+".params", "at most 32 params")
+		}
+		for _, k := range slices.Sorted(maps.Keys(r.Params)) {
+			if len(k) > 63 || !reParamName.MatchString(k) {
+				c.add(p+".params", "param name %q must match %s (at most 63 characters)", k, reParamName)
+			}
+			if len(r.Params[k]) > 4096 {
+				c.add(p+".params."+k, "at most 4096 bytes")
+			}
 		}
 	}
 	if s.DefaultRouteGroup != nil {
@@ -354,8 +387,13 @@ func (c *checker) customizations(p string, cu *v1alpha1.Customizations) {
 			if n != 1 {
 				c.add(ep+".valueFrom", "exactly one of secret, configMap, fieldRef, fork, resource must be set")
 			}
-			if vf.Resource != nil {
-				c.add(ep+".valueFrom.resource", "sandbox resources (Signadot resource plugins) are not supported by SandboxMesh")
+			if r := vf.Resource; r != nil {
+				if r.Name == "" {
+					c.add(ep+".valueFrom.resource.name", "required: one of spec.resources")
+				}
+				if !reOutputKey.MatchString(r.OutputKey) || len(r.OutputKey) > 253 {
+					c.add(ep+".valueFrom.resource.outputKey", "%q must be <step>.<output>, e.g. provision.host", r.OutputKey)
+				}
 			}
 			if vf.Fork != nil {
 				c.workload(ep+".valueFrom.fork.forkOf", vf.Fork.ForkOf)

@@ -33,7 +33,8 @@ func TestValidateEnvValueFrom(t *testing.T) {
 		{"too long", &v1alpha1.EnvValueFrom{Fork: &v1alpha1.EnvValueFromFork{ForkOf: route, Expression: strings.Repeat("x", 201)}}, p + ".fork.expression", "200"},
 		{"broken template", &v1alpha1.EnvValueFrom{Fork: &v1alpha1.EnvValueFromFork{ForkOf: route, Expression: "{{ .Service.Host"}}, p + ".fork.expression", "invalid expression"},
 		{"empty expression", &v1alpha1.EnvValueFrom{Fork: &v1alpha1.EnvValueFromFork{ForkOf: route}}, p + ".fork.expression", "required"},
-		{"resource", &v1alpha1.EnvValueFrom{Resource: &v1alpha1.EnvValueFromResource{Name: "db", OutputKey: "host"}}, p + ".resource", "not supported"},
+		{"resource bad outputKey", &v1alpha1.EnvValueFrom{Resource: &v1alpha1.EnvValueFromResource{Name: "db", OutputKey: "host"}}, p + ".resource.outputKey", "<step>.<output>"},
+		{"resource not in spec.resources", &v1alpha1.EnvValueFrom{Resource: &v1alpha1.EnvValueFromResource{Name: "db", OutputKey: "provision.host"}}, p + ".resource.name", "not one of spec.resources"},
 		{"two sources", &v1alpha1.EnvValueFrom{Fork: &v1alpha1.EnvValueFromFork{ForkOf: route, Expression: "x"}, FieldRef: &v1alpha1.FieldSelector{FieldPath: "metadata.name"}}, p, "exactly one"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -131,4 +132,44 @@ func TestValidateHardening(t *testing.T) {
 			}
 		}
 	})
+}
+
+func TestValidateSandboxResources(t *testing.T) {
+	route := v1alpha1.WorkloadRef{Kind: "Deployment", Namespace: "hotrod", Name: "route"}
+	spec := func(rs []v1alpha1.Resource, key string) *v1alpha1.SandboxSpec {
+		return &v1alpha1.SandboxSpec{Cluster: "c1", Resources: rs, Forks: []v1alpha1.Fork{{ForkOf: route,
+			Customizations: &v1alpha1.Customizations{Env: []v1alpha1.EnvCustomization{{Name: "DB_HOST",
+				ValueFrom: &v1alpha1.EnvValueFrom{Resource: &v1alpha1.EnvValueFromResource{Name: "db", OutputKey: key}}}}}}}}
+	}
+	db := v1alpha1.Resource{Name: "db", Plugin: "postgres-schema", Params: map[string]string{"dbname": "x"}}
+	for _, tc := range []struct {
+		name     string
+		rs       []v1alpha1.Resource
+		key      string
+		path, in string
+	}{
+		{"ok", []v1alpha1.Resource{db}, "provision.host", "", ""},
+		{"twice", []v1alpha1.Resource{db, db}, "provision.host", "spec.resources[1].name", "unique"},
+		{"no plugin", []v1alpha1.Resource{{Name: "db"}}, "provision.host", "spec.resources[0].plugin", "required"},
+		{"plugin version", []v1alpha1.Resource{{Name: "db", Plugin: "pg@v2"}}, "provision.host", "spec.resources[0].plugin", "versions are not supported"},
+		{"bad param", []v1alpha1.Resource{{Name: "db", Plugin: "pg", Params: map[string]string{"1x": ""}}}, "provision.host", "spec.resources[0].params", "param name"},
+		{"long param", []v1alpha1.Resource{{Name: "db", Plugin: "pg", Params: map[string]string{"x": strings.Repeat("v", 4097)}}}, "provision.host", "spec.resources[0].params.x", "4096"},
+		{"unknown resource", nil, "provision.host", "spec.forks[0].customizations.env[0].valueFrom.resource.name", "not one of spec.resources"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			errs := ValidateSandboxSpec(spec(tc.rs, tc.key))
+			if tc.path == "" {
+				if len(errs) > 0 {
+					t.Fatalf("unexpected: %v", errs)
+				}
+				return
+			}
+			for _, e := range errs {
+				if e.Path == tc.path && strings.Contains(e.Message, tc.in) {
+					return
+				}
+			}
+			t.Fatalf("want %s: ...%s..., got %v", tc.path, tc.in, errs)
+		})
+	}
 }

@@ -133,6 +133,7 @@ func TestSDKCoversOpenAPI(t *testing.T) {
 		t.Errorf("orgs: %v %v", orgs, err)
 	}
 	jobCalls(ctx, t, c, hs.URL)
+	pluginCalls(ctx, t, c)
 	must(c.DeleteCluster(ctx, "acme", "c1"))
 	ak, err := c.CreateAdminKey(ctx, "second")
 	must(err)
@@ -326,4 +327,23 @@ func jobCalls(ctx context.Context, t *testing.T, c *client.Client, base string) 
 	must(err)
 	must(c.DeleteJob(ctx, "acme", job.Name))
 	must(c.DeleteRunnerGroup(ctx, "acme", "rg"))
+}
+
+// pluginCalls drives the SDK's resource plugin methods.
+func pluginCalls(ctx context.Context, t *testing.T, c *client.Client) {
+	t.Helper()
+	rp := &client.ResourcePlugin{Name: "pg", Spec: v1alpha1.ResourcePluginSpec{Runner: v1alpha1.PluginRunner{Image: "example.com/db"},
+		Create: []v1alpha1.PluginStep{{Name: "provision", Script: "#!/bin/sh\necho", Outputs: []v1alpha1.StepOutput{{Name: "host", ValueFromPath: "/tmp/host"}}}}}}
+	if _, err := c.ApplyResourcePlugin(ctx, "acme", rp); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.GetResourcePlugin(ctx, "acme", "pg"); err != nil || got.Spec.Runner.Namespace != v1alpha1.DefaultPluginNamespace {
+		t.Fatalf("get plugin: %+v %v", got, err)
+	}
+	if l, err := c.ListResourcePlugins(ctx, "acme"); err != nil || len(l) != 1 {
+		t.Fatalf("list plugins: %+v %v", l, err)
+	}
+	if err := c.DeleteResourcePlugin(ctx, "acme", "pg"); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -164,8 +164,10 @@ func (s *Store) applyOnce(ctx context.Context, r ApplyRequest, id, labels string
 		if err != nil {
 			return Object{}, false, fmt.Errorf("apply %s: %w", id, err)
 		}
-		if err := s.clusterExistsInTx(ctx, tx, r.Org, r.Cluster); err != nil {
-			return Object{}, false, fmt.Errorf("apply %s: %w", id, err)
+		if r.Kind != KindResourcePlugin { // org-wide: cluster ''
+			if err := s.clusterExistsInTx(ctx, tx, r.Org, r.Cluster); err != nil {
+				return Object{}, false, fmt.Errorf("apply %s: %w", id, err)
+			}
 		}
 		if r.Kind == KindSandbox && org.MaxSandboxes > 0 {
 			n, err := countLive(ctx, tx, s, r.Org)
@@ -330,7 +332,8 @@ func (s *Store) Revision(ctx context.Context) (int64, error) {
 	return rev, nil
 }
 
-// ClusterState returns the desired objects of a cluster: everything when since
+// ClusterState returns the desired objects of a cluster, with the org-wide
+// resource plugins (the empty cluster name) that every cluster of the org gets: everything when since
 // is 0 (or older than the purged tombstones, or from the future after a database
 // reset), else the changes after since.
 func (s *Store) ClusterState(ctx context.Context, org, cluster string, since int64) (ClusterState, error) {
@@ -340,11 +343,11 @@ func (s *Store) ClusterState(ctx context.Context, org, cluster string, since int
 		return ClusterState{}, fmt.Errorf("state of cluster %s/%s: %w", org, cluster, err)
 	}
 	st := ClusterState{Revision: rev, Objects: []Object{}}
-	query := `SELECT ` + objectCols + ` FROM objects WHERE org = ? AND cluster = ? AND revision > ? ORDER BY revision`
+	query := `SELECT ` + objectCols + ` FROM objects WHERE org = ? AND (cluster = ? OR kind = '` + string(KindResourcePlugin) + `') AND revision > ? ORDER BY revision`
 	args := []any{org, cluster, since}
 	if since <= 0 || since < purged || since > rev {
 		st.Full = true
-		query = `SELECT ` + objectCols + ` FROM objects WHERE org = ? AND cluster = ? AND deleted_at = 0 ORDER BY revision`
+		query = `SELECT ` + objectCols + ` FROM objects WHERE org = ? AND (cluster = ? OR kind = '` + string(KindResourcePlugin) + `') AND deleted_at = 0 ORDER BY revision`
 		args = args[:2]
 	}
 	if st.Objects, err = scanRows(ctx, s, s.db, scanObject, query, args...); err != nil {

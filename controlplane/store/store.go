@@ -68,6 +68,9 @@ const (
 	KindRouteGroup Kind = "routegroup"
 	// KindRunnerGroup is a job runner group (docs/jobs.md).
 	KindRunnerGroup Kind = "runnergroup"
+	// KindResourcePlugin is a resource plugin (docs/design/resource-plugins.md):
+	// org-wide, stored with cluster '', and part of every cluster's state.
+	KindResourcePlugin Kind = "resourceplugin"
 )
 
 // Store is the control plane's database.

@@ -461,3 +461,72 @@ func TestTunnelOwners(t *testing.T) {
 		}
 	})
 }
+
+// TestResourcePluginsReachEveryCluster: a resource plugin is stored with
+// the empty cluster name (no cluster need exist) and is in the full and incremental state of
+// every cluster of its org, tombstone included, and of no other org's cluster.
+func TestResourcePluginsReachEveryCluster(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		seed(t, s, "acme", 0, "c1", "c2")
+		seed(t, s, "other", 0, "c1")
+		applyRP := func(org, name, spec string) store.Object {
+			t.Helper()
+			o, _, err := s.Apply(ctx, store.ApplyRequest{Kind: store.KindResourcePlugin, Org: org, Name: name, Spec: json.RawMessage(spec),
+				NewRoutingKey: func() (string, error) { return "", nil }})
+			if err != nil {
+				t.Fatalf("apply plugin %s/%s: %v", org, name, err)
+			}
+			return o
+		}
+		apply(s, "acme", "sb", "c1", `{}`)
+		applyRP("acme", "db", `{"runner":{"image":"x"}}`)
+		applyRP("other", "cache", `{"runner":{"image":"y"}}`)
+		names := func(os []store.Object) map[string]bool {
+			m := map[string]bool{}
+			for _, o := range os {
+				m[string(o.Kind)+"/"+o.Name] = !o.Deleted
+			}
+			return m
+		}
+		for _, c := range []string{"c1", "c2"} {
+			full, err := s.ClusterState(ctx, "acme", c, 0)
+			if err != nil || !full.Full {
+				t.Fatalf("full state of %s: %+v %v", c, full, err)
+			}
+			got := names(full.Objects)
+			if !got["resourceplugin/db"] || len(got) != map[string]int{"c1": 2, "c2": 1}[c] {
+				t.Fatalf("full state of %s: %v", c, got)
+			}
+		}
+		o1, _ := s.ClusterState(ctx, "other", "c1", 0)
+		if got := names(o1.Objects); len(got) != 1 || !got["resourceplugin/cache"] {
+			t.Fatalf("other org's state: %v", got)
+		}
+		before, _ := s.ClusterState(ctx, "acme", "c2", 0)
+		applyRP("acme", "mq", `{"runner":{"image":"z"}}`)
+		if err := s.Delete(ctx, store.KindResourcePlugin, "acme", "db"); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []string{"c1", "c2"} {
+			ch, err := s.ClusterState(ctx, "acme", c, before.Revision)
+			if err != nil || ch.Full {
+				t.Fatalf("changes of %s: %+v %v", c, ch, err)
+			}
+			got := names(ch.Objects)
+			if len(got) != 2 || !got["resourceplugin/mq"] || got["resourceplugin/db"] {
+				t.Fatalf("changes of %s: %v (want mq live, db deleted)", c, got)
+			}
+			if _, ok := got["resourceplugin/db"]; !ok {
+				t.Fatalf("changes of %s lack the tombstone of db: %v", c, got)
+			}
+		}
+		// Clusters come and go; the org-wide rows stay.
+		if err := s.DeleteCluster(ctx, "acme", "c2"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Get(ctx, store.KindResourcePlugin, "acme", "mq"); err != nil {
+			t.Fatalf("plugin after cluster deletion: %v", err)
+		}
+	})
+}
