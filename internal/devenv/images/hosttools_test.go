@@ -167,3 +167,30 @@ func TestRunnerImageHasShell(t *testing.T) {
 		t.Fatalf("#!/bin/sh script in the runner image: %v\n%s", err, out)
 	}
 }
+
+// TestDBRunnerTools: the resource plugins' runner image gets the real psql
+// and mariadb clients with their libraries.
+func TestDBRunnerTools(t *testing.T) {
+	files, err := TagHostTools["sandboxmesh-runner:db"]().collect()
+	if err != nil {
+		t.Skipf("clients not installed here: %v", err)
+	}
+	names := map[string]bool{}
+	for _, f := range files {
+		names[f.Name] = true
+	}
+	for _, want := range []string{"usr/bin/psql", "usr/bin/mariadb", "usr/bin/mysql"} {
+		if !names[want] {
+			t.Errorf("no %s among %d files", want, len(files))
+		}
+	}
+	libs := 0
+	for n := range names {
+		if strings.Contains(n, "libpq") || strings.Contains(n, "libmariadb") {
+			libs++
+		}
+	}
+	if libs < 1 {
+		t.Errorf("no client library copied")
+	}
+}

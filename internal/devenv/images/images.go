@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -79,6 +80,26 @@ var HostTools = map[string]HostToolSet{
 		Dir:      "bin",
 		Required: []string{"/bin/busybox"},
 		Package:  "busybox-static",
+	},
+}
+
+// TagHostTools adds host programs to one tag of an image ("binary:tag"),
+// after HostTools of the binary. sandboxmesh-runner:db is the runner image
+// of the shipped resource plugins (examples/plugins): busybox plus the
+// PostgreSQL and MariaDB clients.
+var TagHostTools = map[string]func() HostToolSet{
+	"sandboxmesh-runner:db": func() HostToolSet {
+		// Debian's /usr/bin/psql is a Perl wrapper; the real client is versioned.
+		psql, _ := filepath.Glob("/usr/lib/postgresql/*/bin/psql")
+		slices.Sort(psql)
+		set := HostToolSet{Programs: map[string][]string{"/usr/bin/mariadb": {"mariadb", "mysql"}}, Dir: "usr/bin",
+			Required: []string{"/usr/bin/mariadb"}, Package: "postgresql-client mariadb-client"}
+		if len(psql) == 0 {
+			set.Required = append(set.Required, "/usr/lib/postgresql/<version>/bin/psql")
+		} else {
+			set.Programs[psql[len(psql)-1]] = []string{"psql"}
+		}
+		return set
 	},
 }
 
@@ -266,6 +287,21 @@ func buildOne(ctx context.Context, o Options, binary, pkg string) (Result, error
 	if set, ok := HostTools[prog]; ok {
 		if extra, err = set.collect(); err != nil {
 			return Result{}, fmt.Errorf("image %s: %w", ref, err)
+		}
+	}
+	if tagSet, ok := TagHostTools[binary]; ok {
+		more, err := tagSet().collect()
+		if err != nil {
+			return Result{}, fmt.Errorf("image %s: %w", ref, err)
+		}
+		have := map[string]bool{}
+		for _, f := range extra {
+			have[f.Name] = true
+		}
+		for _, f := range more {
+			if !have[f.Name] {
+				extra = append(extra, f)
+			}
 		}
 	}
 	img, err := Image(prog, data, extra...)
