@@ -222,6 +222,9 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	if err := (&controllers.RouteGroupReconciler{Client: mgr.GetClient(), Engine: op.Engine, Recorder: mgr.GetEventRecorder("sandboxmesh-operator"), Now: o.Now}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up RouteGroup controller: %w", err)
 	}
+	if err := (&controllers.ResourcePluginReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("sandboxmesh-operator"), RunnerImage: o.RunnerImage}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("set up ResourcePlugin controller: %w", err)
+	}
 	if err := (&controllers.JobRunnerGroupReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("sandboxmesh-operator"), RunnerImage: o.RunnerImage, Namespaces: o.Namespaces, Now: o.Now}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up JobRunnerGroup controller: %w", err)
 	}
