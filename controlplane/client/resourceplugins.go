@@ -40,3 +40,8 @@ func (c *Client) ListResourcePlugins(ctx context.Context, org string) ([]Resourc
 func (c *Client) DeleteResourcePlugin(ctx context.Context, org, name string) error {
 	return c.do(ctx, http.MethodDelete, orgPath(org, "resource-plugins", name), nil, nil, nil)
 }
+
+// ListResourcePluginsPage reads one page of resource plugins, by name.
+func (c *Client) ListResourcePluginsPage(ctx context.Context, org string, p PageOptions) (*Page[ResourcePlugin], error) {
+	return listPage[ResourcePlugin](ctx, c, orgPath(org, "resource-plugins"), nil, p)
+}

@@ -210,6 +210,12 @@ func TestRenders(t *testing.T) {
 			if v := verbsOn(agentRole.Rules, "sandboxmesh.dev", "jobrunnergroups/status"); v != "get" {
 				t.Errorf("agent Role: verbs on jobrunnergroups/status %q", v)
 			}
+			if v := verbsOn(agentRole.Rules, "sandboxmesh.dev", "resourceplugins"); v != "get,list,watch,create,update,patch,delete" {
+				t.Errorf("agent Role: verbs on resourceplugins %q", v)
+			}
+			if p := find[*corev1.Namespace](objs, "sandboxmesh-plugins"); p == nil || p.Annotations["helm.sh/resource-policy"] != "keep" {
+				t.Errorf("the resource plugins' namespace is not created and kept: %+v", p)
+			}
 			// Argo Rollouts: the operator and the agent read them, never write them.
 			for _, role := range []string{"sandboxmesh-operator", "sandboxmesh-agent"} {
 				if v := rolloutVerbs(find[*rbacv1.ClusterRole](objs, role)); v != "get,list,watch" {
@@ -275,14 +281,14 @@ func TestRenders(t *testing.T) {
 			"jobs.createNamespace=false", "images.runner=registry.example.com/runner:1.2", "operator.namespaces={apps,ci-jobs}"}, func(t *testing.T, objs []k8sruntime.Object) {
 			checkJobs(t, objs, []string{"ci-jobs", "e2e-jobs"}, false)
 			args := strings.Join(container(t, objs, "sandboxmesh-operator").Args, " ")
-			for _, w := range []string{"--runner-image=registry.example.com/runner:1.2", "--namespaces=apps,ci-jobs,e2e-jobs "} {
+			for _, w := range []string{"--runner-image=registry.example.com/runner:1.2", "--namespaces=apps,ci-jobs,e2e-jobs,sandboxmesh-plugins "} {
 				if !strings.Contains(args+" ", w) {
 					t.Errorf("operator args lack %q: %s", w, args)
 				}
 			}
 		}},
 		{"operator limited to namespaces, no agent", []string{"agent.enabled=false", "operator.namespaces={apps}"}, func(t *testing.T, objs []k8sruntime.Object) {
-			if args := strings.Join(container(t, objs, "sandboxmesh-operator").Args, " ") + " "; !strings.Contains(args, "--namespaces=apps ") {
+			if args := strings.Join(container(t, objs, "sandboxmesh-operator").Args, " ") + " "; !strings.Contains(args, "--namespaces=apps,sandboxmesh-plugins ") {
 				t.Errorf("operator args: %s", args)
 			}
 			checkJobs(t, objs, nil, false)
@@ -335,6 +341,9 @@ func checkJobs(t *testing.T, objs []k8sruntime.Object, jobNamespaces []string, w
 				t.Errorf("RoleBinding %s/%s: %+v %+v", x.Namespace, x.Name, x.Subjects, x.RoleRef)
 			}
 		case *corev1.Namespace:
+			if x.Labels["app.kubernetes.io/component"] == "resource-plugins" {
+				continue // not a job namespace (the resource plugins' step pods)
+			}
 			created = append(created, x.Name)
 			if x.Annotations["helm.sh/resource-policy"] != "keep" {
 				t.Errorf("Namespace %s is deleted on uninstall", x.Name)
@@ -435,6 +444,7 @@ func TestBadValues(t *testing.T) {
 		{[]string{"agent.enabled=false", "operator.typo=1"}, "typo"},
 		{[]string{"agent.enabled=false", "jobs.namespaces={Jobs_NS}"}, "namespaces"},
 		{[]string{"agent.enabled=false", "jobs.createNamespace=yes"}, "createNamespace"},
+		{[]string{"agent.enabled=false", "resourcePlugins.namespaces={Plugins_NS}"}, "namespaces"},
 		{[]string{"agent.enabled=false", "images.typo=x"}, "typo"},
 		{[]string{"agent.controlPlaneURL=https://cp"}, "agent.token"},
 		{[]string{"agent.token=t"}, "agent.controlPlaneURL is required"},
