@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,6 +39,7 @@ import (
 	cpclient "github.com/sandboxmesh/sandboxmesh/controlplane/client"
 	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 	"github.com/sandboxmesh/sandboxmesh/examples/hotrod/app"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/dbserver"
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/demo"
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/images"
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/localcluster"
@@ -99,8 +101,14 @@ func TestProduct(t *testing.T) {
 	if err := cfg.EnsurePackages(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// PostgreSQL and MariaDB (servers and clients) for the resource plugins:
+	// the clients go into the sandboxmesh-runner:db image.
+	if _, err := dbserver.EnsurePackages(ctx); err != nil {
+		t.Fatal(err)
+	}
 	buildStart := time.Now()
-	if _, err := images.Build(ctx, images.Options{RepoDir: cfg.RepoDir, OutDir: cfg.ImagesDir, Binaries: demo.ImageBinaries, Progress: tw{t}}); err != nil {
+	binaries := append(slices.Clone(demo.ImageBinaries), "sandboxmesh-runner:db")
+	if _, err := images.Build(ctx, images.Options{RepoDir: cfg.RepoDir, OutDir: cfg.ImagesDir, Binaries: binaries, Progress: tw{t}}); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("images built in %s", time.Since(buildStart).Round(time.Second))
@@ -286,6 +294,7 @@ func TestProduct(t *testing.T) {
 	t.Run("python SDK quickstart", func(t *testing.T) { pythonQuickstart(ctx, t, e, frontend) })
 	t.Run("Argo Rollout fork", func(t *testing.T) { rolloutFork(ctx, t, e, h) })
 	t.Run("jobs run in the cluster with the sandbox's routing key", func(t *testing.T) { jobsInCluster(ctx, t, e, routeV2.Name) })
+	t.Run("a resource plugin gives a fork its own database", func(t *testing.T) { resourcePlugins(ctx, t, e, cfg) })
 
 	t.Run("update rolls the fork and routing keeps working", func(t *testing.T) {
 		sb, err := e.API.GetSandbox(ctx, e.Org, routeV2.Name)

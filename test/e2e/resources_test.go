@@ -1,0 +1,178 @@
+//go:build e2e
+
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	cpclient "github.com/sandboxmesh/sandboxmesh/controlplane/client"
+	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
+	"github.com/sandboxmesh/sandboxmesh/examples/plugins"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/dbserver"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/demo"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/localcluster"
+)
+
+// pgCatalog lists what a sandbox may add to a PostgreSQL server: databases
+// and roles.
+func pgCatalog(ctx context.Context, t *testing.T, pg *dbserver.Server) string {
+	t.Helper()
+	out, err := pg.Query(ctx, "", "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database UNION ALL SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// resourcePlugins is the resource plugin feature end to end: a PostgreSQL
+// server on the node's bridge address (a host process; nothing leaves the
+// machine), the shipped postgres-schema plugin applied over REST (the agent
+// writes the ResourcePlugin CR), a sandbox whose fork of route gets
+// DATABASE_URL from valueFrom.resource: the operator runs the plugin's create
+// step as a pod (sandboxmesh-runner:db, real psql) before the fork, the
+// database exists with the seed applied, the fork's env reads the outputs
+// Secret; deleting the sandbox runs the drop step and the server is as it was.
+func resourcePlugins(ctx context.Context, t *testing.T, e *demo.Env, cfg localcluster.Config) {
+	node := cfg.NodeIP().String()
+	pg, err := dbserver.StartPostgres(ctx, dbserver.Config{Listen: []string{node, "127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Stop()
+	t.Logf("PostgreSQL on %s:%d (init %s, ready %s)", pg.Host, pg.Port, pg.InitTime.Round(time.Millisecond), pg.ReadyTime.Round(time.Millisecond))
+	before := pgCatalog(ctx, t, pg)
+
+	ns := v1alpha1.DefaultPluginNamespace
+	if _, err := e.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		if _, err := e.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "postgres-schema-admin", Namespace: ns}, StringData: map[string]string{
+		"PGHOST": node, "PGPORT": strconv.Itoa(pg.Port), "PGUSER": pg.AdminUser, "PGPASSWORD": pg.AdminPassword, "PGSSLMODE": "disable"}}
+	if _, err := e.Kube.CoreV1().Secrets(ns).Create(ctx, admin, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Kube.CoreV1().Secrets(ns).Delete(context.Background(), admin.Name, metav1.DeleteOptions{})
+
+	plugin, err := plugins.Load(filepath.Join(repoRoot(), "examples", "plugins", "postgres-schema"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.API.ApplyResourcePlugin(ctx, e.Org, &plugin); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = e.API.DeleteResourcePlugin(context.Background(), e.Org, plugin.Name) }()
+
+	sb := &cpclient.Sandbox{Name: "route-db", Spec: v1alpha1.SandboxSpec{Cluster: e.Cluster,
+		Resources: []v1alpha1.Resource{{Name: "db", Plugin: plugin.Name, Params: map[string]string{"seed-sql": "CREATE TABLE lookups (n int); INSERT INTO lookups VALUES (42);"}}},
+		Forks: []v1alpha1.Fork{{ForkOf: v1alpha1.WorkloadRef{Kind: v1alpha1.KindDeployment, Namespace: demo.ExampleNamespace, Name: "route"},
+			Customizations: &v1alpha1.Customizations{Env: []v1alpha1.EnvCustomization{{Name: "DATABASE_URL",
+				ValueFrom: &v1alpha1.EnvValueFrom{Resource: &v1alpha1.EnvValueFromResource{Name: "db", OutputKey: "provision.url"}}}}}}}}}
+	start := time.Now()
+	if _, err := e.API.ApplySandbox(ctx, e.Org, sb); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	ready, err := e.API.WaitForReady(wctx, e.Org, sb.Name, &cpclient.WaitOptions{Interval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("sandbox with a postgres-schema resource not ready: %v (%+v)", err, ready)
+	}
+	record(t, "resource_sandbox_put_to_ready", time.Since(start))
+
+	// The plugin made a database for the sandbox, seeded, owned by its role.
+	dbs, err := pg.Query(ctx, "", "SELECT datname FROM pg_database WHERE datname LIKE 'sm\\_%'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := strings.TrimSpace(dbs)
+	if db == "" || strings.Contains(db, "\n") {
+		t.Fatalf("databases made for the sandbox: %q", dbs)
+	}
+	if n, err := pg.Query(ctx, db, "SELECT n FROM lookups"); err != nil || strings.TrimSpace(n) != "42" {
+		t.Fatalf("seed in %s: %q %v", db, n, err)
+	}
+	// The fork reads DATABASE_URL from the outputs Secret; no value in its spec.
+	var forkEnv *corev1.EnvVar
+	waitFor(ctx, t, time.Minute, "fork Deployment with DATABASE_URL", func() error {
+		ds, err := e.Kube.AppsV1().Deployments(demo.ExampleNamespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, d := range ds.Items {
+			if !strings.HasPrefix(d.Name, sb.Name+"-") {
+				continue
+			}
+			for _, c := range d.Spec.Template.Spec.Containers {
+				for i := range c.Env {
+					if c.Env[i].Name == "DATABASE_URL" {
+						forkEnv = &c.Env[i]
+						return nil
+					}
+				}
+			}
+		}
+		return fmt.Errorf("no fork of %s with DATABASE_URL yet", sb.Name)
+	})
+	if forkEnv.Value != "" || forkEnv.ValueFrom == nil || forkEnv.ValueFrom.SecretKeyRef == nil {
+		t.Fatalf("fork env DATABASE_URL: %+v (want a secretKeyRef, no value)", forkEnv)
+	}
+	ref := forkEnv.ValueFrom.SecretKeyRef
+	sec, err := e.Kube.CoreV1().Secrets(demo.ExampleNamespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if url := string(sec.Data[ref.Key]); !strings.Contains(url, "/"+db+"?") || !strings.Contains(url, "@"+node+":") {
+		t.Fatalf("outputs Secret %s key %s: %q does not name database %s on %s", ref.Name, ref.Key, url, db, node)
+	}
+	// The routing still works: the fork serves the sandbox's key.
+	h := &hitter{t: t, url: serviceURL(ctx, t, e, demo.ExampleNamespace, "frontend") + "/dispatch?customer=392"}
+	waitFor(ctx, t, time.Minute, "route hop served by "+sb.Name, func() error {
+		tree, err := h.get(ctx, "baggage", "sm-routing-key="+ready.RoutingKey)
+		if err != nil {
+			return err
+		}
+		if got := servedBy(tree)["route"]; got != sb.Name {
+			return fmt.Errorf("route served by %q", got)
+		}
+		return nil
+	})
+
+	// Delete: the drop step runs before the sandbox goes; the server is as before.
+	if err := e.API.DeleteSandbox(ctx, e.Org, sb.Name); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, 2*time.Minute, "database dropped and sandbox gone", func() error {
+		if got := pgCatalog(ctx, t, pg); got != before {
+			return fmt.Errorf("catalog %q, before %q", got, before)
+		}
+		var list v1alpha1.SandboxList
+		if err := e.Client.List(ctx, &list); err != nil {
+			return err
+		}
+		for _, s := range list.Items {
+			if s.Name == sb.Name {
+				return fmt.Errorf("Sandbox %s still there", sb.Name)
+			}
+		}
+		return nil
+	})
+	pods, err := e.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelResource})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pods.Items) != 0 {
+		t.Errorf("%d step pods left in %s", len(pods.Items), ns)
+	}
+}
