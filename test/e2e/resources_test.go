@@ -4,6 +4,7 @@ package e2e_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -157,14 +158,8 @@ func resourcePlugins(ctx context.Context, t *testing.T, e *demo.Env, cfg localcl
 		if got := pgCatalog(ctx, t, pg); got != before {
 			return fmt.Errorf("catalog %q, before %q", got, before)
 		}
-		var list v1alpha1.SandboxList
-		if err := e.Client.List(ctx, &list); err != nil {
-			return err
-		}
-		for _, s := range list.Items {
-			if s.Name == sb.Name {
-				return fmt.Errorf("Sandbox %s still there", sb.Name)
-			}
+		if _, err := e.API.GetSandbox(ctx, e.Org, sb.Name); !errors.Is(err, cpclient.ErrNotFound) {
+			return fmt.Errorf("sandbox %s still there (%v)", sb.Name, err)
 		}
 		return nil
 	})
