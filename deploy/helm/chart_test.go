@@ -471,6 +471,7 @@ func TestGeneratedCopies(t *testing.T) {
 		"crds/manifests/sandboxmesh.dev_sandboxes.yaml":       "deploy/helm/sandboxmesh/crds/sandboxmesh.dev_sandboxes.yaml",
 		"crds/manifests/sandboxmesh.dev_routegroups.yaml":     "deploy/helm/sandboxmesh/crds/sandboxmesh.dev_routegroups.yaml",
 		"crds/manifests/sandboxmesh.dev_jobrunnergroups.yaml": "deploy/helm/sandboxmesh/crds/sandboxmesh.dev_jobrunnergroups.yaml",
+		"crds/manifests/sandboxmesh.dev_resourceplugins.yaml": "deploy/helm/sandboxmesh/crds/sandboxmesh.dev_resourceplugins.yaml",
 		"deploy/manifests/rbac/role.yaml":                     "deploy/helm/sandboxmesh/files/operator-role.yaml",
 	} {
 		a, err := os.ReadFile(filepath.Join(root(), src))

@@ -156,7 +156,8 @@ func (r *SandboxReconciler) reconcileResources(ctx context.Context, sb *smv1.San
 			return res, err
 		}
 	}
-	return res, nil
+	// A namespace no fork needs any more (the forks changed) loses its copy.
+	return res, r.deleteOutputs(ctx, sb, namespaces...)
 }
 
 func minRequeue(a, b time.Duration) time.Duration {
@@ -208,8 +209,8 @@ func (r *SandboxReconciler) upsertOutputs(ctx context.Context, sb *smv1.Sandbox,
 	return nil
 }
 
-// deleteOutputs deletes the outputs Secrets of sb in every namespace.
-func (r *SandboxReconciler) deleteOutputs(ctx context.Context, sb *smv1.Sandbox) error {
+// deleteOutputs deletes the outputs Secrets of sb in every namespace but keep.
+func (r *SandboxReconciler) deleteOutputs(ctx context.Context, sb *smv1.Sandbox, keep ...string) error {
 	var list corev1.SecretList
 	if err := r.Client.List(ctx, &list, client.MatchingLabels(resourceLabels(sb))); err != nil {
 		return fmt.Errorf("list resource Secrets of Sandbox %s/%s: %w", sb.Namespace, sb.Name, err)
@@ -217,7 +218,7 @@ func (r *SandboxReconciler) deleteOutputs(ctx context.Context, sb *smv1.Sandbox)
 	name := naming.ResourceSecretName(sb.Namespace, sb.Name)
 	for i := range list.Items {
 		s := &list.Items[i]
-		if s.Name != name {
+		if s.Name != name || slices.Contains(keep, s.Namespace) {
 			continue
 		}
 		if err := r.Client.Delete(ctx, s); client.IgnoreNotFound(err) != nil {

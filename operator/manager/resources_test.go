@@ -441,3 +441,42 @@ func TestResourceTTLCleansUp(t *testing.T) {
 		t.Errorf("%d resource Secrets left", len(secrets.Items))
 	}
 }
+
+// TestResourceOutputsInForkNamespace: a fork in another namespace than its
+// Sandbox gets its own copy of the outputs Secret (secretKeyRef reads the
+// pod's namespace); deleting the sandbox removes every copy.
+func TestResourceOutputsInForkNamespace(t *testing.T) {
+	ctx := context.Background()
+	sbNs, forkNs := "res-sbns", "res-forkns"
+	world(t, forkNs, "route")
+	resourceWorld(t, c, sbNs)
+	sb := dbSandbox(forkNs, "db-cross")
+	sb.Namespace = sbNs
+	if err := c.Create(ctx, sb); err != nil {
+		t.Fatal(err)
+	}
+	key := client.ObjectKeyFromObject(sb)
+	finishStep(t, c, waitStepPod(t, c, sb, "provision", 1), 0, smv1.StepTermination{Outputs: map[string]string{"host": "h", "url": secretURL}})
+	finishStep(t, c, waitStepPod(t, c, sb, "seed", 1), 0, smv1.StepTermination{})
+	forkName := naming.ForkName(sbNs, sb.Name, forkNs, "route")
+	makeAvailable(t, forkNs, forkName)
+	waitCondition(t, key, smv1.ConditionReady, metav1.ConditionTrue, smv1.ReasonAvailable)
+	secretName := naming.ResourceSecretName(sbNs, sb.Name)
+	for _, ns := range []string{sbNs, forkNs} {
+		s, ok := get(t, types.NamespacedName{Namespace: ns, Name: secretName}, &corev1.Secret{})
+		if !ok || string(s.Data["db.provision.url"]) != secretURL {
+			t.Fatalf("outputs Secret in %s: %v %v", ns, ok, s.Data)
+		}
+		if owned := len(s.OwnerReferences) > 0; owned != (ns == sbNs) {
+			t.Errorf("outputs Secret in %s: owner references %v", ns, s.OwnerReferences)
+		}
+	}
+	if err := c.Delete(ctx, sb); err != nil {
+		t.Fatal(err)
+	}
+	finishStep(t, c, waitStepPod(t, c, sb, "drop", 1), 0, smv1.StepTermination{})
+	eventually(t, "sandbox gone", func() (bool, string) { _, ok := get(t, key, &smv1.Sandbox{}); return !ok, "" })
+	if _, ok := get(t, types.NamespacedName{Namespace: forkNs, Name: secretName}, &corev1.Secret{}); ok {
+		t.Error("outputs Secret left in the fork namespace")
+	}
+}

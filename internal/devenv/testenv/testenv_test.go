@@ -22,7 +22,7 @@ func crdNames(t *testing.T, opts Options) map[string]bool {
 // TestCRDs checks the bundles: ours, Istio's, Argo's Rollout, and the Gateway API channel asked for.
 func TestCRDs(t *testing.T) {
 	std, exp := crdNames(t, Options{}), crdNames(t, Options{GatewayAPIChannel: GatewayAPIExperimental})
-	for _, n := range []string{"sandboxes.sandboxmesh.dev", "routegroups.sandboxmesh.dev", "jobrunnergroups.sandboxmesh.dev", "virtualservices.networking.istio.io",
+	for _, n := range []string{"sandboxes.sandboxmesh.dev", "routegroups.sandboxmesh.dev", "jobrunnergroups.sandboxmesh.dev", "resourceplugins.sandboxmesh.dev", "virtualservices.networking.istio.io",
 		"httproutes.gateway.networking.k8s.io", "grpcroutes.gateway.networking.k8s.io", "rollouts.argoproj.io"} {
 		if !std[n] || !exp[n] {
 			t.Errorf("%s missing (standard %v, experimental %v)", n, std[n], exp[n])
@@ -32,7 +32,7 @@ func TestCRDs(t *testing.T) {
 	if std[x] || !exp[x] {
 		t.Errorf("%s is experimental only: standard %v, experimental %v", x, std[x], exp[x])
 	}
-	if ours := crdNames(t, Options{WithoutMeshCRDs: true}); len(ours) != 3 {
+	if ours := crdNames(t, Options{WithoutMeshCRDs: true}); len(ours) != 4 {
 		t.Errorf("WithoutMeshCRDs: %v", ours)
 	}
 }
