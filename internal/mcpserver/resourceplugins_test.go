@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/client"
 	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 	"github.com/sandboxmesh/sandboxmesh/internal/cli/cptest"
@@ -37,6 +38,16 @@ func TestResourcePlugins(t *testing.T) {
 	s.mustCall("resourceplugin_get", map[string]any{"name": "pg"}, &v)
 	if !slices.Equal(v.OutputKeys, []string{"provision.host", "provision.password"}) || !slices.Equal(v.Status.Sandboxes, []string{"with-db"}) || v.Spec.Description != "a schema" {
 		t.Fatalf("resourceplugin_get: %+v", v)
+	}
+	err := e.ReportStatus(ctx, "with-db", apitypes.ObservedStatus{Ready: true, Reason: "Ready", Resources: []v1alpha1.ResourceStatus{
+		{Name: "db", Plugin: "pg", Phase: v1alpha1.ResourceReady, SecretName: "sm-res-with-db-0a1b2c3d", OutputKeys: []string{"provision.host", "provision.password"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sv mcpserver.SandboxView
+	s.mustCall("sandbox_get", map[string]any{"name": "with-db"}, &sv)
+	if len(sv.Resources) != 1 || sv.Resources[0].Phase != v1alpha1.ResourceReady || len(sv.Resources[0].OutputKeys) != 2 {
+		t.Fatalf("sandbox_get resources: %+v", sv.Resources)
 	}
 	if res := s.call("resourceplugin_get", map[string]any{"name": "nope"}, nil); !res.IsError {
 		t.Fatal("resourceplugin_get of a missing plugin succeeded")

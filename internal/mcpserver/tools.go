@@ -132,18 +132,21 @@ type EndpointView struct {
 
 // SandboxView is what the sandbox tools answer.
 type SandboxView struct {
-	Name       string                `json:"name"`
-	Cluster    string                `json:"cluster"`
-	Ready      bool                  `json:"ready"`
-	Reason     string                `json:"reason,omitempty"`
-	Message    string                `json:"message,omitempty"`
-	Blocking   string                `json:"blocking,omitempty"`
-	RoutingKey string                `json:"routing_key,omitempty"`
-	Version    int64                 `json:"version"`
-	Forks      []ForkView            `json:"forks,omitempty"`
-	Endpoints  []EndpointView        `json:"endpoints,omitempty"`
-	Spec       *v1alpha1.SandboxSpec `json:"spec,omitempty"`
-	NextStep   string                `json:"next_step,omitempty"`
+	Name       string     `json:"name"`
+	Cluster    string     `json:"cluster"`
+	Ready      bool       `json:"ready"`
+	Reason     string     `json:"reason,omitempty"`
+	Message    string     `json:"message,omitempty"`
+	Blocking   string     `json:"blocking,omitempty"`
+	RoutingKey string     `json:"routing_key,omitempty"`
+	Version    int64      `json:"version"`
+	Forks      []ForkView `json:"forks,omitempty"`
+	// Resources report spec.resources as the operator last did (phase, step,
+	// message, the names of their output keys).
+	Resources []v1alpha1.ResourceStatus `json:"resources,omitempty"`
+	Endpoints []EndpointView            `json:"endpoints,omitempty"`
+	Spec      *v1alpha1.SandboxSpec     `json:"spec,omitempty"`
+	NextStep  string                    `json:"next_step,omitempty"`
 }
 
 func (s *server) view(sb *client.Sandbox, withSpec bool) *SandboxView {
@@ -152,6 +155,7 @@ func (s *server) view(sb *client.Sandbox, withSpec bool) *SandboxView {
 	for _, f := range sb.Status.Forks {
 		v.Forks = append(v.Forks, ForkView{Name: f.Name, Baseline: f.Baseline, Ready: f.Ready, Message: f.Message})
 	}
+	v.Resources = sb.Status.Resources
 	for _, e := range client.PreviewEndpoints(sb) {
 		ev := EndpointView{Name: e.Name, Target: e.Target, PreviewURL: e.URL}
 		if u, err := client.PreviewURL(s.o.PreviewBase, s.o.Org, sb.Name, e.Name, "/"); err == nil {
