@@ -100,7 +100,9 @@ func TestAgentResourcePlugins(t *testing.T) {
 	if err := a.ApplyState(ctx, apitypes.AgentState{Revision: 2, Objects: []apitypes.AgentObject{sbObj}}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { kube.Delete(ctx, &v1alpha1.Sandbox{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "rp-user"}}) })
+	t.Cleanup(func() {
+		kube.Delete(ctx, &v1alpha1.Sandbox{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "rp-user"}})
+	})
 	var sb v1alpha1.Sandbox
 	if err := kube.Get(ctx, client.ObjectKey{Namespace: ns, Name: "rp-user"}, &sb); err != nil {
 		t.Fatal(err)
