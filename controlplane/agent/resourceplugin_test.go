@@ -93,8 +93,31 @@ func TestAgentResourcePlugins(t *testing.T) {
 		t.Fatalf("status reported for a plugin: %v", it)
 	}
 
+	// A sandbox's resources reach its status report.
+	sbSpecJSON, _ := json.Marshal(v1alpha1.SandboxSpec{Cluster: "c1", Resources: []v1alpha1.Resource{{Name: "db", Plugin: "rp-pg"}},
+		Forks: []v1alpha1.Fork{{ForkOf: v1alpha1.WorkloadRef{Kind: "Deployment", Namespace: "shop", Name: "cart"}}}})
+	sbObj := apitypes.AgentObject{Kind: "sandbox", Org: "acme", Name: "rp-user", Version: 1, RoutingKey: "rk1", Spec: sbSpecJSON}
+	if err := a.ApplyState(ctx, apitypes.AgentState{Revision: 2, Objects: []apitypes.AgentObject{sbObj}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		kube.Delete(ctx, &v1alpha1.Sandbox{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "rp-user"}})
+	})
+	var sb v1alpha1.Sandbox
+	if err := kube.Get(ctx, client.ObjectKey{Namespace: ns, Name: "rp-user"}, &sb); err != nil {
+		t.Fatal(err)
+	}
+	sb.Status.ObservedGeneration = sb.Generation
+	sb.Status.Resources = []v1alpha1.ResourceStatus{{Name: "db", Plugin: "rp-pg", Phase: v1alpha1.ResourceReady, OutputKeys: []string{"provision.host"}}}
+	if err := kube.Status().Update(ctx, &sb); err != nil {
+		t.Fatal(err)
+	}
+	if st, ok, err := a.Observe(ctx, sbObj); err != nil || !ok || len(st.Resources) != 1 || st.Resources[0].Phase != v1alpha1.ResourceReady || st.Resources[0].OutputKeys[0] != "provision.host" {
+		t.Fatalf("observe sandbox: %+v %v %v", st, ok, err)
+	}
+
 	// A tombstone deletes the CR.
-	if err := a.ApplyState(ctx, apitypes.AgentState{Revision: 2, Objects: []apitypes.AgentObject{{Kind: "resourceplugin", Org: "acme", Name: "rp-redis", Version: 1, Deleted: true}}}); err != nil {
+	if err := a.ApplyState(ctx, apitypes.AgentState{Revision: 3, Objects: []apitypes.AgentObject{{Kind: "resourceplugin", Org: "acme", Name: "rp-redis", Version: 1, Deleted: true}}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := get("rp-redis"); !apierrors.IsNotFound(err) {
@@ -108,7 +131,7 @@ func TestAgentResourcePlugins(t *testing.T) {
 	if err := kube.Create(ctx, other); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.ApplyState(ctx, apitypes.AgentState{Org: "acme", Cluster: "c1", Revision: 3, Full: true}); err != nil {
+	if err := a.ApplyState(ctx, apitypes.AgentState{Org: "acme", Cluster: "c1", Revision: 4, Full: true, Objects: []apitypes.AgentObject{sbObj}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := get("rp-pg"); !apierrors.IsNotFound(err) {

@@ -93,6 +93,9 @@ type Readiness struct {
 	ScheduledDeleteTime string `json:"scheduledDeleteTime,omitempty"`
 	// Forks report each fork (an extension: progress while waiting).
 	Forks []v1alpha1.ForkStatus `json:"forks,omitempty"`
+	// Resources report each of spec.resources (an extension: phase, step,
+	// message and the names of its output keys, never their values).
+	Resources []v1alpha1.ResourceStatus `json:"resources,omitempty"`
 }
 
 // RouteGroup is a route group as the API shows it.

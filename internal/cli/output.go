@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/client"
+	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 )
 
 // Output formats.
@@ -145,6 +146,10 @@ func (a *App) printSandbox(w io.Writer, sb *client.Sandbox) error {
 		}
 		tw.Flush()
 	}
+	if len(sb.Spec.Resources) > 0 {
+		fmt.Fprintln(w)
+		printResources(w, sb)
+	}
 	fmt.Fprintln(w)
 	return printEndpoints(w, sb)
 }
@@ -219,4 +224,23 @@ func (a *App) printClusters(w io.Writer, cls []client.Cluster) error {
 		row(tw, c.Name, op, seen, a.age(c.CreatedAt))
 	}
 	return tw.Flush()
+}
+
+// printResources prints a sandbox's resources: each of spec.resources with
+// its status as the operator last reported it (Pending until then).
+func printResources(w io.Writer, sb *client.Sandbox) {
+	tw := newTable(w, "RESOURCE", "PLUGIN", "PHASE", "STEP", "MESSAGE", "OUTPUTS")
+	for _, r := range sb.Spec.Resources {
+		phase, step, msg, outs := string(v1alpha1.ResourcePending), "", "", ""
+		for _, st := range sb.Status.Resources {
+			if st.Name == r.Name {
+				phase, step, msg, outs = string(st.Phase), st.Step, st.Message, strings.Join(st.OutputKeys, ",")
+			}
+		}
+		if i := strings.IndexByte(msg, '\n'); i >= 0 {
+			msg = msg[:i] + " …" // the log tail of a failure: sandboxmesh sandbox get -o yaml shows it all
+		}
+		row(tw, r.Name, r.Plugin, phase, step, msg, outs)
+	}
+	tw.Flush()
 }

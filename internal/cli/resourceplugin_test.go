@@ -1,8 +1,13 @@
 package cli_test
 
 import (
+	"context"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
+	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 )
 
 // TestResourcePlugins drives resource plugins through the CLI against a real
@@ -37,6 +42,18 @@ func TestResourcePlugins(t *testing.T) {
 	h.mustRun("sandbox", "apply", "-f", "testdata/resourceplugins/sandbox-db.yaml", "--set", "key=provision.host", "--wait=false")
 	if r := h.mustRun("rp", "get", "pg-schema"); !strings.Contains(r.stdout, "with-db") {
 		t.Fatalf("get:\n%s", r.stdout)
+	}
+	// sandbox get: the resources, Pending until the agent reports them.
+	if r := h.mustRun("sandbox", "get", "with-db"); !strings.Contains(r.stdout, "RESOURCE") || !regexp.MustCompile(`db\s+pg-schema\s+Pending`).MatchString(r.stdout) {
+		t.Fatalf("sandbox get before a report:\n%s", r.stdout)
+	}
+	err := h.env.ReportStatus(context.Background(), "with-db", apitypes.ObservedStatus{Reason: "Creating", Resources: []v1alpha1.ResourceStatus{
+		{Name: "db", Plugin: "pg-schema", Phase: v1alpha1.ResourceCreateFailed, Step: "provision", Attempt: 2, Message: "step provision failed (exit 1)\npsql: connection refused"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := h.mustRun("sandbox", "get", "with-db"); !regexp.MustCompile(`db\s+pg-schema\s+CreateFailed\s+provision\s+step provision failed \(exit 1\) …`).MatchString(r.stdout) {
+		t.Fatalf("sandbox get after a report:\n%s", r.stdout)
 	}
 	r = h.run("rp", "delete", "pg-schema")
 	if r.code == 0 || !strings.Contains(r.stderr, "used by sandboxes with-db") {

@@ -105,6 +105,7 @@ func TestToolsAreDescribed(t *testing.T) {
 		"sandbox_list": nil, "sandbox_delete": {"name"}, "routegroup_apply": {"name", "spec"}, "routegroup_get": {"name"},
 		"routegroup_list": nil, "routegroup_delete": {"name"}, "cluster_list": nil, "workload_list": nil,
 		"preview_url": {"sandbox"}, "http_request": {"sandbox"},
+		"resourceplugin_list": nil, "resourceplugin_get": {"name"},
 		"job_submit": {"runner_group"}, "job_get": {"name"}, "job_logs": {"name"}, "job_cancel": {"name"},
 	}
 	if len(res.Tools) != len(want) {

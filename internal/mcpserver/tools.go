@@ -30,7 +30,7 @@ type NameInput struct {
 type SandboxApplyInput struct {
 	Name string `json:"name,omitempty" jsonschema:"sandbox name: a DNS label starting with a letter, at most 30 characters (may come from yaml instead)"`
 	// Spec is the sandbox spec.
-	Spec               *v1alpha1.SandboxSpec `json:"spec,omitempty" jsonschema:"the sandbox spec: cluster (required), forks [{forkOf: {kind: Deployment, namespace, name}, customizations: {images: [{image, container}], env: [{name, value}]}}], defaultRouteGroup: {endpoints: [{name, target: http://<svc>.<ns>.svc:<port> or http://<workload>.<ns>.deploy:<port>}]}, labels, ttl: {duration: 2h}. Give spec or yaml, not both"`
+	Spec               *v1alpha1.SandboxSpec `json:"spec,omitempty" jsonschema:"the sandbox spec: cluster (required), forks [{forkOf: {kind: Deployment, namespace, name}, customizations: {images: [{image, container}], env: [{name, value}]}}], defaultRouteGroup: {endpoints: [{name, target: http://<svc>.<ns>.svc:<port> or http://<workload>.<ns>.deploy:<port>}]}, labels, ttl: {duration: 2h}, resources: [{name, plugin, params}] (plugins: resourceplugin_list) with env valueFrom: {resource: {name, outputKey: <step>.<output>}}. Give spec or yaml, not both"`
 	YAML               string                `json:"yaml,omitempty" jsonschema:"alternatively the whole sandbox file as YAML or JSON: {name: ..., spec: {...}}"`
 	Wait               bool                  `json:"wait,omitempty" jsonschema:"wait until the sandbox is ready before answering"`
 	WaitTimeoutSeconds int                   `json:"wait_timeout_seconds,omitempty" jsonschema:"how long to wait when wait is true (default 180)"`
@@ -132,18 +132,21 @@ type EndpointView struct {
 
 // SandboxView is what the sandbox tools answer.
 type SandboxView struct {
-	Name       string                `json:"name"`
-	Cluster    string                `json:"cluster"`
-	Ready      bool                  `json:"ready"`
-	Reason     string                `json:"reason,omitempty"`
-	Message    string                `json:"message,omitempty"`
-	Blocking   string                `json:"blocking,omitempty"`
-	RoutingKey string                `json:"routing_key,omitempty"`
-	Version    int64                 `json:"version"`
-	Forks      []ForkView            `json:"forks,omitempty"`
-	Endpoints  []EndpointView        `json:"endpoints,omitempty"`
-	Spec       *v1alpha1.SandboxSpec `json:"spec,omitempty"`
-	NextStep   string                `json:"next_step,omitempty"`
+	Name       string     `json:"name"`
+	Cluster    string     `json:"cluster"`
+	Ready      bool       `json:"ready"`
+	Reason     string     `json:"reason,omitempty"`
+	Message    string     `json:"message,omitempty"`
+	Blocking   string     `json:"blocking,omitempty"`
+	RoutingKey string     `json:"routing_key,omitempty"`
+	Version    int64      `json:"version"`
+	Forks      []ForkView `json:"forks,omitempty"`
+	// Resources report spec.resources as the operator last did (phase, step,
+	// message, the names of their output keys).
+	Resources []v1alpha1.ResourceStatus `json:"resources,omitempty"`
+	Endpoints []EndpointView            `json:"endpoints,omitempty"`
+	Spec      *v1alpha1.SandboxSpec     `json:"spec,omitempty"`
+	NextStep  string                    `json:"next_step,omitempty"`
 }
 
 func (s *server) view(sb *client.Sandbox, withSpec bool) *SandboxView {
@@ -152,6 +155,7 @@ func (s *server) view(sb *client.Sandbox, withSpec bool) *SandboxView {
 	for _, f := range sb.Status.Forks {
 		v.Forks = append(v.Forks, ForkView{Name: f.Name, Baseline: f.Baseline, Ready: f.Ready, Message: f.Message})
 	}
+	v.Resources = sb.Status.Resources
 	for _, e := range client.PreviewEndpoints(sb) {
 		ev := EndpointView{Name: e.Name, Target: e.Target, PreviewURL: e.URL}
 		if u, err := client.PreviewURL(s.o.PreviewBase, s.o.Org, sb.Name, e.Name, "/"); err == nil {
@@ -197,7 +201,9 @@ func (s *server) register(srv *mcp.Server) {
 	ro := &mcp.ToolAnnotations{ReadOnlyHint: true}
 	mcp.AddTool(srv, &mcp.Tool{Name: "sandbox_apply", Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(false), IdempotentHint: true},
 		Description: "Create or update a sandbox from a full spec (or a YAML sandbox file). A sandbox forks workloads and receives only requests carrying its routing key. " +
-			"Answers the sandbox's status, routing key and endpoints with preview URLs; with wait=true it answers once the sandbox is ready (or says what blocks it)."}, s.sandboxApply)
+			"Answers the sandbox's status, routing key and endpoints with preview URLs; with wait=true it answers once the sandbox is ready (or says what blocks it). " +
+			"spec.resources [{name, plugin, params}] gives the sandbox resources made by the org's resource plugins (resourceplugin_list), e.g. a database; " +
+			"a fork's env reads their outputs with valueFrom.resource {name, outputKey: <step>.<output>} (resourceplugin_get lists the output keys). Resources cannot change once the sandbox exists."}, s.sandboxApply)
 	mcp.AddTool(srv, &mcp.Tool{Name: "sandbox_fork", Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(false), IdempotentHint: true},
 		Description: "Create or update a sandbox that forks workload namespace/name with a new image (and optional env), the common case when testing a change. " +
 			"An existing sandbox keeps its other forks. Add endpoint_target (e.g. the entry service http://frontend.shop.svc:8080) or endpoint_port to get a preview URL for http_request."}, s.sandboxFork)
@@ -223,6 +229,7 @@ func (s *server) register(srv *mcp.Server) {
 		Description: "Get the preview URLs of a sandbox's endpoints (host form and path form; both need the sandboxmesh-api-key header), and optionally a browser login link."}, s.previewURL)
 	mcp.AddTool(srv, &mcp.Tool{Name: "http_request", Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(true), OpenWorldHint: ptr(true)},
 		Description: "Send an HTTP request to one of a sandbox's endpoints through the control plane's preview proxy with the sandbox's routing key injected, and return status, headers and body — to validate a change end to end."}, s.httpRequest)
+	s.registerResourcePlugins(srv, ro)
 	s.registerJobs(srv)
 }
 
