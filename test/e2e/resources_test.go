@@ -163,11 +163,15 @@ func resourcePlugins(ctx context.Context, t *testing.T, e *demo.Env, cfg localcl
 		}
 		return nil
 	})
-	pods, err := e.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelResource})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(pods.Items) != 0 {
-		t.Errorf("%d step pods left in %s", len(pods.Items), ns)
-	}
+	// Step pods are deleted once their step is recorded; the kubelet removes them.
+	waitFor(ctx, t, time.Minute, "no step pod left in "+ns, func() error {
+		pods, err := e.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelResource})
+		if err != nil {
+			return err
+		}
+		for _, p := range pods.Items {
+			return fmt.Errorf("step pod %s (%s, deleting: %v)", p.Name, p.Status.Phase, p.DeletionTimestamp != nil)
+		}
+		return nil
+	})
 }
