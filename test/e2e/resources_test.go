@@ -169,8 +169,9 @@ func resourcePlugins(ctx context.Context, t *testing.T, e *demo.Env, cfg localcl
 		if err != nil {
 			return err
 		}
-		for _, p := range pods.Items {
-			return fmt.Errorf("step pod %s (%s, deleting: %v)", p.Name, p.Status.Phase, p.DeletionTimestamp != nil)
+		if len(pods.Items) > 0 {
+			p := pods.Items[0]
+			return fmt.Errorf("%d step pods, e.g. %s (%s, deleting: %v)", len(pods.Items), p.Name, p.Status.Phase, p.DeletionTimestamp != nil)
 		}
 		return nil
 	})
