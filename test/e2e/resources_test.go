@@ -42,7 +42,9 @@ func pgCatalog(ctx context.Context, t *testing.T, pg *dbserver.Server) string {
 // DATABASE_URL from valueFrom.resource: the operator runs the plugin's create
 // step as a pod (sandboxmesh-runner:db, real psql) before the fork, the
 // database exists with the seed applied, the fork's env reads the outputs
-// Secret; deleting the sandbox runs the drop step and the server is as it was.
+// Secret, keyed requests write rows into the sandbox's database through the
+// fork and unkeyed ones none; deleting the sandbox runs the drop step and the
+// server is as it was.
 func resourcePlugins(ctx context.Context, t *testing.T, e *demo.Env, cfg localcluster.Config) {
 	node := cfg.NodeIP().String()
 	pg, err := dbserver.StartPostgres(ctx, dbserver.Config{Listen: []string{node, "127.0.0.1"}})
@@ -149,6 +151,32 @@ func resourcePlugins(ctx context.Context, t *testing.T, e *demo.Env, cfg localcl
 		}
 		return nil
 	})
+
+	// The fork writes into its own database; the baseline never does.
+	count := func() int {
+		out, err := pg.Query(ctx, db, "SELECT count(*) FROM lookups")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := strconv.Atoi(strings.TrimSpace(out))
+		return n
+	}
+	before2 := count()
+	for i := range 3 {
+		tree := h.must(ctx, "baggage", "sm-routing-key="+ready.RoutingKey)
+		r := tree.Find("route")
+		if r == nil || r.Sandbox != sb.Name || r.Data["database"] != db || r.Data["lookups"] != strconv.Itoa(before2+i+1) {
+			t.Fatalf("keyed request %d: route hop %+v; want sandbox %s writing into %s (row %d)", i, r, sb.Name, db, before2+i+1)
+		}
+	}
+	for range 3 {
+		if r := h.must(ctx, "", "").Find("route"); r == nil || r.Sandbox != "" || r.Data["database"] != "" {
+			t.Fatalf("unkeyed request: route hop %+v; want the baseline, no database", r)
+		}
+	}
+	if got := count(); got != before2+3 {
+		t.Fatalf("rows in %s: %d, want %d (three keyed requests; the baseline writes none)", db, got, before2+3)
+	}
 
 	// Delete: the drop step runs before the sandbox goes; the server is as before.
 	if err := e.API.DeleteSandbox(ctx, e.Org, sb.Name); err != nil {

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/propagation"
@@ -107,6 +108,11 @@ type Config struct {
 	Propagation Propagation
 	// CallTimeout bounds each call to another service (default 10 s).
 	CallTimeout time.Duration
+	// DatabaseURL (route only, optional) is a PostgreSQL database with a
+	// table lookups (n int): route records each lookup there and answers the
+	// database's name and row count, so a sandbox whose fork has a database
+	// of its own (a resource plugin's) shows rows the baseline never sees.
+	DatabaseURL string
 	// Logger receives the service's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -179,6 +185,7 @@ type Server struct {
 	transport  *http.Transport
 	httpClient *http.Client
 	driverConn *grpc.ClientConn
+	db         *pgxpool.Pool
 
 	requests *prometheus.CounterVec
 	ready    atomic.Bool
@@ -206,6 +213,16 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}, []string{"endpoint", "keyed", "code"})
 	reg.MustRegister(s.requests)
 
+	if cfg.DatabaseURL != "" && cfg.Service == Route {
+		pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+		if err != nil {
+			return nil, fmt.Errorf("%s: DATABASE_URL: %w", cfg.Service, err)
+		}
+		pc.MaxConns = 4
+		if s.db, err = pgxpool.NewWithConfig(ctx, pc); err != nil { // connects lazily
+			return nil, fmt.Errorf("%s: database: %w", cfg.Service, err)
+		}
+	}
 	if cfg.Service == Frontend {
 		conn, err := grpc.NewClient(cfg.DriverAddr,
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -328,6 +345,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 func (s *Server) closeClients() error {
 	s.transport.CloseIdleConnections()
+	if s.db != nil {
+		s.db.Close()
+	}
 	if s.driverConn != nil {
 		if err := s.driverConn.Close(); err != nil {
 			return fmt.Errorf("%s: close driver client: %w", s.cfg.Service, err)

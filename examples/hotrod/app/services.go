@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -107,6 +108,9 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	n := s.newNode(r.Context(), headerGetter(r.Header))
 	num, _ := strconv.Atoi(id)
 	n.Data = map[string]string{"customer": id, "eta": fmt.Sprintf("%dm", 2+num%9)}
+	if s.db != nil {
+		s.recordLookup(r.Context(), num, n.Data)
+	}
 	writeJSON(w, http.StatusOK, n)
 }
 
@@ -209,4 +213,23 @@ func (s *Server) callDriver(ctx context.Context, customer string) Node {
 		return Node{Service: string(Driver), Error: fmt.Sprintf("call %s: %v", Driver, err)}
 	}
 	return n
+}
+
+// recordLookup adds a row to the lookups table of the route's database and
+// puts the database's name and row count (or the error) into data.
+func (s *Server) recordLookup(ctx context.Context, n int, data map[string]string) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var db string
+	var rows int64
+	_, err := s.db.Exec(ctx, "INSERT INTO lookups (n) VALUES ($1)", n)
+	if err == nil {
+		err = s.db.QueryRow(ctx, "SELECT current_database(), count(*) FROM lookups").Scan(&db, &rows)
+	}
+	if err != nil {
+		s.log.WarnContext(ctx, "record lookup", "err", err)
+		data["databaseError"] = err.Error()
+		return
+	}
+	data["database"], data["lookups"] = db, strconv.FormatInt(rows, 10)
 }
