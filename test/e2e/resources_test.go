@@ -77,11 +77,14 @@ func resourcePlugins(ctx context.Context, t *testing.T, e *demo.Env, cfg localcl
 	}
 	defer func() { _ = e.API.DeleteResourcePlugin(context.Background(), e.Org, plugin.Name) }()
 
-	sb := &cpclient.Sandbox{Name: "route-db", Spec: v1alpha1.SandboxSpec{Cluster: e.Cluster,
-		Resources: []v1alpha1.Resource{{Name: "db", Plugin: plugin.Name, Params: map[string]string{"seed-sql": "CREATE TABLE lookups (n int); INSERT INTO lookups VALUES (42);"}}},
-		Forks: []v1alpha1.Fork{{ForkOf: v1alpha1.WorkloadRef{Kind: v1alpha1.KindDeployment, Namespace: demo.ExampleNamespace, Name: "route"},
-			Customizations: &v1alpha1.Customizations{Env: []v1alpha1.EnvCustomization{{Name: "DATABASE_URL",
-				ValueFrom: &v1alpha1.EnvValueFrom{Resource: &v1alpha1.EnvValueFromResource{Name: "db", OutputKey: "provision.url"}}}}}}}}}
+	newSandbox := func(name string) *cpclient.Sandbox {
+		return &cpclient.Sandbox{Name: name, Spec: v1alpha1.SandboxSpec{Cluster: e.Cluster,
+			Resources: []v1alpha1.Resource{{Name: "db", Plugin: plugin.Name, Params: map[string]string{"seed-sql": "CREATE TABLE lookups (n int); INSERT INTO lookups VALUES (42);"}}},
+			Forks: []v1alpha1.Fork{{ForkOf: v1alpha1.WorkloadRef{Kind: v1alpha1.KindDeployment, Namespace: demo.ExampleNamespace, Name: "route"},
+				Customizations: &v1alpha1.Customizations{Env: []v1alpha1.EnvCustomization{{Name: "DATABASE_URL",
+					ValueFrom: &v1alpha1.EnvValueFrom{Resource: &v1alpha1.EnvValueFromResource{Name: "db", OutputKey: "provision.url"}}}}}}}}}
+	}
+	sb := newSandbox("route-db")
 	start := time.Now()
 	if _, err := e.API.ApplySandbox(ctx, e.Org, sb); err != nil {
 		t.Fatal(err)
@@ -200,6 +203,69 @@ func resourcePlugins(ctx context.Context, t *testing.T, e *demo.Env, cfg localcl
 		if len(pods.Items) > 0 {
 			p := pods.Items[0]
 			return fmt.Errorf("%d step pods, e.g. %s (%s, deleting: %v)", len(pods.Items), p.Name, p.Status.Phase, p.DeletionTimestamp != nil)
+		}
+		return nil
+	})
+
+	// The operator killed while a create step runs, and again while a delete
+	// step runs: the sandbox still becomes Ready, still goes, and nothing leaks.
+	killOperator := func(t *testing.T, step string, over func() bool) {
+		t.Helper()
+		waitFor(ctx, t, 2*time.Minute, "a "+step+" step pod", func() error {
+			pods, err := e.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelStep + "=" + step})
+			if err != nil {
+				return err
+			}
+			if len(pods.Items) == 0 {
+				if over() {
+					t.Logf("the %s step ended before the operator could be killed during it", step)
+					return nil
+				}
+				return fmt.Errorf("none yet")
+			}
+			return nil
+		})
+		if err := e.Kube.CoreV1().Pods(e.Namespace).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=operator"}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second)
+		if err := e.WaitDeployment(ctx, e.Namespace, e.Release+"-operator", 3*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sb2 := newSandbox("route-db2")
+	if _, err := e.API.ApplySandbox(ctx, e.Org, sb2); err != nil {
+		t.Fatal(err)
+	}
+	killOperator(t, "provision", func() bool {
+		got, err := e.API.GetSandbox(ctx, e.Org, sb2.Name)
+		return err == nil && got.Status.Ready
+	})
+	wctx2, cancel2 := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel2()
+	if got, err := e.API.WaitForReady(wctx2, e.Org, sb2.Name, &cpclient.WaitOptions{Interval: 100 * time.Millisecond}); err != nil {
+		t.Fatalf("sandbox %s after an operator restart during create: %v (%+v)", sb2.Name, err, got)
+	}
+	if dbs, err := pg.Query(ctx, "", "SELECT count(*) FROM pg_database WHERE datname LIKE 'sm\\_%'"); err != nil || strings.TrimSpace(dbs) != "1" {
+		t.Fatalf("databases after a create interrupted by an operator restart: %q %v; want exactly one", dbs, err)
+	}
+	if err := e.API.DeleteSandbox(ctx, e.Org, sb2.Name); err != nil {
+		t.Fatal(err)
+	}
+	killOperator(t, "drop", func() bool { return pgCatalog(ctx, t, pg) == before }) // the API forgets the sandbox at once; the drop step ends later
+	waitFor(ctx, t, 3*time.Minute, "database dropped after an operator restart during delete", func() error {
+		if got := pgCatalog(ctx, t, pg); got != before {
+			return fmt.Errorf("catalog %q, before %q", got, before)
+		}
+		if _, err := e.API.GetSandbox(ctx, e.Org, sb2.Name); !errors.Is(err, cpclient.ErrNotFound) {
+			return fmt.Errorf("sandbox %s still there (%v)", sb2.Name, err)
+		}
+		pods, err := e.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelResource})
+		if err != nil {
+			return err
+		}
+		if len(pods.Items) > 0 {
+			return fmt.Errorf("%d step pods left", len(pods.Items))
 		}
 		return nil
 	})
