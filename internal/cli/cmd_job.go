@@ -102,30 +102,9 @@ func (a *App) runnerGroupCommand() *cobra.Command {
 			return a.printRunnerGroups(a.Stdout, rgs)
 		},
 	}
-	del := &cobra.Command{
-		Use:     "delete NAME...",
-		Aliases: []string{"rm"},
-		Short:   "Delete job runner groups (their queued jobs are canceled)",
-		Args:    cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.setup(true)
-			if err != nil {
-				return err
-			}
-			for _, name := range args {
-				if err := c.DeleteRunnerGroup(cmd.Context(), a.cfg.Org, name); err != nil {
-					return a.explain(err, "delete job runner group "+name)
-				}
-				if a.flags.output == "" || a.flags.output == outTable {
-					fmt.Fprintf(a.Stdout, "job runner group %s deleted\n", name)
-				}
-			}
-			if ok, err := a.structured(a.Stdout, map[string]any{"deleted": args}); ok {
-				return err
-			}
-			return nil
-		},
-	}
+	del := a.deleteCommand("job runner group", "Delete job runner groups (their queued jobs are canceled)", func(ctx context.Context, c *client.Client, name string) error {
+		return c.DeleteRunnerGroup(ctx, a.cfg.Org, name)
+	})
 	cmd.AddCommand(apply, get, list, del)
 	return cmd
 }
@@ -285,30 +264,9 @@ job still runs). Without it, submit prints the job's name and returns.`,
 			return nil
 		},
 	}
-	del := &cobra.Command{
-		Use:     "delete NAME...",
-		Aliases: []string{"rm"},
-		Short:   "Delete jobs with their logs and artifacts (a running job is stopped)",
-		Args:    cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.setup(true)
-			if err != nil {
-				return err
-			}
-			for _, name := range args {
-				if err := c.DeleteJob(cmd.Context(), a.cfg.Org, name); err != nil {
-					return a.explain(err, "delete job "+name)
-				}
-				if a.flags.output == "" || a.flags.output == outTable {
-					fmt.Fprintf(a.Stdout, "job %s deleted\n", name)
-				}
-			}
-			if ok, err := a.structured(a.Stdout, map[string]any{"deleted": args}); ok {
-				return err
-			}
-			return nil
-		},
-	}
+	del := a.deleteCommand("job", "Delete jobs with their logs and artifacts (a running job is stopped)", func(ctx context.Context, c *client.Client, name string) error {
+		return c.DeleteJob(ctx, a.cfg.Org, name)
+	})
 	cmd.AddCommand(submit, get, list, cancel, del)
 	return cmd
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -95,30 +96,9 @@ func (a *App) resourcePluginCommand() *cobra.Command {
 			return a.printResourcePlugins(a.Stdout, rps)
 		},
 	}
-	del := &cobra.Command{
-		Use:     "delete NAME...",
-		Aliases: []string{"rm"},
-		Short:   "Delete resource plugins (refused while sandboxes use them)",
-		Args:    cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.setup(true)
-			if err != nil {
-				return err
-			}
-			for _, name := range args {
-				if err := c.DeleteResourcePlugin(cmd.Context(), a.cfg.Org, name); err != nil {
-					return a.explain(err, "delete resource plugin "+name)
-				}
-				if a.flags.output == "" || a.flags.output == outTable {
-					fmt.Fprintf(a.Stdout, "resource plugin %s deleted\n", name)
-				}
-			}
-			if ok, err := a.structured(a.Stdout, map[string]any{"deleted": args}); ok {
-				return err
-			}
-			return nil
-		},
-	}
+	del := a.deleteCommand("resource plugin", "Delete resource plugins (refused while sandboxes use them)", func(ctx context.Context, c *client.Client, name string) error {
+		return c.DeleteResourcePlugin(ctx, a.cfg.Org, name)
+	})
 	pages.add(list)
 	cmd.AddCommand(apply, get, list, del)
 	return cmd

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -93,10 +94,22 @@ func (a *App) routeGroupCommand() *cobra.Command {
 			return a.printRouteGroups(a.Stdout, rgs)
 		},
 	}
-	del := &cobra.Command{
+	del := a.deleteCommand("route group", "Delete route groups", func(ctx context.Context, c *client.Client, name string) error {
+		return c.DeleteRouteGroup(ctx, a.cfg.Org, name)
+	})
+	rgPages.add(list)
+	cmd.AddCommand(apply, get, list, del)
+	return cmd
+}
+
+// deleteCommand is `<kind> delete NAME...`: it deletes each named object
+// with del (stopping at the first error) and says so, or answers
+// {"deleted": [names]} with -o json|yaml.
+func (a *App) deleteCommand(noun, short string, del func(ctx context.Context, c *client.Client, name string) error) *cobra.Command {
+	return &cobra.Command{
 		Use:     "delete NAME...",
 		Aliases: []string{"rm"},
-		Short:   "Delete route groups",
+		Short:   short,
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.setup(true)
@@ -104,11 +117,11 @@ func (a *App) routeGroupCommand() *cobra.Command {
 				return err
 			}
 			for _, name := range args {
-				if err := c.DeleteRouteGroup(cmd.Context(), a.cfg.Org, name); err != nil {
-					return a.explain(err, "delete route group "+name)
+				if err := del(cmd.Context(), c, name); err != nil {
+					return a.explain(err, "delete "+noun+" "+name)
 				}
 				if a.flags.output == "" || a.flags.output == outTable {
-					fmt.Fprintf(a.Stdout, "route group %s deleted\n", name)
+					fmt.Fprintf(a.Stdout, "%s %s deleted\n", noun, name)
 				}
 			}
 			if ok, err := a.structured(a.Stdout, map[string]any{"deleted": args}); ok {
@@ -117,7 +130,4 @@ func (a *App) routeGroupCommand() *cobra.Command {
 			return nil
 		},
 	}
-	rgPages.add(list)
-	cmd.AddCommand(apply, get, list, del)
-	return cmd
 }
