@@ -1,0 +1,89 @@
+package mq
+
+import (
+	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
+)
+
+// TableSource gives the current route table. mq/routes.Client is one; a nil table is an empty one.
+type TableSource interface {
+	Table() *routeapi.Table
+}
+
+// Decision is the outcome of Selector.Decide, with the reason for logs and metrics.
+type Decision uint8
+
+const (
+	// Process: the message is this consumer's.
+	Process Decision = iota
+	// SkipNoKey: a sandbox consumer skips messages without a routing key (the baseline's).
+	SkipNoKey
+	// SkipRoutedAway: the baseline skips a key routed to a sandbox that forks this workload.
+	SkipRoutedAway
+	// SkipNotMine: a sandbox consumer skips a key that is not routed to its sandbox.
+	SkipNotMine
+)
+
+// String names the decision ("process", "skip-no-key", "skip-routed-away", "skip-not-mine").
+func (d Decision) String() string {
+	switch d {
+	case Process:
+		return "process"
+	case SkipNoKey:
+		return "skip-no-key"
+	case SkipRoutedAway:
+		return "skip-routed-away"
+	case SkipNotMine:
+		return "skip-not-mine"
+	}
+	return "unknown"
+}
+
+// Selector decides which messages a consumer processes (the rules are in the package doc). It is safe for
+// concurrent use and allocates nothing per decision.
+type Selector struct {
+	id  Identity
+	src TableSource
+}
+
+// NewSelector returns the selector of consumer id over the routes of src. A nil src is a table without
+// routes: the baseline processes everything, a sandbox only its own key.
+func NewSelector(id Identity, src TableSource) *Selector {
+	if id.Baseline.Kind == "" {
+		id.Baseline.Kind = routeapi.KindDeployment
+	}
+	return &Selector{id: id, src: src}
+}
+
+// Identity returns the consumer's identity.
+func (s *Selector) Identity() Identity { return s.id }
+
+// Accept reports whether the consumer processes a message carrying routing key key ("" when it has none).
+func (s *Selector) Accept(key string) bool { return s.Decide(key) == Process }
+
+// Decide is Accept with the reason.
+func (s *Selector) Decide(key string) Decision {
+	if key == "" {
+		if s.id.IsSandbox() {
+			return SkipNoKey
+		}
+		return Process
+	}
+	if s.id.IsSandbox() && key == s.id.RoutingKey {
+		return Process
+	}
+	var t *routeapi.Table
+	if s.src != nil {
+		t = s.src.Table()
+	}
+	d, routed := t.Destination(s.id.Baseline, key)
+	if !s.id.IsSandbox() {
+		if routed && d.Kind != routeapi.DestinationBaseline {
+			return SkipRoutedAway
+		}
+		return Process
+	}
+	if routed && d.Sandbox.Name == s.id.Sandbox {
+		return Process
+	}
+	return SkipNotMine
+}
