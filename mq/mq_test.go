@@ -173,6 +173,11 @@ func TestPropagationRoundTrip(t *testing.T) {
 	if _, key := mq.DefaultPropagation.Extract(context.Background(), propagation.MapCarrier{"uberctx-sm-routing-key": "k2"}); key != "k2" {
 		t.Errorf("uberctx key = %q", key)
 	}
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("Baggage", "sm-routing-key=k3")
+	if key, _ := routingkey.FromContext(mq.DefaultPropagation.FromHTTP(r)); key != "k3" {
+		t.Errorf("FromHTTP key = %q", key)
+	}
 	if _, key := mq.DefaultPropagation.Extract(context.Background(), propagation.MapCarrier{}); key != "" {
 		t.Errorf("no headers: key = %q", key)
 	}

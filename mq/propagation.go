@@ -2,6 +2,7 @@ package mq
 
 import (
 	"context"
+	"net/http"
 
 	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/propagation"
@@ -65,6 +66,13 @@ func (p *Propagation) Extract(ctx context.Context, c propagation.TextMapCarrier)
 	ctx = p.extract.Extract(ctx, c)
 	key, _ := routingkey.FromContext(ctx)
 	return ctx, key
+}
+
+// FromHTTP returns the context of an incoming HTTP request with the trace context, baggage and routing key
+// of its headers, ready to be passed to Inject when the handler publishes a message.
+func (p *Propagation) FromHTTP(r *http.Request) context.Context {
+	ctx, _ := p.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	return ctx
 }
 
 // Fields are the header names Inject writes.
