@@ -12,17 +12,19 @@ import (
 )
 
 // Usage is the command line help of the hotrod binary.
-const Usage = `usage: hotrod <frontend|route|driver|customer|all> [flags]
+const Usage = `usage: hotrod <frontend|route|driver|customer|worker|all> [flags]
 
-Runs one service of hotrod-lite (or all four in one process with "all").
+Runs one service of hotrod-lite (or the four synchronous ones in one process with "all").
 Every flag can also be set by its environment variable; a flag wins.
 
 flags (env):
-  --http-addr         HTTP_ADDR          HTTP listen address (frontend :8080, customer :8081, driver :8082, route :8083)
+  --http-addr         HTTP_ADDR          HTTP listen address (frontend :8080, customer :8081, driver :8082, route :8083, worker :8084)
   --grpc-addr         GRPC_ADDR          driver gRPC listen address (:9082)
   --route-url         ROUTE_URL          frontend: route base URL (http://localhost:8083)
   --driver-addr       DRIVER_ADDR        frontend: driver gRPC target (localhost:9082)
-  --customer-url      CUSTOMER_URL       driver: customer base URL (http://localhost:8081)
+  --customer-url      CUSTOMER_URL       driver, worker: customer base URL (http://localhost:8081)
+  --queue-url         QUEUE_URL          frontend: comma-separated queues to publish dispatch events on (none);
+                                         worker: the queue to consume (nats://, amqp:// or kafka://host:port)
   --version           VERSION            version reported in responses (baseline)
   --database-url      DATABASE_URL       route: PostgreSQL database whose lookups table records each lookup (none)
   --propagation       PROPAGATION        otel (one OpenTelemetry propagator) or library (routingkey helpers)
@@ -30,7 +32,9 @@ flags (env):
   --shutdown-timeout  SHUTDOWN_TIMEOUT   time in-flight requests get after that (10s)
   --log-format        LOG_FORMAT         json or text (json)
   --log-level         LOG_LEVEL          debug, info, warn or error (info)
-also read: SANDBOXMESH_SANDBOX_NAME, SANDBOXMESH_ROUTING_KEY (set by the operator on forks), HOSTNAME.
+also read: SANDBOXMESH_SANDBOX_NAME, SANDBOXMESH_ROUTING_KEY (set by the operator on forks), HOSTNAME;
+worker: SANDBOXMESH_BASELINE_{KIND,NAMESPACE,NAME} and SANDBOXMESH_ROUTES_URL (set by the operator and the
+injection webhook) for selective consumption.
 `
 
 // Options are the parsed command line of the hotrod binary.
@@ -83,6 +87,7 @@ func ParseArgs(args []string, getenv func(string) string) (Options, error) {
 	fs.StringVar(&c.CustomerURL, "customer-url", env("CUSTOMER_URL", "http://localhost"+DefaultCustomerHTTPAddr), "")
 	fs.StringVar(&c.Identity.Version, "version", env("VERSION", "baseline"), "")
 	fs.StringVar(&c.DatabaseURL, "database-url", env("DATABASE_URL", ""), "")
+	queues := fs.String("queue-url", env("QUEUE_URL", ""), "")
 	prop := fs.String("propagation", env("PROPAGATION", string(PropagationOTel)), "")
 	drain := fs.String("drain-delay", env("DRAIN_DELAY", "0s"), "")
 	shutdown := fs.String("shutdown-timeout", env("SHUTDOWN_TIMEOUT", "10s"), "")
@@ -93,6 +98,11 @@ func ParseArgs(args []string, getenv func(string) string) (Options, error) {
 	}
 	if fs.NArg() > 0 {
 		return Options{}, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	for _, u := range strings.Split(*queues, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			c.QueueURLs = append(c.QueueURLs, u)
+		}
 	}
 	var err error
 	if c.Propagation, err = ParsePropagation(*prop); err != nil {

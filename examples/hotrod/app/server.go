@@ -37,9 +37,12 @@ const (
 	Route    Service = "route"
 	Driver   Service = "driver"
 	Customer Service = "customer"
+	// Worker consumes the dispatch events frontend publishes (the asynchronous hop, see queue.go); it is
+	// not part of "all", as it needs a broker.
+	Worker Service = "worker"
 )
 
-// Services lists the services in start order (callees first).
+// Services lists the services "all" runs, in start order (callees first).
 var Services = []Service{Customer, Route, Driver, Frontend}
 
 // Default listen addresses: distinct, so that all four run side by side on one machine.
@@ -48,6 +51,7 @@ const (
 	DefaultCustomerHTTPAddr = ":8081"
 	DefaultDriverHTTPAddr   = ":8082"
 	DefaultRouteHTTPAddr    = ":8083"
+	DefaultWorkerHTTPAddr   = ":8084"
 	DefaultDriverGRPCAddr   = ":9082"
 )
 
@@ -62,18 +66,20 @@ func DefaultHTTPAddr(svc Service) string {
 		return DefaultDriverHTTPAddr
 	case Route:
 		return DefaultRouteHTTPAddr
+	case Worker:
+		return DefaultWorkerHTTPAddr
 	}
 	return ""
 }
 
 // ParseService parses a service name.
 func ParseService(s string) (Service, error) {
-	for _, svc := range Services {
+	for _, svc := range append(Services, Worker) {
 		if string(svc) == s {
 			return svc, nil
 		}
 	}
-	return "", fmt.Errorf("service %q: want frontend, route, driver or customer", s)
+	return "", fmt.Errorf("service %q: want frontend, route, driver, customer or worker", s)
 }
 
 // Identity says which version of a service this is.
@@ -113,6 +119,9 @@ type Config struct {
 	// database's name and row count, so a sandbox whose fork has a database
 	// of its own (a resource plugin's) shows rows the baseline never sees.
 	DatabaseURL string
+	// QueueURLs are the queues of the asynchronous hop (see queue.go): frontend publishes a dispatch
+	// event on each (none: no event); a worker consumes the one it is given.
+	QueueURLs []string
 	// Logger receives the service's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -158,12 +167,24 @@ func (c Config) Validate() error {
 		if c.DriverAddr == "" {
 			return errors.New("config: driverAddr: required")
 		}
+	case Worker:
+		if len(c.QueueURLs) != 1 {
+			return fmt.Errorf("config: queueURLs: a worker consumes exactly one queue, got %d", len(c.QueueURLs))
+		}
+		if err := checkURL("customerURL", c.CustomerURL); err != nil {
+			return err
+		}
 	case Driver:
 		if c.GRPCAddr == "" {
 			return errors.New("config: grpcAddr: required")
 		}
 		if err := checkURL("customerURL", c.CustomerURL); err != nil {
 			return err
+		}
+	}
+	for i, u := range c.QueueURLs {
+		if _, err := queueKind(u); err != nil {
+			return fmt.Errorf("config: queueURLs[%d]: %w", i, err)
 		}
 	}
 	return nil
@@ -186,6 +207,11 @@ type Server struct {
 	httpClient *http.Client
 	driverConn *grpc.ClientConn
 	db         *pgxpool.Pool
+
+	buses       []bus
+	events      eventLog
+	stopConsume context.CancelFunc
+	consumeDone chan struct{}
 
 	requests *prometheus.CounterVec
 	ready    atomic.Bool
@@ -234,6 +260,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.driverConn = conn
 	}
 
+	if err := s.startQueues(ctx); err != nil {
+		s.closeClients()
+		return nil, err
+	}
+
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", s.readyz)
@@ -245,6 +276,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	ln, err := lc.Listen(ctx, "tcp", cfg.HTTPAddr)
 	if err != nil {
 		s.closeClients()
+		_ = s.closeQueues(ctx)
 		return nil, fmt.Errorf("%s: listen http %s: %w", cfg.Service, cfg.HTTPAddr, err)
 	}
 	s.httpLn = ln
@@ -252,6 +284,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		gln, err := lc.Listen(ctx, "tcp", cfg.GRPCAddr)
 		if err != nil {
 			_ = ln.Close()
+			_ = s.closeQueues(ctx)
 			s.closeClients()
 			return nil, fmt.Errorf("%s: listen grpc %s: %w", cfg.Service, cfg.GRPCAddr, err)
 		}
@@ -330,6 +363,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if err := s.httpSrv.Shutdown(ctx); err != nil {
 			_ = s.httpSrv.Close()
 			errs = append(errs, fmt.Errorf("%s: http shutdown: %w", s.cfg.Service, err))
+		}
+		if err := s.closeQueues(ctx); err != nil {
+			errs = append(errs, err)
 		}
 		if err := s.closeClients(); err != nil {
 			errs = append(errs, err)

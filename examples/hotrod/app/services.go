@@ -74,6 +74,8 @@ func (s *Server) routes(mux *http.ServeMux) {
 		mux.Handle("GET /route", s.api("/route", s.route))
 	case Customer:
 		mux.Handle("GET /customer", s.api("/customer", s.customer))
+	case Worker:
+		mux.Handle("GET /events", s.api("/events", s.listEvents))
 	}
 }
 
@@ -92,6 +94,10 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) {
 	wg.Go(func() { driver = s.callDriver(ctx, id) })
 	wg.Wait()
 	n.Calls = []Node{route, driver}
+	if len(s.buses) > 0 && !n.HasError() && !s.publish(ctx, r, &n) {
+		writeError(ctx, w, http.StatusBadRequest, "invalid_event", fmt.Sprintf("query event=%q: want 1 to 128 of [A-Za-z0-9._-]", r.URL.Query().Get("event")))
+		return
+	}
 	code := http.StatusOK
 	if n.HasError() {
 		code = http.StatusBadGateway
