@@ -36,12 +36,14 @@ type phaseClock struct {
 }
 
 // watchPhases starts a phaseClock for the sandbox named name; call it just
-// before the PUT and stop it after Ready.
+// before the PUT, call begin at the PUT and stop after Ready.
 func watchPhases(ctx context.Context, t *testing.T, e *demo.Env, name string) *phaseClock {
 	t.Helper()
 	ctx, cancel := context.WithCancel(ctx)
 	c := &phaseClock{start: time.Now(), cancel: cancel, seen: map[string]time.Duration{}}
-	sel := metav1.ListOptions{LabelSelector: naming.LabelSandbox + "=" + name}
+	// ResourceVersion "0": served from the watch cache at once (without it
+	// the API server first waits for a consistent read, seconds here).
+	sel := metav1.ListOptions{LabelSelector: naming.LabelSandbox + "=" + name, ResourceVersion: "0"}
 	pw, err := e.Kube.CoreV1().Pods("").Watch(ctx, sel)
 	if err != nil {
 		t.Fatal(err)
@@ -69,6 +71,14 @@ func watchPhases(ctx context.Context, t *testing.T, e *demo.Env, name string) *p
 	}()
 	go func() { <-ctx.Done(); pw.Stop(); dw.Stop() }()
 	return c
+}
+
+// begin sets the start to now (the PUT).
+func (c *phaseClock) begin() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.start = time.Now()
+	return c.start
 }
 
 func (c *phaseClock) mark(what string) {

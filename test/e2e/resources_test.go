@@ -94,7 +94,7 @@ func resourcePlugins(ctx context.Context, t *testing.T, e *demo.Env, cfg localcl
 	applyTimed := func(sb *cpclient.Sandbox) (*cpclient.Sandbox, time.Duration) {
 		t.Helper()
 		clock := watchPhases(ctx, t, e, sb.Name)
-		start := time.Now()
+		start := clock.begin()
 		if _, err := e.API.ApplySandbox(ctx, e.Org, sb); err != nil {
 			t.Fatal(err)
 		}
