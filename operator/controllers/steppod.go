@@ -203,15 +203,15 @@ func StepPod(in StepPodInput) (*corev1.Pod, error) {
 	main.VolumeMounts = slices.DeleteFunc(main.VolumeMounts, func(m corev1.VolumeMount) bool {
 		return m.MountPath == smv1.RunnerBinDir || m.MountPath == smv1.StepInputsDir
 	})
-	main.VolumeMounts = append(main.VolumeMounts, corev1.VolumeMount{Name: smv1.StepInputsVolume, MountPath: smv1.StepInputsDir, ReadOnly: true})
 	mode := int32(0o444)
-	tpl.Spec.Volumes = append(tpl.Spec.Volumes, corev1.Volume{Name: smv1.StepInputsVolume,
-		VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: in.StateSecret, DefaultMode: &mode}}})
 	if install {
 		main.VolumeMounts = append(main.VolumeMounts, corev1.VolumeMount{Name: smv1.RunnerVolume, MountPath: smv1.RunnerBinDir, ReadOnly: true})
 		tpl.Spec.Volumes = append(tpl.Spec.Volumes, runnerBinVolume())
 		tpl.Spec.InitContainers = append([]corev1.Container{runnerInstallInit(in.RunnerImage)}, tpl.Spec.InitContainers...)
 	}
+	main.VolumeMounts = append(main.VolumeMounts, corev1.VolumeMount{Name: smv1.StepInputsVolume, MountPath: smv1.StepInputsDir, ReadOnly: true})
+	tpl.Spec.Volumes = append(tpl.Spec.Volumes, corev1.Volume{Name: smv1.StepInputsVolume,
+		VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: in.StateSecret, DefaultMode: &mode}}})
 
 	labels := mergeMaps(tpl.Labels, StepLabels(sb, in.Resource, rp.Name, in.Step.Name))
 	annotations := mergeMaps(tpl.Annotations, map[string]string{smv1.AnnotationInject: "false"})

@@ -13,7 +13,9 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/demo"
@@ -52,7 +54,32 @@ func watchPhases(ctx context.Context, t *testing.T, e *demo.Env, name string) *p
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.done.Add(2)
+	dyn, err := dynamic.NewForConfig(e.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sbw, err := dyn.Resource(v1alpha1.GroupVersion.WithResource("sandboxes")).Namespace("").Watch(ctx,
+		metav1.ListOptions{FieldSelector: "metadata.name=" + name, ResourceVersion: "0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.done.Add(3)
+	go func() {
+		defer c.done.Done()
+		for ev := range sbw.ResultChan() {
+			u, ok := ev.Object.(*unstructured.Unstructured)
+			if !ok {
+				continue
+			}
+			conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+			for _, cd := range conds {
+				m, _ := cd.(map[string]any)
+				if m["status"] == "True" && (m["type"] == v1alpha1.ConditionReady || m["type"] == v1alpha1.ConditionResourcesReady) {
+					c.mark(fmt.Sprintf("Sandbox CR %s", m["type"]))
+				}
+			}
+		}
+	}()
 	go func() {
 		defer c.done.Done()
 		for ev := range pw.ResultChan() {
@@ -69,7 +96,7 @@ func watchPhases(ctx context.Context, t *testing.T, e *demo.Env, name string) *p
 			}
 		}
 	}()
-	go func() { <-ctx.Done(); pw.Stop(); dw.Stop() }()
+	go func() { <-ctx.Done(); pw.Stop(); dw.Stop(); sbw.Stop() }()
 	return c
 }
 
@@ -129,10 +156,19 @@ func (c *phaseClock) pod(typ watch.EventType, p *corev1.Pod) {
 	}
 }
 
+// crReady is when the Sandbox CR's Ready condition was first seen True
+// (0: not seen): the operator's figure, without the agent's status
+// interval that the API's Ready adds.
+func (c *phaseClock) crReady() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.seen["Sandbox CR "+v1alpha1.ConditionReady]
+}
+
 // stop ends the watches and logs the milestones (tag names the run).
 func (c *phaseClock) stop(t *testing.T, tag string) {
 	t.Helper()
-	c.mark("Ready")
+	c.mark("Ready (the API)")
 	c.cancel()
 	c.done.Wait()
 	c.mu.Lock()

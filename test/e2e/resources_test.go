@@ -91,7 +91,10 @@ func resourcePlugins(ctx context.Context, t *testing.T, e *demo.Env, cfg localcl
 	plain := newSandbox("route-plain")
 	plain.Spec.Resources = nil
 	plain.Spec.Forks[0].Customizations.Env = []v1alpha1.EnvCustomization{{Name: "SM_E2E_PEER", Value: ptr("1")}}
-	applyTimed := func(sb *cpclient.Sandbox) (*cpclient.Sandbox, time.Duration) {
+	// applyTimed applies sb and waits until the API says Ready; it returns
+	// that time and when the Sandbox CR became Ready (the operator's part,
+	// without the agent's 2 s status interval).
+	applyTimed := func(sb *cpclient.Sandbox) (*cpclient.Sandbox, time.Duration, time.Duration) {
 		t.Helper()
 		clock := watchPhases(ctx, t, e, sb.Name)
 		start := clock.begin()
@@ -106,10 +109,11 @@ func resourcePlugins(ctx context.Context, t *testing.T, e *demo.Env, cfg localcl
 		}
 		took := time.Since(start)
 		clock.stop(t, sb.Name)
-		return ready, took
+		return ready, took, clock.crReady()
 	}
-	_, plainTook := applyTimed(plain)
+	_, plainTook, plainCR := applyTimed(plain)
 	record(t, "resource_peer_put_to_ready", plainTook)
+	record(t, "resource_peer_put_to_cr_ready", plainCR)
 	if err := e.API.DeleteSandbox(ctx, e.Org, plain.Name); err != nil {
 		t.Fatal(err)
 	}
@@ -129,9 +133,11 @@ func resourcePlugins(ctx context.Context, t *testing.T, e *demo.Env, cfg localcl
 	})
 
 	sb := newSandbox("route-db")
-	ready, took := applyTimed(sb)
+	ready, took, tookCR := applyTimed(sb)
 	record(t, "resource_sandbox_put_to_ready", took)
+	record(t, "resource_sandbox_put_to_cr_ready", tookCR)
 	record(t, "resource_added_put_to_ready", took-plainTook)
+	record(t, "resource_added_put_to_cr_ready", tookCR-plainCR)
 
 	// The plugin made a database for the sandbox, seeded, owned by its role.
 	dbs, err := pg.Query(ctx, "", "SELECT datname FROM pg_database WHERE datname LIKE 'sm\\_%'")
