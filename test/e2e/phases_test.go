@@ -165,6 +165,20 @@ func (c *phaseClock) crReady() time.Duration {
 	return c.seen["Sandbox CR "+v1alpha1.ConditionReady]
 }
 
+// forkCreated is when the first fork Deployment was seen (0: not seen):
+// the end of the resources phase, before the fork's own start (image,
+// probes) that both sides of the figure share.
+func (c *phaseClock) forkCreated() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, what := range c.order {
+		if strings.HasPrefix(what, "fork Deployment ") {
+			return c.seen[what]
+		}
+	}
+	return 0
+}
+
 // stop ends the watches and logs the milestones (tag names the run).
 func (c *phaseClock) stop(t *testing.T, tag string) {
 	t.Helper()
