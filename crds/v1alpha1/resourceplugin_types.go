@@ -36,8 +36,8 @@ type ResourcePluginSpec struct {
 // PluginRunner is where the steps of a plugin run.
 type PluginRunner struct {
 	// Image of the step pods' main container. The operator installs
-	// sandboxmesh-runner into the pod, so any image with the programs the
-	// scripts call will do.
+	// sandboxmesh-runner into the pod (unless RunnerPath says the image
+	// has it), so any image with the programs the scripts call will do.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=512
 	// +required
@@ -55,6 +55,17 @@ type PluginRunner struct {
 	// +kubebuilder:validation:MaxLength=65536
 	// +optional
 	PodTemplateOverlay string `json:"podTemplateOverlay,omitempty"`
+	// RunnerPath is the absolute path of sandboxmesh-runner inside Image,
+	// for an image that ships it (the project's sandboxmesh-runner images
+	// have it at /usr/local/bin/sandboxmesh-runner). The step pods then run
+	// it from the image and have no init container installing the
+	// operator's runner, which saves starting a container per step. That
+	// runner must speak the operator's step protocol (an image of the same
+	// release does). Empty: the operator installs its runner.
+	// +kubebuilder:validation:Pattern=`^/`
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	RunnerPath string `json:"runnerPath,omitempty"`
 }
 
 // PluginStep is one step of a plugin: a script with inputs and outputs.

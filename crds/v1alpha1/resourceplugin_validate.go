@@ -48,6 +48,13 @@ func ValidateResourcePlugin(spec *ResourcePluginSpec) []FieldProblem {
 	if len(r.PodTemplateOverlay) > 65536 {
 		add("spec.runner.podTemplateOverlay", "at most 65536 bytes")
 	}
+	switch {
+	case r.RunnerPath == "":
+	case !strings.HasPrefix(r.RunnerPath, "/"):
+		add("spec.runner.runnerPath", "must be an absolute path")
+	case len(r.RunnerPath) > 1024:
+		add("spec.runner.runnerPath", "at most 1024 bytes")
+	}
 	lists := []struct {
 		field string
 		steps []PluginStep

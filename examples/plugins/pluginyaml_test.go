@@ -29,6 +29,10 @@ func TestPluginFiles(t *testing.T) {
 			b, _ := json.Marshal(ps)
 			t.Errorf("%s: invalid: %s", dir, b)
 		}
+		// The project's images hold the runner at /usr/local/bin (internal/devenv/images).
+		if want := "/usr/local/bin/" + v1alpha1.RunnerBinary; p.Spec.Runner.RunnerPath != want {
+			t.Errorf("%s: runner.runnerPath %q, want %q (the runner in %s)", dir, p.Spec.Runner.RunnerPath, want, p.Spec.Runner.Image)
+		}
 		if len(p.Spec.Create) != 1 || len(p.Spec.Delete) != 1 {
 			t.Fatalf("%s: steps %+v", dir, p.Spec)
 		}

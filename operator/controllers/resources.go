@@ -372,7 +372,7 @@ func (m *stepMachine) runSteps(ctx context.Context, rp *smv1.ResourcePlugin, sta
 			return false, smv1.ResourceStatus{}, fmt.Errorf("get step pod %s/%s: %w", state.Namespace, podName, err)
 		}
 		term := mainTerminated(&pod)
-		switch pod.Status.Phase {
+		switch stepOutcome(&pod, term) {
 		case corev1.PodSucceeded:
 			t, derr := smv1.DecodeStepTermination([]byte(termMessage(term)))
 			if derr == nil {
@@ -465,6 +465,23 @@ func (m *stepMachine) failedStep(ctx context.Context, state *corev1.Secret, step
 	event(m.r.Recorder, m.sb, corev1.EventTypeWarning, "ResourceStepFailed", "Retry", "resource %s: step %s attempt %d failed (exit %d); trying again", m.resource, step.Name, attempt, exit)
 	m.requeue = minRequeue(m.requeue, 100*time.Millisecond)
 	return false, m.status(failed, step.Name, attempt+1, "step %s: attempt %d starting", step.Name, attempt+1), nil
+}
+
+// stepOutcome is PodSucceeded or PodFailed once the step of p has ended,
+// else p's phase. The main container decides as soon as it terminates: the
+// pod's restartPolicy is Never, so it never runs again, and its exit code
+// and termination message are the step's result. The pod's own phase comes
+// later (the kubelet reports it after tearing the pod down, a second or
+// more) or never (a container of the overlay that keeps running).
+func stepOutcome(p *corev1.Pod, term *corev1.ContainerStateTerminated) corev1.PodPhase {
+	switch {
+	case term == nil:
+		return p.Status.Phase
+	case term.ExitCode == 0:
+		return corev1.PodSucceeded
+	default:
+		return corev1.PodFailed
+	}
 }
 
 func mainTerminated(p *corev1.Pod) *corev1.ContainerStateTerminated {

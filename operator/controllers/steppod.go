@@ -111,7 +111,8 @@ func StepLabels(sb *smv1.Sandbox, resource, plugin, step string) map[string]stri
 // Never, activeDeadlineSeconds 600, no service account token), the
 // plugin's podTemplateOverlay strategic-merged onto it, then the
 // invariants: main runs `sandboxmesh-runner step` (installed by an init
-// container from in.RunnerImage) with the step in its environment, the
+// container from in.RunnerImage, or from the image itself at
+// spec.runner.runnerPath) with the step in its environment, the
 // state Secret mounted read-only at /sandboxmesh/inputs, and a termination
 // message that falls back to the log tail. The pod has no owner reference
 // (it lives in another namespace than the Sandbox); its labels name the
@@ -119,7 +120,8 @@ func StepLabels(sb *smv1.Sandbox, resource, plugin, step string) map[string]stri
 // cannot make a pod.
 func StepPod(in StepPodInput) (*corev1.Pod, error) {
 	rp := in.Plugin
-	if in.RunnerImage == "" {
+	install := rp.Spec.Runner.RunnerPath == ""
+	if install && in.RunnerImage == "" {
 		return nil, fmt.Errorf("the operator has no runner image (--runner-image)")
 	}
 	const overlayPath = "spec.runner.podTemplateOverlay"
@@ -179,6 +181,9 @@ func StepPod(in StepPodInput) (*corev1.Pod, error) {
 	sb := in.Sandbox
 	tpl.Spec.RestartPolicy = corev1.RestartPolicyNever
 	main.Command = []string{smv1.RunnerBinDir + "/" + smv1.RunnerBinary, "step"}
+	if !install {
+		main.Command[0] = rp.Spec.Runner.RunnerPath
+	}
 	main.Args = nil
 	main.TerminationMessagePolicy = corev1.TerminationMessageFallbackToLogsOnError
 	ours := []corev1.EnvVar{
@@ -198,13 +203,15 @@ func StepPod(in StepPodInput) (*corev1.Pod, error) {
 	main.VolumeMounts = slices.DeleteFunc(main.VolumeMounts, func(m corev1.VolumeMount) bool {
 		return m.MountPath == smv1.RunnerBinDir || m.MountPath == smv1.StepInputsDir
 	})
-	main.VolumeMounts = append(main.VolumeMounts,
-		corev1.VolumeMount{Name: smv1.RunnerVolume, MountPath: smv1.RunnerBinDir, ReadOnly: true},
-		corev1.VolumeMount{Name: smv1.StepInputsVolume, MountPath: smv1.StepInputsDir, ReadOnly: true})
 	mode := int32(0o444)
-	tpl.Spec.Volumes = append(tpl.Spec.Volumes, runnerBinVolume(), corev1.Volume{Name: smv1.StepInputsVolume,
+	if install {
+		main.VolumeMounts = append(main.VolumeMounts, corev1.VolumeMount{Name: smv1.RunnerVolume, MountPath: smv1.RunnerBinDir, ReadOnly: true})
+		tpl.Spec.Volumes = append(tpl.Spec.Volumes, runnerBinVolume())
+		tpl.Spec.InitContainers = append([]corev1.Container{runnerInstallInit(in.RunnerImage)}, tpl.Spec.InitContainers...)
+	}
+	main.VolumeMounts = append(main.VolumeMounts, corev1.VolumeMount{Name: smv1.StepInputsVolume, MountPath: smv1.StepInputsDir, ReadOnly: true})
+	tpl.Spec.Volumes = append(tpl.Spec.Volumes, corev1.Volume{Name: smv1.StepInputsVolume,
 		VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: in.StateSecret, DefaultMode: &mode}}})
-	tpl.Spec.InitContainers = append([]corev1.Container{runnerInstallInit(in.RunnerImage)}, tpl.Spec.InitContainers...)
 
 	labels := mergeMaps(tpl.Labels, StepLabels(sb, in.Resource, rp.Name, in.Step.Name))
 	annotations := mergeMaps(tpl.Annotations, map[string]string{smv1.AnnotationInject: "false"})

@@ -80,6 +80,7 @@ spec:
   volumes: [{name: ca, configMap: {name: ca}}]
 `)},
 		{"step-inputs.yaml", inputs},
+		{"step-runner-path.yaml", runnerPathFixture()},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
 			p, err := controllers.StepPod(tc.in)
@@ -123,6 +124,50 @@ func TestStepPodInvariants(t *testing.T) {
 	in.Attempt = 2
 	if second, _ := controllers.StepPod(in); second.Name == p.Name {
 		t.Fatal("a second attempt has the same pod name")
+	}
+}
+
+// runnerPathFixture is a step of a plugin whose image ships the runner, on
+// an operator without a runner image.
+func runnerPathFixture() controllers.StepPodInput {
+	in := stepFixture("spec: {initContainers: [{name: warm, image: example.com/warm:1}]}")
+	in.Plugin.Spec.Runner.RunnerPath = "/usr/local/bin/sandboxmesh-runner"
+	in.RunnerImage = ""
+	return in
+}
+
+// TestStepPodRunnerPath: a plugin whose image ships the runner gets step
+// pods that run it from there: no install init container, no runner
+// volume; the overlay's own init containers and the inputs stay.
+func TestStepPodRunnerPath(t *testing.T) {
+	p, err := controllers.StepPod(runnerPathFixture())
+	if err != nil {
+		t.Fatal(err)
+	}
+	main := p.Spec.Containers[0]
+	if strings.Join(main.Command, " ") != "/usr/local/bin/sandboxmesh-runner step" {
+		t.Errorf("command %v", main.Command)
+	}
+	if len(p.Spec.InitContainers) != 1 || p.Spec.InitContainers[0].Name != "warm" {
+		t.Errorf("init containers %+v", p.Spec.InitContainers)
+	}
+	for _, v := range p.Spec.Volumes {
+		if v.Name == smv1.RunnerVolume {
+			t.Errorf("runner volume %+v", v)
+		}
+	}
+	var mounts []string
+	for _, m := range main.VolumeMounts {
+		mounts = append(mounts, m.MountPath)
+	}
+	if strings.Join(mounts, ",") != smv1.StepInputsDir {
+		t.Errorf("mounts %v", mounts)
+	}
+	// Without runnerPath the operator's runner image is required.
+	in := runnerPathFixture()
+	in.Plugin.Spec.Runner.RunnerPath = ""
+	if _, err := controllers.StepPod(in); err == nil || !strings.Contains(err.Error(), "--runner-image") {
+		t.Errorf("no runner image: %v", err)
 	}
 }
 

@@ -100,17 +100,25 @@ func waitStepPod(t *testing.T, cl client.Client, sb *smv1.Sandbox, step string, 
 func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
 
 // finishStep plays the kubelet: the step pod's main container terminated
-// with exit and the termination message term.
+// with exit and the termination message term, and the pod's phase says so.
 func finishStep(t *testing.T, cl client.Client, pod *corev1.Pod, exit int32, term smv1.StepTermination) {
+	t.Helper()
+	phase := corev1.PodSucceeded
+	if exit != 0 {
+		phase = corev1.PodFailed
+	}
+	endMain(t, cl, pod, exit, term, phase)
+}
+
+// endMain plays the kubelet: the step pod's main container terminated with
+// exit and the termination message term; the pod is in phase (Running: the
+// kubelet has not torn it down yet, or another container still runs).
+func endMain(t *testing.T, cl client.Client, pod *corev1.Pod, exit int32, term smv1.StepTermination, phase corev1.PodPhase) {
 	t.Helper()
 	term.ExitCode = int(exit)
 	msg, err := smv1.EncodeStepTermination(term)
 	if err != nil {
 		t.Fatal(err)
-	}
-	phase := corev1.PodSucceeded
-	if exit != 0 {
-		phase = corev1.PodFailed
 	}
 	now := metav1.Now()
 	pod.Status = corev1.PodStatus{Phase: phase, ContainerStatuses: []corev1.ContainerStatus{{Name: smv1.StepContainer, Image: pod.Spec.Containers[0].Image,
@@ -276,6 +284,44 @@ func TestResourceCreateFailsAndRetries(t *testing.T) {
 	_ = c.Delete(ctx, sb)
 	p = waitStepPod(t, c, sb, "drop", 1)
 	finishStep(t, c, p, 0, smv1.StepTermination{})
+	eventually(t, "sandbox gone", func() (bool, string) { _, ok := get(t, key, &smv1.Sandbox{}); return !ok, "" })
+}
+
+// TestResourceStepEndsWithItsMainContainer: a step's result is its main
+// container's as soon as that terminates (restartPolicy Never), while the
+// pod is still Running: success records the outputs and starts the next
+// step, a non-zero exit is a failed attempt with its backoff.
+func TestResourceStepEndsWithItsMainContainer(t *testing.T) {
+	ctx := context.Background()
+	ns := "res-main-ends"
+	world(t, ns, "route")
+	resourceWorld(t, c, ns)
+	sb := dbSandbox(ns, "db-main")
+	if err := c.Create(ctx, sb); err != nil {
+		t.Fatal(err)
+	}
+	key := client.ObjectKeyFromObject(sb)
+	p := waitStepPod(t, c, sb, "provision", 1)
+	endMain(t, c, p, 0, smv1.StepTermination{Outputs: map[string]string{"host": "h", "url": secretURL}}, corev1.PodRunning)
+	p = waitStepPod(t, c, sb, "seed", 1)
+	state, ok := get(t, types.NamespacedName{Namespace: smv1.DefaultPluginNamespace, Name: naming.ResourceStateName(ns, sb.Name, p.Labels[smv1.LabelSandboxUID], "db")}, &corev1.Secret{})
+	if !ok || string(state.Data["done.provision"]) != "1" || string(state.Data["out.provision.url"]) != secretURL {
+		t.Fatalf("state Secret after provision: %v %v", ok, state.Data)
+	}
+	endMain(t, c, p, 2, smv1.StepTermination{LogTail: "seed failed\n"}, corev1.PodRunning)
+	s := waitCondition(t, key, smv1.ConditionDegraded, metav1.ConditionTrue, smv1.ReasonCreateFailed)
+	if msg := condition(s, smv1.ConditionDegraded).Message; !strings.Contains(msg, "step seed failed (exit 2, attempt 1, next try in") {
+		t.Errorf("Degraded message %q", msg)
+	}
+	if _, ok := get(t, types.NamespacedName{Namespace: ns, Name: naming.ForkName(ns, sb.Name, ns, "route")}, &appsv1.Deployment{}); ok {
+		t.Fatal("fork created although a step failed")
+	}
+	p = waitStepPod(t, c, sb, "seed", 2)
+	endMain(t, c, p, 0, smv1.StepTermination{}, corev1.PodRunning)
+	waitCondition(t, key, smv1.ConditionResourcesReady, metav1.ConditionTrue, smv1.ReasonCreated)
+	_ = c.Delete(ctx, sb)
+	p = waitStepPod(t, c, sb, "drop", 1)
+	endMain(t, c, p, 0, smv1.StepTermination{}, corev1.PodRunning)
 	eventually(t, "sandbox gone", func() (bool, string) { _, ok := get(t, key, &smv1.Sandbox{}); return !ok, "" })
 }
 

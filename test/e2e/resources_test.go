@@ -22,6 +22,7 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/dbserver"
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/demo"
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/localcluster"
+	"github.com/sandboxmesh/sandboxmesh/operator/naming"
 )
 
 // pgCatalog lists what a sandbox may add to a PostgreSQL server: databases
@@ -84,18 +85,64 @@ func resourcePlugins(ctx context.Context, t *testing.T, e *demo.Env, cfg localcl
 				Customizations: &v1alpha1.Customizations{Env: []v1alpha1.EnvCustomization{{Name: "DATABASE_URL",
 					ValueFrom: &v1alpha1.EnvValueFrom{Resource: &v1alpha1.EnvValueFromResource{Name: "db", OutputKey: "provision.url"}}}}}}}}}
 	}
-	sb := newSandbox("route-db")
-	start := time.Now()
-	if _, err := e.API.ApplySandbox(ctx, e.Org, sb); err != nil {
+	// The peer: the same fork with a plain env var instead of the resource,
+	// applied just before in the same run, so that the figure compares like
+	// with like (PUT → Ready with the resource against without).
+	plain := newSandbox("route-plain")
+	plain.Spec.Resources = nil
+	plain.Spec.Forks[0].Customizations.Env = []v1alpha1.EnvCustomization{{Name: "SM_E2E_PEER", Value: ptr("1")}}
+	// applyTimed applies sb and waits until the API says Ready; it returns
+	// that time, when the Sandbox CR became Ready (the operator's part,
+	// without the agent's 2 s status interval) and when the fork Deployment
+	// was created.
+	applyTimed := func(sb *cpclient.Sandbox) (*cpclient.Sandbox, time.Duration, time.Duration, time.Duration) {
+		t.Helper()
+		clock := watchPhases(ctx, t, e, sb.Name)
+		start := clock.begin()
+		if _, err := e.API.ApplySandbox(ctx, e.Org, sb); err != nil {
+			t.Fatal(err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+		defer cancel()
+		ready, err := e.API.WaitForReady(wctx, e.Org, sb.Name, &cpclient.WaitOptions{Interval: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatalf("sandbox %s not ready: %v (%+v)", sb.Name, err, ready)
+		}
+		took := time.Since(start)
+		clock.stop(t, sb.Name)
+		return ready, took, clock.crReady(), clock.forkCreated()
+	}
+	_, plainTook, plainCR, plainFork := applyTimed(plain)
+	record(t, "resource_peer_put_to_ready", plainTook)
+	record(t, "resource_peer_put_to_cr_ready", plainCR)
+	if err := e.API.DeleteSandbox(ctx, e.Org, plain.Name); err != nil {
 		t.Fatal(err)
 	}
-	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
-	ready, err := e.API.WaitForReady(wctx, e.Org, sb.Name, &cpclient.WaitOptions{Interval: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatalf("sandbox with a postgres-schema resource not ready: %v (%+v)", err, ready)
-	}
-	record(t, "resource_sandbox_put_to_ready", time.Since(start))
+	waitFor(ctx, t, time.Minute, "peer sandbox's fork gone", func() error {
+		ds, err := e.Kube.AppsV1().Deployments(demo.ExampleNamespace).List(ctx, metav1.ListOptions{LabelSelector: naming.LabelSandbox + "=" + plain.Name})
+		if err != nil {
+			return err
+		}
+		pods, err := e.Kube.CoreV1().Pods(demo.ExampleNamespace).List(ctx, metav1.ListOptions{LabelSelector: naming.LabelSandbox + "=" + plain.Name})
+		if err != nil {
+			return err
+		}
+		if n := len(ds.Items) + len(pods.Items); n > 0 {
+			return fmt.Errorf("%d Deployments and pods left", n)
+		}
+		return nil
+	})
+
+	sb := newSandbox("route-db")
+	ready, took, tookCR, tookFork := applyTimed(sb)
+	record(t, "resource_sandbox_put_to_ready", took)
+	record(t, "resource_sandbox_put_to_cr_ready", tookCR)
+	// What the resource adds: to Ready through the API (the figure of issue
+	// 16; it includes the agent's status interval, 0-2 s on each side), to
+	// the CR's Ready, and to the fork's creation (the resources phase alone).
+	record(t, "resource_added_put_to_ready", took-plainTook)
+	record(t, "resource_added_put_to_cr_ready", tookCR-plainCR)
+	record(t, "resource_added_put_to_fork", tookFork-plainFork)
 
 	// The plugin made a database for the sandbox, seeded, owned by its role.
 	dbs, err := pg.Query(ctx, "", "SELECT datname FROM pg_database WHERE datname LIKE 'sm\\_%'")
