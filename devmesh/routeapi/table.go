@@ -1,7 +1,8 @@
 // Package routeapi owns the devmesh route-server protocol: the route data model (a versioned table of
 // "for baseline workload W, routing key K goes to destination D"), immutable snapshots with O(1) lookups,
 // deltas between snapshots, the gRPC Watch service (JSON codec, no protoc) with its Server and Client, and
-// the HTTP/JSON lookup used by queue consumers.
+// the versioned HTTP/JSON routes lookup API used by queue consumers (GET /v1/lookup, /v1/routes and
+// Signadot's /api/v1/workloads/routing-rules, with ETag and long-poll; docs/routes-api.md).
 //
 // The operator hosts a Server (Register on its grpc.Server, LookupHandler on its HTTP mux) and feeds it
 // with Publish or PublishWorkload; devmesh sidecars run a Client and read Client.Table on every request.
