@@ -352,21 +352,41 @@ func (rq routesQuery) routes(t *Table) []Route {
 }
 
 // rules returns the routing rules of t matching the filters: routes to forks and local tunnels only
-// (a baseline destination keeps traffic on the baseline, so it diverts nothing).
+// (a baseline destination keeps traffic on the baseline, so it diverts nothing). A route group's rule
+// names as destinationSandbox the sandbox whose fork (or tunnel) it leads to, as Signadot does: a
+// sandbox's consumer asks for destinationSandboxName=<itself> and gets its route-group keys too.
 func (rq rulesQuery) rules(t *Table) []RoutingRule {
 	out := []RoutingRule{}
-	for _, r := range rq.baseline.routes(t) {
+	routes := rq.baseline.routes(t)
+	// owner[workload][host] is the sandbox whose own route leads to host.
+	owner := map[WorkloadRef]map[string]string{}
+	for _, r := range routes {
+		d := r.Destination
+		if d.Sandbox.Kind != OwnerRouteGroup && (d.Kind == DestinationFork || d.Kind == DestinationLocal) {
+			if owner[r.Workload] == nil {
+				owner[r.Workload] = map[string]string{}
+			}
+			owner[r.Workload][d.Host] = d.Sandbox.Name
+		}
+	}
+	for _, r := range routes {
 		d := r.Destination
 		if d.Kind != DestinationFork && d.Kind != DestinationLocal {
 			continue
 		}
-		if (rq.key != "" && r.RoutingKey != rq.key) || (rq.sandbox != "" && d.Sandbox.Name != rq.sandbox) {
+		sandbox := d.Sandbox.Name
+		if d.Sandbox.Kind == OwnerRouteGroup {
+			if sb, ok := owner[r.Workload][d.Host]; ok {
+				sandbox = sb
+			}
+		}
+		if (rq.key != "" && r.RoutingKey != rq.key) || (rq.sandbox != "" && sandbox != rq.sandbox) {
 			continue
 		}
 		rule := RoutingRule{
 			RoutingKey:         r.RoutingKey,
 			Baseline:           RuleBaseline{Kind: r.Workload.kindOrDefault(), Namespace: r.Workload.Namespace, Name: r.Workload.Name},
-			DestinationSandbox: RuleSandbox{Name: d.Sandbox.Name},
+			DestinationSandbox: RuleSandbox{Name: sandbox},
 			Mappings:           make([]RuleMapping, 0, len(d.Ports)),
 		}
 		for _, p := range d.Ports {

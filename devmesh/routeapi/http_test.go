@@ -13,8 +13,8 @@ import (
 )
 
 // apiServer starts the lookup handler on 127.0.0.1 with a table of: cart (Deployment) k1 → fork,
-// k2 → local; checkout (Rollout) k1 → fork; cart k3 → baseline (virtual, not a routing rule);
-// other/cart k1 → fork.
+// k2 → local, k3 → baseline (virtual, not a routing rule), rg1 → route group team-a to sb-k1's fork;
+// checkout (Rollout) k1 → fork; other/cart k1 → fork.
 func apiServer(t testing.TB, cfg ServerConfig) (*Server, *httptest.Server) {
 	t.Helper()
 	s := NewServer(cfg)
@@ -27,6 +27,7 @@ func apiServer(t testing.TB, cfg ServerConfig) (*Server, *httptest.Server) {
 		fork(wRollout, "k1", "checkout-fork.shop.svc", PortMapping{Port: 8080, DestinationPort: 8080}),
 		{Workload: wA, RoutingKey: "k3", Destination: Destination{Sandbox: SandboxRef{Name: "virt"}, Kind: DestinationBaseline}},
 		fork(WorkloadRef{Namespace: "other", Name: "cart"}, "k1", "cart-fork.other.svc"),
+		routeGroup(fork(wA, "rg1", "cart-fork.shop.svc", PortMapping{Port: 80, DestinationPort: 8080}, PortMapping{Port: 90, DestinationPort: 9090}), "team-a"),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -34,6 +35,12 @@ func apiServer(t testing.TB, cfg ServerConfig) (*Server, *httptest.Server) {
 	hs := httptest.NewServer(s.LookupHandler())
 	t.Cleanup(hs.Close)
 	return s, hs
+}
+
+// routeGroup makes r a route of route group name (same destination as the sandbox's own route).
+func routeGroup(r Route, name string) Route {
+	r.Destination.Sandbox = SandboxRef{Kind: OwnerRouteGroup, Namespace: "sandboxes", Name: name}
+	return r
 }
 
 func get(t testing.TB, url string, hdr ...string) (*http.Response, []byte) {
@@ -72,11 +79,11 @@ func TestRoutesEndpoints(t *testing.T) {
 		keys   []string // "<namespace>/<kind>/<name>:<key>" of the routes (or rules) expected, in order
 		errSub string
 	}{
-		{"all routes", "/v1/routes", 200, []string{"other/Deployment/cart:k1", "shop/Deployment/cart:k1", "shop/Deployment/cart:k2", "shop/Deployment/cart:k3", "shop/Rollout/checkout:k1"}, ""},
-		{"by namespace", "/v1/routes?namespace=shop", 200, []string{"shop/Deployment/cart:k1", "shop/Deployment/cart:k2", "shop/Deployment/cart:k3", "shop/Rollout/checkout:k1"}, ""},
-		{"by workload any namespace", "/v1/routes?workload=cart", 200, []string{"other/Deployment/cart:k1", "shop/Deployment/cart:k1", "shop/Deployment/cart:k2", "shop/Deployment/cart:k3"}, ""},
+		{"all routes", "/v1/routes", 200, []string{"other/Deployment/cart:k1", "shop/Deployment/cart:k1", "shop/Deployment/cart:k2", "shop/Deployment/cart:k3", "shop/Deployment/cart:rg1", "shop/Rollout/checkout:k1"}, ""},
+		{"by namespace", "/v1/routes?namespace=shop", 200, []string{"shop/Deployment/cart:k1", "shop/Deployment/cart:k2", "shop/Deployment/cart:k3", "shop/Deployment/cart:rg1", "shop/Rollout/checkout:k1"}, ""},
+		{"by workload any namespace", "/v1/routes?workload=cart", 200, []string{"other/Deployment/cart:k1", "shop/Deployment/cart:k1", "shop/Deployment/cart:k2", "shop/Deployment/cart:k3", "shop/Deployment/cart:rg1"}, ""},
 		{"by kind, any case", "/v1/routes?kind=rollout", 200, []string{"shop/Rollout/checkout:k1"}, ""},
-		{"by all three", "/v1/routes?namespace=shop&kind=Deployment&workload=cart", 200, []string{"shop/Deployment/cart:k1", "shop/Deployment/cart:k2", "shop/Deployment/cart:k3"}, ""},
+		{"by all three", "/v1/routes?namespace=shop&kind=Deployment&workload=cart", 200, []string{"shop/Deployment/cart:k1", "shop/Deployment/cart:k2", "shop/Deployment/cart:k3", "shop/Deployment/cart:rg1"}, ""},
 		{"no match", "/v1/routes?namespace=nothing", 200, []string{}, ""},
 		{"routes bad namespace", "/v1/routes?namespace=Shop", 400, nil, "query.namespace"},
 		{"routes bad kind", "/v1/routes?kind=deploy-ment", 400, nil, "query.kind"},
@@ -86,8 +93,10 @@ func TestRoutesEndpoints(t *testing.T) {
 		{"routes bad wait", "/v1/routes?wait=soon", 400, nil, "query.wait"},
 		{"routes negative wait", "/v1/routes?wait=-1s", 400, nil, "query.wait"},
 		{"routes wait without etag answers at once", "/v1/routes?namespace=other&wait=10m", 200, []string{"other/Deployment/cart:k1"}, ""},
-		{"rules all", "/api/v1/workloads/routing-rules", 200, []string{"other/Deployment/cart:k1", "shop/Deployment/cart:k1", "shop/Deployment/cart:k2", "shop/Rollout/checkout:k1"}, ""},
-		{"rules by baseline", "/api/v1/workloads/routing-rules?baselineKind=Deployment&baselineNamespace=shop&baselineName=cart", 200, []string{"shop/Deployment/cart:k1", "shop/Deployment/cart:k2"}, ""},
+		{"rules all", "/api/v1/workloads/routing-rules", 200, []string{"other/Deployment/cart:k1", "shop/Deployment/cart:k1", "shop/Deployment/cart:k2", "shop/Deployment/cart:rg1", "shop/Rollout/checkout:k1"}, ""},
+		{"rules by baseline", "/api/v1/workloads/routing-rules?baselineKind=Deployment&baselineNamespace=shop&baselineName=cart", 200, []string{"shop/Deployment/cart:k1", "shop/Deployment/cart:k2", "shop/Deployment/cart:rg1"}, ""},
+		{"rules by sandbox include its route groups", "/api/v1/workloads/routing-rules?destinationSandboxName=sb-k1&baselineNamespace=shop", 200, []string{"shop/Deployment/cart:k1", "shop/Deployment/cart:rg1", "shop/Rollout/checkout:k1"}, ""},
+		{"rules by route group key", "/api/v1/workloads/routing-rules?routingKey=rg1", 200, []string{"shop/Deployment/cart:rg1"}, ""},
 		{"rules by key", "/api/v1/workloads/routing-rules?routingKey=k1", 200, []string{"other/Deployment/cart:k1", "shop/Deployment/cart:k1", "shop/Rollout/checkout:k1"}, ""},
 		{"rules by sandbox", "/api/v1/workloads/routing-rules?destinationSandboxName=sb-k2", 200, []string{"shop/Deployment/cart:k2"}, ""},
 		{"rules baseline destination is not a rule", "/api/v1/workloads/routing-rules?routingKey=k3", 200, []string{}, ""},
@@ -169,7 +178,8 @@ func TestRoutingRulesShape(t *testing.T) {
 	_, body := get(t, hs.URL+PathRoutingRules+"?baselineNamespace=shop&baselineName=cart")
 	want := `{"routingRules":[` +
 		`{"routingKey":"k1","baseline":{"kind":"Deployment","namespace":"shop","name":"cart"},"destinationSandbox":{"name":"sb-k1"},"mappings":[{"workloadPort":80,"destinations":[{"host":"cart-fork.shop.svc","port":8080}]},{"workloadPort":90,"destinations":[{"host":"cart-fork.shop.svc","port":9090}]}]},` +
-		`{"routingKey":"k2","baseline":{"kind":"Deployment","namespace":"shop","name":"cart"},"destinationSandbox":{"name":"sb-k2"},"mappings":[{"workloadPort":80,"destinations":[{"host":"10.0.0.9","port":9000}]}]}` +
+		`{"routingKey":"k2","baseline":{"kind":"Deployment","namespace":"shop","name":"cart"},"destinationSandbox":{"name":"sb-k2"},"mappings":[{"workloadPort":80,"destinations":[{"host":"10.0.0.9","port":9000}]}]},` +
+		`{"routingKey":"rg1","baseline":{"kind":"Deployment","namespace":"shop","name":"cart"},"destinationSandbox":{"name":"sb-k1"},"mappings":[{"workloadPort":80,"destinations":[{"host":"cart-fork.shop.svc","port":8080}]},{"workloadPort":90,"destinations":[{"host":"cart-fork.shop.svc","port":9090}]}]}` +
 		"]}\n"
 	if string(body) != want {
 		t.Fatalf("body\n%s\nwant\n%s", body, want)

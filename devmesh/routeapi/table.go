@@ -66,11 +66,16 @@ func (w WorkloadRef) normalized() WorkloadRef {
 	return w
 }
 
+// OwnerRouteGroup is SandboxRef.Kind for a route a RouteGroup caused.
+const OwnerRouteGroup = "RouteGroup"
+
 // SandboxRef names the sandbox (or route group) that caused a route.
 type SandboxRef struct {
-	// Namespace of the Sandbox object.
+	// Kind is OwnerRouteGroup for a route group's route; "" (or "Sandbox") for a sandbox's.
+	Kind string `json:"kind,omitempty"`
+	// Namespace of the Sandbox (or RouteGroup) object.
 	Namespace string `json:"namespace,omitempty"`
-	// Name of the Sandbox object.
+	// Name of the Sandbox (or RouteGroup) object.
 	Name string `json:"name"`
 }
 
@@ -196,6 +201,7 @@ func (in interner) str(s string) string {
 
 func (in interner) dest(d Destination) Destination {
 	d.Sandbox.Namespace = in.str(d.Sandbox.Namespace)
+	d.Sandbox.Kind = in.str(d.Sandbox.Kind)
 	d.Kind = DestinationKind(in.str(string(d.Kind)))
 	d.Host = in.str(d.Host)
 	return d
