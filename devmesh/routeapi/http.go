@@ -1,6 +1,7 @@
 package routeapi
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -333,21 +334,32 @@ func parseRulesQuery(v url.Values) (rulesQuery, error) {
 	return rq, nil
 }
 
-// routes returns the routes of t matching the filters, sorted by workload then key.
+// routes returns the routes of t matching the filters, sorted by workload (namespace, kind, name)
+// then key.
 func (rq routesQuery) routes(t *Table) []Route {
 	out := []Route{}
 	if t == nil {
 		return out
 	}
-	for w, m := range t.byW {
-		if (rq.namespace != "" && w.Namespace != rq.namespace) || (rq.kind != "" && w.Kind != rq.kind) || (rq.workload != "" && w.Name != rq.workload) {
-			continue
-		}
+	add := func(w WorkloadRef, m map[string]*entry) {
 		for k, e := range m {
 			out = append(out, Route{Workload: w, RoutingKey: k, Destination: e.dest})
 		}
 	}
-	sortRoutes(out)
+	if rq.namespace != "" && rq.kind != "" && rq.workload != "" {
+		w := WorkloadRef{Namespace: rq.namespace, Kind: rq.kind, Name: rq.workload}
+		add(w, t.byW[w])
+	} else {
+		for w, m := range t.byW {
+			if (rq.namespace == "" || w.Namespace == rq.namespace) && (rq.kind == "" || w.Kind == rq.kind) && (rq.workload == "" || w.Name == rq.workload) {
+				add(w, m)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b Route) int {
+		return cmp.Or(strings.Compare(a.Workload.Namespace, b.Workload.Namespace), strings.Compare(a.Workload.Kind, b.Workload.Kind),
+			strings.Compare(a.Workload.Name, b.Workload.Name), strings.Compare(a.RoutingKey, b.RoutingKey))
+	})
 	return out
 }
 
