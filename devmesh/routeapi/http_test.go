@@ -471,3 +471,75 @@ func BenchmarkLongPollWake(b *testing.B) {
 		}
 	}
 }
+
+// TestRoutedAwayAndRoutesTo: the selective-consumption questions on the table agree with the routing
+// rules the HTTP API lists.
+func TestRoutedAwayAndRoutesTo(t *testing.T) {
+	s, _ := apiServer(t, ServerConfig{})
+	tab := s.Table()
+	wCart := WorkloadRef{Namespace: "shop", Name: "cart"}
+	cases := []struct {
+		w       WorkloadRef
+		key     string
+		away    bool
+		sandbox string // RoutesTo(w, key, sandbox) is true for this one only
+	}{
+		{wCart, "k1", true, "sb-k1"},
+		{wCart, "k2", true, "sb-k2"},  // local tunnel
+		{wCart, "k3", false, ""},      // virtual: stays on the baseline
+		{wCart, "rg1", true, "sb-k1"}, // route group to sb-k1's fork
+		{wCart, "nope", false, ""},    // unrouted
+		{WorkloadRef{Namespace: "shop", Kind: KindRollout, Name: "checkout"}, "k1", true, "sb-k1"},
+		{WorkloadRef{Namespace: "shop", Name: "checkout"}, "k1", false, ""}, // a Deployment of that name has no routes
+	}
+	for _, tc := range cases {
+		if got := tab.RoutedAway(tc.w, tc.key); got != tc.away {
+			t.Errorf("RoutedAway(%s, %s) = %v", tc.w, tc.key, got)
+		}
+		for _, sb := range []string{"sb-k1", "sb-k2", "virt", "team-a"} {
+			if got := tab.RoutesTo(tc.w, tc.key, sb); got != (sb == tc.sandbox) {
+				t.Errorf("RoutesTo(%s, %s, %s) = %v", tc.w, tc.key, sb, got)
+			}
+		}
+	}
+	var nilTab *Table
+	if nilTab.RoutedAway(wCart, "k1") || nilTab.RoutesTo(wCart, "k1", "sb-k1") {
+		t.Error("nil table routes")
+	}
+}
+
+// BenchmarkSelectiveDecision: the per-message questions of a queue consumer on a 10,000-route table
+// (100 workloads), next to the sidecar's Lookup in the same run.
+func BenchmarkSelectiveDecision(b *testing.B) {
+	routes := make([]Route, 0, 10001)
+	for i := range 10000 {
+		w := WorkloadRef{Namespace: "ns", Name: "w" + itoa(uint64(i%100))}
+		routes = append(routes, fork(w, "k"+itoa(uint64(i)), "h"+itoa(uint64(i))+".ns.svc", PortMapping{Port: 80, DestinationPort: 8080}))
+	}
+	w7 := WorkloadRef{Namespace: "ns", Name: "w7"}
+	routes = append(routes, routeGroup(fork(w7, "rg", "h4207.ns.svc", PortMapping{Port: 80, DestinationPort: 8080}), "team"))
+	tab, err := NewTable(1, routes)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name string
+		f    func() bool
+		want bool
+	}{
+		{"Lookup-hit", func() bool { _, ok := tab.Lookup(w7, "k4207", 80); return ok }, true},
+		{"RoutedAway-hit", func() bool { return tab.RoutedAway(w7, "k4207") }, true},
+		{"RoutedAway-miss", func() bool { return tab.RoutedAway(w7, "other") }, false},
+		{"RoutesTo-own", func() bool { return tab.RoutesTo(w7, "k4207", "sb-k4207") }, true},
+		{"RoutesTo-routegroup", func() bool { return tab.RoutesTo(w7, "rg", "sb-k4207") }, true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if bc.f() != bc.want {
+					b.Fatal("wrong answer")
+				}
+			}
+		})
+	}
+}

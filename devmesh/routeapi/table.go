@@ -322,6 +322,40 @@ func (e *entry) target(port int32) Target {
 	return tg
 }
 
+// RoutedAway reports whether key has a fork or local destination for workload w: traffic (and
+// messages) with that key belong to a sandbox, not to w's baseline. A baseline destination (a sandbox
+// that only virtualises w) does not route away.
+func (t *Table) RoutedAway(w WorkloadRef, key string) bool {
+	if t == nil {
+		return false
+	}
+	e, ok := t.byW[w.normalized()][key]
+	return ok && e.dest.Kind != DestinationBaseline
+}
+
+// RoutesTo reports whether key, for workload w, leads to sandbox's fork or tunnel: the sandbox's own
+// key, or a route group's key whose destination is that sandbox's (same host). This is the sandbox
+// consumer's half of selective consumption, matching Signadot's destinationSandbox.
+func (t *Table) RoutesTo(w WorkloadRef, key, sandbox string) bool {
+	if t == nil {
+		return false
+	}
+	m := t.byW[w.normalized()]
+	e, ok := m[key]
+	if !ok || e.dest.Kind == DestinationBaseline {
+		return false
+	}
+	if e.dest.Sandbox.Kind != OwnerRouteGroup {
+		return e.dest.Sandbox.Name == sandbox
+	}
+	for _, o := range m {
+		if o.dest.Sandbox.Kind != OwnerRouteGroup && o.dest.Sandbox.Name == sandbox && o.dest.Kind == e.dest.Kind && o.dest.Host == e.dest.Host {
+			return true
+		}
+	}
+	return false
+}
+
 // WorkloadTable is the part of a table for one workload; lookups by key only. It is immutable.
 type WorkloadTable struct {
 	m map[string]*entry
