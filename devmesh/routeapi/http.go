@@ -426,6 +426,7 @@ func (s *Server) LookupHandler() http.Handler {
 			if tg, ok := t.Lookup(lq.workload, lq.key, lq.port); ok {
 				d := *tg.Destination
 				resp.Routed, resp.Destination, resp.Sandbox = true, &d, d.Sandbox.Name
+				resp.RoutedAway = d.Kind != DestinationBaseline
 			}
 			return resp
 		})

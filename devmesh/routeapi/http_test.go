@@ -215,6 +215,28 @@ func TestConditionalGet(t *testing.T) {
 	}
 }
 
+// TestLookupRoutedAway: /v1/lookup says whether a baseline consumer must leave the key, for every kind
+// of destination, in agreement with Table.RoutedAway.
+func TestLookupRoutedAway(t *testing.T) {
+	s, hs := apiServer(t, ServerConfig{})
+	for key, want := range map[string][2]bool{"k1": {true, true}, "k2": {true, true}, "k3": {true, false}, "rg1": {true, true}, "none": {false, false}} {
+		_, body := get(t, hs.URL+"/v1/lookup?namespace=shop&workload=cart&routingKey="+key)
+		var lr LookupResponse
+		if err := json.Unmarshal(body, &lr); err != nil || lr.Routed != want[0] || lr.RoutedAway != want[1] || lr.RoutedAway != s.Table().RoutedAway(wA, key) {
+			t.Errorf("%s: %s (%v), want routed %v away %v", key, body, err, want[0], want[1])
+		}
+	}
+	req, _ := http.NewRequest(http.MethodHead, hs.URL+"/v1/routes", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("ETag") != ETag(s.Epoch(), s.Table().Version()) {
+		t.Fatalf("HEAD: %d %v", resp.StatusCode, resp.Header)
+	}
+}
+
 // TestLongPollReturnsOnPublish: a long-poll with the current ETag blocks, and answers the new table
 // promptly (well under a second) after a Publish, for every endpoint.
 func TestLongPollReturnsOnPublish(t *testing.T) {
