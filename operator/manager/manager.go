@@ -434,7 +434,16 @@ func (r *routeServerRunnable) Start(ctx context.Context) error {
 		}
 	}
 	if gs != nil {
-		gs.GracefulStop()
+		// Watch streams last until the client goes: GracefulStop alone would wait for every
+		// sidecar. Give in-flight sends a moment, then cut the streams (sidecars fail static and
+		// reconnect to another replica).
+		stopped := make(chan struct{})
+		go func() { gs.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(2 * time.Second):
+			gs.Stop()
+		}
 	}
 	if hs != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
