@@ -90,6 +90,9 @@ func DevmeshRoutes(rs RouteSet, clusterDomain string) ([]routeapi.Route, error) 
 				Sandbox: routeapi.SandboxRef{Namespace: r.Owner.Namespace, Name: r.Owner.Name},
 				Kind:    devmeshKinds[r.Destination.Kind],
 			}
+			if r.Owner.Kind == "RouteGroup" {
+				dest.Sandbox.Kind = routeapi.OwnerRouteGroup
+			}
 			if r.Destination.Kind != DestinationBaseline {
 				dest.Host = r.Destination.Host
 				seen := map[int32]bool{}

@@ -14,6 +14,7 @@ import (
 	"github.com/go-logr/logr"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 	"github.com/sandboxmesh/sandboxmesh/devmesh/inject"
 	"github.com/sandboxmesh/sandboxmesh/internal/telemetry"
 	"github.com/sandboxmesh/sandboxmesh/meshadapters"
@@ -75,6 +76,7 @@ func run() error {
 	flag.StringVar(&sidecarImage, "sidecar-image", env("SANDBOXMESH_SIDECAR_IMAGE", "sandboxmesh.dev/devmesh:dev"), "devmesh sidecar image")
 	flag.StringVar(&initImage, "sidecar-init-image", env("SANDBOXMESH_SIDECAR_INIT_IMAGE", ""), "image of the devmesh-init container of iptables mode: devmesh-init plus iptables-save/iptables-restore (default: the sidecar image)")
 	flag.StringVar(&routeServerTarget, "sidecar-route-server", env("SANDBOXMESH_SIDECAR_ROUTE_SERVER", "sandboxmesh-operator.sandboxmesh-system.svc:15010"), "route server address the injected sidecars dial")
+	flag.StringVar(&o.RoutesURL, "routes-url", env(smv1.EnvRoutesURL, "http://sandboxmesh-operator.sandboxmesh-system.svc:15011"), "base URL of the route lookup API (--route-lookup-address) as pods reach it; given to forks and injected pods as "+smv1.EnvRoutesURL+" (empty leaves it out)")
 	flag.StringVar(&o.RunnerImage, "runner-image", env("SANDBOXMESH_RUNNER_IMAGE", "sandboxmesh.dev/sandboxmesh-runner:dev"), "image of the init container installing the job runner into the pods of JobRunnerGroups")
 	flag.StringVar(&injectMode, "inject-mode", "iptables", "default injection mode: iptables or explicit")
 	flag.BoolVar(&o.RequireAcceptance, "require-acceptance", true, "Ready waits until every backend reports the routes accepted")
@@ -99,7 +101,12 @@ func run() error {
 	// Before anything of controller-runtime runs (manager.New sets it again).
 	ctrl.SetLogger(logr.FromSlogHandler(h))
 	o.Backends, o.KeyNames, o.CustomHeaders, o.Namespaces = list(backends), list(keyNames), list(customHdrs), list(namespaces)
-	o.Inject = inject.Config{Image: sidecarImage, InitImage: initImage, RouteServer: routeServerTarget, KeyNames: o.KeyNames, CustomHeaders: o.CustomHeaders, Mode: inject.Mode(injectMode)}
+	if o.RoutesURL != "" {
+		if err := inject.CheckRoutesURL(o.RoutesURL); err != nil {
+			return fmt.Errorf("--routes-url: %w", err)
+		}
+	}
+	o.Inject = inject.Config{Image: sidecarImage, InitImage: initImage, RouteServer: routeServerTarget, KeyNames: o.KeyNames, CustomHeaders: o.CustomHeaders, Mode: inject.Mode(injectMode), RoutesURL: o.RoutesURL}
 
 	_, shutdownTracing, err := telemetry.Setup(context.Background(), telemetry.Options{Service: "sandboxmesh-operator"})
 	if err != nil {

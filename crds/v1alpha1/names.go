@@ -70,6 +70,26 @@ const (
 	EnvPodNamespace = "POD_NAMESPACE"
 )
 
+// The environment SandboxMesh gives application containers so that queue consumers (the mq libraries,
+// docs/message-queues.md) know who they are and where the routes lookup API is (docs/routes-api.md).
+// A value the user set in the container spec is never overwritten.
+const (
+	// EnvSandboxName is the name of the Sandbox, on every fork container.
+	EnvSandboxName = "SANDBOXMESH_SANDBOX_NAME"
+	// EnvRoutingKey is the Sandbox's routing key, on every fork container.
+	EnvRoutingKey = "SANDBOXMESH_ROUTING_KEY"
+	// EnvBaselineKind is the kind (Deployment or Rollout) of the baseline workload: on fork containers
+	// the baseline the fork replaces, on devmesh-injected baseline pods the pod's own workload.
+	EnvBaselineKind = "SANDBOXMESH_BASELINE_KIND"
+	// EnvBaselineNamespace is the namespace of that baseline workload.
+	EnvBaselineNamespace = "SANDBOXMESH_BASELINE_NAMESPACE"
+	// EnvBaselineName is the name of that baseline workload.
+	EnvBaselineName = "SANDBOXMESH_BASELINE_NAME"
+	// EnvRoutesURL is the base URL of the operator's routes lookup API
+	// (http://<operator service>.<namespace>.svc:15011), on forks and injected pods.
+	EnvRoutesURL = "SANDBOXMESH_ROUTES_URL"
+)
+
 // RunnerObjectName is the name of the runner Deployment and of the runner
 // token Secret of the runner group group: "sandboxmesh-runner-<group>" (at
 // most 49 characters: group names have at most 30).

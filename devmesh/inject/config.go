@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -124,6 +125,10 @@ type Config struct {
 	LegacySidecar bool
 	// ExtraEnv is appended to the sidecar's environment (other SANDBOXMESH_* settings of cmd/devmesh).
 	ExtraEnv []corev1.EnvVar
+	// RoutesURL is the base URL of the operator's routes lookup API (http://host:port), given to the
+	// app containers as SANDBOXMESH_ROUTES_URL next to the SANDBOXMESH_BASELINE_* identity of the pod's
+	// workload; "" leaves it out (the identity is still set).
+	RoutesURL string
 	// NamespaceOptOutLabel disables injection in namespaces where it equals NamespaceOptOutValue
 	// (default DefaultNamespaceOptOutLabel).
 	NamespaceOptOutLabel string
@@ -219,6 +224,11 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("extraEnv[%d]", i), "name required")
 		}
 	}
+	if c.RoutesURL != "" {
+		if err := CheckRoutesURL(c.RoutesURL); err != nil {
+			bad("routesURL", "%v", err)
+		}
+	}
 	if c.NamespaceOptOutLabel == "" {
 		c.NamespaceOptOutLabel = DefaultNamespaceOptOutLabel
 	}
@@ -226,4 +236,21 @@ func (c *Config) Validate() error {
 		bad("namespaceOptOutLabel", "%q: %s", c.NamespaceOptOutLabel, strings.Join(msgs, "; "))
 	}
 	return errors.Join(errs...)
+}
+
+// CheckRoutesURL checks a routes lookup API base URL: absolute http or https with a host, and no
+// query, fragment or user info.
+func CheckRoutesURL(s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%q: %w", s, err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("%q: want an http:// or https:// URL", s)
+	case u.Host == "" || u.Hostname() == "":
+		return fmt.Errorf("%q: host required", s)
+	case u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "":
+		return fmt.Errorf("%q: want scheme://host[:port][/path] only", s)
+	}
+	return nil
 }

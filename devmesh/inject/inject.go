@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/go-logr/logr"
@@ -11,6 +12,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 )
 
 // NamespaceLabeler returns the labels of a namespace; the handler asks it only for pods that request
@@ -185,6 +188,7 @@ func Evaluate(cfg *Config, pod *corev1.Pod, namespace string, nsLabels map[strin
 		inits = append(inits, sidecar)
 	}
 	ops = append(ops, prependOps("/spec/initContainers", len(pod.Spec.InitContainers), inits)...)
+	ops = append(ops, consumerEnvOps(cfg, pod, namespace, wl)...)
 	if cfg.LegacySidecar {
 		ops = append(ops, patchOp{Op: "add", Path: "/spec/containers/-", Value: sidecar})
 	}
@@ -257,3 +261,39 @@ func prependOps(path string, n int, add []corev1.Container) []patchOp {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// consumerEnvOps give every app container (not cfg.ExcludeContainers) the identity of the pod's
+// baseline workload, the same one the sidecar routes by, and the routes lookup URL: what queue
+// consumers need (docs/routes-api.md). A variable the container already has is left alone.
+func consumerEnvOps(cfg *Config, pod *corev1.Pod, namespace string, wl workload) []patchOp {
+	want := []corev1.EnvVar{
+		{Name: smv1.EnvBaselineKind, Value: wl.Kind},
+		{Name: smv1.EnvBaselineNamespace, Value: namespace},
+		{Name: smv1.EnvBaselineName, Value: wl.Name},
+	}
+	if cfg.RoutesURL != "" {
+		want = append(want, corev1.EnvVar{Name: smv1.EnvRoutesURL, Value: cfg.RoutesURL})
+	}
+	var ops []patchOp
+	for i, c := range pod.Spec.Containers {
+		if slices.Contains(cfg.ExcludeContainers, c.Name) {
+			continue
+		}
+		var add []corev1.EnvVar
+		for _, e := range want {
+			if !slices.ContainsFunc(c.Env, func(v corev1.EnvVar) bool { return v.Name == e.Name }) {
+				add = append(add, e)
+			}
+		}
+		switch {
+		case len(add) == 0:
+		case len(c.Env) == 0:
+			ops = append(ops, patchOp{Op: "add", Path: fmt.Sprintf("/spec/containers/%d/env", i), Value: add})
+		default:
+			for _, e := range add {
+				ops = append(ops, patchOp{Op: "add", Path: fmt.Sprintf("/spec/containers/%d/env/-", i), Value: e})
+			}
+		}
+	}
+	return ops
+}

@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/go-logr/logr"
+	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -33,6 +35,7 @@ func testConfig() Config {
 		RouteServer:   "sandboxmesh-routes.sandboxmesh-system.svc:15010",
 		KeyNames:      []string{"sm-routing-key", "sd-routing-key"},
 		CustomHeaders: []string{"x-sandbox"},
+		RoutesURL:     "http://sandboxmesh-operator.sandboxmesh-system.svc:15011",
 	}
 }
 
@@ -65,6 +68,7 @@ func TestGolden(t *testing.T) {
 		wantMode   Mode
 	}{
 		{name: "plain", wantStatus: StatusInjected, wantMode: ModeIPTables},
+		{name: "consumer-env", wantStatus: StatusInjected, wantMode: ModeIPTables},
 		{name: "multi-container", wantStatus: StatusInjected, wantMode: ModeIPTables},
 		{name: "named-ports", wantStatus: StatusInjected, wantMode: ModeIPTables},
 		{name: "already-injected"},
@@ -221,9 +225,20 @@ func checkInjectedPod(t *testing.T, cfg *Config, pod *corev1.Pod, mode Mode) {
 				}
 				portNames[p.Name] = true
 			}
+			envs := map[string]int{}
 			for _, e := range c.Env {
 				if msgs := validation.IsEnvVarName(e.Name); len(msgs) > 0 {
 					t.Errorf("container %s: bad env name %q: %v", c.Name, e.Name, msgs)
+				}
+				if envs[e.Name]++; envs[e.Name] > 1 {
+					t.Errorf("container %s: env %s twice", c.Name, e.Name)
+				}
+			}
+			if !list.init && c.Name != SidecarName && !slices.Contains(cfg.ExcludeContainers, c.Name) {
+				for _, n := range []string{smv1.EnvBaselineKind, smv1.EnvBaselineNamespace, smv1.EnvBaselineName, smv1.EnvRoutesURL} {
+					if envs[n] != 1 {
+						t.Errorf("app container %s: consumer env %s missing", c.Name, n)
+					}
 				}
 			}
 			switch c.Name {
@@ -470,6 +485,9 @@ func TestConfigValidate(t *testing.T) {
 		{name: "exclude port out of range", mutate: func(c *Config) { c.ExcludePorts = []int32{0} }, wantErr: "excludePorts[0]"},
 		{name: "bad pull policy", mutate: func(c *Config) { c.ImagePullPolicy = "Sometimes" }, wantErr: "imagePullPolicy"},
 		{name: "key name with comma", mutate: func(c *Config) { c.KeyNames = []string{"a,b"} }, wantErr: "keyNames"},
+		{name: "routes URL not http", mutate: func(c *Config) { c.RoutesURL = "grpc://op:15011" }, wantErr: "routesURL"},
+		{name: "routes URL without host", mutate: func(c *Config) { c.RoutesURL = "http:///v1" }, wantErr: "routesURL"},
+		{name: "routes URL with query", mutate: func(c *Config) { c.RoutesURL = "http://op:15011/?x=1" }, wantErr: "routesURL"},
 		{name: "bad opt-out label", mutate: func(c *Config) { c.NamespaceOptOutLabel = "not a label" }, wantErr: "namespaceOptOutLabel"},
 		{name: "extra env without name", mutate: func(c *Config) { c.ExtraEnv = []corev1.EnvVar{{Value: "x"}} }, wantErr: "extraEnv[0]"},
 	}

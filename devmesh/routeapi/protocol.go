@@ -67,8 +67,11 @@ type LookupResponse struct {
 	Workload WorkloadRef `json:"workload"`
 	// RoutingKey asked about.
 	RoutingKey string `json:"routingKey"`
-	// Routed is true when the key has a route for the workload.
+	// Routed is true when the key has a route for the workload (of any destination kind).
 	Routed bool `json:"routed"`
+	// RoutedAway is true when that route leads to a fork or a local tunnel (not a baseline
+	// destination): a baseline consumer of the workload leaves messages with this key to the sandbox.
+	RoutedAway bool `json:"routedAway"`
 	// Destination of the route when Routed.
 	Destination *Destination `json:"destination,omitempty"`
 	// Sandbox that owns the route when Routed (same as Destination.Sandbox.Name).

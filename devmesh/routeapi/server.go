@@ -4,12 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +28,10 @@ type ServerConfig struct {
 	History int
 	// Heartbeat is the interval of heartbeat messages on idle streams (default 10s).
 	Heartbeat time.Duration
+	// MaxWaiters bounds the HTTP long-polls (?wait=) blocked at once; one more is answered 503 with
+	// Retry-After (default 4096). A waiter costs its request goroutine and a timer, nothing per publish
+	// beyond one channel close.
+	MaxWaiters int
 }
 
 // Server is the route server: it holds the current table, turns each Publish into a delta and fans it
@@ -41,8 +42,15 @@ type Server struct {
 	bufSize   int
 	histSize  int
 	heartbeat time.Duration
+	maxWait   int64
 
 	cur atomic.Pointer[Table]
+	// changed is closed (and replaced) by every commit that bumps the version: the broadcast the HTTP
+	// long-polls block on. Load it before the table, so a commit in between is never missed.
+	changed   atomic.Pointer[chan struct{}]
+	waiters   atomic.Int64
+	closing   chan struct{}
+	closeOnce sync.Once
 
 	mu      sync.Mutex // serializes publishes and subscriber registration
 	history []histEntry
@@ -77,6 +85,9 @@ func NewServer(cfg ServerConfig) *Server {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 10 * time.Second
 	}
+	if cfg.MaxWaiters <= 0 {
+		cfg.MaxWaiters = 4096
+	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	s := &Server{
@@ -85,8 +96,12 @@ func NewServer(cfg ServerConfig) *Server {
 		bufSize:   cfg.SubscriberBuffer,
 		histSize:  cfg.History,
 		heartbeat: cfg.Heartbeat,
+		maxWait:   int64(cfg.MaxWaiters),
 		subs:      make(map[*subscriber]struct{}),
+		closing:   make(chan struct{}),
 	}
+	ch := make(chan struct{})
+	s.changed.Store(&ch)
 	s.cur.Store(&Table{version: uint64(time.Now().UnixNano()), byW: map[WorkloadRef]map[string]*entry{}})
 	return s
 }
@@ -102,6 +117,14 @@ func (s *Server) Table() *Table { return s.cur.Load() }
 
 // Subscribers returns the number of open Watch streams.
 func (s *Server) Subscribers() int { return int(s.nsubs.Load()) }
+
+// Waiters returns the number of HTTP long-polls blocked waiting for a change.
+func (s *Server) Waiters() int { return int(s.waiters.Load()) }
+
+// CloseWaiters releases every blocked HTTP long-poll (they answer 304 Not Modified at once) and makes
+// later ones answer without blocking. Call it when the HTTP server shuts down (http.Server's
+// RegisterOnShutdown): http.Server.Shutdown waits for running handlers and does not cancel them.
+func (s *Server) CloseWaiters() { s.closeOnce.Do(func() { close(s.closing) }) }
 
 // Publish makes routes the complete desired table. It computes the delta against the current table,
 // bumps the version and fans the delta out; it returns the version in force (unchanged when routes
@@ -166,6 +189,8 @@ func (s *Server) commitLocked(cur, nt *Table, changes []Change) uint64 {
 		return cur.version
 	}
 	s.cur.Store(nt)
+	next := make(chan struct{})
+	close(*s.changed.Swap(&next))
 	s.history = append(s.history, histEntry{prev: cur.version, version: nt.version, changes: changes})
 	if len(s.history) > s.histSize {
 		s.history = append(s.history[:0:0], s.history[len(s.history)-s.histSize:]...)
@@ -282,76 +307,4 @@ func (s *Server) watch(req *WatchRequest, stream grpc.ServerStream) error {
 			return fmt.Errorf("watch %s: send %s: %w", req.Client, msg.Type, err)
 		}
 	}
-}
-
-// LookupHandler serves GET /v1/lookup?namespace=&workload=&kind=&routingKey=[&port=] (answering whether
-// and where the key routes for the workload, as a LookupResponse) and GET /v1/routes[?namespace=&workload=]
-// (the current table). Mount it on the operator's HTTP mux.
-func (s *Server) LookupHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/lookup", func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		wl := WorkloadRef{Namespace: q.Get("namespace"), Kind: q.Get("kind"), Name: q.Get("workload")}
-		key := q.Get("routingKey")
-		switch {
-		case wl.Namespace == "":
-			writeError(w, r, http.StatusBadRequest, "invalid_argument", "query.namespace: required")
-			return
-		case wl.Name == "":
-			writeError(w, r, http.StatusBadRequest, "invalid_argument", "query.workload: required")
-			return
-		case key == "":
-			writeError(w, r, http.StatusBadRequest, "invalid_argument", "query.routingKey: required")
-			return
-		}
-		port := int32(0)
-		if p := q.Get("port"); p != "" {
-			n, err := strconv.ParseInt(p, 10, 32)
-			if err != nil || n <= 0 || n > 65535 {
-				writeError(w, r, http.StatusBadRequest, "invalid_argument", "query.port: not a port number")
-				return
-			}
-			port = int32(n)
-		}
-		t := s.cur.Load()
-		resp := LookupResponse{Version: t.version, Workload: wl.normalized(), RoutingKey: key}
-		if tg, ok := t.Lookup(wl, key, port); ok {
-			d := *tg.Destination
-			resp.Routed, resp.Destination, resp.Sandbox = true, &d, d.Sandbox.Name
-		}
-		writeJSON(w, http.StatusOK, resp)
-	})
-	mux.HandleFunc("GET /v1/routes", func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		t := s.cur.Load()
-		var ws []WorkloadRef
-		if q.Get("workload") != "" {
-			ws = []WorkloadRef{{Namespace: q.Get("namespace"), Kind: q.Get("kind"), Name: q.Get("workload")}}
-		}
-		routes := t.RoutesFor(ws)
-		if routes == nil {
-			routes = []Route{}
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"version": t.version, "epoch": s.epoch, "routes": routes})
-	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
-	})
-	return mux
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func writeError(w http.ResponseWriter, r *http.Request, code int, c, msg string) {
-	id := r.Header.Get("X-Request-Id")
-	if id == "" {
-		var b [8]byte
-		_, _ = rand.Read(b[:])
-		id = hex.EncodeToString(b[:])
-	}
-	writeJSON(w, code, ErrorBody{Code: c, Error: msg, RequestID: id})
 }

@@ -1,7 +1,8 @@
 // Package routeapi owns the devmesh route-server protocol: the route data model (a versioned table of
 // "for baseline workload W, routing key K goes to destination D"), immutable snapshots with O(1) lookups,
 // deltas between snapshots, the gRPC Watch service (JSON codec, no protoc) with its Server and Client, and
-// the HTTP/JSON lookup used by queue consumers.
+// the versioned HTTP/JSON routes lookup API used by queue consumers (GET /v1/lookup, /v1/routes and
+// Signadot's /api/v1/workloads/routing-rules, with ETag and long-poll; docs/routes-api.md).
 //
 // The operator hosts a Server (Register on its grpc.Server, LookupHandler on its HTTP mux) and feeds it
 // with Publish or PublishWorkload; devmesh sidecars run a Client and read Client.Table on every request.
@@ -65,11 +66,16 @@ func (w WorkloadRef) normalized() WorkloadRef {
 	return w
 }
 
+// OwnerRouteGroup is SandboxRef.Kind for a route a RouteGroup caused.
+const OwnerRouteGroup = "RouteGroup"
+
 // SandboxRef names the sandbox (or route group) that caused a route.
 type SandboxRef struct {
-	// Namespace of the Sandbox object.
+	// Kind is OwnerRouteGroup for a route group's route; "" (or "Sandbox") for a sandbox's.
+	Kind string `json:"kind,omitempty"`
+	// Namespace of the Sandbox (or RouteGroup) object.
 	Namespace string `json:"namespace,omitempty"`
-	// Name of the Sandbox object.
+	// Name of the Sandbox (or RouteGroup) object.
 	Name string `json:"name"`
 }
 
@@ -195,6 +201,7 @@ func (in interner) str(s string) string {
 
 func (in interner) dest(d Destination) Destination {
 	d.Sandbox.Namespace = in.str(d.Sandbox.Namespace)
+	d.Sandbox.Kind = in.str(d.Sandbox.Kind)
 	d.Kind = DestinationKind(in.str(string(d.Kind)))
 	d.Host = in.str(d.Host)
 	return d
@@ -329,6 +336,40 @@ func (e *entry) target(port int32) Target {
 		tg.Addr = joinHostPort(e.dest.Host, port)
 	}
 	return tg
+}
+
+// RoutedAway reports whether key has a fork or local destination for workload w: traffic (and
+// messages) with that key belong to a sandbox, not to w's baseline. A baseline destination (a sandbox
+// that only virtualises w) does not route away.
+func (t *Table) RoutedAway(w WorkloadRef, key string) bool {
+	if t == nil {
+		return false
+	}
+	e, ok := t.byW[w.normalized()][key]
+	return ok && e.dest.Kind != DestinationBaseline
+}
+
+// RoutesTo reports whether key, for workload w, leads to sandbox's fork or tunnel: the sandbox's own
+// key, or a route group's key whose destination is that sandbox's (same host). This is the sandbox
+// consumer's half of selective consumption, matching Signadot's destinationSandbox.
+func (t *Table) RoutesTo(w WorkloadRef, key, sandbox string) bool {
+	if t == nil {
+		return false
+	}
+	m := t.byW[w.normalized()]
+	e, ok := m[key]
+	if !ok || e.dest.Kind == DestinationBaseline {
+		return false
+	}
+	if e.dest.Sandbox.Kind != OwnerRouteGroup {
+		return e.dest.Sandbox.Name == sandbox
+	}
+	for _, o := range m {
+		if o.dest.Sandbox.Kind != OwnerRouteGroup && o.dest.Sandbox.Name == sandbox && o.dest.Kind == e.dest.Kind && o.dest.Host == e.dest.Host {
+			return true
+		}
+	}
+	return false
 }
 
 // WorkloadTable is the part of a table for one workload; lookups by key only. It is immutable.

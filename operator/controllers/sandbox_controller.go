@@ -66,6 +66,9 @@ type SandboxReconciler struct {
 	// Namespaces the operator is limited to (empty: all); a plugin whose
 	// runner namespace is not among them cannot run.
 	Namespaces []string
+	// RoutesURL is the routes lookup API's base URL given to fork containers
+	// (smv1.EnvRoutesURL; "" leaves it out).
+	RoutesURL string
 }
 
 func (r *SandboxReconciler) now() time.Time {
@@ -341,7 +344,7 @@ func (r *SandboxReconciler) reconcileFork(ctx context.Context, sb *smv1.Sandbox,
 			return "", fmt.Errorf("read the forks env valueFrom.fork refers to: %w", err)
 		}
 		desired, err := fork.Deployment(fork.Input{Sandbox: sb, RoutingKey: key, Index: i, Fork: f, Baseline: base,
-			ExcludeLabelKeys: routing.SelectorKeys(svcs), Siblings: siblings, ResourceSecret: resources.Secret, ResourceKeys: resources.Keys})
+			ExcludeLabelKeys: routing.SelectorKeys(svcs), Siblings: siblings, ResourceSecret: resources.Secret, ResourceKeys: resources.Keys, RoutesURL: r.RoutesURL})
 		if err != nil {
 			kind := status.InvalidCustomization
 			switch {

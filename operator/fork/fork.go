@@ -59,6 +59,9 @@ type Input struct {
 	// becomes a secretKeyRef to it, so no output value enters the Deployment.
 	ResourceSecret string
 	ResourceKeys   map[string]bool
+	// RoutesURL is the base URL of the operator's routes lookup API, given to
+	// every fork container as smv1.EnvRoutesURL ("" leaves it out).
+	RoutesURL string
 }
 
 // Sibling is another fork of the same sandbox, as env valueFrom.fork
@@ -186,6 +189,14 @@ func Deployment(in Input) (*appsv1.Deployment, error) {
 		c := &tmpl.Spec.Containers[i]
 		c.Env = upsertEnv(c.Env, corev1.EnvVar{Name: naming.EnvSandboxName, Value: in.Sandbox.Name})
 		c.Env = upsertEnv(c.Env, corev1.EnvVar{Name: naming.EnvRoutingKey, Value: in.RoutingKey})
+		// Who the fork stands in for, and where the routes are: what queue
+		// consumers need (docs/routes-api.md). A value the user set stays.
+		c.Env = addEnvIfAbsent(c.Env, corev1.EnvVar{Name: smv1.EnvBaselineKind, Value: string(workload.Kind(base.Ref()))})
+		c.Env = addEnvIfAbsent(c.Env, corev1.EnvVar{Name: smv1.EnvBaselineNamespace, Value: base.Namespace})
+		c.Env = addEnvIfAbsent(c.Env, corev1.EnvVar{Name: smv1.EnvBaselineName, Value: base.Name})
+		if in.RoutesURL != "" {
+			c.Env = addEnvIfAbsent(c.Env, corev1.EnvVar{Name: smv1.EnvRoutesURL, Value: in.RoutesURL})
+		}
 	}
 	d.Annotations[naming.AnnotationBaselineGeneration] = fmt.Sprint(base.Generation)
 	if base.Kind != "" && base.Kind != smv1.KindDeployment {
@@ -353,6 +364,16 @@ func upsertEnv(env []corev1.EnvVar, v corev1.EnvVar) []corev1.EnvVar {
 	for i := range env {
 		if env[i].Name == v.Name {
 			env[i] = v
+			return env
+		}
+	}
+	return append(env, v)
+}
+
+// addEnvIfAbsent appends v unless env already has a variable of that name.
+func addEnvIfAbsent(env []corev1.EnvVar, v corev1.EnvVar) []corev1.EnvVar {
+	for i := range env {
+		if env[i].Name == v.Name {
 			return env
 		}
 	}

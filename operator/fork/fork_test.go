@@ -399,3 +399,54 @@ func TestRolloutFork(t *testing.T) {
 		t.Errorf("a Deployment fork records a baseline kind: %v %v", d.Annotations, err)
 	}
 }
+
+// TestConsumerEnv: every fork container learns the baseline it replaces and the routes lookup URL;
+// values the user set (in the baseline or a customization) are kept.
+func TestConsumerEnv(t *testing.T) {
+	const url = "http://sandboxmesh-operator.sandboxmesh-system.svc:15011"
+	rollout := &workload.Baseline{Kind: smv1.KindRollout, Deployment: baseline()}
+	rollout.Name = "route-ro"
+	cases := []struct {
+		name      string
+		base      *workload.Baseline
+		c         *smv1.Customizations
+		routesURL string
+		want      map[string]string // per container 0; "" means absent
+	}{
+		{name: "deployment", base: workload.FromDeployment(baseline()), routesURL: url,
+			want: map[string]string{smv1.EnvBaselineKind: "Deployment", smv1.EnvBaselineNamespace: "hotrod", smv1.EnvBaselineName: "route", smv1.EnvRoutesURL: url}},
+		{name: "rollout", base: rollout, routesURL: url,
+			want: map[string]string{smv1.EnvBaselineKind: "Rollout", smv1.EnvBaselineNamespace: "hotrod", smv1.EnvBaselineName: "route-ro", smv1.EnvRoutesURL: url}},
+		{name: "no routes URL", base: workload.FromDeployment(baseline()),
+			want: map[string]string{smv1.EnvBaselineName: "route", smv1.EnvRoutesURL: ""}},
+		{name: "user values kept", base: workload.FromDeployment(baseline()), routesURL: url,
+			c:    &smv1.Customizations{Env: []smv1.EnvCustomization{{Name: smv1.EnvBaselineName, Value: ptr("mine")}, {Name: smv1.EnvRoutesURL, Value: ptr("http://elsewhere:1")}}},
+			want: map[string]string{smv1.EnvBaselineName: "mine", smv1.EnvRoutesURL: "http://elsewhere:1", smv1.EnvBaselineKind: "Deployment"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := Deployment(Input{Sandbox: sandbox(), RoutingKey: "k1", Fork: smv1.Fork{ForkOf: tc.base.Ref(), Customizations: tc.c}, Baseline: tc.base, RoutesURL: tc.routesURL})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, c := range d.Spec.Template.Spec.Containers {
+				for name, want := range tc.want {
+					if i > 0 && tc.c != nil {
+						continue // customizations apply to the main container only
+					}
+					got, ok := env(c, name)
+					if want == "" && ok || want != "" && got.Value != want {
+						t.Errorf("container %s: %s = %q (set %v), want %q", c.Name, name, got.Value, ok, want)
+					}
+				}
+				seen := map[string]bool{}
+				for _, e := range c.Env {
+					if seen[e.Name] {
+						t.Errorf("container %s: %s twice", c.Name, e.Name)
+					}
+					seen[e.Name] = true
+				}
+			}
+		})
+	}
+}

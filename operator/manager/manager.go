@@ -76,6 +76,10 @@ type Options struct {
 	RouteServerAddr string
 	// RouteLookupAddr serves the HTTP/JSON route lookup for queue consumers ("" disables it).
 	RouteLookupAddr string
+	// RoutesURL is the base URL pods reach the route lookup API at, given to
+	// fork containers as SANDBOXMESH_ROUTES_URL (the injector gets it in
+	// Inject.RoutesURL); "" leaves it out.
+	RoutesURL string
 	// Webhook enables the devmesh injection webhook with Inject (its certificates in WebhookCertDir).
 	Webhook        bool
 	WebhookPort    int
@@ -216,7 +220,7 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	}
 	op.Engine = &routing.Engine{Client: mgr.GetClient(), Indexed: true, Routers: routers, ClusterDomain: o.ClusterDomain, Rollouts: rollouts}
 	if err := (&controllers.SandboxReconciler{Client: mgr.GetClient(), Engine: op.Engine, Recorder: mgr.GetEventRecorder("sandboxmesh-operator"), RequireAcceptance: o.RequireAcceptance, Now: o.Now, MaxConcurrentReconciles: o.Workers,
-		RunnerImage: o.RunnerImage, Namespaces: o.Namespaces}).SetupWithManager(mgr); err != nil {
+		RunnerImage: o.RunnerImage, Namespaces: o.Namespaces, RoutesURL: o.RoutesURL}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up Sandbox controller: %w", err)
 	}
 	if err := (&controllers.RouteGroupReconciler{Client: mgr.GetClient(), Engine: op.Engine, Recorder: mgr.GetEventRecorder("sandboxmesh-operator"), Now: o.Now}).SetupWithManager(mgr); err != nil {
@@ -413,10 +417,14 @@ func (r *routeServerRunnable) Start(ctx context.Context) error {
 	}
 	var hs *http.Server
 	if r.httpAddr != "" {
-		mux := http.NewServeMux()
-		mux.Handle("/v1/lookup", r.op.RouteServer.LookupHandler())
-		hs = &http.Server{Addr: r.httpAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		// The whole routes lookup API (docs/routes-api.md). WriteTimeout leaves room for the longest
+		// long-poll (routeapi.MaxWait) plus writing the answer; Shutdown releases blocked long-polls.
+		hs = &http.Server{Addr: r.httpAddr, Handler: r.op.RouteServer.LookupHandler(),
+			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+			WriteTimeout: routeapi.MaxWait + 30*time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+		hs.RegisterOnShutdown(r.op.RouteServer.CloseWaiters)
 		go func() { errc <- hs.ListenAndServe() }()
+		r.log.Info("route lookup API listening", "address", r.httpAddr)
 	}
 	select {
 	case <-ctx.Done():
@@ -426,7 +434,16 @@ func (r *routeServerRunnable) Start(ctx context.Context) error {
 		}
 	}
 	if gs != nil {
-		gs.GracefulStop()
+		// Watch streams last until the client goes: GracefulStop alone would wait for every
+		// sidecar. Give in-flight sends a moment, then cut the streams (sidecars fail static and
+		// reconnect to another replica).
+		stopped := make(chan struct{})
+		go func() { gs.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(2 * time.Second):
+			gs.Stop()
+		}
 	}
 	if hs != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

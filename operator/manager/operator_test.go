@@ -35,6 +35,8 @@ var (
 	op       *manager.Operator
 	clockOff atomic.Int64 // nanoseconds added to the operator's clock
 	c        client.Client
+	// lookupAddr is where the operator serves the routes lookup API (127.0.0.1).
+	lookupAddr string
 )
 
 func now() time.Time { return time.Now().Add(time.Duration(clockOff.Load())) }
@@ -43,9 +45,14 @@ func TestMain(m *testing.M) {
 	testenv.Main(m, testenv.Options{}, func(e *testenv.Env) int {
 		env, c = e, e.Client
 		var err error
+		if lookupAddr, err = freeAddr(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 		op, err = manager.New(e.Config, manager.Options{
 			Backends:    []string{meshadapters.BackendDevmesh, meshadapters.BackendIstio},
 			MetricsAddr: "0", ProbeAddr: "0",
+			RouteLookupAddr: lookupAddr, RoutesURL: "http://" + lookupAddr,
 			RunnerImage: testRunnerImage,
 			Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 			Now:         now,

@@ -34,10 +34,10 @@ const (
 	AnnotationSpecHash = "sandboxmesh.dev/spec-hash"
 	// Finalizer guards the clean-up of forks and routes.
 	Finalizer = "sandboxmesh.dev/cleanup"
-	// EnvSandboxName is set on every fork container.
-	EnvSandboxName = "SANDBOXMESH_SANDBOX_NAME"
-	// EnvRoutingKey is set on every fork container.
-	EnvRoutingKey = "SANDBOXMESH_ROUTING_KEY"
+	// EnvSandboxName is set on every fork container (smv1.EnvSandboxName).
+	EnvSandboxName = smv1.EnvSandboxName
+	// EnvRoutingKey is set on every fork container (smv1.EnvRoutingKey).
+	EnvRoutingKey = smv1.EnvRoutingKey
 )
 
 // OwnedBy reports whether labels mark an object the operator created for the
