@@ -262,6 +262,9 @@ func (c *Consumer) initSandboxGroup(ctx context.Context) error {
 	defer cancel()
 	missing := func() (kadm.Offsets, error) {
 		committed, err := c.adm.FetchOffsets(ctx, c.group)
+		if errors.Is(err, kerr.GroupIDNotFound) { // some brokers (kfake) answer so for a group never seen
+			committed, err = nil, nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("kafka: sandbox group %s: fetch offsets: %w", c.group, err)
 		}
