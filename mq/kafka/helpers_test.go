@@ -153,7 +153,7 @@ func (e *env) start(ctx context.Context, id mq.Identity, src mq.TableSource, rc 
 	e.t.Helper()
 	c, err := kafka.NewConsumer(ctx, kafka.Config{
 		Identity: id, Routes: src, Brokers: e.brokers, Topics: []string{topic}, Group: "orders-worker",
-		SyncTimeout: 5 * time.Second,
+		SyncTimeout:   5 * time.Second,
 		ClientOptions: []kgo.Opt{kgo.FetchMaxWait(100 * time.Millisecond)},
 	})
 	if err != nil {
