@@ -216,3 +216,7 @@ func (e *env) groupExists(ctx context.Context, group string) bool {
 	}
 	return false
 }
+
+type staticSource struct{ t *routeapi.Table }
+
+func (s staticSource) Table() *routeapi.Table { return s.t }
