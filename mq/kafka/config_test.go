@@ -30,7 +30,10 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"group:", func(c *kafka.Config) { c.Group = strings.Repeat("g", 201) }},
 		{"syncTimeout", func(c *kafka.Config) { c.SyncTimeout = -1 }},
 		{"identity: routingKey:", func(c *kafka.Config) { c.Identity = mq.Identity{Baseline: worker, Sandbox: "s"} }},
-		{"identity: baseline.namespace:", func(c *kafka.Config) { c.Identity = mq.Identity{Baseline: forkA.Baseline, Sandbox: "s", RoutingKey: "k"}; c.Identity.Baseline.Namespace = "" }},
+		{"identity: baseline.namespace:", func(c *kafka.Config) {
+			c.Identity = mq.Identity{Baseline: forkA.Baseline, Sandbox: "s", RoutingKey: "k"}
+			c.Identity.Baseline.Namespace = ""
+		}},
 	} {
 		cfg := ok
 		tc.edit(&cfg)
