@@ -18,6 +18,7 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
 	"github.com/sandboxmesh/sandboxmesh/mq"
 	"github.com/sandboxmesh/sandboxmesh/mq/routes"
+	"github.com/sandboxmesh/sandboxmesh/routingkey"
 )
 
 // Defaults of Config.
@@ -35,7 +36,12 @@ type Config struct {
 	// the environment (mq.EnvRoutesURL), polled in the background until Close. A source with a
 	// WaitSynced(context.Context) error method (routes.Client has one) is waited for before consuming.
 	Routes mq.TableSource
-	// Propagation reads the OTel context from record headers; nil means mq.DefaultPropagation.
+	// Extractor gives the routing key's names and custom headers; nil means routingkey.Default. The
+	// consumer reads a record's key with it (without building a context) to decide.
+	Extractor *routingkey.Extractor
+	// Propagation reads the OTel context from the headers of the records passed to the handler; nil means
+	// mq.NewPropagation(Extractor) (mq.DefaultPropagation for the default Extractor). Build it from the same
+	// Extractor.
 	Propagation *mq.Propagation
 	// Logger receives the consumer's logs; nil discards them.
 	Logger *slog.Logger
@@ -102,6 +108,8 @@ type Consumer struct {
 	runDone  chan struct{}
 	closed   atomic.Bool
 	closeMu  sync.Mutex
+	keys     *keyReader    // used by Run's goroutine only
+	last     []*kgo.Record // used by Run's goroutine only
 	counts   [4]atomic.Uint64
 	failed   atomic.Uint64
 	closeErr error
@@ -183,9 +191,17 @@ func NewConsumer(ctx context.Context, cfg Config) (*Consumer, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	c.log = c.log.With("group", c.group, "identity", id.String())
+	ext := cfg.Extractor
+	if ext == nil {
+		ext = routingkey.Default
+	}
 	if c.prop == nil {
 		c.prop = mq.DefaultPropagation
+		if cfg.Extractor != nil {
+			c.prop = mq.NewPropagation(cfg.Extractor)
+		}
 	}
+	c.keys = newKeyReader(ext)
 	c.runCtx, c.stopRun = context.WithCancel(context.Background())
 	ok := false
 	defer func() {
@@ -371,31 +387,58 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 				c.log.Warn("fetch error", "topic", topic, "partition", p, "error", err)
 			}
 		})
-		for it := fs.RecordIter(); !it.Done(); {
-			r := it.Next()
-			if err := c.handle(ctx, h, r); err != nil {
-				c.cl.AllowRebalance()
-				return err
-			}
-		}
+		err := c.handleAll(ctx, pctx, h, fs)
 		c.cl.AllowRebalance()
+		if err != nil {
+			return err
+		}
 	}
 }
 
-func (c *Consumer) handle(ctx context.Context, h Handler, r *kgo.Record) error {
-	var key string
-	if len(r.Headers) > 0 {
-		ctx, key = c.prop.Extract(ctx, Carrier(r))
+// handleAll handles the records of one poll in order and marks the last handled record of each partition
+// for commit. It stops early when pctx ends (Close) or a handler fails.
+func (c *Consumer) handleAll(ctx, pctx context.Context, h Handler, fs kgo.Fetches) error {
+	last := c.last[:0]
+	defer func() {
+		c.cl.MarkCommitRecords(last...)
+		clear(last)
+		c.last = last[:0]
+	}()
+	for it := fs.RecordIter(); !it.Done(); {
+		if pctx.Err() != nil {
+			return nil
+		}
+		r := it.Next()
+		if err := c.handle(ctx, h, r); err != nil {
+			return err
+		}
+		n := len(last) - 1
+		for ; n >= 0; n-- {
+			if last[n].Partition == r.Partition && last[n].Topic == r.Topic {
+				last[n] = r
+				break
+			}
+		}
+		if n < 0 {
+			last = append(last, r)
+		}
 	}
+	return nil
+}
+
+func (c *Consumer) handle(ctx context.Context, h Handler, r *kgo.Record) error {
+	key := c.keys.key(r)
 	d := c.sel.Decide(key)
 	if d == mq.Process {
+		if len(r.Headers) > 0 {
+			ctx = c.extract(ctx, r, key)
+		}
 		if err := h(ctx, r); err != nil {
 			c.failed.Add(1)
 			return fmt.Errorf("kafka: group %s: handler for topic %s partition %d offset %d: %w", c.group, r.Topic, r.Partition, r.Offset, err)
 		}
 	}
 	c.counts[d].Add(1)
-	c.cl.MarkCommitRecords(r)
 	return nil
 }
 
