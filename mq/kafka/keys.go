@@ -13,50 +13,50 @@ import (
 // the OTel context is built for the records passed to the handler. It reuses its map; one goroutine only.
 type keyReader struct {
 	ext   *routingkey.Extractor
-	names map[string]struct{}
+	names []string // lowercase header names the extractor reads
 	md    map[string][]string
+	used  []string // names set in md by the current call
 }
 
 func newKeyReader(ext *routingkey.Extractor) *keyReader {
-	k := &keyReader{ext: ext, names: map[string]struct{}{}, md: map[string][]string{}}
-	for _, n := range ext.HeaderNames() {
-		k.names[n] = struct{}{}
-	}
-	return k
+	return &keyReader{ext: ext, names: ext.HeaderNames(), md: map[string][]string{}}
 }
 
 // key returns the record's routing key, "" when it has none.
 func (k *keyReader) key(r *kgo.Record) string {
-	found := false
 	for i := range r.Headers {
-		name := r.Headers[i].Key
-		if hasUpper(name) {
-			name = strings.ToLower(name)
-		}
-		if _, ok := k.names[name]; !ok {
+		name := k.name(r.Headers[i].Key)
+		if name == "" {
 			continue
 		}
-		k.md[name] = append(k.md[name], string(r.Headers[i].Value))
-		found = true
+		vs := k.md[name]
+		if len(vs) == 0 {
+			k.used = append(k.used, name)
+		}
+		k.md[name] = append(vs, string(r.Headers[i].Value))
 	}
-	if !found {
+	if len(k.used) == 0 {
 		return ""
 	}
 	key, _ := k.ext.ExtractMetadata(k.md)
-	for n, vs := range k.md {
+	for _, n := range k.used {
+		vs := k.md[n]
 		clear(vs)
 		k.md[n] = vs[:0]
 	}
+	clear(k.used)
+	k.used = k.used[:0]
 	return key
 }
 
-func hasUpper(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if 'A' <= s[i] && s[i] <= 'Z' {
-			return true
+// name returns the lowercase name the extractor reads that h is (any case), or "".
+func (k *keyReader) name(h string) string {
+	for _, n := range k.names {
+		if len(n) == len(h) && strings.EqualFold(n, h) {
+			return n
 		}
 	}
-	return false
+	return ""
 }
 
 // singleCarrier is a HeaderCarrier without Values, for records with at most one header of each name: the
