@@ -6,20 +6,14 @@ import (
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/sandboxmesh/sandboxmesh/mq"
 )
 
-// HeaderCarrier adapts the headers of a Kafka record to propagation.TextMapCarrier (and
+// HeaderCarrier adapts the headers of a Kafka record to the OTel propagation.TextMapCarrier (and
 // propagation.ValuesGetter, Kafka allowing a header key to repeat). Keys match case-insensitively on read;
 // Set replaces every header of the key, whatever its case.
 type HeaderCarrier struct{ r *kgo.Record }
-
-var (
-	_ propagation.TextMapCarrier = HeaderCarrier{}
-	_ propagation.ValuesGetter   = HeaderCarrier{}
-)
 
 // Carrier returns the carrier of r's headers. r must not be nil.
 func Carrier(r *kgo.Record) HeaderCarrier { return HeaderCarrier{r: r} }

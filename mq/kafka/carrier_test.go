@@ -10,11 +10,17 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/baggage"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sandboxmesh/sandboxmesh/mq"
 	"github.com/sandboxmesh/sandboxmesh/mq/kafka"
 	"github.com/sandboxmesh/sandboxmesh/routingkey"
+)
+
+var (
+	_ propagation.TextMapCarrier = kafka.HeaderCarrier{}
+	_ propagation.ValuesGetter   = kafka.HeaderCarrier{}
 )
 
 func TestHeaderCarrier(t *testing.T) {
