@@ -51,6 +51,7 @@ func (e *env) fill(b *testing.B, ctx context.Context, n int) string {
 			rs = rs[:0]
 		}
 	}
+	b.Cleanup(func() { _, _ = e.adm.DeleteTopics(context.Background(), t) })
 	return t
 }
 

@@ -144,3 +144,16 @@ func TestHandlerErrorRedelivers(t *testing.T) {
 		t.Errorf("first consumer saw %v", got)
 	}
 }
+
+// TestSandboxOnMissingTopic: a sandbox group cannot start "at the end" of a topic that does not exist;
+// NewConsumer says which.
+func TestSandboxOnMissingTopic(t *testing.T) {
+	e := newEnv(t, 1, topic)
+	e.publish()
+	_, err := kafka.NewConsumer(context.Background(), kafka.Config{Identity: forkA, Routes: e.routesClient(),
+		Brokers: e.brokers, Topics: []string{topic, "nope"}, Group: "g", AdminTimeout: 3 * time.Second})
+	if err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Fatalf("err = %v", err)
+	}
+	t.Log(err)
+}

@@ -357,8 +357,8 @@ func (c *Consumer) Stats() Stats {
 	}
 }
 
-// Run consumes until ctx ends or Close is called (then it returns nil), or h returns an error (then it
-// returns it, wrapped). Records are handled one at a time in partition order; each handled or skipped record
+// Run consumes until ctx ends or Close is called (then it returns nil, after the handler call in flight,
+// whose context derives from ctx, returned), or h returns an error (then it returns it, wrapped). Records are handled one at a time in partition order; each handled or skipped record
 // is marked and its offset committed in the background (every AutoCommitInterval, 5s by default), before a
 // rebalance and by Close. Run may be called once.
 func (c *Consumer) Run(ctx context.Context, h Handler) error {
