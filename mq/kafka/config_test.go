@@ -27,7 +27,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"topics:", func(c *kafka.Config) { c.Topics = nil }},
 		{"topics[0]:", func(c *kafka.Config) { c.Topics = []string{"bad topic"} }},
 		{"group:", func(c *kafka.Config) { c.Group = "" }},
-		{"group:", func(c *kafka.Config) { c.Group = strings.Repeat("g", 201) }},
+		{"group:", func(c *kafka.Config) { c.Group = strings.Repeat("g", 1025) }},
 		{"syncTimeout", func(c *kafka.Config) { c.SyncTimeout = -1 }},
 		{"identity: routingKey:", func(c *kafka.Config) { c.Identity = mq.Identity{Baseline: worker, Sandbox: "s"} }},
 		{"identity: baseline.namespace:", func(c *kafka.Config) {

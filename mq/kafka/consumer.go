@@ -140,8 +140,8 @@ func (cfg *Config) validate() error {
 	if cfg.Group == "" {
 		return errors.New("kafka: config: group: required")
 	}
-	if len(cfg.Group) > 200 {
-		return fmt.Errorf("kafka: config: group: %d bytes, at most 200 (the sandbox suffix must fit)", len(cfg.Group))
+	if len(cfg.Group) > 1024 {
+		return fmt.Errorf("kafka: config: group: %d bytes, at most 1024", len(cfg.Group))
 	}
 	if cfg.SyncTimeout < 0 || cfg.AdminTimeout < 0 || cfg.MaxPollRecords < 0 {
 		return errors.New("kafka: config: syncTimeout, adminTimeout, maxPollRecords: must not be negative")
