@@ -1,0 +1,509 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
+	"github.com/sandboxmesh/sandboxmesh/mq"
+	"github.com/sandboxmesh/sandboxmesh/mq/routes"
+	"github.com/sandboxmesh/sandboxmesh/routingkey"
+)
+
+// Defaults of Config.
+const (
+	DefaultSyncTimeout    = 30 * time.Second
+	DefaultAdminTimeout   = 10 * time.Second
+	DefaultMaxPollRecords = 10000
+)
+
+// Config configures a Consumer.
+type Config struct {
+	// Identity is who the consumer is; the zero value means mq.IdentityFromEnv().
+	Identity mq.Identity
+	// Routes gives the route table; nil means a routes.Client for Identity.Baseline whose URL comes from
+	// the environment (mq.EnvRoutesURL), polled in the background until Close. A source with a
+	// WaitSynced(context.Context) error method (routes.Client has one) is waited for before consuming.
+	Routes mq.TableSource
+	// Extractor gives the routing key's names and custom headers; nil means routingkey.Default. The
+	// consumer reads a record's key with it (without building a context) to decide.
+	Extractor *routingkey.Extractor
+	// Propagation reads the OTel context from the headers of the records passed to the handler; nil means
+	// mq.NewPropagation(Extractor) (mq.DefaultPropagation for the default Extractor). Build it from the same
+	// Extractor.
+	Propagation *mq.Propagation
+	// Logger receives the consumer's logs; nil discards them.
+	Logger *slog.Logger
+
+	// Brokers are the seed brokers (host:port).
+	Brokers []string
+	// Topics are the topics consumed.
+	Topics []string
+	// Group is the application's consumer group G. The baseline consumes in G; a sandbox in
+	// Identity.ScopedName(G) ("G-sandbox-<sandbox>").
+	Group string
+	// ClientOptions are further franz-go options for the consumer and admin clients (TLS, SASL, client id,
+	// fetch sizes, ...). The consumer sets SeedBrokers, ConsumeTopics, ConsumerGroup, AutoCommitMarks,
+	// BlockRebalanceOnPoll and OnPartitionsRevoked itself; do not pass those.
+	ClientOptions []kgo.Opt
+	// SyncTimeout bounds the wait for the first route table in NewConsumer (default 30s).
+	SyncTimeout time.Duration
+	// AdminTimeout bounds each admin call: creating the sandbox group's offsets, deleting it (default 10s).
+	AdminTimeout time.Duration
+	// MaxPollRecords bounds the records handled between two polls (default 10000).
+	MaxPollRecords int
+}
+
+// Handler processes one record. ctx carries the record's trace context, baggage and routing key
+// (routingkey.FromContext), so outgoing calls made with it propagate the key. A non-nil error stops Run:
+// the record and the rest of its poll are not committed and are delivered again to the group.
+type Handler func(ctx context.Context, r *kgo.Record) error
+
+// Stats counts the records a Consumer handled, per decision of mq.Selector.
+type Stats struct {
+	// Processed counts records passed to the handler that returned nil.
+	Processed uint64
+	// SkippedNoKey counts records without a routing key skipped by a sandbox consumer.
+	SkippedNoKey uint64
+	// SkippedRoutedAway counts records the baseline skipped because their key is routed to a sandbox.
+	SkippedRoutedAway uint64
+	// SkippedNotMine counts records a sandbox consumer skipped because their key is not routed to it.
+	SkippedNotMine uint64
+	// Failed counts handler errors.
+	Failed uint64
+}
+
+// Skipped is the sum of the skip counters.
+func (s Stats) Skipped() uint64 { return s.SkippedNoKey + s.SkippedRoutedAway + s.SkippedNotMine }
+
+// Consumer consumes Config.Topics in the group of its identity and passes to a Handler the records the
+// selective-consumption rules (package mq) give it. Skipped records are committed like processed ones.
+type Consumer struct {
+	cfg      Config
+	id       mq.Identity
+	group    string
+	log      *slog.Logger
+	prop     *mq.Propagation
+	sel      *mq.Selector
+	src      mq.TableSource
+	cl       *kgo.Client
+	adm      *kadm.Client
+	admCl    *kgo.Client
+	stopSrc  context.CancelFunc // stops an owned routes.Client, nil otherwise
+	srcDone  chan struct{}
+	stopRun  context.CancelFunc
+	runCtx   context.Context
+	running  atomic.Bool
+	runDone  chan struct{}
+	closed   atomic.Bool
+	closeMu  sync.Mutex
+	keys     *keyReader    // used by Run's goroutine only
+	last     []*kgo.Record // used by Run's goroutine only
+	counts   [4]atomic.Uint64
+	failed   atomic.Uint64
+	closeErr error
+}
+
+// ErrClosed is returned by Run on a closed Consumer.
+var ErrClosed = errors.New("kafka: consumer closed")
+
+var topicRE = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
+
+func (cfg *Config) validate() error {
+	if len(cfg.Brokers) == 0 {
+		return errors.New("kafka: config: brokers: at least one seed broker required")
+	}
+	for i, b := range cfg.Brokers {
+		if _, port, err := net.SplitHostPort(b); err != nil || port == "" {
+			return fmt.Errorf("kafka: config: brokers[%d]: %q is not host:port", i, b)
+		}
+	}
+	if len(cfg.Topics) == 0 {
+		return errors.New("kafka: config: topics: at least one topic required")
+	}
+	for i, t := range cfg.Topics {
+		if !topicRE.MatchString(t) || t == "." || t == ".." {
+			return fmt.Errorf("kafka: config: topics[%d]: %q is not a Kafka topic name ([a-zA-Z0-9._-]{1,249})", i, t)
+		}
+	}
+	if cfg.Group == "" {
+		return errors.New("kafka: config: group: required")
+	}
+	if len(cfg.Group) > 1024 {
+		return fmt.Errorf("kafka: config: group: %d bytes, at most 1024", len(cfg.Group))
+	}
+	if cfg.SyncTimeout < 0 || cfg.AdminTimeout < 0 || cfg.MaxPollRecords < 0 {
+		return errors.New("kafka: config: syncTimeout, adminTimeout, maxPollRecords: must not be negative")
+	}
+	return nil
+}
+
+// NewConsumer validates cfg, waits (at most SyncTimeout) for the first route table and, for a sandbox whose
+// group Identity.ScopedName(Group) has no committed offsets, commits the current end offsets of every
+// partition of Topics for it: the sandbox starts exactly where the topics end now, so nothing produced
+// after NewConsumer returns is missed and nothing older is replayed. It does not consume before Run.
+func NewConsumer(ctx context.Context, cfg Config) (*Consumer, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	id := cfg.Identity
+	if id == (mq.Identity{}) {
+		var err error
+		if id, err = mq.IdentityFromEnv(); err != nil {
+			return nil, fmt.Errorf("kafka: config: identity: %w", err)
+		}
+	} else if err := id.Validate(); err != nil {
+		return nil, fmt.Errorf("kafka: config: %w", err)
+	}
+	if id.Baseline.Kind == "" {
+		id.Baseline.Kind = routeapi.KindDeployment
+	}
+	if cfg.SyncTimeout == 0 {
+		cfg.SyncTimeout = DefaultSyncTimeout
+	}
+	if cfg.AdminTimeout == 0 {
+		cfg.AdminTimeout = DefaultAdminTimeout
+	}
+	if cfg.MaxPollRecords == 0 {
+		cfg.MaxPollRecords = DefaultMaxPollRecords
+	}
+	c := &Consumer{
+		cfg:     cfg,
+		id:      id,
+		group:   id.ScopedName(cfg.Group),
+		log:     cfg.Logger,
+		prop:    cfg.Propagation,
+		src:     cfg.Routes,
+		runDone: make(chan struct{}),
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	c.log = c.log.With("group", c.group, "identity", id.String())
+	ext := cfg.Extractor
+	if ext == nil {
+		ext = routingkey.Default
+	}
+	if c.prop == nil {
+		c.prop = mq.DefaultPropagation
+		if cfg.Extractor != nil {
+			c.prop = mq.NewPropagation(cfg.Extractor)
+		}
+	}
+	c.keys = newKeyReader(ext)
+	c.runCtx, c.stopRun = context.WithCancel(context.Background())
+	ok := false
+	defer func() {
+		if !ok {
+			c.release()
+		}
+	}()
+	if c.src == nil {
+		rc, err := routes.New(routes.Config{Workload: id.Baseline, Logger: c.log})
+		if err != nil {
+			return nil, fmt.Errorf("kafka: consumer %s: %w", id, err)
+		}
+		var sctx context.Context
+		sctx, c.stopSrc = context.WithCancel(context.Background())
+		c.srcDone = make(chan struct{})
+		go func() {
+			defer close(c.srcDone)
+			_ = rc.Run(sctx)
+		}()
+		c.src = rc
+	}
+	c.sel = mq.NewSelector(id, c.src)
+	if w, isWaiter := c.src.(interface{ WaitSynced(context.Context) error }); isWaiter {
+		wctx, cancel := context.WithTimeoutCause(ctx, cfg.SyncTimeout,
+			fmt.Errorf("no route table within syncTimeout %s", cfg.SyncTimeout))
+		err := w.WaitSynced(wctx)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("kafka: consumer %s: %w", id, err)
+		}
+	}
+
+	var err error
+	c.admCl, err = kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.ClientOptions...)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: consumer %s: admin client: %w", id, err)
+	}
+	c.adm = kadm.NewClient(c.admCl)
+	if id.IsSandbox() {
+		if err := c.initSandboxGroup(ctx); err != nil {
+			return nil, err
+		}
+	}
+	opts := append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}, cfg.ClientOptions...)
+	opts = append(opts,
+		kgo.ConsumeTopics(cfg.Topics...),
+		kgo.ConsumerGroup(c.group),
+		kgo.AutoCommitMarks(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, _ map[string][]int32) {
+			if err := cl.CommitMarkedOffsets(ctx); err != nil {
+				c.log.Warn("committing before a rebalance failed; records may be delivered again", "error", err)
+			}
+		}),
+	)
+	if id.IsSandbox() {
+		// Partitions without a commit (created after NewConsumer) are read from their start: all they
+		// hold is newer than the sandbox.
+		opts = append(opts, kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	}
+	c.cl, err = kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: consumer %s: client: %w", id, err)
+	}
+	ok = true
+	c.log.Info("kafka consumer ready", "topics", cfg.Topics)
+	return c, nil
+}
+
+// initSandboxGroup commits the end offsets of every partition of the topics that has no commit in the
+// sandbox group.
+func (c *Consumer) initSandboxGroup(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.AdminTimeout)
+	defer cancel()
+	missing := func() (kadm.Offsets, error) {
+		committed, err := c.adm.FetchOffsets(ctx, c.group)
+		if errors.Is(err, kerr.GroupIDNotFound) { // some brokers (kfake) answer so for a group never seen
+			committed, err = nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("kafka: sandbox group %s: fetch offsets: %w", c.group, err)
+		}
+		ends, err := c.adm.ListEndOffsets(ctx, c.cfg.Topics...)
+		if err != nil {
+			return nil, fmt.Errorf("kafka: sandbox group %s: list end offsets: %w", c.group, err)
+		}
+		out := kadm.Offsets{}
+		var lerr error
+		ends.Each(func(o kadm.ListedOffset) {
+			if o.Err != nil {
+				lerr = errors.Join(lerr, fmt.Errorf("kafka: sandbox group %s: end offset of topic %s partition %d: %w", c.group, o.Topic, o.Partition, o.Err))
+				return
+			}
+			if r, ok := committed.Lookup(o.Topic, o.Partition); ok && r.Err == nil && r.At >= 0 {
+				return
+			}
+			out.Add(kadm.Offset{Topic: o.Topic, Partition: o.Partition, At: o.Offset, LeaderEpoch: -1})
+		})
+		return out, lerr
+	}
+	todo, err := missing()
+	if err != nil {
+		return err
+	}
+	if len(todo) == 0 {
+		c.log.Info("sandbox group exists, resuming from its commits")
+		return nil
+	}
+	resp, err := c.adm.CommitOffsets(ctx, c.group, todo)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		// Another replica of the fork may have created the group meanwhile (a group with members refuses
+		// these commits): fine when every partition now has a commit.
+		if again, aerr := missing(); aerr != nil || len(again) > 0 {
+			return fmt.Errorf("kafka: sandbox group %s: commit start offsets: %w", c.group, err)
+		}
+	}
+	c.log.Info("sandbox group created at the end of its topics", "partitions", countOffsets(todo))
+	return nil
+}
+
+func countOffsets(o kadm.Offsets) int {
+	n := 0
+	for _, ps := range o {
+		n += len(ps)
+	}
+	return n
+}
+
+// Group returns the consumer group the Consumer consumes in: Config.Group for the baseline,
+// Identity.ScopedName(Config.Group) for a sandbox.
+func (c *Consumer) Group() string { return c.group }
+
+// Identity returns the consumer's identity.
+func (c *Consumer) Identity() mq.Identity { return c.id }
+
+// Routes returns the route source the Consumer decides with (Config.Routes or the routes.Client it runs).
+func (c *Consumer) Routes() mq.TableSource { return c.src }
+
+// Client returns the franz-go client consuming the group (for metrics and hooks; do not poll it).
+func (c *Consumer) Client() *kgo.Client { return c.cl }
+
+// Stats returns the counters so far.
+func (c *Consumer) Stats() Stats {
+	return Stats{
+		Processed:         c.counts[mq.Process].Load(),
+		SkippedNoKey:      c.counts[mq.SkipNoKey].Load(),
+		SkippedRoutedAway: c.counts[mq.SkipRoutedAway].Load(),
+		SkippedNotMine:    c.counts[mq.SkipNotMine].Load(),
+		Failed:            c.failed.Load(),
+	}
+}
+
+// Run consumes until ctx ends or Close is called (then it returns nil, after the handler call in flight,
+// whose context derives from ctx, returned), or h returns an error (then it returns it, wrapped). Records are handled one at a time in partition order; each handled or skipped record
+// is marked and its offset committed in the background (every AutoCommitInterval, 5s by default), before a
+// rebalance and by Close. Run may be called once.
+func (c *Consumer) Run(ctx context.Context, h Handler) error {
+	if h == nil {
+		return errors.New("kafka: Run: handler is nil")
+	}
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	if !c.running.CompareAndSwap(false, true) {
+		return errors.New("kafka: Run: already called")
+	}
+	defer close(c.runDone)
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(c.runCtx, cancel)
+	defer stop()
+	for {
+		fs := c.cl.PollRecords(pctx, c.cfg.MaxPollRecords)
+		if fs.IsClientClosed() || pctx.Err() != nil {
+			c.cl.AllowRebalance()
+			return nil
+		}
+		fs.EachError(func(topic string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				c.log.Warn("fetch error", "topic", topic, "partition", p, "error", err)
+			}
+		})
+		err := c.handleAll(ctx, pctx, h, fs)
+		c.cl.AllowRebalance()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// handleAll handles the records of one poll in order and marks the last handled record of each partition
+// for commit. It stops early when pctx ends (Close) or a handler fails.
+func (c *Consumer) handleAll(ctx, pctx context.Context, h Handler, fs kgo.Fetches) error {
+	last := c.last[:0]
+	defer func() {
+		c.cl.MarkCommitRecords(last...)
+		clear(last)
+		c.last = last[:0]
+	}()
+	for it := fs.RecordIter(); !it.Done(); {
+		if pctx.Err() != nil {
+			return nil
+		}
+		r := it.Next()
+		if err := c.handle(ctx, h, r); err != nil {
+			return err
+		}
+		n := len(last) - 1
+		for ; n >= 0; n-- {
+			if last[n].Partition == r.Partition && last[n].Topic == r.Topic {
+				last[n] = r
+				break
+			}
+		}
+		if n < 0 {
+			last = append(last, r)
+		}
+	}
+	return nil
+}
+
+func (c *Consumer) handle(ctx context.Context, h Handler, r *kgo.Record) error {
+	key := c.keys.key(r)
+	d := c.sel.Decide(key)
+	if d == mq.Process {
+		if len(r.Headers) > 0 {
+			ctx = c.extract(ctx, r, key)
+		}
+		if err := h(ctx, r); err != nil {
+			c.failed.Add(1)
+			return fmt.Errorf("kafka: group %s: handler for topic %s partition %d offset %d: %w", c.group, r.Topic, r.Partition, r.Offset, err)
+		}
+	}
+	c.counts[d].Add(1)
+	return nil
+}
+
+// Close stops Run, commits the handled records, leaves the group and closes the clients. For a sandbox
+// whose routing key the route table no longer routes to it (the sandbox is being deleted), it then deletes
+// the sandbox group; it never deletes the baseline's group. ctx bounds the whole; Close is idempotent.
+func (c *Consumer) Close(ctx context.Context) error {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if !c.closed.CompareAndSwap(false, true) {
+		return c.closeErr
+	}
+	c.stopRun()
+	var errs []error
+	if c.running.Load() {
+		select {
+		case <-c.runDone:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("waiting for Run to return: %w", context.Cause(ctx)))
+		}
+	}
+	if err := c.cl.CommitMarkedOffsets(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("commit: %w", err))
+	}
+	c.cl.AllowRebalance()
+	if err := c.cl.LeaveGroupContext(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("leave group: %w", err))
+	}
+	c.cl.Close()
+	if c.id.IsSandbox() && !c.stillRouted() {
+		dctx, cancel := context.WithTimeout(ctx, c.cfg.AdminTimeout)
+		_, err := c.adm.DeleteGroup(dctx, c.group)
+		cancel()
+		switch {
+		case err == nil:
+			c.log.Info("sandbox group deleted: the sandbox's routing key is no longer routed to it")
+		case errors.Is(err, kerr.GroupIDNotFound):
+		case errors.Is(err, kerr.NonEmptyGroup):
+			c.log.Info("sandbox group kept: other members still consume in it")
+		default:
+			errs = append(errs, fmt.Errorf("delete sandbox group: %w", err))
+		}
+	}
+	c.release()
+	if len(errs) > 0 {
+		c.closeErr = fmt.Errorf("kafka: close consumer of group %s: %w", c.group, errors.Join(errs...))
+	}
+	return c.closeErr
+}
+
+// stillRouted reports whether the sandbox's own key still leads to the sandbox for the baseline workload.
+func (c *Consumer) stillRouted() bool {
+	d, ok := c.src.Table().Destination(c.id.Baseline, c.id.RoutingKey)
+	return ok && d.Sandbox.Name == c.id.Sandbox
+}
+
+func (c *Consumer) release() {
+	if c.stopRun != nil {
+		c.stopRun()
+	}
+	if c.admCl != nil {
+		c.admCl.Close()
+	}
+	if c.stopSrc != nil {
+		c.stopSrc()
+		<-c.srcDone
+	}
+}

@@ -1,0 +1,58 @@
+package kafka
+
+import (
+	"context"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
+	"github.com/sandboxmesh/sandboxmesh/mq"
+	"github.com/sandboxmesh/sandboxmesh/routingkey"
+)
+
+type oneTable struct{ t *routeapi.Table }
+
+func (s oneTable) Table() *routeapi.Table { return s.t }
+
+// BenchmarkPerRecord splits the per-record work of a Consumer without a broker: deciding (key read and
+// Selector.Decide, what a skipped record costs), building the handler's context (what a processed record
+// costs on top), and the plain W3C extraction an OTel-instrumented consumer does, as the peer.
+func BenchmarkPerRecord(b *testing.B) {
+	w := routeapi.WorkloadRef{Namespace: "shop", Kind: routeapi.KindDeployment, Name: "worker"}
+	tbl, err := routeapi.NewTable(1, []routeapi.Route{{Workload: w, RoutingKey: "keya", Destination: routeapi.Destination{
+		Sandbox: routeapi.SandboxRef{Namespace: "shop", Name: "sb-a"}, Kind: routeapi.DestinationFork, Host: "h"}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sel := mq.NewSelector(mq.Identity{Baseline: w}, oneTable{tbl})
+	r := &kgo.Record{Headers: []kgo.RecordHeader{
+		{Key: "traceparent", Value: []byte("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")},
+		{Key: "baggage", Value: []byte("sm-routing-key=keya")},
+	}}
+	kr := newKeyReader(routingkey.Default)
+	c := &Consumer{prop: mq.DefaultPropagation}
+	ctx := context.Background()
+	b.Run("decide", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if sel.Decide(kr.key(r)) != mq.SkipRoutedAway {
+				b.Fatal("wrong decision")
+			}
+		}
+	})
+	b.Run("handler-context", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = c.extract(ctx, r, "keya")
+		}
+	})
+	w3c := propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	b.Run("plain-w3c-extract", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = w3c.Extract(ctx, Carrier(r))
+		}
+	})
+}
