@@ -64,7 +64,6 @@ func TestStartBadListen(t *testing.T) {
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
-
 // processesMentioning returns the pids whose command line or environment contains s.
 func processesMentioning(s string) []string {
 	var out []string
