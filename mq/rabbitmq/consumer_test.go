@@ -248,7 +248,7 @@ func TestConsumerRestart(t *testing.T) {
 		}
 		return c, closeIt, cancel
 	}
-	base, closeBase, cancelBase := start(baseline(), rb, "base")
+	_, closeBase, cancelBase := start(baseline(), rb, "base")
 	fork, closeFork, cancelFork := start(sandbox("sb-r", "keyr"), rf, "fork")
 	p := startProducer(e, "keyr", 2400)
 	for round := 0; round < 2; round++ {
@@ -257,15 +257,15 @@ func TestConsumerRestart(t *testing.T) {
 		if err := closeBase(); err != nil {
 			t.Fatal(err)
 		}
-		cancelFork()
-		if err := closeFork(); err != nil {
+		if err := closeFork(); err != nil { // stop by Close: delivered messages are handled first
 			t.Fatal(err)
 		}
+		cancelFork()
 		if fork.Deleted() || !e.queueExists(fork.Queue()) {
 			t.Fatal("a fork restarting while its route exists lost its queue")
 		}
 		time.Sleep(50 * time.Millisecond) // messages pile up in both queues meanwhile
-		base, closeBase, cancelBase = start(baseline(), rb, "base")
+		_, closeBase, cancelBase = start(baseline(), rb, "base")
 		fork, closeFork, cancelFork = start(sandbox("sb-r", "keyr"), rf, "fork")
 	}
 	keyed := p.finish()
