@@ -445,3 +445,55 @@ func TestConfigErrors(t *testing.T) {
 		t.Errorf("without an identity: %v, want ErrNoIdentity", err)
 	}
 }
+
+// TestConsumerCrashRedelivers: a consumer whose connection dies while its handler runs (a crash) never
+// acks that message; the broker redelivers it to the next consumer of the queue: at-least-once, the
+// message in flight is processed twice.
+func TestConsumerCrashRedelivers(t *testing.T) {
+	e := newEnv(t, "crash")
+	cfg := e.config(baseline(), staticSource{})
+	conn, err := amqp.Dial(e.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Conn = conn
+	c, err := rabbitmq.NewConsumer(e.ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 100
+	for i := 0; i < n; i++ {
+		e.publish(fmt.Sprintf("c%03d", i), "")
+	}
+	rec := newRecorder(t)
+	h := rec.handler("base")
+	runErr := c.Run(e.ctx, func(ctx context.Context, d *amqp.Delivery) error {
+		err := h(ctx, d)
+		if d.MessageId == "c050" {
+			conn.Close() // the pod dies before the ack
+		}
+		return err
+	})
+	if runErr == nil {
+		t.Fatal("Run returned nil after its connection died")
+	}
+	t.Logf("Run: %v", runErr)
+	_ = c.Close(e.ctx)
+	cfg.Conn = nil
+	c2, err := rabbitmq.NewConsumer(e.ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, c2, h)
+	eventually(t, "every message processed", func() bool { return len(rec.count("base")) == n })
+	got := rec.count("base")
+	var twice []string
+	for id, k := range got {
+		if k > 1 {
+			twice = append(twice, id)
+		}
+	}
+	if got["c050"] != 2 || len(twice) != 1 {
+		t.Errorf("processed twice: %v (c050 %d times), want only the message in flight, c050", twice, got["c050"])
+	}
+}
