@@ -12,6 +12,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
 	"github.com/sandboxmesh/sandboxmesh/mq"
 	"github.com/sandboxmesh/sandboxmesh/mq/routes"
 )
@@ -221,7 +222,7 @@ func (cfg *Config) setDefaults() error {
 		return fmt.Errorf("rabbitmq: consumer config: %w", err)
 	}
 	if cfg.Identity.Baseline.Kind == "" {
-		cfg.Identity.Baseline.Kind = "Deployment"
+		cfg.Identity.Baseline.Kind = routeapi.KindDeployment
 	}
 	switch {
 	case cfg.Conn == nil && cfg.URL == "":

@@ -43,9 +43,14 @@ func runMain(m *testing.M) int {
 	return m.Run()
 }
 
-// needsBroker is false when -run selects only tests that need none (the fuzz and config tests), and for
-// -fuzz runs.
+// needsBroker is false when -run selects only tests that need none (the fuzz and config tests) and no
+// benchmark runs, and for -fuzz runs.
 func needsBroker() bool {
+	for _, a := range os.Args[1:] {
+		if strings.HasPrefix(a, "-test.bench=") {
+			return true
+		}
+	}
 	for _, a := range os.Args[1:] {
 		if strings.HasPrefix(a, "-test.fuzz=") {
 			return false
