@@ -497,3 +497,40 @@ func TestConsumerCrashRedelivers(t *testing.T) {
 		t.Errorf("processed twice: %v (c050 %d times), want only the message in flight, c050", twice, got["c050"])
 	}
 }
+
+// TestIdentityAndRoutesFromEnv: with a zero Identity and nil Routes the consumer reads who it is and where
+// the lookup API is from the environment the operator sets, and follows the published routes.
+func TestIdentityAndRoutesFromEnv(t *testing.T) {
+	e := newEnv(t, "fromenv")
+	if _, err := e.srv.Publish(e.ctx, []routeapi.Route{forkRoute("keye", "sb-e"), forkRoute("grpe", "sb-e")}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(mq.EnvRoutesURL, e.hs.URL)
+	t.Setenv(mq.EnvBaselineNamespace, worker.Namespace)
+	t.Setenv(mq.EnvBaselineName, worker.Name)
+	t.Setenv(mq.EnvSandboxName, "sb-e")
+	t.Setenv(mq.EnvRoutingKey, "keye")
+	cfg := e.config(mq.Identity{}, nil)
+	c, err := rabbitmq.NewConsumer(e.ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Identity(); got != sandbox("sb-e", "keye") {
+		t.Fatalf("identity %+v", got)
+	}
+	rec := newRecorder(t)
+	closeIt := run(t, c, rec.handler("fork"))
+	e.publish("own", "keye")
+	e.publish("group", "grpe") // a route-group key: processed only through the synced table
+	e.publish("none", "")
+	eventually(t, "three messages", func() bool { return total(c) == 3 })
+	if got := rec.count("fork"); got["own"] != 1 || got["group"] != 1 || got["none"] != 0 {
+		t.Errorf("processed %v", got)
+	}
+	if err := closeIt(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Deleted() {
+		t.Error("deleted the queue of a routed fork")
+	}
+}
