@@ -24,6 +24,7 @@ const (
 	DefaultMaxAttempts   = 2
 	DefaultSyncTimeout   = 30 * time.Second
 	DefaultDrainTimeout  = 10 * time.Second
+	DefaultDeleteGrace   = 2 * time.Second
 	DefaultDialTimeout   = 10 * time.Second
 )
 
@@ -80,8 +81,13 @@ type Config struct {
 	Routes mq.TableSource
 	// SyncTimeout bounds the wait for the first route table (default 30 s).
 	SyncTimeout time.Duration
-	// DrainTimeout bounds how long Close keeps consuming a sandbox queue it is about to delete, until the
-	// queue has no ready message (default 10 s).
+	// DeleteGrace is how long Close keeps consuming a sandbox queue it is about to delete before it drains
+	// it (default 2 s): the baseline's route copy may learn that the route is gone a little after this
+	// consumer's did, and until then the baseline skips the sandbox's messages. Longer means more messages
+	// processed twice, shorter risks losing some when the baseline's copy lags more than that.
+	DeleteGrace time.Duration
+	// DrainTimeout bounds how long Close then keeps consuming the queue until it has no ready message
+	// (default 10 s).
 	DrainTimeout time.Duration
 	// Propagation reads the trace context and routing key of messages (nil: mq.DefaultPropagation).
 	Propagation *mq.Propagation
@@ -241,6 +247,8 @@ func (cfg *Config) setDefaults() error {
 		return fmt.Errorf("rabbitmq: consumer config: sandboxExpiry: %s is less than the broker's 1ms", cfg.SandboxExpiry)
 	case cfg.Prefetch < 0 || cfg.Prefetch > 65535:
 		return fmt.Errorf("rabbitmq: consumer config: prefetch: %d is not in 0..65535", cfg.Prefetch)
+	case cfg.DeleteGrace < 0:
+		return fmt.Errorf("rabbitmq: consumer config: deleteGrace: %s is negative", cfg.DeleteGrace)
 	case cfg.MaxAttempts < 0:
 		return fmt.Errorf("rabbitmq: consumer config: maxAttempts: %d is negative", cfg.MaxAttempts)
 	}
@@ -260,6 +268,9 @@ func (cfg *Config) setDefaults() error {
 	}
 	if cfg.SyncTimeout <= 0 {
 		cfg.SyncTimeout = DefaultSyncTimeout
+	}
+	if cfg.DeleteGrace == 0 {
+		cfg.DeleteGrace = DefaultDeleteGrace
 	}
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = DefaultDrainTimeout
@@ -439,9 +450,9 @@ func (c *Consumer) routedHere() bool {
 
 // Close stops consuming and releases the channel (and the connection and route client it made). For a
 // sandbox whose routing key is no longer routed to it (the sandbox is being deleted) it first keeps
-// consuming until the queue has no ready message (bounded by DrainTimeout), handles what was delivered,
-// then deletes the sandbox queue. The baseline's queue is never deleted. ctx bounds the wait for the
-// running handler.
+// consuming for DeleteGrace, then until the queue has no ready message (bounded by DrainTimeout), handles
+// what was delivered, and deletes the sandbox queue. The baseline's queue is never deleted. ctx bounds the
+// grace, the drain and the wait for the running handler.
 func (c *Consumer) Close(ctx context.Context) error {
 	c.mu.Lock()
 	if c.closed {
@@ -481,8 +492,13 @@ func (c *Consumer) Close(ctx context.Context) error {
 // Deleted reports whether Close deleted the sandbox queue.
 func (c *Consumer) Deleted() bool { return c.deleted.Load() }
 
-// drain waits until the queue has no ready message, while Run keeps consuming.
+// drain waits DeleteGrace, then until the queue has no ready message, while Run keeps consuming.
 func (c *Consumer) drain(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(c.cfg.DeleteGrace):
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DrainTimeout)
 	defer cancel()
 	ch, err := c.conn.Channel()

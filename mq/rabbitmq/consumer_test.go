@@ -146,27 +146,30 @@ func (p *producer) finish() map[string]bool {
 }
 
 // TestSandboxDeletedMidStream: while messages flow, the sandbox's route is unpublished, then the fork
-// consumer is closed. Every message is processed at least once; the fork's queue is gone; the duplicates
-// of the transition are counted.
+// consumer is closed as soon as its route copy lost the route, and the baseline's copy learns of it 100ms
+// later (a lagging poll). Every message is processed at least once; the fork's queue is gone; the
+// duplicates of the transition are counted.
 func TestSandboxDeletedMidStream(t *testing.T) {
 	e := newEnv(t, "deleted")
 	v, err := e.srv.Publish(e.ctx, []routeapi.Route{forkRoute("keyd", "sb-d")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rb, rf := e.routes(), e.routes()
-	base, err := rabbitmq.NewConsumer(e.ctx, e.config(baseline(), rb))
+	rf := e.routes()
+	if err := rf.WaitVersion(e.ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	lagging := &switchSource{}
+	lagging.t.Store(rf.Table())
+	base, err := rabbitmq.NewConsumer(e.ctx, e.config(baseline(), lagging))
 	if err != nil {
 		t.Fatal(err)
 	}
-	fork, err := rabbitmq.NewConsumer(e.ctx, e.config(sandbox("sb-d", "keyd"), rf))
+	fcfg := e.config(sandbox("sb-d", "keyd"), rf)
+	fcfg.DeleteGrace = 250 * time.Millisecond
+	fork, err := rabbitmq.NewConsumer(e.ctx, fcfg)
 	if err != nil {
 		t.Fatal(err)
-	}
-	for _, c := range []*routes.Client{rb, rf} {
-		if err := c.WaitVersion(e.ctx, v); err != nil {
-			t.Fatal(err)
-		}
 	}
 	rec := newRecorder(t)
 	closeBase := run(t, base, rec.handler("base"))
@@ -180,9 +183,13 @@ func TestSandboxDeletedMidStream(t *testing.T) {
 	if err := rf.WaitVersion(e.ctx, v); err != nil {
 		t.Fatal(err)
 	}
-	// The fork pod stops as soon as its own copy lost the route, maybe before the baseline's copy did: the
-	// drain in Close covers the messages the baseline still skips.
-	if err := closeFork(); err != nil {
+	// The fork pod stops as soon as its own copy lost the route, before the baseline's copy did: the grace
+	// and drain in Close cover the messages the baseline still skips.
+	closed := make(chan error, 1)
+	go func() { closed <- closeFork() }()
+	time.Sleep(100 * time.Millisecond)
+	lagging.t.Store(rf.Table())
+	if err := <-closed; err != nil {
 		t.Fatal(err)
 	}
 	if !fork.Deleted() || e.queueExists(fork.Queue()) {
@@ -343,6 +350,7 @@ func TestCloseDeletesOnlyAnUnroutedSandboxQueue(t *testing.T) {
 	if err := src.WaitVersion(e.ctx, v); err != nil {
 		t.Fatal(err)
 	}
+	cfg.DeleteGrace = time.Millisecond
 	fork, err = rabbitmq.NewConsumer(e.ctx, cfg) // reopened: finds the queue the first one left
 	if err != nil {
 		t.Fatal(err)
@@ -398,6 +406,11 @@ func TestHandlerErrorRequeuesOnce(t *testing.T) {
 
 type staticSource struct{ t *routeapi.Table }
 
+// switchSource is a route copy the test updates by hand.
+type switchSource struct{ t atomic.Pointer[routeapi.Table] }
+
+func (s *switchSource) Table() *routeapi.Table { return s.t.Load() }
+
 func (s staticSource) Table() *routeapi.Table { return s.t }
 
 // TestRouteSyncTimeout: a consumer whose route source never syncs fails in the constructor with a clear
@@ -431,6 +444,8 @@ func TestConfigErrors(t *testing.T) {
 		{rabbitmq.Config{URL: "amqp://x", Queue: "q", Identity: id, Bindings: []rabbitmq.Binding{{Key: "k"}}}, "bindings[0].exchange: required"},
 		{rabbitmq.Config{URL: "amqp://x", Queue: "q", Identity: id, Prefetch: -1}, "prefetch:"},
 		{rabbitmq.Config{URL: "amqp://x", Queue: "q", Identity: id, SandboxExpiry: -time.Second}, "sandboxExpiry:"},
+		{rabbitmq.Config{URL: "amqp://x", Queue: "q", Identity: id, DeleteGrace: -time.Second}, "deleteGrace:"},
+		{rabbitmq.Config{URL: "amqp://x", Queue: "q", Identity: id, MaxAttempts: -1}, "maxAttempts:"},
 		{rabbitmq.Config{URL: "amqp://x", Queue: "q", Identity: mq.Identity{Baseline: worker, Sandbox: "sb"}}, "identity: routingKey: required"},
 		{rabbitmq.Config{URL: "amqp://x", Queue: strings.Repeat("q", 250), Identity: sb, Bindings: []rabbitmq.Binding{{Exchange: "e"}}}, "more than AMQP's 255"},
 	} {
