@@ -407,7 +407,9 @@ func TestHandlerErrorRequeuesOnce(t *testing.T) {
 type staticSource struct{ t *routeapi.Table }
 
 // switchSource is a route copy the test updates by hand.
-type switchSource struct{ t atomic.Pointer[routeapi.Table] }
+type switchSource struct {
+	t atomic.Pointer[routeapi.Table]
+}
 
 func (s *switchSource) Table() *routeapi.Table { return s.t.Load() }
 
