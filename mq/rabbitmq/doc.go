@@ -19,6 +19,13 @@
 // (see package mq).
 //
 // Close deletes the sandbox queue when the sandbox's routing key is no longer routed to the sandbox (the
-// operator removed its routes: the sandbox is being deleted), after consuming what the queue holds; it
-// never deletes the baseline's queue. A fork restarting while its routes exist keeps its queue.
+// operator removed its routes: the sandbox is being deleted). It first keeps consuming for
+// Config.DeleteGrace (2 s), because the baseline's route copy may learn of the removal a little later and
+// skips the sandbox's messages until then, then until the queue has no ready message; it never deletes the
+// baseline's queue. A fork restarting while its routes exist keeps its queue.
+//
+// Not done here: reconnection (Run returns the channel's or connection's error; make a new Consumer, the
+// queue keeps the messages meanwhile), parallel handlers (one Consumer handles one delivery at a time; run
+// several Consumers of the same queue for more), and acking by the handler (the Consumer acks: a handler
+// must not call d.Ack, d.Nack or d.Reject).
 package rabbitmq
