@@ -11,6 +11,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
+	"github.com/sandboxmesh/sandboxmesh/mq"
 	"github.com/sandboxmesh/sandboxmesh/mq/rabbitmq"
 	"github.com/sandboxmesh/sandboxmesh/routingkey"
 )
@@ -192,4 +193,27 @@ func BenchmarkRouteToFirstMessage(b *testing.B) {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
+}
+
+// BenchmarkExtractDecide is the Consumer's own work per delivery, without the broker: reading the routing
+// key from AMQP headers (traceparent + baggage) and deciding against a table of 100 routes.
+func BenchmarkExtractDecide(b *testing.B) {
+	var table []routeapi.Route
+	for i := 0; i < 100; i++ {
+		table = append(table, forkRoute(fmt.Sprintf("key%d", i), fmt.Sprintf("sb-%d", i)))
+	}
+	tbl, err := routeapi.NewTable(1, table)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sel := mq.NewSelector(baseline(), staticSource{tbl})
+	h := rabbitmq.Inject(routingkey.WithKey(context.Background(), "key42"), amqp.Table{
+		"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"})
+	b.ReportAllocs()
+	for b.Loop() {
+		_, key := rabbitmq.Extract(context.Background(), h)
+		if sel.Decide(key) != mq.SkipRoutedAway {
+			b.Fatal("wrong decision")
+		}
+	}
 }
