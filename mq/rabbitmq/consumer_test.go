@@ -551,3 +551,28 @@ func TestIdentityAndRoutesFromEnv(t *testing.T) {
 		t.Error("deleted the queue of a routed fork")
 	}
 }
+
+// TestNoDeclareAndSharedConn: with NoDeclare the baseline only checks that the app's queue exists, and
+// Close leaves a connection the app passed in open.
+func TestNoDeclareAndSharedConn(t *testing.T) {
+	e := newEnv(t, "nodeclare")
+	cfg := e.config(baseline(), staticSource{})
+	cfg.NoDeclare = true
+	cfg.Conn = e.conn
+	if _, err := rabbitmq.NewConsumer(e.ctx, cfg); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("NoDeclare of a missing queue: %v", err)
+	}
+	if _, err := e.pub.QueueDeclare(e.queue, false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	c, err := rabbitmq.NewConsumer(e.ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if e.conn.IsClosed() {
+		t.Error("Close closed the app's connection")
+	}
+}
