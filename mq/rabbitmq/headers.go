@@ -116,11 +116,11 @@ func appendValues(out []string, v any) []string {
 // Inject writes the trace context, baggage and routing key of ctx into headers with mq.DefaultPropagation
 // and returns them (a new table when headers is nil): pub.Headers = rabbitmq.Inject(ctx, pub.Headers).
 func Inject(ctx context.Context, headers amqp.Table) amqp.Table {
-	return InjectWith(mq.DefaultPropagation, ctx, headers)
+	return InjectWith(ctx, mq.DefaultPropagation, headers)
 }
 
 // InjectWith is Inject with the propagation p (mq.DefaultPropagation when nil).
-func InjectWith(p *mq.Propagation, ctx context.Context, headers amqp.Table) amqp.Table {
+func InjectWith(ctx context.Context, p *mq.Propagation, headers amqp.Table) amqp.Table {
 	if p == nil {
 		p = mq.DefaultPropagation
 	}
