@@ -1,0 +1,207 @@
+package nats
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
+	"github.com/sandboxmesh/sandboxmesh/mq"
+	"github.com/sandboxmesh/sandboxmesh/mq/routes"
+)
+
+// Common configures what every consumer of this package shares.
+type Common struct {
+	// Identity is who consumes; the zero value means mq.IdentityFromEnv().
+	Identity mq.Identity
+	// Routes gives the route table. Nil means a routes.Client for Identity.Baseline, with the URL of
+	// mq.EnvRoutesURL, run in the background until Close.
+	Routes mq.TableSource
+	// Propagation reads the trace context and routing key from headers; nil means mq.DefaultPropagation.
+	Propagation *mq.Propagation
+	// Logger receives decisions worth logging and errors (default: discard). It never receives message
+	// bodies or header values other than the routing key.
+	Logger *slog.Logger
+	// SyncTimeout bounds the constructor's wait for the first route table (default 30s). Routes that have
+	// a WaitSynced(context.Context) error method (routes.Client) are waited for; others are taken as synced.
+	SyncTimeout time.Duration
+}
+
+// Stats counts what a consumer did with the messages it received, per decision.
+type Stats struct {
+	// Processed is the number of messages the handler returned nil for.
+	Processed uint64
+	// Failed is the number of messages the handler returned an error for (JetStream redelivers them).
+	Failed uint64
+	// SkippedNoKey counts messages without a routing key skipped by a sandbox consumer.
+	SkippedNoKey uint64
+	// SkippedRoutedAway counts messages the baseline skipped because their key is routed to a sandbox.
+	SkippedRoutedAway uint64
+	// SkippedNotMine counts messages a sandbox skipped because their key is not routed to it.
+	SkippedNotMine uint64
+}
+
+// Skipped is the sum of the skip counters.
+func (s Stats) Skipped() uint64 { return s.SkippedNoKey + s.SkippedRoutedAway + s.SkippedNotMine }
+
+type syncer interface {
+	WaitSynced(ctx context.Context) error
+}
+
+// core is the selective part shared by the JetStream and the queue consumer.
+type core struct {
+	id     mq.Identity
+	sel    *mq.Selector
+	routes mq.TableSource
+	prop   *mq.Propagation
+	log    *slog.Logger
+
+	stopRoutes context.CancelFunc
+	routesDone chan struct{}
+
+	processed, failed atomic.Uint64
+	skipped           [4]atomic.Uint64 // by mq.Decision
+
+	seenMu     sync.Mutex
+	seenRouted bool // a sandbox's key was routed to it at some point
+	seenTable  *routeapi.Table
+}
+
+func newCore(c Common, kind string) (*core, error) {
+	if c.Identity == (mq.Identity{}) {
+		id, err := mq.IdentityFromEnv()
+		if err != nil {
+			return nil, fmt.Errorf("nats: %s: identity: %w", kind, err)
+		}
+		c.Identity = id
+	}
+	if err := c.Identity.Validate(); err != nil {
+		return nil, fmt.Errorf("nats: %s: %w", kind, err)
+	}
+	if c.Propagation == nil {
+		c.Propagation = mq.DefaultPropagation
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	k := &core{id: c.Identity, prop: c.Propagation, log: c.Logger.With("consumer", c.Identity.String())}
+	if c.Routes == nil {
+		rc, err := routes.New(routes.Config{Workload: c.Identity.Baseline, Logger: c.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("nats: %s: routes: %w", kind, err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		k.stopRoutes, k.routesDone = cancel, make(chan struct{})
+		go func() {
+			defer close(k.routesDone)
+			_ = rc.Run(ctx)
+		}()
+		c.Routes = rc
+	}
+	k.routes = c.Routes
+	k.sel = mq.NewSelector(c.Identity, c.Routes)
+	return k, nil
+}
+
+// waitSynced waits for the first route table, bounded by timeout.
+func (k *core) waitSynced(ctx context.Context, timeout time.Duration) error {
+	s, ok := k.routes.(syncer)
+	if !ok {
+		return nil
+	}
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := s.WaitSynced(ctx); err != nil {
+		return fmt.Errorf("nats: consumer %s: no route table within %s, not consuming: %w", k.id, timeout, err)
+	}
+	k.noteRouted()
+	return nil
+}
+
+// routedToMe reports whether the sandbox's key is routed to this sandbox for its baseline.
+func (k *core) routedToMe(t *routeapi.Table) bool {
+	d, ok := t.Destination(k.id.Baseline, k.id.RoutingKey)
+	return ok && d.Kind != routeapi.DestinationBaseline && d.Sandbox.Name == k.id.Sandbox
+}
+
+// noteRouted records whether the current table routes the sandbox's key to it (cheap when the table did
+// not change).
+func (k *core) noteRouted() {
+	if !k.id.IsSandbox() {
+		return
+	}
+	t := k.routes.Table()
+	k.seenMu.Lock()
+	defer k.seenMu.Unlock()
+	if t == k.seenTable {
+		return
+	}
+	k.seenTable = t
+	if k.routedToMe(t) {
+		k.seenRouted = true
+	}
+}
+
+// goneAway reports whether the sandbox's key was routed to it and is no longer: the sandbox is being
+// deleted.
+func (k *core) goneAway() bool {
+	if !k.id.IsSandbox() {
+		return false
+	}
+	k.noteRouted()
+	k.seenMu.Lock()
+	defer k.seenMu.Unlock()
+	return k.seenRouted && !k.routedToMe(k.routes.Table())
+}
+
+// decide extracts the context and key of a message and decides; skip counters are updated here.
+func (k *core) decide(ctx context.Context, h nats.Header) (context.Context, string, mq.Decision) {
+	ctx, key := k.prop.Extract(ctx, HeaderCarrier(h))
+	d := k.sel.Decide(key)
+	if d != mq.Process && int(d) < len(k.skipped) {
+		k.skipped[d].Add(1)
+	}
+	return ctx, key, d
+}
+
+func (k *core) stats() Stats {
+	return Stats{
+		Processed:         k.processed.Load(),
+		Failed:            k.failed.Load(),
+		SkippedNoKey:      k.skipped[mq.SkipNoKey].Load(),
+		SkippedRoutedAway: k.skipped[mq.SkipRoutedAway].Load(),
+		SkippedNotMine:    k.skipped[mq.SkipNotMine].Load(),
+	}
+}
+
+// watchRoutes notes the sandbox's routes until stop is closed (so Close knows the key was routed to it).
+func (k *core) watchRoutes(stop <-chan struct{}) {
+	if !k.id.IsSandbox() {
+		return
+	}
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			k.noteRouted()
+		}
+	}
+}
+
+func (k *core) close() {
+	if k.stopRoutes != nil {
+		k.stopRoutes()
+		<-k.routesDone
+	}
+}
