@@ -59,15 +59,15 @@ type JetStreamConfig struct {
 // consumer.
 type JetStreamConsumer struct {
 	*core
-	cfg        JetStreamConfig
-	cons       jetstream.Consumer
-	name       string
-	hTimeout   time.Duration
-	stopCh     chan struct{}
-	mu         sync.Mutex
-	running    bool
-	done       chan struct{}
-	closed     bool
+	cfg      JetStreamConfig
+	cons     jetstream.Consumer
+	name     string
+	hTimeout time.Duration
+	stopCh   chan struct{}
+	mu       sync.Mutex
+	running  bool
+	done     chan struct{}
+	closed   bool
 }
 
 // NewJetStreamConsumer validates cfg, finds or creates the durable consumer (for a sandbox: its scoped
