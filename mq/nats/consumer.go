@@ -68,8 +68,8 @@ type core struct {
 	skipped           [4]atomic.Uint64 // by mq.Decision
 
 	seenMu     sync.Mutex
-	seenRouted bool // a sandbox's key was routed to it at some point
-	seenTable  *routeapi.Table
+	seenRouted atomic.Bool // a sandbox's key was routed to it at some point
+	seenTable  atomic.Pointer[routeapi.Table]
 }
 
 func newCore(c Common, kind string) (*core, error) {
@@ -132,21 +132,21 @@ func (k *core) routedToMe(t *routeapi.Table) bool {
 	return ok && d.Kind != routeapi.DestinationBaseline && d.Sandbox.Name == k.id.Sandbox
 }
 
-// noteRouted records whether the current table routes the sandbox's key to it (cheap when the table did
-// not change).
+// noteRouted records whether the current table routes the sandbox's key to it. It costs an atomic load
+// when the table did not change, so it runs for every message.
 func (k *core) noteRouted() {
-	if !k.id.IsSandbox() {
+	if !k.id.IsSandbox() || k.seenRouted.Load() {
 		return
 	}
 	t := k.routes.Table()
-	k.seenMu.Lock()
-	defer k.seenMu.Unlock()
-	if t == k.seenTable {
+	if k.seenTable.Load() == t {
 		return
 	}
-	k.seenTable = t
+	k.seenMu.Lock()
+	defer k.seenMu.Unlock()
+	k.seenTable.Store(t)
 	if k.routedToMe(t) {
-		k.seenRouted = true
+		k.seenRouted.Store(true)
 	}
 }
 
@@ -157,14 +157,13 @@ func (k *core) goneAway() bool {
 		return false
 	}
 	k.noteRouted()
-	k.seenMu.Lock()
-	defer k.seenMu.Unlock()
-	return k.seenRouted && !k.routedToMe(k.routes.Table())
+	return k.seenRouted.Load() && !k.routedToMe(k.routes.Table())
 }
 
 // decide extracts the context and key of a message and decides; skip counters are updated here.
 func (k *core) decide(ctx context.Context, h nats.Header) (context.Context, string, mq.Decision) {
 	ctx, key := k.prop.Extract(ctx, HeaderCarrier(h))
+	k.noteRouted()
 	d := k.sel.Decide(key)
 	if d != mq.Process && int(d) < len(k.skipped) {
 		k.skipped[d].Add(1)
@@ -182,19 +181,41 @@ func (k *core) stats() Stats {
 	}
 }
 
-// watchRoutes notes the sandbox's routes until stop is closed (so Close knows the key was routed to it).
+type versionWaiter interface {
+	Version() uint64
+	WaitVersion(ctx context.Context, v uint64) error
+}
+
+// watchRoutes notes the sandbox's routes until stop is closed (so Close knows the key was routed to it even
+// when no message came meanwhile): at each new table of a routes.Client, every 50ms for other sources.
 func (k *core) watchRoutes(stop <-chan struct{}) {
 	if !k.id.IsSandbox() {
 		return
 	}
-	t := time.NewTicker(200 * time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-stop
+		cancel()
+	}()
+	if vw, ok := k.routes.(versionWaiter); ok {
+		for !k.seenRouted.Load() {
+			v := vw.Version() // before the table: a table newer than v is noted now or ends the wait at once
+			k.noteRouted()
+			if err := vw.WaitVersion(ctx, v+1); err != nil {
+				return
+			}
+		}
+		return
+	}
+	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
-	for {
+	for !k.seenRouted.Load() {
+		k.noteRouted()
 		select {
-		case <-stop:
+		case <-ctx.Done():
 			return
 		case <-t.C:
-			k.noteRouted()
 		}
 	}
 }
