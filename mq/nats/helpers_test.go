@@ -157,7 +157,7 @@ func (r *recorder) handle(ctx context.Context, data []byte) error {
 }
 
 func (r *recorder) js(ctx context.Context, m jetstream.Msg) error { return r.handle(ctx, m.Data()) }
-func (r *recorder) core(ctx context.Context, m *nats.Msg) error { return r.handle(ctx, m.Data) }
+func (r *recorder) core(ctx context.Context, m *nats.Msg) error   { return r.handle(ctx, m.Data) }
 
 func (r *recorder) snapshot() map[int]int {
 	r.mu.Lock()

@@ -287,13 +287,13 @@ func TestJetStreamRefusals(t *testing.T) {
 		cfg  natsmq.JetStreamConfig
 		want string
 	}{
-		"no jetstream": {natsmq.JetStreamConfig{Common: common, Stream: "WQ", Durable: "d"}, "jetStream: required"},
-		"no stream":    {natsmq.JetStreamConfig{Common: common, JetStream: js, Durable: "d"}, "stream: required"},
-		"no durable":   {natsmq.JetStreamConfig{Common: common, JetStream: js, Stream: "WQ"}, "durable: required"},
-		"dotted":       {natsmq.JetStreamConfig{Common: common, JetStream: js, Stream: "WQ", Durable: "a.b"}, "durable: \"a.b\""},
-		"work queue":   {natsmq.JetStreamConfig{Common: common, JetStream: js, Stream: "WQ", Durable: "d"}, "WorkQueue retention"},
+		"no jetstream":            {natsmq.JetStreamConfig{Common: common, Stream: "WQ", Durable: "d"}, "jetStream: required"},
+		"no stream":               {natsmq.JetStreamConfig{Common: common, JetStream: js, Durable: "d"}, "stream: required"},
+		"no durable":              {natsmq.JetStreamConfig{Common: common, JetStream: js, Stream: "WQ"}, "durable: required"},
+		"dotted":                  {natsmq.JetStreamConfig{Common: common, JetStream: js, Stream: "WQ", Durable: "a.b"}, "durable: \"a.b\""},
+		"work queue":              {natsmq.JetStreamConfig{Common: common, JetStream: js, Stream: "WQ", Durable: "d"}, "WorkQueue retention"},
 		"no stream on the server": {natsmq.JetStreamConfig{Common: common, JetStream: js, Stream: "NOPE", Durable: "d"}, "stream \"NOPE\""},
-		"bad identity": {natsmq.JetStreamConfig{Common: natsmq.Common{Identity: routeapiIdentity()}, JetStream: js, Stream: "WQ", Durable: "d"}, "routingKey: required"},
+		"bad identity":            {natsmq.JetStreamConfig{Common: natsmq.Common{Identity: routeapiIdentity()}, JetStream: js, Stream: "WQ", Durable: "d"}, "routingKey: required"},
 	} {
 		_, err := natsmq.NewJetStreamConsumer(ctx, tc.cfg)
 		if err == nil || !contains(err.Error(), tc.want) {
