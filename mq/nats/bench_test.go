@@ -1,0 +1,181 @@
+package nats_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
+	"github.com/sandboxmesh/sandboxmesh/mq"
+	natsmq "github.com/sandboxmesh/sandboxmesh/mq/nats"
+	"github.com/sandboxmesh/sandboxmesh/routingkey"
+)
+
+type staticSource struct{ t *routeapi.Table }
+
+func (s staticSource) Table() *routeapi.Table { return s.t }
+
+// fillStream creates stream name on subject name+".x" holding n messages: half without a key, a quarter
+// keyed for sb-a (routed away from the baseline), a quarter with a key that has no route.
+func fillStream(b *testing.B, js jetstream.JetStream, name string, n int) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{name + ".x"}}); err != nil {
+		b.Fatal(err)
+	}
+	kctx := [4]context.Context{context.Background(), routingkey.WithKey(context.Background(), "keya"), context.Background(), routingkey.WithKey(context.Background(), "keyz")}
+	for i := range n {
+		if _, err := js.PublishMsgAsync(natsmq.NewMsg(kctx[i%4], name+".x", []byte(strconv.Itoa(i)))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		b.Fatal("publishing timed out")
+	}
+}
+
+// BenchmarkJetStreamConsume compares, in the same run on the same server, the plain jetstream client
+// consuming and acknowledging b.N messages with a durable pull consumer, and the baseline's selective
+// JetStreamConsumer doing the same (extracting each message's headers, deciding, acknowledging).
+func BenchmarkJetStreamConsume(b *testing.B) {
+	nc := startNATS(b)
+	js, _ := jetstream.New(nc)
+	tbl, _ := routeapi.NewTable(1, []routeapi.Route{forkRte, otherRte})
+	var seq atomic.Int64
+	next := func() string { return fmt.Sprintf("B%d", seq.Add(1)) }
+
+	b.Run("plain", func(b *testing.B) {
+		name := next()
+		fillStream(b, js, name, b.N)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cons, err := js.CreateConsumer(ctx, name, jetstream.ConsumerConfig{Durable: "worker", FilterSubject: name + ".x"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var n atomic.Int64
+		done := make(chan struct{})
+		b.ResetTimer()
+		cc, err := cons.Consume(func(m jetstream.Msg) {
+			_ = m.Ack()
+			if n.Add(1) == int64(b.N) {
+				close(done)
+			}
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		select {
+		case <-done:
+		case <-ctx.Done():
+			b.Fatal("timed out")
+		}
+		b.StopTimer()
+		cc.Stop()
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	})
+
+	b.Run("selective", func(b *testing.B) {
+		name := next()
+		fillStream(b, js, name, b.N)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		c, err := natsmq.NewJetStreamConsumer(ctx, natsmq.JetStreamConfig{
+			Common:    natsmq.Common{Identity: mq.Identity{Baseline: worker}, Routes: staticSource{tbl}},
+			JetStream: js, Stream: name, Durable: "worker",
+			Consumer: jetstream.ConsumerConfig{FilterSubject: name + ".x"},
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() {
+			for {
+				if s := c.Stats(); s.Processed+s.Skipped() >= uint64(b.N) {
+					close(done)
+					return
+				}
+				time.Sleep(200 * time.Microsecond)
+			}
+		}()
+		b.ResetTimer()
+		errc := make(chan error, 1)
+		go func() { errc <- c.Run(ctx, func(context.Context, jetstream.Msg) error { return nil }) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			b.Fatal("timed out")
+		}
+		b.StopTimer()
+		if err := c.Close(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := <-errc; err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	})
+}
+
+// BenchmarkRouteToFirstMessage measures the time from publishing a route that sends key "gkey" (a route
+// group's key, not the sandbox's own) to sandbox sb-a, to sb-a's consumer handling its first message keyed
+// gkey, while a producer publishes gkey messages every millisecond. The route copy is a routes.Client
+// polling a real lookup API (MinInterval 20ms).
+func BenchmarkRouteToFirstMessage(b *testing.B) {
+	nc := startNATS(b)
+	js, _ := jetstream.New(nc)
+	newStream(b, js, jetstream.LimitsPolicy)
+	env := startRoutes(b)
+	fc := env.client(b)
+	fork := newJS(b, js, forkID, fc)
+	got := make(chan struct{}, 1)
+	runJS(b, fork, func(ctx context.Context, _ jetstream.Msg) error {
+		if k, _ := routingkey.FromContext(ctx); k == "gkey" {
+			select {
+			case got <- struct{}{}:
+			default:
+			}
+		}
+		return nil
+	})
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		kctx := routingkey.WithKey(context.Background(), "gkey")
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			_, _ = js.PublishMsgAsync(natsmq.NewMsg(kctx, "orders.created", []byte("0")))
+		}
+	}()
+	groupRte := route(worker, "gkey", "sb-a")
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		env.publish(b, []routeapi.Route{forkRte}, fc)
+		time.Sleep(5 * time.Millisecond)
+		select { // drop a notice from the previous round
+		case <-got:
+		default:
+		}
+		b.StartTimer()
+		if _, err := env.srv.Publish(context.Background(), []routeapi.Route{forkRte, groupRte}); err != nil {
+			b.Fatal(err)
+		}
+		select {
+		case <-got:
+		case <-time.After(10 * time.Second):
+			b.Fatal("no gkey message within 10s of publishing the route")
+		}
+	}
+}
