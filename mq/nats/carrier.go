@@ -106,5 +106,5 @@ func Extract(p *mq.Propagation, ctx context.Context, h nats.Header) (context.Con
 	if p == nil {
 		p = mq.DefaultPropagation
 	}
-	return p.Extract(ctx, HeaderCarrier(h))
+	return p.Extract(ctx, carrierFor(h))
 }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
 	"github.com/sandboxmesh/sandboxmesh/mq"
@@ -59,6 +61,7 @@ type core struct {
 	sel    *mq.Selector
 	routes mq.TableSource
 	prop   *mq.Propagation
+	fields []string // lower-case header names prop reads
 	log    *slog.Logger
 
 	stopRoutes context.CancelFunc
@@ -89,7 +92,7 @@ func newCore(c Common, kind string) (*core, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	k := &core{id: c.Identity, prop: c.Propagation, log: c.Logger.With("consumer", c.Identity.String())}
+	k := &core{id: c.Identity, prop: c.Propagation, fields: c.Propagation.HeaderFields(), log: c.Logger.With("consumer", c.Identity.String())}
 	if c.Routes == nil {
 		rc, err := routes.New(routes.Config{Workload: c.Identity.Baseline, Logger: c.Logger})
 		if err != nil {
@@ -162,14 +165,64 @@ func (k *core) goneAway() bool {
 
 // decide extracts the context and key of a message and decides; skip counters are updated here.
 func (k *core) decide(ctx context.Context, h nats.Header) (context.Context, string, mq.Decision) {
-	ctx, key := k.prop.Extract(ctx, HeaderCarrier(h))
 	k.noteRouted()
+	var key string
+	if k.relevant(h) {
+		ctx, key = k.prop.Extract(ctx, carrierFor(h))
+	}
 	d := k.sel.Decide(key)
 	if d != mq.Process && int(d) < len(k.skipped) {
 		k.skipped[d].Add(1)
 	}
 	return ctx, key, d
 }
+
+// relevant reports whether h has a header the propagation reads (most messages of an app without tracing
+// have none: their extraction is skipped).
+func (k *core) relevant(h nats.Header) bool {
+	for name := range h {
+		for _, f := range k.fields {
+			if len(name) == len(f) && strings.EqualFold(name, f) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// carrierFor returns a carrier for h: a plain lookup when every name is lower case (what Inject writes),
+// the case-insensitive HeaderCarrier otherwise.
+func carrierFor(h nats.Header) propagation.TextMapCarrier {
+	for name := range h {
+		for i := 0; i < len(name); i++ {
+			if c := name[i]; c >= 'A' && c <= 'Z' || c >= 0x80 {
+				return HeaderCarrier(h)
+			}
+		}
+	}
+	return lowerCarrier(h)
+}
+
+// lowerCarrier is a carrier over headers whose names are all lower case.
+type lowerCarrier nats.Header
+
+func (c lowerCarrier) Get(key string) string {
+	if vs := c.Values(key); len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
+}
+
+func (c lowerCarrier) Values(key string) []string {
+	if vs, ok := c[key]; ok {
+		return vs
+	}
+	return c[strings.ToLower(key)]
+}
+
+func (c lowerCarrier) Set(key, value string) { c[strings.ToLower(key)] = []string{value} }
+
+func (c lowerCarrier) Keys() []string { return HeaderCarrier(c).Keys() }
 
 func (k *core) stats() Stats {
 	return Stats{
