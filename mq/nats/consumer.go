@@ -191,17 +191,32 @@ func (k *core) relevant(h nats.Header) bool {
 }
 
 // carrierFor returns a carrier for h: a plain lookup when every name is lower case (what Inject writes),
-// the case-insensitive HeaderCarrier otherwise.
+// the case-insensitive HeaderCarrier otherwise. When no header is repeated, the carrier offers no Values
+// (the OTel baggage propagator then parses the one header instead of merging lists), which reads the same.
 func carrierFor(h nats.Header) propagation.TextMapCarrier {
-	for name := range h {
+	single := true
+	for name, vs := range h {
+		if len(vs) > 1 {
+			single = false
+		}
 		for i := 0; i < len(name); i++ {
 			if c := name[i]; c >= 'A' && c <= 'Z' || c >= 0x80 {
 				return HeaderCarrier(h)
 			}
 		}
 	}
+	if single {
+		return singleCarrier{lowerCarrier(h)}
+	}
 	return lowerCarrier(h)
 }
+
+// singleCarrier is a lowerCarrier without Values, for headers that are not repeated.
+type singleCarrier struct{ c lowerCarrier }
+
+func (s singleCarrier) Get(key string) string { return s.c.Get(key) }
+func (s singleCarrier) Set(key, value string) { s.c.Set(key, value) }
+func (s singleCarrier) Keys() []string        { return s.c.Keys() }
 
 // lowerCarrier is a carrier over headers whose names are all lower case.
 type lowerCarrier nats.Header
