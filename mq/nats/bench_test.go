@@ -43,8 +43,9 @@ func fillStream(b *testing.B, js jetstream.JetStream, name string, n int) {
 
 // BenchmarkJetStreamConsume compares, in the same run on the same server, the plain jetstream client
 // consuming and acknowledging b.N messages with a durable pull consumer, and the baseline's selective
-// JetStreamConsumer doing the same (extracting each message's headers, deciding, acknowledging). The two
-// alternate three times (plain, selective, plain#01, ...) so that a noisy neighbour hurts both alike; each
+// JetStreamConsumer doing the same (extracting each message's headers, deciding, acknowledging), with
+// "plain+otel" (the plain client extracting the OTel context of each message, as an instrumented app does)
+// for reference. They alternate three times (plain, plain+otel, selective, plain#01, ...) so that a noisy neighbour hurts both alike; each
 // round consumes a stream of its own, deleted afterwards.
 func BenchmarkJetStreamConsume(b *testing.B) {
 	nc := startNATS(b)
@@ -59,6 +60,24 @@ func BenchmarkJetStreamConsume(b *testing.B) {
 					return nil, err
 				}
 				cc, err := cons.Consume(func(m jetstream.Msg) {
+					_ = m.Ack()
+					n.Add(1)
+				})
+				if err != nil {
+					return nil, err
+				}
+				return cc.Stop, nil
+			})
+		})
+		b.Run("plain+otel", func(b *testing.B) {
+			benchConsume(b, js, fmt.Sprintf("B%d", seq.Add(1)), func(ctx context.Context, name string, n *atomic.Int64) (func(), error) {
+				cons, err := js.CreateConsumer(ctx, name, jetstream.ConsumerConfig{Durable: "worker", FilterSubject: name + ".x"})
+				if err != nil {
+					return nil, err
+				}
+				cc, err := cons.Consume(func(m jetstream.Msg) {
+					// what an instrumented app does per message without selective consumption
+					_, _ = mq.DefaultPropagation.Extract(ctx, natsmq.HeaderCarrier(m.Headers()))
 					_ = m.Ack()
 					n.Add(1)
 				})

@@ -229,6 +229,9 @@ func (c *JetStreamConsumer) Stats() Stats { return c.stats() }
 // messages this consumer selects to h and acknowledging the others. When it stops it first handles the
 // messages it had received (up to DrainTimeout). It returns nil when stopped by ctx or Close.
 func (c *JetStreamConsumer) Run(ctx context.Context, h Handler) error {
+	if h == nil {
+		return fmt.Errorf("nats: consumer %s: Run: handler: required", c.id)
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()

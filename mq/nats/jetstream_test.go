@@ -265,7 +265,7 @@ func TestJetStreamCloseDeletesOnlyAGoneSandbox(t *testing.T) {
 	if _, err := js.Consumer(ctx, stream, fork.Name()); !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		t.Errorf("fork consumer after its route went and Close: %v, want ErrConsumerNotFound", err)
 	}
-	if err := fork.Run(ctx, nil); !errors.Is(err, natsmq.ErrClosed) {
+	if err := fork.Run(ctx, func(context.Context, jetstream.Msg) error { return nil }); !errors.Is(err, natsmq.ErrClosed) {
 		t.Errorf("Run after Close: %v", err)
 	}
 }

@@ -96,6 +96,9 @@ func (c *QueueConsumer) Stats() Stats { return c.stats() }
 // Run handles messages until ctx ends, Close is called or the subscription fails; it returns nil when
 // stopped by ctx or Close.
 func (c *QueueConsumer) Run(ctx context.Context, h MsgHandler) error {
+	if h == nil {
+		return fmt.Errorf("nats: consumer %s: Run: handler: required", c.id)
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
