@@ -46,9 +46,9 @@ func fillStream(b *testing.B, js jetstream.JetStream, name string, n int) {
 // JetStreamConsumer doing the same (extracting each message's headers, deciding, acknowledging), with
 // "plain+otel" (the plain client extracting the OTel context of each message, as an instrumented app does)
 // for reference. They alternate three times (plain, plain+otel, selective, plain#01, ...) so that a noisy neighbour hurts both alike; each
-// round consumes a stream of its own, deleted afterwards.
+// round consumes a stream of its own, deleted afterwards. The server runs as a process of its own.
 func BenchmarkJetStreamConsume(b *testing.B) {
-	nc := startNATS(b)
+	nc := startNATSProcess(b)
 	js, _ := jetstream.New(nc)
 	tbl, _ := routeapi.NewTable(1, []routeapi.Route{forkRte, otherRte})
 	var seq atomic.Int64

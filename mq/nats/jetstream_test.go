@@ -313,3 +313,38 @@ func TestJetStreamRefusals(t *testing.T) {
 		t.Errorf("routes down: err = %v", err)
 	}
 }
+
+// TestJetStreamRoutesAndIdentityFromEnv: with no Routes and no Identity, the consumer reads both from the
+// environment the operator sets, polls the lookup API itself and stops polling at Close.
+func TestJetStreamRoutesAndIdentityFromEnv(t *testing.T) {
+	nc := startNATS(t)
+	js, _ := jetstream.New(nc)
+	newStream(t, js, jetstream.LimitsPolicy)
+	env := startRoutes(t)
+	t.Setenv("SANDBOXMESH_ROUTES_URL", env.url)
+	t.Setenv("SANDBOXMESH_BASELINE_NAMESPACE", "shop")
+	t.Setenv("SANDBOXMESH_BASELINE_NAME", "worker")
+	t.Setenv("SANDBOXMESH_BASELINE_KIND", "")
+	t.Setenv("SANDBOXMESH_SANDBOX_NAME", "sb-a")
+	t.Setenv("SANDBOXMESH_ROUTING_KEY", "keya")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := natsmq.NewJetStreamConsumer(ctx, natsmq.JetStreamConfig{JetStream: js, Stream: stream, Durable: "worker"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Name() != "worker-sandbox-sb-a" {
+		t.Errorf("name %q", c.Name())
+	}
+	fr := newRecorder(t)
+	closeFn := runJS(t, c, fr.js)
+	publishMsg(t, js, 1, "keya")
+	publishMsg(t, js, 2, "")
+	waitFor(t, "both messages", func() bool { s := c.Stats(); return s.Processed+s.Skipped() == 2 })
+	if s := c.Stats(); s.Processed != 1 || s.SkippedNoKey != 1 {
+		t.Errorf("stats %+v", s)
+	}
+	if err := closeFn(); err != nil {
+		t.Fatal(err)
+	}
+}
