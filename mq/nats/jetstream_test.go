@@ -348,3 +348,26 @@ func TestJetStreamRoutesAndIdentityFromEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestJetStreamCrashedForkExpires: a sandbox consumer nobody pulls from (its fork crashed) is deleted by
+// the server after InactiveThreshold.
+func TestJetStreamCrashedForkExpires(t *testing.T) {
+	nc := startNATS(t)
+	js, _ := jetstream.New(nc)
+	newStream(t, js, jetstream.LimitsPolicy)
+	env := startRoutes(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := natsmq.NewJetStreamConsumer(ctx, natsmq.JetStreamConfig{
+		Common:    natsmq.Common{Identity: forkID, Routes: env.client(t)},
+		JetStream: js, Stream: stream, Durable: "worker", InactiveThreshold: 500 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c // crashed: never runs, never closes
+	waitFor(t, "the server to delete the inactive sandbox consumer", func() bool {
+		_, err := js.Consumer(ctx, stream, "worker-sandbox-sb-a")
+		return errors.Is(err, jetstream.ErrConsumerNotFound)
+	})
+}
