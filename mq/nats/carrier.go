@@ -73,10 +73,10 @@ func (c HeaderCarrier) Keys() []string {
 
 // Inject writes the trace context, baggage and routing key of ctx into msg's headers (creating them when
 // nil) with mq.DefaultPropagation. Publish msg with the client as usual (nc.PublishMsg, js.PublishMsg).
-func Inject(ctx context.Context, msg *nats.Msg) { InjectWith(mq.DefaultPropagation, ctx, msg) }
+func Inject(ctx context.Context, msg *nats.Msg) { InjectWith(ctx, mq.DefaultPropagation, msg) }
 
 // InjectWith is Inject with a Propagation of the app's choice (nil means mq.DefaultPropagation).
-func InjectWith(p *mq.Propagation, ctx context.Context, msg *nats.Msg) {
+func InjectWith(ctx context.Context, p *mq.Propagation, msg *nats.Msg) {
 	if p == nil {
 		p = mq.DefaultPropagation
 	}
@@ -102,7 +102,7 @@ func NewMsg(ctx context.Context, subject string, data []byte) *nats.Msg {
 // Extract returns ctx with the trace context, baggage and routing key of the headers h (p nil means
 // mq.DefaultPropagation), and the routing key ("" when there is none). routingkey.FromContext on the
 // result gives the key, so the next outgoing HTTP or gRPC call of a handler propagates it.
-func Extract(p *mq.Propagation, ctx context.Context, h nats.Header) (context.Context, string) {
+func Extract(ctx context.Context, p *mq.Propagation, h nats.Header) (context.Context, string) {
 	if p == nil {
 		p = mq.DefaultPropagation
 	}

@@ -44,7 +44,7 @@ func TestInjectAndExtract(t *testing.T) {
 	if msg.Header.Get("traceparent") == "" || !strings.Contains(msg.Header.Get("baggage"), "abc123") {
 		t.Fatalf("headers = %v", msg.Header)
 	}
-	got, key := natsmq.Extract(nil, context.Background(), msg.Header)
+	got, key := natsmq.Extract(context.Background(), nil, msg.Header)
 	if key != "abc123" || trace.SpanContextFromContext(got).TraceID() != tid {
 		t.Fatalf("extracted key %q, trace %v", key, trace.SpanContextFromContext(got).TraceID())
 	}
@@ -55,11 +55,11 @@ func TestInjectAndExtract(t *testing.T) {
 	r.Header.Set("Baggage", "sm-routing-key=k3")
 	m := &nats.Msg{Subject: "x"}
 	natsmq.InjectFromHTTP(r, m)
-	if _, key := natsmq.Extract(nil, context.Background(), m.Header); key != "k3" {
+	if _, key := natsmq.Extract(context.Background(), nil, m.Header); key != "k3" {
 		t.Errorf("InjectFromHTTP: key %q, headers %v", key, m.Header)
 	}
 	// Headers of other stacks, in any case.
-	if _, key := natsmq.Extract(nil, context.Background(), nats.Header{"Uberctx-Sm-Routing-Key": {"k4"}}); key != "k4" {
+	if _, key := natsmq.Extract(context.Background(), nil, nats.Header{"Uberctx-Sm-Routing-Key": {"k4"}}); key != "k4" {
 		t.Errorf("uberctx key = %q", key)
 	}
 }
@@ -80,7 +80,7 @@ func FuzzExtract(f *testing.F) {
 		if up := strings.ToUpper(name); strings.EqualFold(up, name) && c.Get(up) != value {
 			t.Fatalf("Get(%q) = %q, want %q", up, c.Get(up), value)
 		}
-		_, _ = natsmq.Extract(nil, context.Background(), h)
+		_, _ = natsmq.Extract(context.Background(), nil, h)
 		ctx := routingkey.WithKey(context.Background(), key)
 		want, ok := routingkey.FromContext(ctx)
 		if !ok {
@@ -93,7 +93,7 @@ func FuzzExtract(f *testing.F) {
 				m.Header[k] = vs
 			}
 		}
-		if _, got := natsmq.Extract(nil, context.Background(), m.Header); got != want {
+		if _, got := natsmq.Extract(context.Background(), nil, m.Header); got != want {
 			t.Fatalf("injected key %q, extracted %q from %v", want, got, m.Header)
 		}
 	})
