@@ -6,25 +6,26 @@ import (
 	"os"
 	"strings"
 
+	"github.com/sandboxmesh/sandboxmesh/crds/podenv"
 	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
 	"github.com/sandboxmesh/sandboxmesh/routingkey"
 )
 
 // Environment variables the operator sets on forks and the injection webhook sets on baseline pods. They are
-// part of the cross-language contract (docs/message-queues.md); operator/naming declares the same strings.
+// part of the cross-language contract (docs/message-queues.md), declared once in crds/podenv.
 const (
 	// EnvBaselineKind is the kind of the baseline workload (Deployment or Rollout).
-	EnvBaselineKind = "SANDBOXMESH_BASELINE_KIND"
+	EnvBaselineKind = podenv.BaselineKind
 	// EnvBaselineNamespace is the namespace of the baseline workload.
-	EnvBaselineNamespace = "SANDBOXMESH_BASELINE_NAMESPACE"
+	EnvBaselineNamespace = podenv.BaselineNamespace
 	// EnvBaselineName is the name of the baseline workload.
-	EnvBaselineName = "SANDBOXMESH_BASELINE_NAME"
+	EnvBaselineName = podenv.BaselineName
 	// EnvSandboxName is the sandbox a fork belongs to (unset on baseline pods).
-	EnvSandboxName = "SANDBOXMESH_SANDBOX_NAME"
+	EnvSandboxName = podenv.SandboxName
 	// EnvRoutingKey is the routing key of the sandbox a fork belongs to (unset on baseline pods).
-	EnvRoutingKey = "SANDBOXMESH_ROUTING_KEY"
+	EnvRoutingKey = podenv.RoutingKey
 	// EnvRoutesURL is the base URL of the operator's route lookup API (docs/routes-api.md).
-	EnvRoutesURL = "SANDBOXMESH_ROUTES_URL"
+	EnvRoutesURL = podenv.RoutesURL
 )
 
 // ErrNoIdentity is returned (wrapped) by IdentityFromEnv when the baseline workload is not in the environment.

@@ -30,6 +30,14 @@ func route(w routeapi.WorkloadRef, key, sandbox string, kind routeapi.Destinatio
 	return routeapi.Route{Workload: w, RoutingKey: key, Destination: d}
 }
 
+// groupRoute is a route group's route: Signadot's route groups name the group, and the destination is the
+// fork of sandbox.
+func groupRoute(w routeapi.WorkloadRef, key, group, sandbox string) routeapi.Route {
+	r := route(w, key, sandbox, routeapi.DestinationFork)
+	r.Destination.Sandbox = routeapi.SandboxRef{Namespace: "shop", Name: group, Kind: routeapi.OwnerRouteGroup}
+	return r
+}
+
 type staticSource struct{ t *routeapi.Table }
 
 func (s staticSource) Table() *routeapi.Table { return s.t }
@@ -37,7 +45,8 @@ func (s staticSource) Table() *routeapi.Table { return s.t }
 func TestSelectorDecide(t *testing.T) {
 	tbl, err := routeapi.NewTable(1, []routeapi.Route{
 		route(worker, "keya", "sb-a", routeapi.DestinationFork),
-		route(worker, "groupkey", "sb-a", routeapi.DestinationFork), // a route group's key leads to sb-a
+		groupRoute(worker, "groupkey", "rg-1", "sb-a"), // a route group's key leads to sb-a's fork
+		groupRoute(worker, "groupgone", "rg-2", "sb-gone"), // a route group's key of a fork sb-a does not share
 		route(worker, "keyl", "sb-l", routeapi.DestinationLocal),
 		route(worker, "keyv", "sb-v", routeapi.DestinationBaseline), // virtual workload
 		route(other, "keyo", "sb-o", routeapi.DestinationFork),
@@ -55,6 +64,7 @@ func TestSelectorDecide(t *testing.T) {
 		{"", mq.Process, mq.SkipNoKey, mq.SkipNoKey},
 		{"keya", mq.SkipRoutedAway, mq.Process, mq.SkipNotMine},
 		{"groupkey", mq.SkipRoutedAway, mq.Process, mq.SkipNotMine},
+		{"groupgone", mq.SkipRoutedAway, mq.SkipNotMine, mq.SkipNotMine},
 		{"keyl", mq.SkipRoutedAway, mq.SkipNotMine, mq.SkipNotMine},
 		{"keyv", mq.Process, mq.SkipNotMine, mq.SkipNotMine},
 		{"keyo", mq.Process, mq.SkipNotMine, mq.SkipNotMine}, // routed for another workload only

@@ -75,14 +75,13 @@ func (s *Selector) Decide(key string) Decision {
 	if s.src != nil {
 		t = s.src.Table()
 	}
-	d, routed := t.Destination(s.id.Baseline, key)
 	if !s.id.IsSandbox() {
-		if routed && d.Kind != routeapi.DestinationBaseline {
+		if t.RoutedAway(s.id.Baseline, key) {
 			return SkipRoutedAway
 		}
 		return Process
 	}
-	if routed && d.Sandbox.Name == s.id.Sandbox {
+	if t.RoutesTo(s.id.Baseline, key, s.id.Sandbox) {
 		return Process
 	}
 	return SkipNotMine

@@ -1,5 +1,7 @@
 package v1alpha1
 
+import "github.com/sandboxmesh/sandboxmesh/crds/podenv"
+
 // Labels and annotations that more than one package writes or reads (the
 // operator, its mesh backends, the control plane's agent and the devmesh
 // injector). Names only one package uses live with that package (fork labels:
@@ -72,22 +74,20 @@ const (
 
 // The environment SandboxMesh gives application containers so that queue consumers (the mq libraries,
 // docs/message-queues.md) know who they are and where the routes lookup API is (docs/routes-api.md).
-// A value the user set in the container spec is never overwritten.
+// A value the user set in the container spec is never overwritten. The names are declared in crds/podenv.
 const (
-	// EnvSandboxName is the name of the Sandbox, on every fork container.
-	EnvSandboxName = "SANDBOXMESH_SANDBOX_NAME"
-	// EnvRoutingKey is the Sandbox's routing key, on every fork container.
-	EnvRoutingKey = "SANDBOXMESH_ROUTING_KEY"
-	// EnvBaselineKind is the kind (Deployment or Rollout) of the baseline workload: on fork containers
-	// the baseline the fork replaces, on devmesh-injected baseline pods the pod's own workload.
-	EnvBaselineKind = "SANDBOXMESH_BASELINE_KIND"
-	// EnvBaselineNamespace is the namespace of that baseline workload.
-	EnvBaselineNamespace = "SANDBOXMESH_BASELINE_NAMESPACE"
-	// EnvBaselineName is the name of that baseline workload.
-	EnvBaselineName = "SANDBOXMESH_BASELINE_NAME"
-	// EnvRoutesURL is the base URL of the operator's routes lookup API
-	// (http://<operator service>.<namespace>.svc:15011), on forks and injected pods.
-	EnvRoutesURL = "SANDBOXMESH_ROUTES_URL"
+	// EnvSandboxName is podenv.SandboxName.
+	EnvSandboxName = podenv.SandboxName
+	// EnvRoutingKey is podenv.RoutingKey.
+	EnvRoutingKey = podenv.RoutingKey
+	// EnvBaselineKind is podenv.BaselineKind.
+	EnvBaselineKind = podenv.BaselineKind
+	// EnvBaselineNamespace is podenv.BaselineNamespace.
+	EnvBaselineNamespace = podenv.BaselineNamespace
+	// EnvBaselineName is podenv.BaselineName.
+	EnvBaselineName = podenv.BaselineName
+	// EnvRoutesURL is podenv.RoutesURL.
+	EnvRoutesURL = podenv.RoutesURL
 )
 
 // RunnerObjectName is the name of the runner Deployment and of the runner

@@ -305,22 +305,6 @@ func (t *Table) Lookup(w WorkloadRef, key string, port int32) (Target, bool) {
 	return e.target(port), true
 }
 
-// Destination returns the destination of key for baseline workload w (shared, do not modify) without
-// computing an address: the cheap form of Lookup for callers that only ask whether and where a key is routed.
-func (t *Table) Destination(w WorkloadRef, key string) (*Destination, bool) {
-	if t == nil {
-		return nil, false
-	}
-	if w.Kind == "" {
-		w.Kind = KindDeployment
-	}
-	e, ok := t.byW[w][key]
-	if !ok {
-		return nil, false
-	}
-	return &e.dest, true
-}
-
 func (e *entry) target(port int32) Target {
 	for i, p := range e.dest.Ports {
 		if p.Port == port {

@@ -491,8 +491,7 @@ func (c *Consumer) Close(ctx context.Context) error {
 
 // stillRouted reports whether the sandbox's own key still leads to the sandbox for the baseline workload.
 func (c *Consumer) stillRouted() bool {
-	d, ok := c.src.Table().Destination(c.id.Baseline, c.id.RoutingKey)
-	return ok && d.Sandbox.Name == c.id.Sandbox
+	return c.src.Table().RoutesTo(c.id.Baseline, c.id.RoutingKey, c.id.Sandbox)
 }
 
 func (c *Consumer) release() {

@@ -131,8 +131,7 @@ func (k *core) waitSynced(ctx context.Context, timeout time.Duration) error {
 
 // routedToMe reports whether the sandbox's key is routed to this sandbox for its baseline.
 func (k *core) routedToMe(t *routeapi.Table) bool {
-	d, ok := t.Destination(k.id.Baseline, k.id.RoutingKey)
-	return ok && d.Kind != routeapi.DestinationBaseline && d.Sandbox.Name == k.id.Sandbox
+	return t.RoutesTo(k.id.Baseline, k.id.RoutingKey, k.id.Sandbox)
 }
 
 // noteRouted records whether the current table routes the sandbox's key to it. It costs an atomic load

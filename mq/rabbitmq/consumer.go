@@ -444,8 +444,7 @@ func attempt(d *amqp.Delivery, max int) int {
 
 // routedHere reports whether the sandbox's own key is still routed to its sandbox for the baseline.
 func (c *Consumer) routedHere() bool {
-	d, ok := c.src.Table().Destination(c.id.Baseline, c.id.RoutingKey)
-	return ok && d.Sandbox.Name == c.id.Sandbox
+	return c.src.Table().RoutesTo(c.id.Baseline, c.id.RoutingKey, c.id.Sandbox)
 }
 
 // Close stops consuming and releases the channel (and the connection and route client it made). For a
