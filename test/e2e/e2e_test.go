@@ -40,6 +40,7 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 	"github.com/sandboxmesh/sandboxmesh/examples/hotrod/app"
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/dbserver"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/rabbitmq"
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/demo"
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/images"
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/localcluster"
@@ -104,6 +105,10 @@ func TestProduct(t *testing.T) {
 	// PostgreSQL and MariaDB (servers and clients) for the resource plugins:
 	// the clients go into the sandboxmesh-runner:db image.
 	if _, err := dbserver.EnsurePackages(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// RabbitMQ (a host process on the node's bridge address) for the message-queue case.
+	if _, err := rabbitmq.EnsurePackages(ctx); err != nil {
 		t.Fatal(err)
 	}
 	buildStart := time.Now()
@@ -295,6 +300,7 @@ func TestProduct(t *testing.T) {
 	t.Run("Argo Rollout fork", func(t *testing.T) { rolloutFork(ctx, t, e, h) })
 	t.Run("jobs run in the cluster with the sandbox's routing key", func(t *testing.T) { jobsInCluster(ctx, t, e, routeV2.Name) })
 	t.Run("a resource plugin gives a fork its own database", func(t *testing.T) { resourcePlugins(ctx, t, e, cfg) })
+	t.Run("message queues: a fork consumes its key's events, the baseline the rest", func(t *testing.T) { messageQueues(ctx, t, e, cfg) })
 
 	t.Run("update rolls the fork and routing keeps working", func(t *testing.T) {
 		sb, err := e.API.GetSandbox(ctx, e.Org, routeV2.Name)
