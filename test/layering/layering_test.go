@@ -28,7 +28,7 @@ const module = "github.com/sandboxmesh/sandboxmesh"
 // the packages behind them. Their non-test imports must stay free of dev tooling.
 var productPatterns = []string{
 	"./cmd/operator", "./cmd/devmesh", "./cmd/devmesh-init", "./cmd/controlplane", "./cmd/agent", "./cmd/sandboxmesh", "./cmd/sandboxmesh-runner",
-	"./controlplane/...", "./operator/...", "./devmesh/...", "./meshadapters/...", "./routingkey/...", "./crds/...",
+	"./controlplane/...", "./operator/...", "./devmesh/...", "./meshadapters/...", "./routingkey/...", "./crds/...", "./mq/...",
 	"./internal/cli/...", "./internal/mcpserver/...", "./internal/telemetry/...",
 }
 
@@ -49,6 +49,13 @@ var rules = []rule{
 		name:      "product code does not import internal/devenv",
 		from:      productPatterns,
 		forbidden: []string{module + "/internal/devenv"},
+	},
+	{
+		// Libraries that users' applications import stay light: their broker's client, routingkey/, the
+		// route data model and the lookup client; never Kubernetes, controller-runtime or gin.
+		name:      "app libraries (mq/, routingkey/) import no Kubernetes, controller-runtime or gin",
+		from:      []string{"./mq/...", "./routingkey/..."},
+		forbidden: []string{"k8s.io", "sigs.k8s.io", "github.com/gin-gonic", module + "/operator", module + "/controlplane", module + "/crds/v1alpha1"},
 	},
 	{
 		name:      "controlplane/agent does not import operator/ or devmesh/inject",
