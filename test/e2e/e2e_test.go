@@ -40,10 +40,10 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 	"github.com/sandboxmesh/sandboxmesh/examples/hotrod/app"
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/dbserver"
-	"github.com/sandboxmesh/sandboxmesh/internal/devenv/rabbitmq"
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/demo"
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/images"
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/localcluster"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/rabbitmq"
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/testenv"
 	"github.com/sandboxmesh/sandboxmesh/operator/naming"
 )

@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
@@ -28,6 +29,7 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/localcluster"
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/natsserver"
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/rabbitmq"
+	"github.com/sandboxmesh/sandboxmesh/operator/naming"
 )
 
 // queueBrokers are the brokers of the asynchronous hop, in the order the test reports them.
@@ -109,6 +111,11 @@ func messageQueues(ctx context.Context, t *testing.T, e *demo.Env, cfg localclus
 		}
 	}
 	defer cleanup()
+	defer func() {
+		if t.Failed() {
+			dumpWorkerLogs(t, e, ns)
+		}
+	}()
 	deploy("frontend-async", fe, []string{"frontend"}, 8080, corev1.EnvVar{Name: "QUEUE_URL", Value: strings.Join(all, ",")})
 	for _, b := range queueBrokers {
 		deploy("worker-"+b, fe, []string{"worker"}, 8084,
@@ -294,9 +301,24 @@ func messageQueues(ctx context.Context, t *testing.T, e *demo.Env, cfg localclus
 		t.Fatal(err)
 	}
 	deleted = true
-	waitFor(ctx, t, 2*time.Minute, "sandbox "+sb.Name+" gone", func() error {
-		if _, err := e.API.GetSandbox(ctx, e.Org, sb.Name); err == nil {
-			return fmt.Errorf("still there")
+	// The API forgets the sandbox at once; in the cluster the routes go first, then the forks, whose
+	// consumers keep their own key until they stop. The key belongs to the baselines once the forks' pods
+	// are gone.
+	waitFor(ctx, t, 3*time.Minute, "sandbox "+sb.Name+"'s forks and their pods gone", func() error {
+		for _, b := range queueBrokers {
+			fork := naming.ForkName(e.Namespace, sb.Name, ns, "worker-"+b)
+			if _, err := e.Kube.AppsV1().Deployments(ns).Get(ctx, fork, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("deployment %s: %v", fork, err)
+			}
+			pods, err := e.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return err
+			}
+			for _, p := range pods.Items {
+				if strings.HasPrefix(p.Name, fork+"-") {
+					return fmt.Errorf("pod %s still there", p.Name)
+				}
+			}
 		}
 		return nil
 	})
@@ -317,4 +339,23 @@ func workerNames() []string {
 		out = append(out, "worker-"+b)
 	}
 	return out
+}
+
+// dumpWorkerLogs logs the containers of the asynchronous hop's pods (before the test deletes them).
+func dumpWorkerLogs(t *testing.T, e *demo.Env, ns string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pods, err := e.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return
+	}
+	for _, p := range pods.Items {
+		if !strings.Contains(p.Name, "worker-") && !strings.HasPrefix(p.Name, "frontend-async") {
+			continue
+		}
+		for _, c := range p.Spec.Containers {
+			b, _ := e.Kube.CoreV1().Pods(ns).GetLogs(p.Name, &corev1.PodLogOptions{Container: c.Name, TailLines: ptr(int64(60))}).DoRaw(ctx)
+			t.Logf("--- logs %s/%s[%s]:\n%s", ns, p.Name, c.Name, b)
+		}
+	}
 }
