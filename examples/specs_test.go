@@ -117,11 +117,15 @@ func loadApp(t *testing.T) app {
 
 func TestManifests(t *testing.T) {
 	a := loadApp(t)
-	want := []string{"customer", "driver", "frontend", "route"}
-	if got := slices.Sorted(maps.Keys(a.deployments)); !slices.Equal(got, want) {
+	if got, want := slices.Sorted(maps.Keys(a.deployments)), []string{"broker", "customer", "driver", "frontend", "route", "worker"}; !slices.Equal(got, want) {
 		t.Fatalf("deployments %v, want %v", got, want)
 	}
-	for _, name := range want {
+	// The broker is infrastructure: not injected, a TCP port, args "broker ...".
+	if b, svc := a.deployments["broker"], a.services["broker"]; svc == nil || b.Spec.Template.Annotations["sidecar.sandboxmesh.dev/inject"] != "" ||
+		len(b.Spec.Template.Spec.Containers) != 1 || b.Spec.Template.Spec.Containers[0].Args[0] != "broker" {
+		t.Errorf("broker: want a Service, no sidecar injection and one container running \"hotrod broker\"")
+	}
+	for _, name := range []string{"customer", "driver", "frontend", "route", "worker"} {
 		d, svc := a.deployments[name], a.services[name]
 		if svc == nil {
 			t.Errorf("%s: no Service", name)

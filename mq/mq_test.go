@@ -45,7 +45,7 @@ func (s staticSource) Table() *routeapi.Table { return s.t }
 func TestSelectorDecide(t *testing.T) {
 	tbl, err := routeapi.NewTable(1, []routeapi.Route{
 		route(worker, "keya", "sb-a", routeapi.DestinationFork),
-		groupRoute(worker, "groupkey", "rg-1", "sb-a"), // a route group's key leads to sb-a's fork
+		groupRoute(worker, "groupkey", "rg-1", "sb-a"),     // a route group's key leads to sb-a's fork
 		groupRoute(worker, "groupgone", "rg-2", "sb-gone"), // a route group's key of a fork sb-a does not share
 		route(worker, "keyl", "sb-l", routeapi.DestinationLocal),
 		route(worker, "keyv", "sb-v", routeapi.DestinationBaseline), // virtual workload

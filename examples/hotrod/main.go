@@ -1,5 +1,6 @@
 // Command hotrod runs hotrod-lite, the example application of SandboxMesh:
-// "hotrod frontend|route|driver|customer|all [flags]". See package app and
+// "hotrod frontend|route|driver|customer|worker|all [flags]", and "hotrod broker"
+// (a NATS JetStream server for the asynchronous hop). See package app and
 // examples/README.md.
 package main
 
@@ -14,7 +15,12 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	code := app.Main(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	var code int
+	if len(os.Args) > 1 && os.Args[1] == "broker" {
+		code = runBroker(ctx, os.Args[2:], os.Stderr)
+	} else {
+		code = app.Main(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	}
 	stop()
 	os.Exit(code)
 }

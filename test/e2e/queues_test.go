@@ -93,7 +93,7 @@ func messageQueues(ctx context.Context, t *testing.T, e *demo.Env, cfg localclus
 		c := &d.Spec.Template.Spec.Containers[0]
 		c.Name, c.Args = name, args
 		c.Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: port, Protocol: corev1.ProtocolTCP}}
-		c.Env = append(slices.DeleteFunc(slices.Clone(c.Env), func(v corev1.EnvVar) bool { return v.Name == "HTTP_ADDR" }), env...)
+		c.Env = append(slices.DeleteFunc(slices.Clone(c.Env), func(v corev1.EnvVar) bool { return v.Name == "HTTP_ADDR" || v.Name == "QUEUE_URL" }), env...)
 		if _, err := e.Kube.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -193,6 +193,29 @@ func messageQueues(ctx context.Context, t *testing.T, e *demo.Env, cfg localclus
 		})
 		return out
 	}
+
+	// The example as shipped (examples/hotrod/k8s): frontend publishes on the in-cluster broker pod, worker
+	// consumes.
+	demoEvent := &hitter{t: t, url: serviceURL(ctx, t, e, ns, "frontend") + "/dispatch?customer=123&event=demo-hop"}
+	if n := demoEvent.must(ctx, "", ""); n.Data["published"] != "nats" {
+		t.Fatalf("the example's frontend published on %q, want nats", n.Data["published"])
+	}
+	waitFor(ctx, t, time.Minute, "the example's worker processed its event", func() error {
+		u := serviceURL(ctx, t, e, ns, "worker") + "/events?event=demo-hop"
+		resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(u)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var r struct{ Events []app.Node }
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || len(r.Events) != 1 {
+			return fmt.Errorf("%s: %d events (%v)", resp.Status, len(r.Events), err)
+		}
+		if c := r.Events[0].Find("customer"); c == nil || c.Error != "" {
+			return fmt.Errorf("the worker's customer call: %+v", c)
+		}
+		return nil
+	})
 
 	// Before any sandbox: every event reaches each baseline worker.
 	dispatch("warm-up", "")

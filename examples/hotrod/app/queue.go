@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // The asynchronous hop: frontend publishes a dispatch Event on each queue of
@@ -111,12 +112,27 @@ func openBus(ctx context.Context, rawURL string, consumer bool, log *slog.Logger
 	if !ok {
 		return nil, fmt.Errorf("queue url %q: %s is not built into this binary", redactURL(rawURL), kind)
 	}
-	b, err := open(ctx, rawURL, consumer, log)
-	if err != nil {
-		return nil, fmt.Errorf("queue %s: %w", redactURL(rawURL), err)
+	// The broker may start after the service (one kubectl apply): retry for a while before giving up.
+	deadline := time.Now().Add(queueOpenTimeout)
+	for {
+		b, err := open(ctx, rawURL, consumer, log)
+		if err == nil {
+			return b, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("queue %s: %w", redactURL(rawURL), err)
+		}
+		log.Warn("queue not reachable yet, retrying", "queue", redactURL(rawURL), "error", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("queue %s: %w (%w)", redactURL(rawURL), ctx.Err(), err)
+		case <-time.After(time.Second):
+		}
 	}
-	return b, nil
 }
+
+// queueOpenTimeout bounds how long openBus retries a broker that is not reachable yet.
+const queueOpenTimeout = 30 * time.Second
 
 func encodeEvent(ev Event) []byte {
 	b, _ := json.Marshal(ev)
