@@ -63,13 +63,13 @@ func (r *run) httpModule() *starlarkstruct.Module {
 // httpArgs are the keyword arguments common to every http function.
 type httpArgs struct {
 	url      string
-	params   starlark.IterableMapping
-	headers  starlark.IterableMapping
+	params   starlark.Value
+	headers  starlark.Value
 	body     starlark.Value
 	json     starlark.Value
 	jsonBody starlark.Value
-	form     starlark.IterableMapping
-	auth     starlark.Tuple
+	form     starlark.Value
+	auth     starlark.Value
 	timeout  starlark.Value
 	capture  bool
 	name     string
@@ -255,12 +255,13 @@ func (r *run) buildRequest(thread *starlark.Thread, fn, method string, a *httpAr
 		}
 	}
 	if a.auth != nil {
-		if len(a.auth) != 2 {
+		auth, ok := a.auth.(starlark.Tuple)
+		if !ok || len(auth) != 2 {
 			cancel()
-			return nil, nil, fmt.Errorf("%s: auth: got %d elements, want (username, password)", fn, len(a.auth))
+			return nil, nil, fmt.Errorf("%s: auth: got %s, want (username, password)", fn, a.auth.String())
 		}
-		user, ok1 := starlark.AsString(a.auth[0])
-		pass, ok2 := starlark.AsString(a.auth[1])
+		user, ok1 := starlark.AsString(auth[0])
+		pass, ok2 := starlark.AsString(auth[1])
 		if !ok1 || !ok2 {
 			cancel()
 			return nil, nil, fmt.Errorf("%s: auth: want (username, password) strings", fn)
@@ -290,7 +291,11 @@ func validHeader(k, v string) bool {
 }
 
 // eachStrings walks a dict of name -> value or list of values, converting scalars to strings.
-func eachStrings(m starlark.IterableMapping, fn func(k string, vs []string)) error {
+func eachStrings(v starlark.Value, fn func(k string, vs []string)) error {
+	m, ok := v.(starlark.IterableMapping)
+	if !ok {
+		return fmt.Errorf("got %s, want dict", v.Type())
+	}
 	for _, kv := range m.Items() {
 		k, ok := starlark.AsString(kv[0])
 		if !ok {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.starlark.net/lib/json"
@@ -199,6 +200,45 @@ type run struct {
 	mu     sync.Mutex
 	cause  error // why the thread was cancelled
 	thread *starlark.Thread
+
+	expired atomic.Bool // the run's context ended; OnMaxSteps stops the script at its next chunk
+	pending error       // the limit OnMaxSteps is stopping the script for
+	tries   int         // steps OnMaxSteps waited for a precise position
+}
+
+// stepChunk is how often (in steps) the interpreter calls back to check the deadline.
+const stepChunk = 10_000
+
+// onMaxSteps runs every stepChunk steps: it stops the script when the step limit is reached or the run's
+// context ended. It stops at an instruction whose position is a script line: some instructions (loop jumps)
+// have only their function's position, so it waits a few steps for a better one.
+func (r *run) onMaxSteps(thread *starlark.Thread) {
+	if r.pending == nil {
+		switch {
+		case thread.Steps >= r.cfg.MaxSteps:
+			r.pending = fmt.Errorf("%w: more than %d steps", ErrStepLimit, r.cfg.MaxSteps)
+		case r.expired.Load():
+			r.pending = r.ctxErr()
+		default:
+			thread.SetMaxExecutionSteps(min(thread.Steps+stepChunk, r.cfg.MaxSteps))
+			return
+		}
+	}
+	r.tries++
+	if r.tries > 16 || preciseFrame(thread) {
+		r.cancel(r.pending)
+	}
+}
+
+// preciseFrame reports whether the innermost frame is at a position other than its function's start.
+func preciseFrame(thread *starlark.Thread) bool {
+	fr := thread.DebugFrame(0)
+	fn, ok := fr.Callable().(*starlark.Function)
+	if !ok {
+		return true
+	}
+	p, start := fr.Position(), fn.Position()
+	return p.Line != start.Line || p.Col != start.Col
 }
 
 // cancel stops the thread for the given cause; the first cause wins.
@@ -255,12 +295,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		Load: func(_ *starlark.Thread, module string) (starlark.StringDict, error) {
 			return nil, errors.New("load is not supported: a test is a single file")
 		},
-		OnMaxSteps: func(*starlark.Thread) {
-			r.cancel(fmt.Errorf("%w: more than %d steps", ErrStepLimit, c.MaxSteps))
-		},
+		OnMaxSteps: r.onMaxSteps,
 	}
 	r.thread = thread
-	thread.SetMaxExecutionSteps(c.MaxSteps)
+	thread.SetMaxExecutionSteps(min(stepChunk, c.MaxSteps))
 	if c.Now != nil {
 		starlarktime.SetNow(thread, func() (time.Time, error) { return c.Now(), nil })
 	}
@@ -270,7 +308,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	go func() {
 		select {
 		case <-runCtx.Done():
-			r.cancel(r.ctxErr())
+			// Built-ins that wait (http, time.sleep) return on the context themselves; Starlark code
+			// stops at its next step chunk, where the position is known.
+			r.expired.Store(true)
 		case <-done:
 		}
 	}()
