@@ -111,6 +111,7 @@ func (r *run) do(thread *starlark.Thread, fn, method string, args starlark.Tuple
 		r.result.Captures = append(r.result.Captures, c)
 	}
 
+	reqURL := req.URL.String() // before the Doer, which may rewrite it
 	resp, body, err := r.send(req)
 	if capIndex >= 0 {
 		if err != nil {
@@ -122,14 +123,14 @@ func (r *run) do(thread *starlark.Thread, fn, method string, args starlark.Tuple
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", fn, req.URL.Redacted(), err)
 	}
-	return newResponse(resp, body), nil
+	return newResponse(resp, reqURL, body), nil
 }
 
 // send does the request and reads the body up to MaxBodyBytes.
 func (r *run) send(req *http.Request) (*http.Response, []byte, error) {
 	resp, err := r.cfg.HTTP.Do(req)
 	if err != nil {
-		if cause := context.Cause(r.ctx); cause != nil && r.ctx.Err() != nil {
+		if r.ctx.Err() != nil {
 			return nil, nil, r.ctxErr()
 		}
 		return nil, nil, err
@@ -346,11 +347,8 @@ type response struct {
 	body       string
 }
 
-func newResponse(resp *http.Response, body []byte) *response {
-	u := ""
-	if resp.Request != nil && resp.Request.URL != nil {
-		u = resp.Request.URL.String()
-	}
+// newResponse makes the response object; its url is the one the script asked for, not where the Doer sent it.
+func newResponse(resp *http.Response, u string, body []byte) *response {
 	return &response{statusCode: resp.StatusCode, status: resp.Status, url: u, headers: newHeaders(resp.Header), body: string(body)}
 }
 
