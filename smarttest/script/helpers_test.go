@@ -24,13 +24,12 @@ type rewriteDoer struct {
 
 func (d rewriteDoer) Do(req *http.Request) (*http.Response, error) {
 	req.URL.Scheme = d.target.Scheme
-	req.URL.Host = d.target.Host
-	req.Host = ""
+	req.URL.Host = d.target.Host // req.Host keeps the script's host, as a Host header to the target
 	return d.client.Do(req)
 }
 
 // newServer starts the test server: /echo returns the request as JSON, /status/N answers N, /big?n= answers
-// n bytes, /slow?ms= waits, /dispatch is a hotrod-like JSON endpoint.
+// n bytes, /slow?ms= waits, /deep?n= answers n "[", /dispatch is a hotrod-like JSON endpoint.
 func newServer(t testing.TB) (*httptest.Server, script.Doer) {
 	t.Helper()
 	mux := http.NewServeMux()
@@ -45,7 +44,7 @@ func newServer(t testing.TB) (*httptest.Server, script.Doer) {
 		w.Header().Add("X-Multi", "a")
 		w.Header().Add("X-Multi", "b")
 		_ = json.NewEncoder(w).Encode(map[string]any{
-			"method": r.Method, "path": r.URL.Path, "query": r.URL.Query(), "headers": hdr, "body": string(body),
+			"method": r.Method, "host": r.Host, "path": r.URL.Path, "query": r.URL.Query(), "headers": hdr, "body": string(body),
 		})
 	})
 	mux.HandleFunc("/status/{code}", func(w http.ResponseWriter, r *http.Request) {
@@ -56,6 +55,10 @@ func newServer(t testing.TB) (*httptest.Server, script.Doer) {
 	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
 		_, _ = io.WriteString(w, strings.Repeat("x", n))
+	})
+	mux.HandleFunc("/deep", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		_, _ = io.WriteString(w, strings.Repeat("[", n))
 	})
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
 		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))

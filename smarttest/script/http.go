@@ -255,6 +255,10 @@ func (r *run) buildRequest(thread *starlark.Thread, fn, method string, a *httpAr
 			}
 		}
 	}
+	if h := req.Header.Get("Host"); h != "" {
+		req.Host = h // Go sends req.Host, not a Host header
+		req.Header.Del("Host")
+	}
 	if a.auth != nil {
 		auth, ok := a.auth.(starlark.Tuple)
 		if !ok || len(auth) != 2 {
@@ -392,7 +396,7 @@ func (r *response) Attr(name string) (starlark.Value, error) {
 			if err := starlark.UnpackPositionalArgs(b.Name(), args, kwargs, 0); err != nil {
 				return nil, err
 			}
-			v, err := starlark.Call(thread, json.Module.Members["decode"], starlark.Tuple{starlark.String(r.body)}, nil)
+			v, err := starlark.Call(thread, jsonModule.Members["decode"], starlark.Tuple{starlark.String(r.body)}, nil)
 			if err != nil {
 				return nil, fmt.Errorf("response.json: body is not JSON: %w", err)
 			}

@@ -82,6 +82,15 @@ assert.true(not res.ok)
 assert.eq(res.text, "status 404")
 assert.eq(http.get("http://x/status/302").ok, True)
 `},
+		{"host header", `
+assert.eq(http.get("http://frontend.hotrod:8080/echo").json()["host"], "frontend.hotrod:8080")
+assert.eq(http.get("http://x/echo", headers={"host": "route.hotrod"}).json()["host"], "route.hotrod")
+`},
+		{"json depth", `
+assert.eq(json.decode("[" * 20000, default="deep"), "deep")
+assert.eq(json.decode("[[1]]"), [[1]])
+assert.eq(json.decode('"[[[["'), "[[[[")
+`},
 		{"per-call timeout within bound", `assert.eq(http.get("http://x/slow?ms=1", timeout=2).text, "done")`},
 	}
 	for _, tc := range cases {
@@ -121,6 +130,8 @@ func TestHTTPArgumentErrors(t *testing.T) {
 		{"unknown argument", `http.get("http://x/echo", verify=False)`, "unexpected keyword argument"},
 		{"auth shape", `http.get("http://x/echo", auth=("u",))`, `http.get: auth: got ("u",), want (username, password)`},
 		{"json of non-JSON", `http.get("http://x/status/200").json()`, "response.json: body is not JSON"},
+		{"json too deep", `json.decode("[" * 20000)`, "json.decode: JSON nests deeper than 10000 levels at offset 10000"},
+		{"response json too deep", `http.get("http://x/deep?n=1000000").json()`, "response.json: body is not JSON: json.decode: JSON nests deeper than 10000"},
 		{"connection failure", `http.get("http://x/slow?ms=5000", timeout=0.05)`, "http.get http://127.0.0.1"},
 	}
 	for _, tc := range cases {

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.starlark.net/lib/json"
 	"go.starlark.net/lib/math"
 	starlarktime "go.starlark.net/lib/time"
 	"go.starlark.net/starlark"
@@ -272,7 +271,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		"http":       r.httpModule(),
 		"smart_test": r.smartTestModule(),
 		"assert":     r.assertModule(),
-		"json":       json.Module,
+		"json":       jsonModule,
 		"time":       r.timeModule(),
 		"math":       math.Module,
 	}
