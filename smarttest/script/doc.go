@@ -36,11 +36,14 @@
 // are bounded. Memory is not bounded as a whole: the interpreter refuses a single repetition
 // ("x" * n, [..] * n) of 1 GiB or more, bodies and output are bounded as above, and the step limit bounds the
 // number of operations, but an operation such as s = s + s still doubles its operand in one step; run
-// untrusted scripts in a process or container with a memory limit.
+// untrusted scripts in a process or container with a memory limit. A built-in that does not observe
+// cancellation (str() or json.encode of a value nested a million deep is quadratic) can outlive the deadline:
+// Run then returns Config.AbandonGrace after it with ErrAbandoned, leaving the goroutine to finish.
 //
 // # Errors
 //
 // Syntax, resolution and runtime errors are returned as *Error with the script position (file:line:col) and,
 // for runtime errors, the Starlark backtrace. Limit errors wrap ErrStepLimit, ErrTimeout, ErrRequestLimit,
-// ErrBodyLimit or ErrSleepLimit; cancellation by the caller wraps the context's error.
+// ErrBodyLimit or ErrSleepLimit; cancellation by the caller wraps the context's error; see above for
+// ErrAbandoned.
 package script

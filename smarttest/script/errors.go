@@ -21,6 +21,11 @@ var (
 	ErrRequestLimit = errors.New("HTTP request limit exceeded")
 	// ErrBodyLimit reports a request or response body larger than Config.MaxBodyBytes.
 	ErrBodyLimit = errors.New("body size limit exceeded")
+	// ErrAbandoned reports that the script did not stop within Config.AbandonGrace of its deadline, because a
+	// built-in that does not observe cancellation was running (for example str() of a deeply nested value):
+	// Run returned without it and the goroutine running it ends when the built-in returns. An executor that
+	// sees it should exit its process. It comes with ErrTimeout or the caller's context error.
+	ErrAbandoned = errors.New("script abandoned")
 	// ErrSleepLimit reports a time.sleep longer than Config.MaxSleep.
 	ErrSleepLimit = errors.New("sleep limit exceeded")
 )
@@ -67,8 +72,11 @@ type Error struct {
 	err  error
 }
 
-// Error returns "file:line:col: message".
+// Error returns "file:line:col: message" ("file: message" when the line is not known).
 func (e *Error) Error() string {
+	if e.Pos.Line == 0 {
+		return e.Pos.File + ": " + e.Msg
+	}
 	return e.Pos.String() + ": " + e.Msg
 }
 

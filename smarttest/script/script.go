@@ -25,6 +25,7 @@ const (
 	DefaultMaxSleep       = time.Minute
 	DefaultMaxLogBytes    = 64 << 10
 	DefaultMaxCheckErrors = 1000
+	DefaultAbandonGrace   = 2 * time.Second
 	// MaxMessageBytes bounds one check error message; longer messages are cut.
 	MaxMessageBytes = 4 << 10
 )
@@ -57,6 +58,9 @@ type Config struct {
 	MaxSleep       time.Duration // one time.sleep
 	MaxLogBytes    int           // print output kept in Result.Logs
 	MaxCheckErrors int           // check errors kept in Result.Checks
+	// AbandonGrace is how long Run waits, after the deadline, for the script to stop before it returns
+	// without it (ErrAbandoned).
+	AbandonGrace time.Duration
 }
 
 // Result is what a run produced. Run returns it also when the script fails, with what happened up to the
@@ -153,7 +157,7 @@ func (c *Config) withDefaults() (Config, error) {
 	for _, l := range []lim{
 		{"timeout", out.Timeout < 0}, {"httpTimeout", out.HTTPTimeout < 0}, {"maxRequests", out.MaxRequests < 0},
 		{"maxBodyBytes", out.MaxBodyBytes < 0}, {"maxSleep", out.MaxSleep < 0}, {"maxLogBytes", out.MaxLogBytes < 0},
-		{"maxCheckErrors", out.MaxCheckErrors < 0},
+		{"maxCheckErrors", out.MaxCheckErrors < 0}, {"abandonGrace", out.AbandonGrace < 0},
 	} {
 		if l.neg {
 			return out, fmt.Errorf("%w: %s: must not be negative", ErrConfig, l.name)
@@ -179,6 +183,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if out.MaxLogBytes == 0 {
 		out.MaxLogBytes = DefaultMaxLogBytes
+	}
+	if out.AbandonGrace == 0 {
+		out.AbandonGrace = DefaultAbandonGrace
 	}
 	if out.MaxCheckErrors == 0 {
 		out.MaxCheckErrors = DefaultMaxCheckErrors
@@ -302,25 +309,44 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		starlarktime.SetNow(thread, func() (time.Time, error) { return c.Now(), nil })
 	}
 
-	done := make(chan struct{})
-	defer close(done)
+	// The interpreter runs on its own goroutine so that Run returns by its deadline even when a built-in does
+	// not observe cancellation (str() of a value nested a million deep takes minutes).
+	finished := make(chan error, 1)
 	go func() {
+		_, err := prog.Init(thread, predeclared)
+		finished <- err
+	}()
+	expired := runCtx.Done()
+	var grace <-chan time.Time
+	for {
 		select {
-		case <-runCtx.Done():
+		case err := <-finished:
+			res.Steps = thread.ExecutionSteps()
+			res.Duration = time.Since(start)
+			if err != nil {
+				return res, runtimeError(err, r.cancelCause())
+			}
+			return res, nil
+		case <-expired:
 			// Built-ins that wait (http, time.sleep) return on the context themselves; Starlark code
 			// stops at its next step chunk, where the position is known.
 			r.expired.Store(true)
-		case <-done:
+			expired = nil
+			t := time.NewTimer(c.AbandonGrace)
+			defer t.Stop()
+			grace = t.C
+		case <-grace:
+			cause := r.ctxErr()
+			r.cancel(cause)
+			// The interpreter goroutine still owns the result: return a fresh one.
+			return &Result{Checks: []Check{}, Duration: time.Since(start)}, &Error{
+				Kind: KindRuntime,
+				Pos:  SourcePosition{File: c.Filename},
+				Msg:  fmt.Sprintf("%v; a built-in did not stop within %s and was abandoned", cause, c.AbandonGrace),
+				err:  fmt.Errorf("%w: %w", cause, ErrAbandoned),
+			}
 		}
-	}()
-
-	_, err = prog.Init(thread, predeclared)
-	res.Steps = thread.ExecutionSteps()
-	res.Duration = time.Since(start)
-	if err != nil {
-		return res, runtimeError(err, r.cancelCause())
 	}
-	return res, nil
 }
 
 // ctxErr explains why the run's context ended: ErrTimeout for the run's own timeout, else the caller's error.
