@@ -91,6 +91,17 @@ assert.eq(json.decode("[" * 20000, default="deep"), "deep")
 assert.eq(json.decode("[[1]]"), [[1]])
 assert.eq(json.decode('"[[[["'), "[[[[")
 `},
+		{"keyword url as in Signadot's examples", `
+res = http.get(url="http://x/echo", capture=True, name="apiHealth")
+ck = smart_test.check("api-health")
+if res.status_code != 200:
+    ck.error("Health check failed with status: {}", res.status_code)
+data = json.decode(res.body())
+for field in ["method", "path"]:
+    if field not in data:
+        ck.error("Missing required field: {}", field)
+assert.true(ck, "check passed")
+`},
 		{"per-call timeout within bound", `assert.eq(http.get("http://x/slow?ms=1", timeout=2).text, "done")`},
 	}
 	for _, tc := range cases {
