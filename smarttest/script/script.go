@@ -80,7 +80,7 @@ type Result struct {
 	DroppedCheckErrors int `json:"droppedCheckErrors,omitempty"`
 	// Steps is the number of Starlark steps executed.
 	Steps uint64 `json:"steps"`
-	// Duration is the run's wall time.
+	// Duration is the run's wall time (JSON: nanoseconds).
 	Duration time.Duration `json:"duration"`
 }
 
@@ -263,8 +263,9 @@ func (r *run) cancelCause() error {
 	return r.cause
 }
 
-// Run parses and runs a script. It returns the Result, also on failure (what ran until then), and an *Error
-// when the script has a syntax error, fails at run time or exceeds a limit.
+// Run parses and runs a script. It returns the Result, also on failure (what ran until then; nil only for an
+// invalid Config, with ErrConfig), and an *Error when the script has a syntax error, fails at run time or
+// exceeds a limit. Runs share no state: Run may be called from many goroutines.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	c, err := cfg.withDefaults()
 	if err != nil {
