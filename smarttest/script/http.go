@@ -84,6 +84,11 @@ func (r *run) do(thread *starlark.Thread, fn, method string, args starlark.Tuple
 	); err != nil {
 		return nil, err
 	}
+	for _, v := range []*starlark.Value{&a.params, &a.headers, &a.form, &a.auth} {
+		if *v == starlark.None {
+			*v = nil // None means not given
+		}
+	}
 	pos := callerPos(thread)
 	req, cancel, err := r.buildRequest(thread, fn, method, &a)
 	if err != nil {

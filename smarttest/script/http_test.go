@@ -74,7 +74,10 @@ assert.eq(h["x-multi"], "a, b")
 assert.true("x-custom" in h.keys())
 assert.eq(len([k for k in h]), len(h))
 assert.eq(res.encoding, "application/json")
+assert.eq(dict(h)["x-custom"], "yes")
+assert.eq(json.decode(json.encode(h))["x-custom"], "yes")
 `},
+		{"None means not given", `assert.eq(http.get("http://x/echo", params=None, headers=None, auth=None).status_code, 200)`},
 		{"error statuses are responses", `
 res = http.get("http://x/status/404")
 assert.eq(res.status_code, 404)
