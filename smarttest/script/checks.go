@@ -23,10 +23,10 @@ func (r *run) checkBuiltin(thread *starlark.Thread, b *starlark.Builtin, args st
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "cond?", &cond, "message?", &message); err != nil {
 		return nil, err
 	}
-	if name == "" {
-		return nil, fmt.Errorf("%s: name: must not be empty", b.Name())
+	ck, err := r.check(name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Name(), err)
 	}
-	ck := r.check(name)
 	if cond != nil && !cond.Truth() {
 		msg := "check failed"
 		if s, ok := starlark.AsString(message); ok && s != "" {
@@ -39,15 +39,28 @@ func (r *run) checkBuiltin(thread *starlark.Thread, b *starlark.Builtin, args st
 	return ck, nil
 }
 
-// check returns the check named name, registering it on first use.
-func (r *run) check(name string) *checkValue {
+// MaxCheckNameBytes bounds a check's name.
+const MaxCheckNameBytes = 256
+
+// check returns the check named name, registering it on first use; a script names at most MaxCheckErrors
+// checks.
+func (r *run) check(name string) (*checkValue, error) {
+	switch {
+	case name == "":
+		return nil, fmt.Errorf("name: must not be empty")
+	case len(name) > MaxCheckNameBytes:
+		return nil, fmt.Errorf("name: longer than %d bytes", MaxCheckNameBytes)
+	}
 	i, ok := r.checks[name]
 	if !ok {
+		if len(r.result.Checks) >= r.cfg.MaxCheckErrors {
+			return nil, fmt.Errorf("name %q: more than %d checks", name, r.cfg.MaxCheckErrors)
+		}
 		i = len(r.result.Checks)
 		r.checks[name] = i
 		r.result.Checks = append(r.result.Checks, Check{Name: name, Errors: []CheckError{}})
 	}
-	return &checkValue{r: r, name: name, index: i}
+	return &checkValue{r: r, name: name, index: i}, nil
 }
 
 func (r *run) addError(index int, msg string, pos SourcePosition) {
@@ -125,10 +138,10 @@ func (r *run) assertTrue(thread *starlark.Thread, b *starlark.Builtin, args star
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "cond", &cond, "msg?", &msg, "check?", &check); err != nil {
 		return nil, err
 	}
-	if check == "" {
-		return nil, fmt.Errorf("%s: check: must not be empty", b.Name())
+	ck, err := r.check(check)
+	if err != nil {
+		return nil, fmt.Errorf("%s: check: %w", b.Name(), err)
 	}
-	ck := r.check(check)
 	if !cond.Truth() {
 		if msg == "" {
 			msg = fmt.Sprintf("assertion failed: %s is not true", cond.String())
@@ -146,14 +159,14 @@ func (r *run) assertCompare(op syntax.Token, notOp string) func(*starlark.Thread
 		if err := starlark.UnpackArgs(b.Name(), args, kwargs, "a", &x, "b", &y, "msg?", &msg, "check?", &check); err != nil {
 			return nil, err
 		}
-		if check == "" {
-			return nil, fmt.Errorf("%s: check: must not be empty", b.Name())
+		ck, err := r.check(check)
+		if err != nil {
+			return nil, fmt.Errorf("%s: check: %w", b.Name(), err)
 		}
 		ok, err := starlark.Compare(op, x, y)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", b.Name(), err)
 		}
-		ck := r.check(check)
 		if !ok {
 			detail := fmt.Sprintf("%s %s %s", truncate(x.String(), 200), notOp, truncate(y.String(), 200))
 			if msg == "" {

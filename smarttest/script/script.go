@@ -57,7 +57,7 @@ type Config struct {
 	MaxBodyBytes   int64         // request and response body bytes
 	MaxSleep       time.Duration // one time.sleep
 	MaxLogBytes    int           // print output kept in Result.Logs
-	MaxCheckErrors int           // check errors kept in Result.Checks
+	MaxCheckErrors int           // check errors kept in Result.Checks, and checks a script may name
 	// AbandonGrace is how long Run waits, after the deadline, for the script to stop before it returns
 	// without it (ErrAbandoned).
 	AbandonGrace time.Duration

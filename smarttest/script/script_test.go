@@ -101,7 +101,9 @@ func TestCheckArgumentErrors(t *testing.T) {
 		{`smart_test.check("a").error(1)`, "error: format: got int, want string"},
 		{`smart_test.check("a").error("{} {}", 1)`, "error: format: tuple index out of range"},
 		{`assert.eq(1)`, "assert.eq: missing argument for b"},
-		{`assert.true(True, check="")`, "assert.true: check: must not be empty"},
+		{`assert.true(True, check="")`, "assert.true: check: name: must not be empty"},
+		{`smart_test.check("x" * 257)`, "smart_test.check: name: longer than 256 bytes"},
+		{`[smart_test.check(str(i)) for i in range(1001)]`, `smart_test.check: name "1000": more than 1000 checks`},
 		{`assert.eq(1, "a") or assert.eq({}, 1, msg=None)`, `assert.eq: for parameter "msg": got NoneType, want string`},
 	}
 	for _, tc := range cases {
