@@ -28,7 +28,7 @@ const module = "github.com/sandboxmesh/sandboxmesh"
 // the packages behind them. Their non-test imports must stay free of dev tooling.
 var productPatterns = []string{
 	"./cmd/operator", "./cmd/devmesh", "./cmd/devmesh-init", "./cmd/controlplane", "./cmd/agent", "./cmd/sandboxmesh", "./cmd/sandboxmesh-runner",
-	"./controlplane/...", "./operator/...", "./devmesh/...", "./meshadapters/...", "./routingkey/...", "./crds/...", "./mq/...",
+	"./controlplane/...", "./operator/...", "./devmesh/...", "./meshadapters/...", "./routingkey/...", "./crds/...", "./mq/...", "./smarttest/...",
 	"./internal/cli/...", "./internal/mcpserver/...", "./internal/telemetry/...",
 }
 
@@ -61,6 +61,17 @@ var rules = []rule{
 		name:      "controlplane/agent does not import operator/ or devmesh/inject",
 		from:      []string{"./controlplane/agent/..."},
 		forbidden: []string{module + "/operator", module + "/devmesh/inject"},
+	},
+	{
+		// smarttest/ runs in the control plane and in executors: no Kubernetes, no HTTP framework, nothing of
+		// the operator, control plane or sidecar.
+		name: "smarttest/ is pure",
+		from: []string{"./smarttest/..."},
+		forbidden: []string{
+			"k8s.io", "sigs.k8s.io", "github.com/gin-gonic",
+			module + "/operator", module + "/controlplane", module + "/devmesh", module + "/internal",
+			module + "/meshadapters", module + "/cmd",
+		},
 	},
 }
 
