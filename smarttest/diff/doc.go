@@ -1,0 +1,77 @@
+// Package diff owns the traffic diff of smart tests: the capture model
+// ([Capture]), the pairing of the captures of a sandbox run with those of a
+// baseline run, the structured diff of one pair ([DiffCaptures]), the
+// classification of each difference as noise or finding, and the summary in
+// the shape of Signadot's TrafficDiff ([Compare], [Result], [TrafficDiff]).
+// It is pure: standard library only, no I/O, deterministic (the same input
+// gives the same output, byte for byte once encoded).
+//
+// # Pairing
+//
+// The captures of one run are keyed by capture point, request name (the
+// script's name for the request, else the method and the path template, in
+// which segments that look like ids become "{}"), and occurrence (the n-th
+// capture with that point and name, in Seq order, then ID order). A target
+// (sandbox) capture pairs with the baseline-A capture of the same key, and
+// baseline A pairs with baseline B in the same way. Captures of the target
+// or of baseline A without a partner are listed as unpaired; a key missing
+// from baseline B only means no noise is learned for that pair.
+//
+// # Structured diff
+//
+// A pair is compared as two documents whose paths are RFC 6901 JSON
+// pointers: /request/method, /request/path, /request/query/{name},
+// /request/headers/{lower-case name}, /request/body[/...],
+// /response/status, /response/headers/{name}, /response/body[/...].
+// Header and query values with several values are joined with ", ".
+// Headers in Options.IgnoreHeaders (hop-by-hop, per-request ids, trace and
+// routing-key propagation; a trailing "*" matches a prefix) are skipped.
+// A body that decodes as exactly one JSON value is compared structurally:
+// objects by member, arrays by index, numbers by value (1, 1.0 and 1e0 are
+// equal, exactly, without float rounding), a value whose JSON type differs
+// is one replace op. An array whose elements are the same multiset in a
+// different order is reported as one replace op on the array with
+// reorder=true rather than as per-index changes (this applies to arrays of
+// any element type, not only objects). Bodies that are not JSON (or were
+// truncated by the capture point) fall back to text: equal bytes give no op,
+// otherwise one replace op on the body with both values truncated (binary
+// bodies are shown as "<binary N bytes>"). At most Options.MaxOps ops are
+// reported per pair (findings first, then noise; the counters count all
+// ops found, up to an internal bound of 10000 per pair), and values longer
+// than Options.MaxValueBytes when encoded are shown truncated.
+//
+// # Classification
+//
+// Following Diffy, the two baseline runs measure noise. An op of the
+// target-vs-baseline diff is noise (green) when
+//   - the same op kind at the same path appears in the diff of baseline A
+//     against baseline B for the same pair, or
+//   - the same op kind appears in the A-vs-B diff of any pair with the same
+//     capture point and request name at the same path with array indices
+//     replaced by "*", and the values of both ops have the same shapes
+//     (uuid, timestamp, hex id, integer, number, string, ...): a field that
+//     holds a fresh uuid or timestamp in each baseline run is learned as
+//     noise at every occurrence and array position.
+//
+// Every other op is a finding: red when it changes the response status,
+// changes a value's JSON type (including a body that stops or starts being
+// JSON), or removes an object member or the whole body; yellow otherwise
+// (changed values, added fields, added or removed array elements,
+// reordered arrays, header and request changes).
+//
+// Relevance is a number in [0, 1] per op: green 0; red 1.0 for a status
+// change, 0.9 for a type change, 0.8 for a removal; yellow 0.6 for a
+// response body change, 0.4 for a response header change, 0.3 for a
+// request change (the request is the caller's doing, whose own hop shows the
+// cause), and 0.2 for a reordered array. MaxRelevance is the maximum over
+// ops. Signadot's thresholds and scores are not public; these are ours.
+//
+// # Counters
+//
+// [TrafficDiff] counts, over the target-vs-baseline ops of all pairs,
+// additions, removals and replacements, and captures = pairs compared; each
+// of Red, Yellow, Green counts the ops of that category and captures = pairs
+// with at least one op of that category. CapturePoints is the number of
+// distinct capture points among the pairs, UnpairedCaptures the number of
+// unpaired captures.
+package diff
