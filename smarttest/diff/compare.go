@@ -218,7 +218,7 @@ func pathTemplate(p string) string {
 }
 
 type run struct {
-	keys []key
+	keys  []key
 	byKey map[key]*Capture
 }
 
