@@ -372,6 +372,12 @@ func appendString(buf []byte, s string) []byte {
 			switch {
 			case c == '"' || c == '\\':
 				buf = append(buf, '\\', c)
+			case c == '\n':
+				buf = append(buf, '\\', 'n')
+			case c == '\r':
+				buf = append(buf, '\\', 'r')
+			case c == '\t':
+				buf = append(buf, '\\', 't')
 			case c < 0x20:
 				buf = append(buf, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 			default:
