@@ -1,10 +1,7 @@
 package diff
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
-	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -280,26 +277,7 @@ func normalizeNumber(s string) string {
 // decodeJSON decodes b as exactly one JSON value with numbers kept as
 // json.Number.
 func decodeJSON(b []byte) (any, bool) {
-	t := bytes.TrimLeft(b, " \t\r\n")
-	if len(t) == 0 {
-		return nil, false
-	}
-	switch c := t[0]; {
-	case c == '{', c == '[', c == '"', c == '-', c >= '0' && c <= '9', c == 't', c == 'f', c == 'n':
-	default:
-		return nil, false
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, false
-	}
-	var extra any
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, false
-	}
-	return v, true
+	return parseJSON(string(b))
 }
 
 // appendValue appends the JSON encoding of v to buf, with object members

@@ -1,0 +1,54 @@
+package diff
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+func stdDecode(b []byte) (any, bool) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, false
+	}
+	if dec.InputOffset() != int64(len(bytes.TrimRight(b, " \t\r\n"))) {
+		return nil, false
+	}
+	return v, true
+}
+
+// FuzzParseJSON checks the parser against encoding/json: the same inputs
+// are accepted and decode to the same values.
+func FuzzParseJSON(f *testing.F) {
+	for _, s := range []string{
+		`{"a":[1,-2.5e+3,"x\u00e9\n",true,false,null,{}]}`, `"\ud83d\ude00"`, `"\ud83d"`, `"\ud83dx"`,
+		`"\ud83d\u0041"`, "\"\xff\xfe\"", `"é"`, ` 0 `, `01`, `-`, `1.`, `1e`, `[1,]`, `{"a":1,}`, `{"a" 1}`,
+		`{"a":1,"a":2}`, `[[[[]]]]`, "\"\x01\"", `"\/\b\f\r\t\\"`, `nul`, `1 2`, `"\u12g4"`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, ok := parseJSON(string(b))
+		want, wantOK := stdDecode(b)
+		if ok != wantOK {
+			t.Fatalf("%q: ok = %v, encoding/json ok = %v", b, ok, wantOK)
+		}
+		if ok && !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: got %#v, encoding/json %#v", b, got, want)
+		}
+	})
+}
+
+func TestParseDepthLimit(t *testing.T) {
+	deep := bytes.Repeat([]byte("["), maxDepth+1)
+	deep = append(deep, bytes.Repeat([]byte("]"), maxDepth+1)...)
+	if _, ok := parseJSON(string(deep)); ok {
+		t.Error("accepted nesting beyond maxDepth")
+	}
+	if _, ok := parseJSON(string(deep[1 : len(deep)-1])); !ok {
+		t.Error("rejected nesting at maxDepth")
+	}
+}
