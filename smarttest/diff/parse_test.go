@@ -52,3 +52,18 @@ func TestParseDepthLimit(t *testing.T) {
 		t.Error("rejected nesting at maxDepth")
 	}
 }
+
+func TestHashAgreesWithNumberEquality(t *testing.T) {
+	for _, p := range [][2]string{{"0", "-0.0"}, {"0", "0e5"}, {"120", "1.2E+2"}, {"-120", "-1200e-1"},
+		{"0.5", "5e-1"}, {"1", "1.000"}, {"100", "1e2"}} {
+		if !numbersEqual(p[0], p[1]) {
+			t.Errorf("%s != %s", p[0], p[1])
+		}
+		if hashValue(json.Number(p[0])) != hashValue(json.Number(p[1])) {
+			t.Errorf("hash(%s) != hash(%s)", p[0], p[1])
+		}
+	}
+	if !sameMultiset([]any{json.Number("0"), json.Number("1")}, []any{json.Number("1"), json.Number("0.0")}) {
+		t.Error("[0,1] and [1,0.0] are not the same multiset")
+	}
+}

@@ -18,6 +18,7 @@ const maxComputedOps = 10000
 type walker struct {
 	segs []string
 	ops  []DiffOp
+	keys []string // scratch stack of object member names
 }
 
 func (w *walker) full() bool { return len(w.ops) >= maxComputedOps }
@@ -126,16 +127,18 @@ func (w *walker) value(old, nw any, inArray bool) {
 }
 
 func (w *walker) object(o, n map[string]any) {
-	keys := make([]string, 0, len(o)+len(n))
+	start := len(w.keys)
 	for k := range o {
-		keys = append(keys, k)
+		w.keys = append(w.keys, k)
 	}
 	for k := range n {
 		if _, ok := o[k]; !ok {
-			keys = append(keys, k)
+			w.keys = append(w.keys, k)
 		}
 	}
+	keys := w.keys[start:]
 	slices.Sort(keys)
+	defer func() { w.keys = w.keys[:start] }()
 	for _, k := range keys {
 		if w.full() {
 			return
@@ -181,26 +184,6 @@ func (w *walker) array(o, n []any) {
 		w.emit(OpAdd, nil, n[i], false, true, false)
 		w.pop()
 	}
-}
-
-// sameMultiset reports whether o and n hold the same elements, counted
-// with multiplicity, compared by their canonical encodings.
-func sameMultiset(o, n []any) bool {
-	counts := make(map[string]int, len(o))
-	var buf []byte
-	for _, v := range o {
-		buf = appendValue(buf[:0], v, true, 0)
-		counts[string(buf)]++
-	}
-	for _, v := range n {
-		buf = appendValue(buf[:0], v, true, 0)
-		c := counts[string(buf)]
-		if c == 0 {
-			return false
-		}
-		counts[string(buf)] = c - 1
-	}
-	return true
 }
 
 func jsonType(v any) string {
