@@ -18,6 +18,15 @@ type parser struct {
 	s     string
 	i     int
 	depth int
+	// Scratch stacks: members and elements are gathered here and copied
+	// into a map or slice of the exact size.
+	members []member
+	vals    []any
+}
+
+type member struct {
+	k string
+	v any
 }
 
 // parseJSON decodes s as exactly one JSON value surrounded by optional
@@ -81,12 +90,13 @@ func (p *parser) object() (any, bool) {
 	}
 	defer func() { p.depth-- }()
 	p.i++ // {
-	m := map[string]any{}
 	p.space()
 	if p.i < len(p.s) && p.s[p.i] == '}' {
 		p.i++
-		return m, true
+		return map[string]any{}, true
 	}
+	base := len(p.members)
+	defer func() { p.members = p.members[:base] }()
 	for {
 		p.space()
 		if p.i >= len(p.s) || p.s[p.i] != '"' {
@@ -105,7 +115,7 @@ func (p *parser) object() (any, bool) {
 		if !ok {
 			return nil, false
 		}
-		m[k.(string)] = v
+		p.members = append(p.members, member{k.(string), v})
 		p.space()
 		if p.i >= len(p.s) {
 			return nil, false
@@ -115,6 +125,10 @@ func (p *parser) object() (any, bool) {
 			p.i++
 		case '}':
 			p.i++
+			m := make(map[string]any, len(p.members)-base)
+			for _, e := range p.members[base:] {
+				m[e.k] = e.v
+			}
 			return m, true
 		default:
 			return nil, false
@@ -128,18 +142,19 @@ func (p *parser) array() (any, bool) {
 	}
 	defer func() { p.depth-- }()
 	p.i++ // [
-	a := []any{}
 	p.space()
 	if p.i < len(p.s) && p.s[p.i] == ']' {
 		p.i++
-		return a, true
+		return []any{}, true
 	}
+	base := len(p.vals)
+	defer func() { p.vals = p.vals[:base] }()
 	for {
 		v, ok := p.value()
 		if !ok {
 			return nil, false
 		}
-		a = append(a, v)
+		p.vals = append(p.vals, v)
 		p.space()
 		if p.i >= len(p.s) {
 			return nil, false
@@ -149,7 +164,7 @@ func (p *parser) array() (any, bool) {
 			p.i++
 		case ']':
 			p.i++
-			return a, true
+			return append([]any(nil), p.vals[base:]...), true
 		default:
 			return nil, false
 		}

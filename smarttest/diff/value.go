@@ -161,15 +161,23 @@ func (w *walker) object(o, n map[string]any) {
 func (w *walker) array(o, n []any) {
 	start := len(w.ops)
 	common := min(len(o), len(n))
+	var differ []int // indices whose elements differ
 	for i := 0; i < common; i++ {
 		if w.full() {
 			return
 		}
+		before := len(w.ops)
 		w.push(idx(i))
 		w.value(o[i], n[i], true)
 		w.pop()
+		if len(w.ops) > before {
+			differ = append(differ, i)
+		}
 	}
-	if len(o) == len(n) && len(o) >= 2 && len(w.ops) > start && sameMultiset(o, n) {
+	// Elements equal at the same index are common to both multisets, so
+	// the arrays are a reordering of each other exactly when the differing
+	// elements are.
+	if len(o) == len(n) && len(differ) >= 2 && !w.full() && sameMultiset(pick(o, differ), pick(n, differ)) {
 		w.ops = w.ops[:start]
 		w.emit(OpReplace, o, n, false, false, true)
 		return
@@ -184,6 +192,14 @@ func (w *walker) array(o, n []any) {
 		w.emit(OpAdd, nil, n[i], false, true, false)
 		w.pop()
 	}
+}
+
+func pick(a []any, idx []int) []any {
+	out := make([]any, len(idx))
+	for i, j := range idx {
+		out[i] = a[j]
+	}
+	return out
 }
 
 func jsonType(v any) string {
