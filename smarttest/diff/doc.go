@@ -26,19 +26,26 @@
 // Header and query values with several values are joined with ", ".
 // Headers in Options.IgnoreHeaders (hop-by-hop, per-request ids, trace and
 // routing-key propagation; a trailing "*" matches a prefix) are skipped.
-// A body that decodes as exactly one JSON value is compared structurally:
-// objects by member, arrays by index, numbers by value (1, 1.0 and 1e0 are
-// equal, exactly, without float rounding), a value whose JSON type differs
-// is one replace op. An array whose elements are the same multiset in a
-// different order is reported as one replace op on the array with
-// reorder=true rather than as per-index changes (this applies to arrays of
-// any element type, not only objects). Bodies that are not JSON (or were
-// truncated by the capture point) fall back to text: equal bytes give no op,
-// otherwise one replace op on the body with both values truncated (binary
-// bodies are shown as "<binary N bytes>"). At most Options.MaxOps ops are
-// reported per pair (findings first, then noise; the counters count all
+// Bodies with equal bytes give no op and are never decoded. A body that
+// decodes as exactly one JSON value is compared structurally: objects by
+// member, arrays by index, numbers by value (1, 1.0 and 1e0 are equal,
+// exactly, without float rounding), and a value whose JSON type differs is
+// one replace op with typeChange=true. An array whose elements are the same
+// multiset in a different order is reported as one replace op on the array
+// with reorder=true rather than as per-index changes (this applies to
+// arrays of any element type, not only objects). Bodies that are not JSON
+// (or were truncated by the capture point) fall back to text: one replace
+// op on the body with both values truncated; binary bodies are shown as
+// "<binary N bytes>". A body that becomes or stops being JSON is a type
+// change. JSON is decoded by a small parser of this package that gives the
+// values encoding/json gives with UseNumber (fuzzed against it), about
+// twice as fast.
+//
+// Output is bounded: at most Options.MaxOps ops are reported per pair
+// (findings first, then noise, each in path order; the counters count all
 // ops found, up to an internal bound of 10000 per pair), and values longer
-// than Options.MaxValueBytes when encoded are shown truncated.
+// than Options.MaxValueBytes when encoded are shown truncated, as a JSON
+// string ending in "…".
 //
 // # Classification
 //

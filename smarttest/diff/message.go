@@ -86,28 +86,34 @@ func (f headerFilter) ignored(name string) bool {
 	return false
 }
 
-// body is a decoded body: JSON when isJSON, else text (or a binary
-// placeholder).
+// body is a captured body, decoded on first use (bodies with equal bytes
+// are never decoded): JSON when isJSON, else text or a binary placeholder.
 type body struct {
-	raw    []byte
-	empty  bool
-	isJSON bool
-	value  any
+	raw       []byte
+	truncated bool
+	loaded    bool
+	isJSON    bool
+	value     any
 }
 
-func parseBody(b []byte, truncated bool) body {
-	if len(b) == 0 {
-		return body{empty: true}
+func (b *body) empty() bool { return len(b.raw) == 0 }
+
+func (b *body) load() {
+	if b.loaded {
+		return
 	}
-	if !truncated {
-		if v, ok := decodeJSON(b); ok {
-			return body{raw: b, isJSON: true, value: v}
+	b.loaded = true
+	if !b.truncated {
+		if v, ok := decodeJSON(b.raw); ok {
+			b.isJSON, b.value = true, v
+			return
 		}
 	}
-	if utf8.Valid(b) {
-		return body{raw: b, value: string(b)}
+	if utf8.Valid(b.raw) {
+		b.value = string(b.raw)
+	} else {
+		b.value = "<binary " + strconv.Itoa(len(b.raw)) + " bytes>"
 	}
-	return body{raw: b, value: "<binary " + strconv.Itoa(len(b)) + " bytes>"}
 }
 
 // parsed is a capture prepared for diffing, decoded once.
@@ -126,9 +132,9 @@ type parsed struct {
 func parseCapture(c *Capture, f headerFilter) *parsed {
 	p := &parsed{
 		method: c.Request.Method, path: c.Request.Path, rawQuery: c.Request.Query,
-		reqHeaders: normHeaders(c.Request.Headers, f), reqBody: parseBody(c.Request.Body, c.Request.BodyTruncated),
+		reqHeaders: normHeaders(c.Request.Headers, f), reqBody: body{raw: c.Request.Body, truncated: c.Request.BodyTruncated},
 		status: c.Response.Status, respHeaders: normHeaders(c.Response.Headers, f),
-		respBody: parseBody(c.Response.Body, c.Response.BodyTruncated),
+		respBody: body{raw: c.Response.Body, truncated: c.Response.BodyTruncated},
 	}
 	if q, err := url.ParseQuery(c.Request.Query); err == nil {
 		p.queryOK = true
@@ -179,7 +185,7 @@ func diffParsed(a, b *parsed) []DiffOp {
 		w.scalar("query", a.rawQuery, b.rawQuery)
 	}
 	w.strMap("headers", a.reqHeaders, b.reqHeaders)
-	w.body(a.reqBody, b.reqBody)
+	w.body(&a.reqBody, &b.reqBody)
 	w.pop()
 	w.push(seg("response"))
 	if a.status != b.status {
@@ -188,7 +194,7 @@ func diffParsed(a, b *parsed) []DiffOp {
 		w.pop()
 	}
 	w.strMap("headers", a.respHeaders, b.respHeaders)
-	w.body(a.respBody, b.respBody)
+	w.body(&a.respBody, &b.respBody)
 	w.pop()
 	return w.ops
 }
@@ -231,16 +237,25 @@ func (w *walker) strMap(name string, a, b map[string]string) {
 	w.pop()
 }
 
-func (w *walker) body(a, b body) {
+func (w *walker) body(a, b *body) {
+	if a.empty() && b.empty() || bytes.Equal(a.raw, b.raw) {
+		return
+	}
 	w.push(seg("body"))
 	defer w.pop()
 	switch {
-	case a.empty && b.empty:
-	case b.empty:
+	case b.empty():
+		a.load()
 		w.emit(OpRemove, a.value, nil, false, false, false)
-	case a.empty:
+		return
+	case a.empty():
+		b.load()
 		w.emit(OpAdd, nil, b.value, false, false, false)
-	case bytes.Equal(a.raw, b.raw):
+		return
+	}
+	a.load()
+	b.load()
+	switch {
 	case a.isJSON && b.isJSON:
 		w.value(a.value, b.value, false)
 	case a.isJSON != b.isJSON:
