@@ -95,3 +95,25 @@ func BenchmarkDiff1MB(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkDecode1MB decodes a 1 MB body with the package's parser beside
+// encoding/json with UseNumber, the values both give being the same.
+func BenchmarkDecode1MB(b *testing.B) {
+	body := body1MB(false)
+	b.Run("parser", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := decodeJSON(body); !ok {
+				b.Fatal("not decoded")
+			}
+		}
+	})
+	b.Run("peer-encoding-json", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		b.ReportAllocs()
+		for b.Loop() {
+			decodeNumber(body)
+		}
+	})
+}
