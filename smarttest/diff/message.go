@@ -22,7 +22,7 @@ var DefaultIgnoreHeaders = []string{
 	"x-request-id", "x-correlation-id", "x-amzn-trace-id", "x-envoy-upstream-service-time",
 	"x-envoy-expected-rq-timeout-ms", "x-forwarded-for", "x-forwarded-port", "x-real-ip",
 	"traceparent", "tracestate", "baggage", "b3", "x-b3-*", "uber-trace-id", "uberctx-*",
-	"ot-baggage-*", "baggage-*", "x-sandboxmesh-*", "sm-*",
+	"ot-baggage-*", "baggage-*", "x-sandboxmesh-*", "sm-*", "x-capture-id",
 	"authorization", "cookie", "set-cookie",
 }
 
