@@ -65,6 +65,7 @@ func (d *DiffOp) finish(maxValue int) {
 	if d.Op != OpRemove {
 		d.Value = encodeTrunc(d.val, maxValue)
 	}
+	d.old, d.val = nil, nil // do not keep decoded bodies alive
 }
 
 // RequestDiff is the request half of a pair's diff.

@@ -61,10 +61,13 @@
 //     noise at every occurrence and array position.
 //
 // Every other op is a finding: red when it changes the response status,
-// changes a value's JSON type (including a body that stops or starts being
-// JSON), or removes an object member or the whole body; yellow otherwise
-// (changed values, added fields, added or removed array elements,
-// reordered arrays, header and request changes).
+// changes a value's JSON type in a request or response body (null is a
+// type; a body that stops or starts being JSON counts), or removes an
+// object member of a body or the whole body; yellow otherwise (changed
+// values, added members, added or removed array elements, reordered
+// arrays, any header change, method, path and query changes). A null
+// value that becomes a number is therefore red, and so is a number that
+// becomes a string: consumers that parse the field break.
 //
 // Relevance is a number in [0, 1] per op: green 0; red 1.0 for a status
 // change, 0.9 for a type change, 0.8 for a removal; yellow 0.6 for a
