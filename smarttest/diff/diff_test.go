@@ -472,3 +472,18 @@ func FuzzDiff(f *testing.F) {
 		}
 	})
 }
+
+func TestNoiseNeedsSameOpKind(t *testing.T) {
+	a := capt("a", route, "x", 200, `{"at":"2026-12-03T05:00:00Z","n":1}`)
+	b := capt("b", route, "x", 200, `{"at":"2026-12-03T05:00:01Z","n":1}`)
+	tg := capt("t", route, "x", 200, `{"n":1}`)
+	r := Compare(one(tg), one(a), one(b), Options{})
+	if len(r.Findings) != 1 || r.Findings[0].Category != Red || r.Findings[0].Op != OpRemove {
+		t.Fatalf("findings = %s, want the removal red although the field varies", mustJSON(r.Findings))
+	}
+	// Text bodies that differ between the baselines are noise.
+	a, b, tg = capt("a", route, "x", 200, "at 1"), capt("b", route, "x", 200, "at 2"), capt("t", route, "x", 200, "at 3")
+	if r := Compare(one(tg), one(a), one(b), Options{}); len(r.Findings) != 0 || r.Summary.Green.Replacements != 1 {
+		t.Fatalf("text noise: %s", mustJSON(r))
+	}
+}
