@@ -16,39 +16,42 @@ const maxComputedOps = 10000
 // stack of segments and joined only when an op is emitted, so equal
 // subtrees cost no allocation for paths.
 type walker struct {
-	segs []string
+	segs []pathSeg
 	ops  []DiffOp
 	keys []string // scratch stack of object member names
 }
 
 func (w *walker) full() bool { return len(w.ops) >= maxComputedOps }
 
-func (w *walker) push(s string) { w.segs = append(w.segs, s) }
+func (w *walker) push(s pathSeg) { w.segs = append(w.segs, s) }
 func (w *walker) pop()          { w.segs = w.segs[:len(w.segs)-1] }
 
-// pathOf joins segs as an RFC 6901 pointer; with wild, segments that are
-// array indices (marked by a leading '#') become "*".
-func pathOf(segs []string, wild bool) string {
+// pathSeg is an object member name or, with index >= 0, an array index.
+type pathSeg struct {
+	name  string
+	index int
+}
+
+func seg(name string) pathSeg { return pathSeg{name: name, index: -1} }
+func idx(i int) pathSeg       { return pathSeg{index: i} }
+
+// pathOf joins segs as an RFC 6901 pointer; with wild, array indices
+// become "*".
+func pathOf(segs []pathSeg, wild bool) string {
 	var b strings.Builder
 	for _, s := range segs {
 		b.WriteByte('/')
-		if strings.HasPrefix(s, "#") {
-			if wild {
-				b.WriteByte('*')
-			} else {
-				b.WriteString(s[1:])
-			}
-			continue
+		switch {
+		case s.index < 0:
+			b.WriteString(escapeSeg(s.name))
+		case wild:
+			b.WriteByte('*')
+		default:
+			b.WriteString(strconv.Itoa(s.index))
 		}
-		b.WriteString(escapeSeg(s[1:]))
 	}
 	return b.String()
 }
-
-// seg makes a path segment for an object member name; idx one for an array
-// index. The first byte tells them apart for the wildcard path.
-func seg(name string) string { return "." + name }
-func idx(i int) string       { return "#" + strconv.Itoa(i) }
 
 func escapeSeg(s string) string {
 	if !strings.ContainsAny(s, "~/") {
