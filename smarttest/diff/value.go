@@ -24,7 +24,7 @@ type walker struct {
 func (w *walker) full() bool { return len(w.ops) >= maxComputedOps }
 
 func (w *walker) push(s pathSeg) { w.segs = append(w.segs, s) }
-func (w *walker) pop()          { w.segs = w.segs[:len(w.segs)-1] }
+func (w *walker) pop()           { w.segs = w.segs[:len(w.segs)-1] }
 
 // pathSeg is an object member name or, with index >= 0, an array index.
 type pathSeg struct {
