@@ -1,6 +1,9 @@
 package diff
 
 import (
+	"errors"
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -69,4 +72,36 @@ type Capture struct {
 	Request  Request       `json:"request"`
 	Response Response      `json:"response"`
 	Duration time.Duration `json:"duration"`
+}
+
+// ErrInvalidCapture is wrapped by [Capture.Validate].
+var ErrInvalidCapture = errors.New("invalid capture")
+
+// Validate checks the fields a capture point must fill; the error names
+// the first bad field by its JSON path.
+func (c *Capture) Validate() error {
+	bad := func(path, msg string) error { return fmt.Errorf("%w: %s: %s", ErrInvalidCapture, path, msg) }
+	switch {
+	case c.ID == "":
+		return bad("id", "required")
+	case c.Point.Kind != KindDeployment && c.Point.Kind != KindRollout && c.Point.Kind != KindJob && c.Point.Kind != KindPreview:
+		return bad("point.kind", fmt.Sprintf("%q is not Deployment, Rollout, Job or Preview", c.Point.Kind))
+	case c.Point.Namespace == "":
+		return bad("point.namespace", "required")
+	case c.Point.Name == "":
+		return bad("point.name", "required")
+	case c.Point.Direction != Inbound && c.Point.Direction != Outbound:
+		return bad("point.direction", fmt.Sprintf("%q is not Inbound or Outbound", c.Point.Direction))
+	case c.Request.Method == "":
+		return bad("request.method", "required")
+	case !strings.HasPrefix(c.Request.Path, "/"):
+		return bad("request.path", fmt.Sprintf("%q does not start with /", c.Request.Path))
+	case c.Response.Status != 0 && (c.Response.Status < 100 || c.Response.Status > 999):
+		return bad("response.status", fmt.Sprintf("%d is not an HTTP status (0 when no response)", c.Response.Status))
+	case c.Seq < 0:
+		return bad("seq", "negative")
+	case c.Duration < 0:
+		return bad("duration", "negative")
+	}
+	return nil
 }

@@ -487,3 +487,40 @@ func TestNoiseNeedsSameOpKind(t *testing.T) {
 		t.Fatalf("text noise: %s", mustJSON(r))
 	}
 }
+
+func TestCaptureValidateAndJSON(t *testing.T) {
+	c := capt("c1", route, "eta", 200, `{}`)
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		edit func(*Capture)
+		path string
+	}{
+		{func(c *Capture) { c.ID = "" }, "id"},
+		{func(c *Capture) { c.Point.Kind = "Pod" }, "point.kind"},
+		{func(c *Capture) { c.Point.Direction = "in" }, "point.direction"},
+		{func(c *Capture) { c.Request.Path = "route" }, "request.path"},
+		{func(c *Capture) { c.Response.Status = 42 }, "response.status"},
+	} {
+		c := capt("c1", route, "eta", 200, `{}`)
+		tc.edit(&c)
+		err := c.Validate()
+		if !errors.Is(err, ErrInvalidCapture) || !strings.Contains(err.Error(), ": "+tc.path+": ") {
+			t.Errorf("%s: err = %v", tc.path, err)
+		}
+	}
+	c.Request.BodyTruncated = true
+	var m map[string]any
+	if err := json.Unmarshal([]byte(mustJSON(c)), &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"id", "point", "name", "seq", "request", "response", "duration"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("no %q in %s", k, mustJSON(c))
+		}
+	}
+	if _, ok := m["request"].(map[string]any)["bodyTruncated"]; !ok {
+		t.Errorf("no request.bodyTruncated in %s", mustJSON(c))
+	}
+}
