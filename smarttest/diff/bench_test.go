@@ -8,9 +8,14 @@ import (
 	"testing"
 )
 
+var bodies = map[bool][]byte{}
+
 // body1MB returns a JSON array of objects of about 1 MB; with changed,
 // every 100th object has a changed, an added and a removed field.
 func body1MB(changed bool) []byte {
+	if b, ok := bodies[changed]; ok {
+		return b
+	}
 	var items []any
 	for i := 0; ; i++ {
 		it := map[string]any{
@@ -28,6 +33,7 @@ func body1MB(changed bool) []byte {
 		items = append(items, it)
 		if i%64 == 0 {
 			if b, _ := json.Marshal(items); len(b) >= 1<<20 {
+				bodies[changed] = b
 				return b
 			}
 		}
