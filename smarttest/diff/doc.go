@@ -84,4 +84,18 @@
 // with at least one op of that category. CapturePoints is the number of
 // distinct capture points among the pairs, UnpairedCaptures the number of
 // unpaired captures.
+//
+// # Shape
+//
+// JSON names follow Signadot's models where they are known: TrafficDiff
+// {captures, additions, removals, replacements, maxRelevance, red, yellow,
+// green, capturePoints, unpairedCaptures}, per point diffs[]{request,
+// response: {baseline, target, diffOps[]}}, DiffOp {op, path, value,
+// oldValue, classification.noise}. Ours in addition: classification
+// category and relevance, typeChange and reorder on an op, and the lists
+// [Result.Unpaired] and [Result.Findings] (the counters in TrafficDiff are
+// numbers). Signadot's baselineSession and targetSession belong to the
+// execution, which the control plane owns. Bodies in captures encode as
+// base64, as []byte does. Compare and DiffCaptures do not modify their
+// arguments and may run concurrently.
 package diff
