@@ -524,3 +524,21 @@ func TestCaptureValidateAndJSON(t *testing.T) {
 		t.Errorf("no request.bodyTruncated in %s", mustJSON(c))
 	}
 }
+
+// TestCompareConcurrent runs Compare on shared inputs from several
+// goroutines (run with -race): inputs are not modified, results agree.
+func TestCompareConcurrent(t *testing.T) {
+	a := []Capture{capt("a", route, "x", 200, `{"n":[1,2,3],"at":"2026-12-03T05:00:00Z"}`)}
+	b := []Capture{capt("b", route, "x", 200, `{"n":[1,2,3],"at":"2026-12-03T05:00:01Z"}`)}
+	tg := []Capture{capt("t", route, "x", 200, `{"n":[3,2,1],"at":"2026-12-03T05:00:02Z"}`)}
+	want := mustJSON(Compare(tg, a, b, Options{}))
+	errs := make(chan string, 4)
+	for range 4 {
+		go func() { errs <- mustJSON(Compare(tg, a, b, Options{})) }()
+	}
+	for range 4 {
+		if got := <-errs; got != want {
+			t.Errorf("concurrent result differs:\n%s\n%s", got, want)
+		}
+	}
+}
