@@ -75,14 +75,16 @@ func BenchmarkDiff1MB(b *testing.B) {
 				reflect.DeepEqual(decodeNumber(base), decodeNumber(tc.target))
 			}
 		})
-		va, vt := decodeNumber(base), decodeNumber(tc.target)
+		na, _ := decodeJSON(base)
+		nt, _ := decodeJSON(tc.target)
 		b.Run(tc.name+"/decoded/diff", func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				w := &walker{}
-				w.value(va, vt, false)
+				w.value(na, nt, false)
 			}
 		})
+		va, vt := decodeNumber(base), decodeNumber(tc.target)
 		b.Run(tc.name+"/decoded/peer-DeepEqual", func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {

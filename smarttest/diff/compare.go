@@ -53,7 +53,7 @@ type DiffOp struct {
 	Reorder        bool           `json:"reorder,omitempty"`
 	Classification Classification `json:"classification"`
 
-	old, val  any
+	old, val  *node
 	fromArray bool
 	wild      string
 }
@@ -445,17 +445,17 @@ func selectOps(ops []DiffOp, n int) []DiffOp {
 }
 
 // valueShape names the shape of a value for the learned noise rule.
-func valueShape(v any) string {
-	switch x := v.(type) {
-	case string:
-		return stringShape(x)
-	case json.Number:
-		if _, err := strconv.ParseInt(string(x), 10, 64); err == nil {
+func valueShape(v *node) string {
+	switch v.kind {
+	case kString:
+		return stringShape(v.s)
+	case kNumber:
+		if _, err := strconv.ParseInt(v.s, 10, 64); err == nil {
 			return "int"
 		}
 		return "number"
 	}
-	return jsonType(v)
+	return kindNames[v.kind]
 }
 
 var timeLayouts = []string{time.RFC3339Nano, time.RFC1123, time.RFC1123Z, "2006-01-02 15:04:05", "2006-01-02T15:04:05", "2006-01-02"}

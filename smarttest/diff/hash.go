@@ -1,9 +1,9 @@
 package diff
 
 import (
-	"encoding/json"
 	"hash/maphash"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -19,98 +19,87 @@ func mix(h uint64) uint64 {
 }
 
 // hashValue hashes a decoded value so that values equal under the diff's
-// rules (numbers by value, objects regardless of member order) hash
-// alike. It only groups candidates: equality is confirmed by encoding, so
-// the random seed does not make results vary.
-func hashValue(v any) uint64 {
-	switch x := v.(type) {
-	case nil:
+// rules (numbers by value) hash alike. It only groups candidates: equality
+// is confirmed by encoding, so the random seed does not make results vary.
+func hashValue(v *node) uint64 {
+	switch v.kind {
+	case kNull:
 		return 0x9e3779b97f4a7c15
-	case bool:
-		if x {
+	case kBool:
+		if v.s == "true" {
 			return 0x2545f4914f6cdd1d
 		}
 		return 0x5851f42d4c957f2d
-	case string:
-		return mix(maphash.String(hashSeed, x) ^ 0x1)
-	case json.Number:
-		s := string(x)
-		if !strings.ContainsAny(s, ".eE") {
-			neg := strings.HasPrefix(s, "-")
-			s = strings.TrimPrefix(s, "-")
-			t := strings.TrimRight(s, "0")
-			if t == "" {
-				return mix(0x3) // zero, either sign
-			}
-			h := maphash.String(hashSeed, t) + uint64(len(s)-len(t))*0x100000001b3
-			if neg {
-				h = ^h
-			}
-			return mix(h ^ 0x3)
-		}
-		n := normalizeNumber(s)
-		if n == "0" {
-			return mix(0x3)
-		}
-		if i := strings.LastIndexByte(n, 'e'); i >= 0 {
-			// Same form as the fast path: digits hash plus exponent.
-			neg := strings.HasPrefix(n, "-")
-			d := strings.TrimPrefix(n[:i], "-")
-			exp := 0
-			for _, c := range n[i+1:] {
-				if c == '-' {
-					exp = -1 << 62
-					break
-				}
-				exp = exp*10 + int(c-'0')
-			}
-			h := maphash.String(hashSeed, d) + uint64(exp)*0x100000001b3
-			if neg {
-				h = ^h
-			}
-			return mix(h ^ 0x3)
-		}
-		return mix(maphash.String(hashSeed, n) ^ 0x3)
-	case []any:
+	case kString:
+		return mix(maphash.String(hashSeed, v.s) ^ 0x1)
+	case kNumber:
+		return hashNumber(v.s)
+	case kArray:
 		h := uint64(0x4)
-		for _, e := range x {
-			h = mix(h*0x100000001b3 + hashValue(e))
+		for i := range v.kids {
+			h = mix(h*0x100000001b3 + hashValue(&v.kids[i]))
 		}
 		return h
-	case map[string]any:
-		var sum uint64
-		for k, e := range x {
-			sum += mix(maphash.String(hashSeed, k) ^ hashValue(e)*0x9e3779b97f4a7c15)
-		}
-		return mix(sum ^ 0x5)
 	}
-	return 0
+	h := uint64(0x5) // object: members are sorted by key
+	for i := range v.kids {
+		h = mix(h*0x100000001b3 + maphash.String(hashSeed, v.kids[i].key))
+		h = mix(h*0x100000001b3 + hashValue(&v.kids[i]))
+	}
+	return h
 }
 
-// sameMultiset reports whether o and n hold the same elements, counted
-// with multiplicity: hashes first, then canonical encodings to confirm.
-func sameMultiset(o, n []any) bool {
-	ho := make([]uint64, len(o))
-	hn := make([]uint64, len(n))
-	for i := range o {
-		ho[i] = hashValue(o[i])
+// hashNumber hashes the significant digits and the exponent of a number
+// literal, without allocating for integers.
+func hashNumber(s string) uint64 {
+	exp := 0
+	if strings.ContainsAny(s, ".eE") {
+		n := normalizeNumber(s)
+		i := strings.LastIndexByte(n, 'e')
+		if n == "0" || i < 0 {
+			return mix(maphash.String(hashSeed, n) ^ 0x3)
+		}
+		e, err := strconv.Atoi(n[i+1:])
+		if err != nil {
+			return mix(maphash.String(hashSeed, n) ^ 0x3)
+		}
+		s, exp = n[:i], e
 	}
-	for i := range n {
-		hn[i] = hashValue(n[i])
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	t := strings.TrimRight(s, "0")
+	if t == "" {
+		return mix(maphash.String(hashSeed, "0") ^ 0x3) // zero, either sign
+	}
+	h := maphash.String(hashSeed, t) + uint64(exp+len(s)-len(t))*0x100000001b3
+	if neg {
+		h = ^h
+	}
+	return mix(h ^ 0x3)
+}
+
+// sameMultiset reports whether the elements of o and n at the indices idx
+// are the same, counted with multiplicity: hashes first, then canonical
+// encodings to confirm.
+func sameMultiset(o, n []node, idx []int) bool {
+	ho := make([]uint64, len(idx))
+	hn := make([]uint64, len(idx))
+	for i, j := range idx {
+		ho[i], hn[i] = hashValue(&o[j]), hashValue(&n[j])
 	}
 	slices.Sort(ho)
 	slices.Sort(hn)
 	if !slices.Equal(ho, hn) {
 		return false
 	}
-	counts := make(map[string]int, len(o))
+	counts := make(map[string]int, len(idx))
 	var buf []byte
-	for _, v := range o {
-		buf = appendValue(buf[:0], v, true, 0)
+	for _, j := range idx {
+		buf = appendValue(buf[:0], &o[j], true, 0)
 		counts[string(buf)]++
 	}
-	for _, v := range n {
-		buf = appendValue(buf[:0], v, true, 0)
+	for _, j := range idx {
+		buf = appendValue(buf[:0], &n[j], true, 0)
 		c := counts[string(buf)]
 		if c == 0 {
 			return false

@@ -2,7 +2,6 @@ package diff
 
 import (
 	"bytes"
-	"encoding/json"
 	"net/url"
 	"slices"
 	"strconv"
@@ -93,7 +92,7 @@ type body struct {
 	truncated bool
 	loaded    bool
 	isJSON    bool
-	value     any
+	value     *node
 }
 
 func (b *body) empty() bool { return len(b.raw) == 0 }
@@ -110,9 +109,9 @@ func (b *body) load() {
 		}
 	}
 	if utf8.Valid(b.raw) {
-		b.value = string(b.raw)
+		b.value = str(string(b.raw))
 	} else {
-		b.value = "<binary " + strconv.Itoa(len(b.raw)) + " bytes>"
+		b.value = str("<binary " + strconv.Itoa(len(b.raw)) + " bytes>")
 	}
 }
 
@@ -190,7 +189,7 @@ func diffParsed(a, b *parsed) []DiffOp {
 	w.push(seg("response"))
 	if a.status != b.status {
 		w.push(seg("status"))
-		w.emit(OpReplace, json.Number(strconv.Itoa(a.status)), json.Number(strconv.Itoa(b.status)), false, false, false)
+		w.emit(OpReplace, &node{kind: kNumber, s: strconv.Itoa(a.status)}, &node{kind: kNumber, s: strconv.Itoa(b.status)}, false, false, false)
 		w.pop()
 	}
 	w.strMap("headers", a.respHeaders, b.respHeaders)
@@ -199,12 +198,15 @@ func diffParsed(a, b *parsed) []DiffOp {
 	return w.ops
 }
 
+// str makes a string node.
+func str(s string) *node { return &node{kind: kString, s: s} }
+
 func (w *walker) scalar(name, a, b string) {
 	if a == b {
 		return
 	}
 	w.push(seg(name))
-	w.emit(OpReplace, a, b, false, false, false)
+	w.emit(OpReplace, str(a), str(b), false, false, false)
 	w.pop()
 }
 
@@ -226,11 +228,11 @@ func (w *walker) strMap(name string, a, b map[string]string) {
 		w.push(seg(k))
 		switch {
 		case !inB:
-			w.emit(OpRemove, av, nil, false, false, false)
+			w.emit(OpRemove, str(av), nil, false, false, false)
 		case !inA:
-			w.emit(OpAdd, nil, bv, false, false, false)
+			w.emit(OpAdd, nil, str(bv), false, false, false)
 		case av != bv:
-			w.emit(OpReplace, av, bv, false, false, false)
+			w.emit(OpReplace, str(av), str(bv), false, false, false)
 		}
 		w.pop()
 	}

@@ -1,8 +1,9 @@
 package diff
 
 import (
-	"encoding/json"
+	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -10,35 +11,27 @@ import (
 // maxDepth bounds the nesting of a decoded body, as encoding/json does.
 const maxDepth = 10000
 
-// parser decodes one JSON text into the values encoding/json produces
-// with UseNumber (map[string]any, []any, string, json.Number, bool, nil),
-// about twice as fast: strings without escapes and numbers are slices of
-// one copy of the input, not allocated one by one.
+// parser decodes one JSON text into a tree of nodes holding the values
+// encoding/json gives with UseNumber. Strings without escapes and numbers
+// are slices of one copy of the input, and each container is one
+// allocation of its exact size, gathered on a scratch stack first.
 type parser struct {
 	s     string
 	i     int
 	depth int
-	// Scratch stacks: members and elements are gathered here and copied
-	// into a map or slice of the exact size.
-	members []member
-	vals    []any
-}
-
-type member struct {
-	k string
-	v any
+	stack []node
 }
 
 // parseJSON decodes s as exactly one JSON value surrounded by optional
 // white space.
-func parseJSON(s string) (any, bool) {
+func parseJSON(s string) (*node, bool) {
 	p := parser{s: s}
-	v, ok := p.value()
-	if !ok {
+	var v node
+	if !p.value(&v) {
 		return nil, false
 	}
 	p.space()
-	return v, p.i == len(p.s)
+	return &v, p.i == len(p.s)
 }
 
 func (p *parser) space() {
@@ -52,28 +45,38 @@ func (p *parser) space() {
 	}
 }
 
-func (p *parser) value() (any, bool) {
+// value decodes the value at p.i into v (keeping v.key).
+func (p *parser) value(v *node) bool {
 	p.space()
 	if p.i >= len(p.s) {
-		return nil, false
+		return false
 	}
 	switch c := p.s[p.i]; {
 	case c == '{':
-		return p.object()
+		return p.object(v)
 	case c == '[':
-		return p.array()
+		return p.array(v)
 	case c == '"':
-		return p.str()
+		v.kind = kString
+		var ok bool
+		v.s, ok = p.str()
+		return ok
 	case c == '-' || c >= '0' && c <= '9':
-		return p.number()
+		v.kind = kNumber
+		var ok bool
+		v.s, ok = p.number()
+		return ok
 	case c == 't':
-		return true, p.literal("true")
+		v.kind, v.s = kBool, "true"
+		return p.literal("true")
 	case c == 'f':
-		return false, p.literal("false")
+		v.kind, v.s = kBool, "false"
+		return p.literal("false")
 	case c == 'n':
-		return nil, p.literal("null")
+		v.kind = kNull
+		return p.literal("null")
 	}
-	return nil, false
+	return false
 }
 
 func (p *parser) literal(l string) bool {
@@ -84,94 +87,127 @@ func (p *parser) literal(l string) bool {
 	return false
 }
 
-func (p *parser) object() (any, bool) {
+// kids moves the nodes above base on the stack into a slice of their own.
+func (p *parser) kids(base int) []node {
+	k := make([]node, len(p.stack)-base)
+	copy(k, p.stack[base:])
+	clear(p.stack[base:]) // drop references held by the scratch stack
+	p.stack = p.stack[:base]
+	return k
+}
+
+func (p *parser) object(v *node) bool {
 	if p.depth++; p.depth > maxDepth {
-		return nil, false
+		return false
 	}
 	defer func() { p.depth-- }()
+	v.kind = kObject
 	p.i++ // {
 	p.space()
 	if p.i < len(p.s) && p.s[p.i] == '}' {
 		p.i++
-		return map[string]any{}, true
+		v.kids = []node{}
+		return true
 	}
-	base := len(p.members)
-	defer func() { p.members = p.members[:base] }()
+	base := len(p.stack)
 	for {
 		p.space()
 		if p.i >= len(p.s) || p.s[p.i] != '"' {
-			return nil, false
+			p.stack = p.stack[:base]
+			return false
 		}
 		k, ok := p.str()
 		if !ok {
-			return nil, false
+			p.stack = p.stack[:base]
+			return false
 		}
 		p.space()
 		if p.i >= len(p.s) || p.s[p.i] != ':' {
-			return nil, false
+			p.stack = p.stack[:base]
+			return false
 		}
 		p.i++
-		v, ok := p.value()
-		if !ok {
-			return nil, false
+		// Decode into a local: the member's own members are gathered on
+		// the stack above base first.
+		m := node{key: k}
+		if !p.value(&m) {
+			p.stack = p.stack[:base]
+			return false
 		}
-		p.members = append(p.members, member{k.(string), v})
+		p.stack = append(p.stack, m)
 		p.space()
 		if p.i >= len(p.s) {
-			return nil, false
+			p.stack = p.stack[:base]
+			return false
 		}
 		switch p.s[p.i] {
 		case ',':
 			p.i++
 		case '}':
 			p.i++
-			m := make(map[string]any, len(p.members)-base)
-			for _, e := range p.members[base:] {
-				m[e.k] = e.v
-			}
-			return m, true
+			v.kids = sortMembers(p.kids(base))
+			return true
 		default:
-			return nil, false
+			p.stack = p.stack[:base]
+			return false
 		}
 	}
 }
 
-func (p *parser) array() (any, bool) {
+// sortMembers sorts members by key and keeps the last of duplicates.
+func sortMembers(m []node) []node {
+	slices.SortStableFunc(m, func(a, b node) int { return strings.Compare(a.key, b.key) })
+	out := m[:0]
+	for i := range m {
+		if i+1 < len(m) && m[i+1].key == m[i].key {
+			continue
+		}
+		out = append(out, m[i])
+	}
+	return out
+}
+
+func (p *parser) array(v *node) bool {
 	if p.depth++; p.depth > maxDepth {
-		return nil, false
+		return false
 	}
 	defer func() { p.depth-- }()
+	v.kind = kArray
 	p.i++ // [
 	p.space()
 	if p.i < len(p.s) && p.s[p.i] == ']' {
 		p.i++
-		return []any{}, true
+		v.kids = []node{}
+		return true
 	}
-	base := len(p.vals)
-	defer func() { p.vals = p.vals[:base] }()
+	base := len(p.stack)
 	for {
-		v, ok := p.value()
-		if !ok {
-			return nil, false
+		var e node
+		if !p.value(&e) {
+			p.stack = p.stack[:base]
+			return false
 		}
-		p.vals = append(p.vals, v)
+		p.stack = append(p.stack, e)
 		p.space()
 		if p.i >= len(p.s) {
-			return nil, false
+			p.stack = p.stack[:base]
+			return false
 		}
 		switch p.s[p.i] {
 		case ',':
 			p.i++
 		case ']':
 			p.i++
-			return append([]any(nil), p.vals[base:]...), true
+			v.kids = p.kids(base)
+			return true
 		default:
-			return nil, false
+			p.stack = p.stack[:base]
+			return false
 		}
 	}
 }
 
-func (p *parser) number() (any, bool) {
+func (p *parser) number() (string, bool) {
 	start := p.i
 	if p.s[p.i] == '-' {
 		p.i++
@@ -182,12 +218,12 @@ func (p *parser) number() (any, bool) {
 	case p.i < len(p.s) && p.s[p.i] >= '1' && p.s[p.i] <= '9':
 		p.digits()
 	default:
-		return nil, false
+		return "", false
 	}
 	if p.i < len(p.s) && p.s[p.i] == '.' {
 		p.i++
 		if p.digits() == 0 {
-			return nil, false
+			return "", false
 		}
 	}
 	if p.i < len(p.s) && (p.s[p.i] == 'e' || p.s[p.i] == 'E') {
@@ -196,10 +232,10 @@ func (p *parser) number() (any, bool) {
 			p.i++
 		}
 		if p.digits() == 0 {
-			return nil, false
+			return "", false
 		}
 	}
-	return json.Number(p.s[start:p.i]), true
+	return p.s[start:p.i], true
 }
 
 func (p *parser) digits() int {
@@ -213,7 +249,7 @@ func (p *parser) digits() int {
 
 // str decodes a string at p.i (which holds '"'), replacing invalid UTF-8
 // and lone surrogates with U+FFFD as encoding/json does.
-func (p *parser) str() (any, bool) {
+func (p *parser) str() (string, bool) {
 	p.i++
 	start := p.i
 	for p.i < len(p.s) {
@@ -226,7 +262,7 @@ func (p *parser) str() (any, bool) {
 		case c == '\\':
 			return p.slowStr(start)
 		case c < 0x20:
-			return nil, false
+			return "", false
 		case c >= utf8.RuneSelf:
 			r, size := utf8.DecodeRuneInString(p.s[p.i:])
 			if r == utf8.RuneError && size == 1 {
@@ -237,10 +273,10 @@ func (p *parser) str() (any, bool) {
 		}
 		p.i++
 	}
-	return nil, false
+	return "", false
 }
 
-func (p *parser) slowStr(start int) (any, bool) {
+func (p *parser) slowStr(start int) (string, bool) {
 	b := []byte(p.s[start:p.i])
 	for p.i < len(p.s) {
 		c := p.s[p.i]
@@ -249,10 +285,10 @@ func (p *parser) slowStr(start int) (any, bool) {
 			p.i++
 			return string(b), true
 		case c < 0x20:
-			return nil, false
+			return "", false
 		case c == '\\':
 			if p.i+1 >= len(p.s) {
-				return nil, false
+				return "", false
 			}
 			e := p.s[p.i+1]
 			p.i += 2
@@ -272,14 +308,14 @@ func (p *parser) slowStr(start int) (any, bool) {
 			case 'u':
 				r, ok := p.hex4()
 				if !ok {
-					return nil, false
+					return "", false
 				}
 				if utf16.IsSurrogate(r) {
 					r2 := rune(-1)
 					if save := p.i; p.i+1 < len(p.s) && p.s[p.i] == '\\' && p.s[p.i+1] == 'u' {
 						p.i += 2
 						if r2, ok = p.hex4(); !ok {
-							return nil, false
+							return "", false
 						}
 						if d := utf16.DecodeRune(r, r2); d != utf8.RuneError {
 							b = utf8.AppendRune(b, d)
@@ -291,7 +327,7 @@ func (p *parser) slowStr(start int) (any, bool) {
 				}
 				b = utf8.AppendRune(b, r)
 			default:
-				return nil, false
+				return "", false
 			}
 		case c < utf8.RuneSelf:
 			b = append(b, c)
@@ -306,7 +342,7 @@ func (p *parser) slowStr(start int) (any, bool) {
 			p.i += size
 		}
 	}
-	return nil, false
+	return "", false
 }
 
 func (p *parser) hex4() (rune, bool) {

@@ -1,8 +1,6 @@
 package diff
 
 import (
-	"encoding/json"
-	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -12,13 +10,37 @@ import (
 // Options.MaxOps says: the counters count at most this many.
 const maxComputedOps = 10000
 
+// kind is the JSON type of a node.
+type kind uint8
+
+const (
+	kNull kind = iota
+	kBool
+	kNumber
+	kString
+	kObject
+	kArray
+)
+
+var kindNames = [...]string{kNull: "null", kBool: "boolean", kNumber: "number", kString: "string", kObject: "object", kArray: "array"}
+
+// node is a decoded JSON value. Objects keep their members in kids sorted
+// by key, one per key (the last one wins, as in encoding/json); arrays
+// keep their elements in kids. A tree of nodes costs one allocation per
+// container, where map[string]any and boxed scalars cost several.
+type node struct {
+	kind kind
+	key  string // member name, when the node is an object member
+	s    string // number literal, string value, "true" or "false"
+	kids []node
+}
+
 // walker computes the ops between two decoded values. Paths are kept as a
 // stack of segments and joined only when an op is emitted, so equal
-// subtrees cost no allocation for paths.
+// subtrees cost no allocation.
 type walker struct {
 	segs []pathSeg
 	ops  []DiffOp
-	keys []string // scratch stack of object member names
 }
 
 func (w *walker) full() bool { return len(w.ops) >= maxComputedOps }
@@ -60,108 +82,64 @@ func escapeSeg(s string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
 }
 
-func (w *walker) emit(op OpKind, old, nw any, typeChange, fromArray, reorder bool) {
+func (w *walker) emit(op OpKind, old, nw *node, typeChange, fromArray, reorder bool) {
 	if w.full() {
 		return
 	}
-	d := DiffOp{Op: op, Path: pathOf(w.segs, false), TypeChange: typeChange, Reorder: reorder,
-		old: old, val: nw, fromArray: fromArray, wild: pathOf(w.segs, true)}
-	w.ops = append(w.ops, d)
+	w.ops = append(w.ops, DiffOp{Op: op, Path: pathOf(w.segs, false), TypeChange: typeChange, Reorder: reorder,
+		old: old, val: nw, fromArray: fromArray, wild: pathOf(w.segs, true)})
 }
 
 // value diffs old (baseline) against nw (target). inArray says whether the
 // current path is an array element.
-func (w *walker) value(old, nw any, inArray bool) {
+func (w *walker) value(old, nw *node, inArray bool) {
 	if w.full() {
 		return
 	}
-	switch o := old.(type) {
-	case map[string]any:
-		n, ok := nw.(map[string]any)
-		if !ok {
-			w.emit(OpReplace, old, nw, true, inArray, false)
-			return
-		}
-		w.object(o, n)
-	case []any:
-		n, ok := nw.([]any)
-		if !ok {
-			w.emit(OpReplace, old, nw, true, inArray, false)
-			return
-		}
-		w.array(o, n)
-	case json.Number:
-		n, ok := nw.(json.Number)
-		if !ok {
-			w.emit(OpReplace, old, nw, true, inArray, false)
-			return
-		}
-		if !numbersEqual(string(o), string(n)) {
+	if old.kind != nw.kind {
+		w.emit(OpReplace, old, nw, true, inArray, false)
+		return
+	}
+	switch old.kind {
+	case kObject:
+		w.object(old.kids, nw.kids)
+	case kArray:
+		w.array(old.kids, nw.kids)
+	case kNumber:
+		if !numbersEqual(old.s, nw.s) {
 			w.emit(OpReplace, old, nw, false, inArray, false)
 		}
-	case string:
-		n, ok := nw.(string)
-		if !ok {
-			w.emit(OpReplace, old, nw, true, inArray, false)
-			return
-		}
-		if o != n {
+	case kString, kBool:
+		if old.s != nw.s {
 			w.emit(OpReplace, old, nw, false, inArray, false)
-		}
-	case bool:
-		n, ok := nw.(bool)
-		if !ok {
-			w.emit(OpReplace, old, nw, true, inArray, false)
-			return
-		}
-		if o != n {
-			w.emit(OpReplace, old, nw, false, inArray, false)
-		}
-	case nil:
-		if nw != nil {
-			w.emit(OpReplace, old, nw, true, inArray, false)
-		}
-	default:
-		// Not produced by the decoder; compare as encoded text.
-		if string(appendValue(nil, old, true, 0)) != string(appendValue(nil, nw, true, 0)) {
-			w.emit(OpReplace, old, nw, jsonType(old) != jsonType(nw), inArray, false)
 		}
 	}
 }
 
-func (w *walker) object(o, n map[string]any) {
-	start := len(w.keys)
-	for k := range o {
-		w.keys = append(w.keys, k)
-	}
-	for k := range n {
-		if _, ok := o[k]; !ok {
-			w.keys = append(w.keys, k)
-		}
-	}
-	keys := w.keys[start:]
-	slices.Sort(keys)
-	defer func() { w.keys = w.keys[:start] }()
-	for _, k := range keys {
-		if w.full() {
-			return
-		}
-		ov, inO := o[k]
-		nv, inN := n[k]
-		w.push(seg(k))
+// object merges two member lists sorted by key.
+func (w *walker) object(o, n []node) {
+	i, j := 0, 0
+	for (i < len(o) || j < len(n)) && !w.full() {
 		switch {
-		case !inN:
-			w.emit(OpRemove, ov, nil, false, false, false)
-		case !inO:
-			w.emit(OpAdd, nil, nv, false, false, false)
+		case j == len(n) || i < len(o) && o[i].key < n[j].key:
+			w.push(seg(o[i].key))
+			w.emit(OpRemove, &o[i], nil, false, false, false)
+			i++
+		case i == len(o) || n[j].key < o[i].key:
+			w.push(seg(n[j].key))
+			w.emit(OpAdd, nil, &n[j], false, false, false)
+			j++
 		default:
-			w.value(ov, nv, false)
+			w.push(seg(o[i].key))
+			w.value(&o[i], &n[j], false)
+			i++
+			j++
 		}
 		w.pop()
 	}
 }
 
-func (w *walker) array(o, n []any) {
+func (w *walker) array(o, n []node) {
 	start := len(w.ops)
 	common := min(len(o), len(n))
 	var differ []int // indices whose elements differ
@@ -171,7 +149,7 @@ func (w *walker) array(o, n []any) {
 		}
 		before := len(w.ops)
 		w.push(idx(i))
-		w.value(o[i], n[i], true)
+		w.value(&o[i], &n[i], true)
 		w.pop()
 		if len(w.ops) > before {
 			differ = append(differ, i)
@@ -180,47 +158,21 @@ func (w *walker) array(o, n []any) {
 	// Elements equal at the same index are common to both multisets, so
 	// the arrays are a reordering of each other exactly when the differing
 	// elements are.
-	if len(o) == len(n) && len(differ) >= 2 && !w.full() && sameMultiset(pick(o, differ), pick(n, differ)) {
+	if len(o) == len(n) && len(differ) >= 2 && !w.full() && sameMultiset(o, n, differ) {
 		w.ops = w.ops[:start]
-		w.emit(OpReplace, o, n, false, false, true)
+		w.emit(OpReplace, &node{kind: kArray, kids: o}, &node{kind: kArray, kids: n}, false, false, true)
 		return
 	}
 	for i := common; i < len(o); i++ {
 		w.push(idx(i))
-		w.emit(OpRemove, o[i], nil, false, true, false)
+		w.emit(OpRemove, &o[i], nil, false, true, false)
 		w.pop()
 	}
 	for i := common; i < len(n); i++ {
 		w.push(idx(i))
-		w.emit(OpAdd, nil, n[i], false, true, false)
+		w.emit(OpAdd, nil, &n[i], false, true, false)
 		w.pop()
 	}
-}
-
-func pick(a []any, idx []int) []any {
-	out := make([]any, len(idx))
-	for i, j := range idx {
-		out[i] = a[j]
-	}
-	return out
-}
-
-func jsonType(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case bool:
-		return "boolean"
-	case json.Number, float64, int:
-		return "number"
-	case string:
-		return "string"
-	case map[string]any:
-		return "object"
-	case []any:
-		return "array"
-	}
-	return "unknown"
 }
 
 // numbersEqual compares two JSON number literals by value, exactly.
@@ -276,69 +228,51 @@ func normalizeNumber(s string) string {
 	return sign + trimmed + "e" + strconv.Itoa(e)
 }
 
-// decodeJSON decodes b as exactly one JSON value with numbers kept as
-// json.Number.
-func decodeJSON(b []byte) (any, bool) {
+// decodeJSON decodes b as exactly one JSON value.
+func decodeJSON(b []byte) (*node, bool) {
 	return parseJSON(string(b))
 }
 
-// appendValue appends the JSON encoding of v to buf, with object members
-// in sorted order. With norm, numbers are written in their normalized form
+// appendValue appends the JSON encoding of v to buf, object members in
+// sorted order. With norm, numbers are written in their normalized form
 // (for comparison, not display). With limit > 0 it stops once buf is longer
 // than limit.
-func appendValue(buf []byte, v any, norm bool, limit int) []byte {
+func appendValue(buf []byte, v *node, norm bool, limit int) []byte {
 	if limit > 0 && len(buf) > limit {
 		return buf
 	}
-	switch x := v.(type) {
-	case nil:
+	switch v.kind {
+	case kNull:
 		return append(buf, "null"...)
-	case bool:
-		return strconv.AppendBool(buf, x)
-	case json.Number:
+	case kBool:
+		return append(buf, v.s...)
+	case kNumber:
 		if norm {
-			return append(buf, normalizeNumber(string(x))...)
+			return append(buf, normalizeNumber(v.s)...)
 		}
-		return append(buf, x...)
-	case string:
-		return appendString(buf, x)
-	case map[string]any:
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
+		return append(buf, v.s...)
+	case kString:
+		return appendString(buf, v.s)
+	}
+	open, close := byte('['), byte(']')
+	if v.kind == kObject {
+		open, close = '{', '}'
+	}
+	buf = append(buf, open)
+	for i := range v.kids {
+		if i > 0 {
+			buf = append(buf, ',')
 		}
-		slices.Sort(keys)
-		buf = append(buf, '{')
-		for i, k := range keys {
-			if i > 0 {
-				buf = append(buf, ',')
-			}
-			buf = appendString(buf, k)
+		if v.kind == kObject {
+			buf = appendString(buf, v.kids[i].key)
 			buf = append(buf, ':')
-			buf = appendValue(buf, x[k], norm, limit)
-			if limit > 0 && len(buf) > limit {
-				return buf
-			}
 		}
-		return append(buf, '}')
-	case []any:
-		buf = append(buf, '[')
-		for i, e := range x {
-			if i > 0 {
-				buf = append(buf, ',')
-			}
-			buf = appendValue(buf, e, norm, limit)
-			if limit > 0 && len(buf) > limit {
-				return buf
-			}
+		buf = appendValue(buf, &v.kids[i], norm, limit)
+		if limit > 0 && len(buf) > limit {
+			return buf
 		}
-		return append(buf, ']')
 	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return appendString(buf, "<unencodable>")
-	}
-	return append(buf, b...)
+	return append(buf, close)
 }
 
 const hexDigits = "0123456789abcdef"
@@ -379,9 +313,9 @@ func appendString(buf []byte, s string) []byte {
 
 // encodeTrunc encodes v for display: at most max bytes of JSON; a longer
 // encoding becomes a JSON string holding its first max bytes and "…".
-func encodeTrunc(v any, max int) json.RawMessage {
-	if s, ok := v.(string); ok && max > 0 && len(s) > max {
-		return appendString(nil, truncUTF8(s, max)+"…")
+func encodeTrunc(v *node, max int) []byte {
+	if v.kind == kString && max > 0 && len(v.s) > max {
+		return appendString(nil, truncUTF8(v.s, max)+"…")
 	}
 	b := appendValue(nil, v, false, max)
 	if max > 0 && len(b) > max {
