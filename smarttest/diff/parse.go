@@ -26,8 +26,8 @@ type parser struct {
 // white space.
 func parseJSON(s string) (*node, bool) {
 	p := parser{s: s}
-	var v node
-	if !p.value(&v) {
+	v, ok := p.value()
+	if !ok {
 		return nil, false
 	}
 	p.space()
@@ -45,38 +45,34 @@ func (p *parser) space() {
 	}
 }
 
-// value decodes the value at p.i into v (keeping v.key).
-func (p *parser) value(v *node) bool {
+// value decodes the value at p.i. Nodes are returned by value, so that
+// they stay off the heap until copied into their container.
+func (p *parser) value() (node, bool) {
 	p.space()
 	if p.i >= len(p.s) {
-		return false
+		return node{}, false
 	}
 	switch c := p.s[p.i]; {
 	case c == '{':
-		return p.object(v)
+		kids, ok := p.object()
+		return node{kind: kObject, kids: kids}, ok
 	case c == '[':
-		return p.array(v)
+		kids, ok := p.array()
+		return node{kind: kArray, kids: kids}, ok
 	case c == '"':
-		v.kind = kString
-		var ok bool
-		v.s, ok = p.str()
-		return ok
+		s, ok := p.str()
+		return node{kind: kString, s: s}, ok
 	case c == '-' || c >= '0' && c <= '9':
-		v.kind = kNumber
-		var ok bool
-		v.s, ok = p.number()
-		return ok
+		s, ok := p.number()
+		return node{kind: kNumber, s: s}, ok
 	case c == 't':
-		v.kind, v.s = kBool, "true"
-		return p.literal("true")
+		return node{kind: kBool, s: "true"}, p.literal("true")
 	case c == 'f':
-		v.kind, v.s = kBool, "false"
-		return p.literal("false")
+		return node{kind: kBool, s: "false"}, p.literal("false")
 	case c == 'n':
-		v.kind = kNull
-		return p.literal("null")
+		return node{kind: kNull}, p.literal("null")
 	}
-	return false
+	return node{}, false
 }
 
 func (p *parser) literal(l string) bool {
@@ -96,60 +92,59 @@ func (p *parser) kids(base int) []node {
 	return k
 }
 
-func (p *parser) object(v *node) bool {
+// object decodes the members of the object at p.i, sorted by key.
+func (p *parser) object() ([]node, bool) {
 	if p.depth++; p.depth > maxDepth {
-		return false
+		return nil, false
 	}
 	defer func() { p.depth-- }()
-	v.kind = kObject
 	p.i++ // {
 	p.space()
 	if p.i < len(p.s) && p.s[p.i] == '}' {
 		p.i++
-		v.kids = []node{}
-		return true
+		return []node{}, true
 	}
 	base := len(p.stack)
 	for {
 		p.space()
 		if p.i >= len(p.s) || p.s[p.i] != '"' {
 			p.stack = p.stack[:base]
-			return false
+			return nil, false
 		}
 		k, ok := p.str()
 		if !ok {
 			p.stack = p.stack[:base]
-			return false
+			return nil, false
 		}
 		p.space()
 		if p.i >= len(p.s) || p.s[p.i] != ':' {
 			p.stack = p.stack[:base]
-			return false
+			return nil, false
 		}
 		p.i++
-		// Decode into a local: the member's own members are gathered on
-		// the stack above base first.
-		m := node{key: k}
-		if !p.value(&m) {
+		// The member's own members are gathered on the stack above base
+		// first, then it is pushed.
+		m, ok := p.value()
+		if !ok {
 			p.stack = p.stack[:base]
-			return false
+			return nil, false
 		}
+		m.key = k
 		p.stack = append(p.stack, m)
 		p.space()
 		if p.i >= len(p.s) {
 			p.stack = p.stack[:base]
-			return false
+			return nil, false
 		}
 		switch p.s[p.i] {
 		case ',':
 			p.i++
 		case '}':
 			p.i++
-			v.kids = sortMembers(p.kids(base))
-			return true
+			return sortMembers(p.kids(base)), true
 		default:
 			p.stack = p.stack[:base]
-			return false
+			return nil, false
 		}
 	}
 }
@@ -167,42 +162,40 @@ func sortMembers(m []node) []node {
 	return out
 }
 
-func (p *parser) array(v *node) bool {
+// array decodes the elements of the array at p.i.
+func (p *parser) array() ([]node, bool) {
 	if p.depth++; p.depth > maxDepth {
-		return false
+		return nil, false
 	}
 	defer func() { p.depth-- }()
-	v.kind = kArray
 	p.i++ // [
 	p.space()
 	if p.i < len(p.s) && p.s[p.i] == ']' {
 		p.i++
-		v.kids = []node{}
-		return true
+		return []node{}, true
 	}
 	base := len(p.stack)
 	for {
-		var e node
-		if !p.value(&e) {
+		e, ok := p.value()
+		if !ok {
 			p.stack = p.stack[:base]
-			return false
+			return nil, false
 		}
 		p.stack = append(p.stack, e)
 		p.space()
 		if p.i >= len(p.s) {
 			p.stack = p.stack[:base]
-			return false
+			return nil, false
 		}
 		switch p.s[p.i] {
 		case ',':
 			p.i++
 		case ']':
 			p.i++
-			v.kids = p.kids(base)
-			return true
+			return p.kids(base), true
 		default:
 			p.stack = p.stack[:base]
-			return false
+			return nil, false
 		}
 	}
 }
