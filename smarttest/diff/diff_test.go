@@ -441,6 +441,7 @@ func FuzzDiff(f *testing.F) {
 		{"text\n", "\xff"},
 		{``, `{}`},
 		{`{"a/b~":1}`, `{"a/b~":"1"}`},
+		{`{"a":1,"a":2}`, `{"a":2}`},
 	} {
 		f.Add([]byte(s[0]), []byte(s[1]))
 	}
@@ -540,5 +541,14 @@ func TestCompareConcurrent(t *testing.T) {
 		if got := <-errs; got != want {
 			t.Errorf("concurrent result differs:\n%s\n%s", got, want)
 		}
+	}
+}
+
+// TestDuplicateKeysLastWins: as in encoding/json, the last of duplicate
+// member names is the value.
+func TestDuplicateKeysLastWins(t *testing.T) {
+	ops := DiffCaptures(capt("a", route, "x", 200, `{"a":1,"a":2,"b":[]}`), capt("t", route, "x", 200, `{"b":[],"a":2.0}`), Options{})
+	if len(ops) != 0 {
+		t.Errorf("ops = %s", mustJSON(ops))
 	}
 }
