@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
@@ -19,6 +20,28 @@ import (
 // names it <namePrefix>-<5 random characters> (job-… without a prefix) and
 // queues it. Bad input is a *ValidationError and stores nothing.
 func (s *Service) Submit(ctx context.Context, org string, req apitypes.Job) (apitypes.Job, error) {
+	return s.submit(ctx, org, req, nil)
+}
+
+// MaxSystemEnvValueBytes bounds a value of SubmitSystem's systemEnv (Linux
+// bounds one environment string at 128 KiB).
+const MaxSystemEnvValueBytes = 120 << 10
+
+// SubmitSystem submits a job that a service of the control plane makes for
+// a user (smart-test executions): as Submit, and then systemEnv, variables
+// in the reserved SANDBOXMESH_ space that a user's job cannot set, is added
+// to the job's env (after the user's; the runner's own injected variables
+// still win). A bad systemEnv is a programming error, not a field error.
+func (s *Service) SubmitSystem(ctx context.Context, org string, req apitypes.Job, systemEnv []apitypes.EnvVar) (apitypes.Job, error) {
+	for _, e := range systemEnv {
+		if !strings.HasPrefix(e.Name, "SANDBOXMESH_") || len(e.Value) > MaxSystemEnvValueBytes || strings.IndexByte(e.Value, 0) >= 0 {
+			return apitypes.Job{}, fmt.Errorf("submit job of org %s: system variable %q: want SANDBOXMESH_* with at most %d bytes without NUL", org, e.Name, MaxSystemEnvValueBytes)
+		}
+	}
+	return s.submit(ctx, org, req, systemEnv)
+}
+
+func (s *Service) submit(ctx context.Context, org string, req apitypes.Job, systemEnv []apitypes.EnvVar) (apitypes.Job, error) {
 	errs := apitypes.ValidateJobSpec(&req.Spec)
 	if req.Name != "" {
 		errs = append(apitypes.FieldErrors{{Path: "name", Message: "the server names jobs; set spec.namePrefix instead"}}, errs...)
@@ -53,6 +76,7 @@ func (s *Service) Submit(ctx context.Context, org string, req apitypes.Job) (api
 			j.RouteGroup = name
 		}
 	}
+	req.Spec.Env = append(req.Spec.Env, systemEnv...)
 	if j.Spec, err = json.Marshal(req.Spec); err != nil {
 		return apitypes.Job{}, wrap("job spec", err)
 	}
