@@ -11,6 +11,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
+	"github.com/sandboxmesh/sandboxmesh/smarttest/diff"
 )
 
 // Operation documents one route in the OpenAPI document.
@@ -95,6 +96,20 @@ var Operations = []Operation{
 	{Method: "PUT", Path: o + "/resource-plugins/:name", ID: "apply-resource-plugin", Summary: "Create a resource plugin; the same spec again changes nothing, another spec is refused with 409 (a plugin cannot be changed; apply it under a new name)", Tag: "ResourcePlugins", Request: apitypes.ResourcePlugin{}, Response: apitypes.ResourcePlugin{}},
 	{Method: "GET", Path: o + "/resource-plugins/:name", ID: "get-resource-plugin", Summary: "Get a resource plugin with the sandboxes using it", Tag: "ResourcePlugins", Response: apitypes.ResourcePlugin{}},
 	{Method: "DELETE", Path: o + "/resource-plugins/:name", ID: "delete-resource-plugin", Summary: "Delete a resource plugin (409 with reason InUse while sandboxes use it)", Tag: "ResourcePlugins", Response: apitypes.EmptyResponse{}},
+
+	{Method: "GET", Path: o + "/tests", ID: "list-tests", Summary: "List smart tests by name", Tag: "SmartTests", Response: []apitypes.SmartTest{}, Query: map[string]string{"limit": "page size (1-500; larger is clamped); the next page's token is in the Sandboxmesh-Continue and Link headers. Without limit and continue: the whole list", "continue": "token of the next page (from Sandboxmesh-Continue)"}},
+	{Method: "PUT", Path: o + "/tests/:name", ID: "apply-test", Summary: "Create or update a smart test (If-Match: \"<version>\" for a conditional update); the script is checked (syntax, names) with errors at spec.script giving its line and column", Tag: "SmartTests", Request: apitypes.SmartTest{}, Response: apitypes.SmartTest{}},
+	{Method: "GET", Path: o + "/tests/:name", ID: "get-test", Summary: "Get a smart test", Tag: "SmartTests", Response: apitypes.SmartTest{}},
+	{Method: "DELETE", Path: o + "/tests/:name", ID: "delete-test", Summary: "Delete a smart test (its executions are kept: GET /tests/executions?test=name)", Tag: "SmartTests", Response: apitypes.EmptyResponse{}},
+	{Method: "POST", Path: o + "/tests/:name/executions", ID: "create-test-execution", Summary: "Run a smart test: a job of the test's runner group runs the script against the sandbox (or route group) and twice against the baseline", Tag: "SmartTests", Request: apitypes.TestExecutionSpec{}, Response: apitypes.TestExecution{}},
+	{Method: "GET", Path: o + "/tests/:name/executions", ID: "list-test-executions", Summary: "List a smart test's executions, oldest first", Tag: "SmartTests", Response: []apitypes.TestExecution{}, Query: map[string]string{"limit": "page size (1-500; larger is clamped); the next page's token is in the Sandboxmesh-Continue and Link headers. Without limit and continue: the whole list", "continue": "token of the next page (from Sandboxmesh-Continue)"}},
+	{Method: "GET", Path: o + "/tests/executions", ID: "list-all-test-executions", Summary: "List the executions of every smart test of the org (also of deleted tests), oldest first", Tag: "SmartTests", Response: []apitypes.TestExecution{},
+		Query: map[string]string{"test": "only executions of this test", "sandbox": "only executions against this sandbox", "limit": "page size (1-500; larger is clamped); the next page's token is in the Sandboxmesh-Continue and Link headers. Without limit and continue: the whole list", "continue": "token of the next page (from Sandboxmesh-Continue)"}},
+	{Method: "GET", Path: o + "/tests/executions/:id", ID: "get-test-execution", Summary: "Get a test execution: phase (pending, in_progress, succeeded, failed, canceled), finalState, results (checks of the sandbox and baseline runs, traffic diff summary)", Tag: "SmartTests", Response: apitypes.TestExecution{}},
+	{Method: "PUT", Path: o + "/tests/executions/:id/cancel", ID: "cancel-test-execution", Summary: "Cancel a test execution (cancels its job)", Tag: "SmartTests", Response: apitypes.TestExecution{}},
+	{Method: "GET", Path: o + "/tests/executions/:id/traffic-diff", ID: "get-test-execution-traffic-diff", Summary: "The whole traffic diff of a finished execution: summary, per capture point the paired captures with their diff ops, unpaired captures, findings (409 before it finishes, 404 when it has none)", Tag: "SmartTests", Response: diff.Result{}},
+	{Method: "GET", Path: o + "/tests/executions/:id/traffic-diff-findings", ID: "get-test-execution-traffic-diff-findings", Summary: "The findings (red and yellow differences that the baseline runs do not show as noise) of a finished execution, most relevant first", Tag: "SmartTests", Response: apitypes.TrafficDiffFindings{},
+		Query: map[string]string{"category": "red or yellow (default both)", "maxFindings": "at most this many (default all)", "diffContext": "accepted for Signadot clients; ignored"}},
 
 	{Method: "POST", Path: o + "/jobs", ID: "create-job", Summary: "Submit a job (the server names it <namePrefix>-<5 characters>); it waits queued for a runner pod", Tag: "Jobs", Request: apitypes.Job{}, Response: apitypes.Job{}},
 	{Method: "GET", Path: o + "/jobs", ID: "list-jobs", Summary: "List jobs, oldest first", Tag: "Jobs", Response: []apitypes.Job{},

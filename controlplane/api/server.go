@@ -3,7 +3,8 @@
 // compatible with the Signadot v2 API for those resources — plus the agent
 // protocol (long-poll of desired state, status reports, the preview tunnel),
 // job runner groups, jobs, their log streams and artifacts with the runner
-// protocol (thin handlers over controlplane/jobs, jobs.go), and the preview
+// protocol (thin handlers over controlplane/jobs, jobs.go), smart tests and
+// their executions (over controlplane/smarttests, smarttests.go), and the preview
 // endpoints, plus the routes Signadot clients call early
 // (orgs of a key, sandbox status explanation, devmesh analysis; compat.go).
 // It serves its OpenAPI 3 document at /api/v2/openapi.json (and Signadot's
@@ -37,6 +38,7 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/controlplane/jobs"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/preview"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/resourceplugins"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/smarttests"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/tunnel"
 	"github.com/sandboxmesh/sandboxmesh/routingkey"
@@ -119,6 +121,7 @@ type Server struct {
 	routes     []route
 	jobs       *jobs.Service
 	plugins    *resourceplugins.Service
+	tests      *smarttests.Service
 
 	// Preview-path caches (see PreviewCacheTTL).
 	keyCache     *ttlCache[Principal]
@@ -203,6 +206,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	go s.jobs.Run(ctx) // the sweeper, until ctx ends
 	s.plugins = resourceplugins.New(cfg.Store)
+	if s.tests, err = smarttests.New(smarttests.Config{Store: cfg.Store, Jobs: s.jobs, Logger: cfg.Logger}); err != nil {
+		return nil, err
+	}
 	s.replicaID, s.tunnelLease = newReplicaID(), defaultTunnelLease
 	s.preview = &preview.Proxy{
 		Base:                  pb,
@@ -347,6 +353,7 @@ func (s *Server) register() {
 
 	s.registerJobs(o)
 	s.registerResourcePlugins(o)
+	s.registerSmartTests(o)
 
 	a := "/api/v2/agent"
 	s.handle(http.MethodGet, a+"/state", s.authAgent, s.agentState)
