@@ -1,7 +1,7 @@
 // Package client is the Go SDK of the SandboxMesh control plane: a typed client
 // for the /api/v2 REST API (sandboxes, route groups, clusters and tokens, API
 // keys, orgs and quotas, job runner groups, jobs with their log streams and
-// artifacts; RunnerClient is the runner side of the job protocol) with context support, typed errors (*APIError, matched
+// artifacts, smart tests with their executions and traffic diffs; RunnerClient is the runner side of the job protocol) with context support, typed errors (*APIError, matched
 // with errors.As or with the Err* sentinels via errors.Is) and WaitForReady.
 // The CLI and the MCP server use it. Its wire types are those of
 // controlplane/apitypes, which the server uses as well.

@@ -75,9 +75,7 @@ type TestExecutionFilter struct {
 	Sandbox string
 }
 
-// ListTestExecutions returns an org's executions matching f, oldest first
-// (with f.Test, also those of a deleted test).
-func (c *Client) ListTestExecutions(ctx context.Context, org string, f TestExecutionFilter) ([]TestExecution, error) {
+func (f TestExecutionFilter) query() url.Values {
 	q := url.Values{}
 	if f.Test != "" {
 		q.Set("test", f.Test)
@@ -85,7 +83,18 @@ func (c *Client) ListTestExecutions(ctx context.Context, org string, f TestExecu
 	if f.Sandbox != "" {
 		q.Set("sandbox", f.Sandbox)
 	}
-	return listAll[TestExecution](ctx, c, orgPath(org, "tests", "executions"), q)
+	return q
+}
+
+// ListTestExecutions returns an org's executions matching f, oldest first
+// (with f.Test, also those of a deleted test).
+func (c *Client) ListTestExecutions(ctx context.Context, org string, f TestExecutionFilter) ([]TestExecution, error) {
+	return listAll[TestExecution](ctx, c, orgPath(org, "tests", "executions"), f.query())
+}
+
+// ListTestExecutionsPage returns one page of an org's executions matching f.
+func (c *Client) ListTestExecutionsPage(ctx context.Context, org string, f TestExecutionFilter, p PageOptions) (*Page[TestExecution], error) {
+	return listPage[TestExecution](ctx, c, orgPath(org, "tests", "executions"), f.query(), p)
 }
 
 // ListTestExecutionsOf returns the executions of an existing test, oldest first.

@@ -1,0 +1,449 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/client"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/smarttests"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/store/storetest"
+	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
+	"github.com/sandboxmesh/sandboxmesh/smarttest/diff"
+	"github.com/sandboxmesh/sandboxmesh/smarttest/executor"
+	"github.com/sandboxmesh/sandboxmesh/smarttest/script"
+)
+
+const etaScript = `r = http.get("http://route.hotrod.svc:8083/route?from=1&to=2", capture=True, name="route")
+c = smart_test.check("eta is a number")
+if type(r.json()["eta"]) != "int":
+    c.error("eta is %s", type(r.json()["eta"]))
+`
+
+func smartTest(name string) *client.SmartTest {
+	return &client.SmartTest{Name: name, Spec: apitypes.SmartTestSpec{Script: etaScript, RunnerGroup: "rg", DefaultTimeout: "2m",
+		Triggers: []apitypes.SmartTestTrigger{{SandboxOf: &v1alpha1.WorkloadRef{Kind: "Deployment", Namespace: "hotrod", Name: "route"},
+			ExecutionTemplate: apitypes.SmartTestExecutionTemplate{Cluster: "c1", AutoDiff: &apitypes.SmartTestAutoDiff{Enabled: true}}}}}}
+}
+
+// routeCapture is a capture of the route hop answering body.
+func routeCapture(id string, body string) diff.Capture {
+	return diff.Capture{ID: id, Point: diff.CapturePoint{Kind: diff.KindJob, Namespace: "sandboxmesh-jobs", Name: "smarttest", Direction: diff.Outbound},
+		Name: "route", Request: diff.Request{Method: "GET", Path: "/route", Query: "from=1&to=2"},
+		Response: diff.Response{Status: 200, Headers: map[string][]string{"Content-Type": {"application/json"}}, Body: []byte(body)}}
+}
+
+// report is what the executor would upload for execution id: the sandbox
+// answers eta as a string (a red finding), ts differs in every run (noise).
+func report(id, key string) executor.Report {
+	run := func(name, body string, failed bool) executor.Run {
+		res := &script.Result{Requests: 1, Checks: []script.Check{{Name: "eta is a number", Errors: []script.CheckError{}}}}
+		if failed {
+			res.Checks[0].Errors = append(res.Checks[0].Errors, script.CheckError{Message: "eta is string", SourcePosition: script.SourcePosition{File: "eta.star", Line: 4, Col: 12}})
+		}
+		return executor.Run{Name: name, Result: res, Captures: []diff.Capture{routeCapture(id+"."+name+".0", body)}}
+	}
+	return executor.Report{Version: executor.ReportVersion, Execution: id, RoutingKey: key, Runs: []executor.Run{
+		run(executor.RunTarget, `{"eta":"5","ts":"2026-12-03T06:00:01Z","route":["a","b"]}`, true),
+		run(executor.RunBaselineA, `{"eta":5,"ts":"2026-12-03T06:00:02Z","route":["a","b"]}`, false),
+		run(executor.RunBaselineB, `{"eta":5,"ts":"2026-12-03T06:00:03Z","route":["a","b"]}`, false),
+	}}
+}
+
+// claimExecution claims the next job as a runner pod and checks it is the
+// smart-test job of e.
+func claimExecution(t *testing.T, rc *client.RunnerClient, e *client.TestExecution, script string) *apitypes.RunnerJob {
+	t.Helper()
+	rj, err := rc.Claim(context.Background(), 5*time.Second)
+	if err != nil || rj == nil {
+		t.Fatalf("claim: %v %v", rj, err)
+	}
+	if rj.Name != e.Status.Job || !slices.Equal(rj.Command, smarttests.RunnerCommand) || rj.RoutingKey != e.Status.RoutingKey {
+		t.Fatalf("claimed %+v for execution %+v", rj, e)
+	}
+	env := map[string]string{}
+	for _, v := range rj.Env {
+		env[v.Name] = v.Value
+	}
+	if env[smarttests.EnvScript] != script || env[smarttests.EnvExecution] != e.ID || env[smarttests.EnvFilename] == "" || env["SANDBOXMESH_ROUTING_KEY"] != e.Status.RoutingKey {
+		t.Fatalf("env of the smart-test job: %v", env)
+	}
+	if len(rj.UploadArtifact) != 1 || rj.UploadArtifact[0].Path != executor.ReportFile {
+		t.Fatalf("uploadArtifact: %+v", rj.UploadArtifact)
+	}
+	return rj
+}
+
+func upload(t *testing.T, rc *client.RunnerClient, rj *apitypes.RunnerJob, body []byte) {
+	t.Helper()
+	if _, err := rc.UploadArtifact(context.Background(), rj.Name, rj.Attempt, executor.ReportFile, "application/json", bytes.NewReader(body), int64(len(body))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func finish(t *testing.T, rc *client.RunnerClient, rj *apitypes.RunnerJob, code int) {
+	t.Helper()
+	if _, err := rc.Finish(context.Background(), rj.Name, rj.Attempt, apitypes.RunnerFinish{ExitCode: code}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func wantFields(t *testing.T, err error, status int, paths ...string) *client.APIError {
+	t.Helper()
+	ae := apiErr(t, err)
+	if ae.Status != status {
+		t.Fatalf("status %d, want %d: %v", ae.Status, status, err)
+	}
+	for _, p := range paths {
+		found := false
+		for _, f := range ae.Fields {
+			found = found || f.Path == p
+		}
+		if !found {
+			t.Fatalf("no field error at %s: %v", p, err)
+		}
+	}
+	return ae
+}
+
+// TestSmartTestsEndToEnd drives tests and executions through the API with a
+// runner pod played over the real runner protocol: the job an execution
+// makes, the report it uploads, the results, traffic diff and findings the
+// control plane makes of it once, cancel, failures, lists, another org.
+func TestSmartTestsEndToEnd(t *testing.T) {
+	for _, d := range storetest.Drivers {
+		t.Run(d, func(t *testing.T) {
+			e := newJobsEnv(t, d)
+			ctx := context.Background()
+			e.applyGroup(t, "rg", "1h")
+			sb, err := e.acme.ApplySandbox(ctx, "acme", sandbox("route-v2", nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc := e.runner(t, "rg", e.runnerToken(t, "rg"), "p1")
+
+			// tests
+			var created bool
+			st, err := e.acme.ApplyTest(ctx, "acme", smartTest("eta"), client.Created(&created))
+			if err != nil || !created || st.Version != 1 || st.Spec.Triggers[0].ID != "trigger-0" || st.CreatedAt == "" {
+				t.Fatalf("apply: %+v %v %v", st, created, err)
+			}
+			if st, err = e.acme.ApplyTest(ctx, "acme", st, client.Created(&created)); err != nil || created || st.Version != 1 {
+				t.Fatalf("apply again: %+v %v %v", st, created, err)
+			}
+			changed := smartTest("eta")
+			changed.Spec.DefaultTimeout = "3m"
+			if _, err := e.acme.ApplyTest(ctx, "acme", changed, client.IfMatch(7)); !errors.Is(err, client.ErrConflict) {
+				t.Fatalf("stale If-Match: %v", err)
+			}
+			if st, err = e.acme.ApplyTest(ctx, "acme", changed, client.IfMatch(1)); err != nil || st.Version != 2 || st.Spec.DefaultTimeout != "3m" {
+				t.Fatalf("update: %+v %v", st, err)
+			}
+			if _, err := e.acme.ApplyTest(ctx, "acme", smartTest("second")); err != nil {
+				t.Fatal(err)
+			}
+			if ts, err := e.acme.ListTests(ctx, "acme"); err != nil || len(ts) != 2 || ts[0].Name != "eta" || ts[1].Name != "second" {
+				t.Fatalf("list: %+v %v", ts, err)
+			}
+			if got, err := e.acme.GetTest(ctx, "acme", "eta"); err != nil || got.Spec.Script != etaScript {
+				t.Fatalf("get: %+v %v", got, err)
+			}
+
+			// an execution that runs to the end
+			ex, err := e.acme.CreateTestExecution(ctx, "acme", "eta", apitypes.TestExecutionSpec{
+				ExecutionContext: apitypes.TestExecutionContext{Routing: &apitypes.TestExecutionRouting{Sandbox: "route-v2"}},
+				Labels:           map[string]string{"ci": "yes"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ex.Status.Phase != apitypes.TestPhasePending || ex.Status.RoutingKey != sb.RoutingKey || ex.TestName != "eta" || ex.Results != nil ||
+				ex.Spec.ExecutionContext.Cluster != "c1" || ex.Spec.ExecutionContext.Timeout != "3m" || !ex.Spec.ExecutionContext.AutoDiff.Enabled {
+				t.Fatalf("created: %+v", ex)
+			}
+			rj := claimExecution(t, rc, ex, etaScript)
+			if got, err := e.acme.GetTestExecution(ctx, "acme", ex.ID); err != nil || got.Status.Phase != apitypes.TestPhaseInProgress {
+				t.Fatalf("running: %+v %v", got, err)
+			}
+			if _, err := e.acme.GetTrafficDiff(ctx, "acme", ex.ID); !errors.Is(err, client.ErrConflict) {
+				t.Fatalf("diff before the end: %v", err)
+			}
+			body, _ := json.Marshal(report(ex.ID, sb.RoutingKey))
+			upload(t, rc, rj, body)
+			finish(t, rc, rj, 0)
+			got, err := e.acme.GetTestExecution(ctx, "acme", ex.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := got.Results
+			if got.Status.Phase != apitypes.TestPhaseSucceeded || r == nil || got.Status.FinalState == nil || got.Status.FinishedAt == "" {
+				t.Fatalf("finished: %+v", got)
+			}
+			if len(r.Checks.Sandbox) != 1 || len(r.Checks.Sandbox[0].Errors) != 1 || r.Checks.Sandbox[0].Errors[0].SourcePosition.Line != 4 ||
+				len(r.Checks.Baseline) != 1 || len(r.Checks.Baseline[0].Errors) != 0 || len(r.Runs) != 3 || r.Runs[0].Passed || !r.Runs[1].Passed {
+				t.Fatalf("checks: %+v", r)
+			}
+			td := r.TrafficDiff
+			if td == nil || td.Captures != 1 || td.Red.Replacements != 1 || td.Green.Replacements != 1 || td.Yellow.Captures != 0 || td.MaxRelevance < 0.8 {
+				t.Fatalf("traffic diff summary: %+v", td)
+			}
+			if !strings.Contains(got.Status.FinalState.Message, "on the sandbox 0 passed, 1 failed") || !strings.Contains(got.Status.FinalState.Message, "1 red") {
+				t.Fatalf("final state: %q", got.Status.FinalState.Message)
+			}
+			full, err := e.acme.GetTrafficDiff(ctx, "acme", ex.ID)
+			if err != nil || full.Summary != *td || len(full.Points) != 1 || len(full.Findings) != 1 {
+				t.Fatalf("full diff: %+v %v", full, err)
+			}
+			fs, err := e.acme.GetTrafficDiffFindings(ctx, "acme", ex.ID, "red", 5)
+			if err != nil || len(fs) != 1 || fs[0].Path != "/response/body/eta" || fs[0].Category != diff.Red {
+				t.Fatalf("red findings: %+v %v", fs, err)
+			}
+			if fs, err := e.acme.GetTrafficDiffFindings(ctx, "acme", ex.ID, "yellow", 0); err != nil || len(fs) != 0 {
+				t.Fatalf("yellow findings: %+v %v", fs, err)
+			}
+			if _, err := e.acme.GetTrafficDiffFindings(ctx, "acme", ex.ID, "blue", 0); err == nil {
+				t.Fatal("category blue accepted")
+			} else {
+				wantFields(t, err, 400, "category")
+			}
+			if raw, err := getWithKey(e.http.URL+"/api/v2/orgs/acme/tests/executions/"+ex.ID+"/traffic-diff-findings?maxFindings=-1", e.keyA); err != nil || raw.StatusCode != 400 {
+				t.Fatalf("maxFindings=-1: %v %v", raw, err)
+			} else {
+				raw.Body.Close()
+			}
+			// the results were stored once: they outlive the job and its report
+			if err := e.acme.DeleteJob(ctx, "acme", rj.Name); err != nil {
+				t.Fatal(err)
+			}
+			if again, err := e.acme.GetTestExecution(ctx, "acme", ex.ID); err != nil || again.Status.Phase != apitypes.TestPhaseSucceeded || again.Results.TrafficDiff.Red != td.Red {
+				t.Fatalf("after the job's deletion: %+v %v", again, err)
+			}
+
+			// canceled while queued
+			ex2, err := e.acme.CreateTestExecution(ctx, "acme", "eta", apitypes.TestExecutionSpec{
+				ExecutionContext: apitypes.TestExecutionContext{Routing: &apitypes.TestExecutionRouting{Sandbox: "route-v2"}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c2, err := e.acme.CancelTestExecution(ctx, "acme", ex2.ID)
+			if err != nil || c2.Status.Phase != apitypes.TestPhaseCanceled || c2.Status.FinalState == nil || !strings.Contains(c2.Status.FinalState.Message, "apiRequest") {
+				t.Fatalf("cancel: %+v %v", c2, err)
+			}
+			if _, err := e.acme.GetTrafficDiff(ctx, "acme", ex2.ID); !errors.Is(err, client.ErrNotFound) {
+				t.Fatalf("diff of a canceled execution: %v", err)
+			}
+
+			// a report of another version: failed, nothing written
+			ex3, err := e.acme.CreateTestExecution(ctx, "acme", "eta", apitypes.TestExecutionSpec{
+				ExecutionContext: apitypes.TestExecutionContext{Routing: &apitypes.TestExecutionRouting{Sandbox: "route-v2"}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rj3 := claimExecution(t, rc, ex3, etaScript)
+			bad := report(ex3.ID, sb.RoutingKey)
+			bad.Version = "smarttest.sandboxmesh.dev/v0"
+			body, _ = json.Marshal(bad)
+			upload(t, rc, rj3, body)
+			finish(t, rc, rj3, 0)
+			if g, err := e.acme.GetTestExecution(ctx, "acme", ex3.ID); err != nil || g.Status.Phase != apitypes.TestPhaseFailed || g.Results != nil ||
+				!strings.Contains(g.Status.FinalState.Message, "malformed report: version") {
+				t.Fatalf("bad version: %+v %v", g, err)
+			}
+
+			// no report, the job failed; autoDiff off
+			ex4, err := e.acme.CreateTestExecution(ctx, "acme", "eta", apitypes.TestExecutionSpec{
+				ExecutionContext: apitypes.TestExecutionContext{Routing: &apitypes.TestExecutionRouting{Sandbox: "route-v2"}, AutoDiff: &apitypes.SmartTestAutoDiff{}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rj4 := claimExecution(t, rc, ex4, etaScript)
+			finish(t, rc, rj4, 3)
+			if g, err := e.acme.GetTestExecution(ctx, "acme", ex4.ID); err != nil || g.Status.Phase != apitypes.TestPhaseFailed ||
+				!strings.Contains(g.Status.FinalState.Message, "exit code 3") || !strings.Contains(g.Status.FinalState.Message, "uploaded no report") {
+				t.Fatalf("no report: %+v %v", g, err)
+			}
+			ex5, err := e.acme.CreateTestExecution(ctx, "acme", "eta", apitypes.TestExecutionSpec{
+				ExecutionContext: apitypes.TestExecutionContext{Routing: &apitypes.TestExecutionRouting{Sandbox: "route-v2"}, AutoDiff: &apitypes.SmartTestAutoDiff{}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rj5 := claimExecution(t, rc, ex5, etaScript)
+			body, _ = json.Marshal(report(ex5.ID, sb.RoutingKey))
+			upload(t, rc, rj5, body)
+			finish(t, rc, rj5, 0)
+			if g, err := e.acme.GetTestExecution(ctx, "acme", ex5.ID); err != nil || g.Status.Phase != apitypes.TestPhaseSucceeded || g.Results == nil || g.Results.TrafficDiff != nil {
+				t.Fatalf("autoDiff off: %+v %v", g, err)
+			}
+			if _, err := e.acme.GetTrafficDiff(ctx, "acme", ex5.ID); !errors.Is(err, client.ErrNotFound) {
+				t.Fatalf("diff with autoDiff off: %v", err)
+			}
+
+			// lists
+			all, err := e.acme.ListTestExecutions(ctx, "acme", client.TestExecutionFilter{})
+			if err != nil || len(all) != 5 || all[0].ID != ex.ID || all[1].Status.Phase != apitypes.TestPhaseCanceled {
+				t.Fatalf("list all: %d %v", len(all), err)
+			}
+			if l, err := e.acme.ListTestExecutions(ctx, "acme", client.TestExecutionFilter{Sandbox: "route-v2", Test: "second"}); err != nil || len(l) != 0 {
+				t.Fatalf("list of test second: %+v %v", l, err)
+			}
+			if l, err := e.acme.ListTestExecutionsOf(ctx, "acme", "eta"); err != nil || len(l) != 5 {
+				t.Fatalf("list of eta: %d %v", len(l), err)
+			}
+			pg, err := e.acme.ListTestExecutionsPage(ctx, "acme", client.TestExecutionFilter{Test: "eta"}, client.PageOptions{Limit: 2})
+			if err != nil || len(pg.Items) != 2 || pg.Continue == "" {
+				t.Fatalf("page: %+v %v", pg, err)
+			}
+
+			// another org sees nothing
+			if _, err := e.other.GetTestExecution(ctx, "acme", ex.ID); !errors.Is(err, client.ErrNotFound) {
+				t.Fatalf("other org's key on acme: %v", err)
+			}
+			if _, err := e.other.GetTestExecution(ctx, "other", ex.ID); !errors.Is(err, client.ErrNotFound) {
+				t.Fatalf("acme's execution through org other: %v", err)
+			}
+			if _, err := e.other.GetTest(ctx, "other", "eta"); !errors.Is(err, client.ErrNotFound) {
+				t.Fatalf("acme's test through org other: %v", err)
+			}
+			if _, err := e.other.CancelTestExecution(ctx, "acme", ex.ID); !errors.Is(err, client.ErrNotFound) {
+				t.Fatalf("cancel with another org's key: %v", err)
+			}
+			if _, err := e.other.CreateTestExecution(ctx, "other", "eta", apitypes.TestExecutionSpec{}); !errors.Is(err, client.ErrNotFound) {
+				t.Fatalf("run acme's test through org other: %v", err)
+			}
+
+			// deleting a test keeps its executions
+			if err := e.acme.DeleteTest(ctx, "acme", "eta"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.acme.GetTest(ctx, "acme", "eta"); !errors.Is(err, client.ErrNotFound) {
+				t.Fatalf("deleted test: %v", err)
+			}
+			if _, err := e.acme.ListTestExecutionsOf(ctx, "acme", "eta"); !errors.Is(err, client.ErrNotFound) {
+				t.Fatalf("executions of a deleted test by its path: %v", err)
+			}
+			if l, err := e.acme.ListTestExecutions(ctx, "acme", client.TestExecutionFilter{Test: "eta"}); err != nil || len(l) != 5 {
+				t.Fatalf("executions of a deleted test: %d %v", len(l), err)
+			}
+			if g, err := e.acme.GetTestExecution(ctx, "acme", ex.ID); err != nil || g.Results == nil {
+				t.Fatalf("execution of a deleted test: %+v %v", g, err)
+			}
+			if err := e.acme.DeleteTest(ctx, "acme", "eta"); !errors.Is(err, client.ErrNotFound) {
+				t.Fatalf("delete twice: %v", err)
+			}
+		})
+	}
+}
+
+// TestSmartTestsValidation: bad tests and executions are refused with the
+// paths of the fields at fault and store nothing.
+func TestSmartTestsValidation(t *testing.T) {
+	e := newJobsEnv(t, storetest.Drivers[0])
+	ctx := context.Background()
+	e.applyGroup(t, "rg", "1h")
+	if _, err := e.acme.ApplySandbox(ctx, "acme", sandbox("sb", nil)); err != nil {
+		t.Fatal(err)
+	}
+	bad := smartTest("eta")
+	bad.Spec.Script = "x = 1\ny = undefined_name + 1\n"
+	ae := wantFields(t, mustFail(e.acme.ApplyTest(ctx, "acme", bad)), 400, "spec.script")
+	if !strings.Contains(ae.Fields[0].Message, "eta.star:2:5") {
+		t.Fatalf("script error without its position: %+v", ae.Fields)
+	}
+	bad.Spec.Script = "def f(:\n"
+	wantFields(t, mustFail(e.acme.ApplyTest(ctx, "acme", bad)), 400, "spec.script")
+	bad = smartTest("eta")
+	bad.Spec.RunnerGroup, bad.Spec.DefaultTimeout = "", "forever"
+	bad.Spec.Triggers = append(bad.Spec.Triggers, apitypes.SmartTestTrigger{ID: "trigger-0", ExecutionTemplate: apitypes.SmartTestExecutionTemplate{Timeout: "1ms", Cluster: "Bad"}})
+	wantFields(t, mustFail(e.acme.ApplyTest(ctx, "acme", bad)), 400, "spec.runnerGroup", "spec.defaultTimeout", "spec.triggers[1].id",
+		"spec.triggers[1].sandboxOf", "spec.triggers[1].executionTemplate.timeout", "spec.triggers[1].executionTemplate.cluster")
+	bad = smartTest("eta")
+	bad.Spec.Script = strings.Repeat("x = 1\n", apitypes.MaxSmartTestScriptBytes/6+1)
+	wantFields(t, mustFail(e.acme.ApplyTest(ctx, "acme", bad)), 400, "spec.script")
+	wantFields(t, mustFail(e.acme.ApplyTest(ctx, "acme", smartTest("executions"))), 400, "name")
+	wantFields(t, mustFail(e.acme.ApplyTest(ctx, "acme", smartTest("Bad_Name"))), 400, "name")
+	if ts, err := e.acme.ListTests(ctx, "acme"); err != nil || len(ts) != 0 {
+		t.Fatalf("refused tests stored: %+v %v", ts, err)
+	}
+	// unknown fields of the body
+	req, _ := http.NewRequest(http.MethodPut, e.http.URL+"/api/v2/orgs/acme/tests/eta", strings.NewReader(`{"spec":{"script":"x = 1","runnerGroup":"rg","scirpt":"x"}}`))
+	req.Header.Set(apitypes.HeaderAPIKey, e.keyA)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Fatalf("unknown field: %d", resp.StatusCode)
+	}
+
+	noGroup := smartTest("nogroup")
+	noGroup.Spec.RunnerGroup = "missing"
+	for _, tt := range []*client.SmartTest{smartTest("eta"), noGroup} {
+		if _, err := e.acme.ApplyTest(ctx, "acme", tt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(test string, ec apitypes.TestExecutionContext) error {
+		_, err := e.acme.CreateTestExecution(ctx, "acme", test, apitypes.TestExecutionSpec{ExecutionContext: ec})
+		return err
+	}
+	wantFields(t, run("eta", apitypes.TestExecutionContext{Routing: &apitypes.TestExecutionRouting{Sandbox: "nope"}}), 400, "executionContext.routing.sandbox")
+	wantFields(t, run("eta", apitypes.TestExecutionContext{Routing: &apitypes.TestExecutionRouting{Sandbox: "sb", RouteGroup: "rg"}}), 400, "executionContext.routing")
+	wantFields(t, run("eta", apitypes.TestExecutionContext{Routing: &apitypes.TestExecutionRouting{RouteGroup: "nope"}}), 400, "executionContext.routing.routegroup")
+	wantFields(t, run("eta", apitypes.TestExecutionContext{Cluster: "c2"}), 400, "executionContext.cluster")
+	wantFields(t, run("eta", apitypes.TestExecutionContext{Timeout: "10h0m0s0ms", Cluster: "-x"}), 400, "executionContext.cluster")
+	wantFields(t, run("eta", apitypes.TestExecutionContext{Timeout: "48h"}), 400, "executionContext.timeout")
+	wantFields(t, run("nogroup", apitypes.TestExecutionContext{}), 400, "test.spec.runnerGroup")
+	if err := run("missing", apitypes.TestExecutionContext{}); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("execution of a missing test: %v", err)
+	}
+	if l, err := e.acme.ListTestExecutions(ctx, "acme", client.TestExecutionFilter{}); err != nil || len(l) != 0 {
+		t.Fatalf("refused executions stored: %d %v", len(l), err)
+	}
+	if js, err := e.acme.ListJobs(ctx, "acme", client.JobFilter{}); err != nil || len(js) != 0 {
+		t.Fatalf("refused executions made jobs: %d %v", len(js), err)
+	}
+	// an execution without routing runs (no diff)
+	if err := run("eta", apitypes.TestExecutionContext{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"/tests/executions/NOT-AN-ID", "/tests/executions/abc/traffic-diff-findings?maxFindings=x", "/tests/executions?sandbox=Bad_", "/tests/Bad_Name"} {
+		resp, err := getWithKey(e.http.URL+"/api/v2/orgs/acme"+u, e.keyA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 400 {
+			t.Errorf("%s: %d, want 400", u, resp.StatusCode)
+		}
+	}
+	if _, err := e.acme.GetTestExecution(ctx, "acme", "0123456789abcdef"); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("missing execution: %v", err)
+	}
+	if _, err := e.acme.GetTrafficDiff(ctx, "acme", "0123456789abcdef"); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("diff of a missing execution: %v", err)
+	}
+}
+
+func mustFail[T any](_ T, err error) error {
+	if err == nil {
+		return fmt.Errorf("no error")
+	}
+	return err
+}
+
+func getWithKey(u, key string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set(apitypes.HeaderAPIKey, key)
+	return http.DefaultClient.Do(req)
+}
