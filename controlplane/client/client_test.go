@@ -134,6 +134,7 @@ func TestSDKCoversOpenAPI(t *testing.T) {
 	}
 	jobCalls(ctx, t, c, hs.URL)
 	pluginCalls(ctx, t, c)
+	smartTestCalls(ctx, t, c)
 	must(c.DeleteCluster(ctx, "acme", "c1"))
 	ak, err := c.CreateAdminKey(ctx, "second")
 	must(err)
@@ -256,6 +257,46 @@ func TestPreviewHelpers(t *testing.T) {
 	if h.Get(apitypes.HeaderAPIKey) != "smk_x" || !strings.Contains(h.Get("baggage"), "sm-routing-key=rk1") {
 		t.Fatalf("AuthorizePreview: %v", h)
 	}
+}
+
+// smartTestCalls drives the SDK's smart test methods (docs/smart-tests.md).
+func smartTestCalls(ctx context.Context, t *testing.T, c *client.Client) {
+	t.Helper()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := c.ApplyRunnerGroup(ctx, "acme", &client.RunnerGroup{Name: "strg", Spec: apitypes.RunnerGroupSpec{Cluster: "c1"}})
+	must(err)
+	_, err = c.ApplyTest(ctx, "acme", &client.SmartTest{Name: "st", Spec: apitypes.SmartTestSpec{Script: "x = 1\n", RunnerGroup: "strg"}})
+	must(err)
+	_, err = c.GetTest(ctx, "acme", "st")
+	must(err)
+	if ts, err := c.ListTests(ctx, "acme"); err != nil || len(ts) != 1 {
+		t.Fatalf("tests: %+v %v", ts, err)
+	}
+	ex, err := c.CreateTestExecution(ctx, "acme", "st", apitypes.TestExecutionSpec{})
+	must(err)
+	_, err = c.GetTestExecution(ctx, "acme", ex.ID)
+	must(err)
+	if _, err := c.GetTrafficDiff(ctx, "acme", ex.ID); !errors.Is(err, client.ErrConflict) {
+		t.Fatalf("diff of a pending execution: %v", err)
+	}
+	if ex, err = c.CancelTestExecution(ctx, "acme", ex.ID); err != nil || ex.Status.Phase != apitypes.TestPhaseCanceled {
+		t.Fatalf("cancel: %+v %v", ex, err)
+	}
+	if _, err := c.GetTrafficDiffFindings(ctx, "acme", ex.ID, "red", 3); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("findings of a canceled execution: %v", err)
+	}
+	if l, err := c.ListTestExecutions(ctx, "acme", client.TestExecutionFilter{Test: "st"}); err != nil || len(l) != 1 {
+		t.Fatalf("executions: %+v %v", l, err)
+	}
+	_, err = c.ListTestExecutionsOf(ctx, "acme", "st")
+	must(err)
+	must(c.DeleteTest(ctx, "acme", "st"))
+	must(c.DeleteRunnerGroup(ctx, "acme", "strg"))
 }
 
 // jobCalls drives the SDK's job methods and the RunnerClient.
