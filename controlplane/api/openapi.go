@@ -33,6 +33,9 @@ type Operation struct {
 	Public bool
 	// Runner marks routes authenticated with a runner token.
 	Runner bool
+	// Alias marks a second path of an operation served for Signadot's
+	// clients; the Go SDK calls the first.
+	Alias bool
 }
 
 const o = "/api/v2/orgs/:org"
@@ -103,6 +106,9 @@ var Operations = []Operation{
 	{Method: "DELETE", Path: o + "/tests/:name", ID: "delete-test", Summary: "Delete a smart test (its executions are kept: GET /tests/executions?test=name)", Tag: "SmartTests", Response: apitypes.EmptyResponse{}},
 	{Method: "POST", Path: o + "/tests/:name/executions", ID: "create-test-execution", Summary: "Run a smart test: a job of the test's runner group runs the script against the sandbox (or route group) and twice against the baseline", Tag: "SmartTests", Request: apitypes.TestExecutionSpec{}, Response: apitypes.TestExecution{}},
 	{Method: "GET", Path: o + "/tests/:name/executions", ID: "list-test-executions", Summary: "List a smart test's executions, oldest first", Tag: "SmartTests", Response: []apitypes.TestExecution{}, Query: map[string]string{"limit": "page size (1-500; larger is clamped); the next page's token is in the Sandboxmesh-Continue and Link headers. Without limit and continue: the whole list", "continue": "token of the next page (from Sandboxmesh-Continue)"}},
+	{Method: "GET", Path: o + "/tests/:name/executions/:id", ID: "get-test-execution-of-test", Summary: "Get a test execution (Signadot's path; 404 unless it is an execution of this test)", Tag: "SmartTests", Response: apitypes.TestExecution{}, Alias: true},
+	{Method: "POST", Path: o + "/tests/:name/executions/:id/cancel", ID: "cancel-test-execution-of-test", Summary: "Cancel a test execution (Signadot's path and method)", Tag: "SmartTests", Response: apitypes.TestExecution{}, Alias: true},
+	{Method: "GET", Path: o + "/tests/:name/executions/:id/traffic-diff", ID: "get-test-execution-of-test-traffic-diff", Summary: "The whole traffic diff of a finished execution (Signadot's path)", Tag: "SmartTests", Response: diff.Result{}, Alias: true},
 	{Method: "GET", Path: o + "/tests/executions", ID: "list-all-test-executions", Summary: "List the executions of every smart test of the org (also of deleted tests), oldest first", Tag: "SmartTests", Response: []apitypes.TestExecution{},
 		Query: map[string]string{"test": "only executions of this test", "sandbox": "only executions against this sandbox", "limit": "page size (1-500; larger is clamped); the next page's token is in the Sandboxmesh-Continue and Link headers. Without limit and continue: the whole list", "continue": "token of the next page (from Sandboxmesh-Continue)"}},
 	{Method: "GET", Path: o + "/tests/executions/:id", ID: "get-test-execution", Summary: "Get a test execution: phase (pending, in_progress, succeeded, failed, canceled), finalState, results (checks of the sandbox and baseline runs, traffic diff summary)", Tag: "SmartTests", Response: apitypes.TestExecution{}},

@@ -35,6 +35,28 @@ func (s *Server) registerSmartTests(o string) {
 	s.handle(http.MethodDelete, t+"/:name", user, s.orgAccess, s.deleteSmartTest)
 	s.handle(http.MethodPost, t+"/:name/executions", user, s.orgAccess, s.createTestExecution)
 	s.handle(http.MethodGet, t+"/:name/executions", user, s.orgAccess, s.listTestExecutions)
+	// Signadot's paths of one execution, under its test.
+	s.handle(http.MethodGet, t+"/:name/executions/:id", user, s.orgAccess, s.testOfExecution, s.getTestExecution)
+	s.handle(http.MethodPost, t+"/:name/executions/:id/cancel", user, s.orgAccess, s.testOfExecution, s.cancelTestExecution)
+	s.handle(http.MethodGet, t+"/:name/executions/:id/traffic-diff", user, s.orgAccess, s.testOfExecution, s.getTrafficDiff)
+}
+
+// testOfExecution checks that the execution of a …/tests/:name/executions/:id
+// route is one of that test's (404 otherwise).
+func (s *Server) testOfExecution(c *gin.Context) {
+	name, ok := s.validTestName(c)
+	if !ok {
+		return
+	}
+	id, ok := s.validExecutionID(c)
+	if !ok {
+		return
+	}
+	if err := s.tests.ExecutionOf(c.Request.Context(), c.Param("org"), name, id); err != nil {
+		s.failTests(c, fmt.Sprintf("test execution %q of smart test %q", id, name), err)
+		return
+	}
+	c.Next()
 }
 
 // failTests maps the smart test service's errors to HTTP answers (the rest as failErr).

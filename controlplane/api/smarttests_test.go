@@ -218,6 +218,29 @@ func TestSmartTestsEndToEnd(t *testing.T) {
 			} else {
 				raw.Body.Close()
 			}
+			// Signadot's paths, under the test
+			for _, tc := range []struct {
+				method, path string
+				code         int
+			}{
+				{"GET", "/tests/eta/executions/" + ex.ID, 200},
+				{"GET", "/tests/eta/executions/" + ex.ID + "/traffic-diff", 200},
+				{"POST", "/tests/eta/executions/" + ex.ID + "/cancel", 200},
+				{"GET", "/tests/second/executions/" + ex.ID, 404},
+				{"POST", "/tests/second/executions/" + ex.ID + "/cancel", 404},
+				{"GET", "/tests/eta/executions/" + ex.ID + "/", 200},
+			} {
+				req, _ := http.NewRequest(tc.method, e.http.URL+"/api/v2/orgs/acme"+tc.path, nil)
+				req.Header.Set(apitypes.HeaderSignadotAPIKey, e.keyA)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != tc.code {
+					t.Errorf("%s %s: %d, want %d", tc.method, tc.path, resp.StatusCode, tc.code)
+				}
+			}
 			// the results were stored once: they outlive the job and its report
 			if err := e.acme.DeleteJob(ctx, "acme", rj.Name); err != nil {
 				t.Fatal(err)

@@ -318,6 +318,18 @@ func (s *Service) GetExecution(ctx context.Context, org, id string) (apitypes.Te
 	return s.refresh(ctx, e)
 }
 
+// ExecutionOf checks that execution id is one of test's (store.ErrNotFound otherwise).
+func (s *Service) ExecutionOf(ctx context.Context, org, test, id string) error {
+	e, err := s.st.GetTestExecution(ctx, org, id, false)
+	if err != nil {
+		return err
+	}
+	if e.Test != test {
+		return fmt.Errorf("test execution %s/%s of test %s: %w", org, id, test, store.ErrNotFound)
+	}
+	return nil
+}
+
 // ListExecutions returns a page of an org's executions, oldest first (view
 // them with View).
 func (s *Service) ListExecutions(ctx context.Context, org string, f store.TestExecutionFilter, p store.PageRequest) (store.Page[store.TestExecution], error) {
