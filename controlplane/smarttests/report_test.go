@@ -2,6 +2,7 @@ package smarttests_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -129,6 +130,68 @@ func FuzzValidate(f *testing.F) {
 		for _, fe := range smarttests.Validate(name, &st) {
 			if fe.Path == "" || fe.Message == "" {
 				t.Fatalf("field error without path or message: %+v", fe)
+			}
+		}
+	})
+}
+
+// reportOf20 is a report of a 20-request test: 20 captures per run with
+// JSON bodies of about 2 KB, one field changed in the target run, one
+// id that differs in every run.
+func reportOf20() []byte {
+	r := executor.Report{Version: executor.ReportVersion, Execution: "e1", RoutingKey: "k1"}
+	for _, n := range []string{executor.RunTarget, executor.RunBaselineA, executor.RunBaselineB} {
+		run := executor.Run{Name: n, Result: &script.Result{Requests: 20, Checks: []script.Check{{Name: "ok", Errors: []script.CheckError{}}}}}
+		for i := range 20 {
+			items := make([]map[string]any, 20)
+			for k := range items {
+				items[k] = map[string]any{"sku": fmt.Sprintf("sku-%d", k), "price": 10 + k, "name": strings.Repeat("x", 40)}
+			}
+			body := map[string]any{"id": fmt.Sprintf("%s-%x", n, i*7919), "eta": 5, "items": items}
+			if n == executor.RunTarget {
+				body["eta"] = "5"
+			}
+			b, _ := json.Marshal(body)
+			c := capture(fmt.Sprintf("e1.%s.%d", n, i), string(b))
+			c.Seq = int64(i)
+			run.Captures = append(run.Captures, c)
+		}
+		r.Runs = append(r.Runs, run)
+	}
+	data, _ := json.Marshal(r)
+	return data
+}
+
+// BenchmarkConclude measures what concluding an execution of a 20-request
+// test costs (parse and check the report, results, diff, encode both)
+// beside its peer, decoding the same report with encoding/json alone.
+func BenchmarkConclude(b *testing.B) {
+	data := reportOf20()
+	b.Run("decode-only", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			var r executor.Report
+			if err := json.Unmarshal(data, &r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("conclude", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for b.Loop() {
+			rep, err := smarttests.ParseReport(data, "e1", "k1")
+			if err != nil {
+				b.Fatal(err)
+			}
+			res, full := smarttests.Results(rep, true, diff.Options{})
+			if res.TrafficDiff.Red.Captures != 20 {
+				b.Fatalf("red captures %d", res.TrafficDiff.Red.Captures)
+			}
+			if _, err := json.Marshal(res); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := json.Marshal(full); err != nil {
+				b.Fatal(err)
 			}
 		}
 	})

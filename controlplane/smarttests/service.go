@@ -342,7 +342,11 @@ func (s *Service) View(ctx context.Context, e store.TestExecution) apitypes.Test
 	v, err := s.refresh(ctx, e)
 	if err != nil {
 		s.log.ErrorContext(ctx, "test execution view", "org", e.Org, "id", e.ID, "err", err)
-		return s.view(e, apitypes.TestPhasePending)
+		phase := e.Phase
+		if phase == "" { // the job could not be read, or its report not concluded: try again on the next read
+			phase = apitypes.TestPhaseInProgress
+		}
+		return s.view(e, phase)
 	}
 	return v
 }
