@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -178,9 +179,30 @@ func TestSmartTestsEndToEnd(t *testing.T) {
 			body, _ := json.Marshal(report(ex.ID, sb.RoutingKey))
 			upload(t, rc, rj, body)
 			finish(t, rc, rj, 0)
-			got, err := e.acme.GetTestExecution(ctx, "acme", ex.ID)
-			if err != nil {
-				t.Fatal(err)
+			// concurrent first reads conclude it once; all see the same
+			views := make([]*client.TestExecution, 8)
+			var wg sync.WaitGroup
+			for i := range views {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					v, err := e.acme.GetTestExecution(ctx, "acme", ex.ID)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					views[i] = v
+				}()
+			}
+			wg.Wait()
+			got := views[0]
+			if got == nil {
+				t.FailNow()
+			}
+			for _, v := range views[1:] {
+				if a, b := mustJSON(t, v), mustJSON(t, got); a != b {
+					t.Fatalf("concurrent reads differ:\n%s\n%s", a, b)
+				}
 			}
 			r := got.Results
 			if got.Status.Phase != apitypes.TestPhaseSucceeded || r == nil || got.Status.FinalState == nil || got.Status.FinishedAt == "" {
@@ -453,6 +475,15 @@ func TestSmartTestsValidation(t *testing.T) {
 	if _, err := e.acme.GetTrafficDiff(ctx, "acme", "0123456789abcdef"); !errors.Is(err, client.ErrNotFound) {
 		t.Fatalf("diff of a missing execution: %v", err)
 	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func mustFail[T any](_ T, err error) error {
