@@ -209,6 +209,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if s.tests, err = smarttests.New(smarttests.Config{Store: cfg.Store, Jobs: s.jobs, Logger: cfg.Logger}); err != nil {
 		return nil, err
 	}
+	go s.tests.Run(ctx) // fires smart test triggers, until ctx ends
 	s.replicaID, s.tunnelLease = newReplicaID(), defaultTunnelLease
 	s.preview = &preview.Proxy{
 		Base:                  pb,

@@ -501,3 +501,88 @@ func getWithKey(u, key string) (*http.Response, error) {
 	req.Header.Set(apitypes.HeaderAPIKey, key)
 	return http.DefaultClient.Do(req)
 }
+
+// TestSmartTestTriggers: a trigger runs its test once per version of a
+// sandbox forking its workload, when the agent first reports that version
+// ready; other workloads, other clusters and repeated reports run nothing.
+func TestSmartTestTriggers(t *testing.T) {
+	for _, d := range storetest.Drivers {
+		t.Run(d, func(t *testing.T) {
+			e := newJobsEnv(t, d)
+			ctx := context.Background()
+			e.applyGroup(t, "rg", "1h")
+			mk := func(name, ns, workload, cluster string) {
+				tt := smartTest(name)
+				tt.Spec.Triggers = []apitypes.SmartTestTrigger{{ID: "on-" + workload, SandboxOf: &v1alpha1.WorkloadRef{Namespace: ns, Name: workload},
+					ExecutionTemplate: apitypes.SmartTestExecutionTemplate{Cluster: cluster, Timeout: "90s", AutoDiff: &apitypes.SmartTestAutoDiff{}}}}
+				if _, err := e.acme.ApplyTest(ctx, "acme", tt); err != nil {
+					t.Fatal(err)
+				}
+			}
+			mk("cart-test", "shop", "cart", "")     // sandbox() forks shop/cart
+			mk("route-test", "hotrod", "route", "") // another workload
+			mk("elsewhere", "shop", "cart", "c9")   // another cluster
+			sb, err := e.acme.ApplySandbox(ctx, "acme", sandbox("feature", nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			report := func(version int64, ready bool) {
+				t.Helper()
+				b, _ := json.Marshal(apitypes.AgentStatusReport{Items: []apitypes.AgentStatusItem{{Kind: "sandbox", Org: "acme", Name: "feature", Version: version,
+					Status: apitypes.ObservedStatus{Ready: ready, RoutingKey: sb.RoutingKey}}}})
+				req, _ := http.NewRequest("POST", e.http.URL+"/api/v2/agent/status", bytes.NewReader(b))
+				req.Header.Set(apitypes.HeaderClusterToken, e.tokenA)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Fatalf("status report: %d", resp.StatusCode)
+				}
+			}
+			executions := func(want int) []client.TestExecution {
+				t.Helper()
+				deadline := time.Now().Add(5 * time.Second)
+				for {
+					l, err := e.acme.ListTestExecutions(ctx, "acme", client.TestExecutionFilter{Sandbox: "feature"})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(l) == want {
+						time.Sleep(200 * time.Millisecond) // and no more come
+						if l2, _ := e.acme.ListTestExecutions(ctx, "acme", client.TestExecutionFilter{Sandbox: "feature"}); len(l2) != want {
+							t.Fatalf("%d executions, want %d", len(l2), want)
+						}
+						return l
+					}
+					if len(l) > want || time.Now().After(deadline) {
+						t.Fatalf("%d executions, want %d: %+v", len(l), want, l)
+					}
+					time.Sleep(25 * time.Millisecond)
+				}
+			}
+			report(sb.Version, false)
+			executions(0)
+			report(sb.Version, true)
+			l := executions(1)
+			x := l[0]
+			if x.TestName != "cart-test" || x.Status.TriggeredBy == nil || x.Status.TriggeredBy.Trigger != "on-cart" || x.Status.TriggeredBy.Sandbox != "feature" ||
+				x.Status.RoutingKey != sb.RoutingKey || x.Spec.ExecutionContext.Timeout != "90s" || x.Spec.ExecutionContext.AutoDiff.Enabled {
+				t.Fatalf("triggered execution: %+v", x)
+			}
+			report(sb.Version, true) // again: nothing new
+			executions(1)
+			up := sandbox("feature", nil)
+			up.Spec.Description = "v2"
+			sb2, err := e.acme.ApplySandbox(ctx, "acme", up)
+			if err != nil || sb2.Version != sb.Version+1 {
+				t.Fatalf("update: %+v %v", sb2, err)
+			}
+			report(sb2.Version, true)
+			if l := executions(2); l[1].TestName != "cart-test" {
+				t.Fatalf("second version: %+v", l[1])
+			}
+		})
+	}
+}

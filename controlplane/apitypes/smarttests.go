@@ -55,8 +55,8 @@ type SmartTestSpec struct {
 	// DefaultTimeout bounds each run of an execution that sets no timeout,
 	// a Go duration (e.g. 2m; default: the runtime's, 5m).
 	DefaultTimeout string `json:"defaultTimeout,omitempty"`
-	// Triggers run the test when a sandbox forking a workload is created
-	// or updated (stored and validated; firing them is not implemented yet).
+	// Triggers run the test when a version of a sandbox forking a workload
+	// (a new or updated sandbox) is first reported ready.
 	Triggers []SmartTestTrigger `json:"triggers,omitempty"`
 	// RunnerGroup is the job runner group whose pods run the executions
 	// (SandboxMesh's; Signadot uses its managed runner group).

@@ -11,9 +11,10 @@
 // (smarttest/diff.Compare); later reads serve what was stored. The REST
 // handlers in controlplane/api are thin wrappers around Service.
 //
-// Not here yet: firing triggers when a sandbox is created or updated,
-// publishing results to the sandbox's status, and the capture points'
-// (sidecars') captures, which would join the runner's own in the diff.
+// Triggers fire when a version of a sandbox forking their workload is
+// first reported ready (triggers.go). Not here yet: publishing results to
+// the sandbox's status, and the capture points' (sidecars') captures, which
+// would join the runner's own in the diff.
 package smarttests
 
 import (
@@ -216,6 +217,10 @@ func TestView(t store.SmartTest) apitypes.SmartTest {
 // and stores the execution. Bad input is a *ValidationError and stores
 // nothing.
 func (s *Service) CreateExecution(ctx context.Context, org, test string, spec apitypes.TestExecutionSpec) (apitypes.TestExecution, error) {
+	return s.createExecution(ctx, org, test, spec, nil)
+}
+
+func (s *Service) createExecution(ctx context.Context, org, test string, spec apitypes.TestExecutionSpec, trig *apitypes.TestExecutionTrigger) (apitypes.TestExecution, error) {
 	t, err := s.st.GetSmartTest(ctx, org, test)
 	if err != nil {
 		return apitypes.TestExecution{}, err
@@ -297,8 +302,14 @@ func (s *Service) CreateExecution(ctx context.Context, org, test string, spec ap
 	if err != nil {
 		return apitypes.TestExecution{}, fmt.Errorf("test execution of %s/%s: %w", org, test, err)
 	}
+	var rawTrig json.RawMessage
+	if trig != nil {
+		if rawTrig, err = json.Marshal(trig); err != nil {
+			return apitypes.TestExecution{}, fmt.Errorf("test execution of %s/%s: %w", org, test, err)
+		}
+	}
 	e, err := s.st.CreateTestExecution(ctx, store.TestExecution{Org: org, ID: id, Test: test, Spec: rawSpec, Job: job.Name,
-		Sandbox: sandbox, RouteGroup: routeGroup, RoutingKey: job.Status.RoutingKey})
+		Sandbox: sandbox, RouteGroup: routeGroup, RoutingKey: job.Status.RoutingKey, TriggeredBy: rawTrig})
 	if err != nil {
 		if derr := s.jobs.Delete(context.WithoutCancel(ctx), org, job.Name); derr != nil {
 			s.log.WarnContext(ctx, "delete the job of an execution that was not stored", "org", org, "job", job.Name, "err", derr)

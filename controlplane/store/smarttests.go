@@ -242,3 +242,16 @@ func (s *Store) DeleteTestExecution(ctx context.Context, org, id string) error {
 	}
 	return nil
 }
+
+// ClaimTriggerFiring records that a trigger of a test fires for a version
+// of a sandbox and reports whether this call recorded it (false: it had
+// fired already, here or on another replica).
+func (s *Store) ClaimTriggerFiring(ctx context.Context, org, test, trigger, sandbox string, version int64) (bool, error) {
+	res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO smart_test_trigger_firings (org, test, trigger_id, sandbox, sandbox_version, created_at)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (org, test, trigger_id, sandbox, sandbox_version) DO NOTHING`), org, test, trigger, sandbox, version, s.nowNano())
+	if err != nil {
+		return false, fmt.Errorf("fire trigger %s of smart test %s/%s for sandbox %s version %d: %w", trigger, org, test, sandbox, version, err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}

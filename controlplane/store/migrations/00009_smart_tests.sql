@@ -39,6 +39,20 @@ CREATE INDEX smart_test_executions_by_time ON smart_test_executions (org, create
 CREATE INDEX smart_test_executions_by_test ON smart_test_executions (org, test, created_at, id);
 CREATE INDEX smart_test_executions_by_sandbox ON smart_test_executions (org, sandbox, created_at, id);
 
+-- Triggers fired: a trigger of a test runs once per version of a sandbox,
+-- when that version is first reported ready (the primary key makes the
+-- firing happen once across replicas and repeated status reports).
+CREATE TABLE smart_test_trigger_firings (
+    org             TEXT NOT NULL,
+    test            TEXT NOT NULL,
+    trigger_id      TEXT NOT NULL,
+    sandbox         TEXT NOT NULL,
+    sandbox_version BIGINT NOT NULL,
+    created_at      BIGINT NOT NULL,
+    PRIMARY KEY (org, test, trigger_id, sandbox, sandbox_version)
+);
+
 -- +goose Down
+DROP TABLE smart_test_trigger_firings;
 DROP TABLE smart_test_executions;
 DROP TABLE smart_tests;
