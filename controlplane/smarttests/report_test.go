@@ -196,3 +196,22 @@ func BenchmarkConclude(b *testing.B) {
 		}
 	})
 }
+
+// FuzzValidateExecution: any body that decodes as an execution request is
+// validated without a panic; errors always carry a field path.
+func FuzzValidateExecution(f *testing.F) {
+	f.Add(`{"executionContext":{"routing":{"sandbox":"sb"},"autoDiff":{"enabled":false},"timeout":"2m"},"labels":{"a":"b"}}`)
+	f.Add(`{"executionContext":{"cluster":"-x","routing":{"sandbox":"a","routegroup":"b"},"timeout":"1ms"}}`)
+	f.Add(`{"executionContext":{"runID":"r1"},"hosted":{"x":1}}`)
+	f.Fuzz(func(t *testing.T, body string) {
+		var es apitypes.TestExecutionSpec
+		if _, err := apitypes.DecodeWire([]byte(body), &es, apitypes.TestExecutionWireRules); err != nil {
+			return
+		}
+		for _, fe := range apitypes.ValidateTestExecutionSpec(&es) {
+			if fe.Path == "" || fe.Message == "" {
+				t.Fatalf("field error without path or message: %+v", fe)
+			}
+		}
+	})
+}
