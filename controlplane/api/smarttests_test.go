@@ -323,6 +323,19 @@ func TestSmartTestsEndToEnd(t *testing.T) {
 			body, _ = json.Marshal(report(ex5.ID, sb.RoutingKey))
 			upload(t, rc, rj5, body)
 			finish(t, rc, rj5, 0)
+			// concluded when its job finished, before anyone reads it
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				se, err := e.st.GetTestExecution(ctx, "acme", ex5.ID, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if se.Phase == apitypes.TestPhaseSucceeded && len(se.Results) > 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("not concluded by its job's end: %+v", se)
+				}
+			}
 			if g, err := e.acme.GetTestExecution(ctx, "acme", ex5.ID); err != nil || g.Status.Phase != apitypes.TestPhaseSucceeded || g.Results == nil || g.Results.TrafficDiff != nil {
 				t.Fatalf("autoDiff off: %+v %v", g, err)
 			}

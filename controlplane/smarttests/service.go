@@ -5,10 +5,12 @@
 // test's runner group (controlplane/jobs) that runs `sandboxmesh-runner
 // smarttest` (smarttest/executor) once against the sandbox and twice against
 // the baseline and uploads an executor.Report as the artifact
-// executor.ReportFile. When the job has finished, the first read of the
-// execution reads that report once, validates it and stores, in one write
-// with the final phase, the checks of both sides and the traffic diff
-// (smarttest/diff.Compare); later reads serve what was stored. The REST
+// executor.ReportFile. When the job has finished, the execution is
+// concluded (by Run as the job's change is seen, or by the first read that
+// finds the job finished): the report is read once and validated, and the
+// checks of both sides and the traffic diff (smarttest/diff.Compare) are
+// stored in one write with the final phase; later reads serve what was
+// stored. The REST
 // handlers in controlplane/api are thin wrappers around Service.
 //
 // Triggers fire when a version of a sandbox forking their workload is
@@ -444,7 +446,7 @@ func (s *Service) refresh(ctx context.Context, e store.TestExecution) (apitypes.
 	var c conclusion
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		c = conclusion{phase: apitypes.TestPhaseFailed, message: fmt.Sprintf("the execution's job %s was deleted before it finished", e.Job)}
+		c = conclusion{phase: apitypes.TestPhaseFailed, message: fmt.Sprintf("the execution's job %s was deleted before its report was read", e.Job)}
 	case err != nil:
 		return apitypes.TestExecution{}, err
 	case !j.Finished():

@@ -12,42 +12,77 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 )
 
-// triggerQueue bounds the sandboxes waiting for their triggers to be
-// looked at; beyond it a status change is dropped with a log line (the
-// sandbox's next ready report fires its triggers).
+// triggerQueue bounds the changes waiting for Run; beyond it a change is
+// dropped with a log line (the sandbox's next ready report fires its
+// triggers; the next read of an execution concludes it).
 const triggerQueue = 256
 
-// fireTimeout bounds the firing of one sandbox's triggers.
+// fireTimeout bounds the work on one change.
 const fireTimeout = 30 * time.Second
 
-type sandboxRef struct{ org, name string }
+// event is a change Run looks at: a sandbox's status, or a job's.
+type event struct {
+	org, name string
+	job       bool
+}
 
-// Run fires triggers until ctx ends: every sandbox status an agent reports
-// through this replica is looked at by one worker (SandboxReady).
+// Run works until ctx ends on the changes made through this replica, one
+// at a time: a sandbox status an agent reports fires triggers
+// (SandboxReady); a job that changed concludes the execution it runs as
+// soon as it has finished (so that its report is read before anyone
+// deletes the job; reads conclude executions too).
 func (s *Service) Run(ctx context.Context) {
-	ch := make(chan sandboxRef, triggerQueue)
+	ch := make(chan event, triggerQueue)
 	s.st.Watch(func(c store.Change) {
-		if c.What != store.ChangeStatus || c.Kind != store.KindSandbox || ctx.Err() != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		var ev event
+		switch {
+		case c.What == store.ChangeStatus && c.Kind == store.KindSandbox:
+			ev = event{org: c.Org, name: c.Name}
+		case c.What == store.ChangeJob && c.Name != "":
+			ev = event{org: c.Org, name: c.Name, job: true}
+		default:
 			return
 		}
 		select {
-		case ch <- sandboxRef{c.Org, c.Name}:
+		case ch <- ev:
 		default:
-			s.log.Warn("smart test triggers: queue full, status change dropped", "org", c.Org, "sandbox", c.Name)
+			s.log.Warn("smart tests: queue full, change dropped", "org", c.Org, "name", c.Name, "job", ev.job)
 		}
 	})
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case r := <-ch:
+		case ev := <-ch:
 			fctx, cancel := context.WithTimeout(ctx, fireTimeout)
-			if _, err := s.SandboxReady(fctx, r.org, r.name); err != nil && ctx.Err() == nil {
-				s.log.ErrorContext(ctx, "smart test triggers", "org", r.org, "sandbox", r.name, "err", err)
+			var err error
+			if ev.job {
+				err = s.jobChanged(fctx, ev.org, ev.name)
+			} else {
+				_, err = s.SandboxReady(fctx, ev.org, ev.name)
+			}
+			if err != nil && ctx.Err() == nil {
+				s.log.ErrorContext(ctx, "smart tests", "org", ev.org, "name", ev.name, "job", ev.job, "err", err)
 			}
 			cancel()
 		}
 	}
+}
+
+// jobChanged concludes the execution a finished job ran (nothing for other jobs).
+func (s *Service) jobChanged(ctx context.Context, org, job string) error {
+	e, err := s.st.TestExecutionOfJob(ctx, org, job)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && e.Phase != "") {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	_, err = s.refresh(ctx, e)
+	return err
 }
 
 // SandboxReady fires the triggers of the org's tests for a sandbox whose

@@ -188,6 +188,16 @@ func (s *Store) GetTestExecution(ctx context.Context, org, id string, withDiff b
 	return e, nil
 }
 
+// TestExecutionOfJob returns the execution a job runs, or ErrNotFound (a
+// job that is not a smart test's).
+func (s *Store) TestExecutionOfJob(ctx context.Context, org, job string) (TestExecution, error) {
+	e, err := scanRow(ctx, s, s.db, scanTestExecution, `SELECT `+testExecColsLight+` FROM smart_test_executions WHERE org = ? AND job = ?`, org, job)
+	if err != nil {
+		return TestExecution{}, fmt.Errorf("test execution of job %s/%s: %w", org, job, err)
+	}
+	return e, nil
+}
+
 // TestExecutionFilter selects executions; empty fields match everything.
 type TestExecutionFilter struct {
 	Test    string

@@ -38,6 +38,7 @@ CREATE TABLE smart_test_executions (
 CREATE INDEX smart_test_executions_by_time ON smart_test_executions (org, created_at, id);
 CREATE INDEX smart_test_executions_by_test ON smart_test_executions (org, test, created_at, id);
 CREATE INDEX smart_test_executions_by_sandbox ON smart_test_executions (org, sandbox, created_at, id);
+CREATE INDEX smart_test_executions_by_job ON smart_test_executions (org, job);
 
 -- Triggers fired: a trigger of a test runs once per version of a sandbox,
 -- when that version is first reported ready (the primary key makes the
