@@ -455,11 +455,12 @@ func TestSmartTestsValidation(t *testing.T) {
 	wantFields(t, run("eta", apitypes.TestExecutionContext{Routing: &apitypes.TestExecutionRouting{Sandbox: "nope"}}), 400, "executionContext.routing.sandbox")
 	wantFields(t, run("eta", apitypes.TestExecutionContext{Routing: &apitypes.TestExecutionRouting{Sandbox: "sb", RouteGroup: "rg"}}), 400, "executionContext.routing")
 	wantFields(t, run("eta", apitypes.TestExecutionContext{Routing: &apitypes.TestExecutionRouting{RouteGroup: "nope"}}), 400, "executionContext.routing.routegroup")
-	wantFields(t, run("eta", apitypes.TestExecutionContext{Cluster: "c2"}), 400, "executionContext.cluster")
-	wantFields(t, run("eta", apitypes.TestExecutionContext{Timeout: "10h0m0s0ms", Cluster: "-x"}), 400, "executionContext.cluster")
-	wantFields(t, run("eta", apitypes.TestExecutionContext{Timeout: "48h"}), 400, "executionContext.timeout")
-	wantFields(t, run("nogroup", apitypes.TestExecutionContext{}), 400, "test.spec.runnerGroup")
-	if err := run("missing", apitypes.TestExecutionContext{}); !errors.Is(err, client.ErrNotFound) {
+	sbr := &apitypes.TestExecutionRouting{Sandbox: "sb"}
+	wantFields(t, run("eta", apitypes.TestExecutionContext{Cluster: "c2", Routing: sbr}), 400, "executionContext.cluster")
+	wantFields(t, run("eta", apitypes.TestExecutionContext{Timeout: "10h0m0s0ms", Cluster: "-x", Routing: sbr}), 400, "executionContext.cluster")
+	wantFields(t, run("eta", apitypes.TestExecutionContext{Timeout: "48h", Routing: sbr}), 400, "executionContext.timeout")
+	wantFields(t, run("nogroup", apitypes.TestExecutionContext{Routing: sbr}), 400, "test.spec.runnerGroup")
+	if err := run("missing", apitypes.TestExecutionContext{Routing: sbr}); !errors.Is(err, client.ErrNotFound) {
 		t.Fatalf("execution of a missing test: %v", err)
 	}
 	if l, err := e.acme.ListTestExecutions(ctx, "acme", client.TestExecutionFilter{}); err != nil || len(l) != 0 {
@@ -468,10 +469,7 @@ func TestSmartTestsValidation(t *testing.T) {
 	if js, err := e.acme.ListJobs(ctx, "acme", client.JobFilter{}); err != nil || len(js) != 0 {
 		t.Fatalf("refused executions made jobs: %d %v", len(js), err)
 	}
-	// an execution without routing runs (no diff)
-	if err := run("eta", apitypes.TestExecutionContext{}); err != nil {
-		t.Fatal(err)
-	}
+	wantFields(t, run("eta", apitypes.TestExecutionContext{}), 400, "executionContext.routing")
 	for _, u := range []string{"/tests/executions/NOT-AN-ID", "/tests/executions/abc/traffic-diff-findings?maxFindings=x", "/tests/executions?sandbox=Bad_", "/tests/Bad_Name"} {
 		resp, err := getWithKey(e.http.URL+"/api/v2/orgs/acme"+u, e.keyA)
 		if err != nil {

@@ -115,8 +115,8 @@ type TestExecutionSpec struct {
 type TestExecutionContext struct {
 	// Cluster, when set, must be the runner group's cluster.
 	Cluster string `json:"cluster,omitempty"`
-	// Routing names the sandbox or route group of the target run; without
-	// it the target run carries no routing key and no diff is made.
+	// Routing names the sandbox or route group of the target run (required:
+	// the executor refuses to run without a routing key).
 	Routing *TestExecutionRouting `json:"routing,omitempty"`
 	// AutoDiff: the traffic diff (default enabled).
 	AutoDiff *SmartTestAutoDiff `json:"autoDiff,omitempty"`
@@ -319,7 +319,9 @@ func ValidateTestExecutionSpec(s *TestExecutionSpec) FieldErrors {
 			c.add(fe.Path, "%s", fe.Message)
 		}
 	}
-	if r := ec.Routing; r != nil {
+	if r := ec.Routing; r == nil || (r.Sandbox == "" && r.RouteGroup == "") {
+		c.add("executionContext.routing", "required: the sandbox (or routegroup) whose routing key the target run carries")
+	} else {
 		switch {
 		case r.Sandbox != "" && r.RouteGroup != "":
 			c.add("executionContext.routing", "set either sandbox or routegroup, not both")

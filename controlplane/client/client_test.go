@@ -277,7 +277,11 @@ func smartTestCalls(ctx context.Context, t *testing.T, c *client.Client) {
 	if ts, err := c.ListTests(ctx, "acme"); err != nil || len(ts) != 1 {
 		t.Fatalf("tests: %+v %v", ts, err)
 	}
-	ex, err := c.CreateTestExecution(ctx, "acme", "st", apitypes.TestExecutionSpec{})
+	_, err = c.ApplySandbox(ctx, "acme", &client.Sandbox{Name: "stsb", Spec: v1alpha1.SandboxSpec{Cluster: "c1",
+		Forks: []v1alpha1.Fork{{ForkOf: v1alpha1.WorkloadRef{Namespace: "shop", Name: "cart"}}}}})
+	must(err)
+	ex, err := c.CreateTestExecution(ctx, "acme", "st", apitypes.TestExecutionSpec{
+		ExecutionContext: apitypes.TestExecutionContext{Routing: &apitypes.TestExecutionRouting{Sandbox: "stsb"}}})
 	must(err)
 	_, err = c.GetTestExecution(ctx, "acme", ex.ID)
 	must(err)
@@ -297,6 +301,7 @@ func smartTestCalls(ctx context.Context, t *testing.T, c *client.Client) {
 	must(err)
 	must(c.DeleteTest(ctx, "acme", "st"))
 	must(c.DeleteRunnerGroup(ctx, "acme", "strg"))
+	must(c.DeleteSandbox(ctx, "acme", "stsb"))
 }
 
 // jobCalls drives the SDK's job methods and the RunnerClient.

@@ -241,9 +241,6 @@ func (s *Service) createExecution(ctx context.Context, org, test string, spec ap
 	if ec.Timeout == "" {
 		ec.Timeout = tspec.DefaultTimeout
 	}
-	if ec.Routing != nil && ec.Routing.Sandbox == "" && ec.Routing.RouteGroup == "" {
-		ec.Routing = nil
-	}
 	rg, err := s.st.Get(ctx, store.KindRunnerGroup, org, tspec.RunnerGroup)
 	if errors.Is(err, store.ErrNotFound) {
 		return apitypes.TestExecution{}, invalid("cannot run the test", apitypes.FieldError{Path: "test.spec.runnerGroup",
