@@ -395,7 +395,18 @@ func (s *Server) getObject(k store.Kind) gin.HandlerFunc {
 			s.failErr(c, fmt.Sprintf("%s %q", kindName(k), name), err)
 			return
 		}
-		s.writeObject(c, http.StatusOK, o)
+		if k != store.KindSandbox {
+			s.writeObject(c, http.StatusOK, o)
+			return
+		}
+		v := s.sandboxView(s.previewBase(c), o)
+		sum, err := s.tests.SandboxSummary(c.Request.Context(), o.Org, o.Name)
+		if err != nil {
+			s.log.ErrorContext(c.Request.Context(), "smart test summary of a sandbox", "org", o.Org, "sandbox", o.Name, "err", err)
+		}
+		v.Status.TestExecutions = sum
+		c.Header("ETag", fmt.Sprintf(`"%d"`, o.Version))
+		c.JSON(http.StatusOK, v)
 	}
 }
 

@@ -160,7 +160,7 @@ func TestSmartTestsEndToEnd(t *testing.T) {
 
 			// an execution that runs to the end
 			ex, err := e.acme.CreateTestExecution(ctx, "acme", "eta", apitypes.TestExecutionSpec{
-				ExecutionContext: apitypes.TestExecutionContext{Routing: &apitypes.TestExecutionRouting{Sandbox: "route-v2"}},
+				ExecutionContext: apitypes.TestExecutionContext{Routing: &apitypes.TestExecutionRouting{Sandbox: "route-v2"}, Publish: true},
 				Labels:           map[string]string{"ci": "yes"}})
 			if err != nil {
 				t.Fatal(err)
@@ -357,6 +357,16 @@ func TestSmartTestsEndToEnd(t *testing.T) {
 			pg, err := e.acme.ListTestExecutionsPage(ctx, "acme", client.TestExecutionFilter{Test: "eta"}, client.PageOptions{Limit: 2})
 			if err != nil || len(pg.Items) != 2 || pg.Continue == "" {
 				t.Fatalf("page: %+v %v", pg, err)
+			}
+
+			// the sandbox's status summarises its published executions (only the first was)
+			sbNow, err := e.acme.GetSandbox(ctx, "acme", "route-v2")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := apitypes.SandboxTestExecutions{Executions: 1, Checks: apitypes.SandboxTestChecks{Failed: 1}, TrafficDiffs: apitypes.SandboxTrafficDiffs{Red: 1, Green: 1}}
+			if got := sbNow.Status.TestExecutions; got == nil || *got != want {
+				t.Fatalf("sandbox summary: %+v, want %+v", got, want)
 			}
 
 			// another org sees nothing

@@ -120,8 +120,8 @@ type TestExecutionContext struct {
 	Routing *TestExecutionRouting `json:"routing,omitempty"`
 	// AutoDiff: the traffic diff (default enabled).
 	AutoDiff *SmartTestAutoDiff `json:"autoDiff,omitempty"`
-	// Publish is stored; publishing results to the sandbox's status is not
-	// implemented yet.
+	// Publish: the execution counts in the sandbox's status
+	// (status.testExecutions of GET …/sandboxes/{name}).
 	Publish bool `json:"publish,omitempty"`
 	// Timeout bounds each run, a Go duration (default the test's defaultTimeout).
 	Timeout string `json:"timeout,omitempty"`
@@ -201,6 +201,31 @@ type TestRunSummary struct {
 	Requests int    `json:"requests"`
 	Captures int    `json:"captures"`
 	Passed   bool   `json:"passed"`
+}
+
+// SandboxTestExecutions summarises, in a sandbox's status, the latest
+// finished execution of each test that ran against the sandbox with
+// executionContext.publish (Signadot's testExecutions).
+type SandboxTestExecutions struct {
+	// Executions is the number of executions summarised (one per test).
+	Executions int `json:"executions"`
+	// Checks counts their checks on the sandbox side.
+	Checks SandboxTestChecks `json:"checks"`
+	// TrafficDiffs counts the ops of their traffic diffs by category.
+	TrafficDiffs SandboxTrafficDiffs `json:"trafficDiffs"`
+}
+
+// SandboxTestChecks counts checks.
+type SandboxTestChecks struct {
+	Passed int `json:"passed"`
+	Failed int `json:"failed"`
+}
+
+// SandboxTrafficDiffs counts diff ops by category.
+type SandboxTrafficDiffs struct {
+	Red    int `json:"red"`
+	Yellow int `json:"yellow"`
+	Green  int `json:"green"`
 }
 
 // TrafficDiffFindings is the answer of …/traffic-diff-findings.

@@ -96,6 +96,9 @@ type Readiness struct {
 	// Resources report each of spec.resources (an extension: phase, step,
 	// message and the names of its output keys, never their values).
 	Resources []v1alpha1.ResourceStatus `json:"resources,omitempty"`
+	// TestExecutions summarises the sandbox's published smart-test
+	// executions (GET of one sandbox only; docs/smart-tests.md).
+	TestExecutions *SandboxTestExecutions `json:"testExecutions,omitempty"`
 }
 
 // RouteGroup is a route group as the API shows it.

@@ -328,6 +328,49 @@ func (s *Service) GetExecution(ctx context.Context, org, id string) (apitypes.Te
 	return s.refresh(ctx, e)
 }
 
+// maxSummarised bounds the executions SandboxSummary reads.
+const maxSummarised = 200
+
+// SandboxSummary summarises a sandbox's published executions (those with
+// executionContext.publish): the latest finished one of each test, among
+// the last 200 finished against the sandbox. nil: none.
+func (s *Service) SandboxSummary(ctx context.Context, org, sandbox string) (*apitypes.SandboxTestExecutions, error) {
+	es, err := s.st.FinishedTestExecutionsOfSandbox(ctx, org, sandbox, maxSummarised)
+	if err != nil {
+		return nil, err
+	}
+	var out *apitypes.SandboxTestExecutions
+	seen := map[string]bool{}
+	for _, e := range es {
+		var spec apitypes.TestExecutionSpec
+		if seen[e.Test] || json.Unmarshal(e.Spec, &spec) != nil || !spec.ExecutionContext.Publish {
+			continue
+		}
+		seen[e.Test] = true
+		if out == nil {
+			out = &apitypes.SandboxTestExecutions{}
+		}
+		out.Executions++
+		var r apitypes.TestExecutionResult
+		if len(e.Results) == 0 || json.Unmarshal(e.Results, &r) != nil {
+			continue
+		}
+		for _, c := range r.Checks.Sandbox {
+			if len(c.Errors) == 0 {
+				out.Checks.Passed++
+			} else {
+				out.Checks.Failed++
+			}
+		}
+		if d := r.TrafficDiff; d != nil {
+			out.TrafficDiffs.Red += d.Red.Additions + d.Red.Removals + d.Red.Replacements
+			out.TrafficDiffs.Yellow += d.Yellow.Additions + d.Yellow.Removals + d.Yellow.Replacements
+			out.TrafficDiffs.Green += d.Green.Additions + d.Green.Removals + d.Green.Replacements
+		}
+	}
+	return out, nil
+}
+
 // ExecutionOf checks that execution id is one of test's (store.ErrNotFound otherwise).
 func (s *Service) ExecutionOf(ctx context.Context, org, test, id string) error {
 	e, err := s.st.GetTestExecution(ctx, org, id, false)

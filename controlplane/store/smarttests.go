@@ -198,6 +198,17 @@ func (s *Store) TestExecutionOfJob(ctx context.Context, org, job string) (TestEx
 	return e, nil
 }
 
+// FinishedTestExecutionsOfSandbox returns up to limit finished executions
+// against a sandbox, newest first (without their whole traffic diffs).
+func (s *Store) FinishedTestExecutionsOfSandbox(ctx context.Context, org, sandbox string, limit int) ([]TestExecution, error) {
+	out, err := scanRows(ctx, s, s.db, scanTestExecution, `SELECT `+testExecColsLight+` FROM smart_test_executions
+		WHERE org = ? AND sandbox = ? AND phase <> '' ORDER BY created_at DESC, id DESC LIMIT ?`, org, sandbox, limit)
+	if err != nil {
+		return nil, fmt.Errorf("test executions of sandbox %s/%s: %w", org, sandbox, err)
+	}
+	return out, nil
+}
+
 // TestExecutionFilter selects executions; empty fields match everything.
 type TestExecutionFilter struct {
 	Test    string
