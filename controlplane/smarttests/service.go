@@ -28,6 +28,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
@@ -81,6 +82,42 @@ type Service struct {
 	st   *store.Store
 	jobs *jobs.Service
 	log  *slog.Logger
+
+	// orgs caches for orgCacheTTL whether an org has executions at all, so
+	// that a sandbox GET of an org without any costs no query.
+	orgsMu sync.Mutex
+	orgs   map[string]orgEntry
+}
+
+type orgEntry struct {
+	has     bool
+	expires time.Time
+}
+
+// orgCacheTTL: an execution created through another replica shows in this
+// replica's sandbox summaries after at most this long.
+const orgCacheTTL = 2 * time.Second
+
+// hasExecutions reports whether org has executions (cached for orgCacheTTL).
+func (s *Service) hasExecutions(ctx context.Context, org string) (bool, error) {
+	now := time.Now()
+	s.orgsMu.Lock()
+	e, ok := s.orgs[org]
+	s.orgsMu.Unlock()
+	if ok && now.Before(e.expires) {
+		return e.has, nil
+	}
+	has, err := s.st.HasTestExecutions(ctx, org)
+	if err != nil {
+		return false, err
+	}
+	s.orgsMu.Lock()
+	if len(s.orgs) > 10000 { // bound the cache: start over
+		s.orgs = map[string]orgEntry{}
+	}
+	s.orgs[org] = orgEntry{has: has, expires: now.Add(orgCacheTTL)}
+	s.orgsMu.Unlock()
+	return has, nil
 }
 
 // New returns a Service.
@@ -94,7 +131,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.MaxReportBytes <= 0 {
 		cfg.MaxReportBytes = DefaultMaxReportBytes
 	}
-	return &Service{cfg: cfg, st: cfg.Store, jobs: cfg.Jobs, log: cfg.Logger}, nil
+	return &Service{cfg: cfg, st: cfg.Store, jobs: cfg.Jobs, log: cfg.Logger, orgs: map[string]orgEntry{}}, nil
 }
 
 // ValidationError is a request the service refused: HTTP 400 with field paths.
@@ -315,6 +352,9 @@ func (s *Service) createExecution(ctx context.Context, org, test string, spec ap
 		}
 		return apitypes.TestExecution{}, err
 	}
+	s.orgsMu.Lock()
+	s.orgs[org] = orgEntry{has: true, expires: time.Now().Add(orgCacheTTL)}
+	s.orgsMu.Unlock()
 	return s.view(e, phaseOfJob(job.Status.Phase)), nil
 }
 
@@ -335,6 +375,9 @@ const maxSummarised = 200
 // executionContext.publish): the latest finished one of each test, among
 // the last 200 finished against the sandbox. nil: none.
 func (s *Service) SandboxSummary(ctx context.Context, org, sandbox string) (*apitypes.SandboxTestExecutions, error) {
+	if has, err := s.hasExecutions(ctx, org); err != nil || !has {
+		return nil, err
+	}
 	es, err := s.st.FinishedTestExecutionsOfSandbox(ctx, org, sandbox, maxSummarised)
 	if err != nil {
 		return nil, err

@@ -198,6 +198,16 @@ func (s *Store) TestExecutionOfJob(ctx context.Context, org, job string) (TestEx
 	return e, nil
 }
 
+// HasTestExecutions reports whether an org has any test execution.
+func (s *Store) HasTestExecutions(ctx context.Context, org string) (bool, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM (SELECT 1 FROM smart_test_executions WHERE org = ? LIMIT 1) AS x`), org).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("test executions of org %s: %w", org, err)
+	}
+	return n > 0, nil
+}
+
 // FinishedTestExecutionsOfSandbox returns up to limit finished executions
 // against a sandbox, newest first (without their whole traffic diffs).
 func (s *Store) FinishedTestExecutionsOfSandbox(ctx context.Context, org, sandbox string, limit int) ([]TestExecution, error) {

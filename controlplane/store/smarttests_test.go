@@ -38,6 +38,9 @@ func TestSmartTestStore(t *testing.T) {
 		if _, err := s.GetSmartTest(ctx, "other", "eta"); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("another org: %v", err)
 		}
+		if has, err := s.HasTestExecutions(ctx, "acme"); err != nil || has {
+			t.Fatalf("executions before any: %v %v", has, err)
+		}
 		for i := range 5 {
 			test, sb := "eta", "sb"
 			if i%2 == 1 {
@@ -49,6 +52,12 @@ func TestSmartTestStore(t *testing.T) {
 		}
 		if _, err := s.CreateTestExecution(ctx, store.TestExecution{Org: "acme", ID: "e0", Test: "eta", Spec: []byte(`{}`), Job: "x"}); !errors.Is(err, store.ErrAlreadyExists) {
 			t.Fatalf("duplicate id: %v", err)
+		}
+		if has, err := s.HasTestExecutions(ctx, "acme"); err != nil || !has {
+			t.Fatalf("executions: %v %v", has, err)
+		}
+		if has, err := s.HasTestExecutions(ctx, "other"); err != nil || has {
+			t.Fatalf("executions of another org: %v %v", has, err)
 		}
 		pg, err := s.ListTestExecutions(ctx, "acme", store.TestExecutionFilter{Test: "eta"}, store.PageRequest{Limit: 2})
 		if err != nil || len(pg.Items) != 2 || pg.Items[0].ID != "e0" || pg.Items[1].ID != "e2" || pg.Continue == "" {
@@ -85,6 +94,9 @@ func TestSmartTestStore(t *testing.T) {
 		}
 		if won != 1 {
 			t.Fatalf("%d finishes wrote, want 1", won)
+		}
+		if fin, err := s.FinishedTestExecutionsOfSandbox(ctx, "acme", "sb", 10); err != nil || len(fin) != 1 || fin[0].ID != "e0" {
+			t.Fatalf("finished of sandbox sb: %+v %v", fin, err)
 		}
 		e, err := s.GetTestExecution(ctx, "acme", "e0", true)
 		if err != nil || e.Phase != "succeeded" || string(e.Results) != `{"checks":{}}` || string(e.TrafficDiff) != `{"summary":{}}` || e.FinishedAt.IsZero() {
