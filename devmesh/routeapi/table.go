@@ -326,34 +326,14 @@ func (e *entry) target(port int32) Target {
 // messages) with that key belong to a sandbox, not to w's baseline. A baseline destination (a sandbox
 // that only virtualises w) does not route away.
 func (t *Table) RoutedAway(w WorkloadRef, key string) bool {
-	if t == nil {
-		return false
-	}
-	e, ok := t.byW[w.normalized()][key]
-	return ok && e.dest.Kind != DestinationBaseline
+	return t.Workload(w).RoutedAway(key)
 }
 
 // RoutesTo reports whether key, for workload w, leads to sandbox's fork or tunnel: the sandbox's own
 // key, or a route group's key whose destination is that sandbox's (same host). This is the sandbox
 // consumer's half of selective consumption, matching Signadot's destinationSandbox.
 func (t *Table) RoutesTo(w WorkloadRef, key, sandbox string) bool {
-	if t == nil {
-		return false
-	}
-	m := t.byW[w.normalized()]
-	e, ok := m[key]
-	if !ok || e.dest.Kind == DestinationBaseline {
-		return false
-	}
-	if e.dest.Sandbox.Kind != OwnerRouteGroup {
-		return e.dest.Sandbox.Name == sandbox
-	}
-	for _, o := range m {
-		if o.dest.Sandbox.Kind != OwnerRouteGroup && o.dest.Sandbox.Name == sandbox && o.dest.Kind == e.dest.Kind && o.dest.Host == e.dest.Host {
-			return true
-		}
-	}
-	return false
+	return t.Workload(w).RoutesTo(key, sandbox)
 }
 
 // WorkloadTable is the part of a table for one workload; lookups by key only. It is immutable.
@@ -380,6 +360,30 @@ func (wt WorkloadTable) Lookup(key string, port int32) (Target, bool) {
 
 // Len returns the number of routes of the workload.
 func (wt WorkloadTable) Len() int { return len(wt.m) }
+
+// RoutedAway is Table.RoutedAway for the workload of wt.
+func (wt WorkloadTable) RoutedAway(key string) bool {
+	e, ok := wt.m[key]
+	return ok && e.dest.Kind != DestinationBaseline
+}
+
+// RoutesTo is Table.RoutesTo for the workload of wt. A route group's key costs a scan of the workload's
+// routes; the others one lookup.
+func (wt WorkloadTable) RoutesTo(key, sandbox string) bool {
+	e, ok := wt.m[key]
+	if !ok || e.dest.Kind == DestinationBaseline {
+		return false
+	}
+	if e.dest.Sandbox.Kind != OwnerRouteGroup {
+		return e.dest.Sandbox.Name == sandbox
+	}
+	for _, o := range wt.m {
+		if o.dest.Sandbox.Kind != OwnerRouteGroup && o.dest.Sandbox.Name == sandbox && o.dest.Kind == e.dest.Kind && o.dest.Host == e.dest.Host {
+			return true
+		}
+	}
+	return false
+}
 
 // Routes returns every route, sorted by workload then key.
 func (t *Table) Routes() []Route {
