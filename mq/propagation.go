@@ -110,6 +110,14 @@ func values(c propagation.TextMapCarrier, vg propagation.ValuesGetter, f string)
 	return nil
 }
 
+// KeyMetadata is Key for headers held in a map whose names are all lower case (gRPC metadata; NATS headers
+// as Inject writes them): it reads the map directly, without a carrier. Names in another case are not
+// seen; use Key with a case-insensitive carrier for those.
+func (p *Propagation) KeyMetadata(md map[string][]string) string {
+	key, _ := p.ext.ExtractMetadata(md)
+	return key
+}
+
 // KeyFields are the header names Key reads (lower case, in precedence order); carriers match them
 // case-insensitively. A message without any of them has no routing key.
 func (p *Propagation) KeyFields() []string { return append([]string(nil), p.fields...) }
