@@ -393,11 +393,12 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 
 // handle decides, calls the handler and acks.
 func (c *Consumer) handle(ctx context.Context, d *amqp.Delivery, h Handler) error {
-	mctx, key := c.prop.Extract(ctx, HeaderCarrier(d.Headers))
+	hc := HeaderCarrier(d.Headers)
+	key := c.prop.Key(hc) // the key alone decides; the context is built for processed messages only
 	var err error
 	switch dec := c.sel.Decide(key); dec {
 	case mq.Process:
-		if herr := h(mctx, d); herr != nil {
+		if herr := h(c.prop.ExtractKeyed(ctx, hc, key), d); herr != nil {
 			c.counters[cFailed].Add(1)
 			requeue := attempt(d, c.cfg.MaxAttempts) < c.cfg.MaxAttempts
 			if requeue {
