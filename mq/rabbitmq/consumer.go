@@ -137,6 +137,7 @@ type Consumer struct {
 	running  bool
 	runDone  chan struct{}
 	counters [6]atomic.Uint64
+	keys     keyTable // Run's goroutine only
 }
 
 const (
@@ -394,7 +395,7 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 // handle decides, calls the handler and acks.
 func (c *Consumer) handle(ctx context.Context, d *amqp.Delivery, h Handler) error {
 	hc := HeaderCarrier(d.Headers)
-	key := c.prop.Key(hc) // the key alone decides; the context is built for processed messages only
+	key := c.keys.key(c.prop, d.Headers) // the key alone decides; the context is built for processed messages only
 	var err error
 	switch dec := c.sel.Decide(key); dec {
 	case mq.Process:
