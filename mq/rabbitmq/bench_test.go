@@ -80,6 +80,7 @@ func BenchmarkConsume(b *testing.B) {
 		}
 		e.fill(b, e.queue, b.N)
 		b.ResetTimer()
+		cpu := cpuMeter(b)
 		ds, err := ch.Consume(e.queue, "", false, false, false, false, nil)
 		if err != nil {
 			b.Fatal(err)
@@ -92,6 +93,7 @@ func BenchmarkConsume(b *testing.B) {
 			}
 		}
 		b.StopTimer()
+		cpu()
 		ch.Close()
 	}
 	b.Run("plain", func(b *testing.B) { plain(b, func(*amqp.Delivery) {}) })
@@ -120,6 +122,7 @@ func BenchmarkConsume(b *testing.B) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		b.ResetTimer()
+		cpu := cpuMeter(b)
 		go func() {
 			_ = c.Run(ctx, func(context.Context, *amqp.Delivery) error {
 				if n.Add(1) == int64(b.N) {
@@ -130,6 +133,7 @@ func BenchmarkConsume(b *testing.B) {
 		}()
 		<-done
 		b.StopTimer()
+		cpu()
 		if err := c.Close(context.Background()); err != nil {
 			b.Fatal(err)
 		}
