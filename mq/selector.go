@@ -53,6 +53,7 @@ type Selector struct {
 type workloadRoutes struct {
 	t  *routeapi.Table
 	wt routeapi.WorkloadTable
+	sr routeapi.SandboxRoutes // a sandbox's view of wt (route-group keys in one lookup)
 }
 
 // NewSelector returns the selector of consumer id over the routes of src. A nil src is a table without
@@ -81,29 +82,32 @@ func (s *Selector) Decide(key string) Decision {
 	if s.id.IsSandbox() && key == s.id.RoutingKey {
 		return Process
 	}
-	wt := s.routes()
+	r := s.routes()
 	if !s.id.IsSandbox() {
-		if wt.RoutedAway(key) {
+		if r.wt.RoutedAway(key) {
 			return SkipRoutedAway
 		}
 		return Process
 	}
-	if wt.RoutesTo(key, s.id.Sandbox) {
+	if r.sr.RoutesTo(key) {
 		return Process
 	}
 	return SkipNotMine
 }
 
 // routes returns the baseline workload's routes in the current table.
-func (s *Selector) routes() routeapi.WorkloadTable {
+func (s *Selector) routes() *workloadRoutes {
 	var t *routeapi.Table
 	if s.src != nil {
 		t = s.src.Table()
 	}
 	if l := s.last.Load(); l != nil && l.t == t {
-		return l.wt
+		return l
 	}
 	l := &workloadRoutes{t: t, wt: t.Workload(s.id.Baseline)}
+	if s.id.IsSandbox() {
+		l.sr = l.wt.ForSandbox(s.id.Sandbox)
+	}
 	s.last.Store(l)
-	return l.wt
+	return l
 }

@@ -368,7 +368,7 @@ func (wt WorkloadTable) RoutedAway(key string) bool {
 }
 
 // RoutesTo is Table.RoutesTo for the workload of wt. A route group's key costs a scan of the workload's
-// routes; the others one lookup.
+// routes, the others one lookup; ForSandbox answers both with one lookup.
 func (wt WorkloadTable) RoutesTo(key, sandbox string) bool {
 	e, ok := wt.m[key]
 	if !ok || e.dest.Kind == DestinationBaseline {
@@ -383,6 +383,46 @@ func (wt WorkloadTable) RoutesTo(key, sandbox string) bool {
 		}
 	}
 	return false
+}
+
+// SandboxRoutes is the part of a WorkloadTable one sandbox's consumer asks about: RoutesTo for a fixed
+// sandbox, in one lookup also for route-group keys. It is immutable; build it once per table.
+type SandboxRoutes struct {
+	wt      WorkloadTable
+	sandbox string
+	targets map[sandboxTarget]struct{} // the sandbox's own destinations (kind, host)
+}
+
+type sandboxTarget struct {
+	kind DestinationKind
+	host string
+}
+
+// ForSandbox returns the routes of wt as sandbox's consumer sees them (a scan of the workload's routes).
+func (wt WorkloadTable) ForSandbox(sandbox string) SandboxRoutes {
+	sr := SandboxRoutes{wt: wt, sandbox: sandbox}
+	for _, o := range wt.m {
+		if o.dest.Sandbox.Kind != OwnerRouteGroup && o.dest.Sandbox.Name == sandbox && o.dest.Kind != DestinationBaseline {
+			if sr.targets == nil {
+				sr.targets = make(map[sandboxTarget]struct{})
+			}
+			sr.targets[sandboxTarget{o.dest.Kind, o.dest.Host}] = struct{}{}
+		}
+	}
+	return sr
+}
+
+// RoutesTo is WorkloadTable.RoutesTo(key, sandbox) for the sandbox of sr.
+func (sr SandboxRoutes) RoutesTo(key string) bool {
+	e, ok := sr.wt.m[key]
+	if !ok || e.dest.Kind == DestinationBaseline {
+		return false
+	}
+	if e.dest.Sandbox.Kind != OwnerRouteGroup {
+		return e.dest.Sandbox.Name == sr.sandbox
+	}
+	_, ok = sr.targets[sandboxTarget{e.dest.Kind, e.dest.Host}]
+	return ok
 }
 
 // Routes returns every route, sorted by workload then key.
