@@ -8,7 +8,9 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/mq"
 )
 
-type swapSource struct{ t atomic.Pointer[routeapi.Table] }
+type swapSource struct {
+	t atomic.Pointer[routeapi.Table]
+}
 
 func (s *swapSource) Table() *routeapi.Table { return s.t.Load() }
 
