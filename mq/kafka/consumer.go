@@ -110,6 +110,7 @@ type Consumer struct {
 	closeMu  sync.Mutex
 	kc       keyCarrier        // used by Run's goroutine only
 	interned map[string]string // used by Run's goroutine only
+	lastKey  string            // the key keyFor returned last; Run's goroutine only
 	last     []*kgo.Record     // used by Run's goroutine only
 	counts   [4]atomic.Uint64
 	failed   atomic.Uint64

@@ -79,14 +79,18 @@ func (c *Consumer) keyFor(r *kgo.Record) string {
 	if key == "" {
 		return ""
 	}
-	if s, ok := c.interned[key]; ok {
-		return s
+	if key == c.lastKey { // runs of one key: no hashing
+		return c.lastKey
 	}
-	if len(c.interned) >= maxInterned {
-		clear(c.interned)
+	s, ok := c.interned[key]
+	if !ok {
+		if len(c.interned) >= maxInterned {
+			clear(c.interned)
+		}
+		s = strings.Clone(key)
+		c.interned[s] = s
 	}
-	s := strings.Clone(key)
-	c.interned[s] = s
+	c.lastKey = s
 	return s
 }
 
