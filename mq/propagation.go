@@ -72,7 +72,8 @@ func (p *Propagation) Extract(ctx context.Context, c propagation.TextMapCarrier)
 	return ctx, key
 }
 
-// Key returns the routing key c carries ("" when none): the key Extract returns, read from the routing-key
+// Key returns the routing key c carries ("" when none): the key Extract finds in c (Extract also returns a
+// key the parent context carries when c has none; Key does not), read from the routing-key
 // headers only (baggage, tracestate and the single-value forms of the Extractor; KeyFields), without parsing
 // the trace context or building a context. It reads them as Extract does: Values when c is a
 // propagation.ValuesGetter, Get otherwise. It allocates nothing for a message without any of these headers,
