@@ -36,12 +36,12 @@ type Config struct {
 	// the environment (mq.EnvRoutesURL), polled in the background until Close. A source with a
 	// WaitSynced(context.Context) error method (routes.Client has one) is waited for before consuming.
 	Routes mq.TableSource
-	// Extractor gives the routing key's names and custom headers; nil means routingkey.Default. The
-	// consumer reads a record's key with it (without building a context) to decide.
+	// Extractor gives the routing key's names and custom headers when Propagation is nil; nil means
+	// routingkey.Default.
 	Extractor *routingkey.Extractor
-	// Propagation reads the OTel context from the headers of the records passed to the handler; nil means
-	// mq.NewPropagation(Extractor) (mq.DefaultPropagation for the default Extractor). Build it from the same
-	// Extractor.
+	// Propagation reads a record's routing key to decide (Propagation.Key, without building a context)
+	// and the OTel context of the records passed to the handler; nil means mq.NewPropagation(Extractor)
+	// (mq.DefaultPropagation for the default Extractor).
 	Propagation *mq.Propagation
 	// Logger receives the consumer's logs; nil discards them.
 	Logger *slog.Logger
@@ -108,8 +108,10 @@ type Consumer struct {
 	runDone  chan struct{}
 	closed   atomic.Bool
 	closeMu  sync.Mutex
-	keys     *keyReader    // used by Run's goroutine only
-	last     []*kgo.Record // used by Run's goroutine only
+	kc       keyCarrier        // used by Run's goroutine only
+	interned map[string]string // used by Run's goroutine only
+	lastKey  string            // the key keyFor returned last; Run's goroutine only
+	last     []*kgo.Record     // used by Run's goroutine only
 	counts   [4]atomic.Uint64
 	failed   atomic.Uint64
 	closeErr error
@@ -191,17 +193,13 @@ func NewConsumer(ctx context.Context, cfg Config) (*Consumer, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	c.log = c.log.With("group", c.group, "identity", id.String())
-	ext := cfg.Extractor
-	if ext == nil {
-		ext = routingkey.Default
-	}
 	if c.prop == nil {
 		c.prop = mq.DefaultPropagation
 		if cfg.Extractor != nil {
 			c.prop = mq.NewPropagation(cfg.Extractor)
 		}
 	}
-	c.keys = newKeyReader(ext)
+	c.interned = map[string]string{}
 	c.runCtx, c.stopRun = context.WithCancel(context.Background())
 	ok := false
 	defer func() {
@@ -427,7 +425,7 @@ func (c *Consumer) handleAll(ctx, pctx context.Context, h Handler, fs kgo.Fetche
 }
 
 func (c *Consumer) handle(ctx context.Context, h Handler, r *kgo.Record) error {
-	key := c.keys.key(r)
+	key := c.keyFor(r)
 	d := c.sel.Decide(key)
 	if d == mq.Process {
 		if len(r.Headers) > 0 {
