@@ -217,6 +217,14 @@ func runOnce(ctx context.Context, cfg *Config, name string, redact map[string]bo
 	out := Run{Name: name, Result: res}
 	if err != nil {
 		out.Error = err.Error()
+		var se *script.Error
+		if errors.As(err, &se) {
+			out.ErrorKind, out.Backtrace = se.Kind, se.Backtrace
+			if se.Pos.Line > 0 {
+				pos := se.Pos
+				out.ErrorPosition = &pos
+			}
+		}
 	}
 	out.Captures = d.captures()
 	return out

@@ -216,6 +216,10 @@ smart_test.check("done", True, "")
 	if e := rep.Runs[0].Error; !strings.Contains(e, "eta.star:5:9") || !strings.Contains(e, "unexpected eta") {
 		t.Errorf("target error %q, want it at eta.star:5:9", e)
 	}
+	if r := rep.Runs[0]; r.ErrorKind != script.KindRuntime || r.ErrorPosition == nil || r.ErrorPosition.Line != 5 ||
+		!strings.Contains(r.Backtrace, "Traceback") {
+		t.Errorf("target error details: kind %q position %v backtrace %q", r.ErrorKind, r.ErrorPosition, r.Backtrace)
+	}
 	if len(rep.Runs[0].Captures) != 1 || rep.Runs[0].Result == nil {
 		t.Errorf("target run %+v: want its result and capture up to the error", rep.Runs[0])
 	}
