@@ -97,6 +97,7 @@ smart_test.check("no key", json.decode(res.body())["key"] == "", "the request ca
 		"large":   func() { env[executor.EnvScript] = strings.Repeat("#", executor.MaxScriptBytes+1) },
 		"timeout": func() { env[executor.EnvTimeout] = "soon" },
 		"key":     func() { env[executor.EnvRoutingKey] = "Bad Key" },
+		"exec id": func() { env[executor.EnvExecution] = "a/b" },
 	} {
 		saved := map[string]string{}
 		for k, v := range env {
@@ -104,7 +105,7 @@ smart_test.check("no key", json.decode(res.body())["key"] == "", "the request ca
 		}
 		mod()
 		code, _, stderr := runCmd()
-		if code != 2 || !strings.Contains(stderr, "invalid smart-test execution configuration") {
+		if code != 2 || !strings.Contains(stderr, "invalid smart-test execution configuration") || !strings.Contains(stderr, ": SANDBOXMESH_") && !strings.Contains(stderr, "(s) SANDBOXMESH_") {
 			t.Errorf("%s: exit %d, stderr %q", name, code, stderr)
 		}
 		env = saved

@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,26 @@ import (
 	"time"
 
 	"github.com/sandboxmesh/sandboxmesh/routingkey"
+)
+
+// Environment of `sandboxmesh-runner smarttest` (the control plane sets them on a smart-test job; the job
+// runner adds SANDBOXMESH_ROUTING_KEY from the job's routing context). docs: issue 15.
+const (
+	// EnvScript holds the script's source (at most MaxScriptBytes).
+	EnvScript = "SANDBOXMESH_SMARTTEST_SCRIPT"
+	// EnvExecution holds the execution's id, the prefix of every capture id.
+	EnvExecution = "SANDBOXMESH_SMARTTEST_EXECUTION"
+	// EnvFilename optionally names the script in positions (default "test.star").
+	EnvFilename = "SANDBOXMESH_SMARTTEST_FILENAME"
+	// EnvTimeout optionally bounds each run's wall time (a Go duration, e.g. "2m"; default
+	// script.DefaultTimeout).
+	EnvTimeout = "SANDBOXMESH_SMARTTEST_TIMEOUT"
+	// EnvRoutingKey is the routing key of the sandbox (or route group) the target run carries.
+	EnvRoutingKey = "SANDBOXMESH_ROUTING_KEY"
+	// EnvJobName and EnvNamespace name the capture point of the runner's own captures (kind Job): the job's
+	// name and the runner pod's namespace. Optional ("smarttest" and "default").
+	EnvJobName   = "SANDBOXMESH_JOB_NAME"
+	EnvNamespace = "POD_NAMESPACE"
 )
 
 // ConfigFromEnv reads the Config of `sandboxmesh-runner smarttest` from the environment (EnvScript,
@@ -51,7 +72,8 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		}
 		cfg.Limits.Timeout = d
 	}
-	if err := cfg.validate(); err != nil {
+	envName := map[string]string{"execution": EnvExecution, "source": EnvScript, "routingKey": EnvRoutingKey}
+	if err := cfg.validate(func(f string) string { return cmp.Or(envName[f], f) }); err != nil {
 		return cfg, err
 	}
 	return cfg, nil

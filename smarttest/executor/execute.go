@@ -17,26 +17,6 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/smarttest/script"
 )
 
-// Environment of `sandboxmesh-runner smarttest` (the control plane sets them on a smart-test job; the job
-// runner adds SANDBOXMESH_ROUTING_KEY from the job's routing context). docs: issue 15.
-const (
-	// EnvScript holds the script's source (at most MaxScriptBytes).
-	EnvScript = "SANDBOXMESH_SMARTTEST_SCRIPT"
-	// EnvExecution holds the execution's id, the prefix of every capture id.
-	EnvExecution = "SANDBOXMESH_SMARTTEST_EXECUTION"
-	// EnvFilename optionally names the script in positions (default "test.star").
-	EnvFilename = "SANDBOXMESH_SMARTTEST_FILENAME"
-	// EnvTimeout optionally bounds each run's wall time (a Go duration, e.g. "2m"; default
-	// script.DefaultTimeout).
-	EnvTimeout = "SANDBOXMESH_SMARTTEST_TIMEOUT"
-	// EnvRoutingKey is the routing key of the sandbox (or route group) the target run carries.
-	EnvRoutingKey = "SANDBOXMESH_ROUTING_KEY"
-	// EnvJobName and EnvNamespace name the capture point of the runner's own captures (kind Job): the job's
-	// name and the runner pod's namespace. Optional ("smarttest" and "default").
-	EnvJobName   = "SANDBOXMESH_JOB_NAME"
-	EnvNamespace = "POD_NAMESPACE"
-)
-
 // Limits and defaults of Execute.
 const (
 	// MaxScriptBytes bounds a script's source.
@@ -91,8 +71,9 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-func (c *Config) validate() error {
-	bad := func(field, msg string) error { return fmt.Errorf("%w: %s: %s", ErrConfig, field, msg) }
+// validate checks c; name gives the name of a field in errors (the environment variable it came from).
+func (c *Config) validate(name func(field string) string) error {
+	bad := func(field, msg string) error { return fmt.Errorf("%w: %s: %s", ErrConfig, name(field), msg) }
 	switch {
 	case c.Execution == "":
 		return bad("execution", "required")
@@ -108,7 +89,7 @@ func (c *Config) validate() error {
 		return bad("maxCaptureBodyBytes", "must not be negative")
 	}
 	if err := routingkey.Validate(c.RoutingKey); err != nil {
-		return fmt.Errorf("%w: routingKey: %w", ErrConfig, err)
+		return fmt.Errorf("%w: %s: %w", ErrConfig, name("routingKey"), err)
 	}
 	for i, h := range c.RedactHeaders {
 		if h == "" || strings.ContainsAny(h, " \t\r\n:") {
@@ -132,7 +113,7 @@ func idChar(r rune) bool {
 // Execute returns an error wrapping ErrConfig for an invalid Config (and no Report), and the context's
 // error, with the Report of what ran, when ctx ends (the runs not started have that error in Run.Error).
 func Execute(ctx context.Context, cfg Config) (*Report, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.validate(func(f string) string { return f }); err != nil {
 		return nil, err
 	}
 	if cfg.Extractor == nil {
@@ -254,7 +235,7 @@ type doer struct {
 func (d *doer) captures() []diff.Capture {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := d.recs
+	out := append([]diff.Capture(nil), d.recs...)
 	// Order by the script's order (a body closed late must not reorder them).
 	for i := 1; i < len(out); i++ {
 		for j := i; j > 0 && out[j].Seq < out[j-1].Seq; j-- {

@@ -2,7 +2,9 @@
 // the sandbox (its routing key on every request) and twice against the baseline (no key), each run's
 // capture=True requests recorded at the edge as diff.Captures, and writes a Report that the control plane
 // turns into the execution's results and traffic diff. It is pure (no Kubernetes, no control plane): the
-// job runner calls it in the cluster, tests call it in process.
+// job runner calls it in the cluster (`sandboxmesh-runner smarttest`, configured by the Env* variables of
+// ConfigFromEnv, writing ReportFile with WriteReport and a table with WriteSummary), tests call Execute in
+// process.
 package executor
 
 import (
