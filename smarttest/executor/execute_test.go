@@ -26,7 +26,7 @@ type seen struct {
 
 // sandboxServer is a small app whose answer depends on the routing key: with key "k1" (the "sandbox") its
 // ETA is "7m", else "5m"; every answer has a random request id and a timestamp (per-request noise).
-func sandboxServer(t *testing.T) (*httptest.Server, func() []seen) {
+func sandboxServer(t testing.TB) (*httptest.Server, func() []seen) {
 	t.Helper()
 	var mu sync.Mutex
 	var log []seen
