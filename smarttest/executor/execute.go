@@ -25,6 +25,9 @@ const (
 	MaxExecutionLen = 128
 	// DefaultMaxCaptureBodyBytes bounds each recorded request and response body.
 	DefaultMaxCaptureBodyBytes = 1 << 20
+	// DefaultMaxCaptureBytes bounds the body bytes recorded in one run, so that a report of three runs
+	// (bodies base64-encoded) stays well below the control plane's 100 MiB artifact limit.
+	DefaultMaxCaptureBytes = 16 << 20
 	// DefaultNamespace and DefaultName name the capture point when Config leaves them empty.
 	DefaultNamespace = "default"
 	DefaultName      = "smarttest"
@@ -64,6 +67,9 @@ type Config struct {
 	// MaxCaptureBodyBytes bounds each recorded body (0: DefaultMaxCaptureBodyBytes); a longer body is cut
 	// and marked truncated. The script still sees the whole body (up to its own MaxBodyBytes).
 	MaxCaptureBodyBytes int64
+	// MaxCaptureBytes bounds the body bytes recorded in one run (0: DefaultMaxCaptureBytes); bodies beyond
+	// it are cut (to nothing) and marked truncated.
+	MaxCaptureBytes int64
 	// Limits carries the script limits (MaxSteps, Timeout, HTTPTimeout, MaxRequests, MaxBodyBytes, MaxSleep,
 	// MaxLogBytes, MaxCheckErrors, AbandonGrace) and Now; its Filename, Source, HTTP and Capture are ignored.
 	Limits script.Config
@@ -87,6 +93,8 @@ func (c *Config) validate(name func(field string) string) error {
 		return bad("source", fmt.Sprintf("the script is %d bytes, more than %d", len(c.Source), MaxScriptBytes))
 	case c.MaxCaptureBodyBytes < 0:
 		return bad("maxCaptureBodyBytes", "must not be negative")
+	case c.MaxCaptureBytes < 0:
+		return bad("maxCaptureBytes", "must not be negative")
 	}
 	if err := routingkey.Validate(c.RoutingKey); err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrConfig, name("routingKey"), err)
@@ -131,12 +139,16 @@ func Execute(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.MaxCaptureBodyBytes == 0 {
 		cfg.MaxCaptureBodyBytes = DefaultMaxCaptureBodyBytes
 	}
+	if cfg.MaxCaptureBytes == 0 {
+		cfg.MaxCaptureBytes = DefaultMaxCaptureBytes
+	}
 	if cfg.Filename == "" {
 		cfg.Filename = "test.star"
 	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+		cfg.Logger = log
 	}
 	redact := map[string]bool{}
 	for _, h := range append(append([]string(nil), DefaultRedactHeaders...), cfg.RedactHeaders...) {
@@ -182,6 +194,8 @@ func runOnce(ctx context.Context, cfg *Config, name string, redact map[string]bo
 		prefix: cfg.Execution + "." + name + ".",
 		point:  diff.CapturePoint{Kind: diff.KindJob, Namespace: cfg.Namespace, Name: cfg.Name, Direction: diff.Outbound},
 		limit:  cfg.MaxCaptureBodyBytes,
+		budget: cfg.MaxCaptureBytes,
+		log:    cfg.Logger.With("execution", cfg.Execution, "run", name),
 		redact: redact,
 		names:  map[string]captureMeta{},
 	}
@@ -224,12 +238,16 @@ type doer struct {
 	key    string
 	prefix string // capture ids of this run start with it
 	point  diff.CapturePoint
-	limit  int64
+	limit  int64 // bytes of one body
 	redact map[string]bool
+	log    *slog.Logger
+
+	stripped bool // a routing key the script set was removed (logged once)
 
 	mu    sync.Mutex
-	names map[string]captureMeta
-	recs  []diff.Capture
+	names  map[string]captureMeta
+	recs   []diff.Capture
+	budget int64 // body bytes the run may still record
 }
 
 func (d *doer) captures() []diff.Capture {
@@ -249,8 +267,9 @@ func (d *doer) captures() []diff.Capture {
 func (d *doer) Do(req *http.Request) (*http.Response, error) {
 	if d.target {
 		d.ext.Inject(req.Header, d.key)
-	} else {
-		StripRoutingKey(d.ext, req.Header)
+	} else if StripRoutingKey(d.ext, req.Header) && !d.stripped {
+		d.stripped = true
+		d.log.Warn("the script set a routing key; it was removed from this baseline run's requests")
 	}
 	id := req.Header.Get(CaptureHeader)
 	d.mu.Lock()
@@ -291,7 +310,7 @@ func (d *doer) Do(req *http.Request) (*http.Response, error) {
 	}
 	c.Response.Status = resp.StatusCode
 	c.Response.Headers = d.headers(resp.Header)
-	resp.Body = &recorder{ReadCloser: resp.Body, d: d, c: c, start: start}
+	resp.Body = &recorder{ReadCloser: resp.Body, d: d, c: c, start: start, max: d.room()}
 	return resp, nil
 }
 
@@ -317,12 +336,25 @@ func (d *doer) headers(h http.Header) map[string][]string {
 	return out
 }
 
-// cut bounds a recorded body.
+// room is how many bytes of one body may be recorded now.
+func (d *doer) room() int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return min(d.limit, d.budget)
+}
+
+// spend takes n bytes from the run's budget.
+func (d *doer) spend(n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.budget -= int64(n)
+}
+
+// cut bounds a recorded request body.
 func (d *doer) cut(b []byte) ([]byte, bool) {
-	if int64(len(b)) > d.limit {
-		return append([]byte(nil), b[:d.limit]...), true
-	}
-	return append([]byte(nil), b...), false
+	n := min(int64(len(b)), d.room())
+	d.spend(int(n))
+	return append([]byte(nil), b[:n]...), n < int64(len(b))
 }
 
 // recorder keeps the first limit bytes of a response body as the script reads it and records the capture
@@ -332,6 +364,7 @@ type recorder struct {
 	d     *doer
 	c     diff.Capture
 	start time.Time
+	max   int64 // bytes to keep
 	buf   []byte
 	more  bool // bytes beyond the limit were read
 	eof   bool
@@ -340,7 +373,7 @@ type recorder struct {
 
 func (r *recorder) Read(p []byte) (int, error) {
 	n, err := r.ReadCloser.Read(p)
-	if room := r.d.limit - int64(len(r.buf)); room > 0 {
+	if room := r.max - int64(len(r.buf)); room > 0 {
 		r.buf = append(r.buf, p[:min(int64(n), room)]...)
 		if int64(n) > room {
 			r.more = true
@@ -360,6 +393,7 @@ func (r *recorder) Close() error {
 		r.done = true
 		r.c.Duration = time.Since(r.start)
 		r.c.Response.Body = r.buf
+		r.d.spend(len(r.buf))
 		// Cut by the limit, or closed before the end (the script's own body limit).
 		r.c.Response.BodyTruncated = r.more || !r.eof && !r.empty()
 		r.d.add(r.c)

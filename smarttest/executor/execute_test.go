@@ -263,6 +263,29 @@ smart_test.check("whole", len(res.body()) == 100, "got {} bytes".format(len(res.
 	}
 }
 
+// TestExecuteCaptureBudget: bodies beyond a run's MaxCaptureBytes are cut (to nothing) and marked truncated;
+// every run has its own budget.
+func TestExecuteCaptureBudget(t *testing.T) {
+	srv, _ := sandboxServer(t)
+	cfg := testConfig(srv, `
+for i in range(3):
+    http.post(URL + "/echo", body="0123456789", capture=True)
+`)
+	cfg.MaxCaptureBytes = 25
+	rep, err := Execute(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Runs {
+		cs := r.Captures
+		if len(cs) != 3 || string(cs[0].Request.Body) != "0123456789" || string(cs[0].Response.Body) != "0123456789" ||
+			string(cs[1].Request.Body) != "01234" || !cs[1].Request.BodyTruncated || len(cs[1].Response.Body) != 0 || !cs[1].Response.BodyTruncated ||
+			len(cs[2].Request.Body) != 0 || !cs[2].Request.BodyTruncated || len(cs[2].Response.Body) != 0 || !cs[2].Response.BodyTruncated {
+			t.Errorf("run %s: captures %+v", r.Name, cs)
+		}
+	}
+}
+
 func TestExecuteConfigErrors(t *testing.T) {
 	srv, _ := sandboxServer(t)
 	for _, tc := range []struct {
@@ -279,6 +302,7 @@ func TestExecuteConfigErrors(t *testing.T) {
 		{"no key", func(c *Config) { c.RoutingKey = "" }, "routingKey:"},
 		{"bad redact", func(c *Config) { c.RedactHeaders = []string{"ok", "a b"} }, "redactHeaders[1]"},
 		{"negative body", func(c *Config) { c.MaxCaptureBodyBytes = -1 }, "maxCaptureBodyBytes"},
+		{"negative budget", func(c *Config) { c.MaxCaptureBytes = -1 }, "maxCaptureBytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(srv, "x = 1\n")
