@@ -244,7 +244,7 @@ type doer struct {
 
 	stripped bool // a routing key the script set was removed (logged once)
 
-	mu    sync.Mutex
+	mu     sync.Mutex
 	names  map[string]captureMeta
 	recs   []diff.Capture
 	budget int64 // body bytes the run may still record
