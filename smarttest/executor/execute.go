@@ -115,8 +115,11 @@ func idChar(r rune) bool {
 // into every request (in every header form of the Extractor; a key the script sets itself is replaced),
 // then RunBaselineA and RunBaselineB with any routing key the script's headers carry removed, so that the
 // baseline runs reach the baseline whatever the script does. Requests made with capture=True carry
-// CaptureHeader and are recorded in Run.Captures. A run's script error (syntax, runtime, limit) goes to
-// Run.Error with its position and does not stop the other runs.
+// CaptureHeader and are recorded in Run.Captures (ID the capture id, Name the script's name= or empty, in
+// which case the diff pairs the request by method and templated path, Seq the script's capture index); the
+// header is removed from any other request, so a capture id never leaks into a non-capture request. A
+// run's script error (syntax, runtime, limit) goes to Run.Error with its position (and ErrorKind,
+// ErrorPosition, Backtrace) and does not stop the other runs.
 //
 // Execute returns an error wrapping ErrConfig for an invalid Config (and no Report), and the context's
 // error, with the Report of what ran, when ctx ends (the runs not started have that error in Run.Error).
