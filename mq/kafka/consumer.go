@@ -26,6 +26,8 @@ const (
 	DefaultSyncTimeout    = 30 * time.Second
 	DefaultAdminTimeout   = 10 * time.Second
 	DefaultMaxPollRecords = 10000
+	DefaultDeleteGrace    = 2 * time.Second
+	DefaultDrainTimeout   = 10 * time.Second
 )
 
 // Config configures a Consumer.
@@ -63,6 +65,14 @@ type Config struct {
 	AdminTimeout time.Duration
 	// MaxPollRecords bounds the records handled between two polls (default 10000).
 	MaxPollRecords int
+	// DeleteGrace is how long Close keeps consuming, for a sandbox whose key is no longer routed to it,
+	// before it drains (default 2s): the baseline's route copy may learn that the route is gone a little
+	// after this consumer's did, and skips the sandbox's records until then.
+	DeleteGrace time.Duration
+	// DrainTimeout bounds how long Close then keeps consuming until the group has handled every record
+	// that was in the topics when the grace ended (default 10s): records the baseline skipped while the
+	// route existed must not be left unconsumed in a group about to be deleted.
+	DrainTimeout time.Duration
 }
 
 // Handler processes one record. ctx carries the record's trace context, baggage and routing key
@@ -145,8 +155,8 @@ func (cfg *Config) validate() error {
 	if len(cfg.Group) > 1024 {
 		return fmt.Errorf("kafka: config: group: %d bytes, at most 1024", len(cfg.Group))
 	}
-	if cfg.SyncTimeout < 0 || cfg.AdminTimeout < 0 || cfg.MaxPollRecords < 0 {
-		return errors.New("kafka: config: syncTimeout, adminTimeout, maxPollRecords: must not be negative")
+	if cfg.SyncTimeout < 0 || cfg.AdminTimeout < 0 || cfg.MaxPollRecords < 0 || cfg.DeleteGrace < 0 || cfg.DrainTimeout < 0 {
+		return errors.New("kafka: config: syncTimeout, adminTimeout, maxPollRecords, deleteGrace, drainTimeout: must not be negative")
 	}
 	return nil
 }
@@ -179,6 +189,12 @@ func NewConsumer(ctx context.Context, cfg Config) (*Consumer, error) {
 	}
 	if cfg.MaxPollRecords == 0 {
 		cfg.MaxPollRecords = DefaultMaxPollRecords
+	}
+	if cfg.DeleteGrace == 0 {
+		cfg.DeleteGrace = DefaultDeleteGrace
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
 	}
 	c := &Consumer{
 		cfg:     cfg,
@@ -449,6 +465,9 @@ func (c *Consumer) Close(ctx context.Context) error {
 	if !c.closed.CompareAndSwap(false, true) {
 		return c.closeErr
 	}
+	if c.id.IsSandbox() && c.running.Load() && !c.stillRouted() {
+		c.drain(ctx)
+	}
 	c.stopRun()
 	var errs []error
 	if c.running.Load() {
@@ -485,6 +504,68 @@ func (c *Consumer) Close(ctx context.Context) error {
 		c.closeErr = fmt.Errorf("kafka: close consumer of group %s: %w", c.group, errors.Join(errs...))
 	}
 	return c.closeErr
+}
+
+// drain keeps Run consuming for DeleteGrace, then until the group has committed, for every partition of
+// the topics, the end offset seen when the grace ended (bounded by DrainTimeout and ctx). The fork of a
+// sandbox being deleted still processes its own key meanwhile, so the records of that key the baseline
+// skipped before its route copy changed are handled before the group is deleted. Errors only end the
+// drain early (logged): Close goes on.
+func (c *Consumer) drain(ctx context.Context) {
+	start := time.Now()
+	select {
+	case <-ctx.Done():
+		return
+	case <-c.runDone:
+		return
+	case <-time.After(c.cfg.DeleteGrace):
+	}
+	dctx, cancel := context.WithTimeout(ctx, c.cfg.DrainTimeout)
+	defer cancel()
+	ends, err := c.adm.ListEndOffsets(dctx, c.cfg.Topics...)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		c.log.Warn("drain: end offsets not listed; closing without drain", "error", err)
+		return
+	}
+	for {
+		if err := c.cl.CommitMarkedOffsets(dctx); err != nil && dctx.Err() == nil {
+			c.log.Warn("drain: commit", "error", err)
+		}
+		committed, err := c.adm.FetchOffsets(dctx, c.group)
+		if err == nil {
+			err = committed.Error()
+		}
+		if err == nil && drained(ends, committed) {
+			c.log.Info("sandbox group drained before deletion", "took", time.Since(start).Round(time.Millisecond))
+			return
+		}
+		select {
+		case <-dctx.Done():
+			c.log.Warn("drain: not drained within the drain timeout; closing", "error", err)
+			return
+		case <-c.runDone:
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// drained reports whether the group's committed offsets reach ends on every partition that has records.
+func drained(ends kadm.ListedOffsets, committed kadm.OffsetResponses) bool {
+	ok := true
+	ends.Each(func(e kadm.ListedOffset) {
+		if e.Offset <= 0 {
+			return
+		}
+		o, found := committed.Lookup(e.Topic, e.Partition)
+		if !found || o.At < e.Offset {
+			ok = false
+		}
+	})
+	return ok
 }
 
 // stillRouted reports whether the sandbox's own key still leads to the sandbox for the baseline workload.
