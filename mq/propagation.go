@@ -18,6 +18,8 @@ import (
 type Propagation struct {
 	ext     *routingkey.Extractor
 	name    string
+	names   []string // ext's key names
+	fields  []string // ext.HeaderNames(): the routing-key headers, lower case, in precedence order
 	inject  propagation.TextMapPropagator
 	extract propagation.TextMapPropagator
 }
@@ -36,6 +38,8 @@ func NewPropagation(ext *routingkey.Extractor) *Propagation {
 	return &Propagation{
 		ext:     ext,
 		name:    name,
+		names:   ext.Config().KeyNames,
+		fields:  ext.HeaderNames(),
 		inject:  w3c,
 		extract: propagation.NewCompositeTextMapPropagator(w3c, ext.Propagator()),
 	}
@@ -66,6 +70,87 @@ func (p *Propagation) Extract(ctx context.Context, c propagation.TextMapCarrier)
 	ctx = p.extract.Extract(ctx, c)
 	key, _ := routingkey.FromContext(ctx)
 	return ctx, key
+}
+
+// Key returns the routing key c carries ("" when none): the key Extract finds in c (Extract also returns a
+// key the parent context carries when c has none; Key does not), read from the routing-key
+// headers only (baggage, tracestate and the single-value forms of the Extractor; KeyFields), without parsing
+// the trace context or building a context. It reads them as Extract does: Values when c is a
+// propagation.ValuesGetter, Get otherwise. It allocates nothing for a message without any of these headers,
+// nor, when c's Values does not allocate, for one whose key is not percent-encoded. Consumers decide with
+// Key, then build the handler's context with ExtractKeyed for the messages they process.
+func (p *Propagation) Key(c propagation.TextMapCarrier) string {
+	vg, _ := c.(propagation.ValuesGetter)
+	i, n := 0, len(p.fields)
+	var first []string
+	for ; i < n && len(first) == 0; i++ {
+		first = values(c, vg, p.fields[i])
+	}
+	if len(first) == 0 {
+		return ""
+	}
+	md := make(map[string][]string, 8) // outside the loop and of constant size: on the stack
+	md[p.fields[i-1]] = first
+	for ; i < n; i++ {
+		if vs := values(c, vg, p.fields[i]); len(vs) > 0 {
+			md[p.fields[i]] = vs
+		}
+	}
+	key, _ := p.ext.ExtractMetadata(md)
+	return key
+}
+
+// values reads header f as the routing-key propagator does: Values when the carrier has it, Get otherwise.
+func values(c propagation.TextMapCarrier, vg propagation.ValuesGetter, f string) []string {
+	if vg != nil {
+		return vg.Values(f)
+	}
+	if v := c.Get(f); v != "" {
+		return []string{v}
+	}
+	return nil
+}
+
+// KeyMetadata is Key for headers held in a map whose names are all lower case (gRPC metadata; NATS headers
+// as Inject writes them): it reads the map directly, without a carrier. Names in another case are not
+// seen; use Key with a case-insensitive carrier for those.
+func (p *Propagation) KeyMetadata(md map[string][]string) string {
+	key, _ := p.ext.ExtractMetadata(md)
+	return key
+}
+
+// KeyFields are the header names Key reads (lower case, in precedence order); carriers match them
+// case-insensitively. A message without any of them has no routing key.
+func (p *Propagation) KeyFields() []string { return append([]string(nil), p.fields...) }
+
+// ExtractKeyed is Extract for a carrier whose key the caller already has from Key(c): it returns the same
+// context without reading the routing-key headers again. key must be Key(c).
+func (p *Propagation) ExtractKeyed(ctx context.Context, c propagation.TextMapCarrier, key string) context.Context {
+	ctx = p.inject.Extract(ctx, c) // W3C trace context and baggage
+	if key == "" {
+		return ctx
+	}
+	// What the routing-key propagator does once it found key: store it, and make it a baggage member under
+	// every key name.
+	ctx = routingkey.WithKey(ctx, key)
+	bag := baggage.FromContext(ctx)
+	changed := false
+	for _, n := range p.names {
+		if bag.Member(n).Value() == key {
+			continue
+		}
+		m, err := baggage.NewMemberRaw(n, key)
+		if err != nil {
+			continue
+		}
+		if b, err := bag.SetMember(m); err == nil {
+			bag, changed = b, true
+		}
+	}
+	if changed {
+		ctx = baggage.ContextWithBaggage(ctx, bag)
+	}
+	return ctx
 }
 
 // FromHTTP returns the context of an incoming HTTP request with the trace context, baggage and routing key

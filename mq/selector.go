@@ -1,6 +1,8 @@
 package mq
 
 import (
+	"sync/atomic"
+
 	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
 )
 
@@ -39,10 +41,19 @@ func (d Decision) String() string {
 }
 
 // Selector decides which messages a consumer processes (the rules are in the package doc). It is safe for
-// concurrent use and allocates nothing per decision.
+// concurrent use and allocates nothing per decision (one small allocation per new route table).
 type Selector struct {
 	id  Identity
 	src TableSource
+	// last is the baseline workload's part of the table last seen: while src gives the same table, a
+	// decision is one lookup by key (no hashing of the workload reference).
+	last atomic.Pointer[workloadRoutes]
+}
+
+type workloadRoutes struct {
+	t  *routeapi.Table
+	wt routeapi.WorkloadTable
+	sr routeapi.SandboxRoutes // a sandbox's view of wt (route-group keys in one lookup)
 }
 
 // NewSelector returns the selector of consumer id over the routes of src. A nil src is a table without
@@ -71,18 +82,32 @@ func (s *Selector) Decide(key string) Decision {
 	if s.id.IsSandbox() && key == s.id.RoutingKey {
 		return Process
 	}
-	var t *routeapi.Table
-	if s.src != nil {
-		t = s.src.Table()
-	}
+	r := s.routes()
 	if !s.id.IsSandbox() {
-		if t.RoutedAway(s.id.Baseline, key) {
+		if r.wt.RoutedAway(key) {
 			return SkipRoutedAway
 		}
 		return Process
 	}
-	if t.RoutesTo(s.id.Baseline, key, s.id.Sandbox) {
+	if r.sr.RoutesTo(key) {
 		return Process
 	}
 	return SkipNotMine
+}
+
+// routes returns the baseline workload's routes in the current table.
+func (s *Selector) routes() *workloadRoutes {
+	var t *routeapi.Table
+	if s.src != nil {
+		t = s.src.Table()
+	}
+	if l := s.last.Load(); l != nil && l.t == t {
+		return l
+	}
+	l := &workloadRoutes{t: t, wt: t.Workload(s.id.Baseline)}
+	if s.id.IsSandbox() {
+		l.sr = l.wt.ForSandbox(s.id.Sandbox)
+	}
+	s.last.Store(l)
+	return l
 }

@@ -4,6 +4,7 @@
 //	sandboxmesh-runner install DIR   copy this binary to DIR/sandboxmesh-runner (init container)
 //	sandboxmesh-runner run           claim and run the group's jobs (configured by environment)
 //	sandboxmesh-runner step          run one step of a resource plugin (SANDBOXMESH_STEP)
+//	sandboxmesh-runner smarttest     run a smart test against the sandbox and twice against the baseline
 //
 // It is a static binary so that it runs in any job image.
 package main
@@ -20,9 +21,10 @@ import (
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/runner"
 	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
+	"github.com/sandboxmesh/sandboxmesh/smarttest/executor"
 )
 
-// exitError makes the process exit with a step's exit code.
+// exitError makes the process exit with this code (a step's exit code, or smarttest's 1 and 2).
 type exitError int
 
 func (e exitError) Error() string { return fmt.Sprintf("the step failed (exit code %d)", int(e)) }
@@ -36,6 +38,13 @@ const usage = `usage:
   sandboxmesh-runner step          run one step of a resource plugin: the step (JSON) in
       SANDBOXMESH_STEP, inputs in /sandboxmesh/inputs, outputs to the termination log
       (SANDBOXMESH_TERMINATION_LOG, default /dev/termination-log); exits with the script's code
+  sandboxmesh-runner smarttest     run a smart test (Starlark) once against the sandbox and twice against
+      the baseline; environment: SANDBOXMESH_SMARTTEST_SCRIPT (the script, at most 256 KiB),
+      SANDBOXMESH_SMARTTEST_EXECUTION (the execution id), SANDBOXMESH_ROUTING_KEY
+      (optional: SANDBOXMESH_SMARTTEST_FILENAME, default test.star; SANDBOXMESH_SMARTTEST_TIMEOUT per run,
+      e.g. 2m; SANDBOXMESH_JOB_NAME and POD_NAMESPACE name the capture point).
+      Writes smarttest-report.json (0600) in the working folder and prints a summary; exits 0 when
+      every run ran to its end (failed checks are results), 1 on a script error, 2 on bad configuration
 `
 
 func main() {
@@ -107,6 +116,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 			return exitError(t.ExitCode)
 		}
 		return nil
+	case "smarttest":
+		if len(args) != 1 {
+			fmt.Fprint(stderr, usage)
+			return exitWith(2, stderr, fmt.Errorf("smarttest takes no arguments"))
+		}
+		return smartTest(ctx, stdout, stderr, getenv)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -114,4 +129,39 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("unknown subcommand %q", args[0])
 	}
+}
+
+// exitWith prints err and exits with code.
+func exitWith(code int, stderr io.Writer, err error) error {
+	fmt.Fprintln(stderr, "sandboxmesh-runner:", err)
+	return exitError(code)
+}
+
+// smartTest is `sandboxmesh-runner smarttest`: exit 0 when all runs ran to their end, 1 on a script error
+// (or when the report cannot be written), 2 on bad configuration.
+func smartTest(ctx context.Context, stdout, stderr io.Writer, getenv func(string) string) error {
+	cfg, err := executor.ConfigFromEnv(getenv)
+	if err != nil {
+		return exitWith(2, stderr, err)
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	rep, execErr := executor.Execute(ctx, cfg)
+	if rep == nil { // only for an invalid Config, which ConfigFromEnv already refused
+		return exitWith(2, stderr, execErr)
+	}
+	if err := executor.WriteSummary(stdout, rep); err != nil {
+		return exitWith(1, stderr, err)
+	}
+	path, err := executor.WriteReport(".", rep)
+	if err != nil {
+		return exitWith(1, stderr, err)
+	}
+	fmt.Fprintln(stdout, "report written to", path)
+	switch {
+	case execErr != nil:
+		return exitWith(1, stderr, execErr)
+	case rep.HasErrors():
+		return exitWith(1, stderr, errors.New("the script failed in at least one run (see above)"))
+	}
+	return nil
 }

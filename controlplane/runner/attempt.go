@@ -133,7 +133,12 @@ func (a *attempt) execute(ctx context.Context, base, work string) (code int, msg
 		}
 		cmd = exec.Command(script)
 	case len(a.job.Command) > 0:
-		cmd = exec.Command(a.job.Command[0], a.job.Command[1:]...)
+		name := a.job.Command[0]
+		if name == SelfCommand && a.r.cfg.Self != "" {
+			name = a.r.cfg.Self // the runner itself, wherever it is installed
+		}
+		cmd = exec.Command(name, a.job.Command[1:]...)
+		cmd.Args[0] = a.job.Command[0]
 	default:
 		return 1, "runner: the job has neither a script nor a command", false
 	}

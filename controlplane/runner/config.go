@@ -37,6 +37,12 @@ const (
 	EnvWorkDir = "SANDBOXMESH_RUNNER_WORK_DIR"
 )
 
+// SelfCommand, as a job's argv[0], names the runner's own executable
+// (Config.Self), so the control plane can submit a job such as
+// ["sandboxmesh-runner", "smarttest"] without knowing where the runner is
+// installed in the pod.
+const SelfCommand = "sandboxmesh-runner"
+
 // Defaults of Config's timings (the protocol's numbers).
 const (
 	DefaultClaimWait         = 25 * time.Second
@@ -73,6 +79,11 @@ type Config struct {
 	// Transport sends the requests (nil: a transport with dial, TLS and
 	// response-header timeouts).
 	Transport http.RoundTripper
+	// Self is the runner's own executable, which a job's Command whose
+	// argv[0] is exactly SelfCommand runs (e.g. ["sandboxmesh-runner",
+	// "smarttest"]) wherever the runner is installed in the pod (default:
+	// os.Executable()).
+	Self string
 
 	ClaimWait         time.Duration
 	FlushInterval     time.Duration
@@ -140,6 +151,11 @@ func (c *Config) defaults() {
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.Self == "" {
+		if exe, err := os.Executable(); err == nil {
+			c.Self = exe
+		}
 	}
 	set := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {

@@ -199,6 +199,39 @@ func TestCommandAndStartErrors(t *testing.T) {
 	}
 }
 
+// TestSelfCommand: a job whose argv[0] is exactly "sandboxmesh-runner" runs
+// the runner's own executable (Config.Self, by default os.Executable()),
+// wherever it is installed; any other argv[0] is looked up as usual.
+func TestSelfCommand(t *testing.T) {
+	self := filepath.Join(t.TempDir(), "installed-runner")
+	if err := os.WriteFile(self, []byte("#!/bin/sh\necho \"self $*\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f := newFakeCP(t)
+	startRunner(t, f, func(c *Config) { c.Self = self })
+	f.add(apitypes.RunnerJob{Name: "self", Command: []string{"sandboxmesh-runner", "smarttest"}})
+	f.add(apitypes.RunnerJob{Name: "other", Command: []string{"./sandboxmesh-runner", "smarttest"}})
+	if fin := f.waitFinish(t, "self"); fin.ExitCode != 0 {
+		t.Fatalf("finish %+v", fin)
+	}
+	if got, want := f.output("self", "stdout"), "self smarttest\n"; got != want {
+		t.Fatalf("stdout %q, want %q", got, want)
+	}
+	if fin := f.waitFinish(t, "other"); fin.ExitCode != 127 {
+		t.Fatalf("a relative ./sandboxmesh-runner must not be the runner: finish %+v", fin)
+	}
+
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c Config
+	c.defaults()
+	if c.Self != exe {
+		t.Fatalf("default Self %q, want os.Executable() %q", c.Self, exe)
+	}
+}
+
 // TestCancelKillsProcessGroup: a cancel answer stops the whole process
 // group (the script and a child it started), SIGKILL when SIGTERM is
 // ignored.

@@ -522,6 +522,9 @@ func TestRoutedAwayAndRoutesTo(t *testing.T) {
 			if got := tab.RoutesTo(tc.w, tc.key, sb); got != (sb == tc.sandbox) {
 				t.Errorf("RoutesTo(%s, %s, %s) = %v", tc.w, tc.key, sb, got)
 			}
+			if got := tab.Workload(tc.w).ForSandbox(sb).RoutesTo(tc.key); got != (sb == tc.sandbox) {
+				t.Errorf("ForSandbox(%s).RoutesTo(%s, %s) = %v", sb, tc.w, tc.key, got)
+			}
 		}
 	}
 	var nilTab *Table
@@ -544,6 +547,7 @@ func BenchmarkSelectiveDecision(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	sr := tab.Workload(w7).ForSandbox("sb-k4207")
 	for _, bc := range []struct {
 		name string
 		f    func() bool
@@ -554,6 +558,7 @@ func BenchmarkSelectiveDecision(b *testing.B) {
 		{"RoutedAway-miss", func() bool { return tab.RoutedAway(w7, "other") }, false},
 		{"RoutesTo-own", func() bool { return tab.RoutesTo(w7, "k4207", "sb-k4207") }, true},
 		{"RoutesTo-routegroup", func() bool { return tab.RoutesTo(w7, "rg", "sb-k4207") }, true},
+		{"ForSandbox-routegroup", func() bool { return sr.RoutesTo("rg") }, true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()

@@ -326,34 +326,14 @@ func (e *entry) target(port int32) Target {
 // messages) with that key belong to a sandbox, not to w's baseline. A baseline destination (a sandbox
 // that only virtualises w) does not route away.
 func (t *Table) RoutedAway(w WorkloadRef, key string) bool {
-	if t == nil {
-		return false
-	}
-	e, ok := t.byW[w.normalized()][key]
-	return ok && e.dest.Kind != DestinationBaseline
+	return t.Workload(w).RoutedAway(key)
 }
 
 // RoutesTo reports whether key, for workload w, leads to sandbox's fork or tunnel: the sandbox's own
 // key, or a route group's key whose destination is that sandbox's (same host). This is the sandbox
 // consumer's half of selective consumption, matching Signadot's destinationSandbox.
 func (t *Table) RoutesTo(w WorkloadRef, key, sandbox string) bool {
-	if t == nil {
-		return false
-	}
-	m := t.byW[w.normalized()]
-	e, ok := m[key]
-	if !ok || e.dest.Kind == DestinationBaseline {
-		return false
-	}
-	if e.dest.Sandbox.Kind != OwnerRouteGroup {
-		return e.dest.Sandbox.Name == sandbox
-	}
-	for _, o := range m {
-		if o.dest.Sandbox.Kind != OwnerRouteGroup && o.dest.Sandbox.Name == sandbox && o.dest.Kind == e.dest.Kind && o.dest.Host == e.dest.Host {
-			return true
-		}
-	}
-	return false
+	return t.Workload(w).RoutesTo(key, sandbox)
 }
 
 // WorkloadTable is the part of a table for one workload; lookups by key only. It is immutable.
@@ -380,6 +360,70 @@ func (wt WorkloadTable) Lookup(key string, port int32) (Target, bool) {
 
 // Len returns the number of routes of the workload.
 func (wt WorkloadTable) Len() int { return len(wt.m) }
+
+// RoutedAway is Table.RoutedAway for the workload of wt.
+func (wt WorkloadTable) RoutedAway(key string) bool {
+	e, ok := wt.m[key]
+	return ok && e.dest.Kind != DestinationBaseline
+}
+
+// RoutesTo is Table.RoutesTo for the workload of wt. A route group's key costs a scan of the workload's
+// routes, the others one lookup; ForSandbox answers both with one lookup.
+func (wt WorkloadTable) RoutesTo(key, sandbox string) bool {
+	e, ok := wt.m[key]
+	if !ok || e.dest.Kind == DestinationBaseline {
+		return false
+	}
+	if e.dest.Sandbox.Kind != OwnerRouteGroup {
+		return e.dest.Sandbox.Name == sandbox
+	}
+	for _, o := range wt.m {
+		if o.dest.Sandbox.Kind != OwnerRouteGroup && o.dest.Sandbox.Name == sandbox && o.dest.Kind == e.dest.Kind && o.dest.Host == e.dest.Host {
+			return true
+		}
+	}
+	return false
+}
+
+// SandboxRoutes is the part of a WorkloadTable one sandbox's consumer asks about: RoutesTo for a fixed
+// sandbox, in one lookup also for route-group keys. It is immutable; build it once per table.
+type SandboxRoutes struct {
+	wt      WorkloadTable
+	sandbox string
+	targets map[sandboxTarget]struct{} // the sandbox's own destinations (kind, host)
+}
+
+type sandboxTarget struct {
+	kind DestinationKind
+	host string
+}
+
+// ForSandbox returns the routes of wt as sandbox's consumer sees them (a scan of the workload's routes).
+func (wt WorkloadTable) ForSandbox(sandbox string) SandboxRoutes {
+	sr := SandboxRoutes{wt: wt, sandbox: sandbox}
+	for _, o := range wt.m {
+		if o.dest.Sandbox.Kind != OwnerRouteGroup && o.dest.Sandbox.Name == sandbox && o.dest.Kind != DestinationBaseline {
+			if sr.targets == nil {
+				sr.targets = make(map[sandboxTarget]struct{})
+			}
+			sr.targets[sandboxTarget{o.dest.Kind, o.dest.Host}] = struct{}{}
+		}
+	}
+	return sr
+}
+
+// RoutesTo is WorkloadTable.RoutesTo(key, sandbox) for the sandbox of sr.
+func (sr SandboxRoutes) RoutesTo(key string) bool {
+	e, ok := sr.wt.m[key]
+	if !ok || e.dest.Kind == DestinationBaseline {
+		return false
+	}
+	if e.dest.Sandbox.Kind != OwnerRouteGroup {
+		return e.dest.Sandbox.Name == sr.sandbox
+	}
+	_, ok = sr.targets[sandboxTarget{e.dest.Kind, e.dest.Host}]
+	return ok
+}
 
 // Routes returns every route, sorted by workload then key.
 func (t *Table) Routes() []Route {

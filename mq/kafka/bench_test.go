@@ -70,6 +70,7 @@ func BenchmarkConsume(b *testing.B) {
 	plain := func(b *testing.B, handle func(*kgo.Record)) {
 		t := e.fill(b, ctx, b.N)
 		b.ResetTimer()
+		cpu := cpuMeter(b)
 		cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ConsumeTopics(t), kgo.ConsumerGroup("plain-"+t))
 		if err != nil {
 			b.Fatal(err)
@@ -82,6 +83,7 @@ func BenchmarkConsume(b *testing.B) {
 			}
 		}
 		b.StopTimer()
+		cpu()
 		cl.Close()
 	}
 	var sink int
@@ -98,6 +100,7 @@ func BenchmarkConsume(b *testing.B) {
 	b.Run("selective", func(b *testing.B) {
 		t := e.fill(b, ctx, b.N)
 		b.ResetTimer()
+		cpu := cpuMeter(b)
 		c, err := kafka.NewConsumer(ctx, kafka.Config{Identity: baseID, Routes: src, Brokers: e.brokers,
 			Topics: []string{t}, Group: "sel-" + t})
 		if err != nil {
@@ -116,6 +119,7 @@ func BenchmarkConsume(b *testing.B) {
 			time.Sleep(100 * time.Microsecond)
 		}
 		b.StopTimer()
+		cpu()
 		cancel()
 		<-done
 		_ = c.Close(ctx)

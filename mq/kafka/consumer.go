@@ -26,6 +26,8 @@ const (
 	DefaultSyncTimeout    = 30 * time.Second
 	DefaultAdminTimeout   = 10 * time.Second
 	DefaultMaxPollRecords = 10000
+	DefaultDeleteGrace    = 2 * time.Second
+	DefaultDrainTimeout   = 10 * time.Second
 )
 
 // Config configures a Consumer.
@@ -36,12 +38,12 @@ type Config struct {
 	// the environment (mq.EnvRoutesURL), polled in the background until Close. A source with a
 	// WaitSynced(context.Context) error method (routes.Client has one) is waited for before consuming.
 	Routes mq.TableSource
-	// Extractor gives the routing key's names and custom headers; nil means routingkey.Default. The
-	// consumer reads a record's key with it (without building a context) to decide.
+	// Extractor gives the routing key's names and custom headers when Propagation is nil; nil means
+	// routingkey.Default.
 	Extractor *routingkey.Extractor
-	// Propagation reads the OTel context from the headers of the records passed to the handler; nil means
-	// mq.NewPropagation(Extractor) (mq.DefaultPropagation for the default Extractor). Build it from the same
-	// Extractor.
+	// Propagation reads a record's routing key to decide (Propagation.Key, without building a context)
+	// and the OTel context of the records passed to the handler; nil means mq.NewPropagation(Extractor)
+	// (mq.DefaultPropagation for the default Extractor).
 	Propagation *mq.Propagation
 	// Logger receives the consumer's logs; nil discards them.
 	Logger *slog.Logger
@@ -63,6 +65,14 @@ type Config struct {
 	AdminTimeout time.Duration
 	// MaxPollRecords bounds the records handled between two polls (default 10000).
 	MaxPollRecords int
+	// DeleteGrace is how long Close keeps consuming, for a sandbox whose key is no longer routed to it,
+	// before it drains (default 2s): the baseline's route copy may learn that the route is gone a little
+	// after this consumer's did, and skips the sandbox's records until then.
+	DeleteGrace time.Duration
+	// DrainTimeout bounds how long Close then keeps consuming until the group has handled every record
+	// that was in the topics when the grace ended (default 10s): records the baseline skipped while the
+	// route existed must not be left unconsumed in a group about to be deleted.
+	DrainTimeout time.Duration
 }
 
 // Handler processes one record. ctx carries the record's trace context, baggage and routing key
@@ -108,8 +118,10 @@ type Consumer struct {
 	runDone  chan struct{}
 	closed   atomic.Bool
 	closeMu  sync.Mutex
-	keys     *keyReader    // used by Run's goroutine only
-	last     []*kgo.Record // used by Run's goroutine only
+	kc       keyCarrier        // used by Run's goroutine only
+	interned map[string]string // used by Run's goroutine only
+	lastKey  string            // the key keyFor returned last; Run's goroutine only
+	last     []*kgo.Record     // used by Run's goroutine only
 	counts   [4]atomic.Uint64
 	failed   atomic.Uint64
 	closeErr error
@@ -143,8 +155,8 @@ func (cfg *Config) validate() error {
 	if len(cfg.Group) > 1024 {
 		return fmt.Errorf("kafka: config: group: %d bytes, at most 1024", len(cfg.Group))
 	}
-	if cfg.SyncTimeout < 0 || cfg.AdminTimeout < 0 || cfg.MaxPollRecords < 0 {
-		return errors.New("kafka: config: syncTimeout, adminTimeout, maxPollRecords: must not be negative")
+	if cfg.SyncTimeout < 0 || cfg.AdminTimeout < 0 || cfg.MaxPollRecords < 0 || cfg.DeleteGrace < 0 || cfg.DrainTimeout < 0 {
+		return errors.New("kafka: config: syncTimeout, adminTimeout, maxPollRecords, deleteGrace, drainTimeout: must not be negative")
 	}
 	return nil
 }
@@ -178,6 +190,12 @@ func NewConsumer(ctx context.Context, cfg Config) (*Consumer, error) {
 	if cfg.MaxPollRecords == 0 {
 		cfg.MaxPollRecords = DefaultMaxPollRecords
 	}
+	if cfg.DeleteGrace == 0 {
+		cfg.DeleteGrace = DefaultDeleteGrace
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
+	}
 	c := &Consumer{
 		cfg:     cfg,
 		id:      id,
@@ -191,17 +209,13 @@ func NewConsumer(ctx context.Context, cfg Config) (*Consumer, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	c.log = c.log.With("group", c.group, "identity", id.String())
-	ext := cfg.Extractor
-	if ext == nil {
-		ext = routingkey.Default
-	}
 	if c.prop == nil {
 		c.prop = mq.DefaultPropagation
 		if cfg.Extractor != nil {
 			c.prop = mq.NewPropagation(cfg.Extractor)
 		}
 	}
-	c.keys = newKeyReader(ext)
+	c.interned = map[string]string{}
 	c.runCtx, c.stopRun = context.WithCancel(context.Background())
 	ok := false
 	defer func() {
@@ -427,7 +441,7 @@ func (c *Consumer) handleAll(ctx, pctx context.Context, h Handler, fs kgo.Fetche
 }
 
 func (c *Consumer) handle(ctx context.Context, h Handler, r *kgo.Record) error {
-	key := c.keys.key(r)
+	key := c.keyFor(r)
 	d := c.sel.Decide(key)
 	if d == mq.Process {
 		if len(r.Headers) > 0 {
@@ -450,6 +464,9 @@ func (c *Consumer) Close(ctx context.Context) error {
 	defer c.closeMu.Unlock()
 	if !c.closed.CompareAndSwap(false, true) {
 		return c.closeErr
+	}
+	if c.id.IsSandbox() && c.running.Load() && !c.stillRouted() {
+		c.drain(ctx)
 	}
 	c.stopRun()
 	var errs []error
@@ -487,6 +504,68 @@ func (c *Consumer) Close(ctx context.Context) error {
 		c.closeErr = fmt.Errorf("kafka: close consumer of group %s: %w", c.group, errors.Join(errs...))
 	}
 	return c.closeErr
+}
+
+// drain keeps Run consuming for DeleteGrace, then until the group has committed, for every partition of
+// the topics, the end offset seen when the grace ended (bounded by DrainTimeout and ctx). The fork of a
+// sandbox being deleted still processes its own key meanwhile, so the records of that key the baseline
+// skipped before its route copy changed are handled before the group is deleted. Errors only end the
+// drain early (logged): Close goes on.
+func (c *Consumer) drain(ctx context.Context) {
+	start := time.Now()
+	select {
+	case <-ctx.Done():
+		return
+	case <-c.runDone:
+		return
+	case <-time.After(c.cfg.DeleteGrace):
+	}
+	dctx, cancel := context.WithTimeout(ctx, c.cfg.DrainTimeout)
+	defer cancel()
+	ends, err := c.adm.ListEndOffsets(dctx, c.cfg.Topics...)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		c.log.Warn("drain: end offsets not listed; closing without drain", "error", err)
+		return
+	}
+	for {
+		if err := c.cl.CommitMarkedOffsets(dctx); err != nil && dctx.Err() == nil {
+			c.log.Warn("drain: commit", "error", err)
+		}
+		committed, err := c.adm.FetchOffsets(dctx, c.group)
+		if err == nil {
+			err = committed.Error()
+		}
+		if err == nil && drained(ends, committed) {
+			c.log.Info("sandbox group drained before deletion", "took", time.Since(start).Round(time.Millisecond))
+			return
+		}
+		select {
+		case <-dctx.Done():
+			c.log.Warn("drain: not drained within the drain timeout; closing", "error", err)
+			return
+		case <-c.runDone:
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// drained reports whether the group's committed offsets reach ends on every partition that has records.
+func drained(ends kadm.ListedOffsets, committed kadm.OffsetResponses) bool {
+	ok := true
+	ends.Each(func(e kadm.ListedOffset) {
+		if e.Offset <= 0 {
+			return
+		}
+		o, found := committed.Lookup(e.Topic, e.Partition)
+		if !found || o.At < e.Offset {
+			ok = false
+		}
+	})
+	return ok
 }
 
 // stillRouted reports whether the sandbox's own key still leads to the sandbox for the baseline workload.

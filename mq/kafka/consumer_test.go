@@ -168,13 +168,21 @@ func (p *producer) finish() int {
 // TestSandboxDeletedMidStream: the route of sb-a goes away while records flow, then its fork is closed
 // (which deletes its group). Every record is processed at least once by one of them; the test reports the
 // duplicates of the route-change window.
-func TestSandboxDeletedMidStream(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+func TestSandboxDeletedMidStream(t *testing.T) { sandboxDeletedMidStream(t, 0) }
+
+// TestSandboxDeletedWhileForkLags: the same with a fork that handles its records slower than they come,
+// so it has a backlog of its key's records (which the baseline skipped) when its route goes: Close drains
+// the backlog before it deletes the group.
+func TestSandboxDeletedWhileForkLags(t *testing.T) { sandboxDeletedMidStream(t, 5*time.Millisecond) }
+
+func sandboxDeletedMidStream(t *testing.T, forkSlow time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	e := newEnv(t, 3, topic)
 	e.publish(forkRoute(worker, "keya", "sb-a"))
 	baseRoutes := e.routesClient()
 	baseRec, forkRec := newRecorder(), newRecorder()
+	forkRec.slow = forkSlow
 	base := e.start(ctx, baseID, baseRoutes, baseRec)
 	fork := e.start(ctx, forkA, e.routesClient(), forkRec)
 

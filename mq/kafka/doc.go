@@ -19,7 +19,9 @@
 // Kafka has no group expiry a client can set: an empty group's offsets disappear after the broker's
 // offsets.retention.minutes (7 days by default), which is what cleans up after a fork that crashed for good.
 // Close deletes the sandbox group when the route table no longer routes the sandbox's key to it (the
-// sandbox is being deleted); it never deletes the baseline's group, nor a sandbox group that still has
+// sandbox is being deleted), after it kept consuming for Config.DeleteGrace (2s: the baseline's route copy
+// may lag) and drained the group to the end offsets seen then, so the key's records the baseline skipped
+// are handled; it never deletes the baseline's group, nor a sandbox group that still has
 // members (other replicas) or whose route is still there (a restart).
 //
 // Delivery guarantee: at-least-once per group. A record is committed only after its handler returned nil

@@ -110,6 +110,7 @@ func (e *env) produce(ctx context.Context, id int, key string) {
 // recorder is a handler that records which ids it processed, how often, and checks the handler's context
 // carries the record's key.
 type recorder struct {
+	slow time.Duration // each processed record takes this long (a fork that lags)
 	mu   sync.Mutex
 	seen map[int]int
 	bad  []string
@@ -124,6 +125,9 @@ func (rc *recorder) handle(ctx context.Context, r *kgo.Record) error {
 	}
 	_, want := kafka.Extract(context.Background(), r)
 	got, _ := routingkey.FromContext(ctx)
+	if rc.slow > 0 {
+		time.Sleep(rc.slow)
+	}
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	if got != want {

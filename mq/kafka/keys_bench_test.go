@@ -9,7 +9,6 @@ import (
 
 	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
 	"github.com/sandboxmesh/sandboxmesh/mq"
-	"github.com/sandboxmesh/sandboxmesh/routingkey"
 )
 
 type oneTable struct{ t *routeapi.Table }
@@ -31,13 +30,22 @@ func BenchmarkPerRecord(b *testing.B) {
 		{Key: "traceparent", Value: []byte("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")},
 		{Key: "baggage", Value: []byte("sm-routing-key=keya")},
 	}}
-	kr := newKeyReader(routingkey.Default)
-	c := &Consumer{prop: mq.DefaultPropagation}
+	c := &Consumer{prop: mq.DefaultPropagation, interned: map[string]string{}}
 	ctx := context.Background()
 	b.Run("decide", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if sel.Decide(kr.key(r)) != mq.SkipRoutedAway {
+			if sel.Decide(c.keyFor(r)) != mq.SkipRoutedAway {
+				b.Fatal("wrong decision")
+			}
+		}
+	})
+	// decide-carrier: the same through the public HeaderCarrier (copies every value it reads), the
+	// reference for the consumer's zero-copy keyCarrier.
+	b.Run("decide-carrier", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if sel.Decide(c.prop.Key(Carrier(r))) != mq.SkipRoutedAway {
 				b.Fatal("wrong decision")
 			}
 		}

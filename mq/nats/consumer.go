@@ -162,16 +162,28 @@ func (k *core) goneAway() bool {
 	return k.seenRouted.Load() && !k.routedToMe(k.routes.Table())
 }
 
-// decide extracts the context and key of a message and decides; skip counters are updated here.
+// decide reads the routing key of a message and decides; skip counters are updated here. Only for a message
+// it processes does it build the context (trace context, baggage, key) for the handler.
 func (k *core) decide(ctx context.Context, h nats.Header) (context.Context, string, mq.Decision) {
 	k.noteRouted()
 	var key string
-	if k.relevant(h) {
-		ctx, key = k.prop.Extract(ctx, carrierFor(h))
+	lower := true
+	if len(h) > 0 {
+		if lower = lowerNames(h); lower {
+			key = k.prop.KeyMetadata(h) // a map lookup per key header, no carrier
+		} else {
+			key = k.prop.Key(HeaderCarrier(h))
+		}
 	}
 	d := k.sel.Decide(key)
-	if d != mq.Process && int(d) < len(k.skipped) {
-		k.skipped[d].Add(1)
+	if d != mq.Process {
+		if int(d) < len(k.skipped) {
+			k.skipped[d].Add(1)
+		}
+		return ctx, key, d
+	}
+	if k.relevant(h) {
+		ctx = k.prop.ExtractKeyed(ctx, carrier(h, lower), key)
 	}
 	return ctx, key, d
 }
@@ -189,25 +201,36 @@ func (k *core) relevant(h nats.Header) bool {
 	return false
 }
 
-// carrierFor returns a carrier for h: a plain lookup when every name is lower case (what Inject writes),
-// the case-insensitive HeaderCarrier otherwise. When no header is repeated, the carrier offers no Values
-// (the OTel baggage propagator then parses the one header instead of merging lists), which reads the same.
-func carrierFor(h nats.Header) propagation.TextMapCarrier {
-	single := true
-	for name, vs := range h {
-		if len(vs) > 1 {
-			single = false
-		}
+// lowerNames reports whether every header name is free of upper-case and non-ASCII letters (what Inject
+// writes): such names match the propagation's lower-case ones exactly or not at all.
+func lowerNames(h nats.Header) bool {
+	for name := range h {
 		for i := 0; i < len(name); i++ {
 			if c := name[i]; c >= 'A' && c <= 'Z' || c >= 0x80 {
-				return HeaderCarrier(h)
+				return false
 			}
 		}
 	}
-	if single {
-		return singleCarrier{lowerCarrier(h)}
+	return true
+}
+
+// carrierFor returns a carrier for h: a plain lookup when every name is lower case (what Inject writes),
+// the case-insensitive HeaderCarrier otherwise.
+func carrierFor(h nats.Header) propagation.TextMapCarrier { return carrier(h, lowerNames(h)) }
+
+// carrier is carrierFor when lowerNames(h) is known. When no header is repeated, the carrier offers no
+// Values (the OTel baggage propagator then parses the one header instead of merging lists), which reads
+// the same.
+func carrier(h nats.Header, lower bool) propagation.TextMapCarrier {
+	if !lower {
+		return HeaderCarrier(h)
 	}
-	return lowerCarrier(h)
+	for _, vs := range h {
+		if len(vs) > 1 {
+			return lowerCarrier(h)
+		}
+	}
+	return singleCarrier{lowerCarrier(h)}
 }
 
 // singleCarrier is a lowerCarrier without Values, for headers that are not repeated.

@@ -5,10 +5,59 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/baggage"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
 	"github.com/sandboxmesh/sandboxmesh/mq"
+	"github.com/sandboxmesh/sandboxmesh/routingkey"
 )
+
+// BenchmarkDecide splits the per-message work of a consumer without a server, on the headers NewMsg
+// writes: a message skipped (key routed away: key read and decision), one processed (the handler's context
+// built too), and the extraction an OTel-instrumented plain consumer does per message, as the peer.
+func BenchmarkDecide(b *testing.B) {
+	w := routeapi.WorkloadRef{Namespace: "n", Kind: routeapi.KindDeployment, Name: "w"}
+	tbl, err := routeapi.NewTable(1, []routeapi.Route{{Workload: w, RoutingKey: "keya", Destination: routeapi.Destination{
+		Sandbox: routeapi.SandboxRef{Namespace: "n", Name: "sb-a"}, Kind: routeapi.DestinationFork, Host: "h"}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	id := mq.Identity{Baseline: w}
+	k := &core{id: id, prop: mq.DefaultPropagation, fields: mq.DefaultPropagation.HeaderFields(), sel: mq.NewSelector(id, fixedTable{tbl})}
+	tid, _ := trace.TraceIDFromHex("0af7651916cd43dd8448eb211c80319c")
+	sid, _ := trace.SpanIDFromHex("b7ad6b7169203331")
+	ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled}))
+	skipped := NewMsg(routingkey.WithKey(ctx, "keya"), "s", nil).Header
+	processed := NewMsg(routingkey.WithKey(ctx, "keyz"), "s", nil).Header
+	bg := context.Background()
+	b.Run("skip", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, d := k.decide(bg, skipped); d != mq.SkipRoutedAway {
+				b.Fatal(d)
+			}
+		}
+	})
+	b.Run("process", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, d := k.decide(bg, processed); d != mq.Process {
+				b.Fatal(d)
+			}
+		}
+	})
+	b.Run("plain-otel-extract", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = mq.DefaultPropagation.Extract(bg, HeaderCarrier(processed))
+		}
+	})
+}
+
+type fixedTable struct{ t *routeapi.Table }
+
+func (s fixedTable) Table() *routeapi.Table { return s.t }
 
 // FuzzDecideMatchesExtract checks the consumer's fast path (headers the propagation does not read are not
 // extracted; all-lower-case names are looked up directly) against the plain case-insensitive extraction:
@@ -24,10 +73,16 @@ func FuzzDecideMatchesExtract(f *testing.F) {
 		k := &core{id: id, prop: mq.DefaultPropagation, fields: mq.DefaultPropagation.HeaderFields(), sel: mq.NewSelector(id, nil)}
 		h := nats.Header{n1: {v1}}
 		h[n2] = append(h[n2], v2)
-		_, want := mq.DefaultPropagation.Extract(context.Background(), HeaderCarrier(h))
-		_, got, _ := k.decide(context.Background(), h)
+		wctx, want := mq.DefaultPropagation.Extract(context.Background(), HeaderCarrier(h))
+		gctx, got, _ := k.decide(context.Background(), h)
 		if got != want {
 			t.Fatalf("fast path key %q, case-insensitive extraction %q, headers %q", got, want, h)
+		}
+		gk, _ := routingkey.FromContext(gctx)
+		wk, _ := routingkey.FromContext(wctx)
+		if gk != wk || !trace.SpanContextFromContext(gctx).Equal(trace.SpanContextFromContext(wctx)) ||
+			baggage.FromContext(gctx).Len() != baggage.FromContext(wctx).Len() {
+			t.Fatalf("handler context differs from the extraction's: key %q/%q, headers %q", gk, wk, h)
 		}
 	})
 }

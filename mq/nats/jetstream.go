@@ -50,6 +50,11 @@ type JetStreamConfig struct {
 	// DrainTimeout bounds how long Run, when stopping, keeps handling the messages it had already received
 	// (default 10s).
 	DrainTimeout time.Duration
+	// DeleteGrace is how long Close keeps consuming, for a sandbox whose key is no longer routed to it,
+	// before it catches up and deletes the durable consumer (default 2s): the baseline's route copy may
+	// learn that the route is gone a little after this consumer's did, and skips the sandbox's messages
+	// until then. The key's messages of the grace period are processed twice, none is lost.
+	DeleteGrace time.Duration
 	// ConsumeOptions are passed to jetstream.Consumer.Consume (batch size, heartbeat, ...).
 	ConsumeOptions []jetstream.PullConsumeOpt
 }
@@ -119,6 +124,9 @@ func (cfg *JetStreamConfig) validate() error {
 	}
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 10 * time.Second
+	}
+	if cfg.DeleteGrace <= 0 {
+		cfg.DeleteGrace = 2 * time.Second
 	}
 	return nil
 }
@@ -328,6 +336,11 @@ func (c *JetStreamConsumer) Close(ctx context.Context) error {
 	var errs []error
 	del := c.goneAway()
 	if del && running {
+		select { // the grace: Run goes on consuming
+		case <-time.After(c.cfg.DeleteGrace):
+		case <-done:
+		case <-ctx.Done():
+		}
 		if err := c.catchUp(ctx, done); err != nil {
 			errs = append(errs, err)
 			del = false

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"go.opentelemetry.io/otel/baggage"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
 	"github.com/sandboxmesh/sandboxmesh/mq"
@@ -54,13 +56,14 @@ func (e *env) fill(b *testing.B, queue string, n int) {
 
 // BenchmarkConsume compares, in the same run on the same broker, a baseline Consumer (header extraction,
 // selector decision against a table of 100 routes, ack per message) with the plain amqp091-go consumer
-// (ack per message, same prefetch) draining a queue of b.N messages. Report the ratio of the two ns/op.
+// (ack per message, same prefetch) draining a queue of b.N messages, and with that plain consumer doing the
+// W3C extraction an OTel-instrumented app does (plain-otel). Report the ratios of the ns/op.
 func BenchmarkConsume(b *testing.B) {
 	var table []routeapi.Route
 	for i := 0; i < 100; i++ {
 		table = append(table, forkRoute(fmt.Sprintf("key%d", i), fmt.Sprintf("sb-%d", i)))
 	}
-	b.Run("plain", func(b *testing.B) {
+	plain := func(b *testing.B, handle func(*amqp.Delivery)) {
 		e := newEnv(b, fmt.Sprintf("bench-plain-%d", benchRun.Add(1)))
 		ch, err := e.conn.Channel()
 		if err != nil {
@@ -77,18 +80,31 @@ func BenchmarkConsume(b *testing.B) {
 		}
 		e.fill(b, e.queue, b.N)
 		b.ResetTimer()
+		cpu := cpuMeter(b)
 		ds, err := ch.Consume(e.queue, "", false, false, false, false, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
 		for i := 0; i < b.N; i++ {
 			d := <-ds
+			handle(&d)
 			if err := d.Ack(false); err != nil {
 				b.Fatal(err)
 			}
 		}
 		b.StopTimer()
+		cpu()
 		ch.Close()
+	}
+	b.Run("plain", func(b *testing.B) { plain(b, func(*amqp.Delivery) {}) })
+	// plain-otel: the plain client plus what an OTel-instrumented consumer does per message at least:
+	// extract the W3C trace context and baggage from the headers.
+	w3c := propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	var sink int
+	b.Run("plain-otel", func(b *testing.B) {
+		plain(b, func(d *amqp.Delivery) {
+			sink += baggage.FromContext(w3c.Extract(context.Background(), rabbitmq.HeaderCarrier(d.Headers))).Len()
+		})
 	})
 	b.Run("selective", func(b *testing.B) {
 		e := newEnv(b, fmt.Sprintf("bench-selective-%d", benchRun.Add(1)))
@@ -106,6 +122,7 @@ func BenchmarkConsume(b *testing.B) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		b.ResetTimer()
+		cpu := cpuMeter(b)
 		go func() {
 			_ = c.Run(ctx, func(context.Context, *amqp.Delivery) error {
 				if n.Add(1) == int64(b.N) {
@@ -116,6 +133,7 @@ func BenchmarkConsume(b *testing.B) {
 		}()
 		<-done
 		b.StopTimer()
+		cpu()
 		if err := c.Close(context.Background()); err != nil {
 			b.Fatal(err)
 		}
@@ -209,11 +227,30 @@ func BenchmarkExtractDecide(b *testing.B) {
 	sel := mq.NewSelector(baseline(), staticSource{tbl})
 	h := rabbitmq.Inject(routingkey.WithKey(context.Background(), "key42"), amqp.Table{
 		"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"})
-	b.ReportAllocs()
-	for b.Loop() {
-		_, key := rabbitmq.Extract(context.Background(), h)
-		if sel.Decide(key) != mq.SkipRoutedAway {
-			b.Fatal("wrong decision")
+	b.Run("extract", func(b *testing.B) { // what the consumer did before it decided on the key alone
+		b.ReportAllocs()
+		for b.Loop() {
+			_, key := rabbitmq.Extract(context.Background(), h)
+			if sel.Decide(key) != mq.SkipRoutedAway {
+				b.Fatal("wrong decision")
+			}
 		}
-	}
+	})
+	b.Run("key-carrier", func(b *testing.B) { // Key through the public carrier
+		b.ReportAllocs()
+		for b.Loop() {
+			if sel.Decide(mq.DefaultPropagation.Key(rabbitmq.HeaderCarrier(h))) != mq.SkipRoutedAway {
+				b.Fatal("wrong decision")
+			}
+		}
+	})
+	key := rabbitmq.NewKeyReader()
+	b.Run("key", func(b *testing.B) { // what a skipped message costs now
+		b.ReportAllocs()
+		for b.Loop() {
+			if sel.Decide(key(mq.DefaultPropagation, h)) != mq.SkipRoutedAway {
+				b.Fatal("wrong decision")
+			}
+		}
+	})
 }

@@ -137,6 +137,7 @@ type Consumer struct {
 	running  bool
 	runDone  chan struct{}
 	counters [6]atomic.Uint64
+	keys     keyTable // Run's goroutine only
 }
 
 const (
@@ -393,11 +394,12 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 
 // handle decides, calls the handler and acks.
 func (c *Consumer) handle(ctx context.Context, d *amqp.Delivery, h Handler) error {
-	mctx, key := c.prop.Extract(ctx, HeaderCarrier(d.Headers))
+	hc := HeaderCarrier(d.Headers)
+	key := c.keys.key(c.prop, d.Headers) // the key alone decides; the context is built for processed messages only
 	var err error
 	switch dec := c.sel.Decide(key); dec {
 	case mq.Process:
-		if herr := h(mctx, d); herr != nil {
+		if herr := h(c.prop.ExtractKeyed(ctx, hc, key), d); herr != nil {
 			c.counters[cFailed].Add(1)
 			requeue := attempt(d, c.cfg.MaxAttempts) < c.cfg.MaxAttempts
 			if requeue {

@@ -78,6 +78,70 @@ func (c HeaderCarrier) Keys() []string {
 	return out
 }
 
+// keyTable reads the headers of one delivery for mq.Propagation.Key when every header name is free of
+// upper-case and non-ASCII letters (what Inject writes): a name then matches the propagation's lower-case
+// names exactly or not at all, so Get and Values are single lookups, as HeaderCarrier's would find, and
+// Values reuses one slice. Run's goroutine only.
+type keyTable struct {
+	t   amqp.Table
+	buf []string
+}
+
+func (k *keyTable) Get(key string) string {
+	if s, ok := first(k.t[key]); ok {
+		return s
+	}
+	return ""
+}
+
+// Values returns the values of header key; the slice is valid until reset.
+func (k *keyTable) Values(key string) []string {
+	v, ok := k.t[key]
+	if !ok {
+		return nil
+	}
+	start := len(k.buf)
+	k.buf = appendValues(k.buf, v)
+	if len(k.buf) == start {
+		return nil
+	}
+	return k.buf[start:len(k.buf):len(k.buf)]
+}
+
+func (k *keyTable) Set(string, string) {} // never called: Key only reads
+func (k *keyTable) Keys() []string     { return nil }
+
+func (k *keyTable) reset() {
+	clear(k.buf)
+	k.buf, k.t = k.buf[:0], nil
+}
+
+// lowerNames reports whether no header name has an upper-case or non-ASCII letter.
+func lowerNames(t amqp.Table) bool {
+	for name := range t {
+		for i := 0; i < len(name); i++ {
+			if c := name[i]; c >= 'A' && c <= 'Z' || c >= 0x80 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// key returns the routing key of headers t with p, as p.Key(HeaderCarrier(t)) does.
+func (k *keyTable) key(p *mq.Propagation, t amqp.Table) string {
+	if len(t) == 0 {
+		return ""
+	}
+	if !lowerNames(t) {
+		return p.Key(HeaderCarrier(t))
+	}
+	k.t = t
+	key := p.Key(k)
+	k.reset()
+	return key
+}
+
 func first(v any) (string, bool) {
 	switch v := v.(type) {
 	case string:

@@ -8,9 +8,11 @@ import (
 	"testing"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/sandboxmesh/sandboxmesh/mq"
 	"github.com/sandboxmesh/sandboxmesh/mq/rabbitmq"
 	"github.com/sandboxmesh/sandboxmesh/routingkey"
 )
@@ -111,6 +113,32 @@ func FuzzExtract(f *testing.F) {
 		h2 := rabbitmq.Inject(routingkey.WithKey(context.Background(), key), nil)
 		if _, got := rabbitmq.Extract(context.Background(), h2); got != key {
 			t.Fatalf("round trip of key %q gave %q (headers %v)", key, got, h2)
+		}
+	})
+}
+
+// FuzzKeyReader checks the consumer's fast path: the key it decides on (lower-case names looked up
+// directly, others through HeaderCarrier) is the key the full extraction finds, for arbitrary headers.
+func FuzzKeyReader(f *testing.F) {
+	f.Add("baggage", "sm-routing-key=abc", "traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", false)
+	f.Add("Baggage", "a=1,sm-routing-key=k%20x;p=1", "baggage", "sm-routing-key=zz", true)
+	f.Add("uberctx-sm-routing-key", "k2", "UBERCTX-SM-ROUTING-KEY", "k3", false)
+	f.Add("ot-baggage-sm-routing-key", "k4", "tracestate", "sm-routing-key=k5", true)
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(error) {}))
+	key := rabbitmq.NewKeyReader()
+	f.Fuzz(func(t *testing.T, n1, v1, n2, v2 string, asBytes bool) {
+		h := amqp.Table{n1: v1}
+		if asBytes {
+			h[n2] = []any{[]byte(v2), v1}
+		} else {
+			h[n2] = v2
+		}
+		_, want := mq.DefaultPropagation.Extract(context.Background(), rabbitmq.HeaderCarrier(h))
+		if got := key(mq.DefaultPropagation, h); got != want {
+			t.Fatalf("key reader %q, extraction %q, headers %v", got, want, h)
+		}
+		if got := mq.DefaultPropagation.Key(rabbitmq.HeaderCarrier(h)); got != want {
+			t.Fatalf("Key %q, extraction %q, headers %v", got, want, h)
 		}
 	})
 }

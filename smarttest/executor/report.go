@@ -2,7 +2,9 @@
 // the sandbox (its routing key on every request) and twice against the baseline (no key), each run's
 // capture=True requests recorded at the edge as diff.Captures, and writes a Report that the control plane
 // turns into the execution's results and traffic diff. It is pure (no Kubernetes, no control plane): the
-// job runner calls it in the cluster, tests call it in process.
+// job runner calls it in the cluster (`sandboxmesh-runner smarttest`, configured by the Env* variables of
+// ConfigFromEnv, writing ReportFile with WriteReport and a table with WriteSummary), tests call Execute in
+// process.
 package executor
 
 import (
@@ -49,6 +51,12 @@ type Run struct {
 	Result *script.Result `json:"result,omitempty"`
 	// Error is the script's error (syntax, runtime, limit), with its position; empty when it ran to the end.
 	Error string `json:"error,omitempty"`
+	// ErrorKind is the kind of Error ("syntax" or "runtime"; empty when Error is not a script error).
+	ErrorKind script.ErrorKind `json:"errorKind,omitempty"`
+	// ErrorPosition is the script position of Error, when known.
+	ErrorPosition *script.SourcePosition `json:"errorPosition,omitempty"`
+	// Backtrace is the Starlark call stack of a runtime error.
+	Backtrace string `json:"backtrace,omitempty"`
 	// Captures are the capture=True requests and responses as the script's HTTP client saw them (capture
 	// point kind Job, direction Outbound); the sidecars' captures of the same ids are added by the control
 	// plane.

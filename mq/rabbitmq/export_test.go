@@ -1,0 +1,10 @@
+package rabbitmq
+
+import (
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/sandboxmesh/sandboxmesh/mq"
+)
+
+// NewKeyReader returns the consumer's key reader (one goroutine).
+func NewKeyReader() func(*mq.Propagation, amqp.Table) string { return (&keyTable{}).key }
