@@ -6,10 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +21,7 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/controlplane/smarttests"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store/storetest"
 	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
+	"github.com/sandboxmesh/sandboxmesh/routingkey"
 	"github.com/sandboxmesh/sandboxmesh/smarttest/diff"
 	"github.com/sandboxmesh/sandboxmesh/smarttest/executor"
 	"github.com/sandboxmesh/sandboxmesh/smarttest/script"
@@ -605,5 +609,90 @@ func TestSmartTestTriggers(t *testing.T) {
 				t.Fatalf("second version: %+v", l[1])
 			}
 		})
+	}
+}
+
+// TestSmartTestWithExecutor runs an execution with the real executor: the
+// job claimed over the runner protocol, executor.ConfigFromEnv reading the
+// job's environment as `sandboxmesh-runner smarttest` does, executor.Execute
+// calling a loopback "cluster" whose route service answers the sandbox's
+// routing key with eta as a string and a fresh timestamp every time, its
+// report uploaded as the runner uploads it. The control plane's results
+// then show the failed check on the sandbox side only and one red finding;
+// the timestamp is green.
+func TestSmartTestWithExecutor(t *testing.T) {
+	e := newJobsEnv(t, storetest.Drivers[0])
+	ctx := context.Background()
+	e.applyGroup(t, "rg", "1h")
+	sb, err := e.acme.ApplySandbox(ctx, "acme", sandbox("route-v2", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Int64
+	cluster := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ts := time.Unix(1_800_000_000+n.Add(1), 0).UTC().Format(time.RFC3339)
+		eta := `5`
+		if key, _ := routingkey.Default.Extract(r.Header); key == sb.RoutingKey {
+			eta = `"5"`
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"eta":%s,"ts":%q,"route":["a","b"]}`, eta, ts)
+	}))
+	t.Cleanup(cluster.Close)
+	if _, err := e.acme.ApplyTest(ctx, "acme", smartTest("eta")); err != nil {
+		t.Fatal(err)
+	}
+	ex, err := e.acme.CreateTestExecution(ctx, "acme", "eta", apitypes.TestExecutionSpec{
+		ExecutionContext: apitypes.TestExecutionContext{Routing: &apitypes.TestExecutionRouting{Sandbox: "route-v2"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := e.runner(t, "rg", e.runnerToken(t, "rg"), "p1")
+	rj := claimExecution(t, rc, ex, etaScript)
+	env := map[string]string{}
+	for _, v := range rj.Env {
+		env[v.Name] = v.Value
+	}
+	cfg, err := executor.ConfigFromEnv(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatalf("the job's environment is not the executor's: %v", err)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if addr != "route.hotrod.svc:8083" {
+			return nil, fmt.Errorf("%s is not in the test cluster", addr)
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, cluster.Listener.Addr().String())
+	}
+	cfg.Transport = tr
+	rep, err := executor.Execute(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upload(t, rc, rj, body)
+	finish(t, rc, rj, 0)
+	got, err := e.acme.GetTestExecution(ctx, "acme", ex.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := got.Results
+	if got.Status.Phase != apitypes.TestPhaseSucceeded || r == nil {
+		t.Fatalf("execution: %+v", got)
+	}
+	if len(r.Checks.Sandbox) != 1 || len(r.Checks.Sandbox[0].Errors) != 1 || r.Checks.Sandbox[0].Errors[0].SourcePosition.File != "eta.star" ||
+		len(r.Checks.Baseline) != 1 || len(r.Checks.Baseline[0].Errors) != 0 {
+		t.Fatalf("checks: %+v", r.Checks)
+	}
+	if d := r.TrafficDiff; d == nil || d.Captures != 1 || d.Red.Replacements != 1 || d.Yellow.Additions+d.Yellow.Removals+d.Yellow.Replacements != 0 || d.Green.Replacements != 1 {
+		t.Fatalf("traffic diff: %+v", r.TrafficDiff)
+	}
+	fs, err := e.acme.GetTrafficDiffFindings(ctx, "acme", ex.ID, "", 0)
+	if err != nil || len(fs) != 1 || fs[0].Path != "/response/body/eta" || fs[0].Category != diff.Red || fs[0].Point.Kind != diff.KindJob {
+		t.Fatalf("findings: %+v %v", fs, err)
 	}
 }
