@@ -216,14 +216,8 @@ func FuzzValidateExecution(f *testing.F) {
 	})
 }
 
-// TestEnvMatchesExecutor: the job's variables are the ones the executor reads.
-func TestEnvMatchesExecutor(t *testing.T) {
-	for _, p := range [][2]string{{smarttests.EnvScript, executor.EnvScript}, {smarttests.EnvExecution, executor.EnvExecution},
-		{smarttests.EnvFilename, executor.EnvFilename}, {smarttests.EnvTimeout, executor.EnvTimeout}} {
-		if p[0] != p[1] {
-			t.Errorf("%s != %s", p[0], p[1])
-		}
-	}
+// TestScriptLimitFitsExecutor: a script the API accepts is one the executor takes.
+func TestScriptLimitFitsExecutor(t *testing.T) {
 	if apitypes.MaxSmartTestScriptBytes > executor.MaxScriptBytes {
 		t.Errorf("a test's script may be larger (%d) than the executor takes (%d)", apitypes.MaxSmartTestScriptBytes, executor.MaxScriptBytes)
 	}

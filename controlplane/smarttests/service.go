@@ -39,14 +39,13 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/smarttest/script"
 )
 
-// Environment of a smart-test job. They must equal the names
-// smarttest/executor reads (EnvScript, EnvExecution, EnvFilename,
-// EnvTimeout); the job runner adds SANDBOXMESH_ROUTING_KEY itself.
+// Environment of a smart-test job: the names smarttest/executor reads (declared there); the job runner adds
+// SANDBOXMESH_ROUTING_KEY itself.
 const (
-	EnvScript    = "SANDBOXMESH_SMARTTEST_SCRIPT"
-	EnvExecution = "SANDBOXMESH_SMARTTEST_EXECUTION"
-	EnvFilename  = "SANDBOXMESH_SMARTTEST_FILENAME"
-	EnvTimeout   = "SANDBOXMESH_SMARTTEST_TIMEOUT"
+	EnvScript    = executor.EnvScript
+	EnvExecution = executor.EnvExecution
+	EnvFilename  = executor.EnvFilename
+	EnvTimeout   = executor.EnvTimeout
 )
 
 // RunnerCommand is the command of a smart-test job (the job runner runs
