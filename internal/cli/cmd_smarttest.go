@@ -268,7 +268,7 @@ func (a *App) smartTestRun(ctx context.Context, f smartTestRunFlags) error {
 
 // executionReport is `smart-test run -o json` and `execution get -o json`.
 type executionReport struct {
-	Execution *client.TestExecution     `json:"execution"`
+	Execution *client.TestExecution       `json:"execution"`
 	Findings  []client.TrafficDiffFinding `json:"findings"`
 }
 
