@@ -161,7 +161,8 @@ Exit codes: 0 the sandbox's checks passed and there is no red finding;
 8 a sandbox check failed or a red finding exists (--no-fail: 0);
 1 the execution failed (its script or job) or was canceled;
 4 --timeout passed (the execution keeps running; see smart-test execution
-get ID); 2 bad flags; 3 the test, sandbox or route group does not exist.`,
+get ID); 2 bad flags or a request the control plane refused (e.g. no such
+sandbox); 3 the test does not exist.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.smartTestRun(cmd.Context(), f) },
 	}

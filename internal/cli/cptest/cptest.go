@@ -33,6 +33,7 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store/storetest"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/tunnel"
+	"github.com/sandboxmesh/sandboxmesh/smarttest/executor"
 )
 
 // Names of the objects every Env has.
@@ -122,7 +123,24 @@ func (e *Env) StartRunner(name string) {
 	t := e.t
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.URL+"/api/v2/agent/state?wait=0s", nil)
+	token := e.RunnerToken(name)
+	r, err := runner.New(runner.Config{ControlPlaneURL: e.URL, Org: Org, RunnerGroup: name, Token: token, Pod: name + "-0", Namespace: "sandboxmesh-jobs",
+		WorkRoot: t.TempDir(), Log: slog.New(slog.DiscardHandler), ClaimWait: 500 * time.Millisecond, FlushInterval: 50 * time.Millisecond,
+		HeartbeatInterval: 200 * time.Millisecond, KillGrace: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// RunnerToken is the runner token of the runner group name, as the agent
+// gets it.
+func (e *Env) RunnerToken(name string) string {
+	t := e.t
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, e.URL+"/api/v2/agent/state?wait=0s", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,15 +164,78 @@ func (e *Env) StartRunner(name string) {
 	if token == "" {
 		t.Fatalf("runner group %s is not in the agent's state", name)
 	}
-	r, err := runner.New(runner.Config{ControlPlaneURL: e.URL, Org: Org, RunnerGroup: name, Token: token, Pod: name + "-0", Namespace: "sandboxmesh-jobs",
-		WorkRoot: t.TempDir(), Log: slog.New(slog.DiscardHandler), ClaimWait: 500 * time.Millisecond, FlushInterval: 50 * time.Millisecond,
-		HeartbeatInterval: 200 * time.Millisecond, KillGrace: time.Second})
+	return token
+}
+
+// StartSmartTestRunner plays a runner pod of the runner group name that
+// runs smart-test jobs with the real executor in process, as
+// `sandboxmesh-runner smarttest` does: it claims each job, reads its
+// environment with executor.ConfigFromEnv, runs executor.Execute with every
+// request sent to cluster (a loopback "cluster": host names are ignored),
+// uploads the report and finishes the job, until the test ends.
+func (e *Env) StartSmartTestRunner(name string, cluster http.Handler) {
+	t := e.t
+	t.Helper()
+	hs := httptest.NewServer(cluster)
+	t.Cleanup(hs.Close)
+	rc, err := client.NewRunnerClient(e.URL, Org, name, e.RunnerToken(name), "sandboxmesh-jobs", name+"-0", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = r.Run(ctx) }()
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			rj, err := rc.Claim(ctx, 500*time.Millisecond)
+			if err != nil || rj == nil {
+				select {
+				case <-ctx.Done():
+				case <-time.After(50 * time.Millisecond):
+				}
+				continue
+			}
+			code := 0
+			if err := runSmartTestJob(ctx, rc, rj, hs.Listener.Addr().String()); err != nil {
+				code = 1
+			}
+			_, _ = rc.Finish(ctx, rj.Name, rj.Attempt, apitypes.RunnerFinish{ExitCode: code})
+		}
+	}()
 	t.Cleanup(func() { cancel(); <-done })
+}
+
+func runSmartTestJob(ctx context.Context, rc *client.RunnerClient, rj *apitypes.RunnerJob, addr string) error {
+	env := map[string]string{}
+	for _, v := range rj.Env {
+		env[v.Name] = v.Value
+	}
+	cfg, err := executor.ConfigFromEnv(func(k string) string { return env[k] })
+	if err != nil {
+		return err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
+	tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	cfg.Transport = tr
+	rep, err := executor.Execute(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(rep)
+	if err != nil {
+		return err
+	}
+	if _, err := rc.UploadArtifact(ctx, rj.Name, rj.Attempt, executor.ReportFile, "application/json", bytes.NewReader(body), int64(len(body))); err != nil {
+		return err
+	}
+	if rep.HasErrors() {
+		return errors.New("a run of the script failed")
+	}
+	return nil
 }
 
 // ReportStatus reports the status of a sandbox at its current version through
