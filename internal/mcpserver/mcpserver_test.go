@@ -107,6 +107,7 @@ func TestToolsAreDescribed(t *testing.T) {
 		"preview_url": {"sandbox"}, "http_request": {"sandbox"},
 		"resourceplugin_list": nil, "resourceplugin_get": {"name"},
 		"job_submit": {"runner_group"}, "job_get": {"name"}, "job_logs": {"name"}, "job_cancel": {"name"},
+		"smarttest_run": nil, "smarttest_results": {"id"},
 	}
 	if len(res.Tools) != len(want) {
 		t.Errorf("%d tools, want %d", len(res.Tools), len(want))

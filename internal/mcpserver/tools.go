@@ -231,6 +231,7 @@ func (s *server) register(srv *mcp.Server) {
 		Description: "Send an HTTP request to one of a sandbox's endpoints through the control plane's preview proxy with the sandbox's routing key injected, and return status, headers and body — to validate a change end to end."}, s.httpRequest)
 	s.registerResourcePlugins(srv, ro)
 	s.registerJobs(srv)
+	s.registerSmartTests(srv, ro)
 }
 
 // ---- sandboxes ----
