@@ -154,8 +154,8 @@ and print the checks of both sides and the findings of the traffic diff.
 
 -f FILE.star applies the script as the test adhoc-<file name without
 extension> first (lowercased, other characters than a-z, 0-9 and - made -),
-in --runner-group (needed unless that test exists: then its runner group
-is kept). --test NAME runs an applied test.
+in --runner-group (default: the existing test's runner group, else the
+org's only job runner group). --test NAME runs an applied test.
 
 Exit codes: 0 the sandbox's checks passed and there is no red finding;
 8 a sandbox check failed or a red finding exists (--no-fail: 0);
@@ -288,12 +288,21 @@ func (a *App) applyAdhocTest(ctx context.Context, c *client.Client, path, runner
 		old, err := c.GetTest(ctx, a.cfg.Org, name)
 		switch {
 		case errors.Is(err, client.ErrNotFound):
-			return "", usageErrorf("--runner-group is required with -f: the test %s does not exist yet (the job runner group whose pods run it)", name)
+			rgs, lerr := c.ListRunnerGroups(ctx, a.cfg.Org)
+			if lerr != nil {
+				return "", a.explain(lerr, "list job runner groups")
+			}
+			if len(rgs) != 1 {
+				return "", usageErrorf("--runner-group is required with -f: the test %s does not exist yet and org %s has %d job runner groups (name the one whose pods run it; `sandboxmesh jobrunnergroup list`)", name, a.cfg.Org, len(rgs))
+			}
+			t.Spec.RunnerGroup = rgs[0].Name
+			fmt.Fprintf(a.Stderr, "runner group %s (the org's only one) runs the test %s\n", rgs[0].Name, name)
 		case err != nil:
 			return "", a.explain(err, "smart test "+name)
+		default:
+			t.Spec = old.Spec
+			t.Spec.Script = string(src)
 		}
-		t.Spec = old.Spec
-		t.Spec.Script = string(src)
 	}
 	if errs := apitypes.ValidateSmartTestSpec(&t.Spec); len(errs) > 0 {
 		return "", fieldErrors(path, errs)

@@ -80,16 +80,17 @@ func TestSmartTests(t *testing.T) {
 	}
 
 	// run -f: the ad-hoc test, the checks, the red finding, exit code 8.
-	r = h.run("smart-test", "run", "--sandbox", "route-v2", "-f", "../../examples/smarttests/eta.star", "--runner-group", "e2e", "--timeout", "1m")
+	// The exact command of the example's header: the org's only runner group runs it.
+	r = h.run("smart-test", "run", "--sandbox", "route-v2", "-f", "../../examples/smarttests/eta.star", "--timeout", "1m")
 	if r.code != cli.ExitTestFailed {
 		t.Fatalf("run -f: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
-	for _, want := range []string{"smart test adhoc-eta applied from ../../examples/smarttests/eta.star", " pending\n", " succeeded after ", "1 failed sandbox check(s), 1 red finding(s)"} {
+	for _, want := range []string{"runner group e2e (the org's only one) runs the test adhoc-eta\n", "smart test adhoc-eta applied from ../../examples/smarttests/eta.star", " pending\n", " succeeded after ", "1 failed sandbox check(s), 1 red finding(s)"} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("run -f: stderr lacks %q:\n%s", want, r.stderr)
 		}
 	}
-	id := strings.Fields(strings.TrimPrefix(r.stderr, "smart test adhoc-eta applied from ../../examples/smarttests/eta.star (version 1)\nexecution "))[0]
+	id := strings.Fields(r.stderr[strings.Index(r.stderr, "\nexecution ")+len("\nexecution "):])[0]
 	h.golden("smarttest-run.txt", stable(r.stdout, id))
 	if !strings.Contains(r.stdout, "eta.star:") || !strings.Contains(r.stdout, `5 → ""`) {
 		t.Fatalf("run -f: no check error position or change:\n%s", r.stdout)
@@ -153,7 +154,7 @@ func TestSmartTests(t *testing.T) {
 		{[]string{"st", "run", "--sandbox", "route-v2", "--test", "eta", "-f", "x.star"}, cli.ExitUsage, "give one"},
 		{[]string{"st", "run", "--sandbox", "route-v2", "--test", "eta", "--runner-group", "e2e"}, cli.ExitUsage, "--runner-group goes with -f"},
 		{[]string{"st", "run", "--sandbox", "route-v2", "--test", "eta", "--run-timeout", "forever"}, cli.ExitUsage, "--run-timeout"},
-		{[]string{"st", "run", "--sandbox", "route-v2", "-f", "testdata/smarttests/bad.star"}, cli.ExitUsage, "--runner-group is required with -f: the test adhoc-bad does not exist"},
+		{[]string{"st", "run", "--sandbox", "route-v2", "-f", "testdata/smarttests/bad.star"}, cli.ExitUsage, "--runner-group is required with -f: the test adhoc-bad does not exist yet and org acme has 2 job runner groups"},
 		{[]string{"st", "run", "--sandbox", "route-v2", "-f", "testdata/smarttests/bad.star", "--runner-group", "e2e"}, cli.ExitUsage, "undefined: z"},
 		{[]string{"st", "run", "--sandbox", "route-v2", "-f", "testdata/smarttests/nosuch.star", "--runner-group", "e2e"}, cli.ExitUsage, "nosuch.star"},
 		{[]string{"st", "run", "--sandbox", "nosuch", "--test", "eta"}, cli.ExitUsage, `executionContext.routing.sandbox: no sandbox "nosuch"`},
