@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/client"
 	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 	"github.com/sandboxmesh/sandboxmesh/internal/cli"
@@ -192,4 +193,17 @@ func TestAdhocTestName(t *testing.T) {
 			t.Errorf("AdhocTestName(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// FuzzAdhocTestName: any file name gives a valid test name.
+func FuzzAdhocTestName(f *testing.F) {
+	for _, s := range []string{"eta.star", "", ".star", "Ünïcödé.star", "a/b/c.d.star", strings.Repeat("-", 100), "9lives.star"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, path string) {
+		name := cli.AdhocTestName(path)
+		if fe := apitypes.ValidateSmartTestName("name", name); fe != nil {
+			t.Fatalf("AdhocTestName(%q) = %q: %s", path, name, fe.Message)
+		}
+	})
 }
