@@ -142,6 +142,14 @@ func TestSmartTests(t *testing.T) {
 	if r := h.mustRun("st", "execution", "get", id3); !strings.Contains(r.stdout, "canceled") {
 		t.Fatalf("get after cancel:\n%s", r.stdout)
 	}
+	// --timeout: exit 4, the execution keeps running.
+	r = h.run("st", "run", "--sandbox", "route-v2", "--test", "adhoc-idle", "--timeout", "200ms")
+	if r.code != cli.ExitTimeout || !strings.Contains(r.stderr, "is still pending after 200ms; it keeps running") || !strings.Contains(r.stderr, "smart-test execution cancel ") {
+		t.Fatalf("run --timeout: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := h.mustRun("st", "execution", "list", "--test", "adhoc-idle"); !strings.Contains(r.stdout, "canceled") || !strings.Contains(r.stdout, "pending") {
+		t.Fatalf("executions of adhoc-idle:\n%s", r.stdout)
+	}
 
 	// Bad input: clear errors (exit 2), not found (exit 3).
 	for _, tc := range []struct {
