@@ -132,8 +132,29 @@ position (eta.star:2:5: undefined: c).`,
 	del := a.deleteCommand("smart test", "Delete smart tests (their executions are kept)", func(ctx context.Context, c *client.Client, name string) error {
 		return c.DeleteTest(ctx, a.cfg.Org, name)
 	})
+	get.ValidArgsFunction = a.completeSmartTests
+	del.ValidArgsFunction = a.completeSmartTests
 	cmd.AddCommand(apply, get, list, del, a.smartTestRunCommand(), a.smartTestExecutionCommand())
 	return cmd
+}
+
+// completeSmartTests completes smart test names from the control plane.
+func (a *App) completeSmartTests(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
+	c, err := a.setup(true)
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
+	defer cancel()
+	ts, err := c.ListTests(ctx, a.cfg.Org)
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	out := make([]string, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, t.Name)
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp
 }
 
 // smartTestRunFlags are the flags of `smart-test run`.
@@ -179,6 +200,8 @@ sandbox); 3 the test does not exist.`,
 	fl.BoolVar(&f.noWait, "no-wait", false, "print the execution's id and return")
 	fl.BoolVar(&f.noFail, "no-fail", false, "exit 0 when the execution finished even with failed checks or red findings")
 	_ = run.MarkFlagFilename("filename", "star")
+	_ = run.RegisterFlagCompletionFunc("test", a.completeSmartTests)
+	_ = run.RegisterFlagCompletionFunc("sandbox", a.completeSandboxes)
 	return run
 }
 
@@ -488,6 +511,7 @@ func (a *App) smartTestExecutionCommand() *cobra.Command {
 		},
 	}
 	list.Flags().StringVar(&filter.Test, "test", "", "only executions of this test (also of a deleted one)")
+	_ = list.RegisterFlagCompletionFunc("test", a.completeSmartTests)
 	list.Flags().StringVar(&filter.Sandbox, "sandbox", "", "only executions against this sandbox")
 	pages.add(list)
 

@@ -180,6 +180,14 @@ func TestSmartTests(t *testing.T) {
 		}
 	}
 
+	// Shell completion of test names.
+	if r := h.mustRun("__complete", "st", "get", ""); !strings.Contains(r.stdout, "adhoc-eta\nadhoc-idle\neta\n") {
+		t.Fatalf("completion of test names:\n%s", r.stdout)
+	}
+	if r := h.mustRun("__complete", "st", "run", "--sandbox", ""); !strings.Contains(r.stdout, "route-v2") {
+		t.Fatalf("completion of --sandbox:\n%s", r.stdout)
+	}
+
 	// delete keeps the executions.
 	h.mustRun("st", "delete", "eta", "adhoc-eta")
 	if r := h.mustRun("st", "list"); !strings.Contains(r.stdout, "adhoc-idle") || strings.Contains(r.stdout, "adhoc-eta") {
