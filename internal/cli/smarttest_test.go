@@ -196,6 +196,11 @@ func TestSmartTests(t *testing.T) {
 	if r := h.mustRun("st", "execution", "get", id); !strings.Contains(r.stdout, "succeeded") {
 		t.Fatalf("execution after its test's deletion:\n%s", r.stdout)
 	}
+
+	// The example spec file applies (its runner group replaced).
+	if r := h.mustRun("st", "apply", "-f", "../../examples/smarttests/eta.yaml", "--runner-group", "e2e"); !strings.Contains(r.stdout, "smart test eta applied") {
+		t.Fatalf("apply of the example:\n%s", r.stdout)
+	}
 }
 
 func TestAdhocTestName(t *testing.T) {
