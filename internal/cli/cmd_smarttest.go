@@ -417,6 +417,9 @@ func executionOutcome(ex *client.TestExecution, fs []client.TrafficDiffFinding, 
 	if ex.Status.Phase != apitypes.TestPhaseSucceeded {
 		return withCode(ExitError, fmt.Errorf("execution %s %s%s", ex.ID, ex.Status.Phase, msg))
 	}
+	if ex.Results == nil {
+		return withCode(ExitError, fmt.Errorf("execution %s succeeded without results%s", ex.ID, msg))
+	}
 	failed, _ := countChecks(ex.Results.Checks.Sandbox)
 	red := 0
 	for _, f := range fs {
