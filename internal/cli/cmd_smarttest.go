@@ -617,7 +617,7 @@ func (a *App) printExecutions(w io.Writer, exs []client.TestExecution) error {
 				yellow = fmt.Sprint(d.Yellow.Additions + d.Yellow.Removals + d.Yellow.Replacements)
 			}
 		}
-		row(tw, ex.ID, ex.TestName, strings.ReplaceAll(executionTarget(ex), " ", "/"), ex.Status.Phase, checks, red, yellow, a.age(ex.CreatedAt))
+		row(tw, ex.ID, ex.TestName, strings.Replace(strings.Replace(executionTarget(ex), "route group ", "routegroup/", 1), "sandbox ", "sandbox/", 1), ex.Status.Phase, checks, red, yellow, a.age(ex.CreatedAt))
 	}
 	return tw.Flush()
 }

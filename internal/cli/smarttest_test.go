@@ -112,13 +112,20 @@ func TestSmartTests(t *testing.T) {
 	}
 	id2 := rep.Execution.ID
 
+	// A route group whose key the fork does not serve: the baseline's answers, exit 0.
+	h.mustRun("routegroup", "apply", "-f", "testdata/routegroup.yaml")
+	r = h.run("st", "run", "--route-group", "shop-team", "--test", "eta")
+	if r.code != 0 || !strings.Contains(r.stdout, "routegroup/shop-team") || !strings.Contains(r.stdout, "No findings.") || strings.Contains(r.stdout, "   failed   ") {
+		t.Fatalf("run --route-group: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+
 	// execution get, list, diff
 	r = h.run("st", "execution", "get", id)
 	if r.code != 0 || !strings.Contains(r.stdout, "adhoc-eta") || !strings.Contains(r.stdout, "/response/body/calls/0/data/eta") {
 		t.Fatalf("execution get: exit %d\n%s", r.code, r.stdout)
 	}
 	h.golden("smarttest-execution-list.txt", stable(h.mustRun("st", "execution", "list", "--sandbox", "route-v2").stdout, id, id2))
-	if r := h.mustRun("st", "execution", "list", "--test", "eta"); strings.Count(r.stdout, "\n") != 2 || !strings.Contains(r.stdout, id2) {
+	if r := h.mustRun("st", "execution", "list", "--test", "eta"); strings.Count(r.stdout, "\n") != 3 || !strings.Contains(r.stdout, id2) {
 		t.Fatalf("execution list --test eta:\n%s", r.stdout)
 	}
 	h.golden("smarttest-diff.txt", stable(h.mustRun("st", "execution", "diff", id, "--category", "red", "--max", "5").stdout))
