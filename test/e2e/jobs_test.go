@@ -131,6 +131,9 @@ func jobsInCluster(ctx context.Context, t *testing.T, e *demo.Env, sandbox strin
 		return job
 	}
 
+	t.Run("a smart test finds the fork's change (one red finding, noise green)", func(t *testing.T) {
+		smartTestInCluster(ctx, t, e, home, "hotrod-e2e")
+	})
 	t.Run("cancel stops a running job", func(t *testing.T) {
 		job := sleeper(t)
 		start := time.Now()

@@ -318,3 +318,28 @@ func TestRunStopsOnCancel(t *testing.T) {
 		t.Fatal("Run did not return after cancel")
 	}
 }
+
+// TestEtaAlgo: route's v2 answers etaSeconds instead of eta (the change the smart-test e2e looks for); a
+// bad value is refused.
+func TestEtaAlgo(t *testing.T) {
+	for algo, want := range map[string][2]string{"": {"eta", "7m"}, "v1": {"eta", "7m"}, "v2": {"etaSeconds", "420"}} {
+		s, err := Start(t.Context(), Config{Service: Route, HTTPAddr: "127.0.0.1:0", EtaAlgo: algo})
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, body := get(t, "http://"+s.HTTPAddr()+"/route?customer=392", nil)
+		var n Node
+		if err := json.Unmarshal(body, &n); err != nil || code != http.StatusOK {
+			t.Fatalf("%q: %d %s %v", algo, code, body, err)
+		}
+		if n.Data[want[0]] != want[1] || len(n.Data) != 2 {
+			t.Errorf("ETA_ALGO=%q: data %v, want %s=%s", algo, n.Data, want[0], want[1])
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = s.Shutdown(ctx)
+		cancel()
+	}
+	if _, err := Start(t.Context(), Config{Service: Route, HTTPAddr: "127.0.0.1:0", EtaAlgo: "v3"}); err == nil || !strings.Contains(err.Error(), "etaAlgo") {
+		t.Errorf("ETA_ALGO=v3: %v, want a config error", err)
+	}
+}

@@ -119,6 +119,9 @@ type Config struct {
 	// database's name and row count, so a sandbox whose fork has a database
 	// of its own (a resource plugin's) shows rows the baseline never sees.
 	DatabaseURL string
+	// EtaAlgo (route) is how the ETA is answered: "v1" (or empty) data.eta = "<minutes>m", "v2"
+	// data.etaSeconds = "<seconds>" and no data.eta: a change of the answer's shape, for smart tests.
+	EtaAlgo string
 	// QueueURLs are the queues of the asynchronous hop (see queue.go): frontend publishes a dispatch
 	// event on each (none: no event); a worker consumes the one it is given.
 	QueueURLs []string
@@ -151,6 +154,9 @@ func (c Config) Validate() error {
 	}
 	if c.HTTPAddr == "" {
 		return errors.New("config: httpAddr: required")
+	}
+	if c.EtaAlgo != "" && c.EtaAlgo != "v1" && c.EtaAlgo != "v2" {
+		return fmt.Errorf("config: etaAlgo %q: want v1 or v2", c.EtaAlgo)
 	}
 	checkURL := func(field, v string) error {
 		u, err := url.Parse(v)

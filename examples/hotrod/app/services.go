@@ -113,7 +113,12 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	}
 	n := s.newNode(r.Context(), headerGetter(r.Header))
 	num, _ := strconv.Atoi(id)
-	n.Data = map[string]string{"customer": id, "eta": fmt.Sprintf("%dm", 2+num%9)}
+	minutes := 2 + num%9
+	n.Data = map[string]string{"customer": id, "eta": fmt.Sprintf("%dm", minutes)}
+	if s.cfg.EtaAlgo == "v2" {
+		delete(n.Data, "eta")
+		n.Data["etaSeconds"] = strconv.Itoa(minutes * 60)
+	}
 	if s.db != nil {
 		s.recordLookup(r.Context(), num, n.Data)
 	}

@@ -1,0 +1,83 @@
+//go:build e2e
+
+package e2e_test
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
+	cpclient "github.com/sandboxmesh/sandboxmesh/controlplane/client"
+	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
+	"github.com/sandboxmesh/sandboxmesh/internal/cli"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/demo"
+	"github.com/sandboxmesh/sandboxmesh/smarttest/diff"
+)
+
+// smartTestInCluster is a smart test end to end, as a user runs it: a sandbox forks route with ETA_ALGO=v2
+// (route answers etaSeconds instead of eta); `sandboxmesh smart-test run --sandbox … -f
+// examples/smarttests/eta.star` runs the script in the runner group's pod against the sandbox and twice
+// against the baseline; the diff shows the removed eta as the only red finding, the values that vary per
+// request (event ids) as noise; the sandbox's ETA check fails, the baseline's passes.
+func smartTestInCluster(ctx context.Context, t *testing.T, e *demo.Env, home, runnerGroup string) {
+	sb := &cpclient.Sandbox{Name: "route-eta-v2", Spec: v1alpha1.SandboxSpec{Cluster: e.Cluster, Forks: []v1alpha1.Fork{{
+		ForkOf:         v1alpha1.WorkloadRef{Kind: v1alpha1.KindDeployment, Namespace: demo.ExampleNamespace, Name: "route"},
+		Customizations: &v1alpha1.Customizations{Env: []v1alpha1.EnvCustomization{{Name: "ETA_ALGO", Value: ptr("v2")}}},
+	}}}}
+	if _, err := e.API.ApplySandbox(ctx, e.Org, sb); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = e.API.DeleteSandbox(context.Background(), e.Org, sb.Name) }()
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	if _, err := e.API.WaitForReady(wctx, e.Org, sb.Name, &cpclient.WaitOptions{Interval: 100 * time.Millisecond}); err != nil {
+		t.Fatalf("sandbox %s not ready: %v", sb.Name, err)
+	}
+
+	start := time.Now()
+	script := filepath.Join(repoRoot(), "examples", "smarttests", "eta.star")
+	out, errOut, code := cliRun(ctx, e, home, "", "smart-test", "run", "--sandbox", sb.Name, "-f", script,
+		"--runner-group", runnerGroup, "--timeout", "3m", "-o", "json")
+	record(t, "smarttest_run", time.Since(start))
+	if code != cli.ExitTestFailed {
+		t.Fatalf("smart-test run: exit %d, want %d (a sandbox check fails, a red finding)\nstdout: %s\nstderr: %s", code, cli.ExitTestFailed, out, errOut)
+	}
+	var res struct {
+		Execution *cpclient.TestExecution `json:"execution"`
+		Findings  []diff.Finding          `json:"findings"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Execution == nil || res.Execution.Results == nil {
+		t.Fatalf("smart-test run -o json: %v\n%s", err, out)
+	}
+	t.Logf("execution %s: phase %s, diff %+v", res.Execution.ID, res.Execution.Status.Phase, res.Execution.Results.TrafficDiff)
+	var red []diff.Finding
+	for _, f := range res.Findings {
+		t.Logf("finding %s %s %s %s: %s -> %s", f.Category, f.Point.Name, f.Op, f.Path, f.OldValue, f.Value)
+		if f.Category == diff.Red {
+			red = append(red, f)
+		}
+	}
+	if len(red) != 1 || red[0].Op != diff.OpRemove || !strings.HasSuffix(red[0].Path, "/data/eta") {
+		t.Errorf("red findings %+v, want exactly one: the removal of route's data.eta", red)
+	}
+	if td := res.Execution.Results.TrafficDiff; td == nil || td.Green.Replacements == 0 {
+		t.Errorf("traffic diff %+v: want the per-request values (event ids, trace ids) learned as noise", td)
+	}
+	failed := func(checks []apitypes.TestCheck, name string) bool {
+		for _, c := range checks {
+			if c.Name == name {
+				return len(c.Errors) > 0
+			}
+		}
+		t.Errorf("no check %q in %+v", name, checks)
+		return false
+	}
+	checks := res.Execution.Results.Checks
+	if !failed(checks.Sandbox, "route gives an ETA") || failed(checks.Baseline, "route gives an ETA") || failed(checks.Sandbox, "dispatch answers 200") {
+		t.Errorf("checks: sandbox %+v baseline %+v; want only the sandbox's ETA check failed", checks.Sandbox, checks.Baseline)
+	}
+}
