@@ -70,7 +70,7 @@ type fastReq struct {
 	ownHop         bool // the hop header names this sidecar's workload
 	hopValue       string
 	captureOn      bool // capture is on: a request with a capture id goes to net/http
-	keyFields      int // fields that may carry a routing key
+	keyFields      int  // fields that may carry a routing key
 	requestID      []byte
 	// indexes into fields of the client's proxy headers (kept only from trusted peers)
 	xff, xfh, xfp, fwd []int
