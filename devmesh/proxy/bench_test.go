@@ -224,3 +224,32 @@ func (r *rawClient) roundTrip() error {
 	_, err = r.br.Discard(n)
 	return err
 }
+
+// BenchmarkParseRequestCapture parses the head BenchmarkHTTP1 sends (with a routing key in baggage) with
+// capture off and on (no capture id), side by side: the fast path's whole per-request cost of capture.
+func BenchmarkParseRequestCapture(b *testing.B) {
+	head := []byte("GET /api/items?id=42 HTTP/1.1\r\nHost: cart.shop.svc:8080\r\nUser-Agent: bench\r\nAccept: */*\r\nX-Request-Id: 0af7651916cd43dd\r\nTraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\nBaggage: userId=alice, sm-routing-key=benchkey;ttl=60, isProduction=false, tenant=acme\r\n\r\n")
+	keyIdx := func(name []byte) int {
+		if eqFold(name, "baggage") {
+			return 0
+		}
+		return -1
+	}
+	for _, on := range []bool{false, true} {
+		name := "capture-off"
+		if on {
+			name = "capture-on-no-id"
+		}
+		b.Run(name, func(b *testing.B) {
+			var r fastReq
+			r.captureOn = on
+			b.ReportAllocs()
+			for b.Loop() {
+				r.reset()
+				if !parseRequest(head, &r, keyIdx) {
+					b.Fatal("not parsed")
+				}
+			}
+		})
+	}
+}
