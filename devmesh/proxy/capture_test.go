@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -151,6 +152,23 @@ func TestCapturePoint(t *testing.T) {
 				}
 			})
 
+			t.Run("fast path keeps requests without an id", func(t *testing.T) {
+				if path != "fast" {
+					t.Skip("fast path only")
+				}
+				// A fresh connection per request: one without an id ends on the fast path, one with an
+				// id is handed to net/http (the counters move when the connection ends).
+				fast, handed := counter(t, e, "fast"), counter(t, e, "handed_over")
+				one := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+				_, _, _ = e.do(one, "GET", "/plain", h("Baggage", "userId=bob, tenant=acme"), nil)
+				waitCounter(t, e, "fast", fast+1)
+				_, _, _ = e.do(one, "GET", "/cap", h("Baggage", "userId=bob, sm-capture=ex1.target.11"), nil)
+				waitCounter(t, e, "handed_over", handed+1)
+				if c := recv(t, got); c.ID != "ex1.target.11" {
+					t.Fatalf("capture %q", c.ID)
+				}
+			})
+
 			t.Run("fork hop and error status", func(t *testing.T) {
 				e.publish(e.forkRoute("abc", e.fork1))
 				hdr := h(capture.Header, "ex1.target.10", "Baggage", "sm-routing-key=abc")
@@ -160,6 +178,22 @@ func TestCapturePoint(t *testing.T) {
 				}
 				if c := recv(t, got); c.ID != "ex1.target.10" || c.Response.Headers["X-Backend"][0] != "fork1" {
 					t.Fatalf("capture %+v", c)
+				}
+				// A fork that is down: the sidecar's own 502 answer is what is recorded.
+				ln, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				down := "http://" + ln.Addr().String()
+				_ = ln.Close()
+				e.publish(e.routeTo("abc", down))
+				resp, _, _ := e.do(cl, "GET", "/f", h(capture.Header, "ex1.target.12", "Baggage", "sm-routing-key=abc"), nil)
+				if resp.StatusCode != http.StatusBadGateway {
+					t.Fatalf("status %d", resp.StatusCode)
+				}
+				c := recv(t, got)
+				if c.ID != "ex1.target.12" || c.Response.Status != http.StatusBadGateway || string(c.Response.Body) != `{"code":"fork_un` { // the first 16 bytes
+					t.Fatalf("capture %+v body %q", c, c.Response.Body)
 				}
 			})
 		})
