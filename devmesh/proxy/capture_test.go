@@ -152,6 +152,20 @@ func TestCapturePoint(t *testing.T) {
 				}
 			})
 
+			t.Run("h2c", func(t *testing.T) {
+				var pr http.Protocols
+				pr.SetUnencryptedHTTP2(true)
+				h2 := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Protocols: &pr}}
+				resp, ec, _ := e.do(h2, "PUT", "/h2?x=1", h(capture.Header, "ex1.target.20"), strings.NewReader("hello"))
+				if resp.ProtoMajor != 2 || ec.Proto != "HTTP/2.0" {
+					t.Fatalf("client %s app %s", resp.Proto, ec.Proto)
+				}
+				c := recv(t, got)
+				if c.ID != "ex1.target.20" || c.Request.Method != "PUT" || c.Request.Path != "/h2" || string(c.Request.Body) != "hello" || c.Response.Status != 200 {
+					t.Fatalf("capture %+v", c)
+				}
+			})
+
 			t.Run("fast path keeps requests without an id", func(t *testing.T) {
 				if path != "fast" {
 					t.Skip("fast path only")
