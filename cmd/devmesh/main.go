@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/sandboxmesh/sandboxmesh/devmesh/capture"
 	"github.com/sandboxmesh/sandboxmesh/devmesh/proxy"
 	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
 	"github.com/sandboxmesh/sandboxmesh/routingkey"
@@ -49,6 +50,8 @@ type options struct {
 	customHeaders []string
 	logLevel      slog.Level
 	logFormat     string
+	// sink is the capture sink's config (URL empty: capture off).
+	sink capture.HTTPSinkConfig
 }
 
 // envFlags registers flags whose defaults come from environment variables.
@@ -145,6 +148,14 @@ func parse(args []string, getenv func(string) string, out io.Writer) (*options, 
 	e.integer(&c.MaxIdleConnsPerHost, "max-idle-conns-per-host", "SANDBOXMESH_MAX_IDLE_CONNS_PER_HOST", 256, "idle upstream connections kept per destination")
 	e.duration(&c.DrainDelay, "drain-delay", "SANDBOXMESH_DRAIN_DELAY", 5*time.Second, "after SIGTERM, keep serving this long with /readyz failing")
 	e.duration(&c.DrainTimeout, "drain-timeout", "SANDBOXMESH_DRAIN_TIMEOUT", 25*time.Second, "after the drain delay, wait this long for in-flight requests")
+	var captureRedact string
+	e.str(&o.sink.URL, "capture-url", "SANDBOXMESH_CAPTURE_URL", "", "smart-test capture points: URL receiving POSTed JSON arrays of captures (empty: capture off; docs/devmesh.md)")
+	e.str(&captureRedact, "capture-redact-headers", "SANDBOXMESH_CAPTURE_REDACT_HEADERS", "", "comma-separated headers redacted in captures besides authorization, proxy-authorization, cookie and set-cookie")
+	e.integer(&c.CaptureMaxBodyBytes, "capture-max-body-bytes", "SANDBOXMESH_CAPTURE_MAX_BODY_BYTES", capture.DefaultMaxBodyBytes, "bytes of each request and response body recorded in a capture")
+	e.integer(&o.sink.QueueSize, "capture-queue-size", "SANDBOXMESH_CAPTURE_QUEUE_SIZE", capture.DefaultQueueSize, "captures waiting to be shipped; beyond it they are dropped (counted)")
+	e.integer(&o.sink.BatchSize, "capture-batch-size", "SANDBOXMESH_CAPTURE_BATCH_SIZE", capture.DefaultBatchSize, "most captures in one POST")
+	e.duration(&o.sink.FlushInterval, "capture-flush-interval", "SANDBOXMESH_CAPTURE_FLUSH_INTERVAL", capture.DefaultFlushInterval, "ship a partial batch this long after its first capture")
+	e.duration(&o.sink.Timeout, "capture-timeout", "SANDBOXMESH_CAPTURE_TIMEOUT", capture.DefaultTimeout, "bound of one POST to the capture URL")
 	e.str(&logLevel, "log-level", "SANDBOXMESH_LOG_LEVEL", "info", "log level: debug, info, warn, error")
 	e.str(&o.logFormat, "log-format", "SANDBOXMESH_LOG_FORMAT", "json", "log format: json or text")
 	if err := fs.Parse(args); err != nil {
@@ -178,6 +189,10 @@ func parse(args []string, getenv func(string) string, out io.Writer) (*options, 
 		errs = append(errs, fmt.Errorf("--log-format %q: want json or text", o.logFormat))
 	}
 	o.keyNames, o.customHeaders = splitList(keyNames), splitList(customHeaders)
+	c.CaptureRedactHeaders = splitList(captureRedact)
+	if c.CaptureMaxBodyBytes < 0 {
+		errs = append(errs, errors.New("--capture-max-body-bytes: must not be negative"))
+	}
 	if c.Workload.Namespace == "" {
 		errs = append(errs, errors.New("--namespace (SANDBOXMESH_NAMESPACE): required"))
 	}
@@ -242,6 +257,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if telemetry.Enabled(tp) {
 		o.cfg.TracerProvider = tp
 	}
+	sinkDone := make(chan struct{})
+	sinkCtx, stopSink := context.WithCancel(context.Background())
+	defer stopSink()
+	if o.sink.URL != "" {
+		o.sink.Logger = log.With("component", "capture")
+		sink, err := capture.NewHTTPSink(o.sink, reg)
+		if err != nil {
+			return fmt.Errorf("--capture-url: %w", err)
+		}
+		o.cfg.CaptureSink = sink
+		go func() { defer close(sinkDone); sink.Run(sinkCtx) }()
+	} else {
+		close(sinkDone)
+	}
 	p, err := proxy.New(o.cfg, routes, keys, log, reg)
 	if err != nil {
 		return err
@@ -254,6 +283,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	// The drain has its own budget (drain delay + drain timeout); the signal context is already done.
 	err = p.Shutdown(context.Background())
 	cancelRun()
+	stopSink() // ships what is queued, within one capture timeout
+	<-sinkDone
 	<-clientDone
 	return err
 }

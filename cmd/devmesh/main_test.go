@@ -2,14 +2,18 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sandboxmesh/sandboxmesh/devmesh/capture"
 	"github.com/sandboxmesh/sandboxmesh/devmesh/proxy"
+	"github.com/sandboxmesh/sandboxmesh/smarttest/diff"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -62,6 +66,19 @@ func TestParse(t *testing.T) {
 		{"bad ports", nil, with("SANDBOXMESH_PORTS", "x"), nil, "--ports"},
 		{"bad cidr", nil, with("SANDBOXMESH_TRUSTED_PROXIES", "nope"), nil, "--trusted-proxies"},
 		{"bad log level", []string{"--log-level", "loud"}, with(), nil, "--log-level"},
+		{"capture off by default", nil, with(), func(t *testing.T, o *options) {
+			if o.sink.URL != "" || o.cfg.CaptureMaxBodyBytes != capture.DefaultMaxBodyBytes {
+				t.Fatalf("%+v %+v", o.sink, o.cfg)
+			}
+		}, ""},
+		{"capture by env", nil, with("SANDBOXMESH_CAPTURE_URL", "http://agent:8080/captures", "SANDBOXMESH_CAPTURE_REDACT_HEADERS", "x-api-key, x-token",
+			"SANDBOXMESH_CAPTURE_MAX_BODY_BYTES", "1024", "SANDBOXMESH_CAPTURE_QUEUE_SIZE", "10", "SANDBOXMESH_CAPTURE_FLUSH_INTERVAL", "2s"), func(t *testing.T, o *options) {
+			if o.sink.URL != "http://agent:8080/captures" || o.sink.QueueSize != 10 || o.sink.FlushInterval != 2*time.Second ||
+				o.cfg.CaptureMaxBodyBytes != 1024 || len(o.cfg.CaptureRedactHeaders) != 2 {
+				t.Fatalf("%+v %+v", o.sink, o.cfg)
+			}
+		}, ""},
+		{"negative capture body bound", nil, with("SANDBOXMESH_CAPTURE_MAX_BODY_BYTES", "-1"), nil, "--capture-max-body-bytes"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -92,6 +109,12 @@ func TestRunServesAndDrains(t *testing.T) {
 		return l.Addr().String()
 	}
 	listen, admin := free(), free()
+	captures := make(chan []byte, 10)
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		captures <- b
+	}))
+	defer sink.Close()
 	_, lport, _ := net.SplitHostPort(listen)
 	_, aport, _ := net.SplitHostPort(aln.Addr().String())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -99,6 +122,7 @@ func TestRunServesAndDrains(t *testing.T) {
 	go func() {
 		done <- run(ctx, []string{"--listen-host", "127.0.0.1", "--admin-listen", admin, "--drain-delay", "0s"}, env(map[string]string{
 			"SANDBOXMESH_NAMESPACE": "shop", "SANDBOXMESH_WORKLOAD": "cart", "SANDBOXMESH_PORTS": lport + ":" + aport,
+			"SANDBOXMESH_CAPTURE_URL": sink.URL + "/captures", "SANDBOXMESH_CAPTURE_FLUSH_INTERVAL": "1h",
 		}), io.Discard)
 	}()
 	var body []byte
@@ -115,8 +139,25 @@ func TestRunServesAndDrains(t *testing.T) {
 	if string(body) != "app" {
 		t.Fatalf("body %q", body)
 	}
+	req, _ := http.NewRequest("GET", "http://"+listen+"/x", nil)
+	req.Header.Set(capture.Header, "ex.target.0")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+	// The flush interval is an hour: the capture was shipped by the drain.
+	select {
+	case b := <-captures:
+		var got []diff.Capture
+		if err := json.Unmarshal(b, &got); err != nil || len(got) != 1 || got[0].ID != "ex.target.0" || got[0].Validate() != nil {
+			t.Fatalf("sink got %s (%v)", b, err)
+		}
+	default:
+		t.Fatal("the capture was not shipped at shutdown")
 	}
 }

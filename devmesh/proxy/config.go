@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sandboxmesh/sandboxmesh/devmesh/capture"
 	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
 )
 
@@ -190,6 +191,14 @@ type Config struct {
 	// request's traceparent; the app sees the span as its parent). Nil: no
 	// spans and no cost.
 	TracerProvider trace.TracerProvider
+	// CaptureSink receives a capture (docs/devmesh.md, "Capture points") of every request that carries a
+	// smart-test capture id (capture.Header, or the capture.BaggageKey baggage member). Nil: capture off,
+	// and ids are not even looked for.
+	CaptureSink capture.Sink
+	// CaptureRedactHeaders are redacted in captures besides capture.DefaultRedactHeaders.
+	CaptureRedactHeaders []string
+	// CaptureMaxBodyBytes bounds each recorded body (default capture.DefaultMaxBodyBytes).
+	CaptureMaxBodyBytes int
 }
 
 func (c *Config) withDefaults() error {
@@ -212,6 +221,9 @@ func (c *Config) withDefaults() error {
 			errs = append(errs, fmt.Errorf("ports[%d]: listen port %d used twice: %w", i, p.Listen, ErrInvalidConfig))
 		}
 		seen[p.Listen] = true
+	}
+	if c.CaptureMaxBodyBytes < 0 {
+		errs = append(errs, fmt.Errorf("captureMaxBodyBytes: must not be negative: %w", ErrInvalidConfig))
 	}
 	if c.AppHost == "" {
 		c.AppHost = "127.0.0.1"

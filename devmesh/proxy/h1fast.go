@@ -180,6 +180,7 @@ func (p *Proxy) serveFast(c net.Conn, info portInfo, hand *chanListener) {
 	fc.bw = bufio.NewWriterSize(c, 4<<10)
 	fc.flush = fc.bw.Flush
 	fc.req.hopValue = p.hopValue
+	fc.req.captureOn = p.capRec != nil
 	ip, _, err := net.SplitHostPort(c.RemoteAddr().String())
 	if err != nil {
 		ip = c.RemoteAddr().String()

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+
+	"github.com/sandboxmesh/sandboxmesh/devmesh/capture"
 )
 
 // This file holds the HTTP/1.1 wire parsers of the fast path (h1fast.go). They are strict: anything they
@@ -67,7 +69,8 @@ type fastReq struct {
 	teTrailers     bool // TE: trailers
 	ownHop         bool // the hop header names this sidecar's workload
 	hopValue       string
-	keyFields      int // fields that may carry a routing key
+	captureOn      bool // capture is on: a request with a capture id goes to net/http
+	keyFields      int  // fields that may carry a routing key
 	requestID      []byte
 	// indexes into fields of the client's proxy headers (kept only from trusted peers)
 	xff, xfh, xfp, fwd []int
@@ -75,8 +78,8 @@ type fastReq struct {
 
 func (r *fastReq) reset() {
 	fields, xff, xfh, xfp, fwd := r.fields[:0], r.xff[:0], r.xfh[:0], r.xfp[:0], r.fwd[:0]
-	hop := r.hopValue
-	*r = fastReq{fields: fields, xff: xff, xfh: xfh, xfp: xfp, fwd: fwd, contentLength: -1, hopValue: hop}
+	hop, capOn := r.hopValue, r.captureOn
+	*r = fastReq{fields: fields, xff: xff, xfh: xfh, xfp: xfp, fwd: fwd, contentLength: -1, hopValue: hop, captureOn: capOn}
 }
 
 // tchar reports the token characters of RFC 9110 §5.6.2.
@@ -210,8 +213,8 @@ func parseContentLength(b []byte) (int64, bool) {
 
 // parseRequest parses a request head for the fast path. keyHeader gives the index of a header name that
 // may carry a routing key (-1: none), remembered in the field. It returns false for anything the fast path leaves to net/http: other versions,
-// CONNECT, absolute-form targets, upgrades, Expect, unusual framing, a missing or repeated Host, and
-// every malformed line.
+// CONNECT, absolute-form targets, upgrades, Expect, unusual framing, a missing or repeated Host, every
+// malformed line, and (capture on) a request that may carry a capture id.
 func parseRequest(block []byte, r *fastReq, keyHeader func([]byte) int) bool {
 	line, rest := nextLine(block)
 	sp1 := -1
@@ -277,6 +280,9 @@ func parseRequest(block []byte, r *fastReq, keyHeader func([]byte) int) bool {
 				return false
 			}
 			f.skip = eqFold(name, "trailer")
+			if r.captureOn && !f.skip && eqFold(name, "baggage") && capture.MaybeBaggageID(value) {
+				return false // may carry a capture id: recorded on the net/http path
+			}
 		case 9:
 			if eqFold(name, "forwarded") {
 				f.skip = true
@@ -339,6 +345,10 @@ func parseRequest(block []byte, r *fastReq, keyHeader func([]byte) int) bool {
 			}
 		case 18:
 			f.skip = f.skip || eqFold(name, "proxy-authenticate")
+		case 21:
+			if r.captureOn && eqFold(name, "x-sandboxmesh-capture") {
+				return false // a capture id: recorded on the net/http path
+			}
 		case 19:
 			f.skip = f.skip || eqFold(name, "proxy-authorization")
 		}

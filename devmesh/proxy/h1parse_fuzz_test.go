@@ -8,6 +8,8 @@ import (
 	"net/http/httputil"
 	"strings"
 	"testing"
+
+	"github.com/sandboxmesh/sandboxmesh/devmesh/capture"
 )
 
 var fuzzKeyHeader = func(name []byte) int {
@@ -35,6 +37,8 @@ func FuzzParseRequest(f *testing.F) {
 		"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a\r\nX-Sandboxmesh-Hop: shop/Deployment/cart\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nX-Sandboxmesh-Capture: e.target.0\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nbaggage: a=1, sm-capture = e.target.1;p\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -55,6 +59,15 @@ func FuzzParseRequest(f *testing.F) {
 				return // a target net/http's URL parser refuses is forwarded verbatim, as nginx does
 			}
 			t.Fatalf("fast path accepted %q, net/http refused it: %v", block, err)
+		}
+		// Capture on: the fast path keeps only requests the net/http path would not capture.
+		var rc fastReq
+		rc.reset()
+		rc.hopValue, rc.captureOn = r.hopValue, true
+		if parseRequest(block, &rc, fuzzKeyHeader) {
+			if id, ok := capture.ID(req.Header); ok {
+				t.Fatalf("%q: capture id %q kept on the fast path", block, id)
+			}
 		}
 		if req.Method != string(r.method) || req.RequestURI != string(r.target) || req.Host != string(r.host) {
 			t.Fatalf("%q: net/http %s %s host %q, fast path %s %s host %q", block, req.Method, req.RequestURI, req.Host, r.method, r.target, r.host)

@@ -28,7 +28,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sandboxmesh/sandboxmesh/devmesh/capture"
 	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
+	"github.com/sandboxmesh/sandboxmesh/smarttest/diff"
 )
 
 // RouteSource gives the current route table; *routeapi.Client implements it.
@@ -116,6 +118,8 @@ type Proxy struct {
 	hopSlice []string
 	// tracer is nil without Config.TracerProvider.
 	tracer trace.Tracer
+	// capRec is nil while capture is off (Config.CaptureSink nil).
+	capRec *capture.Recorder
 
 	// The HTTP/1.1 fast path (h1fast.go): on unless tracing or Config.DisableFastPath.
 	fastOn              bool
@@ -157,6 +161,10 @@ func New(cfg Config, routes RouteSource, keys KeyExtractor, log *slog.Logger, re
 	p.m = m
 	if cfg.TracerProvider != nil {
 		p.tracer = cfg.TracerProvider.Tracer("github.com/sandboxmesh/sandboxmesh/devmesh/proxy")
+	}
+	if cfg.CaptureSink != nil {
+		p.capRec = capture.NewRecorder(diff.CapturePoint{Kind: diff.Kind(cfg.Workload.Kind), Namespace: cfg.Workload.Namespace,
+			Name: cfg.Workload.Name, Direction: diff.Inbound}, cfg.CaptureMaxBodyBytes, cfg.CaptureRedactHeaders)
 	}
 	p.hopValue = cfg.Workload.String()
 	p.hopSlice = []string{p.hopValue}
@@ -291,6 +299,13 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, port int32, proto 
 	default:
 		st.h2 = r.ProtoMajor == 2
 	}
+	var cw *captureWriter
+	if p.capRec != nil {
+		if id, ok := capture.ID(r.Header); ok {
+			cw = p.startCapture(w, r, id)
+			w = cw
+		}
+	}
 	hops := r.Header[HopHeader]
 	p.decide(st, len(hops) > 0 && slices.Contains(hops, p.hopValue), forwardedView(r.Header))
 	if st.kind == kindFork && p.cfg.FallbackToBaseline && r.Body != nil && r.Body != http.NoBody {
@@ -311,6 +326,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, port int32, proto 
 		p.endSpan(st, kind)
 	}
 	p.m.observe(kind, st.status, time.Since(start))
+	if cw != nil {
+		p.cfg.CaptureSink.Add(cw.finish())
+	}
 }
 
 // decide routes a request (both paths): a loop goes to the local app, a routed key to its destination,

@@ -283,8 +283,16 @@ func (d *doer) Do(req *http.Request) (*http.Response, error) {
 		if id != "" { // not ours: never forward a foreign capture id
 			req.Header.Del(CaptureHeader)
 		}
+		removeBaggageMember(req.Header, CaptureBaggageKey)
 		return d.client.Do(req)
 	}
+	// The id travels in baggage too, for the hops behind apps that propagate only OTel context.
+	removeBaggageMember(req.Header, CaptureBaggageKey)
+	member := CaptureBaggageKey + "=" + id
+	if b := req.Header.Get("Baggage"); b != "" {
+		member = b + "," + member
+	}
+	req.Header.Set("Baggage", member)
 
 	c := diff.Capture{ID: id, Point: d.point, Name: meta.name, Seq: meta.seq}
 	c.Request.Method = req.Method
@@ -407,6 +415,31 @@ func (r *recorder) Close() error {
 // empty reports whether the body was empty even though EOF was not seen (a HEAD response, 204).
 func (r *recorder) empty() bool {
 	return len(r.buf) == 0
+}
+
+// removeBaggageMember removes the members named key from h's baggage (other members stay).
+func removeBaggageMember(h http.Header, key string) {
+	vs, ok := h["Baggage"]
+	if !ok {
+		return
+	}
+	var keep []string
+	for _, f := range vs {
+		for m := range strings.SplitSeq(f, ",") {
+			n := m
+			if i := strings.IndexAny(n, "=;"); i >= 0 {
+				n = n[:i]
+			}
+			if m = strings.Trim(m, " \t"); m != "" && strings.Trim(n, " \t") != key {
+				keep = append(keep, m)
+			}
+		}
+	}
+	if len(keep) == 0 {
+		delete(h, "Baggage")
+	} else {
+		h["Baggage"] = []string{strings.Join(keep, ",")}
+	}
 }
 
 // StripRoutingKey removes the routing key from h in every form ext reads: the custom and single-valued

@@ -69,7 +69,7 @@ eta = json.decode(res.body()).get("eta")
 smart_test.check("eta present", eta != None, "no eta in the answer")
 smart_test.check("eta is 5m", eta == "5m", "eta is {}".format(eta))
 echo = http.post(URL + "/echo", json_body={"x": 1}, capture=True)
-plain = http.get(URL + "/plain", headers={"X-Sandboxmesh-Capture": "forged.id.0"})
+plain = http.get(URL + "/plain", headers={"X-Sandboxmesh-Capture": "forged.id.0", "baggage": "sm-capture=forged.id.1, a=b"})
 `
 
 func testConfig(srv *httptest.Server, src string) Config {
@@ -151,15 +151,22 @@ func TestExecuteThreeRuns(t *testing.T) {
 		if s.key != wantKey {
 			t.Errorf("request %d (%s %s): key %q, want %q (baggage %q)", i, run, s.path, s.key, wantKey, s.baggage)
 		}
-		if s.path == "/eta" && run != RunTarget && s.baggage != "other=1" {
-			t.Errorf("baseline %s: baggage %q, want the script's foreign member only", run, s.baggage)
-		}
 		wantCap := ""
 		if s.path != "/plain" {
 			wantCap = CaptureID("ex-1", run, map[string]int{"/eta": 0, "/echo": 1}[s.path])
 		}
+		if s.path == "/eta" && run != RunTarget && s.baggage != "other=1,sm-capture="+wantCap {
+			t.Errorf("baseline %s: baggage %q, want the script's foreign member and the capture id", run, s.baggage)
+		}
 		if s.capture != wantCap {
 			t.Errorf("request %d (%s %s): capture header %q, want %q", i, run, s.path, s.capture, wantCap)
+		}
+		// The id travels in baggage too (for hops behind the first), and a forged one never leaves.
+		if id, _ := baggageMember(s.baggage, CaptureBaggageKey); id != wantCap {
+			t.Errorf("request %d (%s %s): baggage %q carries capture id %q, want %q", i, run, s.path, s.baggage, id, wantCap)
+		}
+		if s.path == "/plain" && strings.TrimPrefix(s.baggage, "sm-routing-key=k1,") != "a=b" {
+			t.Errorf("request %d (%s %s): baggage %q, want a=b", i, run, s.path, s.baggage)
 		}
 	}
 }
@@ -344,4 +351,16 @@ func TestStripRoutingKey(t *testing.T) {
 	if StripRoutingKey(routingkey.Default, http.Header{"X-Keep": {"1"}}) {
 		t.Fatal("removed something from a header set without a key")
 	}
+}
+
+// baggageMember returns the value of the member named key of a baggage list.
+func baggageMember(list, key string) (string, bool) {
+	for m := range strings.SplitSeq(list, ",") {
+		k, v, ok := strings.Cut(m, "=")
+		if ok && strings.TrimSpace(k) == key {
+			v, _, _ = strings.Cut(v, ";")
+			return strings.TrimSpace(v), true
+		}
+	}
+	return "", false
 }

@@ -22,6 +22,11 @@ const ReportFile = "smarttest-report.json"
 // points record only requests that carry it, and the diff ignores it.
 const CaptureHeader = "X-Sandboxmesh-Capture"
 
+// CaptureBaggageKey is the W3C baggage member that also carries the capture id of a capture=True request
+// ("sm-capture=<id>"): apps propagate OpenTelemetry context but not CaptureHeader, so the capture points
+// of the hops behind the first read the id from baggage.
+const CaptureBaggageKey = "sm-capture"
+
 // Run names of a Report.
 const (
 	// RunTarget is the run against the sandbox.
