@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -603,7 +604,14 @@ func (s *Service) conclude(ctx context.Context, e store.TestExecution, j store.J
 	var spec apitypes.TestExecutionSpec
 	_ = json.Unmarshal(e.Spec, &spec)
 	autoDiff := spec.ExecutionContext.AutoDiff == nil || spec.ExecutionContext.AutoDiff.Enabled
-	res, full := Results(rep, autoDiff && e.RoutingKey != "", s.cfg.Diff)
+	// The target run differs from the baseline by its routing key and the sandbox (or route group) it
+	// reaches; apps echo both (baggage, a fork's pod name): not findings.
+	dopts := s.cfg.Diff
+	dopts.Expected = append(slices.Clone(dopts.Expected), e.RoutingKey)
+	if r := spec.ExecutionContext.Routing; r != nil {
+		dopts.Expected = append(dopts.Expected, r.Sandbox, r.RouteGroup)
+	}
+	res, full := Results(rep, autoDiff && e.RoutingKey != "", dopts)
 	c := conclusion{phase: apitypes.TestPhaseSucceeded}
 	if c.results, err = json.Marshal(res); err != nil {
 		return conclusion{}, fmt.Errorf("results of test execution %s/%s: %w", e.Org, e.ID, err)

@@ -552,3 +552,23 @@ func TestDuplicateKeysLastWins(t *testing.T) {
 		t.Errorf("ops = %s", mustJSON(ops))
 	}
 }
+
+// TestExpectedValues: the routing key and the sandbox's name the target run carries, echoed by the app,
+// are green; a removal stays red even when its old value holds one; short values are ignored.
+func TestExpectedValues(t *testing.T) {
+	a := capt("a", route, "eta", 200, `{"routingKey":"","baggage":"","pod":"route-1","eta":"5m","v":"ab"}`)
+	b := capt("b", route, "eta", 200, `{"routingKey":"","baggage":"","pod":"route-1","eta":"5m","v":"ab"}`)
+	tg := capt("t", route, "eta", 200, `{"routingKey":"k1abcdef","baggage":"sm-routing-key=k1abcdef","pod":"sb-route-x-route-9","v":"xy"}`)
+	r := Compare(one(tg), one(a), one(b), Options{Expected: []string{"k1abcdef", "sb-route-x", "ab"}})
+	for _, p := range []string{"/response/body/routingKey", "/response/body/baggage", "/response/body/pod"} {
+		if d := opAt(t, r, p); d.Classification.Category != Green {
+			t.Errorf("%s: %s, want green (expected value)", p, mustJSON(d))
+		}
+	}
+	if d := opAt(t, r, "/response/body/eta"); d.Classification.Category != Red {
+		t.Errorf("eta removal: %s, want red", mustJSON(d))
+	}
+	if d := opAt(t, r, "/response/body/v"); d.Classification.Category != Yellow {
+		t.Errorf("v: %s, want yellow (\"ab\" is too short to be an expected value)", mustJSON(d))
+	}
+}

@@ -36,6 +36,36 @@ type Options struct {
 	// MaxValueBytes bounds the encoded value and oldValue of an op
 	// (default 256).
 	MaxValueBytes int
+	// Expected are values the target run differs by on purpose: the
+	// routing key it carries and the name of the sandbox (or route group)
+	// it reaches. Apps echo them (a trace's baggage, a fork's pod name),
+	// so an op whose value or old value contains one is noise (green),
+	// unless it is red (a status or type change, a removal). Values of
+	// fewer than MinExpectedBytes bytes are ignored: they would match by
+	// chance.
+	Expected []string
+}
+
+// MinExpectedBytes is the shortest Options.Expected value used.
+const MinExpectedBytes = 4
+
+// expected reports whether an op's value or old value contains one of the
+// Expected values.
+func (o Options) expected(d *DiffOp) bool {
+	for _, e := range o.Expected {
+		if len(e) < MinExpectedBytes {
+			continue
+		}
+		if containsIn(d.val, e) || containsIn(d.old, e) || bytes.Contains(d.Value, []byte(e)) || bytes.Contains(d.OldValue, []byte(e)) {
+			return true
+		}
+	}
+	return false
+}
+
+// containsIn reports whether the encoding of n (its first 4 KiB) contains e.
+func containsIn(n *node, e string) bool {
+	return n != nil && bytes.Contains(encodeTrunc(n, 4<<10), []byte(e))
 }
 
 func (o Options) maxOps() int {

@@ -64,6 +64,13 @@ func smartTestInCluster(ctx context.Context, t *testing.T, e *demo.Env, home, ru
 	if len(red) != 1 || red[0].Op != diff.OpRemove || !strings.HasSuffix(red[0].Path, "/data/eta") {
 		t.Errorf("red findings %+v, want exactly one: the removal of route's data.eta", red)
 	}
+	// Only route's answer changed: the routing key and the sandbox's name that the apps echo are expected
+	// differences (green), so every finding is at route's data.
+	for _, f := range res.Findings {
+		if !strings.Contains(f.Path, "/data/eta") {
+			t.Errorf("finding %s %s %s (%s -> %s) outside route's ETA", f.Category, f.Op, f.Path, f.OldValue, f.Value)
+		}
+	}
 	if td := res.Execution.Results.TrafficDiff; td == nil || td.Green.Replacements == 0 {
 		t.Errorf("traffic diff %+v: want the per-request values (event ids, trace ids) learned as noise", td)
 	}
