@@ -73,6 +73,11 @@ its routing key is %[2]s.
   # through the sandbox's preview URL, as the API returns it in endpoints[].url (the key is added for you):
   curl -s -H 'sandboxmesh-api-key: %[4]s' '%[8]s/dispatch?customer=392'
 
+  # the asynchronous hop: frontend publishes a dispatch event on the broker (NATS), worker consumes it;
+  # fork worker in a sandbox and only its key's events reach the fork (docs/message-queues.md):
+  curl -s 'http://%[3]s:8080/dispatch?customer=392&event=e1' >/dev/null
+  curl -s "http://$(kubectl -n hotrod get svc worker -o jsonpath='{.spec.clusterIP}'):8084/events?event=e1"  # KUBECONFIG below
+
   # the CLI (or 'sandboxmesh mcp' for AI agents):
   export SANDBOXMESH_API_URL=%[5]s SANDBOXMESH_API_KEY=%[4]s SANDBOXMESH_ORG=%[6]s
   go run ./cmd/sandboxmesh sandbox list
