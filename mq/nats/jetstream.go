@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -69,10 +68,7 @@ type JetStreamConsumer struct {
 	name     string
 	hTimeout time.Duration
 	stopCh   chan struct{}
-	mu       sync.Mutex
-	running  bool
-	done     chan struct{}
-	closed   bool
+	lifecycle
 }
 
 // NewJetStreamConsumer validates cfg, finds or creates the durable consumer (for a sandbox: its scoped
@@ -240,18 +236,10 @@ func (c *JetStreamConsumer) Run(ctx context.Context, h Handler) error {
 	if h == nil {
 		return fmt.Errorf("nats: consumer %s: Run: handler: required", c.id)
 	}
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return ErrClosed
+	done, err := c.startRun(c.id)
+	if err != nil {
+		return err
 	}
-	if c.running {
-		c.mu.Unlock()
-		return fmt.Errorf("nats: consumer %s: Run called twice", c.id)
-	}
-	c.running, c.done = true, make(chan struct{})
-	done := c.done
-	c.mu.Unlock()
 	defer close(done)
 
 	watchStop := make(chan struct{})
@@ -323,14 +311,10 @@ func (c *JetStreamConsumer) handle(ctx context.Context, h Handler, m jetstream.M
 // consumer, then deletes the sandbox's durable consumer; if that does not finish within ctx, the consumer
 // is left for the server to delete after InactiveThreshold. It never deletes the baseline's consumer.
 func (c *JetStreamConsumer) Close(ctx context.Context) error {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
+	first, running, done := c.startClose()
+	if !first {
 		return nil
 	}
-	c.closed = true
-	running, done := c.running, c.done
-	c.mu.Unlock()
 	defer c.core.close()
 
 	var errs []error

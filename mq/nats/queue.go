@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -37,10 +36,7 @@ type QueueConsumer struct {
 	sub      *nats.Subscription
 	hTimeout time.Duration
 	stopCh   chan struct{}
-	mu       sync.Mutex
-	running  bool
-	done     chan struct{}
-	closed   bool
+	lifecycle
 }
 
 // NewQueueConsumer validates cfg, subscribes (so messages published from then on are buffered for Run)
@@ -99,18 +95,10 @@ func (c *QueueConsumer) Run(ctx context.Context, h MsgHandler) error {
 	if h == nil {
 		return fmt.Errorf("nats: consumer %s: Run: handler: required", c.id)
 	}
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return ErrClosed
+	done, err := c.startRun(c.id)
+	if err != nil {
+		return err
 	}
-	if c.running {
-		c.mu.Unlock()
-		return fmt.Errorf("nats: consumer %s: Run called twice", c.id)
-	}
-	c.running, c.done = true, make(chan struct{})
-	done := c.done
-	c.mu.Unlock()
 	defer close(done)
 
 	rctx, cancel := context.WithCancel(ctx)
@@ -155,14 +143,10 @@ func (c *QueueConsumer) handle(ctx context.Context, h MsgHandler, m *nats.Msg) {
 // Close stops Run, waits for it (bounded by ctx) and unsubscribes. Messages received but not yet handled
 // are dropped (core NATS is at-most-once).
 func (c *QueueConsumer) Close(ctx context.Context) error {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
+	first, running, done := c.startClose()
+	if !first {
 		return nil
 	}
-	c.closed = true
-	running, done := c.running, c.done
-	c.mu.Unlock()
 	defer c.core.close()
 	var errs []error
 	close(c.stopCh)
