@@ -238,32 +238,14 @@ job still runs). Without it, submit prints the job's name and returns.`,
 	list.Flags().StringVar(&filter.Phase, "phase", "", "only jobs in this phase: queued, running, succeeded, failed or canceled")
 	pages.add(list)
 
-	cancel := &cobra.Command{
-		Use:   "cancel NAME...",
-		Short: "Cancel jobs (a running job's processes are stopped: SIGTERM, then SIGKILL)",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.setup(true)
+	cancel := cancelCommand(a, "cancel NAME...", "job", "Cancel jobs (a running job's processes are stopped: SIGTERM, then SIGKILL)",
+		func(ctx context.Context, c *client.Client, name string) (*client.Job, string, error) {
+			j, err := c.CancelJob(ctx, a.cfg.Org, name)
 			if err != nil {
-				return err
+				return nil, "", err
 			}
-			var out []*client.Job
-			for _, name := range args {
-				job, err := c.CancelJob(cmd.Context(), a.cfg.Org, name)
-				if err != nil {
-					return a.explain(err, "cancel job "+name)
-				}
-				out = append(out, job)
-				if a.flags.output == "" || a.flags.output == outTable {
-					fmt.Fprintf(a.Stdout, "job %s: cancel requested (phase %s)\n", name, job.Status.Phase)
-				}
-			}
-			if ok, err := a.structured(a.Stdout, out); ok {
-				return err
-			}
-			return nil
-		},
-	}
+			return j, j.Status.Phase, nil
+		})
 	del := a.deleteCommand("job", "Delete jobs with their logs and artifacts (a running job is stopped)", func(ctx context.Context, c *client.Client, name string) error {
 		return c.DeleteJob(ctx, a.cfg.Org, name)
 	})

@@ -131,3 +131,35 @@ func (a *App) deleteCommand(noun, short string, del func(ctx context.Context, c 
 		},
 	}
 }
+
+// cancelCommand is "cancel NAME..." for objects the control plane cancels (jobs, smart test executions):
+// one line per object in table output, the canceled objects with -o json|yaml. cancel returns the object
+// and its phase after the cancel request.
+func cancelCommand[T any](a *App, use, noun, short string, cancel func(ctx context.Context, c *client.Client, name string) (*T, string, error)) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.setup(true)
+			if err != nil {
+				return err
+			}
+			var out []*T
+			for _, name := range args {
+				obj, phase, err := cancel(cmd.Context(), c, name)
+				if err != nil {
+					return a.explain(err, "cancel "+noun+" "+name)
+				}
+				out = append(out, obj)
+				if a.flags.output == "" || a.flags.output == outTable {
+					fmt.Fprintf(a.Stdout, "%s %s: cancel requested (phase %s)\n", noun, name, phase)
+				}
+			}
+			if ok, err := a.structured(a.Stdout, out); ok {
+				return err
+			}
+			return nil
+		},
+	}
+}

@@ -518,32 +518,14 @@ func (a *App) smartTestExecutionCommand() *cobra.Command {
 	list.Flags().StringVar(&filter.Sandbox, "sandbox", "", "only executions against this sandbox")
 	pages.add(list)
 
-	cancel := &cobra.Command{
-		Use:   "cancel ID...",
-		Short: "Cancel executions (their jobs are canceled)",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.setup(true)
+	cancel := cancelCommand(a, "cancel ID...", "execution", "Cancel executions (their jobs are canceled)",
+		func(ctx context.Context, c *client.Client, id string) (*client.TestExecution, string, error) {
+			ex, err := c.CancelTestExecution(ctx, a.cfg.Org, id)
 			if err != nil {
-				return err
+				return nil, "", err
 			}
-			var out []*client.TestExecution
-			for _, id := range args {
-				ex, err := c.CancelTestExecution(cmd.Context(), a.cfg.Org, id)
-				if err != nil {
-					return a.explain(err, "cancel execution "+id)
-				}
-				out = append(out, ex)
-				if a.flags.output == "" || a.flags.output == outTable {
-					fmt.Fprintf(a.Stdout, "execution %s: cancel requested (phase %s)\n", id, ex.Status.Phase)
-				}
-			}
-			if ok, err := a.structured(a.Stdout, out); ok {
-				return err
-			}
-			return nil
-		},
-	}
+			return ex, ex.Status.Phase, nil
+		})
 	var (
 		category string
 		max      int
