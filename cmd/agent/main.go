@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -53,6 +54,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	version := fs.String("operator-version", env("SANDBOXMESH_OPERATOR_VERSION", ""), "version reported for the cluster")
 	logLevel := fs.String("log-level", env("SANDBOXMESH_LOG_LEVEL", "info"), "debug, info, warn or error")
 	cidrs := fs.String("allowed-cidrs", env("SANDBOXMESH_ALLOWED_CIDRS", ""), "comma-separated CIDRs (the cluster's pod and Service CIDRs) preview targets must resolve to (env SANDBOXMESH_ALLOWED_CIDRS; default: any address but loopback, link-local, unspecified and metadata ones)")
+	captureAddr := fs.String("capture-address", env("SANDBOXMESH_CAPTURE_ADDRESS", ""), "address of the capture relay the cluster's devmesh sidecars post smart-test captures to, e.g. :15012 (env SANDBOXMESH_CAPTURE_ADDRESS; empty: off)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -104,8 +106,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	// Each call to the control plane is a client span whose traceparent the
 	// control plane continues (no-op unless an exporter is configured).
 	hc := &http.Client{Transport: telemetry.Transport(nil, tp)}
+	var captureLn net.Listener
+	if *captureAddr != "" {
+		if captureLn, err = net.Listen("tcp", *captureAddr); err != nil {
+			return fmt.Errorf("--capture-address: %w", err)
+		}
+		defer captureLn.Close()
+	}
 	a, err := agent.New(agent.Config{ControlPlaneURL: *cpURL, Token: token, Namespace: *namespace, Client: kc, Logger: log,
-		DisableTunnel: *noTunnel, OperatorVersion: *version, HTTPClient: hc, AllowedCIDRs: allowed})
+		DisableTunnel: *noTunnel, OperatorVersion: *version, HTTPClient: hc, AllowedCIDRs: allowed, CaptureListener: captureLn})
 	if err != nil {
 		return err
 	}

@@ -56,7 +56,7 @@ func run() error {
 		o                                          manager.Options
 		backends, keyNames, customHdrs             string
 		namespaces, logLevel, logFormat            string
-		sidecarImage, initImage, routeServerTarget string
+		sidecarImage, initImage, routeServerTarget, captureURL string
 		injectMode                                 string
 	)
 	flag.StringVar(&backends, "backends", env("SANDBOXMESH_BACKENDS", meshadapters.BackendDevmesh), "comma-separated mesh backends: "+strings.Join(meshadapters.Names(), ", "))
@@ -75,6 +75,7 @@ func run() error {
 	flag.StringVar(&o.WebhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "folder with tls.crt and tls.key")
 	flag.StringVar(&sidecarImage, "sidecar-image", env("SANDBOXMESH_SIDECAR_IMAGE", "sandboxmesh.dev/devmesh:dev"), "devmesh sidecar image")
 	flag.StringVar(&initImage, "sidecar-init-image", env("SANDBOXMESH_SIDECAR_INIT_IMAGE", ""), "image of the devmesh-init container of iptables mode: devmesh-init plus iptables-save/iptables-restore (default: the sidecar image)")
+	flag.StringVar(&captureURL, "sidecar-capture-url", env("SANDBOXMESH_SIDECAR_CAPTURE_URL", ""), "URL the injected sidecars post smart-test captures to: the agent's capture relay, http://<agent service>:15012/captures (empty: capture off)")
 	flag.StringVar(&routeServerTarget, "sidecar-route-server", env("SANDBOXMESH_SIDECAR_ROUTE_SERVER", "sandboxmesh-operator.sandboxmesh-system.svc:15010"), "route server address the injected sidecars dial")
 	flag.StringVar(&o.RoutesURL, "routes-url", env(smv1.EnvRoutesURL, "http://sandboxmesh-operator.sandboxmesh-system.svc:15011"), "base URL of the route lookup API (--route-lookup-address) as pods reach it; given to forks and injected pods as "+smv1.EnvRoutesURL+" (empty leaves it out)")
 	flag.StringVar(&o.RunnerImage, "runner-image", env("SANDBOXMESH_RUNNER_IMAGE", "sandboxmesh.dev/sandboxmesh-runner:dev"), "image of the init container installing the job runner into the pods of JobRunnerGroups")
@@ -106,7 +107,7 @@ func run() error {
 			return fmt.Errorf("--routes-url: %w", err)
 		}
 	}
-	o.Inject = inject.Config{Image: sidecarImage, InitImage: initImage, RouteServer: routeServerTarget, KeyNames: o.KeyNames, CustomHeaders: o.CustomHeaders, Mode: inject.Mode(injectMode), RoutesURL: o.RoutesURL}
+	o.Inject = inject.Config{Image: sidecarImage, InitImage: initImage, RouteServer: routeServerTarget, KeyNames: o.KeyNames, CustomHeaders: o.CustomHeaders, Mode: inject.Mode(injectMode), RoutesURL: o.RoutesURL, CaptureURL: captureURL}
 
 	_, shutdownTracing, err := telemetry.Setup(context.Background(), telemetry.Options{Service: "sandboxmesh-operator"})
 	if err != nil {

@@ -90,6 +90,9 @@ type Config struct {
 	// WorkloadsInterval is how often the forkable workloads are listed and,
 	// when changed, reported (default 30s; negative disables the report).
 	WorkloadsInterval time.Duration
+	// CaptureListener, when set, serves the capture relay (CaptureRelay) until Run returns: the
+	// cluster's devmesh sidecars post smart-test captures to it.
+	CaptureListener net.Listener
 }
 
 // Agent syncs one cluster.
@@ -183,6 +186,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.cfg.WorkloadsInterval > 0 {
 		wg.Add(1)
 		go func() { defer wg.Done(); a.workloadsLoop(ctx) }()
+	}
+	if a.cfg.CaptureListener != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.serveCaptureRelay(ctx, a.cfg.CaptureListener) }()
 	}
 	wg.Wait()
 	return ctx.Err()

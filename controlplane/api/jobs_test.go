@@ -53,6 +53,7 @@ func newJobsEnv(t testing.TB, driver string) *jobsEnv {
 		t.Fatal(err)
 	}
 	e := newEnvTB(t, driver, func(c *api.Config) {
+		c.SmartTests.CaptureGrace = -1 // tests that send captures wait for them themselves
 		c.Jobs = jobs.Config{Artifacts: as, LostAfter: 3 * time.Second, CancelGrace: 700 * time.Millisecond,
 			SweepInterval: 50 * time.Millisecond, ClaimPoll: 100 * time.Millisecond, LogPoll: 50 * time.Millisecond, MaxArtifactBytes: 1 << 20}
 	})

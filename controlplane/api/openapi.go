@@ -11,6 +11,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/smarttests"
 	"github.com/sandboxmesh/sandboxmesh/smarttest/diff"
 )
 
@@ -144,6 +145,7 @@ var Operations = []Operation{
 		Query: map[string]string{"since": "revision of the last answer (0: full state)", "wait": "how long to wait for a change, e.g. 30s"}},
 	{Method: "POST", Path: "/api/v2/agent/status", ID: "agent-status", Summary: "Agent status report", Tag: "Agent", Request: apitypes.AgentStatusReport{}, Response: statusAnswer{}, Agent: true},
 	{Method: "PUT", Path: "/api/v2/agent/workloads", ID: "agent-workloads", Summary: "Agent report of the cluster's forkable workloads (replaces the previous one)", Tag: "Agent", Request: apitypes.WorkloadReport{}, Response: apitypes.EmptyResponse{}, Agent: true},
+	{Method: "POST", Path: "/api/v2/agent/captures", ID: "agent-captures", Summary: "Agent relay of smart-test captures the cluster's devmesh sidecars recorded (kept with their running executions, others dropped)", Tag: "Agent", Request: []diff.Capture{}, Response: smarttests.CaptureIngest{}, Agent: true},
 	{Method: "GET", Path: "/api/v2/agent/tunnel", ID: "agent-tunnel", Summary: "Agent preview tunnel: WebSocket carrying a yamux session", Tag: "Agent", Response: apitypes.EmptyResponse{}, Agent: true, Status: 101},
 }
 

@@ -100,6 +100,10 @@ type Config struct {
 	// artifact store; nil refuses uploads), MaxArtifactBytes and the
 	// sweeper's windows. Store and Logger are filled in from this Config.
 	Jobs jobs.Config
+	// SmartTests configures the smart tests service (docs/smart-tests.md):
+	// bounds of reports and captures, the capture grace, the diff's options.
+	// Store, Jobs and Logger are filled in from this Config.
+	SmartTests smarttests.Config
 }
 
 // Server serves the API.
@@ -206,7 +210,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	go s.jobs.Run(ctx) // the sweeper, until ctx ends
 	s.plugins = resourceplugins.New(cfg.Store)
-	if s.tests, err = smarttests.New(smarttests.Config{Store: cfg.Store, Jobs: s.jobs, Logger: cfg.Logger}); err != nil {
+	tc := cfg.SmartTests
+	tc.Store, tc.Jobs, tc.Logger = cfg.Store, s.jobs, cfg.Logger
+	if s.tests, err = smarttests.New(tc); err != nil {
 		return nil, err
 	}
 	go s.tests.Run(ctx) // fires smart test triggers, until ctx ends
@@ -361,6 +367,7 @@ func (s *Server) register() {
 	s.handle(http.MethodPost, a+"/status", s.authAgent, s.agentStatus)
 	s.handle(http.MethodPut, a+"/workloads", s.authAgent, s.agentWorkloads)
 	s.handle(http.MethodGet, a+"/tunnel", s.authAgent, s.agentTunnel)
+	s.handle(http.MethodPost, a+"/captures", s.authAgent, s.agentCaptures)
 }
 
 // ---- middleware ----

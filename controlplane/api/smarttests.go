@@ -1,6 +1,8 @@
 package api
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -57,6 +59,37 @@ func (s *Server) testOfExecution(c *gin.Context) {
 		return
 	}
 	c.Next()
+}
+
+// MaxCaptureBatchBytes bounds one batch of captures an agent relays (a sidecar's batch of 64 captures with
+// bodies of up to 64 KiB each, base64-encoded, fits).
+const MaxCaptureBatchBytes = 16 << 20
+
+// agentCaptures answers POST /api/v2/agent/captures: a JSON array of smarttest/diff.Capture that the
+// capture points of the agent's cluster recorded, stored with their executions (smarttests.IngestCaptures).
+func (s *Server) agentCaptures(c *gin.Context) {
+	a := agentIdentity(c)
+	body, ok := s.readBody(c, MaxCaptureBatchBytes)
+	if !ok {
+		return
+	}
+	var batch []diff.Capture
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&batch); err != nil || dec.More() {
+		msg := "want a JSON array of captures"
+		if err != nil {
+			msg += ": " + err.Error()
+		}
+		s.fail(c, http.StatusBadRequest, apitypes.ReasonMalformed, msg)
+		return
+	}
+	res, err := s.tests.IngestCaptures(c.Request.Context(), a.Org, a.Cluster, batch)
+	if err != nil {
+		s.failTests(c, fmt.Sprintf("captures of cluster %q", a.Cluster), err)
+		return
+	}
+	c.JSON(http.StatusOK, res)
 }
 
 // failTests maps the smart test service's errors to HTTP answers (the rest as failErr).

@@ -14,9 +14,11 @@
 // handlers in controlplane/api are thin wrappers around Service.
 //
 // Triggers fire when a version of a sandbox forking their workload is
-// first reported ready (triggers.go). Not here yet: publishing results to
-// the sandbox's status, and the capture points' (sidecars') captures, which
-// would join the runner's own in the diff.
+// first reported ready (triggers.go). The capture points of the cluster
+// (devmesh sidecars, relayed by the agent) send the captures they record at
+// every hop (captures.go); they are kept with their execution and join the
+// runner's own in the diff when it is concluded, CaptureGrace after its job
+// finished (the last batches are on their way then).
 package smarttests
 
 import (
@@ -74,6 +76,13 @@ type Config struct {
 	MaxReportBytes int64
 	// Diff configures the traffic diff.
 	Diff diff.Options
+	// MaxCaptureBytes bounds the captures kept for one execution from the
+	// capture points (default DefaultMaxCaptureBytes); more are dropped.
+	MaxCaptureBytes int64
+	// CaptureGrace is how long after its job finished an auto-diffed
+	// execution is concluded (default DefaultCaptureGrace): the capture
+	// points' last batches arrive meanwhile; negative: at once.
+	CaptureGrace time.Duration
 }
 
 // Service is the smart tests service.
@@ -130,6 +139,12 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.MaxReportBytes <= 0 {
 		cfg.MaxReportBytes = DefaultMaxReportBytes
+	}
+	if cfg.MaxCaptureBytes <= 0 {
+		cfg.MaxCaptureBytes = DefaultMaxCaptureBytes
+	}
+	if cfg.CaptureGrace == 0 {
+		cfg.CaptureGrace = DefaultCaptureGrace
 	}
 	return &Service{cfg: cfg, st: cfg.Store, jobs: cfg.Jobs, log: cfg.Logger, orgs: map[string]orgEntry{}}, nil
 }
@@ -534,6 +549,8 @@ func (s *Service) refresh(ctx context.Context, e store.TestExecution) (apitypes.
 		return apitypes.TestExecution{}, err
 	case !j.Finished():
 		return s.view(e, phaseOfJob(j.Phase)), nil
+	case j.Phase != store.JobCanceled && e.RoutingKey != "" && time.Since(j.FinishedAt) < s.cfg.CaptureGrace:
+		return s.view(e, apitypes.TestPhaseInProgress), nil // the capture points' last batches are on their way
 	default:
 		if c, err = s.conclude(ctx, e, j); err != nil {
 			return apitypes.TestExecution{}, err
@@ -542,6 +559,9 @@ func (s *Service) refresh(ctx context.Context, e store.TestExecution) (apitypes.
 	err = s.st.FinishTestExecution(ctx, e.Org, e.ID, c.phase, c.message, c.results, c.trafficDiff)
 	if err != nil && !errors.Is(err, store.ErrConflict) { // ErrConflict: another request concluded it first
 		return apitypes.TestExecution{}, err
+	}
+	if err := s.st.DeleteTestCaptures(ctx, e.Org, e.ID); err != nil { // the diff holds what matters now
+		s.log.WarnContext(ctx, "delete the captures of a concluded test execution", "org", e.Org, "id", e.ID, "err", err)
 	}
 	if e, err = s.st.GetTestExecution(ctx, e.Org, e.ID, false); err != nil {
 		return apitypes.TestExecution{}, err
@@ -611,7 +631,17 @@ func (s *Service) conclude(ctx context.Context, e store.TestExecution, j store.J
 	if r := spec.ExecutionContext.Routing; r != nil {
 		dopts.Expected = append(dopts.Expected, r.Sandbox, r.RouteGroup)
 	}
-	res, full := Results(rep, autoDiff && e.RoutingKey != "", dopts)
+	withDiff := autoDiff && e.RoutingKey != ""
+	if withDiff {
+		hops, err := s.hopCaptures(ctx, e)
+		if err != nil {
+			return conclusion{}, err
+		}
+		for i := range rep.Runs {
+			rep.Runs[i].Captures = append(rep.Runs[i].Captures, hops[rep.Runs[i].Name]...)
+		}
+	}
+	res, full := Results(rep, withDiff, dopts)
 	c := conclusion{phase: apitypes.TestPhaseSucceeded}
 	if c.results, err = json.Marshal(res); err != nil {
 		return conclusion{}, fmt.Errorf("results of test execution %s/%s: %w", e.Org, e.ID, err)

@@ -261,6 +261,54 @@ func (s *Store) FinishTestExecution(ctx context.Context, org, id, phase, message
 	return nil
 }
 
+// AddTestCaptures stores one batch of captures (data: a JSON array of
+// smarttest/diff.Capture, all of execution) that cluster's capture points
+// recorded, unless the execution's captures would then exceed maxBytes:
+// ErrConflict then, and nothing is stored.
+func (s *Store) AddTestCaptures(ctx context.Context, org, execution, cluster string, data []byte, maxBytes int64) error {
+	id := fmt.Sprintf("captures of test execution %s/%s", org, execution)
+	res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO smart_test_captures (org, execution, batch, cluster, data, size, created_at)
+		SELECT ?, ?, ?, ?, ?, ?, ? WHERE (SELECT COALESCE(SUM(size), 0) FROM smart_test_captures WHERE org = ? AND execution = ?) + ? <= ?`),
+		org, execution, NewID(8), cluster, string(data), len(data), s.nowNano(), org, execution, len(data), maxBytes)
+	if err != nil {
+		return fmt.Errorf("add %s: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("%s: more than %d bytes: %w", id, maxBytes, ErrConflict)
+	}
+	return nil
+}
+
+// TestCaptures returns the stored capture batches of an execution (JSON
+// arrays of smarttest/diff.Capture), oldest first.
+func (s *Store) TestCaptures(ctx context.Context, org, execution string) ([]json.RawMessage, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT data FROM smart_test_captures WHERE org = ? AND execution = ? ORDER BY created_at, batch`), org, execution)
+	if err != nil {
+		return nil, fmt.Errorf("captures of test execution %s/%s: %w", org, execution, err)
+	}
+	defer rows.Close()
+	var out []json.RawMessage
+	for rows.Next() {
+		var d string
+		if err := rows.Scan(&d); err != nil {
+			return nil, fmt.Errorf("captures of test execution %s/%s: %w", org, execution, err)
+		}
+		out = append(out, json.RawMessage(d))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("captures of test execution %s/%s: %w", org, execution, err)
+	}
+	return out, nil
+}
+
+// DeleteTestCaptures deletes the stored captures of an execution.
+func (s *Store) DeleteTestCaptures(ctx context.Context, org, execution string) error {
+	if _, err := s.db.ExecContext(ctx, s.q(`DELETE FROM smart_test_captures WHERE org = ? AND execution = ?`), org, execution); err != nil {
+		return fmt.Errorf("delete captures of test execution %s/%s: %w", org, execution, err)
+	}
+	return nil
+}
+
 // DeleteTestExecution deletes an execution (for a create whose job could
 // not be made); ErrNotFound when there is none.
 func (s *Store) DeleteTestExecution(ctx context.Context, org, id string) error {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -123,6 +124,40 @@ func TestSmartTestStore(t *testing.T) {
 		}
 		if ts, err := s.ListSmartTests(ctx, "acme", store.PageRequest{}); err != nil || len(ts.Items) != 0 {
 			t.Fatalf("tests: %+v %v", ts, err)
+		}
+	})
+}
+
+// TestSmartTestCaptures: capture batches kept per execution and org, read back oldest first, bounded per
+// execution (a batch beyond the bound is refused whole), deleted with the conclusion.
+func TestSmartTestCaptures(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		b1, b2 := []byte(`[{"id":"e1.target.0"}]`), []byte(`[{"id":"e1.baseline-a.0"}]`)
+		if err := s.AddTestCaptures(ctx, "acme", "e1", "c1", b1, 100); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.AddTestCaptures(ctx, "acme", "e1", "c1", b2, 100); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.AddTestCaptures(ctx, "acme", "e1", "c1", []byte(strings.Repeat("x", 100-len(b1)-len(b2)+1)), 100); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("beyond the bound: %v", err)
+		}
+		if err := s.AddTestCaptures(ctx, "other", "e1", "c1", b1, 100); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.TestCaptures(ctx, "acme", "e1")
+		if err != nil || len(got) != 2 || string(got[0]) != string(b1) || string(got[1]) != string(b2) {
+			t.Fatalf("captures: %q %v", got, err)
+		}
+		if err := s.DeleteTestCaptures(ctx, "acme", "e1"); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.TestCaptures(ctx, "acme", "e1"); err != nil || len(got) != 0 {
+			t.Fatalf("after delete: %q %v", got, err)
+		}
+		if got, err := s.TestCaptures(ctx, "other", "e1"); err != nil || len(got) != 1 {
+			t.Fatalf("another org's: %q %v", got, err)
 		}
 	})
 }

@@ -129,6 +129,9 @@ type Config struct {
 	// app containers as SANDBOXMESH_ROUTES_URL next to the SANDBOXMESH_BASELINE_* identity of the pod's
 	// workload; "" leaves it out (the identity is still set).
 	RoutesURL string
+	// CaptureURL is where the sidecars ship smart-test captures (the agent's capture relay,
+	// http://host:port/captures), given to the sidecar as SANDBOXMESH_CAPTURE_URL; "" turns capture off.
+	CaptureURL string
 	// NamespaceOptOutLabel disables injection in namespaces where it equals NamespaceOptOutValue
 	// (default DefaultNamespaceOptOutLabel).
 	NamespaceOptOutLabel string
@@ -227,6 +230,11 @@ func (c *Config) Validate() error {
 	if c.RoutesURL != "" {
 		if err := CheckRoutesURL(c.RoutesURL); err != nil {
 			bad("routesURL", "%v", err)
+		}
+	}
+	if c.CaptureURL != "" {
+		if err := CheckRoutesURL(c.CaptureURL); err != nil {
+			bad("captureURL", "%v", err)
 		}
 	}
 	if c.NamespaceOptOutLabel == "" {

@@ -23,6 +23,7 @@ const (
 	EnvRedirect      = "SANDBOXMESH_REDIRECT_LISTEN"
 	EnvPortProtocols = "SANDBOXMESH_PORT_PROTOCOLS"
 	EnvPorts         = "SANDBOXMESH_PORTS"
+	EnvCaptureURL    = "SANDBOXMESH_CAPTURE_URL"
 )
 
 // AdminPortName names the sidecar's admin container port (for metrics scraping).
@@ -79,6 +80,9 @@ func sidecarContainer(cfg *Config, mode Mode, wl workload, ports []appPort) core
 			containerPorts = append(containerPorts, corev1.ContainerPort{Name: sidecarPortName(p, taken), ContainerPort: p.Listen, Protocol: corev1.ProtocolTCP})
 		}
 		env = append(env, corev1.EnvVar{Name: EnvPorts, Value: strings.Join(mappings, ",")})
+	}
+	if cfg.CaptureURL != "" {
+		env = append(env, corev1.EnvVar{Name: EnvCaptureURL, Value: cfg.CaptureURL})
 	}
 	env = append(env, cfg.ExtraEnv...)
 	uid := cfg.ProxyUID

@@ -234,7 +234,7 @@ func index(cs []Capture) run {
 	}
 	slices.SortStableFunc(ptrs, func(a, b *Capture) int {
 		return cmp.Or(strings.Compare(a.Point.String(), b.Point.String()), strings.Compare(names[a], names[b]),
-			cmp.Compare(a.Seq, b.Seq), strings.Compare(a.ID, b.ID))
+			compareRequestIndex(a.ID, b.ID), cmp.Compare(a.Seq, b.Seq), strings.Compare(a.ID, b.ID))
 	})
 	r := run{byKey: make(map[key]*Capture, len(cs))}
 	for i, c := range ptrs {
@@ -248,6 +248,31 @@ func index(cs []Capture) run {
 		r.byKey[k] = c
 	}
 	return r
+}
+
+// compareRequestIndex orders two capture ids by the script's request they
+// belong to: the part after the second '.' of "<execution>.<run>.<index>",
+// numerically when both are numbers. Captures of several hops (several
+// pods, each counting its own Seq) then pair by the request that caused
+// them before their order of arrival. Ids of another shape compare equal.
+func compareRequestIndex(a, b string) int {
+	ia, ib := requestIndex(a), requestIndex(b)
+	if ia == "" || ib == "" {
+		return 0
+	}
+	if digits := func(s string) bool { return strings.Trim(s, "0123456789") == "" }; len(ia) != len(ib) && digits(ia) && digits(ib) {
+		return cmp.Compare(len(ia), len(ib))
+	}
+	return strings.Compare(ia, ib)
+}
+
+func requestIndex(id string) string {
+	_, rest, ok := strings.Cut(id, ".")
+	if !ok {
+		return ""
+	}
+	_, idx, _ := strings.Cut(rest, ".")
+	return idx
 }
 
 // noiseKey1 is the Diffy rule: same pair, op kind and path.
