@@ -53,11 +53,11 @@ func env(name, def string) string {
 
 func run() error {
 	var (
-		o                                          manager.Options
-		backends, keyNames, customHdrs             string
-		namespaces, logLevel, logFormat            string
+		o                                                      manager.Options
+		backends, keyNames, customHdrs                         string
+		namespaces, logLevel, logFormat                        string
 		sidecarImage, initImage, routeServerTarget, captureURL string
-		injectMode                                 string
+		injectMode                                             string
 	)
 	flag.StringVar(&backends, "backends", env("SANDBOXMESH_BACKENDS", meshadapters.BackendDevmesh), "comma-separated mesh backends: "+strings.Join(meshadapters.Names(), ", "))
 	flag.StringVar(&keyNames, "routing-key-names", env("SANDBOXMESH_KEY_NAMES", ""), "comma-separated routing-key names (default sm-routing-key)")
