@@ -235,3 +235,78 @@ smart_test.check("dispatch answers", r.status_code == 200)
 		t.Fatalf("capture of a concluded execution: %d %s", code, body)
 	}
 }
+
+// TestPreviewCapturePoint: a preview request carrying a capture id of a running execution is recorded at
+// the preview capture point (the upstream's path, credentials redacted) and kept with the execution;
+// requests without an id are not recorded.
+func TestPreviewCapturePoint(t *testing.T) {
+	e := newJobsEnv(t, storetest.Drivers[0])
+	ctx := context.Background()
+	e.applyGroup(t, "rg", "1h")
+	if _, err := e.acme.ApplySandbox(ctx, "acme", sandbox("feat", nil)); err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder(t)
+	connectAgent(t, e.env, rec, "frontend.shop.svc:8080")
+	if _, err := e.acme.ApplyTest(ctx, "acme", smartTest("eta")); err != nil {
+		t.Fatal(err)
+	}
+	ex, err := e.acme.CreateTestExecution(ctx, "acme", "eta", apitypes.TestExecutionSpec{
+		ExecutionContext: apitypes.TestExecutionContext{Routing: &apitypes.TestExecutionRouting{Sandbox: "feat"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(captureID string) {
+		req, _ := http.NewRequest(http.MethodGet, e.http.URL+"/preview/acme/feat/web/x?y=1", nil)
+		req.Header.Set(apitypes.HeaderAPIKey, e.keyA)
+		req.Header.Set("Cookie", "app=1")
+		if captureID != "" {
+			req.Header.Set(capture.Header, captureID)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "hello /x?y=1" {
+			t.Fatalf("preview: %d %s", resp.StatusCode, b)
+		}
+	}
+	get("")
+	get(ex.ID + ".target.0")
+	var got []diff.Capture
+	deadline := time.Now().Add(5 * time.Second)
+	for len(got) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the preview capture was not kept")
+		}
+		time.Sleep(10 * time.Millisecond)
+		batches, err := e.st.TestCaptures(ctx, "acme", ex.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range batches {
+			var cs []diff.Capture
+			if err := json.Unmarshal(b, &cs); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, cs...)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // a second (wrong) capture would have arrived by now
+	if batches, _ := e.st.TestCaptures(ctx, "acme", ex.ID); len(got) != 1 || len(batches) != 1 {
+		t.Fatalf("captures: %+v (%d batches), want the one request with an id", got, len(batches))
+	}
+	c := got[0]
+	wantPoint := diff.CapturePoint{Kind: diff.KindPreview, Namespace: "acme", Name: "web", Direction: diff.Inbound}
+	if c.ID != ex.ID+".target.0" || c.Point != wantPoint || c.Request.Path != "/x" || c.Request.Query != "y=1" ||
+		c.Response.Status != 200 || string(c.Response.Body) != "hello /x?y=1" {
+		t.Fatalf("capture: %+v", c)
+	}
+	for _, h := range []string{apitypes.HeaderAPIKey, "Cookie"} {
+		if v := http.Header(c.Request.Headers).Values(h); len(v) != 1 || v[0] != capture.Redacted {
+			t.Errorf("header %s recorded as %q, want it redacted", h, v)
+		}
+	}
+}

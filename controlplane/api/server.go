@@ -230,6 +230,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			m.previewDuration.Observe(d.Seconds())
 		},
 	}
+	s.preview.Capture = s.previewCaptureSink(ctx)
 	if _, off := tp.(noop.TracerProvider); !off {
 		s.preview.Tracer = s.tracer // preview requests bypass gin: the proxy makes their spans
 	}

@@ -2,12 +2,14 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
 	"strconv"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -90,6 +92,38 @@ func (s *Server) agentCaptures(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, res)
+}
+
+// previewCaptureSink returns the preview proxy's Capture: captures recorded at the preview capture point
+// are kept like the agents' (smarttests.IngestCaptures), by one goroutine until ctx ends, so that a
+// preview request never waits for the store; beyond a queue of 256 they are dropped (and logged).
+func (s *Server) previewCaptureSink(ctx context.Context) func(org, cluster string, c diff.Capture) {
+	type item struct {
+		org, cluster string
+		c            diff.Capture
+	}
+	q := make(chan item, 256)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case it := <-q:
+				ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				if _, err := s.tests.IngestCaptures(ictx, it.org, it.cluster, []diff.Capture{it.c}); err != nil {
+					s.log.WarnContext(ictx, "keep a capture of the preview proxy", "org", it.org, "capture", it.c.ID, "err", err)
+				}
+				cancel()
+			}
+		}
+	}()
+	return func(org, cluster string, c diff.Capture) {
+		select {
+		case q <- item{org, cluster, c}:
+		default:
+			s.log.Warn("preview capture dropped: queue full", "org", org, "capture", c.ID)
+		}
+	}
 }
 
 // failTests maps the smart test service's errors to HTTP answers (the rest as failErr).

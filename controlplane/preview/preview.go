@@ -29,7 +29,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
+	"github.com/sandboxmesh/sandboxmesh/devmesh/capture"
 	"github.com/sandboxmesh/sandboxmesh/routingkey"
+	"github.com/sandboxmesh/sandboxmesh/smarttest/diff"
 )
 
 // CookieName is the preview session cookie.
@@ -120,6 +122,11 @@ type Proxy struct {
 	// header once the request is sent (default 60s; the body may then
 	// stream for as long as it takes).
 	ResponseHeaderTimeout time.Duration
+	// Capture, when set, makes the proxy a smart-test capture point: a request carrying a capture id
+	// (devmesh/capture.ID) is recorded at point Preview/<org>/<endpoint>/Inbound, with the upstream's
+	// path, and API keys, cluster tokens, cookies and authorization redacted, and handed to Capture once
+	// its response is written. Capture must not block.
+	Capture func(org, cluster string, c diff.Capture)
 
 	mu         sync.Mutex
 	transports map[string]*http.Transport
@@ -338,8 +345,25 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, span trace.Span) {
 			p.fail(w, r, http.StatusBadGateway, apitypes.ReasonUnavailable, "upstream unreachable through the cluster tunnel: "+err.Error())
 		},
 	}
+	var x *capture.Exchange
+	if p.Capture != nil {
+		if id, ok := capture.ID(r.Header); ok {
+			rec := capture.NewRecorder(diff.CapturePoint{Kind: diff.KindPreview, Namespace: tgt.Org, Name: req.endpoint, Direction: diff.Inbound}, 0, previewRedacted)
+			x = rec.Start(w, r, id)
+			w = x
+		}
+	}
 	rp.ServeHTTP(w, r)
+	if x != nil {
+		c := x.Finish()
+		c.Request.Path = req.path // the upstream's, as the other capture points see it
+		p.Capture(tgt.Org, tgt.Cluster, c)
+	}
 }
+
+// previewRedacted are the credentials of the control plane a preview request may carry, redacted in
+// captures besides devmesh/capture.DefaultRedactHeaders.
+var previewRedacted = []string{apitypes.HeaderAPIKey, apitypes.HeaderSignadotAPIKey, apitypes.HeaderClusterToken}
 
 // isTimeout reports whether err is a dial or response-header timeout.
 func isTimeout(err error) bool {

@@ -299,10 +299,15 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, port int32, proto 
 	default:
 		st.h2 = r.ProtoMajor == 2
 	}
-	var cw *captureWriter
+	// Capture points (docs/devmesh.md): a request carrying a capture id is recorded on the net/http path
+	// only. The fast path's parser hands a connection whose request may carry an id (the capture header,
+	// or a baggage field containing capture.BaggageKey) to net/http, so that with capture off, or on and no
+	// id, the fast path pays one switch arm per header name and nothing else. The id is only read: the
+	// request is forwarded unchanged.
+	var cw *capture.Exchange
 	if p.capRec != nil {
 		if id, ok := capture.ID(r.Header); ok {
-			cw = p.startCapture(w, r, id)
+			cw = p.capRec.Start(w, r, id)
 			w = cw
 		}
 	}
@@ -327,7 +332,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, port int32, proto 
 	}
 	p.m.observe(kind, st.status, time.Since(start))
 	if cw != nil {
-		p.cfg.CaptureSink.Add(cw.finish())
+		p.cfg.CaptureSink.Add(cw.Finish())
 	}
 }
 

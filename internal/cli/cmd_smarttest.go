@@ -670,7 +670,7 @@ func (a *App) printExecution(w io.Writer, ex *client.TestExecution, fs []client.
 const maxValueWidth = 40
 
 func printFindings(w io.Writer, fs []client.TrafficDiffFinding) error {
-	tw := newTable(w, "CATEGORY", "POINT", "CAPTURE", "PATH", "OP", "CHANGE")
+	tw := newTable(w, "CATEGORY", "POINT", "CAPTURE", "PATH", "OP", "CHANGE", "FROM")
 	for _, f := range fs {
 		change := ""
 		switch f.Op {
@@ -685,7 +685,11 @@ func printFindings(w io.Writer, fs []client.TrafficDiffFinding) error {
 		if f.Occurrence > 0 {
 			capture = fmt.Sprintf("%s#%d", f.Name, f.Occurrence)
 		}
-		row(tw, string(f.Category), f.Point.String(), capture, f.Path, string(f.Op), change)
+		from := "-" // the change shows first here
+		if f.PropagatedFrom != nil {
+			from = f.PropagatedFrom.String()
+		}
+		row(tw, string(f.Category), f.Point.String(), capture, f.Path, string(f.Op), change, from)
 	}
 	return tw.Flush()
 }

@@ -93,6 +93,7 @@ type SmartTestChange struct {
 	Op       string `json:"op" jsonschema:"add, remove or replace"`
 	OldValue string `json:"old_value,omitempty" jsonschema:"the baseline's value (JSON)"`
 	Value    string `json:"value,omitempty" jsonschema:"the sandbox's value (JSON)"`
+	From     string `json:"from,omitempty" jsonschema:"the capture point the same change comes from (a hop this one called, whose answer it echoes); empty when it shows first here"`
 }
 
 func (s *server) registerSmartTests(srv *mcp.Server, ro *mcp.ToolAnnotations) {
@@ -269,6 +270,9 @@ func (s *server) results(ctx context.Context, ex *client.TestExecution, maxFindi
 		for _, f := range fs {
 			v.Findings = append(v.Findings, SmartTestChange{Category: string(f.Category), Point: f.Point.String(), Capture: f.Name,
 				Path: f.Path, Op: string(f.Op), OldValue: string(f.OldValue), Value: string(f.Value)})
+			if f.PropagatedFrom != nil {
+				v.Findings[len(v.Findings)-1].From = f.PropagatedFrom.String()
+			}
 		}
 	}
 	switch {

@@ -1,6 +1,7 @@
 package diff
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"errors"
@@ -156,6 +157,11 @@ type Finding struct {
 	Value      json.RawMessage `json:"value,omitempty"`
 	OldValue   json.RawMessage `json:"oldValue,omitempty"`
 	Relevance  float64         `json:"relevance"`
+	// PropagatedFrom is set when the same change (op, values, and a body path that ends with the other's)
+	// shows for the same request at another capture point: the point the change comes from, a hop this
+	// one called (e.g. an app echoing a changed answer of a service it called). Nil: the change shows
+	// first here.
+	PropagatedFrom *CapturePoint `json:"propagatedFrom,omitempty"`
 }
 
 // Result is the traffic diff of a target run against the baseline runs.
@@ -333,6 +339,7 @@ func Compare(target, baselineA, baselineB []Capture, opts Options) *Result {
 
 	res := &Result{Points: []PointDiff{}, Unpaired: []Unpaired{}, Findings: []Finding{}}
 	sum := &res.Summary
+	var findingIDs []string // the target capture of each finding
 	maxOps, maxValue := opts.maxOps(), opts.maxValueBytes()
 	for _, k := range tr.keys {
 		t := tr.byKey[k]
@@ -382,6 +389,7 @@ func Compare(target, baselineA, baselineB []Capture, opts Options) *Result {
 				pd.Response.DiffOps = append(pd.Response.DiffOps, d)
 			}
 			if !d.Classification.Noise {
+				findingIDs = append(findingIDs, t.ID)
 				res.Findings = append(res.Findings, Finding{Point: k.point, Name: k.name, Occurrence: k.occ,
 					Category: d.Classification.Category, Op: d.Op, Path: d.Path, Value: d.Value,
 					OldValue: d.OldValue, Relevance: d.Classification.Relevance})
@@ -400,11 +408,52 @@ func Compare(target, baselineA, baselineB []Capture, opts Options) *Result {
 	}
 	sum.CapturePoints = len(res.Points)
 	sum.UnpairedCaptures = len(res.Unpaired)
+	propagate(res.Findings, findingIDs)
 	slices.SortStableFunc(res.Findings, func(a, b Finding) int {
 		return cmp.Or(cmp.Compare(b.Relevance, a.Relevance), strings.Compare(a.Point.String(), b.Point.String()),
 			strings.Compare(a.Name, b.Name), cmp.Compare(a.Occurrence, b.Occurrence), strings.Compare(a.Path, b.Path))
 	})
 	return res
+}
+
+// propagate sets PropagatedFrom of the findings that repeat a finding of another capture point for the same
+// request (ids[i] is the target capture of fs[i]; same request: same part after "<execution>.<run>."):
+// same op and values, in the same half (request or response body), with a body path that ends with the
+// other's, strictly longer. Of several such points the one with the shortest path (the deepest hop) is
+// the origin. Findings with equal paths at two points name no origin: nothing tells which came first.
+func propagate(fs []Finding, ids []string) {
+	body := func(p string) (half, rest string, ok bool) {
+		for _, h := range []string{"/response/body", "/request/body"} {
+			if r, found := strings.CutPrefix(p, h); found && (r == "" || r[0] == '/') {
+				return h, r, true
+			}
+		}
+		return "", "", false
+	}
+	for i := range fs {
+		f := &fs[i]
+		fh, fr, ok := body(f.Path)
+		if !ok {
+			continue
+		}
+		best := -1
+		for j := range fs {
+			g := &fs[j]
+			gh, gr, ok := body(g.Path)
+			// gr starts with '/': a suffix match ends at a path segment's start
+			if j == i || !ok || gh != fh || g.Point == f.Point || g.Op != f.Op || len(gr) >= len(fr) || !strings.HasSuffix(fr, gr) ||
+				requestIndex(ids[i]) != requestIndex(ids[j]) || !bytes.Equal(f.Value, g.Value) || !bytes.Equal(f.OldValue, g.OldValue) {
+				continue
+			}
+			if best < 0 || len(gr) < len(fs[best].Path)-len(fh) {
+				best = j
+			}
+		}
+		if best >= 0 {
+			p := fs[best].Point
+			f.PropagatedFrom = &p
+		}
+	}
 }
 
 func count(red, yellow, green *Counts, d *DiffOp) {

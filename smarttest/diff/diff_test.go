@@ -572,3 +572,48 @@ func TestExpectedValues(t *testing.T) {
 		t.Errorf("v: %s, want yellow (\"ab\" is too short to be an expected value)", mustJSON(d))
 	}
 }
+
+// TestPropagatedFrom: frontend echoes route's answer; the change route made shows at both hops and at the
+// edge, and the findings of the edge and frontend name route as the origin. A change at frontend alone
+// (another value) and one for another request name none.
+func TestPropagatedFrom(t *testing.T) {
+	frontend := CapturePoint{Kind: KindDeployment, Namespace: "hotrod", Name: "frontend", Direction: Inbound}
+	edge := CapturePoint{Kind: KindJob, Namespace: "jobs", Name: "st", Direction: Outbound}
+	run := func(r, eta, extra string) []Capture {
+		routeBody := `{"data":{` + eta + `}}`
+		front := `{"calls":[{"service":"route","data":{` + eta + `}}],"by":"` + extra + `"}`
+		return []Capture{
+			capt("ex."+r+".0", edge, "dispatch", 200, front),
+			capt("ex."+r+".0", frontend, "", 200, front),
+			capt("ex."+r+".0", route, "", 200, routeBody),
+			capt("ex."+r+".1", route, "", 200, routeBody),
+		}
+	}
+	res := Compare(run("target", `"etaSeconds":"420"`, "v2"), run("baseline-a", `"eta":"7m"`, "v1"), run("baseline-b", `"eta":"7m"`, "v1"), Options{})
+	origins := map[string]string{}
+	for _, f := range res.Findings {
+		k := f.Point.Name + " " + string(f.Op) + " " + f.Path
+		if _, ok := origins[k]; ok && f.Point == route {
+			k += " (request 1)"
+		}
+		origins[k] = ""
+		if f.PropagatedFrom != nil {
+			origins[k] = f.PropagatedFrom.Name
+		}
+	}
+	want := map[string]string{
+		"route remove /response/body/data/eta":                 "",
+		"route add /response/body/data/etaSeconds":             "",
+		"route remove /response/body/data/eta (request 1)":     "",
+		"route add /response/body/data/etaSeconds (request 1)": "",
+		"frontend remove /response/body/calls/0/data/eta":      "route",
+		"frontend add /response/body/calls/0/data/etaSeconds":  "route",
+		"frontend replace /response/body/by":                   "",
+		"st remove /response/body/calls/0/data/eta":            "route",
+		"st add /response/body/calls/0/data/etaSeconds":        "route",
+		"st replace /response/body/by":                         "",
+	}
+	if !reflect.DeepEqual(origins, want) {
+		t.Fatalf("findings and their origins:\n got %v\nwant %v", origins, want)
+	}
+}

@@ -21,8 +21,10 @@ import (
 // smartTestInCluster is a smart test end to end, as a user runs it: a sandbox forks route with ETA_ALGO=v2
 // (route answers etaSeconds instead of eta); `sandboxmesh smart-test run --sandbox … -f
 // examples/smarttests/eta.star` runs the script in the runner group's pod against the sandbox and twice
-// against the baseline; the diff shows the removed eta as the only red finding, the values that vary per
-// request (event ids) as noise; the sandbox's ETA check fails, the baseline's passes.
+// against the baseline; every hop's sidecar records the requests (relayed by the agent); the diff shows the
+// removed eta as the only red finding that shows first where it is, at route's hop (frontend and the edge
+// echo it, with route's hop as origin), the values that vary per request (event ids) as noise; the
+// sandbox's ETA check fails, the baseline's passes.
 func smartTestInCluster(ctx context.Context, t *testing.T, e *demo.Env, home, runnerGroup string) {
 	sb := &cpclient.Sandbox{Name: "route-eta-v2", Spec: v1alpha1.SandboxSpec{Cluster: e.Cluster, Forks: []v1alpha1.Fork{{
 		ForkOf:         v1alpha1.WorkloadRef{Kind: v1alpha1.KindDeployment, Namespace: demo.ExampleNamespace, Name: "route"},
@@ -54,15 +56,27 @@ func smartTestInCluster(ctx context.Context, t *testing.T, e *demo.Env, home, ru
 		t.Fatalf("smart-test run -o json: %v\n%s", err, out)
 	}
 	t.Logf("execution %s: phase %s, diff %+v", res.Execution.ID, res.Execution.Status.Phase, res.Execution.Results.TrafficDiff)
-	var red []diff.Finding
+	// Every capture point records the request (the runner's edge, frontend's and route's sidecars, …): the
+	// change shows first at route's hop; the hops that echo route's answer (frontend, the edge) show it
+	// too, with route's hop as its origin.
+	var origins []diff.Finding
+	routeHop := diff.CapturePoint{Kind: diff.KindDeployment, Namespace: demo.ExampleNamespace, Name: "route", Direction: diff.Inbound}
 	for _, f := range res.Findings {
-		t.Logf("finding %s %s %s %s: %s -> %s", f.Category, f.Point.Name, f.Op, f.Path, f.OldValue, f.Value)
-		if f.Category == diff.Red {
-			red = append(red, f)
+		from := "-"
+		if f.PropagatedFrom != nil {
+			from = f.PropagatedFrom.String()
+		}
+		t.Logf("finding %s %s %s %s: %s -> %s (from %s)", f.Category, f.Point, f.Op, f.Path, f.OldValue, f.Value, from)
+		switch {
+		case f.Category != diff.Red:
+		case f.PropagatedFrom == nil:
+			origins = append(origins, f)
+		case *f.PropagatedFrom != routeHop:
+			t.Errorf("red finding at %s %s comes from %s, want route's hop", f.Point, f.Path, f.PropagatedFrom)
 		}
 	}
-	if len(red) != 1 || red[0].Op != diff.OpRemove || !strings.HasSuffix(red[0].Path, "/data/eta") {
-		t.Errorf("red findings %+v, want exactly one: the removal of route's data.eta", red)
+	if len(origins) != 1 || origins[0].Point != routeHop || origins[0].Op != diff.OpRemove || !strings.HasSuffix(origins[0].Path, "/eta") {
+		t.Errorf("red findings that show first where they are: %+v, want exactly one: route's hop removed eta", origins)
 	}
 	// Only route's answer changed: the routing key and the sandbox's name that the apps echo are expected
 	// differences (green), so every finding is at route's data.

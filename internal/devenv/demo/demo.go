@@ -207,8 +207,12 @@ func Install(ctx context.Context, o Options) (*Env, error) {
 	if err := e.helmInstall(ctx, vals); err != nil {
 		return nil, err
 	}
-	if err := e.WaitDeployment(ctx, e.Namespace, e.Release+"-agent", 3*time.Minute); err != nil {
-		return nil, err
+	// The operator changes with the agent too (the jobs namespaces, the sidecars' capture URL): pods
+	// created before its new version serves the webhook would miss them.
+	for _, d := range []string{e.Release + "-agent", e.Release + "-operator"} {
+		if err := e.WaitDeployment(ctx, e.Namespace, d, 3*time.Minute); err != nil {
+			return nil, err
+		}
 	}
 	if err := e.waitClusterConnected(ctx, time.Minute); err != nil {
 		return nil, err
