@@ -85,6 +85,9 @@ func smartTestInCluster(ctx context.Context, t *testing.T, e *demo.Env, home, ru
 			t.Errorf("finding %s %s %s (%s -> %s) outside route's ETA", f.Category, f.Op, f.Path, f.OldValue, f.Value)
 		}
 	}
+	if td := res.Execution.Results.TrafficDiff; td == nil || td.CapturePoints < 4 {
+		t.Errorf("traffic diff %+v: want the captures of the hops' sidecars (frontend, customer, driver, route) besides the runner's", td)
+	}
 	if td := res.Execution.Results.TrafficDiff; td == nil || td.Green.Replacements == 0 {
 		t.Errorf("traffic diff %+v: want the per-request values (event ids, trace ids) learned as noise", td)
 	}
