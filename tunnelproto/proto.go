@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -155,8 +156,11 @@ func Dial(ctx context.Context, st net.Conn, req any) (net.Conn, error) {
 	defer stop()
 	fail := func(err error) (net.Conn, error) {
 		st.Close()
-		if ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
 			return nil, fmt.Errorf("%w (%w)", ctx.Err(), err)
+		case errors.Is(err, os.ErrDeadlineExceeded): // the conn deadline fired before ctx noticed
+			return nil, fmt.Errorf("%w (%w)", context.DeadlineExceeded, err)
 		}
 		return nil, err
 	}
@@ -237,12 +241,20 @@ func (c *BufConn) CloseWrite() error {
 	return c.Conn.Close()
 }
 
+// copyBufs holds Pipe's copy buffers: a stream's two copies would otherwise
+// allocate 64 KiB per connection.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // Pipe copies both ways until both directions end, half-closing where possible.
 func Pipe(a, b net.Conn) {
 	var wg sync.WaitGroup
 	cp := func(dst, src net.Conn) {
 		defer wg.Done()
-		_, _ = io.Copy(dst, src)
+		buf := copyBufs.Get().(*[]byte)
+		// Plain Reader/Writer so io.CopyBuffer uses the pooled buffer (tunnel
+		// streams are never both kernel sockets, so nothing is lost to splice).
+		_, _ = io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *buf)
+		copyBufs.Put(buf)
 		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 			_ = cw.CloseWrite()
 		} else {
