@@ -114,9 +114,16 @@ type connRecorder struct {
 	addr string
 	mu   sync.Mutex
 	last net.Conn
+	down bool // the network is down: dials fail
 }
 
 func (d *connRecorder) dial(ctx context.Context) (net.Conn, error) {
+	d.mu.Lock()
+	down := d.down
+	d.mu.Unlock()
+	if down {
+		return nil, errors.New("network is down (test)")
+	}
 	var nd net.Dialer
 	c, err := nd.DialContext(ctx, "tcp", d.addr)
 	if err == nil {
@@ -127,10 +134,19 @@ func (d *connRecorder) dial(ctx context.Context) (net.Conn, error) {
 	return c, err
 }
 
+// kill takes the network down and closes the current connection.
 func (d *connRecorder) kill() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.down = true
 	d.last.Close()
+}
+
+// restore brings the network back.
+func (d *connRecorder) restore() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.down = false
 }
 
 func startClient(t testing.TB, gatewayAddr string, id *Identity) (*Client, *connRecorder) {
@@ -362,6 +378,11 @@ func TestEndToEnd(t *testing.T) {
 		if _, err := r.gw.DialLocal(ctx, machine, "sb-local", "route", echo); !errors.Is(err, ErrNotConnected) {
 			t.Fatalf("DialLocal after loss = %v, want ErrNotConnected", err)
 		}
+		waitFor(t, 2*time.Second, "the client in backoff", func() bool { return cl.State().Phase == PhaseBackoff })
+		if _, err := cl.DialCluster(ctx, "tcp", fmt.Sprintf("customer.hotrod:%d", customerPort)); !errors.Is(err, ErrNotConnected) {
+			t.Fatalf("DialCluster while disconnected = %v, want ErrNotConnected", err)
+		}
+		rec.restore()
 		waitFor(t, 5*time.Second, "reconnection", func() bool { return r.gw.Connected(machine) })
 		hc := localHTTPClient(r.gw, machine, "sb-local", "route", routeAddr)
 		if got := get(t, hc, "http://route/again"); got != "route /again" {
