@@ -268,8 +268,8 @@ func (c *Client) session(ctx context.Context, connected func()) error {
 	c.mu.Lock()
 	c.sess = nil
 	c.mu.Unlock()
-	if err == nil {
-		err = errors.New("session closed by the gateway or the network")
+	if err == nil || tunnelproto.SessionClosed(err) {
+		err = fmt.Errorf("session closed by the gateway or the network: %w", ErrNotConnected)
 	}
 	return err
 }

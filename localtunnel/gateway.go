@@ -216,7 +216,7 @@ func (g *Gateway) ServeConn(ctx context.Context, conn net.Conn) error {
 		g.log.Info("machine disconnected", "machine", peer.MachineID)
 		g.notify(MachineEvent{MachineID: peer.MachineID, Connected: false, At: time.Now()})
 	}
-	if err != nil && ctx.Err() == nil {
+	if err != nil && ctx.Err() == nil && !tunnelproto.SessionClosed(err) {
 		return fmt.Errorf("machine %s: %w", peer.MachineID, err)
 	}
 	return nil

@@ -5,12 +5,15 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sandboxmesh/sandboxmesh/tunnelproto"
 )
@@ -193,6 +196,36 @@ func FuzzClusterPolicy(f *testing.F) {
 		ap, perr := netip.ParseAddrPort(got)
 		if perr != nil || !cidr.Contains(ap.Addr()) {
 			t.Fatalf("Check(%q) = %q outside %v", addr, got, cidr)
+		}
+	})
+}
+
+// FuzzServerHandshake plays an arbitrary machine against the gateway side of
+// the handshake: it never panics, never hangs past its deadline, and never
+// accepts (a signature over a fresh nonce cannot be guessed).
+func FuzzServerHandshake(f *testing.F) {
+	id, _ := GenerateIdentity()
+	a := auth{version: ProtocolVersion, label: "x"}
+	copy(a.pub[:], id.PublicKey())
+	f.Add(a.encode())
+	f.Add([]byte("SMLA"))
+	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"))
+	f.Add(append([]byte("SMLA\x02"), make([]byte, 200)...))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		srv, cli := net.Pipe()
+		defer cli.Close()
+		go func() {
+			_, _ = io.CopyN(io.Discard, cli, int64(len(helloMagic)+1+nonceLen))
+			go func() { _, _ = io.Copy(io.Discard, cli) }() // drain answers: net.Pipe has no buffer
+			_, _ = cli.Write(b)
+			cli.Close() // end of input: the gateway sees EOF rather than waiting for its deadline
+		}()
+		p, err := ServerHandshake(srv, time.Second, nil)
+		if err == nil {
+			t.Fatalf("handshake accepted %x as machine %s", b, p.MachineID)
+		}
+		if !errors.Is(err, ErrHandshake) {
+			t.Fatalf("error %v is not ErrHandshake", err)
 		}
 	})
 }

@@ -268,7 +268,9 @@ func Pipe(a, b net.Conn) {
 }
 
 // AcceptStreams accepts the streams of sess until it closes or ctx ends and
-// runs handle for each in its own goroutine. It closes sess when it returns.
+// runs handle for each in its own goroutine. It closes sess when it returns,
+// with ctx's error or the one that ended the session (yamux.ErrSessionShutdown
+// or io.EOF when it was closed; see SessionClosed).
 func AcceptStreams(ctx context.Context, sess *yamux.Session, handle func(st *yamux.Stream)) error {
 	defer sess.Close()
 	stop := context.AfterFunc(ctx, func() { sess.Close() })
@@ -279,11 +281,14 @@ func AcceptStreams(ctx context.Context, sess *yamux.Session, handle func(st *yam
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if errors.Is(err, yamux.ErrSessionShutdown) || errors.Is(err, io.EOF) {
-				return nil
-			}
 			return err
 		}
 		go handle(st)
 	}
+}
+
+// SessionClosed reports whether err (from AcceptStreams) only says the
+// session was closed, by either side or by the network going away.
+func SessionClosed(err error) bool {
+	return errors.Is(err, yamux.ErrSessionShutdown) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)
 }
