@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"os"
 	"sort"
 	"sync"
 	"time"
@@ -328,4 +329,21 @@ func (c *Client) DialCluster(ctx context.Context, network, address string) (net.
 		return nil, fmt.Errorf("dial %s through the local tunnel: %w", address, err)
 	}
 	return conn, nil
+}
+
+// HostLabel returns a handshake label for this machine: its host name with
+// anything but printable ASCII replaced, cut to MaxLabel bytes ("" when the
+// host name is unknown).
+func HostLabel() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return ""
+	}
+	b := []byte(h)
+	for i, c := range b {
+		if c < 0x21 || c > 0x7e {
+			b[i] = '-'
+		}
+	}
+	return string(b[:min(len(b), MaxLabel)])
 }

@@ -52,6 +52,9 @@ type GatewayConfig struct {
 	// Heartbeat is the ping interval of each session (5 s when 0); a ping
 	// unanswered for 3 intervals ends the session.
 	Heartbeat time.Duration
+	// MaxHandshakes bounds the connections Serve authenticates at once (64
+	// when 0); further connections wait in the listener's backlog.
+	MaxHandshakes int
 	// Log receives connection events (nil: discarded).
 	Log *slog.Logger
 }
@@ -83,6 +86,8 @@ type Gateway struct {
 	machines  map[string]*session
 	listeners map[net.Listener]struct{}
 	wg        sync.WaitGroup
+	// handshakes holds a token per connection being authenticated.
+	handshakes chan struct{}
 }
 
 type session struct {
@@ -102,12 +107,16 @@ func NewGateway(cfg GatewayConfig) (*Gateway, error) {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 5 * time.Second
 	}
+	if cfg.MaxHandshakes <= 0 {
+		cfg.MaxHandshakes = 64
+	}
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Gateway{cfg: cfg, log: log, ctx: ctx, cancel: cancel, machines: map[string]*session{}, listeners: map[net.Listener]struct{}{}}, nil
+	return &Gateway{cfg: cfg, log: log, ctx: ctx, cancel: cancel, machines: map[string]*session{}, listeners: map[net.Listener]struct{}{},
+		handshakes: make(chan struct{}, cfg.MaxHandshakes)}, nil
 }
 
 // Serve accepts machines' connections on l until l fails or the gateway closes.
@@ -126,8 +135,14 @@ func (g *Gateway) Serve(l net.Listener) error {
 	}()
 	var delay time.Duration
 	for {
+		select {
+		case g.handshakes <- struct{}{}:
+		case <-g.ctx.Done():
+			return nil
+		}
 		c, err := l.Accept()
 		if err != nil {
+			<-g.handshakes
 			if g.ctx.Err() != nil {
 				return nil
 			}
@@ -143,7 +158,7 @@ func (g *Gateway) Serve(l net.Listener) error {
 		g.wg.Add(1)
 		go func() {
 			defer g.wg.Done()
-			if err := g.ServeConn(g.ctx, c); err != nil {
+			if err := g.serveConn(g.ctx, c, func() { <-g.handshakes }); err != nil {
 				g.log.Warn("local tunnel connection ended", "remote", c.RemoteAddr().String(), "err", err)
 			}
 		}()
@@ -168,7 +183,13 @@ func (g *Gateway) Close() error {
 // ServeConn authenticates one machine on conn and serves its session until it
 // ends (or ctx does). A machine that connects again replaces its older session.
 func (g *Gateway) ServeConn(ctx context.Context, conn net.Conn) error {
+	return g.serveConn(ctx, conn, func() {})
+}
+
+// serveConn is ServeConn; authenticated is called once the handshake ends.
+func (g *Gateway) serveConn(ctx context.Context, conn net.Conn, authenticated func()) error {
 	peer, err := ServerHandshake(conn, g.cfg.HandshakeTimeout, g.cfg.Authorize)
+	authenticated()
 	if err != nil {
 		return err
 	}

@@ -229,3 +229,9 @@ func FuzzServerHandshake(f *testing.F) {
 		}
 	})
 }
+
+func TestHostLabel(t *testing.T) {
+	if err := checkLabel(HostLabel()); err != nil {
+		t.Fatalf("HostLabel() = %q: %v", HostLabel(), err)
+	}
+}

@@ -574,3 +574,103 @@ func TestSOCKSAuth(t *testing.T) {
 type fakeAddrListener struct{ net.Listener }
 
 func (fakeAddrListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(192, 0, 2, 10), Port: 1080} }
+
+// TestHandshakeSlots: connections that never authenticate hold at most
+// MaxHandshakes slots; the next waits (no hello) until one frees.
+func TestHandshakeSlots(t *testing.T) {
+	gw, err := NewGateway(GatewayConfig{Policy: ClusterPolicy{}, MaxHandshakes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := listen(t)
+	go gw.Serve(l)
+	defer gw.Close()
+	first, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = first.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := readHello(first); err != nil {
+		t.Fatal(err)
+	}
+	second, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	_ = second.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, err := readHello(second); err == nil {
+		t.Fatal("a second handshake started while the only slot was taken")
+	}
+	first.Close() // the gateway's handshake fails at once and frees the slot
+	_ = second.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := readHello(second); err != nil {
+		t.Fatalf("second connection after the slot freed: %v", err)
+	}
+}
+
+// TestSOCKSReplies checks the reply codes on the wire.
+func TestSOCKSReplies(t *testing.T) {
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		switch addr {
+		case "forbidden.example:80":
+			return nil, fmt.Errorf("no: %w", tunnelproto.ErrForbidden)
+		case "down.hotrod:80":
+			return nil, fmt.Errorf("tunnel: %w", ErrNotConnected)
+		}
+		return nil, errors.New("connection refused")
+	}
+	s, err := NewSOCKSServer(SOCKSConfig{Dial: dial})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := listen(t)
+	go s.Serve(l)
+	defer s.Close()
+	domainReq := func(cmd byte, host string) []byte {
+		return append(append([]byte{5, cmd, 0, 3, byte(len(host))}, host...), 0, 80)
+	}
+	for name, tc := range map[string]struct {
+		req  []byte
+		want byte
+	}{
+		"forbidden":     {domainReq(1, "forbidden.example"), repNotAllowed},
+		"not connected": {domainReq(1, "down.hotrod"), repNetUnreach},
+		"failed":        {domainReq(1, "other.hotrod"), repHostUnreach},
+		"BIND":          {domainReq(2, "x.y"), repCmdNotSupp},
+		"UDP":           {domainReq(3, "x.y"), repCmdNotSupp},
+		"bad atyp":      {[]byte{5, 1, 0, 9, 1, 2, 3, 4, 0, 80}, repAtypNotSupp},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := net.Dial("tcp", l.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			_, _ = c.Write([]byte{5, 1, 0})
+			m := make([]byte, 2)
+			if _, err := io.ReadFull(c, m); err != nil || m[1] != methodNoAuth {
+				t.Fatalf("method reply %v %v", m, err)
+			}
+			_, _ = c.Write(tc.req)
+			rep := make([]byte, 10)
+			if _, err := io.ReadFull(c, rep); err != nil || rep[1] != tc.want {
+				t.Fatalf("reply %v %v, want code %d", rep, err, tc.want)
+			}
+		})
+	}
+	t.Run("no acceptable method", func(t *testing.T) {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		_, _ = c.Write([]byte{5, 1, methodUserPass})
+		m := make([]byte, 2)
+		if _, err := io.ReadFull(c, m); err != nil || m[1] != methodNoneOK {
+			t.Fatalf("method reply %v %v, want 0xff", m, err)
+		}
+	})
+}
