@@ -188,7 +188,9 @@ func (g *Gateway) ServeConn(ctx context.Context, conn net.Conn) error {
 
 // serveConn is ServeConn; authenticated is called once the handshake ends.
 func (g *Gateway) serveConn(ctx context.Context, conn net.Conn, authenticated func()) error {
+	stop := context.AfterFunc(ctx, func() { conn.Close() }) // Close does not wait for a slow handshake
 	peer, err := ServerHandshake(conn, g.cfg.HandshakeTimeout, g.cfg.Authorize)
+	stop()
 	authenticated()
 	if err != nil {
 		return err

@@ -674,3 +674,37 @@ func TestSOCKSReplies(t *testing.T) {
 		}
 	})
 }
+
+// TestGatewayCloseDuringHandshake: Close ends connections still
+// authenticating instead of waiting for their deadline.
+func TestGatewayCloseDuringHandshake(t *testing.T) {
+	gw, err := NewGateway(GatewayConfig{Policy: ClusterPolicy{}, HandshakeTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := listen(t)
+	served := make(chan error, 1)
+	go func() { served <- gw.Serve(l) }()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := readHello(c); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	go func() { gw.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close waited for a connection that never authenticates")
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("Serve after Close = %v", err)
+	}
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the pending connection is still open")
+	}
+}
