@@ -235,3 +235,23 @@ func TestHostLabel(t *testing.T) {
 		t.Fatalf("HostLabel() = %q: %v", HostLabel(), err)
 	}
 }
+
+// FuzzHTTPProxyRequest feeds arbitrary bytes to the HTTP proxy's request
+// parser: an accepted request always names a host:port to dial.
+func FuzzHTTPProxyRequest(f *testing.F) {
+	f.Add([]byte("CONNECT customer.hotrod.svc:443 HTTP/1.1\r\nHost: customer.hotrod.svc:443\r\n\r\n"))
+	f.Add([]byte("GET http://customer.hotrod:8081/customer?id=1 HTTP/1.1\r\nHost: customer.hotrod:8081\r\nProxy-Authorization: Basic dTpw\r\n\r\n"))
+	f.Add([]byte("GET /relative HTTP/1.1\r\nHost: x\r\n\r\n"))
+	f.Add([]byte("CONNECT nohostport HTTP/1.1\r\n\r\n"))
+	f.Add([]byte("GET http://[::1]/ HTTP/1.0\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pr, _, err := readProxyRequest(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		host, port, err := net.SplitHostPort(pr.addr)
+		if err != nil || host == "" || port == "" {
+			t.Fatalf("accepted %q with target %q", b, pr.addr)
+		}
+	})
+}

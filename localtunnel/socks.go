@@ -1,6 +1,7 @@
 package localtunnel
 
 import (
+	"bufio"
 	"context"
 	"crypto/subtle"
 	"encoding/binary"
@@ -52,6 +53,8 @@ type SOCKSConfig struct {
 
 // SOCKSServer is a small SOCKS5 server (CONNECT only) that hands every
 // destination to Dial; it is how processes on the machine reach the cluster.
+// The same port also answers HTTP proxy requests (CONNECT and absolute-form
+// http:// requests), for tools that honour HTTP_PROXY but not SOCKS.
 type SOCKSServer struct {
 	cfg SOCKSConfig
 	log *slog.Logger
@@ -252,9 +255,19 @@ func reply(w io.Writer, rep byte) error {
 	return err
 }
 
-func (s *SOCKSServer) serveConn(c net.Conn) {
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(socksHandshakeTO))
+func (s *SOCKSServer) serveConn(raw net.Conn) {
+	defer raw.Close()
+	_ = raw.SetDeadline(time.Now().Add(socksHandshakeTO))
+	br := bufio.NewReader(raw)
+	first, err := br.Peek(1)
+	if err != nil {
+		return
+	}
+	c := &tunnelproto.BufConn{Conn: raw, R: br}
+	if first[0] != socksVersion {
+		s.serveHTTP(c)
+		return
+	}
 	methods, err := readGreeting(c)
 	if err != nil {
 		s.log.Debug("socks5 greeting refused", "remote", c.RemoteAddr().String(), "err", err)

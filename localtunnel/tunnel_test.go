@@ -345,6 +345,35 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("outbound through the same port as an HTTP proxy", func(t *testing.T) {
+		httpProxied := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: socksL.Addr().String()})}}
+		u := fmt.Sprintf("http://customer.hotrod:%d/plain", customerPort)
+		if got := get(t, httpProxied, u); got != "customer /plain" {
+			t.Fatalf("GET %s via HTTP proxy = %q", u, got)
+		}
+		// https goes through CONNECT; the TLS session is end to end.
+		tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "tls "+r.URL.Path) }))
+		defer tlsSrv.Close()
+		tr := tlsSrv.Client().Transport.(*http.Transport).Clone()
+		tr.Proxy = http.ProxyURL(&url.URL{Scheme: "http", Host: socksL.Addr().String()})
+		tr.TLSClientConfig.ServerName = "example.com" // in httptest's certificate
+		tlsPort := tlsSrv.Listener.Addr().(*net.TCPAddr).Port
+		if got := get(t, &http.Client{Timeout: 5 * time.Second, Transport: tr}, fmt.Sprintf("https://customer.hotrod.svc:%d/secure", tlsPort)); got != "tls /secure" {
+			t.Fatalf("https via CONNECT = %q", got)
+		}
+		for u, want := range map[string]int{"http://www.example.com/": 403, "http://192.0.2.1/": 403} {
+			resp, err := httpProxied.Get(u)
+			if err != nil {
+				t.Fatalf("GET %s: %v", u, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != want || !strings.Contains(string(b), "not allowed") && !strings.Contains(string(b), "forbidden") {
+				t.Errorf("GET %s via HTTP proxy = %d %q, want %d with the reason", u, resp.StatusCode, b, want)
+			}
+		}
+	})
+
 	t.Run("loss and reconnection", func(t *testing.T) {
 		info, ok := r.gw.Machine(machine)
 		if !ok || info.Label != "laptop" || info.ConnectedAt.IsZero() {
@@ -553,6 +582,23 @@ func TestSOCKSAuth(t *testing.T) {
 		if resp, err := client(u).Get(target.URL); err == nil {
 			resp.Body.Close()
 			t.Errorf("GET with credentials %v succeeded", u)
+		}
+	}
+	// The HTTP proxy on the same port asks for the same credentials.
+	httpClient := func(user *url.Userinfo) *http.Client {
+		return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", User: user, Host: l.Addr().String()})}}
+	}
+	if got := get(t, httpClient(url.UserPassword("u", "secret")), target.URL+"/h"); got != "target /h" {
+		t.Fatalf("http proxy with credentials: %q", got)
+	}
+	for _, u := range []*url.Userinfo{nil, url.UserPassword("u", "wrong")} {
+		resp, err := httpClient(u).Get(target.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusProxyAuthRequired {
+			t.Errorf("http proxy with credentials %v: %d, want 407", u, resp.StatusCode)
 		}
 	}
 
