@@ -347,3 +347,17 @@ func HostLabel() string {
 	}
 	return string(b[:min(len(b), MaxLabel)])
 }
+
+// TCPDialer returns a ClientConfig.Dial for a gateway reachable at address
+// (host:port), as a connection of type ProxyAddress is; a port-forward
+// supplies its own.
+func TCPDialer(address string) func(ctx context.Context) (net.Conn, error) {
+	return func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", address)
+		if err != nil {
+			return nil, fmt.Errorf("dial local tunnel gateway %s: %w", address, err)
+		}
+		return c, nil
+	}
+}

@@ -430,6 +430,15 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("Disconnect ends a session; the machine comes back", func(t *testing.T) {
+		r.gw.Disconnect(machine)
+		waitFor(t, 2*time.Second, "disconnected", func() bool { return !r.gw.Connected(machine) || cl.State().Phase != PhaseConnected })
+		waitFor(t, 5*time.Second, "reconnected", func() bool { return r.gw.Connected(machine) && cl.State().Phase == PhaseConnected })
+		if ms := r.gw.Machines(); len(ms) != 1 || ms[0].MachineID != machine {
+			t.Fatalf("Machines() = %+v", ms)
+		}
+	})
+
 	t.Run("a second session replaces the first", func(t *testing.T) {
 		raw, err := net.Dial("tcp", r.addr)
 		if err != nil {

@@ -44,10 +44,7 @@ func setup(b *testing.B) (gw *localtunnel.Gateway, machine, target string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cl, err := localtunnel.NewClient(localtunnel.ClientConfig{Identity: id, Dial: func(ctx context.Context) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "tcp", l.Addr().String())
-	}})
+	cl, err := localtunnel.NewClient(localtunnel.ClientConfig{Identity: id, Dial: localtunnel.TCPDialer(l.Addr().String())})
 	if err != nil {
 		b.Fatal(err)
 	}
