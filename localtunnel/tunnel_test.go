@@ -763,3 +763,50 @@ func TestGatewayCloseDuringHandshake(t *testing.T) {
 		t.Fatal("the pending connection is still open")
 	}
 }
+
+// TestForwarderFallback: keyed traffic sent to a forwarder reaches the local
+// process while its machine is connected, the baseline while it is not, and
+// the local process again after reconnection.
+func TestForwarderFallback(t *testing.T) {
+	r := startGateway(t, nil)
+	id := newIdentity(t)
+	cl, rec := startClient(t, r.addr, id)
+	waitFor(t, 2*time.Second, "the gateway has the session", func() bool { return r.gw.Connected(id.MachineID()) })
+	local := httpServer(t, "local")
+	baseline := httpServer(t, "baseline")
+	route := LocalRoute{MachineID: id.MachineID(), Sandbox: "sb", Local: "route", ToLocal: local.Listener.Addr().String()}
+	cl.Allow("sb", []LocalTarget{{Local: route.Local, ToLocal: route.ToLocal}})
+	fw := &Forwarder{Gateway: r.gw, Route: func() (LocalRoute, bool) { return route, true }, Fallback: baseline.Listener.Addr().String()}
+	l := listen(t)
+	go fw.Serve(l)
+	defer fw.Close()
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	u := "http://" + l.Addr().String() + "/route"
+	if got := get(t, hc, u); got != "local /route" {
+		t.Fatalf("connected: %q", got)
+	}
+	rec.kill()
+	tryGet := func() string {
+		resp, err := hc.Get(u)
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	waitFor(t, 2*time.Second, "keyed requests at the baseline", func() bool { return tryGet() == "baseline /route" })
+	rec.restore()
+	waitFor(t, 5*time.Second, "keyed requests back at the local process", func() bool { return tryGet() == "local /route" })
+
+	// Without a fallback, a connection to an absent machine is closed.
+	nofb := &Forwarder{Gateway: r.gw, Route: func() (LocalRoute, bool) { return LocalRoute{MachineID: newIdentity(t).MachineID()}, true }}
+	if _, err := nofb.Open(context.Background()); !errors.Is(err, ErrNotConnected) {
+		t.Fatalf("Open without fallback = %v, want ErrNotConnected", err)
+	}
+	// A refusal by the machine is not papered over by the fallback.
+	bad := &Forwarder{Gateway: r.gw, Route: func() (LocalRoute, bool) { r := route; r.ToLocal = "127.0.0.1:1"; return r, true }, Fallback: baseline.Listener.Addr().String()}
+	if _, err := bad.Open(context.Background()); !errors.Is(err, tunnelproto.ErrForbidden) {
+		t.Fatalf("Open of an unregistered mapping = %v, want forbidden", err)
+	}
+}
