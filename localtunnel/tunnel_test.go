@@ -431,8 +431,20 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("Disconnect ends a session; the machine comes back", func(t *testing.T) {
+		for len(r.events) > 0 {
+			<-r.events
+		}
 		r.gw.Disconnect(machine)
-		waitFor(t, 2*time.Second, "disconnected", func() bool { return !r.gw.Connected(machine) || cl.State().Phase != PhaseConnected })
+		for _, want := range []bool{false, true} { // the client comes back at once: watch the events, not Connected
+			select {
+			case ev := <-r.events:
+				if ev.Connected != want || ev.MachineID != machine {
+					t.Fatalf("event %+v, want connected=%v", ev, want)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("no event connected=%v", want)
+			}
+		}
 		waitFor(t, 5*time.Second, "reconnected", func() bool { return r.gw.Connected(machine) && cl.State().Phase == PhaseConnected })
 		if ms := r.gw.Machines(); len(ms) != 1 || ms[0].MachineID != machine {
 			t.Fatalf("Machines() = %+v", ms)
