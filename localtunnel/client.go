@@ -243,7 +243,10 @@ func (c *Client) session(ctx context.Context, connected func()) error {
 		c.bumpFailures()
 		return fmt.Errorf("dial gateway: %w", err)
 	}
-	if _, err := ClientHandshake(conn, c.cfg.Identity, c.cfg.Label, c.cfg.HandshakeTimeout); err != nil {
+	stop := context.AfterFunc(ctx, func() { conn.Close() }) // Run's end does not wait for a slow gateway
+	_, err = ClientHandshake(conn, c.cfg.Identity, c.cfg.Label, c.cfg.HandshakeTimeout)
+	stop()
+	if err != nil {
 		c.bumpFailures()
 		return err
 	}

@@ -822,3 +822,32 @@ func TestForwarderFallback(t *testing.T) {
 		t.Fatalf("Open of an unregistered mapping = %v, want forbidden", err)
 	}
 }
+
+// TestClientStopsDuringHandshake: cancelling Run ends a handshake with a
+// gateway that never answers, and the state says Stopped.
+func TestClientStopsDuringHandshake(t *testing.T) {
+	l := listen(t) // accepts (kernel backlog) but never speaks
+	cl, err := NewClient(ClientConfig{Identity: newIdentity(t), Dial: TCPDialer(l.Addr().String()), HandshakeTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cl.Run(ctx) }()
+	waitFor(t, 2*time.Second, "connecting", func() bool { return cl.State().Phase == PhaseConnecting })
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Run = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run waited for the handshake deadline")
+	}
+	if st := cl.State(); st.Phase != PhaseStopped {
+		t.Fatalf("state %+v", st)
+	}
+	if _, err := cl.DialCluster(context.Background(), "tcp", "customer.hotrod:80"); !errors.Is(err, ErrNotConnected) {
+		t.Fatalf("DialCluster after Run = %v", err)
+	}
+}
