@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 
 	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
+	"github.com/sandboxmesh/sandboxmesh/tunnelproto"
 )
 
 // Header names.
@@ -314,11 +315,9 @@ type TunnelDial struct {
 	Address string `json:"address"`
 }
 
-// TunnelDialResult is the agent's one-line JSON answer before raw bytes flow.
-type TunnelDialResult struct {
-	OK    bool   `json:"ok"`
-	Error string `json:"error,omitempty"`
-}
+// TunnelDialResult is the agent's one-line JSON answer before raw bytes flow
+// (tunnelproto's Result: every tunnel shares the framing).
+type TunnelDialResult = tunnelproto.Result
 
 // Workload is a workload of a cluster that a sandbox can fork, as its agent
 // reported it (extension; Signadot has no such list).

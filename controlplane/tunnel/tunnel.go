@@ -4,42 +4,56 @@
 // stream per upstream connection; the agent is the yamux server, reads a one-line
 // JSON TunnelDial, checks that the address belongs to an endpoint it applied,
 // dials it and answers with a one-line TunnelDialResult before raw bytes flow.
+// The framing, yamux settings and address guard are tunnelproto's, shared with
+// the local-workload tunnel.
 package tunnel
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/yamux"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
+	"github.com/sandboxmesh/sandboxmesh/tunnelproto"
 )
 
 // ErrNoAgent means no agent of the cluster is connected.
 var ErrNoAgent = errors.New("no agent connected for the cluster")
 
-// ErrRefused means the agent refused to dial the target.
-var ErrRefused = errors.New("agent refused the target")
+// ErrRefused means the agent refused to dial the target (it is
+// tunnelproto.ErrRefused: the stream-dial framing is shared).
+var ErrRefused = tunnelproto.ErrRefused
 
-func yamuxConfig(log *slog.Logger) *yamux.Config {
-	c := yamux.DefaultConfig()
-	c.LogOutput = nil
-	c.Logger = slog.NewLogLogger(log.Handler(), slog.LevelDebug)
-	c.EnableKeepAlive = true
-	c.KeepAliveInterval = 15 * time.Second
-	c.ConnectionWriteTimeout = 15 * time.Second
-	c.MaxStreamWindowSize = 1 << 20
-	c.StreamOpenTimeout = 10 * time.Second
-	return c
+// ErrForbiddenAddress means a tunnel target resolved to an address the agent
+// never dials.
+var ErrForbiddenAddress = tunnelproto.ErrForbiddenAddress
+
+// LookupFunc resolves a host name to its addresses.
+type LookupFunc = tunnelproto.LookupFunc
+
+// DialFunc dials a TCP address in the cluster.
+type DialFunc = tunnelproto.DialFunc
+
+// CheckAddr is tunnelproto.CheckAddr (kept here for the agent's callers).
+func CheckAddr(a netip.Addr, allowed []netip.Prefix) error { return tunnelproto.CheckAddr(a, allowed) }
+
+// GuardedDial is tunnelproto.GuardedDial (kept here for the agent's callers).
+func GuardedDial(dial DialFunc, lookup LookupFunc, allowed []netip.Prefix) DialFunc {
+	return tunnelproto.GuardedDial(dial, lookup, allowed)
 }
+
+// Pipe copies both ways until both directions end (tunnelproto.Pipe).
+func Pipe(a, b net.Conn) { tunnelproto.Pipe(a, b) }
+
+func yamuxConfig(log *slog.Logger) *yamux.Config { return tunnelproto.YamuxConfig(log, 15*time.Second) }
 
 type key struct{ org, cluster string }
 
@@ -147,45 +161,12 @@ func (h *Hub) DialTunnel(ctx context.Context, org, cluster string, d apitypes.Tu
 	if err != nil {
 		return nil, fmt.Errorf("dial %s via cluster %s/%s: open stream: %w", d.Address, org, cluster, err)
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		_ = st.SetDeadline(dl)
-	}
-	stop := context.AfterFunc(ctx, func() { st.Close() })
-	defer stop()
-	line, _ := json.Marshal(d)
-	if _, err := st.Write(append(line, '\n')); err != nil {
-		st.Close()
+	c, err := tunnelproto.Dial(ctx, st, d)
+	if err != nil {
 		return nil, fmt.Errorf("dial %s via cluster %s/%s: %w", d.Address, org, cluster, err)
 	}
-	br := bufio.NewReader(st)
-	resp, err := br.ReadBytes('\n')
-	if err != nil {
-		st.Close()
-		return nil, fmt.Errorf("dial %s via cluster %s/%s: read answer: %w", d.Address, org, cluster, err)
-	}
-	var res apitypes.TunnelDialResult
-	if err := json.Unmarshal(resp, &res); err != nil {
-		st.Close()
-		return nil, fmt.Errorf("dial %s via cluster %s/%s: bad answer: %w", d.Address, org, cluster, err)
-	}
-	if !res.OK {
-		st.Close()
-		return nil, fmt.Errorf("dial %s via cluster %s/%s: %s: %w", d.Address, org, cluster, res.Error, ErrRefused)
-	}
-	_ = st.SetDeadline(time.Time{})
-	return &bufConn{Conn: st, r: br}, nil
+	return c, nil
 }
-
-// bufConn is a net.Conn whose reads drain a bufio.Reader first.
-type bufConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func (c *bufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
-
-// DialFunc dials a TCP address in the cluster.
-type DialFunc func(ctx context.Context, network, address string) (net.Conn, error)
 
 // AllowFunc decides whether the agent may dial d; it returns the address to dial.
 type AllowFunc func(d apitypes.TunnelDial) (string, error)
@@ -201,79 +182,26 @@ func ServeAgent(ctx context.Context, conn net.Conn, allow AllowFunc, dial DialFu
 		conn.Close()
 		return fmt.Errorf("agent tunnel: %w", err)
 	}
-	defer sess.Close()
-	go func() {
-		select {
-		case <-ctx.Done():
-			sess.Close()
-		case <-sess.CloseChan():
-		}
-	}()
-	for {
-		st, err := sess.AcceptStream()
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+	err = tunnelproto.AcceptStreams(ctx, sess, func(st *yamux.Stream) {
+		_ = tunnelproto.Serve(ctx, st, func(ctx context.Context, line []byte) (net.Conn, error) {
+			var d apitypes.TunnelDial
+			if err := json.Unmarshal(line, &d); err != nil {
+				return nil, errors.New("malformed dial request")
 			}
-			return fmt.Errorf("agent tunnel: %w", err)
-		}
-		go serveStream(ctx, st, allow, dial, log)
+			addr, err := allow(d)
+			if err != nil {
+				log.WarnContext(ctx, "tunnel target refused", "address", d.Address, "org", d.Org, "sandbox", d.Sandbox, "err", err)
+				return nil, err
+			}
+			up, err := dial(ctx, "tcp", addr)
+			if err != nil {
+				return nil, fmt.Errorf("dial %s: %w", addr, err)
+			}
+			return up, nil
+		})
+	})
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("agent tunnel: %w", err)
 	}
-}
-
-func serveStream(ctx context.Context, st *yamux.Stream, allow AllowFunc, dial DialFunc, log *slog.Logger) {
-	defer st.Close()
-	_ = st.SetReadDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(st)
-	line, err := br.ReadBytes('\n')
-	if err != nil {
-		return
-	}
-	_ = st.SetReadDeadline(time.Time{})
-	answer := func(r apitypes.TunnelDialResult) bool {
-		b, _ := json.Marshal(r)
-		_, err := st.Write(append(b, '\n'))
-		return err == nil
-	}
-	var d apitypes.TunnelDial
-	if err := json.Unmarshal(line, &d); err != nil {
-		answer(apitypes.TunnelDialResult{Error: "malformed dial request"})
-		return
-	}
-	addr, err := allow(d)
-	if err != nil {
-		log.WarnContext(ctx, "tunnel target refused", "address", d.Address, "org", d.Org, "sandbox", d.Sandbox, "err", err)
-		answer(apitypes.TunnelDialResult{Error: err.Error()})
-		return
-	}
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	up, err := dial(dctx, "tcp", addr)
-	cancel()
-	if err != nil {
-		answer(apitypes.TunnelDialResult{Error: "dial " + addr + ": " + err.Error()})
-		return
-	}
-	defer up.Close()
-	if !answer(apitypes.TunnelDialResult{OK: true}) {
-		return
-	}
-	Pipe(&bufConn{Conn: st, r: br}, up)
-}
-
-// Pipe copies both ways until both directions end, half-closing where possible.
-func Pipe(a, b net.Conn) {
-	var wg sync.WaitGroup
-	cp := func(dst, src net.Conn) {
-		defer wg.Done()
-		_, _ = io.Copy(dst, src)
-		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
-			_ = cw.CloseWrite()
-		} else {
-			_ = dst.Close()
-		}
-	}
-	wg.Add(2)
-	go cp(a, b)
-	go cp(b, a)
-	wg.Wait()
+	return err
 }

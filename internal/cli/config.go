@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/sandboxmesh/sandboxmesh/localtunnel"
 )
 
 // Config is the CLI's configuration: ~/.sandboxmesh/config.yaml, overridden by
@@ -23,6 +25,9 @@ type Config struct {
 	// PreviewURL is where the control plane's preview proxy is reachable (the
 	// path form /preview/...); empty means APIURL.
 	PreviewURL string `json:"preview_url,omitempty"`
+	// Local is the local-workload connections section (`local:`), parsed
+	// strictly by localtunnel with field paths.
+	Local *localtunnel.LocalConfig `json:"local,omitempty"`
 }
 
 // DefaultAPIURL is used when no api_url is configured.
@@ -72,7 +77,7 @@ func readConfigFile(path string) (Config, bool, error) {
 		return c, false, fmt.Errorf("read config %s: %w", path, err)
 	}
 	if err := yaml.UnmarshalStrict(b, &c); err != nil {
-		return c, true, usageErrorf("config %s: %v (keys: org, api_key, api_url, preview_url)", path, err)
+		return c, true, usageErrorf("config %s: %v (keys: org, api_key, api_url, preview_url, local)", path, err)
 	}
 	return c, true, nil
 }

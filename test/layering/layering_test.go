@@ -28,7 +28,7 @@ const module = "github.com/sandboxmesh/sandboxmesh"
 // the packages behind them. Their non-test imports must stay free of dev tooling.
 var productPatterns = []string{
 	"./cmd/operator", "./cmd/devmesh", "./cmd/devmesh-init", "./cmd/controlplane", "./cmd/agent", "./cmd/sandboxmesh", "./cmd/sandboxmesh-runner",
-	"./controlplane/...", "./operator/...", "./devmesh/...", "./meshadapters/...", "./routingkey/...", "./crds/...", "./mq/...", "./smarttest/...",
+	"./controlplane/...", "./operator/...", "./devmesh/...", "./meshadapters/...", "./routingkey/...", "./crds/...", "./mq/...", "./smarttest/...", "./tunnelproto/...", "./localtunnel/...",
 	"./internal/cli/...", "./internal/mcpserver/...", "./internal/telemetry/...",
 }
 
@@ -45,6 +45,17 @@ type rule struct {
 }
 
 var rules = []rule{
+	{
+		// The tunnel packages run in the control plane, the operator (or the gateway) and the CLI daemon: no
+		// Kubernetes, no HTTP framework, nothing of the layers that use them.
+		name: "tunnelproto/ and localtunnel/ are transport only",
+		from: []string{"./tunnelproto/...", "./localtunnel/..."},
+		forbidden: []string{
+			"k8s.io", "sigs.k8s.io/controller-runtime", "github.com/gin-gonic",
+			module + "/operator", module + "/controlplane", module + "/devmesh", module + "/internal",
+			module + "/meshadapters", module + "/cmd", module + "/crds",
+		},
+	},
 	{
 		name:      "product code does not import internal/devenv",
 		from:      productPatterns,

@@ -1,16 +1,23 @@
-package tunnel
+package tunnelproto
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 )
 
-// ErrForbiddenAddress means a tunnel target resolved to an address the agent
-// never dials.
-var ErrForbiddenAddress = errors.New("forbidden address")
+// ErrForbiddenAddress means a tunnel target resolved to an address a tunnel
+// never dials. It wraps ErrForbidden, so Serve answers it as a policy refusal.
+var ErrForbiddenAddress error = forbiddenAddress{}
+
+type forbiddenAddress struct{}
+
+func (forbiddenAddress) Error() string        { return "forbidden address" }
+func (forbiddenAddress) Is(target error) bool { return target == ErrForbidden }
+
+// DialFunc dials an address (net.Dialer.DialContext's shape).
+type DialFunc func(ctx context.Context, network, address string) (net.Conn, error)
 
 // LookupFunc resolves a host name to its addresses.
 type LookupFunc func(ctx context.Context, host string) ([]netip.Addr, error)
