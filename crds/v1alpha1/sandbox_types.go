@@ -334,6 +334,13 @@ type SandboxSpec struct {
 	// +listType=atomic
 	// +optional
 	Local []Local `json:"local,omitempty"`
+	// LocalMachineID is the machine whose local-workload tunnel serves spec.local (Signadot's field):
+	// `sandboxmesh local status` shows it; `sandboxmesh sandbox apply` fills it in on a connected machine.
+	// Only that machine's connection may serve this sandbox's local workloads.
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	LocalMachineID string `json:"localMachineID,omitempty"`
 	// Resources provided by plugins. Immutable.
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="resources are immutable"
@@ -365,6 +372,27 @@ type ForkStatus struct {
 	Message string `json:"message,omitempty"`
 }
 
+// LocalStatus reports one local workload.
+type LocalStatus struct {
+	// Name of the local workload (spec.local[].name).
+	Name string `json:"name"`
+	// Service is the Service (in the operator's namespace) that keyed requests for the local
+	// workload go to while its machine is connected.
+	// +optional
+	Service string `json:"service,omitempty"`
+	// Tunnel is the state of the machine's tunnel.
+	Tunnel LocalTunnelStatus `json:"tunnel"`
+}
+
+// LocalTunnelStatus is the state of a local workload's tunnel.
+type LocalTunnelStatus struct {
+	// Connected is true while spec.localMachineID holds a tunnel to the operator.
+	Connected bool `json:"connected"`
+	// LastHeartbeat is when the operator last saw the tunnel alive (refreshed at most once a minute).
+	// +optional
+	LastHeartbeat *metav1.Time `json:"lastHeartbeat,omitempty"`
+}
+
 // SandboxStatus is the observed state of a Sandbox.
 type SandboxStatus struct {
 	// ObservedGeneration is the generation the status describes.
@@ -382,6 +410,10 @@ type SandboxStatus struct {
 	// +listType=atomic
 	// +optional
 	Forks []ForkStatus `json:"forks,omitempty"`
+	// Local reports each of spec.local.
+	// +listType=atomic
+	// +optional
+	Local []LocalStatus `json:"local,omitempty"`
 	// Endpoints resolved from defaultRouteGroup.endpoints.
 	// +listType=atomic
 	// +optional

@@ -26,10 +26,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 	"github.com/sandboxmesh/sandboxmesh/meshadapters"
 	"github.com/sandboxmesh/sandboxmesh/operator/fork"
+	"github.com/sandboxmesh/sandboxmesh/operator/local"
 	"github.com/sandboxmesh/sandboxmesh/operator/naming"
 	"github.com/sandboxmesh/sandboxmesh/operator/routing"
 	"github.com/sandboxmesh/sandboxmesh/operator/status"
@@ -69,6 +71,9 @@ type SandboxReconciler struct {
 	// RoutesURL is the routes lookup API's base URL given to fork containers
 	// (smv1.EnvRoutesURL; "" leaves it out).
 	RoutesURL string
+	// Local carries local workloads to their machines' tunnels (nil: the operator runs without the
+	// local-workload gateway, and local workloads stay LocalNotConnected). Engine.Locals is the same Router.
+	Local *local.Router
 }
 
 func (r *SandboxReconciler) now() time.Time {
@@ -93,6 +98,10 @@ func (r *SandboxReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(ownerSandbox), builder.WithPredicates(predicate.NewPredicateFuncs(isForkObject))).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.sandboxesForService)).
 		Watches(&smv1.ResourcePlugin{}, handler.EnqueueRequestsFromMapFunc(r.sandboxesForPlugin))
+	if r.Local != nil {
+		// A machine connected or went away: the sandboxes it serves.
+		b = b.WatchesRawSource(source.Channel(r.Local.Events(), handler.EnqueueRequestsFromMapFunc(r.sandboxesOfMachine)))
+	}
 	if r.Engine.Rollouts {
 		// A Rollout created or changed after the sandboxes forking it.
 		b = b.Watches(&workload.Rollout{}, handler.EnqueueRequestsFromMapFunc(r.sandboxesForDeployment))
@@ -167,6 +176,26 @@ func (r *SandboxReconciler) sandboxesForPlugin(ctx context.Context, o client.Obj
 	return out
 }
 
+// sandboxesOfMachine maps a machine's tunnel event (local.MachineObject) to the Sandboxes whose
+// spec.localMachineID it is.
+func (r *SandboxReconciler) sandboxesOfMachine(ctx context.Context, o client.Object) []reconcile.Request {
+	machine, ok := local.MachineOf(o)
+	if !ok {
+		return nil
+	}
+	var list smv1.SandboxList
+	if err := r.Client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
+		return nil
+	}
+	var out []reconcile.Request
+	for i := range list.Items {
+		if sb := &list.Items[i]; sb.Spec.LocalMachineID == machine && len(sb.Spec.Local) > 0 {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(sb)})
+		}
+	}
+	return out
+}
+
 // sandboxesForService maps a baseline Service to the Sandboxes forking
 // workloads in its namespace (a new or changed Service changes their routes).
 func (r *SandboxReconciler) sandboxesForService(ctx context.Context, o client.Object) []reconcile.Request {
@@ -196,6 +225,7 @@ type observed struct {
 	routes    status.Routes
 	endpoints []smv1.EndpointStatus
 	resources []smv1.ResourceStatus
+	local     []smv1.LocalStatus
 }
 
 func (o *observed) problem(k status.Kind, format string, args ...any) {
@@ -264,8 +294,9 @@ func (r *SandboxReconciler) reconcileNormal(ctx context.Context, sb *smv1.Sandbo
 			obs.problem(unusableKind(fp.Unusable[w]), "virtual %s: %v", v.Name, fp.Unusable[w])
 		}
 	}
-	for _, l := range sb.Spec.Local {
-		obs.problem(status.LocalNotConnected, "local %s: no local connection for %s/%s", l.Name, l.From.Namespace, l.From.Name)
+	localServices, err := r.reconcileLocals(ctx, sb, fp, obs)
+	if err != nil {
+		return reconcile.Result{}, err
 	}
 	// Forks removed from the spec: their routes go first, then their objects.
 	var orphans []client.ObjectKey
@@ -284,6 +315,9 @@ func (r *SandboxReconciler) reconcileNormal(ctx context.Context, sb *smv1.Sandbo
 			event(r.Recorder, sb, corev1.EventTypeNormal, "ForkDeleted", "Delete", "deleted fork %s/%s", o.Namespace, o.Name)
 		}
 		routeStatus(ctx, r.Engine, fp.Services, &obs.routes)
+		if err := r.deleteLocalServices(ctx, sb, localServices); err != nil {
+			return reconcile.Result{}, err
+		}
 	}
 	obs.endpoints = resolveEndpoints(sb, obs)
 
@@ -298,6 +332,9 @@ func (r *SandboxReconciler) reconcileNormal(ctx context.Context, sb *smv1.Sandbo
 		res.RequeueAfter = 5 * time.Second
 	}
 	res.RequeueAfter = minRequeue(res.RequeueAfter, resources.Requeue)
+	if len(localServices) > 0 { // refresh the tunnels' lastHeartbeat
+		res.RequeueAfter = minRequeue(res.RequeueAfter, heartbeatEvery)
+	}
 	return res, nil
 }
 
@@ -574,6 +611,12 @@ func (r *SandboxReconciler) reconcileDelete(ctx context.Context, sb *smv1.Sandbo
 			return reconcile.Result{}, err
 		}
 	}
+	if r.Local != nil {
+		r.Local.Release(sb.Namespace+"/"+sb.Name, nil)
+		if err := r.deleteLocalServices(ctx, sb, nil); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
 	// Fork Services whose Deployment was already gone.
 	var svcs corev1.ServiceList
 	if err := r.Engine.ListSandboxObjects(ctx, &svcs, sb.Namespace, sb.Name); err != nil {
@@ -674,6 +717,7 @@ func (r *SandboxReconciler) writeStatus(ctx context.Context, sb *smv1.Sandbox, k
 	st.Endpoints = obs.endpoints
 	st.ScheduledDeleteTime = metaTime(deleteAt)
 	st.Resources = obs.resources
+	st.Local = obs.local
 	status.Set(&st.Conditions, status.Observed{Generation: sb.Generation, Problems: obs.problems, Routes: obs.routes,
 		ReadyReason: smv1.ReasonAvailable, ReadyMessage: "all forks available and routes in place", Progressing: true})
 	if len(sb.Spec.Resources) > 0 {

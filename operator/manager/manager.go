@@ -48,6 +48,7 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
 	"github.com/sandboxmesh/sandboxmesh/meshadapters"
 	"github.com/sandboxmesh/sandboxmesh/operator/controllers"
+	"github.com/sandboxmesh/sandboxmesh/operator/local"
 	"github.com/sandboxmesh/sandboxmesh/operator/naming"
 	"github.com/sandboxmesh/sandboxmesh/operator/routing"
 	"github.com/sandboxmesh/sandboxmesh/routingkey"
@@ -106,6 +107,9 @@ type Options struct {
 	// for their CRD (default 30s); when it appears, Start returns
 	// ErrRestartForCRDs so the pod restarts and watches Rollouts.
 	CRDPoll time.Duration
+	// Local is the cluster end of local workloads (operator/local): their listeners on this pod and their
+	// Services in its namespace, fed by the machines' tunnels; nil: local workloads never route.
+	Local *local.Router
 	// SkipControllerNameValidation lets a process build more than one operator
 	// (tests that kill and restart it); controller-runtime otherwise refuses a
 	// second controller with the same name.
@@ -219,8 +223,11 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 		}
 	}
 	op.Engine = &routing.Engine{Client: mgr.GetClient(), Indexed: true, Routers: routers, ClusterDomain: o.ClusterDomain, Rollouts: rollouts}
+	if o.Local != nil {
+		op.Engine.Locals = o.Local
+	}
 	if err := (&controllers.SandboxReconciler{Client: mgr.GetClient(), Engine: op.Engine, Recorder: mgr.GetEventRecorder("sandboxmesh-operator"), RequireAcceptance: o.RequireAcceptance, Now: o.Now, MaxConcurrentReconciles: o.Workers,
-		RunnerImage: o.RunnerImage, Namespaces: o.Namespaces, RoutesURL: o.RoutesURL}).SetupWithManager(mgr); err != nil {
+		RunnerImage: o.RunnerImage, Namespaces: o.Namespaces, RoutesURL: o.RoutesURL, Local: o.Local}).SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("set up Sandbox controller: %w", err)
 	}
 	if err := (&controllers.RouteGroupReconciler{Client: mgr.GetClient(), Engine: op.Engine, Recorder: mgr.GetEventRecorder("sandboxmesh-operator"), Now: o.Now}).SetupWithManager(mgr); err != nil {

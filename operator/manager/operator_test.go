@@ -26,6 +26,7 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/testenv"
 	"github.com/sandboxmesh/sandboxmesh/meshadapters"
+	"github.com/sandboxmesh/sandboxmesh/operator/local"
 	"github.com/sandboxmesh/sandboxmesh/operator/manager"
 	"github.com/sandboxmesh/sandboxmesh/operator/naming"
 )
@@ -37,6 +38,10 @@ var (
 	c        client.Client
 	// lookupAddr is where the operator serves the routes lookup API (127.0.0.1).
 	lookupAddr string
+	// gatewayAddr is where the local-workload gateway accepts machines (127.0.0.1); localRouter is the
+	// operator's cluster end of local workloads.
+	gatewayAddr string
+	localRouter *local.Router
 )
 
 func now() time.Time { return time.Now().Add(time.Duration(clockOff.Load())) }
@@ -49,7 +54,12 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
+		if localRouter, gatewayAddr, err = startLocalGateway(e); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 		op, err = manager.New(e.Config, manager.Options{
+			Local:       localRouter,
 			Backends:    []string{meshadapters.BackendDevmesh, meshadapters.BackendIstio},
 			MetricsAddr: "0", ProbeAddr: "0",
 			RouteLookupAddr: lookupAddr, RoutesURL: "http://" + lookupAddr,

@@ -22,6 +22,9 @@ const (
 	LabelSandboxNamespace = "sandboxmesh.dev/sandbox-namespace"
 	// LabelFork is the name of the fork (the fork Deployment's name); fork Services select it.
 	LabelFork = "sandboxmesh.dev/fork"
+	// LabelLocal is the name of the local workload (spec.local[].name) a Service of the operator's namespace
+	// carries to its machine.
+	LabelLocal = "sandboxmesh.dev/local"
 	// LabelBaseline is the name of the forked baseline workload.
 	LabelBaseline = "sandboxmesh.dev/baseline"
 	// AnnotationBaselineGeneration records the baseline workload's generation a fork was built from.
@@ -147,3 +150,10 @@ func ResourceSecretName(sandboxNamespace, sandboxName string) string {
 // its UID and the resource's name), given to the steps so scripts name
 // what they make after it.
 func ResourceID(sandboxUID, resource string) string { return hexOf(8, sandboxUID, resource) }
+
+// LocalName is the name of the Service (in the operator's namespace) that carries local workload local of
+// sandbox sandboxNamespace/sandboxName to its machine's tunnel: "<sandbox>-local-<local, shortened>-<hash>",
+// a DNS-1035 label distinct from every fork name (the hash covers a baseline namespace no fork has).
+func LocalName(sandboxNamespace, sandboxName, local string) string {
+	return ForkName(sandboxNamespace, sandboxName, "", "local-"+local)
+}

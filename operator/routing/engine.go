@@ -53,9 +53,19 @@ type Engine struct {
 	Routers []meshadapters.Router
 	// ClusterDomain for FQDNs; default cluster.local.
 	ClusterDomain string
+	// Locals says where local workloads are reachable (operator/local.Router); nil: local workloads never
+	// route (their keys stay on the baseline).
+	Locals LocalDestinations
 
 	mu    sync.Mutex
 	syncs map[types.NamespacedName]*serviceSync
+}
+
+// LocalDestinations says where a sandbox's local workload is reachable.
+type LocalDestinations interface {
+	// LocalService returns the Service (its namespace and name) that leads to local workload l of sb; ok
+	// is false while l cannot take requests (its machine is not connected).
+	LocalService(sb *smv1.Sandbox, l *smv1.Local) (namespace, name string, ok bool)
 }
 
 // serviceSync serialises the syncs of one Service and lets them share work:
@@ -308,9 +318,14 @@ func (e *Engine) Desired(ctx context.Context, svc *corev1.Service) (meshadapters
 			} else if virtualises(sb, w) {
 				dest = &meshadapters.Destination{Kind: meshadapters.DestinationBaseline, Namespace: svc.Namespace, Service: svc.Name,
 					Host: svc.Name + "." + svc.Namespace + ".svc." + e.domain(), Ports: identity}
+			} else if l := localOf(sb, w); l != nil && e.Locals != nil {
+				// A local workload routes while its machine's tunnel is connected; otherwise its key stays on
+				// the baseline (never an error page).
+				if ns, name, ok := e.Locals.LocalService(sb, l); ok {
+					dest = &meshadapters.Destination{Kind: meshadapters.DestinationLocal, Namespace: ns, Service: name,
+						Host: name + "." + ns + ".svc." + e.domain(), Ports: identity}
+				}
 			}
-			// Local workloads route only once a tunnel is connected; that feature
-			// is modelled (status LocalNotConnected) but has no tunnel yet.
 			if dest == nil {
 				continue
 			}
@@ -326,6 +341,16 @@ func (e *Engine) Desired(ctx context.Context, svc *corev1.Service) (meshadapters
 	}
 	sort.Slice(rs.Routes, func(i, j int) bool { return rs.Routes[i].RoutingKey < rs.Routes[j].RoutingKey })
 	return rs, nil
+}
+
+// localOf returns the local workload of sb whose baseline is w, or nil.
+func localOf(sb *smv1.Sandbox, w *workload.Baseline) *smv1.Local {
+	for i := range sb.Spec.Local {
+		if l := &sb.Spec.Local[i]; l.From.Namespace == w.Namespace && l.From.Name == w.Name && workload.Kind(l.From) == w.Kind {
+			return l
+		}
+	}
+	return nil
 }
 
 func forks(sb *smv1.Sandbox, w *workload.Baseline) bool {
