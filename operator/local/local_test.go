@@ -24,8 +24,8 @@ func TestObjects(t *testing.T) {
 	svcs := []corev1.Service{{ObjectMeta: metav1.ObjectMeta{Name: "route"}, Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{
 		{Name: "web", Port: 80, TargetPort: intstr.FromString("http")},
 		{Name: "admin", Port: 81, TargetPort: intstr.FromString("admin")}, // not mapped
-		{Name: "grpc", Port: 9090},                                         // target unset: the port itself
-		{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP},              // not TCP
+		{Name: "grpc", Port: 9090},                                        // target unset: the port itself
+		{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP},             // not TCP
 	}}}}
 	cfg := ServiceConfig{Namespace: "sandboxmesh-system", PodName: "op-0", PodIP: "10.244.0.7"}
 	svc, eps := Objects(cfg, sb, l, base, svcs, map[int32]int32{8080: 20001, 9090: 20002})
