@@ -300,17 +300,22 @@ func (s *Service) Events(ctx context.Context, r Runner, pod Pod, name string, at
 // Finish ends the attempt running on pod with the runner's result and keeps
 // its stdout and stderr as system artifacts.
 func (s *Service) Finish(ctx context.Context, r Runner, pod Pod, name string, attempt int64, fin apitypes.RunnerFinish) (apitypes.Job, error) {
-	if _, err := s.runnerJobOf(ctx, r, name); err != nil {
+	cur, err := s.runnerJobOf(ctx, r, name)
+	if err != nil {
 		return apitypes.Job{}, err
 	}
 	if fe := apitypes.ValidateText("message", fin.Message, 4096, false); fe != nil {
 		return apitypes.Job{}, invalid("invalid finish", *fe)
 	}
+	// The output is kept before the job shows finished, so that whoever sees it finished finds its
+	// stdout and stderr (the output is complete: the runner sends its last events before Finish).
+	if cur.Phase == store.JobRunning && cur.Attempt == attempt && (pod.Name == "" || cur.Pod == pod.Name && cur.PodNamespace == pod.Namespace) {
+		s.keepOutput(ctx, cur)
+	}
 	j, err := s.st.FinishJob(ctx, r.Org, name, attempt, pod.Namespace, pod.Name, int64(fin.ExitCode), fin.Message, fin.Canceled)
 	if err != nil {
 		return apitypes.Job{}, err
 	}
-	s.keepOutput(ctx, j)
 	return View(j), nil
 }
 
