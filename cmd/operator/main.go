@@ -8,7 +8,10 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/go-logr/logr"
@@ -17,7 +20,9 @@ import (
 	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 	"github.com/sandboxmesh/sandboxmesh/devmesh/inject"
 	"github.com/sandboxmesh/sandboxmesh/internal/telemetry"
+	"github.com/sandboxmesh/sandboxmesh/localtunnel"
 	"github.com/sandboxmesh/sandboxmesh/meshadapters"
+	"github.com/sandboxmesh/sandboxmesh/operator/local"
 	"github.com/sandboxmesh/sandboxmesh/operator/manager"
 )
 
@@ -58,6 +63,7 @@ func run() error {
 		namespaces, logLevel, logFormat                        string
 		sidecarImage, initImage, routeServerTarget, captureURL string
 		injectMode                                             string
+		localAddr, localPorts, localCIDRs                      string
 	)
 	flag.StringVar(&backends, "backends", env("SANDBOXMESH_BACKENDS", meshadapters.BackendDevmesh), "comma-separated mesh backends: "+strings.Join(meshadapters.Names(), ", "))
 	flag.StringVar(&keyNames, "routing-key-names", env("SANDBOXMESH_KEY_NAMES", ""), "comma-separated routing-key names (default sm-routing-key)")
@@ -70,6 +76,9 @@ func run() error {
 	flag.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election lease (default: the pod's)")
 	flag.StringVar(&o.RouteServerAddr, "route-server-address", ":15010", "devmesh route server gRPC address (empty disables)")
 	flag.StringVar(&o.RouteLookupAddr, "route-lookup-address", ":15011", "route lookup HTTP address for queue consumers (empty disables)")
+	flag.StringVar(&localAddr, "local-gateway-address", env("SANDBOXMESH_LOCAL_GATEWAY_ADDRESS", ""), "address where machines joined with `sandboxmesh local connect` hold their tunnels, e.g. :15013 (empty: local workloads never route; docs/local.md)")
+	flag.StringVar(&localPorts, "local-port-range", env("SANDBOXMESH_LOCAL_PORT_RANGE", "20000-20999"), "ports of this pod the local workloads' listeners take, first-last")
+	flag.StringVar(&localCIDRs, "local-cluster-cidrs", env("SANDBOXMESH_LOCAL_CLUSTER_CIDRS", ""), "comma-separated pod and Service CIDRs that connected machines may reach through their tunnel (empty: none)")
 	flag.BoolVar(&o.Webhook, "webhook", false, "serve the devmesh injection webhook (needs certificates in --webhook-cert-dir)")
 	flag.IntVar(&o.WebhookPort, "webhook-port", 9443, "webhook HTTPS port")
 	flag.StringVar(&o.WebhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "folder with tls.crt and tls.key")
@@ -118,10 +127,59 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("kubeconfig: %w", err)
 	}
+	if localAddr != "" {
+		ln, err := startLocalGateway(&o, localAddr, localPorts, localCIDRs)
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		defer o.Local.Close()
+	}
 	op, err := manager.New(cfg, o)
 	if err != nil {
 		return err
 	}
 	o.Logger.Info("starting operator", "backends", o.Backends, "namespaces", o.Namespaces, "webhook", o.Webhook)
 	return op.Manager.Start(ctrl.SetupSignalHandler())
+}
+
+// startLocalGateway builds the cluster end of local workloads into o (o.Local) and serves its gateway on
+// addr. The pod's namespace, name and IP come from the downward API (POD_NAMESPACE, POD_NAME, POD_IP).
+func startLocalGateway(o *manager.Options, addr, ports, cidrs string) (net.Listener, error) {
+	first, last, ok := strings.Cut(ports, "-")
+	f, ferr := strconv.ParseInt(strings.TrimSpace(first), 10, 32)
+	l, lerr := strconv.ParseInt(strings.TrimSpace(last), 10, 32)
+	if !ok || ferr != nil || lerr != nil {
+		return nil, fmt.Errorf("--local-port-range %q: want first-last, e.g. 20000-20999", ports)
+	}
+	var prefixes []netip.Prefix
+	for i, c := range list(cidrs) {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return nil, fmt.Errorf("--local-cluster-cidrs[%d] %q: want a CIDR such as 10.96.0.0/12: %w", i, c, err)
+		}
+		prefixes = append(prefixes, p.Masked())
+	}
+	r, err := local.New(local.Config{
+		Services:  local.ServiceConfig{Namespace: os.Getenv("POD_NAMESPACE"), PodName: os.Getenv("POD_NAME"), PodIP: os.Getenv("POD_IP")},
+		FirstPort: int32(f), LastPort: int32(l),
+		Policy: localtunnel.ClusterPolicy{CIDRs: prefixes, ClusterDomain: o.ClusterDomain},
+		Log:    o.Logger.With("component", "local-gateway"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("--local-gateway-address: %w", err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		r.Close()
+		return nil, fmt.Errorf("--local-gateway-address: %w", err)
+	}
+	go func() {
+		if err := r.Gateway().Serve(ln); err != nil {
+			o.Logger.Error("local-workload gateway stopped", "err", err)
+		}
+	}()
+	o.Local = r
+	o.Logger.Info("local-workload gateway listening", "address", ln.Addr().String(), "ports", ports, "clusterCIDRs", prefixes)
+	return ln, nil
 }

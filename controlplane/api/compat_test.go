@@ -231,7 +231,7 @@ func TestSignadotCompatApplySandbox(t *testing.T) {
 			{"middleware refused", `{"spec":{"cluster":"c1",` + fork + `,"middleware":[{"name":"override","args":[]}]}}`, 400, "spec.middleware[0]", "not supported"},
 			{"routing forwards refused", `{"spec":{"cluster":"c1",` + fork + `,"routing":{"forwards":[{"name":"o-1","toLocal":"localhost:8080"}]}}}`, 400, "spec.routing.forwards[0]", "not supported"},
 			{"traffic manager refused", `{"spec":{"cluster":"c1",` + fork + `,"disableSandboxTrafficManager":true}}`, 400, "spec.disableSandboxTrafficManager", "not supported"},
-			{"machine ID refused", `{"spec":{"cluster":"c1",` + fork + `,"localMachineID":"m-1"}}`, 400, "spec.localMachineID", "not supported"},
+			{"bad machine ID refused", `{"spec":{"cluster":"c1",` + fork + `,"localMachineID":"M_1"}}`, 400, "spec.localMachineID", "machine id"},
 			{"connection refused", `{"spec":{"cluster":"c1",` + fork + `,"connection":{"devboxId":"d1"}}}`, 400, "spec.connection.devboxId", "not supported"},
 			{"fork name refused", `{"spec":{"cluster":"c1","forks":[{"name":"x","forkOf":{"namespace":"shop","name":"cart"}}]}}`, 400, "spec.forks[0].name", "not supported"},
 			{"unknown field, full path", `{"spec":{"cluster":"c1","forks":[{"forkOf":{"namespace":"shop","name":"cart"},"customizations":{"foo":1}}]}}`, 400, "spec.forks[0].customizations.foo", "unknown field"},

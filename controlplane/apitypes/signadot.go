@@ -24,7 +24,6 @@ var SandboxWireRules = WireRules{
 	"spec.middleware":                     {Kind: WireUnsupported, Why: "sandbox middleware (override, trafficwatch...) does not exist here"},
 	"spec.routing":                        {Kind: WireUnsupported, Why: "routing forwards (local overrides) do not exist here"},
 	"spec.connection":                     {Kind: WireUnsupported, Why: "devbox connections do not exist here; local workloads use the sandboxmesh local tunnel"},
-	"spec.localMachineID":                 {Kind: WireUnsupported, Why: "local workloads are not bound to a machine ID"},
 	"spec.disableSandboxTrafficManager":   {Kind: WireUnsupported, Why: "there is no sandbox traffic manager"},
 	"spec.local[].env":                    {Kind: WireUnsupported, Why: "environment overrides of local workloads are not served"},
 	"spec.local[].files":                  {Kind: WireUnsupported, Why: "file overrides of local workloads are not served"},

@@ -39,6 +39,7 @@ func (fs FieldErrors) Error() string {
 // The patterns mirror the kubebuilder markers of crds/v1alpha1.
 var (
 	reObjectName   = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
+	reMachineID    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	reNamespace    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	reWorkloadName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
 	reTTL          = regexp.MustCompile(`^[0-9]{1,6}[mhdw]$`)
@@ -279,6 +280,9 @@ func ValidateSandboxSpec(s *v1alpha1.SandboxSpec) FieldErrors {
 		p := fmt.Sprintf("spec.virtual[%d]", i)
 		c.pattern(p+".name", v.Name, reObjectName, 63, "name (DNS label starting with a letter)")
 		c.workload(p+".workload", v.Workload)
+	}
+	if s.LocalMachineID != "" {
+		c.pattern("spec.localMachineID", s.LocalMachineID, reMachineID, 63, "machine id (lowercase letters, digits and '-'; `sandboxmesh local status` shows it)")
 	}
 	c.maxItems("spec.local", len(s.Local), 32)
 	local := map[string]bool{}

@@ -1,9 +1,13 @@
 package local
 
 import (
+	"log/slog"
+	"time"
+
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
+	"github.com/sandboxmesh/sandboxmesh/localtunnel"
 	"github.com/sandboxmesh/sandboxmesh/operator/naming"
 )
 
@@ -76,4 +80,54 @@ func (r *Router) LocalService(sb *smv1.Sandbox, l *smv1.Local) (namespace, name 
 		}
 	}
 	return r.Services.Namespace, naming.LocalName(sb.Namespace, sb.Name, l.Name), true
+}
+
+// Config configures a Router with its own gateway (New).
+type Config struct {
+	// Services says where the local workloads' Services live and which pod they name.
+	Services ServiceConfig
+	// ListenHost is the host the mappings' listeners bind ("" : every address of the pod).
+	ListenHost string
+	// FirstPort and LastPort bound the listeners' ports.
+	FirstPort, LastPort int32
+	// Policy checks the machines' outbound destinations (localtunnel.ClusterPolicy with the cluster's pod
+	// and Service CIDRs); required.
+	Policy localtunnel.Policy
+	// Heartbeat is the tunnels' keepalive interval (0: localtunnel's default); a machine that misses
+	// it is disconnected, and its local workloads' routes go.
+	Heartbeat time.Duration
+	// Log receives the gateway's and the listeners' events (nil: discarded).
+	Log *slog.Logger
+}
+
+// New returns a Router with a new gateway whose machine events reach the sandbox controller (Notify).
+// Serve the gateway with Router.Gateway().Serve; Close closes both.
+func New(cfg Config) (*Router, error) {
+	var r *Router
+	ready := make(chan struct{})
+	gw, err := localtunnel.NewGateway(localtunnel.GatewayConfig{Policy: cfg.Policy, Heartbeat: cfg.Heartbeat, Log: cfg.Log,
+		OnChange: func(ev localtunnel.MachineEvent) {
+			<-ready
+			r.Notify(ev.MachineID)
+		}})
+	if err != nil {
+		return nil, err
+	}
+	f, err := NewForwarders(gw, cfg.ListenHost, cfg.FirstPort, cfg.LastPort, cfg.Log)
+	if err != nil {
+		gw.Close()
+		return nil, err
+	}
+	if r, err = NewRouter(f, cfg.Services); err != nil {
+		gw.Close()
+		return nil, err
+	}
+	close(ready)
+	return r, nil
+}
+
+// Close closes the listeners and the gateway (the machines' sessions end).
+func (r *Router) Close() {
+	r.Forwarders.Close()
+	_ = r.Gateway().Close()
 }

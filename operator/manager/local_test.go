@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -36,11 +35,11 @@ func startLocalGateway(e *testenv.Env) (*local.Router, string, error) {
 	if err := e.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: systemNamespace}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return nil, "", err
 	}
-	var router *local.Router
-	gw, err := localtunnel.NewGateway(localtunnel.GatewayConfig{
+	router, err := local.New(local.Config{
+		Services:   local.ServiceConfig{Namespace: systemNamespace, PodName: "operator-0", PodIP: "10.244.0.7"}, // the API server refuses loopback endpoints
+		ListenHost: "127.0.0.1", FirstPort: 42100, LastPort: 42199,
 		Policy:    localtunnel.ClusterPolicy{CIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}},
 		Heartbeat: 200 * time.Millisecond,
-		OnChange:  func(ev localtunnel.MachineEvent) { router.Notify(ev.MachineID) },
 	})
 	if err != nil {
 		return nil, "", err
@@ -49,15 +48,7 @@ func startLocalGateway(e *testenv.Env) (*local.Router, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	go func() { _ = gw.Serve(ln) }()
-	fws, err := local.NewForwarders(gw, "127.0.0.1", 42100, 42199, slog.New(slog.DiscardHandler))
-	if err != nil {
-		return nil, "", err
-	}
-	router, err = local.NewRouter(fws, local.ServiceConfig{Namespace: systemNamespace, PodName: "operator-0", PodIP: "10.244.0.7"}) // the API server refuses loopback endpoints
-	if err != nil {
-		return nil, "", err
-	}
+	go func() { _ = router.Gateway().Serve(ln) }()
 	return router, ln.Addr().String(), nil
 }
 

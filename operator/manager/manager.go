@@ -164,6 +164,9 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 		for _, ns := range o.Namespaces {
 			cacheOpts.DefaultNamespaces[ns] = cache.Config{}
 		}
+		if o.Local != nil { // the local workloads' Services live in the operator's namespace
+			cacheOpts.DefaultNamespaces[o.Local.Services.Namespace] = cache.Config{}
+		}
 	}
 	mopts := ctrl.Options{
 		Scheme: scheme,
