@@ -594,10 +594,10 @@ func (s *Store) RevokeSession(ctx context.Context, idHash string) error {
 	return nil
 }
 
-// RevokeUserSessions revokes every live session of a user ("sign out
-// everywhere") and returns how many.
-func (s *Store) RevokeUserSessions(ctx context.Context, userID string) (int64, error) {
-	res, err := s.db.ExecContext(ctx, s.q(`UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at = 0`), s.nowNano(), userID)
+// RevokeUserSessions revokes every session of a user unexpired at now
+// ("sign out everywhere") and returns how many.
+func (s *Store) RevokeUserSessions(ctx context.Context, userID string, now time.Time) (int64, error) {
+	res, err := s.db.ExecContext(ctx, s.q(`UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at = 0 AND expires_at > ?`), s.nowNano(), userID, now.UnixNano())
 	if err != nil {
 		return 0, fmt.Errorf("revoke sessions of user %s: %w", userID, err)
 	}
