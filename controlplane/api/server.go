@@ -35,6 +35,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/identity"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/jobs"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/preview"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/resourceplugins"
@@ -100,6 +101,14 @@ type Config struct {
 	// artifact store; nil refuses uploads), MaxArtifactBytes and the
 	// sweeper's windows. Store and Logger are filled in from this Config.
 	Jobs jobs.Config
+	// Identity configures people and access (controlplane/identity):
+	// AllowSignup, password hashing parameters, session lifetimes, login
+	// rate limits. Store is filled in from this Config.
+	Identity identity.Config
+	// SecureCookies marks the session cookie Secure even on plain HTTP
+	// requests (set it behind a TLS-terminating proxy); requests that came
+	// over TLS always get Secure cookies.
+	SecureCookies bool
 }
 
 // Server serves the API.
@@ -122,6 +131,12 @@ type Server struct {
 	jobs       *jobs.Service
 	plugins    *resourceplugins.Service
 	tests      *smarttests.Service
+	ids        *identity.Service
+	// actions maps "METHOD /gin/path" of every org route to the action its
+	// role check asks identity.Allowed about; opIDs to its OpenAPI
+	// operation ID (the audit trail's action).
+	actions map[string]identity.Action
+	opIDs   map[string]string
 
 	// Preview-path caches (see PreviewCacheTTL).
 	keyCache     *ttlCache[Principal]
@@ -210,6 +225,15 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	go s.tests.Run(ctx) // fires smart test triggers, until ctx ends
+	ic := cfg.Identity
+	ic.Store = cfg.Store
+	if s.ids, err = identity.New(ic); err != nil {
+		return nil, err
+	}
+	s.actions, s.opIDs = map[string]identity.Action{}, map[string]string{}
+	for _, op := range Operations {
+		s.opIDs[op.Method+" "+op.Path] = op.ID
+	}
 	s.replicaID, s.tunnelLease = newReplicaID(), defaultTunnelLease
 	s.preview = &preview.Proxy{
 		Base:                  pb,
@@ -288,8 +312,14 @@ func (s *Server) Routes() []struct{ Method, Path string } {
 // Hub returns the registry of agent tunnels.
 func (s *Server) Hub() *tunnel.Hub { return s.hub }
 
+// Identity returns the identity service (the portal's pages call it too).
+func (s *Server) Identity() *identity.Service { return s.ids }
+
 func (s *Server) handle(method, path string, h ...gin.HandlerFunc) {
 	s.routes = append(s.routes, route{method, path})
+	if path == orgPath || strings.HasPrefix(path, orgPath+"/") {
+		s.actions[method+" "+path] = routeAction(method, path)
+	}
 	s.engine.Handle(method, path, h...)
 }
 
@@ -308,7 +338,7 @@ func (s *Server) register() {
 	s.handle(http.MethodGet, "/api/v2/openapi.json", s.openAPI)
 	s.handle(http.MethodGet, "/api/v2/meta/openapi.json", s.openAPI) // Signadot's path of its document
 
-	o := "/api/v2/orgs/:org"
+	o := orgPath
 	user := s.authUser
 	s.handle(http.MethodGet, "/api/v2/orgs", user, s.listOrgs)
 	s.handle(http.MethodPut, o, user, s.putOrg)
@@ -352,6 +382,7 @@ func (s *Server) register() {
 	s.handle(http.MethodDelete, adminKeysPath+"/:id", append(admin, s.revokeAdminKey)...)
 	s.handle(http.MethodPost, adminKeysPath+"/:id/rotate", append(admin, s.rotateAdminKey)...)
 
+	s.registerPeople(o)
 	s.registerJobs(o)
 	s.registerResourcePlugins(o)
 	s.registerSmartTests(o)
@@ -368,6 +399,7 @@ func (s *Server) register() {
 const (
 	ctxRequestID = "sm.requestID"
 	ctxPrincipal = "sm.principal"
+	ctxRole      = "sm.role"
 	ctxAgent     = "sm.agent"
 )
 

@@ -106,7 +106,7 @@ func TestLoginLimiter(t *testing.T) {
 
 func TestAllowed(t *testing.T) {
 	want := map[identity.Role][]identity.Action{
-		identity.RoleViewer: {identity.ActionOrgRead, identity.ActionSandboxRead, identity.ActionClusterRead, identity.ActionMemberRead},
+		identity.RoleViewer: {identity.ActionOrgRead, identity.ActionSandboxRead, identity.ActionClusterRead, identity.ActionMemberRead, identity.ActionAPIKeyOwn},
 		identity.RoleMember: {identity.ActionOrgRead, identity.ActionSandboxRead, identity.ActionClusterRead, identity.ActionMemberRead,
 			identity.ActionSandboxWrite, identity.ActionSandboxDelete, identity.ActionAPIKeyOwn},
 		identity.RoleAdmin: {identity.ActionOrgRead, identity.ActionSandboxRead, identity.ActionClusterRead, identity.ActionMemberRead,

@@ -46,7 +46,7 @@ const (
 	ActionMemberManage Action = "member.manage"
 	// ActionOwnerManage: grant or take away the owner role.
 	ActionOwnerManage Action = "owner.manage"
-	// ActionAPIKeyOwn: manage one's own API keys.
+	// ActionAPIKeyOwn: manage one's own API keys (which act with one's role).
 	ActionAPIKeyOwn Action = "apikey.own"
 	// ActionAPIKeyManage: the org's keys of anyone, and service accounts.
 	ActionAPIKeyManage Action = "apikey.manage"
@@ -56,8 +56,8 @@ const (
 // permissions is the table Allowed reads: what each role may do. A role
 // may do everything the roles below it may.
 var permissions = map[Role][]Action{
-	RoleViewer: {ActionOrgRead, ActionSandboxRead, ActionClusterRead, ActionMemberRead},
-	RoleMember: {ActionSandboxWrite, ActionSandboxDelete, ActionAPIKeyOwn},
+	RoleViewer: {ActionOrgRead, ActionSandboxRead, ActionClusterRead, ActionMemberRead, ActionAPIKeyOwn},
+	RoleMember: {ActionSandboxWrite, ActionSandboxDelete},
 	RoleAdmin:  {ActionClusterWrite, ActionMemberManage, ActionAPIKeyManage, ActionAuditRead},
 	RoleOwner:  {ActionOwnerManage},
 }
