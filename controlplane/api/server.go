@@ -103,7 +103,7 @@ type Config struct {
 	Jobs jobs.Config
 	// Identity configures people and access (controlplane/identity):
 	// AllowSignup, password hashing parameters, session lifetimes, login
-	// rate limits. Store is filled in from this Config.
+	// rate limits. Store and Logger are filled in from this Config.
 	Identity identity.Config
 	// SecureCookies marks the session cookie Secure even on plain HTTP
 	// requests (set it behind a TLS-terminating proxy); requests that came
@@ -226,10 +226,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	go s.tests.Run(ctx) // fires smart test triggers, until ctx ends
 	ic := cfg.Identity
-	ic.Store = cfg.Store
+	ic.Store, ic.Logger = cfg.Store, cfg.Logger
 	if s.ids, err = identity.New(ic); err != nil {
 		return nil, err
 	}
+	go s.ids.Run(ctx) // deletes dead sessions, until ctx ends
 	s.actions, s.opIDs = map[string]identity.Action{}, map[string]string{}
 	for _, op := range Operations {
 		s.opIDs[op.Method+" "+op.Path] = op.ID

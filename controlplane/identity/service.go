@@ -18,6 +18,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/mail"
 	"strings"
 	"sync"
@@ -87,6 +88,8 @@ type Config struct {
 	AccountRate, ClientRate Rate
 	// AllowSignup lets anyone sign up, creating an org they own.
 	AllowSignup bool
+	// Logger receives the session sweeper's errors; nil discards.
+	Logger *slog.Logger
 }
 
 // Service is the identity service.
@@ -110,6 +113,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Params == (Params{}) {
 		cfg.Params = DefaultParams
@@ -286,6 +292,31 @@ func checkEmail(path, email string) error {
 }
 
 // ---- sessions ----
+
+// sweepEvery is how often Run deletes dead sessions; they are kept for
+// sweepAfter after they end (so that a revoked cookie stays refused as
+// revoked, and for forensics).
+const (
+	sweepEvery = time.Hour
+	sweepAfter = 24 * time.Hour
+)
+
+// Run deletes sessions that ended more than a day ago, every hour, until
+// ctx ends.
+func (s *Service) Run(ctx context.Context) {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := s.st.DeleteDeadSessions(ctx, s.cfg.Now().Add(-sweepAfter)); err != nil && ctx.Err() == nil {
+				s.cfg.Logger.ErrorContext(ctx, "delete dead sessions", "err", err)
+			}
+		}
+	}
+}
 
 // NewSession is a session just started: Token goes into the cookie and is
 // never stored.
