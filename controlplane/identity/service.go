@@ -90,6 +90,10 @@ type Config struct {
 	AllowSignup bool
 	// Logger receives the session sweeper's errors; nil discards.
 	Logger *slog.Logger
+	// MaxConcurrentHashes bounds the argon2id hashes computed at once
+	// (each takes Params.Memory), so that a burst of logins from many
+	// addresses cannot exhaust the server's memory (default 4).
+	MaxConcurrentHashes int
 }
 
 // Service is the identity service.
@@ -100,6 +104,9 @@ type Service struct {
 	// dummy is a hash verified for unknown emails, so that a login for an
 	// unknown email costs what one for a known email does.
 	dummy string
+
+	// hashing holds a token per argon2id computation in progress.
+	hashing chan struct{}
 
 	csrfOnce sync.Once
 	csrfKey  []byte
@@ -135,11 +142,43 @@ func New(cfg Config) (*Service, error) {
 	if cfg.ClientRate.Burst <= 0 {
 		cfg.ClientRate = DefaultClientRate
 	}
+	if cfg.MaxConcurrentHashes <= 0 {
+		cfg.MaxConcurrentHashes = 4
+	}
 	dummy, err := HashPassword("not a password of anyone", cfg.Params)
 	if err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
 	}
-	return &Service{cfg: cfg, st: cfg.Store, limiter: NewLoginLimiter(cfg.AccountRate, cfg.ClientRate), dummy: dummy}, nil
+	return &Service{cfg: cfg, st: cfg.Store, limiter: NewLoginLimiter(cfg.AccountRate, cfg.ClientRate), dummy: dummy,
+		hashing: make(chan struct{}, cfg.MaxConcurrentHashes)}, nil
+}
+
+// hash is HashPassword with the service's parameters, at most
+// MaxConcurrentHashes at once.
+func (s *Service) hash(ctx context.Context, password string) (string, error) {
+	if err := s.acquire(ctx); err != nil {
+		return "", err
+	}
+	defer func() { <-s.hashing }()
+	return HashPassword(password, s.cfg.Params)
+}
+
+// verify is VerifyPassword, at most MaxConcurrentHashes at once.
+func (s *Service) verify(ctx context.Context, hash, password string) (ok, rehash bool, err error) {
+	if err := s.acquire(ctx); err != nil {
+		return false, false, err
+	}
+	defer func() { <-s.hashing }()
+	return VerifyPassword(hash, password, s.cfg.Params)
+}
+
+func (s *Service) acquire(ctx context.Context) error {
+	select {
+	case s.hashing <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting to hash a password: %w", ctx.Err())
+	}
 }
 
 // AllowSignup reports whether sign-up is on.
@@ -437,13 +476,16 @@ func (s *Service) checkPassword(ctx context.Context, email, password, client str
 	if hash == "" {
 		hash = s.dummy // same cost for unknown emails and password-less users
 	}
-	ok, rehash, verr := VerifyPassword(hash, password, s.cfg.Params)
+	ok, rehash, verr := s.verify(ctx, hash, password)
+	if ctx.Err() != nil {
+		return store.User{}, ctx.Err()
+	}
 	if err != nil || u.PasswordHash == "" || verr != nil || !ok {
 		s.limiter.Failed(account, s.cfg.Now())
 		return store.User{}, ErrInvalidCredentials
 	}
 	if rehash {
-		if h, err := HashPassword(password, s.cfg.Params); err == nil {
+		if h, err := s.hash(ctx, password); err == nil {
 			if err := s.st.SetPasswordHash(ctx, u.ID, h); err != nil {
 				return store.User{}, err
 			}
@@ -488,7 +530,7 @@ func (s *Service) SignUp(ctx context.Context, r SignUpRequest, client string) (s
 	if len(fe) > 0 {
 		return store.User{}, NewSession{}, &ValidationError{Fields: fe}
 	}
-	h, err := HashPassword(r.Password, s.cfg.Params)
+	h, err := s.hash(ctx, r.Password)
 	if err != nil {
 		return store.User{}, NewSession{}, err
 	}
@@ -566,7 +608,7 @@ func (s *Service) AcceptInvitation(ctx context.Context, r AcceptRequest, client 
 		if e := apitypes.ValidateText("displayName", r.DisplayName, 128, false); e != nil {
 			return fail(&ValidationError{Fields: apitypes.FieldErrors{*e}})
 		}
-		h, err := HashPassword(r.Password, s.cfg.Params)
+		h, err := s.hash(ctx, r.Password)
 		if err != nil {
 			return fail(err)
 		}
