@@ -1,5 +1,8 @@
 // Package api is the control plane's REST API (/api/v2, gin): orgs and quotas,
-// API keys, clusters and cluster tokens, sandboxes and route groups — wire
+// API keys, people and access (sessions, members, teams, invitations, service
+// accounts, the audit trail; thin handlers over controlplane/identity,
+// people.go, with every org route authorised by role in orgAccess), clusters
+// and cluster tokens, sandboxes and route groups — wire
 // compatible with the Signadot v2 API for those resources — plus the agent
 // protocol (long-poll of desired state, status reports, the preview tunnel),
 // job runner groups, jobs, their log streams and artifacts with the runner
