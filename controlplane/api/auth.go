@@ -113,8 +113,7 @@ func (s *Server) authSession(c *gin.Context, token string) {
 	switch c.Request.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
 	default:
-		if o := c.GetHeader("Origin"); o != "" && !sameOrigin(o, c.Request) {
-			s.fail(c, http.StatusForbidden, apitypes.ReasonForbidden, "cross-origin request refused: Origin "+o+" is not this host")
+		if !s.sameSite(c) {
 			return
 		}
 		ok, err := s.ids.CheckCSRF(ctx, p.SessionHash, c.GetHeader(apitypes.HeaderCSRFToken))
@@ -129,6 +128,29 @@ func (s *Server) authSession(c *gin.Context, token string) {
 	}
 	c.Set(ctxPrincipal, p)
 	c.Next()
+}
+
+// sameSite refuses (403) a request a browser sent from another site: an
+// Origin header naming another host, or Sec-Fetch-Site: cross-site. It
+// guards cookie-authenticated writes and the routes that start sessions
+// (so that no other site can log a visitor in to its own account).
+func (s *Server) sameSite(c *gin.Context) bool {
+	if o := c.GetHeader("Origin"); o != "" && !sameOrigin(o, c.Request) {
+		s.fail(c, http.StatusForbidden, apitypes.ReasonForbidden, "cross-origin request refused: Origin "+o+" is not this host")
+		return false
+	}
+	if c.GetHeader("Sec-Fetch-Site") == "cross-site" {
+		s.fail(c, http.StatusForbidden, apitypes.ReasonForbidden, "cross-site request refused")
+		return false
+	}
+	return true
+}
+
+// sameSiteOnly is sameSite as middleware.
+func (s *Server) sameSiteOnly(c *gin.Context) {
+	if s.sameSite(c) {
+		c.Next()
+	}
 }
 
 // sameOrigin reports whether an Origin header names the host the request was sent to.

@@ -69,9 +69,9 @@ func routeAction(method, path string) identity.Action {
 func (s *Server) registerPeople(o string) {
 	user := s.authUser
 	a := "/api/v2/auth"
-	s.handle(http.MethodPost, a+"/login", s.login)
-	s.handle(http.MethodPost, a+"/signup", s.signUp)
-	s.handle(http.MethodPost, a+"/invitations/accept", s.acceptInvitation)
+	s.handle(http.MethodPost, a+"/login", s.sameSiteOnly, s.login)
+	s.handle(http.MethodPost, a+"/signup", s.sameSiteOnly, s.signUp)
+	s.handle(http.MethodPost, a+"/invitations/accept", s.sameSiteOnly, s.acceptInvitation)
 	s.handle(http.MethodPost, a+"/logout", user, s.logout)
 	s.handle(http.MethodPost, a+"/logout-all", user, s.logoutAll)
 	s.handle(http.MethodGet, a+"/me", user, s.me)

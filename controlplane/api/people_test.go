@@ -216,10 +216,10 @@ func TestPeopleRolesSessionsAndAudit(t *testing.T) {
 				seen[ev.Action+" "+ev.ObjectName] = ev.Actor
 			}
 			for what, actor := range map[string]string{
-				"org.create shop":   "user:" + ids["ann@example.com"],
+				"signup shop":       "user:" + ids["ann@example.com"],
 				"apply-sandbox s1":  "user:" + ids["mia@example.com"],
 				"delete-sandbox s1": "user:" + ids["mia@example.com"],
-				"invitation.accept " + ids["vic@example.com"]: "user:" + ids["vic@example.com"],
+				"accept-invitation " + ids["vic@example.com"]: "user:" + ids["vic@example.com"],
 				"set-member-role " + ids["mia@example.com"]:   "user:" + ids["ann@example.com"],
 				"apply-team web": "user:" + ids["mia@example.com"],
 			} {
@@ -278,6 +278,13 @@ func TestLoginRateLimit(t *testing.T) {
 	ra, _ := strconv.Atoi(r.Header.Get("Retry-After"))
 	if r.StatusCode != 429 || er.Reason != apitypes.ReasonRateLimited || ra < 1 || ra > 60 || !strings.Contains(er.Error, "retry in") {
 		t.Fatalf("sixth attempt: %d Retry-After %q %+v", r.StatusCode, r.Header.Get("Retry-After"), er)
+	}
+	// Another site cannot log a visitor in (to the attacker's account, say).
+	if r, er := e.browser(t).do(http.MethodPost, "/api/v2/auth/login", `{"email":"ann@example.com","password":"anns long passphrase"}`, nil, "Origin", "https://evil.example"); r.StatusCode != 403 || !strings.Contains(er.Error, "cross-origin") {
+		t.Fatalf("cross-origin login: %d %+v", r.StatusCode, er)
+	}
+	if r, _ := e.browser(t).do(http.MethodPost, "/api/v2/auth/signup", `{"email":"x@example.com","password":"anns long passphrase","org":"x"}`, nil, "Sec-Fetch-Site", "cross-site"); r.StatusCode != 403 {
+		t.Fatalf("cross-site sign-up: %d", r.StatusCode)
 	}
 	// Bad input is a 400 with the field's path, not a login attempt.
 	if r, er := b.do(http.MethodPost, "/api/v2/auth/login", `{"email":"a@b.c","password":"x","remember":true}`, nil); r.StatusCode != 400 || er.Fields[0].Path != "remember" {

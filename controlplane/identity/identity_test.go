@@ -365,7 +365,7 @@ func TestSignUpRules(t *testing.T) {
 		t.Fatalf("taken org: %v", err)
 	}
 	ev, _ := st.ListAuditEvents(ctx, "acme", store.PageRequest{})
-	if len(ev.Items) != 1 || ev.Items[0].Action != "org.create" {
+	if len(ev.Items) != 1 || ev.Items[0].Action != "signup" {
 		t.Fatalf("audit: %+v", ev.Items)
 	}
 }

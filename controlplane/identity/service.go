@@ -538,7 +538,7 @@ func (s *Service) SignUp(ctx context.Context, r SignUpRequest, client string) (s
 	if err != nil {
 		return store.User{}, NewSession{}, err
 	}
-	if _, err := s.Record(ctx, Principal{UserID: u.ID}, r.Org, "org.create", "org", r.Org, "signed up"); err != nil {
+	if _, err := s.Record(ctx, Principal{UserID: u.ID}, r.Org, "signup", "org", r.Org, "signed up and created the org"); err != nil {
 		return store.User{}, NewSession{}, err
 	}
 	ns, err := s.startSession(ctx, u.ID)
@@ -627,7 +627,7 @@ func (s *Service) AcceptInvitation(ctx context.Context, r AcceptRequest, client 
 			return fail(invitationErr(err))
 		}
 	}
-	if _, err := s.Record(ctx, Principal{UserID: u.ID}, inv.Org, "invitation.accept", "member", u.ID, "role "+inv.Role); err != nil {
+	if _, err := s.Record(ctx, Principal{UserID: u.ID}, inv.Org, "accept-invitation", "members", u.ID, "invitation "+inv.ID+", role "+inv.Role); err != nil {
 		return fail(err)
 	}
 	ns, err := s.startSession(ctx, u.ID)
