@@ -91,7 +91,7 @@ func (b *browser) session(code int, path, body string) apitypes.AuthInfo {
 	return info
 }
 
-func sandboxJSON(t *testing.T, name string) string {
+func sandboxJSON(t testing.TB, name string) string {
 	b, err := json.Marshal(sandbox(name, nil))
 	if err != nil {
 		t.Fatal(err)

@@ -37,3 +37,24 @@ func FuzzParsePHC(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCheckSignUpFields feeds arbitrary emails and passwords to the
+// validators of sign-up and invitations: they refuse with a
+// *ValidationError naming the field, or accept, and never panic.
+func FuzzCheckSignUpFields(f *testing.F) {
+	f.Add("ann@example.com", "a long passphrase")
+	f.Add("Ann <ann@example.com>", "ann@example.com")
+	f.Add("\x00@\xff", "\xff\xfe\xfd")
+	f.Add("a@b", "")
+	f.Fuzz(func(t *testing.T, email, password string) {
+		for _, err := range []error{checkEmail("email", email), CheckPassword("password", password, email)} {
+			if err == nil {
+				continue
+			}
+			var ve *ValidationError
+			if !errors.As(err, &ve) || len(ve.Fields) != 1 || (ve.Fields[0].Path != "email" && ve.Fields[0].Path != "password") {
+				t.Fatalf("not a field error: %v", err)
+			}
+		}
+	})
+}
