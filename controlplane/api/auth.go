@@ -165,13 +165,6 @@ func principal(c *gin.Context) Principal {
 	return pp
 }
 
-// role is the caller's role in the request's org (set by orgAccess).
-func role(c *gin.Context) identity.Role {
-	r, _ := c.Get(ctxRole)
-	rr, _ := r.(identity.Role)
-	return rr
-}
-
 // orgAccess authorises a request on an org route: the caller's role in the
 // org (identity.RoleIn) must allow the route's action (identity.Allowed,
 // the table routeAction fills in at registration). An org the caller has no
@@ -187,7 +180,7 @@ func (s *Server) orgAccess(c *gin.Context) {
 		s.fail(c, http.StatusInternalServerError, apitypes.ReasonInternal, "route has no action")
 		return
 	}
-	r, err := s.ids.Authorize(ctx, p, org, action)
+	_, err := s.ids.Authorize(ctx, p, org, action)
 	if errors.Is(err, identity.ErrNoAccess) {
 		s.fail(c, http.StatusNotFound, apitypes.ReasonNotFound, fmt.Sprintf("org %q not found", org))
 		return
@@ -202,7 +195,6 @@ func (s *Server) orgAccess(c *gin.Context) {
 		s.failIdentity(c, "org "+org, err)
 		return
 	}
-	c.Set(ctxRole, r)
 	c.Next()
 	switch c.Request.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:

@@ -403,7 +403,6 @@ func (s *Server) register() {
 const (
 	ctxRequestID = "sm.requestID"
 	ctxPrincipal = "sm.principal"
-	ctxRole      = "sm.role"
 	ctxAgent     = "sm.agent"
 )
 

@@ -35,10 +35,9 @@ func (e *RateLimitedError) RetrySeconds() int {
 // carry no information) are dropped first.
 const maxBuckets = 100_000
 
-// buckets is a set of token buckets by key.
+// buckets is a set of token buckets by key (LoginLimiter locks it).
 type buckets struct {
 	rate Rate
-	mu   sync.Mutex
 	m    map[string]*bucket
 }
 
