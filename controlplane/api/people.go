@@ -432,6 +432,10 @@ func (s *Server) createInvitation(c *gin.Context) {
 		req.Role = string(identity.RoleMember)
 	}
 	inv, tok, err := s.ids.Invite(c.Request.Context(), principal(c), c.Param("org"), req.Email, identity.Role(req.Role))
+	if errors.Is(err, store.ErrAlreadyExists) {
+		s.fail(c, http.StatusConflict, apitypes.ReasonConflict, trimWrap(err)+"; change the member's role instead (PUT /api/v2/orgs/{org}/members/{userId})")
+		return
+	}
 	if err != nil {
 		s.failIdentity(c, "invitation", err)
 		return

@@ -136,6 +136,9 @@ func TestPeopleRolesSessionsAndAudit(t *testing.T) {
 			if r, er := e.browser(t).do(http.MethodPost, "/api/v2/auth/invitations/accept", `{"token":"`+vicTok+`","password":"vics long passphrase"}`, nil); r.StatusCode != 400 || er.Fields[0].Path != "token" {
 				t.Fatalf("invitation used twice: %d %+v", r.StatusCode, er)
 			}
+			if r, er := ann.do(http.MethodPost, "/api/v2/orgs/shop/invitations", `{"email":"Vic@example.com","role":"member"}`, nil); r.StatusCode != 409 || !strings.Contains(er.Error, "member of org shop already") {
+				t.Fatalf("invite a member: %d %+v", r.StatusCode, er)
+			}
 			mia.session(200, "/api/v2/auth/invitations/accept", `{"token":"`+invite("mia@example.com", "member")+`","password":"mias long passphrase"}`)
 
 			// A member creates a sandbox; a viewer reads it but cannot delete it.

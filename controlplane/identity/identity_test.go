@@ -298,6 +298,9 @@ func TestInvitationsAndRoles(t *testing.T) {
 		t.Fatalf("role %s", r)
 	}
 	// An admin may not make owners nor touch one.
+	if _, _, err := svc.Invite(ctx, op, "acme", "VIC@example.com", identity.RoleViewer); !errors.Is(err, store.ErrAlreadyExists) {
+		t.Fatalf("invite a member: %v", err)
+	}
 	if _, _, err := svc.Invite(ctx, vp, "acme", "x@example.com", identity.RoleOwner); !errors.Is(err, identity.ErrForbidden) {
 		t.Fatalf("admin invites an owner: %v", err)
 	}

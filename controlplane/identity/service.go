@@ -548,7 +548,8 @@ func (s *Service) SignUp(ctx context.Context, r SignUpRequest, client string) (s
 // ---- invitations ----
 
 // Invite invites email into org with role; the token is returned only
-// here (only its hash is stored). Only owners may invite owners.
+// here (only its hash is stored). Only owners may invite owners; inviting
+// a member gives store.ErrAlreadyExists.
 func (s *Service) Invite(ctx context.Context, by Principal, org, email string, role Role) (store.Invitation, string, error) {
 	if err := checkEmail("email", email); err != nil {
 		return store.Invitation{}, "", err
@@ -558,6 +559,11 @@ func (s *Service) Invite(ctx context.Context, by Principal, org, email string, r
 	}
 	if err := s.mayGrant(ctx, by, org, role); err != nil {
 		return store.Invitation{}, "", err
+	}
+	if u, err := s.st.GetUserByEmail(ctx, email); err == nil {
+		if _, err := s.st.GetMember(ctx, org, u.ID); err == nil {
+			return store.Invitation{}, "", fmt.Errorf("%s is a member of org %s already: %w", email, org, store.ErrAlreadyExists)
+		}
 	}
 	tok, h := newToken(InvitationPrefix)
 	now := s.cfg.Now().UTC()
