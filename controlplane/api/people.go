@@ -75,6 +75,7 @@ func (s *Server) registerPeople(o string) {
 	s.handle(http.MethodPost, a+"/logout", user, s.logout)
 	s.handle(http.MethodPost, a+"/logout-all", user, s.logoutAll)
 	s.handle(http.MethodGet, a+"/me", user, s.me)
+	s.handle(http.MethodPut, a+"/password", user, s.changePassword)
 
 	s.handle(http.MethodGet, o+"/members", user, s.orgAccess, s.listMembers)
 	s.handle(http.MethodPut, o+"/members/:user", user, s.orgAccess, s.setMemberRole)
@@ -282,6 +283,23 @@ func (s *Server) logoutAll(c *gin.Context) {
 	}
 	s.clearSessionCookie(c)
 	c.JSON(http.StatusOK, apitypes.LogoutAllResponse{Revoked: n})
+}
+
+func (s *Server) changePassword(c *gin.Context) {
+	var req apitypes.ChangePasswordRequest
+	if !s.decode(c, &req) {
+		return
+	}
+	err := s.ids.ChangePassword(c.Request.Context(), principal(c), req.CurrentPassword, req.NewPassword, c.ClientIP())
+	if errors.Is(err, identity.ErrInvalidCredentials) { // not a failed session: stay logged in
+		s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "the current password is wrong", apitypes.FieldError{Path: "currentPassword", Message: "wrong password"})
+		return
+	}
+	if err != nil {
+		s.failIdentity(c, "password", err)
+		return
+	}
+	c.JSON(http.StatusOK, apitypes.EmptyResponse{})
 }
 
 func (s *Server) me(c *gin.Context) {

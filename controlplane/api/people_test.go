@@ -264,6 +264,25 @@ func TestPeopleRolesSessionsAndAudit(t *testing.T) {
 				t.Fatalf("an org route after logout-all: %d", r.StatusCode)
 			}
 			vic.must(200, http.MethodGet, "/api/v2/auth/me", "", nil) // other users stay logged in
+
+			// A new password: the other sessions end, this one stays, the old password is refused.
+			vic2 := e.browser(t)
+			vic2.session(200, "/api/v2/auth/login", `{"email":"vic@example.com","password":"vics long passphrase"}`)
+			if r, er := vic.do(http.MethodPut, "/api/v2/auth/password", `{"currentPassword":"not vics","newPassword":"vics new passphrase"}`, nil); r.StatusCode != 400 || er.Fields[0].Path != "currentPassword" {
+				t.Fatalf("wrong current password: %d %+v", r.StatusCode, er)
+			}
+			if r, er := vic.do(http.MethodPut, "/api/v2/auth/password", `{"currentPassword":"vics long passphrase","newPassword":"vic@example.com"}`, nil); r.StatusCode != 400 || er.Fields[0].Path != "newPassword" {
+				t.Fatalf("new password = email: %d %+v", r.StatusCode, er)
+			}
+			vic.must(200, http.MethodPut, "/api/v2/auth/password", `{"currentPassword":"vics long passphrase","newPassword":"vics new passphrase"}`, nil)
+			vic.must(200, http.MethodGet, "/api/v2/auth/me", "", nil)
+			if r, _ := vic2.do(http.MethodGet, "/api/v2/auth/me", "", nil); r.StatusCode != 401 {
+				t.Fatalf("other session after a password change: %d", r.StatusCode)
+			}
+			if r, _ := e.browser(t).do(http.MethodPost, "/api/v2/auth/login", `{"email":"vic@example.com","password":"vics long passphrase"}`, nil); r.StatusCode != 401 {
+				t.Fatalf("old password: %d", r.StatusCode)
+			}
+			e.browser(t).session(200, "/api/v2/auth/login", `{"email":"vic@example.com","password":"vics new passphrase"}`)
 		})
 	}
 }

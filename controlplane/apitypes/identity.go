@@ -62,6 +62,13 @@ type AcceptInvitationRequest struct {
 	DisplayName string `json:"displayName,omitempty"`
 }
 
+// ChangePasswordRequest sets a new password; the current one proves the
+// account.
+type ChangePasswordRequest struct {
+	CurrentPassword string `json:"currentPassword"`
+	NewPassword     string `json:"newPassword"`
+}
+
 // LogoutAllResponse says how many sessions "sign out everywhere" ended.
 type LogoutAllResponse struct {
 	Revoked int64 `json:"revoked"`

@@ -463,6 +463,10 @@ func peopleCalls(ctx context.Context, t *testing.T, c *client.Client, base strin
 	}
 	_, err = c.ListEventsPage(ctx, "shop", client.PageOptions{Limit: 1})
 	must(err)
+	if err := ann.ChangePassword(ctx, "wrong passphrase!", "anns new passphrase"); !errors.Is(err, client.ErrInvalid) {
+		t.Fatalf("change password with a wrong one: %v", err)
+	}
+	must(ann.ChangePassword(ctx, "anns long passphrase", "anns new passphrase"))
 	must(ann.Logout(ctx))
 	if _, err := ann.GetMe(ctx); !errors.Is(err, client.ErrUnauthorized) {
 		t.Fatalf("after logout: %v", err)

@@ -36,6 +36,12 @@ func (c *Client) LogoutAll(ctx context.Context) (int64, error) {
 	return out.Revoked, nil
 }
 
+// ChangePassword changes the password of the caller (a user's session or
+// key); the user's other sessions are revoked.
+func (c *Client) ChangePassword(ctx context.Context, current, next string) error {
+	return c.do(ctx, http.MethodPut, "/api/v2/auth/password", nil, apitypes.ChangePasswordRequest{CurrentPassword: current, NewPassword: next}, nil)
+}
+
 // ListMembers lists an org's members with their roles.
 func (c *Client) ListMembers(ctx context.Context, org string) ([]Member, error) {
 	return listAll[Member](ctx, c, orgPath(org, "members"), nil)

@@ -418,7 +418,36 @@ func (s *Service) Logout(ctx context.Context, sessionHash string) error {
 // LogoutAll revokes every session of a user ("sign out everywhere") and
 // returns how many were live.
 func (s *Service) LogoutAll(ctx context.Context, userID string) (int64, error) {
-	return s.st.RevokeUserSessions(ctx, userID, s.cfg.Now().UTC())
+	return s.st.RevokeUserSessions(ctx, userID, s.cfg.Now().UTC(), "")
+}
+
+// ChangePassword sets a user's new password after checking the current
+// one (rate-limited as a login; ErrInvalidCredentials when wrong) and the
+// policy, and revokes the user's other sessions. p is a session or a
+// user's key.
+func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next, client string) error {
+	if p.UserID == "" {
+		return invalid("currentPassword", "this credential belongs to no user")
+	}
+	u, err := s.st.GetUser(ctx, p.UserID)
+	if err != nil {
+		return err
+	}
+	if _, err := s.checkPassword(ctx, u.Email, current, client); err != nil {
+		return err
+	}
+	if err := CheckPassword("newPassword", next, u.Email); err != nil {
+		return err
+	}
+	h, err := s.hash(ctx, next)
+	if err != nil {
+		return err
+	}
+	if err := s.st.SetPasswordHash(ctx, u.ID, h); err != nil {
+		return err
+	}
+	_, err = s.st.RevokeUserSessions(ctx, u.ID, s.cfg.Now().UTC(), p.SessionHash)
+	return err
 }
 
 // CSRFToken is the anti-CSRF token of a session: an HMAC of the session's

@@ -595,9 +595,10 @@ func (s *Store) RevokeSession(ctx context.Context, idHash string) error {
 }
 
 // RevokeUserSessions revokes every session of a user unexpired at now
-// ("sign out everywhere") and returns how many.
-func (s *Store) RevokeUserSessions(ctx context.Context, userID string, now time.Time) (int64, error) {
-	res, err := s.db.ExecContext(ctx, s.q(`UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at = 0 AND expires_at > ?`), s.nowNano(), userID, now.UnixNano())
+// ("sign out everywhere"), except the one whose hash is keep (if any), and
+// returns how many.
+func (s *Store) RevokeUserSessions(ctx context.Context, userID string, now time.Time, keep string) (int64, error) {
+	res, err := s.db.ExecContext(ctx, s.q(`UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at = 0 AND expires_at > ? AND id_hash <> ?`), s.nowNano(), userID, now.UnixNano(), keep)
 	if err != nil {
 		return 0, fmt.Errorf("revoke sessions of user %s: %w", userID, err)
 	}

@@ -200,7 +200,7 @@ func TestInvitationsSessionsServiceAccountsAudit(t *testing.T) {
 		if err := s.RevokeSession(ctx, "s1"); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("revoked twice: %v", err)
 		}
-		if n, err := s.RevokeUserSessions(ctx, "u1", now); err != nil || n != 1 {
+		if n, err := s.RevokeUserSessions(ctx, "u1", now, ""); err != nil || n != 1 {
 			t.Fatalf("revoke all: %d %v", n, err)
 		}
 		if x, _ := s.GetSession(ctx, "s2"); x.RevokedAt.IsZero() {
