@@ -108,9 +108,8 @@ type Service struct {
 	// hashing holds a token per argon2id computation in progress.
 	hashing chan struct{}
 
-	csrfOnce sync.Once
-	csrfKey  []byte
-	csrfErr  error
+	csrfMu  sync.Mutex
+	csrfKey []byte
 }
 
 // New makes a Service.
@@ -454,13 +453,28 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next
 // hash with a server secret, so it cannot be forged without the secret
 // nor planted by a sibling subdomain that can set cookies.
 func (s *Service) CSRFToken(ctx context.Context, sessionHash string) (string, error) {
-	s.csrfOnce.Do(func() { s.csrfKey, s.csrfErr = s.st.Secret(ctx, "csrf") })
-	if s.csrfErr != nil {
-		return "", fmt.Errorf("csrf secret: %w", s.csrfErr)
+	key, err := s.csrfSecret(ctx)
+	if err != nil {
+		return "", err
 	}
-	m := hmac.New(sha256.New, s.csrfKey)
+	m := hmac.New(sha256.New, key)
 	m.Write([]byte(sessionHash))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)), nil
+}
+
+// csrfSecret reads the server secret of CSRF tokens once (a failed read is
+// retried by the next call).
+func (s *Service) csrfSecret(ctx context.Context) ([]byte, error) {
+	s.csrfMu.Lock()
+	defer s.csrfMu.Unlock()
+	if s.csrfKey == nil {
+		k, err := s.st.Secret(ctx, "csrf")
+		if err != nil {
+			return nil, fmt.Errorf("csrf secret: %w", err)
+		}
+		s.csrfKey = k
+	}
+	return s.csrfKey, nil
 }
 
 // CheckCSRF compares a request's token with the session's in constant time.
