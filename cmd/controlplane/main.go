@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/api"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/identity"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/jobs"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/jobs/artifacts"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
@@ -62,8 +63,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	metricsListen := fs.String("metrics-listen", env("SANDBOXMESH_METRICS_LISTEN", ":9090"), "address serving /metrics, apart from the API (env SANDBOXMESH_METRICS_LISTEN; \"none\": no metrics)")
 	artifactsAt := fs.String("artifacts", env("SANDBOXMESH_ARTIFACTS", ""), "where job artifacts (uploaded files, stdout and stderr) are kept: a folder, file:///path or s3://bucket/prefix?endpoint=host:port (credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY); replicas must share it (env SANDBOXMESH_ARTIFACTS; default <data-dir>/artifacts; \"none\": no artifacts)")
 	maxArtifact := fs.Int64("max-artifact-bytes", jobs.DefaultMaxArtifactBytes, "largest accepted job artifact")
+	allowSignup := fs.String("allow-signup", env("SANDBOXMESH_ALLOW_SIGNUP", "false"), "let anyone sign up (POST /api/v2/auth/signup), creating a user and an org they own (env SANDBOXMESH_ALLOW_SIGNUP; default false: users join by invitation)")
+	secureCookies := fs.String("secure-cookies", env("SANDBOXMESH_SECURE_COOKIES", "false"), "mark the session cookie Secure on plain HTTP requests too: set it behind a TLS-terminating proxy (env SANDBOXMESH_SECURE_COOKIES; requests over TLS always get Secure cookies)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	signup, err := strconv.ParseBool(*allowSignup)
+	if err != nil {
+		return fmt.Errorf("--allow-signup %q: want true or false", *allowSignup)
+	}
+	secure, err := strconv.ParseBool(*secureCookies)
+	if err != nil {
+		return fmt.Errorf("--secure-cookies %q: want true or false", *secureCookies)
 	}
 	if *maxArtifact <= 0 {
 		return fmt.Errorf("--max-artifact-bytes %d: want a positive size", *maxArtifact)
@@ -155,7 +166,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Warn("no artifact store: job artifact uploads are refused (503); job logs are kept in the database")
 	}
 	srv, err := api.New(ctx, api.Config{Store: st, Logger: log, TracerProvider: tp, PreviewURL: pu, MaxBodyBytes: *maxBody, ReplicaURL: replicaURL, WriteTimeout: *writeTimeout,
-		TrustedProxies: splitList(*trusted), Jobs: jobs.Config{Artifacts: arts, MaxArtifactBytes: *maxArtifact}})
+		TrustedProxies: splitList(*trusted), Jobs: jobs.Config{Artifacts: arts, MaxArtifactBytes: *maxArtifact},
+		Identity: identity.Config{AllowSignup: signup}, SecureCookies: secure})
 	if err != nil {
 		return err
 	}

@@ -10,11 +10,13 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/identity"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
 )
 
@@ -48,16 +50,9 @@ func Mask(secret string) string {
 	return secret[:8] + "…" + secret[len(secret)-4:]
 }
 
-// Principal is an authenticated API caller.
-type Principal struct {
-	KeyID string
-	// Org is the key's org; empty for admin keys.
-	Org   string
-	Admin bool
-}
-
-// CanAccess reports whether the principal may act on org.
-func (p Principal) CanAccess(org string) bool { return p.Admin || p.Org == org }
+// Principal is an authenticated API caller: an API key or a user's browser
+// session (identity.Principal; its role in an org comes from identity.RoleIn).
+type Principal = identity.Principal
 
 // apiKeyFrom returns the API key of a request from either header.
 func apiKeyFrom(h http.Header) string {
@@ -76,13 +71,22 @@ func (s *Server) Authenticate(ctx context.Context, key string) (Principal, error
 	if err != nil {
 		return Principal{}, err
 	}
-	return Principal{KeyID: k.ID, Org: k.Org, Admin: k.Admin}, nil
+	return identity.PrincipalOfKey(k), nil
 }
 
+// authUser authenticates an API request: by API key (either header) or,
+// without one, by the browser session cookie. A cookie-authenticated
+// unsafe request must carry the session's CSRF token in X-CSRF-Token and,
+// when it has an Origin header, come from this host; API-key requests are
+// exempt (a browser never sends the key header on its own).
 func (s *Server) authUser(c *gin.Context) {
 	key := apiKeyFrom(c.Request.Header)
 	if key == "" {
-		s.fail(c, http.StatusUnauthorized, apitypes.ReasonUnauthorized, "missing API key: send it in the sandboxmesh-api-key (or signadot-api-key) header")
+		if ck, err := c.Request.Cookie(apitypes.SessionCookie); err == nil && ck.Value != "" {
+			s.authSession(c, ck.Value)
+			return
+		}
+		s.fail(c, http.StatusUnauthorized, apitypes.ReasonUnauthorized, "missing API key: send it in the sandboxmesh-api-key (or signadot-api-key) header, or log in (POST /api/v2/auth/login)")
 		return
 	}
 	p, err := s.Authenticate(c.Request.Context(), key)
@@ -98,30 +102,127 @@ func (s *Server) authUser(c *gin.Context) {
 	c.Next()
 }
 
+// authSession authenticates by session cookie, with the CSRF checks.
+func (s *Server) authSession(c *gin.Context, token string) {
+	ctx := c.Request.Context()
+	p, err := s.ids.Session(ctx, token)
+	if err != nil {
+		s.failIdentity(c, "session", err)
+		return
+	}
+	switch c.Request.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+	default:
+		if !s.sameSite(c) {
+			return
+		}
+		ok, err := s.ids.CheckCSRF(ctx, p.SessionHash, c.GetHeader(apitypes.HeaderCSRFToken))
+		if err != nil {
+			s.failErr(c, "csrf token", err)
+			return
+		}
+		if !ok {
+			s.fail(c, http.StatusForbidden, apitypes.ReasonForbidden, "missing or wrong CSRF token: send the csrfToken of GET /api/v2/auth/me in the "+apitypes.HeaderCSRFToken+" header")
+			return
+		}
+	}
+	c.Set(ctxPrincipal, p)
+	c.Next()
+}
+
+// sameSite refuses (403) a request a browser sent from another site: an
+// Origin header naming another host, or Sec-Fetch-Site: cross-site. It
+// guards cookie-authenticated writes and the routes that start sessions
+// (so that no other site can log a visitor in to its own account).
+func (s *Server) sameSite(c *gin.Context) bool {
+	if o := c.GetHeader("Origin"); o != "" && !sameOrigin(o, c.Request) {
+		s.fail(c, http.StatusForbidden, apitypes.ReasonForbidden, "cross-origin request refused: Origin "+o+" is not this host")
+		return false
+	}
+	if c.GetHeader("Sec-Fetch-Site") == "cross-site" {
+		s.fail(c, http.StatusForbidden, apitypes.ReasonForbidden, "cross-site request refused")
+		return false
+	}
+	return true
+}
+
+// sameSiteOnly is sameSite as middleware.
+func (s *Server) sameSiteOnly(c *gin.Context) {
+	if s.sameSite(c) {
+		c.Next()
+	}
+}
+
+// sameOrigin reports whether an Origin header names the host the request was sent to.
+func sameOrigin(origin string, r *http.Request) bool {
+	u, err := url.Parse(origin)
+	return err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host)
+}
+
 func principal(c *gin.Context) Principal {
 	p, _ := c.Get(ctxPrincipal)
 	pp, _ := p.(Principal)
 	return pp
 }
 
-// orgAccess checks the org path parameter against the caller. An org the caller
-// cannot access looks exactly like one that does not exist.
+// orgAccess authorises a request on an org route: the caller's role in the
+// org (identity.RoleIn) must allow the route's action (identity.Allowed,
+// the table routeAction fills in at registration). An org the caller has no
+// role in looks exactly like one that does not exist (404); a role that may
+// not do the action gets 403. After a successful write it records the
+// audit event: the one place the API writes the audit trail.
 func (s *Server) orgAccess(c *gin.Context) {
 	org := c.Param("org")
+	ctx := c.Request.Context()
 	p := principal(c)
-	if !p.CanAccess(org) {
+	action, ok := s.actions[c.Request.Method+" "+c.FullPath()]
+	if !ok { // every org route gets an action in handle; this is a bug
+		s.fail(c, http.StatusInternalServerError, apitypes.ReasonInternal, "route has no action")
+		return
+	}
+	_, err := s.ids.Authorize(ctx, p, org, action)
+	if errors.Is(err, identity.ErrNoAccess) {
 		s.fail(c, http.StatusNotFound, apitypes.ReasonNotFound, fmt.Sprintf("org %q not found", org))
 		return
 	}
-	if !p.Admin { // an org key's org exists: keys are only created in existing orgs
-		c.Next()
-		return
+	if p.Admin { // admin keys are bound to no org: it must exist (members' orgs do)
+		if _, gerr := s.st.GetOrg(ctx, org); gerr != nil {
+			s.failErr(c, fmt.Sprintf("org %q", org), gerr)
+			return
+		}
 	}
-	if _, err := s.st.GetOrg(c.Request.Context(), org); err != nil {
-		s.failErr(c, fmt.Sprintf("org %q", org), err)
+	if err != nil {
+		s.failIdentity(c, "org "+org, err)
 		return
 	}
 	c.Next()
+	switch c.Request.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return
+	}
+	if c.Writer.Status() >= 400 {
+		return
+	}
+	kind, name := auditObject(c)
+	if _, err := s.ids.Record(context.WithoutCancel(ctx), p, org, s.opIDs[c.Request.Method+" "+c.FullPath()], kind, name, c.Request.Method+" "+c.Request.URL.Path); err != nil {
+		s.log.ErrorContext(ctx, "audit event not recorded", "err", err, "requestId", c.GetString(ctxRequestID))
+	}
+}
+
+// auditObject names the object of an org route: the collection after the
+// org and the first path parameter after it.
+func auditObject(c *gin.Context) (kind, name string) {
+	rest := strings.TrimPrefix(c.FullPath(), orgPath)
+	kind, _, _ = strings.Cut(strings.TrimPrefix(rest, "/"), "/")
+	if kind == "" {
+		kind = "org"
+	}
+	for _, p := range c.Params {
+		if p.Key != "org" {
+			return kind, p.Value
+		}
+	}
+	return kind, c.Param("org")
 }
 
 // AgentIdentity is an authenticated agent: one cluster of one org.

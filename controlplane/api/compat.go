@@ -27,6 +27,18 @@ const agentStale = 2 * time.Minute
 func (s *Server) listOrgs(c *gin.Context) {
 	p := principal(c)
 	out := apitypes.OrgList{Orgs: []apitypes.OrgRef{}}
+	if p.UserID != "" && p.KeyID == "" { // a session: the user's orgs
+		ms, err := s.st.ListMemberships(c.Request.Context(), p.UserID)
+		if err != nil {
+			s.failErr(c, "orgs", err)
+			return
+		}
+		for _, m := range ms {
+			out.Orgs = append(out.Orgs, apitypes.OrgRef{Name: m.Org, DisplayName: m.Org})
+		}
+		c.JSON(http.StatusOK, out)
+		return
+	}
 	if !p.Admin {
 		out.Orgs = append(out.Orgs, apitypes.OrgRef{Name: p.Org, DisplayName: p.Org})
 		c.JSON(http.StatusOK, out)

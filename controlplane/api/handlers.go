@@ -125,11 +125,11 @@ func (s *Server) putOrg(c *gin.Context) {
 		return
 	}
 	if !p.Admin {
-		if p.Org == org {
+		if _, err := s.ids.RoleIn(c.Request.Context(), p, org); err == nil {
 			s.getOrg(c)
 			return
 		}
-		s.fail(c, http.StatusForbidden, apitypes.ReasonForbidden, "only admin keys can create orgs")
+		s.fail(c, http.StatusForbidden, apitypes.ReasonForbidden, "only admin keys can create orgs (users create theirs by signing up)")
 		return
 	}
 	var req putOrgRequest
@@ -649,7 +649,8 @@ func (s *Server) deleteToken(c *gin.Context) {
 // ---- API keys ----
 
 func keyView(k store.APIKey) apitypes.APIKey {
-	return apitypes.APIKey{ID: k.ID, Name: k.Name, CreatedAt: ts(k.CreatedAt), MaskedValue: k.Masked, RevokedAt: ts(k.RevokedAt)}
+	return apitypes.APIKey{ID: k.ID, Name: k.Name, CreatedAt: ts(k.CreatedAt), MaskedValue: k.Masked, RevokedAt: ts(k.RevokedAt),
+		OwnerUser: k.OwnerUser, ServiceAccount: k.ServiceAccount}
 }
 
 func (s *Server) createAPIKey(c *gin.Context) {

@@ -86,6 +86,44 @@ var Operations = []Operation{
 	{Method: "GET", Path: o + "/apikeys", ID: "list-api-keys", Summary: "List the org's API keys", Tag: "APIKeys", Response: []apitypes.APIKey{}, Query: map[string]string{"limit": "page size (1-500; larger is clamped); the next page's token is in the Sandboxmesh-Continue and Link headers. Without limit and continue: the whole list", "continue": "token of the next page (from Sandboxmesh-Continue)"}},
 	{Method: "DELETE", Path: o + "/apikeys/:id", ID: "revoke-api-key", Summary: "Revoke an API key", Tag: "APIKeys", Response: apitypes.EmptyResponse{}},
 
+	{Method: "POST", Path: "/api/v2/auth/login", ID: "login", Summary: "Log in with email and password: sets the HttpOnly session cookie and answers the CSRF token for unsafe requests (429 with Retry-After after too many failures per account or attempts per client)", Tag: "Auth", Request: apitypes.LoginRequest{}, Response: apitypes.AuthInfo{}, Public: true},
+	{Method: "POST", Path: "/api/v2/auth/signup", ID: "signup", Summary: "Sign up: create a user and an org the user owns, and log in (403 unless the control plane allows sign-up)", Tag: "Auth", Request: apitypes.SignUpRequest{}, Response: apitypes.AuthInfo{}, Status: 201, Public: true},
+	{Method: "POST", Path: "/api/v2/auth/invitations/accept", ID: "accept-invitation", Summary: "Accept an invitation with its token: a new user chooses a password, an existing user gives theirs; logs in", Tag: "Auth", Request: apitypes.AcceptInvitationRequest{}, Response: apitypes.AuthInfo{}, Public: true},
+	{Method: "POST", Path: "/api/v2/auth/logout", ID: "logout", Summary: "End this browser session (revoked in the database, not only the cookie)", Tag: "Auth", Response: apitypes.EmptyResponse{}},
+	{Method: "POST", Path: "/api/v2/auth/logout-all", ID: "logout-all", Summary: "Sign out everywhere: revoke every session of the user", Tag: "Auth", Response: apitypes.LogoutAllResponse{}},
+	{Method: "PUT", Path: "/api/v2/auth/password", ID: "change-password", Summary: "Change the caller's password (the current one proves the account; rate-limited as a login); the user's other sessions are revoked", Tag: "Auth", Request: apitypes.ChangePasswordRequest{}, Response: apitypes.EmptyResponse{}},
+	{Method: "GET", Path: "/api/v2/auth/me", ID: "get-me", Summary: "Who the caller is: the user, the orgs with the caller's role, and the session's CSRF token", Tag: "Auth", Response: apitypes.AuthInfo{}},
+
+	{Method: "GET", Path: o + "/members", ID: "list-members", Summary: "List the org's members with their roles, by user ID", Tag: "Members", Response: []apitypes.Member{}, Query: map[string]string{"limit": "page size (1-500; larger is clamped); the next page's token is in the Sandboxmesh-Continue and Link headers. Without limit and continue: the whole list", "continue": "token of the next page (from Sandboxmesh-Continue)"}},
+	{Method: "PUT", Path: o + "/members/:user", ID: "set-member-role", Summary: "Change a member's role (owner, admin, member, viewer); granting or taking away owner needs an owner; the last owner cannot be demoted (409)", Tag: "Members", Request: apitypes.SetRoleRequest{}, Response: apitypes.Member{}},
+	{Method: "DELETE", Path: o + "/members/:user", ID: "remove-member", Summary: "Remove a member (their API keys in the org are revoked); the last owner cannot be removed (409)", Tag: "Members", Response: apitypes.EmptyResponse{}},
+
+	{Method: "GET", Path: o + "/teams", ID: "list-teams", Summary: "List the org's teams", Tag: "Teams", Response: []apitypes.Team{}, Query: map[string]string{"limit": "page size (1-500; larger is clamped); the next page's token is in the Sandboxmesh-Continue and Link headers. Without limit and continue: the whole list", "continue": "token of the next page (from Sandboxmesh-Continue)"}},
+	{Method: "PUT", Path: o + "/teams/:team", ID: "apply-team", Summary: "Create a team or set its concurrent-sandbox quota (0: only the org's applies; at most the org's)", Tag: "Teams", Request: apitypes.PutTeamRequest{}, Response: apitypes.Team{}},
+	{Method: "GET", Path: o + "/teams/:team", ID: "get-team", Summary: "Get a team", Tag: "Teams", Response: apitypes.Team{}},
+	{Method: "DELETE", Path: o + "/teams/:team", ID: "delete-team", Summary: "Delete a team", Tag: "Teams", Response: apitypes.EmptyResponse{}},
+	{Method: "GET", Path: o + "/teams/:team/members", ID: "list-team-members", Summary: "List a team's members", Tag: "Teams", Response: []apitypes.Member{}, Query: map[string]string{"limit": "page size (1-500; larger is clamped); the next page's token is in the Sandboxmesh-Continue and Link headers. Without limit and continue: the whole list", "continue": "token of the next page (from Sandboxmesh-Continue)"}},
+	{Method: "PUT", Path: o + "/teams/:team/members/:user", ID: "add-team-member", Summary: "Add an org member to a team", Tag: "Teams", Response: apitypes.Member{}},
+	{Method: "DELETE", Path: o + "/teams/:team/members/:user", ID: "remove-team-member", Summary: "Remove a member from a team", Tag: "Teams", Response: apitypes.EmptyResponse{}},
+
+	{Method: "GET", Path: o + "/invitations", ID: "list-invitations", Summary: "List the org's invitations (open, accepted, revoked), oldest first", Tag: "Invitations", Response: []apitypes.Invitation{}, Query: map[string]string{"limit": "page size (1-500; larger is clamped); the next page's token is in the Sandboxmesh-Continue and Link headers. Without limit and continue: the whole list", "continue": "token of the next page (from Sandboxmesh-Continue)"}},
+	{Method: "POST", Path: o + "/invitations", ID: "create-invitation", Summary: "Invite an email address with a role (its token is shown only here; it expires after 7 days)", Tag: "Invitations", Request: apitypes.CreateInvitationRequest{}, Response: apitypes.Invitation{}, Status: 201},
+	{Method: "DELETE", Path: o + "/invitations/:id", ID: "revoke-invitation", Summary: "Revoke an open invitation", Tag: "Invitations", Response: apitypes.EmptyResponse{}},
+
+	{Method: "GET", Path: o + "/service-accounts", ID: "list-service-accounts", Summary: "List the org's service accounts", Tag: "ServiceAccounts", Response: []apitypes.ServiceAccount{}, Query: map[string]string{"limit": "page size (1-500; larger is clamped); the next page's token is in the Sandboxmesh-Continue and Link headers. Without limit and continue: the whole list", "continue": "token of the next page (from Sandboxmesh-Continue)"}},
+	{Method: "POST", Path: o + "/service-accounts", ID: "create-service-account", Summary: "Create a service account with a role (admin, member or viewer)", Tag: "ServiceAccounts", Request: apitypes.CreateServiceAccountRequest{}, Response: apitypes.ServiceAccount{}, Status: 201},
+	{Method: "GET", Path: o + "/service-accounts/:name", ID: "get-service-account", Summary: "Get a service account", Tag: "ServiceAccounts", Response: apitypes.ServiceAccount{}},
+	{Method: "DELETE", Path: o + "/service-accounts/:name", ID: "delete-service-account", Summary: "Delete a service account and revoke its keys", Tag: "ServiceAccounts", Response: apitypes.EmptyResponse{}},
+	{Method: "GET", Path: o + "/service-accounts/:name/keys", ID: "list-service-account-keys", Summary: "List a service account's API keys", Tag: "ServiceAccounts", Response: []apitypes.APIKey{}, Query: map[string]string{"limit": "page size (1-500; larger is clamped); the next page's token is in the Sandboxmesh-Continue and Link headers. Without limit and continue: the whole list", "continue": "token of the next page (from Sandboxmesh-Continue)"}},
+	{Method: "POST", Path: o + "/service-accounts/:name/keys", ID: "create-service-account-key", Summary: "Create an API key of a service account (its value is shown only here)", Tag: "ServiceAccounts", Request: apitypes.CreateAPIKeyRequest{}, Response: apitypes.APIKey{}, Status: 201},
+	{Method: "DELETE", Path: o + "/service-accounts/:name/keys/:id", ID: "revoke-service-account-key", Summary: "Revoke an API key of a service account", Tag: "ServiceAccounts", Response: apitypes.EmptyResponse{}},
+
+	{Method: "GET", Path: o + "/api-keys", ID: "list-own-api-keys", Summary: "List the caller's own API keys in the org (they act with the caller's role)", Tag: "APIKeys", Response: []apitypes.APIKey{}, Query: map[string]string{"limit": "page size (1-500; larger is clamped); the next page's token is in the Sandboxmesh-Continue and Link headers. Without limit and continue: the whole list", "continue": "token of the next page (from Sandboxmesh-Continue)"}},
+	{Method: "POST", Path: o + "/api-keys", ID: "create-own-api-key", Summary: "Create an API key of the caller (its value is shown only here)", Tag: "APIKeys", Request: apitypes.CreateAPIKeyRequest{}, Response: apitypes.APIKey{}, Status: 201},
+	{Method: "DELETE", Path: o + "/api-keys/:id", ID: "revoke-own-api-key", Summary: "Revoke one of the caller's own API keys", Tag: "APIKeys", Response: apitypes.EmptyResponse{}},
+
+	{Method: "GET", Path: o + "/events", ID: "list-events", Summary: "The org's audit trail: who did what to which object, oldest first", Tag: "Audit", Response: []apitypes.AuditEvent{}, Query: map[string]string{"limit": "page size (1-500; larger is clamped); the next page's token is in the Sandboxmesh-Continue and Link headers. Without limit and continue: the whole list", "continue": "token of the next page (from Sandboxmesh-Continue)"}},
+
 	{Method: "GET", Path: adminKeysPath, ID: "list-admin-keys", Summary: "List the admin keys (valid for every org; admin keys only)", Tag: "AdminKeys", Response: []apitypes.APIKey{}},
 	{Method: "POST", Path: adminKeysPath, ID: "create-admin-key", Summary: "Create an admin key (its value is shown only here; admin keys only)", Tag: "AdminKeys", Request: apitypes.CreateAPIKeyRequest{}, Response: apitypes.APIKey{}, Status: 201},
 	{Method: "DELETE", Path: adminKeysPath + "/:id", ID: "revoke-admin-key", Summary: "Revoke an admin key (409 for the last one; admin keys only)", Tag: "AdminKeys", Response: apitypes.EmptyResponse{}},
@@ -208,12 +246,21 @@ func OpenAPI() map[string]any {
 			"404":        errResp("Not Found"),
 			"500":        errResp("Internal Server Error"),
 		}
+		if !op.Public && !op.Agent && !op.Runner {
+			resps["403"] = errResp("Forbidden: the caller's role does not allow the action (x-sandboxmesh-action), or a session's CSRF token is missing")
+		}
+		if strings.HasPrefix(op.Path, "/api/v2/auth/") && op.Public {
+			resps["429"] = errResp("Too many attempts: retry after the Retry-After header's seconds")
+		}
 		if op.Method == "PUT" {
 			resps["409"] = errResp("Conflict: version mismatch (If-Match) or object in use")
 			resps["413"] = errResp("Request body too large")
 			resps["429"] = errResp("Quota exceeded")
 		}
 		entry := map[string]any{"operationId": op.ID, "summary": op.Summary, "tags": []string{op.Tag}, "responses": resps}
+		if op.Path == orgPath || strings.HasPrefix(op.Path, orgPath+"/") {
+			entry["x-sandboxmesh-action"] = string(routeAction(op.Method, op.Path)) // the role check: see identity.Allowed
+		}
 		if len(params) > 0 {
 			entry["parameters"] = params
 		}
@@ -245,13 +292,16 @@ func OpenAPI() map[string]any {
 		"security": []any{
 			map[string]any{"ApiKeyAuth": []string{}},
 			map[string]any{"SignadotApiKeyAuth": []string{}},
+			map[string]any{"SessionCookie": []string{}},
 		},
 		"components": map[string]any{
 			"schemas": g.defs,
 			"securitySchemes": map[string]any{
 				"ApiKeyAuth":         map[string]any{"type": "apiKey", "in": "header", "name": apitypes.HeaderAPIKey},
 				"SignadotApiKeyAuth": map[string]any{"type": "apiKey", "in": "header", "name": apitypes.HeaderSignadotAPIKey},
-				"ClusterToken":       map[string]any{"type": "apiKey", "in": "header", "name": apitypes.HeaderClusterToken},
+				"SessionCookie": map[string]any{"type": "apiKey", "in": "cookie", "name": apitypes.SessionCookie,
+					"description": "browser session from POST /api/v2/auth/login; unsafe requests also need the session's CSRF token in " + apitypes.HeaderCSRFToken},
+				"ClusterToken": map[string]any{"type": "apiKey", "in": "header", "name": apitypes.HeaderClusterToken},
 				"RunnerToken": map[string]any{"type": "http", "scheme": "bearer",
 					"description": "smr_… runner token of the runner group named by the " + apitypes.HeaderRunnerOrg + " and " + apitypes.HeaderRunnerGroup + " headers; the pod names itself in " + apitypes.HeaderRunnerPod},
 			},

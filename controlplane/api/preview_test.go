@@ -210,9 +210,15 @@ func TestPreviewThroughTunnel(t *testing.T) {
 	})
 
 	t.Run("path form", func(t *testing.T) {
-		resp, body := do("GET", "", "/preview/acme/feat/web/x/y", e.keyA, nil)
+		// A browser logged in to the portal sends its session cookie to the
+		// path form (same host): the upstream never sees it.
+		hdr := http.Header{"Cookie": {apitypes.SessionCookie + "=sms_secret; app=1"}, apitypes.HeaderCSRFToken: {"csrf"}}
+		resp, body := do("GET", "", "/preview/acme/feat/web/x/y", e.keyA, hdr)
 		if resp.StatusCode != 200 || body != "hello /x/y" {
 			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+		if got := rec.last(); got.Header.Get("Cookie") != "app=1" || got.Header.Get(apitypes.HeaderCSRFToken) != "" {
+			t.Fatalf("portal session leaked upstream: cookie %q csrf %q", got.Header.Get("Cookie"), got.Header.Get(apitypes.HeaderCSRFToken))
 		}
 		// Admin keys must use the path form; it works for them.
 		resp, _ = do("GET", "web--feat.preview.localhost", "/", e.adminKey(t), nil)

@@ -1,5 +1,8 @@
 // Package api is the control plane's REST API (/api/v2, gin): orgs and quotas,
-// API keys, clusters and cluster tokens, sandboxes and route groups — wire
+// API keys, people and access (sessions, members, teams, invitations, service
+// accounts, the audit trail; thin handlers over controlplane/identity,
+// people.go, with every org route authorised by role in orgAccess), clusters
+// and cluster tokens, sandboxes and route groups — wire
 // compatible with the Signadot v2 API for those resources — plus the agent
 // protocol (long-poll of desired state, status reports, the preview tunnel),
 // job runner groups, jobs, their log streams and artifacts with the runner
@@ -35,6 +38,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/identity"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/jobs"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/preview"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/resourceplugins"
@@ -104,6 +108,14 @@ type Config struct {
 	// bounds of reports and captures, the capture grace, the diff's options.
 	// Store, Jobs and Logger are filled in from this Config.
 	SmartTests smarttests.Config
+	// Identity configures people and access (controlplane/identity):
+	// AllowSignup, password hashing parameters, session lifetimes, login
+	// rate limits. Store and Logger are filled in from this Config.
+	Identity identity.Config
+	// SecureCookies marks the session cookie Secure even on plain HTTP
+	// requests (set it behind a TLS-terminating proxy); requests that came
+	// over TLS always get Secure cookies.
+	SecureCookies bool
 }
 
 // Server serves the API.
@@ -126,6 +138,12 @@ type Server struct {
 	jobs       *jobs.Service
 	plugins    *resourceplugins.Service
 	tests      *smarttests.Service
+	ids        *identity.Service
+	// actions maps "METHOD /gin/path" of every org route to the action its
+	// role check asks identity.Allowed about; opIDs to its OpenAPI
+	// operation ID (the audit trail's action).
+	actions map[string]identity.Action
+	opIDs   map[string]string
 
 	// Preview-path caches (see PreviewCacheTTL).
 	keyCache     *ttlCache[Principal]
@@ -216,6 +234,16 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	go s.tests.Run(ctx) // fires smart test triggers, until ctx ends
+	ic := cfg.Identity
+	ic.Store, ic.Logger = cfg.Store, cfg.Logger
+	if s.ids, err = identity.New(ic); err != nil {
+		return nil, err
+	}
+	go s.ids.Run(ctx) // deletes dead sessions, until ctx ends
+	s.actions, s.opIDs = map[string]identity.Action{}, map[string]string{}
+	for _, op := range Operations {
+		s.opIDs[op.Method+" "+op.Path] = op.ID
+	}
 	s.replicaID, s.tunnelLease = newReplicaID(), defaultTunnelLease
 	s.preview = &preview.Proxy{
 		Base:                  pb,
@@ -295,8 +323,14 @@ func (s *Server) Routes() []struct{ Method, Path string } {
 // Hub returns the registry of agent tunnels.
 func (s *Server) Hub() *tunnel.Hub { return s.hub }
 
+// Identity returns the identity service (the portal's pages call it too).
+func (s *Server) Identity() *identity.Service { return s.ids }
+
 func (s *Server) handle(method, path string, h ...gin.HandlerFunc) {
 	s.routes = append(s.routes, route{method, path})
+	if path == orgPath || strings.HasPrefix(path, orgPath+"/") {
+		s.actions[method+" "+path] = routeAction(method, path)
+	}
 	s.engine.Handle(method, path, h...)
 }
 
@@ -315,7 +349,7 @@ func (s *Server) register() {
 	s.handle(http.MethodGet, "/api/v2/openapi.json", s.openAPI)
 	s.handle(http.MethodGet, "/api/v2/meta/openapi.json", s.openAPI) // Signadot's path of its document
 
-	o := "/api/v2/orgs/:org"
+	o := orgPath
 	user := s.authUser
 	s.handle(http.MethodGet, "/api/v2/orgs", user, s.listOrgs)
 	s.handle(http.MethodPut, o, user, s.putOrg)
@@ -359,6 +393,7 @@ func (s *Server) register() {
 	s.handle(http.MethodDelete, adminKeysPath+"/:id", append(admin, s.revokeAdminKey)...)
 	s.handle(http.MethodPost, adminKeysPath+"/:id/rotate", append(admin, s.rotateAdminKey)...)
 
+	s.registerPeople(o)
 	s.registerJobs(o)
 	s.registerResourcePlugins(o)
 	s.registerSmartTests(o)

@@ -179,6 +179,10 @@ type APIKey struct {
 	MaskedValue string `json:"maskedValue,omitempty"`
 	Key         string `json:"key,omitempty"`
 	RevokedAt   string `json:"revokedAt,omitempty"`
+	// OwnerUser is the ID of the user who owns the key (extension).
+	OwnerUser string `json:"ownerUserId,omitempty"`
+	// ServiceAccount is the service account that owns the key (extension).
+	ServiceAccount string `json:"serviceAccount,omitempty"`
 }
 
 // CreateAPIKeyRequest creates an API key.
@@ -239,6 +243,8 @@ const (
 	ReasonUnavailable   = "Unavailable"
 	// ReasonInUse: the object cannot be deleted while others use it.
 	ReasonInUse = "InUse"
+	// ReasonRateLimited: too many attempts (logins); Retry-After says when to retry.
+	ReasonRateLimited = "RateLimited"
 )
 
 // ---- agent protocol ----

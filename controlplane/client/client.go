@@ -48,6 +48,18 @@ type (
 	Workload = apitypes.Workload
 	// WorkloadList is a cluster's reported workloads.
 	WorkloadList = apitypes.WorkloadList
+	// AuthInfo says who the caller is (GetMe).
+	AuthInfo = apitypes.AuthInfo
+	// Member is a user's role in an org.
+	Member = apitypes.Member
+	// Team is a team of an org.
+	Team = apitypes.Team
+	// Invitation is an invitation into an org.
+	Invitation = apitypes.Invitation
+	// ServiceAccount owns API keys that belong to no person.
+	ServiceAccount = apitypes.ServiceAccount
+	// AuditEvent is an entry of an org's audit trail.
+	AuditEvent = apitypes.AuditEvent
 )
 
 // Sentinel errors matched by *APIError's Is method.
@@ -64,6 +76,9 @@ var (
 	ErrQuotaExceeded = errors.New("quota exceeded")
 	// ErrInvalid matches 400 answers.
 	ErrInvalid = errors.New("invalid request")
+	// ErrRateLimited matches 429 answers with reason RateLimited (too many
+	// login attempts; APIError.RetryAfter says when to retry).
+	ErrRateLimited = errors.New("rate limited")
 )
 
 // APIError is an error answer of the API.
@@ -106,7 +121,9 @@ func (e *APIError) Is(target error) bool {
 	case ErrConflict:
 		return e.Status == http.StatusConflict
 	case ErrQuotaExceeded:
-		return e.Status == http.StatusTooManyRequests || e.Reason == apitypes.ReasonQuotaExceeded
+		return (e.Status == http.StatusTooManyRequests && e.Reason != apitypes.ReasonRateLimited) || e.Reason == apitypes.ReasonQuotaExceeded
+	case ErrRateLimited:
+		return e.Reason == apitypes.ReasonRateLimited
 	case ErrInvalid:
 		return e.Status == http.StatusBadRequest
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/api"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/client"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/identity"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/jobs"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/jobs/artifacts"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
@@ -31,7 +32,8 @@ func TestSDKCoversOpenAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := api.New(ctx, api.Config{Store: st, Jobs: jobs.Config{Artifacts: arts}})
+	srv, err := api.New(ctx, api.Config{Store: st, Jobs: jobs.Config{Artifacts: arts},
+		Identity: identity.Config{Params: identity.Params{Memory: 64, Time: 1, Threads: 1, KeyLen: 32}, AllowSignup: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,6 +137,7 @@ func TestSDKCoversOpenAPI(t *testing.T) {
 	jobCalls(ctx, t, c, hs.URL)
 	pluginCalls(ctx, t, c)
 	smartTestCalls(ctx, t, c)
+	peopleCalls(ctx, t, c, hs.URL)
 	must(c.DeleteCluster(ctx, "acme", "c1"))
 	ak, err := c.CreateAdminKey(ctx, "second")
 	must(err)
@@ -373,6 +376,104 @@ func jobCalls(ctx context.Context, t *testing.T, c *client.Client, base string) 
 	must(err)
 	must(c.DeleteJob(ctx, "acme", job.Name))
 	must(c.DeleteRunnerGroup(ctx, "acme", "rg"))
+}
+
+// peopleCalls drives the SDK's people-and-access methods: with the admin
+// key (an owner of every org), and with a user's session.
+func peopleCalls(ctx context.Context, t *testing.T, c *client.Client, base string) {
+	t.Helper()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := http.Post(base+"/api/v2/auth/signup", "application/json", strings.NewReader(`{"email":"ann@example.com","password":"anns long passphrase","org":"shop"}`))
+	must(err)
+	var info apitypes.AuthInfo
+	must(json.NewDecoder(resp.Body).Decode(&info))
+	resp.Body.Close()
+	var cookie string
+	for _, ck := range resp.Cookies() {
+		if ck.Name == apitypes.SessionCookie {
+			cookie = ck.Name + "=" + ck.Value
+		}
+	}
+	ann, err := client.New(base, "", client.WithHeader("Cookie", cookie), client.WithHeader(apitypes.HeaderCSRFToken, info.CSRFToken))
+	must(err)
+	me, err := ann.GetMe(ctx)
+	if err != nil || me.User == nil || me.User.Email != "ann@example.com" || len(me.Orgs) != 1 {
+		t.Fatalf("me: %+v %v", me, err)
+	}
+	inv, err := c.CreateInvitation(ctx, "shop", "vic@example.com", "viewer")
+	must(err)
+	if inv.Token == "" {
+		t.Fatal("invitation without its token")
+	}
+	_, err = c.ListInvitations(ctx, "shop")
+	must(err)
+	must(c.RevokeInvitation(ctx, "shop", inv.ID))
+	ms, err := c.ListMembers(ctx, "shop")
+	must(err)
+	if len(ms) != 1 {
+		t.Fatalf("members: %+v", ms)
+	}
+	_, err = c.ApplyTeam(ctx, "shop", "web", 3)
+	must(err)
+	_, err = c.GetTeam(ctx, "shop", "web")
+	must(err)
+	_, err = c.ListTeams(ctx, "shop")
+	must(err)
+	_, err = c.AddTeamMember(ctx, "shop", "web", ms[0].UserID)
+	must(err)
+	_, err = c.ListTeamMembers(ctx, "shop", "web")
+	must(err)
+	must(c.RemoveTeamMember(ctx, "shop", "web", ms[0].UserID))
+	must(c.DeleteTeam(ctx, "shop", "web"))
+	if _, err := c.SetMemberRole(ctx, "shop", ms[0].UserID, "admin"); !errors.Is(err, client.ErrConflict) {
+		t.Fatalf("demote the last owner: %v", err)
+	}
+	if err := c.RemoveMember(ctx, "shop", ms[0].UserID); !errors.Is(err, client.ErrConflict) {
+		t.Fatalf("remove the last owner: %v", err)
+	}
+	_, err = c.CreateServiceAccount(ctx, "shop", "ci", "CI", "member")
+	must(err)
+	_, err = c.GetServiceAccount(ctx, "shop", "ci")
+	must(err)
+	_, err = c.ListServiceAccounts(ctx, "shop")
+	must(err)
+	k, err := c.CreateServiceAccountKey(ctx, "shop", "ci", "gha")
+	must(err)
+	_, err = c.ListServiceAccountKeys(ctx, "shop", "ci")
+	must(err)
+	must(c.RevokeServiceAccountKey(ctx, "shop", "ci", k.ID))
+	must(c.DeleteServiceAccount(ctx, "shop", "ci"))
+	own, err := ann.CreateOwnAPIKey(ctx, "shop", "laptop")
+	must(err)
+	_, err = ann.ListOwnAPIKeys(ctx, "shop")
+	must(err)
+	must(ann.RevokeOwnAPIKey(ctx, "shop", own.ID))
+	if _, err := c.ListOwnAPIKeys(ctx, "shop"); !errors.Is(err, client.ErrInvalid) {
+		t.Fatalf("own keys of the admin key: %v", err)
+	}
+	ev, err := c.ListEvents(ctx, "shop")
+	must(err)
+	if len(ev) == 0 {
+		t.Fatal("no audit events")
+	}
+	_, err = c.ListEventsPage(ctx, "shop", client.PageOptions{Limit: 1})
+	must(err)
+	if err := ann.ChangePassword(ctx, "wrong passphrase!", "anns new passphrase"); !errors.Is(err, client.ErrInvalid) {
+		t.Fatalf("change password with a wrong one: %v", err)
+	}
+	must(ann.ChangePassword(ctx, "anns long passphrase", "anns new passphrase"))
+	must(ann.Logout(ctx))
+	if _, err := ann.GetMe(ctx); !errors.Is(err, client.ErrUnauthorized) {
+		t.Fatalf("after logout: %v", err)
+	}
+	if _, err := c.LogoutAll(ctx); !errors.Is(err, client.ErrInvalid) {
+		t.Fatalf("logout-all with an API key: %v", err)
+	}
 }
 
 // pluginCalls drives the SDK's resource plugin methods.

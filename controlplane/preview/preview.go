@@ -314,7 +314,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, span trace.Span) {
 			h.Del(apitypes.HeaderAPIKey)
 			h.Del(apitypes.HeaderSignadotAPIKey)
 			h.Del(apitypes.HeaderClusterToken)
+			h.Del(apitypes.HeaderCSRFToken)
 			stripCookie(h, CookieName)
+			stripCookie(h, apitypes.SessionCookie) // the portal's session, sent along on the path form's host
 			if span != nil {
 				// The upstream continues the trace under the preview span
 				// (before the routing key, which adds its tracestate member).

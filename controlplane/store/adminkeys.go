@@ -124,9 +124,10 @@ func (s *Store) RotateAdminKey(ctx context.Context, id string, next APIKey) (API
 	return next, nil
 }
 
-func (s *Store) insertAPIKey(ctx context.Context, tx *sql.Tx, k APIKey) error {
-	_, err := tx.ExecContext(ctx, s.q(`INSERT INTO api_keys (id, org, name, hash, masked, admin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`),
-		k.ID, k.Org, k.Name, k.Hash, k.Masked, boolInt(k.Admin), k.CreatedAt.UnixNano())
+// insertAPIKey is the one INSERT of an API key, through the database or a transaction.
+func (s *Store) insertAPIKey(ctx context.Context, q execer, k APIKey) error {
+	_, err := q.ExecContext(ctx, s.q(`INSERT INTO api_keys (id, org, name, hash, masked, admin, owner_user, service_account, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		k.ID, k.Org, k.Name, k.Hash, k.Masked, boolInt(k.Admin), k.OwnerUser, k.ServiceAccount, k.CreatedAt.UnixNano())
 	return err
 }
 

@@ -12,11 +12,17 @@ type APIKey struct {
 	Org  string // empty for admin keys, which may act on every org
 	Name string
 	// Hash is the hex SHA-256 of the key.
-	Hash      string
-	Masked    string
-	Admin     bool
-	CreatedAt time.Time
-	RevokedAt time.Time
+	Hash   string
+	Masked string
+	Admin  bool
+	// OwnerUser is the user who owns the key (it acts with the user's role
+	// in Org); ServiceAccount the service account that owns it. Both are
+	// empty for admin keys and for org keys made before users existed, which
+	// act as org admins.
+	OwnerUser      string
+	ServiceAccount string
+	CreatedAt      time.Time
+	RevokedAt      time.Time
 }
 
 // CreateAPIKey stores a key.
@@ -24,20 +30,23 @@ func (s *Store) CreateAPIKey(ctx context.Context, k APIKey) (APIKey, error) {
 	if k.CreatedAt.IsZero() {
 		k.CreatedAt = s.now().UTC()
 	}
-	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO api_keys (id, org, name, hash, masked, admin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`),
-		k.ID, k.Org, k.Name, k.Hash, k.Masked, boolInt(k.Admin), k.CreatedAt.UnixNano())
-	if err != nil {
+	if k.ServiceAccount != "" {
+		if _, err := s.GetServiceAccount(ctx, k.Org, k.ServiceAccount); err != nil {
+			return APIKey{}, fmt.Errorf("create api key %s: %w", k.ID, err)
+		}
+	}
+	if err := s.insertAPIKey(ctx, s.db, k); err != nil {
 		return APIKey{}, fmt.Errorf("create api key %s in org %s: %w", k.ID, k.Org, err)
 	}
 	return k, nil
 }
 
-const apiKeyCols = `id, org, name, hash, masked, admin, created_at, revoked_at`
+const apiKeyCols = `id, org, name, hash, masked, admin, owner_user, service_account, created_at, revoked_at`
 
 func scanAPIKey(sc scanner) (APIKey, error) {
 	var k APIKey
 	var admin, created, revoked int64
-	if err := sc.Scan(&k.ID, &k.Org, &k.Name, &k.Hash, &k.Masked, &admin, &created, &revoked); err != nil {
+	if err := sc.Scan(&k.ID, &k.Org, &k.Name, &k.Hash, &k.Masked, &admin, &k.OwnerUser, &k.ServiceAccount, &created, &revoked); err != nil {
 		return APIKey{}, err
 	}
 	k.Admin = admin != 0
@@ -63,6 +72,43 @@ func (s *Store) ListAPIKeys(ctx context.Context, org string, p PageRequest) (Pag
 		return Page[APIKey]{}, fmt.Errorf("list api keys of org %s: %w", org, err)
 	}
 	return pg, nil
+}
+
+// APIKeyOwner selects the keys of one owner: a user (User) or a service
+// account (ServiceAccount); exactly one is set.
+type APIKeyOwner struct {
+	User           string
+	ServiceAccount string
+}
+
+// ListAPIKeysOf returns a page of the keys of one owner in org (revoked ones
+// included), oldest first.
+func (s *Store) ListAPIKeysOf(ctx context.Context, org string, owner APIKeyOwner) func(PageRequest) (Page[APIKey], error) {
+	return func(p PageRequest) (Page[APIKey], error) {
+		col, val := "owner_user", owner.User
+		if owner.ServiceAccount != "" {
+			col, val = "service_account", owner.ServiceAccount
+		}
+		if val == "" {
+			return Page[APIKey]{}, fmt.Errorf("list api keys of org %s: no owner given", org)
+		}
+		pg, err := scanPage(ctx, s, p, scopeOf("apikeys-of", org, col, val), true, "id", scanAPIKey,
+			func(k APIKey) (int64, string) { return k.CreatedAt.UnixNano(), k.ID }, nil,
+			`SELECT `+apiKeyCols+` FROM api_keys WHERE org = ? AND `+col+` = ?`, org, val)
+		if err != nil {
+			return Page[APIKey]{}, fmt.Errorf("list api keys of %s %s in org %s: %w", col, val, org, err)
+		}
+		return pg, nil
+	}
+}
+
+// GetAPIKey returns a key of an org (revoked or not); ErrNotFound otherwise.
+func (s *Store) GetAPIKey(ctx context.Context, org, id string) (APIKey, error) {
+	k, err := scanRow(ctx, s, s.db, scanAPIKey, `SELECT `+apiKeyCols+` FROM api_keys WHERE org = ? AND id = ? AND admin = 0`, org, id)
+	if err != nil {
+		return APIKey{}, fmt.Errorf("api key %s of org %s: %w", id, org, err)
+	}
+	return k, nil
 }
 
 // RevokeAPIKey revokes a key of an org.

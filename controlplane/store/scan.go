@@ -15,6 +15,17 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
+// execer is a *sql.DB or a *sql.Tx, for writes.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// dbtx is a *sql.DB or a *sql.Tx, for reads and writes.
+type dbtx interface {
+	querier
+	execer
+}
+
 // scanRows runs query (with ? placeholders) on q and scans every row with
 // scan, in order. It is the one place the store iterates result sets; each
 // record kind only supplies its column list and its scan function.

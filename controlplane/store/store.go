@@ -1,7 +1,9 @@
 // Package store owns the control plane's persistent state: orgs and their quotas,
 // hashed API keys, clusters and their hashed tokens, the desired sandboxes, route
 // groups and job runner groups with the status the in-cluster agents report for
-// them, and jobs with their log chunks and artifact metadata (jobs.go).
+// them, and jobs with their log chunks and artifact metadata (jobs.go), and people and
+// access: users, org memberships, teams, invitations, sessions, service
+// accounts and the audit trail (identity.go).
 //
 // One implementation on database/sql serves two drivers: embedded SQLite
 // (modernc.org/sqlite, pure Go, the default) and PostgreSQL (pgx). The schema is

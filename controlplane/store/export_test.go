@@ -1,0 +1,37 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/pressly/goose/v3"
+)
+
+// MigrateTo migrates the database at dsn up to version only (for tests of
+// a migration: data written at the version before it must survive it).
+func MigrateTo(ctx context.Context, driver, dsn string, version int64) (*sql.DB, error) {
+	name, dialect := "sqlite", goose.DialectSQLite3
+	if driver == DriverPostgres {
+		name, dialect = "pgx", goose.DialectPostgres
+	} else {
+		dsn = sqliteDSN(dsn)
+	}
+	db, err := sql.Open(name, dsn)
+	if err != nil {
+		return nil, err
+	}
+	sub, err := fsSub()
+	if err != nil {
+		return nil, err
+	}
+	p, err := goose.NewProvider(dialect, db, sub)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := p.UpTo(ctx, version); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate to %d: %w", version, err)
+	}
+	return db, nil
+}
