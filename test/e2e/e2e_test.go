@@ -134,7 +134,9 @@ func TestProduct(t *testing.T) {
 	}
 
 	installStart := time.Now()
-	e, err := demo.Install(ctx, demo.Options{RepoDir: cfg.RepoDir, Kubeconfig: kubeconfig, Progress: tw{t}, Log: log})
+	// Connected machines may reach the cluster's pods and Services through their local-workload tunnel.
+	cidrs := "localWorkloads.clusterCIDRs={" + cfg.ClusterCIDR.Masked().String() + "," + cfg.ServiceCIDR.Masked().String() + "}"
+	e, err := demo.Install(ctx, demo.Options{RepoDir: cfg.RepoDir, Kubeconfig: kubeconfig, Progress: tw{t}, Log: log, Values: []string{cidrs}})
 	if err != nil {
 		t.Fatalf("install: %v", err)
 	}
@@ -308,6 +310,7 @@ func TestProduct(t *testing.T) {
 	t.Run("jobs run in the cluster with the sandbox's routing key", func(t *testing.T) { jobsInCluster(ctx, t, e, routeV2.Name) })
 	t.Run("a resource plugin gives a fork its own database", func(t *testing.T) { resourcePlugins(ctx, t, e, cfg) })
 	t.Run("message queues: a fork consumes its key's events, the baseline the rest", func(t *testing.T) { messageQueues(ctx, t, e, cfg) })
+	t.Run("local workload: keyed requests reach a process on the host, unkeyed the baseline", func(t *testing.T) { localWorkload(ctx, t, e, h) })
 
 	t.Run("update rolls the fork and routing keeps working", func(t *testing.T) {
 		sb, err := e.API.GetSandbox(ctx, e.Org, routeV2.Name)
