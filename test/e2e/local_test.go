@@ -117,7 +117,7 @@ func localWorkload(ctx context.Context, t *testing.T, e *demo.Env, h *hitter) {
 	defer sln.Close()
 	go func() { _ = socks.Serve(sln) }()
 	pc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "socks5", Host: sln.Addr().String()})}}
-	resp, err := pc.Get("http://customer." + demo.ExampleNamespace + ".svc:8081/customer?customer=392")
+	resp, err := pc.Get("http://customer." + demo.ExampleNamespace + ".svc:8081/customer?id=392")
 	if err != nil {
 		t.Fatalf("outbound through the tunnel: %v", err)
 	}
