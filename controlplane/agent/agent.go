@@ -544,6 +544,7 @@ func (a *Agent) observe(ctx context.Context, o apitypes.AgentObject) (apitypes.O
 		}
 		out.Forks = sb.Status.Forks
 		out.Resources = sb.Status.Resources
+		out.Local = sb.Status.Local
 		if t := sb.Status.ScheduledDeleteTime; t != nil {
 			scheduled = t.UTC().Format(time.RFC3339)
 		}

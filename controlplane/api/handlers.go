@@ -463,7 +463,7 @@ func (s *Server) sandboxView(pb preview.Base, o store.Object) sandboxWire {
 	_ = json.Unmarshal(o.Spec, &spec)
 	st, ok := observed(o)
 	if ok {
-		out.Status = apitypes.Readiness{Ready: st.Ready, Reason: st.Reason, Message: st.Message, ScheduledDeleteTime: st.ScheduledDeleteTime, Forks: st.Forks, Resources: st.Resources}
+		out.Status = apitypes.Readiness{Ready: st.Ready, Reason: st.Reason, Message: st.Message, ScheduledDeleteTime: st.ScheduledDeleteTime, Forks: st.Forks, Resources: st.Resources, Local: st.Local}
 	} else {
 		out.Status.Reason, out.Status.Message = pending(o)
 	}

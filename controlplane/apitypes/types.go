@@ -97,6 +97,9 @@ type Readiness struct {
 	// Resources report each of spec.resources (an extension: phase, step,
 	// message and the names of its output keys, never their values).
 	Resources []v1alpha1.ResourceStatus `json:"resources,omitempty"`
+	// Local reports each of spec.local (an extension: the Service its keyed requests go to and whether
+	// the machine's tunnel is connected).
+	Local []v1alpha1.LocalStatus `json:"local,omitempty"`
 	// TestExecutions summarises the sandbox's published smart-test
 	// executions (GET of one sandbox only; docs/smart-tests.md).
 	TestExecutions *SandboxTestExecutions `json:"testExecutions,omitempty"`
@@ -290,6 +293,8 @@ type ObservedStatus struct {
 	// Resources report a sandbox's spec.resources (phases, steps, output
 	// key names; never output values).
 	Resources []v1alpha1.ResourceStatus `json:"resources,omitempty"`
+	// Local reports a sandbox's spec.local (the machine's tunnel).
+	Local []v1alpha1.LocalStatus `json:"local,omitempty"`
 	// Pods counts the runner pods of a runner group (ready, notReady; idle
 	// is computed by the control plane).
 	Pods *RunnerGroupPods `json:"pods,omitempty"`

@@ -30,7 +30,7 @@ type NameInput struct {
 type SandboxApplyInput struct {
 	Name string `json:"name,omitempty" jsonschema:"sandbox name: a DNS label starting with a letter, at most 30 characters (may come from yaml instead)"`
 	// Spec is the sandbox spec.
-	Spec               *v1alpha1.SandboxSpec `json:"spec,omitempty" jsonschema:"the sandbox spec: cluster (required), forks [{forkOf: {kind: Deployment, namespace, name}, customizations: {images: [{image, container}], env: [{name, value}]}}], defaultRouteGroup: {endpoints: [{name, target: http://<svc>.<ns>.svc:<port> or http://<workload>.<ns>.deploy:<port>}]}, labels, ttl: {duration: 2h}, resources: [{name, plugin, params}] (plugins: resourceplugin_list) with env valueFrom: {resource: {name, outputKey: <step>.<output>}}. Give spec or yaml, not both"`
+	Spec               *v1alpha1.SandboxSpec `json:"spec,omitempty" jsonschema:"the sandbox spec: cluster (required), forks [{forkOf: {kind: Deployment, namespace, name}, customizations: {images: [{image, container}], env: [{name, value}]}}], defaultRouteGroup: {endpoints: [{name, target: http://<svc>.<ns>.svc:<port> or http://<workload>.<ns>.deploy:<port>}]}, labels, ttl: {duration: 2h}, resources: [{name, plugin, params}] (plugins: resourceplugin_list) with env valueFrom: {resource: {name, outputKey: <step>.<output>}}, local: [{name, from: {kind, namespace, name}, mappings: [{port, toLocal: host:port}]}] with localMachineID (the machine id that 'sandboxmesh local status' shows) to send the workload's keyed requests to a process on a machine joined with 'sandboxmesh local connect'. Give spec or yaml, not both"`
 	YAML               string                `json:"yaml,omitempty" jsonschema:"alternatively the whole sandbox file as YAML or JSON: {name: ..., spec: {...}}"`
 	Wait               bool                  `json:"wait,omitempty" jsonschema:"wait until the sandbox is ready before answering"`
 	WaitTimeoutSeconds int                   `json:"wait_timeout_seconds,omitempty" jsonschema:"how long to wait when wait is true (default 180)"`
@@ -144,9 +144,11 @@ type SandboxView struct {
 	// Resources report spec.resources as the operator last did (phase, step,
 	// message, the names of their output keys).
 	Resources []v1alpha1.ResourceStatus `json:"resources,omitempty"`
-	Endpoints []EndpointView            `json:"endpoints,omitempty"`
-	Spec      *v1alpha1.SandboxSpec     `json:"spec,omitempty"`
-	NextStep  string                    `json:"next_step,omitempty"`
+	// Local reports spec.local: whether the machine's tunnel is connected.
+	Local     []v1alpha1.LocalStatus `json:"local,omitempty"`
+	Endpoints []EndpointView         `json:"endpoints,omitempty"`
+	Spec      *v1alpha1.SandboxSpec  `json:"spec,omitempty"`
+	NextStep  string                 `json:"next_step,omitempty"`
 }
 
 func (s *server) view(sb *client.Sandbox, withSpec bool) *SandboxView {
@@ -156,6 +158,7 @@ func (s *server) view(sb *client.Sandbox, withSpec bool) *SandboxView {
 		v.Forks = append(v.Forks, ForkView{Name: f.Name, Baseline: f.Baseline, Ready: f.Ready, Message: f.Message})
 	}
 	v.Resources = sb.Status.Resources
+	v.Local = sb.Status.Local
 	for _, e := range client.PreviewEndpoints(sb) {
 		ev := EndpointView{Name: e.Name, Target: e.Target, PreviewURL: e.URL}
 		if u, err := client.PreviewURL(s.o.PreviewBase, s.o.Org, sb.Name, e.Name, "/"); err == nil {

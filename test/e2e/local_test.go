@@ -84,6 +84,9 @@ func localWorkload(ctx context.Context, t *testing.T, e *demo.Env, h *hitter) {
 	if _, err := e.API.WaitForReady(wctx, e.Org, sandbox, &cpclient.WaitOptions{Interval: 100 * time.Millisecond}); err != nil {
 		t.Fatalf("sandbox %s not ready: %v", sandbox, err)
 	}
+	if got, err := e.API.GetSandbox(ctx, e.Org, sandbox); err != nil || len(got.Status.Local) != 1 || !got.Status.Local[0].Tunnel.Connected || got.Status.Local[0].Service == "" {
+		t.Errorf("the API's status.local of a connected machine: %+v %v", got.Status.Local, err)
+	}
 	key := sb.RoutingKey
 	servedLocally := func() bool {
 		tree, err := h.get(ctx, "baggage", "sm-routing-key="+key)
@@ -150,6 +153,16 @@ func localWorkload(ctx context.Context, t *testing.T, e *demo.Env, h *hitter) {
 	if errs > 0 {
 		t.Logf("%d keyed requests failed while the machine left", errs)
 	}
+	waitFor(ctx, t, 30*time.Second, "the API to say the machine is not connected", func() error {
+		got, err := e.API.GetSandbox(ctx, e.Org, sandbox)
+		if err != nil {
+			return err
+		}
+		if got.Status.Ready || got.Status.Reason != v1alpha1.ReasonLocalNotConnected || len(got.Status.Local) != 1 || got.Status.Local[0].Tunnel.Connected {
+			return fmt.Errorf("status %s/%s local %+v", got.Status.Reason, got.Status.Message, got.Status.Local)
+		}
+		return nil
+	})
 	// Reconnect: back to the host process.
 	_, stop = connect()
 	back := time.Now()
