@@ -64,6 +64,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	artifactsAt := fs.String("artifacts", env("SANDBOXMESH_ARTIFACTS", ""), "where job artifacts (uploaded files, stdout and stderr) are kept: a folder, file:///path or s3://bucket/prefix?endpoint=host:port (credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY); replicas must share it (env SANDBOXMESH_ARTIFACTS; default <data-dir>/artifacts; \"none\": no artifacts)")
 	maxArtifact := fs.Int64("max-artifact-bytes", jobs.DefaultMaxArtifactBytes, "largest accepted job artifact")
 	allowSignup := fs.String("allow-signup", env("SANDBOXMESH_ALLOW_SIGNUP", "false"), "let anyone sign up (POST /api/v2/auth/signup), creating a user and an org they own (env SANDBOXMESH_ALLOW_SIGNUP; default false: users join by invitation)")
+	oidcIssuer := fs.String("oidc-issuer", env("SANDBOXMESH_OIDC_ISSUER", ""), "single sign-on: the OpenID Connect provider's issuer URL (env SANDBOXMESH_OIDC_ISSUER; empty: off)")
+	oidcClientID := fs.String("oidc-client-id", env("SANDBOXMESH_OIDC_CLIENT_ID", ""), "single sign-on: the control plane's client id at the provider (env SANDBOXMESH_OIDC_CLIENT_ID)")
+	oidcSecretFile := fs.String("oidc-client-secret-file", env("SANDBOXMESH_OIDC_CLIENT_SECRET_FILE", ""), "single sign-on: file holding the client secret (env SANDBOXMESH_OIDC_CLIENT_SECRET_FILE, or SANDBOXMESH_OIDC_CLIENT_SECRET)")
+	oidcRedirect := fs.String("oidc-redirect-url", env("SANDBOXMESH_OIDC_REDIRECT_URL", ""), "single sign-on: <this control plane's URL>/api/v2/auth/oidc/callback as registered at the provider (env SANDBOXMESH_OIDC_REDIRECT_URL)")
+	oidcDomains := fs.String("oidc-allowed-domains", env("SANDBOXMESH_OIDC_ALLOWED_DOMAINS", ""), "single sign-on: comma-separated email domains that may sign in (env SANDBOXMESH_OIDC_ALLOWED_DOMAINS; empty: any verified email)")
+	oidcOrg := fs.String("oidc-org", env("SANDBOXMESH_OIDC_ORG", ""), "single sign-on: org that users signing in for the first time join (env SANDBOXMESH_OIDC_ORG; empty: none until invited)")
+	oidcRole := fs.String("oidc-role", env("SANDBOXMESH_OIDC_ROLE", "viewer"), "single sign-on: their role in --oidc-org: admin, member or viewer (env SANDBOXMESH_OIDC_ROLE)")
 	secureCookies := fs.String("secure-cookies", env("SANDBOXMESH_SECURE_COOKIES", "false"), "mark the session cookie Secure on plain HTTP requests too: set it behind a TLS-terminating proxy (env SANDBOXMESH_SECURE_COOKIES; requests over TLS always get Secure cookies)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -75,6 +82,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	secure, err := strconv.ParseBool(*secureCookies)
 	if err != nil {
 		return fmt.Errorf("--secure-cookies %q: want true or false", *secureCookies)
+	}
+	var oidcCfg identity.OIDCConfig
+	if *oidcIssuer != "" {
+		secret := os.Getenv("SANDBOXMESH_OIDC_CLIENT_SECRET")
+		if *oidcSecretFile != "" {
+			b, err := os.ReadFile(*oidcSecretFile)
+			if err != nil {
+				return fmt.Errorf("--oidc-client-secret-file: %w", err)
+			}
+			secret = strings.TrimSpace(string(b))
+		}
+		var domains []string
+		for _, d := range strings.Split(*oidcDomains, ",") {
+			if d = strings.TrimSpace(d); d != "" {
+				domains = append(domains, d)
+			}
+		}
+		oidcCfg = identity.OIDCConfig{Issuer: *oidcIssuer, ClientID: *oidcClientID, ClientSecret: secret, RedirectURL: *oidcRedirect,
+			AllowedDomains: domains, Org: *oidcOrg, Role: identity.Role(*oidcRole)}
 	}
 	if *maxArtifact <= 0 {
 		return fmt.Errorf("--max-artifact-bytes %d: want a positive size", *maxArtifact)
@@ -167,7 +193,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	srv, err := api.New(ctx, api.Config{Store: st, Logger: log, TracerProvider: tp, PreviewURL: pu, MaxBodyBytes: *maxBody, ReplicaURL: replicaURL, WriteTimeout: *writeTimeout,
 		TrustedProxies: splitList(*trusted), Jobs: jobs.Config{Artifacts: arts, MaxArtifactBytes: *maxArtifact},
-		Identity: identity.Config{AllowSignup: signup}, SecureCookies: secure})
+		Identity: identity.Config{AllowSignup: signup}, SecureCookies: secure, OIDC: oidcCfg})
 	if err != nil {
 		return err
 	}

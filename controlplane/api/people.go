@@ -70,6 +70,8 @@ func (s *Server) registerPeople(o string) {
 	user := s.authUser
 	a := "/api/v2/auth"
 	s.handle(http.MethodPost, a+"/login", s.sameSiteOnly, s.login)
+	s.handle(http.MethodGet, a+"/oidc/login", s.oidcLogin)
+	s.handle(http.MethodGet, a+"/oidc/callback", s.oidcCallback)
 	s.handle(http.MethodPost, a+"/signup", s.sameSiteOnly, s.signUp)
 	s.handle(http.MethodPost, a+"/invitations/accept", s.sameSiteOnly, s.acceptInvitation)
 	s.handle(http.MethodPost, a+"/logout", user, s.logout)

@@ -112,6 +112,9 @@ type Config struct {
 	// AllowSignup, password hashing parameters, session lifetimes, login
 	// rate limits. Store and Logger are filled in from this Config.
 	Identity identity.Config
+	// OIDC, when its Issuer is set, enables single sign-on with that OpenID Connect provider
+	// (GET /api/v2/auth/oidc/login and /callback).
+	OIDC identity.OIDCConfig
 	// SecureCookies marks the session cookie Secure even on plain HTTP
 	// requests (set it behind a TLS-terminating proxy); requests that came
 	// over TLS always get Secure cookies.
@@ -139,6 +142,7 @@ type Server struct {
 	plugins    *resourceplugins.Service
 	tests      *smarttests.Service
 	ids        *identity.Service
+	oidc       *identity.OIDC // nil: single sign-on is not configured
 	// actions maps "METHOD /gin/path" of every org route to the action its
 	// role check asks identity.Allowed about; opIDs to its OpenAPI
 	// operation ID (the audit trail's action).
@@ -240,6 +244,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	go s.ids.Run(ctx) // deletes dead sessions, until ctx ends
+	if cfg.OIDC.Issuer != "" {
+		if s.oidc, err = s.ids.NewOIDC(cfg.OIDC); err != nil {
+			return nil, err
+		}
+	}
 	s.actions, s.opIDs = map[string]identity.Action{}, map[string]string{}
 	for _, op := range Operations {
 		s.opIDs[op.Method+" "+op.Path] = op.ID
