@@ -2,8 +2,10 @@ package localtunnel
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -332,6 +334,42 @@ func (c *Client) DialCluster(ctx context.Context, network, address string) (net.
 		return nil, fmt.Errorf("dial %s through the local tunnel: %w", address, err)
 	}
 	return conn, nil
+}
+
+// Catalog asks the gateway for the cluster's Services (GatewayConfig.Catalog).
+func (c *Client) Catalog(ctx context.Context) ([]CatalogService, error) {
+	c.mu.Lock()
+	sess := c.sess
+	c.mu.Unlock()
+	if sess == nil {
+		return nil, fmt.Errorf("Service catalog through the local tunnel: %w", ErrNotConnected)
+	}
+	st, err := sess.OpenStream()
+	if err != nil {
+		return nil, fmt.Errorf("Service catalog through the local tunnel: %w", err)
+	}
+	conn, err := tunnelproto.Dial(ctx, st, ClusterDial{Kind: KindCatalog})
+	if err != nil {
+		return nil, fmt.Errorf("Service catalog through the local tunnel: %w", err)
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetReadDeadline(dl)
+	} else {
+		_ = conn.SetReadDeadline(time.Now().Add(tunnelproto.DefaultTimeout))
+	}
+	body, err := io.ReadAll(io.LimitReader(conn, MaxCatalogBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("Service catalog through the local tunnel: %w", err)
+	}
+	if len(body) > MaxCatalogBytes {
+		return nil, fmt.Errorf("Service catalog through the local tunnel: more than %d bytes", MaxCatalogBytes)
+	}
+	var out []CatalogService
+	if err := json.Unmarshal(body, &out); err != nil {
+		return nil, fmt.Errorf("Service catalog through the local tunnel: %w", err)
+	}
+	return out, nil
 }
 
 // HostLabel returns a handshake label for this machine: its host name with

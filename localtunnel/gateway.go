@@ -2,6 +2,7 @@ package localtunnel
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,11 +29,27 @@ type LocalDial struct {
 }
 
 // ClusterDial is the request line of a stream a machine opens to the
-// gateway: connect this stream to Address in the cluster.
+// gateway: connect this stream to Address in the cluster, or (Kind
+// KindCatalog) answer the cluster's Service catalog on it.
 type ClusterDial struct {
-	Network string `json:"network"`
-	Address string `json:"address"`
+	Kind    string `json:"kind,omitempty"`
+	Network string `json:"network,omitempty"`
+	Address string `json:"address,omitempty"`
 }
+
+// KindCatalog asks the gateway for its Service catalog (Client.Catalog).
+const KindCatalog = "catalog"
+
+// CatalogService is a Service of the cluster a machine may reach by name (its root mode writes the names
+// into /etc/hosts).
+type CatalogService struct {
+	Name      string  `json:"name"`
+	Namespace string  `json:"namespace"`
+	Ports     []int32 `json:"ports"`
+}
+
+// MaxCatalogBytes bounds a catalog answer.
+const MaxCatalogBytes = 8 << 20
 
 // GatewayConfig configures a Gateway.
 type GatewayConfig struct {
@@ -47,6 +64,8 @@ type GatewayConfig struct {
 	// OnChange is called after a machine connects, is replaced or disconnects.
 	// It runs on the session's goroutine: hand the event off, don't block.
 	OnChange func(MachineEvent)
+	// Catalog lists the cluster's Services for machines that ask (KindCatalog); nil refuses them.
+	Catalog func(ctx context.Context) ([]CatalogService, error)
 	// HandshakeTimeout bounds a handshake (DefaultHandshakeTimeout when 0).
 	HandshakeTimeout time.Duration
 	// Heartbeat is the ping interval of each session (5 s when 0); a ping
@@ -278,6 +297,13 @@ func (g *Gateway) clusterHandler(machine string) tunnelproto.Handler {
 		if err := tunnelproto.DecodeStrict(line, &d); err != nil {
 			return nil, fmt.Errorf("malformed cluster dial request: %w", err)
 		}
+		switch d.Kind {
+		case "":
+		case KindCatalog:
+			return g.catalog(ctx)
+		default:
+			return nil, fmt.Errorf("unknown request kind %q", d.Kind)
+		}
 		addr, err := g.cfg.Policy.Check(ctx, d.Network, d.Address)
 		if err != nil {
 			g.log.Info("outbound destination refused", "machine", machine, "address", d.Address, "err", err)
@@ -289,6 +315,34 @@ func (g *Gateway) clusterHandler(machine string) tunnelproto.Handler {
 		}
 		return c, nil
 	}
+}
+
+// catalog answers the Service catalog (GatewayConfig.Catalog) as JSON on a pipe the stream is joined to.
+func (g *Gateway) catalog(ctx context.Context) (net.Conn, error) {
+	if g.cfg.Catalog == nil {
+		return nil, fmt.Errorf("this gateway has no Service catalog: %w", tunnelproto.ErrForbidden)
+	}
+	svcs, err := g.cfg.Catalog(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("Service catalog: %w", err)
+	}
+	if svcs == nil {
+		svcs = []CatalogService{}
+	}
+	body, err := json.Marshal(svcs)
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > MaxCatalogBytes {
+		return nil, fmt.Errorf("Service catalog: %d bytes, more than %d", len(body), MaxCatalogBytes)
+	}
+	ours, theirs := net.Pipe()
+	go func() {
+		defer ours.Close()
+		_ = ours.SetWriteDeadline(time.Now().Add(tunnelproto.DefaultTimeout))
+		_, _ = ours.Write(body)
+	}()
+	return theirs, nil
 }
 
 // Connected reports whether machineID holds a session.

@@ -1,9 +1,15 @@
 package local
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
@@ -17,6 +23,38 @@ type Router struct {
 	*Forwarders
 	Services ServiceConfig
 	events   chan event.GenericEvent
+	catalog  atomic.Pointer[client.Reader]
+}
+
+// SetCatalog makes the gateway answer the machines' catalog requests (their root mode's names) from c, the
+// manager's cache: every Service SandboxMesh did not make, with its TCP ports.
+func (r *Router) SetCatalog(c client.Reader) { r.catalog.Store(&c) }
+
+// Catalog lists the Services for the gateway (localtunnel.GatewayConfig.Catalog).
+func (r *Router) Catalog(ctx context.Context) ([]localtunnel.CatalogService, error) {
+	c := r.catalog.Load()
+	if c == nil {
+		return nil, errors.New("the operator is starting: try again")
+	}
+	var list corev1.ServiceList
+	if err := (*c).List(ctx, &list); err != nil {
+		return nil, fmt.Errorf("list Services: %w", err)
+	}
+	out := make([]localtunnel.CatalogService, 0, len(list.Items))
+	for i := range list.Items {
+		s := &list.Items[i]
+		if smv1.IsManaged(s.Labels) {
+			continue
+		}
+		cs := localtunnel.CatalogService{Name: s.Name, Namespace: s.Namespace, Ports: []int32{}}
+		for _, p := range s.Spec.Ports {
+			if p.Protocol == "" || p.Protocol == corev1.ProtocolTCP {
+				cs.Ports = append(cs.Ports, p.Port)
+			}
+		}
+		out = append(out, cs)
+	}
+	return out, nil
 }
 
 // NewRouter returns a Router of f whose Services follow cfg.
@@ -109,6 +147,10 @@ func New(cfg Config) (*Router, error) {
 		OnChange: func(ev localtunnel.MachineEvent) {
 			<-ready
 			r.Notify(ev.MachineID)
+		},
+		Catalog: func(ctx context.Context) ([]localtunnel.CatalogService, error) {
+			<-ready
+			return r.Catalog(ctx)
 		}})
 	if err != nil {
 		return nil, err

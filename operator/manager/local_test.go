@@ -170,6 +170,32 @@ func TestLocalWorkload(t *testing.T) {
 
 	stop := connect()
 	connected()
+	// The gateway answers the machine's catalog from the operator's cache: the baseline Service is in it,
+	// the local workload's Service is not.
+	cat := newClient()
+	cctx, ccancel := context.WithCancel(ctx)
+	go func() { _ = cat.Run(cctx) }()
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	if err := cat.WaitConnected(wctx); err != nil {
+		t.Fatal(err)
+	}
+	wcancel()
+	svcs, err := cat.Catalog(ctx)
+	ccancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sawRoute, sawLocal bool
+	for _, s := range svcs {
+		sawRoute = sawRoute || s.Namespace == ns && s.Name == "route" && len(s.Ports) == 1 && s.Ports[0] == 80
+		sawLocal = sawLocal || s.Namespace == systemNamespace
+	}
+	if !sawRoute || sawLocal {
+		t.Fatalf("catalog %+v: want route of %s, no local Service", svcs, ns)
+	}
+	stop()
+	stop = connect()
+	connected()
 	disconnected(stop)
 	stop = connect()
 	connected()

@@ -228,6 +228,7 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	op.Engine = &routing.Engine{Client: mgr.GetClient(), Indexed: true, Routers: routers, ClusterDomain: o.ClusterDomain, Rollouts: rollouts}
 	if o.Local != nil {
 		op.Engine.Locals = o.Local
+		o.Local.SetCatalog(mgr.GetClient())
 	}
 	if err := (&controllers.SandboxReconciler{Client: mgr.GetClient(), Engine: op.Engine, Recorder: mgr.GetEventRecorder("sandboxmesh-operator"), RequireAcceptance: o.RequireAcceptance, Now: o.Now, MaxConcurrentReconciles: o.Workers,
 		RunnerImage: o.RunnerImage, Namespaces: o.Namespaces, RoutesURL: o.RoutesURL, Local: o.Local}).SetupWithManager(mgr); err != nil {
