@@ -10,7 +10,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,6 +24,7 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/examples/hotrod/app"
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/demo"
 	"github.com/sandboxmesh/sandboxmesh/localtunnel"
+	"github.com/sandboxmesh/sandboxmesh/localtunnel/hostnet"
 )
 
 // localWorkload: hotrod's route runs as a plain process on the host ("the laptop"), a sandbox names it as
@@ -130,6 +134,11 @@ func localWorkload(ctx context.Context, t *testing.T, e *demo.Env, h *hitter) {
 		t.Fatalf("outbound through the tunnel: %d %s", resp.StatusCode, body)
 	}
 
+	// Root mode: the cluster's Service names in /etc/hosts at virtual IPs redirected to a transparent
+	// listener; a plain client resolving through the system's resolver reaches the Service; disconnecting
+	// leaves /etc/hosts and the nat table as they were.
+	rootMode(ctx, t, cl)
+
 	// The machine goes away mid-traffic: keyed requests are served by the baseline, without errors.
 	stop()
 	gone := time.Now()
@@ -173,4 +182,65 @@ func localWorkload(ctx context.Context, t *testing.T, e *demo.Env, h *hitter) {
 		return nil
 	})
 	record(t, "local_reconnect_to_local", time.Since(back))
+}
+
+func rootMode(ctx context.Context, t *testing.T, cl *localtunnel.Client) {
+	t.Helper()
+	hostsBefore, err := os.ReadFile(hostnet.DefaultHostsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svcs, err := cl.Catalog(ctx)
+	if err != nil {
+		t.Fatalf("catalog: %v", err)
+	}
+	tb, err := hostnet.NewTable(hostnet.DefaultVirtualNet, "", svcs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { _ = hostnet.Serve(ln, tb, cl.DialCluster, nil) }()
+	undo := func() {
+		if err := hostnet.RemoveHosts(hostnet.DefaultHostsFile); err != nil {
+			t.Error(err)
+		}
+		if err := hostnet.Unredirect(hostnet.DefaultChain, hostnet.DefaultVirtualNet); err != nil {
+			t.Error(err)
+		}
+	}
+	defer undo()
+	if err := hostnet.Redirect(hostnet.DefaultChain, hostnet.DefaultVirtualNet, nil, ln.Addr().(*net.TCPAddr).Port); err != nil {
+		t.Fatal(err)
+	}
+	if err := hostnet.WriteHosts(hostnet.DefaultHostsFile, tb); err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	for _, name := range []string{"customer." + demo.ExampleNamespace, "customer." + demo.ExampleNamespace + ".svc.cluster.local"} {
+		resp, err := c.Get("http://" + name + ":8081/customer?id=392")
+		if err != nil {
+			t.Fatalf("root mode, %s: %v", name, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("root mode, %s: %d %s", name, resp.StatusCode, b)
+		}
+	}
+	t.Logf("root mode: %d Services in /etc/hosts", tb.Len())
+	undo()
+	if after, _ := os.ReadFile(hostnet.DefaultHostsFile); string(after) != string(hostsBefore) {
+		t.Errorf("/etc/hosts not restored:\nbefore %q\nafter  %q", hostsBefore, after)
+	}
+	out, err := exec.Command("iptables-save", "-t", "nat").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), hostnet.DefaultChain) || strings.Contains(string(out), hostnet.DefaultVirtualNet.String()) {
+		t.Errorf("the nat table still has our rules:\n%s", out)
+	}
 }
