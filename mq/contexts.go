@@ -23,9 +23,6 @@ const maxBaggageCache = 1024
 type HandlerContexts struct {
 	p    *Propagation
 	bags map[bagKey]baggage.Baggage
-	// parent and parentBag: the last parent context seen and whether it has baggage
-	parent    context.Context
-	parentBag bool
 }
 
 type bagKey struct{ header, key string }
@@ -69,10 +66,7 @@ func (h *HandlerContexts) Extract(ctx context.Context, c propagation.TextMapCarr
 // parentBaggage reports whether ctx has baggage (which a message's baggage replaces, or its key is added
 // to: not cached).
 func (h *HandlerContexts) parentBaggage(ctx context.Context) bool {
-	if ctx != h.parent {
-		h.parent, h.parentBag = ctx, baggage.FromContext(ctx).Len() > 0
-	}
-	return h.parentBag
+	return baggage.FromContext(ctx).Len() > 0
 }
 
 // keyedBaggage is the baggage ExtractKeyed leaves in the context for a message whose baggage header is

@@ -66,10 +66,12 @@ func BenchmarkHandle(b *testing.B) {
 		return nil
 	}
 	b.Run("selective", func(b *testing.B) {
+		dl := newDeadlines(ctx, c.hTimeout)
+		defer dl.stop()
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
-			c.handle(ctx, h, ms[i&3])
+			c.handle(ctx, dl, h, ms[i&3])
 			i++
 		}
 	})
