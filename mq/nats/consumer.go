@@ -207,7 +207,7 @@ func (k *core) decide(ctx context.Context, h nats.Header) (context.Context, stri
 // headerScan is what one pass over a message's header names finds.
 type headerScan struct {
 	lower      bool     // no name has an upper-case or non-ASCII letter (lowerNames)
-	relevant   bool     // a header the propagation reads (relevant)
+	relevant   bool     // a header the propagation reads (most messages of an app without tracing have none: their extraction is skipped)
 	repeated   bool     // a header with more than one value
 	keyHeaders int      // headers the routing key is read from (KeyFields)
 	bag        []string // the values of header "baggage" when it is one of them
@@ -246,10 +246,6 @@ func (k *core) scan(h nats.Header) headerScan {
 	}
 	return sc
 }
-
-// relevant reports whether h has a header the propagation reads (most messages of an app without tracing
-// have none: their extraction is skipped).
-func (k *core) relevant(h nats.Header) bool { return k.scan(h).relevant }
 
 // lowerNames reports whether every header name is free of upper-case and non-ASCII letters (what Inject
 // writes): such names match the propagation's lower-case ones exactly or not at all.
