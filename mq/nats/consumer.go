@@ -206,8 +206,10 @@ func (k *core) decide(ctx context.Context, h nats.Header) (context.Context, stri
 
 // headerScan is what one pass over a message's header names finds.
 type headerScan struct {
-	lower      bool     // no name has an upper-case or non-ASCII letter (lowerNames)
-	relevant   bool     // a header the propagation reads (most messages of an app without tracing have none: their extraction is skipped)
+	lower bool // no name has an upper-case or non-ASCII letter (lowerNames)
+	// relevant: a header the propagation reads (most messages of an app without tracing have none: their
+	// extraction is skipped)
+	relevant   bool
 	repeated   bool     // a header with more than one value
 	keyHeaders int      // headers the routing key is read from (KeyFields)
 	bag        []string // the values of header "baggage" when it is one of them
