@@ -65,6 +65,10 @@ bench: ## Run Go micro-benchmarks (routing key, route table, store...).
 bench-devmesh: ## devmesh vs nginx vs HAProxy on loopback with wrk (installs them from Debian).
 	bench/devmesh/run.sh
 
+.PHONY: bench-mq
+bench-mq: ## Selective message-queue consumers vs the plain clients (NATS, kfake, RabbitMQ), interleaved; per-pair ratios.
+	bench/mq/run.sh
+
 .PHONY: bench-controlplane
 bench-controlplane: ## Control plane load: PUT/GET/page of 100 with 50 clients in an org of 10,000 sandboxes, SQLite and PostgreSQL side by side.
 	bench/controlplane/run.sh

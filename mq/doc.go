@@ -2,7 +2,8 @@
 // from the environment the operator gives pods), which messages it processes ([Selector], selective
 // consumption against the route table), how per-sandbox groups, queues and consumers are named
 // ([Identity.ScopedName]), and how the OpenTelemetry context (W3C traceparent, tracestate and baggage
-// carrying the routing key) travels in message headers ([Propagation]).
+// carrying the routing key) travels in message headers ([Propagation]); a consumer goroutine reads keys and
+// builds its handlers' contexts with per-consumer caches ([KeyCache], [HandlerContexts]).
 //
 // The broker packages (mq/kafka, mq/rabbitmq, mq/nats) adapt these to their clients; mq/routes keeps the
 // route table fresh. The contract they implement, for apps in any language, is docs/message-queues.md.

@@ -14,14 +14,16 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sandboxmesh/sandboxmesh/mq"
+	"github.com/sandboxmesh/sandboxmesh/mq/internal/peerbench"
 	"github.com/sandboxmesh/sandboxmesh/mq/kafka"
 	"github.com/sandboxmesh/sandboxmesh/routingkey"
 )
 
 var benchRun atomic.Int64
 
-// fill creates a topic with n records, all with a traceparent header, half keyed for sb-a (baggage), half
-// without a key.
+// fill creates a topic of 3 partitions with n records, all with a traceparent header (an instrumented
+// producer); by i%4 a quarter keyed "keya" (routed to sb-a, away from the baseline), a quarter keyed
+// "keyz" (no route), half without a key.
 func (e *env) fill(b *testing.B, ctx context.Context, n int) string {
 	b.Helper()
 	t := fmt.Sprintf("bench-%d", benchRun.Add(1))
@@ -34,15 +36,11 @@ func (e *env) fill(b *testing.B, ctx context.Context, n int) string {
 	ctx = trace.ContextWithSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{
 		TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled,
 	}))
-	keyed := routingkey.WithKey(ctx, "keya")
+	kctx := [4]context.Context{routingkey.WithKey(ctx, "keya"), routingkey.WithKey(ctx, "keyz"), ctx, ctx}
 	rs := make([]*kgo.Record, 0, chunk)
 	for i := 0; i < n; i++ {
 		r := &kgo.Record{Topic: t, Value: []byte(strconv.Itoa(i))}
-		if i%2 == 0 {
-			kafka.Inject(keyed, r)
-		} else {
-			kafka.Inject(ctx, r)
-		}
+		kafka.Inject(kctx[i%4], r)
 		rs = append(rs, r)
 		if len(rs) == chunk || i == n-1 {
 			if err := e.prod.ProduceSync(ctx, rs...).FirstErr(); err != nil {
@@ -51,79 +49,123 @@ func (e *env) fill(b *testing.B, ctx context.Context, n int) string {
 			rs = rs[:0]
 		}
 	}
-	b.Cleanup(func() { _, _ = e.adm.DeleteTopics(context.Background(), t) })
 	return t
 }
 
-// BenchmarkConsume compares, in the same run and on the same kind of records, the plain franz-go group
-// consumer (poll, handle, autocommit), the same with the W3C extraction an OTel-instrumented consumer does,
-// and the selective Consumer of the baseline (read the key, decide, extract the OTel context and handle, or
-// skip; mark). Half the records are keyed for sb-a, which the baseline skips. ns/op is per record.
+var benchSink atomic.Int64
+
+// BenchmarkConsume compares, in the same run on the same kind of records, the plain franz-go group
+// consumer (poll, handle, autocommit), the same extracting the W3C trace context and baggage as an
+// OTel-instrumented consumer does ("plain+otel"), and the baseline's selective Consumer (read the key,
+// decide; extract the OTel context and call the handler with it, or skip; mark for commit). kfake runs in a
+// process of its own, so cpu-ns/op is the consumer's CPU per record. Each round consumes a topic of its
+// own (fill's mix); the rounds alternate (peerbench.Run). Run it with bench/mq/run.sh, or
+// -benchtime=50000x.
 func BenchmarkConsume(b *testing.B) {
-	e := newEnv(b, 1, "warmup")
+	e := newEnvAt(b, startKfakeProcess(b))
 	ctx := context.Background()
 	e.publish(forkRoute(worker, "keya", "sb-a"))
 	src := e.routesClient()
 	if err := src.WaitSynced(ctx); err != nil {
 		b.Fatal(err)
 	}
-	plain := func(b *testing.B, handle func(*kgo.Record)) {
-		t := e.fill(b, ctx, b.N)
-		b.ResetTimer()
-		cpu := cpuMeter(b)
-		cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ConsumeTopics(t), kgo.ConsumerGroup("plain-"+t))
-		if err != nil {
-			b.Fatal(err)
-		}
-		for n := 0; n < b.N; {
-			fs := cl.PollRecords(ctx, kafka.DefaultMaxPollRecords)
-			for it := fs.RecordIter(); !it.Done(); {
-				handle(it.Next())
-				n++
+	w3c := propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	plain := func(otel bool) func(b *testing.B, n int) func(*atomic.Int64) func() {
+		return func(b *testing.B, n int) func(*atomic.Int64) func() {
+			t := e.fill(b, ctx, n)
+			cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ConsumeTopics(t), kgo.ConsumerGroup("plain-"+t))
+			if err != nil {
+				b.Fatal(err)
+			}
+			return func(count *atomic.Int64) func() {
+				pctx, cancel := context.WithCancel(ctx)
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					for pctx.Err() == nil {
+						fs := cl.PollRecords(pctx, kafka.DefaultMaxPollRecords)
+						for it := fs.RecordIter(); !it.Done(); {
+							r := it.Next()
+							if otel {
+								// what an instrumented consumer does per record without selective consumption
+								rctx := w3c.Extract(ctx, kafka.Carrier(r))
+								benchSink.Add(int64(baggage.FromContext(rctx).Len()))
+							}
+							benchSink.Add(int64(len(r.Value)))
+							count.Add(1)
+						}
+					}
+				}()
+				return func() {
+					cancel()
+					<-done
+					cl.Close()
+					e.deleteTopic(t)
+				}
 			}
 		}
-		b.StopTimer()
-		cpu()
-		cl.Close()
 	}
-	var sink int
-	b.Run("plain", func(b *testing.B) { plain(b, func(r *kgo.Record) { sink += len(r.Value) }) })
-	// plain-otel: the plain client plus what an OTel-instrumented consumer does per record at least:
-	// extract the W3C trace context and baggage from the headers.
-	w3c := propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
-	b.Run("plain-otel", func(b *testing.B) {
-		plain(b, func(r *kgo.Record) {
-			rctx := w3c.Extract(ctx, kafka.Carrier(r))
-			sink += len(r.Value) + len(baggage.FromContext(rctx).Members())
-		})
-	})
-	b.Run("selective", func(b *testing.B) {
-		t := e.fill(b, ctx, b.N)
-		b.ResetTimer()
-		cpu := cpuMeter(b)
+	selective := func(b *testing.B, n int) func(*atomic.Int64) func() {
+		t := e.fill(b, ctx, n)
 		c, err := kafka.NewConsumer(ctx, kafka.Config{Identity: baseID, Routes: src, Brokers: e.brokers,
 			Topics: []string{t}, Group: "sel-" + t})
 		if err != nil {
 			b.Fatal(err)
 		}
-		rctx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() {
-			done <- c.Run(rctx, func(_ context.Context, r *kgo.Record) error { sink += len(r.Value); return nil })
-		}()
-		for {
-			s := c.Stats()
-			if s.Processed+s.Skipped() >= uint64(b.N) {
-				break
+		return func(count *atomic.Int64) func() {
+			rctx, cancel := context.WithCancel(ctx)
+			errc := make(chan error, 1)
+			go func() {
+				errc <- c.Run(rctx, func(_ context.Context, r *kgo.Record) error {
+					benchSink.Add(int64(len(r.Value)))
+					count.Add(1)
+					return nil
+				})
+			}()
+			// skipped records do not reach the handler: they are counted by Stats
+			stop, done := make(chan struct{}), make(chan struct{})
+			go func() {
+				defer close(done)
+				var last uint64
+				for {
+					select {
+					case <-stop:
+						return
+					case <-time.After(200 * time.Microsecond):
+					}
+					if s := c.Stats().Skipped(); s > last {
+						count.Add(int64(s - last))
+						last = s
+					}
+				}
+			}()
+			return func() {
+				close(stop)
+				<-done
+				cancel()
+				if err := <-errc; err != nil {
+					b.Error(err)
+				}
+				if err := c.Close(ctx); err != nil {
+					b.Error(err)
+				}
+				e.deleteTopic(t)
 			}
-			time.Sleep(100 * time.Microsecond)
 		}
-		b.StopTimer()
-		cpu()
-		cancel()
-		<-done
-		_ = c.Close(ctx)
-	})
+	}
+	peerbench.Run(b,
+		peerbench.Peer{Name: "plain", Prepare: plain(false)},
+		peerbench.Peer{Name: "plain+otel", Prepare: plain(true)},
+		peerbench.Peer{Name: "selective", Prepare: selective},
+	)
+}
+
+func (e *env) deleteTopic(t string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := e.adm.DeleteTopics(ctx, t); err != nil {
+		e.t.Error(err)
+	}
 }
 
 // BenchmarkRoutePublishedToFirstRecord measures, per new sandbox, the time from its route being published

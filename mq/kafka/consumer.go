@@ -118,10 +118,13 @@ type Consumer struct {
 	runDone  chan struct{}
 	closed   atomic.Bool
 	closeMu  sync.Mutex
-	kc       keyCarrier        // used by Run's goroutine only
-	interned map[string]string // used by Run's goroutine only
-	lastKey  string            // the key keyFor returned last; Run's goroutine only
-	last     []*kgo.Record     // used by Run's goroutine only
+	kc       keyCarrier          // used by Run's goroutine only
+	interned map[string]string   // used by Run's goroutine only
+	lastKey  string              // the key keyFor returned last; Run's goroutine only
+	last     []*kgo.Record       // used by Run's goroutine only
+	hc       *mq.HandlerContexts // used by Run's goroutine only
+	keys     *mq.KeyCache        // used by Run's goroutine only
+	fields   []string            // c.prop.KeyFields(); Run's goroutine only
 	counts   [4]atomic.Uint64
 	failed   atomic.Uint64
 	closeErr error

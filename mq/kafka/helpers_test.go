@@ -44,10 +44,17 @@ func newEnv(t testing.TB, partitions int32, topics ...string) *env {
 		t.Fatalf("kfake: %v", err)
 	}
 	t.Cleanup(c.Close)
+	return newEnvAt(t, c.ListenAddrs())
+}
+
+// newEnvAt is newEnv for the broker at brokers.
+func newEnvAt(t testing.TB, brokers []string) *env {
+	t.Helper()
 	srv := routeapi.NewServer(routeapi.ServerConfig{})
 	hs := httptest.NewServer(srv.LookupHandler())
 	t.Cleanup(hs.Close)
-	e := &env{t: t, brokers: c.ListenAddrs(), srv: srv, url: hs.URL}
+	e := &env{t: t, brokers: brokers, srv: srv, url: hs.URL}
+	var err error
 	e.prod, err = kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ProducerLinger(0))
 	if err != nil {
 		t.Fatal(err)

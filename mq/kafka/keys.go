@@ -66,16 +66,43 @@ func (k *keyCarrier) Keys() []string     { return nil }
 const maxInterned = 4096
 
 // keyFor returns r's routing key ("" when it has none), as a string of its own (interned: the few keys in
-// use cost no allocation per record).
+// use cost no allocation per record). A record whose only routing-key header is one baggage header (what
+// Inject writes) is looked up by that header's value in the key cache. Run's goroutine only.
 func (c *Consumer) keyFor(r *kgo.Record) string {
 	if len(r.Headers) == 0 {
 		return ""
+	}
+	if c.fields == nil {
+		c.fields, c.keys = c.prop.KeyFields(), c.prop.NewKeyCache()
+	}
+	n, bag := 0, -1
+	for i := range r.Headers {
+		for _, f := range c.fields {
+			if sameName(r.Headers[i].Key, f) {
+				n++
+				if f == "baggage" {
+					bag = i
+				}
+				break
+			}
+		}
+	}
+	switch {
+	case n == 0:
+		return ""
+	case n == 1 && bag >= 0:
+		return c.intern(c.keys.Baggage(bytesString(r.Headers[bag].Value)))
 	}
 	kc := &c.kc
 	kc.r = r
 	key := c.prop.Key(kc)
 	clear(kc.buf) // keep no reference to the record
 	kc.buf, kc.r = kc.buf[:0], nil
+	return c.intern(key)
+}
+
+// intern returns key as a string of its own, the same string for the same key while it is in use.
+func (c *Consumer) intern(key string) string {
 	if key == "" {
 		return ""
 	}
@@ -94,20 +121,37 @@ func (c *Consumer) keyFor(r *kgo.Record) string {
 	return s
 }
 
-// singleCarrier is a HeaderCarrier without Values, for records with at most one header of each name: the
-// OTel baggage propagator then parses the one header instead of merging lists.
-type singleCarrier struct{ c HeaderCarrier }
+// viewCarrier reads the headers of a record with at most one header of each name (any case), for
+// mq.HandlerContexts: without Values (the OTel baggage propagator then parses the one header instead of
+// merging lists), and giving the traceparent and baggage values as views of the record's bytes, which
+// HandlerContexts does not keep; other values are copied. Get matches names as HeaderCarrier.Get does.
+type viewCarrier struct{ r *kgo.Record }
 
-func (s singleCarrier) Get(key string) string { return s.c.Get(key) }
-func (s singleCarrier) Set(key, value string) { s.c.Set(key, value) }
-func (s singleCarrier) Keys() []string        { return s.c.Keys() }
+func (v viewCarrier) Get(key string) string {
+	for i := range v.r.Headers {
+		if sameName(v.r.Headers[i].Key, key) {
+			if key == "traceparent" || key == "baggage" {
+				return bytesString(v.r.Headers[i].Value)
+			}
+			return string(v.r.Headers[i].Value)
+		}
+	}
+	return ""
+}
 
-// extract returns ctx with the OTel context of r, whose routing key (decided on) is key.
+func (v viewCarrier) Set(string, string) {} // never called: extraction only reads
+func (v viewCarrier) Keys() []string     { return Carrier(v.r).Keys() }
+
+// extract returns ctx with the OTel context of r, whose routing key (decided on) is key. Run's goroutine
+// only.
 func (c *Consumer) extract(ctx context.Context, r *kgo.Record, key string) context.Context {
 	if repeatsHeader(r) {
 		return c.prop.ExtractKeyed(ctx, Carrier(r), key)
 	}
-	return c.prop.ExtractKeyed(ctx, singleCarrier{Carrier(r)}, key)
+	if c.hc == nil {
+		c.hc = c.prop.NewHandlerContexts()
+	}
+	return c.hc.Extract(ctx, viewCarrier{r}, key)
 }
 
 func repeatsHeader(r *kgo.Record) bool {

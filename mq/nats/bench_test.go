@@ -10,10 +10,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
 	"github.com/sandboxmesh/sandboxmesh/mq"
+	"github.com/sandboxmesh/sandboxmesh/mq/internal/peerbench"
 	natsmq "github.com/sandboxmesh/sandboxmesh/mq/nats"
 	"github.com/sandboxmesh/sandboxmesh/routingkey"
 )
@@ -22,15 +25,26 @@ type staticSource struct{ t *routeapi.Table }
 
 func (s staticSource) Table() *routeapi.Table { return s.t }
 
-// fillStream creates stream name on subject name+".x" holding n messages: half without a key, a quarter
-// keyed for sb-a (routed away from the baseline), a quarter with a key that has no route.
+// benchCtx are the contexts messages of the benchmarks are published with, by i%4: every message carries
+// a trace context (an instrumented producer); a quarter carry key "keya" (routed to sb-a, away from the
+// baseline), a quarter key "keyz" (no route), half no key.
+func benchCtx() [4]context.Context {
+	tid, _ := trace.TraceIDFromHex("0af7651916cd43dd8448eb211c80319c")
+	sid, _ := trace.SpanIDFromHex("b7ad6b7169203331")
+	ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled,
+	}))
+	return [4]context.Context{routingkey.WithKey(ctx, "keya"), routingkey.WithKey(ctx, "keyz"), ctx, ctx}
+}
+
+// fillStream creates stream name on subject name+".x" holding n messages of the benchCtx mix.
 func fillStream(b *testing.B, js jetstream.JetStream, name string, n int) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{name + ".x"}}); err != nil {
 		b.Fatal(err)
 	}
-	kctx := [4]context.Context{context.Background(), routingkey.WithKey(context.Background(), "keya"), context.Background(), routingkey.WithKey(context.Background(), "keyz")}
+	kctx := benchCtx()
 	for i := range n {
 		msg := natsmq.NewMsg(kctx[i%4], name+".x", []byte(strconv.Itoa(i)))
 		_, err := js.PublishMsgAsync(msg)
@@ -52,118 +66,113 @@ func fillStream(b *testing.B, js jetstream.JetStream, name string, n int) {
 	}
 }
 
-// BenchmarkJetStreamConsume compares, in the same run on the same server, the plain jetstream client
-// consuming and acknowledging b.N messages with a durable pull consumer, and the baseline's selective
-// JetStreamConsumer doing the same (extracting each message's headers, deciding, acknowledging), with
-// "plain+otel" (the plain client extracting the OTel context of each message, as an instrumented app does)
-// for reference. They alternate three times (plain, plain+otel, selective, plain#01, ...) so that a noisy neighbour hurts both alike; each
-// round consumes a stream of its own, deleted afterwards. The server runs as a process of its own.
+var benchSink atomic.Int64
+
+// BenchmarkJetStreamConsume compares, in the same run on the same server (a process of its own, so the
+// process CPU is the consumer's), the plain jetstream client consuming and acknowledging b.N messages with
+// a durable pull consumer, the same client extracting the W3C trace context and baggage of each message as
+// an OTel-instrumented app does ("plain+otel"), and the baseline's selective JetStreamConsumer (read the
+// key, decide, ack the skipped; extract the OTel context, call the handler with it and ack the others).
+// Each round consumes a stream of its own (benchCtx's mix, deleted afterwards); the rounds alternate
+// (peerbench.Run). Run it with bench/mq/run.sh, or -benchtime=20000x.
 func BenchmarkJetStreamConsume(b *testing.B) {
 	nc := startNATSProcess(b)
 	js, _ := jetstream.New(nc)
 	tbl, _ := routeapi.NewTable(1, []routeapi.Route{forkRte, otherRte})
 	var seq atomic.Int64
 	w3c := propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
-	for range 3 {
-		b.Run("plain", func(b *testing.B) {
-			benchConsume(b, js, fmt.Sprintf("B%d", seq.Add(1)), func(ctx context.Context, name string, n *atomic.Int64) (func(), error) {
-				cons, err := js.CreateConsumer(ctx, name, jetstream.ConsumerConfig{Durable: "worker", FilterSubject: name + ".x"})
-				if err != nil {
-					return nil, err
-				}
+	plain := func(otel bool) func(b *testing.B, n int) func(*atomic.Int64) func() {
+		return func(b *testing.B, n int) func(*atomic.Int64) func() {
+			name := fmt.Sprintf("B%d", seq.Add(1))
+			fillStream(b, js, name, n)
+			ctx := context.Background()
+			cons, err := js.CreateConsumer(ctx, name, jetstream.ConsumerConfig{Durable: "worker", FilterSubject: name + ".x"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return func(count *atomic.Int64) func() {
 				cc, err := cons.Consume(func(m jetstream.Msg) {
-					_ = m.Ack()
-					n.Add(1)
-				})
-				if err != nil {
-					return nil, err
-				}
-				return cc.Stop, nil
-			})
-		})
-		b.Run("plain+otel", func(b *testing.B) {
-			benchConsume(b, js, fmt.Sprintf("B%d", seq.Add(1)), func(ctx context.Context, name string, n *atomic.Int64) (func(), error) {
-				cons, err := js.CreateConsumer(ctx, name, jetstream.ConsumerConfig{Durable: "worker", FilterSubject: name + ".x"})
-				if err != nil {
-					return nil, err
-				}
-				cc, err := cons.Consume(func(m jetstream.Msg) {
-					// what an instrumented app does per message without selective consumption: the W3C
-					// trace context and baggage
-					_ = w3c.Extract(ctx, natsmq.HeaderCarrier(m.Headers()))
-					_ = m.Ack()
-					n.Add(1)
-				})
-				if err != nil {
-					return nil, err
-				}
-				return cc.Stop, nil
-			})
-		})
-		b.Run("selective", func(b *testing.B) {
-			benchConsume(b, js, fmt.Sprintf("B%d", seq.Add(1)), func(ctx context.Context, name string, n *atomic.Int64) (func(), error) {
-				c, err := natsmq.NewJetStreamConsumer(ctx, natsmq.JetStreamConfig{
-					Common:    natsmq.Common{Identity: mq.Identity{Baseline: worker}, Routes: staticSource{tbl}},
-					JetStream: js, Stream: name, Durable: "worker",
-					Consumer: jetstream.ConsumerConfig{FilterSubject: name + ".x"},
-				})
-				if err != nil {
-					return nil, err
-				}
-				errc := make(chan error, 1)
-				go func() {
-					errc <- c.Run(ctx, func(context.Context, jetstream.Msg) error { n.Add(1); return nil })
-				}()
-				// skipped messages do not reach the handler: count them from Stats
-				stop := make(chan struct{})
-				go func() {
-					for {
-						select {
-						case <-stop:
-							return
-						case <-time.After(time.Millisecond):
-						}
-						if s := c.Stats(); s.Processed+s.Skipped() >= uint64(b.N) {
-							n.Store(int64(b.N))
-						}
+					if otel {
+						// what an instrumented app does per message without selective consumption
+						mctx := w3c.Extract(ctx, natsmq.HeaderCarrier(m.Headers()))
+						benchSink.Add(int64(baggage.FromContext(mctx).Len()))
 					}
-				}()
+					benchSink.Add(int64(len(m.Data())))
+					_ = m.Ack()
+					count.Add(1)
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
 				return func() {
-					close(stop)
-					if err := c.Close(ctx); err != nil {
-						b.Error(err)
-					}
-					if err := <-errc; err != nil {
-						b.Error(err)
-					}
-				}, nil
-			})
-		})
+					cc.Stop()
+					deleteStream(b, js, name)
+				}
+			}
+		}
 	}
+	selective := func(b *testing.B, n int) func(*atomic.Int64) func() {
+		name := fmt.Sprintf("B%d", seq.Add(1))
+		fillStream(b, js, name, n)
+		ctx := context.Background()
+		c, err := natsmq.NewJetStreamConsumer(ctx, natsmq.JetStreamConfig{
+			Common:    natsmq.Common{Identity: mq.Identity{Baseline: worker}, Routes: staticSource{tbl}},
+			JetStream: js, Stream: name, Durable: "worker",
+			Consumer: jetstream.ConsumerConfig{FilterSubject: name + ".x"},
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return func(count *atomic.Int64) func() {
+			errc := make(chan error, 1)
+			go func() {
+				errc <- c.Run(ctx, func(_ context.Context, m jetstream.Msg) error {
+					benchSink.Add(int64(len(m.Data())))
+					count.Add(1)
+					return nil
+				})
+			}()
+			// skipped messages do not reach the handler: they are counted by Stats
+			stop := make(chan struct{})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				var last uint64
+				for {
+					select {
+					case <-stop:
+						return
+					case <-time.After(200 * time.Microsecond):
+					}
+					if s := c.Stats().Skipped(); s > last {
+						count.Add(int64(s - last))
+						last = s
+					}
+				}
+			}()
+			return func() {
+				close(stop)
+				<-done
+				if err := c.Close(ctx); err != nil {
+					b.Error(err)
+				}
+				if err := <-errc; err != nil {
+					b.Error(err)
+				}
+				deleteStream(b, js, name)
+			}
+		}
+	}
+	peerbench.Run(b,
+		peerbench.Peer{Name: "plain", Prepare: plain(false)},
+		peerbench.Peer{Name: "plain+otel", Prepare: plain(true)},
+		peerbench.Peer{Name: "selective", Prepare: selective},
+	)
 }
 
-// benchConsume fills stream name with b.N messages, then times start until the counter reaches b.N.
-func benchConsume(b *testing.B, js jetstream.JetStream, name string, start func(ctx context.Context, name string, n *atomic.Int64) (stop func(), err error)) {
-	fillStream(b, js, name, b.N)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+func deleteStream(b *testing.B, js jetstream.JetStream, name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var n atomic.Int64
-	b.ResetTimer()
-	cpu := cpuMeter(b)
-	stop, err := start(ctx, name, &n)
-	if err != nil {
-		b.Fatal(err)
-	}
-	for n.Load() < int64(b.N) {
-		if ctx.Err() != nil {
-			b.Fatal("timed out")
-		}
-		time.Sleep(100 * time.Microsecond)
-	}
-	b.StopTimer()
-	cpu()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-	stop()
 	if err := js.DeleteStream(ctx, name); err != nil {
 		b.Fatal(err)
 	}

@@ -57,12 +57,19 @@ type syncer interface {
 
 // core is the selective part shared by the JetStream and the queue consumer.
 type core struct {
-	id     mq.Identity
-	sel    *mq.Selector
-	routes mq.TableSource
-	prop   *mq.Propagation
-	fields []string // lower-case header names prop reads
-	log    *slog.Logger
+	id        mq.Identity
+	sel       *mq.Selector
+	routes    mq.TableSource
+	prop      *mq.Propagation
+	fields    []string // lower-case header names prop reads
+	keyFields []string // lower-case header names prop reads the routing key from
+
+	// cacheMu guards keys and contexts (the client calls a consumer's callback from one goroutine: the
+	// lock is never waited for; a call that finds it taken goes without the caches).
+	cacheMu  sync.Mutex
+	keys     *mq.KeyCache
+	contexts *mq.HandlerContexts
+	log      *slog.Logger
 
 	stopRoutes context.CancelFunc
 	routesDone chan struct{}
@@ -92,7 +99,8 @@ func newCore(c Common, kind string) (*core, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	k := &core{id: c.Identity, prop: c.Propagation, fields: c.Propagation.HeaderFields(), log: c.Logger.With("consumer", c.Identity.String())}
+	k := &core{id: c.Identity, prop: c.Propagation, fields: c.Propagation.HeaderFields(), keyFields: c.Propagation.KeyFields(),
+		keys: c.Propagation.NewKeyCache(), contexts: c.Propagation.NewHandlerContexts(), log: c.Logger.With("consumer", c.Identity.String())}
 	if c.Routes == nil {
 		rc, err := routes.New(routes.Config{Workload: c.Identity.Baseline, Logger: c.Logger})
 		if err != nil {
@@ -166,14 +174,17 @@ func (k *core) goneAway() bool {
 // it processes does it build the context (trace context, baggage, key) for the handler.
 func (k *core) decide(ctx context.Context, h nats.Header) (context.Context, string, mq.Decision) {
 	k.noteRouted()
+	sc := k.scan(h)
 	var key string
-	lower := true
-	if len(h) > 0 {
-		if lower = lowerNames(h); lower {
-			key = k.prop.KeyMetadata(h) // a map lookup per key header, no carrier
-		} else {
-			key = k.prop.Key(HeaderCarrier(h))
-		}
+	switch {
+	case sc.keyHeaders == 0:
+	case sc.lower && sc.keyHeaders == 1 && sc.bag != nil && len(sc.bag) == 1 && k.cacheMu.TryLock():
+		key = k.keys.Baggage(sc.bag[0]) // a message of a key seen before: one lookup
+		k.cacheMu.Unlock()
+	case sc.lower:
+		key = k.prop.KeyMetadata(h) // a map lookup per key header, no carrier
+	default:
+		key = k.prop.Key(HeaderCarrier(h))
 	}
 	d := k.sel.Decide(key)
 	if d != mq.Process {
@@ -182,23 +193,60 @@ func (k *core) decide(ctx context.Context, h nats.Header) (context.Context, stri
 		}
 		return ctx, key, d
 	}
-	if k.relevant(h) {
-		ctx = k.prop.ExtractKeyed(ctx, carrier(h, lower), key)
+	if !sc.relevant {
+		return ctx, key, d
 	}
-	return ctx, key, d
+	if sc.lower && !sc.repeated && k.cacheMu.TryLock() {
+		ctx = k.contexts.Extract(ctx, singleCarrier{lowerCarrier(h)}, key)
+		k.cacheMu.Unlock()
+		return ctx, key, d
+	}
+	return k.prop.ExtractKeyed(ctx, carrier(h, sc.lower), key), key, d
 }
 
-// relevant reports whether h has a header the propagation reads (most messages of an app without tracing
-// have none: their extraction is skipped).
-func (k *core) relevant(h nats.Header) bool {
-	for name := range h {
+// headerScan is what one pass over a message's header names finds.
+type headerScan struct {
+	lower bool // no name has an upper-case or non-ASCII letter (lowerNames)
+	// relevant: a header the propagation reads (most messages of an app without tracing have none: their
+	// extraction is skipped)
+	relevant   bool
+	repeated   bool     // a header with more than one value
+	keyHeaders int      // headers the routing key is read from (KeyFields)
+	bag        []string // the values of header "baggage" when it is one of them
+}
+
+// scan looks at every header name once.
+func (k *core) scan(h nats.Header) headerScan {
+	sc := headerScan{lower: true}
+	for name, vs := range h {
+		if len(vs) > 1 {
+			sc.repeated = true
+		}
+		if sc.lower {
+			for i := 0; i < len(name); i++ {
+				if c := name[i]; c >= 'A' && c <= 'Z' || c >= 0x80 {
+					sc.lower = false
+					break
+				}
+			}
+		}
 		for _, f := range k.fields {
 			if len(name) == len(f) && strings.EqualFold(name, f) {
-				return true
+				sc.relevant = true
+				break
+			}
+		}
+		for _, f := range k.keyFields {
+			if len(name) == len(f) && strings.EqualFold(name, f) {
+				sc.keyHeaders++
+				if name == "baggage" {
+					sc.bag = vs
+				}
+				break
 			}
 		}
 	}
-	return false
+	return sc
 }
 
 // lowerNames reports whether every header name is free of upper-case and non-ASCII letters (what Inject

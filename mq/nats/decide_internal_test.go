@@ -24,7 +24,7 @@ func BenchmarkDecide(b *testing.B) {
 		b.Fatal(err)
 	}
 	id := mq.Identity{Baseline: w}
-	k := &core{id: id, prop: mq.DefaultPropagation, fields: mq.DefaultPropagation.HeaderFields(), sel: mq.NewSelector(id, fixedTable{tbl})}
+	k := testCore(b, id, fixedTable{tbl})
 	tid, _ := trace.TraceIDFromHex("0af7651916cd43dd8448eb211c80319c")
 	sid, _ := trace.SpanIDFromHex("b7ad6b7169203331")
 	ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled}))
@@ -55,6 +55,16 @@ func BenchmarkDecide(b *testing.B) {
 	})
 }
 
+// testCore is the core of a consumer of id over src, without a server.
+func testCore(tb testing.TB, id mq.Identity, src mq.TableSource) *core {
+	tb.Helper()
+	k, err := newCore(Common{Identity: id, Routes: src}, "test")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return k
+}
+
 type fixedTable struct{ t *routeapi.Table }
 
 func (s fixedTable) Table() *routeapi.Table { return s.t }
@@ -70,13 +80,16 @@ func FuzzDecideMatchesExtract(f *testing.F) {
 	f.Add("x-sandboxmesh-routing-key", "k6", "", "")
 	f.Fuzz(func(t *testing.T, n1, v1, n2, v2 string) {
 		id := mq.Identity{Baseline: routeapi.WorkloadRef{Namespace: "n", Name: "w"}}
-		k := &core{id: id, prop: mq.DefaultPropagation, fields: mq.DefaultPropagation.HeaderFields(), sel: mq.NewSelector(id, nil)}
+		k := testCore(t, id, fixedTable{})
 		h := nats.Header{n1: {v1}}
 		h[n2] = append(h[n2], v2)
 		wctx, want := mq.DefaultPropagation.Extract(context.Background(), HeaderCarrier(h))
 		gctx, got, _ := k.decide(context.Background(), h)
 		if got != want {
 			t.Fatalf("fast path key %q, case-insensitive extraction %q, headers %q", got, want, h)
+		}
+		if _, again, _ := k.decide(context.Background(), h); again != got { // from the key cache
+			t.Fatalf("second decision: key %q, first %q, headers %q", again, got, h)
 		}
 		gk, _ := routingkey.FromContext(gctx)
 		wk, _ := routingkey.FromContext(wctx)

@@ -44,7 +44,10 @@ type JetStreamConfig struct {
 	// The baseline's consumer keeps its own setting.
 	InactiveThreshold time.Duration
 	// HandlerTimeout bounds one call of the handler (default: the consumer's AckWait, after which the
-	// server redelivers anyway; negative means no bound).
+	// server redelivers anyway; negative means no bound). Calls that start within 1/64 of it of each other
+	// share one deadline (one timer rather than one per message): a call's context is done between 63/64 of
+	// HandlerTimeout and HandlerTimeout after the call starts, or when Run's context is; it is not canceled
+	// when the call returns.
 	HandlerTimeout time.Duration
 	// DrainTimeout bounds how long Run, when stopping, keeps handling the messages it had already received
 	// (default 10s).
@@ -257,7 +260,9 @@ func (c *JetStreamConsumer) Run(ctx context.Context, h Handler) error {
 		}
 		c.log.Warn("consume error", "durable", c.name, "error", err)
 	})}, c.cfg.ConsumeOptions...)
-	cc, err := c.cons.Consume(func(m jetstream.Msg) { c.handle(ctx, h, m) }, opts...)
+	dl := newDeadlines(ctx, c.hTimeout)
+	defer dl.stop()
+	cc, err := c.cons.Consume(func(m jetstream.Msg) { c.handle(ctx, dl, h, m) }, opts...)
 	if err != nil {
 		return fmt.Errorf("nats: consumer %s: consume %q: %w", c.id, c.name, err)
 	}
@@ -279,18 +284,18 @@ func (c *JetStreamConsumer) Run(ctx context.Context, h Handler) error {
 	return ret
 }
 
-func (c *JetStreamConsumer) handle(ctx context.Context, h Handler, m jetstream.Msg) {
+// handle decides on m and hands it to h or acks it. ctx is Run's context; dl (nil: no bound) gives the
+// call its HandlerTimeout.
+func (c *JetStreamConsumer) handle(ctx context.Context, dl *deadlines, h Handler, m jetstream.Msg) {
+	if dctx := dl.ctx(); dctx != nil {
+		ctx = dctx
+	}
 	mctx, key, d := c.decide(ctx, m.Headers())
 	if d != mq.Process {
 		if err := m.Ack(); err != nil {
 			c.log.Warn("ack of a skipped message failed; it will be redelivered and skipped again", "durable", c.name, "decision", d.String(), "error", err)
 		}
 		return
-	}
-	if c.hTimeout > 0 {
-		var cancel context.CancelFunc
-		mctx, cancel = context.WithTimeout(mctx, c.hTimeout)
-		defer cancel()
 	}
 	if err := h(mctx, m); err != nil {
 		c.failed.Add(1)

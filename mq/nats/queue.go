@@ -24,7 +24,8 @@ type QueueConfig struct {
 	Subject string
 	// Queue is the baseline's queue group Q; a sandbox joins Identity.ScopedName(Queue). Required.
 	Queue string
-	// HandlerTimeout bounds one call of the handler (default 30s; negative means no bound).
+	// HandlerTimeout bounds one call of the handler (default 30s; negative means no bound), as
+	// JetStreamConfig.HandlerTimeout does: calls that start within 1/64 of it share one deadline.
 	HandlerTimeout time.Duration
 }
 
@@ -110,6 +111,8 @@ func (c *QueueConsumer) Run(ctx context.Context, h MsgHandler) error {
 		case <-rctx.Done():
 		}
 	}()
+	dl := newDeadlines(ctx, c.hTimeout)
+	defer dl.stop()
 	for {
 		m, err := c.sub.NextMsgWithContext(rctx)
 		if err != nil {
@@ -118,19 +121,19 @@ func (c *QueueConsumer) Run(ctx context.Context, h MsgHandler) error {
 			}
 			return fmt.Errorf("nats: consumer %s: queue group %q: %w", c.id, c.group, err)
 		}
-		c.handle(ctx, h, m)
+		c.handle(ctx, dl, h, m)
 	}
 }
 
-func (c *QueueConsumer) handle(ctx context.Context, h MsgHandler, m *nats.Msg) {
+// handle decides on m and hands it to h. ctx is Run's context; dl (nil: no bound) gives the call its
+// HandlerTimeout.
+func (c *QueueConsumer) handle(ctx context.Context, dl *deadlines, h MsgHandler, m *nats.Msg) {
+	if dctx := dl.ctx(); dctx != nil {
+		ctx = dctx
+	}
 	mctx, key, d := c.decide(ctx, m.Header)
 	if d != mq.Process {
 		return
-	}
-	if c.hTimeout > 0 {
-		var cancel context.CancelFunc
-		mctx, cancel = context.WithTimeout(mctx, c.hTimeout)
-		defer cancel()
 	}
 	if err := h(mctx, m); err != nil {
 		c.failed.Add(1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,24 +12,34 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
 	"github.com/sandboxmesh/sandboxmesh/mq"
+	"github.com/sandboxmesh/sandboxmesh/mq/internal/peerbench"
 	"github.com/sandboxmesh/sandboxmesh/mq/rabbitmq"
 	"github.com/sandboxmesh/sandboxmesh/routingkey"
 )
 
 var benchRun atomic.Int64
 
-// fill publishes n messages to the env's exchange (half with a routing key that is not routed, half
-// without) and waits until queue holds them all.
+// fill publishes n messages to the env's exchange and waits until queue holds them all. Every message
+// carries a trace context (an instrumented producer); by i%4 a quarter carry key "key7" (routed to sb-7,
+// away from the baseline), a quarter key "notrouted1" (no route), half no key.
 func (e *env) fill(b *testing.B, queue string, n int) {
-	keyed := rabbitmq.Inject(routingkey.WithKey(context.Background(), "notrouted1"), nil)
+	tid, _ := trace.TraceIDFromHex("0af7651916cd43dd8448eb211c80319c")
+	sid, _ := trace.SpanIDFromHex("b7ad6b7169203331")
+	ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled,
+	}))
+	hs := [4]amqp.Table{
+		rabbitmq.Inject(routingkey.WithKey(ctx, "key7"), nil),
+		rabbitmq.Inject(routingkey.WithKey(ctx, "notrouted1"), nil),
+		rabbitmq.Inject(ctx, nil),
+		rabbitmq.Inject(ctx, nil),
+	}
 	for i := 0; i < n; i++ {
-		p := amqp.Publishing{MessageId: fmt.Sprint(i), Body: []byte(`{"order":42,"sku":"abc"}`)}
-		if i%2 == 0 {
-			p.Headers = keyed
-		}
+		p := amqp.Publishing{MessageId: strconv.Itoa(i), Body: []byte(`{"order":42,"sku":"abc"}`), Headers: hs[i%4]}
 		if err := e.pub.PublishWithContext(e.ctx, e.exchange, "orders.created", false, false, p); err != nil {
 			b.Fatal(err)
 		}
@@ -54,90 +65,135 @@ func (e *env) fill(b *testing.B, queue string, n int) {
 	}
 }
 
-// BenchmarkConsume compares, in the same run on the same broker, a baseline Consumer (header extraction,
-// selector decision against a table of 100 routes, ack per message) with the plain amqp091-go consumer
-// (ack per message, same prefetch) draining a queue of b.N messages, and with that plain consumer doing the
-// W3C extraction an OTel-instrumented app does (plain-otel). Report the ratios of the ns/op.
+var benchSink atomic.Int64
+
+// BenchmarkConsume compares, in the same run on the same broker, the plain amqp091-go consumer (ack per
+// message, the same prefetch), the same extracting the W3C trace context and baggage as an
+// OTel-instrumented app does ("plain+otel"), and the baseline's selective Consumer (read the key, decide
+// against a table of 100 routes; extract the OTel context and call the handler with it, or skip; ack per
+// message), each draining a queue of b.N messages (fill's mix). The broker is a process of its own, so
+// cpu-ns/op is the consumer's CPU per message. The rounds alternate (peerbench.Run). Run it with
+// bench/mq/run.sh, or -benchtime=20000x.
 func BenchmarkConsume(b *testing.B) {
 	var table []routeapi.Route
 	for i := 0; i < 100; i++ {
 		table = append(table, forkRoute(fmt.Sprintf("key%d", i), fmt.Sprintf("sb-%d", i)))
 	}
-	plain := func(b *testing.B, handle func(*amqp.Delivery)) {
-		e := newEnv(b, fmt.Sprintf("bench-plain-%d", benchRun.Add(1)))
-		ch, err := e.conn.Channel()
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := ch.QueueDeclare(e.queue, false, false, false, false, nil); err != nil {
-			b.Fatal(err)
-		}
-		if err := ch.QueueBind(e.queue, "orders.#", e.exchange, false, nil); err != nil {
-			b.Fatal(err)
-		}
-		if err := ch.Qos(rabbitmq.DefaultPrefetch, 0, false); err != nil {
-			b.Fatal(err)
-		}
-		e.fill(b, e.queue, b.N)
-		b.ResetTimer()
-		cpu := cpuMeter(b)
-		ds, err := ch.Consume(e.queue, "", false, false, false, false, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for i := 0; i < b.N; i++ {
-			d := <-ds
-			handle(&d)
-			if err := d.Ack(false); err != nil {
+	tbl, err := routeapi.NewTable(1, table)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w3c := propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	plain := func(otel bool) func(b *testing.B, n int) func(*atomic.Int64) func() {
+		return func(b *testing.B, n int) func(*atomic.Int64) func() {
+			e := newEnv(b, fmt.Sprintf("bench-plain-%d", benchRun.Add(1)))
+			ch, err := e.conn.Channel()
+			if err != nil {
 				b.Fatal(err)
 			}
+			if _, err := ch.QueueDeclare(e.queue, false, false, false, false, nil); err != nil {
+				b.Fatal(err)
+			}
+			if err := ch.QueueBind(e.queue, "orders.#", e.exchange, false, nil); err != nil {
+				b.Fatal(err)
+			}
+			if err := ch.Qos(rabbitmq.DefaultPrefetch, 0, false); err != nil {
+				b.Fatal(err)
+			}
+			e.fill(b, e.queue, n)
+			return func(count *atomic.Int64) func() {
+				ds, err := ch.Consume(e.queue, "", false, false, false, false, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					for d := range ds {
+						if otel {
+							// what an instrumented consumer does per message without selective consumption
+							mctx := w3c.Extract(context.Background(), rabbitmq.HeaderCarrier(d.Headers))
+							benchSink.Add(int64(baggage.FromContext(mctx).Len()))
+						}
+						benchSink.Add(int64(len(d.Body)))
+						if err := d.Ack(false); err != nil {
+							b.Error(err)
+							return
+						}
+						count.Add(1)
+					}
+				}()
+				return func() {
+					ch.Close()
+					<-done
+					e.deleteQueue(e.queue)
+				}
+			}
 		}
-		b.StopTimer()
-		cpu()
-		ch.Close()
 	}
-	b.Run("plain", func(b *testing.B) { plain(b, func(*amqp.Delivery) {}) })
-	// plain-otel: the plain client plus what an OTel-instrumented consumer does per message at least:
-	// extract the W3C trace context and baggage from the headers.
-	w3c := propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
-	var sink int
-	b.Run("plain-otel", func(b *testing.B) {
-		plain(b, func(d *amqp.Delivery) {
-			sink += baggage.FromContext(w3c.Extract(context.Background(), rabbitmq.HeaderCarrier(d.Headers))).Len()
-		})
-	})
-	b.Run("selective", func(b *testing.B) {
+	selective := func(b *testing.B, n int) func(*atomic.Int64) func() {
 		e := newEnv(b, fmt.Sprintf("bench-selective-%d", benchRun.Add(1)))
-		tbl, err := routeapi.NewTable(1, table)
-		if err != nil {
-			b.Fatal(err)
-		}
 		c, err := rabbitmq.NewConsumer(e.ctx, e.config(baseline(), staticSource{tbl}))
 		if err != nil {
 			b.Fatal(err)
 		}
-		e.fill(b, e.queue, b.N)
-		done := make(chan struct{})
-		var n atomic.Int64
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		b.ResetTimer()
-		cpu := cpuMeter(b)
-		go func() {
-			_ = c.Run(ctx, func(context.Context, *amqp.Delivery) error {
-				if n.Add(1) == int64(b.N) {
-					close(done)
+		e.fill(b, e.queue, n)
+		return func(count *atomic.Int64) func() {
+			errc := make(chan error, 1)
+			go func() {
+				errc <- c.Run(context.Background(), func(_ context.Context, d *amqp.Delivery) error {
+					benchSink.Add(int64(len(d.Body)))
+					count.Add(1)
+					return nil
+				})
+			}()
+			// skipped messages do not reach the handler: they are counted by Stats
+			stop, done := make(chan struct{}), make(chan struct{})
+			go func() {
+				defer close(done)
+				var last uint64
+				for {
+					select {
+					case <-stop:
+						return
+					case <-time.After(200 * time.Microsecond):
+					}
+					if s := c.Stats().Skipped(); s > last {
+						count.Add(int64(s - last))
+						last = s
+					}
 				}
-				return nil
-			})
-		}()
-		<-done
-		b.StopTimer()
-		cpu()
-		if err := c.Close(context.Background()); err != nil {
-			b.Fatal(err)
+			}()
+			return func() {
+				close(stop)
+				<-done
+				if err := c.Close(context.Background()); err != nil {
+					b.Error(err)
+				}
+				if err := <-errc; err != nil {
+					b.Error(err)
+				}
+				e.deleteQueue(e.queue)
+			}
 		}
-	})
+	}
+	peerbench.Run(b,
+		peerbench.Peer{Name: "plain", Prepare: plain(false)},
+		peerbench.Peer{Name: "plain+otel", Prepare: plain(true)},
+		peerbench.Peer{Name: "selective", Prepare: selective},
+	)
+}
+
+func (e *env) deleteQueue(q string) {
+	ch, err := e.conn.Channel()
+	if err != nil {
+		e.t.Error(err)
+		return
+	}
+	defer ch.Close()
+	if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+		e.t.Error(err)
+	}
 }
 
 // BenchmarkRouteToFirstMessage measures the time from a route being published on the route server to a

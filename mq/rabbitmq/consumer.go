@@ -137,7 +137,8 @@ type Consumer struct {
 	running  bool
 	runDone  chan struct{}
 	counters [6]atomic.Uint64
-	keys     keyTable // Run's goroutine only
+	keys     keyTable            // Run's goroutine only
+	contexts *mq.HandlerContexts // Run's goroutine only
 }
 
 const (
@@ -205,6 +206,7 @@ func NewConsumer(ctx context.Context, cfg Config) (*Consumer, error) {
 		go func() { defer close(c.srcDone); _ = rc.Run(sctx) }()
 	}
 	c.sel = mq.NewSelector(c.id, c.src)
+	c.keys.cache, c.contexts = c.prop.NewKeyCache(), c.prop.NewHandlerContexts()
 	if w, ok := c.src.(interface{ WaitSynced(context.Context) error }); ok {
 		wctx, cancel := context.WithTimeout(ctx, cfg.SyncTimeout)
 		err := w.WaitSynced(wctx)
@@ -394,12 +396,20 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 
 // handle decides, calls the handler and acks.
 func (c *Consumer) handle(ctx context.Context, d *amqp.Delivery, h Handler) error {
-	hc := HeaderCarrier(d.Headers)
-	key := c.keys.key(c.prop, d.Headers) // the key alone decides; the context is built for processed messages only
+	key, single := c.keys.key(c.prop, d.Headers) // the key alone decides; the context is built for processed messages only
 	var err error
 	switch dec := c.sel.Decide(key); dec {
 	case mq.Process:
-		if herr := h(c.prop.ExtractKeyed(ctx, hc, key), d); herr != nil {
+		var hctx context.Context
+		switch {
+		case len(d.Headers) == 0:
+			hctx = ctx
+		case single:
+			hctx = c.contexts.Extract(ctx, singleTable(d.Headers), key)
+		default:
+			hctx = c.prop.ExtractKeyed(ctx, HeaderCarrier(d.Headers), key)
+		}
+		if herr := h(hctx, d); herr != nil {
 			c.counters[cFailed].Add(1)
 			requeue := attempt(d, c.cfg.MaxAttempts) < c.cfg.MaxAttempts
 			if requeue {

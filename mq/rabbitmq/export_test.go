@@ -7,4 +7,10 @@ import (
 )
 
 // NewKeyReader returns the consumer's key reader (one goroutine).
-func NewKeyReader() func(*mq.Propagation, amqp.Table) string { return (&keyTable{}).key }
+func NewKeyReader() func(*mq.Propagation, amqp.Table) string {
+	k := &keyTable{cache: mq.DefaultPropagation.NewKeyCache()}
+	return func(p *mq.Propagation, t amqp.Table) string {
+		key, _ := k.key(p, t)
+		return key
+	}
+}

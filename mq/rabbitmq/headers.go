@@ -83,8 +83,10 @@ func (c HeaderCarrier) Keys() []string {
 // names exactly or not at all, so Get and Values are single lookups, as HeaderCarrier's would find, and
 // Values reuses one slice. Run's goroutine only.
 type keyTable struct {
-	t   amqp.Table
-	buf []string
+	t         amqp.Table
+	buf       []string
+	cache     *mq.KeyCache // nil: no cache
+	keyFields []string
 }
 
 func (k *keyTable) Get(key string) string {
@@ -128,19 +130,69 @@ func lowerNames(t amqp.Table) bool {
 	return true
 }
 
-// key returns the routing key of headers t with p, as p.Key(HeaderCarrier(t)) does.
-func (k *keyTable) key(p *mq.Propagation, t amqp.Table) string {
+// key returns the routing key of headers t with p, as p.Key(HeaderCarrier(t)) does, and whether every
+// header name is lower case with a single (non-array) value: then single gives the carrier for
+// mq.HandlerContexts.
+func (k *keyTable) key(p *mq.Propagation, t amqp.Table) (key string, single bool) {
 	if len(t) == 0 {
-		return ""
+		return "", true
 	}
 	if !lowerNames(t) {
-		return p.Key(HeaderCarrier(t))
+		return p.Key(HeaderCarrier(t)), false
+	}
+	single = true
+	for _, v := range t {
+		if _, ok := v.([]any); ok {
+			single = false
+			break
+		}
+	}
+	if single && k.cache != nil {
+		// a message whose only key header is baggage (what Inject writes): its key by the baggage value
+		n, bag := 0, ""
+		for _, f := range k.fields(p) {
+			if v, ok := t[f]; ok {
+				n++
+				if f == "baggage" {
+					bag, _ = first(v)
+				}
+			}
+		}
+		switch {
+		case n == 0:
+			return "", true
+		case n == 1 && bag != "":
+			return k.cache.Baggage(bag), true
+		}
 	}
 	k.t = t
-	key := p.Key(k)
+	key = p.Key(k)
 	k.reset()
-	return key
+	return key, single
 }
+
+// fields returns p.KeyFields(), computed once.
+func (k *keyTable) fields(p *mq.Propagation) []string {
+	if k.keyFields == nil {
+		k.keyFields = p.KeyFields()
+	}
+	return k.keyFields
+}
+
+// singleTable is a carrier over headers whose names are all lower case and whose values are not arrays
+// (keyTable.key said single): Get is one lookup; no Values, so the OTel baggage propagator parses the one
+// header.
+type singleTable amqp.Table
+
+func (c singleTable) Get(key string) string {
+	if s, ok := first(c[key]); ok {
+		return s
+	}
+	return ""
+}
+
+func (c singleTable) Set(string, string) {} // never called: extraction only reads
+func (c singleTable) Keys() []string     { return HeaderCarrier(c).Keys() }
 
 func first(v any) (string, bool) {
 	switch v := v.(type) {

@@ -1,0 +1,91 @@
+package mq_test
+
+import (
+	"context"
+	"testing"
+
+	"go.opentelemetry.io/otel/baggage"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sandboxmesh/sandboxmesh/mq"
+	"github.com/sandboxmesh/sandboxmesh/routingkey"
+)
+
+// singleMap is a carrier without Values (one value per header), like the consumers' fast carriers.
+type singleMap map[string]string
+
+func (m singleMap) Get(k string) string { return m[k] }
+func (m singleMap) Set(k, v string)     { m[k] = v }
+func (m singleMap) Keys() []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	return ks
+}
+
+func sameBaggage(a, b baggage.Baggage) bool {
+	if a.Len() != b.Len() {
+		return false
+	}
+	for _, m := range a.Members() {
+		if b.Member(m.Key()).String() != m.String() {
+			return false
+		}
+	}
+	return true
+}
+
+// FuzzHandlerContexts checks that HandlerContexts.Extract builds the context ExtractKeyed builds (trace
+// context, baggage, routing key), from its cache too, and that KeyCache.Baggage gives Key's key for
+// messages whose only routing-key header is baggage.
+func FuzzHandlerContexts(f *testing.F) {
+	f.Add("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "sm-routing-key=keya,a=1", "", "", false)
+	f.Add("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "", "", "k2", false)
+	f.Add("", "a=1", "sm=routingkey:k5", "", true)
+	f.Add("bad", "sm-routing-key=k%41,;;x", "", "", false)
+	f.Add("", "", "", "", true)
+	p := mq.DefaultPropagation
+	f.Fuzz(func(t *testing.T, tp, bag, ts, custom string, parentBag bool) {
+		c := singleMap{}
+		for k, v := range map[string]string{"traceparent": tp, "baggage": bag, "tracestate": ts, "uberctx-sm-routing-key": custom} {
+			if v != "" {
+				c[k] = v
+			}
+		}
+		parent := context.Background()
+		if parentBag {
+			m, _ := baggage.NewMemberRaw("p", "1")
+			b, _ := baggage.New(m)
+			parent = baggage.ContextWithBaggage(parent, b)
+		}
+		key := p.Key(c)
+		want := p.ExtractKeyed(parent, c, key)
+		hc := p.NewHandlerContexts()
+		for i := range 2 { // the second from the cache
+			got := hc.Extract(parent, c, key)
+			gk, gok := routingkey.FromContext(got)
+			wk, wok := routingkey.FromContext(want)
+			if gk != wk || gok != wok {
+				t.Fatalf("round %d: key %q/%v, ExtractKeyed's %q/%v", i, gk, gok, wk, wok)
+			}
+			if !trace.SpanContextFromContext(got).Equal(trace.SpanContextFromContext(want)) {
+				t.Fatalf("round %d: span context differs", i)
+			}
+			if gb, wb := baggage.FromContext(got), baggage.FromContext(want); !sameBaggage(gb, wb) {
+				t.Fatalf("round %d: baggage %q, ExtractKeyed's %q", i, gb.String(), wb.String())
+			}
+		}
+		if _, ok := c["baggage"]; ok && len(c) == 1 || len(c) == 2 && c["traceparent"] != "" && c["baggage"] != "" {
+			kc := p.NewKeyCache()
+			for range 2 {
+				if got := kc.Baggage(c["baggage"]); got != key {
+					t.Fatalf("KeyCache.Baggage(%q) = %q, Key %q", c["baggage"], got, key)
+				}
+			}
+		}
+	})
+}
+
+var _ propagation.TextMapCarrier = singleMap{}
