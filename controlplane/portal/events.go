@@ -160,14 +160,14 @@ func (p *Portal) sandboxEvent(r *http.Request, v *view, name string, f filter) (
 	if !res.ok() {
 		return sandboxEvent{}, res.code
 	}
-	var sb apitypes.Sandbox
+	var sb listSandbox
 	if err := res.decode(&sb); err != nil {
 		return sandboxEvent{}, http.StatusInternalServerError
 	}
 	if !f.match(&sb) {
 		return sandboxEvent{Name: name, Deleted: true}, http.StatusOK
 	}
-	rv := rowView{Org: v.Org, S: sb}
+	rv := rowView{Org: v.Org, S: &sb}
 	row, err1 := p.fragment("row", rv)
 	badge, err2 := p.fragment("badge", sb)
 	if err1 != nil || err2 != nil {

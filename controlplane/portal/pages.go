@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
@@ -198,7 +199,7 @@ func (f filter) selector() string {
 	return strings.Join(parts, ",")
 }
 
-func (f filter) match(sb *apitypes.Sandbox) bool {
+func (f filter) match(sb *listSandbox) bool {
 	if f.Cluster != "" && sb.Spec.Cluster != f.Cluster {
 		return false
 	}
@@ -222,16 +223,44 @@ func (f filter) Query() string {
 	return q.Encode()
 }
 
+// listSandbox is the part of the API's sandbox a list row shows (decoding
+// only these fields keeps a page of 1,000 sandboxes cheap).
+type listSandbox struct {
+	Name string `json:"name"`
+	Spec struct {
+		Cluster string            `json:"cluster"`
+		Labels  map[string]string `json:"labels"`
+		Forks   []struct {
+			ForkOf struct {
+				Namespace string `json:"namespace"`
+				Name      string `json:"name"`
+			} `json:"forkOf"`
+		} `json:"forks"`
+	} `json:"spec"`
+	Status struct {
+		Ready   bool   `json:"ready"`
+		Reason  string `json:"reason"`
+		Message string `json:"message"`
+	} `json:"status"`
+	UpdatedAt string `json:"updatedAt"`
+}
+
 type rowView struct {
 	Org string
-	S   apitypes.Sandbox
+	S   *listSandbox
 }
+
+// pageSize is how many rows the list shows at once.
+const pageSize = 100
 
 type listData struct {
 	Filter   filter
 	Rows     []rowView
 	Clusters []apitypes.Cluster
-	Total    int
+	// Total counts the sandboxes of the org (with the label filter), Matched
+	// those the whole filter matches; Offset is the first row shown.
+	Total, Matched, Offset int
+	Prev, Next             string
 }
 
 func (p *Portal) sandboxes(w http.ResponseWriter, r *http.Request) {
@@ -249,16 +278,32 @@ func (p *Portal) sandboxes(w http.ResponseWriter, r *http.Request) {
 		path += "?labelSelector=" + url.QueryEscape(s)
 	}
 	res := p.callAPI(r, http.MethodGet, path, "", nil)
-	var list []apitypes.Sandbox
+	var list []listSandbox
 	if !res.ok() || res.decode(&list) != nil {
 		p.fail(w, r, res.code, "sandboxes", errors.New(res.err.Error))
 		return
 	}
 	d := listData{Filter: f, Total: len(list)}
-	for _, sb := range list {
-		if f.match(&sb) {
-			d.Rows = append(d.Rows, rowView{Org: v.Org, S: sb})
+	d.Offset, _ = strconv.Atoi(r.URL.Query().Get("offset"))
+	d.Offset = max(d.Offset, 0)
+	for i := range list {
+		if f.match(&list[i]) {
+			if d.Matched >= d.Offset && d.Matched < d.Offset+pageSize {
+				d.Rows = append(d.Rows, rowView{Org: v.Org, S: &list[i]})
+			}
+			d.Matched++
 		}
+	}
+	link := func(off int) string {
+		q := r.URL.Query()
+		q.Set("offset", strconv.Itoa(off))
+		return "?" + q.Encode()
+	}
+	if d.Offset > 0 {
+		d.Prev = link(max(d.Offset-pageSize, 0))
+	}
+	if d.Offset+pageSize < d.Matched {
+		d.Next = link(d.Offset + pageSize)
 	}
 	cres := p.callAPI(r, http.MethodGet, orgPath(v.Org, "clusters"), "", nil)
 	if cres.ok() {

@@ -94,8 +94,10 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 var funcs = template.FuncMap{
-	"join":  strings.Join,
-	"field": fieldMsg,
+	"join":     strings.Join,
+	"field":    fieldMsg,
+	"add":      func(a, b int) int { return a + b },
+	"pageSize": func() int { return pageSize },
 	"dict": func(kv ...any) map[string]any {
 		m := map[string]any{}
 		for i := 0; i+1 < len(kv); i += 2 {
