@@ -149,6 +149,11 @@ func TestBrowser(t *testing.T) {
 	do("reload detail", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("status-card")))
 	shot("sandbox")
 
+	// Register a cluster: its token is shown once, with the helm command.
+	do("register a cluster", chromedp.Navigate(e.http.URL+"/o/shop/clusters"), chromedp.WaitVisible(chromedp.ID("cl-name")),
+		chromedp.SendKeys(chromedp.ID("cl-name"), "prod-eu"), chromedp.Click(chromedp.ID("register")), chromedp.WaitVisible(chromedp.ID("helm")))
+	shot("clusters-token")
+
 	// Phone: the list stacks its cells.
 	do("phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Navigate(e.http.URL+"/o/shop/sandboxes"), chromedp.WaitVisible(chromedp.ID("sandboxes")))
 	shot("sandboxes-phone")

@@ -149,7 +149,7 @@ func TestCreateSandboxForm(t *testing.T) {
 	e.apiCall("GET", "/api/v2/orgs/shop/events", apitypes.HeaderAPIKey, e.adminKey(), "", &evs, 200)
 	found := false
 	for _, ev := range evs {
-		found = found || (ev.ObjectName == "cart-pr1" && strings.HasPrefix(ev.Actor, "user:") && ev.Action != "")
+		found = found || (ev.ObjectName == "cart-pr1" && strings.HasPrefix(ev.Actor, "user:") && ev.Action == "apply-sandbox")
 	}
 	if !found {
 		b, _ := json.Marshal(evs)
