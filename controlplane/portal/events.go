@@ -130,15 +130,19 @@ func (p *Portal) events(w http.ResponseWriter, r *http.Request) {
 		case <-tick.C:
 			_, _ = fmt.Fprint(w, ": keep-alive\n\n")
 		case <-sub.wake:
-			for _, name := range sub.take() {
+			names := sub.take()
+			if !p.stillAllowed(r, v.Org) {
+				_, _ = fmt.Fprint(w, "event: end\ndata: {}\n\n")
+				_ = rc.Flush()
+				return
+			}
+			for _, name := range names {
 				if only != "" && name != only {
 					continue
 				}
-				ev, code := p.sandboxEvent(r, v, name, f)
-				if code == http.StatusUnauthorized || code == http.StatusForbidden || code == http.StatusNotFound && ev.Name == "" {
-					_, _ = fmt.Fprint(w, "event: end\ndata: {}\n\n")
-					_ = rc.Flush()
-					return
+				ev, ok := p.sandboxEvent(r, v, name, f)
+				if !ok {
+					continue
 				}
 				b, _ := json.Marshal(ev)
 				_, _ = fmt.Fprintf(w, "event: sandbox\ndata: %s\n\n", b)
@@ -150,35 +154,43 @@ func (p *Portal) events(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// sandboxEvent reads one sandbox through the API and renders its row. A
-// 404 of the sandbox is a deletion; other failures end the stream (code).
-func (p *Portal) sandboxEvent(r *http.Request, v *view, name string, f filter) (sandboxEvent, int) {
-	res := p.callAPI(r, http.MethodGet, orgPath(v.Org, "sandboxes", name), "", nil)
-	if res.code == http.StatusNotFound && res.err.Reason == apitypes.ReasonNotFound && res.err.Error != "" && !isOrgNotFound(res) {
-		return sandboxEvent{Name: name, Deleted: true}, http.StatusOK
+// stillAllowed checks, before a batch of events, that the visitor's session
+// is alive and its role in the org may still read sandboxes.
+func (p *Portal) stillAllowed(r *http.Request, org string) bool {
+	ck, err := r.Cookie(apitypes.SessionCookie)
+	if err != nil {
+		return false
 	}
-	if !res.ok() {
-		return sandboxEvent{}, res.code
+	pr, err := p.ids.Session(r.Context(), ck.Value)
+	if err != nil {
+		return false
+	}
+	_, err = p.ids.Authorize(r.Context(), pr, org, identity.ActionSandboxRead)
+	return err == nil
+}
+
+// sandboxEvent reads one sandbox through the API and renders its row (a
+// 404 is a deletion). ok is false when it could not (logged; the next
+// change sends the row again).
+func (p *Portal) sandboxEvent(r *http.Request, v *view, name string, f filter) (sandboxEvent, bool) {
+	res := p.callAPI(r, http.MethodGet, orgPath(v.Org, "sandboxes", name), "", nil)
+	if res.code == http.StatusNotFound {
+		return sandboxEvent{Name: name, Deleted: true}, true
 	}
 	var sb listSandbox
-	if err := res.decode(&sb); err != nil {
-		return sandboxEvent{}, http.StatusInternalServerError
+	if !res.ok() || res.decode(&sb) != nil {
+		p.log.ErrorContext(r.Context(), "portal: reading a changed sandbox", "org", v.Org, "sandbox", name, "code", res.code, "err", res.err.Error)
+		return sandboxEvent{}, false
 	}
 	if !f.match(&sb) {
-		return sandboxEvent{Name: name, Deleted: true}, http.StatusOK
+		return sandboxEvent{Name: name, Deleted: true}, true
 	}
 	rv := rowView{Org: v.Org, S: &sb}
 	row, err1 := p.fragment("row", rv)
 	badge, err2 := p.fragment("badge", sb)
 	if err1 != nil || err2 != nil {
 		p.log.Error("portal: rendering a row", "err", fmt.Sprint(err1, err2))
-		return sandboxEvent{}, http.StatusInternalServerError
+		return sandboxEvent{}, false
 	}
-	return sandboxEvent{Name: name, Row: row, Badge: badge, Status: sb.Status.Message}, http.StatusOK
-}
-
-// isOrgNotFound tells the API's 404 for the org (access taken away) from
-// the one for the sandbox.
-func isOrgNotFound(res *apiResult) bool {
-	return len(res.err.Error) > 4 && res.err.Error[:4] == "org "
+	return sandboxEvent{Name: name, Row: row, Badge: badge, Status: sb.Status.Message}, true
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/client"
+	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 )
 
 // TestLoginLogout: pages need a session; a wrong password shows the API's
@@ -229,13 +231,49 @@ func TestLiveStatus(t *testing.T) {
 	}) {
 		t.Fatal("no live update")
 	}
-	// Sign out everywhere: the next change ends the stream.
-	ann.postForm("/logout", url.Values{"csrf": {csrf}, "everywhere": {"1"}})
+	// A deletion is sent as such.
 	go func() {
 		time.Sleep(100 * time.Millisecond)
-		e.report("s1", sb.Version, apitypes.ObservedStatus{Reason: "ForksNotReady"})
+		_ = e.admin.DeleteSandbox(context.Background(), "shop", "s1")
+	}()
+	if !readSSE(t, resp.Body, 5*time.Second, func(ev, data string) bool {
+		return ev == "sandbox" && strings.Contains(data, `"name":"s1","deleted":true`)
+	}) {
+		t.Fatal("no deletion event")
+	}
+	// Sign out everywhere: the next change ends the stream.
+	ann.postForm("/logout", url.Values{"csrf": {csrf}, "everywhere": {"1"}})
+	created := make(chan error, 1)
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		_, err := e.admin.ApplySandbox(context.Background(), "shop", &client.Sandbox{Name: "s2", Spec: v1alpha1.SandboxSpec{Cluster: "c1", Forks: []v1alpha1.Fork{{ForkOf: v1alpha1.WorkloadRef{Kind: "Deployment", Namespace: "shop", Name: "cart"}}}}})
+		created <- err
+	}()
+	defer func() {
+		if err := <-created; err != nil {
+			t.Error(err)
+		}
 	}()
 	if !readSSE(t, resp.Body, 5*time.Second, func(ev, _ string) bool { return ev == "end" }) {
 		t.Fatal("the stream outlived the session")
+	}
+}
+
+// TestOpenPreview: "Open preview" asks the API for a login link (a form
+// POST with the CSRF token; viewers may) and redirects to it.
+func TestOpenPreview(t *testing.T) {
+	e := newEnv(t)
+	ann := e.login("ann@example.com", annPass)
+	csrf := ann.csrf("/o/shop/new")
+	ann.postForm("/o/shop/new", url.Values{"csrf": {csrf}, "name": {"s1"}, "cluster": {"c1"}, "workload": {"Deployment/shop/cart"}, "endpoint": {"1"}, "action": {"create"}})
+	vic := e.login("vic@example.com", vicPass)
+	vcsrf := vic.csrf("/o/shop/sandboxes/s1")
+	vic.c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, body := vic.postForm("/o/shop/sandboxes/s1/preview", url.Values{"csrf": {vcsrf}, "endpoint": {"web"}})
+	if loc := resp.Header.Get("Location"); resp.StatusCode != 303 || !strings.Contains(loc, "preview.localhost") {
+		t.Fatalf("open preview: %d %q %.300s", resp.StatusCode, loc, body)
+	}
+	if resp, _ := vic.postForm("/o/shop/sandboxes/s1/preview", url.Values{"endpoint": {"web"}}); resp.StatusCode != 403 {
+		t.Fatalf("without csrf: %d", resp.StatusCode)
 	}
 }
