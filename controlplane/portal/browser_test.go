@@ -49,7 +49,9 @@ func needChromium(t *testing.T) string {
 // in, create a sandbox from the form (workload picked from the agent's
 // report), watch its status turn Ready live when the agent test double
 // reports it (Server-Sent Events, no reload), see a list row change live,
-// and save screenshots of the main pages (laptop and phone).
+// delete after confirmation, register a cluster (token and helm command),
+// log in as a viewer who gets no write controls, check every form field
+// has a label, and save screenshots of the main pages (laptop and phone).
 func TestBrowser(t *testing.T) {
 	chrome := needChromium(t)
 	e := newEnv(t)
@@ -100,7 +102,18 @@ func TestBrowser(t *testing.T) {
 		}
 	}
 
+	// unlabelled lists the page's form fields that have no label (every one must).
+	unlabelled := func(page string) {
+		t.Helper()
+		bad, err := chromedp.Run(tctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("input:not([type=hidden]),select,textarea")]
+			.filter(el => !(el.labels && el.labels.length) && !el.getAttribute("aria-label")).map(el => el.id || el.name)`))
+		if err != nil || len(bad) > 0 {
+			t.Errorf("%s: fields without a label: %v %v", page, bad, err)
+		}
+	}
+
 	do("login page", chromedp.Navigate(e.http.URL+"/"), chromedp.WaitVisible(chromedp.ID("email")))
+	unlabelled("login")
 	shot("login")
 	do("log in",
 		chromedp.SendKeys(chromedp.ID("email"), "ann@example.com"),
@@ -108,6 +121,7 @@ func TestBrowser(t *testing.T) {
 		chromedp.Click(chromedp.ID("login")),
 		chromedp.WaitVisible(chromedp.ID("sandboxes")))
 	waitJS("list live", `document.body.getAttribute("data-live") === "1"`)
+	unlabelled("sandboxes")
 	shot("sandboxes")
 
 	// A list row changes live.
@@ -128,6 +142,7 @@ func TestBrowser(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("labels"), "team=cart"),
 		chromedp.Click(chromedp.ID("show-yaml")),
 		chromedp.WaitVisible(chromedp.ID("preview")))
+	unlabelled("new sandbox")
 	shot("create")
 	do("create", chromedp.Click(chromedp.ID("create")), chromedp.WaitVisible(chromedp.ID("status-card")))
 	waitJS("detail live", `document.body.getAttribute("data-live") === "1"`)
@@ -149,10 +164,34 @@ func TestBrowser(t *testing.T) {
 	do("reload detail", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("status-card")))
 	shot("sandbox")
 
+	// Delete another sandbox after the confirmation page; its row is gone.
+	do("delete", chromedp.Navigate(e.http.URL+"/o/shop/sandboxes/search-v2"), chromedp.Click(chromedp.ID("delete")),
+		chromedp.WaitVisible(chromedp.ID("confirm-delete")), chromedp.Click(chromedp.ID("confirm-delete")), chromedp.WaitVisible(chromedp.ID("sandboxes")))
+	waitJS("row gone", `!document.getElementById("sb-search-v2") && document.body.textContent.includes("Sandbox search-v2 deleted")`)
+	if _, err := e.admin.GetSandbox(ctx, "shop", "search-v2"); err == nil {
+		t.Fatal("search-v2 not deleted")
+	}
+	do("members", chromedp.Navigate(e.http.URL+"/o/shop/members"), chromedp.WaitVisible(chromedp.ID("members")))
+	unlabelled("members")
+
 	// Register a cluster: its token is shown once, with the helm command.
 	do("register a cluster", chromedp.Navigate(e.http.URL+"/o/shop/clusters"), chromedp.WaitVisible(chromedp.ID("cl-name")),
 		chromedp.SendKeys(chromedp.ID("cl-name"), "prod-eu"), chromedp.Click(chromedp.ID("register")), chromedp.WaitVisible(chromedp.ID("helm")))
+	unlabelled("clusters")
 	shot("clusters-token")
+
+	// A viewer: no delete button, no new-sandbox link.
+	do("log out", chromedp.Click(chromedp.CSS(`form[action="/logout"] button`)), chromedp.WaitVisible(chromedp.ID("email")))
+	do("viewer logs in",
+		chromedp.SendKeys(chromedp.ID("email"), "vic@example.com"),
+		chromedp.SendKeys(chromedp.ID("password"), vicPass),
+		chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.ID("sandboxes")),
+		chromedp.Navigate(e.http.URL+"/o/shop/sandboxes/cart-pr42"),
+		chromedp.WaitVisible(chromedp.ID("status-card")))
+	if n, err := chromedp.Run(tctx, chromedp.Evaluate[int](`document.querySelectorAll("#delete, #new-sandbox, a[href$='/new']").length`)); err != nil || n != 0 {
+		t.Fatalf("viewer sees %d write controls (%v)", n, err)
+	}
 
 	// Phone: the list stacks its cells.
 	do("phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Navigate(e.http.URL+"/o/shop/sandboxes"), chromedp.WaitVisible(chromedp.ID("sandboxes")))

@@ -17,6 +17,10 @@ func (p *Portal) routes() {
 	m := http.NewServeMux()
 	static := http.FileServerFS(assets)
 	m.Handle("GET /static/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/") { // files only, no listings
+			http.NotFound(w, r)
+			return
+		}
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		static.ServeHTTP(w, r)
 	}))

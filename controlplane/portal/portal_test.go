@@ -32,6 +32,23 @@ func TestLoginLogout(t *testing.T) {
 	if resp, _ := anon.postForm("/login", url.Values{"email": {"ann@example.com"}, "password": {annPass}}, "Origin", "http://evil.example"); resp.StatusCode != 403 {
 		t.Fatalf("cross-site login: %d", resp.StatusCode)
 	}
+	if resp, body := anon.get("/signup"); resp.StatusCode != 200 || !strings.Contains(body, `name="org"`) {
+		t.Fatalf("signup page: %d", resp.StatusCode)
+	}
+	if resp, _ := anon.get("/static/"); resp.StatusCode != 404 {
+		t.Fatalf("static listing: %d", resp.StatusCode)
+	}
+	if resp, body := anon.get("/static/portal.js"); resp.StatusCode != 200 || !strings.Contains(body, "EventSource") {
+		t.Fatalf("script: %d", resp.StatusCode)
+	}
+	// After login, next is followed on this site only.
+	for next, want := range map[string]string{"/o/shop/new": "/o/shop/new", "//evil.example/x": "/o/shop/sandboxes", "https://evil.example": "/o/shop/sandboxes", "/\\evil.example": "/o/shop/sandboxes"} {
+		b := e.browser()
+		resp, _ := b.postForm("/login", url.Values{"email": {"ann@example.com"}, "password": {annPass}, "next": {next}})
+		if resp.Request.URL.Host != strings.TrimPrefix(e.http.URL, "http://") || resp.Request.URL.Path != want {
+			t.Errorf("next %q: landed on %s", next, resp.Request.URL)
+		}
+	}
 	ann := e.login("ann@example.com", annPass)
 	resp, body = ann.get("/o/shop/sandboxes")
 	if resp.StatusCode != 200 || !strings.Contains(body, "No sandboxes yet") || !strings.Contains(body, "ann@example.com") {
