@@ -294,3 +294,30 @@ func TestOpenPreview(t *testing.T) {
 		t.Fatalf("without csrf: %d", resp.StatusCode)
 	}
 }
+
+// TestEmptyStates: a new org's pages say what to do next.
+func TestEmptyStates(t *testing.T) {
+	e := newEnv(t)
+	bo := e.browser()
+	resp, _ := bo.postForm("/signup", url.Values{"email": {"bo@example.com"}, "password": {"bos long passphrase"}, "org": {"fresh"}})
+	if resp.Request.URL.Path != "/o/fresh/sandboxes" {
+		t.Fatalf("signup: %s", resp.Request.URL)
+	}
+	for path, want := range map[string]string{
+		"/o/fresh/sandboxes": "Register a cluster",
+		"/o/fresh/new":       "There is no cluster in fresh yet",
+		"/o/fresh/clusters":  "you get a token and the helm command",
+	} {
+		if resp, body := bo.get(path); resp.StatusCode != 200 || !strings.Contains(body, want) {
+			t.Errorf("%s: %d, want %q", path, resp.StatusCode, want)
+		}
+	}
+	// A signed-up user with two orgs picks one.
+	bo.postForm("/logout", url.Values{"csrf": {bo.csrf("/o/fresh/sandboxes")}})
+	var inv apitypes.Invitation
+	e.apiCall("POST", "/api/v2/orgs/shop/invitations", apitypes.HeaderAPIKey, e.adminKey(), `{"email":"bo@example.com","role":"member"}`, &inv, 201)
+	bo.postForm("/invite", url.Values{"token": {inv.Token}, "password": {"bos long passphrase"}})
+	if resp, body := bo.get("/"); resp.Request.URL.Path != "/orgs" || !strings.Contains(body, "/o/fresh/sandboxes") || !strings.Contains(body, "/o/shop/sandboxes") {
+		t.Fatalf("org picker: %s %.300s", resp.Request.URL, body)
+	}
+}
