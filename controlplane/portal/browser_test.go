@@ -173,6 +173,7 @@ func TestBrowser(t *testing.T) {
 	}
 	do("members", chromedp.Navigate(e.http.URL+"/o/shop/members"), chromedp.WaitVisible(chromedp.ID("members")))
 	unlabelled("members")
+	shot("members")
 
 	// Register a cluster: its token is shown once, with the helm command.
 	do("register a cluster", chromedp.Navigate(e.http.URL+"/o/shop/clusters"), chromedp.WaitVisible(chromedp.ID("cl-name")),
