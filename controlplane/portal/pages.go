@@ -151,8 +151,7 @@ func (p *Portal) logout(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, res.code, "logout", errors.New(res.err.Error))
 		return
 	}
-	copyCookies(w, res)
-	http.SetCookie(w, &http.Cookie{Name: apitypes.SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
+	copyCookies(w, res) // the API's cookie that clears the session's
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 

@@ -300,11 +300,16 @@ func (p *Portal) session(w http.ResponseWriter, r *http.Request) (identity.Princ
 			return pr, false
 		}
 	}
-	if r.Method == http.MethodGet {
-		http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
-	} else {
-		http.Error(w, "log in first", http.StatusUnauthorized)
+	next := r.URL.RequestURI()
+	if r.Method != http.MethodGet { // a form sent after the session ended: back to its page after login
+		next = r.Referer()
+		if u, err := url.Parse(next); err == nil && strings.EqualFold(u.Host, r.Host) {
+			next = u.RequestURI()
+		} else {
+			next = ""
+		}
 	}
+	http.Redirect(w, r, "/login?next="+url.QueryEscape(next), http.StatusSeeOther)
 	return identity.Principal{}, false
 }
 
