@@ -20,6 +20,11 @@ stage "go vet"
 go vet ./...
 stage "generated files"
 hack/verify.sh
+stage "chromium for the portal's browser test"
+hack/chromium.sh
+# Screenshots the browser test takes land in _output/test/portal.
+SANDBOXMESH_TEST_OUTPUT=${SANDBOXMESH_TEST_OUTPUT:-$PWD/_output/test}
+export SANDBOXMESH_TEST_OUTPUT
 stage "go test -race"
 go test -race -count=1 -timeout 30m ./...
 stage "Python SDK tests (make test-python)"

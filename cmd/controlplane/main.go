@@ -25,6 +25,7 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/controlplane/identity"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/jobs"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/jobs/artifacts"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/portal"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
 	"github.com/sandboxmesh/sandboxmesh/internal/telemetry"
 )
@@ -197,6 +198,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	ui, err := portal.New(ctx, portal.Config{API: srv.Handler(), Identity: srv.Identity(), Store: st, Logger: log})
+	if err != nil {
+		return err
+	}
+	srv.SetUI(ui) // the web pages at /, next to the API
 	if *metricsListen != "none" && *metricsListen != "" {
 		mln, err := net.Listen("tcp", *metricsListen)
 		if err != nil {

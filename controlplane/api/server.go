@@ -129,7 +129,9 @@ type Server struct {
 	tracer  trace.Tracer
 	engine  *gin.Engine
 	metrics *metrics
-	hub     *tunnel.Hub
+	// ui serves the pages (SetUI): every path outside the API's.
+	ui  http.Handler
+	hub *tunnel.Hub
 	// replicaID names this process among the replicas; replicaKey
 	// authenticates replica-to-replica dials (see replicas.go).
 	replicaID  string
@@ -306,12 +308,31 @@ func (s *Server) Handler() http.Handler {
 			s.preview.ServeHTTP(w, r)
 			return
 		}
+		if s.ui != nil && uiPath(r.URL.Path) {
+			s.ui.ServeHTTP(w, r)
+			return
+		}
 		if p := r.URL.Path; len(p) > 1 && strings.HasSuffix(p, "/") && !strings.HasPrefix(p, "/preview/") {
 			r.URL.Path = strings.TrimRight(p, "/")
 			r.URL.RawPath = ""
 		}
 		s.engine.ServeHTTP(w, r)
 	})
+}
+
+// SetUI makes Handler serve the web pages (controlplane/portal) at every
+// path that is not the API's (/api/..., /healthz, /readyz) nor a preview's.
+// Call it before serving.
+func (s *Server) SetUI(h http.Handler) { s.ui = h }
+
+// uiPath reports whether a path belongs to the pages rather than the API.
+func uiPath(p string) bool {
+	switch {
+	case p == "/api" || strings.HasPrefix(p, "/api/"), p == "/healthz", p == "/readyz",
+		p == "/preview" || strings.HasPrefix(p, "/preview/"):
+		return false
+	}
+	return true
 }
 
 // MetricsHandler serves the Prometheus metrics. It is not part of Handler:

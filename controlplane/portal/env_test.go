@@ -1,0 +1,229 @@
+package portal_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandboxmesh/sandboxmesh/controlplane/api"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/client"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/identity"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/portal"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/store/storetest"
+)
+
+// env is a real control plane (API and portal) on SQLite, an org "shop"
+// with cluster c1 (a token for the agent test double), and users: ann
+// (owner, signed up), vic (viewer, invited).
+type env struct {
+	t     testing.TB
+	srv   *api.Server
+	st    *store.Store
+	http  *httptest.Server
+	admin *client.Client
+	token string // cluster token of shop/c1
+	key   string // the bootstrap admin key
+}
+
+const annPass, vicPass = "anns long passphrase", "vics long passphrase"
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	st := storetest.Open(t, store.DriverSQLite)
+	srv, err := api.New(ctx, api.Config{Store: st, PreviewURL: "http://preview.localhost", LongPollTimeout: 5 * time.Second, PollInterval: 50 * time.Millisecond,
+		Identity: identity.Config{Params: identity.Params{Memory: 64, Time: 1, Threads: 1, KeyLen: 32}, AllowSignup: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ui, err := portal.New(ctx, portal.Config{API: srv.Handler(), Identity: srv.Identity(), Store: st, KeepAlive: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetUI(ui)
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	key, _, err := api.Bootstrap(ctx, st, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, srv: srv, st: st, http: hs, key: key}
+	if e.admin, err = client.New(hs.URL, key); err != nil {
+		t.Fatal(err)
+	}
+	// ann signs up through the portal's form.
+	ann := e.browser()
+	resp, body := ann.postForm("/signup", url.Values{"email": {"ann@example.com"}, "password": {annPass}, "displayName": {"Ann"}, "org": {"shop"}})
+	if resp.StatusCode != 200 || !strings.Contains(resp.Request.URL.Path, "/o/shop/sandboxes") {
+		t.Fatalf("signup: %d %s %s", resp.StatusCode, resp.Request.URL, body)
+	}
+	if _, err := e.admin.RegisterCluster(ctx, "shop", "c1"); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := e.admin.CreateClusterToken(ctx, "shop", "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.token = tok.Token
+	// vic is invited as a viewer (with the admin key) and accepts.
+	var inv apitypes.Invitation
+	e.apiCall("POST", "/api/v2/orgs/shop/invitations", apitypes.HeaderAPIKey, key, `{"email":"vic@example.com","role":"viewer"}`, &inv, 201)
+	e.apiCall("POST", "/api/v2/auth/invitations/accept", "", "", fmt.Sprintf(`{"token":%q,"password":%q,"displayName":"Vic"}`, inv.Token, vicPass), nil, 200)
+	// The agent reports its workloads.
+	e.apiCall("PUT", "/api/v2/agent/workloads", apitypes.HeaderClusterToken, e.token,
+		`{"workloads":[{"kind":"Deployment","namespace":"shop","name":"cart","containers":[{"name":"cart","image":"cart:v1"}],"replicas":1,"readyReplicas":1,"services":[{"name":"cart","ports":[8080]}]}]}`, nil, 200)
+	return e
+}
+
+// apiCall calls the API with one header and checks the code.
+func (e *env) apiCall(method, path, hk, hv, body string, out any, code int) {
+	e.t.Helper()
+	req, _ := http.NewRequest(method, e.http.URL+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if hk != "" {
+		req.Header.Set(hk, hv)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != code {
+		e.t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+// report sends the agent's status of a sandbox.
+func (e *env) report(name string, version int64, st apitypes.ObservedStatus) {
+	e.t.Helper()
+	b, _ := json.Marshal(apitypes.AgentStatusReport{OperatorVersion: "v0.1.0", Items: []apitypes.AgentStatusItem{{Kind: "sandbox", Org: "shop", Name: name, Version: version, Status: st}}})
+	e.apiCall("POST", "/api/v2/agent/status", apitypes.HeaderClusterToken, e.token, string(b), nil, 200)
+}
+
+// browser is an HTTP client with a cookie jar that sends Origin like a browser.
+type browser struct {
+	e *env
+	c *http.Client
+}
+
+func (e *env) browser() *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{e: e, c: &http.Client{Jar: jar, Timeout: 20 * time.Second}}
+}
+
+// login logs in through the portal's form.
+func (e *env) login(email, pass string) *browser {
+	e.t.Helper()
+	b := e.browser()
+	resp, body := b.postForm("/login", url.Values{"email": {email}, "password": {pass}})
+	if resp.StatusCode != 200 || resp.Request.URL.Path != "/o/shop/sandboxes" {
+		e.t.Fatalf("login %s: %d %s %.300s", email, resp.StatusCode, resp.Request.URL, body)
+	}
+	return b
+}
+
+func (b *browser) get(path string) (*http.Response, string) {
+	b.e.t.Helper()
+	resp, err := b.c.Get(b.e.http.URL + path)
+	if err != nil {
+		b.e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+func (b *browser) postForm(path string, form url.Values, hdr ...string) (*http.Response, string) {
+	b.e.t.Helper()
+	req, _ := http.NewRequest("POST", b.e.http.URL+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", b.e.http.URL)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := b.c.Do(req)
+	if err != nil {
+		b.e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+var reCSRF = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// csrf reads the CSRF token of a page's forms.
+func (b *browser) csrf(path string) string {
+	b.e.t.Helper()
+	_, body := b.get(path)
+	m := reCSRF.FindStringSubmatch(body)
+	if m == nil {
+		b.e.t.Fatalf("no csrf token on %s: %.500s", path, body)
+	}
+	return m[1]
+}
+
+// readSSE reads events from an event stream until want returns true or the timeout.
+func readSSE(t testing.TB, body io.Reader, timeout time.Duration, want func(event, data string) bool) bool {
+	t.Helper()
+	done := make(chan bool, 1)
+	go func() {
+		buf := make([]byte, 0, 4096)
+		tmp := make([]byte, 4096)
+		for {
+			n, err := body.Read(tmp)
+			buf = append(buf, tmp[:n]...)
+			for {
+				i := bytes.Index(buf, []byte("\n\n"))
+				if i < 0 {
+					break
+				}
+				var ev, data string
+				for _, line := range strings.Split(string(buf[:i]), "\n") {
+					if v, ok := strings.CutPrefix(line, "event: "); ok {
+						ev = v
+					}
+					if v, ok := strings.CutPrefix(line, "data: "); ok {
+						data += v
+					}
+				}
+				buf = buf[i+2:]
+				if ev != "" && want(ev, data) {
+					done <- true
+					return
+				}
+			}
+			if err != nil {
+				done <- false
+				return
+			}
+		}
+	}()
+	select {
+	case ok := <-done:
+		return ok
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+func (e *env) adminKey() string { return e.key }
