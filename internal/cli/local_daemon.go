@@ -24,11 +24,11 @@ import (
 
 // Files of the local daemon, in its state folder (~/.sandboxmesh/local).
 const (
-	localKeyFile     = "machine.key"
-	localSocketFile  = "daemon.sock"
-	localPIDFile     = "daemon.pid"
-	localLogFile     = "daemon.log"
-	localAllowFile   = "allowed.json"
+	localKeyFile       = "machine.key"
+	localSocketFile    = "daemon.sock"
+	localPIDFile       = "daemon.pid"
+	localLogFile       = "daemon.log"
+	localAllowFile     = "allowed.json"
 	envSandboxMeshHome = "SANDBOXMESH_HOME"
 )
 
@@ -280,7 +280,9 @@ func (d *daemon) handler() http.Handler {
 		w.WriteHeader(code)
 		_ = json.NewEncoder(w).Encode(v)
 	}
-	fail := func(w http.ResponseWriter, code int, err error) { reply(w, code, map[string]string{"error": err.Error()}) }
+	fail := func(w http.ResponseWriter, code int, err error) {
+		reply(w, code, map[string]string{"error": err.Error()})
+	}
 	decode := func(r *http.Request) (allowRequest, error) {
 		var req allowRequest
 		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))

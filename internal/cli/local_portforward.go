@@ -280,4 +280,3 @@ func (c *pfConn) SetDeadline(t time.Time) error {
 
 func (c *pfConn) SetReadDeadline(t time.Time) error  { return c.SetDeadline(t) }
 func (c *pfConn) SetWriteDeadline(t time.Time) error { return c.SetDeadline(t) }
-

@@ -54,7 +54,9 @@ func (l *lockedBuffer) String() string {
 
 func newLocalRig(t *testing.T) *localRig {
 	t.Helper()
-	web := httpServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "cluster web saw %s %s", r.Method, r.URL.Path) }))
+	web := httpServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "cluster web saw %s %s", r.Method, r.URL.Path)
+	}))
 	gw, err := localtunnel.NewGateway(localtunnel.GatewayConfig{
 		Policy: localtunnel.ClusterPolicy{CIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
 			Lookup: func(_ context.Context, host string) ([]netip.Addr, error) {
