@@ -262,6 +262,9 @@ func (a *App) sandboxDeleteCommand() *cobra.Command {
 				if err := c.DeleteSandbox(cmd.Context(), a.cfg.Org, name); err != nil {
 					return a.explain(err, "delete sandbox "+name)
 				}
+				if err := a.localRevoke(cmd.Context(), name); err != nil {
+					return err
+				}
 				if a.flags.output == "" || a.flags.output == outTable {
 					fmt.Fprintf(a.Stdout, "sandbox %s deleted\n", name)
 				}

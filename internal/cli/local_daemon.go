@@ -242,6 +242,7 @@ func (a *App) runDaemon(ctx context.Context, opts daemonOptions) error {
 	}()
 	log.Info("local daemon started", "machine", id.MachineID(), "cluster", opts.conn.Cluster, "type", opts.conn.ConnectionType(), "proxy", d.proxy, "pid", os.Getpid())
 	runErr := c.Run(ctx)
+	_ = os.Remove(pidFile) // before the socket goes quiet: disconnect waits for that
 	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
 	_ = srv.Shutdown(sctx)
 	scancel()

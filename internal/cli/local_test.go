@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/sandboxmesh/sandboxmesh/internal/cli"
+	"github.com/sandboxmesh/sandboxmesh/internal/cli/cptest"
 	"github.com/sandboxmesh/sandboxmesh/localtunnel"
 )
 
@@ -307,4 +308,87 @@ func mustRead(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestLocalSandboxApply: apply fills in spec.localMachineID and registers the
+// local workload with the daemon, so the gateway reaches a process on this
+// machine; the allow-list survives a daemon restart; delete revokes it.
+func TestLocalSandboxApply(t *testing.T) {
+	h := newHarness(t)
+	r := newLocalRig(t)
+	r.vars = h.vars
+	ctx := context.Background()
+	// The "local workload": a TCP server on this machine.
+	svc := httpServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "local route") }))
+	apply := []string{"sandbox", "apply", "-f", "testdata/sandbox-local.yaml", "--set", "name=mine", "--set", "toLocal=" + svc}
+
+	res := r.run(apply...)
+	if res.code != cli.ExitUsage || !strings.Contains(res.stderr, "local connect") {
+		t.Fatalf("apply before connect: %+v", res)
+	}
+	r.mustRun("local", "connect", "--proxy-address", "127.0.0.1:0")
+	machine := r.status().MachineID
+	r.mustRun(apply...)
+	sb, err := h.env.Client.GetSandbox(ctx, cptest.Org, "mine")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sb.Spec.LocalMachineID != machine {
+		t.Fatalf("spec.localMachineID %q, want %q", sb.Spec.LocalMachineID, machine)
+	}
+	st := r.status()
+	if len(st.Sandboxes) != 1 || st.Sandboxes[0].Name != "mine" || len(st.Sandboxes[0].Locals) != 1 || st.Sandboxes[0].Locals[0] != (cli.LocalServed{Local: "route", ToLocal: svc}) {
+		t.Fatalf("served sandboxes: %+v", st.Sandboxes)
+	}
+	if out := r.mustRun("local", "status").stdout; !strings.Contains(out, "mine") || !strings.Contains(out, svc) {
+		t.Errorf("status table:\n%s", out)
+	}
+	reach := func() error {
+		c, err := r.gw.DialLocal(ctx, machine, "mine", "route", svc)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET / HTTP/1.0\r\nHost: route\r\n\r\n")
+		b, _ := io.ReadAll(c)
+		if !strings.HasSuffix(string(b), "local route") {
+			return fmt.Errorf("answer %q", b)
+		}
+		return nil
+	}
+	if err := reach(); err != nil {
+		t.Fatalf("gateway → machine → local process: %v", err)
+	}
+	if _, err := r.gw.DialLocal(ctx, machine, "mine", "route", "127.0.0.1:22"); err == nil {
+		t.Error("an unregistered toLocal was served")
+	}
+
+	// The allow-list is on disk; a restarted daemon serves the sandbox again.
+	r.mustRun("local", "disconnect")
+	if al := mustRead(t, filepath.Join(r.home, ".sandboxmesh", "local", "allowed.json")); !strings.Contains(al, `"mine"`) {
+		t.Errorf("allowed.json: %s", al)
+	}
+	r.mustRun("local", "connect", "--proxy-address", "127.0.0.1:0")
+	if err := reach(); err != nil {
+		t.Fatalf("after a restart: %v", err)
+	}
+
+	// delete revokes.
+	r.mustRun("sandbox", "delete", "mine")
+	if st := r.status(); len(st.Sandboxes) != 0 {
+		t.Errorf("served after delete: %+v", st.Sandboxes)
+	}
+	if err := reach(); err == nil {
+		t.Error("served after delete")
+	}
+
+	// Without a running daemon, apply records the allow-list and warns.
+	r.mustRun("local", "disconnect")
+	res = r.mustRun(apply...)
+	if !strings.Contains(res.stderr, "daemon is not running") {
+		t.Errorf("apply without daemon: %+v", res)
+	}
+	if st := r.status(); st.Phase != cli.PhaseNotRunning || len(st.Sandboxes) != 1 {
+		t.Errorf("status: %+v", st)
+	}
 }
