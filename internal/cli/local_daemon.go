@@ -105,13 +105,37 @@ func readAllowList(dir string) (allowList, error) {
 	if err != nil {
 		return l, fmt.Errorf("read %s: %w", p, err)
 	}
+	l, err = parseAllowList(b)
+	if err != nil {
+		return allowList{Sandboxes: map[string][]LocalServed{}}, fmt.Errorf("read %s: %w (delete it and apply the sandboxes again)", p, err)
+	}
+	return l, nil
+}
+
+// parseAllowList decodes allowed.json strictly: unknown fields, trailing
+// data and mappings without local or toLocal are errors.
+func parseAllowList(b []byte) (allowList, error) {
+	var l allowList
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
 	if err := d.Decode(&l); err != nil {
-		return allowList{Sandboxes: map[string][]LocalServed{}}, fmt.Errorf("read %s: %w (delete it and apply the sandboxes again)", p, err)
+		return allowList{}, err
+	}
+	if d.More() {
+		return allowList{}, errors.New("data after the JSON object")
 	}
 	if l.Sandboxes == nil {
 		l.Sandboxes = map[string][]LocalServed{}
+	}
+	for name, ls := range l.Sandboxes {
+		if name == "" {
+			return allowList{}, errors.New("sandboxes: an empty sandbox name")
+		}
+		for i, m := range ls {
+			if m.Local == "" || m.ToLocal == "" {
+				return allowList{}, fmt.Errorf("sandboxes[%s][%d]: local and toLocal are required", name, i)
+			}
+		}
 	}
 	return l, nil
 }

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -70,4 +72,29 @@ func TestProxyEnv(t *testing.T) {
 			t.Errorf("proxy env lacks %s: %s", want, got)
 		}
 	}
+}
+
+func FuzzParseAllowList(f *testing.F) {
+	for _, s := range []string{
+		`{"sandboxes":{"mine":[{"local":"route","toLocal":"localhost:8083"}]}}`,
+		`{"sandboxes":{}}`, `{}`, `{"sandboxes":{"":[]}}`, `{"sandboxes":{"a":[{"local":""}]}}`,
+		`{"other":1}`, `{"sandboxes":null} {}`, `[`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		l, err := parseAllowList(b)
+		if err != nil {
+			return
+		}
+		// What parses writes and parses back the same.
+		out, err := json.Marshal(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l2, err := parseAllowList(out)
+		if err != nil || !reflect.DeepEqual(l, l2) {
+			t.Fatalf("round trip: %v\n%+v\n%+v", err, l, l2)
+		}
+	})
 }
