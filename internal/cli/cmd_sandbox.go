@@ -15,7 +15,7 @@ import (
 
 func (a *App) sandboxCommand() *cobra.Command {
 	cmd := group(&cobra.Command{Use: "sandbox", Aliases: []string{"sandboxes", "sb"}, Short: "Create, inspect and delete sandboxes"})
-	cmd.AddCommand(a.sandboxApplyCommand(), a.sandboxForkCommand(), a.sandboxGetCommand(), a.sandboxListCommand(), a.sandboxDeleteCommand())
+	cmd.AddCommand(a.sandboxApplyCommand(), a.sandboxForkCommand(), a.sandboxGetCommand(), a.sandboxListCommand(), a.sandboxDeleteCommand(), a.sandboxGetEnvCommand())
 	return cmd
 }
 

@@ -21,7 +21,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/transport/spdy"
 
@@ -50,11 +49,9 @@ func (a *App) gatewayDialer(conn localtunnel.Connection, log *slog.Logger) (func
 	case localtunnel.ProxyAddress:
 		return localtunnel.TCPDialer(conn.ProxyAddress), nil
 	case localtunnel.PortForward:
-		rules := clientcmd.NewDefaultClientConfigLoadingRules() // $KUBECONFIG or ~/.kube/config
-		cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: conn.KubeContext})
-		rc, err := cc.ClientConfig()
+		rc, err := a.kubeConfig(conn)
 		if err != nil {
-			return nil, fmt.Errorf("kube config (context %q) for cluster %s: %w", conn.KubeContext, conn.Cluster, err)
+			return nil, err
 		}
 		ns := a.getenv("SANDBOXMESH_OPERATOR_NAMESPACE")
 		if ns == "" {
