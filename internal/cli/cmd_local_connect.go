@@ -333,6 +333,9 @@ func (a *App) localDisconnect(ctx context.Context, timeout time.Duration) error 
 	return nil
 }
 
+// maxDaemonLog is the size past which a new daemon moves daemon.log to daemon.log.1.
+const maxDaemonLog = 10 << 20
+
 // spawnDetached re-executes this binary with args as a daemon: a new session,
 // stdin and stdout on /dev/null, stderr appended to logFile.
 func spawnDetached(args []string, logFile string) (<-chan error, error) {
@@ -342,6 +345,9 @@ func spawnDetached(args []string, logFile string) (<-chan error, error) {
 	}
 	if err := os.MkdirAll(filepath.Dir(logFile), 0o700); err != nil {
 		return nil, err
+	}
+	if fi, err := os.Stat(logFile); err == nil && fi.Size() > maxDaemonLog {
+		_ = os.Rename(logFile, logFile+".1") // keep one older log
 	}
 	lf, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {

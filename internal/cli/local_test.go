@@ -343,6 +343,9 @@ func TestLocalSandboxApply(t *testing.T) {
 	if out := r.mustRun("local", "status").stdout; !strings.Contains(out, "mine") || !strings.Contains(out, svc) {
 		t.Errorf("status table:\n%s", out)
 	}
+	if out := r.mustRun("sandbox", "get", "mine").stdout; !strings.Contains(out, "Deployment/hotrod/route") || !strings.Contains(out, svc) || !strings.Contains(out, machine) {
+		t.Errorf("sandbox get:\n%s", out)
+	}
 	reach := func() error {
 		c, err := r.gw.DialLocal(ctx, machine, "mine", "route", svc)
 		if err != nil {
