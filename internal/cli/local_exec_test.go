@@ -46,7 +46,9 @@ func TestMain(m *testing.M) {
 		stop()
 		os.Exit(code)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	stopKube()
+	os.Exit(code)
 }
 
 // TestLocalConnectReexec starts the daemon the way users get it: a detached

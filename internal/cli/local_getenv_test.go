@@ -3,14 +3,19 @@ package cli_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"k8s.io/client-go/rest"
+
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -20,19 +25,45 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/testenv"
 )
 
+var (
+	kubeOnce sync.Once
+	kubeEnv  *envtest.Environment
+	kubeRC   *rest.Config
+	kubeErr  error
+)
+
+// startKube starts one envtest API server for the package's tests (TestMain
+// stops it); it skips the test when the envtest binaries are missing.
+func startKube(t *testing.T) (*envtest.Environment, *rest.Config) {
+	t.Helper()
+	kubeOnce.Do(func() {
+		assets, err := testenv.AssetsDir()
+		if err != nil {
+			kubeErr = fmt.Errorf("no envtest binaries: %w", err)
+			return
+		}
+		te := &envtest.Environment{BinaryAssetsDirectory: assets, ControlPlaneStartTimeout: 90 * time.Second, ControlPlaneStopTimeout: 30 * time.Second}
+		kubeRC, kubeErr = te.Start()
+		if kubeErr == nil {
+			kubeEnv = te
+		}
+	})
+	if kubeErr != nil {
+		t.Skip(kubeErr)
+	}
+	return kubeEnv, kubeRC
+}
+
+func stopKube() {
+	if kubeEnv != nil {
+		_ = kubeEnv.Stop()
+	}
+}
+
 // TestSandboxGetEnv reads a local workload's baseline Deployment from a real
 // API server (envtest) and prints its env so that a shell's eval gets it.
 func TestSandboxGetEnv(t *testing.T) {
-	assets, err := testenv.AssetsDir()
-	if err != nil {
-		t.Skipf("no envtest binaries: %v", err)
-	}
-	te := &envtest.Environment{BinaryAssetsDirectory: assets, ControlPlaneStartTimeout: 90 * time.Second, ControlPlaneStopTimeout: 30 * time.Second}
-	rc, err := te.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = te.Stop() })
+	te, rc := startKube(t)
 	cs := kubernetes.NewForConfigOrDie(rc)
 	ctx := context.Background()
 	must := func(_ any, err error) {
@@ -111,5 +142,58 @@ export NS='hotrod'
 	}
 	if res := r.run("sandbox", "get-env", "mine", "-c", "nope"); res.code != cli.ExitUsage || !strings.Contains(res.stderr, "route, sidecar") {
 		t.Errorf("unknown container: %+v", res)
+	}
+}
+
+// TestLocalConnectPortForward: with type PortForward the daemon finds the
+// operator's leader pod through a real API server (labels, readiness, the
+// Lease) and asks it for a port-forward. envtest has no kubelet, so the
+// forward itself fails; the daemon's last error names the pod it chose.
+func TestLocalConnectPortForward(t *testing.T) {
+	te, rc := startKube(t)
+	cs := kubernetes.NewForConfigOrDie(rc)
+	ctx := context.Background()
+	ns := "sbm-pf"
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]string{"app.kubernetes.io/part-of": "sandboxmesh", "app.kubernetes.io/component": "operator"}
+	for _, name := range []string{"op-a", "op-b", "op-c"} {
+		p, err := cs.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "operator", Image: "op:v1",
+				Ports: []corev1.ContainerPort{{Name: "local-gateway", ContainerPort: 15013}}}}}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == "op-c" {
+			continue // never ready
+		}
+		p.Status = corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
+		if _, err := cs.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	holder := "op-b_0f1e2d3c"
+	if _, err := cs.CoordinationV1().Leases(ns).Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "sandboxmesh-operator.sandboxmesh.dev"},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	kc := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kc, te.KubeConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := newLocalRig(t)
+	r.vars["KUBECONFIG"] = kc
+	r.vars["SANDBOXMESH_OPERATOR_NAMESPACE"] = ns
+	r.writeConfig("local:\n  connections:\n    - cluster: dev\n")
+	res := r.run("local", "connect", "--proxy-address", "127.0.0.1:0", "--wait-timeout", "3s")
+	if res.code != cli.ExitTimeout || !strings.Contains(res.stderr, "port-forward to "+ns+"/op-b") {
+		t.Errorf("connect with PortForward: exit %d\n%s\ndaemon log: %s", res.code, res.stderr, r.logs.String())
+	}
+	r.vars["SANDBOXMESH_OPERATOR_NAMESPACE"] = "nowhere"
+	r.mustRun("local", "disconnect")
+	res = r.run("local", "connect", "--proxy-address", "127.0.0.1:0", "--wait-timeout", "1s")
+	if res.code != cli.ExitTimeout || !strings.Contains(res.stderr, "namespace nowhere: no ready operator pod") {
+		t.Errorf("connect with no operator: exit %d\n%s", res.code, res.stderr)
 	}
 }
