@@ -116,11 +116,16 @@ func (r *localRig) app(stdin string, stdout, stderr io.Writer) *cli.App {
 }
 
 // spawn runs the hidden `local daemon` command in-process, as the re-exec would.
-func (r *localRig) spawn(args []string, _ string) (<-chan error, error) {
+func (r *localRig) spawn(args []string, logFile string) (<-chan error, error) {
+	lf, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
 	ch, done := make(chan error, 1), make(chan error, 1)
 	go func() {
+		defer lf.Close()
 		var out bytes.Buffer
-		code := r.app("", &out, r.logs).Execute(context.Background(), args)
+		code := r.app("", &out, io.MultiWriter(r.logs, lf)).Execute(context.Background(), args)
 		var err error
 		if code != 0 {
 			err = fmt.Errorf("daemon exit %d", code)
@@ -282,6 +287,22 @@ func TestLocalConnectTimesOutWithReason(t *testing.T) {
 		t.Errorf("connect to a dead gateway: %+v", res)
 	}
 	if st := r.status(); st.Phase != "Backoff" && st.Phase != "Connecting" {
+		t.Errorf("status: %+v", st)
+	}
+}
+
+func TestLocalConnectProxyPortInUse(t *testing.T) {
+	r := newLocalRig(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	res := r.run("local", "connect", "--proxy-address", l.Addr().String())
+	if res.code != cli.ExitError || !strings.Contains(res.stderr, "exited before connecting") || !strings.Contains(res.stderr, "address already in use") || !strings.Contains(res.stderr, "--proxy-address") {
+		t.Errorf("connect with the proxy port taken: %+v", res)
+	}
+	if st := r.status(); st.Phase != cli.PhaseNotRunning {
 		t.Errorf("status: %+v", st)
 	}
 }
