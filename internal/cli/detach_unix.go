@@ -3,6 +3,8 @@
 package cli
 
 import (
+	"fmt"
+	"os"
 	"os/exec"
 	"syscall"
 )
@@ -16,4 +18,18 @@ func exitSignal(ee *exec.ExitError) (int, bool) {
 		return int(ws.Signal()), true
 	}
 	return 0, false
+}
+
+// lockDaemon takes an exclusive lock on path for the daemon's life, so two
+// daemons never share a state folder; it fails at once when another holds it.
+func lockDaemon(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another local daemon holds %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
 }

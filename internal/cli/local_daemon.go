@@ -29,6 +29,7 @@ const (
 	localPIDFile       = "daemon.pid"
 	localLogFile       = "daemon.log"
 	localAllowFile     = "allowed.json"
+	localLockFile      = "daemon.lock"
 	envSandboxMeshHome = "SANDBOXMESH_HOME"
 )
 
@@ -204,6 +205,11 @@ func (a *App) runDaemon(ctx context.Context, opts daemonOptions) error {
 		return fmt.Errorf("local daemon: %w", err)
 	}
 	sock := filepath.Join(opts.dir, localSocketFile)
+	unlock, err := lockDaemon(filepath.Join(opts.dir, localLockFile))
+	if err != nil {
+		return fmt.Errorf("local daemon: %w", err)
+	}
+	defer unlock()
 	if st, err := controlStatus(ctx, sock); err == nil {
 		return fmt.Errorf("local daemon: already running (pid %d, cluster %s)", st.PID, st.Cluster)
 	}
