@@ -205,9 +205,24 @@ func (a *App) runDaemon(ctx context.Context, opts daemonOptions) error {
 		return fmt.Errorf("local daemon: %w", err)
 	}
 	sock := filepath.Join(opts.dir, localSocketFile)
-	unlock, err := lockDaemon(filepath.Join(opts.dir, localLockFile))
-	if err != nil {
-		return fmt.Errorf("local daemon: %w", err)
+	// A daemon that was just asked to disconnect may still hold the lock for
+	// a moment after its socket went quiet: wait a little for it.
+	var (
+		unlock func()
+		err    error
+	)
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if unlock, err = lockDaemon(filepath.Join(opts.dir, localLockFile)); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("local daemon: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("local daemon: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	defer unlock()
 	if st, err := controlStatus(ctx, sock); err == nil {

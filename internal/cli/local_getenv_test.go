@@ -17,6 +17,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -68,7 +69,7 @@ func TestSandboxGetEnv(t *testing.T) {
 	ctx := context.Background()
 	must := func(_ any, err error) {
 		t.Helper()
-		if err != nil {
+		if err != nil && !apierrors.IsAlreadyExists(err) { // -count=N shares the API server
 			t.Fatal(err)
 		}
 	}
@@ -145,6 +146,8 @@ export NS='hotrod'
 	}
 }
 
+var pfRuns int
+
 // TestLocalConnectPortForward: with type PortForward the daemon finds the
 // operator's leader pod through a real API server (labels, readiness, the
 // Lease) and asks it for a port-forward. envtest has no kubelet, so the
@@ -153,7 +156,8 @@ func TestLocalConnectPortForward(t *testing.T) {
 	te, rc := startKube(t)
 	cs := kubernetes.NewForConfigOrDie(rc)
 	ctx := context.Background()
-	ns := "sbm-pf"
+	pfRuns++
+	ns := fmt.Sprintf("sbm-pf-%d", pfRuns) // -count=N shares the API server
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
