@@ -73,6 +73,22 @@ func TestLocalConnectReexec(t *testing.T) {
 	r.mustRun("local", "disconnect")
 	// The daemon is reaped by connect's own Wait here; a user's shell exits first.
 	waitFor(t, func() bool { return syscall.Kill(st.PID, 0) != nil })
+	// SIGTERM (a shutdown, `kill`) stops it as cleanly as disconnect.
+	var out2, errb2 lockedBuffer
+	app.Stdout, app.Stderr = &out2, &errb2
+	if code := app.Execute(context.Background(), []string{"local", "connect", "--proxy-address", "127.0.0.1:0"}); code != 0 {
+		t.Fatalf("connect again: exit %d\n%s", code, errb2.String())
+	}
+	pid := r.status().PID
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return syscall.Kill(pid, 0) != nil })
+	for _, f := range []string{"daemon.sock", "daemon.pid"} {
+		if _, err := os.Stat(filepath.Join(r.home, ".sandboxmesh", "local", f)); !os.IsNotExist(err) {
+			t.Errorf("%s left after SIGTERM: %v", f, err)
+		}
+	}
 	log := mustRead(t, filepath.Join(r.home, ".sandboxmesh", "local", "daemon.log"))
 	for _, want := range []string{"local daemon started", "local tunnel connected", "disconnect requested", "local daemon stopped"} {
 		if !strings.Contains(log, want) {
