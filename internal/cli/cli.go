@@ -48,6 +48,12 @@ type App struct {
 	WaitInterval time.Duration
 	// OnListen is called with the local address of each `local proxy` mapping once it listens.
 	OnListen func(addr string)
+	// SpawnDaemon starts the local daemon (`sandboxmesh local daemon ARGS...`,
+	// a hidden command) in the background and returns a channel that yields
+	// its end if it ends while the caller waits. The default re-executes this
+	// binary detached (new session, no stdin/stdout, stderr to daemon.log);
+	// tests run it in-process.
+	SpawnDaemon func(args []string, logFile string) (<-chan error, error)
 
 	flags globalFlags
 	cfg   Config
@@ -89,6 +95,9 @@ func (a *App) Execute(ctx context.Context, args []string) int {
 		return ExitOK
 	}
 	code := ExitCode(err)
+	if se := (*silentError)(nil); errors.As(err, &se) {
+		return code
+	}
 	if code == ExitError && isCobraUsage(err) {
 		code = ExitUsage
 	}

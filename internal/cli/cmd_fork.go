@@ -96,9 +96,19 @@ defaults to the sandbox's cluster, else to the org's only cluster.`,
 // applyAndReport applies sb, optionally waits, and prints the result.
 func (a *App) applyAndReport(cmd *cobra.Command, c *client.Client, sb *client.Sandbox, wait bool, timeout time.Duration) error {
 	ctx := cmd.Context()
+	machine, err := a.localMachineForApply(sb)
+	if err != nil {
+		return err
+	}
+	if err := a.syncLocal(ctx, sb, machine, true); err != nil {
+		return err
+	}
 	out, err := c.ApplySandbox(ctx, a.cfg.Org, sb)
 	if err != nil {
 		return a.explain(err, "apply sandbox "+sb.Name)
+	}
+	if err := a.syncLocal(ctx, sb, machine, false); err != nil {
+		return err
 	}
 	if !wait {
 		if ok, err := a.structured(a.Stdout, out); ok {

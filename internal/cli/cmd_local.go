@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/sandboxmesh/sandboxmesh/controlplane/client"
 	"net"
 	"net/http"
 	"net/url"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sandboxmesh/sandboxmesh/controlplane/client"
 )
 
 func (a *App) localCommand() *cobra.Command {
@@ -42,7 +43,7 @@ name): the preview proxy reaches nothing else. Runs until interrupted.`,
 	proxy.Flags().StringVar(&sandbox, "sandbox", "", "sandbox whose routing key requests carry")
 	proxy.Flags().StringArrayVar(&maps, "map", nil, "TARGET@LOCAL, e.g. http://frontend.shop.svc:8080@localhost:9000 (repeatable)")
 	_ = proxy.RegisterFlagCompletionFunc("sandbox", a.completeSandboxes)
-	cmd.AddCommand(proxy)
+	cmd.AddCommand(proxy, a.localConnectCommand(), a.localStatusCommand(), a.localDisconnectCommand(), a.localRunCommand(), a.localDaemonCommand())
 	return cmd
 }
 

@@ -15,7 +15,7 @@ import (
 
 func (a *App) sandboxCommand() *cobra.Command {
 	cmd := group(&cobra.Command{Use: "sandbox", Aliases: []string{"sandboxes", "sb"}, Short: "Create, inspect and delete sandboxes"})
-	cmd.AddCommand(a.sandboxApplyCommand(), a.sandboxForkCommand(), a.sandboxGetCommand(), a.sandboxListCommand(), a.sandboxDeleteCommand())
+	cmd.AddCommand(a.sandboxApplyCommand(), a.sandboxForkCommand(), a.sandboxGetCommand(), a.sandboxListCommand(), a.sandboxDeleteCommand(), a.sandboxGetEnvCommand())
 	return cmd
 }
 
@@ -261,6 +261,9 @@ func (a *App) sandboxDeleteCommand() *cobra.Command {
 			for _, name := range args {
 				if err := c.DeleteSandbox(cmd.Context(), a.cfg.Org, name); err != nil {
 					return a.explain(err, "delete sandbox "+name)
+				}
+				if err := a.localRevoke(cmd.Context(), name); err != nil {
+					return err
 				}
 				if a.flags.output == "" || a.flags.output == outTable {
 					fmt.Fprintf(a.Stdout, "sandbox %s deleted\n", name)

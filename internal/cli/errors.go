@@ -153,3 +153,11 @@ func (a *App) cfgPathOrDefault() string {
 	}
 	return "~/.sandboxmesh/config.yaml"
 }
+
+// silentError ends the CLI with a code and no message (the child of
+// `local run` already said what went wrong).
+type silentError struct{ code int }
+
+func (e *silentError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func silentExit(code int) error { return withCode(code, &silentError{code: code}) }

@@ -146,6 +146,20 @@ func (a *App) printSandbox(w io.Writer, sb *client.Sandbox) error {
 		}
 		tw.Flush()
 	}
+	if len(sb.Spec.Local) > 0 {
+		fmt.Fprintln(w)
+		tw := newTable(w, "LOCAL", "BASELINE", "PORT", "TO LOCAL", "MACHINE")
+		for _, l := range sb.Spec.Local {
+			kind := string(l.From.Kind)
+			if kind == "" {
+				kind = "Deployment"
+			}
+			for _, m := range l.Mappings {
+				row(tw, l.Name, kind+"/"+l.From.Namespace+"/"+l.From.Name, fmt.Sprint(m.Port), m.ToLocal, sb.Spec.LocalMachineID)
+			}
+		}
+		tw.Flush()
+	}
 	if len(sb.Spec.Resources) > 0 {
 		fmt.Fprintln(w)
 		printResources(w, sb)
