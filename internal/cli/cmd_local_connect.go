@@ -38,6 +38,7 @@ func (a *App) localConnectCommand() *cobra.Command {
 	var (
 		cluster, proxyAddr string
 		waitTimeout        time.Duration
+		unprivileged       bool
 	)
 	cmd := &cobra.Command{
 		Use:   "connect [--cluster NAME]",
@@ -49,6 +50,12 @@ loss, and serves a SOCKS5 and HTTP proxy on 127.0.0.1 through which programs
 on this machine reach cluster Services by name (see ` + "`local run`" + `).
 Sandboxes applied from this machine with spec.local are served by it.
 
+Run as root (sudo), the daemon also puts the cluster's Service names into
+/etc/hosts at virtual IPs (local.virtualIPNet, default 242.242.0.0/16) and
+redirects those with iptables to the tunnel, so every program on this machine
+reaches them unchanged; disconnect restores both exactly. --unprivileged, or
+running as another user, skips that (use ` + "`local run`" + `).
+
 connect waits until the tunnel is up (or --wait-timeout passes, exit code 4;
 the daemon keeps trying), then prints the machine ID and the proxy address.
 The daemon logs to ~/.sandboxmesh/local/daemon.log; stop it with
@@ -57,17 +64,18 @@ The daemon logs to ~/.sandboxmesh/local/daemon.log; stop it with
   sandboxmesh local run -- curl http://customer.hotrod:8081/`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.localConnect(cmd.Context(), cluster, proxyAddr, waitTimeout)
+			return a.localConnect(cmd.Context(), cluster, proxyAddr, waitTimeout, !unprivileged && os.Geteuid() == 0)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&cluster, "cluster", "", "cluster of local.connections[] (default: the only one)")
 	f.StringVar(&proxyAddr, "proxy-address", DefaultLocalProxyAddress, "where the daemon serves its SOCKS5/HTTP proxy (loopback only)")
+	f.BoolVar(&unprivileged, "unprivileged", false, "no root mode (no /etc/hosts names, no iptables redirect) even as root")
 	f.DurationVar(&waitTimeout, "wait-timeout", 2*time.Minute, "how long to wait for the tunnel (exit code 4 after it; the daemon keeps trying)")
 	return cmd
 }
 
-func (a *App) localConnect(ctx context.Context, cluster, proxyAddr string, waitTimeout time.Duration) error {
+func (a *App) localConnect(ctx context.Context, cluster, proxyAddr string, waitTimeout time.Duration, root bool) error {
 	conn, cfgPath, err := a.localConn(cluster)
 	if err != nil {
 		return err
@@ -92,6 +100,9 @@ func (a *App) localConnect(ctx context.Context, cluster, proxyAddr string, waitT
 			fmt.Fprintf(a.Stderr, "created machine key %s (machine ID %s)\n", filepath.Join(dir, localKeyFile), id.MachineID())
 		}
 		args := []string{"--config", cfgPath, "local", "daemon", "--cluster", conn.Cluster, "--proxy-address", proxyAddr, "--state-dir", dir}
+		if root {
+			args = append(args, "--root")
+		}
 		spawn := a.SpawnDaemon
 		if spawn == nil {
 			spawn = spawnDetached
@@ -186,6 +197,7 @@ func logTail(path string) string {
 func (a *App) localDaemonCommand() *cobra.Command {
 	var opts daemonOptions
 	var cluster string
+	var root bool
 	cmd := &cobra.Command{
 		Use:    "daemon",
 		Short:  "Run the local daemon in the foreground (started by `local connect`)",
@@ -197,6 +209,20 @@ func (a *App) localDaemonCommand() *cobra.Command {
 				return err
 			}
 			opts.conn = conn
+			vnet := ""
+			if a.cfg.Local != nil {
+				vnet = a.cfg.Local.VirtualIPNet
+			}
+			if opts.root, err = rootModeOptions(root, conn, vnet); err != nil {
+				return err
+			}
+			// For tests and containers: another hosts file, another chain name.
+			if f := a.getenv(EnvLocalHostsFile); f != "" {
+				opts.root.hostsFile = f
+			}
+			if c := a.getenv(EnvLocalChain); c != "" {
+				opts.root.chain = c
+			}
 			if opts.dir == "" {
 				if opts.dir, err = a.localDir(); err != nil {
 					return err
@@ -208,6 +234,7 @@ func (a *App) localDaemonCommand() *cobra.Command {
 	cmd.Flags().StringVar(&cluster, "cluster", "", "cluster of local.connections[]")
 	cmd.Flags().StringVar(&opts.proxyAddress, "proxy-address", DefaultLocalProxyAddress, "SOCKS5/HTTP proxy address")
 	cmd.Flags().StringVar(&opts.dir, "state-dir", "", "state folder (default ~/.sandboxmesh/local)")
+	cmd.Flags().BoolVar(&root, "root", false, "root mode: Service names in /etc/hosts, iptables redirect")
 	return cmd
 }
 
@@ -267,6 +294,16 @@ func (a *App) printLocalStatus(w io.Writer, st LocalDaemonStatus) error {
 	}
 	if st.Phase == PhaseNotRunning {
 		fmt.Fprintln(w, "\nThe local daemon is not running; start it with `sandboxmesh local connect`.")
+	}
+	if r := st.Root; r != nil {
+		state := "off (waiting for the tunnel)"
+		if r.Active {
+			state = fmt.Sprintf("on: %d Service names in %s at %s", r.Services, r.HostsFile, r.VirtualNet)
+		}
+		fmt.Fprintf(w, "\nroot mode: %s\n", state)
+		if r.LastError != "" {
+			fmt.Fprintf(w, "root mode error: %s\n", r.LastError)
+		}
 	}
 	if len(st.Sandboxes) > 0 {
 		fmt.Fprintln(w)

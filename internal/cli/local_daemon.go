@@ -82,6 +82,8 @@ type LocalDaemonStatus struct {
 	NextAttempt    *time.Time     `json:"nextAttempt,omitempty"`
 	LogFile        string         `json:"logFile,omitempty"`
 	Sandboxes      []LocalSandbox `json:"sandboxes"`
+	// Root is root mode's state (names in the hosts file, redirect); nil when it is off.
+	Root *LocalRootStatus `json:"root,omitempty"`
 }
 
 // allowRequest is the body of the control socket's allow and revoke.
@@ -181,6 +183,7 @@ type daemonOptions struct {
 	dir          string
 	conn         localtunnel.Connection
 	proxyAddress string
+	root         rootOptions
 }
 
 // daemon is a running local daemon.
@@ -194,6 +197,7 @@ type daemon struct {
 
 	mu    sync.Mutex // guards allow and the allow-list file
 	allow allowList
+	root  *rootMode // nil without root mode
 }
 
 // runDaemon runs the local daemon until ctx ends or a disconnect request:
@@ -285,8 +289,17 @@ func (a *App) runDaemon(ctx context.Context, opts daemonOptions) error {
 			cancel()
 		}
 	}()
+	rootDone := make(chan struct{})
+	if opts.root.enabled {
+		d.root = &rootMode{opts: opts.root, client: c, log: log}
+		go func() { defer close(rootDone); d.root.run(ctx) }()
+	} else {
+		close(rootDone)
+	}
 	log.Info("local daemon started", "machine", id.MachineID(), "cluster", opts.conn.Cluster, "type", opts.conn.ConnectionType(), "proxy", d.proxy, "pid", os.Getpid())
 	runErr := c.Run(ctx)
+	cancel()
+	<-rootDone             // the hosts file and the redirect are restored before disconnect returns
 	_ = os.Remove(pidFile) // before the socket goes quiet: disconnect waits for that
 	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
 	_ = srv.Shutdown(sctx)
@@ -316,6 +329,9 @@ func (d *daemon) status() LocalDaemonStatus {
 	}
 	d.mu.Unlock()
 	sort.Slice(s.Sandboxes, func(i, j int) bool { return s.Sandboxes[i].Name < s.Sandboxes[j].Name })
+	if d.root != nil {
+		s.Root = d.root.status()
+	}
 	return s
 }
 

@@ -11,7 +11,9 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -59,6 +61,9 @@ func newLocalRig(t *testing.T) *localRig {
 		fmt.Fprintf(w, "cluster web saw %s %s", r.Method, r.URL.Path)
 	}))
 	gw, err := localtunnel.NewGateway(localtunnel.GatewayConfig{
+		Catalog: func(context.Context) ([]localtunnel.CatalogService, error) {
+			return []localtunnel.CatalogService{{Name: "web", Namespace: "shop", Ports: []int32{80}}}, nil
+		},
 		Policy: localtunnel.ClusterPolicy{CIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
 			Lookup: func(_ context.Context, host string) ([]netip.Addr, error) {
 				if host == "web.shop.svc.cluster.local." {
@@ -78,7 +83,14 @@ func newLocalRig(t *testing.T) *localRig {
 	go gw.Serve(l)
 	t.Cleanup(func() { gw.Close() })
 	r := &localRig{t: t, gw: gw, home: t.TempDir(), vars: map[string]string{}, web: web, proxy: "127.0.0.1:0", logs: &lockedBuffer{}}
-	r.writeConfig("local:\n  connections:\n    - cluster: dev\n      type: ProxyAddress\n      proxyAddress: " + l.Addr().String() + "\n")
+	// Tests run as root here: root mode writes a hosts file of the test's and a chain of its own.
+	hosts := filepath.Join(r.home, "hosts")
+	if err := os.WriteFile(hosts, []byte("127.0.0.1 localhost\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.vars[cli.EnvLocalHostsFile] = hosts
+	r.vars[cli.EnvLocalChain] = fmt.Sprintf("SM-CLI-%d", os.Getpid()%100000)
+	r.writeConfig("local:\n  virtualIPNet: 242.243.9.0/24\n  connections:\n    - cluster: dev\n      type: ProxyAddress\n      proxyAddress: " + l.Addr().String() + "\n")
 	t.Cleanup(r.stopDaemons)
 	return r
 }
@@ -414,5 +426,57 @@ func TestLocalSandboxApply(t *testing.T) {
 	}
 	if st := r.status(); st.Phase != cli.PhaseNotRunning || len(st.Sandboxes) != 1 {
 		t.Errorf("status: %+v", st)
+	}
+}
+
+// TestLocalConnectRootMode (root): connect as root puts the catalog's Service names into the hosts file
+// at virtual IPs and redirects them, so a plain HTTP client reaches the cluster Service through the
+// tunnel; status shows it; disconnect restores the hosts file byte for byte and removes the chain.
+func TestLocalConnectRootMode(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
+			t.Fatal("needs root (iptables); CI=true, so it fails instead of skipping")
+		}
+		t.Skip("needs root (iptables); skipped (under CI=true it fails)")
+	}
+	r := newLocalRig(t)
+	hosts := r.vars[cli.EnvLocalHostsFile]
+	before := mustRead(t, hosts)
+	r.mustRun("local", "connect", "--proxy-address", "127.0.0.1:0")
+	var st cli.LocalDaemonStatus
+	deadline := time.Now().Add(10 * time.Second)
+	for st = r.status(); st.Root == nil || !st.Root.Active; st = r.status() {
+		if time.Now().After(deadline) {
+			t.Fatalf("root mode not active: %+v", st.Root)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st.Root.Services != 1 || !strings.Contains(mustRead(t, hosts), "242.243.9.1 web.shop web.shop.svc web.shop.svc.cluster.local") {
+		t.Fatalf("root mode %+v, hosts:\n%s", st.Root, mustRead(t, hosts))
+	}
+	if out := r.mustRun("local", "status").stdout; !strings.Contains(out, "root mode: on: 1 Service names") {
+		t.Errorf("status table:\n%s", out)
+	}
+	_, port, _ := net.SplitHostPort(r.web)
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	resp, err := c.Get("http://242.243.9.1:" + port + "/hello")
+	if err != nil {
+		t.Fatalf("through root mode: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "cluster web saw GET /hello" {
+		t.Fatalf("through root mode: %d %q", resp.StatusCode, b)
+	}
+	r.mustRun("local", "disconnect")
+	if after := mustRead(t, hosts); after != before {
+		t.Errorf("hosts file not restored: %q, want %q", after, before)
+	}
+	out, err := exec.Command("iptables-save", "-t", "nat").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), r.vars[cli.EnvLocalChain]) {
+		t.Errorf("the chain is still there:\n%s", out)
 	}
 }

@@ -86,6 +86,58 @@ func validLabel(s string) bool {
 	return true
 }
 
+// Update returns a table of services that keeps the address of every Service t has and gives new ones
+// addresses never given out before, so that an address a program resolved earlier leads to the same
+// Service or to none.
+func (t *Table) Update(vnet netip.Prefix, services []localtunnel.CatalogService) (*Table, error) {
+	next, err := NewTable(vnet, t.domain, services)
+	if err != nil {
+		return nil, err
+	}
+	key := func(s localtunnel.CatalogService) string { return s.Namespace + "/" + s.Name }
+	old := map[string]netip.Addr{}
+	for ip, s := range t.byIP {
+		old[key(s)] = ip
+	}
+	out := &Table{byIP: map[netip.Addr]localtunnel.CatalogService{}, domain: t.domain}
+	var fresh []localtunnel.CatalogService
+	for _, ip := range next.order { // namespace/name order
+		s := next.byIP[ip]
+		if prev, ok := old[key(s)]; ok {
+			out.byIP[prev] = s
+		} else {
+			fresh = append(fresh, s)
+		}
+	}
+	// New Services take addresses after every address given out so far: an address a program may have
+	// cached for a Service that is gone never leads to another one.
+	ip := vnet.Masked().Addr()
+	for prev := range t.byIP {
+		if prev.Compare(ip) > 0 {
+			ip = prev
+		}
+	}
+	ip = ip.Next()
+	for _, s := range fresh {
+		if !vnet.Contains(ip.Next()) {
+			return nil, fmt.Errorf("hostnet: %d Services do not fit in %s", len(services), vnet)
+		}
+		out.byIP[ip] = s
+		ip = ip.Next()
+	}
+	for ip := range out.byIP {
+		out.order = append(out.order, ip)
+	}
+	slices.SortFunc(out.order, func(a, b netip.Addr) int { return a.Compare(b) })
+	return out, nil
+}
+
+// Targets says which cluster address a virtual address stands for (*Table does; a daemon whose table
+// changes passes its own).
+type Targets interface {
+	Target(ip netip.Addr, port uint16) (string, bool)
+}
+
 // Lookup returns the Service ip stands for.
 func (t *Table) Lookup(ip netip.Addr) (localtunnel.CatalogService, bool) {
 	s, ok := t.byIP[ip.Unmap()]

@@ -122,3 +122,25 @@ func FuzzHostsRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+// TestTableUpdate: Services keep their addresses across catalog changes; new ones take addresses never
+// given out (a gone Service's address is not reused).
+func TestTableUpdate(t *testing.T) {
+	tb, err := NewTable(DefaultVirtualNet, "", catalog) // db 1, customer 2, route 3
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := tb.Update(DefaultVirtualNet, []localtunnel.CatalogService{
+		{Name: "route", Namespace: "hotrod"}, {Name: "aaa", Namespace: "hotrod"}, {Name: "db", Namespace: "data"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ip, name := range map[string]string{"242.242.0.1": "db", "242.242.0.3": "route", "242.242.0.4": "aaa"} {
+		if s, ok := next.Lookup(netip.MustParseAddr(ip)); !ok || s.Name != name {
+			t.Errorf("%s: %+v, want %s", ip, s, name)
+		}
+	}
+	if _, ok := next.Lookup(netip.MustParseAddr("242.242.0.2")); ok || next.Len() != 3 {
+		t.Fatalf("customer's address reused, or len %d", next.Len())
+	}
+}

@@ -104,7 +104,7 @@ type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
 // Serve accepts the redirected connections on ln until it closes: each goes through dial to the Service
 // its virtual IP stands for (Table.Target); a connection to an address of no Service is closed.
-func Serve(ln net.Listener, t *Table, dial DialFunc, log *slog.Logger) error {
+func Serve(ln net.Listener, t Targets, dial DialFunc, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

@@ -5,6 +5,7 @@ package e2e_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -40,6 +41,19 @@ func smartTestInCluster(ctx context.Context, t *testing.T, e *demo.Env, home, ru
 		t.Fatalf("sandbox %s not ready: %v", sb.Name, err)
 	}
 
+	// Ready says the routes are applied; wait until the fork really takes the key's requests (the node's
+	// Service rules for the fork may lag a moment behind on a loaded machine).
+	h := &hitter{t: t, url: serviceURL(ctx, t, e, demo.ExampleNamespace, "frontend") + "/dispatch?customer=392"}
+	waitFor(ctx, t, time.Minute, "a keyed request served by the fork", func() error {
+		tree, err := h.get(ctx, "baggage", "sm-routing-key="+sbRoutingKey(ctx, t, e, sb.Name))
+		if err != nil {
+			return err
+		}
+		if got := servedBy(tree)["route"]; got != sb.Name {
+			return fmt.Errorf("route served by %q", got)
+		}
+		return nil
+	})
 	start := time.Now()
 	script := filepath.Join(repoRoot(), "examples", "smarttests", "eta.star")
 	out, errOut, code := cliRun(ctx, e, home, "", "smart-test", "run", "--sandbox", sb.Name, "-f", script,
@@ -104,4 +118,13 @@ func smartTestInCluster(ctx context.Context, t *testing.T, e *demo.Env, home, ru
 	if !failed(checks.Sandbox, "route gives an ETA") || failed(checks.Baseline, "route gives an ETA") || failed(checks.Sandbox, "dispatch answers 200") {
 		t.Errorf("checks: sandbox %+v baseline %+v; want only the sandbox's ETA check failed", checks.Sandbox, checks.Baseline)
 	}
+}
+
+func sbRoutingKey(ctx context.Context, t *testing.T, e *demo.Env, name string) string {
+	t.Helper()
+	sb, err := e.API.GetSandbox(ctx, e.Org, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sb.RoutingKey
 }
