@@ -198,7 +198,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ui, err := portal.New(ctx, portal.Config{API: srv.Handler(), Identity: srv.Identity(), Store: st, Logger: log})
+	ui, err := portal.New(ctx, portal.Config{API: srv.Handler(), Identity: srv.Identity(), Store: st, Logger: log, SSO: oidcCfg.Issuer != ""})
 	if err != nil {
 		return err
 	}

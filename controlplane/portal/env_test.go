@@ -39,7 +39,7 @@ type env struct {
 
 const annPass, vicPass = "anns long passphrase", "vics long passphrase"
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB, opts ...func(*portal.Config)) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -49,7 +49,11 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ui, err := portal.New(ctx, portal.Config{API: srv.Handler(), Identity: srv.Identity(), Store: st, KeepAlive: time.Second})
+	pc := portal.Config{API: srv.Handler(), Identity: srv.Identity(), Store: st, KeepAlive: time.Second}
+	for _, o := range opts {
+		o(&pc)
+	}
+	ui, err := portal.New(ctx, pc)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,6 +81,8 @@ func (p *Portal) home(w http.ResponseWriter, r *http.Request) {
 
 type loginData struct {
 	Email, Next, DisplayName, OrgName string
+	// SSO: offer single sign-on (Config.SSO).
+	SSO bool
 }
 
 func (p *Portal) loginPage(w http.ResponseWriter, r *http.Request) {
@@ -88,7 +90,7 @@ func (p *Portal) loginPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, safeNext(r.URL.Query().Get("next")), http.StatusSeeOther)
 		return
 	}
-	p.render(w, http.StatusOK, "login", &view{Title: "Log in", Signup: p.ids.AllowSignup(), Data: loginData{Next: r.URL.Query().Get("next")}, Can: map[string]bool{}, Request: r})
+	p.render(w, http.StatusOK, "login", &view{Title: "Log in", Signup: p.ids.AllowSignup(), Data: loginData{Next: r.URL.Query().Get("next"), SSO: p.cfg.SSO}, Can: map[string]bool{}, Request: r})
 }
 
 // loginPost logs in through the API's login route (its rate limits, its
@@ -99,7 +101,7 @@ func (p *Portal) loginPost(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad form: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	d := loginData{Email: r.PostFormValue("email"), Next: r.PostFormValue("next")}
+	d := loginData{Email: r.PostFormValue("email"), Next: r.PostFormValue("next"), SSO: p.cfg.SSO}
 	res := p.callAPI(r, http.MethodPost, "/api/v2/auth/login", "", apitypes.LoginRequest{Email: d.Email, Password: r.PostFormValue("password")})
 	if !res.ok() {
 		if ra := res.hdr.Get("Retry-After"); ra != "" {

@@ -50,6 +50,9 @@ type Config struct {
 	Logger *slog.Logger
 	// KeepAlive is the interval of comments on idle event streams (default 25 s).
 	KeepAlive time.Duration
+	// SSO shows "Sign in with single sign-on" on the login page (the API's OpenID Connect routes,
+	// GET /api/v2/auth/oidc/login, are configured).
+	SSO bool
 }
 
 // Portal serves the pages.

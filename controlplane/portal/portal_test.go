@@ -11,6 +11,7 @@ import (
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/client"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/portal"
 	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 )
 
@@ -319,5 +320,17 @@ func TestEmptyStates(t *testing.T) {
 	bo.postForm("/invite", url.Values{"token": {inv.Token}, "password": {"bos long passphrase"}})
 	if resp, body := bo.get("/"); resp.Request.URL.Path != "/orgs" || !strings.Contains(body, "/o/fresh/sandboxes") || !strings.Contains(body, "/o/shop/sandboxes") {
 		t.Fatalf("org picker: %s %.300s", resp.Request.URL, body)
+	}
+}
+
+// TestSSOLink: the login page offers single sign-on only when the API's OpenID Connect routes are
+// configured, and passes the page to return to.
+func TestSSOLink(t *testing.T) {
+	if _, body := newEnv(t).browser().get("/login?next=/o/shop/sandboxes"); strings.Contains(body, `id="sso"`) {
+		t.Fatal("an SSO link without single sign-on")
+	}
+	_, body := newEnv(t, func(c *portal.Config) { c.SSO = true }).browser().get("/login?next=/o/shop/sandboxes")
+	if !strings.Contains(body, `id="sso" href="/api/v2/auth/oidc/login?next=%2fo%2fshop%2fsandboxes"`) {
+		t.Fatalf("login page: %.2000s", body)
 	}
 }
