@@ -137,14 +137,20 @@ func SnapshotHost(ctx context.Context) (HostSnapshot, error) {
 		if err != nil {
 			continue // not installed yet
 		}
-		for _, l := range strings.Split(out, "\n") {
-			if l = strings.TrimSpace(l); l == "" || strings.HasPrefix(l, "#") {
-				continue
-			}
+		for _, l := range withoutEmptyTables(out) {
 			s.Iptables = append(s.Iptables, fam+": "+counters.ReplaceAllString(l, ""))
 		}
 	}
-	s.Nft, _ = nftTables(ctx)
+	// A table with no rules (e.g. nat after a chain was made and removed) is no state: Down may remove it.
+	tables, _ := nftTables(ctx)
+	for _, t := range tables {
+		if f := strings.Fields(t); len(f) == 2 {
+			if out, err := run(ctx, "nft", "list", "table", f[0], f[1]); err == nil && !tableHasRules(out) {
+				continue
+			}
+		}
+		s.Nft = append(s.Nft, t)
+	}
 	mounts, err := mountPoints()
 	if err != nil {
 		return s, err
@@ -230,4 +236,33 @@ func kubepodsCgroups() []string {
 		}
 	}
 	return out
+}
+
+// withoutEmptyTables returns the lines of an iptables-save output (comments and blank lines dropped)
+// without the tables that hold no rule and only built-in chains with policy ACCEPT: such a table is the
+// same as none.
+func withoutEmptyTables(save string) []string {
+	var out, block []string
+	empty := true
+	for _, l := range strings.Split(save, "\n") {
+		if l = strings.TrimSpace(l); l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(l, "*"):
+			block, empty = []string{l}, true
+		case l == "COMMIT":
+			block = append(block, l)
+			if !empty {
+				out = append(out, block...)
+			}
+			block = nil
+		default:
+			if strings.HasPrefix(l, "-") || strings.HasPrefix(l, ":") && !strings.Contains(l, " ACCEPT ") {
+				empty = false
+			}
+			block = append(block, l)
+		}
+	}
+	return append(out, block...)
 }
