@@ -200,6 +200,10 @@ type daemon struct {
 	root  *rootMode // nil without root mode
 }
 
+// maxSocketPath is the longest unix socket path every platform takes (sun_path is 104 bytes on macOS, 108
+// on Linux, with the final NUL).
+const maxSocketPath = 103
+
 // runDaemon runs the local daemon until ctx ends or a disconnect request:
 // the tunnel client (reconnecting), the SOCKS5/HTTP proxy and the control
 // socket. It removes its socket and pid file when it stops.
@@ -262,6 +266,9 @@ func (a *App) runDaemon(ctx context.Context, opts daemonOptions) error {
 		return fmt.Errorf("local daemon: %w", err)
 	}
 	defer socks.Close()
+	if len(sock) > maxSocketPath {
+		return fmt.Errorf("local daemon: control socket path %s is %d bytes, more than a unix socket takes (%d): set %s to a shorter folder", sock, len(sock), maxSocketPath, envSandboxMeshHome)
+	}
 	_ = os.Remove(sock) // not answering (checked above): a stale socket of a daemon that died
 	cl, err := net.Listen("unix", sock)
 	if err != nil {
