@@ -687,6 +687,19 @@ func dumpState(t *testing.T, cfg localcluster.Config) {
 		}
 		for _, p := range pods.Items {
 			t.Logf("pod %s/%s phase=%s", ns, p.Name, p.Status.Phase)
+			// Restarted containers: why the last one ended, and its logs (a crash shows only there).
+			for _, cst := range append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
+				if cst.RestartCount == 0 {
+					continue
+				}
+				why := ""
+				if lt := cst.LastTerminationState.Terminated; lt != nil {
+					why = fmt.Sprintf("exit %d %s at %s: %s", lt.ExitCode, lt.Reason, lt.FinishedAt.UTC().Format(time.RFC3339), lt.Message)
+				}
+				t.Logf("container %s/%s[%s] restarted %d times; last end: %s", ns, p.Name, cst.Name, cst.RestartCount, why)
+				b, _ := cs.CoreV1().Pods(ns).GetLogs(p.Name, &corev1.PodLogOptions{Container: cst.Name, Previous: true, TailLines: ptr(int64(60))}).DoRaw(ctx)
+				t.Logf("--- previous logs %s/%s[%s]:\n%s", ns, p.Name, cst.Name, b)
+			}
 			for _, c := range append(append([]corev1.Container{}, p.Spec.InitContainers...), p.Spec.Containers...) {
 				b, _ := cs.CoreV1().Pods(ns).GetLogs(p.Name, &corev1.PodLogOptions{Container: c.Name, TailLines: ptr(int64(40))}).DoRaw(ctx)
 				t.Logf("--- logs %s/%s[%s]:\n%s", ns, p.Name, c.Name, b)
