@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-logr/logr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -132,15 +133,28 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		defer ln.Close()
-		defer o.Local.Close()
+		// Closing the gateway waits for its sessions; bound it, so that an operator whose manager ended
+		// exits (and restarts) at once instead of hanging with its probes down until liveness kills it.
+		defer func() {
+			done := make(chan struct{})
+			go func() { defer close(done); o.Local.Close(); _ = ln.Close() }()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				o.Logger.Warn("local-workload gateway did not close within 5s; exiting anyway")
+			}
+		}()
 	}
 	op, err := manager.New(cfg, o)
 	if err != nil {
 		return err
 	}
 	o.Logger.Info("starting operator", "backends", o.Backends, "namespaces", o.Namespaces, "webhook", o.Webhook)
-	return op.Manager.Start(ctrl.SetupSignalHandler())
+	if err := op.Manager.Start(ctrl.SetupSignalHandler()); err != nil {
+		o.Logger.Error("operator stopped", "err", err)
+		return err
+	}
+	return nil
 }
 
 // startLocalGateway builds the cluster end of local workloads into o (o.Local) and serves its gateway on
