@@ -14,6 +14,7 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
 	cpclient "github.com/sandboxmesh/sandboxmesh/controlplane/client"
 	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
+	"github.com/sandboxmesh/sandboxmesh/examples/hotrod/app"
 	"github.com/sandboxmesh/sandboxmesh/internal/cli"
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/demo"
 	"github.com/sandboxmesh/sandboxmesh/smarttest/diff"
@@ -57,7 +58,7 @@ func smartTestInCluster(ctx context.Context, t *testing.T, e *demo.Env, home, ru
 	start := time.Now()
 	script := filepath.Join(repoRoot(), "examples", "smarttests", "eta.star")
 	out, errOut, code := cliRun(ctx, e, home, "", "smart-test", "run", "--sandbox", sb.Name, "-f", script,
-		"--runner-group", runnerGroup, "--timeout", "3m", "-o", "json")
+		"--runner-group", runnerGroup, "--timeout", "3m", "--publish", "-o", "json")
 	record(t, "smarttest_run", time.Since(start))
 	if code != cli.ExitTestFailed {
 		t.Fatalf("smart-test run: exit %d, want %d (a sandbox check fails, a red finding)\nstdout: %s\nstderr: %s", code, cli.ExitTestFailed, out, errOut)
@@ -105,6 +106,34 @@ func smartTestInCluster(ctx context.Context, t *testing.T, e *demo.Env, home, ru
 	if td := res.Execution.Results.TrafficDiff; td == nil || td.Green.Replacements == 0 {
 		t.Errorf("traffic diff %+v: want the per-request values (event ids, trace ids) learned as noise", td)
 	}
+	// The sandbox's status summarises the published execution.
+	waitFor(ctx, t, 30*time.Second, "the sandbox's status.testExecutions", func() error {
+		got, err := e.API.GetSandbox(ctx, e.Org, sb.Name)
+		if err != nil {
+			return err
+		}
+		te := got.Status.TestExecutions
+		if te == nil || te.Executions != 1 || te.Checks.Failed == 0 || te.TrafficDiffs.Red == 0 {
+			return fmt.Errorf("status.testExecutions %+v", te)
+		}
+		return nil
+	})
+	// Capture ids never leak into requests that did not carry one: a keyed request after the execution
+	// reaches every hop without sm-capture in its baggage or the capture header.
+	tree, err := h.get(ctx, "baggage", "sm-routing-key="+sbRoutingKey(ctx, t, e, sb.Name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree.Walk(func(n *app.Node) {
+		for k, v := range n.Headers {
+			if strings.Contains(v, "sm-capture") || strings.EqualFold(k, "x-sandboxmesh-capture") {
+				t.Errorf("hop %s saw a capture id in a request without one: %s: %s", n.Service, k, v)
+			}
+		}
+		if strings.Contains(n.Baggage, "sm-capture") {
+			t.Errorf("hop %s saw a capture id in its baggage: %s", n.Service, n.Baggage)
+		}
+	})
 	failed := func(checks []apitypes.TestCheck, name string) bool {
 		for _, c := range checks {
 			if c.Name == name {
