@@ -25,7 +25,6 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
 	"github.com/sandboxmesh/sandboxmesh/routingkey"
 	"github.com/sandboxmesh/sandboxmesh/smarttest/diff"
-	"github.com/sandboxmesh/sandboxmesh/smarttest/executor"
 )
 
 // TestSmartTestHopCaptures runs the whole capture path in process: the real executor runs a script against
@@ -124,26 +123,9 @@ smart_test.check("dispatch answers", r.status_code == 200)
 	}
 	rc := e.runner(t, "rg", e.runnerToken(t, "rg"), "p1")
 	rj := claimExecution(t, rc, ex, script)
-	env := map[string]string{}
-	for _, v := range rj.Env {
-		env[v.Name] = v.Value
-	}
-	cfg, err := executor.ConfigFromEnv(func(k string) string { return env[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if addr != "frontend.hotrod.svc:8080" {
-			return nil, fmt.Errorf("%s is not in the test cluster", addr)
-		}
-		var d net.Dialer
-		return d.DialContext(ctx, network, frontend.Listener.Addr().String())
-	}
-	cfg.Transport = tr
-	rep, err := executor.Execute(ctx, cfg)
-	if err != nil || rep.HasErrors() {
-		t.Fatalf("execute: %v %+v", err, rep)
+	rep := executeJob(ctx, t, rj, "frontend.hotrod.svc:8080", frontend.Listener.Addr().String())
+	if rep.HasErrors() {
+		t.Fatalf("execute: %+v", rep)
 	}
 
 	// what the relay answers for bad and foreign batches
@@ -225,7 +207,7 @@ smart_test.check("dispatch answers", r.status_code == 200)
 			t.Errorf("finding at %s %s (ts varies in every answer: noise)", f.Point, f.Path)
 		}
 	}
-	for _, want := range []string{"Deployment/route /response/body/eta", "Job/" + cfg.Name + " /response/body/eta"} {
+	for _, want := range []string{"Deployment/route /response/body/eta", "Job/" + rep.Runs[0].Captures[0].Point.Name + " /response/body/eta"} {
 		if !red[want] {
 			t.Errorf("no red finding %s in %+v", want, fs)
 		}

@@ -649,27 +649,7 @@ func TestSmartTestWithExecutor(t *testing.T) {
 	}
 	rc := e.runner(t, "rg", e.runnerToken(t, "rg"), "p1")
 	rj := claimExecution(t, rc, ex, etaScript)
-	env := map[string]string{}
-	for _, v := range rj.Env {
-		env[v.Name] = v.Value
-	}
-	cfg, err := executor.ConfigFromEnv(func(k string) string { return env[k] })
-	if err != nil {
-		t.Fatalf("the job's environment is not the executor's: %v", err)
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if addr != "route.hotrod.svc:8083" {
-			return nil, fmt.Errorf("%s is not in the test cluster", addr)
-		}
-		var d net.Dialer
-		return d.DialContext(ctx, network, cluster.Listener.Addr().String())
-	}
-	cfg.Transport = tr
-	rep, err := executor.Execute(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := executeJob(ctx, t, rj, "route.hotrod.svc:8083", cluster.Listener.Addr().String())
 	body, err := json.Marshal(rep)
 	if err != nil {
 		t.Fatal(err)
@@ -695,4 +675,33 @@ func TestSmartTestWithExecutor(t *testing.T) {
 	if err != nil || len(fs) != 1 || fs[0].Path != "/response/body/eta" || fs[0].Category != diff.Red || fs[0].Point.Kind != diff.KindJob {
 		t.Fatalf("findings: %+v %v", fs, err)
 	}
+}
+
+// executeJob runs the real executor as `sandboxmesh-runner smarttest` would for a claimed smart-test job
+// (its config read from the job's environment), in a "cluster" of one service: host:port (the script's
+// address) dials addr, anything else is refused.
+func executeJob(ctx context.Context, t *testing.T, rj *apitypes.RunnerJob, hostPort, addr string) *executor.Report {
+	t.Helper()
+	env := map[string]string{}
+	for _, v := range rj.Env {
+		env[v.Name] = v.Value
+	}
+	cfg, err := executor.ConfigFromEnv(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatalf("the job's environment is not the executor's: %v", err)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = func(ctx context.Context, network, a string) (net.Conn, error) {
+		if a != hostPort {
+			return nil, fmt.Errorf("%s is not in the test cluster", a)
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	cfg.Transport = tr
+	rep, err := executor.Execute(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
 }
