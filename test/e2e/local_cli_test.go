@@ -8,8 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,9 +16,6 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/sandboxmesh/sandboxmesh/examples/hotrod/app"
 	"github.com/sandboxmesh/sandboxmesh/internal/cli"
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/demo"
 	"github.com/sandboxmesh/sandboxmesh/localtunnel/hostnet"
@@ -34,20 +29,8 @@ import (
 // restores /etc/hosts and iptables and the key falls back to the baseline.
 func localWorkloadCLI(ctx context.Context, t *testing.T, e *demo.Env, h *hitter) {
 	const sandbox = "route-cli"
-	laptop, err := app.Start(ctx, app.Config{Service: app.Route, HTTPAddr: "127.0.0.1:0",
-		Identity: app.Identity{Version: "laptop-cli", Sandbox: sandbox, Pod: "laptop"}, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = laptop.Shutdown(sctx)
-	}()
-	pods, err := e.Kube.CoreV1().Pods(e.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=operator"})
-	if err != nil || len(pods.Items) == 0 {
-		t.Fatalf("operator pod: %v", err)
-	}
+	laptop := startLaptopRoute(ctx, t, sandbox, "laptop-cli")
+	gateway := operatorGateway(ctx, t, e)
 	// A short home: the daemon's unix socket path must fit in 108 bytes (t.TempDir's names are long).
 	home, err := os.MkdirTemp("", "smcli")
 	if err != nil {
@@ -59,7 +42,7 @@ func localWorkloadCLI(ctx context.Context, t *testing.T, e *demo.Env, h *hitter)
 		t.Fatal(err)
 	}
 	config := fmt.Sprintf("local:\n  connections:\n    - cluster: %s\n      type: ProxyAddress\n      proxyAddress: %s\n",
-		e.Cluster, net.JoinHostPort(pods.Items[0].Status.PodIP, "15013"))
+		e.Cluster, gateway)
 	if err := os.WriteFile(filepath.Join(cfgDir, "config.yaml"), []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}

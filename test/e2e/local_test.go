@@ -35,25 +35,12 @@ import (
 // requests are served by the baseline (never an error) and come back on reconnect.
 func localWorkload(ctx context.Context, t *testing.T, e *demo.Env, h *hitter) {
 	const sandbox = "route-local"
-	laptop, err := app.Start(ctx, app.Config{Service: app.Route, HTTPAddr: "127.0.0.1:0",
-		Identity: app.Identity{Version: "laptop", Sandbox: sandbox, Pod: "laptop"}, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = laptop.Shutdown(sctx)
-	}()
+	laptop := startLaptopRoute(ctx, t, sandbox, "laptop")
 	id, _, err := localtunnel.LoadOrCreateIdentity(filepath.Join(t.TempDir(), "machine.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	pods, err := e.Kube.CoreV1().Pods(e.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=operator"})
-	if err != nil || len(pods.Items) == 0 || pods.Items[0].Status.PodIP == "" {
-		t.Fatalf("operator pod: %v %v", pods, err)
-	}
-	gateway := net.JoinHostPort(pods.Items[0].Status.PodIP, "15013")
+	gateway := operatorGateway(ctx, t, e)
 	connect := func() (*localtunnel.Client, context.CancelFunc) {
 		cl, err := localtunnel.NewClient(localtunnel.ClientConfig{Identity: id, Dial: localtunnel.TCPDialer(gateway), Label: "e2e-laptop",
 			Heartbeat: time.Second})
@@ -243,4 +230,32 @@ func rootMode(ctx context.Context, t *testing.T, cl *localtunnel.Client) {
 	if strings.Contains(string(out), hostnet.DefaultChain) || strings.Contains(string(out), hostnet.DefaultVirtualNet.String()) {
 		t.Errorf("the nat table still has our rules:\n%s", out)
 	}
+}
+
+// startLaptopRoute runs hotrod's route as a process of this machine ("the laptop"), answering as version of
+// sandbox, until the test ends.
+func startLaptopRoute(ctx context.Context, t *testing.T, sandbox, version string) *app.Server {
+	t.Helper()
+	laptop, err := app.Start(ctx, app.Config{Service: app.Route, HTTPAddr: "127.0.0.1:0",
+		Identity: app.Identity{Version: version, Sandbox: sandbox, Pod: "laptop"}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = laptop.Shutdown(sctx)
+	})
+	return laptop
+}
+
+// operatorGateway is the local-workload gateway's address on the operator pod (this machine reaches pod IPs
+// over the cluster's bridge: a ProxyAddress connection).
+func operatorGateway(ctx context.Context, t *testing.T, e *demo.Env) string {
+	t.Helper()
+	pods, err := e.Kube.CoreV1().Pods(e.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=operator"})
+	if err != nil || len(pods.Items) == 0 || pods.Items[0].Status.PodIP == "" {
+		t.Fatalf("operator pod: %v %v", pods, err)
+	}
+	return net.JoinHostPort(pods.Items[0].Status.PodIP, "15013")
 }
