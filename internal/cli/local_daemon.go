@@ -288,6 +288,9 @@ func (a *App) runDaemon(ctx context.Context, opts daemonOptions) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	d := &daemon{opts: opts, log: log, client: c, proxy: pl.Addr().String(), started: time.Now(), stop: cancel, allow: allow}
+	if opts.root.enabled {
+		d.root = &rootMode{opts: opts.root, client: c, log: log} // before the control socket serves: status reads it
+	}
 	srv := &http.Server{Handler: d.handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(cl) }()
 	go func() {
@@ -297,8 +300,7 @@ func (a *App) runDaemon(ctx context.Context, opts daemonOptions) error {
 		}
 	}()
 	rootDone := make(chan struct{})
-	if opts.root.enabled {
-		d.root = &rootMode{opts: opts.root, client: c, log: log}
+	if d.root != nil {
 		go func() { defer close(rootDone); d.root.run(ctx) }()
 	} else {
 		close(rootDone)

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +21,7 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/internal/cli"
 	"github.com/sandboxmesh/sandboxmesh/internal/cli/cptest"
 	"github.com/sandboxmesh/sandboxmesh/localtunnel"
+	"github.com/sandboxmesh/sandboxmesh/localtunnel/hostnet/hostnettest"
 )
 
 // localRig is a real local gateway on 127.0.0.1 and a CLI home whose config
@@ -433,12 +433,7 @@ func TestLocalSandboxApply(t *testing.T) {
 // at virtual IPs and redirects them, so a plain HTTP client reaches the cluster Service through the
 // tunnel; status shows it; disconnect restores the hosts file byte for byte and removes the chain.
 func TestLocalConnectRootMode(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
-			t.Fatal("needs root (iptables); CI=true, so it fails instead of skipping")
-		}
-		t.Skip("needs root (iptables); skipped (under CI=true it fails)")
-	}
+	hostnettest.RequireRoot(t)
 	r := newLocalRig(t)
 	hosts := r.vars[cli.EnvLocalHostsFile]
 	before := mustRead(t, hosts)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sandboxmesh/sandboxmesh/localtunnel"
+	"github.com/sandboxmesh/sandboxmesh/localtunnel/hostnet/hostnettest"
 )
 
 // TestRedirectRoundTrip (root): with the hosts block and the nat rule of a small virtual range in place,
@@ -24,15 +25,7 @@ import (
 // tunnel); an address of no Service is closed; removing both restores iptables' nat table and the hosts
 // file exactly.
 func TestRedirectRoundTrip(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
-			t.Fatal("needs root (iptables); CI=true, so it fails instead of skipping")
-		}
-		t.Skip("needs root (iptables); skipped (under CI=true it fails)")
-	}
-	if _, err := exec.LookPath("iptables-save"); err != nil {
-		t.Skip("no iptables-save")
-	}
+	hostnettest.RequireRoot(t)
 	saveNAT := func() string {
 		out, err := exec.Command("iptables-save", "-t", "nat").Output()
 		if err != nil {
