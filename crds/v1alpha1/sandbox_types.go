@@ -262,6 +262,118 @@ type Local struct {
 	Mappings []PortMapping `json:"mappings"`
 }
 
+// Forward is a port of a developer's machine that sandbox middleware sends requests to (Signadot's
+// routing.forwards[]): `sandboxmesh local override` adds one with an override middleware. It travels through
+// the machine's local-workload tunnel (spec.localMachineID), like spec.local.
+type Forward struct {
+	// Name of the forward; middleware args refer to it (valueFrom.forward).
+	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=63
+	// +required
+	Name string `json:"name"`
+	// Port of the workload whose requests the middleware forwards (the baseline's container port).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +required
+	Port int32 `json:"port"`
+	// ToLocal is host:port on the developer's machine.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=261
+	// +required
+	ToLocal string `json:"toLocal"`
+	// AppProtocol of the local end: http (default) or grpc.
+	// +kubebuilder:validation:Enum=http;grpc
+	// +optional
+	AppProtocol string `json:"appProtocol,omitempty"`
+}
+
+// SandboxRouting holds routing additions of a sandbox.
+type SandboxRouting struct {
+	// Forwards to a developer's machine, for middleware.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Forwards []Forward `json:"forwards,omitempty"`
+}
+
+// MiddlewareOverride is the name of the one middleware there is: the sandbox's keyed requests for the matched
+// workload go to a forward first and fall through to the workload when the forward is down or its answer
+// says so (docs/local.md, "Local override").
+const MiddlewareOverride = "override"
+
+// Override middleware argument names.
+const (
+	// OverrideArgHost names the forward (valueFrom.forward) requests go to first.
+	OverrideArgHost = "overrideHost"
+	// OverrideArgPolicy is the fall-through policy: JSON {"exceptStatusCodes": [404, 503]} (the forward's
+	// answer is used unless its status is listed); absent, the answer is used only when it carries the
+	// header sm-override: true (or Signadot's sd-override: true).
+	OverrideArgPolicy = "policy"
+)
+
+// MiddlewareArg is one argument of a middleware.
+type MiddlewareArg struct {
+	// Name of the argument.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +required
+	Name string `json:"name"`
+	// Value of the argument.
+	// +kubebuilder:validation:MaxLength=4096
+	// +optional
+	Value string `json:"value,omitempty"`
+	// ValueFrom takes the value from elsewhere in the spec.
+	// +optional
+	ValueFrom *MiddlewareArgValueFrom `json:"valueFrom,omitempty"`
+}
+
+// MiddlewareArgValueFrom takes an argument's value from the spec.
+type MiddlewareArgValueFrom struct {
+	// Forward names one of spec.routing.forwards.
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	Forward string `json:"forward,omitempty"`
+}
+
+// MiddlewareMatch selects the sandbox's workloads a middleware acts on.
+type MiddlewareMatch struct {
+	// Workload is a glob (path.Match) over the names of the sandbox's workloads: a fork's baseline name or
+	// a virtual workload's name.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Workload string `json:"workload"`
+}
+
+// Middleware acts on the sandbox's keyed requests for the workloads it matches (Signadot's middleware[]).
+type Middleware struct {
+	// Name of the middleware: override.
+	// +kubebuilder:validation:Enum=override
+	// +required
+	Name string `json:"name"`
+	// Args of the middleware.
+	// +kubebuilder:validation:MaxItems=8
+	// +listType=atomic
+	// +optional
+	Args []MiddlewareArg `json:"args,omitempty"`
+	// Match selects the workloads (any of them); empty matches none.
+	// +kubebuilder:validation:MaxItems=8
+	// +listType=atomic
+	// +optional
+	Match []MiddlewareMatch `json:"match,omitempty"`
+}
+
+// Arg returns the middleware's argument called name, or nil.
+func (m *Middleware) Arg(name string) *MiddlewareArg {
+	for i := range m.Args {
+		if m.Args[i].Name == name {
+			return &m.Args[i]
+		}
+	}
+	return nil
+}
+
 // Resource asks a resource plugin for a per-sandbox resource (a database, a queue...).
 type Resource struct {
 	// Name of the resource within the sandbox.
@@ -299,6 +411,7 @@ type DefaultRouteGroup struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.forks) || self.forks.all(f, self.forks.exists_one(g, g.forkOf.__namespace__ == f.forkOf.__namespace__ && g.forkOf.name == f.forkOf.name && g.forkOf.kind == f.forkOf.kind))",message="a baseline workload may be forked at most once",fieldPath=".forks"
 // +kubebuilder:validation:XValidation:rule="!has(self.local) || self.local.all(l, self.local.exists_one(m, m.from.__namespace__ == l.from.__namespace__ && m.from.name == l.from.name && m.from.kind == l.from.kind))",message="a baseline workload may be local at most once",fieldPath=".local"
 // +kubebuilder:validation:XValidation:rule="!has(self.forks) || !has(self.local) || !self.forks.exists(f, self.local.exists(l, l.from.__namespace__ == f.forkOf.__namespace__ && l.from.name == f.forkOf.name && l.from.kind == f.forkOf.kind))",message="a baseline workload cannot be both forked and local",fieldPath=".local"
+// +kubebuilder:validation:XValidation:rule="!has(self.routing) || !has(self.routing.forwards) || size(self.routing.forwards) == 0 || has(self.localMachineID)",message="routing.forwards need localMachineID: the machine the forwards lead to",fieldPath=".localMachineID"
 // +kubebuilder:validation:XValidation:rule="has(self.cluster) == has(oldSelf.cluster)",message="cluster is immutable"
 // +kubebuilder:validation:XValidation:rule="has(self.resources) == has(oldSelf.resources)",message="resources are immutable"
 type SandboxSpec struct {
@@ -341,6 +454,14 @@ type SandboxSpec struct {
 	// +kubebuilder:validation:MaxLength=63
 	// +optional
 	LocalMachineID string `json:"localMachineID,omitempty"`
+	// Routing additions: forwards to a developer's machine that middleware uses.
+	// +optional
+	Routing *SandboxRouting `json:"routing,omitempty"`
+	// Middleware acting on the sandbox's keyed requests (override).
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	// +optional
+	Middleware []Middleware `json:"middleware,omitempty"`
 	// Resources provided by plugins. Immutable.
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="resources are immutable"

@@ -105,6 +105,44 @@ type Destination struct {
 	Host string `json:"host,omitempty"`
 	// Ports maps baseline ports to destination ports; a baseline port not listed keeps its number.
 	Ports []PortMapping `json:"ports,omitempty"`
+	// Override, when set, sends the route's requests to a developer's machine first and falls through to
+	// this destination when the machine does not answer or its answer says so (local override,
+	// docs/local.md).
+	Override *Override `json:"override,omitempty"`
+}
+
+// Override is where a route's requests go first (a forward to a developer's machine, reached through the
+// local-workload tunnel's Service) and when they fall through to the route's destination.
+type Override struct {
+	// Host of the forward's Service.
+	Host string `json:"host"`
+	// Ports maps the baseline port the override acts on to the port at Host. Requests for other ports
+	// are not overridden.
+	Ports []PortMapping `json:"ports"`
+	// ExceptStatusCodes: the forward's answer is used unless its status is one of these. Empty: the answer
+	// is used only when it carries the header sm-override: true (or sd-override: true); otherwise the
+	// request falls through.
+	ExceptStatusCodes []int32 `json:"exceptStatusCodes,omitempty"`
+}
+
+func (o *Override) equal(p *Override) bool {
+	if o == nil || p == nil {
+		return o == p
+	}
+	return o.Host == p.Host && slices.Equal(o.Ports, p.Ports) && slices.Equal(o.ExceptStatusCodes, p.ExceptStatusCodes)
+}
+
+// addr returns Host:port of the forward for baseline port, or "" when the override does not act on it.
+func (o *Override) addr(port int32) string {
+	if o == nil {
+		return ""
+	}
+	for _, p := range o.Ports {
+		if p.Port == port {
+			return joinHostPort(o.Host, p.DestinationPort)
+		}
+	}
+	return ""
 }
 
 // Route is one row of the table: requests to Workload carrying RoutingKey go to Destination.
@@ -153,11 +191,29 @@ func (r Route) Validate() error {
 			return bad(fmt.Sprintf("destination.ports[%d]", i), "port out of range")
 		}
 	}
+	if o := r.Destination.Override; o != nil {
+		if o.Host == "" {
+			return bad("destination.override.host", "required")
+		}
+		if len(o.Ports) == 0 {
+			return bad("destination.override.ports", "required")
+		}
+		for i, p := range o.Ports {
+			if p.Port <= 0 || p.Port > 65535 || p.DestinationPort <= 0 || p.DestinationPort > 65535 {
+				return bad(fmt.Sprintf("destination.override.ports[%d]", i), "port out of range")
+			}
+		}
+		for i, c := range o.ExceptStatusCodes {
+			if c < 100 || c > 599 {
+				return bad(fmt.Sprintf("destination.override.exceptStatusCodes[%d]", i), "not an HTTP status")
+			}
+		}
+	}
 	return nil
 }
 
 func (d *Destination) equal(o *Destination) bool {
-	return d.Sandbox == o.Sandbox && d.Kind == o.Kind && d.Host == o.Host && slices.Equal(d.Ports, o.Ports)
+	return d.Sandbox == o.Sandbox && d.Kind == o.Kind && d.Host == o.Host && slices.Equal(d.Ports, o.Ports) && d.Override.equal(o.Override)
 }
 
 // Target is the result of a lookup: where to send a request.
@@ -168,6 +224,9 @@ type Target struct {
 	Port int32
 	// Addr is Host:Port, precomputed for mapped ports.
 	Addr string
+	// OverrideAddr is the forward's host:port when Destination.Override acts on the requested port: the
+	// request goes there first (local override); "" otherwise.
+	OverrideAddr string
 }
 
 // entry is a destination with host:port strings precomputed per mapped port.
@@ -306,6 +365,14 @@ func (t *Table) Lookup(w WorkloadRef, key string, port int32) (Target, bool) {
 }
 
 func (e *entry) target(port int32) Target {
+	tg := e.plainTarget(port)
+	if e.dest.Override != nil {
+		tg.OverrideAddr = e.dest.Override.addr(port)
+	}
+	return tg
+}
+
+func (e *entry) plainTarget(port int32) Target {
 	for i, p := range e.dest.Ports {
 		if p.Port == port {
 			tg := Target{Destination: &e.dest, Port: p.DestinationPort}
