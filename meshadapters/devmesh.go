@@ -106,6 +106,17 @@ func DevmeshRoutes(rs RouteSet, clusterDomain string) ([]routeapi.Route, error) 
 				}
 				slices.SortFunc(dest.Ports, func(a, b routeapi.PortMapping) int { return int(a.Port) - int(b.Port) })
 			}
+			if o := r.Destination.Override; o != nil {
+				ov := &routeapi.Override{Host: o.Host, ExceptStatusCodes: slices.Clone(o.ExceptStatusCodes)}
+				for _, p := range rs.Service.Ports {
+					if p.targetPort() == o.TargetPort && !slices.ContainsFunc(ov.Ports, func(m routeapi.PortMapping) bool { return m.Port == o.TargetPort }) {
+						ov.Ports = append(ov.Ports, routeapi.PortMapping{Port: o.TargetPort, DestinationPort: p.Port})
+					}
+				}
+				if len(ov.Ports) > 0 { // the Service does not serve the overridden port: nothing to override here
+					dest.Override = ov
+				}
+			}
 			out = append(out, routeapi.Route{Workload: w, RoutingKey: r.RoutingKey, Destination: dest})
 		}
 	}

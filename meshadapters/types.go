@@ -159,6 +159,22 @@ type Destination struct {
 	// Ports maps a baseline Service port to the destination port; a port not
 	// listed keeps its number.
 	Ports map[int32]int32 `json:"ports,omitempty"`
+	// Override sends keyed requests to a developer's machine first (local override). Only the devmesh
+	// backend carries it; the others route to the destination alone.
+	Override *Override `json:"override,omitempty"`
+}
+
+// Override is a local override of a destination: requests for TargetPort go to the forward's Service
+// first (it mirrors the baseline Service's port numbers) and fall through to the destination when the
+// machine does not answer or its answer says so.
+type Override struct {
+	// Host is the FQDN of the forward's Service.
+	Host string `json:"host"`
+	// TargetPort is the baseline workload's container port the override acts on.
+	TargetPort int32 `json:"targetPort"`
+	// ExceptStatusCodes: the forward's answer is used unless its status is listed; empty: only when the
+	// answer carries sm-override: true.
+	ExceptStatusCodes []int32 `json:"exceptStatusCodes,omitempty"`
 }
 
 // Port returns the destination port for baseline Service port p.

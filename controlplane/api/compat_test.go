@@ -47,6 +47,11 @@ type sdSandboxSpec struct {
 	Resources         []json.RawMessage `json:"resources"`
 	DefaultRouteGroup *sdDefaultRG      `json:"defaultRouteGroup"`
 	Endpoints         []sdHostEndpoint  `json:"endpoints"`
+	LocalMachineID    string            `json:"localMachineID"`
+	Routing           *struct {
+		Forwards []json.RawMessage `json:"forwards"`
+	} `json:"routing"`
+	Middleware []json.RawMessage `json:"middleware"`
 }
 
 type sdTTL struct {
@@ -228,8 +233,12 @@ func TestSignadotCompatApplySandbox(t *testing.T) {
 			  "middleware":[],"routing":{"forwards":[]},"connection":{},"localMachineID":"","disableSandboxTrafficManager":false,"defaultRouteGroup":{"endpoints":[]},
 			  "forks":[{"forkOf":{"kind":"Deployment","namespace":"shop","name":"cart"},"endpoints":[],"customizations":{"images":[],"env":[]}}]}}`, 200, "", ""},
 			{"omitted fields", `{"spec":{"cluster":"c1",` + fork + `}}`, 200, "", ""},
-			{"middleware refused", `{"spec":{"cluster":"c1",` + fork + `,"middleware":[{"name":"override","args":[]}]}}`, 400, "spec.middleware[0]", "not supported"},
-			{"routing forwards refused", `{"spec":{"cluster":"c1",` + fork + `,"routing":{"forwards":[{"name":"o-1","toLocal":"localhost:8080"}]}}}`, 400, "spec.routing.forwards[0]", "not supported"},
+			{"override middleware of signadot local override", `{"spec":{"cluster":"c1",` + fork + `,"localMachineID":"m1","routing":{"forwards":[{"name":"override-1","port":8080,"toLocal":"localhost:8080","appProtocol":"http"}]},` +
+				`"middleware":[{"name":"override","args":[{"name":"overrideHost","valueFrom":{"forward":"override-1"}},{"name":"policy","value":"{\"exceptStatusCodes\":[404]}"}],"match":[{"workload":"cart"}]}]}}`, 200, "", ""},
+			{"other middleware refused", `{"spec":{"cluster":"c1",` + fork + `,"middleware":[{"name":"trafficwatch","args":[]}]}}`, 400, "spec.middleware[0].name", "unknown middleware"},
+			{"override without its forward", `{"spec":{"cluster":"c1",` + fork + `,"middleware":[{"name":"override","args":[{"name":"overrideHost","valueFrom":{"forward":"nope"}}],"match":[{"workload":"cart"}]}]}}`, 400, "spec.middleware[0].args[0].valueFrom.forward", "not one of spec.routing.forwards"},
+			{"forwards without a machine", `{"spec":{"cluster":"c1",` + fork + `,"routing":{"forwards":[{"name":"o-1","port":80,"toLocal":"localhost:8080"}]}}}`, 400, "spec.localMachineID", "required with spec.routing.forwards"},
+			{"override matching no workload", `{"spec":{"cluster":"c1",` + fork + `,"localMachineID":"m1","routing":{"forwards":[{"name":"o-1","port":80,"toLocal":"localhost:8080"}]},"middleware":[{"name":"override","args":[{"name":"overrideHost","valueFrom":{"forward":"o-1"}}],"match":[{"workload":"x*"}]}]}}`, 400, "spec.middleware[0].match", "matches none"},
 			{"traffic manager refused", `{"spec":{"cluster":"c1",` + fork + `,"disableSandboxTrafficManager":true}}`, 400, "spec.disableSandboxTrafficManager", "not supported"},
 			{"bad machine ID refused", `{"spec":{"cluster":"c1",` + fork + `,"localMachineID":"M_1"}}`, 400, "spec.localMachineID", "machine id"},
 			{"connection refused", `{"spec":{"cluster":"c1",` + fork + `,"connection":{"devboxId":"d1"}}}`, 400, "spec.connection.devboxId", "not supported"},

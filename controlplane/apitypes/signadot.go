@@ -21,8 +21,6 @@ var SandboxWireRules = WireRules{
 	"spec.endpoints":                      {Kind: WireExtract}, // sandbox.HostEndpoint, see SandboxLegacyEndpoints
 	"spec.forks[].endpoints":              {Kind: WireExtract}, // sandbox.ForkEndpoint
 	"spec.forks[].name":                   {Kind: WireUnsupported, Why: "a fork is named after its forkOf workload"},
-	"spec.middleware":                     {Kind: WireUnsupported, Why: "sandbox middleware (override, trafficwatch...) does not exist here"},
-	"spec.routing":                        {Kind: WireUnsupported, Why: "routing forwards (local overrides) do not exist here"},
 	"spec.connection":                     {Kind: WireUnsupported, Why: "devbox connections do not exist here; local workloads use the sandboxmesh local tunnel"},
 	"spec.disableSandboxTrafficManager":   {Kind: WireUnsupported, Why: "there is no sandbox traffic manager"},
 	"spec.local[].env":                    {Kind: WireUnsupported, Why: "environment overrides of local workloads are not served"},

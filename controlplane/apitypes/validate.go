@@ -316,6 +316,21 @@ func ValidateSandboxSpec(s *v1alpha1.SandboxSpec) FieldErrors {
 			c.maxLen(mp+".toLocal", m.ToLocal, 261)
 		}
 	}
+	if s.Routing != nil {
+		c.maxItems("spec.routing.forwards", len(s.Routing.Forwards), 16)
+		for i, f := range s.Routing.Forwards {
+			p := fmt.Sprintf("spec.routing.forwards[%d]", i)
+			c.pattern(p+".name", f.Name, reObjectName, 63, "name (DNS label starting with a letter)")
+			c.maxLen(p+".toLocal", f.ToLocal, 261)
+		}
+	}
+	c.maxItems("spec.middleware", len(s.Middleware), 16)
+	if !c.full() {
+		_, errs := s.ResolveOverrides() // forwards, args, policy and match, with field paths
+		for _, e := range errs {
+			c.add(e.Path, "%s", e.Message)
+		}
+	}
 	c.maxItems("spec.resources", len(s.Resources), 16)
 	seenRes := map[string]bool{}
 	for i, r := range s.Resources {

@@ -40,9 +40,9 @@ func TestDecodeWire(t *testing.T) {
 					t.Fatalf("%v", got)
 				}
 			}},
-		{name: "unsupported but empty", body: `{"spec":{"middleware":[],"routing":{"forwards":null,"x":{"y":""}},"disableSandboxTrafficManager":false,"localMachineID":"","connection":{}}}`},
-		{name: "unsupported list", body: `{"spec":{"middleware":[{}]}}`, path: "spec.middleware[0]", msg: "not supported by SandboxMesh"},
-		{name: "unsupported nested value", body: `{"spec":{"routing":{"forwards":[],"x":{"y":0,"z":"v"}}}}`, path: "spec.routing.x.z", msg: "not supported"},
+		{name: "unsupported but empty", body: `{"spec":{"middleware":[],"routing":{"forwards":null},"disableSandboxTrafficManager":false,"localMachineID":"","connection":{"x":{"y":""}}}}`},
+		{name: "unsupported list", body: `{"spec":{"local":[{"env":[{}]}]}}`, path: "spec.local[0].env[0]", msg: "not supported by SandboxMesh"},
+		{name: "unsupported nested value", body: `{"spec":{"connection":{"devboxId":"","x":{"y":0,"z":"v"}}}}`, path: "spec.connection.x.z", msg: "not supported"},
 		{name: "unsupported string", body: `{"spec":{"local":[{"name":"l","mappings":[{"port":1,"appProtocol":"http"}]}]}}`, path: "spec.local[0].mappings[0].appProtocol", msg: "not supported"},
 		{name: "unknown field", body: `{"spec":{"forks":[{"customizations":{"foo":null}}]}}`, malformed: true, path: "spec.forks[0].customizations.foo", msg: "unknown field"},
 		{name: "case-insensitive names as encoding/json", body: `{"Spec":{"Cluster":"c1"}}`, check: func(t *testing.T, sb Sandbox, _ []Extracted) {
@@ -50,7 +50,7 @@ func TestDecodeWire(t *testing.T) {
 				t.Fatalf("%+v", sb)
 			}
 		}},
-		{name: "rules follow case-insensitive names", body: `{"Spec":{"Forks":[{"forkOf":{"namespace":"a","name":"b"},"endpoints":[]}],"middleware":[1]}}`, path: "Spec.middleware[0]", msg: "not supported"},
+		{name: "rules follow case-insensitive names", body: `{"Spec":{"Forks":[{"forkOf":{"namespace":"a","name":"b"},"endpoints":[]}],"connection":{"devboxId":"d"}}}`, path: "Spec.connection.devboxId", msg: "not supported"},
 		{name: "extraction under case-insensitive names", body: `{"Spec":{"Forks":[{"endpoints":[{"name":"w"}]}]}}`, check: func(t *testing.T, _ Sandbox, ext []Extracted) {
 			if len(ext) != 1 || ext[0].Schema != "spec.forks[].endpoints" || ext[0].Path != "Spec.Forks[0].endpoints" {
 				t.Fatalf("%+v", ext)

@@ -531,7 +531,7 @@ type SandboxStatus struct {
 	// +listType=atomic
 	// +optional
 	Forks []ForkStatus `json:"forks,omitempty"`
-	// Local reports each of spec.local.
+	// Local reports each of spec.local, then each forward an override middleware uses (by its name).
 	// +listType=atomic
 	// +optional
 	Local []LocalStatus `json:"local,omitempty"`

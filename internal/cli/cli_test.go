@@ -249,7 +249,7 @@ func TestErrors(t *testing.T) {
 		{"invalid YAML", nil, []string{"sandbox", "apply", "-f", "testdata/bad-yaml.yaml"}, cli.ExitUsage, []string{"bad-yaml.yaml"}},
 		{"unknown field", nil, []string{"sandbox", "apply", "-f", "testdata/bad-field.yaml"}, cli.ExitUsage, []string{"bad-field.yaml", "unknown field spec.forkz: check the spelling"}},
 		{"Signadot field with a value", nil, []string{"sandbox", "apply", "-f", "testdata/signadot-middleware.yaml"}, cli.ExitUsage,
-			[]string{"signadot-middleware.yaml: invalid spec", "spec.middleware[0]: not supported by SandboxMesh"}},
+			[]string{"signadot-middleware.yaml: invalid spec", `spec.middleware[0].name: unknown middleware "trafficwatch"`}},
 		{"invalid spec", nil, []string{"sandbox", "apply", "-f", "testdata/bad-spec.yaml"}, cli.ExitUsage,
 			[]string{"invalid spec", "name: \"Feat_1\"", "spec.cluster: required", "cluster list", "spec.defaultRouteGroup.endpoints[0].target"}},
 		{"missing template variables", nil, []string{"sandbox", "apply", "-f", "testdata/sandbox.yaml", "--set", "name=x"}, cli.ExitUsage,

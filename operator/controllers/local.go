@@ -38,8 +38,14 @@ func (r *SandboxReconciler) reconcileLocals(ctx context.Context, sb *smv1.Sandbo
 	for _, s := range sb.Status.Local {
 		prev[s.Name] = s
 	}
-	for i := range sb.Spec.Local {
-		l := &sb.Spec.Local[i]
+	if _, errs := sb.Spec.ResolveOverrides(); len(errs) > 0 {
+		for _, e := range errs { // blocking: the user must mend the spec (the control plane refuses these)
+			obs.problem(status.InvalidCustomization, "%v", e)
+		}
+	}
+	locals := localsOf(sb)
+	for i := range locals {
+		l := &locals[i]
 		st := smv1.LocalStatus{Name: l.Name}
 		switch {
 		case r.Local == nil:
@@ -159,4 +165,19 @@ func (r *SandboxReconciler) deleteLocalServices(ctx context.Context, sb *smv1.Sa
 		}
 	}
 	return nil
+}
+
+// localsOf returns what the sandbox's machine serves through its tunnel: spec.local, then the forward of
+// each override middleware that resolves (spec.routing.forwards), as a local workload of the overridden
+// workload, so that one machinery (listener, Service, tunnel) carries both.
+func localsOf(sb *smv1.Sandbox) []smv1.Local {
+	ovs, _ := sb.Spec.ResolveOverrides()
+	if len(ovs) == 0 {
+		return sb.Spec.Local
+	}
+	out := append([]smv1.Local(nil), sb.Spec.Local...)
+	for _, o := range ovs {
+		out = append(out, o.AsLocal())
+	}
+	return out
 }

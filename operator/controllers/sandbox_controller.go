@@ -189,7 +189,7 @@ func (r *SandboxReconciler) sandboxesOfMachine(ctx context.Context, o client.Obj
 	}
 	var out []reconcile.Request
 	for i := range list.Items {
-		if sb := &list.Items[i]; sb.Spec.LocalMachineID == machine && len(sb.Spec.Local) > 0 {
+		if sb := &list.Items[i]; sb.Spec.LocalMachineID == machine && (len(sb.Spec.Local) > 0 || sb.Spec.Routing != nil) {
 			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(sb)})
 		}
 	}

@@ -8,14 +8,17 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	smv1 "github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
@@ -211,5 +214,115 @@ func TestLocalWorkload(t *testing.T) {
 	})
 	if _, ok := localRouter.Port(local.Key{Sandbox: ns + "/feature-l", Local: "route", Port: 8080}); ok {
 		t.Fatal("the listener outlived the sandbox")
+	}
+}
+
+// TestLocalOverride: a sandbox whose virtual workload route is overridden by a forward to a machine
+// (spec.routing.forwards + an override middleware, as `sandboxmesh local override` writes them). Before the
+// machine connects the key's route leads to the baseline without override and the sandbox is
+// LocalNotConnected; once the machine's tunnel client connects, the forward gets a Service in the
+// operator's namespace and the route carries the override (that Service, the overridden port, the
+// policy's status codes), while the route's destination stays the baseline; when the machine goes the
+// override goes and the route stays. A middleware whose match names no workload is a blocking problem.
+func TestLocalOverride(t *testing.T) {
+	ctx := context.Background()
+	ns := "localov"
+	world(t, ns, "route")
+	lln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	laptop := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("sm-override", "true")
+		fmt.Fprintf(w, "overridden on the laptop: %s", r.URL.Path)
+	}), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = laptop.Serve(lln) }()
+	t.Cleanup(func() { laptop.Close() })
+	id, _, err := localtunnel.LoadOrCreateIdentity(filepath.Join(t.TempDir(), "machine.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb := &smv1.Sandbox{ObjectMeta: metav1.ObjectMeta{Name: "feature-o", Namespace: ns}, Spec: smv1.SandboxSpec{
+		LocalMachineID: id.MachineID(),
+		Virtual:        []smv1.Virtual{{Name: "route", Workload: smv1.WorkloadRef{Kind: smv1.KindDeployment, Namespace: ns, Name: "route"}}},
+		Routing:        &smv1.SandboxRouting{Forwards: []smv1.Forward{{Name: "override-1", Port: 8080, ToLocal: lln.Addr().String()}}},
+		Middleware: []smv1.Middleware{{Name: smv1.MiddlewareOverride,
+			Args: []smv1.MiddlewareArg{
+				{Name: smv1.OverrideArgHost, ValueFrom: &smv1.MiddlewareArgValueFrom{Forward: "override-1"}},
+				{Name: smv1.OverrideArgPolicy, Value: `{"exceptStatusCodes":[404,503]}`}},
+			Match: []smv1.MiddlewareMatch{{Workload: "rou*"}}}}}}
+	if err := c.Create(ctx, sb); err != nil {
+		t.Fatal(err)
+	}
+	key := client.ObjectKeyFromObject(sb)
+	s := waitCondition(t, key, smv1.ConditionReady, metav1.ConditionFalse, smv1.ReasonLocalNotConnected)
+	rk := s.Status.RoutingKey
+	if len(s.Status.Local) != 1 || s.Status.Local[0].Name != "override-1" || s.Status.Local[0].Tunnel.Connected {
+		t.Fatalf("status.local before the machine connected: %+v", s.Status.Local)
+	}
+	eventually(t, "the virtual route without override", func() (bool, string) {
+		tg, ok := routeTarget(ns, "route", rk)
+		if !ok {
+			return false, "no route"
+		}
+		return tg.Destination.Kind == routeapi.DestinationBaseline && tg.Destination.Override == nil && tg.OverrideAddr == "", fmt.Sprintf("%+v", *tg.Destination)
+	})
+
+	cl, err := localtunnel.NewClient(localtunnel.ClientConfig{Identity: id, Dial: localtunnel.TCPDialer(gatewayAddr), Heartbeat: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl.Allow("feature-o", []localtunnel.LocalTarget{{Local: "override-1", ToLocal: lln.Addr().String()}})
+	cctx, stop := context.WithCancel(ctx)
+	go func() { _ = cl.Run(cctx) }()
+	defer stop()
+	svcName := naming.LocalName(ns, "feature-o", "override-1")
+	s = waitCondition(t, key, smv1.ConditionReady, metav1.ConditionTrue, smv1.ReasonAvailable)
+	if len(s.Status.Local) != 1 || !s.Status.Local[0].Tunnel.Connected || s.Status.Local[0].Service != svcName {
+		t.Fatalf("status.local connected: %+v", s.Status.Local)
+	}
+	eventually(t, "the override on the route", func() (bool, string) {
+		tg, ok := routeTarget(ns, "route", rk)
+		if !ok || tg.Destination.Override == nil {
+			return false, "no override"
+		}
+		o := tg.Destination.Override
+		want := svcName + "." + systemNamespace + ".svc.cluster.local"
+		return tg.Destination.Kind == routeapi.DestinationBaseline && o.Host == want && tg.OverrideAddr == want+":80" &&
+			len(o.ExceptStatusCodes) == 2 && o.ExceptStatusCodes[1] == 503, fmt.Sprintf("%+v %s", *o, tg.OverrideAddr)
+	})
+	eps, ok := get(t, types.NamespacedName{Namespace: systemNamespace, Name: svcName}, &discoveryv1.EndpointSlice{})
+	if !ok || len(eps.Ports) != 1 {
+		t.Fatalf("forward's EndpointSlice: %+v", eps)
+	}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/x", *eps.Ports[0].Port))
+	if err != nil {
+		t.Fatalf("through the forward's listener: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "overridden on the laptop: /x" {
+		t.Fatalf("through the forward's listener: %d %q", resp.StatusCode, b)
+	}
+
+	stop()
+	eventually(t, "the override to go, the route to stay", func() (bool, string) {
+		tg, ok := routeTarget(ns, "route", rk)
+		return ok && tg.Destination.Override == nil, fmt.Sprintf("route %v", ok)
+	})
+
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var cur smv1.Sandbox
+		if err := c.Get(ctx, key, &cur); err != nil {
+			return err
+		}
+		cur.Spec.Middleware[0].Match[0].Workload = "nothing"
+		return c.Update(ctx, &cur)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s = waitCondition(t, key, smv1.ConditionDegraded, metav1.ConditionTrue, smv1.ReasonInvalidCustomization)
+	if m := meta.FindStatusCondition(s.Status.Conditions, smv1.ConditionDegraded).Message; !strings.Contains(m, "spec.middleware[0].match") {
+		t.Fatalf("Degraded message %q", m)
 	}
 }

@@ -329,6 +329,9 @@ func (e *Engine) Desired(ctx context.Context, svc *corev1.Service) (meshadapters
 			if dest == nil {
 				continue
 			}
+			if dest.Kind != meshadapters.DestinationLocal && e.Locals != nil {
+				dest.Override = e.override(sb, w)
+			}
 			add(meshadapters.Route{RoutingKey: key, Owner: owner, Destination: *dest})
 			for j := range rgs.Items {
 				rg := &rgs.Items[j]
@@ -341,6 +344,25 @@ func (e *Engine) Desired(ctx context.Context, svc *corev1.Service) (meshadapters
 	}
 	sort.Slice(rs.Routes, func(i, j int) bool { return rs.Routes[i].RoutingKey < rs.Routes[j].RoutingKey })
 	return rs, nil
+}
+
+// override returns the local override of sb's keyed requests to w (spec.middleware), while its forward's
+// machine is connected; nil otherwise (the requests go to the destination alone).
+func (e *Engine) override(sb *smv1.Sandbox, w *workload.Baseline) *meshadapters.Override {
+	o, ok := sb.Spec.OverrideFor(smv1.WorkloadRef{Namespace: w.Namespace, Name: w.Name, Kind: w.Kind})
+	if !ok {
+		return nil
+	}
+	l := o.AsLocal()
+	ns, name, ok := e.Locals.LocalService(sb, &l)
+	if !ok {
+		return nil
+	}
+	ov := &meshadapters.Override{Host: name + "." + ns + ".svc." + e.domain(), TargetPort: o.Forward.Port}
+	if o.Policy != nil {
+		ov.ExceptStatusCodes = append([]int32(nil), o.Policy.ExceptStatusCodes...)
+	}
+	return ov
 }
 
 // localOf returns the local workload of sb whose baseline is w, or nil.
