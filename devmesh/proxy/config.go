@@ -175,6 +175,10 @@ type Config struct {
 	DialTimeout time.Duration
 	// ResponseHeaderTimeout bounds waiting for upstream response headers (default 0: none).
 	ResponseHeaderTimeout time.Duration
+	// OverrideResponseHeaderTimeout bounds waiting for a local override's response headers; past it the
+	// request falls through to its route's destination (default 30s). Dialling an override is bounded
+	// to 2s.
+	OverrideResponseHeaderTimeout time.Duration
 	// ForkIdleConnTimeout bounds how long an idle connection to a fork is kept (default 30s).
 	ForkIdleConnTimeout time.Duration
 	// MaxIdleConnsPerHost bounds idle upstream connections per destination (default 256).
@@ -237,6 +241,7 @@ func (c *Config) withDefaults() error {
 	def(&c.IdleTimeout, 120*time.Second)
 	def(&c.DialTimeout, 5*time.Second)
 	def(&c.ForkIdleConnTimeout, 30*time.Second)
+	def(&c.OverrideResponseHeaderTimeout, 30*time.Second)
 	def(&c.DrainTimeout, 25*time.Second)
 	if c.MaxHeaderBytes <= 0 {
 		c.MaxHeaderBytes = 64 << 10
