@@ -333,3 +333,64 @@ func TestLocalOverrideSpan(t *testing.T) {
 		}
 	}
 }
+
+// TestBufferBody: a body is buffered whole when it fits and ends in time; otherwise the request keeps
+// every byte of it, in order, for the route's destination.
+func TestBufferBody(t *testing.T) {
+	big := strings.Repeat("x", overrideMaxBody+1)
+	cases := []struct {
+		name    string
+		body    func() (io.ReadCloser, int64, func()) // body, content length, called after bufferBody
+		wantOK  bool
+		want    string
+		wantErr bool
+	}{
+		{"no body", func() (io.ReadCloser, int64, func()) { return http.NoBody, 0, nil }, true, "", false},
+		{"known length", func() (io.ReadCloser, int64, func()) { return io.NopCloser(strings.NewReader("hello")), 5, nil }, true, "hello", false},
+		{"known length at the limit", func() (io.ReadCloser, int64, func()) {
+			return io.NopCloser(strings.NewReader(big[:overrideMaxBody])), overrideMaxBody, nil
+		}, true, big[:overrideMaxBody], false},
+		{"known length over the limit", func() (io.ReadCloser, int64, func()) {
+			return io.NopCloser(strings.NewReader(big)), int64(len(big)), nil
+		}, false, big, false},
+		{"known length, body ends early", func() (io.ReadCloser, int64, func()) { return io.NopCloser(strings.NewReader("hel")), 5, nil }, false, "hel", true},
+		{"unknown length that ends", func() (io.ReadCloser, int64, func()) { return io.NopCloser(strings.NewReader("hello")), -1, nil }, true, "hello", false},
+		{"unknown length over the limit", func() (io.ReadCloser, int64, func()) { return io.NopCloser(strings.NewReader(big)), -1, nil }, false, big, false},
+		{"unknown length still streaming", func() (io.ReadCloser, int64, func()) {
+			pr, pw := io.Pipe()
+			go func() { _, _ = io.WriteString(pw, "first,") }()
+			return pr, -1, func() {
+				go func() {
+					_, _ = io.WriteString(pw, "second")
+					_ = pw.Close()
+				}()
+			}
+		}, false, "first,second", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			body, n, after := tc.body()
+			r := &http.Request{Body: body, ContentLength: n, Header: http.Header{}}
+			buf, ok, stop := bufferBody(r)
+			if stop != nil {
+				defer stop()
+			}
+			if after != nil {
+				after()
+			}
+			if ok != tc.wantOK {
+				t.Fatalf("ok = %v", ok)
+			}
+			got := string(buf)
+			var err error
+			if !ok {
+				var b []byte
+				b, err = io.ReadAll(r.Body)
+				got = string(b)
+			}
+			if got != tc.want || (err != nil) != tc.wantErr {
+				t.Fatalf("got %d bytes (%.20q) err %v, want %d bytes", len(got), got, err, len(tc.want))
+			}
+		})
+	}
+}
