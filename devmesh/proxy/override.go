@@ -78,6 +78,15 @@ func overrideHeader(vs []string) bool {
 	return false
 }
 
+// discardSmall reads a declined HTTP/1.1 answer's body when it is small and of known length, so that
+// closing it keeps the connection to the forward for the next request (a declined answer is the common
+// case of a forward that takes only some requests); bigger or streamed bodies end the connection.
+func discardSmall(res *http.Response) {
+	if res.ProtoMajor == 1 && res.ContentLength > 0 && res.ContentLength <= 64<<10 {
+		_, _ = io.Copy(io.Discard, res.Body)
+	}
+}
+
 // overridable reports whether r may be tried at an override at all: not an upgrade nor CONNECT.
 func overridable(r *http.Request) bool {
 	return r.Method != http.MethodConnect && len(r.Header["Upgrade"]) == 0

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -30,6 +31,7 @@ import (
 type laptop struct {
 	*httptest.Server
 	calls    atomic.Int32
+	conns    atomic.Int32
 	lastBody atomic.Int64
 }
 
@@ -57,6 +59,11 @@ func newLaptop(t testing.TB) *laptop {
 	pr.SetHTTP1(true)
 	pr.SetUnencryptedHTTP2(true)
 	l.Config.Protocols = &pr
+	l.Config.ConnState = func(_ net.Conn, cs http.ConnState) {
+		if cs == http.StateNew {
+			l.conns.Add(1)
+		}
+	}
 	l.Start()
 	t.Cleanup(l.Close)
 	return l
@@ -392,5 +399,19 @@ func TestBufferBody(t *testing.T) {
 				t.Fatalf("got %d bytes (%.20q) err %v, want %d bytes", len(got), got, err, len(tc.want))
 			}
 		})
+	}
+}
+
+// TestLocalOverrideDeclinedKeepsConnection: a small declined answer is read, so the connection to the
+// forward is reused by the next request.
+func TestLocalOverrideDeclinedKeepsConnection(t *testing.T) {
+	e, lp := overrideEnv(t, nil)
+	for range 5 {
+		if _, ec, _ := e.do(&http.Client{}, "GET", "/no", h("Baggage", "sm-routing-key=ov"), nil); ec.Name != "fork1" {
+			t.Fatalf("backend %q", ec.Name)
+		}
+	}
+	if lp.calls.Load() != 5 || lp.conns.Load() != 1 {
+		t.Fatalf("laptop: %d requests on %d connections", lp.calls.Load(), lp.conns.Load())
 	}
 }

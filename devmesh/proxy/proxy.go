@@ -574,6 +574,7 @@ func (p *Proxy) modifyResponse(res *http.Response) error {
 	if st, ok := res.Request.Context().Value(stateKey{}).(*reqState); ok {
 		if st.ovr == ovrTrying {
 			if !overrideUsed(res, st.dest.Override.ExceptStatusCodes) {
+				discardSmall(res)
 				return errOverrideDeclined
 			}
 			st.ovr = ovrServed
