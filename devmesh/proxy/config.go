@@ -2,6 +2,8 @@
 // request whose routing key has a route (from the routeapi table) to the sandbox's fork, and every other
 // request to the local app. It speaks HTTP/1.1 (keep-alive, chunked, Expect: 100-continue, upgrades),
 // h2c and gRPC, passes plain TCP through, and serves an admin port with health, routes and metrics.
+// A route with a local override sends its requests to a developer's machine first and falls through to
+// the route's destination when the machine does not take them (override.go).
 // Plain keep-alive HTTP/1.1 takes the fast path (h1fast.go, h1parse.go), proxied in the connection's own
 // goroutine; everything else goes through net/http's server and httputil.ReverseProxy (proxy.go).
 package proxy
