@@ -2,6 +2,8 @@
 // request whose routing key has a route (from the routeapi table) to the sandbox's fork, and every other
 // request to the local app. It speaks HTTP/1.1 (keep-alive, chunked, Expect: 100-continue, upgrades),
 // h2c and gRPC, passes plain TCP through, and serves an admin port with health, routes and metrics.
+// A route with a local override sends its requests to a developer's machine first and falls through to
+// the route's destination when the machine does not take them (override.go).
 // Plain keep-alive HTTP/1.1 takes the fast path (h1fast.go, h1parse.go), proxied in the connection's own
 // goroutine; everything else goes through net/http's server and httputil.ReverseProxy (proxy.go).
 package proxy
@@ -175,6 +177,10 @@ type Config struct {
 	DialTimeout time.Duration
 	// ResponseHeaderTimeout bounds waiting for upstream response headers (default 0: none).
 	ResponseHeaderTimeout time.Duration
+	// OverrideResponseHeaderTimeout bounds waiting for a local override's response headers; past it the
+	// request falls through to its route's destination (default 30s). Dialling an override is bounded
+	// to 2s.
+	OverrideResponseHeaderTimeout time.Duration
 	// ForkIdleConnTimeout bounds how long an idle connection to a fork is kept (default 30s).
 	ForkIdleConnTimeout time.Duration
 	// MaxIdleConnsPerHost bounds idle upstream connections per destination (default 256).
@@ -237,6 +243,7 @@ func (c *Config) withDefaults() error {
 	def(&c.IdleTimeout, 120*time.Second)
 	def(&c.DialTimeout, 5*time.Second)
 	def(&c.ForkIdleConnTimeout, 30*time.Second)
+	def(&c.OverrideResponseHeaderTimeout, 30*time.Second)
 	def(&c.DrainTimeout, 25*time.Second)
 	if c.MaxHeaderBytes <= 0 {
 		c.MaxHeaderBytes = 64 << 10

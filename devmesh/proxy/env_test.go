@@ -160,6 +160,8 @@ type envOpts struct {
 	cfg         func(*Config)
 	extraPorts  []PortMapping
 	beforeStart func(*Proxy)
+	// routes, when set, replaces the route server client as the sidecar's RouteSource.
+	routes RouteSource
 }
 
 var testWorkload = routeapi.WorkloadRef{Namespace: "shop", Kind: routeapi.KindDeployment, Name: "cart"}
@@ -210,7 +212,11 @@ func newEnv(t testing.TB, o envOpts) *env {
 		lvl = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
-	e.p, err = New(cfg, e.client, keys, log, nil)
+	var src RouteSource = e.client
+	if o.routes != nil {
+		src = o.routes
+	}
+	e.p, err = New(cfg, src, keys, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +295,9 @@ type grpcMsg struct {
 	Text string `json:"text"`
 }
 
-func grpcBackend(t testing.TB, name string) (addr string) {
+// grpcBackend serves test.Echo/Chat; its response header carries x-backend, x-saw-hop and extraHeader
+// (key, value pairs).
+func grpcBackend(t testing.TB, name string, extraHeader ...string) (addr string) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -303,7 +311,7 @@ func grpcBackend(t testing.TB, name string) (addr string) {
 			StreamName: "Chat", ServerStreams: true, ClientStreams: true,
 			Handler: func(_ any, stream grpc.ServerStream) error {
 				md, _ := metadata.FromIncomingContext(stream.Context())
-				_ = stream.SendHeader(metadata.Pairs("x-backend", name, "x-saw-hop", strings.Join(md.Get(strings.ToLower(HopHeader)), ",")))
+				_ = stream.SendHeader(metadata.Pairs(append([]string{"x-backend", name, "x-saw-hop", strings.Join(md.Get(strings.ToLower(HopHeader)), ",")}, extraHeader...)...))
 				for {
 					var m grpcMsg
 					if err := stream.RecvMsg(&m); err != nil {

@@ -156,6 +156,8 @@ type fastConn struct {
 	trusted  bool
 	idle     atomic.Bool // waiting for its next request: a drain closes it at once
 	st       reqState
+	// handOver: exchange left the current request (head in hdr, body unread) to net/http.
+	handOver bool
 }
 
 // serveFast serves one client connection on the fast path, handing it to hand's net/http server when a
@@ -208,15 +210,24 @@ func (p *Proxy) serveFast(c net.Conn, info portInfo, hand *chanListener) {
 		}
 		fc.req.reset()
 		if err == errHeaderTooLarge || !parseRequest(block, &fc.req, p.keyHeaderIndex) {
-			_ = c.SetReadDeadline(time.Time{})
-			pc := &portConn{Conn: c, info: info, r: newHeadGate(io.MultiReader(bytes.NewReader(bytes.Clone(block)), fc.br), p.cfg.MaxHeaderBytes)}
-			handed = hand.deliver(pc)
+			handed = fc.hand(hand)
 			return
 		}
 		if !fc.exchange() {
+			if fc.handOver {
+				handed = fc.hand(hand)
+			}
 			return
 		}
 	}
+}
+
+// hand passes the connection, with the current request's head (fc.hdr) and what follows it unread, to
+// hand's net/http server.
+func (fc *fastConn) hand(hand *chanListener) bool {
+	_ = fc.c.SetReadDeadline(time.Time{})
+	r := io.MultiReader(bytes.NewReader(bytes.Clone(fc.hdr)), fc.br)
+	return hand.deliver(&portConn{Conn: fc.c, info: fc.info, r: newHeadGate(r, fc.p.cfg.MaxHeaderBytes)})
 }
 
 // keyHeaderIndex gives the index in p.keyHeaders of a header name that may carry a routing key (-1: none).
@@ -263,6 +274,11 @@ func (fc *fastConn) exchange() bool {
 		h = fc.keyHeader()
 	}
 	p.decide(st, r.ownHop, h)
+	if st.override != "" {
+		// A local override (override.go) is tried on the net/http path only.
+		fc.handOver = true
+		return false
+	}
 	keep := fc.forward(hasBody)
 	fc.record()
 	return keep && !r.closeAfter && !p.fast.closing()

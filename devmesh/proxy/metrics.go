@@ -19,6 +19,9 @@ type metrics struct {
 	// throughout), "handed_over" (the fast path passed them to net/http part-way).
 	h1Conns              *prometheus.CounterVec
 	h1Fast, h1HandedOver prometheus.Counter
+	// override counts requests whose route has a local override, by outcome (ovrNames; index ovrNone
+	// and ovrTrying unused).
+	override [nOvr]prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry, p *Proxy) (*metrics, error) {
@@ -34,12 +37,19 @@ func newMetrics(reg *prometheus.Registry, p *Proxy) (*metrics, error) {
 		}, []string{"result"}),
 		h1Conns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "devmesh_http1_fast_path_connections_total",
-			Help: "HTTP connections accepted by the HTTP/1.1 fast path, by outcome: fast (served to the end) or handed_over (passed to net/http for h2c, upgrades, Expect, HTTP/1.0 or a malformed request).",
+			Help: "HTTP connections accepted by the HTTP/1.1 fast path, by outcome: fast (served to the end) or handed_over (passed to net/http for h2c, upgrades, Expect, HTTP/1.0, a malformed request, a capture id or a local override).",
 		}, []string{"outcome"}),
 		tcpActive: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "devmesh_tcp_connections_active",
 			Help: "Open TCP pass-through connections.",
 		}),
+	}
+	ovr := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "devmesh_override_requests_total",
+		Help: "Requests whose route has a local override for their port, by result: served (the override's answer was used), fell_through (declined or failed before answering; sent to the route's destination), dial_failed (override unreachable; fell through), skipped (not overridable: body over 1 MiB or still streaming, upgrade).",
+	}, []string{"result"})
+	for i := ovrServed; i < nOvr; i++ {
+		m.override[i] = ovr.WithLabelValues(ovrNames[i])
 	}
 	hist := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "devmesh_request_duration_seconds",
@@ -78,7 +88,7 @@ func newMetrics(reg *prometheus.Registry, p *Proxy) (*metrics, error) {
 				return 0
 			}),
 	}
-	for _, c := range append([]prometheus.Collector{m.requests, m.tcpConns, m.tcpActive, m.h1Conns, hist}, gauges...) {
+	for _, c := range append([]prometheus.Collector{m.requests, m.tcpConns, m.tcpActive, m.h1Conns, ovr, hist}, gauges...) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

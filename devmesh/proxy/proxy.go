@@ -85,6 +85,12 @@ type reqState struct {
 	in       *http.Request // the inbound request (ErrorHandler gets the outbound one)
 	fellBack bool
 	span     trace.Span // nil without a TracerProvider
+	// override is the lookup's Target.OverrideAddr: the local override's forward for this request ("":
+	// none). The fast path hands a request with one to net/http (override.go).
+	override string
+	ovr      int    // override outcome (ovrNone, ovrTrying, ...)
+	replay   []byte // the buffered body, sent anew on each attempt when replayOK
+	replayOK bool
 }
 
 type stateKey struct{}
@@ -99,7 +105,8 @@ type Proxy struct {
 
 	rp                               *httputil.ReverseProxy
 	localH1, localH2, forkH1, forkH2 *http.Transport
-	localAddrs                       sync.Map // int32 -> string
+	ovrH1, ovrH2                     *http.Transport // to local overrides' forwards
+	localAddrs                       sync.Map        // int32 -> string
 	trusted                          []netip.Prefix
 	wtCache                          atomic.Pointer[wtCache]
 	draining, started                atomic.Bool
@@ -172,6 +179,8 @@ func New(cfg Config, routes RouteSource, keys KeyExtractor, log *slog.Logger, re
 	p.localH2 = p.newTransport(true, false)
 	p.forkH1 = p.newTransport(false, true)
 	p.forkH2 = p.newTransport(true, true)
+	p.ovrH1 = p.newOverrideTransport(false)
+	p.ovrH2 = p.newOverrideTransport(true)
 	p.bufs = newBufferPool()
 	p.fastLocal = newUpPool(localIdleConnTimeout, cfg.DialTimeout, cfg.MaxIdleConnsPerHost)
 	p.fastFork = newUpPool(cfg.ForkIdleConnTimeout, cfg.DialTimeout, cfg.MaxIdleConnsPerHost)
@@ -217,6 +226,15 @@ func (p *Proxy) newTransport(h2, fork bool) *http.Transport {
 	return t
 }
 
+// newOverrideTransport is the fork transport with the override's dial and response-header bounds.
+func (p *Proxy) newOverrideTransport(h2 bool) *http.Transport {
+	t := p.newTransport(h2, true)
+	d := &net.Dialer{Timeout: overrideDialTimeout, KeepAlive: 30 * time.Second}
+	t.DialContext = d.DialContext
+	t.ResponseHeaderTimeout = p.cfg.OverrideResponseHeaderTimeout
+	return t
+}
+
 // localIdleConnTimeout bounds idle connections to the local app.
 const localIdleConnTimeout = 90 * time.Second
 
@@ -228,6 +246,10 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	switch {
 	case st == nil:
 		t = rt.p.localH1
+	case st.ovr == ovrTrying && st.h2:
+		t = rt.p.ovrH2
+	case st.ovr == ovrTrying:
+		t = rt.p.ovrH1
 	case st.kind == kindFork && st.h2:
 		t = rt.p.forkH2
 	case st.kind == kindFork:
@@ -261,6 +283,8 @@ func (p *Proxy) workloadTable() (routeapi.WorkloadTable, *routeapi.Table) {
 		// Routes changed: drop idle connections to forks that may be gone (bounded reuse).
 		p.forkH1.CloseIdleConnections()
 		p.forkH2.CloseIdleConnections()
+		p.ovrH1.CloseIdleConnections()
+		p.ovrH2.CloseIdleConnections()
 		p.fastFork.closeIdle()
 	}
 	return c.wt, t
@@ -313,7 +337,17 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, port int32, proto 
 	}
 	hops := r.Header[HopHeader]
 	p.decide(st, len(hops) > 0 && slices.Contains(hops, p.hopValue), forwardedView(r.Header))
-	if st.kind == kindFork && p.cfg.FallbackToBaseline && r.Body != nil && r.Body != http.NoBody {
+	if st.override != "" {
+		ok, stop := prepareOverride(r, st)
+		if stop != nil {
+			defer stop()
+		}
+		st.ovr = ovrSkipped
+		if ok {
+			st.ovr = ovrTrying
+		}
+	}
+	if st.kind == kindFork && p.cfg.FallbackToBaseline && !st.replayOK && r.Body != nil && r.Body != http.NoBody {
 		st.body = &trackBody{rc: r.Body}
 		r.Body = st.body
 	}
@@ -329,6 +363,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, port int32, proto 
 	}
 	if st.span != nil {
 		p.endSpan(st, kind)
+	}
+	if c := p.m.override[st.ovr]; c != nil { // nil: no override, or the client left during the attempt
+		c.Inc()
 	}
 	p.m.observe(kind, st.status, time.Since(start))
 	if cw != nil {
@@ -346,7 +383,7 @@ func (p *Proxy) decide(st *reqState, loop bool, h http.Header) {
 			st.key = key
 			wt, _ := p.workloadTable()
 			if tg, ok := wt.Lookup(key, st.port); ok {
-				st.dest = tg.Destination
+				st.dest, st.override = tg.Destination, tg.OverrideAddr
 				if tg.Destination.Kind == routeapi.DestinationBaseline {
 					st.kind = kindBaseline
 				} else {
@@ -410,6 +447,12 @@ func (p *Proxy) endSpan(st *reqState, kind int) {
 	if kind == kindFork {
 		attrs = append(attrs, attribute.String("server.address", st.target))
 	}
+	switch st.ovr {
+	case ovrServed:
+		attrs = append(attrs, attribute.String("sandboxmesh.override", "served"))
+	case ovrFellThrough, ovrDialFailed:
+		attrs = append(attrs, attribute.String("sandboxmesh.override", "fell_through"))
+	}
 	st.span.SetAttributes(attrs...)
 	if st.status >= 500 {
 		st.span.SetStatus(codes.Error, http.StatusText(st.status))
@@ -421,10 +464,18 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	st := pr.In.Context().Value(stateKey{}).(*reqState)
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = st.target
+	if st.ovr == ovrTrying {
+		pr.Out.URL.Host = st.override
+	}
 	pr.Out.Host = pr.In.Host
+	if st.replayOK {
+		replayBody(pr.Out, st.replay)
+	}
 	h := pr.Out.Header
 	delete(h, HopHeader)
-	if st.kind == kindFork {
+	// The override's forward stands in for the fork: it gets the hop header too (the routing-key headers
+	// are forwarded as they came, so the developer's process can propagate the key).
+	if st.kind == kindFork || st.ovr == ovrTrying {
 		h[HopHeader] = p.hopSlice
 	}
 	if st.span != nil {
@@ -521,6 +572,13 @@ func appendForwardedElement(dst []byte, ip string, host []byte) []byte {
 
 func (p *Proxy) modifyResponse(res *http.Response) error {
 	if st, ok := res.Request.Context().Value(stateKey{}).(*reqState); ok {
+		if st.ovr == ovrTrying {
+			if !overrideUsed(res, st.dest.Override.ExceptStatusCodes) {
+				discardSmall(res)
+				return errOverrideDeclined
+			}
+			st.ovr = ovrServed
+		}
 		st.status = res.StatusCode
 	}
 	return nil
@@ -540,6 +598,19 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	st := r.Context().Value(stateKey{}).(*reqState)
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		st.status = 499 // client went away; nothing to write
+		return
+	}
+	if st.ovr == ovrTrying {
+		// The override declined the request or failed before its answer: serve it again to the route's
+		// destination, as if there were no override (its body is buffered: st.replay).
+		st.ovr = ovrFellThrough
+		if isDialError(err) {
+			st.ovr = ovrDialFailed
+		}
+		if !errors.Is(err, errOverrideDeclined) {
+			p.log.Debug("override unreachable, falling through", "sandbox", st.dest.Sandbox.String(), "override", st.override, "err", err)
+		}
+		p.rp.ServeHTTP(w, st.in)
 		return
 	}
 	if st.kind == kindFork && p.cfg.FallbackToBaseline && isDialError(err) && (st.body == nil || !st.body.read.Load()) && !st.fellBack {

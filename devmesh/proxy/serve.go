@@ -182,7 +182,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	}()
 	wg.Wait()
 	p.serveWG.Wait()
-	for _, t := range []*http.Transport{p.localH1, p.localH2, p.forkH1, p.forkH2} {
+	for _, t := range []*http.Transport{p.localH1, p.localH2, p.forkH1, p.forkH2, p.ovrH1, p.ovrH2} {
 		t.CloseIdleConnections()
 	}
 	if p.stopSweep != nil {
