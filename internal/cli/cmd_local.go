@@ -43,7 +43,7 @@ name): the preview proxy reaches nothing else. Runs until interrupted.`,
 	proxy.Flags().StringVar(&sandbox, "sandbox", "", "sandbox whose routing key requests carry")
 	proxy.Flags().StringArrayVar(&maps, "map", nil, "TARGET@LOCAL, e.g. http://frontend.shop.svc:8080@localhost:9000 (repeatable)")
 	_ = proxy.RegisterFlagCompletionFunc("sandbox", a.completeSandboxes)
-	cmd.AddCommand(proxy, a.localConnectCommand(), a.localStatusCommand(), a.localDisconnectCommand(), a.localRunCommand(), a.localDaemonCommand())
+	cmd.AddCommand(proxy, a.localConnectCommand(), a.localStatusCommand(), a.localDisconnectCommand(), a.localRunCommand(), a.localOverrideCommand(), a.localDaemonCommand())
 	return cmd
 }
 

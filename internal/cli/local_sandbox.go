@@ -18,7 +18,7 @@ import (
 // returns this machine's ID ("" when it has none and the spec names another
 // machine, or the sandbox has no local workloads).
 func (a *App) localMachineForApply(sb *client.Sandbox) (string, error) {
-	if len(sb.Spec.Local) == 0 {
+	if !servedByAMachine(sb) {
 		return "", nil
 	}
 	dir, err := a.localDir()
@@ -31,7 +31,7 @@ func (a *App) localMachineForApply(sb *client.Sandbox) (string, error) {
 		if sb.Spec.LocalMachineID != "" {
 			return "", nil // another machine serves it
 		}
-		return "", usageErrorf("sandbox %s: spec.local needs a machine to serve it, and this machine has not joined a cluster (no %s): run `sandboxmesh local connect` first, or set spec.localMachineID to the machine that serves it", sb.Name, key)
+		return "", usageErrorf("sandbox %s: spec.local and spec.routing.forwards need a machine to serve them, and this machine has not joined a cluster (no %s): run `sandboxmesh local connect` first, or set spec.localMachineID to the machine that serves it", sb.Name, key)
 	}
 	if err != nil {
 		return "", err
@@ -42,7 +42,14 @@ func (a *App) localMachineForApply(sb *client.Sandbox) (string, error) {
 	return id.MachineID(), nil
 }
 
-// localServed lists the local mappings of a sandbox for the daemon's allow-list.
+// servedByAMachine reports whether a machine's tunnel serves part of sb: spec.local or the forwards of
+// local overrides (spec.routing.forwards).
+func servedByAMachine(sb *client.Sandbox) bool {
+	return len(sb.Spec.Local) > 0 || (sb.Spec.Routing != nil && len(sb.Spec.Routing.Forwards) > 0)
+}
+
+// localServed lists the local mappings and forwards of a sandbox for the daemon's allow-list (the
+// operator names a forward's tunnel connections after the forward, as a local workload's after it).
 func localServed(sb *client.Sandbox) []LocalServed {
 	var out []LocalServed
 	for _, l := range sb.Spec.Local {
@@ -50,12 +57,17 @@ func localServed(sb *client.Sandbox) []LocalServed {
 			out = append(out, LocalServed{Local: l.Name, ToLocal: m.ToLocal})
 		}
 	}
+	if sb.Spec.Routing != nil {
+		for _, f := range sb.Spec.Routing.Forwards {
+			out = append(out, LocalServed{Local: f.Name, ToLocal: f.ToLocal})
+		}
+	}
 	return out
 }
 
-// servesLocal reports whether this machine serves sb's local workloads.
+// servesLocal reports whether this machine serves sb's local workloads and forwards.
 func servesLocal(sb *client.Sandbox, machine string) bool {
-	return machine != "" && len(sb.Spec.Local) > 0 && sb.Spec.LocalMachineID == machine
+	return machine != "" && servedByAMachine(sb) && sb.Spec.LocalMachineID == machine
 }
 
 // syncLocal tells the local daemon whether this machine serves the
@@ -68,7 +80,7 @@ func (a *App) syncLocal(ctx context.Context, sb *client.Sandbox, machine string,
 		if before {
 			return nil
 		}
-		if machine != "" && len(sb.Spec.Local) > 0 {
+		if machine != "" && servedByAMachine(sb) {
 			fmt.Fprintf(a.Stderr, "note: spec.localMachineID is %s, not this machine (%s): that machine serves the local workloads\n", sb.Spec.LocalMachineID, machine)
 		}
 		return a.localRevoke(ctx, sb.Name)

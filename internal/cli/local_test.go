@@ -475,3 +475,110 @@ func TestLocalConnectRootMode(t *testing.T) {
 		t.Errorf("the chain is still there:\n%s", out)
 	}
 }
+
+// TestLocalOverrideCommand: `local override` adds a forward and an override middleware to the sandbox
+// (filling in spec.localMachineID), registers the forward with the daemon so the gateway reaches the
+// local process under the forward's name, waits for the sandbox, and shows in `override list`;
+// `override delete` removes both and revokes; without --detach, an interrupt removes the override.
+func TestLocalOverrideCommand(t *testing.T) {
+	h := newHarness(t)
+	r := newLocalRig(t)
+	r.vars = h.vars
+	ctx := context.Background()
+	svc := httpServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("sm-override", "true")
+		fmt.Fprint(w, "overridden cart")
+	}))
+	_, port, _ := net.SplitHostPort(svc)
+	r.mustRun(applyArgs("feat", "cart:v2")...)
+	// The cluster's agent: reports the sandbox ready at whatever version it has.
+	actx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		for actx.Err() == nil {
+			_ = h.env.ReportStatus(actx, "feat", readyStatus())
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+
+	if res := r.run("local", "override", "--sandbox", "feat", "-w", "cart", "-p", "8080", "--with", port, "--detach"); res.code != cli.ExitUsage || !strings.Contains(res.stderr, "local connect") {
+		t.Fatalf("override before connect: %+v", res)
+	}
+	for _, tc := range []struct{ args, want string }{
+		{"--sandbox feat -w cart --with 1", "--workload-port"},
+		{"--sandbox feat -w cart -p 8080 --with host:", "--with"},
+		{"--sandbox feat -w cart -p 8080 --with 1 --except-status 4040", "--except-status"},
+		{"-w cart -p 8080 --with 1", "--sandbox, --workload and --with are required"},
+	} {
+		if res := r.run(append([]string{"local", "override"}, strings.Fields(tc.args)...)...); res.code != cli.ExitUsage || !strings.Contains(res.stderr, tc.want) {
+			t.Errorf("override %s: %+v", tc.args, res)
+		}
+	}
+	r.mustRun("local", "connect", "--proxy-address", "127.0.0.1:0")
+	machine := r.status().MachineID
+	if res := r.run("local", "override", "--sandbox", "feat", "-w", "nope", "-p", "8080", "--with", port, "--detach"); res.code != cli.ExitUsage || !strings.Contains(res.stderr, "spec.middleware[0].match") {
+		t.Fatalf("override of a workload the sandbox lacks: %+v", res)
+	}
+	res := r.mustRun("local", "override", "--sandbox", "feat", "-w", "cart", "-p", "8080", "--with", port, "--except-status", "404,503", "--detach")
+	if !strings.Contains(res.stdout, "override override-1 of sandbox feat is active") {
+		t.Fatalf("override: %+v", res)
+	}
+	sb, err := h.env.Client.GetSandbox(ctx, cptest.Org, "feat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ovs, errs := sb.Spec.ResolveOverrides()
+	if sb.Spec.LocalMachineID != machine || len(errs) != 0 || len(ovs) != 1 || ovs[0].Forward.ToLocal != "localhost:"+port || ovs[0].Workload.Name != "cart" ||
+		ovs[0].Policy == nil || len(ovs[0].Policy.ExceptStatusCodes) != 2 {
+		t.Fatalf("sandbox after override: %+v %+v %v", sb.Spec, ovs, errs)
+	}
+	c, err := r.gw.DialLocal(ctx, machine, "feat", "override-1", "localhost:"+port)
+	if err != nil {
+		t.Fatalf("gateway → machine → local process under the forward's name: %v", err)
+	}
+	fmt.Fprintf(c, "GET / HTTP/1.0\r\nHost: cart\r\n\r\n")
+	b, _ := io.ReadAll(c)
+	c.Close()
+	if !strings.HasSuffix(string(b), "overridden cart") {
+		t.Fatalf("through the tunnel: %q", b)
+	}
+	if out := r.mustRun("local", "override", "list", "--sandbox", "feat").stdout; !strings.Contains(out, "override-1") || !strings.Contains(out, "on 404,503") || !strings.Contains(out, "cart") {
+		t.Errorf("override list:\n%s", out)
+	}
+	r.mustRun("local", "override", "delete", "override-1", "--sandbox", "feat")
+	if sb, _ := h.env.Client.GetSandbox(ctx, cptest.Org, "feat"); sb.Spec.Routing != nil || len(sb.Spec.Middleware) != 0 {
+		t.Fatalf("after delete: %+v", sb.Spec)
+	}
+	if res := r.run("local", "override", "delete", "override-1", "--sandbox", "feat"); res.code != cli.ExitNotFound {
+		t.Errorf("delete twice: %+v", res)
+	}
+	if out := r.mustRun("local", "override", "list").stdout; !strings.Contains(out, "No local overrides") {
+		t.Errorf("list after delete:\n%s", out)
+	}
+
+	// Attached: the override lives until the command is interrupted.
+	octx, interrupt := context.WithCancel(ctx)
+	done := make(chan result, 1)
+	go func() {
+		var out, errb bytes.Buffer
+		code := r.app("", &out, &errb).Execute(octx, []string{"local", "override", "--sandbox", "feat", "-w", "cart", "-p", "8080", "--with", port})
+		done <- result{out.String(), errb.String(), code}
+	}()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		sb, err := h.env.Client.GetSandbox(ctx, cptest.Org, "feat")
+		if err == nil && len(sb.Spec.Middleware) == 1 && sb.Status.Ready {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the attached override did not become active")
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // past the wait for ready, into the wait for the interrupt
+	interrupt()
+	if res := <-done; res.code != 0 || !strings.Contains(res.stderr, "override override-1 removed") {
+		t.Fatalf("attached override after interrupt: %+v", res)
+	}
+	if sb, _ := h.env.Client.GetSandbox(ctx, cptest.Org, "feat"); len(sb.Spec.Middleware) != 0 {
+		t.Fatalf("after interrupt: %+v", sb.Spec)
+	}
+}
