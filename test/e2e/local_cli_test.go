@@ -157,6 +157,8 @@ spec:
 		return nil
 	})
 
+	localOverrideCLI(ctx, t, e, h, run, home)
+
 	run("local", "disconnect")
 	if after, _ := os.ReadFile(hostnet.DefaultHostsFile); string(after) != string(hostsBefore) {
 		t.Errorf("/etc/hosts not restored by disconnect:\nbefore %q\nafter  %q", hostsBefore, after)
@@ -174,4 +176,57 @@ spec:
 		}
 		return nil
 	})
+}
+
+// localOverrideCLI: `local override` on a sandbox whose route is virtual: with --except-status 404,503 the
+// host process's answers are used (keyed requests show its version); once the process stops, keyed requests
+// fall through to the baseline route, without an error; `override delete` removes it. The connected daemon
+// of localWorkloadCLI carries it.
+func localOverrideCLI(ctx context.Context, t *testing.T, e *demo.Env, h *hitter, run func(...string) string, home string) {
+	const sandbox = "route-ovr"
+	laptop := startLaptopRoute(ctx, t, sandbox, "laptop-ovr")
+	spec := fmt.Sprintf("name: %s\nspec:\n  cluster: %s\n  virtual:\n    - name: route\n      workload: {kind: Deployment, namespace: %s, name: route}\n",
+		sandbox, e.Cluster, demo.ExampleNamespace)
+	file := filepath.Join(home, "sb-ovr.yaml")
+	if err := os.WriteFile(file, []byte(spec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run("sandbox", "apply", "-f", file, "--wait")
+	defer func() { _, _, _ = cliRun(context.Background(), e, home, "", "sandbox", "delete", sandbox) }()
+	start := time.Now()
+	out := run("local", "override", "--sandbox", sandbox, "-w", "route", "-p", "8083", "--with", laptop.HTTPAddr(), "--except-status", "404,503", "--detach", "--wait-timeout", "1m")
+	if !strings.Contains(out, "override override-1 of sandbox "+sandbox+" is active") {
+		t.Fatalf("local override: %s", out)
+	}
+	sb, err := e.API.GetSandbox(ctx, e.Org, sandbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyed := func(want string) func() error {
+		return func() error {
+			tree, err := h.get(ctx, "baggage", "sm-routing-key="+sb.RoutingKey)
+			if err != nil {
+				return err
+			}
+			if got := servedBy(tree)["route"]; got != want {
+				return fmt.Errorf("route served by %q, want %q", got, want)
+			}
+			return nil
+		}
+	}
+	waitFor(ctx, t, time.Minute, "a keyed request answered by the overriding host process", keyed(sandbox))
+	record(t, "local_override_to_first_overridden_request", time.Since(start))
+	if out := run("local", "override", "list", "--sandbox", sandbox); !strings.Contains(out, "override-1") || !strings.Contains(out, "true") {
+		t.Errorf("override list:\n%s", out)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_ = laptop.Shutdown(sctx)
+	cancel()
+	stopped := time.Now()
+	waitFor(ctx, t, 30*time.Second, "keyed requests falling through to the baseline once the process stopped", keyed(""))
+	record(t, "local_override_fall_through_after_stop", time.Since(stopped))
+	run("local", "override", "delete", "override-1", "--sandbox", sandbox)
+	if sb, err := e.API.GetSandbox(ctx, e.Org, sandbox); err != nil || len(sb.Spec.Middleware) != 0 || sb.Spec.Routing != nil {
+		t.Errorf("after override delete: %+v %v", sb, err)
+	}
 }
