@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"context"
 	"io"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/spf13/cobra"
 
+	"github.com/sandboxmesh/sandboxmesh/controlplane/client"
 	"github.com/sandboxmesh/sandboxmesh/internal/mcpserver"
 )
 
@@ -24,7 +26,17 @@ them. It uses the same configuration as the CLI. Example client configuration:
 			if err != nil {
 				return err
 			}
-			srv := mcpserver.New(mcpserver.Options{Client: c, Org: a.cfg.Org, APIKey: a.cfg.APIKey, PreviewBase: a.cfg.previewBase(), HTTPClient: a.httpClient(), Version: Version})
+			srv := mcpserver.New(mcpserver.Options{Client: c, Org: a.cfg.Org, APIKey: a.cfg.APIKey, PreviewBase: a.cfg.previewBase(), HTTPClient: a.httpClient(), Version: Version,
+				LocalMachine: func(ctx context.Context, sb *client.Sandbox) (func(context.Context) error, error) {
+					machine, err := a.localMachineForApply(sb)
+					if err != nil {
+						return nil, err
+					}
+					if err := a.syncLocal(ctx, sb, machine, true); err != nil {
+						return nil, err
+					}
+					return func(ctx context.Context) error { return a.syncLocal(ctx, sb, machine, false) }, nil
+				}})
 			// Stdin and Stdout are the process's in cmd/sandboxmesh: this is the stdio transport.
 			return srv.Run(cmd.Context(), &mcp.IOTransport{Reader: io.NopCloser(a.Stdin), Writer: nopWriteCloser{a.Stdout}})
 		},

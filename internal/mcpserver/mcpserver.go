@@ -38,6 +38,11 @@ type Options struct {
 	HTTPClient *http.Client
 	// Version is reported to MCP clients.
 	Version string
+	// LocalMachine, when set, is called before a sandbox is validated and applied: the CLI fills in
+	// spec.localMachineID from this machine for a spec with local workloads or forwards and registers them
+	// with its local daemon, as `sandboxmesh sandbox apply` does. The function it returns runs after a
+	// successful apply.
+	LocalMachine func(ctx context.Context, sb *client.Sandbox) (after func(context.Context) error, err error)
 	// WaitInterval is the poll interval while waiting for a sandbox (default 1s).
 	WaitInterval time.Duration
 	// Logger receives the SDK's logs; nil discards.

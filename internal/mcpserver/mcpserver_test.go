@@ -3,6 +3,7 @@ package mcpserver_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -29,13 +30,22 @@ type session struct {
 // connect runs the MCP server for baseURL and key and connects the SDK's
 // client to it over in-memory transports.
 func connect(t *testing.T, baseURL, key string) *session {
+	return connectWith(t, baseURL, key, nil)
+}
+
+// connectWith is connect with a mutation of the server's options.
+func connectWith(t *testing.T, baseURL, key string, opt func(*mcpserver.Options)) *session {
 	t.Helper()
 	ctx := context.Background()
 	c, err := client.New(baseURL, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := mcpserver.New(mcpserver.Options{Client: c, Org: cptest.Org, APIKey: key, WaitInterval: 20 * time.Millisecond, Version: "test"})
+	o := mcpserver.Options{Client: c, Org: cptest.Org, APIKey: key, WaitInterval: 20 * time.Millisecond, Version: "test"}
+	if opt != nil {
+		opt(&o)
+	}
+	srv := mcpserver.New(o)
 	st, ct := mcp.NewInMemoryTransports()
 	ss, err := srv.Connect(ctx, st, nil)
 	if err != nil {
@@ -376,4 +386,47 @@ func TestToolErrors(t *testing.T) {
 			t.Fatalf("undeclared: %s", text(res))
 		}
 	})
+}
+
+// TestLocalMachineHook: sandbox_apply lets the CLI's hook fill in spec.localMachineID (and register with
+// the local daemon) before validation, so an agent can create a sandbox with a local override without
+// knowing the machine id; the hook's after-function runs once the apply succeeded; a hook error is the
+// tool's error and nothing is applied.
+func TestLocalMachineHook(t *testing.T) {
+	e := cptest.Start(t)
+	var afters int
+	fail := false
+	s := connectWith(t, e.URL, e.Key, func(o *mcpserver.Options) {
+		o.LocalMachine = func(_ context.Context, sb *client.Sandbox) (func(context.Context) error, error) {
+			if fail {
+				return nil, errors.New("this machine has not joined a cluster")
+			}
+			sb.Spec.LocalMachineID = "m-test"
+			return func(context.Context) error { afters++; return nil }, nil
+		}
+	})
+	yml := `name: ovr
+spec:
+  cluster: ` + cptest.Cluster + `
+  virtual: [{name: route, workload: {namespace: hotrod, name: route}}]
+  routing: {forwards: [{name: override-1, port: 8083, toLocal: "localhost:8083"}]}
+  middleware:
+  - name: override
+    args: [{name: overrideHost, valueFrom: {forward: override-1}}]
+    match: [{workload: route}]
+`
+	var sb mcpserver.SandboxView
+	s.mustCall("sandbox_apply", map[string]any{"yaml": yml}, &sb)
+	got, err := e.Client.GetSandbox(context.Background(), cptest.Org, "ovr")
+	if err != nil || got.Spec.LocalMachineID != "m-test" || len(got.Spec.Middleware) != 1 || afters != 1 {
+		t.Fatalf("applied %+v %v, afters %d", got, err, afters)
+	}
+	fail = true
+	res := s.call("sandbox_apply", map[string]any{"yaml": strings.Replace(yml, "name: ovr", "name: ovr2", 1)}, nil)
+	if !res.IsError || !strings.Contains(text(res), "has not joined a cluster") {
+		t.Fatalf("hook error: %s", text(res))
+	}
+	if _, err := e.Client.GetSandbox(context.Background(), cptest.Org, "ovr2"); err == nil {
+		t.Fatal("applied despite the hook's error")
+	}
 }

@@ -30,7 +30,7 @@ type NameInput struct {
 type SandboxApplyInput struct {
 	Name string `json:"name,omitempty" jsonschema:"sandbox name: a DNS label starting with a letter, at most 30 characters (may come from yaml instead)"`
 	// Spec is the sandbox spec.
-	Spec               *v1alpha1.SandboxSpec `json:"spec,omitempty" jsonschema:"the sandbox spec: cluster (required), forks [{forkOf: {kind: Deployment, namespace, name}, customizations: {images: [{image, container}], env: [{name, value}]}}], defaultRouteGroup: {endpoints: [{name, target: http://<svc>.<ns>.svc:<port> or http://<workload>.<ns>.deploy:<port>}]}, labels, ttl: {duration: 2h}, resources: [{name, plugin, params}] (plugins: resourceplugin_list) with env valueFrom: {resource: {name, outputKey: <step>.<output>}}, local: [{name, from: {kind, namespace, name}, mappings: [{port, toLocal: host:port}]}] with localMachineID (the machine id that 'sandboxmesh local status' shows) to send the workload's keyed requests to a process on a machine joined with 'sandboxmesh local connect'. Give spec or yaml, not both"`
+	Spec               *v1alpha1.SandboxSpec `json:"spec,omitempty" jsonschema:"the sandbox spec: cluster (required), forks [{forkOf: {kind: Deployment, namespace, name}, customizations: {images: [{image, container}], env: [{name, value}]}}], defaultRouteGroup: {endpoints: [{name, target: http://<svc>.<ns>.svc:<port> or http://<workload>.<ns>.deploy:<port>}]}, labels, ttl: {duration: 2h}, resources: [{name, plugin, params}] (plugins: resourceplugin_list) with env valueFrom: {resource: {name, outputKey: <step>.<output>}}, local: [{name, from: {kind, namespace, name}, mappings: [{port, toLocal: host:port}]}] with localMachineID (the machine id that 'sandboxmesh local status' shows; filled in when this MCP server runs on a machine joined with 'sandboxmesh local connect') to send the workload's keyed requests to a process on that machine; routing: {forwards: [{name, port, toLocal}]} with middleware: [{name: override, args: [{name: overrideHost, valueFrom: {forward}}, {name: policy, value: JSON object with exceptStatusCodes [404]}], match: [{workload: <fork baseline name or virtual name>}]}] to try a local process first and fall through to the workload (local override). Give spec or yaml, not both"`
 	YAML               string                `json:"yaml,omitempty" jsonschema:"alternatively the whole sandbox file as YAML or JSON: {name: ..., spec: {...}}"`
 	Wait               bool                  `json:"wait,omitempty" jsonschema:"wait until the sandbox is ready before answering"`
 	WaitTimeoutSeconds int                   `json:"wait_timeout_seconds,omitempty" jsonschema:"how long to wait when wait is true (default 180)"`
@@ -240,6 +240,14 @@ func (s *server) register(srv *mcp.Server) {
 // ---- sandboxes ----
 
 func (s *server) apply(ctx context.Context, req *mcp.CallToolRequest, sb *client.Sandbox, wait bool, timeoutSec int) (*mcp.CallToolResult, any, error) {
+	var after func(context.Context) error
+	if s.o.LocalMachine != nil {
+		a, err := s.o.LocalMachine(ctx, sb)
+		if err != nil {
+			return nil, nil, err
+		}
+		after = a
+	}
 	var errs apitypes.FieldErrors
 	if fe := apitypes.ValidateObjectName("name", sb.Name); fe != nil {
 		errs = append(errs, *fe)
@@ -251,6 +259,11 @@ func (s *server) apply(ctx context.Context, req *mcp.CallToolRequest, sb *client
 	out, err := s.o.Client.ApplySandbox(ctx, s.o.Org, sb)
 	if err != nil {
 		return nil, nil, s.agentError(err, "apply sandbox "+sb.Name)
+	}
+	if after != nil {
+		if err := after(ctx); err != nil {
+			return nil, nil, err
+		}
 	}
 	if !wait {
 		return nil, s.view(out, false), nil
