@@ -46,12 +46,16 @@ func TestResolveOverrides(t *testing.T) {
 		}, "", ""},
 		{"unknown middleware", func(s *smv1.SandboxSpec) { s.Middleware[0].Name = "trafficwatch" }, "spec.middleware[0].name", "unknown middleware"},
 		{"no overrideHost", func(s *smv1.SandboxSpec) { s.Middleware[0].Args = nil }, "spec.middleware[0].args", "needs the argument overrideHost"},
-		{"overrideHost as a value", func(s *smv1.SandboxSpec) { s.Middleware[0].Args[0] = smv1.MiddlewareArg{Name: "overrideHost", Value: "localhost:1"} }, "spec.middleware[0].args[0].valueFrom.forward", "required"},
+		{"overrideHost as a value", func(s *smv1.SandboxSpec) {
+			s.Middleware[0].Args[0] = smv1.MiddlewareArg{Name: "overrideHost", Value: "localhost:1"}
+		}, "spec.middleware[0].args[0].valueFrom.forward", "required"},
 		{"unknown forward", func(s *smv1.SandboxSpec) { s.Middleware[0].Args[0].ValueFrom.Forward = "nope" }, "spec.middleware[0].args[0].valueFrom.forward", "not one of"},
 		{"unknown argument", func(s *smv1.SandboxSpec) {
 			s.Middleware[0].Args = append(s.Middleware[0].Args, smv1.MiddlewareArg{Name: "mode"})
 		}, "spec.middleware[0].args[1].name", "unknown argument"},
-		{"argument twice", func(s *smv1.SandboxSpec) { s.Middleware[0].Args = append(s.Middleware[0].Args, s.Middleware[0].Args[0]) }, "spec.middleware[0].args[1].name", "given twice"},
+		{"argument twice", func(s *smv1.SandboxSpec) {
+			s.Middleware[0].Args = append(s.Middleware[0].Args, s.Middleware[0].Args[0])
+		}, "spec.middleware[0].args[1].name", "given twice"},
 		{"bad policy JSON", func(s *smv1.SandboxSpec) {
 			s.Middleware[0].Args = append(s.Middleware[0].Args, smv1.MiddlewareArg{Name: "policy", Value: `{"exceptStatus":[404]}`})
 		}, "spec.middleware[0].args[1].value", "want JSON"},
