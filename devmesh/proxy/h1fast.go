@@ -380,12 +380,22 @@ func (fc *fastConn) forward(hasBody bool) bool {
 				keepClient, keepUp = false, false
 			}
 		default:
-			// The upstream answered before the whole request body arrived: the rest of it cannot be
-			// skipped cheaply, so both connections end here (as net/http does past a small limit).
-			_ = fc.c.Close()
-			_ = uc.c.Close()
-			<-async
-			return false
+			// The upload has not reported yet. Either the upstream answered before the whole body
+			// arrived, or the upload is done and merely has not reported: its last flush is what let the
+			// upstream answer, so the answer can overtake the report. Cut short whatever it still waits
+			// for (a past deadline fails its next read or write at once) and take its outcome.
+			_ = fc.c.SetReadDeadline(aLongTimeAgo)
+			_ = uc.c.SetWriteDeadline(aLongTimeAgo)
+			if err := <-async; err != nil {
+				// The rest of the body cannot be skipped cheaply, so both connections end here (as
+				// net/http does past a small limit).
+				_ = fc.c.Close()
+				_ = uc.c.Close()
+				return false
+			}
+			// The body went whole: the client's next request is served (its read deadline is set
+			// before it is read), and the upstream connection may be pooled.
+			_ = uc.c.SetWriteDeadline(time.Time{})
 		}
 	}
 	if keepUp {
@@ -395,6 +405,13 @@ func (fc *fastConn) forward(hasBody bool) bool {
 	}
 	return keepClient
 }
+
+// aLongTimeAgo is a deadline in the past: setting it makes a pending read or write return at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// testHookUploadDone, when set (tests), runs in the upload goroutine after the body went upstream
+// whole, before it reports.
+var testHookUploadDone atomic.Pointer[func()]
 
 // send writes the request head and, unless it streams in the background (returned channel), its body.
 func (fc *fastConn) send(uc *upConn, hasBody, replay bool) (chan error, error) {
@@ -433,6 +450,8 @@ func (fc *fastConn) send(uc *upConn, hasBody, replay bool) (chan error, error) {
 			}
 			if err != nil {
 				_ = uc.c.Close() // the upstream must not take a truncated body for a whole one
+			} else if hook := testHookUploadDone.Load(); hook != nil {
+				(*hook)()
 			}
 			async <- err
 		}()

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/http/httputil"
 	"net/textproto"
 	"os"
 	"os/exec"
@@ -299,6 +300,40 @@ func TestFastPath(t *testing.T) {
 		}
 		if _, err := rc.br.ReadByte(); err == nil {
 			t.Fatal("connection still open after an unread upload")
+		}
+	})
+
+	t.Run("an upload that reports after the answer keeps both connections", func(t *testing.T) {
+		// The upload goroutine's last flush lets the upstream answer, so the answer can be relayed
+		// before the goroutine reports; the hook makes that happen every time.
+		delay := func() { time.Sleep(50 * time.Millisecond) }
+		testHookUploadDone.Store(&delay)
+		t.Cleanup(func() { testHookUploadDone.Store(nil) })
+		addr, conns := rawUpstream(t, func(c net.Conn, br *bufio.Reader, _ []byte) bool {
+			n, err := io.Copy(io.Discard, httputil.NewChunkedReader(br))
+			if err != nil {
+				return false
+			}
+			if line, err := br.ReadString('\n'); err != nil || line != "\r\n" {
+				return false
+			}
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(fmt.Sprint(n)), fmt.Sprint(n))
+			return true
+		})
+		e.publish(e.forkRoute("abc", e.fork1), e.routeTo("late", addr))
+		rc := e.dialRaw(t)
+		const up = "POST /upload HTTP/1.1\r\nHost: a\r\nBaggage: sm-routing-key=late\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+		rc.send(up + up + "GET /after HTTP/1.1\r\nHost: a\r\n\r\n")
+		for i := range 2 {
+			if resp, b := rc.read("POST"); resp.StatusCode != 200 || string(b) != "5" || resp.Close {
+				t.Fatalf("upload %d: %d %q close %v", i, resp.StatusCode, b, resp.Close)
+			}
+		}
+		if _, b := rc.read("GET"); !bytes.Contains(b, []byte(`"path":"/after"`)) {
+			t.Fatalf("pipelined request: %s", b)
+		}
+		if n := conns.Load(); n != 1 {
+			t.Fatalf("%d upstream connections for two uploads, want 1 (pooled)", n)
 		}
 	})
 
