@@ -27,8 +27,8 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/localtunnel/hostnet"
 )
 
-// localWorkload: hotrod's route runs as a plain process on the host ("the laptop"), a sandbox names it as
-// local workload of the cluster's route with this machine's id; the machine's tunnel client connects to
+// localWorkload: hotrod's route (HTTP) and driver (gRPC) run as plain processes on the host ("the laptop"), a
+// sandbox names them as local workloads of the cluster's route and driver with this machine's id; the machine's tunnel client connects to
 // the operator's gateway (ProxyAddress: the operator pod's IP, which the host reaches over the cluster's
 // bridge). Keyed requests to frontend reach the host process, unkeyed ones the baseline; the host process's
 // outbound reaches a cluster Service by name through the tunnel (SOCKS5); when the machine goes away keyed
@@ -36,6 +36,24 @@ import (
 func localWorkload(ctx context.Context, t *testing.T, e *demo.Env, h *hitter) {
 	const sandbox = "route-local"
 	laptop := startLaptopRoute(ctx, t, sandbox, "laptop")
+	// The driver answers gRPC (frontend → driver is hotrod.driver.v1.Driver/FindNearest over h2c): a second
+	// local workload of the same sandbox, so keyed requests show both protocols reaching the host. It calls
+	// the cluster's customer by its Service IP (the host reaches Service IPs through kube-proxy).
+	customer, err := e.Kube.CoreV1().Services(demo.ExampleNamespace).Get(ctx, "customer", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	laptopDriver, err := app.Start(ctx, app.Config{Service: app.Driver, HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0",
+		CustomerURL: "http://" + net.JoinHostPort(customer.Spec.ClusterIP, "8081"),
+		Identity:    app.Identity{Version: "laptop", Sandbox: sandbox, Pod: "laptop"}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = laptopDriver.Shutdown(sctx)
+	}()
 	id, _, err := localtunnel.LoadOrCreateIdentity(filepath.Join(t.TempDir(), "machine.key"))
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +65,7 @@ func localWorkload(ctx context.Context, t *testing.T, e *demo.Env, h *hitter) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cl.Allow(sandbox, []localtunnel.LocalTarget{{Local: "route", ToLocal: laptop.HTTPAddr()}})
+		cl.Allow(sandbox, []localtunnel.LocalTarget{{Local: "route", ToLocal: laptop.HTTPAddr()}, {Local: "driver", ToLocal: laptopDriver.GRPCAddr()}})
 		cctx, cancel := context.WithCancel(ctx)
 		go func() { _ = cl.Run(cctx) }()
 		wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
@@ -64,7 +82,9 @@ func localWorkload(ctx context.Context, t *testing.T, e *demo.Env, h *hitter) {
 	start := time.Now()
 	sb := &cpclient.Sandbox{Name: sandbox, Spec: v1alpha1.SandboxSpec{Cluster: e.Cluster, LocalMachineID: id.MachineID(),
 		Local: []v1alpha1.Local{{Name: "route", From: v1alpha1.WorkloadRef{Kind: v1alpha1.KindDeployment, Namespace: demo.ExampleNamespace, Name: "route"},
-			Mappings: []v1alpha1.PortMapping{{Port: 8083, ToLocal: laptop.HTTPAddr()}}}}}}
+			Mappings: []v1alpha1.PortMapping{{Port: 8083, ToLocal: laptop.HTTPAddr()}}},
+			{Name: "driver", From: v1alpha1.WorkloadRef{Kind: v1alpha1.KindDeployment, Namespace: demo.ExampleNamespace, Name: "driver"},
+				Mappings: []v1alpha1.PortMapping{{Port: 9082, ToLocal: laptopDriver.GRPCAddr()}}}}}}
 	sb, err = e.API.ApplySandbox(ctx, e.Org, sb)
 	if err != nil {
 		t.Fatal(err)
@@ -75,13 +95,14 @@ func localWorkload(ctx context.Context, t *testing.T, e *demo.Env, h *hitter) {
 	if _, err := e.API.WaitForReady(wctx, e.Org, sandbox, &cpclient.WaitOptions{Interval: 100 * time.Millisecond}); err != nil {
 		t.Fatalf("sandbox %s not ready: %v", sandbox, err)
 	}
-	if got, err := e.API.GetSandbox(ctx, e.Org, sandbox); err != nil || len(got.Status.Local) != 1 || !got.Status.Local[0].Tunnel.Connected || got.Status.Local[0].Service == "" {
+	if got, err := e.API.GetSandbox(ctx, e.Org, sandbox); err != nil || len(got.Status.Local) != 2 || !got.Status.Local[0].Tunnel.Connected || got.Status.Local[0].Service == "" {
 		t.Errorf("the API's status.local of a connected machine: %+v %v", got.Status.Local, err)
 	}
 	key := sb.RoutingKey
 	servedLocally := func() bool {
 		tree, err := h.get(ctx, "baggage", "sm-routing-key="+key)
-		return err == nil && servedBy(tree)["route"] == sandbox && tree.Find("route") != nil && tree.Find("route").Version == "laptop"
+		return err == nil && servedBy(tree)["route"] == sandbox && tree.Find("route") != nil && tree.Find("route").Version == "laptop" &&
+			servedBy(tree)["driver"] == sandbox && tree.Find("driver").Version == "laptop" // HTTP and gRPC
 	}
 	waitFor(ctx, t, time.Minute, "a keyed request served by the host process", func() error {
 		if !servedLocally() {
@@ -154,7 +175,7 @@ func localWorkload(ctx context.Context, t *testing.T, e *demo.Env, h *hitter) {
 		if err != nil {
 			return err
 		}
-		if got.Status.Ready || got.Status.Reason != v1alpha1.ReasonLocalNotConnected || len(got.Status.Local) != 1 || got.Status.Local[0].Tunnel.Connected {
+		if got.Status.Ready || got.Status.Reason != v1alpha1.ReasonLocalNotConnected || len(got.Status.Local) != 2 || got.Status.Local[0].Tunnel.Connected {
 			return fmt.Errorf("status %s/%s local %+v", got.Status.Reason, got.Status.Message, got.Status.Local)
 		}
 		return nil
