@@ -22,15 +22,15 @@ import (
 )
 
 // localWorkloadCLI is the "What users do" block of local workloads, driven through the CLI as a user types
-// it (the daemon runs in this process instead of a detached re-exec of the binary): `local connect` (as
-// root: root mode), `sandbox apply -f sb-local.yaml --wait` (the CLI fills in this machine's id and
+// it (the daemon runs in this process instead of a detached re-exec of the binary): `local connect` over the
+// default PortForward connection (a real port-forward through the API server and kubelet; as root: root
+// mode), `sandbox apply -f sb-local.yaml --wait` (the CLI fills in this machine's id and
 // registers the mapping with the daemon), the process on the host serves the sandbox's keyed requests,
 // `curl http://customer.hotrod:8081/…` works from the host unchanged, `local status`, `local disconnect`
 // restores /etc/hosts and iptables and the key falls back to the baseline.
 func localWorkloadCLI(ctx context.Context, t *testing.T, e *demo.Env, h *hitter) {
 	const sandbox = "route-cli"
 	laptop := startLaptopRoute(ctx, t, sandbox, "laptop-cli")
-	gateway := operatorGateway(ctx, t, e)
 	// A short home: the daemon's unix socket path must fit in 108 bytes (t.TempDir's names are long).
 	home, err := os.MkdirTemp("", "smcli")
 	if err != nil {
@@ -41,12 +41,14 @@ func localWorkloadCLI(ctx context.Context, t *testing.T, e *demo.Env, h *hitter)
 	if err := os.MkdirAll(cfgDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	config := fmt.Sprintf("local:\n  connections:\n    - cluster: %s\n      type: ProxyAddress\n      proxyAddress: %s\n",
-		e.Cluster, gateway)
+	// The default connection type, PortForward: a Kubernetes port-forward (through the API server and the
+	// kubelet) to the operator pod's gateway, with the cluster's kubeconfig.
+	config := fmt.Sprintf("local:\n  connections:\n    - cluster: %s\n      type: PortForward\n", e.Cluster)
 	if err := os.WriteFile(filepath.Join(cfgDir, "config.yaml"), []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	vars := map[string]string{cli.EnvAPIURL: e.ControlPlaneURL, cli.EnvAPIKey: e.APIKey, cli.EnvOrg: e.Org}
+	vars := map[string]string{cli.EnvAPIURL: e.ControlPlaneURL, cli.EnvAPIKey: e.APIKey, cli.EnvOrg: e.Org,
+		"KUBECONFIG": e.Kubeconfig, "SANDBOXMESH_OPERATOR_NAMESPACE": e.Namespace}
 	var daemons []chan error
 	var newApp func(stdout, stderr io.Writer) *cli.App
 	newApp = func(stdout, stderr io.Writer) *cli.App {
