@@ -120,6 +120,8 @@ func localWorkload(ctx context.Context, t *testing.T, e *demo.Env, h *hitter) {
 		}
 	}
 
+	localVersusFork(ctx, t, e, key, sandbox)
+
 	// The host process reaches a cluster Service by its name through the tunnel.
 	socks, err := localtunnel.NewSOCKSServer(localtunnel.SOCKSConfig{Dial: cl.DialCluster})
 	if err != nil {
