@@ -312,6 +312,7 @@ func TestProduct(t *testing.T) {
 	t.Run("message queues: a fork consumes its key's events, the baseline the rest", func(t *testing.T) { messageQueues(ctx, t, e, cfg) })
 	t.Run("local workload: keyed requests reach a process on the host, unkeyed the baseline", func(t *testing.T) { localWorkload(ctx, t, e, h) })
 	t.Run("local workload as a user drives it: local connect, sandbox apply, cluster names from the host, disconnect", func(t *testing.T) { localWorkloadCLI(ctx, t, e, h) })
+	t.Run("portal: an invited developer creates a sandbox from the form and sees it go live", func(t *testing.T) { portalOnCluster(ctx, t, e, h) })
 
 	t.Run("update rolls the fork and routing keeps working", func(t *testing.T) {
 		sb, err := e.API.GetSandbox(ctx, e.Org, routeV2.Name)
