@@ -2,6 +2,7 @@ package portal_test
 
 import (
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -108,4 +109,100 @@ func TestTeams(t *testing.T) {
 		t.Fatalf("delete: %d %.800s", resp.StatusCode, body)
 	}
 	e.apiCall("GET", "/api/v2/orgs/shop/teams/payments", apitypes.HeaderAPIKey, e.adminKey(), "", nil, 404)
+}
+
+var reAPIKey = regexp.MustCompile(`id="apikey" class="code"|value="([^"]+)" aria-label="API key"`)
+
+// newKeyOn reads the API key shown on a page ("" when none).
+func newKeyOn(body string) string {
+	for _, m := range reAPIKey.FindAllStringSubmatch(body, -1) {
+		if m[1] != "" {
+			return m[1]
+		}
+	}
+	return ""
+}
+
+// TestServiceAccounts: an owner creates a service account; its key is
+// shown once and works against the API; another key can be made; deleting
+// the account (after confirmation) revokes its keys; a key is revoked from
+// the list; members and viewers get 403; POSTs need the CSRF token.
+func TestServiceAccounts(t *testing.T) {
+	e := newEnv(t)
+	ann := e.login("ann@example.com", annPass)
+	resp, body := ann.get("/o/shop/service-accounts")
+	if resp.StatusCode != 200 || !strings.Contains(body, "No service accounts yet") || !strings.Contains(body, `id="create-sa"`) || !strings.Contains(body, `for="sa-name"`) {
+		t.Fatalf("page: %d %.1500s", resp.StatusCode, body)
+	}
+	csrf := ann.csrf("/o/shop/service-accounts")
+	resp, body = ann.postForm("/o/shop/service-accounts", url.Values{"csrf": {csrf}, "name": {"ci"}, "role": {"member"}, "description": {"GitHub Actions"}})
+	key := newKeyOn(body)
+	if resp.StatusCode != 200 || key == "" || !strings.Contains(body, `id="sa-ci"`) || !strings.Contains(body, "shown only once") {
+		t.Fatalf("create: %d %.2500s", resp.StatusCode, body)
+	}
+	if resp.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("the key page may be cached: %q", resp.Header.Get("Cache-Control"))
+	}
+	e.apiCall("GET", "/api/v2/orgs/shop/sandboxes", apitypes.HeaderAPIKey, key, "", nil, 200)
+	if _, body := ann.get("/o/shop/service-accounts"); strings.Contains(body, key) || !strings.Contains(body, "service account ci") {
+		t.Fatalf("the key is shown again, or not listed: %.2500s", body)
+	}
+	// A second key, from the row's button; the list revokes it.
+	_, body = ann.postForm("/o/shop/service-accounts/ci/keys", url.Values{"csrf": {csrf}})
+	key2 := newKeyOn(body)
+	if key2 == "" || key2 == key {
+		t.Fatalf("second key: %.1500s", body)
+	}
+	var keys []apitypes.APIKey
+	e.apiCall("GET", "/api/v2/orgs/shop/service-accounts/ci/keys", apitypes.HeaderAPIKey, e.adminKey(), "", &keys, 200)
+	if len(keys) != 2 {
+		t.Fatalf("keys: %+v", keys)
+	}
+	id2 := keys[1].ID // the list is oldest first
+	e.apiCall("GET", "/api/v2/orgs/shop/sandboxes", apitypes.HeaderAPIKey, key2, "", nil, 200)
+	resp, _ = ann.postForm("/o/shop/apikeys/"+id2+"/revoke", url.Values{"csrf": {csrf}})
+	if resp.Request.URL.Path != "/o/shop/service-accounts" {
+		t.Fatalf("revoke: %d %s", resp.StatusCode, resp.Request.URL)
+	}
+	e.apiCall("GET", "/api/v2/orgs/shop/sandboxes", apitypes.HeaderAPIKey, key2, "", nil, 401)
+	e.apiCall("GET", "/api/v2/orgs/shop/sandboxes", apitypes.HeaderAPIKey, key, "", nil, 200)
+
+	// Errors show on the form, refilled.
+	if resp, body := ann.postForm("/o/shop/service-accounts", url.Values{"csrf": {csrf}, "name": {"Bad_Name"}, "role": {"member"}}); resp.StatusCode != 400 || !strings.Contains(body, "field-error") || !strings.Contains(body, `value="Bad_Name"`) || newKeyOn(body) != "" {
+		t.Fatalf("bad name: %d %.1000s", resp.StatusCode, body)
+	}
+	if resp, _ := ann.postForm("/o/shop/service-accounts", url.Values{"csrf": {csrf}, "name": {"root"}, "role": {"owner"}}); resp.StatusCode < 400 {
+		t.Fatalf("owner service account: %d", resp.StatusCode)
+	}
+
+	// A viewer (and a member) may not see or use the page.
+	vic := e.login("vic@example.com", vicPass)
+	if resp, _ := vic.get("/o/shop/service-accounts"); resp.StatusCode != 403 {
+		t.Fatalf("viewer: %d", resp.StatusCode)
+	}
+	if _, body := vic.get("/o/shop/teams"); strings.Contains(body, `href="/o/shop/service-accounts"`) {
+		t.Fatal("viewer sees the nav link")
+	}
+	vcsrf := vic.csrf("/o/shop/teams")
+	for _, path := range []string{"/o/shop/service-accounts", "/o/shop/service-accounts/ci/keys", "/o/shop/service-accounts/ci/delete", "/o/shop/apikeys/" + id2 + "/revoke"} {
+		if resp, _ := vic.postForm(path, url.Values{"csrf": {vcsrf}, "name": {"mine"}}); resp.StatusCode != 403 {
+			t.Errorf("viewer POST %s: %d", path, resp.StatusCode)
+		}
+		if resp, _ := ann.postForm(path, url.Values{"name": {"mine"}}); resp.StatusCode != 403 {
+			t.Errorf("POST %s without token: %d", path, resp.StatusCode)
+		}
+	}
+
+	// Delete after confirmation: the key stops working.
+	if resp, body := ann.get("/o/shop/service-accounts/ci/delete"); resp.StatusCode != 200 || !strings.Contains(body, `id="confirm-delete-sa"`) || !strings.Contains(body, "revoked") {
+		t.Fatalf("confirm: %d %.800s", resp.StatusCode, body)
+	}
+	if resp, _ := ann.get("/o/shop/service-accounts/nope/delete"); resp.StatusCode != 404 {
+		t.Fatalf("confirm unknown: %d", resp.StatusCode)
+	}
+	resp, body = ann.postForm("/o/shop/service-accounts/ci/delete", url.Values{"csrf": {csrf}})
+	if resp.Request.URL.Path != "/o/shop/service-accounts" || !strings.Contains(body, "No service accounts yet") {
+		t.Fatalf("delete: %d %.800s", resp.StatusCode, body)
+	}
+	e.apiCall("GET", "/api/v2/orgs/shop/sandboxes", apitypes.HeaderAPIKey, key, "", nil, 401)
 }
