@@ -3,6 +3,7 @@ package portal_test
 import (
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -205,4 +206,85 @@ func TestServiceAccounts(t *testing.T) {
 		t.Fatalf("delete: %d %.800s", resp.StatusCode, body)
 	}
 	e.apiCall("GET", "/api/v2/orgs/shop/sandboxes", apitypes.HeaderAPIKey, key, "", nil, 401)
+}
+
+var reAuditRow = regexp.MustCompile(`<tr id="ev-[^"]+">\s*<td data-label="Time">.*?</td>\s*<td data-label="Actor"><a [^>]*>([^<]*)</a></td>\s*<td data-label="Action"><a [^>]*>([^<]*)</a></td>\s*<td data-label="Object">(?:<span class="muted">[^<]*</span> )?([^<]*)</td>`)
+
+// auditRows reads the audit page's rows as "actor action object".
+func auditRows(body string) []string {
+	var out []string
+	for _, m := range reAuditRow.FindAllStringSubmatch(body, -1) {
+		out = append(out, m[1]+" "+m[2]+" "+m[3])
+	}
+	return out
+}
+
+// TestAudit: the audit page lists what the pages did, newest first, by
+// whom; filters by action and actor; pages 50 at a time; viewers get 403.
+func TestAudit(t *testing.T) {
+	e := newEnv(t)
+	ann := e.login("ann@example.com", annPass)
+	csrf := ann.csrf("/o/shop/teams")
+	ann.postForm("/o/shop/teams", url.Values{"csrf": {csrf}, "name": {"payments"}, "maxSandboxes": {"2"}})
+	ann.postForm("/o/shop/service-accounts", url.Values{"csrf": {csrf}, "name": {"ci"}, "role": {"member"}})
+	ann.postForm("/o/shop/teams/payments/delete", url.Values{"csrf": {csrf}})
+	resp, body := ann.get("/o/shop/audit")
+	rows := auditRows(body)
+	want := []string{"ann@example.com delete-team payments", "ann@example.com create-service-account-key ci", "ann@example.com create-service-account shop", // a POST to the collection: the API records the org as its object
+		"ann@example.com apply-team payments"}
+	if resp.StatusCode != 200 || len(rows) < len(want) || strings.Join(rows[:len(want)], "|") != strings.Join(want, "|") {
+		t.Fatalf("audit: %d %q\n%.3000s", resp.StatusCode, rows, body)
+	}
+	if strings.Contains(body, `id="next-page"`) || !strings.Contains(body, `for="f-action"`) {
+		t.Fatal("a next page of a short trail, or no filter form")
+	}
+	// By action; by actor (the admin key's writes are not ann's).
+	if _, body := ann.get("/o/shop/audit?action=apply-team"); strings.Join(auditRows(body), "|") != "ann@example.com apply-team payments" {
+		t.Fatalf("by action: %q", auditRows(body))
+	}
+	e.apiCall("PUT", "/api/v2/orgs/shop/teams/web", apitypes.HeaderAPIKey, e.adminKey(), `{"maxSandboxes":1}`, nil, 200)
+	annID := e.memberIDs()["ann@example.com"]
+	_, body = ann.get("/o/shop/audit?actor=" + url.QueryEscape("user:"+annID))
+	rows = auditRows(body)
+	if len(rows) < len(want) || strings.Join(rows[:len(want)], "|") != strings.Join(want, "|") || strings.Contains(body, ">web<") || !strings.Contains(body, `value="user:`+annID+`"`) {
+		t.Fatalf("by actor: %q", rows)
+	}
+	if _, body := ann.get("/o/shop/audit?action=no-such-action"); len(auditRows(body)) != 0 || !strings.Contains(body, "No events match") {
+		t.Fatalf("no match: %.2000s", body)
+	}
+
+	// 60 more writes: 50 on the first page, the rest (and older) behind "next".
+	for i := range 60 {
+		e.apiCall("PUT", "/api/v2/orgs/shop/teams/t"+strconv.Itoa(i), apitypes.HeaderAPIKey, e.adminKey(), `{"maxSandboxes":1}`, nil, 200)
+	}
+	_, body = ann.get("/o/shop/audit?action=apply-team")
+	rows = auditRows(body)
+	if len(rows) != 50 || !strings.HasSuffix(rows[0], "apply-team t59") || !strings.HasSuffix(rows[49], "apply-team t10") {
+		t.Fatalf("first page: %d %q", len(rows), rows)
+	}
+	next := regexp.MustCompile(`id="next-page" rel="next"|href="([^"]+)" id="next-page"`).FindStringSubmatch(body)
+	if next == nil || next[1] == "" {
+		t.Fatalf("no next link: %.500s", body[len(body)-800:])
+	}
+	resp, body = ann.get(strings.ReplaceAll(next[1], "&amp;", "&"))
+	rows = auditRows(body)
+	// t9..t0, web, payments: 12 apply-team events after the first 50.
+	if resp.StatusCode != 200 || len(rows) != 12 || !strings.HasSuffix(rows[0], "apply-team t9") || rows[11] != "ann@example.com apply-team payments" || strings.Contains(body, `id="next-page"`) || !strings.Contains(body, `id="first-page"`) {
+		t.Fatalf("second page: %d %q", resp.StatusCode, rows)
+	}
+	if resp, _ := ann.get("/o/shop/audit?continue=garbage"); resp.StatusCode != 400 {
+		t.Fatalf("bad continue token: %d", resp.StatusCode)
+	}
+
+	// Viewers do not read the trail, nor see its link.
+	vic := e.login("vic@example.com", vicPass)
+	if resp, _ := vic.get("/o/shop/audit"); resp.StatusCode != 403 {
+		t.Fatalf("viewer: %d", resp.StatusCode)
+	}
+	if _, body := vic.get("/o/shop/teams"); strings.Contains(body, `href="/o/shop/audit"`) {
+		t.Fatal("viewer sees the audit link")
+	}
+	if _, body := ann.get("/o/shop/teams"); !strings.Contains(body, `href="/o/shop/audit"`) || !strings.Contains(body, `href="/o/shop/service-accounts"`) {
+		t.Fatal("owner misses the nav links")
+	}
 }

@@ -20,6 +20,7 @@ func (p *Portal) registerAccess(m *http.ServeMux) {
 	m.HandleFunc("POST /o/{org}/teams/{team}/members/{user}/remove", p.removeTeamMember)
 	m.HandleFunc("GET /o/{org}/teams/{team}/delete", p.confirmDeleteTeam)
 	m.HandleFunc("POST /o/{org}/teams/{team}/delete", p.deleteTeam)
+	m.HandleFunc("GET /o/{org}/audit", p.audit)
 }
 
 // confirmData is the confirm page's: a question, what follows, and the
