@@ -594,9 +594,22 @@ func auditView(e store.AuditEvent) apitypes.AuditEvent {
 	return apitypes.AuditEvent{ID: e.ID, Actor: e.Actor, Action: e.Action, ObjectKind: e.ObjectKind, ObjectName: e.ObjectName, Details: e.Details, CreatedAt: ts(e.CreatedAt)}
 }
 
+// listEvents lists the audit trail; the query parameters action and actor
+// keep the events with exactly that action or actor, and order=newest
+// lists the newest first.
 func (s *Server) listEvents(c *gin.Context) {
-	ctx, org := c.Request.Context(), c.Param("org")
+	ctx, org, q := c.Request.Context(), c.Param("org"), c.Request.URL.Query()
+	f := store.AuditFilter{Action: q.Get("action"), Actor: q.Get("actor")}
+	switch q.Get("order") {
+	case "", "oldest":
+	case "newest":
+		f.NewestFirst = true
+	default:
+		s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "order is oldest (the default) or newest",
+			apitypes.FieldError{Path: "order", Message: "want oldest or newest"})
+		return
+	}
 	writeList(s, c, "events", func(p store.PageRequest) (store.Page[store.AuditEvent], error) {
-		return s.st.ListAuditEvents(ctx, org, p)
+		return s.st.FindAuditEvents(ctx, org, f, p)
 	}, auditView)
 }

@@ -241,6 +241,41 @@ func TestPeopleRolesSessionsAndAudit(t *testing.T) {
 			if r, _ := ann.do(http.MethodGet, "/api/v2/orgs/shop/events?limit=2", "", &page); r.StatusCode != 200 || len(page) != 2 || r.Header.Get(apitypes.HeaderContinue) == "" {
 				t.Fatalf("paged events: %d %d", r.StatusCode, len(page))
 			}
+			// Filtered by action or actor, newest first, paged within the filter.
+			var mine []apitypes.AuditEvent
+			ann.must(200, http.MethodGet, "/api/v2/orgs/shop/events?order=newest&actor=user:"+ids["mia@example.com"], "", &mine)
+			var want []string // mia's of all events, newest first
+			for _, ev := range events {
+				if ev.Actor == "user:"+ids["mia@example.com"] {
+					want = append([]string{ev.ID}, want...)
+				}
+			}
+			var got []string
+			for _, ev := range mine {
+				got = append(got, ev.ID)
+			}
+			if len(want) < 3 || strings.Join(got, ",") != strings.Join(want, ",") {
+				t.Fatalf("mia's events, newest first: %v, want %v", got, want)
+			}
+			r, _ := ann.do(http.MethodGet, "/api/v2/orgs/shop/events?order=newest&actor=user:"+ids["mia@example.com"]+"&limit=1", "", &page)
+			if len(page) != 1 || page[0].ID != mine[0].ID || r.Header.Get(apitypes.HeaderContinue) == "" {
+				t.Fatalf("first page: %+v", page)
+			}
+			ann.must(200, http.MethodGet, "/api/v2/orgs/shop/events?order=newest&actor=user:"+ids["mia@example.com"]+"&limit=1&continue="+r.Header.Get(apitypes.HeaderContinue), "", &page)
+			if len(page) != 1 || page[0].ID != mine[1].ID {
+				t.Fatalf("second page: %+v, want %+v", page, mine[1])
+			}
+			if r, _ := ann.do(http.MethodGet, "/api/v2/orgs/shop/events?order=oldest&limit=1&continue="+r.Header.Get(apitypes.HeaderContinue), "", nil); r.StatusCode != 400 {
+				t.Fatalf("a token of another filter: %d", r.StatusCode)
+			}
+			var deletes []apitypes.AuditEvent
+			ann.must(200, http.MethodGet, "/api/v2/orgs/shop/events?action=delete-sandbox", "", &deletes)
+			if len(deletes) != 1 || deletes[0].ObjectName != "s1" {
+				t.Fatalf("by action: %+v", deletes)
+			}
+			if r, _ := ann.do(http.MethodGet, "/api/v2/orgs/shop/events?order=sideways", "", nil); r.StatusCode != 400 {
+				t.Fatalf("bad order: %d", r.StatusCode)
+			}
 
 			// Logout ends one session; logout-all every one, for real.
 			ann2, ann3 := e.browser(t), e.browser(t)

@@ -181,6 +181,21 @@ func TestBrowser(t *testing.T) {
 	unlabelled("clusters")
 	shot("clusters-token")
 
+	// A team, a service account (its key shown once), the audit trail.
+	do("create a team", chromedp.Navigate(e.http.URL+"/o/shop/teams"), chromedp.WaitVisible(chromedp.ID("team-name")),
+		chromedp.SendKeys(chromedp.ID("team-name"), "payments"), chromedp.SetValue(chromedp.ID("team-max"), "3"),
+		chromedp.Click(chromedp.ID("create-team")), chromedp.WaitVisible(chromedp.ID("team-payments")))
+	unlabelled("teams")
+	shot("teams")
+	do("create a service account", chromedp.Navigate(e.http.URL+"/o/shop/service-accounts"), chromedp.WaitVisible(chromedp.ID("sa-name")),
+		chromedp.SendKeys(chromedp.ID("sa-name"), "ci"), chromedp.SendKeys(chromedp.ID("sa-desc"), "GitHub Actions"),
+		chromedp.Click(chromedp.ID("create-sa")), chromedp.WaitVisible(chromedp.ID("apikey")))
+	unlabelled("service accounts")
+	shot("service-accounts-key")
+	do("audit", chromedp.Navigate(e.http.URL+"/o/shop/audit"), chromedp.WaitVisible(chromedp.ID("audit")))
+	unlabelled("audit")
+	shot("audit")
+
 	// A viewer: no delete button, no new-sandbox link.
 	do("log out", chromedp.Click(chromedp.CSS(`form[action="/logout"] button`)), chromedp.WaitVisible(chromedp.ID("email")))
 	do("viewer logs in",
@@ -197,5 +212,7 @@ func TestBrowser(t *testing.T) {
 	// Phone: the list stacks its cells.
 	do("phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Navigate(e.http.URL+"/o/shop/sandboxes"), chromedp.WaitVisible(chromedp.ID("sandboxes")))
 	shot("sandboxes-phone")
+	do("teams on a phone", chromedp.Navigate(e.http.URL+"/o/shop/teams"), chromedp.WaitVisible(chromedp.ID("teams")))
+	shot("teams-phone")
 	t.Logf("screenshots in %s", out)
 }

@@ -43,6 +43,8 @@ func (p *Portal) routes() {
 	m.HandleFunc("GET /o/{org}/sandboxes/{name}/delete", p.confirmDelete)
 	m.HandleFunc("POST /o/{org}/sandboxes/{name}/delete", p.deleteSandbox)
 	p.registerPeople(m)
+	p.registerAccess(m)
+	p.registerServiceAccounts(m)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		pr, _ := p.optionalSession(r)
 		p.page(w, r, pr, http.StatusNotFound, "Not found", "There is no page at "+r.URL.Path+".")

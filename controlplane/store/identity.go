@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -757,9 +758,35 @@ func (s *Store) RecordAudit(ctx context.Context, e AuditEvent) (AuditEvent, erro
 
 // ListAuditEvents returns a page of an org's audit events, oldest first.
 func (s *Store) ListAuditEvents(ctx context.Context, org string, p PageRequest) (Page[AuditEvent], error) {
-	pg, err := scanPage(ctx, s, p, scopeOf("audit", org), true, "id", scanAudit,
-		func(e AuditEvent) (int64, string) { return e.CreatedAt.UnixNano(), e.ID }, nil,
-		`SELECT `+auditCols+` FROM audit_events WHERE org = ?`, org)
+	return s.FindAuditEvents(ctx, org, AuditFilter{}, p)
+}
+
+// AuditFilter selects and orders audit events; its zero value is all of
+// them, oldest first.
+type AuditFilter struct {
+	// Action and Actor, when set, keep the events with exactly this action
+	// (e.g. delete-sandbox) or actor (e.g. user:<id>).
+	Action, Actor string
+	// NewestFirst reverses the order.
+	NewestFirst bool
+}
+
+// FindAuditEvents returns a page of an org's audit events that f selects,
+// in f's order. A continue token belongs to one filter and order.
+func (s *Store) FindAuditEvents(ctx context.Context, org string, f AuditFilter, p PageRequest) (Page[AuditEvent], error) {
+	scope := scopeOf("audit", org)
+	if f != (AuditFilter{}) {
+		scope = scopeOf("audit", org, f.Action, f.Actor, strconv.FormatBool(f.NewestFirst))
+	}
+	q, args := `SELECT `+auditCols+` FROM audit_events WHERE org = ?`, []any{org}
+	if f.Action != "" {
+		q, args = q+` AND action = ?`, append(args, f.Action)
+	}
+	if f.Actor != "" {
+		q, args = q+` AND actor = ?`, append(args, f.Actor)
+	}
+	pg, err := scanPageOrder(ctx, s, p, scope, true, f.NewestFirst, "id", scanAudit,
+		func(e AuditEvent) (int64, string) { return e.CreatedAt.UnixNano(), e.ID }, nil, q, args...)
 	if err != nil {
 		return Page[AuditEvent]{}, fmt.Errorf("list audit events of org %s: %w", org, err)
 	}

@@ -117,6 +117,13 @@ func decodeCursor(tok, scope string) (cursor, error) {
 // end. key returns an item's sort key.
 func scanPage[T any](ctx context.Context, s *Store, p PageRequest, scope string, byTime bool, nameCol string,
 	scan func(scanner) (T, error), key func(T) (int64, string), keep func(T) bool, query string, args ...any) (Page[T], error) {
+	return scanPageOrder(ctx, s, p, scope, byTime, false, nameCol, scan, key, keep, query, args...)
+}
+
+// scanPageOrder is scanPage, in descending order when desc (newest first for
+// lists by time).
+func scanPageOrder[T any](ctx context.Context, s *Store, p PageRequest, scope string, byTime, desc bool, nameCol string,
+	scan func(scanner) (T, error), key func(T) (int64, string), keep func(T) bool, query string, args ...any) (Page[T], error) {
 	c, err := decodeCursor(p.Continue, scope)
 	if err != nil {
 		return Page[T]{}, err
@@ -129,19 +136,23 @@ func scanPage[T any](ctx context.Context, s *Store, p PageRequest, scope string,
 	if keep != nil {
 		chunk = max(chunk, 256)
 	}
-	order := nameCol
+	dir, cmp := "", ">"
+	if desc {
+		dir, cmp = " DESC", "<"
+	}
+	order := nameCol + dir
 	if byTime {
-		order = "created_at, " + nameCol
+		order = "created_at" + dir + ", " + nameCol + dir
 	}
 	out := Page[T]{Items: make([]T, 0, min(limit, 64))}
 	for {
 		q, a := query, slices.Clone(args)
 		if c.Name != "" {
 			if byTime {
-				q += ` AND (created_at, ` + nameCol + `) > (?, ?)`
+				q += ` AND (created_at, ` + nameCol + `) ` + cmp + ` (?, ?)`
 				a = append(a, c.At, c.Name)
 			} else {
-				q += ` AND ` + nameCol + ` > ?`
+				q += ` AND ` + nameCol + ` ` + cmp + ` ?`
 				a = append(a, c.Name)
 			}
 		}
