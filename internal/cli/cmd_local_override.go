@@ -328,15 +328,23 @@ func (a *App) localOverrideList(ctx context.Context, c *client.Client, sandbox s
 	}
 	tw := newTable(a.Stdout, "NAME", "SANDBOX", "WORKLOAD", "PORT", "TO LOCAL", "FALLS THROUGH", "CONNECTED")
 	for _, r := range rows {
-		through := "without sm-override: true"
+		var pol *smv1.OverridePolicy
 		if len(r.Except) > 0 {
-			codes := make([]string, len(r.Except))
-			for i, c := range r.Except {
-				codes[i] = strconv.Itoa(int(c))
-			}
-			through = "on " + strings.Join(codes, ",")
+			pol = &smv1.OverridePolicy{ExceptStatusCodes: r.Except}
 		}
-		row(tw, r.Name, r.Sandbox, r.Workload, strconv.Itoa(int(r.Port)), r.ToLocal, through, strconv.FormatBool(r.Connected))
+		row(tw, r.Name, r.Sandbox, r.Workload, strconv.Itoa(int(r.Port)), r.ToLocal, fallsThrough(pol), strconv.FormatBool(r.Connected))
 	}
 	return tw.Flush()
+}
+
+// fallsThrough says when an override's requests fall through to the workload (besides the process being down).
+func fallsThrough(p *smv1.OverridePolicy) string {
+	if p == nil || len(p.ExceptStatusCodes) == 0 {
+		return "without sm-override: true"
+	}
+	codes := make([]string, len(p.ExceptStatusCodes))
+	for i, c := range p.ExceptStatusCodes {
+		codes[i] = strconv.Itoa(int(c))
+	}
+	return "on " + strings.Join(codes, ",")
 }

@@ -545,6 +545,9 @@ func TestLocalOverrideCommand(t *testing.T) {
 	if out := r.mustRun("local", "override", "list", "--sandbox", "feat").stdout; !strings.Contains(out, "override-1") || !strings.Contains(out, "on 404,503") || !strings.Contains(out, "cart") {
 		t.Errorf("override list:\n%s", out)
 	}
+	if out := r.mustRun("sandbox", "get", "feat").stdout; !strings.Contains(out, "OVERRIDE") || !strings.Contains(out, "localhost:"+port) || !strings.Contains(out, machine) {
+		t.Errorf("sandbox get shows no override:\n%s", out)
+	}
 	r.mustRun("local", "override", "delete", "override-1", "--sandbox", "feat")
 	if sb, _ := h.env.Client.GetSandbox(ctx, cptest.Org, "feat"); sb.Spec.Routing != nil || len(sb.Spec.Middleware) != 0 {
 		t.Fatalf("after delete: %+v", sb.Spec)

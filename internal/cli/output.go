@@ -160,6 +160,14 @@ func (a *App) printSandbox(w io.Writer, sb *client.Sandbox) error {
 		}
 		tw.Flush()
 	}
+	if ovs, _ := sb.Spec.ResolveOverrides(); len(ovs) > 0 {
+		fmt.Fprintln(w)
+		tw := newTable(w, "OVERRIDE", "WORKLOAD", "PORT", "TO LOCAL", "FALLS THROUGH", "MACHINE")
+		for _, o := range ovs {
+			row(tw, o.Forward.Name, o.Entry, fmt.Sprint(o.Forward.Port), o.Forward.ToLocal, fallsThrough(o.Policy), sb.Spec.LocalMachineID)
+		}
+		tw.Flush()
+	}
 	if len(sb.Spec.Resources) > 0 {
 		fmt.Fprintln(w)
 		printResources(w, sb)
