@@ -295,6 +295,7 @@ func (s *Server) applyObject(k store.Kind) gin.HandlerFunc {
 			bodyName string
 			spec     any
 			cluster  string
+			team     string
 			labels   map[string]string
 			errs     apitypes.FieldErrors
 			eps      []v1alpha1.Endpoint
@@ -312,7 +313,12 @@ func (s *Server) applyObject(k store.Kind) gin.HandlerFunc {
 				s.failWire(c, err)
 				return
 			}
-			bodyName, spec, cluster, labels = req.Name, req.Spec, req.Spec.Cluster, req.Spec.Labels
+			bodyName, spec, cluster, labels, team = req.Name, req.Spec, req.Spec.Cluster, req.Spec.Labels, req.Team
+			if req.Team != "" {
+				if fe := apitypes.ValidateDNSName("team", req.Team); fe != nil {
+					errs = append(errs, *fe)
+				}
+			}
 			errs = append(errs, apitypes.ValidateSandboxSpec(&req.Spec)...)
 			if len(errs) == 0 {
 				// Resources name plugins of the org and their outputs; they are immutable.
@@ -360,7 +366,7 @@ func (s *Server) applyObject(k store.Kind) gin.HandlerFunc {
 			return
 		}
 		obj, created, err := s.st.Apply(c.Request.Context(), store.ApplyRequest{
-			Kind: k, Org: c.Param("org"), Name: name, Cluster: cluster, Spec: raw, Labels: labels, IfVersion: ifv,
+			Kind: k, Org: c.Param("org"), Name: name, Cluster: cluster, Spec: raw, Labels: labels, IfVersion: ifv, Team: team,
 			NewRoutingKey: func() (string, error) { return s.cfg.NewRoutingKey(), nil },
 		})
 		if err != nil {
@@ -449,10 +455,11 @@ type sandboxWire struct {
 	CreatedAt  string                     `json:"createdAt,omitempty"`
 	UpdatedAt  string                     `json:"updatedAt,omitempty"`
 	Version    int64                      `json:"version,omitempty"`
+	Team       string                     `json:"team,omitempty"`
 }
 
 func (s *Server) sandboxView(pb preview.Base, o store.Object) sandboxWire {
-	out := sandboxWire{Name: o.Name, Spec: o.Spec, RoutingKey: o.RoutingKey, CreatedAt: ts(o.CreatedAt), UpdatedAt: ts(o.UpdatedAt), Version: o.Version, Endpoints: []apitypes.SandboxEndpoint{}}
+	out := sandboxWire{Name: o.Name, Spec: o.Spec, RoutingKey: o.RoutingKey, CreatedAt: ts(o.CreatedAt), UpdatedAt: ts(o.UpdatedAt), Version: o.Version, Team: o.Team, Endpoints: []apitypes.SandboxEndpoint{}}
 	if len(out.Spec) == 0 {
 		out.Spec = json.RawMessage(`{}`)
 	}

@@ -202,6 +202,38 @@ func TestPeopleRolesSessionsAndAudit(t *testing.T) {
 				t.Fatalf("negative quota: %d %+v", r.StatusCode, er)
 			}
 			mia.must(200, http.MethodPut, "/api/v2/orgs/shop/teams/web/members/"+ids["vic@example.com"], "", nil)
+			// Sandboxes belong to a team, whose quota counts them; a client that omits team keeps it.
+			mia.must(200, http.MethodPut, "/api/v2/orgs/shop/teams/solo", `{"maxSandboxes":1}`, nil)
+			withTeam := func(name, team string) string {
+				var m map[string]any
+				_ = json.Unmarshal([]byte(sandboxJSON(t, name)), &m)
+				if team != "" {
+					m["team"] = team
+				}
+				b, _ := json.Marshal(m)
+				return string(b)
+			}
+			var sbv apitypes.Sandbox
+			mia.must(200, http.MethodPut, "/api/v2/orgs/shop/sandboxes/t1", withTeam("t1", "solo"), &sbv)
+			if sbv.Team != "solo" {
+				t.Fatalf("team of a created sandbox: %+v", sbv)
+			}
+			if r, er := mia.do(http.MethodPut, "/api/v2/orgs/shop/sandboxes/t2", withTeam("t2", "solo"), nil); r.StatusCode != 429 || er.Reason != apitypes.ReasonQuotaExceeded || !strings.Contains(er.Error, "team solo") {
+				t.Fatalf("over the team's quota: %d %+v", r.StatusCode, er)
+			}
+			if r, er := mia.do(http.MethodPut, "/api/v2/orgs/shop/sandboxes/t2", withTeam("t2", "nope"), nil); r.StatusCode != 400 || len(er.Fields) != 1 || er.Fields[0].Path != "team" {
+				t.Fatalf("unknown team: %d %+v", r.StatusCode, er)
+			}
+			if r, er := mia.do(http.MethodPut, "/api/v2/orgs/shop/sandboxes/t2", withTeam("t2", "Bad_Team"), nil); r.StatusCode != 400 || len(er.Fields) == 0 || er.Fields[0].Path != "team" {
+				t.Fatalf("invalid team name: %d %+v", r.StatusCode, er)
+			}
+			mia.must(200, http.MethodPut, "/api/v2/orgs/shop/sandboxes/t1", withTeam("t1", ""), &sbv)
+			if sbv.Team != "solo" {
+				t.Fatalf("an update without team left the team: %+v", sbv)
+			}
+			if r, _ := mia.do(http.MethodDelete, "/api/v2/orgs/shop/teams/solo", "", nil); r.StatusCode != 409 {
+				t.Fatalf("delete a team with sandboxes: %d", r.StatusCode)
+			}
 			var tm []apitypes.Member
 			vic.must(200, http.MethodGet, "/api/v2/orgs/shop/teams/web/members", "", &tm)
 			if len(tm) != 1 || tm[0].Email != "vic@example.com" {

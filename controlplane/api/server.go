@@ -526,7 +526,7 @@ func (s *Server) failErr(c *gin.Context, what string, err error) {
 	case errors.Is(err, store.ErrNotFound):
 		s.fail(c, http.StatusNotFound, apitypes.ReasonNotFound, what+" not found")
 	case errors.Is(err, store.ErrQuotaExceeded):
-		s.fail(c, http.StatusTooManyRequests, apitypes.ReasonQuotaExceeded, "quota exceeded: "+trimWrap(err)+"; delete a sandbox or ask an admin to raise the org's maxSandboxes")
+		s.fail(c, http.StatusTooManyRequests, apitypes.ReasonQuotaExceeded, "quota exceeded: "+trimWrap(err)+"; delete a sandbox or ask an admin to raise the quota (the org's maxSandboxes or the team's)")
 	case errors.Is(err, store.ErrConflict):
 		s.fail(c, http.StatusConflict, apitypes.ReasonConflict, "conflict: "+trimWrap(err)+"; re-read the object and retry with its current version")
 	case errors.Is(err, store.ErrImmutable):
@@ -534,6 +534,9 @@ func (s *Server) failErr(c *gin.Context, what string, err error) {
 	case errors.Is(err, store.ErrClusterNotFound):
 		s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "spec.cluster names no registered cluster of this org",
 			apitypes.FieldError{Path: "spec.cluster", Message: "not registered; register it with PUT /api/v2/orgs/{org}/clusters/{name}"})
+	case errors.Is(err, store.ErrTeamNotFound):
+		s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "team names no team of this org",
+			apitypes.FieldError{Path: "team", Message: "no such team; create it with PUT /api/v2/orgs/{org}/teams/{team}"})
 	case errors.Is(err, store.ErrInUse):
 		s.fail(c, http.StatusConflict, apitypes.ReasonConflict, trimWrap(err))
 	case errors.Is(err, store.ErrAlreadyExists):

@@ -64,6 +64,10 @@ type Sandbox struct {
 	// Version increases with every change of the spec (also sent as ETag);
 	// send it back in If-Match for a conditional update.
 	Version int64 `json:"version,omitempty"`
+	// Team the sandbox belongs to (an extension): one of the org's teams, whose concurrent-sandbox quota
+	// counts it. Omitted on an update, the sandbox stays in its team (so Signadot's clients keep it); a
+	// sandbox moves by naming another team.
+	Team string `json:"team,omitempty"`
 	// Defaults is accepted for compatibility and ignored.
 	Defaults json.RawMessage `json:"defaults,omitempty"`
 }

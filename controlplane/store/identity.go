@@ -363,6 +363,13 @@ func (s *Store) DeleteTeam(ctx context.Context, org, name string) error {
 		return fmt.Errorf("delete team %s/%s: %w", org, name, err)
 	}
 	defer tx.Rollback()
+	var n int64
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM objects WHERE kind = ? AND org = ? AND team = ? AND deleted_at = 0`), string(KindSandbox), org, name).Scan(&n); err != nil {
+		return fmt.Errorf("delete team %s/%s: %w", org, name, err)
+	}
+	if n > 0 {
+		return fmt.Errorf("team %s/%s has %d sandboxes: move or delete them first: %w", org, name, n, ErrInUse)
+	}
 	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM team_members WHERE org = ? AND team = ?`), org, name); err != nil {
 		return fmt.Errorf("delete team %s/%s: %w", org, name, err)
 	}

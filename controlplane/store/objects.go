@@ -31,6 +31,8 @@ type Object struct {
 	UpdatedAt time.Time
 	// Deleted marks a tombstone (only returned by ClusterState).
 	Deleted bool
+	// Team a sandbox belongs to ("" for none): its quota counts the sandbox.
+	Team string
 }
 
 // ApplyRequest is a create-or-update of a desired object.
@@ -46,15 +48,19 @@ type ApplyRequest struct {
 	IfVersion int64
 	// NewRoutingKey makes the routing key of a new object.
 	NewRoutingKey func() (string, error)
+	// Team a sandbox belongs to. It must be a team of the org (ErrTeamNotFound); a sandbox joining it
+	// (created in it or moved to it) must fit its concurrent-sandbox quota (ErrQuotaExceeded). "" on an
+	// update keeps the sandbox's team; on a create, no team.
+	Team string
 }
 
-const objectCols = `kind, org, name, cluster, spec, labels, routing_key, version, revision, status, created_at, updated_at, deleted_at`
+const objectCols = `kind, org, name, cluster, spec, labels, routing_key, version, revision, status, created_at, updated_at, deleted_at, team`
 
 func scanObject(sc scanner) (Object, error) {
 	var o Object
 	var kind, spec, labels, status string
 	var created, updated, deleted int64
-	if err := sc.Scan(&kind, &o.Org, &o.Name, &o.Cluster, &spec, &labels, &o.RoutingKey, &o.Version, &o.Revision, &status, &created, &updated, &deleted); err != nil {
+	if err := sc.Scan(&kind, &o.Org, &o.Name, &o.Cluster, &spec, &labels, &o.RoutingKey, &o.Version, &o.Revision, &status, &created, &updated, &deleted, &o.Team); err != nil {
 		return Object{}, err
 	}
 	o.Kind = Kind(kind)
@@ -120,6 +126,9 @@ func (s *Store) applyOnce(ctx context.Context, r ApplyRequest, id, labels string
 		return Object{}, false, fmt.Errorf("apply %s: %w", id, err)
 	}
 	live := exists && !cur.Deleted
+	if live && r.Team == "" {
+		r.Team = cur.Team // a client that does not know teams (Signadot's) keeps the sandbox in its team
+	}
 	switch {
 	case r.IfVersion == -1 && live:
 		return Object{}, false, fmt.Errorf("apply %s: exists with version %d: %w", id, cur.Version, ErrConflict)
@@ -130,7 +139,7 @@ func (s *Store) applyOnce(ctx context.Context, r ApplyRequest, id, labels string
 		if cur.Cluster != r.Cluster {
 			return Object{}, false, fmt.Errorf("apply %s: cluster %q cannot change to %q: %w", id, cur.Cluster, r.Cluster, ErrImmutable)
 		}
-		if jsonEqual(cur.Spec, r.Spec) && maps.Equal(cur.Labels, r.Labels) {
+		if jsonEqual(cur.Spec, r.Spec) && maps.Equal(cur.Labels, r.Labels) && cur.Team == r.Team {
 			return cur, false, nil
 		}
 	}
@@ -151,11 +160,16 @@ func (s *Store) applyOnce(ctx context.Context, r ApplyRequest, id, labels string
 		return Object{}, false, fmt.Errorf("apply %s: %w", id, err)
 	}
 	now := s.nowNano()
-	out := Object{Kind: r.Kind, Org: r.Org, Name: r.Name, Cluster: r.Cluster, Spec: r.Spec, Labels: r.Labels, Revision: rev, UpdatedAt: fromNano(now)}
+	out := Object{Kind: r.Kind, Org: r.Org, Name: r.Name, Cluster: r.Cluster, Spec: r.Spec, Labels: r.Labels, Revision: rev, UpdatedAt: fromNano(now), Team: r.Team}
+	if r.Team != "" && (!live || cur.Team != r.Team) {
+		if err := s.checkTeamQuota(ctx, tx, r.Org, r.Team); err != nil {
+			return Object{}, false, fmt.Errorf("apply %s: %w", id, err)
+		}
+	}
 	var res sql.Result
 	if live {
-		res, err = tx.ExecContext(ctx, s.q(`UPDATE objects SET spec = ?, labels = ?, version = version + 1, revision = ?, updated_at = ?, status = '' WHERE kind = ? AND org = ? AND name = ? AND version = ? AND deleted_at = 0`),
-			string(r.Spec), labels, rev, now, string(r.Kind), r.Org, r.Name, cur.Version)
+		res, err = tx.ExecContext(ctx, s.q(`UPDATE objects SET spec = ?, labels = ?, team = ?, version = version + 1, revision = ?, updated_at = ?, status = '' WHERE kind = ? AND org = ? AND name = ? AND version = ? AND deleted_at = 0`),
+			string(r.Spec), labels, r.Team, rev, now, string(r.Kind), r.Org, r.Name, cur.Version)
 		out.RoutingKey, out.Version, out.CreatedAt = cur.RoutingKey, cur.Version+1, cur.CreatedAt
 	} else {
 		// Creates check the org, the cluster and the quota under the lock, so
@@ -181,12 +195,12 @@ func (s *Store) applyOnce(ctx context.Context, r ApplyRequest, id, labels string
 		out.RoutingKey, out.CreatedAt = key, fromNano(now)
 		if exists { // revive a tombstone, if it is still the one we read
 			out.Version = cur.Version + 1
-			res, err = tx.ExecContext(ctx, s.q(`UPDATE objects SET cluster = ?, spec = ?, labels = ?, routing_key = ?, version = ?, revision = ?, status = '', created_at = ?, updated_at = ?, deleted_at = 0 WHERE kind = ? AND org = ? AND name = ? AND version = ? AND deleted_at > 0`),
-				r.Cluster, string(r.Spec), labels, key, out.Version, rev, now, now, string(r.Kind), r.Org, r.Name, cur.Version)
+			res, err = tx.ExecContext(ctx, s.q(`UPDATE objects SET cluster = ?, spec = ?, labels = ?, team = ?, routing_key = ?, version = ?, revision = ?, status = '', created_at = ?, updated_at = ?, deleted_at = 0 WHERE kind = ? AND org = ? AND name = ? AND version = ? AND deleted_at > 0`),
+				r.Cluster, string(r.Spec), labels, r.Team, key, out.Version, rev, now, now, string(r.Kind), r.Org, r.Name, cur.Version)
 		} else {
 			out.Version = 1
-			res, err = tx.ExecContext(ctx, s.q(`INSERT INTO objects (`+objectCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, 0) ON CONFLICT (kind, org, name) DO NOTHING`),
-				string(r.Kind), r.Org, r.Name, r.Cluster, string(r.Spec), labels, key, 1, rev, now, now)
+			res, err = tx.ExecContext(ctx, s.q(`INSERT INTO objects (`+objectCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?, 0, ?) ON CONFLICT (kind, org, name) DO NOTHING`),
+				string(r.Kind), r.Org, r.Name, r.Cluster, string(r.Spec), labels, key, 1, rev, now, now, r.Team)
 		}
 	}
 	if err != nil {

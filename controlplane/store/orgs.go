@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -86,6 +88,30 @@ func countLive(ctx context.Context, q querier, s *Store, org string) (int64, err
 		return 0, fmt.Errorf("count sandboxes of org %s: %w", org, err)
 	}
 	return n, nil
+}
+
+// checkTeamQuota checks, inside the apply's transaction (whose revision lock serialises writers), that team
+// is a team of org and that one more sandbox fits its quota (0: only the org's applies).
+func (s *Store) checkTeamQuota(ctx context.Context, q querier, org, team string) error {
+	var max int64
+	err := q.QueryRowContext(ctx, s.q(`SELECT max_sandboxes FROM teams WHERE org = ? AND name = ?`), org, team).Scan(&max)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("team %s of org %s: %w", team, org, ErrTeamNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("team %s of org %s: %w", team, org, err)
+	}
+	if max <= 0 {
+		return nil
+	}
+	var n int64
+	if err := q.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM objects WHERE kind = ? AND org = ? AND team = ? AND deleted_at = 0`), string(KindSandbox), org, team).Scan(&n); err != nil {
+		return fmt.Errorf("count sandboxes of team %s of org %s: %w", team, org, err)
+	}
+	if n >= max {
+		return fmt.Errorf("team %s of org %s has %d of %d sandboxes: %w", team, org, n, max, ErrQuotaExceeded)
+	}
+	return nil
 }
 
 // ListOrgs returns a page of all orgs, by name (for admin keys).

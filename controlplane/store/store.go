@@ -51,6 +51,8 @@ var (
 	ErrImmutable = errors.New("immutable field changed")
 	// ErrClusterNotFound means a sandbox or route group names an unregistered cluster.
 	ErrClusterNotFound = errors.New("cluster not registered")
+	// ErrTeamNotFound means a sandbox names a team its org does not have.
+	ErrTeamNotFound = errors.New("team not found")
 	// ErrInUse means an object cannot be deleted because others refer to it.
 	ErrInUse = errors.New("in use")
 )

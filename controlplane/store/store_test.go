@@ -249,6 +249,75 @@ func TestQuota(t *testing.T) {
 	})
 }
 
+// TestTeamQuota: a sandbox belongs to a team of its org; concurrent creates into a team with quota 3 admit
+// exactly 3; an update without a team keeps the sandbox's team; moving into a full team is refused; an unknown
+// team is ErrTeamNotFound; a team with sandboxes cannot be deleted; deleting a sandbox frees its place.
+func TestTeamQuota(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		seed(t, s, "acme", 0, "c1")
+		for _, tm := range []store.Team{{Org: "acme", Name: "pay", MaxSandboxes: 3}, {Org: "acme", Name: "web", MaxSandboxes: 1}} {
+			if _, _, err := s.PutTeam(ctx, tm); err != nil {
+				t.Fatal(err)
+			}
+		}
+		put := func(name, team, spec string) (store.Object, error) {
+			o, _, err := s.Apply(ctx, store.ApplyRequest{Kind: store.KindSandbox, Org: "acme", Name: name, Cluster: "c1", Spec: json.RawMessage(spec), Team: team, NewRoutingKey: newKey})
+			return o, err
+		}
+		var wg sync.WaitGroup
+		var ok, quota atomic.Int64
+		for i := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := put(fmt.Sprintf("p%d", i), "pay", `{}`)
+				switch {
+				case err == nil:
+					ok.Add(1)
+				case errors.Is(err, store.ErrQuotaExceeded):
+					quota.Add(1)
+				default:
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if ok.Load() != 3 || quota.Load() != 5 {
+			t.Fatalf("ok=%d quota=%d, want 3/5", ok.Load(), quota.Load())
+		}
+		list, err := s.List(ctx, store.KindSandbox, "acme", nil)
+		if err != nil || len(list) != 3 {
+			t.Fatalf("list: %d %v", len(list), err)
+		}
+		first := list[0].Name
+		if o, err := put(first, "", `{"d":1}`); err != nil || o.Team != "pay" {
+			t.Fatalf("update without a team: %+v %v", o, err)
+		}
+		if got, _ := s.Get(ctx, store.KindSandbox, "acme", first); got.Team != "pay" {
+			t.Fatalf("stored team %q", got.Team)
+		}
+		if _, err := put("w1", "web", `{}`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := put(first, "web", `{"d":1}`); !errors.Is(err, store.ErrQuotaExceeded) {
+			t.Fatalf("move into a full team: %v", err)
+		}
+		if _, err := put("x", "nope", `{}`); !errors.Is(err, store.ErrTeamNotFound) {
+			t.Fatalf("unknown team: %v", err)
+		}
+		if err := s.DeleteTeam(ctx, "acme", "web"); !errors.Is(err, store.ErrInUse) {
+			t.Fatalf("delete a team with sandboxes: %v", err)
+		}
+		if err := s.Delete(ctx, store.KindSandbox, "acme", "w1"); err != nil {
+			t.Fatal(err)
+		}
+		if o, err := put(first, "web", `{"d":1}`); err != nil || o.Team != "web" {
+			t.Fatalf("move into the freed team: %+v %v", o, err)
+		}
+	})
+}
+
 func TestConcurrentApplySameObject(t *testing.T) {
 	forEachDriver(t, func(t *testing.T, s *store.Store) {
 		seed(t, s, "acme", 0, "c1")
