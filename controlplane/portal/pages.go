@@ -45,6 +45,7 @@ func (p *Portal) routes() {
 	p.registerPeople(m)
 	p.registerAccess(m)
 	p.registerServiceAccounts(m)
+	p.registerRouteGroups(m)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		pr, _ := p.optionalSession(r)
 		p.page(w, r, pr, http.StatusNotFound, "Not found", "There is no page at "+r.URL.Path+".")
