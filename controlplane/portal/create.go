@@ -24,6 +24,7 @@ type createForm struct {
 	Image     string
 	Env       string // NAME=value lines
 	Labels    string // key=value, comma separated
+	Team      string // the team the sandbox belongs to ("" for none)
 	Endpoint  bool   // a preview endpoint to the fork's first port
 	YAML      string // pasted YAML, used instead of the fields
 }
@@ -31,6 +32,7 @@ type createForm struct {
 type createData struct {
 	F         createForm
 	Clusters  []apitypes.Cluster
+	Teams     []apitypes.Team
 	Workloads []apitypes.Workload
 	// WorkloadsNote explains an empty workload list (no agent report yet).
 	WorkloadsNote string
@@ -45,7 +47,7 @@ const maxYAML = 256 << 10
 func readCreateForm(r *http.Request) createForm {
 	v := r.PostFormValue
 	return createForm{Name: strings.TrimSpace(v("name")), Cluster: strings.TrimSpace(v("cluster")), Workload: v("workload"),
-		Container: strings.TrimSpace(v("container")), Image: strings.TrimSpace(v("image")), Env: v("env"), Labels: v("labels"),
+		Container: strings.TrimSpace(v("container")), Image: strings.TrimSpace(v("image")), Env: v("env"), Labels: v("labels"), Team: strings.TrimSpace(v("team")),
 		Endpoint: v("endpoint") != "", YAML: v("yaml")}
 }
 
@@ -86,13 +88,14 @@ func sandboxBody(f createForm, workloads []apitypes.Workload) (name string, body
 // wireSandbox is the body the form sends (the API's shape, name and spec).
 type wireSandbox struct {
 	Name string               `json:"name"`
+	Team string               `json:"team,omitempty"`
 	Spec v1alpha1.SandboxSpec `json:"spec"`
 }
 
 // formSandbox builds the sandbox of the form's fields.
 func formSandbox(f createForm, workloads []apitypes.Workload) (wireSandbox, []apitypes.FieldError) {
 	var errs []apitypes.FieldError
-	sb := wireSandbox{Name: f.Name, Spec: v1alpha1.SandboxSpec{Cluster: f.Cluster}}
+	sb := wireSandbox{Name: f.Name, Team: f.Team, Spec: v1alpha1.SandboxSpec{Cluster: f.Cluster}}
 	if f.Name == "" {
 		errs = append(errs, apitypes.FieldError{Path: "name", Message: "required"})
 	}
@@ -174,8 +177,8 @@ func parseLabels(s string) (map[string]string, error) {
 }
 
 // specYAML is the YAML of a sandbox as the API takes it.
-func specYAML(name string, spec v1alpha1.SandboxSpec) (string, error) {
-	b, err := yaml.Marshal(wireSandbox{Name: name, Spec: spec})
+func specYAML(name, team string, spec v1alpha1.SandboxSpec) (string, error) {
+	b, err := yaml.Marshal(wireSandbox{Name: name, Team: team, Spec: spec})
 	return string(b), err
 }
 
@@ -184,6 +187,9 @@ func (p *Portal) loadCreateData(r *http.Request, org string, f createForm) creat
 	d := createData{F: f}
 	if res := p.callAPI(r, http.MethodGet, orgPath(org, "clusters"), "", nil); res.ok() {
 		_ = res.decode(&d.Clusters)
+	}
+	if res := p.callAPI(r, http.MethodGet, orgPath(org, "teams"), "", nil); res.ok() {
+		_ = res.decode(&d.Teams)
 	}
 	if d.F.Cluster == "" && len(d.Clusters) > 0 {
 		d.F.Cluster = d.Clusters[0].Name
@@ -232,12 +238,12 @@ func (p *Portal) createSandbox(w http.ResponseWriter, r *http.Request) {
 		if strings.TrimSpace(f.YAML) != "" {
 			var sb wireSandbox
 			if err := json.Unmarshal(body, &sb); err == nil {
-				d.Preview, _ = specYAML(sb.Name, sb.Spec)
+				d.Preview, _ = specYAML(sb.Name, sb.Team, sb.Spec)
 			}
 		} else {
 			var sb wireSandbox
 			_ = json.Unmarshal(body, &sb)
-			d.Preview, _ = specYAML(sb.Name, sb.Spec)
+			d.Preview, _ = specYAML(sb.Name, sb.Team, sb.Spec)
 		}
 	}
 	v.Data = d

@@ -175,16 +175,17 @@ func (p *Portal) orgPicker(w http.ResponseWriter, r *http.Request) {
 
 // ---- sandboxes ----
 
-// filter is the list's filter: a cluster and labels (key=value, comma separated).
+// filter is the list's filter: a cluster, a team and labels (key=value, comma separated).
 type filter struct {
 	Cluster string
+	Team    string
 	Label   string
 	labels  map[string]string
 }
 
 func parseFilter(r *http.Request) (filter, error) {
 	q := r.URL.Query()
-	f := filter{Cluster: strings.TrimSpace(q.Get("cluster")), Label: strings.TrimSpace(q.Get("label")), labels: map[string]string{}}
+	f := filter{Cluster: strings.TrimSpace(q.Get("cluster")), Team: strings.TrimSpace(q.Get("team")), Label: strings.TrimSpace(q.Get("label")), labels: map[string]string{}}
 	for _, part := range strings.Split(f.Label, ",") {
 		if part = strings.TrimSpace(part); part == "" {
 			continue
@@ -212,6 +213,9 @@ func (f filter) match(sb *listSandbox) bool {
 	if f.Cluster != "" && sb.Spec.Cluster != f.Cluster {
 		return false
 	}
+	if f.Team != "" && sb.Team != f.Team {
+		return false
+	}
 	for k, v := range f.labels {
 		if sb.Spec.Labels[k] != v {
 			return false
@@ -226,6 +230,9 @@ func (f filter) Query() string {
 	if f.Cluster != "" {
 		q.Set("cluster", f.Cluster)
 	}
+	if f.Team != "" {
+		q.Set("team", f.Team)
+	}
 	if s := f.selector(); s != "" {
 		q.Set("label", s)
 	}
@@ -236,6 +243,7 @@ func (f filter) Query() string {
 // only these fields keeps a page of 1,000 sandboxes cheap).
 type listSandbox struct {
 	Name string `json:"name"`
+	Team string `json:"team"`
 	Spec struct {
 		Cluster string            `json:"cluster"`
 		Labels  map[string]string `json:"labels"`
@@ -266,6 +274,7 @@ type listData struct {
 	Filter   filter
 	Rows     []rowView
 	Clusters []apitypes.Cluster
+	Teams    []apitypes.Team
 	// Total counts the sandboxes of the org (with the label filter), Matched
 	// those the whole filter matches; Offset is the first row shown.
 	Total, Matched, Offset int
@@ -318,6 +327,9 @@ func (p *Portal) sandboxes(w http.ResponseWriter, r *http.Request) {
 	if cres.ok() {
 		_ = cres.decode(&d.Clusters)
 	}
+	if tres := p.callAPI(r, http.MethodGet, orgPath(v.Org, "teams"), "", nil); tres.ok() {
+		_ = tres.decode(&d.Teams)
+	}
 	v.Data = d
 	p.render(w, http.StatusOK, "sandboxes", v)
 }
@@ -349,7 +361,7 @@ func (p *Portal) sandboxDetail(w http.ResponseWriter, r *http.Request) {
 		d.Labels = append(d.Labels, k+"="+val)
 	}
 	sort.Strings(d.Labels)
-	d.YAML, _ = specYAML(sb.Name, sb.Spec)
+	d.YAML, _ = specYAML(sb.Name, sb.Team, sb.Spec)
 	v.Title, v.Data = sb.Name, d
 	p.render(w, http.StatusOK, "sandbox", v)
 }

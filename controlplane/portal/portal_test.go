@@ -334,3 +334,41 @@ func TestSSOLink(t *testing.T) {
 		t.Fatalf("login page: %.2000s", body)
 	}
 }
+
+// TestSandboxTeams: the create form offers the org's teams and the sandbox lands in the chosen one (its
+// YAML says so); over the team's quota the form shows the API's refusal; the list filters by team and the
+// detail names it.
+func TestSandboxTeams(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.apiCall("PUT", "/api/v2/orgs/shop/teams/payments", apitypes.HeaderAPIKey, e.adminKey(), `{"maxSandboxes":1}`, nil, 200)
+	ann := e.login("ann@example.com", annPass)
+	if _, body := ann.get("/o/shop/new"); !strings.Contains(body, `<option value="payments"`) || !strings.Contains(body, "(quota 1)") {
+		t.Fatalf("the form offers no team: %.3000s", body)
+	}
+	csrf := ann.csrf("/o/shop/new")
+	form := url.Values{"csrf": {csrf}, "name": {"pay-1"}, "cluster": {"c1"}, "workload": {"Deployment/shop/cart"}, "image": {"cart:pr1"}, "team": {"payments"}, "action": {"preview"}}
+	if _, body := ann.postForm("/o/shop/new", form); !strings.Contains(body, "team: payments") {
+		t.Fatalf("preview lacks the team: %.3000s", body)
+	}
+	form.Set("action", "create")
+	resp, body := ann.postForm("/o/shop/new", form)
+	if resp.Request.URL.Path != "/o/shop/sandboxes/pay-1" || !strings.Contains(body, `id="team">payments<`) {
+		t.Fatalf("create in a team: %d %s %.800s", resp.StatusCode, resp.Request.URL, body)
+	}
+	if sb, err := e.admin.GetSandbox(ctx, "shop", "pay-1"); err != nil || sb.Team != "payments" {
+		t.Fatalf("created: %+v %v", sb, err)
+	}
+	form.Set("name", "pay-2")
+	if resp, body := ann.postForm("/o/shop/new", form); resp.StatusCode != 429 || !strings.Contains(body, "team payments") {
+		t.Fatalf("over the team's quota: %d %.800s", resp.StatusCode, body)
+	}
+	form.Set("team", "")
+	if resp, _ := ann.postForm("/o/shop/new", form); resp.Request.URL.Path != "/o/shop/sandboxes/pay-2" {
+		t.Fatalf("create without a team: %d %s", resp.StatusCode, resp.Request.URL)
+	}
+	_, body = ann.get("/o/shop/sandboxes?team=payments")
+	if !strings.Contains(body, `id="sb-pay-1"`) || strings.Contains(body, `id="sb-pay-2"`) || !strings.Contains(body, `<option value="payments" selected`) {
+		t.Fatalf("list filtered by team: %.3000s", body)
+	}
+}
