@@ -120,7 +120,11 @@ func TestScale(t *testing.T) {
 	opCfg := rest.CopyConfig(env.Config)
 	counts := &requestCounts{m: map[string]int{}}
 	opCfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return counts.wrap(rt) })
-	op, err := manager.New(opCfg, manager.Options{MetricsAddr: "0", ProbeAddr: "0",
+	// SCALE_QPS overrides the operator's client rate limit (burst twice
+	// that): is the run bound by client-side throttling? Default: the
+	// operator's own (manager.Options).
+	qps, _ := strconv.Atoi(os.Getenv("SCALE_QPS"))
+	op, err := manager.New(opCfg, manager.Options{MetricsAddr: "0", ProbeAddr: "0", KubeAPIQPS: float32(qps), KubeAPIBurst: 2 * qps,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
