@@ -149,19 +149,8 @@ func (e *Engine) BaselineServices(ctx context.Context, d *appsv1.Deployment) ([]
 // Services: what a sandbox touches) and workloadsBehind (Service to workloads:
 // whose sandboxes a route set holds) are its two directions.
 func selects(s *corev1.Service, d *appsv1.Deployment) bool {
-	return selectsWith(s, nil, d)
-}
-
-// selectsWith is selects with s's selector already built (nil: built here);
-// workloadsBehind builds it once per Service instead of once per workload.
-func selectsWith(s *corev1.Service, sel labels.Selector, d *appsv1.Deployment) bool {
-	if s.Namespace != d.Namespace || len(s.Spec.Selector) == 0 || smv1.IsManaged(s.Labels) || smv1.IsManaged(d.Labels) {
-		return false
-	}
-	if sel == nil {
-		sel = labels.SelectorFromSet(s.Spec.Selector)
-	}
-	return sel.Matches(labels.Set(d.Spec.Template.Labels))
+	return s.Namespace == d.Namespace && len(s.Spec.Selector) > 0 && !smv1.IsManaged(s.Labels) && !smv1.IsManaged(d.Labels) &&
+		labels.SelectorFromSet(s.Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels))
 }
 
 // SelectorKeys returns every label key the given Services select on.
@@ -186,10 +175,9 @@ func (e *Engine) workloadsBehind(ctx context.Context, svc *corev1.Service) ([]*w
 	if err := e.listBaselines(ctx, &list, svc.Namespace); err != nil {
 		return nil, fmt.Errorf("list Deployments in %s: %w", svc.Namespace, err)
 	}
-	sel := labels.SelectorFromSet(svc.Spec.Selector)
 	var out []*workload.Baseline
 	for i := range list.Items {
-		if selectsWith(svc, sel, &list.Items[i]) {
+		if selects(svc, &list.Items[i]) {
 			out = append(out, workload.FromDeployment(&list.Items[i]))
 		}
 	}
@@ -201,7 +189,7 @@ func (e *Engine) workloadsBehind(ctx context.Context, svc *corev1.Service) ([]*w
 		return nil, fmt.Errorf("Service %s/%s: %w", svc.Namespace, svc.Name, err)
 	}
 	for _, r := range rollouts {
-		if selectsWith(svc, sel, r.Deployment) {
+		if selects(svc, r.Deployment) {
 			out = append(out, r)
 		}
 	}
@@ -307,16 +295,11 @@ func (e *Engine) Desired(ctx context.Context, svc *corev1.Service) (meshadapters
 		if err != nil {
 			return rs, err
 		}
-		// Sorted by "<namespace>/<name>" (the first of two sandboxes with one
-		// routing key wins), each key built once rather than per comparison.
-		// The items are shared with the cache: only pointers are sorted.
-		order := make([]sandboxRef, len(sbs.Items))
+		sort.Slice(sbs.Items, func(i, j int) bool {
+			return sbs.Items[i].Namespace+"/"+sbs.Items[i].Name < sbs.Items[j].Namespace+"/"+sbs.Items[j].Name
+		})
 		for i := range sbs.Items {
-			order[i] = sandboxRef{key: sbs.Items[i].Namespace + "/" + sbs.Items[i].Name, sb: &sbs.Items[i]}
-		}
-		sort.Slice(order, func(i, j int) bool { return order[i].key < order[j].key })
-		for _, o := range order {
-			sb := o.sb
+			sb := &sbs.Items[i]
 			if !sb.DeletionTimestamp.IsZero() {
 				continue
 			}
@@ -361,12 +344,6 @@ func (e *Engine) Desired(ctx context.Context, svc *corev1.Service) (meshadapters
 	}
 	sort.Slice(rs.Routes, func(i, j int) bool { return rs.Routes[i].RoutingKey < rs.Routes[j].RoutingKey })
 	return rs, nil
-}
-
-// sandboxRef is a Sandbox with its sort key "<namespace>/<name>".
-type sandboxRef struct {
-	key string
-	sb  *smv1.Sandbox
 }
 
 // override returns the local override of sb's keyed requests to w (spec.middleware), while its forward's
