@@ -7,6 +7,7 @@ package operator_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -120,7 +121,11 @@ func TestScale(t *testing.T) {
 	opCfg := rest.CopyConfig(env.Config)
 	counts := &requestCounts{m: map[string]int{}}
 	opCfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return counts.wrap(rt) })
-	op, err := manager.New(opCfg, manager.Options{MetricsAddr: "0", ProbeAddr: "0",
+	// SCALE_QPS overrides the operator's client rate limit (burst twice
+	// that): is the run bound by client-side throttling? Default: the
+	// operator's own (manager.Options).
+	qps, _ := strconv.Atoi(os.Getenv("SCALE_QPS"))
+	op, err := manager.New(opCfg, manager.Options{MetricsAddr: "0", ProbeAddr: "0", KubeAPIQPS: float32(qps), KubeAPIBurst: 2 * qps,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
@@ -131,6 +136,15 @@ func TestScale(t *testing.T) {
 		}
 	}()
 	start := time.Now()
+	if p := os.Getenv("SCALE_APISERVER_PROFILE"); p != "" {
+		// The API server's own CPU profile (its /debug/pprof) over the first
+		// SCALE_APISERVER_PROFILE_SECONDS (default 60) of the run.
+		secs := os.Getenv("SCALE_APISERVER_PROFILE_SECONDS")
+		if secs == "" {
+			secs = "60"
+		}
+		go apiServerProfile(t, env.Config, p, secs)
+	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
 	for i := 0; i < n; i++ {
@@ -241,3 +255,26 @@ func (c *requestCounts) String() string {
 type roundTripperFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// apiServerProfile writes a CPU profile of the API server to path.
+func apiServerProfile(t *testing.T, cfg *rest.Config, path, secs string) {
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		t.Logf("API server profile: %v", err)
+		return
+	}
+	resp, err := hc.Get(strings.TrimRight(cfg.Host, "/") + "/debug/pprof/profile?seconds=" + secs)
+	if err != nil {
+		t.Logf("API server profile: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Logf("API server profile: status %d, %v", resp.StatusCode, err)
+		return
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Logf("API server profile: %v", err)
+	}
+}

@@ -78,3 +78,34 @@ func TestDesiredRoutesOnlyToOwnedForks(t *testing.T) {
 		})
 	}
 }
+
+// TestDesiredDuplicateKeyFirstSandboxWins: when two sandboxes claim one
+// routing key, the route is the one of the sandbox first by
+// "<namespace>/<name>" as a string ("team-b/sb" before "team/sb": '-' sorts
+// before '/'), whatever order the cache lists them in.
+func TestDesiredDuplicateKeyFirstSandboxWins(t *testing.T) {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, smv1.AddToScheme} {
+		if err := add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	app := map[string]string{"app": "cart"}
+	baseline := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "cart"},
+		Spec: appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: app}}}}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "cart"},
+		Spec: corev1.ServiceSpec{Selector: app, Ports: []corev1.ServicePort{{Port: 80}}}}
+	objs := []client.Object{baseline, svc}
+	for _, ns := range []string{"team", "team-b", "teamz"} {
+		objs = append(objs, &smv1.Sandbox{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sb", Annotations: map[string]string{smv1.AnnotationRoutingKey: "dup"}},
+			Spec: smv1.SandboxSpec{Virtual: []smv1.Virtual{{Workload: smv1.WorkloadRef{Kind: smv1.KindDeployment, Namespace: "shop", Name: "cart"}}}}})
+	}
+	e := &Engine{Client: fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).Build()}
+	rs, err := e.Desired(context.Background(), svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs.Routes) != 1 || rs.Routes[0].Owner.Namespace != "team-b" {
+		t.Fatalf("routes = %+v, want one route owned by team-b/sb", rs.Routes)
+	}
+}
