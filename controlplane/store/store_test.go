@@ -216,29 +216,38 @@ func TestListLabels(t *testing.T) {
 	})
 }
 
+// concurrentCreates runs create(0..n-1) at once and counts the successes and the ErrQuotaExceeded
+// refusals; any other error fails the test.
+func concurrentCreates(t *testing.T, n int, create func(i int) error) (ok, quota int64) {
+	t.Helper()
+	var wg sync.WaitGroup
+	var okN, quotaN atomic.Int64
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch err := create(i); {
+			case err == nil:
+				okN.Add(1)
+			case errors.Is(err, store.ErrQuotaExceeded):
+				quotaN.Add(1)
+			default:
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	return okN.Load(), quotaN.Load()
+}
+
 func TestQuota(t *testing.T) {
 	forEachDriver(t, func(t *testing.T, s *store.Store) {
 		seed(t, s, "acme", 5, "c1")
-		var wg sync.WaitGroup
-		var ok, quota atomic.Int64
-		for i := range 20 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_, _, err := apply(s, "acme", fmt.Sprintf("s%d", i), "c1", `{}`)
-				switch {
-				case err == nil:
-					ok.Add(1)
-				case errors.Is(err, store.ErrQuotaExceeded):
-					quota.Add(1)
-				default:
-					t.Error(err)
-				}
-			}()
-		}
-		wg.Wait()
-		if ok.Load() != 5 || quota.Load() != 15 {
-			t.Fatalf("ok=%d quota=%d, want 5/15", ok.Load(), quota.Load())
+		if ok, quota := concurrentCreates(t, 20, func(i int) error {
+			_, _, err := apply(s, "acme", fmt.Sprintf("s%d", i), "c1", `{}`)
+			return err
+		}); ok != 5 || quota != 15 {
+			t.Fatalf("ok=%d quota=%d, want 5/15", ok, quota)
 		}
 		// Updates of existing sandboxes are not limited.
 		if _, _, err := apply(s, "acme", "s0", "c1", `{"d":1}`); err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -265,26 +274,11 @@ func TestTeamQuota(t *testing.T) {
 			o, _, err := s.Apply(ctx, store.ApplyRequest{Kind: store.KindSandbox, Org: "acme", Name: name, Cluster: "c1", Spec: json.RawMessage(spec), Team: team, NewRoutingKey: newKey})
 			return o, err
 		}
-		var wg sync.WaitGroup
-		var ok, quota atomic.Int64
-		for i := range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_, err := put(fmt.Sprintf("p%d", i), "pay", `{}`)
-				switch {
-				case err == nil:
-					ok.Add(1)
-				case errors.Is(err, store.ErrQuotaExceeded):
-					quota.Add(1)
-				default:
-					t.Error(err)
-				}
-			}()
-		}
-		wg.Wait()
-		if ok.Load() != 3 || quota.Load() != 5 {
-			t.Fatalf("ok=%d quota=%d, want 3/5", ok.Load(), quota.Load())
+		if ok, quota := concurrentCreates(t, 8, func(i int) error {
+			_, err := put(fmt.Sprintf("p%d", i), "pay", `{}`)
+			return err
+		}); ok != 3 || quota != 5 {
+			t.Fatalf("ok=%d quota=%d, want 3/5", ok, quota)
 		}
 		list, err := s.List(ctx, store.KindSandbox, "acme", nil)
 		if err != nil || len(list) != 3 {
