@@ -40,12 +40,21 @@ func ParseURL(rawURL string, getenv func(string) string) (dir string, cfg Config
 	bad := func(format string, a ...any) (string, Config, error) {
 		return "", Config{}, fmt.Errorf("artifacts: store URL %q: %s", redact(rawURL), fmt.Sprintf(format, a...))
 	}
+	// part is a piece of the URL as an error may show it: none of a URL that may hold credentials (an "@"
+	// anywhere, the rule redact follows), whose query names, values and path could carry them too.
+	secret := strings.Contains(rawURL, "@")
+	part := func(s string) string {
+		if secret {
+			return "<redacted>"
+		}
+		return s
+	}
 	if rawURL == "" {
 		return bad("empty (want file:///path or s3://bucket/prefix?endpoint=host:port)")
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return bad("%v", errors.Unwrap(err))
+		return bad("%s", part(fmt.Sprint(errors.Unwrap(err))))
 	}
 	if u.User != nil {
 		return bad("credentials do not belong in the URL; set %s and %s", EnvAccessKey, EnvSecretKey)
@@ -75,16 +84,16 @@ func ParseURL(rawURL string, getenv func(string) string) (dir string, cfg Config
 		}
 		q, err := url.ParseQuery(u.RawQuery)
 		if err != nil {
-			return bad("query: %v", err)
+			return bad("query: %s", part(err.Error()))
 		}
 		for k, v := range q {
 			if len(v) != 1 {
-				return bad("query parameter %s given %d times", k, len(v))
+				return bad("query parameter %s given %d times", part(k), len(v))
 			}
 			switch k {
 			case "endpoint":
 				if v[0] == "" || strings.ContainsAny(v[0], "/@ ") {
-					return bad("endpoint %q is not host[:port]", v[0])
+					return bad("endpoint %q is not host[:port]", part(v[0]))
 				}
 				cfg.Endpoint = v[0]
 			case "region":
@@ -92,16 +101,16 @@ func ParseURL(rawURL string, getenv func(string) string) (dir string, cfg Config
 			case "secure":
 				b, err := strconv.ParseBool(v[0])
 				if err != nil {
-					return bad("secure=%q is not true or false", v[0])
+					return bad("secure=%q is not true or false", part(v[0]))
 				}
 				cfg.Secure = b
 			default:
-				return bad("unknown query parameter %q (endpoint, region, secure)", k)
+				return bad("unknown query parameter %q (endpoint, region, secure)", part(k))
 			}
 		}
 		if cfg.Prefix != "" {
 			if err := checkKey(cfg.Prefix+"/", true); err != nil {
-				return bad("prefix %q: %v", cfg.Prefix, err)
+				return bad("prefix %q: %s", part(cfg.Prefix), part(err.Error()))
 			}
 		}
 		cfg.AccessKey, cfg.SecretKey = getenv(EnvAccessKey), getenv(EnvSecretKey)
@@ -112,7 +121,7 @@ func ParseURL(rawURL string, getenv func(string) string) (dir string, cfg Config
 	case "":
 		return bad("no scheme (want file:///path or s3://bucket/prefix)")
 	default:
-		return bad("unknown scheme %q (want file or s3)", u.Scheme)
+		return bad("unknown scheme %q (want file or s3)", part(u.Scheme))
 	}
 }
 
