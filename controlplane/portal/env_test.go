@@ -231,3 +231,19 @@ func readSSE(t testing.TB, body io.Reader, timeout time.Duration, want func(even
 }
 
 func (e *env) adminKey() string { return e.key }
+
+// refusesWrites checks the role and CSRF guards of forms: each POST (path → form) is 403 for viewer with a
+// valid token (viewerCSRF) and 403 for writer without one.
+func refusesWrites(t *testing.T, viewer, writer *browser, viewerCSRF string, forms map[string]url.Values) {
+	t.Helper()
+	for path, f := range forms {
+		f.Set("csrf", viewerCSRF)
+		if resp, _ := viewer.postForm(path, f); resp.StatusCode != 403 {
+			t.Errorf("viewer POST %s: %d", path, resp.StatusCode)
+		}
+		f.Del("csrf")
+		if resp, _ := writer.postForm(path, f); resp.StatusCode != 403 {
+			t.Errorf("POST %s without token: %d", path, resp.StatusCode)
+		}
+	}
+}
