@@ -23,17 +23,7 @@ import (
 // has an available pod. The end-to-end case is in operator/manager's
 // TestNameConflict.
 func TestDesiredRoutesOnlyToOwnedForks(t *testing.T) {
-	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, smv1.AddToScheme} {
-		if err := add(s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	app := map[string]string{"app": "cart"}
-	baseline := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "cart"},
-		Spec: appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: app}}}}
-	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "cart"},
-		Spec: corev1.ServiceSpec{Selector: app, Ports: []corev1.ServicePort{{Port: 80}}}}
+	s, baseline, svc := cartWorld(t)
 	sb := &smv1.Sandbox{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "sb", Annotations: map[string]string{smv1.AnnotationRoutingKey: "key1"}},
 		Spec: smv1.SandboxSpec{Forks: []smv1.Fork{{ForkOf: smv1.WorkloadRef{Kind: smv1.KindDeployment, Namespace: "shop", Name: "cart"}}}}}
 	name := naming.ForkName("team", "sb", "shop", "cart")
@@ -84,17 +74,7 @@ func TestDesiredRoutesOnlyToOwnedForks(t *testing.T) {
 // "<namespace>/<name>" as a string ("team-b/sb" before "team/sb": '-' sorts
 // before '/'), whatever order the cache lists them in.
 func TestDesiredDuplicateKeyFirstSandboxWins(t *testing.T) {
-	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, smv1.AddToScheme} {
-		if err := add(s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	app := map[string]string{"app": "cart"}
-	baseline := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "cart"},
-		Spec: appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: app}}}}
-	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "cart"},
-		Spec: corev1.ServiceSpec{Selector: app, Ports: []corev1.ServicePort{{Port: 80}}}}
+	s, baseline, svc := cartWorld(t)
 	objs := []client.Object{baseline, svc}
 	for _, ns := range []string{"team", "team-b", "teamz"} {
 		objs = append(objs, &smv1.Sandbox{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sb", Annotations: map[string]string{smv1.AnnotationRoutingKey: "dup"}},
@@ -108,4 +88,22 @@ func TestDesiredDuplicateKeyFirstSandboxWins(t *testing.T) {
 	if len(rs.Routes) != 1 || rs.Routes[0].Owner.Namespace != "team-b" {
 		t.Fatalf("routes = %+v, want one route owned by team-b/sb", rs.Routes)
 	}
+}
+
+// cartWorld is the scheme and the baseline of these tests: Deployment shop/cart (pods labelled app=cart)
+// behind Service shop/cart on port 80.
+func cartWorld(t *testing.T) (*runtime.Scheme, *appsv1.Deployment, *corev1.Service) {
+	t.Helper()
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, smv1.AddToScheme} {
+		if err := add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	app := map[string]string{"app": "cart"}
+	baseline := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "cart"},
+		Spec: appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: app}}}}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "cart"},
+		Spec: corev1.ServiceSpec{Selector: app, Ports: []corev1.ServicePort{{Port: 80}}}}
+	return s, baseline, svc
 }
