@@ -218,9 +218,15 @@ func kindName(k store.Kind) string {
 	return "sandbox"
 }
 
-// parseSelector parses labelSelector=k=v,k2=v2 (and repeated label=k:v).
-func parseSelector(q url.Values) (map[string]string, *apitypes.FieldError) {
-	sel := map[string]string{}
+// parseSelector parses labelSelector=k=v,k2=v2 (and repeated label=k:v) and
+// team=NAME.
+func parseSelector(q url.Values) (store.ObjectSelector, *apitypes.FieldError) {
+	sel := store.ObjectSelector{Labels: map[string]string{}, Team: q.Get("team")}
+	if sel.Team != "" {
+		if fe := apitypes.ValidateDNSName("team", sel.Team); fe != nil {
+			return store.ObjectSelector{}, fe
+		}
+	}
 	for _, raw := range q["labelSelector"] {
 		for _, part := range strings.Split(raw, ",") {
 			if part = strings.TrimSpace(part); part == "" {
@@ -228,17 +234,17 @@ func parseSelector(q url.Values) (map[string]string, *apitypes.FieldError) {
 			}
 			k, v, ok := strings.Cut(part, "=")
 			if !ok || k == "" {
-				return nil, &apitypes.FieldError{Path: "labelSelector", Message: fmt.Sprintf("%q: want key=value[,key=value]", part)}
+				return store.ObjectSelector{}, &apitypes.FieldError{Path: "labelSelector", Message: fmt.Sprintf("%q: want key=value[,key=value]", part)}
 			}
-			sel[k] = v
+			sel.Labels[k] = v
 		}
 	}
 	for _, raw := range q["label"] {
 		k, v, ok := strings.Cut(raw, ":")
 		if !ok || k == "" {
-			return nil, &apitypes.FieldError{Path: "label", Message: fmt.Sprintf("%q: want key:value", raw)}
+			return store.ObjectSelector{}, &apitypes.FieldError{Path: "label", Message: fmt.Sprintf("%q: want key:value", raw)}
 		}
-		sel[k] = v
+		sel.Labels[k] = v
 	}
 	return sel, nil
 }
@@ -247,7 +253,12 @@ func (s *Server) listObjects(k store.Kind) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		sel, fe := parseSelector(c.Request.URL.Query())
 		if fe != nil {
-			s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "invalid label selector: "+fe.Error(), *fe)
+			s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "invalid selector: "+fe.Error(), *fe)
+			return
+		}
+		if sel.Team != "" && k != store.KindSandbox {
+			fe := apitypes.FieldError{Path: "team", Message: "only sandboxes belong to teams"}
+			s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "invalid selector: "+fe.Error(), fe)
 			return
 		}
 		ctx, org := c.Request.Context(), c.Param("org")

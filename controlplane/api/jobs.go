@@ -90,7 +90,7 @@ func (s *Server) runnerGroupView(ctx context.Context, o store.Object) apitypes.R
 func (s *Server) listRunnerGroups(c *gin.Context) {
 	ctx, org := c.Request.Context(), c.Param("org")
 	writeList(s, c, "runner groups", func(p store.PageRequest) (store.Page[store.Object], error) {
-		return s.st.ListObjects(ctx, store.KindRunnerGroup, org, nil, p)
+		return s.st.ListObjects(ctx, store.KindRunnerGroup, org, store.ObjectSelector{}, p)
 	}, func(o store.Object) apitypes.RunnerGroup { return s.runnerGroupView(ctx, o) })
 }
 

@@ -52,7 +52,7 @@ var Operations = []Operation{
 	{Method: "PUT", Path: o + "/quota", ID: "set-quota", Summary: "Set the org's quota (admin keys only)", Tag: "Orgs", Request: apitypes.Quota{}, Response: apitypes.Quota{}},
 
 	{Method: "GET", Path: o + "/sandboxes", ID: "list-sandboxes", Summary: "List sandboxes", Tag: "Sandboxes", Response: []apitypes.Sandbox{},
-		Query: map[string]string{"labelSelector": "key=value[,key=value]: only sandboxes with all these labels", "limit": "page size (1-500; larger is clamped); the next page's token is in the Sandboxmesh-Continue and Link headers. Without limit and continue: the whole list", "continue": "token of the next page (from Sandboxmesh-Continue)"}},
+		Query: map[string]string{"labelSelector": "key=value[,key=value]: only sandboxes with all these labels", "team": "only the sandboxes of this team (an extension)", "limit": "page size (1-500; larger is clamped); the next page's token is in the Sandboxmesh-Continue and Link headers. Without limit and continue: the whole list", "continue": "token of the next page (from Sandboxmesh-Continue)"}},
 	{Method: "PUT", Path: o + "/sandboxes/:name", ID: "apply-sandbox", Summary: "Create or update a sandbox (If-Match: \"<version>\" for a conditional update)", Tag: "Sandboxes", Request: apitypes.Sandbox{}, Response: apitypes.Sandbox{}},
 	{Method: "GET", Path: o + "/sandboxes/:name", ID: "get-sandbox", Summary: "Get a sandbox", Tag: "Sandboxes", Response: apitypes.Sandbox{}},
 	{Method: "DELETE", Path: o + "/sandboxes/:name", ID: "delete-sandbox", Summary: "Delete a sandbox", Tag: "Sandboxes", Response: apitypes.EmptyResponse{}},

@@ -231,6 +231,22 @@ func TestPeopleRolesSessionsAndAudit(t *testing.T) {
 			if sbv.Team != "solo" {
 				t.Fatalf("an update without team left the team: %+v", sbv)
 			}
+			// The list filters by team (one SQL filter; the continue token is bound to it).
+			var inTeam []apitypes.Sandbox
+			vic.must(200, http.MethodGet, "/api/v2/orgs/shop/sandboxes?team=solo", "", &inTeam)
+			if len(inTeam) != 1 || inTeam[0].Name != "t1" {
+				t.Fatalf("sandboxes of team solo: %+v", inTeam)
+			}
+			vic.must(200, http.MethodGet, "/api/v2/orgs/shop/sandboxes?team=web", "", &inTeam)
+			if len(inTeam) != 0 {
+				t.Fatalf("sandboxes of team web: %+v", inTeam)
+			}
+			if r, er := vic.do(http.MethodGet, "/api/v2/orgs/shop/sandboxes?team=Bad_Team", "", nil); r.StatusCode != 400 || len(er.Fields) != 1 || er.Fields[0].Path != "team" {
+				t.Fatalf("list with an invalid team: %d %+v", r.StatusCode, er)
+			}
+			if r, er := vic.do(http.MethodGet, "/api/v2/orgs/shop/routegroups?team=solo", "", nil); r.StatusCode != 400 || len(er.Fields) != 1 || er.Fields[0].Path != "team" {
+				t.Fatalf("route groups by team: %d %+v", r.StatusCode, er)
+			}
 			if r, _ := mia.do(http.MethodDelete, "/api/v2/orgs/shop/teams/solo", "", nil); r.StatusCode != 409 {
 				t.Fatalf("delete a team with sandboxes: %d", r.StatusCode)
 			}

@@ -60,7 +60,7 @@ func (s *Server) resourcePluginView(ctx context.Context, o store.Object) apitype
 func (s *Server) listResourcePlugins(c *gin.Context) {
 	ctx, org := c.Request.Context(), c.Param("org")
 	writeList(s, c, "resource plugins", func(p store.PageRequest) (store.Page[store.Object], error) {
-		return s.st.ListObjects(ctx, store.KindResourcePlugin, org, nil, p)
+		return s.st.ListObjects(ctx, store.KindResourcePlugin, org, store.ObjectSelector{}, p)
 	}, func(o store.Object) apitypes.ResourcePlugin { return s.resourcePluginView(ctx, o) })
 }
 

@@ -282,16 +282,22 @@ func (c *Client) GetSandbox(ctx context.Context, org, name string) (*Sandbox, er
 	return &out, nil
 }
 
-func selector(labels map[string]string) url.Values {
-	if len(labels) == 0 {
-		return nil
+// teamSelector is the query of a list of sandboxes: labelSelector=k=v,... and
+// team=NAME, each when set.
+func teamSelector(team string, labels map[string]string) url.Values {
+	q := url.Values{}
+	if len(labels) > 0 {
+		parts := make([]string, 0, len(labels))
+		for k, v := range labels {
+			parts = append(parts, k+"="+v)
+		}
+		sort.Strings(parts)
+		q.Set("labelSelector", strings.Join(parts, ","))
 	}
-	parts := make([]string, 0, len(labels))
-	for k, v := range labels {
-		parts = append(parts, k+"="+v)
+	if team != "" {
+		q.Set("team", team)
 	}
-	sort.Strings(parts)
-	return url.Values{"labelSelector": {strings.Join(parts, ",")}}
+	return q
 }
 
 // DeleteSandbox deletes a sandbox.

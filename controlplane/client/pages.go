@@ -76,12 +76,24 @@ func listAll[T any](ctx context.Context, c *Client, path string, query url.Value
 // ListSandboxes lists all sandboxes, optionally only those with all the
 // given labels, reading page after page.
 func (c *Client) ListSandboxes(ctx context.Context, org string, labels map[string]string) ([]Sandbox, error) {
-	return listAll[Sandbox](ctx, c, orgPath(org, "sandboxes"), selector(labels))
+	return c.ListTeamSandboxes(ctx, org, "", labels)
 }
 
 // ListSandboxesPage reads one page of sandboxes, by name.
 func (c *Client) ListSandboxesPage(ctx context.Context, org string, labels map[string]string, p PageOptions) (*Page[Sandbox], error) {
-	return listPage[Sandbox](ctx, c, orgPath(org, "sandboxes"), selector(labels), p)
+	return c.ListTeamSandboxesPage(ctx, org, "", labels, p)
+}
+
+// ListTeamSandboxes lists the sandboxes of a team ("" for every team) that
+// have all the labels, reading page after page.
+func (c *Client) ListTeamSandboxes(ctx context.Context, org, team string, labels map[string]string) ([]Sandbox, error) {
+	return listAll[Sandbox](ctx, c, orgPath(org, "sandboxes"), teamSelector(team, labels))
+}
+
+// ListTeamSandboxesPage reads one page of a team's sandboxes ("" for every
+// team), by name.
+func (c *Client) ListTeamSandboxesPage(ctx context.Context, org, team string, labels map[string]string, p PageOptions) (*Page[Sandbox], error) {
+	return listPage[Sandbox](ctx, c, orgPath(org, "sandboxes"), teamSelector(team, labels), p)
 }
 
 // ListRouteGroups lists all route groups, reading page after page.

@@ -235,16 +235,26 @@ func (s *Store) Get(ctx context.Context, kind Kind, org, name string) (Object, e
 	return o, nil
 }
 
+// ObjectSelector narrows a list of objects: every pair of Labels must be on
+// the object, and a non-empty Team must be its team.
+type ObjectSelector struct {
+	Labels map[string]string
+	Team   string
+}
+
 // ListObjects returns a page of an org's live objects of a kind, by name,
-// whose labels contain every pair of selector.
-func (s *Store) ListObjects(ctx context.Context, kind Kind, org string, selector map[string]string, p PageRequest) (Page[Object], error) {
+// that sel selects.
+func (s *Store) ListObjects(ctx context.Context, kind Kind, org string, sel ObjectSelector, p PageRequest) (Page[Object], error) {
 	var keep func(Object) bool
-	if len(selector) > 0 {
-		keep = func(o Object) bool { return matches(o.Labels, selector) }
+	if len(sel.Labels) > 0 {
+		keep = func(o Object) bool { return matches(o.Labels, sel.Labels) }
 	}
-	pg, err := scanPage(ctx, s, p, scopeOf("objects", string(kind), org, selectorParam(selector)), false, "name", scanObject,
-		func(o Object) (int64, string) { return 0, o.Name }, keep,
-		`SELECT `+objectCols+` FROM objects WHERE kind = ? AND org = ? AND deleted_at = 0`, string(kind), org)
+	query, args := `SELECT `+objectCols+` FROM objects WHERE kind = ? AND org = ? AND deleted_at = 0`, []any{string(kind), org}
+	if sel.Team != "" {
+		query, args = query+` AND team = ?`, append(args, sel.Team)
+	}
+	pg, err := scanPage(ctx, s, p, scopeOf("objects", string(kind), org, selectorParam(sel.Labels), sel.Team), false, "name", scanObject,
+		func(o Object) (int64, string) { return 0, o.Name }, keep, query, args...)
 	if err != nil {
 		return Page[Object]{}, fmt.Errorf("list %s of org %s: %w", kind, org, err)
 	}
@@ -257,7 +267,7 @@ func (s *Store) List(ctx context.Context, kind Kind, org string, selector map[st
 	out := []Object{}
 	p := PageRequest{Limit: MaxPageSize}
 	for {
-		pg, err := s.ListObjects(ctx, kind, org, selector, p)
+		pg, err := s.ListObjects(ctx, kind, org, ObjectSelector{Labels: selector}, p)
 		if err != nil {
 			return nil, err
 		}

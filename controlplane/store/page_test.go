@@ -43,16 +43,23 @@ func TestListPages(t *testing.T) {
 		ctx := context.Background()
 		seed(t, s, "acme", 0, "c1")
 		seed(t, s, "other", 0, "c1")
-		var want, wantTeamA []string
+		if _, _, err := s.PutTeam(ctx, store.Team{Org: "acme", Name: "web"}); err != nil {
+			t.Fatal(err)
+		}
+		var want, wantTeamA, wantWeb []string
 		for i := range 23 {
 			name := fmt.Sprintf("sb%02d", i)
-			labels := map[string]string{"team": "b"}
+			labels, team := map[string]string{"team": "b"}, ""
 			if i%3 == 0 {
 				labels["team"] = "a"
 				wantTeamA = append(wantTeamA, name)
 			}
+			if i%4 == 0 {
+				team = "web"
+				wantWeb = append(wantWeb, name)
+			}
 			if _, _, err := s.Apply(ctx, store.ApplyRequest{Kind: store.KindSandbox, Org: "acme", Name: name, Cluster: "c1",
-				Spec: []byte(`{}`), Labels: labels, NewRoutingKey: newKey}); err != nil {
+				Spec: []byte(`{}`), Labels: labels, Team: team, NewRoutingKey: newKey}); err != nil {
 				t.Fatal(err)
 			}
 			want = append(want, name)
@@ -80,16 +87,18 @@ func TestListPages(t *testing.T) {
 		for _, tc := range []struct {
 			name      string
 			limit     int
-			sel       map[string]string
+			sel       store.ObjectSelector
 			want      []string
 			wantPages int
 		}{
-			{"limit 1", 1, nil, want, 21},
-			{"limit 7", 7, nil, want, 3},
-			{"exact fit", 21, nil, want, 1},
-			{"one page", 500, nil, want, 1},
-			{"selector", 2, map[string]string{"team": "a"}, wantTeamA, 4},
-			{"selector, nothing", 5, map[string]string{"team": "c"}, []string{}, 1},
+			{"limit 1", 1, store.ObjectSelector{}, want, 21},
+			{"limit 7", 7, store.ObjectSelector{}, want, 3},
+			{"exact fit", 21, store.ObjectSelector{}, want, 1},
+			{"one page", 500, store.ObjectSelector{}, want, 1},
+			{"selector", 2, store.ObjectSelector{Labels: map[string]string{"team": "a"}}, wantTeamA, 4},
+			{"selector, nothing", 5, store.ObjectSelector{Labels: map[string]string{"team": "c"}}, []string{}, 1},
+			{"team", 2, store.ObjectSelector{Team: "web"}, wantWeb, 3},
+			{"team and labels", 5, store.ObjectSelector{Team: "web", Labels: map[string]string{"team": "a"}}, []string{"sb00", "sb12"}, 1},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				got, pages := all(t, tc.limit, func(p store.PageRequest) (store.Page[store.Object], error) {
@@ -104,7 +113,7 @@ func TestListPages(t *testing.T) {
 		t.Run("writes between pages", func(t *testing.T) {
 			// A keyset cursor is a position, not an offset: a create before it
 			// and a delete of a seen item do not shift or repeat later items.
-			pg, err := s.ListObjects(ctx, store.KindSandbox, "acme", nil, store.PageRequest{Limit: 5})
+			pg, err := s.ListObjects(ctx, store.KindSandbox, "acme", store.ObjectSelector{}, store.PageRequest{Limit: 5})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -114,7 +123,7 @@ func TestListPages(t *testing.T) {
 			if err := s.Delete(ctx, store.KindSandbox, "acme", pg.Items[0].Name); err != nil {
 				t.Fatal(err)
 			}
-			next, err := s.ListObjects(ctx, store.KindSandbox, "acme", nil, store.PageRequest{Limit: 5, Continue: pg.Continue})
+			next, err := s.ListObjects(ctx, store.KindSandbox, "acme", store.ObjectSelector{}, store.PageRequest{Limit: 5, Continue: pg.Continue})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -171,7 +180,7 @@ func TestListPages(t *testing.T) {
 		})
 
 		t.Run("bad continue tokens", func(t *testing.T) {
-			first, err := s.ListObjects(ctx, store.KindSandbox, "acme", nil, store.PageRequest{Limit: 2})
+			first, err := s.ListObjects(ctx, store.KindSandbox, "acme", store.ObjectSelector{}, store.PageRequest{Limit: 2})
 			if err != nil || first.Continue == "" {
 				t.Fatalf("first page: %+v %v", first, err)
 			}
@@ -188,7 +197,7 @@ func TestListPages(t *testing.T) {
 				{"other org", func(tok string) error { return listObjects(s, "other", nil, tok) }},
 				{"other selector", func(tok string) error { return listObjects(s, "acme", map[string]string{"team": "a"}, tok) }},
 				{"other kind", func(tok string) error {
-					_, err := s.ListObjects(ctx, store.KindRouteGroup, "acme", nil, store.PageRequest{Continue: tok})
+					_, err := s.ListObjects(ctx, store.KindRouteGroup, "acme", store.ObjectSelector{}, store.PageRequest{Continue: tok})
 					return err
 				}},
 				{"other list", func(tok string) error {
@@ -207,7 +216,7 @@ func TestListPages(t *testing.T) {
 }
 
 func listObjects(s *store.Store, org string, sel map[string]string, tok string) error {
-	_, err := s.ListObjects(context.Background(), store.KindSandbox, org, sel, store.PageRequest{Limit: 2, Continue: tok})
+	_, err := s.ListObjects(context.Background(), store.KindSandbox, org, store.ObjectSelector{Labels: sel}, store.PageRequest{Limit: 2, Continue: tok})
 	return err
 }
 

@@ -116,7 +116,10 @@ func TestGoldenTables(t *testing.T) {
 	ctx := context.Background()
 	h.golden("sandbox-list-empty.txt", h.mustRun("sandbox", "list").stdout)
 	h.golden("sandbox-apply.txt", h.mustRun(applyArgs("feat", "cart:v2")...).stdout)
-	h.mustRun(applyArgs("other", "cart:v3")...)
+	if _, err := h.env.Client.ApplyTeam(ctx, cptest.Org, "web", 0); err != nil {
+		t.Fatal(err)
+	}
+	h.mustRun(applyArgs("other", "cart:v3", "--team", "web")...)
 	if err := h.env.ReportStatus(ctx, "feat", readyStatus()); err != nil {
 		t.Fatal(err)
 	}
@@ -126,6 +129,10 @@ func TestGoldenTables(t *testing.T) {
 	}
 	h.golden("sandbox-list.txt", h.mustRun("sandbox", "list").stdout)
 	h.golden("sandbox-list-selector.txt", h.mustRun("sandbox", "list", "-l", "team=nobody").stdout)
+	h.golden("sandbox-list-team.txt", h.mustRun("sandbox", "list", "--team", "web").stdout)
+	if out := h.mustRun("sandbox", "list", "--team", "web", "-l", "team=nobody").stdout; out != "No sandboxes in org "+cptest.Org+" are in team web and have the labels team=nobody.\n" {
+		t.Fatalf("empty team list: %q", out)
+	}
 	h.golden("sandbox-get.txt", h.mustRun("sandbox", "get", "feat").stdout)
 	h.golden("sandbox-get-not-ready.txt", h.mustRun("sandbox", "get", "other").stdout)
 	h.golden("routegroup-apply.txt", h.mustRun("routegroup", "apply", "-f", "testdata/routegroup.yaml").stdout)
@@ -748,5 +755,46 @@ func TestSignadotSpecFile(t *testing.T) {
 	drg := sb.Spec.DefaultRouteGroup
 	if drg == nil || len(drg.Endpoints) != 1 || drg.Endpoints[0] != (v1alpha1.Endpoint{Name: "cart", Target: "http://cart.shop.deploy:8080"}) {
 		t.Fatalf("endpoints: %s", r.stdout)
+	}
+}
+
+// TestSandboxTeam: a spec file's top-level team is sent, --team overrides it,
+// an update without either keeps the team, and an unknown team is refused
+// with the field.
+func TestSandboxTeam(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	for _, team := range []string{"web", "ops"} {
+		if _, err := h.env.Client.ApplyTeam(ctx, cptest.Org, team, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spec := func(team string) string {
+		s := "name: feat\nspec:\n  cluster: c1\n  forks:\n  - forkOf: {kind: Deployment, namespace: shop, name: cart}\n    customizations:\n      images: [{image: cart:v2}]\n"
+		if team != "" {
+			s = "team: " + team + "\n" + s
+		}
+		return s
+	}
+	teamOf := func() string {
+		t.Helper()
+		sb, err := h.env.Client.GetSandbox(ctx, cptest.Org, "feat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sb.Team
+	}
+	if r := h.runIn(spec("web"), "sandbox", "apply", "-f", "-"); r.code != 0 || teamOf() != "web" {
+		t.Fatalf("apply with team in the file: %+v, team %q", r, teamOf())
+	}
+	if r := h.runIn(spec(""), "sandbox", "apply", "-f", "-"); r.code != 0 || teamOf() != "web" {
+		t.Fatalf("apply without team: %+v, team %q", r, teamOf())
+	}
+	if r := h.runIn(spec("web"), "sandbox", "apply", "-f", "-", "--team", "ops"); r.code != 0 || teamOf() != "ops" {
+		t.Fatalf("apply --team ops: %+v, team %q", r, teamOf())
+	}
+	r := h.runIn(spec(""), "sandbox", "apply", "-f", "-", "--team", "nope")
+	if r.code != cli.ExitUsage || !strings.Contains(r.stderr, "team") || teamOf() != "ops" {
+		t.Fatalf("apply --team nope: %+v, team %q", r, teamOf())
 	}
 }

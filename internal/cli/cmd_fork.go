@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -129,18 +130,10 @@ func (a *App) applyAndReport(cmd *cobra.Command, c *client.Client, sb *client.Sa
 	return printEndpoints(a.Stdout, ready)
 }
 
+// completeClusters completes the org's cluster names.
 func (a *App) completeClusters(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
-	c, err := a.setup(true)
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
-	cls, err := c.ListClusters(cmd.Context(), a.cfg.Org)
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
-	var out []string
-	for _, cl := range cls {
-		out = append(out, cl.Name)
-	}
-	return out, cobra.ShellCompDirectiveNoFileComp
+	return complete(a, cmd, func(ctx context.Context, c *client.Client) ([]client.Cluster, error) {
+		return c.ListClusters(ctx, a.cfg.Org)
+	},
+		func(cl client.Cluster) string { return cl.Name })
 }

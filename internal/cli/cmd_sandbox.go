@@ -19,31 +19,47 @@ func (a *App) sandboxCommand() *cobra.Command {
 	return cmd
 }
 
-// completeSandboxes completes sandbox names from the control plane.
-func (a *App) completeSandboxes(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+// completeSandboxes completes sandbox names (with their descriptions) from
+// the control plane.
+func (a *App) completeSandboxes(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
+	return complete(a, cmd, func(ctx context.Context, c *client.Client) ([]client.Sandbox, error) {
+		return c.ListSandboxes(ctx, a.cfg.Org, nil)
+	},
+		func(sb client.Sandbox) string { return sb.Name + "\t" + sb.Spec.Description })
+}
+
+// completeTeams completes the org's team names.
+func (a *App) completeTeams(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
+	return complete(a, cmd, func(ctx context.Context, c *client.Client) ([]client.Team, error) { return c.ListTeams(ctx, a.cfg.Org) },
+		func(t client.Team) string { return t.Name })
+}
+
+// complete lists objects from the control plane (at most 5 s) and completes
+// with name(object) of each; nothing when the control plane cannot answer.
+func complete[T any](a *App, cmd *cobra.Command, list func(context.Context, *client.Client) ([]T, error), name func(T) string) ([]string, cobra.ShellCompDirective) {
 	c, err := a.setup(true)
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
 	defer cancel()
-	sbs, err := c.ListSandboxes(ctx, a.cfg.Org, nil)
+	items, err := list(ctx, c)
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	var out []string
-	for _, sb := range sbs {
-		out = append(out, sb.Name+"\t"+sb.Spec.Description)
+	out := make([]string, 0, len(items))
+	for _, it := range items {
+		out = append(out, name(it))
 	}
 	return out, cobra.ShellCompDirectiveNoFileComp
 }
 
 func (a *App) sandboxApplyCommand() *cobra.Command {
 	var (
-		file, cluster string
-		sets          []string
-		wait          bool
-		timeout       time.Duration
+		file, cluster, team string
+		sets                []string
+		wait                bool
+		timeout             time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE [--set var=value ...] [--wait]",
@@ -55,9 +71,14 @@ a template: @{var} is replaced by the value of --set var=value and
 
 With --wait, apply shows the progress (which forks are ready, what is
 blocking) until the sandbox is ready or --wait-timeout passes (exit code 4),
-then prints the endpoints with their preview URLs.`,
+then prints the endpoints with their preview URLs.
+
+--team puts the sandbox in one of the org's teams (its concurrent-sandbox
+quota counts it), as the file's top-level team field does; without either,
+an update keeps the sandbox's team.`,
 		Example: `  sandboxmesh sandbox apply -f sandbox.yaml --set image=ghcr.io/acme/cart:pr-42 --wait
-  sandboxmesh sandbox apply -f - < sandbox.yaml`,
+  sandboxmesh sandbox apply -f - < sandbox.yaml
+  sandboxmesh sandbox apply -f sandbox.yaml --team web`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := a.setup(true)
@@ -68,6 +89,9 @@ then prints the endpoints with their preview URLs.`,
 			if err != nil {
 				return err
 			}
+			if team != "" {
+				sb.Team = team
+			}
 			return a.applyAndReport(cmd, c, sb, wait, timeout)
 		},
 	}
@@ -76,6 +100,8 @@ then prints the endpoints with their preview URLs.`,
 	f.StringArrayVar(&sets, "set", nil, "template variable, var=value (repeatable)")
 	f.StringVar(&cluster, "cluster", "", "set spec.cluster")
 	_ = cmd.RegisterFlagCompletionFunc("cluster", a.completeClusters)
+	f.StringVar(&team, "team", "", "put the sandbox in this team of the org (sets the top-level team)")
+	_ = cmd.RegisterFlagCompletionFunc("team", a.completeTeams)
 	f.BoolVar(&wait, "wait", false, "wait until the sandbox is ready, showing progress")
 	f.DurationVar(&timeout, "wait-timeout", 3*time.Minute, "how long --wait waits (exit code 4 after it)")
 	_ = cmd.MarkFlagFilename("filename", "yaml", "yml", "json")
@@ -187,8 +213,11 @@ func (a *App) sandboxGetCommand() *cobra.Command {
 }
 
 func (a *App) sandboxListCommand() *cobra.Command {
-	var selector []string
-	var pf pageFlags
+	var (
+		selector []string
+		team     string
+		pf       pageFlags
+	)
 	cmd := &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
@@ -209,9 +238,9 @@ func (a *App) sandboxListCommand() *cobra.Command {
 					labels[k] = v
 				}
 			}
-			sbs, err := listItems(a, cmd, pf, func() ([]client.Sandbox, error) { return c.ListSandboxes(cmd.Context(), a.cfg.Org, labels) },
+			sbs, err := listItems(a, cmd, pf, func() ([]client.Sandbox, error) { return c.ListTeamSandboxes(cmd.Context(), a.cfg.Org, team, labels) },
 				func(p client.PageOptions) (*client.Page[client.Sandbox], error) {
-					return c.ListSandboxesPage(cmd.Context(), a.cfg.Org, labels, p)
+					return c.ListTeamSandboxesPage(cmd.Context(), a.cfg.Org, team, labels, p)
 				})
 			if err != nil {
 				return a.explain(err, "list sandboxes")
@@ -219,8 +248,15 @@ func (a *App) sandboxListCommand() *cobra.Command {
 			if ok, err := a.structured(a.Stdout, sbs); ok {
 				return err
 			}
-			if len(sbs) == 0 && len(labels) > 0 {
-				_, err := fmt.Fprintf(a.Stdout, "No sandboxes in org %s have the labels %s.\n", a.cfg.Org, strings.Join(selector, ","))
+			if len(sbs) == 0 && (len(labels) > 0 || team != "") {
+				var which []string
+				if team != "" {
+					which = append(which, "are in team "+team)
+				}
+				if len(labels) > 0 {
+					which = append(which, "have the labels "+strings.Join(selector, ","))
+				}
+				_, err := fmt.Fprintf(a.Stdout, "No sandboxes in org %s %s.\n", a.cfg.Org, strings.Join(which, " and "))
 				return err
 			}
 			if len(sbs) == 0 {
@@ -231,6 +267,8 @@ func (a *App) sandboxListCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringArrayVarP(&selector, "selector", "l", nil, "only sandboxes with these labels (key=value[,key=value])")
+	cmd.Flags().StringVar(&team, "team", "", "only the sandboxes of this team")
+	_ = cmd.RegisterFlagCompletionFunc("team", a.completeTeams)
 	pf.add(cmd)
 	return cmd
 }

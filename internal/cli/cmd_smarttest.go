@@ -140,21 +140,10 @@ position (eta.star:2:5: undefined: c).`,
 
 // completeSmartTests completes smart test names from the control plane.
 func (a *App) completeSmartTests(cmd *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
-	c, err := a.setup(true)
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
-	ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
-	defer cancel()
-	ts, err := c.ListTests(ctx, a.cfg.Org)
-	if err != nil {
-		return nil, cobra.ShellCompDirectiveNoFileComp
-	}
-	out := make([]string, 0, len(ts))
-	for _, t := range ts {
-		out = append(out, t.Name)
-	}
-	return out, cobra.ShellCompDirectiveNoFileComp
+	return complete(a, cmd, func(ctx context.Context, c *client.Client) ([]client.SmartTest, error) {
+		return c.ListTests(ctx, a.cfg.Org)
+	},
+		func(t client.SmartTest) string { return t.Name })
 }
 
 // smartTestRunFlags are the flags of `smart-test run`.

@@ -111,10 +111,10 @@ func forksReady(sb *client.Sandbox) string {
 }
 
 func (a *App) printSandboxes(w io.Writer, sbs []client.Sandbox) error {
-	tw := newTable(w, "NAME", "CLUSTER", "ROUTING KEY", "READY", "FORKS", "STATUS", "AGE")
+	tw := newTable(w, "NAME", "CLUSTER", "TEAM", "ROUTING KEY", "READY", "FORKS", "STATUS", "AGE")
 	for i := range sbs {
 		sb := &sbs[i]
-		row(tw, sb.Name, sb.Spec.Cluster, sb.RoutingKey, fmt.Sprint(sb.Status.Ready), forksReady(sb), sb.Status.Reason, a.age(sb.CreatedAt))
+		row(tw, sb.Name, sb.Spec.Cluster, sb.Team, sb.RoutingKey, fmt.Sprint(sb.Status.Ready), forksReady(sb), sb.Status.Reason, a.age(sb.CreatedAt))
 	}
 	return tw.Flush()
 }

@@ -128,7 +128,7 @@ func (a *App) loadSandbox(path string, sets []string, cluster string) (*client.S
 	if len(errs) > 0 {
 		return nil, fieldErrors(name, errs)
 	}
-	return &client.Sandbox{Name: f.Name, Spec: f.Spec}, nil
+	return &client.Sandbox{Name: f.Name, Team: f.Team, Spec: f.Spec}, nil
 }
 
 // loadRouteGroup reads, renders, decodes and validates a route group spec file.

@@ -281,6 +281,18 @@ func TestAgentFlow(t *testing.T) {
 	if len(list.Sandboxes) != 2 {
 		t.Fatalf("list: %+v", list)
 	}
+	// Teams: sandbox_fork puts a sandbox in a team, sandbox_list filters by it.
+	if _, err := e.Client.ApplyTeam(ctx, cptest.Org, "web", 0); err != nil {
+		t.Fatal(err)
+	}
+	s.mustCall("sandbox_fork", map[string]any{"name": "other", "workload": "pay/payments", "image": "payments:v3", "team": "web"}, &sb)
+	if sb.Team != "web" {
+		t.Fatalf("sandbox_fork with team: %+v", sb)
+	}
+	s.mustCall("sandbox_list", map[string]any{"team": "web"}, &list)
+	if len(list.Sandboxes) != 1 || list.Sandboxes[0].Name != "other" || list.Sandboxes[0].Team != "web" {
+		t.Fatalf("list of team web: %+v", list)
+	}
 	s.mustCall("sandbox_get", map[string]any{"name": "other"}, &sb)
 	if sb.Spec == nil || sb.Spec.Forks[0].ForkOf.Name != "payments" {
 		t.Fatalf("get: %+v", sb)
@@ -351,6 +363,7 @@ func TestToolErrors(t *testing.T) {
 			[]string{"spec.connection.devboxId", "not supported"}},
 		{"rejected by the control plane", s, "sandbox_fork", map[string]any{"name": "x", "workload": "shop/cart", "image": "i", "cluster": "nosuch"},
 			[]string{"spec.cluster names no registered cluster", "Fix the listed fields"}},
+		{"unknown team", s, "sandbox_fork", map[string]any{"name": "x", "workload": "shop/cart", "image": "i", "team": "nosuch"}, []string{"team"}},
 		{"bad workload", s, "sandbox_fork", map[string]any{"name": "x", "workload": "cart", "image": "i"}, []string{"namespace/name"}},
 		{"fork without change", s, "sandbox_fork", map[string]any{"name": "x", "workload": "shop/cart"}, []string{"give an image"}},
 		{"wait timeout", s, "sandbox_wait", map[string]any{"name": "feat", "timeout_seconds": 1}, []string{"not ready after 1s", "blocking: Pending", "sandbox_wait again"}},

@@ -32,6 +32,7 @@ type SandboxApplyInput struct {
 	// Spec is the sandbox spec.
 	Spec               *v1alpha1.SandboxSpec `json:"spec,omitempty" jsonschema:"the sandbox spec: cluster (required), forks [{forkOf: {kind: Deployment, namespace, name}, customizations: {images: [{image, container}], env: [{name, value}]}}], defaultRouteGroup: {endpoints: [{name, target: http://<svc>.<ns>.svc:<port> or http://<workload>.<ns>.deploy:<port>}]}, labels, ttl: {duration: 2h}, resources: [{name, plugin, params}] (plugins: resourceplugin_list) with env valueFrom: {resource: {name, outputKey: <step>.<output>}}, local: [{name, from: {kind, namespace, name}, mappings: [{port, toLocal: host:port}]}] with localMachineID (the machine id that 'sandboxmesh local status' shows; filled in when this MCP server runs on a machine joined with 'sandboxmesh local connect') to send the workload's keyed requests to a process on that machine; routing: {forwards: [{name, port, toLocal}]} with middleware: [{name: override, args: [{name: overrideHost, valueFrom: {forward}}, {name: policy, value: JSON object with exceptStatusCodes [404]}], match: [{workload: <fork baseline name or virtual name>}]}] to try a local process first and fall through to the workload (local override). Give spec or yaml, not both"`
 	YAML               string                `json:"yaml,omitempty" jsonschema:"alternatively the whole sandbox file as YAML or JSON: {name: ..., spec: {...}}"`
+	Team               string                `json:"team,omitempty" jsonschema:"put the sandbox in this team of the org (its concurrent-sandbox quota counts it); default: the yaml's team, else an existing sandbox keeps its team"`
 	Wait               bool                  `json:"wait,omitempty" jsonschema:"wait until the sandbox is ready before answering"`
 	WaitTimeoutSeconds int                   `json:"wait_timeout_seconds,omitempty" jsonschema:"how long to wait when wait is true (default 180)"`
 }
@@ -47,6 +48,7 @@ type SandboxForkInput struct {
 	EndpointPort   int               `json:"endpoint_port,omitempty" jsonschema:"if set, adds an endpoint with a preview URL that targets the fork itself on this port (http://<workload>.<namespace>.deploy:<port>)"`
 	EndpointTarget string            `json:"endpoint_target,omitempty" jsonschema:"if set, adds an endpoint for this in-cluster target, e.g. the entry service http://frontend.shop.svc:8080"`
 	EndpointName   string            `json:"endpoint_name,omitempty" jsonschema:"name of the added endpoint (default: derived from the workload or target)"`
+	Team           string            `json:"team,omitempty" jsonschema:"put the sandbox in this team of the org (its concurrent-sandbox quota counts it); default: an existing sandbox keeps its team"`
 	Wait           bool              `json:"wait,omitempty" jsonschema:"wait until the sandbox is ready before answering"`
 	WaitSeconds    int               `json:"wait_timeout_seconds,omitempty" jsonschema:"how long to wait when wait is true (default 180)"`
 }
@@ -60,6 +62,7 @@ type WaitInput struct {
 // ListInput filters sandboxes and asks for one page of them.
 type ListInput struct {
 	Labels map[string]string `json:"labels,omitempty" jsonschema:"only sandboxes with all these labels"`
+	Team   string            `json:"team,omitempty" jsonschema:"only the sandboxes of this team"`
 	PageInput
 }
 
@@ -134,6 +137,7 @@ type EndpointView struct {
 type SandboxView struct {
 	Name       string     `json:"name"`
 	Cluster    string     `json:"cluster"`
+	Team       string     `json:"team,omitempty"`
 	Ready      bool       `json:"ready"`
 	Reason     string     `json:"reason,omitempty"`
 	Message    string     `json:"message,omitempty"`
@@ -152,7 +156,7 @@ type SandboxView struct {
 }
 
 func (s *server) view(sb *client.Sandbox, withSpec bool) *SandboxView {
-	v := &SandboxView{Name: sb.Name, Cluster: sb.Spec.Cluster, Ready: sb.Status.Ready, Reason: sb.Status.Reason, Message: sb.Status.Message,
+	v := &SandboxView{Name: sb.Name, Cluster: sb.Spec.Cluster, Team: sb.Team, Ready: sb.Status.Ready, Reason: sb.Status.Reason, Message: sb.Status.Message,
 		RoutingKey: sb.RoutingKey, Version: sb.Version}
 	for _, f := range sb.Status.Forks {
 		v.Forks = append(v.Forks, ForkView{Name: f.Name, Baseline: f.Baseline, Ready: f.Ready, Message: f.Message})
@@ -307,9 +311,12 @@ func (s *server) sandboxApply(ctx context.Context, req *mcp.CallToolRequest, in 
 		if sb.Name == "" {
 			sb.Name = f.Name
 		}
-		sb.Spec = f.Spec
+		sb.Spec, sb.Team = f.Spec, f.Team
 	default:
 		return nil, nil, errors.New("give spec (an object) or yaml (the sandbox file); to fork one workload with a new image, use sandbox_fork")
+	}
+	if in.Team != "" {
+		sb.Team = in.Team
 	}
 	return s.apply(ctx, req, sb, in.Wait, in.WaitTimeoutSeconds)
 }
@@ -337,7 +344,7 @@ func (s *server) sandboxFork(ctx context.Context, req *mcp.CallToolRequest, in S
 		EndpointTarget: in.EndpointTarget, EndpointPort: in.EndpointPort, EndpointName: in.EndpointName}); err != nil {
 		return nil, nil, err
 	}
-	return s.apply(ctx, req, &client.Sandbox{Name: in.Name, Spec: spec}, in.Wait, in.WaitSeconds)
+	return s.apply(ctx, req, &client.Sandbox{Name: in.Name, Team: in.Team, Spec: spec}, in.Wait, in.WaitSeconds)
 }
 
 func (s *server) wait(ctx context.Context, req *mcp.CallToolRequest, name string, timeoutSec int) (*mcp.CallToolResult, any, error) {
@@ -386,7 +393,7 @@ type SandboxList struct {
 }
 
 func (s *server) sandboxList(ctx context.Context, _ *mcp.CallToolRequest, in ListInput) (*mcp.CallToolResult, any, error) {
-	pg, err := s.o.Client.ListSandboxesPage(ctx, s.o.Org, in.Labels, in.PageInput.options())
+	pg, err := s.o.Client.ListTeamSandboxesPage(ctx, s.o.Org, in.Team, in.Labels, in.PageInput.options())
 	if err != nil {
 		return nil, nil, s.agentError(err, "list sandboxes")
 	}
