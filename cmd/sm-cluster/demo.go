@@ -208,7 +208,11 @@ func newDemoRun(f *flags, values []string, keep bool) (demoRun, error) {
 		if err != nil {
 			return err
 		}
-		e.PrintTryIt(os.Stdout, sb, svc.Spec.ClusterIP)
+		link, err := e.PortalInvitation(ctx, "you@example.com", "owner")
+		if err != nil {
+			e.Step("no portal invitation: %v", err)
+		}
+		e.PrintTryIt(os.Stdout, sb, svc.Spec.ClusterIP, link)
 		return nil
 	}
 	return r, nil

@@ -4,7 +4,6 @@ package e2e_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/demo"
 )
 
@@ -30,15 +28,16 @@ import (
 func portalOnCluster(ctx context.Context, t *testing.T, e *demo.Env, h *hitter) {
 	const name = "portal-route"
 	base := e.ControlPlaneURL
-	// The admin's invitation (its token is returned once).
-	body, _ := json.Marshal(apitypes.CreateInvitationRequest{Email: "dev@example.com", Role: "member"})
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/v2/orgs/"+e.Org+"/invitations", bytes.NewReader(body))
-	req.Header.Set(apitypes.HeaderAPIKey, e.APIKey)
-	req.Header.Set("Content-Type", "application/json")
-	var inv apitypes.Invitation
-	if err := doJSON(req, http.StatusCreated, &inv); err != nil || inv.Token == "" {
-		t.Fatalf("invitation: %v %+v", err, inv)
+	// The admin's invitation (its token is returned once), the link `make demo` prints.
+	link, err := e.PortalInvitation(ctx, "dev@example.com", "member")
+	if err != nil {
+		t.Fatal(err)
 	}
+	lu, err := url.Parse(link)
+	if err != nil || lu.Path != "/invite" || lu.Query().Get("token") == "" || !strings.HasPrefix(link, base+"/") {
+		t.Fatalf("invitation link %q: %v", link, err)
+	}
+	token := lu.Query().Get("token")
 	jar, _ := cookiejar.New(nil)
 	b := &http.Client{Jar: jar, Timeout: 30 * time.Second}
 	post := func(path string, form url.Values) (*http.Response, string) {
@@ -64,10 +63,10 @@ func portalOnCluster(ctx context.Context, t *testing.T, e *demo.Env, h *hitter) 
 		out, _ := io.ReadAll(resp.Body)
 		return resp, string(out)
 	}
-	if resp, page := get("/invite?token=" + url.QueryEscape(inv.Token)); resp.StatusCode != 200 {
+	if resp, page := get("/invite?token=" + url.QueryEscape(token)); resp.StatusCode != 200 {
 		t.Fatalf("invitation page: %d %.300s", resp.StatusCode, page)
 	}
-	resp, page := post("/invite", url.Values{"token": {inv.Token}, "password": {"a long developer passphrase"}, "displayName": {"Dev"}})
+	resp, page := post("/invite", url.Values{"token": {token}, "password": {"a long developer passphrase"}, "displayName": {"Dev"}})
 	if resp.StatusCode != 200 || resp.Request.URL.Path != "/o/"+e.Org+"/sandboxes" {
 		t.Fatalf("joining through the invitation: %d %s %.500s", resp.StatusCode, resp.Request.URL, page)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/url"
 	"path/filepath"
 	"time"
 
@@ -52,8 +53,23 @@ func (e *Env) WaitReady(ctx context.Context, name string, timeout time.Duration)
 	return got, nil
 }
 
-// PrintTryIt writes what a user can try against the demo.
-func (e *Env) PrintTryIt(w io.Writer, sb *cpclient.Sandbox, frontendIP string) {
+// PortalInvitation invites email to the demo's org with role (with the
+// bootstrap key) and returns the portal link that joins it: it works once,
+// for 7 days, and is shown nowhere else.
+func (e *Env) PortalInvitation(ctx context.Context, email, role string) (string, error) {
+	inv, err := e.API.CreateInvitation(ctx, e.Org, email, role)
+	if err != nil {
+		return "", fmt.Errorf("invite %s to org %s: %w", email, e.Org, err)
+	}
+	if inv.Token == "" {
+		return "", fmt.Errorf("invite %s to org %s: the answer has no token", email, e.Org)
+	}
+	return e.ControlPlaneURL + "/invite?token=" + url.QueryEscape(inv.Token), nil
+}
+
+// PrintTryIt writes what a user can try against the demo; portalLink is the
+// invitation that opens the portal ("" when it could not be made).
+func (e *Env) PrintTryIt(w io.Writer, sb *cpclient.Sandbox, frontendIP, portalLink string) {
 	previewURL := e.ControlPlaneURL + "/preview/" + e.Org + "/" + sb.Name + "/frontend"
 	for _, ep := range sb.Endpoints {
 		if ep.Name == "frontend" {
@@ -86,7 +102,23 @@ its routing key is %[2]s.
 
   export KUBECONFIG=%[7]s
   kubectl get sandboxes -A    # if you have kubectl
-
+%[9]s
 Press Ctrl-C to stop and tear everything down.
-`, sb.Name, sb.RoutingKey, frontendIP, e.APIKey, e.ControlPlaneURL, e.Org, e.Kubeconfig, previewURL)
+`, sb.Name, sb.RoutingKey, frontendIP, e.APIKey, e.ControlPlaneURL, e.Org, e.Kubeconfig, previewURL, portalText(portalLink, e.ControlPlaneURL))
+}
+
+// portalText is the demo's portal paragraph: the invitation link, or how to
+// make one when there is none.
+func portalText(link, base string) string {
+	if link == "" {
+		return fmt.Sprintf(`
+  # the portal (web UI) is at %s/ ; invite yourself with the API key above:
+  #   curl -s -H 'sandboxmesh-api-key: KEY' -X POST %s/api/v2/orgs/ORG/invitations -d '{"email":"you@example.com","role":"owner"}'
+`, base, base)
+	}
+	return fmt.Sprintf(`
+  # the portal (web UI): open this link once, choose a password, and you are the org's owner
+  # (sandboxes with live status, create one from a workload, teams, usage, audit):
+  %s
+`, link)
 }
