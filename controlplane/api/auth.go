@@ -71,6 +71,10 @@ func (s *Server) Authenticate(ctx context.Context, key string) (Principal, error
 	if err != nil {
 		return Principal{}, err
 	}
+	if err := s.st.TouchAPIKey(ctx, k); err != nil {
+		// The key is valid: a failed bookkeeping write does not refuse the request.
+		s.log.WarnContext(ctx, "recording an API key's use", "err", err)
+	}
 	return identity.PrincipalOfKey(k), nil
 }
 

@@ -668,7 +668,7 @@ func (s *Server) deleteToken(c *gin.Context) {
 
 func keyView(k store.APIKey) apitypes.APIKey {
 	return apitypes.APIKey{ID: k.ID, Name: k.Name, CreatedAt: ts(k.CreatedAt), MaskedValue: k.Masked, RevokedAt: ts(k.RevokedAt),
-		OwnerUser: k.OwnerUser, ServiceAccount: k.ServiceAccount}
+		LastUsedAt: ts(k.LastUsedAt), OwnerUser: k.OwnerUser, ServiceAccount: k.ServiceAccount}
 }
 
 func (s *Server) createAPIKey(c *gin.Context) {

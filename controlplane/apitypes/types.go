@@ -186,6 +186,9 @@ type APIKey struct {
 	MaskedValue string `json:"maskedValue,omitempty"`
 	Key         string `json:"key,omitempty"`
 	RevokedAt   string `json:"revokedAt,omitempty"`
+	// LastUsedAt is when the key last authenticated a request, to the
+	// minute (extension; empty: never).
+	LastUsedAt string `json:"lastUsedAt,omitempty"`
 	// OwnerUser is the ID of the user who owns the key (extension).
 	OwnerUser string `json:"ownerUserId,omitempty"`
 	// ServiceAccount is the service account that owns the key (extension).

@@ -150,6 +150,14 @@ func TestServiceAccounts(t *testing.T) {
 		t.Fatalf("keys: %+v", keys)
 	}
 	id2 := keys[1].ID // the list is oldest first
+	// The first key was used (above), the second not yet: the API and the page say so.
+	if keys[0].LastUsedAt == "" || keys[1].LastUsedAt != "" {
+		t.Fatalf("last used: %+v", keys)
+	}
+	if _, body := ann.get("/o/shop/service-accounts"); !strings.Contains(body, `<td data-label="Last used"><time datetime="`+keys[0].LastUsedAt+`">just now</time>`) ||
+		!strings.Contains(body, `<td data-label="Last used">never</td>`) {
+		t.Fatalf("last used on the page: %.3000s", body)
+	}
 	e.apiCall("GET", "/api/v2/orgs/shop/sandboxes", apitypes.HeaderAPIKey, key2, "", nil, 200)
 	resp, _ = ann.postForm("/o/shop/apikeys/"+id2+"/revoke", url.Values{"csrf": {csrf}})
 	if resp.Request.URL.Path != "/o/shop/service-accounts" {

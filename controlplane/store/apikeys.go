@@ -23,7 +23,15 @@ type APIKey struct {
 	ServiceAccount string
 	CreatedAt      time.Time
 	RevokedAt      time.Time
+	// LastUsedAt is when the key last authenticated a request, to within
+	// APIKeyUseResolution (zero: never).
+	LastUsedAt time.Time
 }
+
+// APIKeyUseResolution is how fresh LastUsedAt is kept: a key's use is
+// written at most once per this period, so a busy key costs one write a
+// minute, not one per request.
+const APIKeyUseResolution = time.Minute
 
 // CreateAPIKey stores a key.
 func (s *Store) CreateAPIKey(ctx context.Context, k APIKey) (APIKey, error) {
@@ -41,16 +49,16 @@ func (s *Store) CreateAPIKey(ctx context.Context, k APIKey) (APIKey, error) {
 	return k, nil
 }
 
-const apiKeyCols = `id, org, name, hash, masked, admin, owner_user, service_account, created_at, revoked_at`
+const apiKeyCols = `id, org, name, hash, masked, admin, owner_user, service_account, created_at, revoked_at, last_used_at`
 
 func scanAPIKey(sc scanner) (APIKey, error) {
 	var k APIKey
-	var admin, created, revoked int64
-	if err := sc.Scan(&k.ID, &k.Org, &k.Name, &k.Hash, &k.Masked, &admin, &k.OwnerUser, &k.ServiceAccount, &created, &revoked); err != nil {
+	var admin, created, revoked, used int64
+	if err := sc.Scan(&k.ID, &k.Org, &k.Name, &k.Hash, &k.Masked, &admin, &k.OwnerUser, &k.ServiceAccount, &created, &revoked, &used); err != nil {
 		return APIKey{}, err
 	}
 	k.Admin = admin != 0
-	k.CreatedAt, k.RevokedAt = fromNano(created), fromNano(revoked)
+	k.CreatedAt, k.RevokedAt, k.LastUsedAt = fromNano(created), fromNano(revoked), fromNano(used)
 	return k, nil
 }
 
@@ -61,6 +69,21 @@ func (s *Store) LookupAPIKey(ctx context.Context, hash string) (APIKey, error) {
 		return APIKey{}, fmt.Errorf("lookup api key: %w", err)
 	}
 	return k, nil
+}
+
+// TouchAPIKey records that key k (as looked up) authenticated a request now,
+// unless its recorded use is younger than APIKeyUseResolution (then it writes
+// nothing).
+func (s *Store) TouchAPIKey(ctx context.Context, k APIKey) error {
+	now := s.now().UTC()
+	if now.Sub(k.LastUsedAt) < APIKeyUseResolution {
+		return nil
+	}
+	if _, err := s.db.ExecContext(ctx, s.q(`UPDATE api_keys SET last_used_at = ? WHERE id = ? AND last_used_at < ?`),
+		now.UnixNano(), k.ID, now.Add(-APIKeyUseResolution).UnixNano()); err != nil {
+		return fmt.Errorf("record use of api key %s: %w", k.ID, err)
+	}
+	return nil
 }
 
 // ListAPIKeys returns a page of an org's keys (revoked ones included), oldest first.

@@ -327,3 +327,36 @@ func pgPlaceholders(q string) string {
 	}
 	return string(out)
 }
+
+// TestAPIKeyLastUsed: a key's use is recorded, then not rewritten within
+// APIKeyUseResolution (one write a minute per busy key), also when a stale
+// copy of the key (looked up before the first write) asks again.
+func TestAPIKeyLastUsed(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		seed(t, s, "acme", 0)
+		if _, err := s.CreateAPIKey(ctx, store.APIKey{ID: "k1", Org: "acme", Name: "ci", Hash: "hk1", Masked: "m"}); err != nil {
+			t.Fatal(err)
+		}
+		stale, err := s.LookupAPIKey(ctx, "hk1")
+		if err != nil || !stale.LastUsedAt.IsZero() {
+			t.Fatalf("a new key: %+v %v", stale, err)
+		}
+		if err := s.TouchAPIKey(ctx, stale); err != nil {
+			t.Fatal(err)
+		}
+		first, err := s.LookupAPIKey(ctx, "hk1")
+		if err != nil || first.LastUsedAt.IsZero() || time.Since(first.LastUsedAt) > time.Minute {
+			t.Fatalf("after use: %+v %v", first, err)
+		}
+		for _, k := range []store.APIKey{stale, first} {
+			if err := s.TouchAPIKey(ctx, k); err != nil {
+				t.Fatal(err)
+			}
+		}
+		again, err := s.LookupAPIKey(ctx, "hk1")
+		if err != nil || !again.LastUsedAt.Equal(first.LastUsedAt) {
+			t.Fatalf("rewritten within the resolution: %v → %v (%v)", first.LastUsedAt, again.LastUsedAt, err)
+		}
+	})
+}
