@@ -67,50 +67,8 @@ func TestBrowser(t *testing.T) {
 			e.report(n, got.Version, apitypes.ObservedStatus{Ready: true, Reason: "Available", Message: "all forks ready"})
 		}
 	}
-	out := screenshotDir(t)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1280, 800))
-	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx)
-	defer bcancel()
-	if err := chromedp.Do(bctx); err != nil {
-		t.Fatalf("starting chromium: %v", err)
-	}
-	tctx, tcancel := context.WithTimeout(bctx, 60*time.Second)
-	defer tcancel()
-	shot := func(name string) {
-		t.Helper()
-		b, err := chromedp.Run(tctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatalf("screenshot %s: %v", name, err)
-		}
-		if err := os.WriteFile(filepath.Join(out, name+".png"), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(tctx, steps...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	// waitJS polls a JavaScript condition (in the page: no polling by the app).
-	waitJS := func(what, expr string) {
-		t.Helper()
-		if _, err := chromedp.Run(tctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-
-	// unlabelled lists the page's form fields that have no label (every one must).
-	unlabelled := func(page string) {
-		t.Helper()
-		bad, err := chromedp.Run(tctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("input:not([type=hidden]),select,textarea")]
-			.filter(el => !(el.labels && el.labels.length) && !el.getAttribute("aria-label")).map(el => el.id || el.name)`))
-		if err != nil || len(bad) > 0 {
-			t.Errorf("%s: fields without a label: %v %v", page, bad, err)
-		}
-	}
+	cr := startChromium(t, chrome, 60*time.Second)
+	tctx, shot, do, waitJS, unlabelled := cr.ctx, cr.shot, cr.do, cr.waitJS, cr.unlabelled
 
 	do("login page", chromedp.Navigate(e.http.URL+"/"), chromedp.WaitVisible(chromedp.ID("email")))
 	unlabelled("login")
@@ -214,5 +172,79 @@ func TestBrowser(t *testing.T) {
 	shot("sandboxes-phone")
 	do("teams on a phone", chromedp.Navigate(e.http.URL+"/o/shop/teams"), chromedp.WaitVisible(chromedp.ID("teams")))
 	shot("teams-phone")
-	t.Logf("screenshots in %s", out)
+	t.Logf("screenshots in %s", cr.out)
+}
+
+// chromium is a headless Chromium (1280×800) driven by one test, with the
+// steps the browser tests share.
+type chromium struct {
+	t   *testing.T
+	ctx context.Context
+	out string // where shot saves screenshots
+}
+
+// startChromium starts Chromium at path for at most timeout; it stops with
+// the test.
+func startChromium(t *testing.T, path string, timeout time.Duration) *chromium {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1280, 800))
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(acancel)
+	bctx, bcancel := chromedp.NewContext(actx)
+	t.Cleanup(bcancel)
+	if err := chromedp.Do(bctx); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	tctx, tcancel := context.WithTimeout(bctx, timeout)
+	t.Cleanup(tcancel)
+	return &chromium{t: t, ctx: tctx, out: screenshotDir(t)}
+}
+
+// shot saves a full-page screenshot as name.png.
+func (c *chromium) shot(name string) {
+	c.t.Helper()
+	b, err := chromedp.Run(c.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		c.t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.WriteFile(filepath.Join(c.out, name+".png"), b, 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// do runs steps, failing the test with what when one fails.
+func (c *chromium) do(what string, steps ...chromedp.Action[chromedp.Void]) {
+	c.t.Helper()
+	if err := chromedp.Do(c.ctx, steps...); err != nil {
+		c.t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// waitJS polls a JavaScript condition (in the page: no polling by the app).
+func (c *chromium) waitJS(what, expr string) {
+	c.t.Helper()
+	if _, err := chromedp.Run(c.ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+		c.t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// unlabelled fails the test for the page's form fields that have no label
+// (every one must).
+func (c *chromium) unlabelled(page string) {
+	c.t.Helper()
+	bad, err := chromedp.Run(c.ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("input:not([type=hidden]),select,textarea")]
+		.filter(el => !(el.labels && el.labels.length) && !el.getAttribute("aria-label")).map(el => el.id || el.name)`))
+	if err != nil || len(bad) > 0 {
+		c.t.Errorf("%s: fields without a label: %v %v", page, bad, err)
+	}
+}
+
+// value reads the value of the input with id.
+func (c *chromium) value(id string) string {
+	c.t.Helper()
+	v, err := chromedp.Run(c.ctx, chromedp.Value(chromedp.ID(id)))
+	if err != nil {
+		c.t.Fatalf("value of #%s: %v", id, err)
+	}
+	return v
 }
