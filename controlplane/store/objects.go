@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 )
 
@@ -245,16 +246,17 @@ type ObjectSelector struct {
 // ListObjects returns a page of an org's live objects of a kind, by name,
 // that sel selects.
 func (s *Store) ListObjects(ctx context.Context, kind Kind, org string, sel ObjectSelector, p PageRequest) (Page[Object], error) {
-	var keep func(Object) bool
-	if len(sel.Labels) > 0 {
-		keep = func(o Object) bool { return matches(o.Labels, sel.Labels) }
-	}
 	query, args := `SELECT `+objectCols+` FROM objects WHERE kind = ? AND org = ? AND deleted_at = 0`, []any{string(kind), org}
 	if sel.Team != "" {
 		query, args = query+` AND team = ?`, append(args, sel.Team)
 	}
+	// Labels are matched in SQL (exactly: labels are a JSON object of
+	// strings), so a page reads only rows it returns.
+	for _, k := range slices.Sorted(maps.Keys(sel.Labels)) {
+		query, args = query+` AND `+s.labelIs(), append(args, k, sel.Labels[k])
+	}
 	pg, err := scanPage(ctx, s, p, scopeOf("objects", string(kind), org, selectorParam(sel.Labels), sel.Team), false, "name", scanObject,
-		func(o Object) (int64, string) { return 0, o.Name }, keep, query, args...)
+		func(o Object) (int64, string) { return 0, o.Name }, nil, query, args...)
 	if err != nil {
 		return Page[Object]{}, fmt.Errorf("list %s of org %s: %w", kind, org, err)
 	}
@@ -279,13 +281,13 @@ func (s *Store) List(ctx context.Context, kind Kind, org string, selector map[st
 	}
 }
 
-func matches(labels, selector map[string]string) bool {
-	for k, v := range selector {
-		if got, ok := labels[k]; !ok || got != v {
-			return false
-		}
+// labelIs is the SQL condition "the labels (a JSON object) have key ? with
+// value ?" of the store's dialect.
+func (s *Store) labelIs() string {
+	if s.pgStyle {
+		return `(labels::jsonb ->> ?) = ?`
 	}
-	return true
+	return `EXISTS (SELECT 1 FROM json_each(objects.labels) WHERE json_each.key = ? AND json_each.value = ?)`
 }
 
 // Delete deletes a live object, leaving a tombstone for the agent.
