@@ -70,6 +70,7 @@ func BenchmarkPages(b *testing.B) {
 		{"page=sandbox", "/o/shop/sandboxes/sb-0500"},
 		{"peer=api-get-sandbox", "/api/v2/orgs/shop/sandboxes/sb-0500"},
 		{"page=new", "/o/shop/new"},
+		{"page=edit", "/o/shop/sandboxes/sb-0500/edit"},
 		{"page=clusters", "/o/shop/clusters"},
 		{"page=members", "/o/shop/members"},
 		{"page=orgs", "/orgs"},

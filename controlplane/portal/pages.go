@@ -40,6 +40,8 @@ func (p *Portal) routes() {
 	m.HandleFunc("POST /o/{org}/new", p.createSandbox)
 	m.HandleFunc("GET /o/{org}/sandboxes/{name}", p.sandboxDetail)
 	m.HandleFunc("POST /o/{org}/sandboxes/{name}/preview", p.openPreview)
+	m.HandleFunc("GET /o/{org}/sandboxes/{name}/edit", p.editSandbox)
+	m.HandleFunc("POST /o/{org}/sandboxes/{name}/edit", p.updateSandbox)
 	m.HandleFunc("GET /o/{org}/sandboxes/{name}/delete", p.confirmDelete)
 	m.HandleFunc("POST /o/{org}/sandboxes/{name}/delete", p.deleteSandbox)
 	p.registerPeople(m)
