@@ -72,6 +72,7 @@ func BenchmarkPages(b *testing.B) {
 		{"page=new", "/o/shop/new"},
 		{"page=edit", "/o/shop/sandboxes/sb-0500/edit"},
 		{"page=clusters", "/o/shop/clusters"},
+		{"page=cluster", "/o/shop/clusters/c1"},
 		{"page=members", "/o/shop/members"},
 		{"page=orgs", "/orgs"},
 		{"peer=api-me", "/api/v2/auth/me"},

@@ -216,7 +216,8 @@ func (p *Portal) newSandbox(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	f := createForm{Cluster: r.URL.Query().Get("cluster"), Endpoint: true}
+	q := r.URL.Query() // a cluster's page links here with its cluster and a workload
+	f := createForm{Cluster: q.Get("cluster"), Workload: q.Get("workload"), Endpoint: true}
 	d := p.loadCreateData(r, v.Org, f)
 	v.Title, v.Data = "New sandbox", d
 	p.render(w, http.StatusOK, "new", v)
