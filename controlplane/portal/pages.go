@@ -39,7 +39,7 @@ func (p *Portal) routes() {
 	m.HandleFunc("GET /o/{org}/new", p.newSandbox)
 	m.HandleFunc("POST /o/{org}/new", p.createSandbox)
 	m.HandleFunc("GET /o/{org}/sandboxes/{name}", p.sandboxDetail)
-	m.HandleFunc("POST /o/{org}/sandboxes/{name}/preview", p.openPreview)
+	m.HandleFunc("POST /o/{org}/sandboxes/{name}/preview", p.openPreview("sandboxes"))
 	m.HandleFunc("GET /o/{org}/sandboxes/{name}/edit", p.editSandbox)
 	m.HandleFunc("POST /o/{org}/sandboxes/{name}/edit", p.updateSandbox)
 	m.HandleFunc("GET /o/{org}/sandboxes/{name}/delete", p.confirmDelete)
@@ -399,20 +399,23 @@ func (p *Portal) deleteSandbox(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/o/"+url.PathEscape(v.Org)+"/sandboxes?deleted="+url.QueryEscape(name), http.StatusSeeOther)
 }
 
-// openPreview asks the API for a preview login link of an endpoint (POST
-// …/preview-link: a short-lived token that starts a preview session on the
-// preview origin) and sends the browser there.
-func (p *Portal) openPreview(w http.ResponseWriter, r *http.Request) {
-	pr, v, ok := p.orgView(w, r, identity.ActionSandboxRead, "sandboxes")
-	if !ok || !p.checkForm(w, r, pr) {
-		return
+// openPreview asks the API for a preview login link of an endpoint of a
+// sandbox or a route group (coll: "sandboxes", "routegroups"; POST
+// …/{coll}/{name}/preview-link: a short-lived token that starts a preview
+// session on the preview origin) and sends the browser there.
+func (p *Portal) openPreview(coll string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		pr, v, ok := p.orgView(w, r, identity.ActionSandboxRead, coll)
+		if !ok || !p.checkForm(w, r, pr) {
+			return
+		}
+		path := orgPath(v.Org, coll, r.PathValue("name"), "preview-link") + "?endpoint=" + url.QueryEscape(r.PostFormValue("endpoint"))
+		res := p.callAPI(r, http.MethodPost, path, r.PostFormValue("csrf"), nil)
+		var link apitypes.PreviewLink
+		if !res.ok() || res.decode(&link) != nil {
+			p.page(w, r, pr, res.code, "No preview", res.err.Error)
+			return
+		}
+		http.Redirect(w, r, link.URL, http.StatusSeeOther)
 	}
-	path := orgPath(v.Org, "sandboxes", r.PathValue("name"), "preview-link") + "?endpoint=" + url.QueryEscape(r.PostFormValue("endpoint"))
-	res := p.callAPI(r, http.MethodPost, path, r.PostFormValue("csrf"), nil)
-	var link apitypes.PreviewLink
-	if !res.ok() || res.decode(&link) != nil {
-		p.page(w, r, pr, res.code, "No preview", res.err.Error)
-		return
-	}
-	http.Redirect(w, r, link.URL, http.StatusSeeOther)
 }

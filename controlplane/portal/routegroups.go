@@ -16,13 +16,15 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 )
 
-// registerRouteGroups registers the route group pages: list, detail, the
-// YAML form (create, update, Show YAML) and delete with confirmation. The
+// registerRouteGroups registers the route group pages: list, detail (with
+// Open preview), the YAML form (create, update, Show YAML) and delete with
+// confirmation. The
 // API guards route groups with the sandbox actions (read, write, delete).
 func (p *Portal) registerRouteGroups(m *http.ServeMux) {
 	m.HandleFunc("GET /o/{org}/routegroups", p.routeGroups)
 	m.HandleFunc("POST /o/{org}/routegroups", p.postRouteGroup)
 	m.HandleFunc("GET /o/{org}/routegroups/{name}", p.routeGroupDetail)
+	m.HandleFunc("POST /o/{org}/routegroups/{name}/preview", p.openPreview("routegroups"))
 	m.HandleFunc("GET /o/{org}/routegroups/{name}/delete", p.confirmDeleteRouteGroup)
 	m.HandleFunc("POST /o/{org}/routegroups/{name}/delete", p.deleteRouteGroup)
 }
