@@ -190,6 +190,8 @@ func TestBrowser(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("cl-name"), "prod-eu"), chromedp.Click(chromedp.ID("register")), chromedp.WaitVisible(chromedp.ID("helm")))
 	unlabelled("clusters")
 	shot("clusters-token")
+	do("a cluster's workloads", chromedp.Navigate(e.http.URL+"/o/shop/clusters/c1"), chromedp.WaitVisible(chromedp.ID("workloads")))
+	shot("cluster")
 
 	// A team, a service account (its key shown once), the audit trail.
 	do("create a team", chromedp.Navigate(e.http.URL+"/o/shop/teams"), chromedp.WaitVisible(chromedp.ID("team-name")),
