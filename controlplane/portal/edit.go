@@ -3,7 +3,6 @@ package portal
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -74,14 +73,8 @@ func formOf(sb apitypes.Sandbox, workloads []apitypes.Workload) (createForm, boo
 // loadEditData reads the sandbox and the create form's lists; ok false when
 // it answered already (not found, an error).
 func (p *Portal) loadEditData(w http.ResponseWriter, r *http.Request, v *view, name string) (editData, bool) {
-	var sb apitypes.Sandbox
-	res := p.callAPI(r, http.MethodGet, orgPath(v.Org, "sandboxes", name), "", nil)
-	if !res.ok() || res.decode(&sb) != nil {
-		if res.code == http.StatusNotFound {
-			p.page(w, r, identity.Principal{UserID: v.userID()}, http.StatusNotFound, "Not found", fmt.Sprintf("There is no sandbox %q in %s.", name, v.Org))
-			return editData{}, false
-		}
-		p.fail(w, r, res.code, "sandbox "+name, errors.New(res.err.Error))
+	sb, ok := p.loadSandbox(w, r, v, name)
+	if !ok {
 		return editData{}, false
 	}
 	d := editData{S: sb, Version: strconv.FormatInt(sb.Version, 10), createData: p.loadCreateData(r, v.Org, createForm{Cluster: sb.Spec.Cluster})}
@@ -92,10 +85,6 @@ func (p *Portal) loadEditData(w http.ResponseWriter, r *http.Request, v *view, n
 		d.Source = "yaml"
 	}
 	return d, true
-}
-
-func editURL(org, name string) string {
-	return "/o/" + url.PathEscape(org) + "/sandboxes/" + url.PathEscape(name) + "/edit"
 }
 
 func (p *Portal) editSandbox(w http.ResponseWriter, r *http.Request) {
@@ -161,10 +150,7 @@ func (p *Portal) updateSandbox(w http.ResponseWriter, r *http.Request) {
 		fields = append(fields, apitypes.FieldError{Path: "version", Message: "missing: reload the page"})
 	}
 	if len(fields) == 0 {
-		var sb wireSandbox
-		if err := json.Unmarshal(body, &sb); err == nil {
-			d.Preview, _ = specYAML(sb.Name, sb.Team, sb.Spec)
-		}
+		d.Preview = previewYAML(body)
 	}
 	show := func(code int) {
 		if d.Source == "fields" {

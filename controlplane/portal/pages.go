@@ -347,15 +347,8 @@ func (p *Portal) sandboxDetail(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	name := r.PathValue("name")
-	res := p.callAPI(r, http.MethodGet, orgPath(v.Org, "sandboxes", name), "", nil)
-	var sb apitypes.Sandbox
-	if !res.ok() || res.decode(&sb) != nil {
-		if res.code == http.StatusNotFound {
-			p.page(w, r, identity.Principal{UserID: v.userID()}, http.StatusNotFound, "Not found", fmt.Sprintf("There is no sandbox %q in %s.", name, v.Org))
-			return
-		}
-		p.fail(w, r, res.code, "sandbox", errors.New(res.err.Error))
+	sb, ok := p.loadSandbox(w, r, v, r.PathValue("name"))
+	if !ok {
 		return
 	}
 	d := detailData{S: sb}
@@ -366,6 +359,29 @@ func (p *Portal) sandboxDetail(w http.ResponseWriter, r *http.Request) {
 	d.YAML, _ = specYAML(sb.Name, sb.Team, sb.Spec)
 	v.Title, v.Data = sb.Name, d
 	p.render(w, http.StatusOK, "sandbox", v)
+}
+
+// loadSandbox reads a sandbox through the API; ok false when it answered
+// already (not found, an error).
+func (p *Portal) loadSandbox(w http.ResponseWriter, r *http.Request, v *view, name string) (apitypes.Sandbox, bool) {
+	var sb apitypes.Sandbox
+	return sb, p.load(w, r, v, "sandbox", name, orgPath(v.Org, "sandboxes", name), &sb)
+}
+
+// load reads one object of the org (what: "sandbox", "cluster"…) from the
+// API path into out. It answers itself when it returns false: the not-found
+// page, or the failure.
+func (p *Portal) load(w http.ResponseWriter, r *http.Request, v *view, what, name, path string, out any) bool {
+	res := p.callAPI(r, http.MethodGet, path, "", nil)
+	if res.ok() && res.decode(out) == nil {
+		return true
+	}
+	if res.code == http.StatusNotFound {
+		p.page(w, r, identity.Principal{UserID: v.userID()}, http.StatusNotFound, "Not found", fmt.Sprintf("There is no %s %q in %s.", what, name, v.Org))
+		return false
+	}
+	p.fail(w, r, res.code, what+" "+name, errors.New(res.err.Error))
+	return false
 }
 
 func (v *view) userID() string {

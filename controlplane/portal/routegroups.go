@@ -177,16 +177,7 @@ func (p *Portal) routeGroups(w http.ResponseWriter, r *http.Request) {
 // loadRouteGroup reads a route group; ok false when it answered already.
 func (p *Portal) loadRouteGroup(w http.ResponseWriter, r *http.Request, v *view, name string) (apitypes.RouteGroup, bool) {
 	var rg apitypes.RouteGroup
-	res := p.callAPI(r, http.MethodGet, orgPath(v.Org, "routegroups", name), "", nil)
-	if !res.ok() || res.decode(&rg) != nil {
-		if res.code == http.StatusNotFound {
-			p.page(w, r, identity.Principal{UserID: v.userID()}, http.StatusNotFound, "Not found", fmt.Sprintf("There is no route group %q in %s.", name, v.Org))
-			return rg, false
-		}
-		p.fail(w, r, res.code, "route group", errors.New(res.err.Error))
-		return rg, false
-	}
-	return rg, true
+	return rg, p.load(w, r, v, "route group", name, orgPath(v.Org, "routegroups", name), &rg)
 }
 
 func (p *Portal) routeGroupDetail(w http.ResponseWriter, r *http.Request) {

@@ -2,7 +2,6 @@ package portal
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
@@ -28,17 +27,11 @@ func (p *Portal) clusterWorkloads(w http.ResponseWriter, r *http.Request) {
 	}
 	name := r.PathValue("cluster")
 	var c apitypes.Cluster
-	res := p.callAPI(r, http.MethodGet, orgPath(v.Org, "clusters", name), "", nil)
-	if !res.ok() || res.decode(&c) != nil {
-		if res.code == http.StatusNotFound {
-			p.page(w, r, identity.Principal{UserID: v.userID()}, http.StatusNotFound, "Not found", fmt.Sprintf("There is no cluster %q in %s.", name, v.Org))
-			return
-		}
-		p.fail(w, r, res.code, "cluster "+name, errors.New(res.err.Error))
+	if !p.load(w, r, v, "cluster", name, orgPath(v.Org, "clusters", name), &c) {
 		return
 	}
 	d := clusterData{R: newClusterRow(c)}
-	res = p.callAPI(r, http.MethodGet, orgPath(v.Org, "clusters", name, "workloads"), "", nil)
+	res := p.callAPI(r, http.MethodGet, orgPath(v.Org, "clusters", name, "workloads"), "", nil)
 	switch {
 	case res.code == http.StatusNotFound: // the agent has not reported yet
 		d.NotReported = true
