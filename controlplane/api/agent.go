@@ -280,17 +280,7 @@ func (s *Server) resolvePreview(ctx context.Context, org, name, endpoint string)
 	if err != nil {
 		return preview.Target{}, err
 	}
-	if kind == store.KindSandbox {
-		var spec v1alpha1.SandboxSpec
-		_ = json.Unmarshal(obj.Spec, &spec)
-		if spec.DefaultRouteGroup != nil {
-			eps = spec.DefaultRouteGroup.Endpoints
-		}
-	} else {
-		var spec v1alpha1.RouteGroupSpec
-		_ = json.Unmarshal(obj.Spec, &spec)
-		eps = spec.Endpoints
-	}
+	eps, _ = specEndpoints(kind, obj.Spec)
 	var ep *v1alpha1.Endpoint
 	for i := range eps {
 		if eps[i].Name == endpoint {
@@ -344,44 +334,65 @@ func endpointAddress(ep v1alpha1.Endpoint, o store.Object) (string, error) {
 	return u.Host, nil
 }
 
-// previewLink makes a browser login link: POST .../sandboxes/{name}/preview-link?endpoint=E.
-func (s *Server) previewLink(c *gin.Context) {
-	name, ok := s.validName(c, "name", "name")
-	if !ok {
-		return
-	}
-	org := c.Param("org")
-	o, err := s.st.Get(c.Request.Context(), store.KindSandbox, org, name)
-	if err != nil {
-		s.failErr(c, fmt.Sprintf("sandbox %q", name), err)
-		return
+// specEndpoints returns the preview endpoints of a sandbox's or route
+// group's spec, and the spec field that holds them.
+func specEndpoints(k store.Kind, raw []byte) ([]v1alpha1.Endpoint, string) {
+	if k == store.KindRouteGroup {
+		var spec v1alpha1.RouteGroupSpec
+		_ = json.Unmarshal(raw, &spec)
+		return spec.Endpoints, "spec.endpoints"
 	}
 	var spec v1alpha1.SandboxSpec
-	_ = json.Unmarshal(o.Spec, &spec)
-	ep := c.Query("endpoint")
-	if spec.DefaultRouteGroup == nil || len(spec.DefaultRouteGroup.Endpoints) == 0 {
-		s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "the sandbox has no endpoints (spec.defaultRouteGroup.endpoints)")
-		return
+	_ = json.Unmarshal(raw, &spec)
+	if spec.DefaultRouteGroup == nil {
+		return nil, "spec.defaultRouteGroup.endpoints"
 	}
-	found := false
-	for _, e := range spec.DefaultRouteGroup.Endpoints {
-		if ep == "" {
-			ep = e.Name
+	return spec.DefaultRouteGroup.Endpoints, "spec.defaultRouteGroup.endpoints"
+}
+
+// previewLink makes a browser login link of an endpoint of a sandbox or a
+// route group (k): POST .../sandboxes/{name}/preview-link?endpoint=E,
+// POST .../routegroups/{name}/preview-link?endpoint=E ("" = the first). The
+// link is used once, within loginLinkTTL, and opens a preview session bound
+// to the object's incarnation and to the API key or session that made it.
+func (s *Server) previewLink(k store.Kind) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		name, ok := s.validName(c, "name", "name")
+		if !ok {
+			return
 		}
-		found = found || e.Name == ep
+		org, what := c.Param("org"), fmt.Sprintf("%s %q", kindName(k), name)
+		o, err := s.st.Get(c.Request.Context(), k, org, name)
+		if err != nil {
+			s.failErr(c, what, err)
+			return
+		}
+		eps, field := specEndpoints(k, o.Spec)
+		if len(eps) == 0 {
+			s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, fmt.Sprintf("the %s has no endpoints (%s)", kindName(k), field))
+			return
+		}
+		ep := c.Query("endpoint")
+		found := false
+		for _, e := range eps {
+			if ep == "" {
+				ep = e.Name
+			}
+			found = found || e.Name == ep
+		}
+		if !found {
+			s.fail(c, http.StatusNotFound, apitypes.ReasonNotFound, fmt.Sprintf("%s has no endpoint %q", what, ep))
+			return
+		}
+		tok := NewSecret(preview.TokenPrefix)
+		exp := time.Now().Add(loginLinkTTL)
+		if err := s.st.CreatePreviewSession(c.Request.Context(), store.PreviewSessionRecord{Hash: HashSecret(tok), Kind: store.PreviewLogin, Org: org,
+			ObjectKind: k, Name: name, Endpoint: ep, RoutingKey: o.RoutingKey, KeyID: principal(c).KeyID, ExpiresAt: exp}); err != nil {
+			s.failErr(c, what, err)
+			return
+		}
+		c.JSON(http.StatusOK, apitypes.PreviewLink{URL: s.previewBase(c).LoginURL(org, ep, name, tok), ExpiresAt: ts(exp)})
 	}
-	if !found {
-		s.fail(c, http.StatusNotFound, apitypes.ReasonNotFound, fmt.Sprintf("sandbox %q has no endpoint %q", name, ep))
-		return
-	}
-	tok := NewSecret(preview.TokenPrefix)
-	exp := time.Now().Add(loginLinkTTL)
-	if err := s.st.CreatePreviewSession(c.Request.Context(), store.PreviewSessionRecord{Hash: HashSecret(tok), Kind: store.PreviewLogin, Org: org,
-		ObjectKind: store.KindSandbox, Name: name, Endpoint: ep, RoutingKey: o.RoutingKey, KeyID: principal(c).KeyID, ExpiresAt: exp}); err != nil {
-		s.failErr(c, fmt.Sprintf("sandbox %q", name), err)
-		return
-	}
-	c.JSON(http.StatusOK, apitypes.PreviewLink{URL: s.previewBase(c).LoginURL(org, ep, name, tok), ExpiresAt: ts(exp)})
 }
 
 // ---- preview URLs ----

@@ -66,6 +66,8 @@ var Operations = []Operation{
 	{Method: "PUT", Path: o + "/routegroups/:name", ID: "apply-routegroup", Summary: "Create or update a route group", Tag: "RouteGroups", Request: apitypes.RouteGroup{}, Response: apitypes.RouteGroup{}},
 	{Method: "GET", Path: o + "/routegroups/:name", ID: "get-routegroup", Summary: "Get a route group", Tag: "RouteGroups", Response: apitypes.RouteGroup{}},
 	{Method: "DELETE", Path: o + "/routegroups/:name", ID: "delete-routegroup", Summary: "Delete a route group", Tag: "RouteGroups", Response: apitypes.EmptyResponse{}},
+	{Method: "POST", Path: o + "/routegroups/:name/preview-link", ID: "create-routegroup-preview-link", Summary: "Create a browser login link for a route group's preview endpoint", Tag: "RouteGroups", Response: apitypes.PreviewLink{},
+		Query: map[string]string{"endpoint": "endpoint name (default: the first)"}},
 
 	{Method: "GET", Path: o + "/clusters", ID: "list-clusters", Summary: "List clusters", Tag: "Cluster", Response: []apitypes.Cluster{}, Query: map[string]string{"limit": "page size (1-500; larger is clamped); the next page's token is in the Sandboxmesh-Continue and Link headers. Without limit and continue: the whole list", "continue": "token of the next page (from Sandboxmesh-Continue)"}},
 	{Method: "PUT", Path: o + "/clusters/:cluster", ID: "add-cluster", Summary: "Register a cluster", Tag: "Cluster", Response: apitypes.Cluster{}},

@@ -2,18 +2,22 @@ package api_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/api"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/client"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/preview"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/store/storetest"
+	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 )
 
 // TestPreviewSessionRevocation: login links are single-use and bound to one
@@ -252,5 +256,93 @@ func TestPreviewPathFormURLs(t *testing.T) {
 				t.Fatalf("cookie on another org's path: %d", code)
 			}
 		})
+	}
+}
+
+// TestRouteGroupPreviewLink: a route group's endpoints get login links as a
+// sandbox's do (the same handler): the link opens a preview session at its
+// endpoint only, ends with the route group's incarnation, lasts the same
+// time and is audited; unknown endpoints, route groups without endpoints and
+// unknown route groups are refused.
+func TestRouteGroupPreviewLink(t *testing.T) {
+	e := newEnv(t, storetest.Drivers[0])
+	ctx := context.Background()
+	rec := newRecorder(t)
+	rg := &client.RouteGroup{Name: "rg1", Spec: v1alpha1.RouteGroupSpec{Cluster: "c1",
+		Match:     v1alpha1.RouteGroupMatch{Label: &v1alpha1.LabelMatch{Key: "team", Value: "p*"}},
+		Endpoints: []v1alpha1.Endpoint{{Name: "web", Target: "http://frontend.shop.svc:8080"}}}}
+	if _, err := e.acme.ApplyRouteGroup(ctx, "acme", rg); err != nil {
+		t.Fatal(err)
+	}
+	connectAgent(t, e, rec, "frontend.shop.svc:8080")
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	do := func(host, path, cookie string) (int, *http.Cookie) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", e.http.URL+path, nil)
+		req.Host = host
+		if cookie != "" {
+			req.Header.Set("Cookie", preview.CookieName+"="+cookie)
+		}
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		for _, c := range resp.Cookies() {
+			if c.Name == preview.CookieName {
+				return resp.StatusCode, c
+			}
+		}
+		return resp.StatusCode, nil
+	}
+	link, err := e.acme.RouteGroupPreviewLink(ctx, "acme", "rg1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(link.URL)
+	exp, _ := time.Parse(time.RFC3339, link.ExpiresAt)
+	if u.Host != "web--rg1.preview.localhost" || time.Until(exp) > 5*time.Minute || time.Until(exp) < 4*time.Minute {
+		t.Fatalf("link %+v", link)
+	}
+	code, ck := do(u.Host, u.RequestURI(), "")
+	if code != http.StatusFound || ck == nil {
+		t.Fatalf("login: %d", code)
+	}
+	if code, _ := do("web--rg1.preview.localhost", "/", ck.Value); code != http.StatusOK {
+		t.Fatalf("cookie on its endpoint: %d", code)
+	}
+	if code, _ := do(u.Host, u.RequestURI(), ""); code != http.StatusUnauthorized {
+		t.Fatalf("link used twice: %d", code)
+	}
+	// Refusals.
+	if _, err := e.acme.RouteGroupPreviewLink(ctx, "acme", "rg1", "nope"); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("unknown endpoint: %v", err)
+	}
+	if _, err := e.acme.RouteGroupPreviewLink(ctx, "acme", "nope", ""); !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("unknown route group: %v", err)
+	}
+	bare := &client.RouteGroup{Name: "bare", Spec: v1alpha1.RouteGroupSpec{Cluster: "c1", Match: rg.Spec.Match}}
+	if _, err := e.acme.ApplyRouteGroup(ctx, "acme", bare); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.acme.RouteGroupPreviewLink(ctx, "acme", "bare", ""); err == nil || !strings.Contains(err.Error(), "spec.endpoints") {
+		t.Fatalf("no endpoints: %v", err)
+	}
+	// Audited, as the sandbox's links are.
+	resp, _, body := e.raw("GET", "/api/v2/orgs/acme/events?action=create-routegroup-preview-link", e.keyA, "")
+	var evs []apitypes.AuditEvent
+	if err := json.Unmarshal(body, &evs); err != nil || resp.StatusCode != 200 || len(evs) != 1 || evs[0].ObjectName != "rg1" {
+		t.Fatalf("audit: %d %s", resp.StatusCode, body)
+	}
+	// Deleted and created again: the session ends.
+	if err := e.acme.DeleteRouteGroup(ctx, "acme", "rg1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.acme.ApplyRouteGroup(ctx, "acme", rg); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := do("web--rg1.preview.localhost", "/", ck.Value); code != http.StatusUnauthorized {
+		t.Fatalf("cookie of the old route group: %d", code)
 	}
 }

@@ -396,8 +396,8 @@ func (s *Server) register() {
 		s.handle(http.MethodPut, col+"/:name", user, s.orgAccess, s.applyObject(k))
 		s.handle(http.MethodGet, col+"/:name", user, s.orgAccess, s.getObject(k))
 		s.handle(http.MethodDelete, col+"/:name", user, s.orgAccess, s.deleteObject(k))
+		s.handle(http.MethodPost, col+"/:name/preview-link", user, s.orgAccess, s.previewLink(k))
 	}
-	s.handle(http.MethodPost, o+"/sandboxes/:name/preview-link", user, s.orgAccess, s.previewLink)
 	s.handle(http.MethodGet, o+"/sandboxes/:name/status/explain", user, s.orgAccess, s.explainSandbox)
 
 	s.handle(http.MethodGet, o+"/clusters", user, s.orgAccess, s.listClusters)

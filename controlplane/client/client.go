@@ -307,12 +307,23 @@ func (c *Client) DeleteSandbox(ctx context.Context, org, name string) error {
 
 // PreviewLink creates a browser login link for an endpoint ("" = the first).
 func (c *Client) PreviewLink(ctx context.Context, org, sandbox, endpoint string) (*PreviewLink, error) {
+	return c.previewLink(ctx, org, "sandboxes", sandbox, endpoint)
+}
+
+// RouteGroupPreviewLink creates a browser login link for an endpoint of a
+// route group ("" = the first).
+func (c *Client) RouteGroupPreviewLink(ctx context.Context, org, routeGroup, endpoint string) (*PreviewLink, error) {
+	return c.previewLink(ctx, org, "routegroups", routeGroup, endpoint)
+}
+
+// previewLink is POST …/{coll}/{name}/preview-link.
+func (c *Client) previewLink(ctx context.Context, org, coll, name, endpoint string) (*PreviewLink, error) {
 	var q url.Values
 	if endpoint != "" {
 		q = url.Values{"endpoint": {endpoint}}
 	}
 	var out PreviewLink
-	if err := c.do(ctx, http.MethodPost, orgPath(org, "sandboxes", sandbox, "preview-link"), q, nil, &out); err != nil {
+	if err := c.do(ctx, http.MethodPost, orgPath(org, coll, name, "preview-link"), q, nil, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

@@ -117,6 +117,9 @@ func TestSDKCoversOpenAPI(t *testing.T) {
 	must(err)
 	_, err = c.ListRouteGroups(ctx, "acme")
 	must(err)
+	if _, err := c.RouteGroupPreviewLink(ctx, "acme", "r", ""); err == nil || !strings.Contains(err.Error(), "spec.endpoints") {
+		t.Errorf("preview link of a route group without endpoints: %v", err)
+	}
 	must(c.DeleteRouteGroup(ctx, "acme", "r"))
 	must(c.DeleteSandbox(ctx, "acme", "s"))
 	_, err = c.SetPreviewPolicy(ctx, "acme", "c1", client.PreviewPolicy{AllowedNamespaces: []string{"shop"}})

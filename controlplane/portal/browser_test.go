@@ -122,6 +122,16 @@ func TestBrowser(t *testing.T) {
 	do("reload detail", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("status-card")))
 	shot("sandbox")
 
+	// Edit it: the form opens with its spec; a new image, shown then saved.
+	do("edit form", chromedp.Click(chromedp.ID("edit")), chromedp.WaitVisible(chromedp.ID("edit-form")),
+		chromedp.SetValue(chromedp.ID("image"), "registry.example.com/cart:pr-43"), chromedp.Click(chromedp.ID("show-yaml")), chromedp.WaitVisible(chromedp.ID("preview")))
+	unlabelled("edit sandbox")
+	shot("edit")
+	do("save", chromedp.Click(chromedp.ID("save")), chromedp.WaitVisible(chromedp.ID("status-card")))
+	if sb, err := e.admin.GetSandbox(ctx, "shop", "cart-pr42"); err != nil || sb.Spec.Forks[0].Customizations.Images[0].Image != "registry.example.com/cart:pr-43" {
+		t.Fatalf("edited: %+v %v", sb, err)
+	}
+
 	// Delete another sandbox after the confirmation page; its row is gone.
 	do("delete", chromedp.Navigate(e.http.URL+"/o/shop/sandboxes/search-v2"), chromedp.Click(chromedp.ID("delete")),
 		chromedp.WaitVisible(chromedp.ID("confirm-delete")), chromedp.Click(chromedp.ID("confirm-delete")), chromedp.WaitVisible(chromedp.ID("sandboxes")))
@@ -138,6 +148,8 @@ func TestBrowser(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("cl-name"), "prod-eu"), chromedp.Click(chromedp.ID("register")), chromedp.WaitVisible(chromedp.ID("helm")))
 	unlabelled("clusters")
 	shot("clusters-token")
+	do("a cluster's workloads", chromedp.Navigate(e.http.URL+"/o/shop/clusters/c1"), chromedp.WaitVisible(chromedp.ID("workloads")))
+	shot("cluster")
 
 	// A team, a service account (its key shown once), the audit trail.
 	do("create a team", chromedp.Navigate(e.http.URL+"/o/shop/teams"), chromedp.WaitVisible(chromedp.ID("team-name")),
@@ -163,7 +175,7 @@ func TestBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.ID("sandboxes")),
 		chromedp.Navigate(e.http.URL+"/o/shop/sandboxes/cart-pr42"),
 		chromedp.WaitVisible(chromedp.ID("status-card")))
-	if n, err := chromedp.Run(tctx, chromedp.Evaluate[int](`document.querySelectorAll("#delete, #new-sandbox, a[href$='/new']").length`)); err != nil || n != 0 {
+	if n, err := chromedp.Run(tctx, chromedp.Evaluate[int](`document.querySelectorAll("#delete, #edit, #new-sandbox, a[href$='/new']").length`)); err != nil || n != 0 {
 		t.Fatalf("viewer sees %d write controls (%v)", n, err)
 	}
 

@@ -176,6 +176,17 @@ func parseLabels(s string) (map[string]string, error) {
 	return out, nil
 }
 
+// previewYAML is the YAML of the body a form sends (Show YAML): its name,
+// team and spec; "" when it is not a sandbox.
+func previewYAML(body []byte) string {
+	var sb wireSandbox
+	if err := json.Unmarshal(body, &sb); err != nil {
+		return ""
+	}
+	y, _ := specYAML(sb.Name, sb.Team, sb.Spec)
+	return y
+}
+
 // specYAML is the YAML of a sandbox as the API takes it.
 func specYAML(name, team string, spec v1alpha1.SandboxSpec) (string, error) {
 	b, err := yaml.Marshal(wireSandbox{Name: name, Team: team, Spec: spec})
@@ -216,7 +227,8 @@ func (p *Portal) newSandbox(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	f := createForm{Cluster: r.URL.Query().Get("cluster"), Endpoint: true}
+	q := r.URL.Query() // a cluster's page links here with its cluster and a workload
+	f := createForm{Cluster: q.Get("cluster"), Workload: q.Get("workload"), Endpoint: true}
 	d := p.loadCreateData(r, v.Org, f)
 	v.Title, v.Data = "New sandbox", d
 	p.render(w, http.StatusOK, "new", v)
@@ -235,16 +247,7 @@ func (p *Portal) createSandbox(w http.ResponseWriter, r *http.Request) {
 	d := p.loadCreateData(r, v.Org, f)
 	name, body, fields := sandboxBody(d.F, d.Workloads)
 	if len(fields) == 0 {
-		if strings.TrimSpace(f.YAML) != "" {
-			var sb wireSandbox
-			if err := json.Unmarshal(body, &sb); err == nil {
-				d.Preview, _ = specYAML(sb.Name, sb.Team, sb.Spec)
-			}
-		} else {
-			var sb wireSandbox
-			_ = json.Unmarshal(body, &sb)
-			d.Preview, _ = specYAML(sb.Name, sb.Team, sb.Spec)
-		}
+		d.Preview = previewYAML(body)
 	}
 	v.Data = d
 	if r.PostFormValue("action") != "create" || len(fields) > 0 {

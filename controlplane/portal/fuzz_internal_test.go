@@ -11,7 +11,8 @@ import (
 
 // FuzzCreateForm: the create form's parsers (pasted YAML, env lines,
 // labels, workload reference) never panic, and what they accept is a JSON
-// object named as they say (the API validates the rest).
+// object named as they say (the API validates the rest); a sandbox the
+// fields build, the edit form shows in its fields again (formOf).
 func FuzzCreateForm(f *testing.F) {
 	f.Add("name: a\nspec: {cluster: c1}", "", "", "")
 	f.Add("", "A=1\nB = two\n# c\n", "team=cart, env=dev", "Deployment/shop/cart")
@@ -19,8 +20,17 @@ func FuzzCreateForm(f *testing.F) {
 	f.Add("name: [", "A", ",,=", "Rollout//x")
 	f.Add("name: 1\n", "\x00=\xff", "k=v=w", "Deployment/shop/cart/extra")
 	wl := []apitypes.Workload{{Kind: "Deployment", Namespace: "shop", Name: "cart", Services: []apitypes.WorkloadService{{Name: "cart", Ports: []int32{80}}}}}
+	f.Add("", "A=1", "", "Deployment/shop/cart")
 	f.Fuzz(func(t *testing.T, yml, env, labels, workload string) {
 		form := createForm{Name: "n", Cluster: "c1", Workload: workload, Env: env, Labels: labels, YAML: yml, Endpoint: true, Image: "i"}
+		for _, fields := range []createForm{{Name: "n", Cluster: "c1", Workload: workload, Env: env, Labels: labels, Endpoint: true, Image: "i", Container: "app"},
+			{Name: "n", Cluster: "c1", Workload: workload, Env: env, Labels: labels, Container: "app", Team: "t"}} {
+			if sb, errs := formSandbox(fields, wl); len(errs) == 0 {
+				if back, ok := formOf(apitypes.Sandbox{Name: sb.Name, Team: sb.Team, Spec: sb.Spec}, wl); !ok {
+					t.Fatalf("the edit form cannot show %+v (read back as %+v)", fields, back)
+				}
+			}
+		}
 		name, body, fields := sandboxBody(form, wl)
 		if len(fields) > 0 {
 			if body != nil {

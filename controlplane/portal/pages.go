@@ -39,7 +39,9 @@ func (p *Portal) routes() {
 	m.HandleFunc("GET /o/{org}/new", p.newSandbox)
 	m.HandleFunc("POST /o/{org}/new", p.createSandbox)
 	m.HandleFunc("GET /o/{org}/sandboxes/{name}", p.sandboxDetail)
-	m.HandleFunc("POST /o/{org}/sandboxes/{name}/preview", p.openPreview)
+	m.HandleFunc("POST /o/{org}/sandboxes/{name}/preview", p.openPreview("sandboxes"))
+	m.HandleFunc("GET /o/{org}/sandboxes/{name}/edit", p.editSandbox)
+	m.HandleFunc("POST /o/{org}/sandboxes/{name}/edit", p.updateSandbox)
 	m.HandleFunc("GET /o/{org}/sandboxes/{name}/delete", p.confirmDelete)
 	m.HandleFunc("POST /o/{org}/sandboxes/{name}/delete", p.deleteSandbox)
 	p.registerPeople(m)
@@ -345,15 +347,8 @@ func (p *Portal) sandboxDetail(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	name := r.PathValue("name")
-	res := p.callAPI(r, http.MethodGet, orgPath(v.Org, "sandboxes", name), "", nil)
-	var sb apitypes.Sandbox
-	if !res.ok() || res.decode(&sb) != nil {
-		if res.code == http.StatusNotFound {
-			p.page(w, r, identity.Principal{UserID: v.userID()}, http.StatusNotFound, "Not found", fmt.Sprintf("There is no sandbox %q in %s.", name, v.Org))
-			return
-		}
-		p.fail(w, r, res.code, "sandbox", errors.New(res.err.Error))
+	sb, ok := p.loadSandbox(w, r, v, r.PathValue("name"))
+	if !ok {
 		return
 	}
 	d := detailData{S: sb}
@@ -364,6 +359,29 @@ func (p *Portal) sandboxDetail(w http.ResponseWriter, r *http.Request) {
 	d.YAML, _ = specYAML(sb.Name, sb.Team, sb.Spec)
 	v.Title, v.Data = sb.Name, d
 	p.render(w, http.StatusOK, "sandbox", v)
+}
+
+// loadSandbox reads a sandbox through the API; ok false when it answered
+// already (not found, an error).
+func (p *Portal) loadSandbox(w http.ResponseWriter, r *http.Request, v *view, name string) (apitypes.Sandbox, bool) {
+	var sb apitypes.Sandbox
+	return sb, p.load(w, r, v, "sandbox", name, orgPath(v.Org, "sandboxes", name), &sb)
+}
+
+// load reads one object of the org (what: "sandbox", "cluster"…) from the
+// API path into out. It answers itself when it returns false: the not-found
+// page, or the failure.
+func (p *Portal) load(w http.ResponseWriter, r *http.Request, v *view, what, name, path string, out any) bool {
+	res := p.callAPI(r, http.MethodGet, path, "", nil)
+	if res.ok() && res.decode(out) == nil {
+		return true
+	}
+	if res.code == http.StatusNotFound {
+		p.page(w, r, identity.Principal{UserID: v.userID()}, http.StatusNotFound, "Not found", fmt.Sprintf("There is no %s %q in %s.", what, name, v.Org))
+		return false
+	}
+	p.fail(w, r, res.code, what+" "+name, errors.New(res.err.Error))
+	return false
 }
 
 func (v *view) userID() string {
@@ -397,20 +415,23 @@ func (p *Portal) deleteSandbox(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/o/"+url.PathEscape(v.Org)+"/sandboxes?deleted="+url.QueryEscape(name), http.StatusSeeOther)
 }
 
-// openPreview asks the API for a preview login link of an endpoint (POST
-// …/preview-link: a short-lived token that starts a preview session on the
-// preview origin) and sends the browser there.
-func (p *Portal) openPreview(w http.ResponseWriter, r *http.Request) {
-	pr, v, ok := p.orgView(w, r, identity.ActionSandboxRead, "sandboxes")
-	if !ok || !p.checkForm(w, r, pr) {
-		return
+// openPreview asks the API for a preview login link of an endpoint of a
+// sandbox or a route group (coll: "sandboxes", "routegroups"; POST
+// …/{coll}/{name}/preview-link: a short-lived token that starts a preview
+// session on the preview origin) and sends the browser there.
+func (p *Portal) openPreview(coll string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		pr, v, ok := p.orgView(w, r, identity.ActionSandboxRead, coll)
+		if !ok || !p.checkForm(w, r, pr) {
+			return
+		}
+		path := orgPath(v.Org, coll, r.PathValue("name"), "preview-link") + "?endpoint=" + url.QueryEscape(r.PostFormValue("endpoint"))
+		res := p.callAPI(r, http.MethodPost, path, r.PostFormValue("csrf"), nil)
+		var link apitypes.PreviewLink
+		if !res.ok() || res.decode(&link) != nil {
+			p.page(w, r, pr, res.code, "No preview", res.err.Error)
+			return
+		}
+		http.Redirect(w, r, link.URL, http.StatusSeeOther)
 	}
-	path := orgPath(v.Org, "sandboxes", r.PathValue("name"), "preview-link") + "?endpoint=" + url.QueryEscape(r.PostFormValue("endpoint"))
-	res := p.callAPI(r, http.MethodPost, path, r.PostFormValue("csrf"), nil)
-	var link apitypes.PreviewLink
-	if !res.ok() || res.decode(&link) != nil {
-		p.page(w, r, pr, res.code, "No preview", res.err.Error)
-		return
-	}
-	http.Redirect(w, r, link.URL, http.StatusSeeOther)
 }

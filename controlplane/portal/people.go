@@ -23,6 +23,7 @@ func (p *Portal) registerPeople(m *http.ServeMux) {
 	m.HandleFunc("GET /o/{org}/clusters", p.clusters)
 	m.HandleFunc("POST /o/{org}/clusters", p.registerCluster)
 	m.HandleFunc("POST /o/{org}/clusters/{cluster}/tokens", p.createToken)
+	m.HandleFunc("GET /o/{org}/clusters/{cluster}", p.clusterWorkloads)
 }
 
 // ---- members and invitations ----
@@ -200,16 +201,22 @@ func (p *Portal) clustersData(r *http.Request, v *view) (clustersData, error) {
 		return d, errors.New(res.err.Error)
 	}
 	for _, c := range cs {
-		row := clusterRow{C: c, State: "never connected"}
-		if t, err := time.Parse(time.RFC3339, c.LastSeenAt); err == nil {
-			row.State = "offline"
-			if time.Since(t) < 2*time.Minute {
-				row.State = "connected"
-			}
-		}
-		d.Clusters = append(d.Clusters, row)
+		d.Clusters = append(d.Clusters, newClusterRow(c))
 	}
 	return d, nil
+}
+
+// newClusterRow is a cluster with its connection state: connected (its
+// agent called in the last 2 minutes), offline or never connected.
+func newClusterRow(c apitypes.Cluster) clusterRow {
+	row := clusterRow{C: c, State: "never connected"}
+	if t, err := time.Parse(time.RFC3339, c.LastSeenAt); err == nil {
+		row.State = "offline"
+		if time.Since(t) < 2*time.Minute {
+			row.State = "connected"
+		}
+	}
+	return row
 }
 
 func (p *Portal) clusters(w http.ResponseWriter, r *http.Request) {

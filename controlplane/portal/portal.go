@@ -128,7 +128,8 @@ var funcs = template.FuncMap{
 	},
 }
 
-// parse parses each page with the layout and the shared fragments.
+// parse parses each page with the layout and the shared fragments
+// (templates/fragments*.html).
 func (p *Portal) parse() error {
 	names, err := fs.Glob(assets, "templates/*.html")
 	if err != nil {
@@ -136,10 +137,10 @@ func (p *Portal) parse() error {
 	}
 	for _, n := range names {
 		base := strings.TrimSuffix(strings.TrimPrefix(n, "templates/"), ".html")
-		if base == "layout" || base == "fragments" {
+		if base == "layout" || strings.HasPrefix(base, "fragments") {
 			continue
 		}
-		t, err := template.New("layout.html").Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/fragments.html", n)
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/fragments*.html", n)
 		if err != nil {
 			return fmt.Errorf("portal: template %s: %w", n, err)
 		}

@@ -16,13 +16,15 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 )
 
-// registerRouteGroups registers the route group pages: list, detail, the
-// YAML form (create, update, Show YAML) and delete with confirmation. The
+// registerRouteGroups registers the route group pages: list, detail (with
+// Open preview), the YAML form (create, update, Show YAML) and delete with
+// confirmation. The
 // API guards route groups with the sandbox actions (read, write, delete).
 func (p *Portal) registerRouteGroups(m *http.ServeMux) {
 	m.HandleFunc("GET /o/{org}/routegroups", p.routeGroups)
 	m.HandleFunc("POST /o/{org}/routegroups", p.postRouteGroup)
 	m.HandleFunc("GET /o/{org}/routegroups/{name}", p.routeGroupDetail)
+	m.HandleFunc("POST /o/{org}/routegroups/{name}/preview", p.openPreview("routegroups"))
 	m.HandleFunc("GET /o/{org}/routegroups/{name}/delete", p.confirmDeleteRouteGroup)
 	m.HandleFunc("POST /o/{org}/routegroups/{name}/delete", p.deleteRouteGroup)
 }
@@ -175,16 +177,7 @@ func (p *Portal) routeGroups(w http.ResponseWriter, r *http.Request) {
 // loadRouteGroup reads a route group; ok false when it answered already.
 func (p *Portal) loadRouteGroup(w http.ResponseWriter, r *http.Request, v *view, name string) (apitypes.RouteGroup, bool) {
 	var rg apitypes.RouteGroup
-	res := p.callAPI(r, http.MethodGet, orgPath(v.Org, "routegroups", name), "", nil)
-	if !res.ok() || res.decode(&rg) != nil {
-		if res.code == http.StatusNotFound {
-			p.page(w, r, identity.Principal{UserID: v.userID()}, http.StatusNotFound, "Not found", fmt.Sprintf("There is no route group %q in %s.", name, v.Org))
-			return rg, false
-		}
-		p.fail(w, r, res.code, "route group", errors.New(res.err.Error))
-		return rg, false
-	}
-	return rg, true
+	return rg, p.load(w, r, v, "route group", name, orgPath(v.Org, "routegroups", name), &rg)
 }
 
 func (p *Portal) routeGroupDetail(w http.ResponseWriter, r *http.Request) {

@@ -2,6 +2,7 @@ package portal_test
 
 import (
 	"encoding/json"
+	"net/http"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -133,7 +134,7 @@ func TestRouteGroups(t *testing.T) {
 	vic := e.login("vic@example.com", vicPass)
 	for _, path := range []string{"/o/shop/routegroups", "/o/shop/routegroups/team-a"} {
 		resp, body := vic.get(path)
-		if resp.StatusCode != 200 || !strings.Contains(body, "team-a") || strings.Contains(body, `<form method="post" action="/o/shop/routegroups`) || strings.Contains(body, "/delete\"") {
+		if resp.StatusCode != 200 || !strings.Contains(body, "team-a") || strings.Contains(body, `<form method="post" action="/o/shop/routegroups" `) || strings.Contains(body, "/delete\"") {
 			t.Fatalf("viewer %s: %d %.2000s", path, resp.StatusCode, body)
 		}
 	}
@@ -158,4 +159,32 @@ func TestRouteGroups(t *testing.T) {
 		t.Fatalf("delete: %d %.1500s", resp.StatusCode, body)
 	}
 	e.apiCall("GET", "/api/v2/orgs/shop/routegroups/team-a", apitypes.HeaderAPIKey, e.adminKey(), "", nil, 404)
+}
+
+// TestOpenRouteGroupPreview: the route group page's "Open preview" (viewers
+// too) asks the API for a login link of the endpoint (POST
+// …/routegroups/{name}/preview-link) and redirects to it; without the CSRF
+// token it is 403; an unknown endpoint says why there is no preview.
+func TestOpenRouteGroupPreview(t *testing.T) {
+	e := newEnv(t)
+	b, _ := json.Marshal(map[string]any{"name": "team-a", "spec": map[string]any{"cluster": "c1", "match": map[string]any{"label": map[string]string{"key": "team", "value": "a"}},
+		"endpoints": []map[string]string{{"name": "web", "target": "http://cart.shop.svc:8080"}}}})
+	e.apiCall("PUT", "/api/v2/orgs/shop/routegroups/team-a", apitypes.HeaderAPIKey, e.adminKey(), string(b), nil, 200)
+	vic := e.login("vic@example.com", vicPass)
+	resp, body := vic.get("/o/shop/routegroups/team-a")
+	if resp.StatusCode != 200 || !strings.Contains(body, `action="/o/shop/routegroups/team-a/preview"`) || !strings.Contains(body, `id="preview-web">Open preview<`) {
+		t.Fatalf("no Open preview: %d %.3000s", resp.StatusCode, body)
+	}
+	vcsrf := vic.csrf("/o/shop/routegroups/team-a")
+	vic.c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, body = vic.postForm("/o/shop/routegroups/team-a/preview", url.Values{"csrf": {vcsrf}, "endpoint": {"web"}})
+	if loc := resp.Header.Get("Location"); resp.StatusCode != 303 || !strings.HasPrefix(loc, "http://web--team-a.preview.localhost/") || !strings.Contains(loc, "token=") {
+		t.Fatalf("open preview: %d %q %.300s", resp.StatusCode, loc, body)
+	}
+	if resp, _ := vic.postForm("/o/shop/routegroups/team-a/preview", url.Values{"endpoint": {"web"}}); resp.StatusCode != 403 {
+		t.Fatalf("without csrf: %d", resp.StatusCode)
+	}
+	if resp, body := vic.postForm("/o/shop/routegroups/team-a/preview", url.Values{"csrf": {vcsrf}, "endpoint": {"nope"}}); resp.StatusCode != 404 || !strings.Contains(body, `has no endpoint &#34;nope&#34;`) {
+		t.Fatalf("unknown endpoint: %d %.2000s", resp.StatusCode, body)
+	}
 }
