@@ -33,11 +33,20 @@ import (
 // most once per EventsInterval: an event series whose count grows cannot make
 // the agent re-report faster than that.
 
-// eventIndex is the last list of Events, grouped by kind/name.
+// eventIndex is the last list of Events, grouped by kind/name and sorted
+// newest first, in the report's shape (not the Events themselves: 5,000
+// Events are a few MB).
 type eventIndex struct {
 	at     time.Time
-	byObj  map[string][]eventsv1.Event // kind ("Sandbox", "RouteGroup")/name
+	byObj  map[string][]observedEvent // kind ("Sandbox", "RouteGroup")/name
 	listed bool
+}
+
+// observedEvent is an Event about a CR in the report's shape.
+type observedEvent struct {
+	uid types.UID
+	at  time.Time // when it last happened
+	ev  apitypes.ObjectEvent
 }
 
 // refreshEvents lists the namespace's Events about sandboxmesh.dev CRs when
@@ -62,14 +71,29 @@ func (a *Agent) refreshEvents(ctx context.Context, now time.Time) error {
 		a.evMu.Unlock()
 		return fmt.Errorf("list events in %s: %w", a.cfg.Namespace, err)
 	}
-	by := map[string][]eventsv1.Event{}
-	for _, ev := range list.Items {
+	by := map[string][]observedEvent{}
+	for i := range list.Items {
+		ev := &list.Items[i]
 		r := ev.Regarding
 		if r.Namespace != "" && r.Namespace != a.cfg.Namespace {
 			continue
 		}
+		oe, at := objectEvent(ev)
 		k := r.Kind + "/" + r.Name
-		by[k] = append(by[k], ev)
+		by[k] = append(by[k], observedEvent{uid: r.UID, at: at, ev: oe})
+	}
+	for _, evs := range by {
+		// Newest first; ties by reason and message, so the order (and the
+		// agent's change signature) is stable.
+		slices.SortFunc(evs, func(x, y observedEvent) int {
+			if c := y.at.Compare(x.at); c != 0 {
+				return c
+			}
+			if c := strings.Compare(x.ev.Reason, y.ev.Reason); c != 0 {
+				return c
+			}
+			return strings.Compare(x.ev.Message, y.ev.Message)
+		})
 	}
 	a.evMu.Lock()
 	a.events = eventIndex{at: now, byObj: by, listed: true}
@@ -78,43 +102,21 @@ func (a *Agent) refreshEvents(ctx context.Context, now time.Time) error {
 }
 
 // objectEvents returns the newest MaxObservedEvents Events about the CR of
-// kind and name (with uid, when the event names one: a CR deleted and made
-// again under the same name does not inherit its predecessor's events),
-// newest first.
+// kind and name, newest first; with uid, only those about that CR (when the
+// event names one): a CR deleted and made again under the same name does
+// not inherit its predecessor's events.
 func (a *Agent) objectEvents(kind, name string, uid types.UID) []apitypes.ObjectEvent {
 	a.evMu.Lock()
-	evs := a.events.byObj[kind+"/"+name]
-	a.evMu.Unlock()
-	type timed struct {
-		ev apitypes.ObjectEvent
-		at time.Time
-	}
-	var all []timed
-	for i := range evs {
-		ev := &evs[i]
-		if ev.Regarding.UID != "" && uid != "" && ev.Regarding.UID != uid {
+	defer a.evMu.Unlock()
+	var out []apitypes.ObjectEvent
+	for _, e := range a.events.byObj[kind+"/"+name] {
+		if len(out) == apitypes.MaxObservedEvents {
+			break
+		}
+		if e.uid != "" && uid != "" && e.uid != uid {
 			continue
 		}
-		oe, at := objectEvent(ev)
-		all = append(all, timed{oe, at})
-	}
-	if len(all) == 0 {
-		return nil
-	}
-	// Newest first; ties by reason and message, so the order (and the
-	// agent's change signature) is stable.
-	slices.SortFunc(all, func(x, y timed) int {
-		if c := y.at.Compare(x.at); c != 0 {
-			return c
-		}
-		if c := strings.Compare(x.ev.Reason, y.ev.Reason); c != 0 {
-			return c
-		}
-		return strings.Compare(x.ev.Message, y.ev.Message)
-	})
-	out := make([]apitypes.ObjectEvent, 0, min(len(all), apitypes.MaxObservedEvents))
-	for _, t := range all[:min(len(all), apitypes.MaxObservedEvents)] {
-		out = append(out, t.ev)
+		out = append(out, e.ev)
 	}
 	return out
 }
