@@ -90,6 +90,10 @@ type Config struct {
 	// WorkloadsInterval is how often the forkable workloads are listed and,
 	// when changed, reported (default 30s; negative disables the report).
 	WorkloadsInterval time.Duration
+	// EventsInterval is how often the Kubernetes Events about the CRs are
+	// listed (one list of the namespace's Events; events.go) for the status
+	// reports (default 10s, at least StatusInterval; negative: no events).
+	EventsInterval time.Duration
 	// CaptureListener, when set, serves the capture relay (CaptureRelay) until Run returns: the
 	// cluster's devmesh sidecars post smart-test captures to it.
 	CaptureListener net.Listener
@@ -112,6 +116,10 @@ type Agent struct {
 	// problems are the runner groups the agent could not apply (kind/name).
 	problems map[string]problem
 	synced   bool
+
+	// evMu guards events, the last list of Events grouped by object.
+	evMu   sync.Mutex
+	events eventIndex
 }
 
 // New validates cfg and returns an Agent.
@@ -148,6 +156,12 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Dial == nil {
 		d := &net.Dialer{Timeout: 10 * time.Second}
 		cfg.Dial = tunnel.GuardedDial(d.DialContext, nil, cfg.AllowedCIDRs)
+	}
+	if cfg.EventsInterval == 0 {
+		cfg.EventsInterval = 10 * time.Second
+	}
+	if cfg.EventsInterval > 0 && cfg.EventsInterval < cfg.StatusInterval {
+		cfg.EventsInterval = cfg.StatusInterval
 	}
 	if cfg.ProblemRetry <= 0 {
 		cfg.ProblemRetry = 30 * time.Second
@@ -468,16 +482,30 @@ func (a *Agent) statusLoop(ctx context.Context) {
 	}
 }
 
-// reportStatus sends the status of every desired object whose CR status changed.
+// maxReportBytes bounds the body of one status report (the control plane
+// takes 1 MiB by default): a report of many changed objects is sent in parts.
+const maxReportBytes = 512 << 10
+
+// reportStatus sends the status of every desired object whose CR status
+// changed (its events included), in reports of at most maxReportBytes.
 func (a *Agent) reportStatus(ctx context.Context) error {
 	a.mu.Lock()
 	objs := make([]apitypes.AgentObject, 0, len(a.desired))
+	withEvents := false
 	for _, o := range a.desired {
 		objs = append(objs, o)
+		withEvents = withEvents || o.Kind == "sandbox" || o.Kind == "routegroup"
 	}
 	a.mu.Unlock()
+	if withEvents {
+		if err := a.refreshEvents(ctx, time.Now()); err != nil {
+			a.log.WarnContext(ctx, "listing events (reports keep the last ones)", "err", err)
+		}
+	}
 	var items []apitypes.AgentStatusItem
 	var sigs []string
+	size := 0
+	var errs []error
 	for _, o := range objs {
 		st, ok, err := a.observe(ctx, o)
 		if err != nil {
@@ -495,12 +523,22 @@ func (a *Agent) reportStatus(ctx context.Context) error {
 		if same {
 			continue
 		}
+		if len(items) > 0 && size+len(b)+256 > maxReportBytes {
+			errs = append(errs, a.sendStatus(ctx, items, sigs))
+			items, sigs, size = nil, nil, 0
+		}
 		items = append(items, apitypes.AgentStatusItem{Kind: o.Kind, Org: o.Org, Name: o.Name, Version: o.Version, Status: st})
 		sigs = append(sigs, sig)
+		size += len(b) + 256
 	}
-	if len(items) == 0 {
-		return nil
+	if len(items) > 0 {
+		errs = append(errs, a.sendStatus(ctx, items, sigs))
 	}
+	return errors.Join(errs...)
+}
+
+// sendStatus posts one status report and remembers what it sent.
+func (a *Agent) sendStatus(ctx context.Context, items []apitypes.AgentStatusItem, sigs []string) error {
 	if err := a.request(ctx, http.MethodPost, "/api/v2/agent/status", apitypes.AgentStatusReport{OperatorVersion: a.cfg.OperatorVersion, Items: items}, nil); err != nil {
 		return err
 	}
@@ -542,6 +580,8 @@ func (a *Agent) observe(ctx context.Context, o apitypes.AgentObject) (apitypes.O
 		for _, c := range sb.Status.Conditions {
 			conds = append(conds, cond{c.Type, string(c.Status), c.Reason, c.Message})
 		}
+		out.Conditions = conditions(sb.Status.Conditions)
+		out.Events = a.objectEvents(gvkSandbox.Kind, sb.Name, sb.UID)
 		out.Forks = sb.Status.Forks
 		out.Resources = sb.Status.Resources
 		out.Local = sb.Status.Local
@@ -557,6 +597,8 @@ func (a *Agent) observe(ctx context.Context, o apitypes.AgentObject) (apitypes.O
 		for _, c := range rg.Status.Conditions {
 			conds = append(conds, cond{c.Type, string(c.Status), c.Reason, c.Message})
 		}
+		out.Conditions = conditions(rg.Status.Conditions)
+		out.Events = a.objectEvents(gvkRouteGroup.Kind, rg.Name, rg.UID)
 		out.MatchedSandboxes = rg.Status.MatchedSandboxes
 		if t := rg.Status.ScheduledDeleteTime; t != nil {
 			scheduled = t.UTC().Format(time.RFC3339)

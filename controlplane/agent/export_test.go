@@ -38,3 +38,10 @@ func (a *Agent) RunnerGroupCR(o apitypes.AgentObject, cluster string) (cr *unstr
 	var p *problemError
 	return cr, namespace, errors.As(err, &p), err
 }
+
+// ExpireEvents makes the next status round list the Events again.
+func (a *Agent) ExpireEvents() {
+	a.evMu.Lock()
+	a.events.listed = false
+	a.evMu.Unlock()
+}

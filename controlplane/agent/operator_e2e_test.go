@@ -80,7 +80,7 @@ func startAgentIn(t *testing.T, cp *controlPlane, token, namespace string) func(
 	a, err := agent.New(agent.Config{
 		ControlPlaneURL: cp.url(), Token: token, Namespace: namespace, Client: kube,
 		Logger:   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		PollWait: 2 * time.Second, StatusInterval: 100 * time.Millisecond,
+		PollWait: 2 * time.Second, StatusInterval: 100 * time.Millisecond, EventsInterval: 200 * time.Millisecond,
 		MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, OperatorVersion: "e2e",
 		DisableTunnel: true, // the preview tunnel is TestAgentEndToEnd's subject
 	})
@@ -296,6 +296,25 @@ func TestOperatorEndToEnd(t *testing.T) {
 	if len(ready.Status.Forks) != 1 || !ready.Status.Forks[0].Ready || ready.Status.Forks[0].Deployment != forkName {
 		t.Fatalf("fork status over REST: %+v", ready.Status.Forks)
 	}
+	// The CR's conditions and the events the operator recorded reach the API.
+	eventually(t, "the operator's conditions and events over REST", func() error {
+		got, err := sdk.GetSandbox(ctx, "acme", sbName)
+		if err != nil {
+			return err
+		}
+		ready := false
+		for _, c := range got.Status.Conditions {
+			ready = ready || (c.Type == v1alpha1.ConditionReady && c.Status == "True" && c.LastTransitionTime != "")
+		}
+		created := false
+		for _, e := range got.Status.Events {
+			created = created || (e.Reason == "ForkCreated" && e.ReportingController == "sandboxmesh-operator" && e.Count >= 1 && e.LastTimestamp != "")
+		}
+		if !ready || !created {
+			return fmt.Errorf("conditions %+v events %+v", got.Status.Conditions, got.Status.Events)
+		}
+		return nil
+	})
 	// The operator used the control plane's key: on the CR, in the fork, in the routes.
 	if err := kube.Get(ctx, crKey, &cr); err != nil {
 		t.Fatal(err)

@@ -32,7 +32,7 @@ import (
 const agentUser = "runner-groups-agent"
 
 // agentRBAC gives agentUser what the chart gives the agent: the CRs in its
-// namespace, and Secrets create/patch/update/delete (no get, no list) in
+// namespace, list on its namespace's Events, and Secrets create/patch/update/delete (no get, no list) in
 // the job namespaces.
 func agentRBAC(t *testing.T, jobNamespaces ...string) {
 	t.Helper()
@@ -53,6 +53,7 @@ func agentRBAC(t *testing.T, jobNamespaces ...string) {
 	role(ns, []rbacv1.PolicyRule{
 		{APIGroups: []string{"sandboxmesh.dev"}, Resources: []string{"sandboxes", "routegroups", "jobrunnergroups", "resourceplugins"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
 		{APIGroups: []string{"sandboxmesh.dev"}, Resources: []string{"sandboxes/status", "routegroups/status", "jobrunnergroups/status"}, Verbs: []string{"get"}},
+		{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"list"}},
 	})
 	for _, n := range jobNamespaces {
 		role(n, []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"create", "patch", "update", "delete"}}})
@@ -447,4 +448,10 @@ func FuzzRunnerGroupSpec(f *testing.F) {
 			t.Fatalf("%s: CR %+v in %q", spec, jrg.Spec, runnerNS)
 		}
 	})
+}
+
+func (s *statusSink) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.items)
 }

@@ -104,6 +104,10 @@ func (s *Server) agentStateView(ctx context.Context, st store.ClusterState) (api
 	return out, nil
 }
 
+// maxObservedConditions bounds the conditions of one reported status (the
+// CRs have four types).
+const maxObservedConditions = 16
+
 type statusAnswer struct {
 	Accepted int `json:"accepted"`
 	Stale    int `json:"stale"`
@@ -136,6 +140,15 @@ func (s *Server) agentStatus(c *gin.Context) {
 		if p := it.Status.Pods; p != nil && (p.Ready < 0 || p.NotReady < 0 || p.Idle < 0) {
 			s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, fmt.Sprintf("items[%d].status.pods: counts must be >= 0", i),
 				apitypes.FieldError{Path: fmt.Sprintf("items[%d].status.pods", i), Message: "counts must be >= 0"})
+			return
+		}
+		if len(it.Status.Events) > apitypes.MaxObservedEvents || len(it.Status.Conditions) > maxObservedConditions {
+			path := fmt.Sprintf("items[%d].status.events", i)
+			msg := fmt.Sprintf("at most %d events", apitypes.MaxObservedEvents)
+			if len(it.Status.Conditions) > maxObservedConditions {
+				path, msg = fmt.Sprintf("items[%d].status.conditions", i), fmt.Sprintf("at most %d conditions", maxObservedConditions)
+			}
+			s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, path+": "+msg, apitypes.FieldError{Path: path, Message: msg})
 			return
 		}
 		if errs := apitypes.ValidateObservedEndpoints(fmt.Sprintf("items[%d].status.endpoints", i), it.Status.Endpoints); len(errs) > 0 {

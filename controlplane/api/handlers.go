@@ -412,11 +412,18 @@ func (s *Server) getObject(k store.Kind) gin.HandlerFunc {
 			s.failErr(c, fmt.Sprintf("%s %q", kindName(k), name), err)
 			return
 		}
+		st, _ := observed(o)
 		if k != store.KindSandbox {
-			s.writeObject(c, http.StatusOK, o)
+			// Only a GET of one object shows the CR's conditions and events
+			// (extensions; lists stay small).
+			v := s.routeGroupView(s.previewBase(c), o)
+			v.Status.Conditions, v.Status.Events = st.Conditions, st.Events
+			c.Header("ETag", fmt.Sprintf(`"%d"`, o.Version))
+			c.JSON(http.StatusOK, v)
 			return
 		}
 		v := s.sandboxView(s.previewBase(c), o)
+		v.Status.Conditions, v.Status.Events = st.Conditions, st.Events
 		sum, err := s.tests.SandboxSummary(c.Request.Context(), o.Org, o.Name)
 		if err != nil {
 			s.log.ErrorContext(c.Request.Context(), "smart test summary of a sandbox", "org", o.Org, "sandbox", o.Name, "err", err)

@@ -107,6 +107,48 @@ type Readiness struct {
 	// TestExecutions summarises the sandbox's published smart-test
 	// executions (GET of one sandbox only; docs/smart-tests.md).
 	TestExecutions *SandboxTestExecutions `json:"testExecutions,omitempty"`
+	// Conditions are the Sandbox CR's conditions as the agent last observed
+	// them (an extension; GET of one sandbox only).
+	Conditions []Condition `json:"conditions,omitempty"`
+	// Events are the newest Kubernetes Events about the Sandbox CR, newest
+	// first, at most MaxObservedEvents (an extension; GET of one sandbox only).
+	Events []ObjectEvent `json:"events,omitempty"`
+}
+
+// Condition is a condition of a CR as its cluster's agent observed it (an
+// extension, in the shape of a Kubernetes metav1.Condition).
+type Condition struct {
+	// Type is e.g. Ready, Progressing, Degraded, RoutesConfigured.
+	Type string `json:"type"`
+	// Status is True, False or Unknown.
+	Status  string `json:"status"`
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+	// LastTransitionTime is when Status last changed (RFC 3339).
+	LastTransitionTime string `json:"lastTransitionTime,omitempty"`
+}
+
+// MaxObservedEvents bounds the events an agent reports about one object.
+const MaxObservedEvents = 10
+
+// ObjectEvent is a Kubernetes Event about a CR as its cluster's agent
+// observed it (an extension; events.k8s.io/v1 and core/v1 Events alike).
+type ObjectEvent struct {
+	// Type is Normal or Warning.
+	Type    string `json:"type"`
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+	// Count is how often it happened (1, or the event series' count).
+	Count int32 `json:"count"`
+	// FirstTimestamp is when it first happened (RFC 3339; the eventTime of an
+	// events.k8s.io Event).
+	FirstTimestamp string `json:"firstTimestamp,omitempty"`
+	// LastTimestamp is when it last happened (RFC 3339; the series' last
+	// observed time, else FirstTimestamp).
+	LastTimestamp string `json:"lastTimestamp,omitempty"`
+	// ReportingController is the component that emitted it (e.g.
+	// sandboxmesh-operator; source.component of a core/v1 Event).
+	ReportingController string `json:"reportingController,omitempty"`
 }
 
 // RouteGroup is a route group as the API shows it.
@@ -137,6 +179,12 @@ type RouteGroupStatus struct {
 	// MatchedSandboxes is [] (not absent) when none match.
 	MatchedSandboxes    []string `json:"matchedSandboxes"`
 	ScheduledDeleteTime string   `json:"scheduledDeleteTime,omitempty"`
+	// Conditions are the RouteGroup CR's conditions (an extension; GET of one
+	// route group only).
+	Conditions []Condition `json:"conditions,omitempty"`
+	// Events are the newest Kubernetes Events about the RouteGroup CR, newest
+	// first (an extension; GET of one route group only).
+	Events []ObjectEvent `json:"events,omitempty"`
 }
 
 // Cluster is a registered cluster.
@@ -305,6 +353,11 @@ type ObservedStatus struct {
 	// Pods counts the runner pods of a runner group (ready, notReady; idle
 	// is computed by the control plane).
 	Pods *RunnerGroupPods `json:"pods,omitempty"`
+	// Conditions are a sandbox's or route group's CR conditions as observed.
+	Conditions []Condition `json:"conditions,omitempty"`
+	// Events are the newest (at most MaxObservedEvents, newest first)
+	// Kubernetes Events about a sandbox's or route group's CR.
+	Events []ObjectEvent `json:"events,omitempty"`
 }
 
 // AgentStatusItem reports the status of one object at a version.

@@ -1,6 +1,7 @@
 package portal
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -90,6 +91,9 @@ type sandboxEvent struct {
 	Row     string `json:"row,omitempty"`
 	Badge   string `json:"badge,omitempty"`
 	Status  string `json:"status,omitempty"`
+	// Observed is the detail page's conditions and events sections (streams
+	// of one sandbox only).
+	Observed string `json:"observed,omitempty"`
 }
 
 // events streams the org's sandbox changes as Server-Sent Events (GET
@@ -140,7 +144,7 @@ func (p *Portal) events(w http.ResponseWriter, r *http.Request) {
 				if only != "" && name != only {
 					continue
 				}
-				ev, ok := p.sandboxEvent(r, v, name, f)
+				ev, ok := p.sandboxEvent(r, v, name, f, only != "")
 				if !ok {
 					continue
 				}
@@ -170,9 +174,10 @@ func (p *Portal) stillAllowed(r *http.Request, org string) bool {
 }
 
 // sandboxEvent reads one sandbox through the API and renders its row (a
-// 404 is a deletion). ok is false when it could not (logged; the next
+// 404 is a deletion), and with detail the detail page's conditions and
+// events (the same answer: the API's GET of one sandbox carries them). ok is false when it could not (logged; the next
 // change sends the row again).
-func (p *Portal) sandboxEvent(r *http.Request, v *view, name string, f filter) (sandboxEvent, bool) {
+func (p *Portal) sandboxEvent(r *http.Request, v *view, name string, f filter, detail bool) (sandboxEvent, bool) {
 	res := p.callAPI(r, http.MethodGet, orgPath(v.Org, "sandboxes", name), "", nil)
 	if res.code == http.StatusNotFound {
 		return sandboxEvent{Name: name, Deleted: true}, true
@@ -192,5 +197,21 @@ func (p *Portal) sandboxEvent(r *http.Request, v *view, name string, f filter) (
 		p.log.Error("portal: rendering a row", "err", fmt.Sprint(err1, err2))
 		return sandboxEvent{}, false
 	}
-	return sandboxEvent{Name: name, Row: row, Badge: badge, Status: sb.Status.Message}, true
+	ev := sandboxEvent{Name: name, Row: row, Badge: badge, Status: sb.Status.Message}
+	if detail {
+		var full struct {
+			Status apitypes.Readiness `json:"status"`
+		}
+		var buf bytes.Buffer
+		err := res.decode(&full)
+		if err == nil {
+			err = p.pages["sandbox"].ExecuteTemplate(&buf, "observed", full.Status)
+		}
+		if err != nil {
+			p.log.ErrorContext(r.Context(), "portal: rendering a sandbox's conditions and events", "org", v.Org, "sandbox", name, "err", err)
+			return sandboxEvent{}, false
+		}
+		ev.Observed = buf.String()
+	}
+	return ev, true
 }

@@ -213,6 +213,12 @@ func TestRenders(t *testing.T) {
 			if v := verbsOn(agentRole.Rules, "sandboxmesh.dev", "resourceplugins"); v != "get,list,watch,create,update,patch,delete" {
 				t.Errorf("agent Role: verbs on resourceplugins %q", v)
 			}
+			if v := verbsOn(agentRole.Rules, "events.k8s.io", "events"); v != "list" {
+				t.Errorf("agent Role: verbs on events %q, want list only", v)
+			}
+			if v := verbsOn(agentRole.Rules, "", "events"); v != "" {
+				t.Errorf("agent Role: verbs on core events %q, want none", v)
+			}
 			if p := find[*corev1.Namespace](objs, "sandboxmesh-plugins"); p == nil || p.Annotations["helm.sh/resource-policy"] != "keep" {
 				t.Errorf("the resource plugins' namespace is not created and kept: %+v", p)
 			}

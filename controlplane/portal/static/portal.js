@@ -32,6 +32,8 @@
       if (ev.deleted) { document.getElementById("badge").textContent = "Deleted"; return; }
       document.getElementById("badge").innerHTML = ev.badge;
       document.getElementById("status-msg").textContent = ev.status || "";
+      var observed = document.getElementById("observed");
+      if (observed && ev.observed) observed.replaceWith(fromHTML(ev.observed));
     });
     var reload = document.querySelector("select[data-reload]");
     if (reload) reload.addEventListener("change", function () { document.getElementById("show-yaml").click(); });
