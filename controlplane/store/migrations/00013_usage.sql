@@ -19,6 +19,8 @@ CREATE TABLE sandbox_usage (
 -- A month's usage reads the intervals still open or ended after the month began (and started before it
 -- ended): one range of this index for recent months.
 CREATE INDEX sandbox_usage_time ON sandbox_usage (org, ended_at, started_at);
+-- A sandbox has at most one open interval, which its next move or delete finds (and closes) by name.
+CREATE UNIQUE INDEX sandbox_usage_open ON sandbox_usage (org, sandbox) WHERE ended_at = 0;
 
 -- Sandboxes live at the upgrade get an open interval from their creation, so no usage is lost.
 INSERT INTO sandbox_usage (org, sandbox, start_rev, routing_key, team, cluster, started_at, ended_at)
@@ -26,5 +28,6 @@ SELECT org, name, revision, routing_key, team, cluster, created_at, 0 FROM objec
 WHERE kind = 'sandbox' AND deleted_at = 0;
 
 -- +goose Down
+DROP INDEX sandbox_usage_open;
 DROP INDEX sandbox_usage_time;
 DROP TABLE sandbox_usage;
