@@ -60,6 +60,7 @@ func TestUsage(t *testing.T) {
 		clk := &testClock{}
 		s.SetNow(clk.now)
 		at := func(day, hour, min int) time.Time { return time.Date(2026, 11, day, hour, min, 0, 0, time.UTC) }
+		dec1 := func(hour, min int) time.Time { return time.Date(2026, 12, 1, hour, min, 0, 0, time.UTC) }
 		clk.set(at(1, 0, 0))
 		seed(t, s, "acme", 10, "c1")
 		for _, tm := range []store.Team{{Org: "acme", Name: "pay", MaxSandboxes: 3}, {Org: "acme", Name: "web"}} {
@@ -86,27 +87,27 @@ func TestUsage(t *testing.T) {
 		if _, _, err := s.Apply(ctx, store.ApplyRequest{Kind: store.KindRouteGroup, Org: "acme", Name: "rg", Cluster: "c1", Spec: json.RawMessage(`{}`), NewRoutingKey: newKey}); err != nil {
 			t.Fatal(err)
 		}
-		clk.set(at(31, 1, 0))   // Dec 1 01:00
+		clk.set(dec1(1, 0))
 		put("b", "web", `{}`)   // moved
 		put("a", "", `{"d":1}`) // updated in its team: the same interval
-		clk.set(at(31, 3, 0))
+		clk.set(dec1(3, 0))
 		del("a")
 		put("c", "pay", `{}`)
-		clk.set(at(31, 4, 0))
+		clk.set(dec1(4, 0))
 		del("b")
-		clk.set(at(31, 4, 30))
+		clk.set(dec1(4, 30))
 		put("b", "", `{}`) // a new sandbox of the same name
 		// A failed write records nothing: an unknown team, a full org's refused create.
 		if _, _, err := s.Apply(ctx, store.ApplyRequest{Kind: store.KindSandbox, Org: "acme", Name: "x", Cluster: "c1", Spec: json.RawMessage(`{}`), Team: "nope", NewRoutingKey: newKey}); !errors.Is(err, store.ErrTeamNotFound) {
 			t.Fatalf("unknown team: %v", err)
 		}
-		clk.set(at(31, 5, 0))
+		clk.set(dec1(5, 0))
 
-		dec, err := s.Usage(ctx, "acme", at(31, 12, 0))
+		dec, err := s.Usage(ctx, "acme", dec1(12, 0))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !dec.From.Equal(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)) || !dec.To.Equal(time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)) || !dec.AsOf.Equal(at(31, 5, 0)) {
+		if !dec.From.Equal(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)) || !dec.To.Equal(time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)) || !dec.AsOf.Equal(dec1(5, 0)) {
 			t.Fatalf("range %v–%v as of %v", dec.From, dec.To, dec.AsOf)
 		}
 		if dec.OrgMaxSandboxes != 10 || dec.OrgLive != 2 {
@@ -136,11 +137,11 @@ func TestUsage(t *testing.T) {
 		if err := s.DeleteTeam(ctx, "acme", "web"); err != nil {
 			t.Fatal(err)
 		}
-		dec, err = s.Usage(ctx, "acme", at(31, 0, 0))
+		dec, err = s.Usage(ctx, "acme", dec1(0, 0))
 		if err != nil || len(dec.Teams) != 3 || dec.Teams[2].Team != "web" || dec.Teams[2].Exists || dec.Teams[2].SandboxHours != 3 {
 			t.Fatalf("a deleted team's usage: %+v %v", dec.Teams, err)
 		}
-		if _, err := s.Usage(ctx, "nope", at(31, 0, 0)); !errors.Is(err, store.ErrNotFound) {
+		if _, err := s.Usage(ctx, "nope", dec1(0, 0)); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("unknown org: %v", err)
 		}
 	})
