@@ -62,6 +62,8 @@ func routeAction(method, path string) identity.Action {
 		return identity.ActionMemberManage
 	case "events":
 		return identity.ActionAuditRead
+	case "usage":
+		return identity.ActionUsageRead
 	}
 	panic(fmt.Sprintf("api: org route %s %s has no action: add it to routeAction", method, path))
 }

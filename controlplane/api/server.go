@@ -424,6 +424,7 @@ func (s *Server) register() {
 	s.handle(http.MethodPost, adminKeysPath+"/:id/rotate", append(admin, s.rotateAdminKey)...)
 
 	s.registerPeople(o)
+	s.registerUsage(o)
 	s.registerJobs(o)
 	s.registerResourcePlugins(o)
 	s.registerSmartTests(o)

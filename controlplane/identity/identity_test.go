@@ -108,9 +108,9 @@ func TestAllowed(t *testing.T) {
 	want := map[identity.Role][]identity.Action{
 		identity.RoleViewer: {identity.ActionOrgRead, identity.ActionSandboxRead, identity.ActionClusterRead, identity.ActionMemberRead, identity.ActionAPIKeyOwn},
 		identity.RoleMember: {identity.ActionOrgRead, identity.ActionSandboxRead, identity.ActionClusterRead, identity.ActionMemberRead,
-			identity.ActionSandboxWrite, identity.ActionSandboxDelete, identity.ActionAPIKeyOwn},
+			identity.ActionSandboxWrite, identity.ActionSandboxDelete, identity.ActionAPIKeyOwn, identity.ActionUsageRead},
 		identity.RoleAdmin: {identity.ActionOrgRead, identity.ActionSandboxRead, identity.ActionClusterRead, identity.ActionMemberRead,
-			identity.ActionSandboxWrite, identity.ActionSandboxDelete, identity.ActionAPIKeyOwn,
+			identity.ActionSandboxWrite, identity.ActionSandboxDelete, identity.ActionAPIKeyOwn, identity.ActionUsageRead,
 			identity.ActionClusterWrite, identity.ActionMemberManage, identity.ActionAPIKeyManage, identity.ActionAuditRead},
 	}
 	want[identity.RoleOwner] = append(append([]identity.Action{}, want[identity.RoleAdmin]...), identity.ActionOwnerManage)

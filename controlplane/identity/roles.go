@@ -51,13 +51,15 @@ const (
 	// ActionAPIKeyManage: the org's keys of anyone, and service accounts.
 	ActionAPIKeyManage Action = "apikey.manage"
 	ActionAuditRead    Action = "audit.read"
+	// ActionUsageRead: the org's sandbox usage per team and month (sandbox-hours, CSV).
+	ActionUsageRead Action = "usage.read"
 )
 
 // permissions is the table Allowed reads: what each role may do. A role
 // may do everything the roles below it may.
 var permissions = map[Role][]Action{
 	RoleViewer: {ActionOrgRead, ActionSandboxRead, ActionClusterRead, ActionMemberRead, ActionAPIKeyOwn},
-	RoleMember: {ActionSandboxWrite, ActionSandboxDelete},
+	RoleMember: {ActionSandboxWrite, ActionSandboxDelete, ActionUsageRead},
 	RoleAdmin:  {ActionClusterWrite, ActionMemberManage, ActionAPIKeyManage, ActionAuditRead},
 	RoleOwner:  {ActionOwnerManage},
 }

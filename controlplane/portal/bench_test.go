@@ -24,13 +24,16 @@ func BenchmarkPages(b *testing.B) {
 	if _, err := e.admin.SetQuota(ctx, "shop", 2000); err != nil {
 		b.Fatal(err)
 	}
+	for i := range 10 { // the sandboxes' teams: the usage page's rows
+		e.apiCall("PUT", fmt.Sprintf("/api/v2/orgs/shop/teams/t%d", i), apitypes.HeaderAPIKey, e.adminKey(), `{"maxSandboxes":200}`, nil, 200)
+	}
 	for i := range 1000 {
 		spec := v1alpha1.SandboxSpec{Cluster: "c1", Labels: map[string]string{"team": fmt.Sprintf("t%d", i%10)},
 			Forks: []v1alpha1.Fork{{ForkOf: v1alpha1.WorkloadRef{Kind: "Deployment", Namespace: "shop", Name: "cart"},
 				Customizations: &v1alpha1.Customizations{Images: []v1alpha1.ImageCustomization{{Image: "cart:pr"}}}}},
 			DefaultRouteGroup: &v1alpha1.DefaultRouteGroup{Endpoints: []v1alpha1.Endpoint{{Name: "web", Target: "http://cart.shop.deploy:8080"}}}}
 		raw, _ := json.Marshal(spec)
-		o, _, err := e.st.Apply(ctx, store.ApplyRequest{Kind: store.KindSandbox, Org: "shop", Name: fmt.Sprintf("sb-%04d", i), Cluster: "c1", Spec: raw, Labels: spec.Labels,
+		o, _, err := e.st.Apply(ctx, store.ApplyRequest{Kind: store.KindSandbox, Org: "shop", Name: fmt.Sprintf("sb-%04d", i), Cluster: "c1", Spec: raw, Labels: spec.Labels, Team: fmt.Sprintf("t%d", i%10),
 			NewRoutingKey: func() (string, error) { return fmt.Sprintf("rk%010d", i), nil }})
 		if err != nil {
 			b.Fatal(err)
@@ -74,6 +77,9 @@ func BenchmarkPages(b *testing.B) {
 		{"page=clusters", "/o/shop/clusters"},
 		{"page=cluster", "/o/shop/clusters/c1"},
 		{"page=members", "/o/shop/members"},
+		{"page=usage", "/o/shop/usage"},
+		{"peer=api-usage", "/api/v2/orgs/shop/usage"},
+		{"peer=api-usage-csv", "/api/v2/orgs/shop/usage?format=csv"},
 		{"page=orgs", "/orgs"},
 		{"peer=api-me", "/api/v2/auth/me"},
 	} {

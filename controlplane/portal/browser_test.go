@@ -165,6 +165,15 @@ func TestBrowser(t *testing.T) {
 	do("audit", chromedp.Navigate(e.http.URL+"/o/shop/audit"), chromedp.WaitVisible(chromedp.ID("audit")))
 	unlabelled("audit")
 	shot("audit")
+	do("usage", chromedp.Navigate(e.http.URL+"/o/shop/usage"), chromedp.WaitVisible(chromedp.ID("usage")), chromedp.WaitVisible(chromedp.ID("download-csv")))
+	unlabelled("usage")
+	shot("usage")
+	do("usage on a phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Navigate(e.http.URL+"/o/shop/usage"), chromedp.WaitVisible(chromedp.ID("usage")))
+	if d, err := chromedp.Run(tctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector("#usage tbody tr")).display`)); err != nil || d != "block" {
+		t.Errorf("usage rows on a phone: display %q (%v), want stacked (block)", d, err)
+	}
+	shot("usage-phone")
+	do("back to a laptop", chromedp.EmulateViewport(1280, 800))
 
 	// A viewer: no delete button, no new-sandbox link.
 	do("log out", chromedp.Click(chromedp.CSS(`form[action="/logout"] button`)), chromedp.WaitVisible(chromedp.ID("email")))

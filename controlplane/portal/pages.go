@@ -46,6 +46,7 @@ func (p *Portal) routes() {
 	m.HandleFunc("POST /o/{org}/sandboxes/{name}/delete", p.deleteSandbox)
 	p.registerPeople(m)
 	p.registerAccess(m)
+	p.registerUsage(m)
 	p.registerServiceAccounts(m)
 	p.registerRouteGroups(m)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

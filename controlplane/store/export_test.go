@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 
 	"github.com/pressly/goose/v3"
 )
@@ -35,3 +36,6 @@ func MigrateTo(ctx context.Context, driver, dsn string, version int64) (*sql.DB,
 	}
 	return db, nil
 }
+
+// SetNow replaces the store's clock (for tests of time-based records: usage).
+func (s *Store) SetNow(now func() time.Time) { s.now = now }

@@ -210,6 +210,16 @@ func (s *Store) applyOnce(ctx context.Context, r ApplyRequest, id, labels string
 	if n, _ := res.RowsAffected(); n == 0 {
 		return Object{}, false, errRetry
 	}
+	if r.Kind == KindSandbox && (!live || cur.Team != r.Team) { // usage: a new life, or a move to another team
+		if live {
+			if err := s.closeUsage(ctx, tx, r.Org, r.Name, now); err != nil {
+				return Object{}, false, fmt.Errorf("apply %s: %w", id, err)
+			}
+		}
+		if err := s.openUsage(ctx, tx, out, rev, now); err != nil {
+			return Object{}, false, fmt.Errorf("apply %s: %w", id, err)
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return Object{}, false, fmt.Errorf("apply %s: commit: %w", id, err)
 	}
@@ -311,6 +321,11 @@ func (s *Store) Delete(ctx context.Context, kind Kind, org, name string) error {
 	}
 	if err != nil {
 		return fmt.Errorf("delete %s: %w", id, err)
+	}
+	if kind == KindSandbox {
+		if err := s.closeUsage(ctx, tx, org, name, now); err != nil {
+			return fmt.Errorf("delete %s: %w", id, err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("delete %s: commit: %w", id, err)

@@ -3,7 +3,8 @@
 // groups and job runner groups with the status the in-cluster agents report for
 // them, and jobs with their log chunks and artifact metadata (jobs.go), and people and
 // access: users, org memberships, teams, invitations, sessions, service
-// accounts and the audit trail (identity.go).
+// accounts and the audit trail (identity.go), and sandbox usage: intervals of each sandbox's life in a
+// team, written with the sandbox's writes and summed per calendar month (usage.go).
 //
 // One implementation on database/sql serves two drivers: embedded SQLite
 // (modernc.org/sqlite, pure Go, the default) and PostgreSQL (pgx). The schema is
