@@ -374,7 +374,7 @@ func (s *Server) previewLink(k store.Kind) gin.HandlerFunc {
 		if !ok {
 			return
 		}
-		org, what := c.Param("org"), fmt.Sprintf("%s %q", kindName(k), name)
+		org, what := c.Param("org"), fmt.Sprintf("%s %q", k.Noun(), name)
 		o, err := s.st.Get(c.Request.Context(), k, org, name)
 		if err != nil {
 			s.failErr(c, what, err)
@@ -382,7 +382,7 @@ func (s *Server) previewLink(k store.Kind) gin.HandlerFunc {
 		}
 		eps, field := specEndpoints(k, o.Spec)
 		if len(eps) == 0 {
-			s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, fmt.Sprintf("the %s has no endpoints (%s)", kindName(k), field))
+			s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, fmt.Sprintf("the %s has no endpoints (%s)", k.Noun(), field))
 			return
 		}
 		ep := c.Query("endpoint")

@@ -179,6 +179,12 @@ func TestSandboxLifecycle(t *testing.T) {
 		if rgs, err := e.acme.ListRouteGroups(ctx, "acme"); err != nil || len(rgs) != 1 {
 			t.Fatalf("list rg: %v %v", rgs, err)
 		}
+		// A sandbox cannot take a route group's name (preview URLs name one object).
+		if _, err := e.acme.ApplySandbox(ctx, "acme", &client.Sandbox{Name: "rg1", Spec: v1alpha1.SandboxSpec{Cluster: "c1",
+			Forks: []v1alpha1.Fork{{ForkOf: v1alpha1.WorkloadRef{Kind: "Deployment", Namespace: "shop", Name: "cart"}}}}}); apiErr(t, err).Reason != apitypes.ReasonConflict ||
+			!strings.Contains(err.Error(), "taken by route group rg1") {
+			t.Fatalf("sandbox named like a route group: %v", err)
+		}
 		if _, err := e.acme.GetRouteGroup(ctx, "acme", "rg1"); err != nil {
 			t.Fatal(err)
 		}

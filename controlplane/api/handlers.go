@@ -211,13 +211,6 @@ func (s *Server) putQuota(c *gin.Context) {
 
 // ---- sandboxes and route groups ----
 
-func kindName(k store.Kind) string {
-	if k == store.KindRouteGroup {
-		return "route group"
-	}
-	return "sandbox"
-}
-
 // parseSelector parses labelSelector=k=v,k2=v2 (and repeated label=k:v) and
 // team=NAME.
 func parseSelector(q url.Values) (store.ObjectSelector, *apitypes.FieldError) {
@@ -365,7 +358,7 @@ func (s *Server) applyObject(k store.Kind) gin.HandlerFunc {
 			errs = p.CheckEndpoints(epsPath, eps)
 		}
 		if len(errs) > 0 {
-			s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "invalid "+kindName(k)+": "+errs.Error(), errs...)
+			s.fail(c, http.StatusBadRequest, apitypes.ReasonValidation, "invalid "+k.Noun()+": "+errs.Error(), errs...)
 			return
 		}
 		raw, err := json.Marshal(spec)
@@ -373,7 +366,7 @@ func (s *Server) applyObject(k store.Kind) gin.HandlerFunc {
 			raw, err = legacy.Splice(raw) // the agent ignores them: defaultRouteGroup has them too
 		}
 		if err != nil {
-			s.failErr(c, kindName(k), err)
+			s.failErr(c, k.Noun(), err)
 			return
 		}
 		obj, created, err := s.st.Apply(c.Request.Context(), store.ApplyRequest{
@@ -381,7 +374,7 @@ func (s *Server) applyObject(k store.Kind) gin.HandlerFunc {
 			NewRoutingKey: func() (string, error) { return s.cfg.NewRoutingKey(), nil },
 		})
 		if err != nil {
-			s.failErr(c, kindName(k)+" "+name, err)
+			s.failErr(c, k.Noun()+" "+name, err)
 			return
 		}
 		// 200 for creates too: clients generated from Signadot's swagger accept only 200.
@@ -409,7 +402,7 @@ func (s *Server) getObject(k store.Kind) gin.HandlerFunc {
 		}
 		o, err := s.st.Get(c.Request.Context(), k, c.Param("org"), name)
 		if err != nil {
-			s.failErr(c, fmt.Sprintf("%s %q", kindName(k), name), err)
+			s.failErr(c, fmt.Sprintf("%s %q", k.Noun(), name), err)
 			return
 		}
 		st, _ := observed(o)
@@ -441,7 +434,7 @@ func (s *Server) deleteObject(k store.Kind) gin.HandlerFunc {
 			return
 		}
 		if err := s.st.Delete(c.Request.Context(), k, c.Param("org"), name); err != nil {
-			s.failErr(c, fmt.Sprintf("%s %q", kindName(k), name), err)
+			s.failErr(c, fmt.Sprintf("%s %q", k.Noun(), name), err)
 			return
 		}
 		c.JSON(http.StatusOK, apitypes.EmptyResponse{})

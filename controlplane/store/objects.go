@@ -162,6 +162,11 @@ func (s *Store) applyOnce(ctx context.Context, r ApplyRequest, id, labels string
 	}
 	now := s.nowNano()
 	out := Object{Kind: r.Kind, Org: r.Org, Name: r.Name, Cluster: r.Cluster, Spec: r.Spec, Labels: r.Labels, Revision: rev, UpdatedAt: fromNano(now), Team: r.Team}
+	if !live {
+		if err := s.checkNameFree(ctx, tx, r.Kind, r.Org, r.Name); err != nil {
+			return Object{}, false, fmt.Errorf("apply %s: %w", id, err)
+		}
+	}
 	if r.Team != "" && (!live || cur.Team != r.Team) {
 		if err := s.checkTeamQuota(ctx, tx, r.Org, r.Team); err != nil {
 			return Object{}, false, fmt.Errorf("apply %s: %w", id, err)
@@ -289,6 +294,26 @@ func (s *Store) List(ctx context.Context, kind Kind, org string, selector map[st
 		}
 		p.Continue = pg.Continue
 	}
+}
+
+// checkNameFree refuses (ErrInUse) a new sandbox named like a live route
+// group of the org, and the other way round: preview URLs and preview login
+// links name the object without its kind, so the two share one namespace.
+// It runs in the apply's transaction, under the revision lock.
+func (s *Store) checkNameFree(ctx context.Context, tx *sql.Tx, kind Kind, org, name string) error {
+	other := map[Kind]Kind{KindSandbox: KindRouteGroup, KindRouteGroup: KindSandbox}[kind]
+	if other == "" {
+		return nil
+	}
+	var n int
+	err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM objects WHERE kind = ? AND org = ? AND name = ? AND deleted_at = 0`), string(other), org, name).Scan(&n)
+	if err != nil {
+		return fmt.Errorf("check name: %w", err)
+	}
+	if n > 0 {
+		return fmt.Errorf("the name %s is taken by %s %s of the org (sandboxes and route groups share preview URLs, so their names must differ): %w", name, other.Noun(), name, ErrInUse)
+	}
+	return nil
 }
 
 // labelIs is the SQL condition "the labels (a JSON object) have key ? with

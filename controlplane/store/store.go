@@ -78,6 +78,20 @@ const (
 	KindResourcePlugin Kind = "resourceplugin"
 )
 
+// Noun is the kind as people write it ("route group", "runner group",
+// "resource plugin", "sandbox").
+func (k Kind) Noun() string {
+	switch k {
+	case KindRouteGroup:
+		return "route group"
+	case KindRunnerGroup:
+		return "runner group"
+	case KindResourcePlugin:
+		return "resource plugin"
+	}
+	return string(k)
+}
+
 // Store is the control plane's database.
 type Store struct {
 	db      *sql.DB

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -590,6 +591,46 @@ func TestResourcePluginsReachEveryCluster(t *testing.T) {
 		}
 		if _, err := s.Get(ctx, store.KindResourcePlugin, "acme", "mq"); err != nil {
 			t.Fatalf("plugin after cluster deletion: %v", err)
+		}
+	})
+}
+
+// TestSandboxAndRouteGroupNamesDiffer: preview URLs name an object without
+// its kind, so a sandbox and a live route group of an org cannot share a
+// name (either way round); a deleted one frees the name, other orgs and
+// other kinds are unaffected.
+func TestSandboxAndRouteGroupNamesDiffer(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		seed(t, s, "acme", 0, "c1")
+		seed(t, s, "other", 0, "c1")
+		rg := func(org, name string) error {
+			_, _, err := s.Apply(ctx, store.ApplyRequest{Kind: store.KindRouteGroup, Org: org, Name: name, Cluster: "c1", Spec: []byte(`{}`), NewRoutingKey: newKey})
+			return err
+		}
+		if _, _, err := apply(s, "acme", "web", "c1", `{}`); err != nil {
+			t.Fatal(err)
+		}
+		if err := rg("acme", "web"); !errors.Is(err, store.ErrInUse) || !strings.Contains(err.Error(), "taken by sandbox web") {
+			t.Fatalf("route group named like a sandbox: %v", err)
+		}
+		if err := rg("other", "web"); err != nil {
+			t.Fatalf("another org: %v", err)
+		}
+		if err := rg("acme", "api"); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := apply(s, "acme", "api", "c1", `{}`); !errors.Is(err, store.ErrInUse) || !strings.Contains(err.Error(), "taken by route group api") {
+			t.Fatalf("sandbox named like a route group: %v", err)
+		}
+		if _, _, err := apply(s, "acme", "web", "c1", `{"description":"an update"}`); err != nil {
+			t.Fatalf("updating the sandbox: %v", err)
+		}
+		if err := s.Delete(ctx, store.KindRouteGroup, "acme", "api"); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := apply(s, "acme", "api", "c1", `{}`); err != nil {
+			t.Fatalf("the name after the route group's delete: %v", err)
 		}
 	})
 }
