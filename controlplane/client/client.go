@@ -54,6 +54,8 @@ type (
 	Member = apitypes.Member
 	// Team is a team of an org.
 	Team = apitypes.Team
+	// Usage is an org's sandbox usage in a month, per team.
+	Usage = apitypes.Usage
 	// Invitation is an invitation into an org.
 	Invitation = apitypes.Invitation
 	// ServiceAccount owns API keys that belong to no person.

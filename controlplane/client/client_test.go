@@ -459,6 +459,12 @@ func peopleCalls(ctx context.Context, t *testing.T, c *client.Client, base strin
 	if _, err := c.ListOwnAPIKeys(ctx, "shop"); !errors.Is(err, client.ErrInvalid) {
 		t.Fatalf("own keys of the admin key: %v", err)
 	}
+	if u, err := c.GetUsage(ctx, "shop", ""); err != nil || u.Month == "" {
+		t.Fatalf("usage: %+v %v", u, err)
+	}
+	if _, err := c.GetUsage(ctx, "shop", "2026-13"); !errors.Is(err, client.ErrInvalid) {
+		t.Fatalf("usage of a bad month: %v", err)
+	}
 	ev, err := c.ListEvents(ctx, "shop")
 	must(err)
 	if len(ev) == 0 {

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"net/http"
+	"net/url"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
 )
@@ -87,6 +88,20 @@ func (c *Client) GetTeam(ctx context.Context, org, team string) (*Team, error) {
 // DeleteTeam deletes a team.
 func (c *Client) DeleteTeam(ctx context.Context, org, team string) error {
 	return c.do(ctx, http.MethodDelete, orgPath(org, "teams", team), nil, nil, nil)
+}
+
+// GetUsage returns an org's sandbox usage per team in month (YYYY-MM, UTC;
+// "" for the current month).
+func (c *Client) GetUsage(ctx context.Context, org, month string) (*Usage, error) {
+	var q url.Values
+	if month != "" {
+		q = url.Values{"month": {month}}
+	}
+	var out Usage
+	if err := c.do(ctx, http.MethodGet, orgPath(org, "usage"), q, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
 }
 
 // ListTeamMembers lists a team's members.
