@@ -92,3 +92,31 @@ func TestSandboxConditionsAndEvents(t *testing.T) {
 		t.Errorf("%d rows marked warning, want 1", strings.Count(body, `class="warning"`))
 	}
 }
+
+// TestRouteGroupConditionsAndEvents: the route group page shows the
+// conditions and events the agent reported for the RouteGroup CR, with the
+// sandbox page's tables (empty states first).
+func TestRouteGroupConditionsAndEvents(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	rg, err := e.admin.ApplyRouteGroup(ctx, "shop", &client.RouteGroup{Name: "team-a", Spec: v1alpha1.RouteGroupSpec{Cluster: "c1",
+		Match: v1alpha1.RouteGroupMatch{Label: &v1alpha1.LabelMatch{Key: "team", Value: "a"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vic := e.login("vic@example.com", vicPass)
+	if _, body := vic.get("/o/shop/routegroups/team-a"); !strings.Contains(body, `id="no-events">No events reported.`) || !strings.Contains(body, `id="no-conditions"`) {
+		t.Fatalf("before a report: %.3000s", body)
+	}
+	now := time.Now().UTC()
+	e.reportRG("team-a", rg.Version, apitypes.ObservedStatus{Ready: false, Reason: "NoMatch", Message: "no sandbox matches",
+		Conditions: []apitypes.Condition{{Type: "Ready", Status: "False", Reason: "NoMatch", Message: "no sandbox has label team=a", LastTransitionTime: now.Add(-time.Minute).Format(time.RFC3339)}},
+		Events:     []apitypes.ObjectEvent{{Type: "Warning", Reason: "NoSandboxMatched", Message: "no <sandbox> matches", Count: 2, LastTimestamp: now.Format(time.RFC3339)}}})
+	_, body := vic.get("/o/shop/routegroups/team-a")
+	for _, want := range []string{`<td data-label="Reason">NoMatch</td>`, `no sandbox has label team=a`, `<tr class="warning">`, `no &lt;sandbox&gt; matches`,
+		`<td data-label="Count">2</td>`, `about the RouteGroup resource`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the page lacks %s", want)
+		}
+	}
+}
