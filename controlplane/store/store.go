@@ -27,6 +27,7 @@ import (
 	"io/fs"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
@@ -84,6 +85,13 @@ type Store struct {
 	now     func() time.Time
 	pgStyle bool
 	watch   watchers
+	// origin names this Store in the change feed (changes.go): its own rows
+	// are reported at their commit, not again by Follow.
+	origin string
+	// dsn is the PostgreSQL DSN, for Follow's listening connection.
+	dsn       string
+	followMu  sync.Mutex
+	following bool
 }
 
 // Open opens (and migrates) a store. driver is DriverSQLite with a file path (or
@@ -93,6 +101,7 @@ func Open(ctx context.Context, driver, dsn string) (*Store, error) {
 		db      *sql.DB
 		err     error
 		dialect goose.Dialect
+		pgDSN   = dsn
 	)
 	switch driver {
 	case DriverSQLite:
@@ -136,7 +145,11 @@ func Open(ctx context.Context, driver, dsn string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: migrate: %w", driver, err)
 	}
-	return &Store{db: db, driver: driver, now: time.Now, pgStyle: driver == DriverPostgres}, nil
+	st := &Store{db: db, driver: driver, now: time.Now, pgStyle: driver == DriverPostgres, origin: NewID(8)}
+	if st.pgStyle {
+		st.dsn = pgDSN
+	}
+	return st, nil
 }
 
 // sqliteDSN adds the settings the store relies on to a SQLite path: WAL, a busy
