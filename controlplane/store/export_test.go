@@ -35,3 +35,16 @@ func MigrateTo(ctx context.Context, driver, dsn string, version int64) (*sql.DB,
 	}
 	return db, nil
 }
+
+// FeedRows returns how many rows the change feed holds.
+func (s *Store) FeedRows(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM changes`).Scan(&n)
+	return n, err
+}
+
+// Exec runs a statement on the store's database (tests that break it).
+func (s *Store) Exec(ctx context.Context, query string) error {
+	_, err := s.db.ExecContext(ctx, query)
+	return err
+}
