@@ -393,3 +393,70 @@ func TestStaleTunnelClosed(t *testing.T) {
 		})
 	}
 }
+
+// TestEffectsAcrossReplicas: writes through replica A take effect on
+// replica B through the change feed, not through a cache's expiry (B's
+// preview caches here live an hour): an API key revoked on A is refused by
+// B's preview proxy, and a cluster token deleted on A closes the agent
+// tunnel that token holds on B.
+func TestEffectsAcrossReplicas(t *testing.T) {
+	for _, driver := range storetest.Drivers {
+		t.Run(driver, func(t *testing.T) {
+			ctx := context.Background()
+			driver, dsn := storetest.DSN(t, driver)
+			hour := func(o *replicaOpts) { o.cfg.PreviewCacheTTL = time.Hour }
+			a, b := startReplica(t, driver, dsn, hour), startReplica(t, driver, dsn, hour)
+			w := newReplicaWorld(t, a)
+			admin, _ := client.New(a.http.URL, w.admin)
+			key, err := admin.CreateAPIKey(ctx, "acme", "ci")
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok, err := admin.CreateClusterToken(ctx, "acme", "c1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			agentCtx, stopAgent := context.WithCancel(ctx)
+			defer stopAgent()
+			agentTunnel(agentCtx, t, b.http.URL, tok.Token, b.srv.Hub(), w.rec, "frontend.shop.svc:8080")
+			get := func() (int, string) {
+				t.Helper()
+				req, _ := http.NewRequest("GET", b.http.URL+"/preview/acme/feat/web/x", nil)
+				req.Header.Set(apitypes.HeaderAPIKey, key.Key)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				body, _ := io.ReadAll(resp.Body)
+				return resp.StatusCode, string(body)
+			}
+			if code, body := get(); code != 200 { // B caches the key check
+				t.Fatalf("preview via B: %d %s", code, body)
+			}
+			if err := admin.RevokeAPIKey(ctx, "acme", key.ID); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				code, body := get()
+				if code == http.StatusUnauthorized {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("B still accepts the key revoked on A: %d %s", code, body)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if err := admin.DeleteClusterToken(ctx, "acme", "c1", tok.ID); err != nil {
+				t.Fatal(err)
+			}
+			for b.srv.Hub().Connected("acme", "c1") {
+				if time.Now().After(deadline) {
+					t.Fatal("B kept the tunnel of a token deleted on A")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+}

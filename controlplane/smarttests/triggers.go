@@ -34,8 +34,8 @@ type event struct {
 func (s *Service) Run(ctx context.Context) {
 	ch := make(chan event, triggerQueue)
 	s.st.Watch(func(c store.Change) {
-		if ctx.Err() != nil {
-			return
+		if ctx.Err() != nil || c.Remote {
+			return // the replica that made the change acts on it
 		}
 		var ev event
 		switch {

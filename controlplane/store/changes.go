@@ -161,7 +161,7 @@ type FollowConfig struct {
 	OnError func(error)
 }
 
-// Follow reads the change feed until ctx ends and reports every change
+// Follow reads the change feed until ctx ends or the Store is closed, and reports every change
 // another process made (Remote set) to this Store's watchers, once, in the
 // order of the feed. Changes made before Follow started are not reported.
 // A failing read is retried with backoff (from 100ms to 30s) from where the
@@ -195,6 +195,15 @@ func (s *Store) Follow(ctx context.Context, cfg FollowConfig) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.closed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
 	}
@@ -216,7 +225,7 @@ func (s *Store) Follow(ctx context.Context, cfg FollowConfig) error {
 	defer wg.Wait()
 	f := &follower{s: s, seen: map[string]int64{}}
 	fail := func(what string, err error) {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || s.isClosed() {
 			return
 		}
 		cfg.Logger.WarnContext(ctx, "change feed: "+what+" failed; retrying", "err", err)
@@ -262,6 +271,16 @@ func (s *Store) Follow(ctx context.Context, cfg FollowConfig) error {
 		case <-t.C:
 		}
 		t.Stop()
+	}
+}
+
+// isClosed reports whether Close was called.
+func (s *Store) isClosed() bool {
+	select {
+	case <-s.closed:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -396,7 +415,7 @@ func (s *Store) listen(ctx context.Context, cfg FollowConfig, wake chan<- struct
 	var backoff time.Duration
 	for ctx.Err() == nil {
 		err := s.listenOnce(ctx, wake)
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || s.isClosed() {
 			return
 		}
 		backoff = min(max(2*backoff, 100*time.Millisecond), 30*time.Second)

@@ -92,6 +92,9 @@ type Store struct {
 	dsn       string
 	followMu  sync.Mutex
 	following bool
+	// closed is closed by Close (it stops Follow).
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
 // Open opens (and migrates) a store. driver is DriverSQLite with a file path (or
@@ -145,7 +148,7 @@ func Open(ctx context.Context, driver, dsn string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: migrate: %w", driver, err)
 	}
-	st := &Store{db: db, driver: driver, now: time.Now, pgStyle: driver == DriverPostgres, origin: NewID(8)}
+	st := &Store{db: db, driver: driver, now: time.Now, pgStyle: driver == DriverPostgres, origin: NewID(8), closed: make(chan struct{})}
 	if st.pgStyle {
 		st.dsn = pgDSN
 	}
@@ -168,8 +171,11 @@ func sqliteDSN(dsn string) string {
 	return dsn + sep + "_txlock=immediate&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)"
 }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close closes the database (and ends Follow).
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() { close(s.closed) })
+	return s.db.Close()
+}
 
 // Driver returns the driver name the store was opened with.
 func (s *Store) Driver() string { return s.driver }
