@@ -79,8 +79,9 @@ type Config struct {
 	// notification wakes it, for changes made by other replicas (default 1s).
 	PollInterval time.Duration
 	// PreviewCacheTTL is how long the preview proxy reuses an API-key check and an
-	// endpoint resolution (default 2s; negative disables). Changes made through
-	// this replica clear the caches at once; other replicas' after at most the TTL.
+	// endpoint resolution (default 2s; negative disables). Changes clear the
+	// caches: this replica's at once, other replicas' when the change feed
+	// reports them; the TTL bounds staleness while the feed is down.
 	PreviewCacheTTL time.Duration
 	// ReplicaURL is how the other replicas reach this one (e.g.
 	// http://10.0.3.7:8080). Set it when several replicas share a PostgreSQL
@@ -562,7 +563,8 @@ func trimWrap(err error) string {
 
 // ---- notifier ----
 
-// notifier wakes long polls when this replica changes desired state.
+// notifier wakes long polls when desired state changes (through this
+// replica, or another one: the change feed).
 type notifier struct {
 	mu sync.Mutex
 	ch chan struct{}

@@ -14,6 +14,11 @@
 // write, so revisions become visible in order: an agent that has seen
 // revision R and asks for changes after R can never miss one (see ClusterState).
 // Deletes leave tombstones so that agents learn about them.
+//
+// Writes with effects outside the database (caches, long polls, tunnels) are
+// reported to watchers as Changes and kept for a few minutes in a change
+// feed written in the same transaction, which every process sharing the
+// database follows (changes.go), so every replica sees every change.
 package store
 
 import (
