@@ -97,8 +97,10 @@ type Store struct {
 	dsn       string
 	followMu  sync.Mutex
 	following bool
-	// closed is closed by Close (it stops Follow).
-	closed    chan struct{}
+	// closed is closed by Close (it stops Follow and notifyLoop).
+	closed chan struct{}
+	// kick wakes notifyLoop (PostgreSQL only).
+	kick      chan struct{}
 	closeOnce sync.Once
 }
 
@@ -155,7 +157,8 @@ func Open(ctx context.Context, driver, dsn string) (*Store, error) {
 	}
 	st := &Store{db: db, driver: driver, now: time.Now, pgStyle: driver == DriverPostgres, origin: NewID(8), closed: make(chan struct{})}
 	if st.pgStyle {
-		st.dsn = pgDSN
+		st.dsn, st.kick = pgDSN, make(chan struct{}, 1)
+		go st.notifyLoop()
 	}
 	return st, nil
 }
