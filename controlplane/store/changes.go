@@ -192,9 +192,10 @@ type FollowConfig struct {
 	OnError func(error)
 }
 
-// Follow reads the change feed until ctx ends or the Store is closed, and reports every change
-// another process made (Remote set) to this Store's watchers, once, in the
-// order of the feed. Changes made before Follow started are not reported.
+// Follow reads the change feed until ctx ends or the Store is closed, and
+// reports every change another process made (Remote set) to this Store's
+// watchers, once, in the order of the feed. Changes made before Follow
+// started are not reported.
 // A failing read is retried with backoff (from 100ms to 30s) from where the
 // follower was, so nothing committed meanwhile is lost unless the outage
 // outlasts the retention. It returns ErrFollowing if another Follow runs on
@@ -208,8 +209,8 @@ type FollowConfig struct {
 // (pg_snapshot_xmin): every transaction below it has ended, so its rows were
 // read. Each read takes the new horizon first, then reads every row at or
 // above the old one, and skips the rows it already reported (by id). The
-// window re-read is the rows of transactions that ran during the last read;
-// no timeout decides that a gap is final.
+// window re-read is the rows of the transactions that were running at the
+// last read and of later ones; no timeout decides that a gap is final.
 func (s *Store) Follow(ctx context.Context, cfg FollowConfig) error {
 	s.followMu.Lock()
 	if s.following {

@@ -226,12 +226,13 @@ func TestFollow(t *testing.T) {
 }
 
 // TestFollowPrune checks that followers delete the feed's old rows and
-// keep following after it was emptied.
+// keep following after it was emptied. (The retention must outlast the
+// followers' reads: a row pruned before a follower read it is lost to it.)
 func TestFollowPrune(t *testing.T) {
 	for _, d := range storetest.Drivers {
 		t.Run(d, func(t *testing.T) {
 			ctx := context.Background()
-			a, b, ra, rb := replicas(t, d, store.FollowConfig{Interval: 50 * time.Millisecond, Retention: time.Millisecond, PruneInterval: 50 * time.Millisecond})
+			a, b, ra, rb := replicas(t, d, store.FollowConfig{Interval: 50 * time.Millisecond, Retention: time.Second, PruneInterval: 50 * time.Millisecond})
 			seed(t, a, "acme", 0, "c1")
 			followed(t, a, b, ra, rb)
 			for i := range 10 {
