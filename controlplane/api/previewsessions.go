@@ -74,7 +74,7 @@ func (s *Server) sameIncarnation(ctx context.Context, rec store.PreviewSessionRe
 }
 
 // credentialsChanged drops cached key checks and preview sessions (after a
-// revocation) on this replica; other replicas see it within PreviewCacheTTL.
+// revocation, made through any replica: see followChanges).
 func (s *Server) credentialsChanged() {
 	s.keyCache.clear()
 	s.sessionCache.clear()

@@ -2,6 +2,8 @@ package api_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -391,5 +393,121 @@ func TestStaleTunnelClosed(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestEffectsAcrossReplicas: writes through replica A take effect on
+// replica B through the change feed, not through a cache's expiry (B's
+// preview caches here live an hour): an API key revoked on A is refused by
+// B's preview proxy, and a cluster token deleted on A closes the agent
+// tunnel that token holds on B.
+func TestEffectsAcrossReplicas(t *testing.T) {
+	for _, driver := range storetest.Drivers {
+		t.Run(driver, func(t *testing.T) {
+			ctx := context.Background()
+			driver, dsn := storetest.DSN(t, driver)
+			hour := func(o *replicaOpts) { o.cfg.PreviewCacheTTL = time.Hour }
+			a, b := startReplica(t, driver, dsn, hour), startReplica(t, driver, dsn, hour)
+			w := newReplicaWorld(t, a)
+			admin, _ := client.New(a.http.URL, w.admin)
+			key, err := admin.CreateAPIKey(ctx, "acme", "ci")
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok, err := admin.CreateClusterToken(ctx, "acme", "c1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			agentCtx, stopAgent := context.WithCancel(ctx)
+			defer stopAgent()
+			agentTunnel(agentCtx, t, b.http.URL, tok.Token, b.srv.Hub(), w.rec, "frontend.shop.svc:8080")
+			get := func() (int, string) {
+				t.Helper()
+				req, _ := http.NewRequest("GET", b.http.URL+"/preview/acme/feat/web/x", nil)
+				req.Header.Set(apitypes.HeaderAPIKey, key.Key)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				body, _ := io.ReadAll(resp.Body)
+				return resp.StatusCode, string(body)
+			}
+			if code, body := get(); code != 200 { // B caches the key check
+				t.Fatalf("preview via B: %d %s", code, body)
+			}
+			if err := admin.RevokeAPIKey(ctx, "acme", key.ID); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				code, body := get()
+				if code == http.StatusUnauthorized {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("B still accepts the key revoked on A: %d %s", code, body)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if err := admin.DeleteClusterToken(ctx, "acme", "c1", tok.ID); err != nil {
+				t.Fatal(err)
+			}
+			for b.srv.Hub().Connected("acme", "c1") {
+				if time.Now().After(deadline) {
+					t.Fatal("B kept the tunnel of a token deleted on A")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// TestLongPollWokenAcrossReplicas: on PostgreSQL an agent's long poll held
+// by replica B returns when a sandbox is applied through replica A, woken by
+// the change feed's notification: B's own re-reads (PollInterval) are an
+// hour apart here, and the poll waits up to 30 s.
+func TestLongPollWokenAcrossReplicas(t *testing.T) {
+	ctx := context.Background()
+	driver, dsn := storetest.DSN(t, store.DriverPostgres)
+	slow := func(o *replicaOpts) { o.cfg.PollInterval = time.Hour }
+	a, b := startReplica(t, driver, dsn, slow), startReplica(t, driver, dsn, slow)
+	w := newReplicaWorld(t, a)
+	poll := func(since int64, wait string) apitypes.AgentState {
+		t.Helper()
+		req, _ := http.NewRequest("GET", fmt.Sprintf("%s/api/v2/agent/state?since=%d&wait=%s", b.http.URL, since, wait), nil)
+		req.Header.Set(apitypes.HeaderClusterToken, w.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var st apitypes.AgentState
+		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("poll: %d %v", resp.StatusCode, err)
+		}
+		return st
+	}
+	full := poll(0, "0s")
+	admin, _ := client.New(a.http.URL, w.admin)
+	got := make(chan apitypes.AgentState, 1)
+	go func() { got <- poll(full.Revision, "30s") }()
+	time.Sleep(300 * time.Millisecond) // the poll is waiting (else it returns at its first read: no proof)
+	// Apply through A until the poll on B returns.
+	for i := 0; ; i++ {
+		if _, err := admin.ApplySandbox(ctx, "acme", sandbox(fmt.Sprintf("next-%d", i), nil)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case st := <-got:
+			if len(st.Objects) == 0 {
+				t.Fatalf("poll on B returned without the change: %+v", st)
+			}
+			return
+		case <-time.After(2 * time.Second):
+		}
+		if i == 5 {
+			t.Fatal("the poll on B was not woken by applies through A")
+		}
 	}
 }

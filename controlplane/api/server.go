@@ -74,12 +74,14 @@ type Config struct {
 	Extractor *routingkey.Extractor
 	// LongPollTimeout bounds an agent's poll (default 30s; agents may ask for less).
 	LongPollTimeout time.Duration
-	// PollInterval is how often a waiting poll re-reads the database, for changes
-	// made by other replicas (default 1s).
+	// PollInterval is how often a waiting poll re-reads the database, and how
+	// often the change feed (store.Follow) is read when no PostgreSQL
+	// notification wakes it, for changes made by other replicas (default 1s).
 	PollInterval time.Duration
 	// PreviewCacheTTL is how long the preview proxy reuses an API-key check and an
-	// endpoint resolution (default 2s; negative disables). Changes made through
-	// this replica clear the caches at once; other replicas' after at most the TTL.
+	// endpoint resolution (default 2s; negative disables). Changes clear the
+	// caches: this replica's at once, other replicas' when the change feed
+	// reports them; the TTL bounds staleness while the feed is down.
 	PreviewCacheTTL time.Duration
 	// ReplicaURL is how the other replicas reach this one (e.g.
 	// http://10.0.3.7:8080). Set it when several replicas share a PostgreSQL
@@ -227,6 +229,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.sessionCache = newTTLCache[store.PreviewSessionRecord](ttl)
 	s.hub = tunnel.NewHub(cfg.Logger)
 	cfg.Store.Watch(s.afterWrite)
+	go s.followChanges(ctx) // other replicas' changes to the same watchers, until ctx ends
 	jc := cfg.Jobs
 	jc.Store, jc.Logger = cfg.Store, cfg.Logger
 	if s.jobs, err = jobs.New(jc); err != nil {
@@ -561,7 +564,8 @@ func trimWrap(err error) string {
 
 // ---- notifier ----
 
-// notifier wakes long polls when this replica changes desired state.
+// notifier wakes long polls when desired state changes (through this
+// replica, or another one: the change feed).
 type notifier struct {
 	mu sync.Mutex
 	ch chan struct{}
@@ -590,6 +594,11 @@ type metrics struct {
 	agents          prometheus.Gauge
 	previewRequests *prometheus.CounterVec
 	previewDuration prometheus.Histogram
+	// The change feed (store.Follow): other replicas' changes applied here,
+	// their lag, and failed reads.
+	feedChanges prometheus.Counter
+	feedLag     prometheus.Histogram
+	feedErrors  prometheus.Counter
 }
 
 func newMetrics(r prometheus.Registerer) (*metrics, error) {
@@ -605,7 +614,13 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 		previewDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "sandboxmesh", Subsystem: "controlplane", Name: "preview_request_duration_seconds",
 			Help: "Preview proxy latency up to the response header.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.agents, m.previewRequests, m.previewDuration} {
+	m.feedChanges = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "sandboxmesh", Subsystem: "controlplane", Name: "changes_followed_total",
+		Help: "Changes made through other replicas that this replica applied from the change feed."})
+	m.feedLag = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "sandboxmesh", Subsystem: "controlplane", Name: "change_follow_lag_seconds",
+		Help: "Time from another replica's write to its effects here (across the replicas' clocks).", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)})
+	m.feedErrors = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "sandboxmesh", Subsystem: "controlplane", Name: "change_follow_errors_total",
+		Help: "Failed reads of the change feed (and failed notification listens on PostgreSQL); the follower retries."})
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.agents, m.previewRequests, m.previewDuration, m.feedChanges, m.feedLag, m.feedErrors} {
 		if err := r.Register(c); err != nil {
 			return nil, fmt.Errorf("api: register metrics: %w", err)
 		}

@@ -47,9 +47,9 @@ type Config struct {
 	CancelGrace time.Duration
 	// SweepInterval: how often Run sweeps (default 1s).
 	SweepInterval time.Duration
-	// ClaimPoll: how often a waiting claim re-reads the queue for jobs
-	// submitted through other replicas (default 1s); LogPoll the same for
-	// log streams (default 250ms).
+	// ClaimPoll: how often a waiting claim re-reads the queue, for jobs
+	// submitted through other replicas should the change feed (store.Follow)
+	// miss them (default 1s); LogPoll the same for log streams (default 250ms).
 	ClaimPoll, LogPoll time.Duration
 	// MaxClaimWait bounds a claim's wait (default 30s).
 	MaxClaimWait time.Duration

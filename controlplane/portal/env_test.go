@@ -35,37 +35,29 @@ type env struct {
 	admin *client.Client
 	token string // cluster token of shop/c1
 	key   string // the bootstrap admin key
+	// driver and dsn name the database (replica starts another control
+	// plane on it).
+	driver, dsn string
 }
 
 const annPass, vicPass = "anns long passphrase", "vics long passphrase"
 
 func newEnv(t testing.TB, opts ...func(*portal.Config)) *env {
+	return newEnvOn(t, store.DriverSQLite, opts...)
+}
+
+// newEnvOn is newEnv on a new database of driver.
+func newEnvOn(t testing.TB, driver string, opts ...func(*portal.Config)) *env {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	st := storetest.Open(t, store.DriverSQLite)
-	srv, err := api.New(ctx, api.Config{Store: st, PreviewURL: "http://preview.localhost", LongPollTimeout: 5 * time.Second, PollInterval: 50 * time.Millisecond,
-		Identity: identity.Config{Params: identity.Params{Memory: 64, Time: 1, Threads: 1, KeyLen: 32}, AllowSignup: true}})
+	ctx := context.Background()
+	driver, dsn := storetest.DSN(t, driver)
+	e := startControlPlane(t, driver, dsn, opts...)
+	key, _, err := api.Bootstrap(ctx, e.st, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc := portal.Config{API: srv.Handler(), Identity: srv.Identity(), Store: st, KeepAlive: time.Second}
-	for _, o := range opts {
-		o(&pc)
-	}
-	ui, err := portal.New(ctx, pc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.SetUI(ui)
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(hs.Close)
-	key, _, err := api.Bootstrap(ctx, st, "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, srv: srv, st: st, http: hs, key: key}
-	if e.admin, err = client.New(hs.URL, key); err != nil {
+	e.key = key
+	if e.admin, err = client.New(e.http.URL, key); err != nil {
 		t.Fatal(err)
 	}
 	// ann signs up through the portal's form.
@@ -90,6 +82,49 @@ func newEnv(t testing.TB, opts ...func(*portal.Config)) *env {
 	e.apiCall("PUT", "/api/v2/agent/workloads", apitypes.HeaderClusterToken, e.token,
 		`{"workloads":[{"kind":"Deployment","namespace":"shop","name":"cart","containers":[{"name":"cart","image":"cart:v1"}],"replicas":1,"readyReplicas":1,"services":[{"name":"cart","ports":[8080]}]}]}`, nil, 200)
 	return e
+}
+
+// replica starts another control plane (API and portal) on e's database:
+// a second replica, with the same users, keys and token.
+func (e *env) replica() *env {
+	e.t.Helper()
+	r := startControlPlane(e.t, e.driver, e.dsn)
+	r.key, r.token = e.key, e.token
+	var err error
+	if r.admin, err = client.New(r.http.URL, e.key); err != nil {
+		e.t.Fatal(err)
+	}
+	return r
+}
+
+// startControlPlane starts an API server with the portal on the database at
+// dsn, until the end of the test.
+func startControlPlane(t testing.TB, driver, dsn string, opts ...func(*portal.Config)) *env {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	st, err := store.Open(ctx, driver, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	srv, err := api.New(ctx, api.Config{Store: st, PreviewURL: "http://preview.localhost", LongPollTimeout: 5 * time.Second, PollInterval: 50 * time.Millisecond,
+		Identity: identity.Config{Params: identity.Params{Memory: 64, Time: 1, Threads: 1, KeyLen: 32}, AllowSignup: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := portal.Config{API: srv.Handler(), Identity: srv.Identity(), Store: st, KeepAlive: time.Second}
+	for _, o := range opts {
+		o(&pc)
+	}
+	ui, err := portal.New(ctx, pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetUI(ui)
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	return &env{t: t, srv: srv, st: st, http: hs, driver: driver, dsn: dsn}
 }
 
 // apiCall calls the API with one header and checks the code.

@@ -12,6 +12,7 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/controlplane/apitypes"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/client"
 	"github.com/sandboxmesh/sandboxmesh/controlplane/portal"
+	"github.com/sandboxmesh/sandboxmesh/controlplane/store"
 	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 )
 
@@ -274,6 +275,49 @@ func TestLiveStatus(t *testing.T) {
 	}()
 	if !readSSE(t, resp.Body, 5*time.Second, func(ev, _ string) bool { return ev == "end" }) {
 		t.Fatal("the stream outlived the session")
+	}
+}
+
+// TestLiveStatusAcrossReplicas: with two replicas on one PostgreSQL
+// database, the event stream a browser holds on replica B sends the new row
+// of a sandbox whose status the agent reported to replica A (the change
+// feed), and its deletion through A.
+func TestLiveStatusAcrossReplicas(t *testing.T) {
+	a := newEnvOn(t, store.DriverPostgres)
+	b := a.replica()
+	ctx := context.Background()
+	sb, err := a.admin.ApplySandbox(ctx, "shop", &client.Sandbox{Name: "s1", Spec: v1alpha1.SandboxSpec{Cluster: "c1", Forks: []v1alpha1.Fork{{ForkOf: v1alpha1.WorkloadRef{Kind: "Deployment", Namespace: "shop", Name: "cart"}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ann := b.login("ann@example.com", annPass)
+	req, _ := http.NewRequest("GET", b.http.URL+"/o/shop/events?cluster=c1", nil)
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := ann.c.Do(req.WithContext(sctx))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("events on B: %v %+v", err, resp)
+	}
+	defer resp.Body.Close()
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		a.report("s1", sb.Version, apitypes.ObservedStatus{Ready: true, Reason: "Available", Message: "all forks ready"})
+	}()
+	if !readSSE(t, resp.Body, 20*time.Second, func(ev, data string) bool {
+		var d struct{ Name, Row, Badge string }
+		_ = json.Unmarshal([]byte(data), &d)
+		return ev == "sandbox" && d.Name == "s1" && strings.Contains(d.Badge, "Ready")
+	}) {
+		t.Fatal("B's stream missed the status reported to A")
+	}
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		_ = a.admin.DeleteSandbox(context.Background(), "shop", "s1")
+	}()
+	if !readSSE(t, resp.Body, 20*time.Second, func(ev, data string) bool {
+		return ev == "sandbox" && strings.Contains(data, `"name":"s1","deleted":true`)
+	}) {
+		t.Fatal("B's stream missed the deletion through A")
 	}
 }
 

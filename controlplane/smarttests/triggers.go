@@ -26,7 +26,8 @@ type event struct {
 	job       bool
 }
 
-// Run works until ctx ends on the changes made through this replica, one
+// Run works until ctx ends on the changes made through this replica (not
+// the Remote ones of other replicas, which act on their own), one
 // at a time: a sandbox status an agent reports fires triggers
 // (SandboxReady); a job that changed concludes the execution it runs as
 // soon as it has finished (so that its report is read before anyone
@@ -34,8 +35,8 @@ type event struct {
 func (s *Service) Run(ctx context.Context) {
 	ch := make(chan event, triggerQueue)
 	s.st.Watch(func(c store.Change) {
-		if ctx.Err() != nil {
-			return
+		if ctx.Err() != nil || c.Remote {
+			return // the replica that made the change acts on it
 		}
 		var ev event
 		switch {

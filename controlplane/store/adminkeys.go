@@ -84,10 +84,9 @@ func (s *Store) RevokeAdminKey(ctx context.Context, id string) error {
 	if _, err := tx.ExecContext(ctx, s.q(`UPDATE api_keys SET revoked_at = ? WHERE id = ? AND admin = 1`), s.nowNano(), id); err != nil {
 		return fmt.Errorf("revoke admin key %s: %w", id, err)
 	}
-	if err := tx.Commit(); err != nil {
+	if err := s.commit(ctx, tx, Change{What: ChangeAPIKeyRevoked, Name: id}); err != nil {
 		return fmt.Errorf("revoke admin key %s: %w", id, err)
 	}
-	s.emit(Change{What: ChangeAPIKeyRevoked, Name: id})
 	return nil
 }
 
@@ -117,10 +116,9 @@ func (s *Store) RotateAdminKey(ctx context.Context, id string, next APIKey) (API
 	if _, err := tx.ExecContext(ctx, s.q(`UPDATE api_keys SET revoked_at = ? WHERE id = ?`), s.nowNano(), id); err != nil {
 		return APIKey{}, fmt.Errorf("rotate admin key %s: %w", id, err)
 	}
-	if err := tx.Commit(); err != nil {
+	if err := s.commit(ctx, tx, Change{What: ChangeAPIKeyRevoked, Name: id}); err != nil {
 		return APIKey{}, fmt.Errorf("rotate admin key %s: %w", id, err)
 	}
-	s.emit(Change{What: ChangeAPIKeyRevoked, Name: id})
 	return next, nil
 }
 

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -136,14 +138,22 @@ func (s *Store) GetAPIKey(ctx context.Context, org, id string) (APIKey, error) {
 
 // RevokeAPIKey revokes a key of an org.
 func (s *Store) RevokeAPIKey(ctx context.Context, org, id string) error {
-	res, err := s.db.ExecContext(ctx, s.q(`UPDATE api_keys SET revoked_at = ? WHERE org = ? AND id = ? AND revoked_at = 0`), s.nowNano(), org, id)
+	err := s.write(ctx, func(tx *sql.Tx) ([]Change, error) {
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE api_keys SET revoked_at = ? WHERE org = ? AND id = ? AND revoked_at = 0`), s.nowNano(), org, id)
+		if err != nil {
+			return nil, err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil, ErrNotFound
+		}
+		return []Change{{What: ChangeAPIKeyRevoked, Org: org, Name: id}}, nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("api key %s of org %s: %w", id, org, err)
+	}
 	if err != nil {
 		return fmt.Errorf("revoke api key %s of org %s: %w", id, org, err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("api key %s of org %s: %w", id, org, ErrNotFound)
-	}
-	s.emit(Change{What: ChangeAPIKeyRevoked, Org: org, Name: id})
 	return nil
 }
 

@@ -92,10 +92,9 @@ func (s *Store) DeleteCluster(ctx context.Context, org, name string) error {
 	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM cluster_workloads WHERE org = ? AND cluster = ?`), org, name); err != nil {
 		return fmt.Errorf("delete workloads of cluster %s/%s: %w", org, name, err)
 	}
-	if err := tx.Commit(); err != nil {
+	if err := s.commit(ctx, tx, Change{What: ChangeClusterDeleted, Org: org, Cluster: name}); err != nil {
 		return fmt.Errorf("delete cluster %s/%s: %w", org, name, err)
 	}
-	s.emit(Change{What: ChangeClusterDeleted, Org: org, Cluster: name})
 	return nil
 }
 

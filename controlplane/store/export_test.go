@@ -39,3 +39,16 @@ func MigrateTo(ctx context.Context, driver, dsn string, version int64) (*sql.DB,
 
 // SetNow replaces the store's clock (for tests of time-based records: usage).
 func (s *Store) SetNow(now func() time.Time) { s.now = now }
+
+// FeedRows returns how many rows the change feed holds.
+func (s *Store) FeedRows(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM changes`).Scan(&n)
+	return n, err
+}
+
+// Exec runs a statement on the store's database (tests that break it).
+func (s *Store) Exec(ctx context.Context, query string) error {
+	_, err := s.db.ExecContext(ctx, query)
+	return err
+}

@@ -285,11 +285,8 @@ func (s *Store) changeMember(ctx context.Context, org, userID, role string) erro
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("member %s of org %s: %w", userID, org, ErrNotFound)
 	}
-	if err := tx.Commit(); err != nil {
+	if err := s.commit(ctx, tx, revokedKeys(org, revoked)...); err != nil {
 		return fmt.Errorf("%s member %s of org %s: %w", what, userID, org, err)
-	}
-	for _, id := range revoked {
-		s.emit(Change{What: ChangeAPIKeyRevoked, Org: org, Name: id})
 	}
 	return nil
 }
@@ -710,13 +707,19 @@ func (s *Store) DeleteServiceAccount(ctx context.Context, org, name string) erro
 	if _, err := tx.ExecContext(ctx, s.q(`UPDATE api_keys SET revoked_at = ? WHERE org = ? AND service_account = ? AND revoked_at = 0`), s.nowNano(), org, name); err != nil {
 		return fmt.Errorf("delete service account %s/%s: %w", org, name, err)
 	}
-	if err := tx.Commit(); err != nil {
+	if err := s.commit(ctx, tx, revokedKeys(org, ids)...); err != nil {
 		return fmt.Errorf("delete service account %s/%s: %w", org, name, err)
 	}
-	for _, id := range ids {
-		s.emit(Change{What: ChangeAPIKeyRevoked, Org: org, Name: id})
-	}
 	return nil
+}
+
+// revokedKeys returns the changes of revoking the API keys ids of org.
+func revokedKeys(org string, ids []string) []Change {
+	cs := make([]Change, len(ids))
+	for i, id := range ids {
+		cs[i] = Change{What: ChangeAPIKeyRevoked, Org: org, Name: id}
+	}
+	return cs
 }
 
 // ---- audit events ----

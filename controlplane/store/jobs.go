@@ -92,16 +92,24 @@ func (s *Store) CreateJob(ctx context.Context, j Job) (Job, error) {
 		labels = string(b)
 	}
 	now := s.nowNano()
-	res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO jobs (org, name, runner_group, cluster, spec, labels, routing_key, sandbox, routegroup, attempt, phase, created_at)
+	err := s.write(ctx, func(tx *sql.Tx) ([]Change, error) {
+		res, err := tx.ExecContext(ctx, s.q(`INSERT INTO jobs (org, name, runner_group, cluster, spec, labels, routing_key, sandbox, routegroup, attempt, phase, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT (org, name) DO NOTHING`),
-		j.Org, j.Name, j.RunnerGroup, j.Cluster, string(j.Spec), labels, j.RoutingKey, j.Sandbox, j.RouteGroup, JobQueued, now)
+			j.Org, j.Name, j.RunnerGroup, j.Cluster, string(j.Spec), labels, j.RoutingKey, j.Sandbox, j.RouteGroup, JobQueued, now)
+		if err != nil {
+			return nil, err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil, ErrAlreadyExists
+		}
+		return []Change{{What: ChangeJob, Org: j.Org, Name: j.Name}}, nil
+	})
+	if errors.Is(err, ErrAlreadyExists) {
+		return Job{}, fmt.Errorf("job %s/%s: %w", j.Org, j.Name, err)
+	}
 	if err != nil {
 		return Job{}, fmt.Errorf("create job %s/%s: %w", j.Org, j.Name, err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return Job{}, fmt.Errorf("job %s/%s: %w", j.Org, j.Name, ErrAlreadyExists)
-	}
-	s.emit(Change{What: ChangeJob, Org: j.Org, Name: j.Name})
 	// The job as inserted (a waiting claim may take it at once).
 	j.Phase, j.Attempt, j.CreatedAt = JobQueued, 0, fromNano(now)
 	j.ExecutionCount, j.Pod, j.PodNamespace, j.ExitCode, j.Message, j.CanceledBy, j.CancelReason = 0, "", "", 0, "", "", ""
@@ -163,15 +171,20 @@ func (s *Store) CountJobs(ctx context.Context, org, group string) (queued, runni
 // the sweeper after a grace period). A finished job is returned unchanged.
 func (s *Store) CancelJob(ctx context.Context, org, name, reason string) (Job, error) {
 	now := s.nowNano()
-	if _, err := s.db.ExecContext(ctx, s.q(`UPDATE jobs SET phase = ?, canceled_by = ?, finished_at = ? WHERE org = ? AND name = ? AND phase = ?`),
-		JobCanceled, reason, now, org, name, JobQueued); err != nil {
+	err := s.write(ctx, func(tx *sql.Tx) ([]Change, error) {
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE jobs SET phase = ?, canceled_by = ?, finished_at = ? WHERE org = ? AND name = ? AND phase = ?`),
+			JobCanceled, reason, now, org, name, JobQueued); err != nil {
+			return nil, err
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE jobs SET cancel_reason = ?, cancel_at = ? WHERE org = ? AND name = ? AND phase = ? AND cancel_reason = ''`),
+			reason, now, org, name, JobRunning); err != nil {
+			return nil, err
+		}
+		return []Change{{What: ChangeJob, Org: org, Name: name}}, nil
+	})
+	if err != nil {
 		return Job{}, fmt.Errorf("cancel job %s/%s: %w", org, name, err)
 	}
-	if _, err := s.db.ExecContext(ctx, s.q(`UPDATE jobs SET cancel_reason = ?, cancel_at = ? WHERE org = ? AND name = ? AND phase = ? AND cancel_reason = ''`),
-		reason, now, org, name, JobRunning); err != nil {
-		return Job{}, fmt.Errorf("cancel job %s/%s: %w", org, name, err)
-	}
-	s.emit(Change{What: ChangeJob, Org: org, Name: name})
 	return s.GetJob(ctx, org, name)
 }
 
@@ -202,10 +215,9 @@ func (s *Store) DeleteJob(ctx context.Context, org, name string) ([]string, erro
 			return nil, fmt.Errorf("delete job %s/%s: %s: %w", org, name, t, err)
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("delete job %s/%s: commit: %w", org, name, err)
+	if err := s.commit(ctx, tx, Change{What: ChangeJob, Org: org, Name: name}); err != nil {
+		return nil, fmt.Errorf("delete job %s/%s: %w", org, name, err)
 	}
-	s.emit(Change{What: ChangeJob, Org: org, Name: name})
 	return keys, nil
 }
 
@@ -228,15 +240,23 @@ func (s *Store) ClaimJob(ctx context.Context, org, group, namespace, pod string,
 		if err != nil {
 			return Job{}, fmt.Errorf("claim for %s: %w", id, err)
 		}
-		res, err := s.db.ExecContext(ctx, s.q(`UPDATE jobs SET phase = ?, pod = ?, pod_namespace = ?, started_at = ?, last_event_at = ?, timeout_ns = ?,
+		err = s.write(ctx, func(tx *sql.Tx) ([]Change, error) {
+			res, err := tx.ExecContext(ctx, s.q(`UPDATE jobs SET phase = ?, pod = ?, pod_namespace = ?, started_at = ?, last_event_at = ?, timeout_ns = ?,
 			execution_count = execution_count + 1 WHERE org = ? AND name = ? AND phase = ?`),
-			JobRunning, pod, namespace, now, now, int64(timeout), org, name, JobQueued)
-		if err != nil {
-			return Job{}, fmt.Errorf("claim for %s: %w", id, err)
-		}
-		if n, _ := res.RowsAffected(); n == 1 {
-			s.emit(Change{What: ChangeJob, Org: org, Name: name})
+				JobRunning, pod, namespace, now, now, int64(timeout), org, name, JobQueued)
+			if err != nil {
+				return nil, err
+			}
+			if n, _ := res.RowsAffected(); n != 1 {
+				return nil, errNoRow // another pod took it: next
+			}
+			return []Change{{What: ChangeJob, Org: org, Name: name}}, nil
+		})
+		if err == nil {
 			return s.GetJob(ctx, org, name)
+		}
+		if !errors.Is(err, errNoRow) {
+			return Job{}, fmt.Errorf("claim for %s: %w", id, err)
 		}
 	}
 	return Job{}, fmt.Errorf("claim for %s: %w", id, ErrConflict)
@@ -246,16 +266,21 @@ func (s *Store) ClaimJob(ctx context.Context, org, group, namespace, pod string,
 // happened to it since (no event after the claim): for a claim whose answer
 // could not be delivered.
 func (s *Store) ReleaseJob(ctx context.Context, org, name, namespace, pod string) error {
-	res, err := s.db.ExecContext(ctx, s.q(`UPDATE jobs SET phase = ?, pod = '', pod_namespace = '', started_at = 0, last_event_at = 0, timeout_ns = 0
+	err := s.write(ctx, func(tx *sql.Tx) ([]Change, error) {
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE jobs SET phase = ?, pod = '', pod_namespace = '', started_at = 0, last_event_at = 0, timeout_ns = 0
 		WHERE org = ? AND name = ? AND phase = ? AND pod = ? AND pod_namespace = ? AND last_event_at = started_at AND log_seq = 0`),
-		JobQueued, org, name, JobRunning, pod, namespace)
+			JobQueued, org, name, JobRunning, pod, namespace)
+		if err != nil {
+			return nil, err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil, ErrConflict
+		}
+		return []Change{{What: ChangeJob, Org: org, Name: name}}, nil
+	})
 	if err != nil {
 		return fmt.Errorf("release job %s/%s: %w", org, name, err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("release job %s/%s: %w", org, name, ErrConflict)
-	}
-	s.emit(Change{What: ChangeJob, Org: org, Name: name})
 	return nil
 }
 
@@ -325,11 +350,12 @@ func (s *Store) AddJobEvents(ctx context.Context, org, name string, attempt int6
 			return "", fmt.Errorf("events of %s: log: %w", id, err)
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return "", fmt.Errorf("events of %s: commit: %w", id, err)
-	}
+	var cs []Change
 	if len(logs) > 0 {
-		s.emit(Change{What: ChangeJobLogs, Org: org, Name: name})
+		cs = append(cs, Change{What: ChangeJobLogs, Org: org, Name: name})
+	}
+	if err := s.commit(ctx, tx, cs...); err != nil {
+		return "", fmt.Errorf("events of %s: %w", id, err)
 	}
 	if dropped && size > 0 {
 		return reason, fmt.Errorf("events of %s: %d bytes dropped: %w", id, size, ErrLogCapReached)
@@ -340,14 +366,20 @@ func (s *Store) AddJobEvents(ctx context.Context, org, name string, attempt int6
 // CancelQueuedJobs cancels the queued jobs of a runner group (canceled by
 // reason with message) and returns how many.
 func (s *Store) CancelQueuedJobs(ctx context.Context, org, group, reason, message string) (int64, error) {
-	res, err := s.db.ExecContext(ctx, s.q(`UPDATE jobs SET phase = ?, canceled_by = ?, message = ?, finished_at = ? WHERE org = ? AND runner_group = ? AND phase = ?`),
-		JobCanceled, reason, message, s.nowNano(), org, group, JobQueued)
+	var n int64
+	err := s.write(ctx, func(tx *sql.Tx) ([]Change, error) {
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE jobs SET phase = ?, canceled_by = ?, message = ?, finished_at = ? WHERE org = ? AND runner_group = ? AND phase = ?`),
+			JobCanceled, reason, message, s.nowNano(), org, group, JobQueued)
+		if err != nil {
+			return nil, err
+		}
+		if n, _ = res.RowsAffected(); n == 0 {
+			return nil, nil
+		}
+		return []Change{{What: ChangeJob, Org: org}}, nil
+	})
 	if err != nil {
 		return 0, fmt.Errorf("cancel queued jobs of runner group %s/%s: %w", org, group, err)
-	}
-	n, _ := res.RowsAffected()
-	if n > 0 {
-		s.emit(Change{What: ChangeJob, Org: org})
 	}
 	return n, nil
 }
@@ -358,22 +390,30 @@ func (s *Store) CancelQueuedJobs(ctx context.Context, org, group, reason, messag
 func (s *Store) FinishJob(ctx context.Context, org, name string, attempt int64, namespace, pod string, exitCode int64, message string, canceled bool) (Job, error) {
 	id := fmt.Sprintf("job %s/%s attempt %d", org, name, attempt)
 	now := s.nowNano()
-	res, err := s.db.ExecContext(ctx, s.q(`UPDATE jobs SET finished_at = ?, exit_code = ?, message = ?,
+	err := s.write(ctx, func(tx *sql.Tx) ([]Change, error) {
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE jobs SET finished_at = ?, exit_code = ?, message = ?,
 		phase = CASE WHEN cancel_reason <> '' AND ? = 1 THEN ? WHEN ? = 0 THEN ? ELSE ? END,
 		canceled_by = CASE WHEN cancel_reason <> '' AND ? = 1 THEN cancel_reason ELSE '' END
 		WHERE org = ? AND name = ? AND attempt = ? AND phase = ? AND (? = '' OR (pod = ? AND pod_namespace = ?))`),
-		now, exitCode, message, boolInt(canceled), JobCanceled, exitCode, JobSucceeded, JobFailed, boolInt(canceled),
-		org, name, attempt, JobRunning, pod, pod, namespace)
-	if err != nil {
-		return Job{}, fmt.Errorf("finish %s: %w", id, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
+			now, exitCode, message, boolInt(canceled), JobCanceled, exitCode, JobSucceeded, JobFailed, boolInt(canceled),
+			org, name, attempt, JobRunning, pod, pod, namespace)
+		if err != nil {
+			return nil, err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil, errNoRow
+		}
+		return []Change{{What: ChangeJob, Org: org, Name: name}}, nil
+	})
+	if errors.Is(err, errNoRow) {
 		if _, gerr := s.GetJob(ctx, org, name); gerr != nil {
 			return Job{}, fmt.Errorf("finish %s: %w", id, gerr)
 		}
 		return Job{}, fmt.Errorf("finish %s: not running on pod %s/%s: %w", id, namespace, pod, ErrConflict)
 	}
-	s.emit(Change{What: ChangeJob, Org: org, Name: name})
+	if err != nil {
+		return Job{}, fmt.Errorf("finish %s: %w", id, err)
+	}
 	return s.GetJob(ctx, org, name)
 }
 
@@ -387,21 +427,29 @@ func (s *Store) SweepJobs(ctx context.Context, lostAfter, grace time.Duration) (
 		now, JobRunning, now); err != nil {
 		return nil, fmt.Errorf("sweep jobs: timeouts: %w", err)
 	}
-	lost, err := scanRows(ctx, s, s.db, scanJob, `UPDATE jobs SET phase = ?, finished_at = ?,
+	var out []Job
+	err := s.write(ctx, func(tx *sql.Tx) ([]Change, error) {
+		lost, err := scanRows(ctx, s, tx, scanJob, `UPDATE jobs SET phase = ?, finished_at = ?,
 		message = 'runner pod ' || pod_namespace || '/' || pod || ' stopped reporting (deleted or crashed)'
 		WHERE phase = ? AND last_event_at < ? RETURNING `+jobCols, JobFailed, now, JobRunning, now-int64(lostAfter))
-	if err != nil {
-		return nil, fmt.Errorf("sweep jobs: lost runners: %w", err)
-	}
-	canceled, err := scanRows(ctx, s, s.db, scanJob, `UPDATE jobs SET phase = ?, finished_at = ?, canceled_by = cancel_reason,
+		if err != nil {
+			return nil, fmt.Errorf("lost runners: %w", err)
+		}
+		canceled, err := scanRows(ctx, s, tx, scanJob, `UPDATE jobs SET phase = ?, finished_at = ?, canceled_by = cancel_reason,
 		message = 'the runner did not stop the job in time'
 		WHERE phase = ? AND cancel_reason <> '' AND cancel_at < ? RETURNING `+jobCols, JobCanceled, now, JobRunning, now-int64(grace))
+		if err != nil {
+			return nil, fmt.Errorf("cancels: %w", err)
+		}
+		out = append(lost, canceled...)
+		cs := make([]Change, len(out))
+		for i, j := range out {
+			cs[i] = Change{What: ChangeJob, Org: j.Org, Name: j.Name}
+		}
+		return cs, nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("sweep jobs: cancels: %w", err)
-	}
-	out := append(lost, canceled...)
-	for _, j := range out {
-		s.emit(Change{What: ChangeJob, Org: j.Org, Name: j.Name})
+		return nil, fmt.Errorf("sweep jobs: %w", err)
 	}
 	return out, nil
 }

@@ -225,10 +225,9 @@ func (s *Store) applyOnce(ctx context.Context, r ApplyRequest, id, labels string
 			return Object{}, false, fmt.Errorf("apply %s: %w", id, err)
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return Object{}, false, fmt.Errorf("apply %s: commit: %w", id, err)
+	if err := s.commit(ctx, tx, Change{What: ChangeObject, Org: r.Org, Cluster: r.Cluster, Name: r.Name, Kind: r.Kind}); err != nil {
+		return Object{}, false, fmt.Errorf("apply %s: %w", id, err)
 	}
-	s.emit(Change{What: ChangeObject, Org: r.Org, Cluster: r.Cluster, Name: r.Name, Kind: r.Kind})
 	return out, !live, nil
 }
 
@@ -352,10 +351,9 @@ func (s *Store) Delete(ctx context.Context, kind Kind, org, name string) error {
 			return fmt.Errorf("delete %s: %w", id, err)
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("delete %s: commit: %w", id, err)
+	if err := s.commit(ctx, tx, Change{What: ChangeObject, Org: org, Cluster: cluster, Name: name, Kind: kind}); err != nil {
+		return fmt.Errorf("delete %s: %w", id, err)
 	}
-	s.emit(Change{What: ChangeObject, Org: org, Cluster: cluster, Name: name, Kind: kind})
 	return nil
 }
 
@@ -364,18 +362,26 @@ func (s *Store) Delete(ctx context.Context, kind Kind, org, name string) error {
 // ignored with ErrNotFound / ErrConflict.
 func (s *Store) SetStatus(ctx context.Context, kind Kind, org, cluster, name string, version int64, status json.RawMessage) error {
 	id := fmt.Sprintf("%s %s/%s", kind, org, name)
-	res, err := s.db.ExecContext(ctx, s.q(`UPDATE objects SET status = ? WHERE kind = ? AND org = ? AND cluster = ? AND name = ? AND version = ? AND deleted_at = 0`),
-		string(status), string(kind), org, cluster, name, version)
-	if err != nil {
-		return fmt.Errorf("set status of %s: %w", id, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
+	err := s.write(ctx, func(tx *sql.Tx) ([]Change, error) {
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE objects SET status = ? WHERE kind = ? AND org = ? AND cluster = ? AND name = ? AND version = ? AND deleted_at = 0`),
+			string(status), string(kind), org, cluster, name, version)
+		if err != nil {
+			return nil, err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil, errNoRow // told apart below
+		}
+		return []Change{{What: ChangeStatus, Org: org, Cluster: cluster, Name: name, Kind: kind}}, nil
+	})
+	if errors.Is(err, errNoRow) {
 		if _, err := s.Get(ctx, kind, org, name); err != nil {
 			return fmt.Errorf("set status of %s: %w", id, err)
 		}
 		return fmt.Errorf("set status of %s version %d: %w", id, version, ErrConflict)
 	}
-	s.emit(Change{What: ChangeStatus, Org: org, Cluster: cluster, Name: name, Kind: kind})
+	if err != nil {
+		return fmt.Errorf("set status of %s: %w", id, err)
+	}
 	return nil
 }
 

@@ -15,6 +15,11 @@
 // write, so revisions become visible in order: an agent that has seen
 // revision R and asks for changes after R can never miss one (see ClusterState).
 // Deletes leave tombstones so that agents learn about them.
+//
+// Writes with effects outside the database (caches, long polls, tunnels) are
+// reported to watchers as Changes and kept for a few minutes in a change
+// feed written in the same transaction, which every process sharing the
+// database follows (changes.go), so every replica sees every change.
 package store
 
 import (
@@ -28,6 +33,7 @@ import (
 	"io/fs"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
@@ -99,6 +105,18 @@ type Store struct {
 	now     func() time.Time
 	pgStyle bool
 	watch   watchers
+	// origin names this Store in the change feed (changes.go): its own rows
+	// are reported at their commit, not again by Follow.
+	origin string
+	// dsn is the PostgreSQL DSN, for Follow's listening connection.
+	dsn       string
+	followMu  sync.Mutex
+	following bool
+	// closed is closed by Close (it stops Follow and notifyLoop).
+	closed chan struct{}
+	// kick wakes notifyLoop (PostgreSQL only).
+	kick      chan struct{}
+	closeOnce sync.Once
 }
 
 // Open opens (and migrates) a store. driver is DriverSQLite with a file path (or
@@ -108,6 +126,7 @@ func Open(ctx context.Context, driver, dsn string) (*Store, error) {
 		db      *sql.DB
 		err     error
 		dialect goose.Dialect
+		pgDSN   = dsn
 	)
 	switch driver {
 	case DriverSQLite:
@@ -151,7 +170,12 @@ func Open(ctx context.Context, driver, dsn string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: migrate: %w", driver, err)
 	}
-	return &Store{db: db, driver: driver, now: time.Now, pgStyle: driver == DriverPostgres}, nil
+	st := &Store{db: db, driver: driver, now: time.Now, pgStyle: driver == DriverPostgres, origin: NewID(8), closed: make(chan struct{})}
+	if st.pgStyle {
+		st.dsn, st.kick = pgDSN, make(chan struct{}, 1)
+		go st.notifyLoop()
+	}
+	return st, nil
 }
 
 // sqliteDSN adds the settings the store relies on to a SQLite path: WAL, a busy
@@ -170,8 +194,11 @@ func sqliteDSN(dsn string) string {
 	return dsn + sep + "_txlock=immediate&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)"
 }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close closes the database (and ends Follow).
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() { close(s.closed) })
+	return s.db.Close()
+}
 
 // Driver returns the driver name the store was opened with.
 func (s *Store) Driver() string { return s.driver }

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -77,14 +79,22 @@ func (s *Store) GetClusterToken(ctx context.Context, org, cluster, id string) (C
 
 // DeleteClusterToken deletes a token of a cluster.
 func (s *Store) DeleteClusterToken(ctx context.Context, org, cluster, id string) error {
-	res, err := s.db.ExecContext(ctx, s.q(`DELETE FROM cluster_tokens WHERE org = ? AND cluster = ? AND id = ?`), org, cluster, id)
+	err := s.write(ctx, func(tx *sql.Tx) ([]Change, error) {
+		res, err := tx.ExecContext(ctx, s.q(`DELETE FROM cluster_tokens WHERE org = ? AND cluster = ? AND id = ?`), org, cluster, id)
+		if err != nil {
+			return nil, err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil, ErrNotFound
+		}
+		return []Change{{What: ChangeClusterTokenDeleted, Org: org, Cluster: cluster, Name: id}}, nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("token %s of cluster %s/%s: %w", id, org, cluster, err)
+	}
 	if err != nil {
 		return fmt.Errorf("delete token %s of cluster %s/%s: %w", id, org, cluster, err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("token %s of cluster %s/%s: %w", id, org, cluster, ErrNotFound)
-	}
-	s.emit(Change{What: ChangeClusterTokenDeleted, Org: org, Cluster: cluster, Name: id})
 	return nil
 }
 
