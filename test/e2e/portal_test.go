@@ -132,6 +132,31 @@ func portalOnCluster(ctx context.Context, t *testing.T, e *demo.Env, h *hitter) 
 		return nil
 	})
 
+	// The sandbox page shows what the real operator reported about the CR: its conditions and its events
+	// (the agent lists the namespace's Events every 10 s).
+	waitFor(ctx, t, time.Minute, "the operator's conditions and events on the sandbox page", func() error {
+		_, page := get("/o/" + e.Org + "/sandboxes/" + name)
+		for _, want := range []string{`id="conditions"`, `<td data-label="Type">Ready</td>`, `id="events"`, "ForkCreated"} {
+			if !strings.Contains(page, want) {
+				return fmt.Errorf("the page lacks %s", want)
+			}
+		}
+		return nil
+	})
+	// The cluster's page lists the workloads its agent reported, with a link that forks one.
+	if resp, page := get("/o/" + e.Org + "/clusters/" + e.Cluster); resp.StatusCode != 200 ||
+		!strings.Contains(page, "/o/"+e.Org+"/new?cluster="+e.Cluster+"&amp;workload=Deployment/"+demo.ExampleNamespace+"/route") {
+		t.Fatalf("the cluster's workloads page: %d %.1500s", resp.StatusCode, page)
+	}
+	// The usage page and its CSV count the sandbox in this month.
+	if resp, page := get("/o/" + e.Org + "/usage"); resp.StatusCode != 200 || !strings.Contains(page, `<td data-label="Sandbox-hours"`) {
+		t.Fatalf("the usage page: %d %.1500s", resp.StatusCode, page)
+	}
+	if resp, csv := get("/api/v2/orgs/" + e.Org + "/usage?format=csv"); resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/csv") ||
+		!strings.HasPrefix(csv, "team,month,sandbox_hours,sandboxes,quota") || strings.Count(csv, "\n") < 2 {
+		t.Fatalf("the usage CSV: %d %q %.500s", resp.StatusCode, resp.Header.Get("Content-Type"), csv)
+	}
+
 	// Delete from the portal (confirmation page's form).
 	_, page = get("/o/" + e.Org + "/sandboxes/" + name + "/delete")
 	csrf = regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page)
