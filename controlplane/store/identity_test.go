@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"strconv"
 	"testing"
@@ -264,32 +265,11 @@ func TestMigrationIdentityKeepsData(t *testing.T) {
 	for _, d := range storetest.Drivers {
 		t.Run(d, func(t *testing.T) {
 			ctx := context.Background()
-			driver, dsn := storetest.DSN(t, d)
-			db, err := store.MigrateTo(ctx, driver, dsn, 9)
-			if err != nil {
-				t.Fatal(err)
-			}
-			q := func(s string) string {
-				if driver == store.DriverPostgres {
-					return pgPlaceholders(s)
-				}
-				return s
-			}
-			if _, err := db.ExecContext(ctx, q(`INSERT INTO orgs (name, max_sandboxes, created_at) VALUES (?, ?, ?)`), "acme", 7, 1); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := db.ExecContext(ctx, q(`INSERT INTO api_keys (id, org, name, hash, masked, admin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`), "k1", "acme", "ci", "hash1", "m", 0, 2); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := db.ExecContext(ctx, q(`INSERT INTO api_keys (id, org, name, hash, masked, admin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`), "a1", "", "admin", "hash2", "m", 1, 3); err != nil {
-				t.Fatal(err)
-			}
-			db.Close()
-			s, err := store.Open(ctx, driver, dsn)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			old := atVersion(t, d, 9)
+			old.exec(`INSERT INTO orgs (name, max_sandboxes, created_at) VALUES (?, ?, ?)`, "acme", 7, 1)
+			old.exec(`INSERT INTO api_keys (id, org, name, hash, masked, admin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`, "k1", "acme", "ci", "hash1", "m", 0, 2)
+			old.exec(`INSERT INTO api_keys (id, org, name, hash, masked, admin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`, "a1", "", "admin", "hash2", "m", 1, 3)
+			s := old.open()
 			if o, err := s.GetOrg(ctx, "acme"); err != nil || o.MaxSandboxes != 7 {
 				t.Fatalf("org after migration: %+v %v", o, err)
 			}
@@ -312,6 +292,47 @@ func TestMigrationIdentityKeepsData(t *testing.T) {
 			}
 		})
 	}
+}
+
+// oldSchema is a database of driver d migrated up to one version only, for
+// the tests of a later migration: exec writes rows in that schema (?
+// placeholders on every driver), then open closes it and opens the store on
+// it, which migrates it to the latest.
+type oldSchema struct {
+	t           *testing.T
+	db          *sql.DB
+	driver, dsn string
+}
+
+func atVersion(t *testing.T, d string, version int64) *oldSchema {
+	t.Helper()
+	driver, dsn := storetest.DSN(t, d)
+	db, err := store.MigrateTo(context.Background(), driver, dsn, version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &oldSchema{t: t, db: db, driver: driver, dsn: dsn}
+}
+
+func (o *oldSchema) exec(query string, args ...any) {
+	o.t.Helper()
+	if o.driver == store.DriverPostgres {
+		query = pgPlaceholders(query)
+	}
+	if _, err := o.db.ExecContext(context.Background(), query, args...); err != nil {
+		o.t.Fatal(err)
+	}
+}
+
+func (o *oldSchema) open() *store.Store {
+	o.t.Helper()
+	o.db.Close()
+	s, err := store.Open(context.Background(), o.driver, o.dsn)
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	o.t.Cleanup(func() { s.Close() })
+	return s
 }
 
 func pgPlaceholders(q string) string {

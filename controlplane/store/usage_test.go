@@ -154,40 +154,18 @@ func TestMigrationUsageBackfill(t *testing.T) {
 	for _, d := range storetest.Drivers {
 		t.Run(d, func(t *testing.T) {
 			ctx := context.Background()
-			driver, dsn := storetest.DSN(t, d)
-			db, err := store.MigrateTo(ctx, driver, dsn, 12)
-			if err != nil {
-				t.Fatal(err)
-			}
-			q := func(s string) string {
-				if driver == store.DriverPostgres {
-					return pgPlaceholders(s)
-				}
-				return s
-			}
+			old := atVersion(t, d, 12)
 			created := time.Date(2026, 10, 31, 12, 0, 0, 0, time.UTC).UnixNano()
-			exec := func(query string, args ...any) {
-				t.Helper()
-				if _, err := db.ExecContext(ctx, q(query), args...); err != nil {
-					t.Fatal(err)
-				}
-			}
-			exec(`INSERT INTO orgs (name, max_sandboxes, created_at) VALUES (?, ?, ?)`, "acme", 5, 1)
-			exec(`INSERT INTO clusters (org, name, created_at) VALUES (?, ?, ?)`, "acme", "c1", 1)
-			exec(`INSERT INTO teams (org, name, max_sandboxes, created_at) VALUES (?, ?, ?, ?)`, "acme", "pay", 2, 1)
+			old.exec(`INSERT INTO orgs (name, max_sandboxes, created_at) VALUES (?, ?, ?)`, "acme", 5, 1)
+			old.exec(`INSERT INTO clusters (org, name, created_at) VALUES (?, ?, ?)`, "acme", "c1", 1)
+			old.exec(`INSERT INTO teams (org, name, max_sandboxes, created_at) VALUES (?, ?, ?, ?)`, "acme", "pay", 2, 1)
 			obj := `INSERT INTO objects (kind, org, name, cluster, spec, labels, routing_key, version, revision, status, created_at, updated_at, deleted_at, team) VALUES (?, ?, ?, 'c1', '{}', '{}', ?, 1, ?, '', ?, ?, ?, ?)`
-			exec(obj, "sandbox", "acme", "s1", "k1", 1, created, created, 0, "")
-			exec(obj, "sandbox", "acme", "s2", "k2", 2, created, created, 0, "pay")
-			exec(obj, "sandbox", "acme", "gone", "k3", 3, created, created, created+1, "")
-			exec(obj, "routegroup", "acme", "rg", "k4", 4, created, created, 0, "")
-			exec(`UPDATE counters SET value = 4 WHERE name = 'revision'`)
-			db.Close()
-
-			s, err := store.Open(ctx, driver, dsn)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			old.exec(obj, "sandbox", "acme", "s1", "k1", 1, created, created, 0, "")
+			old.exec(obj, "sandbox", "acme", "s2", "k2", 2, created, created, 0, "pay")
+			old.exec(obj, "sandbox", "acme", "gone", "k3", 3, created, created, created+1, "")
+			old.exec(obj, "routegroup", "acme", "rg", "k4", 4, created, created, 0, "")
+			old.exec(`UPDATE counters SET value = 4 WHERE name = 'revision'`)
+			s := old.open()
 			clk := &testClock{t: time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)}
 			s.SetNow(clk.now)
 			oct, err := s.Usage(ctx, "acme", time.Unix(0, created))
