@@ -56,6 +56,8 @@ type (
 	Team = apitypes.Team
 	// Usage is an org's sandbox usage in a month, per team.
 	Usage = apitypes.Usage
+	// TeamUsage is a team's usage in a month.
+	TeamUsage = apitypes.TeamUsage
 	// Invitation is an invitation into an org.
 	Invitation = apitypes.Invitation
 	// ServiceAccount owns API keys that belong to no person.

@@ -150,7 +150,7 @@ Get started:
 	pf.StringVarP(&a.flags.output, "output", "o", "", "output format: table (default), json or yaml")
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp))
 
-	root.AddCommand(a.authCommand(), a.sandboxCommand(), a.routeGroupCommand(), a.resourcePluginCommand(), a.runnerGroupCommand(), a.jobCommand(), a.smartTestCommand(), a.logsCommand(), a.artifactCommand(), a.clusterCommand(), a.adminCommand(), a.localCommand(), a.mcpCommand(), a.versionCommand())
+	root.AddCommand(a.authCommand(), a.sandboxCommand(), a.routeGroupCommand(), a.resourcePluginCommand(), a.runnerGroupCommand(), a.jobCommand(), a.smartTestCommand(), a.logsCommand(), a.artifactCommand(), a.clusterCommand(), a.usageCommand(), a.adminCommand(), a.localCommand(), a.mcpCommand(), a.versionCommand())
 	return root
 }
 

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -796,5 +797,34 @@ func TestSandboxTeam(t *testing.T) {
 	r := h.runIn(spec(""), "sandbox", "apply", "-f", "-", "--team", "nope")
 	if r.code != cli.ExitUsage || !strings.Contains(r.stderr, "team") || teamOf() != "ops" {
 		t.Fatalf("apply --team nope: %+v, team %q", r, teamOf())
+	}
+}
+
+// TestUsage: `usage` lists the teams' month (no team, each team with its
+// quota, a total), -o json is the API's answer, a bad month is a usage error
+// naming the field.
+func TestUsage(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	if _, err := h.env.Client.ApplyTeam(ctx, cptest.Org, "web", 3); err != nil {
+		t.Fatal(err)
+	}
+	h.mustRun(applyArgs("feat", "cart:v2")...)
+	h.mustRun(applyArgs("other", "cart:v3", "--team", "web")...)
+	out := h.mustRun("usage").stdout
+	for _, want := range []string{"Usage of org " + cptest.Org + " in ", "SANDBOX-HOURS   SANDBOXES   MOST AT ONCE   LIVE   QUOTA", "(no team)", "\nweb ", "\nTOTAL "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("usage lacks %q:\n%s", want, out)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^web\s+\d+\.\d\d\s+1\s+1\s+1\s+3$`).MatchString(out) {
+		t.Errorf("team web's row:\n%s", out)
+	}
+	var u client.Usage
+	if err := json.Unmarshal([]byte(h.mustRun("usage", "-o", "json").stdout), &u); err != nil || u.Total.Sandboxes != 2 || len(u.Teams) != 2 {
+		t.Fatalf("usage -o json: %+v %v", u, err)
+	}
+	if r := h.run("usage", "--month", "2026-13"); r.code != cli.ExitUsage || !strings.Contains(r.stderr, "month") {
+		t.Fatalf("a bad month: %+v", r)
 	}
 }
