@@ -12,7 +12,6 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sandboxmesh/sandboxmesh/controlplane/agent"
@@ -31,12 +30,7 @@ func TestAgentReportsConditionsAndEvents(t *testing.T) {
 	ctx := context.Background()
 	namespaces(t, ns)
 	agentRBAC(t)
-	cfg := rest.CopyConfig(testenvConfig)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: agentUser}
-	agentClient, err := client.New(cfg, client.Options{Scheme: kube.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	agentClient := asAgent(t)
 	sink := &statusSink{}
 	cp := httptest.NewServer(sink)
 	defer cp.Close()

@@ -31,6 +31,19 @@ import (
 
 const agentUser = "runner-groups-agent"
 
+// asAgent is a client of the test API server that acts as agentUser (with
+// what agentRBAC granted it).
+func asAgent(t *testing.T) client.Client {
+	t.Helper()
+	cfg := rest.CopyConfig(testenvConfig)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: agentUser}
+	c, err := client.New(cfg, client.Options{Scheme: kube.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // agentRBAC gives agentUser what the chart gives the agent: the CRs in its
 // namespace, list on its namespace's Events, and Secrets create/patch/update/delete (no get, no list) in
 // the job namespaces.
@@ -134,12 +147,7 @@ func TestAgentRunnerGroups(t *testing.T) {
 	allowed, later := "rg-allowed-jobs", "rg-later-jobs"
 	namespaces(t, ns, allowed, later)
 	agentRBAC(t, allowed)
-	cfg := rest.CopyConfig(testenvConfig)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: agentUser}
-	agentClient, err := client.New(cfg, client.Options{Scheme: kube.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	agentClient := asAgent(t)
 	sink := &statusSink{}
 	cp := httptest.NewServer(sink)
 	defer cp.Close()

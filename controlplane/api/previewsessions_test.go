@@ -34,26 +34,9 @@ func TestPreviewSessionRevocation(t *testing.T) {
 			}
 		}
 		connectAgent(t, e, rec, "frontend.shop.svc:8080")
-		noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 		do := func(host, path, cookie string) (int, *http.Cookie) {
 			t.Helper()
-			req, _ := http.NewRequest("GET", e.http.URL+path, nil)
-			req.Host = host
-			if cookie != "" {
-				req.Header.Set("Cookie", preview.CookieName+"="+cookie)
-			}
-			resp, err := noRedirect.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			for _, c := range resp.Cookies() {
-				if c.Name == preview.CookieName {
-					return resp.StatusCode, c
-				}
-			}
-			return resp.StatusCode, nil
+			return previewGet(t, e, host, path, cookie)
 		}
 		// login makes a link with c and opens it at its own host.
 		login := func(c *client.Client, name string) string {
@@ -275,26 +258,9 @@ func TestRouteGroupPreviewLink(t *testing.T) {
 		t.Fatal(err)
 	}
 	connectAgent(t, e, rec, "frontend.shop.svc:8080")
-	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	do := func(host, path, cookie string) (int, *http.Cookie) {
 		t.Helper()
-		req, _ := http.NewRequest("GET", e.http.URL+path, nil)
-		req.Host = host
-		if cookie != "" {
-			req.Header.Set("Cookie", preview.CookieName+"="+cookie)
-		}
-		resp, err := noRedirect.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		for _, c := range resp.Cookies() {
-			if c.Name == preview.CookieName {
-				return resp.StatusCode, c
-			}
-		}
-		return resp.StatusCode, nil
+		return previewGet(t, e, host, path, cookie)
 	}
 	link, err := e.acme.RouteGroupPreviewLink(ctx, "acme", "rg1", "")
 	if err != nil {
@@ -345,4 +311,29 @@ func TestRouteGroupPreviewLink(t *testing.T) {
 	if code, _ := do("web--rg1.preview.localhost", "/", ck.Value); code != http.StatusUnauthorized {
 		t.Fatalf("cookie of the old route group: %d", code)
 	}
+}
+
+// previewGet sends GET path to the control plane with Host host and, when
+// cookie is set, the preview session cookie; it does not follow redirects
+// and returns the status and the preview session cookie set, if any.
+func previewGet(t *testing.T, e *env, host, path, cookie string) (int, *http.Cookie) {
+	t.Helper()
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ := http.NewRequest("GET", e.http.URL+path, nil)
+	req.Host = host
+	if cookie != "" {
+		req.Header.Set("Cookie", preview.CookieName+"="+cookie)
+	}
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	for _, c := range resp.Cookies() {
+		if c.Name == preview.CookieName {
+			return resp.StatusCode, c
+		}
+	}
+	return resp.StatusCode, nil
 }
