@@ -2,8 +2,12 @@ package preview
 
 import (
 	"fmt"
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // PathPrefix starts every path-form preview URL: /preview/<org>/<name>/<endpoint>.
@@ -44,8 +48,21 @@ func ParseBase(s string) (Base, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return Base{}, fmt.Errorf("preview URL %q: want http(s)://<domain>[:port] (host form), http(s)://<host>[:port]/preview or /preview (path form)", s)
 	}
+	if port := u.Port(); port != "" || strings.HasSuffix(u.Host, ":") {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return Base{}, fmt.Errorf("preview URL %q: port %q is not a number from 1 to 65535", s, port)
+		}
+	}
+	hostname := u.Hostname()
+	isIP := net.ParseIP(hostname) != nil
+	if !isIP && len(validation.IsDNS1123Subdomain(strings.ToLower(hostname))) > 0 {
+		return Base{}, fmt.Errorf("preview URL %q: host %q is neither a DNS name nor an IP address", s, hostname)
+	}
 	switch strings.TrimSuffix(u.Path, "/") {
 	case "":
+		if isIP {
+			return Base{}, fmt.Errorf("preview URL %q: the host form needs a domain (URLs are <endpoint>--<name>.<domain>); use %s://%s/preview for the path form", s, u.Scheme, u.Host)
+		}
 		return Base{Scheme: u.Scheme, Host: u.Host}, nil
 	case strings.TrimSuffix(PathPrefix, "/"):
 		return Base{Scheme: u.Scheme, Host: u.Host, PathForm: true}, nil

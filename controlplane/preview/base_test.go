@@ -18,6 +18,11 @@ func TestParseBase(t *testing.T) {
 		{in: "ftp://x", err: "want http(s)"},
 		{in: "http://u:p@x", err: "want http(s)"},
 		{in: "http://x/other", err: "only path allowed is /preview"},
+		{in: "http://]:", err: "port"},
+		{in: "http://]", err: "neither a DNS name"},
+		{in: "http://x:99999", err: "port"},
+		{in: "http://10.0.0.5:8080", err: "host form needs a domain"},
+		{in: "http://[::1]:8080/preview", url: "http://[::1]:8080/preview/acme/feat-x/web"},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
 			b, err := ParseBase(tc.in)
