@@ -3,6 +3,8 @@ package mq
 import (
 	"context"
 	"strings"
+	"sync"
+	"unsafe"
 
 	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/propagation"
@@ -22,46 +24,134 @@ const maxBaggageCache = 1024
 // calls the handler.
 type HandlerContexts struct {
 	p    *Propagation
-	bags map[bagKey]baggage.Baggage
+	bags map[bagKey]bagEntry
+}
+
+// bagEntry is what messages of one baggage header value and routing key share: the baggage, and the key
+// as the context value routingkey.FromContext reads (boxed once, not per message).
+type bagEntry struct {
+	bag    baggage.Baggage
+	keyVal any
 }
 
 type bagKey struct{ header, key string }
 
 // NewHandlerContexts returns the handler-context builder of one consumer goroutine.
 func (p *Propagation) NewHandlerContexts() *HandlerContexts {
-	return &HandlerContexts{p: p, bags: map[bagKey]baggage.Baggage{}}
+	return &HandlerContexts{p: p, bags: map[bagKey]bagEntry{}}
 }
 
 // Extract is p.ExtractKeyed(ctx, c, key): ctx with the trace context and baggage of c, and the routing key
 // key (which must be p.Key(c)) stored and made a baggage member under every key name. A carrier that is a
 // propagation.ValuesGetter (repeated baggage headers to merge) is extracted by ExtractKeyed, without the
 // cache.
+//
+// The context it returns answers routingkey.FromContext at once and builds the rest (the W3C trace
+// context parsed from the traceparent and tracestate headers, copied here, and the baggage and key
+// values) the first time anything asks it for another value: a handler that never reads its trace
+// context does not pay for parsing it, one that does pays what ExtractKeyed costs. Deadline, Done and Err
+// are ctx's.
 func (h *HandlerContexts) Extract(ctx context.Context, c propagation.TextMapCarrier, key string) context.Context {
 	if _, multi := c.(propagation.ValuesGetter); multi || h.parentBaggage(ctx) {
 		return h.p.ExtractKeyed(ctx, c, key)
 	}
 	hdr := c.Get("baggage")
-	ctx = propagation.TraceContext{}.Extract(ctx, c)
-	if hdr == "" && key == "" {
-		return ctx
+	tp := c.Get("traceparent")
+	if hdr == "" && key == "" && tp == "" {
+		return ctx // nothing to add: TraceContext's Extract needs a traceparent
 	}
-	bag, ok := h.bags[bagKey{hdr, key}]
-	if !ok {
-		hdr = strings.Clone(hdr) // Parse keeps parts of it
-		bag = h.p.keyedBaggage(hdr, key)
-		if len(h.bags) >= maxBaggageCache {
-			clear(h.bags)
+	hc := &handlerContext{Context: ctx, key: key}
+	if hdr != "" || key != "" {
+		e, ok := h.bags[bagKey{hdr, key}]
+		if !ok {
+			hdr, key = strings.Clone(hdr), strings.Clone(key) // Parse keeps parts of hdr
+			e.bag = h.p.keyedBaggage(hdr, key)
+			e.keyVal, _ = routingkey.ContextValue(routingkey.ContextKey, key)
+			if len(h.bags) >= maxBaggageCache {
+				clear(h.bags)
+			}
+			h.bags[bagKey{hdr, key}] = e
 		}
-		h.bags[bagKey{hdr, strings.Clone(key)}] = bag
+		hc.bag, hc.keyVal = e.bag, e.keyVal
 	}
-	if bag.Len() > 0 {
-		ctx = baggage.ContextWithBaggage(ctx, bag)
+	if tp != "" {
+		if len(tp) <= len(hc.tp) {
+			hc.tpLen = uint8(copy(hc.tp[:], tp))
+		} else {
+			hc.tpLong = strings.Clone(tp) // a later version's longer traceparent
+		}
+		if ts := c.Get("tracestate"); ts != "" {
+			hc.ts = strings.Clone(ts)
+		}
 	}
-	if key != "" {
-		ctx = routingkey.WithKey(ctx, key)
-	}
-	return ctx
+	return hc
 }
+
+// traceparentLen is the length of a version-00 W3C traceparent header value.
+const traceparentLen = 55
+
+// handlerContext is the context HandlerContexts.Extract returns: the consumer's context, a message's
+// routing key answered directly, and the message's trace context and baggage made into values on first
+// use. One allocation per message; the trace context's headers are copies (a carrier may give views of
+// the message's bytes).
+type handlerContext struct {
+	context.Context // the consumer's: Deadline, Done, Err and its values
+	key             string
+	keyVal          any // key as routingkey.FromContext reads it (nil: invalid, not stored)
+	bag             baggage.Baggage
+	tp              [traceparentLen]byte
+	tpLen           uint8
+	tpLong, ts      string
+
+	once sync.Once
+	full context.Context // ctx with the values, built by once
+}
+
+// Value answers the routing key (the message's, else the consumer context's) and, for any other key,
+// builds the trace context and baggage values once and asks them.
+func (c *handlerContext) Value(k any) any {
+	if k == routingkey.ContextKey {
+		if c.keyVal != nil {
+			return c.keyVal
+		}
+		return c.Context.Value(k)
+	}
+	c.once.Do(c.build)
+	return c.full.Value(k)
+}
+
+// build makes the context ExtractKeyed would have returned, but for the routing key, which Value answers.
+func (c *handlerContext) build() {
+	ctx := c.Context
+	if c.tpLen > 0 || c.tpLong != "" {
+		ctx = propagation.TraceContext{}.Extract(ctx, traceCarrier{c})
+	}
+	if c.bag.Len() > 0 {
+		ctx = baggage.ContextWithBaggage(ctx, c.bag)
+	}
+	c.full = ctx
+}
+
+// String names the context as the context package's own types do.
+func (c *handlerContext) String() string { return "mq.HandlerContext" }
+
+// traceCarrier gives TraceContext's Extract the copied trace headers of a handlerContext.
+type traceCarrier struct{ c *handlerContext }
+
+func (t traceCarrier) Get(k string) string {
+	switch k {
+	case "traceparent":
+		if t.c.tpLong != "" {
+			return t.c.tpLong
+		}
+		return unsafe.String(&t.c.tp[0], t.c.tpLen) // tp does not change once Extract filled it
+	case "tracestate":
+		return t.c.ts
+	}
+	return ""
+}
+func (t traceCarrier) Set(string, string) {}
+func (t traceCarrier) Keys() []string     { return []string{"traceparent", "tracestate"} }
 
 // parentBaggage reports whether ctx has baggage (which a message's baggage replaces, or its key is added
 // to: not cached).

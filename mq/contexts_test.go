@@ -2,7 +2,9 @@ package mq_test
 
 import (
 	"context"
+	"sync"
 	"testing"
+	"unsafe"
 
 	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/propagation"
@@ -63,8 +65,11 @@ func FuzzHandlerContexts(f *testing.F) {
 		key := p.Key(c)
 		want := p.ExtractKeyed(parent, c, key)
 		hc := p.NewHandlerContexts()
-		for i := range 2 { // the second from the cache
+		for i := range 3 { // the second and third from the cache; the third reads the span first
 			got := hc.Extract(parent, c, key)
+			if i == 2 && !trace.SpanContextFromContext(got).Equal(trace.SpanContextFromContext(want)) {
+				t.Fatalf("round %d: span context differs", i)
+			}
 			gk, gok := routingkey.FromContext(got)
 			wk, wok := routingkey.FromContext(want)
 			if gk != wk || gok != wok {
@@ -86,6 +91,55 @@ func FuzzHandlerContexts(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestHandlerContextLazy: a handler context costs one allocation while nothing reads it beyond the routing
+// key; it keeps no reference to the carrier's strings (a Kafka carrier gives views of a record's bytes,
+// reused after the handler returns); concurrent first reads agree (run with -race).
+func TestHandlerContextLazy(t *testing.T) {
+	p := mq.DefaultPropagation
+	const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	buf := []byte(tp)
+	c := singleMap{"traceparent": string(buf), "baggage": "sm-routing-key=keya", "tracestate": "v=1"}
+	key := p.Key(c)
+	hc := p.NewHandlerContexts()
+	hc.Extract(context.Background(), c, key) // fill the baggage cache
+	noState := singleMap{"traceparent": tp, "baggage": "sm-routing-key=keya"}
+	allocs := testing.AllocsPerRun(100, func() {
+		ctx := hc.Extract(context.Background(), noState, key)
+		if k, _ := routingkey.FromContext(ctx); k != "keya" {
+			t.Fatalf("key %q", k)
+		}
+	})
+	if allocs > 1 {
+		t.Errorf("%v allocations per unread handler context, want 1", allocs)
+	}
+
+	view := unsafe.String(&buf[0], len(buf))
+	ctx := hc.Extract(context.Background(), singleMap{"traceparent": view, "baggage": "sm-routing-key=keya"}, key)
+	copy(buf, "00-ffffffffffffffffffffffffffffffff-ffffffffffffffff-00") // the record's bytes, reused
+	if got := trace.SpanContextFromContext(ctx).TraceID().String(); got != "0af7651916cd43dd8448eb211c80319c" {
+		t.Errorf("trace ID %s after the carrier's bytes changed", got)
+	}
+
+	ctx = hc.Extract(context.Background(), c, key)
+	var wg sync.WaitGroup
+	ids := make([]string, 8)
+	for i := range ids {
+		wg.Go(func() { ids[i] = trace.SpanContextFromContext(ctx).SpanID().String() })
+	}
+	wg.Wait()
+	for _, id := range ids {
+		if id != "b7ad6b7169203331" {
+			t.Fatalf("span IDs %v", ids)
+		}
+	}
+	if got := baggage.FromContext(ctx).Member("sm-routing-key").Value(); got != "keya" {
+		t.Errorf("baggage member %q", got)
+	}
+	if ts := trace.SpanContextFromContext(ctx).TraceState().Get("v"); ts != "1" {
+		t.Errorf("tracestate v=%q", ts)
+	}
 }
 
 var _ propagation.TextMapCarrier = singleMap{}

@@ -18,6 +18,23 @@ func WithKey(ctx context.Context, key string) context.Context {
 	return context.WithValue(ctx, ctxKey{}, key)
 }
 
+// ContextKey is the context key [WithKey] stores a key under, for context implementations that answer
+// FromContext themselves (with [ContextValue]) without building WithKey's chain.
+var ContextKey any = ctxKey{}
+
+// ContextValue is what ctx.Value(k) returns in a context made by WithKey(parent, key) when k is
+// ContextKey: key, or nil when key is invalid (WithKey does not store it); ok reports whether k is
+// ContextKey.
+func ContextValue(k any, key string) (v any, ok bool) {
+	if _, ok := k.(ctxKey); !ok {
+		return nil, false
+	}
+	if !validKey(key) {
+		return nil, true
+	}
+	return key, true
+}
+
 // FromContext returns the key stored by [WithKey].
 func FromContext(ctx context.Context) (string, bool) {
 	key, ok := ctx.Value(ctxKey{}).(string)

@@ -60,6 +60,23 @@ func BenchmarkHandle(b *testing.B) {
 			i++
 		}
 	})
+	// a handler that passes the key on (routingkey.Transport, or the package's Inject) and does no tracing
+	// of its own: the trace context is never parsed
+	hk := func(ctx context.Context, r *kgo.Record) error {
+		k, _ := routingkey.FromContext(ctx)
+		sink += len(r.Value) + len(k)
+		return nil
+	}
+	b.Run("selective, key only", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if err := c.handle(ctx, hk, rs[i&3]); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
 	w3c := propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 	b.Run("plain+otel", func(b *testing.B) {
 		b.ReportAllocs()

@@ -75,6 +75,23 @@ func BenchmarkHandle(b *testing.B) {
 			i++
 		}
 	})
+	// a handler that passes the key on (routingkey.Transport, or the package's Inject) and does no tracing
+	// of its own: the trace context is never parsed
+	hk := func(ctx context.Context, m jetstream.Msg) error {
+		k, _ := routingkey.FromContext(ctx)
+		sink += len(m.Data()) + len(k)
+		return nil
+	}
+	b.Run("selective, key only", func(b *testing.B) {
+		dl := newDeadlines(ctx, c.hTimeout)
+		defer dl.stop()
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			c.handle(ctx, dl, hk, ms[i&3])
+			i++
+		}
+	})
 	w3c := propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 	b.Run("plain+otel", func(b *testing.B) {
 		b.ReportAllocs()

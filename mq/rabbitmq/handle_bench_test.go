@@ -79,6 +79,26 @@ func BenchmarkHandle(b *testing.B) {
 			b.Fatalf("stats %+v: the mix is not what it should be", s)
 		}
 	})
+	// a handler that passes the key on (routingkey.Transport, or the package's Inject) and does no tracing
+	// of its own: the trace context is never parsed
+	hk := func(ctx context.Context, d *amqp.Delivery) error {
+		k, _ := routingkey.FromContext(ctx)
+		sink += len(d.Body) + len(k)
+		return nil
+	}
+	b.Run("selective, key only", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if err := c.handle(ctx, &ds[i&3], hk); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+		if s := c.Stats(); i >= 4 && (s.SkippedRoutedAway == 0 || s.Processed == 0) {
+			b.Fatalf("stats %+v: the mix is not what it should be", s)
+		}
+	})
 	w3c := propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 	b.Run("plain+otel", func(b *testing.B) {
 		b.ReportAllocs()
