@@ -71,7 +71,9 @@ var benchSink atomic.Int64
 // message, the same prefetch), the same extracting the W3C trace context and baggage as an
 // OTel-instrumented app does ("plain+otel"), and the baseline's selective Consumer (read the key, decide
 // against a table of 100 routes; extract the OTel context and call the handler with it, or skip; ack per
-// message), each draining a queue of b.N messages (fill's mix). The broker is a process of its own, so
+// message) "selective+otel" is
+// the selective consumer with a handler that reads its context's baggage, as an instrumented handler does
+// (the handler context parses the trace context on that first read; "selective"'s handler never reads it)., each draining a queue of b.N messages (fill's mix). The broker is a process of its own, so
 // cpu-ns/op is the consumer's CPU per message. The rounds alternate (peerbench.Run). Run it with
 // bench/mq/run.sh, or -benchtime=20000x.
 func BenchmarkConsume(b *testing.B) {
@@ -131,7 +133,7 @@ func BenchmarkConsume(b *testing.B) {
 			}
 		}
 	}
-	selective := func(b *testing.B, n int) func(*atomic.Int64) func() {
+	selective := func(otel bool, b *testing.B, n int) func(*atomic.Int64) func() {
 		e := newEnv(b, fmt.Sprintf("bench-selective-%d", benchRun.Add(1)))
 		c, err := rabbitmq.NewConsumer(e.ctx, e.config(baseline(), staticSource{tbl}))
 		if err != nil {
@@ -141,7 +143,11 @@ func BenchmarkConsume(b *testing.B) {
 		return func(count *atomic.Int64) func() {
 			errc := make(chan error, 1)
 			go func() {
-				errc <- c.Run(context.Background(), func(_ context.Context, d *amqp.Delivery) error {
+				errc <- c.Run(context.Background(), func(hctx context.Context, d *amqp.Delivery) error {
+					if otel {
+						// what an instrumented handler does: its first read of the context parses the trace context
+						benchSink.Add(int64(baggage.FromContext(hctx).Len()))
+					}
 					benchSink.Add(int64(len(d.Body)))
 					count.Add(1)
 					return nil
@@ -180,7 +186,8 @@ func BenchmarkConsume(b *testing.B) {
 	peerbench.Run(b,
 		peerbench.Peer{Name: "plain", Prepare: plain(false)},
 		peerbench.Peer{Name: "plain+otel", Prepare: plain(true)},
-		peerbench.Peer{Name: "selective", Prepare: selective},
+		peerbench.Peer{Name: "selective", Prepare: func(b *testing.B, n int) func(*atomic.Int64) func() { return selective(false, b, n) }},
+		peerbench.Peer{Name: "selective+otel", Prepare: func(b *testing.B, n int) func(*atomic.Int64) func() { return selective(true, b, n) }},
 	)
 }
 
