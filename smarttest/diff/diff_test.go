@@ -330,12 +330,14 @@ func TestHeadersAndQuery(t *testing.T) {
 	a := capt("a", route, "x", 200, `{}`)
 	a.Request.Query = "from=1&to=2"
 	a.Request.Headers["Date"] = []string{"Thu, 03 Dec 2026 05:00:00 GMT"}
+	a.Request.Headers["Grpc-Timeout"] = []string{"9999748u"} // the caller's deadline left: differs per call
 	a.Response.Headers["X-Request-Id"] = []string{"abc"}
 	a.Response.Headers["X-Version"] = []string{"1"}
 	tg := capt("t", route, "x", 200, `{}`)
 	tg.Request.Query = "to=2&from=1&debug=1"
 	tg.Request.Headers["baggage"] = []string{"sm-routing-key=abc"}
 	tg.Request.Headers["Uberctx-Sm-Routing-Key"] = []string{"abc"}
+	tg.Request.Headers["grpc-timeout"] = []string{"9999887u"}
 	tg.Response.Headers["x-request-id"] = []string{"def"}
 	tg.Response.Headers["Content-Type"] = []string{"text/plain"}
 	r := Compare(one(tg), one(a), nil, Options{})
@@ -352,7 +354,7 @@ func TestHeadersAndQuery(t *testing.T) {
 	}
 	// An explicit list replaces the default.
 	r = Compare(one(tg), one(a), nil, Options{IgnoreHeaders: []string{"content-*", "X-VERSION"}})
-	if n := len(allOps(r)); n != 5 { // query, baggage, uberctx, date, x-request-id
+	if n := len(allOps(r)); n != 6 { // query, baggage, uberctx, date, grpc-timeout, x-request-id
 		t.Errorf("ops = %s", mustJSON(allOps(r)))
 	}
 }

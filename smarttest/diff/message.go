@@ -11,7 +11,8 @@ import (
 
 // DefaultIgnoreHeaders are the headers skipped when Options.IgnoreHeaders
 // is nil: hop-by-hop headers, headers that vary per request or per
-// connection, and the trace and routing-key propagation headers (the
+// connection (grpc-timeout is the caller's deadline left, to the
+// microsecond), and the trace and routing-key propagation headers (the
 // sandbox run carries a routing key, the baseline runs do not). A trailing
 // "*" matches a prefix.
 var DefaultIgnoreHeaders = []string{
@@ -19,7 +20,7 @@ var DefaultIgnoreHeaders = []string{
 	"te", "trailer", "transfer-encoding", "upgrade",
 	"content-length", "date", "age", "expires", "last-modified", "etag", "server-timing",
 	"x-request-id", "x-correlation-id", "x-amzn-trace-id", "x-envoy-upstream-service-time",
-	"x-envoy-expected-rq-timeout-ms", "x-forwarded-for", "x-forwarded-port", "x-real-ip",
+	"x-envoy-expected-rq-timeout-ms", "grpc-timeout", "x-forwarded-for", "x-forwarded-port", "x-real-ip",
 	"traceparent", "tracestate", "baggage", "b3", "x-b3-*", "uber-trace-id", "uberctx-*",
 	"ot-baggage-*", "baggage-*", "x-sandboxmesh-*", "sm-*", "x-capture-id",
 	"authorization", "cookie", "set-cookie",
