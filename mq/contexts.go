@@ -60,7 +60,7 @@ func (h *HandlerContexts) Extract(ctx context.Context, c propagation.TextMapCarr
 	if hdr == "" && key == "" && tp == "" {
 		return ctx // nothing to add: TraceContext's Extract needs a traceparent
 	}
-	hc := &handlerContext{Context: ctx, key: key}
+	hc := &handlerContext{Context: ctx}
 	if hdr != "" || key != "" {
 		e, ok := h.bags[bagKey{hdr, key}]
 		if !ok {
@@ -78,10 +78,13 @@ func (h *HandlerContexts) Extract(ctx context.Context, c propagation.TextMapCarr
 		if len(tp) <= len(hc.tp) {
 			hc.tpLen = uint8(copy(hc.tp[:], tp))
 		} else {
-			hc.tpLong = strings.Clone(tp) // a later version's longer traceparent
+			hc.more = &traceHeaders{traceparent: strings.Clone(tp)} // a later version's longer traceparent
 		}
 		if ts := c.Get("tracestate"); ts != "" {
-			hc.ts = strings.Clone(ts)
+			if hc.more == nil {
+				hc.more = &traceHeaders{}
+			}
+			hc.more.tracestate = strings.Clone(ts)
 		}
 	}
 	return hc
@@ -96,12 +99,11 @@ const traceparentLen = 55
 // the message's bytes).
 type handlerContext struct {
 	context.Context // the consumer's: Deadline, Done, Err and its values
-	key             string
-	keyVal          any // key as routingkey.FromContext reads it (nil: invalid, not stored)
+	keyVal          any // the routing key as routingkey.FromContext reads it (nil: none or invalid, not stored)
 	bag             baggage.Baggage
 	tp              [traceparentLen]byte
 	tpLen           uint8
-	tpLong, ts      string
+	more            *traceHeaders // the rare ones: a tracestate, a traceparent longer than version 00's
 
 	once sync.Once
 	full context.Context // ctx with the values, built by once
@@ -123,7 +125,7 @@ func (c *handlerContext) Value(k any) any {
 // build makes the context ExtractKeyed would have returned, but for the routing key, which Value answers.
 func (c *handlerContext) build() {
 	ctx := c.Context
-	if c.tpLen > 0 || c.tpLong != "" {
+	if c.tpLen > 0 || c.more != nil {
 		ctx = propagation.TraceContext{}.Extract(ctx, traceCarrier{c})
 	}
 	if c.bag.Len() > 0 {
@@ -135,18 +137,23 @@ func (c *handlerContext) build() {
 // String names the context as the context package's own types do.
 func (c *handlerContext) String() string { return "mq.HandlerContext" }
 
+// traceHeaders are the trace headers of a message a handlerContext does not keep inline, copied.
+type traceHeaders struct{ traceparent, tracestate string }
+
 // traceCarrier gives TraceContext's Extract the copied trace headers of a handlerContext.
 type traceCarrier struct{ c *handlerContext }
 
 func (t traceCarrier) Get(k string) string {
 	switch k {
 	case "traceparent":
-		if t.c.tpLong != "" {
-			return t.c.tpLong
+		if t.c.more != nil && t.c.more.traceparent != "" {
+			return t.c.more.traceparent
 		}
 		return unsafe.String(&t.c.tp[0], t.c.tpLen) // tp does not change once Extract filled it
 	case "tracestate":
-		return t.c.ts
+		if t.c.more != nil {
+			return t.c.more.tracestate
+		}
 	}
 	return ""
 }

@@ -1,7 +1,9 @@
 // Package controlplane is the control plane's load benchmark: it seeds one
 // org with SANDBOXMESH_CP_SANDBOXES sandboxes (default 10,000) on SQLite and
 // on PostgreSQL, then measures PUT, GET and a page of 100 with 50 concurrent
-// clients over real loopback HTTP, and the process RSS. run.sh runs it;
+// clients over real loopback HTTP (closed loop: throughput), the same at a
+// fixed rate (open loop: latency at SANDBOXMESH_CP_RATE requests/s, default
+// 100), and the process RSS. run.sh runs it;
 // RESULTS.md has the figures.
 package controlplane
 
@@ -114,6 +116,49 @@ func load(name string, clients int, dur time.Duration, op func(r *rand.Rand) err
 		rps: float64(len(all)) / el.Seconds(), rssMB: float64(rss) / 1024}
 }
 
+// loadRate runs op at rate requests per second for dur, open loop: request i is due at start + i/rate
+// whether or not the earlier ones have answered (at most 512 in flight), and its latency counts from
+// when it was due, so a server that falls behind shows it (no coordinated omission). This is latency at
+// a given load; load's closed loop is throughput, where latency is clients ÷ throughput.
+func loadRate(name string, rate float64, dur time.Duration, op func(r *rand.Rand) error) result {
+	var (
+		mu   sync.Mutex
+		all  []time.Duration
+		errs int
+		wg   sync.WaitGroup
+	)
+	sem := make(chan struct{}, 512)
+	start := time.Now()
+	n := int(rate * dur.Seconds())
+	for i := range n {
+		due := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+		time.Sleep(time.Until(due))
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			err := op(rand.New(rand.NewPCG(uint64(i), 7)))
+			lat := time.Since(due)
+			mu.Lock()
+			defer mu.Unlock()
+			all = append(all, lat)
+			if err != nil {
+				errs++
+				if errs == 1 {
+					fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	slices.Sort(all)
+	rss, _ := rssKB()
+	return result{op: name, n: len(all), errs: errs, p50: pct(all, .5), p90: pct(all, .9), p99: pct(all, .99), max: pct(all, 1),
+		rps: float64(len(all)) / el.Seconds(), rssMB: float64(rss) / 1024}
+}
+
 func TestLoad(t *testing.T) {
 	if os.Getenv("SANDBOXMESH_CP_BENCH") == "" {
 		t.Skip("load benchmark: run bench/controlplane/run.sh (sets SANDBOXMESH_CP_BENCH=1)")
@@ -121,6 +166,7 @@ func TestLoad(t *testing.T) {
 	n := envInt("SANDBOXMESH_CP_SANDBOXES", 10000)
 	clients := envInt("SANDBOXMESH_CP_CLIENTS", 50)
 	dur := time.Duration(envInt("SANDBOXMESH_CP_SECONDS", 10)) * time.Second
+	rate := float64(envInt("SANDBOXMESH_CP_RATE", 100))
 	var report strings.Builder
 	for _, driver := range storetest.Drivers {
 		t.Run(driver, func(t *testing.T) {
@@ -200,28 +246,39 @@ func TestLoad(t *testing.T) {
 				}
 				tokens = append(tokens, tok)
 			}
-			results := []result{
-				load("PUT (update)", clients, dur, func(r *rand.Rand) error {
+			type namedOp struct {
+				name string
+				fn   func(r *rand.Rand) error
+			}
+			ops := []namedOp{
+				{"PUT (update)", func(r *rand.Rand) error {
 					i := r.IntN(n)
 					body := fmt.Appendf(nil, `{"name":"sb-%05d","spec":%s}`, i, spec(i, r.IntN(1<<30)+1))
 					_, _, err := do(http.MethodPut, fmt.Sprintf("%s/sb-%05d", base, i), body)
 					return err
-				}),
-				load("GET", clients, dur, func(r *rand.Rand) error {
+				}},
+				{"GET", func(r *rand.Rand) error {
 					_, _, err := do(http.MethodGet, fmt.Sprintf("%s/sb-%05d", base, r.IntN(n)), nil)
 					return err
-				}),
-				load("GET page of 100", clients, dur, func(r *rand.Rand) error {
+				}},
+				{"GET page of 100", func(r *rand.Rand) error {
 					_, b, err := do(http.MethodGet, base+"?limit=100&continue="+tokens[r.IntN(len(tokens))], nil)
 					if err == nil && (len(b) < 2 || b[0] != '[') {
 						err = fmt.Errorf("page: %.100s", b)
 					}
 					return err
-				}),
-				load("GET page of 100, labelSelector", clients, dur, func(r *rand.Rand) error {
+				}},
+				{"GET page of 100, labelSelector", func(r *rand.Rand) error {
 					_, _, err := do(http.MethodGet, fmt.Sprintf("%s?limit=100&labelSelector=team=t%d", base, r.IntN(10)), nil)
 					return err
-				}),
+				}},
+			}
+			var results, rated []result
+			for _, o := range ops {
+				results = append(results, load(o.name, clients, dur, o.fn))
+			}
+			for _, o := range ops {
+				rated = append(rated, loadRate(o.name, rate, dur, o.fn))
 			}
 			// The whole org in one streamed answer, a few clients at once.
 			whole := load(fmt.Sprintf("GET whole list (%d)", n), 4, dur, func(*rand.Rand) error {
@@ -243,6 +300,15 @@ func TestLoad(t *testing.T) {
 					r.p50.Round(10*time.Microsecond), r.p90.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.max.Round(100*time.Microsecond), r.rssMB)
 				if r.errs > 0 {
 					t.Errorf("%s: %d errors", r.op, r.errs)
+				}
+			}
+			fmt.Fprintf(&report, "\nOpen loop at %.0f requests/s per operation (latency from when each request was due):\n\n", rate)
+			fmt.Fprintf(&report, "| operation | requests | errors | req/s | p50 | p90 | p99 | max |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+			for _, r := range rated {
+				fmt.Fprintf(&report, "| %s | %d | %d | %.0f | %s | %s | %s | %s |\n", r.op, r.n, r.errs, r.rps,
+					r.p50.Round(10*time.Microsecond), r.p90.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.max.Round(100*time.Microsecond))
+				if r.errs > 0 {
+					t.Errorf("%s at %.0f/s: %d errors", r.op, rate, r.errs)
 				}
 			}
 			fmt.Fprintf(&report, "\nPeak RSS of the process so far (VmHWM; server and load generator together): %.0f MB\n", float64(hwm)/1024)

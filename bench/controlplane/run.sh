@@ -3,7 +3,8 @@
 # side and prints a Markdown report (RESULTS.md keeps one).
 #
 # Env: SANDBOXMESH_CP_SANDBOXES (default 10000), SANDBOXMESH_CP_CLIENTS (50),
-# SANDBOXMESH_CP_SECONDS per operation (10), SANDBOXMESH_TEST_POSTGRES_DSN
+# SANDBOXMESH_CP_SECONDS per operation (10), SANDBOXMESH_CP_RATE (requests/s of
+# the open-loop pass, 100), SANDBOXMESH_TEST_POSTGRES_DSN
 # (default: hack/postgres-test.sh starts a throw-away PostgreSQL).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
