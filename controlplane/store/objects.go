@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -267,7 +268,8 @@ func (s *Store) ListObjects(ctx context.Context, kind Kind, org string, sel Obje
 	// Labels are matched in SQL (exactly: labels are a JSON object of
 	// strings), so a page reads only rows it returns.
 	for _, k := range slices.Sorted(maps.Keys(sel.Labels)) {
-		query, args = query+` AND `+s.labelIs(), append(args, k, sel.Labels[k])
+		cond, cargs := s.labelIs(k, sel.Labels[k])
+		query, args = query+` AND `+cond, append(args, cargs...)
 	}
 	pg, err := scanPage(ctx, s, p, scopeOf("objects", string(kind), org, selectorParam(sel.Labels), sel.Team), false, "name", scanObject,
 		func(o Object) (int64, string) { return 0, o.Name }, nil, query, args...)
@@ -315,14 +317,24 @@ func (s *Store) checkNameFree(ctx context.Context, tx *sql.Tx, kind Kind, org, n
 	return nil
 }
 
-// labelIs is the SQL condition "the labels (a JSON object) have key ? with
-// value ?" of the store's dialect.
-func (s *Store) labelIs() string {
+// labelIs is the SQL condition "the labels (a JSON object) have key k with
+// value v" of the store's dialect, and its arguments. On PostgreSQL a LIKE on
+// the stored text ("k":"v" as json.Marshal, which wrote every labels column,
+// encodes it) comes first: it rules most rows out without parsing them, and
+// the jsonb test, exact, runs on the few left (a page with a 1-in-10 selector
+// parsed ten times the rows it returned).
+func (s *Store) labelIs(k, v string) (string, []any) {
 	if s.pgStyle {
-		return `(labels::jsonb ->> ?) = ?`
+		kj, _ := json.Marshal(k) // strings always encode
+		vj, _ := json.Marshal(v)
+		return `(labels LIKE ? AND (labels::jsonb ->> ?) = ?)`, []any{"%" + likeEscaper.Replace(string(kj)+":"+string(vj)) + "%", k, v}
 	}
-	return `EXISTS (SELECT 1 FROM json_each(objects.labels) WHERE json_each.key = ? AND json_each.value = ?)`
+	return `EXISTS (SELECT 1 FROM json_each(objects.labels) WHERE json_each.key = ? AND json_each.value = ?)`, []any{k, v}
 }
+
+// likeEscaper escapes the characters LIKE gives a meaning to (PostgreSQL's
+// default escape character is the backslash).
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 
 // Delete deletes a live object, leaving a tombstone for the agent.
 func (s *Store) Delete(ctx context.Context, kind Kind, org, name string) error {

@@ -246,3 +246,45 @@ func TestDefaultQuota(t *testing.T) {
 		}
 	})
 }
+
+// TestLabelSelectorValues: a label selector matches exactly, whatever characters the key and value hold
+// (LIKE's wildcards and escape, JSON's escapes, HTML characters json.Marshal escapes, non-ASCII), and a
+// value found under another key does not match.
+func TestLabelSelectorValues(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		if _, err := s.CreateOrg(ctx, "lbl", 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.CreateCluster(ctx, "lbl", "c1"); err != nil {
+			t.Fatal(err)
+		}
+		values := []string{"a%b", "a_b", "aXb", `a\b`, `a\\b`, `a"b`, "<x&y>", "ünï", "", "%", "_", "a"}
+		for i, v := range values {
+			labels := map[string]string{"v": v, "other": "a_b", "k_1": v}
+			if _, _, err := s.Apply(ctx, store.ApplyRequest{Kind: store.KindSandbox, Org: "lbl", Name: fmt.Sprintf("sb%02d", i), Cluster: "c1",
+				Spec: []byte(`{}`), Labels: labels, NewRoutingKey: func() (string, error) { return store.NewID(6), nil }}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i, v := range values {
+			for _, key := range []string{"v", "k_1"} {
+				pg, err := s.ListObjects(ctx, store.KindSandbox, "lbl", store.ObjectSelector{Labels: map[string]string{key: v}}, store.PageRequest{Limit: 50})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(pg.Items) != 1 || pg.Items[0].Name != fmt.Sprintf("sb%02d", i) {
+					var got []string
+					for _, o := range pg.Items {
+						got = append(got, o.Name)
+					}
+					t.Errorf("%s=%q matched %v, want sb%02d only", key, v, got, i)
+				}
+			}
+		}
+		pg, err := s.ListObjects(ctx, store.KindSandbox, "lbl", store.ObjectSelector{Labels: map[string]string{"k%1": "a"}}, store.PageRequest{Limit: 50})
+		if err != nil || len(pg.Items) != 0 {
+			t.Errorf("k%%1=a matched %d objects (%v), want none", len(pg.Items), err)
+		}
+	})
+}
