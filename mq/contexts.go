@@ -47,8 +47,8 @@ func (p *Propagation) NewHandlerContexts() *HandlerContexts {
 // cache.
 //
 // The context it returns answers routingkey.FromContext at once and builds the rest (the W3C trace
-// context parsed from the traceparent and tracestate headers, copied here, and the baggage and key
-// values) the first time anything asks it for another value: a handler that never reads its trace
+// context parsed from the traceparent and tracestate headers, copied here, and the baggage value) the
+// first time anything asks it for another value: a handler that never reads its trace
 // context does not pay for parsing it, one that does pays what ExtractKeyed costs. Deadline, Done and Err
 // are ctx's.
 func (h *HandlerContexts) Extract(ctx context.Context, c propagation.TextMapCarrier, key string) context.Context {
