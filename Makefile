@@ -70,7 +70,7 @@ bench-mq: ## Selective message-queue consumers vs the plain clients (NATS, kfake
 	bench/mq/run.sh
 
 .PHONY: bench-controlplane
-bench-controlplane: ## Control plane load: PUT/GET/page of 100 with 50 clients in an org of 10,000 sandboxes, SQLite and PostgreSQL side by side.
+bench-controlplane: ## Control plane load: PUT/GET/page of 100 in an org of 10,000 sandboxes (50 clients, then open loop at 100/s), SQLite and PostgreSQL side by side.
 	bench/controlplane/run.sh
 
 .PHONY: bench-operator
