@@ -98,7 +98,7 @@ const traceparentLen = 55
 // use. One allocation per message; the trace context's headers are copies (a carrier may give views of
 // the message's bytes).
 type handlerContext struct {
-	context.Context // the consumer's: Deadline, Done, Err and its values
+	context.Context     // the consumer's: Deadline, Done, Err and its values
 	keyVal          any // the routing key as routingkey.FromContext reads it (nil: none or invalid, not stored)
 	bag             baggage.Baggage
 	tp              [traceparentLen]byte
