@@ -52,3 +52,9 @@ func (s *Store) Exec(ctx context.Context, query string) error {
 	_, err := s.db.ExecContext(ctx, query)
 	return err
 }
+
+// Checkpoints is how many checkpoints checkpointLoop has made.
+func (s *Store) Checkpoints() int64 { return s.checkpoints.Load() }
+
+// DB is the store's database handle.
+func (s *Store) DB() *sql.DB { return s.db }

@@ -34,6 +34,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
@@ -117,6 +118,8 @@ type Store struct {
 	// kick wakes notifyLoop (PostgreSQL only).
 	kick      chan struct{}
 	closeOnce sync.Once
+	// checkpoints counts checkpointLoop's checkpoints (SQLite only).
+	checkpoints atomic.Int64
 }
 
 // Open opens (and migrates) a store. driver is DriverSQLite with a file path (or
@@ -174,12 +177,42 @@ func Open(ctx context.Context, driver, dsn string) (*Store, error) {
 	if st.pgStyle {
 		st.dsn, st.kick = pgDSN, make(chan struct{}, 1)
 		go st.notifyLoop()
+	} else {
+		go st.checkpointLoop()
 	}
 	return st, nil
 }
 
+// checkpointEvery is how often checkpointLoop copies SQLite's write-ahead log into the database.
+const checkpointEvery = time.Second
+
+// checkpointLoop checkpoints the SQLite write-ahead log in the background until Close (PASSIVE: it waits
+// for no reader or writer; one that fails is tried again at the next tick). Left to SQLite, the commit
+// that takes the log past 1,000 pages runs the checkpoint and its fsyncs before it returns, so every few
+// hundredth write was slow: PUT p99 at 100 writes/s in an org of 10,000 went from 14–18 ms to 5–6 ms
+// (p50 3 ms either way) and the 50-client PUT throughput from 790–960 to 1,130–1,140 per second
+// (bench/controlplane). The connections still checkpoint on their own past 10,000 pages (sqliteDSN), a
+// bound should this loop fall behind.
+func (s *Store) checkpointLoop() {
+	t := time.NewTicker(checkpointEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.closed:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if _, err := s.db.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`); err == nil {
+			s.checkpoints.Add(1)
+		}
+		cancel()
+	}
+}
+
 // sqliteDSN adds the settings the store relies on to a SQLite path: WAL, a busy
-// timeout and write-locking transactions (so that writers queue instead of failing).
+// timeout and write-locking transactions (so that writers queue instead of failing),
+// and checkpoints mostly left to checkpointLoop.
 func sqliteDSN(dsn string) string {
 	if strings.Contains(dsn, "_txlock") {
 		return dsn
@@ -191,7 +224,8 @@ func sqliteDSN(dsn string) string {
 	if !strings.HasPrefix(dsn, "file:") {
 		dsn = "file:" + dsn
 	}
-	return dsn + sep + "_txlock=immediate&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)"
+	return dsn + sep + "_txlock=immediate&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)" +
+		"&_pragma=wal_autocheckpoint(10000)" // checkpointLoop checkpoints every second; this is the bound
 }
 
 // Close closes the database (and ends Follow).
