@@ -193,6 +193,11 @@ type Config struct {
 	// DisableFastPath sends every HTTP/1.1 connection through net/http's server and transport instead
 	// of the fast path (h1fast.go), for comparison or as an escape hatch.
 	DisableFastPath bool
+	// EventLoop serves the fast path's plain keep-alive HTTP/1.1 on event loops instead of a goroutine
+	// per connection (h1loop_linux.go; Linux only): EventLoopThread (a locked OS thread per loop
+	// blocking in epoll_wait), EventLoopNetpoll (loops parked on Go's netpoller) or EventLoopOff
+	// (default, also ""). One loop per GOMAXPROCS.
+	EventLoop string
 	// TracerProvider makes one span per proxied HTTP request (parent from the
 	// request's traceparent; the app sees the span as its parent). Nil: no
 	// spans and no cost.
@@ -206,6 +211,13 @@ type Config struct {
 	// CaptureMaxBodyBytes bounds each recorded body (default capture.DefaultMaxBodyBytes).
 	CaptureMaxBodyBytes int
 }
+
+// Config.EventLoop values.
+const (
+	EventLoopOff     = "off"
+	EventLoopThread  = "thread"
+	EventLoopNetpoll = "netpoll"
+)
 
 func (c *Config) withDefaults() error {
 	var errs []error
@@ -227,6 +239,11 @@ func (c *Config) withDefaults() error {
 			errs = append(errs, fmt.Errorf("ports[%d]: listen port %d used twice: %w", i, p.Listen, ErrInvalidConfig))
 		}
 		seen[p.Listen] = true
+	}
+	switch c.EventLoop {
+	case "", EventLoopOff, EventLoopThread, EventLoopNetpoll:
+	default:
+		errs = append(errs, fmt.Errorf("eventLoop: %q: must be %s, %s or %s: %w", c.EventLoop, EventLoopOff, EventLoopThread, EventLoopNetpoll, ErrInvalidConfig))
 	}
 	if c.CaptureMaxBodyBytes < 0 {
 		errs = append(errs, fmt.Errorf("captureMaxBodyBytes: must not be negative: %w", ErrInvalidConfig))

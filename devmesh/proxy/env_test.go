@@ -204,6 +204,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 		DrainTimeout: 5 * time.Second,
 	}
 	cfg.DisableFastPath = os.Getenv("DEVMESH_TEST_NETHTTP") != "" // TestSuiteOnNetHTTPPath
+	cfg.EventLoop = os.Getenv("DEVMESH_TEST_EVENT_LOOP")          // TestSuiteOnEventLoops
 	if o.cfg != nil {
 		o.cfg(&cfg)
 	}

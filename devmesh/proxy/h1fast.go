@@ -160,14 +160,44 @@ type fastConn struct {
 	handOver bool
 }
 
+// serveHTTP1 serves one accepted HTTP/1.1 client connection: on an event loop when they run
+// (Config.EventLoop, h1loop_linux.go), else on the fast path in this goroutine.
+func (p *Proxy) serveHTTP1(c net.Conn, info portInfo, hand *chanListener) {
+	if p.loops != nil && p.adopt(c, info, hand) {
+		return
+	}
+	p.serveFast(c, info, hand)
+}
+
 // serveFast serves one client connection on the fast path, handing it to hand's net/http server when a
 // request needs it.
 func (p *Proxy) serveFast(c net.Conn, info portInfo, hand *chanListener) {
-	fc := &fastConn{p: p, c: c, info: info, keyHdr: http.Header{}}
+	fc := p.newFastConn(c, info)
 	if !p.fast.begin(&fc.idle, c) {
 		_ = c.Close()
 		return
 	}
+	p.runFast(fc, hand, nil)
+}
+
+// newFastConn prepares the fast-path state of client connection c.
+func (p *Proxy) newFastConn(c net.Conn, info portInfo) *fastConn {
+	fc := &fastConn{p: p, c: c, info: info, keyHdr: http.Header{}}
+	fc.req.hopValue = p.hopValue
+	fc.req.captureOn = p.capRec != nil
+	ip, _, err := net.SplitHostPort(c.RemoteAddr().String())
+	if err != nil {
+		ip = c.RemoteAddr().String()
+	}
+	fc.ip, fc.trusted = ip, p.isTrusted(ip)
+	return fc
+}
+
+// runFast serves fc's connection (registered with p.fast) until it ends or is handed to net/http.
+// resume, when set, first finishes an exchange an event loop started; it reports whether the connection
+// serves another request.
+func (p *Proxy) runFast(fc *fastConn, hand *chanListener, resume func() bool) {
+	c := fc.c
 	handed := false
 	defer func() {
 		p.fast.end(c)
@@ -181,13 +211,9 @@ func (p *Proxy) serveFast(c net.Conn, info portInfo, hand *chanListener) {
 	fc.br = bufio.NewReaderSize(c, 4<<10)
 	fc.bw = bufio.NewWriterSize(c, 4<<10)
 	fc.flush = fc.bw.Flush
-	fc.req.hopValue = p.hopValue
-	fc.req.captureOn = p.capRec != nil
-	ip, _, err := net.SplitHostPort(c.RemoteAddr().String())
-	if err != nil {
-		ip = c.RemoteAddr().String()
+	if resume != nil && !resume() {
+		return
 	}
-	fc.ip, fc.trusted = ip, p.isTrusted(ip)
 	for {
 		if fc.br.Buffered() == 0 {
 			// Idle first, then the check: a drain that starts in between sees the flag and closes us.

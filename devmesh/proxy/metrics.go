@@ -19,6 +19,11 @@ type metrics struct {
 	// throughout), "handed_over" (the fast path passed them to net/http part-way).
 	h1Conns              *prometheus.CounterVec
 	h1Fast, h1HandedOver prometheus.Counter
+	// loopConns counts client connections the event loops took (Config.EventLoop), by where they
+	// ended: "loop" (served there to the end), "handed_off" (to the fast path's goroutines before a
+	// request was sent), "moved" (with a chunked or close-delimited answer, part-way).
+	loopConns                          *prometheus.CounterVec
+	loopServed, loopHandedOff, loopMoved prometheus.Counter
 	// override counts requests whose route has a local override, by outcome (ovrNames; index ovrNone
 	// and ovrTrying unused).
 	override [nOvr]prometheus.Counter
@@ -39,6 +44,10 @@ func newMetrics(reg *prometheus.Registry, p *Proxy) (*metrics, error) {
 			Name: "devmesh_http1_fast_path_connections_total",
 			Help: "HTTP connections accepted by the HTTP/1.1 fast path, by outcome: fast (served to the end) or handed_over (passed to net/http for h2c, upgrades, Expect, HTTP/1.0, a malformed request, a capture id or a local override).",
 		}, []string{"outcome"}),
+		loopConns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "devmesh_http1_event_loop_connections_total",
+			Help: "HTTP/1.1 client connections taken by the event loops (--http1-event-loop), by outcome: loop (served there to the end), handed_off (to the fast path before a request was sent: chunked or large upload, a request net/http answers, a local override, a destination by DNS name) or moved (part-way, with a chunked or close-delimited answer). They are also counted in devmesh_http1_fast_path_connections_total.",
+		}, []string{"outcome"}),
 		tcpActive: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "devmesh_tcp_connections_active",
 			Help: "Open TCP pass-through connections.",
@@ -57,6 +66,7 @@ func newMetrics(reg *prometheus.Registry, p *Proxy) (*metrics, error) {
 		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 	}, []string{"destination_kind"})
 	m.h1Fast, m.h1HandedOver = m.h1Conns.WithLabelValues("fast"), m.h1Conns.WithLabelValues("handed_over")
+	m.loopServed, m.loopHandedOff, m.loopMoved = m.loopConns.WithLabelValues("loop"), m.loopConns.WithLabelValues("handed_off"), m.loopConns.WithLabelValues("moved")
 	for k := range nKinds {
 		m.duration[k] = hist.WithLabelValues(kindNames[k])
 	}
@@ -88,7 +98,11 @@ func newMetrics(reg *prometheus.Registry, p *Proxy) (*metrics, error) {
 				return 0
 			}),
 	}
-	for _, c := range append([]prometheus.Collector{m.requests, m.tcpConns, m.tcpActive, m.h1Conns, ovr, hist}, gauges...) {
+	cs := append([]prometheus.Collector{m.requests, m.tcpConns, m.tcpActive, m.h1Conns, ovr, hist}, gauges...)
+	if p.cfg.EventLoop != "" && p.cfg.EventLoop != EventLoopOff {
+		cs = append(cs, m.loopConns)
+	}
+	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -132,6 +132,8 @@ type Proxy struct {
 	fastOn              bool
 	fastLocal, fastFork *upPool
 	fast                connTracker
+	loops               []*evLoop // Config.EventLoop (h1loop_linux.go); nil: off
+	loopNext            atomic.Uint32
 	keyHeaders          []keyHeaderName
 	bufs                *bufferPool
 	stopSweep           chan struct{}
@@ -286,6 +288,7 @@ func (p *Proxy) workloadTable() (routeapi.WorkloadTable, *routeapi.Table) {
 		p.ovrH1.CloseIdleConnections()
 		p.ovrH2.CloseIdleConnections()
 		p.fastFork.closeIdle()
+		p.loopsCloseIdleForks()
 	}
 	return c.wt, t
 }

@@ -20,12 +20,16 @@ func (p *Proxy) Start(ctx context.Context) error {
 	if p.started.Swap(true) {
 		return fmt.Errorf("devmesh %s: already started", p.cfg.Workload)
 	}
+	if err := p.startLoops(); err != nil {
+		return fmt.Errorf("devmesh %s: %w", p.cfg.Workload, err)
+	}
 	var lc net.ListenConfig
 	for _, pm := range p.cfg.Ports {
 		addr := net.JoinHostPort(p.cfg.ListenHost, strconv.Itoa(pm.Listen))
 		ln, err := lc.Listen(ctx, "tcp", addr)
 		if err != nil {
 			p.closeListeners()
+			p.stopLoops()
 			return fmt.Errorf("devmesh %s: listen %s for app port %d: %w", p.cfg.Workload, addr, pm.App, err)
 		}
 		p.listeners = append(p.listeners, ln)
@@ -51,7 +55,7 @@ func (p *Proxy) Start(ctx context.Context) error {
 				defer p.serveWG.Done()
 				defer hl.Close()
 				info := portInfo{port: pm.App, proto: pm.Protocol}
-				acceptEach(ln, func(c net.Conn) { p.serveFast(c, info, hl) })
+				acceptEach(ln, func(c net.Conn) { p.serveHTTP1(c, info, hl) })
 			}()
 		}
 		p.serveWG.Add(1)
@@ -70,6 +74,7 @@ func (p *Proxy) Start(ctx context.Context) error {
 		ln, err := lc.Listen(ctx, "tcp", p.cfg.RedirectListen)
 		if err != nil {
 			p.closeListeners()
+			p.stopLoops()
 			return fmt.Errorf("devmesh %s: listen %s (redirect mode): %w", p.cfg.Workload, p.cfg.RedirectListen, err)
 		}
 		p.listeners = append(p.listeners, ln)
@@ -97,6 +102,7 @@ func (p *Proxy) Start(ctx context.Context) error {
 		ln, err := lc.Listen(ctx, "tcp", p.cfg.AdminListen)
 		if err != nil {
 			p.closeListeners()
+			p.stopLoops()
 			return fmt.Errorf("devmesh %s: listen %s (admin): %w", p.cfg.Workload, p.cfg.AdminListen, err)
 		}
 		p.adminAddr = ln.Addr().String()
@@ -182,6 +188,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	}()
 	wg.Wait()
 	p.serveWG.Wait()
+	p.stopLoops()
 	for _, t := range []*http.Transport{p.localH1, p.localH2, p.forkH1, p.forkH2, p.ovrH1, p.ovrH2} {
 		t.CloseIdleConnections()
 	}
@@ -230,7 +237,7 @@ func (p *Proxy) acceptRedirect(ln net.Listener, hl *chanListener) {
 		}
 		info := portInfo{port: port, proto: proto}
 		if p.fastOn && proto != ProtocolH2C {
-			go p.serveFast(c, info, hl)
+			go p.serveHTTP1(c, info, hl)
 			continue
 		}
 		if !hl.deliver(&portConn{Conn: c, info: info, r: newHeadGate(c, p.cfg.MaxHeaderBytes)}) {
@@ -376,6 +383,18 @@ func (t *connTracker) end(c ...net.Conn) {
 		close(t.idle)
 		t.idle = nil
 	}
+}
+
+// swap moves old's registration to c with its idle flag, draining or not: an event loop handing its
+// connection to a goroutine keeps the group counted.
+func (t *connTracker) swap(old, c net.Conn, idle *atomic.Bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.conns, old)
+	if t.conns == nil {
+		t.conns = map[net.Conn]*atomic.Bool{}
+	}
+	t.conns[c] = idle
 }
 
 // closing reports that draining started (keep-alive ends).
