@@ -157,10 +157,10 @@ type loopClient struct {
 	// reading: a request has begun (its header timeout runs); flushing: the last answer is still being
 	// written while no request is pending (the idle timeout starts after it)
 	reading, flushing bool
-	msg    int // head and body length of the request being served (0 while reading one)
-	state  loopState
-	dl     time.Time // deadline of the current state (zero: none)
-	up     *loopUp
+	msg               int // head and body length of the request being served (0 while reading one)
+	state             loopState
+	dl                time.Time // deadline of the current state (zero: none)
+	up                *loopUp
 	// the current exchange
 	hasBody, reused bool
 	attempt         int

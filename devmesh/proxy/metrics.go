@@ -22,7 +22,7 @@ type metrics struct {
 	// loopConns counts client connections the event loops took (Config.EventLoop), by where they
 	// ended: "loop" (served there to the end), "handed_off" (to the fast path's goroutines before a
 	// request was sent), "moved" (with a chunked or close-delimited answer, part-way).
-	loopConns                          *prometheus.CounterVec
+	loopConns                            *prometheus.CounterVec
 	loopServed, loopHandedOff, loopMoved prometheus.Counter
 	// override counts requests whose route has a local override, by outcome (ovrNames; index ovrNone
 	// and ovrTrying unused).
