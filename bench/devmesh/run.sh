@@ -21,6 +21,7 @@ OUT=${OUT:-$ROOT/bench/devmesh/out}
 BASE_PORT=$((PB + 1)) FORK_PORT=$((PB + 2)) NGINX_PORT=$((PB + 10)) HAPROXY_PORT=$((PB + 11))
 DEVMESH_PORT=$((PB + 12)) ADMIN_PORT=$((PB + 13)) RS_GRPC=$((PB + 14)) RS_HTTP=$((PB + 15))
 NETHTTP_PORT=$((PB + 16)) NETHTTP_ADMIN=$((PB + 17))
+LOOP_PORT=$((PB + 18)) LOOP_ADMIN=$((PB + 19)) LOOPNP_PORT=$((PB + 20)) LOOPNP_ADMIN=$((PB + 21))
 mkdir -p "$OUT/bin"
 
 need=()
@@ -125,13 +126,23 @@ GOMAXPROCS=1 start devmesh-nethttp "$PROXY_CPU" env SANDBOXMESH_NAMESPACE=bench 
   SANDBOXMESH_ROUTE_SERVER=127.0.0.1:$RS_GRPC SANDBOXMESH_PORTS=$NETHTTP_PORT:$BASE_PORT SANDBOXMESH_HTTP1_FAST_PATH=false \
   SANDBOXMESH_LISTEN_HOST=127.0.0.1 SANDBOXMESH_ADMIN_LISTEN=127.0.0.1:$NETHTTP_ADMIN \
   SANDBOXMESH_LOG_LEVEL=warn "$OUT/bin/devmesh"
-wait_port $NGINX_PORT; wait_port $HAPROXY_PORT; wait_port $DEVMESH_PORT; wait_port $NETHTTP_PORT
-for a in $ADMIN_PORT $NETHTTP_ADMIN; do
+# The same devmesh on event loops (--http1-event-loop): a locked thread in epoll_wait, or parked on Go's netpoller.
+GOMAXPROCS=1 start devmesh-loop "$PROXY_CPU" env SANDBOXMESH_NAMESPACE=bench SANDBOXMESH_WORKLOAD=bench \
+  SANDBOXMESH_ROUTE_SERVER=127.0.0.1:$RS_GRPC SANDBOXMESH_PORTS=$LOOP_PORT:$BASE_PORT SANDBOXMESH_HTTP1_EVENT_LOOP=thread \
+  SANDBOXMESH_LISTEN_HOST=127.0.0.1 SANDBOXMESH_ADMIN_LISTEN=127.0.0.1:$LOOP_ADMIN SANDBOXMESH_PPROF=true \
+  SANDBOXMESH_LOG_LEVEL=warn "$OUT/bin/devmesh"
+GOMAXPROCS=1 start devmesh-loopnp "$PROXY_CPU" env SANDBOXMESH_NAMESPACE=bench SANDBOXMESH_WORKLOAD=bench \
+  SANDBOXMESH_ROUTE_SERVER=127.0.0.1:$RS_GRPC SANDBOXMESH_PORTS=$LOOPNP_PORT:$BASE_PORT SANDBOXMESH_HTTP1_EVENT_LOOP=netpoll \
+  SANDBOXMESH_LISTEN_HOST=127.0.0.1 SANDBOXMESH_ADMIN_LISTEN=127.0.0.1:$LOOPNP_ADMIN \
+  SANDBOXMESH_LOG_LEVEL=warn "$OUT/bin/devmesh"
+wait_port $NGINX_PORT; wait_port $HAPROXY_PORT; wait_port $DEVMESH_PORT; wait_port $NETHTTP_PORT; wait_port $LOOP_PORT; wait_port $LOOPNP_PORT
+for a in $ADMIN_PORT $NETHTTP_ADMIN $LOOP_ADMIN $LOOPNP_ADMIN; do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$a/routes" | grep -q '"connected":true' && break; sleep 0.1; done
 done
 
 # Sanity: every proxy routes the keyed request to the fork and the others to the baseline.
-for name_port in direct:$BASE_PORT nginx:$NGINX_PORT haproxy:$HAPROXY_PORT devmesh:$DEVMESH_PORT devmesh-nethttp:$NETHTTP_PORT; do
+PEERS="direct:$BASE_PORT nginx:$NGINX_PORT haproxy:$HAPROXY_PORT devmesh:$DEVMESH_PORT devmesh-nethttp:$NETHTTP_PORT devmesh-loop:$LOOP_PORT devmesh-loopnp:$LOOPNP_PORT"
+for name_port in $PEERS; do
   name=${name_port%%:*} port=${name_port##*:}
   k=$(curl -s -o /dev/null -D - -H 'Baggage: userId=alice, sm-routing-key=benchkey;ttl=60, isProduction=false' "http://127.0.0.1:$port/" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-backend"{print $2}')
   n=$(curl -s -o /dev/null -D - -H 'Baggage: userId=bob, sm-routing-key=benchkeyx' "http://127.0.0.1:$port/" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-backend"{print $2}')
@@ -143,7 +154,7 @@ pids_of() { # all processes of a proxy (nginx master + worker)
   case $1 in
     nginx) pgrep -P "$(cat "$OUT/nginx.pid")" -d ' ' nginx 2>/dev/null; echo " $(cat "$OUT/nginx.pid")";;
     direct) cat "$OUT/backend-baseline.pid" "$OUT/backend-fork.pid" | tr '\n' ' ';;
-    devmesh) pgrep -P "$(cat "$OUT/devmesh.pid")" -d ' ' 2>/dev/null; echo " $(cat "$OUT/devmesh.pid")";;
+    devmesh*) pgrep -P "$(cat "$OUT/$1.pid")" -d ' ' 2>/dev/null; echo " $(cat "$OUT/$1.pid")";;
     *) cat "$OUT/$1.pid";;
   esac
 }
@@ -164,7 +175,7 @@ run_wrk() { # NAME PORT CONNS
 RESULTS="$OUT/results.txt"; : >"$RESULTS"
 for round in $(seq "$ROUNDS"); do
   for c in "$CONNS" "$LAT_CONNS"; do
-    for name_port in direct:$BASE_PORT nginx:$NGINX_PORT haproxy:$HAPROXY_PORT devmesh:$DEVMESH_PORT devmesh-nethttp:$NETHTTP_PORT; do
+    for name_port in $PEERS; do
       name=${name_port%%:*} port=${name_port##*:}
       nice -n "$NICE" taskset -c "$LOAD_CPU" wrk -t1 -c"$c" -d2s -s "$ROOT/bench/devmesh/mix.lua" "http://127.0.0.1:$port/" >/dev/null 2>&1 # warm-up
       echo "$round $c $name $(run_wrk "$name" "$port" "$c")" | tee -a "$RESULTS"
@@ -191,7 +202,7 @@ d = os.environ.get("DURATION", "10s"); DUR = float(d.rstrip("s"))
 for c in (int(sys.argv[2]), int(sys.argv[3])):
     print(f"\n== {c} connections, {d} per run, proxy pinned to one CPU ==")
     print(f"{'proxy':15} {'req/s':>9} {'proxy CPU':>9} {'req/s per proxy core':>21} {'p50 us':>8} {'p99 us':>8} {'+p50 us':>8} {'+p99 us':>8} {'errors':>6}")
-    for n in ("direct", "nginx", "haproxy", "devmesh", "devmesh-nethttp"):
+    for n in ("direct", "nginx", "haproxy", "devmesh", "devmesh-nethttp", "devmesh-loop", "devmesh-loopnp"):
         if (c, n) not in data: continue
         rps, p50, p99 = med("rps", c, n), med("p50", c, n), med("p99", c, n)
         cpu = med("cpu", c, n) / DUR
@@ -199,12 +210,13 @@ for c in (int(sys.argv[2]), int(sys.argv[3])):
         a50 = p50 - med("p50", c, "direct"); a99 = p99 - med("p99", c, "direct")
         print(f"{n:15} {rps:9.0f} {cpu:9.2f} {pc:21.0f} {p50:8.0f} {p99:8.0f} {a50:8.0f} {a99:8.0f} {int(med('err', c, n)):6d}")
     def ratio(a, b): return f"{a/b:.2f}x" if b > 0 and a == a and b == b else "n/a"
-    for peer in ("nginx", "haproxy", "devmesh-nethttp"):
-        add = lambda k, n: med(k, c, n) - med(k, c, "direct")
-        print(f"devmesh/{peer}: req/s per core {ratio(percore(c,'devmesh'), percore(c,peer))}, "
-              f"raw req/s {ratio(med('rps',c,'devmesh'), med('rps',c,peer))}, "
-              f"added p50 {ratio(add('p50','devmesh'), add('p50',peer))}, "
-              f"added p99 {ratio(add('p99','devmesh'), add('p99',peer))}")
+    add = lambda k, n: med(k, c, n) - med(k, c, "direct")
+    for me, peer in (("devmesh", "nginx"), ("devmesh", "haproxy"), ("devmesh", "devmesh-nethttp"),
+                     ("devmesh-loop", "nginx"), ("devmesh-loopnp", "nginx"), ("devmesh-loop", "devmesh")):
+        print(f"{me}/{peer}: req/s per core {ratio(percore(c,me), percore(c,peer))}, "
+              f"raw req/s {ratio(med('rps',c,me), med('rps',c,peer))}, "
+              f"added p50 {ratio(add('p50',me), add('p50',peer))}, "
+              f"added p99 {ratio(add('p99',me), add('p99',peer))}")
 PY
 
 DPID=$(cat "$OUT/devmesh.pid")
@@ -229,3 +241,10 @@ wait "$WRKPID" || true
 go tool pprof -top -nodecount=30 "$OUT/bin/devmesh" "$OUT/devmesh.cpu.pprof" 2>/dev/null | tee "$OUT/pprof-top.txt" | head -40
 echo "--- cumulative, by our code and the big blocks ---"
 go tool pprof -top -cum -nodecount=40 "$OUT/bin/devmesh" "$OUT/devmesh.cpu.pprof" 2>/dev/null | tee "$OUT/pprof-cum.txt" | sed -n '1,50p'
+echo "profiling devmesh on the event loop (thread) under load (8 s, $CONNS connections)..."
+nice -n "$NICE" taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d10s -s "$ROOT/bench/devmesh/mix.lua" "http://127.0.0.1:$LOOP_PORT/" >"$OUT/wrk-profile-loop.txt" 2>&1 &
+WRKPID=$!
+sleep 1
+curl -s -o "$OUT/devmesh-loop.cpu.pprof" "http://127.0.0.1:$LOOP_ADMIN/debug/pprof/profile?seconds=8"
+wait "$WRKPID" || true
+go tool pprof -top -nodecount=30 "$OUT/bin/devmesh" "$OUT/devmesh-loop.cpu.pprof" 2>/dev/null | tee "$OUT/pprof-loop-top.txt" | head -40

@@ -205,24 +205,25 @@ type loopMsg struct {
 
 // evLoop is one event loop.
 type evLoop struct {
-	p      *Proxy
-	ep     int
-	wake   int
-	file   *os.File        // the epoll descriptor as a pollable file (netpoll wait)
-	rc     syscall.RawConn // of file
-	thread bool
-	mu     sync.Mutex
-	inbox  []loopMsg
-	fds    map[int32]any // *loopClient or *loopUp
-	idle   map[string][]*loopUp
-	addrs  map[string]unix.Sockaddr
-	evs    []unix.EpollEvent
-	now    time.Time
-	next   time.Time // earliest deadline to check
-	done   chan struct{}
-	msgs   []loopMsg
-	seq    int32
-	fileDL time.Time // the deadline set on file
+	p       *Proxy
+	ep      int
+	wake    int
+	file    *os.File        // the epoll descriptor as a pollable file (netpoll wait)
+	rc      syscall.RawConn // of file
+	thread  bool
+	mu      sync.Mutex
+	inbox   []loopMsg
+	fds     map[int32]any // *loopClient or *loopUp
+	idle    map[string][]*loopUp
+	addrs   map[string]unix.Sockaddr
+	evs     []unix.EpollEvent
+	now     time.Time
+	next    time.Time // earliest deadline to check
+	done    chan struct{}
+	msgs    []loopMsg
+	seq     int32
+	fileDL  time.Time // the deadline set on file
+	stopped bool      // under mu: wake is closed, nothing more is posted
 }
 
 // startLoops starts the event loops (Config.EventLoop); with none configured it does nothing.
@@ -294,13 +295,17 @@ func newEvLoop(p *Proxy, thread bool) (*evLoop, error) {
 	return l, nil
 }
 
-// post queues m for the loop and wakes it.
-func (l *evLoop) post(m loopMsg) {
+// post queues m for the loop and wakes it; false once the loop stopped.
+func (l *evLoop) post(m loopMsg) bool {
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped {
+		return false
+	}
 	l.inbox = append(l.inbox, m)
-	l.mu.Unlock()
 	var one = [8]byte{1}
 	_, _ = unix.Write(l.wake, one[:])
+	return true
 }
 
 // adopt moves accepted connection c onto a loop; false: c is untouched (not TCP), serve it otherwise.
@@ -333,7 +338,10 @@ func (p *Proxy) adopt(c net.Conn, info portInfo, hand *chanListener) bool {
 	}
 	l := p.loops[int(p.loopNext.Add(1))%len(p.loops)]
 	lc.l = l
-	l.post(loopMsg{adopt: lc})
+	if !l.post(loopMsg{adopt: lc}) {
+		p.fast.end(lc.handle)
+		_ = unix.Close(fd)
+	}
 	return true
 }
 
@@ -977,7 +985,7 @@ func (l *evLoop) stepRelay(c *loopClient) bool {
 		return false
 	}
 	c.up, u.c = nil, nil
-	if c.keepUp && u.off == len(u.in) && !u.eof && u.rerr == nil && u.werr == nil {
+	if c.keepUp && u.off == len(u.in) && len(u.out) == 0 && !u.eof && u.rerr == nil && u.werr == nil {
 		l.putIdle(u)
 	} else {
 		l.closeUp(u)
@@ -1012,6 +1020,7 @@ func (l *evLoop) endExchange(c *loopClient, keep bool) {
 
 // abort ends a client connection and its upstream part-way through an answer.
 func (l *evLoop) abort(c *loopClient) {
+	c.fc.record()
 	var rerr error
 	if c.up != nil {
 		rerr = c.up.rerr
@@ -1234,7 +1243,17 @@ func (l *evLoop) shutdown() {
 			l.closeUp(x)
 		}
 	}
+	l.mu.Lock()
+	l.stopped = true
+	for _, m := range l.inbox {
+		if c := m.adopt; c != nil {
+			l.p.fast.end(c.handle)
+			_ = unix.Close(c.fd)
+		}
+	}
+	l.inbox = nil
 	_ = unix.Close(l.wake)
+	l.mu.Unlock()
 	if l.file != nil {
 		_ = l.file.Close()
 	} else {
