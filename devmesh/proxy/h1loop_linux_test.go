@@ -5,6 +5,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -183,6 +184,38 @@ func TestEventLoop(t *testing.T) {
 			if n != 0 || err == nil || took > 3*time.Second {
 				t.Fatalf("%s: read %d, %v after %v; want the connection closed by the timeout", tc.name, n, err, took)
 			}
+		}
+	})
+}
+
+// FuzzHeadEnd checks the loop's incremental header-block scanner against readHeaderBlock, the fast
+// path's, on the same bytes arriving in two reads.
+func FuzzHeadEnd(f *testing.F) {
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: a\r\n\r\nrest"), uint16(5), uint16(64))
+	f.Add([]byte("GET / HTTP/1.1\nHost: a\n\n"), uint16(20), uint16(20))
+	f.Add([]byte("\r\n"), uint16(1), uint16(1))
+	f.Add([]byte("GET / HTTP/1.1\r\nX: "+strings.Repeat("y", 5000)+"\r\n\r\n"), uint16(4097), uint16(6000))
+	f.Fuzz(func(t *testing.T, data []byte, split, limit uint16) {
+		lim := int(limit)%8192 + 1
+		want := 0
+		block, err := readHeaderBlock(bufio.NewReader(bytes.NewReader(data)), nil, lim)
+		switch {
+		case err == nil:
+			want = len(block)
+		case errors.Is(err, errHeaderTooLarge):
+			want = -1
+		}
+		scan := 0
+		k := 0
+		if len(data) > 0 {
+			k = int(split) % (len(data) + 1)
+		}
+		got := headEnd(data[:k], &scan, lim)
+		if got == 0 {
+			got = headEnd(data, &scan, lim)
+		}
+		if got != want {
+			t.Fatalf("headEnd(%q, split %d, limit %d) = %d, readHeaderBlock says %d (%v)", data, k, lim, got, want, err)
 		}
 	})
 }
