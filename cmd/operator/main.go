@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/go-logr/logr"
 	ctrl "sigs.k8s.io/controller-runtime"
 
@@ -64,6 +66,7 @@ func run() error {
 		namespaces, logLevel, logFormat                        string
 		sidecarImage, initImage, routeServerTarget, captureURL string
 		injectMode                                             string
+		eventLoop                                              string
 		localAddr, localPorts, localCIDRs                      string
 	)
 	flag.StringVar(&backends, "backends", env("SANDBOXMESH_BACKENDS", meshadapters.BackendDevmesh), "comma-separated mesh backends: "+strings.Join(meshadapters.Names(), ", "))
@@ -90,6 +93,7 @@ func run() error {
 	flag.StringVar(&o.RoutesURL, "routes-url", env(smv1.EnvRoutesURL, "http://sandboxmesh-operator.sandboxmesh-system.svc:15011"), "base URL of the route lookup API (--route-lookup-address) as pods reach it; given to forks and injected pods as "+smv1.EnvRoutesURL+" (empty leaves it out)")
 	flag.StringVar(&o.RunnerImage, "runner-image", env("SANDBOXMESH_RUNNER_IMAGE", "sandboxmesh.dev/sandboxmesh-runner:dev"), "image of the init container installing the job runner into the pods of JobRunnerGroups")
 	flag.StringVar(&injectMode, "inject-mode", "iptables", "default injection mode: iptables or explicit")
+	flag.StringVar(&eventLoop, "sidecar-http1-event-loop", "off", "the injected sidecars' --http1-event-loop: off, thread or netpoll (docs/devmesh.md)")
 	flag.BoolVar(&o.RequireAcceptance, "require-acceptance", true, "Ready waits until every backend reports the routes accepted")
 	flag.IntVar(&o.Workers, "workers", 8, "parallel Sandbox reconciles")
 	var qps float64
@@ -118,6 +122,13 @@ func run() error {
 		}
 	}
 	o.Inject = inject.Config{Image: sidecarImage, InitImage: initImage, RouteServer: routeServerTarget, KeyNames: o.KeyNames, CustomHeaders: o.CustomHeaders, Mode: inject.Mode(injectMode), RoutesURL: o.RoutesURL, CaptureURL: captureURL}
+	switch eventLoop {
+	case "off", "":
+	case "thread", "netpoll":
+		o.Inject.ExtraEnv = append(o.Inject.ExtraEnv, corev1.EnvVar{Name: "SANDBOXMESH_HTTP1_EVENT_LOOP", Value: eventLoop})
+	default:
+		return fmt.Errorf("--sidecar-http1-event-loop: %q: must be off, thread or netpoll", eventLoop)
+	}
 
 	_, shutdownTracing, err := telemetry.Setup(context.Background(), telemetry.Options{Service: "sandboxmesh-operator"})
 	if err != nil {
