@@ -39,6 +39,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/sandboxmesh/sandboxmesh/devmesh/inject"
+
 	cpclient "github.com/sandboxmesh/sandboxmesh/controlplane/client"
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/testenv"
 )
@@ -493,6 +495,9 @@ func (e *Env) DeployExample(ctx context.Context) error {
 			if err := e.waitServiceAccount(ctx, u.GetName()); err != nil {
 				return err
 			}
+			if err := e.waitInjector(ctx, u.GetName()); err != nil {
+				return err
+			}
 		}
 		if u.GetKind() == "Deployment" {
 			deps = append(deps, u.GetName())
@@ -503,7 +508,78 @@ func (e *Env) DeployExample(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	return e.repairInjection(ctx, ExampleNamespace, deps)
+}
+
+// waitInjector waits until the sidecar injection webhook answers for namespace ns: the webhook fails
+// open (failurePolicy Ignore), so a pod created while its Service has no ready endpoint yet would run
+// without a sidecar. A server-side dry run of a pod asking for injection comes back with the webhook's
+// status annotation once it answers.
+func (e *Env) waitInjector(ctx context.Context, ns string) error {
+	probe := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "injection-probe-", Namespace: ns,
+			Annotations: map[string]string{inject.AnnotationInject: "true"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "probe", Image: "probe",
+			Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}},
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		got, err := e.Kube.CoreV1().Pods(ns).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err == nil && got.Annotations[inject.AnnotationStatus] != "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("sidecar injection webhook does not answer for namespace %s (a dry-run pod came back without %s): %v", ns, inject.AnnotationStatus, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// repairInjection deletes the pods of deployments deps in ns that asked for the sidecar and were
+// created without it (the webhook failed open on them), and waits for their replacements: twice at most.
+func (e *Env) repairInjection(ctx context.Context, ns string, deps []string) error {
+	for attempt := 0; ; attempt++ {
+		pods, err := e.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return fmt.Errorf("list pods of %s: %w", ns, err)
+		}
+		var missed []string
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp == nil && p.Annotations[inject.AnnotationInject] == "true" && p.Annotations[inject.AnnotationStatus] == "" {
+				missed = append(missed, p.Name)
+			}
+		}
+		if len(missed) == 0 {
+			return nil
+		}
+		if attempt == 2 {
+			return fmt.Errorf("pods created without their sidecar (the injection webhook failed open): %s", strings.Join(missed, ", "))
+		}
+		e.Step("recreating %d pod(s) the injection webhook missed: %s", len(missed), strings.Join(missed, ", "))
+		for _, name := range missed {
+			if err := e.Kube.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("delete pod %s/%s: %w", ns, name, err)
+			}
+		}
+		for _, name := range missed {
+			for gone := time.Now().Add(time.Minute); ; {
+				_, err := e.Kube.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+				if apierrors.IsNotFound(err) || time.Now().After(gone) {
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
+		for _, d := range deps {
+			if err := e.WaitDeployment(ctx, ns, d, 3*time.Minute); err != nil {
+				return err
+			}
+		}
+	}
 }
 
 func (e *Env) waitServiceAccount(ctx context.Context, ns string) error {
