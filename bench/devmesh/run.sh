@@ -126,9 +126,10 @@ GOMAXPROCS=1 start devmesh-nethttp "$PROXY_CPU" env SANDBOXMESH_NAMESPACE=bench 
   SANDBOXMESH_ROUTE_SERVER=127.0.0.1:$RS_GRPC SANDBOXMESH_PORTS=$NETHTTP_PORT:$BASE_PORT SANDBOXMESH_HTTP1_FAST_PATH=false \
   SANDBOXMESH_LISTEN_HOST=127.0.0.1 SANDBOXMESH_ADMIN_LISTEN=127.0.0.1:$NETHTTP_ADMIN \
   SANDBOXMESH_LOG_LEVEL=warn "$OUT/bin/devmesh"
-# The same devmesh on event loops (--http1-event-loop): a locked thread in epoll_wait, or parked on Go's netpoller.
-GOMAXPROCS=1 start devmesh-loop "$PROXY_CPU" env SANDBOXMESH_NAMESPACE=bench SANDBOXMESH_WORKLOAD=bench \
-  SANDBOXMESH_ROUTE_SERVER=127.0.0.1:$RS_GRPC SANDBOXMESH_PORTS=$LOOP_PORT:$BASE_PORT SANDBOXMESH_HTTP1_EVENT_LOOP=thread \
+# devmesh above runs its default event loop (--http1-event-loop=thread); the same devmesh with a goroutine
+# per connection (off), and with its loop parked on Go's netpoller (netpoll).
+GOMAXPROCS=1 start devmesh-noloop "$PROXY_CPU" env SANDBOXMESH_NAMESPACE=bench SANDBOXMESH_WORKLOAD=bench \
+  SANDBOXMESH_ROUTE_SERVER=127.0.0.1:$RS_GRPC SANDBOXMESH_PORTS=$LOOP_PORT:$BASE_PORT SANDBOXMESH_HTTP1_EVENT_LOOP=off \
   SANDBOXMESH_LISTEN_HOST=127.0.0.1 SANDBOXMESH_ADMIN_LISTEN=127.0.0.1:$LOOP_ADMIN SANDBOXMESH_PPROF=true \
   SANDBOXMESH_LOG_LEVEL=warn "$OUT/bin/devmesh"
 GOMAXPROCS=1 start devmesh-loopnp "$PROXY_CPU" env SANDBOXMESH_NAMESPACE=bench SANDBOXMESH_WORKLOAD=bench \
@@ -141,7 +142,7 @@ for a in $ADMIN_PORT $NETHTTP_ADMIN $LOOP_ADMIN $LOOPNP_ADMIN; do
 done
 
 # Sanity: every proxy routes the keyed request to the fork and the others to the baseline.
-PEERS="direct:$BASE_PORT nginx:$NGINX_PORT haproxy:$HAPROXY_PORT devmesh:$DEVMESH_PORT devmesh-nethttp:$NETHTTP_PORT devmesh-loop:$LOOP_PORT devmesh-loopnp:$LOOPNP_PORT"
+PEERS="direct:$BASE_PORT nginx:$NGINX_PORT haproxy:$HAPROXY_PORT devmesh:$DEVMESH_PORT devmesh-nethttp:$NETHTTP_PORT devmesh-noloop:$LOOP_PORT devmesh-loopnp:$LOOPNP_PORT"
 for name_port in $PEERS; do
   name=${name_port%%:*} port=${name_port##*:}
   k=$(curl -s -o /dev/null -D - -H 'Baggage: userId=alice, sm-routing-key=benchkey;ttl=60, isProduction=false' "http://127.0.0.1:$port/" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-backend"{print $2}')
@@ -202,7 +203,7 @@ d = os.environ.get("DURATION", "10s"); DUR = float(d.rstrip("s"))
 for c in (int(sys.argv[2]), int(sys.argv[3])):
     print(f"\n== {c} connections, {d} per run, proxy pinned to one CPU ==")
     print(f"{'proxy':15} {'req/s':>9} {'proxy CPU':>9} {'req/s per proxy core':>21} {'p50 us':>8} {'p99 us':>8} {'+p50 us':>8} {'+p99 us':>8} {'errors':>6}")
-    for n in ("direct", "nginx", "haproxy", "devmesh", "devmesh-nethttp", "devmesh-loop", "devmesh-loopnp"):
+    for n in ("direct", "nginx", "haproxy", "devmesh", "devmesh-nethttp", "devmesh-noloop", "devmesh-loopnp"):
         if (c, n) not in data: continue
         rps, p50, p99 = med("rps", c, n), med("p50", c, n), med("p99", c, n)
         cpu = med("cpu", c, n) / DUR
@@ -211,8 +212,8 @@ for c in (int(sys.argv[2]), int(sys.argv[3])):
         print(f"{n:15} {rps:9.0f} {cpu:9.2f} {pc:21.0f} {p50:8.0f} {p99:8.0f} {a50:8.0f} {a99:8.0f} {int(med('err', c, n)):6d}")
     def ratio(a, b): return f"{a/b:.2f}x" if b > 0 and a == a and b == b else "n/a"
     add = lambda k, n: med(k, c, n) - med(k, c, "direct")
-    for me, peer in (("devmesh", "nginx"), ("devmesh", "haproxy"), ("devmesh", "devmesh-nethttp"),
-                     ("devmesh-loop", "nginx"), ("devmesh-loopnp", "nginx"), ("devmesh-loop", "devmesh")):
+    for me, peer in (("devmesh", "nginx"), ("devmesh", "haproxy"), ("devmesh", "devmesh-nethttp"), ("devmesh", "devmesh-noloop"),
+                     ("devmesh-noloop", "nginx"), ("devmesh-loopnp", "nginx")):
         print(f"{me}/{peer}: req/s per core {ratio(percore(c,me), percore(c,peer))}, "
               f"raw req/s {ratio(med('rps',c,me), med('rps',c,peer))}, "
               f"added p50 {ratio(add('p50',me), add('p50',peer))}, "
@@ -241,10 +242,10 @@ wait "$WRKPID" || true
 go tool pprof -top -nodecount=30 "$OUT/bin/devmesh" "$OUT/devmesh.cpu.pprof" 2>/dev/null | tee "$OUT/pprof-top.txt" | head -40
 echo "--- cumulative, by our code and the big blocks ---"
 go tool pprof -top -cum -nodecount=40 "$OUT/bin/devmesh" "$OUT/devmesh.cpu.pprof" 2>/dev/null | tee "$OUT/pprof-cum.txt" | sed -n '1,50p'
-echo "profiling devmesh on the event loop (thread) under load (8 s, $CONNS connections)..."
-nice -n "$NICE" taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d10s -s "$ROOT/bench/devmesh/mix.lua" "http://127.0.0.1:$LOOP_PORT/" >"$OUT/wrk-profile-loop.txt" 2>&1 &
+echo "profiling devmesh without event loops (a goroutine per connection) under load (8 s, $CONNS connections)..."
+nice -n "$NICE" taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d10s -s "$ROOT/bench/devmesh/mix.lua" "http://127.0.0.1:$LOOP_PORT/" >"$OUT/wrk-profile-noloop.txt" 2>&1 &
 WRKPID=$!
 sleep 1
-curl -s -o "$OUT/devmesh-loop.cpu.pprof" "http://127.0.0.1:$LOOP_ADMIN/debug/pprof/profile?seconds=8"
+curl -s -o "$OUT/devmesh-noloop.cpu.pprof" "http://127.0.0.1:$LOOP_ADMIN/debug/pprof/profile?seconds=8"
 wait "$WRKPID" || true
-go tool pprof -top -nodecount=30 "$OUT/bin/devmesh" "$OUT/devmesh-loop.cpu.pprof" 2>/dev/null | tee "$OUT/pprof-loop-top.txt" | head -40
+go tool pprof -top -nodecount=30 "$OUT/bin/devmesh" "$OUT/devmesh-noloop.cpu.pprof" 2>/dev/null | tee "$OUT/pprof-noloop-top.txt" | head -40

@@ -55,6 +55,16 @@ func TestParse(t *testing.T) {
 				t.Fatalf("fast path not disabled: %+v", o.cfg)
 			}
 		}, ""},
+		{"event loops on a locked thread by default", nil, with(), func(t *testing.T, o *options) {
+			if o.cfg.EventLoop != proxy.EventLoopThread {
+				t.Fatalf("event loop %q", o.cfg.EventLoop)
+			}
+		}, ""},
+		{"event loops off by env", nil, with("SANDBOXMESH_HTTP1_EVENT_LOOP", "off"), func(t *testing.T, o *options) {
+			if o.cfg.EventLoop != proxy.EventLoopOff {
+				t.Fatalf("event loop %q", o.cfg.EventLoop)
+			}
+		}, ""},
 		{"redirect mode", nil, with("SANDBOXMESH_PORTS", "", "SANDBOXMESH_REDIRECT_LISTEN", ":15006", "SANDBOXMESH_PORT_PROTOCOLS", "5432,9090/h2c", "SANDBOXMESH_TRUSTED_PROXIES", "10.0.0.0/8,192.168.1.1"), func(t *testing.T, o *options) {
 			if o.cfg.RedirectListen != ":15006" || o.cfg.RedirectProtocols[5432] != proxy.ProtocolTCP || len(o.cfg.TrustedProxies) != 2 {
 				t.Fatalf("%+v", o.cfg)

@@ -93,7 +93,7 @@ func run() error {
 	flag.StringVar(&o.RoutesURL, "routes-url", env(smv1.EnvRoutesURL, "http://sandboxmesh-operator.sandboxmesh-system.svc:15011"), "base URL of the route lookup API (--route-lookup-address) as pods reach it; given to forks and injected pods as "+smv1.EnvRoutesURL+" (empty leaves it out)")
 	flag.StringVar(&o.RunnerImage, "runner-image", env("SANDBOXMESH_RUNNER_IMAGE", "sandboxmesh.dev/sandboxmesh-runner:dev"), "image of the init container installing the job runner into the pods of JobRunnerGroups")
 	flag.StringVar(&injectMode, "inject-mode", "iptables", "default injection mode: iptables or explicit")
-	flag.StringVar(&eventLoop, "sidecar-http1-event-loop", "off", "the injected sidecars' --http1-event-loop: off, thread or netpoll (docs/devmesh.md)")
+	flag.StringVar(&eventLoop, "sidecar-http1-event-loop", "", "the injected sidecars' --http1-event-loop: thread, netpoll or off (empty: devmesh's default, thread; docs/devmesh.md)")
 	flag.BoolVar(&o.RequireAcceptance, "require-acceptance", true, "Ready waits until every backend reports the routes accepted")
 	flag.IntVar(&o.Workers, "workers", 8, "parallel Sandbox reconciles")
 	var qps float64
@@ -123,8 +123,8 @@ func run() error {
 	}
 	o.Inject = inject.Config{Image: sidecarImage, InitImage: initImage, RouteServer: routeServerTarget, KeyNames: o.KeyNames, CustomHeaders: o.CustomHeaders, Mode: inject.Mode(injectMode), RoutesURL: o.RoutesURL, CaptureURL: captureURL}
 	switch eventLoop {
-	case "off", "":
-	case "thread", "netpoll":
+	case "":
+	case "off", "thread", "netpoll":
 		o.Inject.ExtraEnv = append(o.Inject.ExtraEnv, corev1.EnvVar{Name: "SANDBOXMESH_HTTP1_EVENT_LOOP", Value: eventLoop})
 	default:
 		return fmt.Errorf("--sidecar-http1-event-loop: %q: must be off, thread or netpoll", eventLoop)
