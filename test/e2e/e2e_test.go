@@ -230,6 +230,38 @@ func TestProduct(t *testing.T) {
 		}
 	})
 
+	t.Run("the sidecars serve HTTP/1.1 on their event loops", func(t *testing.T) {
+		pods, err := e.Kube.CoreV1().Pods(demo.ExampleNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app=frontend"})
+		if err != nil || len(pods.Items) == 0 {
+			t.Fatalf("frontend pods: %v", err)
+		}
+		ip := pods.Items[0].Status.PodIP
+		// A request on its own connection (closed after it) through the pod's sidecar, keyed to the fork.
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+ip+":8080/dispatch?customer=123", nil)
+		req.Header.Set("baggage", "sm-routing-key="+routeV2.RoutingKey)
+		req.Close = true
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		waitFor(ctx, t, 10*time.Second, "the sidecar's event loop served a connection", func() error {
+			resp, err := http.Get("http://" + ip + ":15020/metrics")
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			for _, line := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(line, `devmesh_http1_event_loop_connections_total{outcome="loop"} `); ok && v != "0" {
+					return nil
+				}
+			}
+			return fmt.Errorf("no devmesh_http1_event_loop_connections_total{outcome=\"loop\"} above 0 on %s", ip)
+		})
+	})
+
 	t.Run("preview endpoint injects the key", func(t *testing.T) {
 		// The URL the API returns works as returned (the chart's path form on
 		// the address this client used).
