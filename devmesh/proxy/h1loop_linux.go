@@ -5,6 +5,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -29,9 +32,9 @@ import (
 //
 // It serves the common case only and hands everything else, with the bytes read so far, to the fast
 // path in a goroutine (which itself hands to net/http what it does not serve): a request the parser
-// refuses or whose body is chunked or longer than loopMaxBody, a local override, a destination that is
-// not an IP address (DNS is not resolved on the loop), a failure to connect to a fork that may fall
-// back. An answer that is chunked or delimited by the upstream closing moves, with both connections, to
+// refuses or whose body is chunked or longer than loopMaxBody, a local override, a destination name
+// that does not resolve (names are resolved in a goroutine while the request waits, then kept
+// loopDNSTTL). An answer that is chunked or delimited by the upstream closing moves, with both connections, to
 // the fast path part-way (its relayResponse), which then keeps the client connection. Timeouts are the
 // fast path's (idle, header, body, dial, response header, write), checked against the loop's clock.
 //
@@ -45,15 +48,17 @@ const (
 	loopMaxPending = 256 << 10 // answer bytes queued for a slow client before the upstream is left unread
 	loopRespLimit  = 1 << 20   // an upstream response head (as readResponseHead)
 	loopMaxEvents  = 256
+	loopDNSTTL     = 5 * time.Second // how long a resolved destination name is reused (Kubernetes DNS's own TTL)
 )
 
 type loopState uint8
 
 const (
-	lsRead     loopState = iota // reading (the rest of) a request, or idle
-	lsUpstream                  // request sent or being sent; waiting for the response head
-	lsRelay                     // relaying the response body
-	lsClosing                   // writing the last bytes, then closing
+	lsRead      loopState = iota // reading (the rest of) a request, or idle
+	lsUpstream                   // request sent or being sent; waiting for the response head
+	lsRelay                      // relaying the response body
+	lsResolving                  // waiting for the destination's name to resolve
+	lsClosing                    // writing the last bytes, then closing
 )
 
 // loopSide is one socket of a loop: output not yet taken by the socket, readiness as epoll reported it.
@@ -200,7 +205,22 @@ func (h *loopHandle) Close() error {
 
 type loopMsg struct {
 	adopt, closeIdle *loopClient
+	resolved         *loopResolved
 	closeForks, stop bool
+}
+
+// loopAddr is a destination's address: an IP literal, or a name resolved (or being resolved) off the loop.
+type loopAddr struct {
+	sa      unix.Sockaddr
+	expires time.Time // zero: an IP literal
+	pending bool
+	waiting []*loopClient // requests parked until the name resolves
+}
+
+// loopResolved is a name's resolution, posted back to the loop (sa nil: it failed).
+type loopResolved struct {
+	target string
+	sa     unix.Sockaddr
 }
 
 // evLoop is one event loop.
@@ -215,7 +235,7 @@ type evLoop struct {
 	inbox   []loopMsg
 	fds     map[int32]any // *loopClient or *loopUp
 	idle    map[string][]*loopUp
-	addrs   map[string]unix.Sockaddr
+	addrs   map[string]*loopAddr
 	evs     []unix.EpollEvent
 	now     time.Time
 	next    time.Time // earliest deadline to check
@@ -273,7 +293,7 @@ func newEvLoop(p *Proxy, thread bool) (*evLoop, error) {
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
 	l := &evLoop{p: p, ep: ep, wake: wake, thread: thread, fds: map[int32]any{}, idle: map[string][]*loopUp{},
-		addrs: map[string]unix.Sockaddr{}, evs: make([]unix.EpollEvent, loopMaxEvents), done: make(chan struct{})}
+		addrs: map[string]*loopAddr{}, evs: make([]unix.EpollEvent, loopMaxEvents), done: make(chan struct{})}
 	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(wake)}); err != nil {
 		_ = unix.Close(ep)
 		_ = unix.Close(wake)
@@ -460,7 +480,14 @@ func (l *evLoop) inboxes() bool {
 			if c := m.closeIdle; !c.closed && c.fc.idle.Load() {
 				l.closeClient(c)
 			}
+		case m.resolved != nil:
+			l.resolved(m.resolved)
 		case m.closeForks:
+			for t, e := range l.addrs {
+				if !e.pending && !e.expires.IsZero() {
+					delete(l.addrs, t) // a fork Service may have a new address
+				}
+			}
 			for t, us := range l.idle {
 				if len(us) > 0 && us[0].fork {
 					for _, u := range us {
@@ -649,41 +676,122 @@ func (l *evLoop) exchange(c *loopClient) {
 	l.send(c, true)
 }
 
-// sockaddr returns target's address when it is an IP literal (nil: a name; DNS is not resolved here).
-func (l *evLoop) sockaddr(target string) unix.Sockaddr {
-	if sa, ok := l.addrs[target]; ok {
-		return sa
-	}
-	var sa unix.Sockaddr
-	if ap, err := netip.ParseAddrPort(target); err == nil {
-		if a := ap.Addr().Unmap(); a.Is4() {
-			sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.As4()}
-		} else if a.Zone() == "" {
-			sa = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}
-		}
+// sockaddr returns target's address. A name is resolved off the loop: c is parked until it is (false),
+// or handed off when target cannot be parsed.
+func (l *evLoop) sockaddr(c *loopClient, target string) (unix.Sockaddr, bool) {
+	e := l.addrs[target]
+	switch {
+	case e != nil && e.pending:
+		e.waiting = append(e.waiting, c)
+		l.park(c)
+		return nil, false
+	case e != nil && (e.expires.IsZero() || l.now.Before(e.expires)):
+		return e.sa, true
 	}
 	if len(l.addrs) > 1024 {
-		clear(l.addrs)
+		for t, x := range l.addrs {
+			if !x.pending {
+				delete(l.addrs, t)
+			}
+		}
 	}
-	l.addrs[target] = sa
-	return sa
+	if ap, err := netip.ParseAddrPort(target); err == nil {
+		if sa := sockaddrOf(ap); sa != nil {
+			l.addrs[target] = &loopAddr{sa: sa}
+			return sa, true
+		}
+	}
+	host, port, err := net.SplitHostPort(target)
+	pn, perr := strconv.ParseUint(port, 10, 16)
+	if err != nil || perr != nil || host == "" || pn == 0 {
+		l.handOff(c)
+		return nil, false
+	}
+	l.addrs[target] = &loopAddr{pending: true, waiting: []*loopClient{c}}
+	l.park(c)
+	go l.resolve(target, host, uint16(pn))
+	return nil, false
+}
+
+func sockaddrOf(ap netip.AddrPort) unix.Sockaddr {
+	if a := ap.Addr().Unmap(); a.Is4() {
+		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.As4()}
+	} else if a.Is6() && a.Zone() == "" {
+		return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: a.As16()}
+	}
+	return nil
+}
+
+// park makes c wait for its destination's name.
+func (l *evLoop) park(c *loopClient) {
+	c.state = lsResolving
+	l.deadline(c, l.p.cfg.DialTimeout)
+}
+
+// resolve looks host up (an IPv4 address first) and posts the result to the loop.
+func (l *evLoop) resolve(target, host string, port uint16) {
+	ctx, cancel := context.WithTimeout(context.Background(), l.p.cfg.DialTimeout)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	var sa unix.Sockaddr
+	if err == nil {
+		slices.SortStableFunc(ips, func(a, b netip.Addr) int {
+			if a.Unmap().Is4() == b.Unmap().Is4() {
+				return 0
+			}
+			if a.Unmap().Is4() {
+				return -1
+			}
+			return 1
+		})
+		for _, ip := range ips {
+			if sa = sockaddrOf(netip.AddrPortFrom(ip, port)); sa != nil {
+				break
+			}
+		}
+	}
+	l.post(loopMsg{resolved: &loopResolved{target: target, sa: sa}})
+}
+
+// resolved takes a name's resolution and sends (or hands off) the requests that waited for it.
+func (l *evLoop) resolved(r *loopResolved) {
+	e := l.addrs[r.target]
+	if e == nil || !e.pending {
+		return
+	}
+	waiting := e.waiting
+	if r.sa != nil {
+		e.sa, e.pending, e.expires, e.waiting = r.sa, false, l.now.Add(loopDNSTTL), nil
+	} else {
+		delete(l.addrs, r.target) // not cached: the fast path resolves again and answers the error
+	}
+	for _, c := range waiting {
+		if c.closed || c.state != lsResolving {
+			continue
+		}
+		if r.sa == nil {
+			l.handOff(c)
+			continue
+		}
+		l.send(c, true)
+		l.drive(c)
+	}
 }
 
 // send takes an upstream connection for the request (pooled when pool) and writes the request.
 func (l *evLoop) send(c *loopClient, pool bool) {
 	p, fc := l.p, c.fc
 	st := &fc.st
-	sa := l.sockaddr(st.target)
-	if sa == nil {
-		l.handOff(c)
-		return
-	}
 	var u *loopUp
 	if pool {
 		u = l.getIdle(st.target)
 	}
 	c.reused = u != nil
 	if u == nil {
+		sa, ok := l.sockaddr(c, st.target)
+		if !ok {
+			return // parked until the name resolves, or handed off
+		}
 		var err error
 		if u, err = l.dial(st.target, sa); err != nil {
 			l.dialFailed(c, err)
@@ -1200,6 +1308,8 @@ func (l *evLoop) expire() {
 			l.dialFailed(c, dialError(u.target, os.ErrDeadlineExceeded))
 		case c.state == lsUpstream:
 			l.fail(c, &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded})
+		case c.state == lsResolving:
+			l.handOff(c) // the fast path resolves again and answers what it finds
 		default:
 			l.closeClient(c)
 		}

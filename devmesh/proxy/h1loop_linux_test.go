@@ -134,17 +134,23 @@ func TestEventLoop(t *testing.T) {
 		}
 	})
 
-	t.Run("a destination by DNS name is handed off", func(t *testing.T) {
-		off := loopCounter(e, "handed_off")
+	t.Run("a destination by DNS name is resolved off the loop and served on it", func(t *testing.T) {
+		served, off := loopCounter(e, "loop"), loopCounter(e, "handed_off")
 		r := e.forkRoute("dns", e.fork2)
 		r.Destination.Host = "localhost"
 		e.publish(e.forkRoute("abc", e.fork1), r)
 		rc := e.dialRaw(t)
-		rc.send("GET /n HTTP/1.1\r\nHost: a\r\nBaggage: sm-routing-key=dns\r\n\r\n")
-		if resp, b := rc.read("GET"); resp.StatusCode != 200 || !strings.Contains(string(b), `"fork2"`) {
-			t.Fatalf("%d %s", resp.StatusCode, b)
+		for i := range 3 { // the first waits for the name, the others find it resolved (or pooled)
+			rc.send(fmt.Sprintf("GET /n%d HTTP/1.1\r\nHost: a\r\nBaggage: sm-routing-key=dns\r\n\r\n", i))
+			if resp, b := rc.read("GET"); resp.StatusCode != 200 || !strings.Contains(string(b), `"fork2"`) {
+				t.Fatalf("%d %s", resp.StatusCode, b)
+			}
 		}
-		waitLoopCounter(t, e, "handed_off", off+1)
+		_ = rc.c.Close()
+		waitLoopCounter(t, e, "loop", served+1)
+		if loopCounter(e, "handed_off") != off {
+			t.Fatal("the connection was handed off")
+		}
 	})
 
 	t.Run("a chunked answer moves the connection, which goes on", func(t *testing.T) {

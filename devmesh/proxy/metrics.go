@@ -46,7 +46,7 @@ func newMetrics(reg *prometheus.Registry, p *Proxy) (*metrics, error) {
 		}, []string{"outcome"}),
 		loopConns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "devmesh_http1_event_loop_connections_total",
-			Help: "HTTP/1.1 client connections taken by the event loops (--http1-event-loop), by outcome: loop (served there to the end), handed_off (to the fast path before a request was sent: chunked or large upload, a request net/http answers, a local override, a destination by DNS name) or moved (part-way, with a chunked or close-delimited answer). They are also counted in devmesh_http1_fast_path_connections_total.",
+			Help: "HTTP/1.1 client connections taken by the event loops (--http1-event-loop), by outcome: loop (served there to the end), handed_off (to the fast path before a request was sent: chunked or large upload, a request net/http answers, a local override, a destination name that does not resolve) or moved (part-way, with a chunked or close-delimited answer). They are also counted in devmesh_http1_fast_path_connections_total.",
 		}, []string{"outcome"}),
 		tcpActive: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "devmesh_tcp_connections_active",
