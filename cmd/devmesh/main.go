@@ -136,7 +136,7 @@ func parse(args []string, getenv func(string) string, out io.Writer) (*options, 
 	e.boolean(&c.FallbackToBaseline, "fallback-to-baseline", "SANDBOXMESH_FALLBACK_TO_BASELINE", false, "send a request to the app when its fork cannot be dialled (default: 502 JSON error)")
 	var fast bool
 	e.boolean(&fast, "http1-fast-path", "SANDBOXMESH_HTTP1_FAST_PATH", true, "proxy keep-alive HTTP/1.1 on the fast path (false: everything through net/http; the fast path is off anyway while tracing)")
-	e.str(&c.EventLoop, "http1-event-loop", "SANDBOXMESH_HTTP1_EVENT_LOOP", proxy.EventLoopThread, "serve the fast path on event loops (Linux): thread (a locked thread per loop in epoll_wait), netpoll (loops parked on Go's netpoller) or off (a goroutine per connection)")
+	e.str(&c.EventLoop, "http1-event-loop", "SANDBOXMESH_HTTP1_EVENT_LOOP", proxy.EventLoopThread, "serve the fast path on event loops (Linux): thread (a locked thread per loop in epoll_wait), netpoll (loops parked on Go's netpoller) or off (the fast path without loops)")
 	e.str(&trusted, "trusted-proxies", "SANDBOXMESH_TRUSTED_PROXIES", "", "comma-separated CIDRs whose X-Forwarded-*/Forwarded headers are kept and appended to")
 	e.duration(&c.ReadHeaderTimeout, "read-header-timeout", "SANDBOXMESH_READ_HEADER_TIMEOUT", 10*time.Second, "time to read request headers")
 	e.duration(&c.ReadTimeout, "read-timeout", "SANDBOXMESH_READ_TIMEOUT", 0, "time to read a whole request (0: unbounded, bodies stream)")
