@@ -99,7 +99,8 @@ func FuzzExtract(f *testing.F) {
 	f.Add("uberctx-sm-routing-key", "k2", "ot-baggage-sm-routing-key", "k3")
 	f.Add("x-sm-routing-key", "", "baggage", ";;;,,,=")
 	f.Add("baggage", strings.Repeat("a=b,", 200), "", "\x00\xff")
-	f.Add("ı", "dotless", "I", "")                              // ToUpper("ı") is "I", another header
+	// ToUpper("ı") is "I", another header.
+	f.Add("ı", "dotless", "I", "")
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(error) {})) // bad baggage is reported there; expected here
 	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string) {
 		r := &kgo.Record{Headers: []kgo.RecordHeader{{Key: k1, Value: []byte(v1)}, {Key: k2, Value: []byte(v2)}}}
