@@ -233,19 +233,17 @@ echo -n "under load ($LAT_CONNS connections): "
 curl -s -X POST "http://127.0.0.1:$RS_HTTP/measure?n=${UPDATES:-200}&proxy=http://127.0.0.1:$DEVMESH_PORT/"
 kill "$WRKPID" 2>/dev/null; wait "$WRKPID" 2>/dev/null || true
 
-echo "profiling devmesh under load (8 s, $CONNS connections)..."
-nice -n "$NICE" taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d10s -s "$ROOT/bench/devmesh/mix.lua" "http://127.0.0.1:$DEVMESH_PORT/" >"$OUT/wrk-profile.txt" 2>&1 &
-WRKPID=$!
-sleep 1
-curl -s -o "$OUT/devmesh.cpu.pprof" "http://127.0.0.1:$ADMIN_PORT/debug/pprof/profile?seconds=8"
-wait "$WRKPID" || true
-go tool pprof -top -nodecount=30 "$OUT/bin/devmesh" "$OUT/devmesh.cpu.pprof" 2>/dev/null | tee "$OUT/pprof-top.txt" | head -40
-echo "--- cumulative, by our code and the big blocks ---"
-go tool pprof -top -cum -nodecount=40 "$OUT/bin/devmesh" "$OUT/devmesh.cpu.pprof" 2>/dev/null | tee "$OUT/pprof-cum.txt" | sed -n '1,50p'
-echo "profiling devmesh without event loops (a goroutine per connection) under load (8 s, $CONNS connections)..."
-nice -n "$NICE" taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d10s -s "$ROOT/bench/devmesh/mix.lua" "http://127.0.0.1:$LOOP_PORT/" >"$OUT/wrk-profile-noloop.txt" 2>&1 &
-WRKPID=$!
-sleep 1
-curl -s -o "$OUT/devmesh-noloop.cpu.pprof" "http://127.0.0.1:$LOOP_ADMIN/debug/pprof/profile?seconds=8"
-wait "$WRKPID" || true
-go tool pprof -top -nodecount=30 "$OUT/bin/devmesh" "$OUT/devmesh-noloop.cpu.pprof" 2>/dev/null | tee "$OUT/pprof-noloop-top.txt" | head -40
+profile() { # profile NAME PORT ADMIN: an 8 s CPU profile under CONNS connections; top and cumulative tables
+  local name=$1 port=$2 admin=$3
+  echo "profiling $name under load (8 s, $CONNS connections)..."
+  nice -n "$NICE" taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d10s -s "$ROOT/bench/devmesh/mix.lua" "http://127.0.0.1:$port/" >"$OUT/wrk-profile-$name.txt" 2>&1 &
+  local wrkpid=$!
+  sleep 1
+  curl -s -o "$OUT/$name.cpu.pprof" "http://127.0.0.1:$admin/debug/pprof/profile?seconds=8"
+  wait "$wrkpid" || true
+  go tool pprof -top -nodecount=30 "$OUT/bin/devmesh" "$OUT/$name.cpu.pprof" 2>/dev/null | tee "$OUT/pprof-top-$name.txt" | head -40
+  echo "--- cumulative, by our code and the big blocks ---"
+  go tool pprof -top -cum -nodecount=40 "$OUT/bin/devmesh" "$OUT/$name.cpu.pprof" 2>/dev/null | tee "$OUT/pprof-cum-$name.txt" | sed -n '1,50p'
+}
+profile devmesh "$DEVMESH_PORT" "$ADMIN_PORT"                 # event loop (the default)
+profile devmesh-noloop "$LOOP_PORT" "$LOOP_ADMIN"            # a goroutine per connection
