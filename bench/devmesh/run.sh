@@ -117,25 +117,20 @@ backend fork
 EOF
 start nginx "$PROXY_CPU" nginx -c "$OUT/nginx/nginx.conf"
 start haproxy "$PROXY_CPU" haproxy -f "$OUT/haproxy.cfg" -db
-GOMAXPROCS=1 start devmesh "$PROXY_CPU" env SANDBOXMESH_NAMESPACE=bench SANDBOXMESH_WORKLOAD=bench \
-  SANDBOXMESH_ROUTE_SERVER=127.0.0.1:$RS_GRPC SANDBOXMESH_PORTS=$DEVMESH_PORT:$BASE_PORT \
-  SANDBOXMESH_LISTEN_HOST=127.0.0.1 SANDBOXMESH_ADMIN_LISTEN=127.0.0.1:$ADMIN_PORT SANDBOXMESH_PPROF=true \
-  SANDBOXMESH_LOG_LEVEL=warn "$OUT/bin/devmesh"
-# The same devmesh with its HTTP/1.1 fast path off (everything through net/http's server and transport).
-GOMAXPROCS=1 start devmesh-nethttp "$PROXY_CPU" env SANDBOXMESH_NAMESPACE=bench SANDBOXMESH_WORKLOAD=bench \
-  SANDBOXMESH_ROUTE_SERVER=127.0.0.1:$RS_GRPC SANDBOXMESH_PORTS=$NETHTTP_PORT:$BASE_PORT SANDBOXMESH_HTTP1_FAST_PATH=false \
-  SANDBOXMESH_LISTEN_HOST=127.0.0.1 SANDBOXMESH_ADMIN_LISTEN=127.0.0.1:$NETHTTP_ADMIN \
-  SANDBOXMESH_LOG_LEVEL=warn "$OUT/bin/devmesh"
-# devmesh above runs its default event loop (--http1-event-loop=thread); the same devmesh with a goroutine
-# per connection (off), and with its loop parked on Go's netpoller (netpoll).
-GOMAXPROCS=1 start devmesh-noloop "$PROXY_CPU" env SANDBOXMESH_NAMESPACE=bench SANDBOXMESH_WORKLOAD=bench \
-  SANDBOXMESH_ROUTE_SERVER=127.0.0.1:$RS_GRPC SANDBOXMESH_PORTS=$LOOP_PORT:$BASE_PORT SANDBOXMESH_HTTP1_EVENT_LOOP=off \
-  SANDBOXMESH_LISTEN_HOST=127.0.0.1 SANDBOXMESH_ADMIN_LISTEN=127.0.0.1:$LOOP_ADMIN SANDBOXMESH_PPROF=true \
-  SANDBOXMESH_LOG_LEVEL=warn "$OUT/bin/devmesh"
-GOMAXPROCS=1 start devmesh-loopnp "$PROXY_CPU" env SANDBOXMESH_NAMESPACE=bench SANDBOXMESH_WORKLOAD=bench \
-  SANDBOXMESH_ROUTE_SERVER=127.0.0.1:$RS_GRPC SANDBOXMESH_PORTS=$LOOPNP_PORT:$BASE_PORT SANDBOXMESH_HTTP1_EVENT_LOOP=netpoll \
-  SANDBOXMESH_LISTEN_HOST=127.0.0.1 SANDBOXMESH_ADMIN_LISTEN=127.0.0.1:$LOOPNP_ADMIN \
-  SANDBOXMESH_LOG_LEVEL=warn "$OUT/bin/devmesh"
+start_devmesh() { # start_devmesh NAME PORT ADMIN [ENV=VALUE...]: one devmesh, GOMAXPROCS=1, 10,001 routes
+  local name=$1 port=$2 admin=$3; shift 3
+  GOMAXPROCS=1 start "$name" "$PROXY_CPU" env SANDBOXMESH_NAMESPACE=bench SANDBOXMESH_WORKLOAD=bench \
+    SANDBOXMESH_ROUTE_SERVER=127.0.0.1:$RS_GRPC SANDBOXMESH_PORTS=$port:$BASE_PORT \
+    SANDBOXMESH_LISTEN_HOST=127.0.0.1 SANDBOXMESH_ADMIN_LISTEN=127.0.0.1:$admin SANDBOXMESH_PPROF=true \
+    SANDBOXMESH_LOG_LEVEL=warn "$@" "$OUT/bin/devmesh"
+}
+# devmesh with its defaults (event loop on a locked thread, --http1-event-loop=thread); the same with a
+# goroutine per connection (off), with its loop parked on Go's netpoller (netpoll), and with the HTTP/1.1
+# fast path off (everything through net/http's server and transport).
+start_devmesh devmesh "$DEVMESH_PORT" "$ADMIN_PORT"
+start_devmesh devmesh-noloop "$LOOP_PORT" "$LOOP_ADMIN" SANDBOXMESH_HTTP1_EVENT_LOOP=off
+start_devmesh devmesh-loopnp "$LOOPNP_PORT" "$LOOPNP_ADMIN" SANDBOXMESH_HTTP1_EVENT_LOOP=netpoll
+start_devmesh devmesh-nethttp "$NETHTTP_PORT" "$NETHTTP_ADMIN" SANDBOXMESH_HTTP1_FAST_PATH=false
 wait_port $NGINX_PORT; wait_port $HAPROXY_PORT; wait_port $DEVMESH_PORT; wait_port $NETHTTP_PORT; wait_port $LOOP_PORT; wait_port $LOOPNP_PORT
 for a in $ADMIN_PORT $NETHTTP_ADMIN $LOOP_ADMIN $LOOPNP_ADMIN; do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$a/routes" | grep -q '"connected":true' && break; sleep 0.1; done
