@@ -3,12 +3,13 @@ package mq
 import (
 	"context"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/propagation"
 
+	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
 	"github.com/sandboxmesh/sandboxmesh/routingkey"
 )
 
@@ -24,21 +25,52 @@ const maxBaggageCache = 1024
 // calls the handler.
 type HandlerContexts struct {
 	p    *Propagation
-	bags map[bagKey]bagEntry
+	bags map[bagKey]*Keyed
+
+	slab []handlerContext // contexts allocated ahead, handed out one per message
 }
 
-// bagEntry is what messages of one baggage header value and routing key share: the baggage, and the key
-// as the context value routingkey.FromContext reads (boxed once, not per message).
-type bagEntry struct {
+// slabSize is how many handler contexts one allocation holds: a message's context then costs a slot of a
+// shared array instead of an allocation of its own. A context a handler keeps alive keeps its slab
+// (about 10 KiB) alive.
+const slabSize = 64
+
+// Keyed is what the messages of one baggage header value (and routing key) share: the routing key, the
+// baggage and key values of their handler contexts (built on first use), and the consumer's last
+// decision for the key with the route table it was made on (Selector.DecideKeyed). KeyCache.Entry and
+// HandlerContexts give them; the one goroutine that owns the cache uses them, and the contexts built
+// from one only read what was set before they were built.
+type Keyed struct {
+	key string
+	hdr string // the baggage header value (a copy)
+
+	built  bool
 	bag    baggage.Baggage
-	keyVal any
+	keyVal any // the routing key as routingkey.FromContext reads it (nil: none or invalid, not stored)
+
+	decided  bool
+	table    *routeapi.Table
+	decision Decision
+}
+
+// Key returns the routing key ("" when the baggage has none).
+func (e *Keyed) Key() string { return e.key }
+
+// build makes the baggage ExtractKeyed leaves in a handler's context and the key's context value, once.
+func (e *Keyed) build(p *Propagation) {
+	if e.built {
+		return
+	}
+	e.bag = p.keyedBaggage(e.hdr, e.key)
+	e.keyVal, _ = routingkey.ContextValue(routingkey.ContextKey, e.key)
+	e.built = true
 }
 
 type bagKey struct{ header, key string }
 
 // NewHandlerContexts returns the handler-context builder of one consumer goroutine.
 func (p *Propagation) NewHandlerContexts() *HandlerContexts {
-	return &HandlerContexts{p: p, bags: map[bagKey]bagEntry{}}
+	return &HandlerContexts{p: p, bags: map[bagKey]*Keyed{}}
 }
 
 // Extract is p.ExtractKeyed(ctx, c, key): ctx with the trace context and baggage of c, and the routing key
@@ -52,35 +84,73 @@ func (p *Propagation) NewHandlerContexts() *HandlerContexts {
 // context does not pay for parsing it, one that does pays what ExtractKeyed costs. Deadline, Done and Err
 // are ctx's.
 func (h *HandlerContexts) Extract(ctx context.Context, c propagation.TextMapCarrier, key string) context.Context {
-	if _, multi := c.(propagation.ValuesGetter); multi || h.parentBaggage(ctx) {
+	if _, multi := c.(propagation.ValuesGetter); multi {
 		return h.p.ExtractKeyed(ctx, c, key)
 	}
-	hdr := c.Get("baggage")
-	tp := c.Get("traceparent")
-	if hdr == "" && key == "" && tp == "" {
-		return ctx // nothing to add: TraceContext's Extract needs a traceparent
+	return h.ExtractHeaders(ctx, Headers{Baggage: c.Get("baggage"), Traceparent: c.Get("traceparent"),
+		Tracestate: c.Get("tracestate")}, key)
+}
+
+// Headers are the W3C headers of one message (a single value each; "" for a header the message does
+// not have), as a broker package read them in its own pass over the message's headers. They may be
+// views of the message's bytes: HandlerContexts keeps none of them.
+type Headers struct {
+	Baggage, Traceparent, Tracestate string
+}
+
+// ExtractHeaders is Extract for a message whose W3C headers are hs and whose routing key is key (which
+// must be the propagation's Key of the message).
+func (h *HandlerContexts) ExtractHeaders(ctx context.Context, hs Headers, key string) context.Context {
+	if h.parentBaggage(ctx) { // the message's baggage replaces the parent's, or its key is added to it: not cached
+		hs = Headers{strings.Clone(hs.Baggage), strings.Clone(hs.Traceparent), strings.Clone(hs.Tracestate)}
+		return h.p.ExtractKeyed(ctx, hs, key)
 	}
-	hc := &handlerContext{Context: ctx}
-	if hdr != "" || key != "" {
-		e, ok := h.bags[bagKey{hdr, key}]
-		if !ok {
-			hdr, key = strings.Clone(hdr), strings.Clone(key) // Parse keeps parts of hdr
-			e.bag = h.p.keyedBaggage(hdr, key)
-			e.keyVal, _ = routingkey.ContextValue(routingkey.ContextKey, key)
+	var e *Keyed
+	if hs.Baggage != "" || key != "" {
+		var ok bool
+		if e, ok = h.bags[bagKey{hs.Baggage, key}]; !ok {
+			e = &Keyed{key: strings.Clone(key), hdr: strings.Clone(hs.Baggage)} // Parse keeps parts of hdr
 			if len(h.bags) >= maxBaggageCache {
 				clear(h.bags)
 			}
-			h.bags[bagKey{hdr, key}] = e
+			h.bags[bagKey{e.hdr, e.key}] = e
 		}
-		hc.bag, hc.keyVal = e.bag, e.keyVal
 	}
+	return h.extract(ctx, e, hs.Traceparent, hs.Tracestate)
+}
+
+// ExtractKeyed is ExtractHeaders for a message whose baggage header is the one KeyCache.Entry gave e for
+// (its only routing-key header), with traceparent tp and tracestate ts (views allowed, not kept): the
+// baggage is not looked up again.
+func (h *HandlerContexts) ExtractKeyed(ctx context.Context, e *Keyed, tp, ts string) context.Context {
+	if h.parentBaggage(ctx) {
+		return h.p.ExtractKeyed(ctx, Headers{e.hdr, strings.Clone(tp), strings.Clone(ts)}, e.key)
+	}
+	return h.extract(ctx, e, tp, ts)
+}
+
+// extract hands out the next context of the slab: ctx with the values of e (nil: none) and the trace
+// headers tp and ts, copied.
+func (h *HandlerContexts) extract(ctx context.Context, e *Keyed, tp, ts string) context.Context {
+	if e == nil && tp == "" {
+		return ctx // nothing to add: TraceContext's Extract needs a traceparent
+	}
+	if e != nil {
+		e.build(h.p)
+	}
+	if len(h.slab) == 0 {
+		h.slab = make([]handlerContext, slabSize)
+	}
+	hc := &h.slab[0]
+	h.slab = h.slab[1:]
+	hc.Context, hc.kv = ctx, e
 	if tp != "" {
 		if len(tp) <= len(hc.tp) {
 			hc.tpLen = uint8(copy(hc.tp[:], tp))
 		} else {
 			hc.more = &traceHeaders{traceparent: strings.Clone(tp)} // a later version's longer traceparent
 		}
-		if ts := c.Get("tracestate"); ts != "" {
+		if ts != "" {
 			if hc.more == nil {
 				hc.more = &traceHeaders{}
 			}
@@ -90,48 +160,83 @@ func (h *HandlerContexts) Extract(ctx context.Context, c propagation.TextMapCarr
 	return hc
 }
 
+// Get makes Headers a propagation.TextMapCarrier (for the rare messages ExtractKeyed handles).
+func (hs Headers) Get(k string) string {
+	switch k {
+	case "baggage":
+		return hs.Baggage
+	case "traceparent":
+		return hs.Traceparent
+	case "tracestate":
+		return hs.Tracestate
+	}
+	return ""
+}
+
+// Set is never called: extraction only reads.
+func (hs Headers) Set(string, string) {}
+
+// Keys returns the names of the headers hs has.
+func (hs Headers) Keys() []string {
+	var ks []string
+	for _, kv := range [...][2]string{{"baggage", hs.Baggage}, {"traceparent", hs.Traceparent}, {"tracestate", hs.Tracestate}} {
+		if kv[1] != "" {
+			ks = append(ks, kv[0])
+		}
+	}
+	return ks
+}
+
 // traceparentLen is the length of a version-00 W3C traceparent header value.
 const traceparentLen = 55
 
 // handlerContext is the context HandlerContexts.Extract returns: the consumer's context, a message's
 // routing key answered directly, and the message's trace context and baggage made into values on first
-// use. One allocation per message; the trace context's headers are copies (a carrier may give views of
-// the message's bytes).
+// use. A slot of a slab (slabSize contexts per allocation); the trace context's headers are copies (a
+// carrier may give views of the message's bytes).
 type handlerContext struct {
-	context.Context     // the consumer's: Deadline, Done, Err and its values
-	keyVal          any // the routing key as routingkey.FromContext reads it (nil: none or invalid, not stored)
-	bag             baggage.Baggage
+	context.Context        // the consumer's: Deadline, Done, Err and its values
+	kv              *Keyed // the message's baggage and routing key values (nil: none)
 	tp              [traceparentLen]byte
 	tpLen           uint8
 	more            *traceHeaders // the rare ones: a tracestate, a traceparent longer than version 00's
 
-	once sync.Once
-	full context.Context // ctx with the values, built by once
+	full atomic.Pointer[fullContext] // ctx with the values, built on first use
 }
 
+// fullContext is what a handlerContext builds on first use.
+type fullContext struct{ context.Context }
+
 // Value answers the routing key (the message's, else the consumer context's) and, for any other key,
-// builds the trace context and baggage values once and asks them.
+// builds the trace context and baggage values once and asks them. Two goroutines asking at once may both
+// build them (the same values); one result is kept.
 func (c *handlerContext) Value(k any) any {
 	if k == routingkey.ContextKey {
-		if c.keyVal != nil {
-			return c.keyVal
+		if c.kv != nil && c.kv.keyVal != nil {
+			return c.kv.keyVal
 		}
 		return c.Context.Value(k)
 	}
-	c.once.Do(c.build)
-	return c.full.Value(k)
+	f := c.full.Load()
+	if f == nil {
+		f = &fullContext{c.build()}
+		if !c.full.CompareAndSwap(nil, f) {
+			f = c.full.Load()
+		}
+	}
+	return f.Value(k)
 }
 
 // build makes the context ExtractKeyed would have returned, but for the routing key, which Value answers.
-func (c *handlerContext) build() {
+func (c *handlerContext) build() context.Context {
 	ctx := c.Context
 	if c.tpLen > 0 || c.more != nil {
 		ctx = propagation.TraceContext{}.Extract(ctx, traceCarrier{c})
 	}
-	if c.bag.Len() > 0 {
-		ctx = baggage.ContextWithBaggage(ctx, c.bag)
+	if c.kv != nil && c.kv.bag.Len() > 0 {
+		ctx = baggage.ContextWithBaggage(ctx, c.kv.bag)
 	}
-	c.full = ctx
+	return ctx
 }
 
 // String names the context as the context package's own types do.
@@ -198,23 +303,28 @@ const maxKeyCache = 4096
 // map lookup instead of a scan of the baggage. Not safe for concurrent use: one per consumer goroutine.
 type KeyCache struct {
 	p *Propagation
-	m map[string]string
+	m map[string]*Keyed
 }
 
 // NewKeyCache returns a KeyCache for one consumer goroutine.
-func (p *Propagation) NewKeyCache() *KeyCache { return &KeyCache{p: p, m: map[string]string{}} }
+func (p *Propagation) NewKeyCache() *KeyCache { return &KeyCache{p: p, m: map[string]*Keyed{}} }
 
 // Baggage returns p.Key(c) for a carrier c whose only routing-key header is one baggage header of value
 // v. It keeps no reference to v (which may be a view of a message's bytes) and returns a string of its
 // own.
-func (k *KeyCache) Baggage(v string) string {
-	if key, ok := k.m[v]; ok {
-		return key
+func (k *KeyCache) Baggage(v string) string { return k.Entry(v).key }
+
+// Entry is Baggage with what else the messages of baggage value v share (HandlerContexts.ExtractKeyed,
+// Selector.DecideKeyed).
+func (k *KeyCache) Entry(v string) *Keyed {
+	if e, ok := k.m[v]; ok {
+		return e
 	}
-	key := strings.Clone(k.p.KeyMetadata(map[string][]string{"baggage": {v}}))
+	v = strings.Clone(v)
+	e := &Keyed{key: strings.Clone(k.p.KeyMetadata(map[string][]string{"baggage": {v}})), hdr: v}
 	if len(k.m) >= maxKeyCache {
 		clear(k.m)
 	}
-	k.m[strings.Clone(v)] = key
-	return key
+	k.m[v] = e
+	return e
 }

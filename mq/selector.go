@@ -95,6 +95,22 @@ func (s *Selector) Decide(key string) Decision {
 	return SkipNotMine
 }
 
+// DecideKeyed is Decide(e.Key()), remembered in e for as long as the route table does not change: the
+// messages of a key seen before cost one comparison. e is the caller's goroutine's (KeyCache.Entry).
+func (s *Selector) DecideKeyed(e *Keyed) Decision {
+	var t *routeapi.Table
+	if s.src != nil {
+		t = s.src.Table()
+	}
+	if e.decided && e.table == t {
+		return e.decision
+	}
+	// t was read before Decide reads the table: a decision made on a newer table is remembered with the
+	// older one, and made again on the next message
+	e.decision, e.table, e.decided = s.Decide(e.key), t, true
+	return e.decision
+}
+
 // routes returns the baseline workload's routes in the current table.
 func (s *Selector) routes() *workloadRoutes {
 	var t *routeapi.Table

@@ -125,6 +125,10 @@ type Consumer struct {
 	hc       *mq.HandlerContexts // used by Run's goroutine only
 	keys     *mq.KeyCache        // used by Run's goroutine only
 	fields   []string            // c.prop.KeyFields(); Run's goroutine only
+	// byLen, folded and allNames are the header names scan looks for (headerNames); Run's goroutine only
+	byLen    [][]headerName
+	folded   []headerName
+	allNames []headerName
 	counts   [4]atomic.Uint64
 	failed   atomic.Uint64
 	closeErr error
@@ -444,11 +448,22 @@ func (c *Consumer) handleAll(ctx, pctx context.Context, h Handler, fs kgo.Fetche
 }
 
 func (c *Consumer) handle(ctx context.Context, h Handler, r *kgo.Record) error {
-	key := c.keyFor(r)
-	d := c.sel.Decide(key)
+	var hs recordHeaders
+	var key string
+	var e *mq.Keyed
+	if len(r.Headers) > 0 {
+		hs = c.scan(r)
+		key, e = c.keyOf(r, &hs)
+	}
+	var d mq.Decision
+	if e != nil {
+		d = c.sel.DecideKeyed(e)
+	} else {
+		d = c.sel.Decide(key)
+	}
 	if d == mq.Process {
-		if len(r.Headers) > 0 {
-			ctx = c.extract(ctx, r, key)
+		if hs.relevant {
+			ctx = c.extract(ctx, r, &hs, key, e)
 		}
 		if err := h(ctx, r); err != nil {
 			c.failed.Add(1)

@@ -6,6 +6,8 @@ import (
 	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sandboxmesh/sandboxmesh/mq"
 )
 
 // keyCarrier reads the headers of one record for mq.Propagation.Key without copying them: a value is the
@@ -65,40 +67,177 @@ func (k *keyCarrier) Keys() []string     { return nil }
 // set starts again.
 const maxInterned = 4096
 
-// keyFor returns r's routing key ("" when it has none), as a string of its own (interned: the few keys in
-// use cost no allocation per record). A record whose only routing-key header is one baggage header (what
-// Inject writes) is looked up by that header's value in the key cache. Run's goroutine only.
-func (c *Consumer) keyFor(r *kgo.Record) string {
-	if len(r.Headers) == 0 {
-		return ""
+// recordHeaders is what one pass over a record's header names finds: where the headers the propagation
+// reads are (index of the first of each name, -1 when absent) and how many routing-key headers there are.
+type recordHeaders struct {
+	bag, tp, ts int
+	keyHeaders  int  // headers the routing key is read from (KeyFields)
+	repeated    bool // a header the propagation reads appears more than once
+	relevant    bool // a header the propagation reads at all
+}
+
+// Roles of the header names scan looks for.
+const (
+	roleOther uint8 = iota // a routing-key header other than these
+	roleBaggage
+	roleTraceparent
+	roleTracestate
+)
+
+// maxNameLen bounds the name lengths headerNames indexes by length; a longer name, or one that is not
+// lower-case ASCII, is compared to every header with strings.EqualFold.
+const maxNameLen = 64
+
+// headerName is a header name scan looks for.
+type headerName struct {
+	name  string
+	index int   // among the names: a bit of scan's seen mask
+	isKey bool  // one of KeyFields
+	role  uint8 // roleBaggage, roleTraceparent, roleTracestate or roleOther
+}
+
+// headerNames prepares the names scan looks for: the propagation's KeyFields (which include baggage and
+// tracestate) and traceparent, by length. Run's goroutine only.
+func (c *Consumer) headerNames() {
+	c.fields, c.keys = c.prop.KeyFields(), c.prop.NewKeyCache()
+	c.byLen = make([][]headerName, maxNameLen+1)
+	c.folded = nil
+	for i, n := range append(append([]string(nil), c.fields...), "traceparent") {
+		hn := headerName{name: n, index: i, isKey: i < len(c.fields)}
+		switch n {
+		case "baggage":
+			hn.role = roleBaggage
+		case "traceparent":
+			hn.role = roleTraceparent
+		case "tracestate":
+			hn.role = roleTracestate
+		}
+		if len(n) <= maxNameLen && lowerASCII(n) {
+			c.byLen[len(n)] = append(c.byLen[len(n)], hn)
+		} else {
+			c.folded = append(c.folded, hn)
+		}
+		c.allNames = append(c.allNames, hn)
 	}
-	if c.fields == nil {
-		c.fields, c.keys = c.prop.KeyFields(), c.prop.NewKeyCache()
+}
+
+// scan looks at every header name of r once. A name matches as strings.EqualFold says (as the carriers
+// read headers): an ASCII name only matches a name of its own length, so most headers cost a length
+// lookup; a name with other bytes is compared to every name. Run's goroutine only.
+func (c *Consumer) scan(r *kgo.Record) recordHeaders {
+	if c.byLen == nil {
+		c.headerNames()
 	}
-	n, bag := 0, -1
+	hs := recordHeaders{bag: -1, tp: -1, ts: -1}
+	var seen uint64
 	for i := range r.Headers {
-		for _, f := range c.fields {
-			if sameName(r.Headers[i].Key, f) {
-				n++
-				if f == "baggage" {
-					bag = i
+		name := r.Headers[i].Key
+		var hn *headerName
+		if len(name) <= maxNameLen {
+			for j := range c.byLen[len(name)] {
+				if nameIs(name, c.byLen[len(name)][j].name) {
+					hn = &c.byLen[len(name)][j]
+					break
 				}
-				break
+			}
+		}
+		if hn == nil {
+			names := c.folded
+			if !isASCII(name) {
+				names = c.allNames // Unicode folding: the Kelvin sign is k, a long s is s
+			}
+			for j := range names {
+				if strings.EqualFold(name, names[j].name) {
+					hn = &names[j]
+					break
+				}
+			}
+			if hn == nil {
+				continue
+			}
+		}
+		hs.relevant = true
+		if hn.index >= 64 || seen&(1<<hn.index) != 0 {
+			hs.repeated = true
+		}
+		seen |= 1 << (hn.index & 63)
+		if hn.isKey {
+			hs.keyHeaders++
+		}
+		switch hn.role {
+		case roleBaggage:
+			if hs.bag < 0 {
+				hs.bag = i
+			}
+		case roleTraceparent:
+			if hs.tp < 0 {
+				hs.tp = i
+			}
+		case roleTracestate:
+			if hs.ts < 0 {
+				hs.ts = i
 			}
 		}
 	}
+	return hs
+}
+
+// nameIs is strings.EqualFold(h, f) for an ASCII h and a lower-case ASCII f.
+func nameIs(h, f string) bool {
+	if h == f { // names are mostly written in lower case
+		return true
+	}
+	if len(h) != len(f) {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != f[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+func lowerASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 0x80 || 'A' <= c && c <= 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+// keyOf returns the routing key of r, whose headers scan found to be hs ("" when it has none), as a string
+// of its own (interned: the few keys in use cost no allocation per record). A record whose only
+// routing-key header is one baggage header (what Inject writes) is looked up by that header's value in
+// the key cache, whose entry it also returns (nil otherwise). Run's goroutine only.
+func (c *Consumer) keyOf(r *kgo.Record, hs *recordHeaders) (string, *mq.Keyed) {
 	switch {
-	case n == 0:
-		return ""
-	case n == 1 && bag >= 0:
-		return c.intern(c.keys.Baggage(bytesString(r.Headers[bag].Value)))
+	case hs.keyHeaders == 0:
+		return "", nil
+	case hs.keyHeaders == 1 && hs.bag >= 0:
+		e := c.keys.Entry(bytesString(r.Headers[hs.bag].Value))
+		return e.Key(), e
 	}
 	kc := &c.kc
 	kc.r = r
 	key := c.prop.Key(kc)
 	clear(kc.buf) // keep no reference to the record
 	kc.buf, kc.r = kc.buf[:0], nil
-	return c.intern(key)
+	return c.intern(key), nil
 }
 
 // intern returns key as a string of its own, the same string for the same key while it is in use.
@@ -121,47 +260,30 @@ func (c *Consumer) intern(key string) string {
 	return s
 }
 
-// viewCarrier reads the headers of a record with at most one header of each name (any case), for
-// mq.HandlerContexts: without Values (the OTel baggage propagator then parses the one header instead of
-// merging lists), and giving the traceparent and baggage values as views of the record's bytes, which
-// HandlerContexts does not keep; other values are copied. Get matches names as HeaderCarrier.Get does.
-type viewCarrier struct{ r *kgo.Record }
-
-func (v viewCarrier) Get(key string) string {
-	for i := range v.r.Headers {
-		if sameName(v.r.Headers[i].Key, key) {
-			if key == "traceparent" || key == "baggage" {
-				return bytesString(v.r.Headers[i].Value)
-			}
-			return string(v.r.Headers[i].Value)
-		}
-	}
-	return ""
-}
-
-func (v viewCarrier) Set(string, string) {} // never called: extraction only reads
-func (v viewCarrier) Keys() []string     { return Carrier(v.r).Keys() }
-
-// extract returns ctx with the OTel context of r, whose routing key (decided on) is key. Run's goroutine
-// only.
-func (c *Consumer) extract(ctx context.Context, r *kgo.Record, key string) context.Context {
-	if repeatsHeader(r) {
+// extract returns ctx with the OTel context of r, whose headers scan found to be hs and whose routing key
+// (decided on) is key, with e the key cache's entry of its baggage (nil: none). The W3C headers are passed
+// to mq.HandlerContexts as views of the record's bytes, which it does not keep. Run's goroutine only.
+func (c *Consumer) extract(ctx context.Context, r *kgo.Record, hs *recordHeaders, key string, e *mq.Keyed) context.Context {
+	if hs.repeated {
 		return c.prop.ExtractKeyed(ctx, Carrier(r), key)
 	}
 	if c.hc == nil {
 		c.hc = c.prop.NewHandlerContexts()
 	}
-	return c.hc.Extract(ctx, viewCarrier{r}, key)
+	if e != nil {
+		return c.hc.ExtractKeyed(ctx, e, c.view(r, hs.tp), c.view(r, hs.ts))
+	}
+	return c.hc.ExtractHeaders(ctx, mq.Headers{
+		Baggage:     c.view(r, hs.bag),
+		Traceparent: c.view(r, hs.tp),
+		Tracestate:  c.view(r, hs.ts),
+	}, key)
 }
 
-func repeatsHeader(r *kgo.Record) bool {
-	hs := r.Headers
-	for i := 1; i < len(hs); i++ {
-		for j := 0; j < i; j++ {
-			if strings.EqualFold(hs[i].Key, hs[j].Key) {
-				return true
-			}
-		}
+// view returns the value of r's i-th header as a view of its bytes ("" for i < 0).
+func (c *Consumer) view(r *kgo.Record, i int) string {
+	if i < 0 {
+		return ""
 	}
-	return false
+	return bytesString(r.Headers[i].Value)
 }

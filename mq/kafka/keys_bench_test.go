@@ -53,7 +53,7 @@ func BenchmarkPerRecord(b *testing.B) {
 	b.Run("handler-context", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			_ = c.extract(ctx, r, "keya")
+			_ = c.extractRecord(ctx, r, "keya")
 		}
 	})
 	w3c := propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})

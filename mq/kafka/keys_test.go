@@ -2,11 +2,14 @@ package kafka
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/baggage"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sandboxmesh/sandboxmesh/mq"
 	"github.com/sandboxmesh/sandboxmesh/routingkey"
@@ -22,6 +25,8 @@ func FuzzKeyReader(f *testing.F) {
 	f.Add("tracestate", "sm-routing-key=zz", "traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
 	f.Add("baggage", "sm-routing-key=a;p=1", "baggage", "sm-routing-key=b")
 	f.Add("baggage", strings.Repeat("a=b,", 300)+"sm-routing-key=late", "", "")
+	f.Add("ot-baggage-\u017fm-routing-\u212aey", "folded", "TRACEPARENT", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+	f.Add("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "TraceParent", "x")
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(error) {}))
 	c := &Consumer{prop: mq.DefaultPropagation, interned: map[string]string{}}
 	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string) {
@@ -41,8 +46,48 @@ func FuzzKeyReader(f *testing.F) {
 			t.Fatalf("key %q changed with the record's bytes (was %q)", fast, full)
 		}
 		r.Headers = []kgo.RecordHeader{{Key: k1, Value: []byte(v1)}, {Key: k2, Value: []byte(v2)}}
-		if got, _ := routingkey.FromContext(c.extract(context.Background(), r, fast)); got != fast {
+		hctx := c.extractRecord(context.Background(), r, fast)
+		if got, _ := routingkey.FromContext(hctx); got != fast {
 			t.Fatalf("handler ctx key %q, decided %q", got, fast)
 		}
+		// the handler context carries what the full extraction finds (read after the record's bytes
+		// changed: it keeps copies)
+		wctx, _ := Extract(context.Background(), r)
+		for i := range r.Headers {
+			clear(r.Headers[i].Value)
+		}
+		if g, w := trace.SpanContextFromContext(hctx), trace.SpanContextFromContext(wctx); !g.Equal(w) {
+			t.Fatalf("handler ctx span %v, Extract %v", g, w)
+		}
+		if g, w := sortedMembers(baggage.FromContext(hctx)), sortedMembers(baggage.FromContext(wctx)); g != w {
+			t.Fatalf("handler ctx baggage %q, Extract %q", g, w)
+		}
 	})
+}
+
+// keyFor is what Consumer.handle reads of r to decide: its routing key.
+func (c *Consumer) keyFor(r *kgo.Record) string {
+	hs := c.scan(r)
+	key, _ := c.keyOf(r, &hs)
+	return key
+}
+
+// extractRecord is the handler context Consumer.handle builds for r, whose key is key.
+func (c *Consumer) extractRecord(ctx context.Context, r *kgo.Record, key string) context.Context {
+	hs := c.scan(r)
+	k, e := c.keyOf(r, &hs)
+	if k != key {
+		e = nil
+	}
+	return c.extract(ctx, r, &hs, key, e)
+}
+
+// sortedMembers is b's members in a stable order (Baggage.String's order is a map's).
+func sortedMembers(b baggage.Baggage) string {
+	var ms []string
+	for _, m := range b.Members() {
+		ms = append(ms, m.String())
+	}
+	slices.Sort(ms)
+	return strings.Join(ms, ",")
 }
