@@ -105,6 +105,12 @@ func (h *HandlerContexts) ExtractHeaders(ctx context.Context, hs Headers, key st
 		hs = Headers{strings.Clone(hs.Baggage), strings.Clone(hs.Traceparent), strings.Clone(hs.Tracestate)}
 		return h.p.ExtractKeyed(ctx, hs, key)
 	}
+	return h.WithHeaders(ctx, hs, key)
+}
+
+// WithHeaders is ExtractHeaders for a ctx that carries no baggage (the caller checked, once for all the
+// messages it hands the same ctx).
+func (h *HandlerContexts) WithHeaders(ctx context.Context, hs Headers, key string) context.Context {
 	var e *Keyed
 	if hs.Baggage != "" || key != "" {
 		var ok bool
@@ -126,6 +132,12 @@ func (h *HandlerContexts) ExtractKeyed(ctx context.Context, e *Keyed, tp, ts str
 	if h.parentBaggage(ctx) {
 		return h.p.ExtractKeyed(ctx, Headers{e.hdr, strings.Clone(tp), strings.Clone(ts)}, e.key)
 	}
+	return h.extract(ctx, e, tp, ts)
+}
+
+// WithKeyed is ExtractKeyed for a ctx that carries no baggage (the caller checked, once for all the
+// messages it hands the same ctx).
+func (h *HandlerContexts) WithKeyed(ctx context.Context, e *Keyed, tp, ts string) context.Context {
 	return h.extract(ctx, e, tp, ts)
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/baggage"
 
 	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
 	"github.com/sandboxmesh/sandboxmesh/mq"
@@ -118,18 +119,22 @@ type Consumer struct {
 	runDone  chan struct{}
 	closed   atomic.Bool
 	closeMu  sync.Mutex
-	kc       keyCarrier          // used by Run's goroutine only
-	interned map[string]string   // used by Run's goroutine only
-	lastKey  string              // the key keyFor returned last; Run's goroutine only
-	last     []*kgo.Record       // used by Run's goroutine only
-	hc       *mq.HandlerContexts // used by Run's goroutine only
-	keys     *mq.KeyCache        // used by Run's goroutine only
-	fields   []string            // c.prop.KeyFields(); Run's goroutine only
+	kc       keyCarrier        // used by Run's goroutine only
+	interned map[string]string // used by Run's goroutine only
+	lastKey  string            // the key keyFor returned last; Run's goroutine only
+	last     []*kgo.Record     // used by Run's goroutine only
+	chunk    []*kgo.Record     // used by Run's goroutine only
+	// parentBaggage: Run's context carries baggage (which a record's replaces or adds its key to); set
+	// by Run
+	parentBaggage bool
+	hc            *mq.HandlerContexts // used by Run's goroutine only
+	keys          *mq.KeyCache        // used by Run's goroutine only
+	fields        []string            // c.prop.KeyFields(); Run's goroutine only
 	// byLen, folded and allNames are the header names scan looks for (headerNames); Run's goroutine only
 	byLen    [][]headerName
 	folded   []headerName
 	allNames []headerName
-	counts   [4]atomic.Uint64
+	counts   [numDecisions]atomic.Uint64
 	failed   atomic.Uint64
 	closeErr error
 }
@@ -393,6 +398,7 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 		return errors.New("kafka: Run: already called")
 	}
 	defer close(c.runDone)
+	c.parentBaggage = baggage.FromContext(ctx).Len() > 0
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(c.runCtx, cancel)
@@ -409,6 +415,9 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 			}
 		})
 		err := c.handleAll(ctx, pctx, h, fs)
+		c.cl.MarkCommitRecords(c.last...)
+		clear(c.last)
+		c.last = c.last[:0]
 		c.cl.AllowRebalance()
 		if err != nil {
 			return err
@@ -416,23 +425,37 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	}
 }
 
-// handleAll handles the records of one poll in order and marks the last handled record of each partition
-// for commit. It stops early when pctx ends (Close) or a handler fails.
+// numDecisions is the number of mq.Decision values (the counters' size).
+const numDecisions = 4
+
+// readRecord is what handleAll reads of a record to decide on it.
+type readRecord struct {
+	hs  recordHeaders
+	key string
+	e   *mq.Keyed
+}
+
+// handleAll handles the records of one poll in order and leaves the last handled record of each
+// partition in c.last, for Run to mark for commit. It stops early when pctx ends (Close) or a handler fails.
+// The counters are added up per poll (Stats lags by at most a poll).
 func (c *Consumer) handleAll(ctx, pctx context.Context, h Handler, fs kgo.Fetches) error {
 	last := c.last[:0]
+	var counts [numDecisions]uint64
 	defer func() {
-		c.cl.MarkCommitRecords(last...)
-		clear(last)
-		c.last = last[:0]
+		c.last = last
+		c.addCounts(&counts)
 	}()
 	for it := fs.RecordIter(); !it.Done(); {
 		if pctx.Err() != nil {
 			return nil
 		}
 		r := it.Next()
-		if err := c.handle(ctx, h, r); err != nil {
+		rd := c.readKey(r)
+		d, err := c.handleRead(ctx, h, r, &rd)
+		if err != nil {
 			return err
 		}
+		counts[d]++
 		n := len(last) - 1
 		for ; n >= 0; n-- {
 			if last[n].Partition == r.Partition && last[n].Topic == r.Topic {
@@ -447,31 +470,55 @@ func (c *Consumer) handleAll(ctx, pctx context.Context, h Handler, fs kgo.Fetche
 	return nil
 }
 
-func (c *Consumer) handle(ctx context.Context, h Handler, r *kgo.Record) error {
-	var hs recordHeaders
-	var key string
-	var e *mq.Keyed
-	if len(r.Headers) > 0 {
-		hs = c.scan(r)
-		key, e = c.keyOf(r, &hs)
+// addCounts adds counts to the consumer's counters and zeroes them.
+func (c *Consumer) addCounts(counts *[numDecisions]uint64) {
+	for d, n := range counts {
+		if n > 0 {
+			c.counts[d].Add(n)
+		}
 	}
+	clear(counts[:])
+}
+
+// readKey reads r's routing key.
+func (c *Consumer) readKey(r *kgo.Record) readRecord {
+	var rd readRecord
+	if len(r.Headers) > 0 {
+		rd.hs = c.scan(r)
+		rd.key, rd.e = c.keyOf(r, &rd.hs)
+	}
+	return rd
+}
+
+// handleRead decides on r, whose key readKey read as rd, and passes it to h if it is the consumer's, with
+// its OTel context.
+func (c *Consumer) handleRead(ctx context.Context, h Handler, r *kgo.Record, rd *readRecord) (mq.Decision, error) {
 	var d mq.Decision
-	if e != nil {
-		d = c.sel.DecideKeyed(e)
+	if rd.e != nil {
+		d = c.sel.DecideKeyed(rd.e)
 	} else {
-		d = c.sel.Decide(key)
+		d = c.sel.Decide(rd.key)
 	}
 	if d == mq.Process {
-		if hs.relevant {
-			ctx = c.extract(ctx, r, &hs, key, e)
+		if rd.hs.relevant {
+			ctx = c.extract(ctx, r, &rd.hs, rd.key, rd.e)
 		}
 		if err := h(ctx, r); err != nil {
 			c.failed.Add(1)
-			return fmt.Errorf("kafka: group %s: handler for topic %s partition %d offset %d: %w", c.group, r.Topic, r.Partition, r.Offset, err)
+			return d, fmt.Errorf("kafka: group %s: handler for topic %s partition %d offset %d: %w", c.group, r.Topic, r.Partition, r.Offset, err)
 		}
 	}
-	c.counts[d].Add(1)
-	return nil
+	return d, nil
+}
+
+// handle is handleAll's work for one record.
+func (c *Consumer) handle(ctx context.Context, h Handler, r *kgo.Record) error {
+	rd := c.readKey(r)
+	d, err := c.handleRead(ctx, h, r, &rd)
+	if err == nil {
+		c.counts[d].Add(1)
+	}
+	return err
 }
 
 // Close stops Run, commits the handled records, leaves the group and closes the clients. For a sandbox

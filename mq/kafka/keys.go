@@ -70,10 +70,10 @@ const maxInterned = 4096
 // recordHeaders is what one pass over a record's header names finds: where the headers the propagation
 // reads are (index of the first of each name, -1 when absent) and how many routing-key headers there are.
 type recordHeaders struct {
-	bag, tp, ts int
-	keyHeaders  int  // headers the routing key is read from (KeyFields)
-	repeated    bool // a header the propagation reads appears more than once
-	relevant    bool // a header the propagation reads at all
+	bag, tp, ts int32
+	keyHeaders  uint16 // headers the routing key is read from (KeyFields), at most 2 counted
+	repeated    bool   // a header the propagation reads appears more than once
+	relevant    bool   // a header the propagation reads at all
 }
 
 // Roles of the header names scan looks for.
@@ -161,21 +161,21 @@ func (c *Consumer) scan(r *kgo.Record) recordHeaders {
 			hs.repeated = true
 		}
 		seen |= 1 << (hn.index & 63)
-		if hn.isKey {
+		if hn.isKey && hs.keyHeaders < 2 {
 			hs.keyHeaders++
 		}
 		switch hn.role {
 		case roleBaggage:
 			if hs.bag < 0 {
-				hs.bag = i
+				hs.bag = int32(i)
 			}
 		case roleTraceparent:
 			if hs.tp < 0 {
-				hs.tp = i
+				hs.tp = int32(i)
 			}
 		case roleTracestate:
 			if hs.ts < 0 {
-				hs.ts = i
+				hs.ts = int32(i)
 			}
 		}
 	}
@@ -270,10 +270,20 @@ func (c *Consumer) extract(ctx context.Context, r *kgo.Record, hs *recordHeaders
 	if c.hc == nil {
 		c.hc = c.prop.NewHandlerContexts()
 	}
-	if e != nil {
-		return c.hc.ExtractKeyed(ctx, e, c.view(r, hs.tp), c.view(r, hs.ts))
+	if c.parentBaggage {
+		if e != nil {
+			return c.hc.ExtractKeyed(ctx, e, c.view(r, hs.tp), c.view(r, hs.ts))
+		}
+		return c.hc.ExtractHeaders(ctx, mq.Headers{
+			Baggage:     c.view(r, hs.bag),
+			Traceparent: c.view(r, hs.tp),
+			Tracestate:  c.view(r, hs.ts),
+		}, key)
 	}
-	return c.hc.ExtractHeaders(ctx, mq.Headers{
+	if e != nil {
+		return c.hc.WithKeyed(ctx, e, c.view(r, hs.tp), c.view(r, hs.ts))
+	}
+	return c.hc.WithHeaders(ctx, mq.Headers{
 		Baggage:     c.view(r, hs.bag),
 		Traceparent: c.view(r, hs.tp),
 		Tracestate:  c.view(r, hs.ts),
@@ -281,7 +291,7 @@ func (c *Consumer) extract(ctx context.Context, r *kgo.Record, hs *recordHeaders
 }
 
 // view returns the value of r's i-th header as a view of its bytes ("" for i < 0).
-func (c *Consumer) view(r *kgo.Record, i int) string {
+func (c *Consumer) view(r *kgo.Record, i int32) string {
 	if i < 0 {
 		return ""
 	}

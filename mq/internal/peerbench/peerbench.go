@@ -8,6 +8,7 @@ package peerbench
 import (
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -62,6 +63,9 @@ func round(b *testing.B, p Peer) {
 	start := p.Prepare(b, b.N)
 	runtime.GC() // the garbage of the preparation is not the round's
 	var count atomic.Int64
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	gc0 := gcCPU()
 	b.ResetTimer()
 	cpu0 := processCPU()
 	stop := start(&count)
@@ -74,11 +78,25 @@ func round(b *testing.B, p Peer) {
 	}
 	b.StopTimer()
 	cpu := processCPU() - cpu0
+	runtime.ReadMemStats(&ms1)
+	b.ReportMetric(float64(gcCPU()-gc0)/float64(b.N), "gc-cpu-ns/op")
+	b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(b.N), "alloc-B/op")
+	b.ReportMetric(float64(ms1.NumGC-ms0.NumGC), "gcs")
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	if stop != nil {
 		stop()
 	}
+}
+
+// gcCPU returns the CPU time the garbage collector spent so far, in nanoseconds (an estimate of the runtime's).
+func gcCPU() float64 {
+	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindFloat64 {
+		return 0
+	}
+	return s[0].Value.Float64() * 1e9
 }
 
 // processCPU returns the CPU time (user and system) of the process so far.
