@@ -2,6 +2,7 @@ package mq
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"unsafe"
@@ -30,6 +31,39 @@ type HandlerContexts struct {
 	slab []handlerContext // contexts allocated ahead, handed out one per message
 }
 
+// Contexts says what the context a consumer hands its handler carries besides the consumer's own.
+type Contexts uint8
+
+const (
+	// TraceContexts: the message's W3C trace context, its baggage and its routing key (the default).
+	// Outgoing calls made with it continue the producer's trace. One small allocation per processed
+	// message (a slot of a slab).
+	TraceContexts Contexts = iota
+	// KeyContexts: the message's baggage and routing key, without its trace context. The messages of one
+	// baggage value share one context, built once: no allocation per message. For handlers that pass the
+	// routing key on and do not continue the producer's trace.
+	KeyContexts
+)
+
+// String names the value as Config fields and flags spell it ("trace", "key").
+func (m Contexts) String() string {
+	switch m {
+	case TraceContexts:
+		return "trace"
+	case KeyContexts:
+		return "key"
+	}
+	return fmt.Sprintf("Contexts(%d)", uint8(m))
+}
+
+// Validate reports a value that is neither TraceContexts nor KeyContexts.
+func (m Contexts) Validate() error {
+	if m > KeyContexts {
+		return fmt.Errorf("contexts: %d is neither trace (0) nor key (1)", uint8(m))
+	}
+	return nil
+}
+
 // slabSize is how many handler contexts one allocation holds: a message's context then costs a slot of a
 // shared array instead of an allocation of its own. A context a handler keeps alive keeps its slab
 // (about 10 KiB) alive.
@@ -51,6 +85,10 @@ type Keyed struct {
 	decided  bool
 	table    *routeapi.Table
 	decision Decision
+
+	// shared is the key-only context of the messages of this entry (HandlerContexts.KeyContext) for the
+	// parent context sharedParent.
+	shared, sharedParent context.Context
 }
 
 // Key returns the routing key ("" when the baggage has none).
@@ -113,14 +151,7 @@ func (h *HandlerContexts) ExtractHeaders(ctx context.Context, hs Headers, key st
 func (h *HandlerContexts) WithHeaders(ctx context.Context, hs Headers, key string) context.Context {
 	var e *Keyed
 	if hs.Baggage != "" || key != "" {
-		var ok bool
-		if e, ok = h.bags[bagKey{hs.Baggage, key}]; !ok {
-			e = &Keyed{key: strings.Clone(key), hdr: strings.Clone(hs.Baggage)} // Parse keeps parts of hdr
-			if len(h.bags) >= maxBaggageCache {
-				clear(h.bags)
-			}
-			h.bags[bagKey{e.hdr, e.key}] = e
-		}
+		e = h.Entry(hs.Baggage, key)
 	}
 	return h.extract(ctx, e, hs.Traceparent, hs.Tracestate)
 }
@@ -139,6 +170,52 @@ func (h *HandlerContexts) ExtractKeyed(ctx context.Context, e *Keyed, tp, ts str
 // messages it hands the same ctx).
 func (h *HandlerContexts) WithKeyed(ctx context.Context, e *Keyed, tp, ts string) context.Context {
 	return h.extract(ctx, e, tp, ts)
+}
+
+// Entry returns the entry of the messages whose baggage header is bag ("" for none) and whose routing key
+// is key (the propagation's Key of such a message), creating it on first use: for KeyContext, when the key
+// did not come from KeyCache.Entry. bag may be a view of a message's bytes (not kept).
+func (h *HandlerContexts) Entry(bag, key string) *Keyed {
+	e, ok := h.bags[bagKey{bag, key}]
+	if !ok {
+		e = &Keyed{key: strings.Clone(key), hdr: strings.Clone(bag)} // Parse keeps parts of hdr
+		if len(h.bags) >= maxBaggageCache {
+			clear(h.bags)
+		}
+		h.bags[bagKey{e.hdr, e.key}] = e
+	}
+	return e
+}
+
+// KeyContext is the handler context of KeyContexts for the messages of entry e (from KeyCache.Entry or
+// Entry; nil: a message without baggage and key, whose context is ctx): ctx with their baggage and
+// routing key, as ExtractKeyed would give for a message without trace headers. It is built once per entry
+// and ctx and then shared: a handler must not expect a context of its own per message.
+func (h *HandlerContexts) KeyContext(ctx context.Context, e *Keyed) context.Context {
+	if e == nil {
+		return ctx
+	}
+	if e.shared != nil && sameContext(e.sharedParent, ctx) {
+		return e.shared
+	}
+	var kc context.Context
+	if h.parentBaggage(ctx) {
+		kc = h.p.ExtractKeyed(ctx, Headers{Baggage: e.hdr}, e.key)
+	} else {
+		e.build(h.p)
+		kc = &handlerContext{Context: ctx, kv: e}
+	}
+	e.shared, e.sharedParent = kc, ctx
+	return kc
+}
+
+// sameContext reports whether a and b are the same context value: the same dynamic type and the same data
+// word (a pointer, for every context type of the standard library and of OTel). It never panics on a
+// context type that is not comparable, unlike a == b; two copies of a context held by value compare
+// unequal, which only costs a rebuild.
+func sameContext(a, b context.Context) bool {
+	type iface struct{ typ, data unsafe.Pointer }
+	return *(*iface)(unsafe.Pointer(&a)) == *(*iface)(unsafe.Pointer(&b))
 }
 
 // extract hands out the next context of the slab: ctx with the values of e (nil: none) and the trace

@@ -40,7 +40,8 @@ func sameBaggage(a, b baggage.Baggage) bool {
 }
 
 // FuzzHandlerContexts checks that HandlerContexts.Extract builds the context ExtractKeyed builds (trace
-// context, baggage, routing key), from its cache too, and that KeyCache.Baggage gives Key's key for
+// context, baggage, routing key), from its cache too, that KeyContext builds ExtractKey's (baggage and
+// key, no trace context) once per entry, and that KeyCache.Baggage gives Key's key for
 // messages whose only routing-key header is baggage.
 func FuzzHandlerContexts(f *testing.F) {
 	f.Add("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "sm-routing-key=keya,a=1", "", "", false)
@@ -80,6 +81,38 @@ func FuzzHandlerContexts(f *testing.F) {
 			}
 			if gb, wb := baggage.FromContext(got), baggage.FromContext(want); !sameBaggage(gb, wb) {
 				t.Fatalf("round %d: baggage %q, ExtractKeyed's %q", i, gb.String(), wb.String())
+			}
+		}
+		// KeyContexts: the same baggage and key, no trace context, one context per entry
+		wantKey := p.ExtractKey(parent, c, key)
+		if trace.SpanContextFromContext(wantKey).IsValid() {
+			t.Fatal("ExtractKey kept the span context")
+		}
+		if gb, wb := baggage.FromContext(wantKey), baggage.FromContext(want); !sameBaggage(gb, wb) {
+			t.Fatalf("ExtractKey baggage %q, ExtractKeyed's %q", gb.String(), wb.String())
+		}
+		var first context.Context
+		for i := range 2 {
+			var e *mq.Keyed
+			if c["baggage"] != "" || key != "" {
+				e = hc.Entry(c["baggage"], key)
+			}
+			got := hc.KeyContext(parent, e)
+			if i == 0 {
+				first = got
+			} else if got != first {
+				t.Fatal("KeyContext built a second context for the same entry and parent")
+			}
+			gk, gok := routingkey.FromContext(got)
+			wk, wok := routingkey.FromContext(wantKey)
+			if gk != wk || gok != wok {
+				t.Fatalf("KeyContext key %q/%v, ExtractKey's %q/%v", gk, gok, wk, wok)
+			}
+			if trace.SpanContextFromContext(got).IsValid() {
+				t.Fatal("KeyContext has a span context")
+			}
+			if gb, wb := baggage.FromContext(got), baggage.FromContext(wantKey); !sameBaggage(gb, wb) {
+				t.Fatalf("KeyContext baggage %q, ExtractKey's %q", gb.String(), wb.String())
 			}
 		}
 		if _, ok := c["baggage"]; ok && len(c) == 1 || len(c) == 2 && c["traceparent"] != "" && c["baggage"] != "" {

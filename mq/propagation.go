@@ -165,3 +165,34 @@ func (p *Propagation) Fields() []string { return p.inject.Fields() }
 
 // HeaderFields are the header names Extract may read (lower case); carriers match them case-insensitively.
 func (p *Propagation) HeaderFields() []string { return p.extract.Fields() }
+
+// ExtractKey is ExtractKeyed without the trace context: ctx with the baggage of c and the routing key key
+// (which must be Key(c)), what KeyContexts gives a handler for a message whose headers a consumer does not
+// read itself.
+func (p *Propagation) ExtractKey(ctx context.Context, c propagation.TextMapCarrier, key string) context.Context {
+	return p.ExtractKeyed(ctx, noTrace{c}, key)
+}
+
+// noTrace hides the trace headers of a carrier.
+type noTrace struct{ propagation.TextMapCarrier }
+
+func (n noTrace) Get(k string) string {
+	if k == "traceparent" || k == "tracestate" {
+		return ""
+	}
+	return n.TextMapCarrier.Get(k)
+}
+
+// Values reads repeated headers when the carrier can (the baggage propagator merges them), else Get's one.
+func (n noTrace) Values(k string) []string {
+	if k == "traceparent" || k == "tracestate" {
+		return nil
+	}
+	if vg, ok := n.TextMapCarrier.(propagation.ValuesGetter); ok {
+		return vg.Values(k)
+	}
+	if v := n.TextMapCarrier.Get(k); v != "" {
+		return []string{v}
+	}
+	return nil
+}

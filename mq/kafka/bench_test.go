@@ -59,7 +59,9 @@ var benchSink atomic.Int64
 // OTel-instrumented consumer does ("plain+otel"), and the baseline's selective Consumer (read the key,
 // decide; extract the OTel context and call the handler with it, or skip; mark for commit). "selective+otel" is
 // the selective consumer with a handler that reads its context's baggage, as an instrumented handler does
-// (the handler context parses the trace context on that first read; "selective"'s handler never reads it). kfake runs in a
+// (the handler context parses the trace context on that first read; "selective"'s handler never reads it);
+// "selective-keyctx" the selective consumer with mq.KeyContexts (the record's key and baggage in a context
+// shared per key, no trace context: what a handler that passes the key on and does not trace needs). kfake runs in a
 // process of its own, so cpu-ns/op is the consumer's CPU per record. Each round consumes a topic of its
 // own (fill's mix); the rounds alternate (peerbench.Run). Run it with bench/mq/run.sh, or
 // -benchtime=50000x.
@@ -107,10 +109,10 @@ func BenchmarkConsume(b *testing.B) {
 			}
 		}
 	}
-	selective := func(otel bool, b *testing.B, n int) func(*atomic.Int64) func() {
+	selective := func(otel bool, mode mq.Contexts, b *testing.B, n int) func(*atomic.Int64) func() {
 		t := e.fill(b, ctx, n)
 		c, err := kafka.NewConsumer(ctx, kafka.Config{Identity: baseID, Routes: src, Brokers: e.brokers,
-			Topics: []string{t}, Group: "sel-" + t})
+			Topics: []string{t}, Group: "sel-" + t, Contexts: mode})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -162,8 +164,15 @@ func BenchmarkConsume(b *testing.B) {
 	peerbench.Run(b,
 		peerbench.Peer{Name: "plain", Prepare: plain(false)},
 		peerbench.Peer{Name: "plain+otel", Prepare: plain(true)},
-		peerbench.Peer{Name: "selective", Prepare: func(b *testing.B, n int) func(*atomic.Int64) func() { return selective(false, b, n) }},
-		peerbench.Peer{Name: "selective+otel", Prepare: func(b *testing.B, n int) func(*atomic.Int64) func() { return selective(true, b, n) }},
+		peerbench.Peer{Name: "selective", Prepare: func(b *testing.B, n int) func(*atomic.Int64) func() {
+			return selective(false, mq.TraceContexts, b, n)
+		}},
+		peerbench.Peer{Name: "selective+otel", Prepare: func(b *testing.B, n int) func(*atomic.Int64) func() {
+			return selective(true, mq.TraceContexts, b, n)
+		}},
+		peerbench.Peer{Name: "selective-keyctx", Prepare: func(b *testing.B, n int) func(*atomic.Int64) func() {
+			return selective(false, mq.KeyContexts, b, n)
+		}},
 	)
 }
 

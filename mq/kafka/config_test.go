@@ -5,14 +5,19 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/baggage"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sandboxmesh/sandboxmesh/mq"
 	"github.com/sandboxmesh/sandboxmesh/mq/kafka"
+	"github.com/sandboxmesh/sandboxmesh/routingkey"
 )
 
 func TestConfigErrorsNameTheField(t *testing.T) {
@@ -29,6 +34,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"group:", func(c *kafka.Config) { c.Group = "" }},
 		{"group:", func(c *kafka.Config) { c.Group = strings.Repeat("g", 1025) }},
 		{"syncTimeout", func(c *kafka.Config) { c.SyncTimeout = -1 }},
+		{"contexts:", func(c *kafka.Config) { c.Contexts = 7 }},
 		{"identity: routingKey:", func(c *kafka.Config) { c.Identity = mq.Identity{Baseline: worker, Sandbox: "s"} }},
 		{"identity: baseline.namespace:", func(c *kafka.Config) {
 			c.Identity = mq.Identity{Baseline: forkA.Baseline, Sandbox: "s", RoutingKey: "k"}
@@ -156,4 +162,83 @@ func TestSandboxOnMissingTopic(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	t.Log(err)
+}
+
+// TestKeyContexts: with mq.KeyContexts the handler's context carries the record's routing key and baggage
+// and no trace context, and the records of one key share one context; with the default, each record's
+// context carries its own span context.
+func TestKeyContexts(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	e := newEnv(t, 1, topic)
+	tid, _ := trace.TraceIDFromHex("0af7651916cd43dd8448eb211c80319c")
+	const n = 6
+	for i := range n {
+		sid := trace.SpanID{byte(i + 1)}
+		pctx := trace.ContextWithSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{
+			TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled}))
+		if i%2 == 0 {
+			pctx = routingkey.WithKey(pctx, "keyz")
+		}
+		r := &kgo.Record{Topic: topic, Value: []byte(strconv.Itoa(i))}
+		kafka.Inject(pctx, r)
+		if err := e.prod.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, mode := range []mq.Contexts{mq.TraceContexts, mq.KeyContexts} {
+		t.Run(mode.String(), func(t *testing.T) {
+			c, err := kafka.NewConsumer(ctx, kafka.Config{Identity: baseID, Routes: staticSource{}, Brokers: e.brokers,
+				Topics: []string{topic}, Group: "g-" + mode.String(), Contexts: mode,
+				ClientOptions: []kgo.Opt{kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close(context.Background())
+			var mu sync.Mutex
+			keyed := map[context.Context]bool{}
+			seen := 0
+			rctx, stop := context.WithCancel(ctx)
+			defer stop()
+			err = c.Run(rctx, func(hctx context.Context, r *kgo.Record) error {
+				mu.Lock()
+				defer mu.Unlock()
+				i, _ := strconv.Atoi(string(r.Value))
+				key, _ := routingkey.FromContext(hctx)
+				if want := map[bool]string{true: "keyz"}[i%2 == 0]; key != want {
+					t.Errorf("record %d: key %q, want %q", i, key, want)
+				}
+				if bk := baggage.FromContext(hctx).Member("sm-routing-key").Value(); bk != key {
+					t.Errorf("record %d: baggage member %q, key %q", i, bk, key)
+				}
+				sc := trace.SpanContextFromContext(hctx)
+				switch mode {
+				case mq.TraceContexts:
+					if !sc.IsValid() || sc.SpanID() != (trace.SpanID{byte(i + 1)}) {
+						t.Errorf("record %d: span context %v", i, sc)
+					}
+				case mq.KeyContexts:
+					if sc.IsValid() {
+						t.Errorf("record %d: span context %v with key contexts", i, sc)
+					}
+					if key != "" {
+						keyed[hctx] = true
+					}
+				}
+				if seen++; seen == n {
+					stop()
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if seen != n {
+				t.Errorf("handled %d records, want %d", seen, n)
+			}
+			if mode == mq.KeyContexts && len(keyed) != 1 {
+				t.Errorf("%d distinct contexts for the records of one key, want 1", len(keyed))
+			}
+		})
+	}
 }

@@ -46,6 +46,10 @@ type Config struct {
 	// and the OTel context of the records passed to the handler; nil means mq.NewPropagation(Extractor)
 	// (mq.DefaultPropagation for the default Extractor).
 	Propagation *mq.Propagation
+	// Contexts says what the handler's context carries: mq.TraceContexts (the default) the record's trace
+	// context, baggage and routing key, one small allocation per processed record; mq.KeyContexts its
+	// baggage and routing key only, shared by the records of one baggage value, no allocation per record.
+	Contexts mq.Contexts
 	// Logger receives the consumer's logs; nil discards them.
 	Logger *slog.Logger
 
@@ -76,8 +80,9 @@ type Config struct {
 	DrainTimeout time.Duration
 }
 
-// Handler processes one record. ctx carries the record's trace context, baggage and routing key
-// (routingkey.FromContext), so outgoing calls made with it propagate the key. A non-nil error stops Run:
+// Handler processes one record. ctx carries the record's trace context (unless Config.Contexts is
+// mq.KeyContexts), baggage and routing key (routingkey.FromContext), so outgoing calls made with it
+// propagate the key. A non-nil error stops Run:
 // the record and the rest of its poll are not committed and are delivered again to the group.
 type Handler func(ctx context.Context, r *kgo.Record) error
 
@@ -166,6 +171,9 @@ func (cfg *Config) validate() error {
 	}
 	if len(cfg.Group) > 1024 {
 		return fmt.Errorf("kafka: config: group: %d bytes, at most 1024", len(cfg.Group))
+	}
+	if err := cfg.Contexts.Validate(); err != nil {
+		return fmt.Errorf("kafka: config: %w", err)
 	}
 	if cfg.SyncTimeout < 0 || cfg.AdminTimeout < 0 || cfg.MaxPollRecords < 0 || cfg.DeleteGrace < 0 || cfg.DrainTimeout < 0 {
 		return errors.New("kafka: config: syncTimeout, adminTimeout, maxPollRecords, deleteGrace, drainTimeout: must not be negative")
@@ -500,7 +508,11 @@ func (c *Consumer) handleRead(ctx context.Context, h Handler, r *kgo.Record, rd 
 		d = c.sel.Decide(rd.key)
 	}
 	if d == mq.Process {
-		if rd.hs.relevant {
+		switch {
+		case !rd.hs.relevant:
+		case c.cfg.Contexts == mq.KeyContexts:
+			ctx = c.keyContext(ctx, r, rd)
+		default:
 			ctx = c.extract(ctx, r, &rd.hs, rd.key, rd.e)
 		}
 		if err := h(ctx, r); err != nil {

@@ -290,6 +290,25 @@ func (c *Consumer) extract(ctx context.Context, r *kgo.Record, hs *recordHeaders
 	}, key)
 }
 
+// keyContext is extract for mq.KeyContexts: the context shared by the records of r's baggage and key.
+func (c *Consumer) keyContext(ctx context.Context, r *kgo.Record, rd *readRecord) context.Context {
+	if rd.hs.repeated {
+		return c.prop.ExtractKey(ctx, Carrier(r), rd.key) // rare: built for this record
+	}
+	if c.hc == nil {
+		c.hc = c.prop.NewHandlerContexts()
+	}
+	e := rd.e
+	if e == nil {
+		bag := c.view(r, rd.hs.bag)
+		if bag == "" && rd.key == "" {
+			return ctx
+		}
+		e = c.hc.Entry(bag, rd.key)
+	}
+	return c.hc.KeyContext(ctx, e)
+}
+
 // view returns the value of r's i-th header as a view of its bytes ("" for i < 0).
 func (c *Consumer) view(r *kgo.Record, i int32) string {
 	if i < 0 {

@@ -46,6 +46,22 @@ func FuzzKeyReader(f *testing.F) {
 			t.Fatalf("key %q changed with the record's bytes (was %q)", fast, full)
 		}
 		r.Headers = []kgo.RecordHeader{{Key: k1, Value: []byte(v1)}, {Key: k2, Value: []byte(v2)}}
+		// mq.KeyContexts: ExtractKey's baggage and key, no span
+		rd := c.readKey(r)
+		kctx := context.Background()
+		if rd.hs.relevant {
+			kctx = c.keyContext(kctx, r, &rd)
+		}
+		wk := mq.DefaultPropagation.ExtractKey(context.Background(), Carrier(r), fast)
+		if g, w := sortedMembers(baggage.FromContext(kctx)), sortedMembers(baggage.FromContext(wk)); g != w {
+			t.Fatalf("key context baggage %q, ExtractKey %q", g, w)
+		}
+		if got, _ := routingkey.FromContext(kctx); got != fast {
+			t.Fatalf("key context key %q, decided %q", got, fast)
+		}
+		if trace.SpanContextFromContext(kctx).IsValid() {
+			t.Fatal("key context has a span")
+		}
 		hctx := c.extractRecord(context.Background(), r, fast)
 		if got, _ := routingkey.FromContext(hctx); got != fast {
 			t.Fatalf("handler ctx key %q, decided %q", got, fast)

@@ -74,7 +74,8 @@ var benchSink atomic.Int64
 // an OTel-instrumented app does ("plain+otel"), and the baseline's selective JetStreamConsumer (read the
 // key, decide, ack the skipped; extract the OTel context, call the handler with it and ack the others). "selective+otel" is
 // the selective consumer with a handler that reads its context's baggage, as an instrumented handler does
-// (the handler context parses the trace context on that first read; "selective"'s handler never reads it).
+// (the handler context parses the trace context on that first read; "selective"'s handler never reads it);
+// "selective-keyctx" the selective consumer with mq.KeyContexts (key and baggage, no trace context).
 // Each round consumes a stream of its own (benchCtx's mix, deleted afterwards); the rounds alternate
 // (peerbench.Run). Run it with bench/mq/run.sh, or -benchtime=20000x.
 func BenchmarkJetStreamConsume(b *testing.B) {
@@ -113,12 +114,12 @@ func BenchmarkJetStreamConsume(b *testing.B) {
 			}
 		}
 	}
-	selective := func(otel bool, b *testing.B, n int) func(*atomic.Int64) func() {
+	selective := func(otel bool, mode mq.Contexts, b *testing.B, n int) func(*atomic.Int64) func() {
 		name := fmt.Sprintf("B%d", seq.Add(1))
 		fillStream(b, js, name, n)
 		ctx := context.Background()
 		c, err := natsmq.NewJetStreamConsumer(ctx, natsmq.JetStreamConfig{
-			Common:    natsmq.Common{Identity: mq.Identity{Baseline: worker}, Routes: staticSource{tbl}},
+			Common:    natsmq.Common{Identity: mq.Identity{Baseline: worker}, Routes: staticSource{tbl}, Contexts: mode},
 			JetStream: js, Stream: name, Durable: "worker",
 			Consumer: jetstream.ConsumerConfig{FilterSubject: name + ".x"},
 		})
@@ -172,8 +173,15 @@ func BenchmarkJetStreamConsume(b *testing.B) {
 	peerbench.Run(b,
 		peerbench.Peer{Name: "plain", Prepare: plain(false)},
 		peerbench.Peer{Name: "plain+otel", Prepare: plain(true)},
-		peerbench.Peer{Name: "selective", Prepare: func(b *testing.B, n int) func(*atomic.Int64) func() { return selective(false, b, n) }},
-		peerbench.Peer{Name: "selective+otel", Prepare: func(b *testing.B, n int) func(*atomic.Int64) func() { return selective(true, b, n) }},
+		peerbench.Peer{Name: "selective", Prepare: func(b *testing.B, n int) func(*atomic.Int64) func() {
+			return selective(false, mq.TraceContexts, b, n)
+		}},
+		peerbench.Peer{Name: "selective+otel", Prepare: func(b *testing.B, n int) func(*atomic.Int64) func() {
+			return selective(true, mq.TraceContexts, b, n)
+		}},
+		peerbench.Peer{Name: "selective-keyctx", Prepare: func(b *testing.B, n int) func(*atomic.Int64) func() {
+			return selective(false, mq.KeyContexts, b, n)
+		}},
 	)
 }
 

@@ -26,6 +26,10 @@ type Common struct {
 	Routes mq.TableSource
 	// Propagation reads the trace context and routing key from headers; nil means mq.DefaultPropagation.
 	Propagation *mq.Propagation
+	// Contexts says what the handler's context carries: mq.TraceContexts (the default) the message's trace
+	// context, baggage and routing key; mq.KeyContexts its baggage and routing key only, shared by the
+	// messages of one baggage value (no allocation per message).
+	Contexts mq.Contexts
 	// Logger receives decisions worth logging and errors (default: discard). It never receives message
 	// bodies or header values other than the routing key.
 	Logger *slog.Logger
@@ -61,6 +65,7 @@ type core struct {
 	sel       *mq.Selector
 	routes    mq.TableSource
 	prop      *mq.Propagation
+	mode      mq.Contexts
 	fields    []string // lower-case header names prop reads
 	keyFields []string // lower-case header names prop reads the routing key from
 
@@ -93,13 +98,16 @@ func newCore(c Common, kind string) (*core, error) {
 	if err := c.Identity.Validate(); err != nil {
 		return nil, fmt.Errorf("nats: %s: %w", kind, err)
 	}
+	if err := c.Contexts.Validate(); err != nil {
+		return nil, fmt.Errorf("nats: %s: %w", kind, err)
+	}
 	if c.Propagation == nil {
 		c.Propagation = mq.DefaultPropagation
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	k := &core{id: c.Identity, prop: c.Propagation, fields: c.Propagation.HeaderFields(), keyFields: c.Propagation.KeyFields(),
+	k := &core{id: c.Identity, prop: c.Propagation, mode: c.Contexts, fields: c.Propagation.HeaderFields(), keyFields: c.Propagation.KeyFields(),
 		keys: c.Propagation.NewKeyCache(), contexts: c.Propagation.NewHandlerContexts(), log: c.Logger.With("consumer", c.Identity.String())}
 	if c.Routes == nil {
 		rc, err := routes.New(routes.Config{Workload: c.Identity.Baseline, Logger: c.Logger})
@@ -195,6 +203,18 @@ func (k *core) decide(ctx context.Context, h nats.Header) (context.Context, stri
 	}
 	if !sc.relevant {
 		return ctx, key, d
+	}
+	if k.mode == mq.KeyContexts {
+		if sc.lower && !sc.repeated && k.cacheMu.TryLock() {
+			var e *mq.Keyed
+			if bag := lowerCarrier(h).Get("baggage"); bag != "" || key != "" {
+				e = k.contexts.Entry(bag, key)
+			}
+			ctx = k.contexts.KeyContext(ctx, e)
+			k.cacheMu.Unlock()
+			return ctx, key, d
+		}
+		return k.prop.ExtractKey(ctx, carrier(h, sc.lower), key), key, d
 	}
 	if sc.lower && !sc.repeated && k.cacheMu.TryLock() {
 		ctx = k.contexts.Extract(ctx, singleCarrier{lowerCarrier(h)}, key)

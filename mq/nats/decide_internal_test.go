@@ -97,5 +97,22 @@ func FuzzDecideMatchesExtract(f *testing.F) {
 			baggage.FromContext(gctx).Len() != baggage.FromContext(wctx).Len() {
 			t.Fatalf("handler context differs from the extraction's: key %q/%q, headers %q", gk, wk, h)
 		}
+		// mq.KeyContexts: the same key and baggage, no span
+		kk, err := newCore(Common{Identity: id, Routes: fixedTable{}, Contexts: mq.KeyContexts}, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			kctx, _, _ := kk.decide(context.Background(), h)
+			if k, _ := routingkey.FromContext(kctx); k != wk {
+				t.Fatalf("key context key %q, extraction's %q, headers %q", k, wk, h)
+			}
+			if trace.SpanContextFromContext(kctx).IsValid() {
+				t.Fatalf("key context has a span, headers %q", h)
+			}
+			if baggage.FromContext(kctx).Len() != baggage.FromContext(wctx).Len() {
+				t.Fatalf("key context baggage %q, extraction's %q", baggage.FromContext(kctx), baggage.FromContext(wctx))
+			}
+		}
 	})
 }

@@ -19,7 +19,8 @@ const DefaultInactiveThreshold = 15 * time.Minute
 // ErrClosed is returned by Run after Close.
 var ErrClosed = errors.New("nats: consumer closed")
 
-// Handler processes a JetStream message. ctx carries the message's trace context, baggage and routing key
+// Handler processes a JetStream message. ctx carries the message's trace context (unless Common.Contexts is
+// mq.KeyContexts), baggage and routing key
 // (routingkey.FromContext gives it). Returning nil acknowledges the message (unless the handler already
 // did); an error negatively acknowledges it, so the server redelivers it.
 type Handler func(ctx context.Context, msg jetstream.Msg) error

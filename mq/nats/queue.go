@@ -11,7 +11,8 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/mq"
 )
 
-// MsgHandler processes a core NATS message. ctx carries the message's trace context, baggage and routing
+// MsgHandler processes a core NATS message. ctx carries the message's trace context (unless
+// Common.Contexts is mq.KeyContexts), baggage and routing
 // key. Core NATS does not redeliver: an error is counted and logged.
 type MsgHandler func(ctx context.Context, msg *nats.Msg) error
 

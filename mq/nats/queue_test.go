@@ -99,6 +99,8 @@ func TestQueueRefusals(t *testing.T) {
 		"no subject": {natsmq.QueueConfig{Conn: nc, Queue: "q"}, "subject: required"},
 		"no queue":   {natsmq.QueueConfig{Conn: nc, Subject: "a"}, "queue: required"},
 		"bad queue":  {natsmq.QueueConfig{Conn: nc, Subject: "a", Queue: "q w"}, "queue: \"q w\""},
+		"bad contexts": {natsmq.QueueConfig{Common: natsmq.Common{Identity: mq.Identity{Baseline: worker}, Contexts: 9},
+			Conn: nc, Subject: "a", Queue: "q"}, "contexts: 9"},
 	} {
 		if _, err := natsmq.NewQueueConsumer(ctx, tc.cfg); err == nil || !contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want it to mention %q", name, err, tc.want)

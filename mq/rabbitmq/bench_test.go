@@ -73,7 +73,8 @@ var benchSink atomic.Int64
 // against a table of 100 routes; extract the OTel context and call the handler with it, or skip; ack per
 // message) "selective+otel" is
 // the selective consumer with a handler that reads its context's baggage, as an instrumented handler does
-// (the handler context parses the trace context on that first read; "selective"'s handler never reads it)., each draining a queue of b.N messages (fill's mix). The broker is a process of its own, so
+// (the handler context parses the trace context on that first read; "selective"'s handler never reads it);
+// "selective-keyctx" the selective consumer with mq.KeyContexts (key and baggage, no trace context)., each draining a queue of b.N messages (fill's mix). The broker is a process of its own, so
 // cpu-ns/op is the consumer's CPU per message. The rounds alternate (peerbench.Run). Run it with
 // bench/mq/run.sh, or -benchtime=20000x.
 func BenchmarkConsume(b *testing.B) {
@@ -133,9 +134,11 @@ func BenchmarkConsume(b *testing.B) {
 			}
 		}
 	}
-	selective := func(otel bool, b *testing.B, n int) func(*atomic.Int64) func() {
+	selective := func(otel bool, mode mq.Contexts, b *testing.B, n int) func(*atomic.Int64) func() {
 		e := newEnv(b, fmt.Sprintf("bench-selective-%d", benchRun.Add(1)))
-		c, err := rabbitmq.NewConsumer(e.ctx, e.config(baseline(), staticSource{tbl}))
+		cfg := e.config(baseline(), staticSource{tbl})
+		cfg.Contexts = mode
+		c, err := rabbitmq.NewConsumer(e.ctx, cfg)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -186,8 +189,15 @@ func BenchmarkConsume(b *testing.B) {
 	peerbench.Run(b,
 		peerbench.Peer{Name: "plain", Prepare: plain(false)},
 		peerbench.Peer{Name: "plain+otel", Prepare: plain(true)},
-		peerbench.Peer{Name: "selective", Prepare: func(b *testing.B, n int) func(*atomic.Int64) func() { return selective(false, b, n) }},
-		peerbench.Peer{Name: "selective+otel", Prepare: func(b *testing.B, n int) func(*atomic.Int64) func() { return selective(true, b, n) }},
+		peerbench.Peer{Name: "selective", Prepare: func(b *testing.B, n int) func(*atomic.Int64) func() {
+			return selective(false, mq.TraceContexts, b, n)
+		}},
+		peerbench.Peer{Name: "selective+otel", Prepare: func(b *testing.B, n int) func(*atomic.Int64) func() {
+			return selective(true, mq.TraceContexts, b, n)
+		}},
+		peerbench.Peer{Name: "selective-keyctx", Prepare: func(b *testing.B, n int) func(*atomic.Int64) func() {
+			return selective(false, mq.KeyContexts, b, n)
+		}},
 	)
 }
 

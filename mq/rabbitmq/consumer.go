@@ -91,12 +91,16 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Propagation reads the trace context and routing key of messages (nil: mq.DefaultPropagation).
 	Propagation *mq.Propagation
+	// Contexts says what the handler's context carries: mq.TraceContexts (the default) the message's trace
+	// context, baggage and routing key; mq.KeyContexts its baggage and routing key only, shared by the
+	// messages of one baggage value (no allocation per message).
+	Contexts mq.Contexts
 	// Logger receives the consumer's lifecycle and handler failures (nil: discard).
 	Logger *slog.Logger
 }
 
-// Handler processes a message. ctx carries the message's trace context, baggage and routing key
-// (routingkey.FromContext). A nil error acks the message; an error nacks it (see Config.MaxAttempts).
+// Handler processes a message. ctx carries the message's trace context (unless Config.Contexts is
+// mq.KeyContexts), baggage and routing key (routingkey.FromContext). A nil error acks the message; an error nacks it (see Config.MaxAttempts).
 type Handler func(ctx context.Context, d *amqp.Delivery) error
 
 // Stats counts the deliveries of a consumer by outcome.
@@ -232,6 +236,9 @@ func (cfg *Config) setDefaults() error {
 	}
 	if cfg.Identity.Baseline.Kind == "" {
 		cfg.Identity.Baseline.Kind = routeapi.KindDeployment
+	}
+	if err := cfg.Contexts.Validate(); err != nil {
+		return fmt.Errorf("rabbitmq: consumer config: %w", err)
 	}
 	switch {
 	case cfg.Conn == nil && cfg.URL == "":
@@ -404,6 +411,14 @@ func (c *Consumer) handle(ctx context.Context, d *amqp.Delivery, h Handler) erro
 		switch {
 		case len(d.Headers) == 0:
 			hctx = ctx
+		case c.cfg.Contexts == mq.KeyContexts && single:
+			var e *mq.Keyed
+			if bag := singleTable(d.Headers).Get("baggage"); bag != "" || key != "" {
+				e = c.contexts.Entry(bag, key)
+			}
+			hctx = c.contexts.KeyContext(ctx, e)
+		case c.cfg.Contexts == mq.KeyContexts:
+			hctx = c.prop.ExtractKey(ctx, HeaderCarrier(d.Headers), key)
 		case single:
 			hctx = c.contexts.Extract(ctx, singleTable(d.Headers), key)
 		default:

@@ -448,6 +448,7 @@ func TestConfigErrors(t *testing.T) {
 		{rabbitmq.Config{URL: "amqp://x", Queue: "q", Identity: id, SandboxExpiry: -time.Second}, "sandboxExpiry:"},
 		{rabbitmq.Config{URL: "amqp://x", Queue: "q", Identity: id, DeleteGrace: -time.Second}, "deleteGrace:"},
 		{rabbitmq.Config{URL: "amqp://x", Queue: "q", Identity: id, MaxAttempts: -1}, "maxAttempts:"},
+		{rabbitmq.Config{URL: "amqp://x", Queue: "q", Identity: id, Contexts: 9}, "contexts: 9"},
 		{rabbitmq.Config{URL: "amqp://x", Queue: "q", Identity: mq.Identity{Baseline: worker, Sandbox: "sb"}}, "identity: routingKey: required"},
 		{rabbitmq.Config{URL: "amqp://x", Queue: strings.Repeat("q", 250), Identity: sb, Bindings: []rabbitmq.Binding{{Exchange: "e"}}}, "more than AMQP's 255"},
 	} {

@@ -11,6 +11,7 @@ import (
 	"runtime/metrics"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -19,6 +20,9 @@ import (
 
 // EnvPairs names the environment variable giving the number of rounds of each peer (default DefaultPairs).
 const EnvPairs = "SANDBOXMESH_MQBENCH_PAIRS"
+
+// EnvPeers names the environment variable selecting peers by name (comma-separated; default all).
+const EnvPeers = "SANDBOXMESH_MQBENCH_PEERS"
 
 // DefaultPairs is the number of rounds of each peer when EnvPairs is not set.
 const DefaultPairs = 10
@@ -48,6 +52,10 @@ func Pairs() int {
 // rounds and reversed in odd ones (A B C, C B A, A B C, ...), so that a drift of the machine's load and the
 // position in a round weigh on every peer alike. Run with -benchtime=<messages>x.
 func Run(b *testing.B, peers ...Peer) {
+	if sel := os.Getenv(EnvPeers); sel != "" {
+		names := strings.Split(sel, ",")
+		peers = slices.DeleteFunc(slices.Clone(peers), func(p Peer) bool { return !slices.Contains(names, p.Name) })
+	}
 	for i := range Pairs() {
 		order := slices.Clone(peers)
 		if i%2 == 1 {
