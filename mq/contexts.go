@@ -29,6 +29,9 @@ type HandlerContexts struct {
 	bags map[bagKey]*Keyed
 
 	slab []handlerContext // contexts allocated ahead, handed out one per message
+
+	parent    context.Context // the parent context asked about last (parentBaggage), and its answer
+	parentBag bool
 }
 
 // Contexts says what the context a consumer hands its handler carries besides the consumer's own.
@@ -143,12 +146,6 @@ func (h *HandlerContexts) ExtractHeaders(ctx context.Context, hs Headers, key st
 		hs = Headers{strings.Clone(hs.Baggage), strings.Clone(hs.Traceparent), strings.Clone(hs.Tracestate)}
 		return h.p.ExtractKeyed(ctx, hs, key)
 	}
-	return h.WithHeaders(ctx, hs, key)
-}
-
-// WithHeaders is ExtractHeaders for a ctx that carries no baggage (the caller checked, once for all the
-// messages it hands the same ctx).
-func (h *HandlerContexts) WithHeaders(ctx context.Context, hs Headers, key string) context.Context {
 	var e *Keyed
 	if hs.Baggage != "" || key != "" {
 		e = h.Entry(hs.Baggage, key)
@@ -163,12 +160,6 @@ func (h *HandlerContexts) ExtractKeyed(ctx context.Context, e *Keyed, tp, ts str
 	if h.parentBaggage(ctx) {
 		return h.p.ExtractKeyed(ctx, Headers{e.hdr, strings.Clone(tp), strings.Clone(ts)}, e.key)
 	}
-	return h.extract(ctx, e, tp, ts)
-}
-
-// WithKeyed is ExtractKeyed for a ctx that carries no baggage (the caller checked, once for all the
-// messages it hands the same ctx).
-func (h *HandlerContexts) WithKeyed(ctx context.Context, e *Keyed, tp, ts string) context.Context {
 	return h.extract(ctx, e, tp, ts)
 }
 
@@ -355,9 +346,13 @@ func (t traceCarrier) Set(string, string) {}
 func (t traceCarrier) Keys() []string     { return []string{"traceparent", "tracestate"} }
 
 // parentBaggage reports whether ctx has baggage (which a message's baggage replaces, or its key is added
-// to: not cached).
+// to: not cached). The answer for the context asked last is kept: a consumer hands one parent to many
+// messages, whose chain of values is then walked once.
 func (h *HandlerContexts) parentBaggage(ctx context.Context) bool {
-	return baggage.FromContext(ctx).Len() > 0
+	if h.parent == nil || !sameContext(h.parent, ctx) {
+		h.parent, h.parentBag = ctx, baggage.FromContext(ctx).Len() > 0
+	}
+	return h.parentBag
 }
 
 // keyedBaggage is the baggage ExtractKeyed leaves in the context for a message whose baggage header is

@@ -14,7 +14,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"go.opentelemetry.io/otel/baggage"
 
 	"github.com/sandboxmesh/sandboxmesh/devmesh/routeapi"
 	"github.com/sandboxmesh/sandboxmesh/mq"
@@ -124,17 +123,14 @@ type Consumer struct {
 	runDone  chan struct{}
 	closed   atomic.Bool
 	closeMu  sync.Mutex
-	kc       keyCarrier        // used by Run's goroutine only
-	interned map[string]string // used by Run's goroutine only
-	lastKey  string            // the key keyFor returned last; Run's goroutine only
-	last     []*kgo.Record     // used by Run's goroutine only
-	chunk    []*kgo.Record     // used by Run's goroutine only
-	// parentBaggage: Run's context carries baggage (which a record's replaces or adds its key to); set
-	// by Run
-	parentBaggage bool
-	hc            *mq.HandlerContexts // used by Run's goroutine only
-	keys          *mq.KeyCache        // used by Run's goroutine only
-	fields        []string            // c.prop.KeyFields(); Run's goroutine only
+	kc       keyCarrier          // used by Run's goroutine only
+	interned map[string]string   // used by Run's goroutine only
+	lastKey  string              // the key keyFor returned last; Run's goroutine only
+	last     []*kgo.Record       // used by Run's goroutine only
+	chunk    []*kgo.Record       // used by Run's goroutine only
+	hc       *mq.HandlerContexts // used by Run's goroutine only
+	keys     *mq.KeyCache        // used by Run's goroutine only
+	fields   []string            // c.prop.KeyFields(); Run's goroutine only
 	// byLen, folded and allNames are the header names scan looks for (headerNames); Run's goroutine only
 	byLen    [][]headerName
 	folded   []headerName
@@ -406,7 +402,6 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 		return errors.New("kafka: Run: already called")
 	}
 	defer close(c.runDone)
-	c.parentBaggage = baggage.FromContext(ctx).Len() > 0
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(c.runCtx, cancel)

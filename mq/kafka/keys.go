@@ -270,20 +270,10 @@ func (c *Consumer) extract(ctx context.Context, r *kgo.Record, hs *recordHeaders
 	if c.hc == nil {
 		c.hc = c.prop.NewHandlerContexts()
 	}
-	if c.parentBaggage {
-		if e != nil {
-			return c.hc.ExtractKeyed(ctx, e, c.view(r, hs.tp), c.view(r, hs.ts))
-		}
-		return c.hc.ExtractHeaders(ctx, mq.Headers{
-			Baggage:     c.view(r, hs.bag),
-			Traceparent: c.view(r, hs.tp),
-			Tracestate:  c.view(r, hs.ts),
-		}, key)
-	}
 	if e != nil {
-		return c.hc.WithKeyed(ctx, e, c.view(r, hs.tp), c.view(r, hs.ts))
+		return c.hc.ExtractKeyed(ctx, e, c.view(r, hs.tp), c.view(r, hs.ts))
 	}
-	return c.hc.WithHeaders(ctx, mq.Headers{
+	return c.hc.ExtractHeaders(ctx, mq.Headers{
 		Baggage:     c.view(r, hs.bag),
 		Traceparent: c.view(r, hs.tp),
 		Tracestate:  c.view(r, hs.ts),

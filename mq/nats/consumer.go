@@ -179,49 +179,79 @@ func (k *core) goneAway() bool {
 }
 
 // decide reads the routing key of a message and decides; skip counters are updated here. Only for a message
-// it processes does it build the context (trace context, baggage, key) for the handler.
+// it processes does it build the context (trace context, baggage, key) for the handler. The common message
+// (lower-case header names, no header repeated, what Inject writes) is read from what scan found, with the
+// caches; others, or a call that finds the caches taken, take the general extraction.
 func (k *core) decide(ctx context.Context, h nats.Header) (context.Context, string, mq.Decision) {
 	k.noteRouted()
 	sc := k.scan(h)
+	if sc.lower && !sc.repeated && k.cacheMu.TryLock() {
+		defer k.cacheMu.Unlock()
+		return k.decideCached(ctx, h, &sc)
+	}
 	var key string
 	switch {
 	case sc.keyHeaders == 0:
-	case sc.lower && sc.keyHeaders == 1 && sc.bag != nil && len(sc.bag) == 1 && k.cacheMu.TryLock():
-		key = k.keys.Baggage(sc.bag[0]) // a message of a key seen before: one lookup
-		k.cacheMu.Unlock()
 	case sc.lower:
 		key = k.prop.KeyMetadata(h) // a map lookup per key header, no carrier
 	default:
 		key = k.prop.Key(HeaderCarrier(h))
 	}
 	d := k.sel.Decide(key)
-	if d != mq.Process {
-		if int(d) < len(k.skipped) {
-			k.skipped[d].Add(1)
+	switch {
+	case d != mq.Process:
+		k.skip(d)
+	case !sc.relevant:
+	case k.mode == mq.KeyContexts:
+		ctx = k.prop.ExtractKey(ctx, carrier(h, sc.lower), key)
+	default:
+		ctx = k.prop.ExtractKeyed(ctx, carrier(h, sc.lower), key)
+	}
+	return ctx, key, d
+}
+
+// decideCached is decide for a message whose header names are lower case and not repeated, with
+// k.cacheMu held: a message of a baggage value seen before costs a lookup, and the decision for its key is
+// remembered while the route table does not change.
+func (k *core) decideCached(ctx context.Context, h nats.Header, sc *headerScan) (context.Context, string, mq.Decision) {
+	var key string
+	var e *mq.Keyed
+	switch {
+	case sc.keyHeaders == 0:
+	case sc.keyHeaders == 1 && sc.bag != "":
+		e = k.keys.Entry(sc.bag)
+		key = e.Key()
+	default:
+		key = k.prop.KeyMetadata(h)
+	}
+	var d mq.Decision
+	if e != nil {
+		d = k.sel.DecideKeyed(e)
+	} else {
+		d = k.sel.Decide(key)
+	}
+	switch {
+	case d != mq.Process:
+		k.skip(d)
+	case !sc.relevant:
+	case k.mode == mq.KeyContexts:
+		if e == nil && (sc.bag != "" || key != "") {
+			e = k.contexts.Entry(sc.bag, key)
 		}
-		return ctx, key, d
+		ctx = k.contexts.KeyContext(ctx, e)
+	case e != nil:
+		ctx = k.contexts.ExtractKeyed(ctx, e, sc.tp, sc.ts)
+	default:
+		ctx = k.contexts.ExtractHeaders(ctx, mq.Headers{Baggage: sc.bag, Traceparent: sc.tp, Tracestate: sc.ts}, key)
 	}
-	if !sc.relevant {
-		return ctx, key, d
+	return ctx, key, d
+}
+
+// skip counts a skip decision.
+func (k *core) skip(d mq.Decision) {
+	if int(d) < len(k.skipped) {
+		k.skipped[d].Add(1)
 	}
-	if k.mode == mq.KeyContexts {
-		if sc.lower && !sc.repeated && k.cacheMu.TryLock() {
-			var e *mq.Keyed
-			if bag := lowerCarrier(h).Get("baggage"); bag != "" || key != "" {
-				e = k.contexts.Entry(bag, key)
-			}
-			ctx = k.contexts.KeyContext(ctx, e)
-			k.cacheMu.Unlock()
-			return ctx, key, d
-		}
-		return k.prop.ExtractKey(ctx, carrier(h, sc.lower), key), key, d
-	}
-	if sc.lower && !sc.repeated && k.cacheMu.TryLock() {
-		ctx = k.contexts.Extract(ctx, singleCarrier{lowerCarrier(h)}, key)
-		k.cacheMu.Unlock()
-		return ctx, key, d
-	}
-	return k.prop.ExtractKeyed(ctx, carrier(h, sc.lower), key), key, d
 }
 
 // headerScan is what one pass over a message's header names finds.
@@ -230,9 +260,11 @@ type headerScan struct {
 	// relevant: a header the propagation reads (most messages of an app without tracing have none: their
 	// extraction is skipped)
 	relevant   bool
-	repeated   bool     // a header with more than one value
-	keyHeaders int      // headers the routing key is read from (KeyFields)
-	bag        []string // the values of header "baggage" when it is one of them
+	repeated   bool // a header with more than one value
+	keyHeaders int  // headers the routing key is read from (KeyFields)
+	// the first values of the headers named baggage, traceparent and tracestate, exactly (what decideCached
+	// reads when lower)
+	bag, tp, ts string
 }
 
 // scan looks at every header name once.
@@ -242,26 +274,37 @@ func (k *core) scan(h nats.Header) headerScan {
 		if len(vs) > 1 {
 			sc.repeated = true
 		}
-		if sc.lower {
-			for i := 0; i < len(name); i++ {
-				if c := name[i]; c >= 'A' && c <= 'Z' || c >= 0x80 {
-					sc.lower = false
+		ascii := true
+		for i := 0; i < len(name); i++ {
+			if c := name[i]; c >= 'A' && c <= 'Z' || c >= 0x80 {
+				sc.lower = false
+				if c >= 0x80 {
+					ascii = false
 					break
 				}
 			}
 		}
+		if len(vs) > 0 {
+			switch name {
+			case "baggage":
+				sc.bag = vs[0]
+			case "traceparent":
+				sc.tp = vs[0]
+			case "tracestate":
+				sc.ts = vs[0]
+			}
+		}
+		// an ASCII name only folds to a name of its own length (the lower-case fields are ASCII); others
+		// may fold to a shorter one (the Kelvin sign is k)
 		for _, f := range k.fields {
-			if len(name) == len(f) && strings.EqualFold(name, f) {
+			if (!ascii || len(name) == len(f)) && strings.EqualFold(name, f) {
 				sc.relevant = true
 				break
 			}
 		}
 		for _, f := range k.keyFields {
-			if len(name) == len(f) && strings.EqualFold(name, f) {
+			if (!ascii || len(name) == len(f)) && strings.EqualFold(name, f) {
 				sc.keyHeaders++
-				if name == "baggage" {
-					sc.bag = vs
-				}
 				break
 			}
 		}
