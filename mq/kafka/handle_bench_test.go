@@ -24,24 +24,7 @@ import (
 // extraction. ns/op and allocs/op are per record; deterministic, so they show what the hot path costs
 // when the end-to-end ratios are noisy.
 func BenchmarkHandle(b *testing.B) {
-	w := routeapi.WorkloadRef{Namespace: "shop", Kind: routeapi.KindDeployment, Name: "worker"}
-	tbl, err := routeapi.NewTable(1, []routeapi.Route{{Workload: w, RoutingKey: "keya", Destination: routeapi.Destination{
-		Sandbox: routeapi.SandboxRef{Namespace: "shop", Name: "sb-a"}, Kind: routeapi.DestinationFork, Host: "h"}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	tid, _ := trace.TraceIDFromHex("0af7651916cd43dd8448eb211c80319c")
-	sid, _ := trace.SpanIDFromHex("b7ad6b7169203331")
-	sctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
-		TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled,
-	}))
-	var rs [4]*kgo.Record
-	for i, ctx := range [4]context.Context{routingkey.WithKey(sctx, "keya"), routingkey.WithKey(sctx, "keyz"), sctx, sctx} {
-		rs[i] = &kgo.Record{Topic: "t", Value: []byte("0123")}
-		Inject(ctx, rs[i])
-	}
-	id := mq.Identity{Baseline: w}
-	c := &Consumer{id: id, prop: mq.DefaultPropagation, sel: mq.NewSelector(id, oneTable{tbl}), interned: map[string]string{}}
+	c, rs := benchConsumer(b)
 	ctx := context.Background()
 	var sink int
 	h := func(ctx context.Context, r *kgo.Record) error {
@@ -104,22 +87,7 @@ func BenchmarkHandle(b *testing.B) {
 // metric ns/record is the consumer goroutine's time per record.
 func BenchmarkHandleCold(b *testing.B) {
 	const perPoll, polls = 10000, 16
-	w := routeapi.WorkloadRef{Namespace: "shop", Kind: routeapi.KindDeployment, Name: "worker"}
-	tbl, err := routeapi.NewTable(1, []routeapi.Route{{Workload: w, RoutingKey: "keya", Destination: routeapi.Destination{
-		Sandbox: routeapi.SandboxRef{Namespace: "shop", Name: "sb-a"}, Kind: routeapi.DestinationFork, Host: "h"}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	tid, _ := trace.TraceIDFromHex("0af7651916cd43dd8448eb211c80319c")
-	sid, _ := trace.SpanIDFromHex("b7ad6b7169203331")
-	sctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
-		TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled,
-	}))
-	var proto [4]*kgo.Record
-	for i, ctx := range [4]context.Context{routingkey.WithKey(sctx, "keya"), routingkey.WithKey(sctx, "keyz"), sctx, sctx} {
-		proto[i] = &kgo.Record{}
-		Inject(ctx, proto[i])
-	}
+	c, proto := benchConsumer(b)
 	var fetches [polls]kgo.Fetches
 	for p := range fetches {
 		rs := make([]kgo.Record, perPoll)
@@ -164,8 +132,6 @@ func BenchmarkHandleCold(b *testing.B) {
 			}
 		})
 	})
-	id := mq.Identity{Baseline: w}
-	c := &Consumer{id: id, prop: mq.DefaultPropagation, sel: mq.NewSelector(id, oneTable{tbl}), interned: map[string]string{}}
 	ctx := context.Background()
 	h := func(ctx context.Context, r *kgo.Record) error {
 		k, _ := routingkey.FromContext(ctx)
@@ -182,4 +148,28 @@ func BenchmarkHandleCold(b *testing.B) {
 			c.last = c.last[:0]
 		})
 	})
+}
+
+// benchConsumer returns a baseline Consumer of shop/worker without a broker, whose table routes "keya" to
+// sb-a, and the four records of the benchmarks' mix (all with a traceparent; keyed "keya", keyed "keyz",
+// two without a key).
+func benchConsumer(b *testing.B) (*Consumer, [4]*kgo.Record) {
+	w := routeapi.WorkloadRef{Namespace: "shop", Kind: routeapi.KindDeployment, Name: "worker"}
+	tbl, err := routeapi.NewTable(1, []routeapi.Route{{Workload: w, RoutingKey: "keya", Destination: routeapi.Destination{
+		Sandbox: routeapi.SandboxRef{Namespace: "shop", Name: "sb-a"}, Kind: routeapi.DestinationFork, Host: "h"}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tid, _ := trace.TraceIDFromHex("0af7651916cd43dd8448eb211c80319c")
+	sid, _ := trace.SpanIDFromHex("b7ad6b7169203331")
+	sctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled,
+	}))
+	var rs [4]*kgo.Record
+	for i, ctx := range [4]context.Context{routingkey.WithKey(sctx, "keya"), routingkey.WithKey(sctx, "keyz"), sctx, sctx} {
+		rs[i] = &kgo.Record{Topic: "t", Value: []byte("0123")}
+		Inject(ctx, rs[i])
+	}
+	id := mq.Identity{Baseline: w}
+	return &Consumer{id: id, prop: mq.DefaultPropagation, sel: mq.NewSelector(id, oneTable{tbl}), interned: map[string]string{}}, rs
 }
