@@ -46,8 +46,8 @@ type Config struct {
 	// (mq.DefaultPropagation for the default Extractor).
 	Propagation *mq.Propagation
 	// Contexts says what the handler's context carries: mq.TraceContexts (the default) the record's trace
-	// context, baggage and routing key, one small allocation per processed record; mq.KeyContexts its
-	// baggage and routing key only, shared by the records of one baggage value, no allocation per record.
+	// context, baggage and routing key; mq.KeyContexts its baggage and routing key only. Neither allocates
+	// per record (see Handler).
 	Contexts mq.Contexts
 	// Logger receives the consumer's logs; nil discards them.
 	Logger *slog.Logger
@@ -83,6 +83,12 @@ type Config struct {
 // mq.KeyContexts), baggage and routing key (routingkey.FromContext), so outgoing calls made with it
 // propagate the key. A non-nil error stops Run:
 // the record and the rest of its poll are not committed and are delivered again to the group.
+//
+// Under mq.TraceContexts ctx is the record itself seen as a context, and r.Context is set to the
+// consumer's context with the record's baggage and routing key (shared by the records of one baggage
+// value): ctx reads its span from r's traceparent and tracestate headers each time it is asked (a handler
+// that changes those headers changes the span its ctx gives). A record whose Context a hook already set
+// keeps it, and gets a context of its own.
 type Handler func(ctx context.Context, r *kgo.Record) error
 
 // Stats counts the records a Consumer handled, per decision of mq.Selector.
@@ -508,7 +514,7 @@ func (c *Consumer) handleRead(ctx context.Context, h Handler, r *kgo.Record, rd 
 		case c.cfg.Contexts == mq.KeyContexts:
 			ctx = c.keyContext(ctx, r, rd)
 		default:
-			ctx = c.extract(ctx, r, &rd.hs, rd.key, rd.e)
+			ctx = c.recordContext(ctx, r, rd)
 		}
 		if err := h(ctx, r); err != nil {
 			c.failed.Add(1)
