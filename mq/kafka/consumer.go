@@ -87,7 +87,8 @@ type Config struct {
 // Under mq.TraceContexts ctx is the record itself seen as a context, and r.Context is set to the
 // consumer's context with the record's baggage and routing key (shared by the records of one baggage
 // value): ctx reads its span from r's traceparent and tracestate headers each time it is asked (a handler
-// that changes those headers changes the span its ctx gives). A record whose Context a hook already set
+// that changes those headers changes the span its ctx gives; one that produces r again sets r.Context to
+// the context it produces with, which franz-go's hooks read). A record whose Context a hook already set
 // keeps it, and gets a context of its own.
 type Handler func(ctx context.Context, r *kgo.Record) error
 
