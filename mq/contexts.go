@@ -384,11 +384,18 @@ const maxKeyCache = 4096
 
 // KeyCache gives the routing key of messages whose only routing-key header (of KeyFields) is one baggage
 // header, remembering it per distinct baggage value: deciding on a message of a key seen before is one
-// map lookup instead of a scan of the baggage. Not safe for concurrent use: one per consumer goroutine.
+// map lookup instead of a scan of the baggage; the few values seen last are compared first, without
+// hashing. Not safe for concurrent use: one per consumer goroutine.
 type KeyCache struct {
-	p *Propagation
-	m map[string]*Keyed
+	p      *Propagation
+	m      map[string]*Keyed
+	recent [numRecent]*Keyed // the entries looked up last, a ring; nil slots are empty
+	next   uint8             // the slot of recent the next map hit replaces
 }
+
+// numRecent is how many entries KeyCache compares before it hashes: a consumer sees few baggage values
+// at a time (one per live routing key, and the keyless messages have none).
+const numRecent = 4
 
 // NewKeyCache returns a KeyCache for one consumer goroutine.
 func (p *Propagation) NewKeyCache() *KeyCache { return &KeyCache{p: p, m: map[string]*Keyed{}} }
@@ -401,14 +408,22 @@ func (k *KeyCache) Baggage(v string) string { return k.Entry(v).key }
 // Entry is Baggage with what else the messages of baggage value v share (HandlerContexts.ExtractKeyed,
 // Selector.DecideKeyed).
 func (k *KeyCache) Entry(v string) *Keyed {
-	if e, ok := k.m[v]; ok {
-		return e
+	for _, e := range &k.recent {
+		if e != nil && e.hdr == v {
+			return e
+		}
 	}
-	v = strings.Clone(v)
-	e := &Keyed{key: strings.Clone(k.p.KeyMetadata(map[string][]string{"baggage": {v}})), hdr: v}
-	if len(k.m) >= maxKeyCache {
-		clear(k.m)
+	e, ok := k.m[v]
+	if !ok {
+		v = strings.Clone(v)
+		e = &Keyed{key: strings.Clone(k.p.KeyMetadata(map[string][]string{"baggage": {v}})), hdr: v}
+		if len(k.m) >= maxKeyCache {
+			clear(k.m)
+			clear(k.recent[:])
+		}
+		k.m[v] = e
 	}
-	k.m[v] = e
+	k.recent[k.next%numRecent] = e
+	k.next++
 	return e
 }

@@ -455,12 +455,13 @@ func (c *Consumer) handleAll(ctx, pctx context.Context, h Handler, fs kgo.Fetche
 		c.last = last
 		c.addCounts(&counts)
 	}()
+	var rd readRecord
 	for it := fs.RecordIter(); !it.Done(); {
 		if pctx.Err() != nil {
 			return nil
 		}
 		r := it.Next()
-		rd := c.readKey(r)
+		c.readKey(r, &rd)
 		d, err := c.handleRead(ctx, h, r, &rd)
 		if err != nil {
 			return err
@@ -490,14 +491,14 @@ func (c *Consumer) addCounts(counts *[numDecisions]uint64) {
 	clear(counts[:])
 }
 
-// readKey reads r's routing key.
-func (c *Consumer) readKey(r *kgo.Record) readRecord {
-	var rd readRecord
-	if len(r.Headers) > 0 {
-		rd.hs = c.scan(r)
-		rd.key, rd.e = c.keyOf(r, &rd.hs)
+// readKey reads r's routing key into rd (in place, as scan).
+func (c *Consumer) readKey(r *kgo.Record, rd *readRecord) {
+	if len(r.Headers) == 0 {
+		rd.hs, rd.key, rd.e = recordHeaders{bag: -1, tp: -1, ts: -1}, "", nil
+		return
 	}
-	return rd
+	c.scan(r, &rd.hs)
+	rd.key, rd.e = c.keyOf(r, &rd.hs)
 }
 
 // handleRead decides on r, whose key readKey read as rd, and passes it to h if it is the consumer's, with
@@ -527,7 +528,8 @@ func (c *Consumer) handleRead(ctx context.Context, h Handler, r *kgo.Record, rd 
 
 // handle is handleAll's work for one record.
 func (c *Consumer) handle(ctx context.Context, h Handler, r *kgo.Record) error {
-	rd := c.readKey(r)
+	var rd readRecord
+	c.readKey(r, &rd)
 	d, err := c.handleRead(ctx, h, r, &rd)
 	if err == nil {
 		c.counts[d].Add(1)

@@ -121,14 +121,17 @@ func (c *Consumer) headerNames() {
 	}
 }
 
-// scan looks at every header name of r once. A name matches as strings.EqualFold says (as the carriers
-// read headers): an ASCII name only matches a name of its own length, so most headers cost a length
-// lookup; a name with other bytes is compared to every name. Run's goroutine only.
-func (c *Consumer) scan(r *kgo.Record) recordHeaders {
+// scan looks at every header name of r once and writes what it finds to hs. A name matches as
+// strings.EqualFold says (as the carriers read headers): an ASCII name only matches a name of its own
+// length, so most headers cost a length lookup; a name with other bytes is compared to every name. hs is
+// written in place, field by field, and read the same way: a small struct returned by value is copied
+// with a wide load of narrow stores just made, which stalls (store forwarding fails). Run's goroutine
+// only.
+func (c *Consumer) scan(r *kgo.Record, hs *recordHeaders) {
 	if c.byLen == nil {
 		c.headerNames()
 	}
-	hs := recordHeaders{bag: -1, tp: -1, ts: -1}
+	*hs = recordHeaders{bag: -1, tp: -1, ts: -1}
 	var seen uint64
 	for i := range r.Headers {
 		name := r.Headers[i].Key
@@ -179,7 +182,6 @@ func (c *Consumer) scan(r *kgo.Record) recordHeaders {
 			}
 		}
 	}
-	return hs
 }
 
 // nameIs is strings.EqualFold(h, f) for an ASCII h and a lower-case ASCII f.

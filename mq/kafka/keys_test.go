@@ -47,7 +47,8 @@ func FuzzKeyReader(f *testing.F) {
 		}
 		r.Headers = []kgo.RecordHeader{{Key: k1, Value: []byte(v1)}, {Key: k2, Value: []byte(v2)}}
 		// mq.KeyContexts: ExtractKey's baggage and key, no span
-		rd := c.readKey(r)
+		var rd readRecord
+		c.readKey(r, &rd)
 		kctx := context.Background()
 		if rd.hs.relevant {
 			kctx = c.keyContext(kctx, r, &rd)
@@ -86,14 +87,16 @@ func FuzzKeyReader(f *testing.F) {
 
 // keyFor is what Consumer.handle reads of r to decide: its routing key.
 func (c *Consumer) keyFor(r *kgo.Record) string {
-	hs := c.scan(r)
+	var hs recordHeaders
+	c.scan(r, &hs)
 	key, _ := c.keyOf(r, &hs)
 	return key
 }
 
 // extractRecord is the handler context Consumer.handle builds for r, whose key is key.
 func (c *Consumer) extractRecord(ctx context.Context, r *kgo.Record, key string) context.Context {
-	hs := c.scan(r)
+	var hs recordHeaders
+	c.scan(r, &hs)
 	k, e := c.keyOf(r, &hs)
 	if k != key {
 		e = nil
