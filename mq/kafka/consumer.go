@@ -445,40 +445,60 @@ type readRecord struct {
 	e   *mq.Keyed
 }
 
-// handleAll handles the records of one poll in order and leaves the last handled record of each
-// partition in c.last, for Run to mark for commit. It stops early when pctx ends (Close) or a handler fails.
-// The counters are added up per poll (Stats lags by at most a poll).
+// handleAll handles the records of one poll in order (the order of kgo.Fetches.RecordIter: fetch, topic,
+// partition) and leaves the last handled record of each partition in c.last, for Run to mark for commit.
+// It stops early when pctx ends (Close) or a handler fails. The counters are added up per poll (Stats
+// lags by at most a poll).
 func (c *Consumer) handleAll(ctx, pctx context.Context, h Handler, fs kgo.Fetches) error {
-	last := c.last[:0]
+	c.last = c.last[:0]
 	var counts [numDecisions]uint64
-	defer func() {
-		c.last = last
-		c.addCounts(&counts)
-	}()
+	defer c.addCounts(&counts)
 	var rd readRecord
-	for it := fs.RecordIter(); !it.Done(); {
-		if pctx.Err() != nil {
-			return nil
-		}
-		r := it.Next()
-		c.readKey(r, &rd)
-		d, err := c.handleRead(ctx, h, r, &rd)
-		if err != nil {
-			return err
-		}
-		counts[d]++
-		n := len(last) - 1
-		for ; n >= 0; n-- {
-			if last[n].Partition == r.Partition && last[n].Topic == r.Topic {
-				last[n] = r
-				break
+	for i := range fs {
+		for j := range fs[i].Topics {
+			ft := &fs[i].Topics[j]
+			for k := range ft.Partitions {
+				rs := ft.Partitions[k].Records
+				n, err := c.handleRun(ctx, pctx, h, rs, &rd, &counts)
+				if n > 0 {
+					c.markLast(rs[n-1])
+				}
+				if err != nil || n < len(rs) {
+					return err
+				}
 			}
-		}
-		if n < 0 {
-			last = append(last, r)
 		}
 	}
 	return nil
+}
+
+// handleRun handles rs, records of one partition, in order, and returns how many it handled: all of them,
+// or those before the one whose handler failed (err) or before pctx ended.
+func (c *Consumer) handleRun(ctx, pctx context.Context, h Handler, rs []*kgo.Record, rd *readRecord, counts *[numDecisions]uint64) (int, error) {
+	for i, r := range rs {
+		if pctx.Err() != nil {
+			return i, nil
+		}
+		c.readKey(r, rd)
+		d, err := c.handleRead(ctx, h, r, rd)
+		if err != nil {
+			return i, err
+		}
+		counts[d]++
+	}
+	return len(rs), nil
+}
+
+// markLast makes r the last handled record of its partition in c.last (a partition may come in more than
+// one fetch of a poll).
+func (c *Consumer) markLast(r *kgo.Record) {
+	for n := range c.last {
+		if c.last[n].Partition == r.Partition && c.last[n].Topic == r.Topic {
+			c.last[n] = r
+			return
+		}
+	}
+	c.last = append(c.last, r)
 }
 
 // addCounts adds counts to the consumer's counters and zeroes them.
