@@ -40,7 +40,7 @@ type Contexts uint8
 const (
 	// TraceContexts: the message's W3C trace context, its baggage and its routing key (the default).
 	// Outgoing calls made with it continue the producer's trace. One small allocation per processed
-	// message (a slot of a slab).
+	// message (a slot of a slab) on NATS and RabbitMQ; none on Kafka, whose record is the context.
 	TraceContexts Contexts = iota
 	// KeyContexts: the message's baggage and routing key, without its trace context. The messages of one
 	// baggage value share one context, built once: no allocation per message. For handlers that pass the
