@@ -17,7 +17,9 @@ if [ -x hack/postgres-test.sh ] && [ -z "${SANDBOXMESH_TEST_POSTGRES_DSN:-}" ]; 
   export SANDBOXMESH_TEST_POSTGRES_DSN
 fi
 stage "go vet"
-go vet ./...
+# Vet compiles every package the way the e2e images do (static, -trimpath: internal/devenv/images), so the
+# images' builds later find their packages in the build cache (≈ 5 min less on a cold machine).
+CGO_ENABLED=0 go vet -trimpath ./...
 stage "generated files"
 hack/verify.sh
 stage "chromium for the portal's browser test"
