@@ -79,7 +79,7 @@ bench-operator: ## Operator scale benchmark: 1,000 sandboxes converge against a 
 
 .PHONY: test-e2e
 test-e2e: ## End-to-end tests on a real local cluster: the cluster itself, then the product (root; builds Kubernetes components and images on first use).
-	$(GO) test -tags e2e -count=1 -p 1 -v -timeout 80m ./test/cluster/ ./test/e2e/
+	CGO_ENABLED=0 $(GO) test -trimpath -tags e2e -count=1 -p 1 -v -timeout 80m ./test/cluster/ ./test/e2e/
 
 ##@ Local cluster
 .PHONY: cluster-up

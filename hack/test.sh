@@ -16,12 +16,15 @@ if [ -x hack/postgres-test.sh ] && [ -z "${SANDBOXMESH_TEST_POSTGRES_DSN:-}" ]; 
   SANDBOXMESH_TEST_POSTGRES_DSN=$(hack/postgres-test.sh | tail -n 1)
   export SANDBOXMESH_TEST_POSTGRES_DSN
 fi
+# static runs a command in the one build configuration of everything but the race tests and the fuzz
+# pass: CGO_ENABLED=0 and -trimpath, as the images are built (internal/devenv/images.GoBuild, also used by
+# the layering test and the local cluster; make test-e2e builds so too). Vet compiles every package once
+# in it; the generated-files check, the Python SDK's control plane and the e2e images then only link.
+static() { CGO_ENABLED=0 GOFLAGS="$GOFLAGS -trimpath" "$@"; }
 stage "go vet"
-# Vet compiles every package the way the e2e images do (static, -trimpath: internal/devenv/images), so the
-# images' builds later find their packages in the build cache (≈ 5 min less on a cold machine).
-CGO_ENABLED=0 go vet -trimpath ./...
+static go vet ./...
 stage "generated files"
-hack/verify.sh
+static hack/verify.sh
 stage "chromium for the portal's browser test"
 hack/chromium.sh
 # Screenshots the browser test takes land in _output/test/portal.
@@ -30,7 +33,7 @@ export SANDBOXMESH_TEST_OUTPUT
 stage "go test -race"
 go test -race -count=1 -timeout 30m ./...
 stage "Python SDK tests (make test-python)"
-hack/python-test.sh
+static hack/python-test.sh
 stage "fuzz (${FUZZTIME:-2s} per target, packages with <= ${FUZZ_MAX_DEPS:-250} dependencies; make fuzz runs all)"
 FUZZTIME=${FUZZTIME:-2s} FUZZ_MAX_DEPS=${FUZZ_MAX_DEPS:-250} hack/fuzz.sh
 echo; echo "all tests passed"

@@ -23,7 +23,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -48,9 +47,15 @@ func (w tw) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// repoRoot is the repository's root: go test runs a test in its package's
+// folder, test/cluster (runtime.Caller would not do: make test-e2e builds with
+// -trimpath, as the images are built).
 func repoRoot(t *testing.T) string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatalf("working directory: %v", err)
+	}
+	return filepath.Clean(filepath.Join(wd, "..", ".."))
 }
 
 func TestLocalCluster(t *testing.T) {

@@ -19,7 +19,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,9 +54,15 @@ func (w tw) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// repoRoot is the repository's root: go test runs a test in its package's
+// folder, test/e2e (runtime.Caller would not do: make test-e2e builds with
+// -trimpath, as the images are built).
 func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	wd, err := os.Getwd()
+	if err != nil {
+		panic(fmt.Sprintf("working directory: %v", err))
+	}
+	return filepath.Clean(filepath.Join(wd, "..", ".."))
 }
 
 // results collects the headline figures, printed at the end as RESULT lines.

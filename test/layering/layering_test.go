@@ -20,6 +20,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/images"
 )
 
 const module = "github.com/sandboxmesh/sandboxmesh"
@@ -265,8 +267,7 @@ func TestBinariesHelpQuiet(t *testing.T) {
 		t.Skip("builds every binary")
 	}
 	root, bin := moduleRoot(t), t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+string(filepath.Separator), "./cmd/...")
-	build.Dir = root
+	build := images.GoBuild(context.Background(), root, "-o", bin+string(filepath.Separator), "./cmd/...")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/...: %v\n%s", err, out)
 	}

@@ -256,6 +256,18 @@ func hasGoFiles(dir string) bool {
 	return len(m) > 0
 }
 
+// GoBuild is `go build -trimpath <args>` in dir with CGO_ENABLED=0: the one
+// build configuration of the project's own binaries (images, the local
+// cluster's sm-cluster, the layering test's cmd/ builds), and the one
+// hack/test.sh vets and verifies with, so on a cold machine each of these
+// builds finds every package compiled already and only links.
+func GoBuild(ctx context.Context, dir string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "go", append([]string{"build", "-trimpath"}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	return cmd
+}
+
 func buildOne(ctx context.Context, o Options, binary, pkg string) (Result, error) {
 	start := time.Now()
 	ref := Ref(binary)
@@ -273,9 +285,8 @@ func buildOne(ctx context.Context, o Options, binary, pkg string) (Result, error
 		ldflags += " -X " + v + "=" + tag
 	}
 	bin := filepath.Join(tmp, prog)
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", ldflags, "-o", bin, pkg)
-	cmd.Dir = o.RepoDir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+	cmd := GoBuild(ctx, o.RepoDir, "-ldflags", ldflags, "-o", bin, pkg)
+	cmd.Env = append(cmd.Env, "GOOS=linux", "GOARCH="+runtime.GOARCH)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return Result{}, fmt.Errorf("image %s: go build %s: %w\n%s", ref, pkg, err, out)
 	}

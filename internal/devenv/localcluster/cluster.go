@@ -317,8 +317,7 @@ func (cl *Cluster) installSelf(ctx context.Context) (string, error) {
 	if cl.cfg.SelfBinary != "" {
 		exe = cl.cfg.SelfBinary
 	} else if filepath.Base(exe) != "sm-cluster" {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", dst, "./cmd/sm-cluster")
-		cmd.Dir = cl.cfg.RepoDir
+		cmd := images.GoBuild(ctx, cl.cfg.RepoDir, "-o", dst, "./cmd/sm-cluster")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return "", fmt.Errorf("build cmd/sm-cluster in %s for the DNS server: %w: %s", cl.cfg.RepoDir, err, out)
 		}

@@ -257,10 +257,25 @@ func moduleVersion(mod string) (string, error) {
 	return v, err
 }
 
-// RepoRoot is the repository's root folder.
+// RepoRoot is the repository's root folder: found from this file's path, or,
+// in a -trimpath build (make test-e2e builds so, as the images are built),
+// from the working directory up to the folder holding go.mod.
 func RepoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", ".."))
+	if _, file, _, _ := runtime.Caller(0); filepath.IsAbs(file) {
+		return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", ".."))
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "."
+	}
+	for dir := wd; ; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		if filepath.Dir(dir) == dir {
+			return wd
+		}
+	}
 }
 
 // ArgoRolloutsModule and ArgoRolloutsVersion pin the module whose manifests
