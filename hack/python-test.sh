@@ -24,7 +24,8 @@ if ! python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 9) else 1)'; 
 fi
 bin=$(mktemp -d)
 trap 'rm -rf "$bin"' EXIT
-go build -o "$bin/controlplane" ./cmd/controlplane
+# The one non-race build configuration (internal/devenv/images.GoBuild), so after make test's vet this only links.
+CGO_ENABLED=0 go build -trimpath -o "$bin/controlplane" ./cmd/controlplane
 echo ">> $(python3 --version 2>&1): python3 -m unittest (sdk/python/tests) against $bin/controlplane"
 cd sdk/python
 SANDBOXMESH_CONTROLPLANE_BIN="$bin/controlplane" PYTHONDONTWRITEBYTECODE=1 python3 -m unittest discover -s tests -t . -v
