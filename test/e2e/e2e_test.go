@@ -54,17 +54,6 @@ func (w tw) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// repoRoot is the repository's root: go test runs a test in its package's
-// folder, test/e2e (runtime.Caller would not do: make test-e2e builds with
-// -trimpath, as the images are built).
-func repoRoot() string {
-	wd, err := os.Getwd()
-	if err != nil {
-		panic(fmt.Sprintf("working directory: %v", err))
-	}
-	return filepath.Clean(filepath.Join(wd, "..", ".."))
-}
-
 // results collects the headline figures, printed at the end as RESULT lines.
 var results sync.Map
 
@@ -92,7 +81,7 @@ func TestProduct(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Minute)
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(tw{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	cfg := localcluster.Config{RepoDir: repoRoot(), StateDir: os.Getenv("SM_CLUSTER_DIR"), K8sBinDir: os.Getenv("SM_K8S_BIN"), Progress: tw{t}, Log: log}
+	cfg := localcluster.Config{RepoDir: testenv.RepoRoot(), StateDir: os.Getenv("SM_CLUSTER_DIR"), K8sBinDir: os.Getenv("SM_K8S_BIN"), Progress: tw{t}, Log: log}
 	cl, err := localcluster.New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -23,6 +23,7 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/crds/v1alpha1"
 	"github.com/sandboxmesh/sandboxmesh/internal/cli"
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/demo"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/testenv"
 )
 
 // cliRun runs the sandboxmesh CLI in-process against the control plane of e.
@@ -51,7 +52,7 @@ func jobsInCluster(ctx context.Context, t *testing.T, e *demo.Env, sandbox strin
 		}
 		return out, errOut
 	}
-	examples := filepath.Join(repoRoot(), "examples", "jobs")
+	examples := filepath.Join(testenv.RepoRoot(), "examples", "jobs")
 	start := time.Now()
 	run("", "jobrunnergroup", "apply", "-f", filepath.Join(examples, "runnergroup.yaml"))
 	defer func() {

@@ -22,6 +22,7 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/dbserver"
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/demo"
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/localcluster"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/testenv"
 	"github.com/sandboxmesh/sandboxmesh/operator/naming"
 )
 
@@ -69,7 +70,7 @@ func resourcePlugins(ctx context.Context, t *testing.T, e *demo.Env, cfg localcl
 	}
 	defer e.Kube.CoreV1().Secrets(ns).Delete(context.Background(), admin.Name, metav1.DeleteOptions{})
 
-	plugin, err := plugins.Load(filepath.Join(repoRoot(), "examples", "plugins", "postgres-schema"))
+	plugin, err := plugins.Load(filepath.Join(testenv.RepoRoot(), "examples", "plugins", "postgres-schema"))
 	if err != nil {
 		t.Fatal(err)
 	}

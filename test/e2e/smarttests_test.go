@@ -17,6 +17,7 @@ import (
 	"github.com/sandboxmesh/sandboxmesh/examples/hotrod/app"
 	"github.com/sandboxmesh/sandboxmesh/internal/cli"
 	"github.com/sandboxmesh/sandboxmesh/internal/devenv/demo"
+	"github.com/sandboxmesh/sandboxmesh/internal/devenv/testenv"
 	"github.com/sandboxmesh/sandboxmesh/smarttest/diff"
 )
 
@@ -56,7 +57,7 @@ func smartTestInCluster(ctx context.Context, t *testing.T, e *demo.Env, home, ru
 		return nil
 	})
 	start := time.Now()
-	script := filepath.Join(repoRoot(), "examples", "smarttests", "eta.star")
+	script := filepath.Join(testenv.RepoRoot(), "examples", "smarttests", "eta.star")
 	out, errOut, code := cliRun(ctx, e, home, "", "smart-test", "run", "--sandbox", sb.Name, "-f", script,
 		"--runner-group", runnerGroup, "--timeout", "3m", "--publish", "-o", "json")
 	record(t, "smarttest_run", time.Since(start))
